@@ -1,0 +1,8 @@
+"""bstui's headless trainer: experiments.toml -> batch-size sweep -> run directory.
+
+Importing this package must stay cheap and free of Textual; torch is imported
+only by the modules that train (loop, data, models, steps, sweep).
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""Events: plain JSON-safe dicts, and the sinks they go to.
+
+The contract (../shared/DESIGN.md, "Events"): every event has `type`, `t` (seconds
+since the sweep started) and, except sweep events, `run`. The same dicts go to
+events.jsonl (the run directory, the source of truth) and to the app's queue.
+
+No torch here: the app imports this module to read events.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Protocol
+
+EVENT_TYPES = (
+    "sweep_started",
+    "run_started",
+    "losses",
+    "epoch_end",
+    "mode_changed",
+    "target_reached",
+    "run_finished",
+    "sweep_finished",
+)
+RUN_STATUSES = ("done", "diverged", "oom", "stopped", "failed")
+SWEEP_STATUSES = ("done", "stopped", "failed")
+
+Event = dict[str, Any]
+
+
+class EventSink(Protocol):
+    """Anything that takes events: a file, a queue, a console."""
+
+    def emit(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def json_safe(value: Any) -> Any:
+    """Turn NaN/inf into None (JSON has no NaN) and tuples into lists, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def encode(event: Event) -> str:
+    """One event as one line of JSON (no newline inside, strict JSON)."""
+    return json.dumps(json_safe(event), separators=(",", ":"), allow_nan=False)
+
+
+class Clock:
+    """Seconds since the sweep started; the `t` of every event."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.perf_counter() if start is None else start
+
+    def __call__(self) -> float:
+        return round(time.perf_counter() - self.start, 6)
+
+
+class Emitter:
+    """Stamps events with `t` (and `run`) and hands them to every sink."""
+
+    def __init__(self, sinks: list[EventSink], clock: Clock | None = None) -> None:
+        self.sinks = list(sinks)
+        self.clock = clock or Clock()
+
+    def emit(self, type_: str, run: str | None = None, **fields: Any) -> Event:
+        event: Event = {"type": type_, "t": self.clock()}
+        if run is not None:
+            event["run"] = run
+        event.update(fields)
+        event = json_safe(event)
+        for sink in self.sinks:
+            sink.emit(event)
+        return event
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+class QueueSink:
+    """Puts each event on a multiprocessing queue (the app's live feed).
+
+    Never blocks the trainer for long: if the app stops reading and the queue
+    fills, events are dropped from the live feed (the run directory keeps them).
+    """
+
+    def __init__(self, queue: Any, timeout_s: float = 0.5) -> None:
+        self.queue = queue
+        self.timeout_s = timeout_s
+        self.dropped = 0
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.queue.put(event, timeout=self.timeout_s)
+        except Exception:  # queue.Full, or the reader went away
+            self.dropped += 1
+
+    def close(self) -> None:
+        pass
+
+
+class ListSink:
+    """Keeps events in memory (tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+    def of_type(self, type_: str) -> list[Event]:
+        return [e for e in self.events if e["type"] == type_]
