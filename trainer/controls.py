@@ -1,0 +1,70 @@
+"""Live controls from the app: pause/resume, stop, split-backward on/off.
+
+The app puts small dicts on a control queue ({"cmd": "pause"}, {"cmd": "resume"},
+{"cmd": "stop"}, {"cmd": "split", "enabled": bool, "chunks": int}). A daemon thread
+in the trainer process drains that queue into a `Controls` object; the training
+loop only compares `Controls.version` with the last version it saw, one integer
+comparison per iteration, so the hot loop pays nothing for being controllable.
+"""
+from __future__ import annotations
+
+import queue as queue_mod
+import threading
+from typing import Any
+
+
+class Controls:
+    """State requested by the app; `version` grows on every change."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.paused = False
+        self.stop = False
+        self.split_chunks = 0  # 0: no request yet; 1: split off; k > 1: split on with k chunks
+        self._resume = threading.Event()
+        self._resume.set()
+
+    def apply(self, msg: dict[str, Any]) -> None:
+        cmd = msg.get("cmd")
+        if cmd == "pause":
+            self.paused = True
+            self._resume.clear()
+        elif cmd == "resume":
+            self.paused = False
+            self._resume.set()
+        elif cmd == "stop":
+            self.stop = True
+            self.paused = False
+            self._resume.set()
+        elif cmd == "split":
+            chunks = int(msg.get("chunks", 1)) if msg.get("enabled") else 1
+            self.split_chunks = max(1, chunks)
+        else:
+            return  # unknown commands are ignored: an older app must not crash a newer trainer
+        self.version += 1
+
+    def wait_while_paused(self, timeout: float = 0.2) -> None:
+        """Block while paused (wakes for resume or stop)."""
+        while self.paused and not self.stop:
+            self._resume.wait(timeout)
+
+
+def listen(control_queue: Any, controls: Controls) -> threading.Thread:
+    """Start a daemon thread that applies every message from `control_queue`."""
+
+    def drain() -> None:
+        while True:
+            try:
+                msg = control_queue.get(timeout=0.5)
+            except queue_mod.Empty:
+                continue
+            except (EOFError, OSError, ValueError):
+                return  # the app went away; training goes on, the run directory is the record
+            if msg is None:
+                return
+            if isinstance(msg, dict):
+                controls.apply(msg)
+
+    thread = threading.Thread(target=drain, name="bstui-controls", daemon=True)
+    thread.start()
+    return thread
