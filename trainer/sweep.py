@@ -1,0 +1,150 @@
+"""The sweep: every batch size of the config, interleaved or one after another.
+
+Interleaved (the default) advances all runs together in slices of about equal
+samples, so every curve grows at once in the app; only one run trains at a
+time, so each slice's timing is its own. Sequential runs them in order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from trainer.config import Config, config_to_dict, resolved_lr
+from trainer.controls import Controls
+from trainer.data import Dataset, load_dataset
+from trainer.events import Emitter
+from trainer.loop import Run, RunSpec, StopRequested
+
+SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
+
+
+@dataclass
+class SweepResult:
+    status: str  # done | stopped | failed
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def any_failed(self) -> bool:
+        return any(s.get("status") == "failed" for s in self.summaries)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu. An explicit cuda without a GPU is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable(
+            f"device {name!r} was asked for but no CUDA GPU is visible to PyTorch "
+            f"(torch {torch.__version__}); use --device cpu or sweep.device = \"auto\""
+        )
+    return device
+
+
+class DeviceUnavailable(Exception):
+    """The configured device cannot be used (a user error: exit 2)."""
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def run_specs(cfg: Config) -> list[RunSpec]:
+    """One spec per batch size, with its lr after scaling."""
+    chunks = cfg.split_backward.chunks if cfg.split_backward.enabled else 1
+    return [
+        RunSpec(
+            run_id=f"bs{b}",
+            batch_size=b,
+            lr=resolved_lr(cfg, b),
+            momentum=cfg.optim.momentum,
+            split_chunks=chunks,
+            split_method=cfg.split_backward.method,
+        )
+        for b in cfg.sweep.batch_sizes
+    ]
+
+
+def slice_samples(cfg: Config, n_train: int) -> int:
+    """Samples per run per interleaved round: a tenth of an epoch, at least one biggest batch."""
+    return max(max(cfg.sweep.batch_sizes), min(SLICE_SAMPLES, max(1, n_train // 10)))
+
+
+def prepare_test(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split, resident on the device (evaluation is not part of any timing)."""
+    x = dataset.test.images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
+    y = dataset.test.labels.to(device=device, dtype=torch.long)
+    return x, y
+
+
+def run_sweep(
+    cfg: Config,
+    emitter: Emitter,
+    *,
+    device: torch.device | None = None,
+    dataset: Dataset | None = None,
+    controls: Controls | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+    run_dir: str = "",
+) -> SweepResult:
+    """Train every run of the sweep; events go to `emitter`. Returns the summaries.
+
+    Raises DatasetUnavailable / DeviceUnavailable before anything trains. A run that
+    diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
+    stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
+    after the run directory's events are complete.
+    """
+    device = device or resolve_device(cfg.sweep.device)
+    if dataset is None:
+        dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
+    specs = run_specs(cfg)
+    emitter.emit(
+        "sweep_started",
+        config=config_to_dict(cfg),
+        config_path=cfg.source,
+        run_dir=run_dir,
+        dataset=dataset.name,
+        dataset_note=dataset.note,
+        dataset_source=dataset.source,
+        train_samples=int(dataset.train.labels.shape[0]),
+        test_samples=int(dataset.test.labels.shape[0]),
+        device=device_name(device),
+        torch=torch.__version__,
+        runs=[s.as_event() for s in specs],
+    )
+    test_xy = prepare_test(dataset, device)
+    runs: list[Run] = []
+    interrupted: BaseException | None = None
+    status = "done"
+    try:
+        for spec in specs:
+            run = Run(spec, cfg, dataset, device, emitter, test_xy, controls)
+            runs.append(run)
+            run.start()
+            if cfg.sweep.schedule == "sequential" and not run.finished:
+                while not run.finished:
+                    run.advance(slice_samples(cfg, int(dataset.train.labels.shape[0])))
+        if cfg.sweep.schedule == "interleaved":
+            step = slice_samples(cfg, int(dataset.train.labels.shape[0]))
+            while any(not r.finished for r in runs):
+                for run in runs:
+                    run.advance(step)
+    except StopRequested:
+        status = "stopped"
+    except KeyboardInterrupt as exc:
+        status = "stopped"
+        interrupted = exc
+    for run in runs:
+        if not run.finished:
+            run.finish("stopped", "stopped by the user" if interrupted is None else "interrupted (Ctrl-C)")
+    summaries = [r.summary() for r in runs]
+    if status == "done" and any(s["status"] == "failed" for s in summaries):
+        status = "failed"
+    emitter.emit("sweep_finished", status=status, summaries=summaries)
+    if interrupted is not None:
+        raise interrupted
+    return SweepResult(status=status, summaries=summaries)
