@@ -1,0 +1,58 @@
+"""The trainer as the app's subprocess (started with the `spawn` context).
+
+`run_child` writes the run directory exactly as `python -m trainer run` does and
+puts every event on `event_queue` too (the app's live feed); it obeys the control
+queue (pause, resume, stop, split). Errors the user caused arrive as a
+`sweep_finished` event with status `failed` and a `reason`, so the app can say why.
+"""
+from __future__ import annotations
+
+import signal
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trainer.config import ConfigError, load_config
+from trainer.controls import Controls, listen
+from trainer.events import Emitter, QueueSink
+
+
+def run_child(
+    config_path: str | None,
+    overrides: list[str],
+    out_dir: str | None,
+    event_queue: Any,
+    control_queue: Any,
+    force: bool = False,
+) -> None:
+    """Entry point of the trainer subprocess; returns when the sweep ends or is stopped."""
+    # Ctrl-C in the terminal belongs to the app; the app stops us through the control queue.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    feed = QueueSink(event_queue)
+    emitter: Emitter | None = None
+    try:
+        cfg = load_config(config_path, overrides)
+        from trainer.data import DatasetUnavailable, load_dataset
+        from trainer.store import RunDirError, RunDirSink, create_run_dir, default_run_dir, write_config
+        from trainer.sweep import DeviceUnavailable, resolve_device, run_sweep
+
+        controls = Controls()
+        listen(control_queue, controls)
+        try:
+            device = resolve_device(cfg.sweep.device)
+            dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
+            run_dir = create_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force)
+        except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
+            Emitter([feed]).emit("sweep_finished", status="failed", reason=str(exc))
+            return
+        write_config(run_dir, cfg)
+        emitter = Emitter([RunDirSink(run_dir), feed])
+        run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
+    except ConfigError as exc:
+        Emitter([feed]).emit("sweep_finished", status="failed", reason=f"config error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - tell the app why, then let the process end
+        (emitter or Emitter([feed])).emit("sweep_finished", status="failed",
+                                          reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    finally:
+        if emitter is not None:
+            emitter.close()

@@ -1,0 +1,113 @@
+"""Headless progress: a rich progress bar per run, then a summary table.
+
+An event sink like any other, so the console shows exactly what the run
+directory records. Rich only (no Textual): the trainer runs on bare GPU boxes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trainer.events import Event
+
+
+def _fmt(value: Any, spec: str = "", dash: str = "-") -> str:
+    if value is None or value == "":
+        return dash
+    try:
+        return format(float(value), spec) if spec else str(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class ConsoleSink:
+    """Shows sweep progress on a terminal (or plain lines when not a terminal)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.fields[run]:>8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("iters"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.started = False
+
+    def emit(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "sweep_started":
+            note = f" ({event['dataset_note']})" if event.get("dataset_note") else ""
+            self.console.print(
+                f"[bold]bstui sweep[/] on [cyan]{event.get('device')}[/] (torch {event.get('torch')}), "
+                f"dataset [cyan]{event.get('dataset')}[/]{note}"
+            )
+            if event.get("run_dir"):
+                self.console.print(f"run directory: {event['run_dir']}")
+            self.progress.start()
+            self.started = True
+        elif kind == "run_started":
+            total = max(1, int(event.get("iters_per_epoch", 0)) * int(event.get("epochs", 1)))
+            self.tasks[event["run"]] = self.progress.add_task(
+                "", total=total, run=event["run"], info=f"lr {event.get('lr', 0):g}"
+            )
+        elif kind == "losses":
+            task = self.tasks.get(event["run"])
+            if task is not None:
+                self.progress.update(task, completed=event["first_iter"] + len(event["values"]))
+        elif kind == "epoch_end":
+            task = self.tasks.get(event["run"])
+            if task is not None:
+                self.progress.update(
+                    task,
+                    info=f"epoch {event['epoch']} acc {_fmt(event.get('test_acc'), '.4f')} "
+                    f"wall {_fmt(event.get('wall_s'), '.2f')}s compute {_fmt(event.get('compute_s'), '.2f')}s",
+                )
+        elif kind == "mode_changed":
+            self.console.print(f"{event['run']}: split-backward {event.get('split_chunks')} chunks "
+                               f"from iteration {event.get('iter')}")
+        elif kind == "run_finished":
+            task = self.tasks.get(event["run"])
+            if task is not None:
+                self.progress.update(task, info=f"[bold]{event['status']}[/]")
+            if event["status"] not in ("done", "stopped"):
+                self.console.print(f"[red]{event['run']}: {event['status']}[/]: {event.get('reason', '')}")
+        elif kind == "sweep_finished":
+            self.close()
+
+    def close(self) -> None:
+        if self.started:
+            self.progress.stop()
+            self.started = False
+
+
+def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
+    """The end-of-sweep table (one row per run)."""
+    title = "summary" + (f" ({device})" if device else "")
+    table = Table(title=title)
+    for name in ("run", "batch", "lr", "status", "epochs", "best acc", "time to target",
+                 "compute to target", "iters to target", "samples/s", "epoch wall", "epoch compute"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.get("run")),
+            _fmt(r.get("batch_size")),
+            _fmt(r.get("lr"), "g"),
+            str(r.get("status")),
+            _fmt(r.get("epochs")),
+            _fmt(r.get("best_test_acc"), ".4f"),
+            _fmt(r.get("time_to_target_s"), ".2f", "not reached"),
+            _fmt(r.get("compute_to_target_s"), ".2f", "-"),
+            _fmt(r.get("iters_to_target")),
+            _fmt(r.get("samples_per_s"), ",.0f"),
+            _fmt(r.get("mean_epoch_wall_s"), ".2f"),
+            _fmt(r.get("mean_epoch_compute_s"), ".2f"),
+        )
+    return table
