@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny sweeps on generated data, fast enough for CI on 2 cores."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from trainer.config import Config
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data root per test session, so generated datasets are cached across tests."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def tiny_config(data_root: Path, tmp_path: Path):
+    """Factory: a Config for a small synthetic-digits sweep on CPU (a few seconds)."""
+
+    def make(**sections: dict) -> Config:
+        cfg = Config()
+        cfg.data.dataset = "synthetic-digits"
+        cfg.data.root = str(data_root)
+        cfg.data.download = False
+        cfg.data.train_samples = 600
+        cfg.data.test_samples = 200
+        cfg.sweep.batch_sizes = [20, 200]
+        cfg.sweep.epochs = 2
+        cfg.sweep.device = "cpu"
+        cfg.sweep.target_accuracy = 0.15
+        cfg.output.dir = str(tmp_path / "runs")
+        for section, values in sections.items():
+            for key, value in values.items():
+                setattr(getattr(cfg, section), key, copy.deepcopy(value))
+        return cfg
+
+    return make

@@ -1,0 +1,181 @@
+"""A sweep end to end on tiny data, and how faults end only their own run."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import trainer.loop as loop
+from trainer.controls import Controls
+from trainer.events import Emitter, ListSink
+from trainer.sweep import run_sweep
+
+
+def _sweep(cfg, controls=None):
+    sink = ListSink()
+    result = run_sweep(cfg, Emitter([sink]), controls=controls)
+    return result, sink
+
+
+def test_two_batch_sizes_finish_with_every_event_of_the_contract(tiny_config):
+    result, sink = _sweep(tiny_config())
+    assert result.status == "done"
+    types = [e["type"] for e in sink.events]
+    assert types[0] == "sweep_started" and types[-1] == "sweep_finished"
+    started = sink.events[0]
+    assert started["dataset"] == "synthetic-digits" and started["device"] == "cpu"
+    assert [r["run"] for r in started["runs"]] == ["bs20", "bs200"]
+    for run_id, batch in (("bs20", 20), ("bs200", 200)):
+        epochs = [e for e in sink.of_type("epoch_end") if e["run"] == run_id]
+        assert [e["epoch"] for e in epochs] == [1, 2]
+        assert all(e["samples"] == 600 and e["iters"] == math.ceil(600 / batch) for e in epochs)
+        finished = [e for e in sink.of_type("run_finished") if e["run"] == run_id]
+        assert finished[0]["status"] == "done"
+        assert finished[0]["summary"]["epochs"] == 2
+
+
+def test_losses_cover_every_iteration_once_in_order(tiny_config):
+    _, sink = _sweep(tiny_config())
+    for run_id, batch in (("bs20", 20), ("bs200", 200)):
+        blocks = [e for e in sink.of_type("losses") if e["run"] == run_id]
+        iters = []
+        for block in blocks:
+            iters.extend(range(block["first_iter"], block["first_iter"] + len(block["values"])))
+        assert iters == list(range(2 * math.ceil(600 / batch)))
+        assert all(isinstance(v, float) and math.isfinite(v) for b in blocks for v in b["values"])
+
+
+def test_interleaved_schedule_alternates_runs_while_sequential_does_not(tiny_config):
+    def order(schedule):
+        _, sink = _sweep(tiny_config(sweep={"schedule": schedule}))
+        runs = [e["run"] for e in sink.of_type("losses")]
+        return [r for i, r in enumerate(runs) if i == 0 or runs[i - 1] != r]
+
+    assert len(order("interleaved")) > 2  # bs20, bs200, bs20, ...
+    assert order("sequential") == ["bs20", "bs200"]
+
+
+def test_epoch_time_is_data_plus_compute(tiny_config):
+    _, sink = _sweep(tiny_config())
+    for e in sink.of_type("epoch_end"):
+        assert e["wall_s"] > 0 and 0 < e["compute_s"] <= e["wall_s"]
+        assert e["data_s"] == pytest.approx(e["wall_s"] - e["compute_s"], abs=1e-9)
+        assert e["samples_per_s"] == pytest.approx(e["samples"] / e["wall_s"])
+
+
+def test_target_reached_reports_cumulative_figures(tiny_config):
+    _, sink = _sweep(tiny_config(sweep={"target_accuracy": 0.01}))  # reached after the first epoch
+    for run_id in ("bs20", "bs200"):
+        target = [e for e in sink.of_type("target_reached") if e["run"] == run_id]
+        first_epoch = [e for e in sink.of_type("epoch_end") if e["run"] == run_id][0]
+        assert len(target) == 1
+        assert target[0]["epoch"] == 1 and target[0]["samples"] == 600
+        assert target[0]["wall_s"] == pytest.approx(first_epoch["wall_s"])
+        assert target[0]["compute_s"] == pytest.approx(first_epoch["compute_s"])
+
+
+def test_unreachable_target_leaves_time_to_target_empty(tiny_config):
+    result, _ = _sweep(tiny_config(sweep={"target_accuracy": 1.0}))
+    assert all(s["time_to_target_s"] is None for s in result.summaries)
+
+
+def _failing_step(batch_size, make_error, at_iter=0):
+    """A plain step that fails for one batch size at a given iteration, real otherwise."""
+    real = loop.plain_step
+    calls = {"n": 0}
+
+    def step(model, opt, x, y):
+        if x.shape[0] == batch_size:
+            calls["n"] += 1
+            if calls["n"] > at_iter:
+                result = make_error()
+                if isinstance(result, torch.Tensor):
+                    return result
+        return real(model, opt, x, y)
+
+    return step
+
+
+def test_out_of_memory_ends_only_that_run(tiny_config, monkeypatch):
+    def oom():
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(loop, "plain_step", _failing_step(200, oom))
+    result, sink = _sweep(tiny_config())
+    status = {e["run"]: e for e in sink.of_type("run_finished")}
+    assert status["bs200"]["status"] == "oom"
+    assert "batch size 200" in status["bs200"]["reason"] and "smaller batch" in status["bs200"]["reason"]
+    assert status["bs20"]["status"] == "done"
+    assert result.status == "done"
+
+
+def test_nan_loss_ends_that_run_as_diverged_at_its_iteration(tiny_config, monkeypatch):
+    monkeypatch.setattr(loop, "plain_step", _failing_step(20, lambda: torch.tensor(float("nan")), at_iter=7))
+    result, sink = _sweep(tiny_config())
+    status = {e["run"]: e for e in sink.of_type("run_finished")}
+    assert status["bs20"]["status"] == "diverged"
+    assert "iteration 7" in status["bs20"]["reason"]
+    assert status["bs200"]["status"] == "done"
+    bs20_iters = [b["first_iter"] + len(b["values"]) for b in sink.of_type("losses") if b["run"] == "bs20"]
+    assert max(bs20_iters) == 7  # losses up to the divergence, none after
+
+
+def test_unexpected_error_fails_only_that_run_with_its_traceback(tiny_config, monkeypatch):
+    def boom():
+        raise ValueError("shape mismatch in a user model")
+
+    monkeypatch.setattr(loop, "plain_step", _failing_step(20, boom))
+    result, sink = _sweep(tiny_config())
+    status = {e["run"]: e for e in sink.of_type("run_finished")}
+    assert status["bs20"]["status"] == "failed" and "ValueError" in status["bs20"]["traceback"]
+    assert status["bs200"]["status"] == "done"
+    assert result.status == "failed"
+
+
+def test_keyboard_interrupt_stops_every_run_and_finishes_the_event_stream(tiny_config, monkeypatch):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "plain_step", _failing_step(200, interrupt, at_iter=1))
+    sink = ListSink()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny_config(), Emitter([sink]))
+    last = sink.events[-1]
+    assert last["type"] == "sweep_finished" and last["status"] == "stopped"
+    assert {e["status"] for e in sink.of_type("run_finished")} <= {"stopped", "done"}
+    assert len(sink.of_type("run_finished")) == 2
+
+
+def test_split_control_switches_at_an_iteration_boundary_and_is_recorded(tiny_config):
+    controls = Controls()
+    controls.apply({"cmd": "split", "enabled": True, "chunks": 4})
+    _, sink = _sweep(tiny_config(), controls=controls)
+    changes = {e["run"]: e for e in sink.of_type("mode_changed")}
+    assert changes["bs20"]["split_chunks"] == 4 and changes["bs20"]["iter"] == 0
+    assert changes["bs20"]["effective_lr"] == pytest.approx(0.02 * 4)
+    assert changes["bs200"]["split_chunks"] == 4
+
+
+def test_split_control_refused_for_a_batch_it_does_not_divide(tiny_config):
+    controls = Controls()
+    controls.apply({"cmd": "split", "enabled": True, "chunks": 3})
+    _, sink = _sweep(tiny_config(sweep={"batch_sizes": [20, 30]}), controls=controls)
+    changes = {e["run"]: e for e in sink.of_type("mode_changed")}
+    assert changes["bs20"]["split_chunks"] == 1 and "do not divide" in changes["bs20"]["reason"]
+    assert changes["bs30"]["split_chunks"] == 3
+
+
+def test_stop_control_ends_the_sweep_as_stopped(tiny_config):
+    controls = Controls()
+    controls.apply({"cmd": "stop"})
+    result, sink = _sweep(tiny_config(), controls=controls)
+    assert result.status == "stopped"
+    assert {e["status"] for e in sink.of_type("run_finished")} == {"stopped"}
+
+
+def test_warmup_raises_the_lr_linearly_to_its_value():
+    assert loop.lr_at(0.1, 0, 10) == pytest.approx(0.01)
+    assert loop.lr_at(0.1, 4, 10) == pytest.approx(0.05)
+    assert loop.lr_at(0.1, 10, 10) == pytest.approx(0.1)
+    assert loop.lr_at(0.1, 0, 0) == pytest.approx(0.1)
