@@ -455,10 +455,10 @@ class _Builder:
 
     # -- reporting
 
-    def given(self, dotted: str) -> bool:
+    def given(self, path: tuple[str, ...]) -> bool:
         """Whether a key was written (file or --set) rather than left to its default."""
         node: Any = self.raw
-        for part in dotted.split("."):
+        for part in path:
             if not isinstance(node, dict) or part not in node:
                 return False
             node = node[part]
@@ -472,7 +472,7 @@ class _Builder:
         """Record "where: key: message"; where is file:line or the --set; "key (default)" if not given."""
         path = tuple(path.split(".")) if isinstance(path, str) else path
         dotted = ".".join(path)
-        if not self.given(dotted):  # a default value clashing with a given one
+        if not self.given(path):  # a default value clashing with a given one
             self.problems.append(f"{dotted} (default): {message}")
             return
         where = next((self.origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in self.origins), "")
@@ -510,13 +510,17 @@ class _Builder:
 
     def _unknown(self, path: tuple[str, ...], value: Any, known: dict[str, Any]) -> None:
         name, leaves = path[-1], _leaf_keys()
-        if len(path) == 1 and isinstance(value, dict):
-            guess = _did_you_mean(name, list(known))
-            hint = f"did you mean [{guess}]?" if guess else f"sections are {', '.join(f'[{s}]' for s in known)}"
-            self.problem(path, f"unknown section; {hint}")
-            return
         # A key of another section (batch_sizes under [optim]) is most likely in the wrong place.
         elsewhere = [".".join(leaf) for leaf in leaves if leaf[-1] == name]
+        if len(path) == 1 and isinstance(value, dict):
+            guess = _did_you_mean(name, list(known))
+            hint = (
+                f"did you mean [{guess}]?" if guess
+                else f"did you mean {elsewhere[0]}?" if elsewhere
+                else f"sections are {', '.join(f'[{s}]' for s in known)}"
+            )  # fmt: skip
+            self.problem(path, f"unknown section; {hint}")
+            return
         near = _did_you_mean(name, list(known)) if len(path) > 1 else None
         guess = (
             (elsewhere[0] if elsewhere else None)
@@ -601,7 +605,7 @@ class _Builder:
                 if fits
                 else f"no chunks > 1 divides them all; drop {_nums(odd)} or choose other batch sizes"
             )
-            key = "split_backward.chunks" if self.given("split_backward.chunks") else "split_backward.enabled"
+            key = "split_backward.chunks" if self.given(("split_backward", "chunks")) else "split_backward.enabled"
             self.problem(
                 key,
                 f"with split_backward.enabled = true, chunks = {sb.chunks} must divide every batch size, "

@@ -122,6 +122,10 @@ def test_unknown_section_suggests_the_nearest() -> None:
     assert error_of("[sweeps]\nepochs = 1\n") == "exp.toml:1: sweeps: unknown section; did you mean [sweep]?"
 
 
+def test_key_used_as_a_section_points_to_the_key() -> None:
+    assert error_of("[epochs]\n") == "exp.toml:1: epochs: unknown section; did you mean sweep.epochs?"
+
+
 def test_key_outside_any_section_is_unknown() -> None:
     assert error_of("epochs = 3\n") == "exp.toml:1: epochs: unknown key; did you mean sweep.epochs?"
 
@@ -140,6 +144,8 @@ def test_dotted_keys_and_inline_tables_are_located() -> None:
 
 def test_quoted_keys_are_located() -> None:
     assert error_of('[sweep]\n"epochs" = 0\n') == "exp.toml:2: sweep.epochs: must be >= 1, got 0"
+    # A dot inside a quoted key is part of the name, not a sub-table.
+    assert error_of('[sweep]\n\n"a.b" = 1\n').startswith("exp.toml:3: sweep.a.b: unknown key; ")
 
 
 # -------------------------------------------------------------------- types

@@ -1,0 +1,223 @@
+"""Property tests for trainer.config: whatever a user writes, the answer is a Config or a ConfigError.
+
+Random TOML documents (sections and keys drawn partly from the real schema, partly random;
+values of every TOML type, valid-looking and not; broken syntax), random edits of the shipped
+experiments.toml, and random --set strings. Any other exception would reach the user as a
+traceback instead of a message, so it fails the test. Documents that load must survive the
+trip through to_toml unchanged.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from trainer.config import (
+    CHOICES,
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_toml,
+    config_to_dict,
+    parse_override,
+    to_toml,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# 200 examples keep CI fast; BSTUI_CONFIG_EXAMPLES=5000 digs deeper by hand. No example
+# database: it would leave a .hypothesis/ folder in the repo.
+FAST = settings(
+    max_examples=int(os.environ.get("BSTUI_CONFIG_EXAMPLES", "200")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+SHIPPED = (Path(__file__).resolve().parents[2] / "experiments.toml").read_text(encoding="utf-8")
+SCHEMA: dict[str, list[str]] = {section: list(keys) for section, keys in config_to_dict(Config()).items()}
+ALL_KEYS = sorted({k for keys in SCHEMA.values() for k in keys})
+ENUM_VALUES = sorted({v for allowed in CHOICES.values() for v in allowed} | {"auto", "cpu", "cuda", "cuda:1", "gpu"})
+
+
+def toml_value(value: Any) -> str:
+    """A value as it would appear after `key = ` (via the writer under test's public API).
+
+    Wrapped in a list so that a table comes out inline, then unwrapped.
+    """
+    return to_toml({"v": [value]}).split(" = ", 1)[1].rstrip("\n")[1:-1]
+
+
+# Values as Python objects: plausible for the schema, and anything else TOML can hold.
+plain_values = st.one_of(
+    st.sampled_from(ENUM_VALUES),
+    st.integers(-3, 7000),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.floats(-1, 2),
+    st.booleans(),
+    st.text(max_size=12),
+    st.lists(st.integers(-2, 7000), max_size=6),
+)
+nested_values = st.recursive(plain_values, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(ALL_KEYS) | st.text(max_size=5), inner, max_size=3), max_leaves=6)
+
+# Value text: rendered values, and literals the writer never produces (dates, bad syntax).
+value_text = st.one_of(
+    nested_values.map(toml_value),
+    st.sampled_from([
+        "nan", "-inf", "inf", "0x10", "1e400", "1_000", "1979-05-27", "07:32:00", "1979-05-27T07:32:00Z",
+        "{ chunks = 3, enabled = true }", "[]", '[1, "a"]', '"""multi\nline"""', "'''x'''", "garbage",
+        "", "[1,", '"unterminated', "{", "= =", "[[1], [2]]",
+    ]),
+    st.text(max_size=10),
+)
+key_text = st.one_of(
+    st.sampled_from(ALL_KEYS),
+    st.sampled_from(list(SCHEMA)),
+    st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True),
+    st.text(max_size=8).map(lambda k: json.dumps(k, ensure_ascii=False)),  # quoted keys, not all valid TOML
+)
+dotted_key = st.lists(key_text, min_size=1, max_size=3).map(".".join)
+header = st.one_of(st.sampled_from(list(SCHEMA)), key_text, dotted_key).map(lambda name: f"[{name}]")
+line = st.one_of(
+    header,
+    st.tuples(dotted_key, value_text).map(lambda kv: f"{kv[0]} = {kv[1]}"),
+    st.sampled_from(["", "# comment", "[[sweep]]", "[sweep.extra]"]),
+    st.text(max_size=15),
+)
+override = st.one_of(
+    st.tuples(st.sampled_from(list(SCHEMA)), st.sampled_from(ALL_KEYS), value_text).map(lambda t: f"{t[0]}.{t[1]}={t[2]}"),
+    st.tuples(dotted_key, value_text).map(lambda kv: f"{kv[0]}={kv[1]}"),
+    st.text(max_size=20),
+)
+
+
+def check_outcome(text: str, overrides: list[str]) -> None:
+    """Loading gives a well-typed Config that round-trips, or a ConfigError with a message."""
+    try:
+        cfg = config_from_toml(text, source="exp.toml", overrides=overrides)
+    except ConfigError as err:
+        assert str(err).strip()
+        assert err.problems and all(p.strip() for p in err.problems)
+        event("ConfigError")
+        return
+    event("loaded")
+    for section, values in config_to_dict(cfg).items():
+        hints = get_type_hints(type(getattr(cfg, section)))
+        for key, value in values.items():
+            expected = hints[key]
+            if get_origin(expected) is list:
+                assert all(type(v) is int for v in value), (section, key, value)
+            else:
+                assert type(value) is expected, (section, key, value)
+    assert config_from_toml(to_toml(config_to_dict(cfg))) == cfg
+
+
+@FAST
+@given(lines=st.lists(line, max_size=12), overrides=st.lists(override, max_size=3))
+def test_random_documents_load_or_raise_config_error(lines: list[str], overrides: list[str]) -> None:
+    check_outcome("\n".join(lines) + "\n", overrides)
+
+
+@FAST
+@given(data=st.data())
+def test_edits_of_the_shipped_file_load_or_raise_config_error(data: st.DataObject) -> None:
+    text = SHIPPED
+    for _ in range(data.draw(st.integers(1, 3))):
+        start = data.draw(st.integers(0, len(text)))
+        end = data.draw(st.integers(start, min(len(text), start + 20)))
+        text = text[:start] + data.draw(st.one_of(st.text(max_size=6), value_text)) + text[end:]
+    check_outcome(text, [])
+
+
+@FAST
+@given(overrides=st.lists(override, min_size=1, max_size=4))
+def test_random_overrides_load_or_raise_config_error(overrides: list[str]) -> None:
+    check_outcome(SHIPPED, overrides)
+
+
+@FAST
+@given(text=st.one_of(override, st.text(max_size=30)))
+def test_parse_override_returns_a_key_path_or_raises_config_error(text: str) -> None:
+    try:
+        keys, _ = parse_override(text)
+    except ConfigError as err:
+        assert str(err).startswith(f"--set {text}: ")
+        return
+    assert keys and all(isinstance(k, str) for k in keys)
+    assert apply_overrides({}, [text]) is not None
+
+
+# The writer: any nested dict of our simple types survives tomllib.loads(to_toml(d)).
+toml_scalars = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.text())
+toml_trees = st.recursive(
+    toml_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(d=st.dictionaries(st.text(max_size=6), toml_trees, max_size=5))
+def test_to_toml_round_trips_through_tomllib(d: dict[str, Any]) -> None:
+    assert tomllib.loads(to_toml(d)) == d
+
+
+@st.composite
+def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
+    """Complete config dicts that satisfy every rule (including the cross-key ones)."""
+    sizes = draw(st.lists(st.integers(1, 10**6), min_size=1, max_size=6, unique=True))
+    gcd = math.gcd(*sizes)
+    return {
+        "data": {
+            "dataset": draw(st.sampled_from(CHOICES["data.dataset"])),
+            "root": draw(st.text(max_size=20)),
+            "download": draw(st.booleans()),
+            "fallback": draw(st.sampled_from(CHOICES["data.fallback"])),
+            "pipeline": draw(st.sampled_from(CHOICES["data.pipeline"])),
+            "train_samples": draw(st.just(0) | st.integers(max(sizes), 10**7)),
+            "test_samples": draw(st.integers(0, 10**7)),
+            "num_workers": draw(st.integers(0, 64)),
+            "pin_memory": draw(st.booleans()),
+        },
+        "model": {"name": draw(st.sampled_from(CHOICES["model.name"]))},
+        "optim": {
+            "lr": draw(st.floats(min_value=1e-9, max_value=1e3)),
+            "momentum": draw(st.floats(min_value=0, max_value=0.999)),
+            "lr_scaling": draw(st.sampled_from(CHOICES["optim.lr_scaling"])),
+            "base_batch_size": draw(st.integers(1, 10**6)),
+            "warmup_epochs": draw(st.floats(min_value=0, max_value=100)),
+        },
+        "sweep": {
+            "batch_sizes": sizes,
+            "epochs": draw(st.integers(1, 1000)),
+            "target_accuracy": draw(st.floats(min_value=1e-6, max_value=1)),
+            "seed": draw(st.integers(0, 2**32 - 1)),
+            "schedule": draw(st.sampled_from(CHOICES["sweep.schedule"])),
+            "device": draw(st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 15).map(lambda n: f"cuda:{n}")),
+        },
+        "split_backward": {
+            "enabled": (enabled := draw(st.booleans())),
+            "chunks": draw(st.sampled_from([k for k in range(1, min(gcd, 64) + 1) if gcd % k == 0]))
+            if enabled
+            else draw(st.integers(1, 100)),
+            "method": draw(st.sampled_from(CHOICES["split_backward.method"])),
+        },
+        "output": {"dir": draw(st.text(min_size=1, max_size=20))},
+    }
+
+
+@FAST
+@given(d=valid_configs())
+def test_valid_configs_load_and_write_back_unchanged(d: dict[str, Any]) -> None:
+    cfg = config_from_toml(to_toml(d), source=os.path.join("run", "config.toml"))
+    assert config_to_dict(cfg) == d
