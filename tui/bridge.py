@@ -1,0 +1,228 @@
+"""The trainer subprocess and its two queues, seen from the app.
+
+The trainer runs in a `spawn` child (safe with CUDA, and the app never imports
+torch). Events come back on `event_queue`; control messages go out on
+`control_queue` (DESIGN.md). Nothing here touches Textual: the app's thread worker
+calls `poll()`, the UI thread calls `send()`.
+
+The child puts itself in its own process group and watches its parent, so that
+quitting (or the app dying) leaves no trainer or DataLoader worker behind.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_mod
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Event = dict[str, Any]
+
+
+@dataclass
+class TrainerExit:
+    """How the trainer process ended (None while it runs)."""
+
+    exitcode: int | None
+
+    def describe(self) -> str:
+        """Plain words for the UI: 'exit code 1', 'killed by SIGKILL', ..."""
+        code = self.exitcode
+        if code is None:
+            return "still running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (out of memory, or kill -9?)" if -code == signal.SIGKILL else ""
+            return f"killed by {name}{hint}"
+        return f"exit code {code}"
+
+
+class Bridge(Protocol):
+    """What the app needs from a live trainer (tests pass a fake)."""
+
+    def start(self) -> None: ...
+
+    def poll(self, timeout: float) -> list[Event]: ...
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def exitcode(self) -> int | None: ...
+
+    def shutdown(self, grace_s: float = 1.0) -> None: ...
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In the child: if the app dies, take the whole trainer process group down."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                try:
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
+                finally:
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="bstui-parent-watch", daemon=True).start()
+
+
+def child_main(
+    config_path: str | None,
+    overrides: list[str],
+    out_dir: str | None,
+    event_queue: Any,
+    control_queue: Any,
+    parent_pid: int,
+    log_path: str | None = None,
+) -> None:
+    """Entry point of the trainer process: own process group, parent watch, then the sweep."""
+    try:
+        os.setpgrp()  # one group for the trainer and any DataLoader workers: one kill ends them all
+    except OSError:
+        pass
+    if log_path:
+        # The app owns the terminal: anything the trainer prints (a traceback) goes to a
+        # log whose last line the app shows if the trainer dies.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+    _watch_parent(parent_pid)
+    from trainer.child import run_child  # torch is imported here, in the child only
+
+    run_child(config_path, overrides, out_dir, event_queue, control_queue)
+
+
+def _ensure_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with the real stderr.
+
+    Under Textual, sys.stderr is a capture object whose fileno() is -1, and the
+    tracker (started lazily by the first Queue) fails to spawn with it.
+    """
+    from multiprocessing import resource_tracker
+
+    saved = sys.stderr
+    try:
+        if sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = saved
+
+
+class TrainerBridge:
+    """A trainer subprocess: start, read events without blocking, send controls, stop."""
+
+    def __init__(self, config_path: str | None, overrides: list[str], out_dir: str | None) -> None:
+        self.config_path = config_path
+        self.overrides = list(overrides)
+        self.out_dir = out_dir
+        self._ctx = multiprocessing.get_context("spawn")
+        _ensure_resource_tracker()
+        self.event_queue: Any = self._ctx.Queue()
+        self.control_queue: Any = self._ctx.Queue()
+        self.process: Any = None
+        self._stopped = False
+        fd, self.log_path = tempfile.mkstemp(prefix="bstui-trainer-", suffix=".log")
+        os.close(fd)
+
+    def start(self) -> None:
+        self.process = self._ctx.Process(
+            target=child_main,
+            args=(
+                self.config_path,
+                self.overrides,
+                self.out_dir,
+                self.event_queue,
+                self.control_queue,
+                os.getpid(),
+                self.log_path,
+            ),
+            name="bstui-trainer",
+            daemon=False,
+        )
+        self.process.start()
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Events available now (waits up to `timeout` for the first one); never blocks longer."""
+        events: list[Event] = []
+        try:
+            events.append(self.event_queue.get(timeout=timeout))
+            while len(events) < 10_000:
+                events.append(self.event_queue.get_nowait())
+        except queue_mod.Empty:
+            pass
+        except (EOFError, OSError, ValueError):
+            pass  # queue closed under us (shutdown, or a dead writer): what we have is what we got
+        return [e for e in events if isinstance(e, dict)]
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._stopped:
+            return
+        try:
+            self.control_queue.put(message)
+        except (OSError, ValueError):
+            pass  # the trainer is gone; the UI already says so
+
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def exitcode(self) -> int | None:
+        return None if self.process is None else self.process.exitcode
+
+    def shutdown(self, grace_s: float = 1.0) -> None:
+        """Stop the trainer and everything it started, within about grace_s + 0.5 s.
+
+        Asks politely first (a stopped sweep still writes a complete run directory),
+        then SIGTERM, then SIGKILL to the trainer's process group.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        proc = self.process
+        died_alone = proc is not None and not proc.is_alive() and proc.exitcode not in (0, None)
+        if proc is not None and proc.is_alive():
+            try:
+                self.control_queue.put({"cmd": "stop"})
+            except (OSError, ValueError):
+                pass
+            # Keep reading while it winds down: a child blocks at exit until its queued
+            # events are in the pipe, and nobody else reads them now.
+            deadline = time.monotonic() + grace_s
+            while proc.is_alive() and time.monotonic() < deadline:
+                self.poll(0.05)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(0.3)
+        if proc is not None:
+            pid = proc.pid
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the child made itself group leader: its pid is the pgid
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+            if proc.is_alive():
+                proc.kill()
+            proc.join(0.5)
+        if not died_alone:  # keep the log of a trainer that died: the UI names it
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
+        for q in (self.event_queue, self.control_queue):
+            try:
+                q.cancel_join_thread()  # never hang app exit on a queue nobody will read
+                q.close()
+            except (OSError, ValueError, AttributeError):
+                pass

@@ -1,0 +1,72 @@
+"""`?`: what every key does and what the plot marks mean."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = [
+    ("x", "x axis: iteration → epoch → samples seen → wall time"),
+    ("l", "log / linear loss axis"),
+    ("m", "smoothing (debiased EMA; the raw loss stays, faint)"),
+    ("o", "one overlaid plot of all batch sizes / one plot each"),
+    ("s", "split-backward on/off for the running sweep (also the Switch)"),
+    ("+ -", "chunks k for the next split-backward switch"),
+    ("p", "pause / resume the trainer"),
+    ("r", "restart the sweep (replay: read the run directory again)"),
+    ("t", "table / timing panel (narrow terminals)"),
+    ("?", "this help"),
+    ("q", "quit (stops the trainer; the run directory stays valid)"),
+]
+
+MARKS = [
+    ("│ yellow", "split-backward switched (the table shows lr→lr×k, what it behaves like)"),
+    ("│ green", "target accuracy reached"),
+    ("░ in timing", "epoch time not spent computing: data loading and host work"),
+]
+
+
+def help_text() -> Text:
+    text = Text()
+    text.append("Keys\n", style="bold")
+    for key, what in HELP:
+        text.append(f"  {key:>4}  ", style="bold cyan")
+        text.append(what + "\n")
+    text.append("\nMarks\n", style="bold")
+    for mark, what in MARKS:
+        text.append(f"  {mark:<12}", style="bold")
+        text.append(what + "\n")
+    text.append("\nEsc, ? or q closes this help.", style="dim")
+    return text
+
+
+class HelpScreen(ModalScreen[None]):
+    """A modal list of keys; any of Esc, ?, q closes it."""
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+    }
+    HelpScreen > Vertical {
+        width: auto;
+        max-width: 90%;
+        height: auto;
+        max-height: 90%;
+        border: round $accent;
+        background: $surface;
+        padding: 0 1;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "close"),
+        Binding("question_mark", "dismiss", "close", show=False),
+        Binding("q", "dismiss", "close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(help_text(), id="help-text")

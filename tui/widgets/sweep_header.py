@@ -1,0 +1,52 @@
+"""The header: dataset actually used (and why, if a fallback), device, config file, run directory."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.state import SweepState
+
+
+def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int, replay: bool = False) -> Text:
+    """The header's content (pure: tests call it). `skipped` counts unreadable lines/events."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("bstui replay " if replay else "bstui ", style="bold")
+    if state.dataset:
+        text.append(state.dataset, style="bold cyan")
+    else:
+        text.append("(no data yet)", style="dim")
+    if state.device:
+        text.append(" · ")
+        text.append(state.device, style="bold")
+    text.append(" · ")
+    text.append(config_label or state.config_path or "-")
+    text.append(" · ")
+    text.append(run_dir or state.run_dir or "run directory not known yet", style="" if (run_dir or state.run_dir) else "dim")
+    if state.dataset_note:
+        text.append("\n")
+        text.append("fallback: ", style="bold yellow")
+        text.append(state.dataset_note, style="yellow")
+    if skipped:
+        text.append("\n" if not state.dataset_note else "  ")
+        text.append(f"{skipped} unreadable line{'s' if skipped != 1 else ''} skipped", style="bold red")
+    return text
+
+
+class SweepHeader(Static):
+    """One or two lines of facts about the sweep on screen."""
+
+    DEFAULT_CSS = """
+    SweepHeader {
+        height: auto;
+        max-height: 3;
+        padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+        background: $panel;
+    }
+    """
+
+    def update_from(
+        self, state: SweepState, config_label: str, run_dir: str, skipped: int, replay: bool = False
+    ) -> None:
+        self.update(header_text(state, config_label, run_dir, skipped, replay))
