@@ -37,3 +37,16 @@ def tiny_config(data_root: Path, tmp_path: Path):
         return cfg
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(data_root: Path):
+    """The dataset of `tiny_config`, generated once per session (run_sweep accepts it)."""
+    from trainer.data import load_dataset
+
+    cfg = Config()
+    cfg.data.dataset = "synthetic-digits"
+    cfg.data.root = str(data_root)
+    cfg.data.train_samples = 600
+    cfg.data.test_samples = 200
+    return load_dataset(cfg.data, seed=0)

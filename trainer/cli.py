@@ -69,7 +69,8 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     from trainer.sweep import DeviceUnavailable, device_name, resolve_device, run_sweep
 
     console = Console(stderr=True)
-    out_console = Console()
+    # Piped or captured output gets room for the whole table instead of rich's 80 columns.
+    out_console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         device = resolve_device(cfg.sweep.device)
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
@@ -96,7 +97,7 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
 
     rows = read_summary(run_dir) if (run_dir / "summary.csv").exists() else []
     out_console.print(summary_table(rows, device=device_name(device)))
-    out_console.print(f"run directory: {run_dir}")
+    out_console.print(f"run directory: {run_dir}", soft_wrap=True)
     if code == EXIT_INTERRUPTED:
         console.print("[yellow]interrupted: the run directory is valid up to the interruption[/]")
         return code

@@ -12,6 +12,12 @@ from trainer.events import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 
+@pytest.fixture(autouse=True)
+def _shared_dataset(tiny_dataset, monkeypatch):
+    """Every sweep here trains on the same generated data; make it once."""
+    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+
+
 def _sweep(cfg, controls=None):
     sink = ListSink()
     result = run_sweep(cfg, Emitter([sink]), controls=controls)
