@@ -1,0 +1,470 @@
+"""Datasets and the two input pipelines a run trains from.
+
+Datasets (`load_dataset`): mnist and fashion-mnist (a local IDX folder, or torchvision
+and its download), and synthetic-digits (made here, trainer/data_synthetic.py). When
+the configured dataset cannot be had, `data.fallback` is used visibly (a note that the
+sweep logs and records) or, with fallback "", `DatasetUnavailable` says why and how
+to fix it. Never a silent substitution.
+
+Pipelines (`make_batches`): both yield the same batches, in the same order, for the
+same seed and device, so any difference in their timings is the input pipeline alone.
+- `ResidentBatches`: the whole split on the device as float32 once; a batch is one
+  gather by a slice of the epoch's permutation (no host work, no host sync).
+- `LoaderBatches`: the study's loop: a DataLoader whose dataset makes a PIL image and
+  applies ToTensor per sample, collates on the host, then copies to the device.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
+
+from trainer.config import DataConfig
+from trainer.data_synthetic import DEFAULT_PARAMS, GENERATOR_VERSION, SyntheticParams, generate_digits
+
+DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
+PIPELINES = ("resident", "dataloader")
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # synthetic-digits matches MNIST's split sizes
+DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation; torchvision's mirrors have none of their own
+# The four IDX files of an MNIST-format dataset: (split, kind) -> base name (".gz" optional).
+IDX_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass
+class Split:
+    """One split: images uint8 [N, 28, 28] on the CPU, labels int64 [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def head(self, n: int) -> Split:
+        """The first n samples (all when n <= 0 or n >= len)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return Split(self.images[:n], self.labels[:n])
+
+
+@dataclass
+class Dataset:
+    """The dataset a sweep trains on, and how it was had."""
+
+    name: str  # the dataset actually used
+    note: str  # "" or why a fallback was used
+    source: str  # the folder read, or "generated (seed S)"
+    train: Split
+    test: Split
+
+
+class DatasetUnavailable(Exception):
+    """The configured dataset cannot be had; the message names the cause and the fix."""
+
+    def __init__(self, dataset: str, cause: str, fix: str) -> None:
+        self.dataset = dataset
+        self.cause = cause  # short: "could not be downloaded (...)", "was not found under ..."
+        self.fix = fix
+        super().__init__(f"{dataset} {cause}. Fix: {fix}")
+
+
+def _idx_fix(root: Path | str) -> str:
+    return (
+        f"set data.download = true (needs network), put the four IDX files (train-images-idx3-ubyte[.gz], "
+        f"train-labels-idx1-ubyte[.gz], t10k-...) under {root}, or set data.fallback = \"synthetic-digits\""
+    )
+
+
+# ---------------------------------------------------------------- IDX files
+
+
+class IdxFormatError(ValueError):
+    """A file that is not a valid IDX file of the expected shape."""
+
+
+def read_idx(path: str | os.PathLike[str], ndim: int | None = None) -> np.ndarray:
+    """An IDX file (MNIST's format, gzipped or not) as a uint8 numpy array.
+
+    Checks the magic number (0x00 0x00 0x08 = unsigned bytes, then the number of
+    dimensions), the dimensions against `ndim` when given, and that the data length
+    matches the header, so a truncated or wrong file is an error, not garbage."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise IdxFormatError(f"{path}: cannot read ({exc}); replace the file") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise IdxFormatError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    if raw[2] != 0x08:
+        raise IdxFormatError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned bytes (0x08)")
+    dims = raw[3]
+    if ndim is not None and dims != ndim:
+        raise IdxFormatError(f"{path}: has {dims} dimensions, expected {ndim}")
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise IdxFormatError(f"{path}: truncated header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    expected = math.prod(shape)
+    if len(raw) - header != expected:
+        raise IdxFormatError(
+            f"{path}: header says shape {shape} ({expected} bytes) but holds {len(raw) - header} bytes; "
+            "the file is truncated or corrupt, replace it"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, base: str) -> Path | None:
+    for name in (base, base + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_idx_folder(folder: Path) -> tuple[Split, Split] | None:
+    """(train, test) from a folder holding the four IDX files, None if any is missing.
+    A present but bad file raises IdxFormatError."""
+    paths = {key: _find_idx(folder, base) for key, base in IDX_FILES.items()}
+    if any(p is None for p in paths.values()):
+        return None
+    splits = []
+    for split in ("train", "test"):
+        images = read_idx(paths[(split, "images")], ndim=3)
+        labels = read_idx(paths[(split, "labels")], ndim=1)
+        if images.shape[1:] != (28, 28) or images.shape[0] != labels.shape[0]:
+            raise IdxFormatError(
+                f"{folder}: {split} images {images.shape} and labels {labels.shape} do not make a "
+                "28 x 28 dataset"
+            )
+        splits.append(Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))))
+    return splits[0], splits[1]
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def _local_folders(name: str, root: Path) -> list[Path]:
+    """Where an IDX folder of `name` is looked for, in order."""
+    if name == "fashion-mnist":
+        return [root, root / "fashion-mnist", root / "FashionMNIST" / "raw", SYSTEM_FASHION_MNIST]
+    return [root / "mnist", root / "MNIST" / "raw"]
+
+
+def _short(exc: BaseException) -> str:
+    """One short line of an exception (torchvision's download errors span lines)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split, Split]:
+    """Through torchvision's MNIST/FashionMNIST (its layout under root; downloads when
+    allowed). Any failure becomes DatasetUnavailable with a short cause."""
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    if not download:
+        raise DatasetUnavailable(
+            name, f"was not found under {root} (looked in {', '.join(map(str, _local_folders(name, root)))}) "
+            "and data.download = false", _idx_fix(root),
+        )
+    # A download must fail in seconds, not hang: bound every socket operation while it runs.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        train = cls(str(root), train=True, download=True)
+        test = cls(str(root), train=False, download=True)
+    except Exception as exc:  # offline: RuntimeError wrapping URLError; bad md5; disk full
+        raise DatasetUnavailable(name, f"could not be downloaded ({_short(exc)})", _idx_fix(root)) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    return (
+        Split(train.data.contiguous(), train.targets.to(torch.int64)),
+        Split(test.data.contiguous(), test.targets.to(torch.int64)),
+    )
+
+
+def _load_idx_dataset(name: str, root: Path, download: bool) -> tuple[Split, Split, str]:
+    for folder in _local_folders(name, root):
+        try:
+            found = read_idx_folder(folder)
+        except IdxFormatError as exc:
+            raise DatasetUnavailable(name, f"has a bad file ({exc})", "replace or remove that file") from exc
+        if found is not None:
+            return found[0], found[1], str(folder)
+    train, test = _torchvision_download(name, root, download)
+    return train, test, str(root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw")
+
+
+def synthetic_digits(
+    n_train: int = MNIST_TRAIN,
+    n_test: int = MNIST_TEST,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    params: SyntheticParams = DEFAULT_PARAMS,
+) -> Dataset:
+    """The synthetic-digits dataset (see trainer/data_synthetic.py): train and test from
+    different random streams. With cache_dir, the arrays are kept in
+    cache_dir/<hash of everything that shapes them>.npz and reused."""
+    cached = _read_cache(cache_dir, n_train, n_test, seed, params) if cache_dir else None
+    if cached is not None:
+        train, test = cached
+    else:
+        train = Split(*generate_digits(n_train, seed, stream=0, params=params))
+        test = Split(*generate_digits(n_test, seed, stream=1, params=params))
+        if cache_dir:
+            _write_cache(cache_dir, n_train, n_test, seed, params, train, test)
+    return Dataset("synthetic-digits", "", f"generated (seed {seed})", train, test)
+
+
+def _cache_path(cache_dir: Path, n_train: int, n_test: int, seed: int, params: SyntheticParams) -> Path:
+    import PIL
+
+    key = {
+        "version": GENERATOR_VERSION, "n": [n_train, n_test], "seed": seed, "params": params.key(),
+        "torch": torch.__version__, "pillow": PIL.__version__,  # font rendering and RNG may change
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"{digest}.npz"
+
+
+def _read_cache(cache_dir: Path, n_train: int, n_test: int, seed: int, params: SyntheticParams) -> tuple[Split, Split] | None:
+    path = _cache_path(cache_dir, n_train, n_test, seed, params)
+    try:
+        with np.load(path) as z:
+            arrays = [torch.from_numpy(z[k].copy()) for k in ("train_x", "train_y", "test_x", "test_y")]
+    except (OSError, KeyError, ValueError):  # absent or unreadable: regenerate
+        return None
+    return Split(arrays[0], arrays[1]), Split(arrays[2], arrays[3])
+
+
+def _write_cache(cache_dir: Path, n_train: int, n_test: int, seed: int, params: SyntheticParams, train: Split, test: Split) -> None:
+    """Best effort: a read-only or full disk costs a regeneration next time, nothing more."""
+    path = _cache_path(cache_dir, n_train, n_test, seed, params)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, train_x=train.images.numpy(), train_y=train.labels.numpy(),
+                         test_x=test.images.numpy(), test_y=test.labels.numpy())
+            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared cache should be readable
+            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def _load_one(name: str, cfg: DataConfig, seed: int) -> Dataset:
+    root = Path(os.path.expanduser(cfg.root))
+    if name == "synthetic-digits":
+        # Generate only what is used (a prefix of the full set is the smaller set); cache
+        # only the full set, the one that takes seconds to make.
+        n_train = cfg.train_samples if 0 < cfg.train_samples < MNIST_TRAIN else MNIST_TRAIN
+        n_test = cfg.test_samples if 0 < cfg.test_samples < MNIST_TEST else MNIST_TEST
+        full = (n_train, n_test) == (MNIST_TRAIN, MNIST_TEST)
+        try:
+            return synthetic_digits(n_train, n_test, seed, cache_dir=root / "synthetic-digits" if full else None)
+        except RuntimeError as exc:  # Pillow without FreeType
+            raise DatasetUnavailable(name, f"cannot be generated ({exc})", "install Pillow >= 10.1 from its wheels") from exc
+    if name in ("mnist", "fashion-mnist"):
+        train, test, source = _load_idx_dataset(name, root, cfg.download)
+        return Dataset(name, "", source, train, test)
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+
+
+def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | None = None) -> Dataset:
+    """The configured dataset, or its fallback (visibly: log(note) and Dataset.note),
+    cut to cfg.train_samples / cfg.test_samples when those are > 0.
+
+    Raises DatasetUnavailable when the dataset cannot be had and there is no usable
+    fallback (data.fallback = "" or the fallback fails too)."""
+    try:
+        ds = _load_one(cfg.dataset, cfg, seed)
+    except DatasetUnavailable as exc:
+        fallback = cfg.fallback
+        if not fallback or fallback == cfg.dataset:
+            raise
+        note = f"{cfg.dataset} {exc.cause}; using {fallback} (data.fallback)"
+        try:
+            ds = _load_one(fallback, cfg, seed)
+        except DatasetUnavailable as exc2:
+            raise DatasetUnavailable(
+                cfg.dataset, f"{exc.cause}, and the fallback {fallback} {exc2.cause}", f"{exc.fix}; {exc2.fix}"
+            ) from exc2
+        ds.note = note
+        if log is not None:
+            log(note)
+    ds.train = ds.train.head(cfg.train_samples)
+    ds.test = ds.test.head(cfg.test_samples)
+    return ds
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The order of an epoch: int64 [n] on `device`, from a generator on that device
+    (no host sync on a GPU). Both pipelines use it, so on one device they agree."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g, device=device)
+
+
+class ResidentBatches:
+    """The whole split on the device, converted once; batches are gathers.
+
+    `images` float32 [N, 1, 28, 28] in [0, 1] (x / 255, exactly what ToTensor gives)
+    and `labels` int64 [N] are public, with `batch_size` and `n`, so a CUDA-graph path
+    can gather inside a graph."""
+
+    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n = len(split)
+        # Divide (not multiply by 1/255) so the floats are bit-identical to ToTensor's.
+        self.images = split.images.to(self.device).unsqueeze(1).to(torch.float32).div(255)
+        self.labels = split.labels.to(self.device, torch.int64)
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        return epoch_permutation(self.n, self.seed, epoch, self.device)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) for each iteration of `epoch`; the last batch may be smaller."""
+        perm = self.epoch_indices(epoch)
+        for start in range(0, self.n, self.batch_size):
+            idx = perm[start : start + self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+class SplitImages(TorchDataset):
+    """Per-sample work like torchvision's MNIST.__getitem__: a PIL "L" image from the
+    uint8 array, then ToTensor. This is the CPU cost the study's epoch time includes."""
+
+    def __init__(self, split: Split) -> None:
+        from torchvision.transforms import ToTensor
+
+        self.images = split.images.numpy()
+        self.labels = split.labels
+        self.to_tensor = ToTensor()
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img = Image.fromarray(self.images[index])  # 2-D uint8 -> mode "L"
+        return self.to_tensor(img), int(self.labels[index])
+
+
+class _EpochSampler(Sampler[int]):
+    """Yields the current epoch's permutation (one host copy per epoch)."""
+
+    def __init__(self, n: int, seed: int, device: torch.device) -> None:
+        self.n, self.seed, self.device = n, seed, device
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(epoch_permutation(self.n, self.seed, self.epoch, self.device).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class LoaderBatches:
+    """The study's input loop: DataLoader over per-sample PIL + ToTensor, host collate,
+    copy to the device. Same order and values as ResidentBatches for the same seed."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n = len(split)
+        # Pinning only helps copies to a GPU (and warns without one).
+        self.pinned = bool(pin_memory) and self.device.type == "cuda"
+        self.sampler = _EpochSampler(self.n, seed, self.device)
+        self.loader = DataLoader(
+            SplitImages(split),
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=self.pinned,
+            drop_last=False,
+            # Keep workers across epochs: their start-up is not the per-sample cost under study.
+            persistent_workers=num_workers > 0,
+        )
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        return epoch_permutation(self.n, self.seed, epoch, self.device)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) on the device for each iteration of `epoch`; the last may be smaller."""
+        self.sampler.epoch = epoch
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=self.pinned), y.to(self.device, non_blocking=self.pinned)
+
+
+Batches = ResidentBatches | LoaderBatches
+
+
+def make_batches(cfg: DataConfig, split: Split, batch_size: int, device: torch.device, seed: int) -> Batches:
+    """The input pipeline cfg.pipeline names, over `split`."""
+    if cfg.pipeline == "resident":
+        return ResidentBatches(split, batch_size, device, seed)
+    if cfg.pipeline == "dataloader":
+        return LoaderBatches(split, batch_size, device, seed, cfg.num_workers, cfg.pin_memory)
+    raise ValueError(f"unknown data.pipeline {cfg.pipeline!r}; known: {', '.join(PIPELINES)}")
+
+
+def eval_batches(split: Split, device: torch.device, batch_size: int = 2000) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The split resident on the device in large batches, in order, for evaluation
+    (not part of the study's timings, so both pipelines evaluate the fast way).
+    Returned as a list so a run converts it once and reuses it every epoch."""
+    data = ResidentBatches(split, batch_size, device, seed=0)
+    return [
+        (data.images[i : i + batch_size], data.labels[i : i + batch_size]) for i in range(0, data.n, batch_size)
+    ]
