@@ -5,10 +5,10 @@
 #     bash bench/gpu_checks.sh            # PYTHON=python3 by default; PYTHON=.venv/bin/python locally
 #
 # Each step has its own timeout (110+60+160+50+40 s at most) and a failing step does not stop the
-# next, so the whole script ends within 7 minutes (about 3-4 on an H100). Installs nothing (the GPU machine has no network): it needs torch, torchvision,
-# numpy, pillow and pytest, and never imports textual. Without a GPU the same command runs the CPU
-# parts (CUDA tests skip with their reason, benchmarks on CPU in quick mode) and says plainly that
-# the GPU figures are unmeasured.
+# next, so the whole script ends within 7 minutes (about 3-4 expected on an H100). Installs nothing
+# (the GPU machine has no network): it needs torch, torchvision, numpy, pillow and pytest, and never
+# imports textual. Without a GPU the same command runs the CPU parts (CUDA tests skip with their
+# reason, benchmarks on CPU in quick mode) and says plainly that the GPU figures are unmeasured.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."

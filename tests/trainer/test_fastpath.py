@@ -316,3 +316,32 @@ def test_cuda_graph_bf16_equals_its_eager_body(deterministic_cudnn):
     graph, step = _graph_losses(data, epochs=1, device="cuda", precision="bf16", channels_last=True)
     assert step.capture_errors == {} and step.captured_modes == [1]
     torch.testing.assert_close(graph, uncaptured, rtol=0, atol=0.02)
+
+
+class _Uncapturable(torch.nn.Module):
+    """SimpleModel that refuses to be captured (as an op with a host sync would), to test the fallback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner = build_model("simple_cnn")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("this model cannot be captured")
+        return self.inner(x)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_step_that_cannot_be_captured_falls_back_to_eager_and_trains_the_same():
+    # Last in the file: a failed capture is the one CUDA state change these tests provoke on purpose.
+    data = _cuda_data(200, 20)
+    eager, _ = _eager_losses(data, epochs=1, device="cuda")
+    model = _Uncapturable().cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    step = GraphStep(model, opt, data.images, data.labels, data.batch_size)
+    losses = [step.step(idx) for idx in index_batches(data.epoch_indices(0), data.batch_size)]
+    assert step.captured_modes == [] and step.replays == 0
+    assert "cannot be captured" in step.capture_errors[1]
+    torch.testing.assert_close(torch.stack(losses).tolist(), eager, rtol=1e-5, atol=1e-6)
