@@ -38,6 +38,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.lr_scaling": ("none", "linear", "sqrt"),
     "sweep.schedule": ("interleaved", "sequential"),
     "split_backward.method": ("vectorized", "retain_graph"),
+    "perf.fast_path": ("auto", "eager", "cuda_graph"),
+    "perf.precision": ("fp32", "bf16"),
 }
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 DEFAULT_CONFIG_FILE = "experiments.toml"
@@ -71,6 +73,13 @@ class OptimConfig:
 
 
 @dataclass
+class LrGridConfig:
+    min: float = 0.0  # smallest lr of the grid
+    max: float = 0.0  # largest lr of the grid
+    points: int = 0  # lrs spaced evenly on a log scale from min to max; 0 = no grid
+
+
+@dataclass
 class SweepConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 6, 60, 600, 6000])
     epochs: int = 10
@@ -78,6 +87,9 @@ class SweepConfig:
     seed: int = 0  # in [0, 2**32): numpy's seed range
     schedule: str = "interleaved"  # interleaved | sequential
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    lrs: list[float] = field(default_factory=list)  # lr per run (batch size x lr); [] = optim.lr, scaled
+    lr_grid: LrGridConfig = field(default_factory=LrGridConfig)  # or a log-spaced grid of lrs
+    seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
 
 
 @dataclass
@@ -85,6 +97,20 @@ class SplitBackwardConfig:
     enabled: bool = False
     chunks: int = 4  # k: backward passes and optimizer steps per forward pass
     method: str = "vectorized"  # vectorized | retain_graph
+
+
+@dataclass
+class GnsConfig:
+    every: int = 50  # iterations between gradient-noise-scale estimates; 0 = off
+    chunks: int = 4  # the small batch is batch/chunks (the largest divisor of the batch up to this)
+    beta: float = 0.9  # EMA factor of the two averages whose ratio is B_simple
+
+
+@dataclass
+class PerfConfig:
+    fast_path: str = "auto"  # auto (CUDA graphs on CUDA with the resident pipeline) | eager | cuda_graph
+    precision: str = "fp32"  # fp32 | bf16 (autocast; the study is fp32)
+    channels_last: bool = False  # NHWC memory format for the convolutions
 
 
 @dataclass
@@ -99,6 +125,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     split_backward: SplitBackwardConfig = field(default_factory=SplitBackwardConfig)
+    gns: GnsConfig = field(default_factory=GnsConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     # Not a TOML key: where the config came from, for messages and run directory names.
     source: str = field(default="", compare=False, metadata={"toml": False})
@@ -182,6 +210,21 @@ def resolved_lr(cfg: Config, batch_size: int) -> float:
     if o.lr_scaling == "sqrt":
         return o.lr * math.sqrt(batch_size / o.base_batch_size)
     raise ValueError(f"unknown optim.lr_scaling {o.lr_scaling!r}; allowed: {', '.join(CHOICES['optim.lr_scaling'])}")
+
+
+def sweep_lrs(cfg: Config, batch_size: int) -> list[float]:
+    """The lrs a batch size runs with: sweep.lrs as given, a log-spaced sweep.lr_grid, or
+    else the one lr of `resolved_lr` (issue 4: a fair comparison sweeps lr per batch size)."""
+    s = cfg.sweep
+    if s.lrs:
+        return list(s.lrs)
+    g = s.lr_grid
+    if g.points > 0:
+        if g.points == 1 or g.max == g.min:
+            return [g.min]
+        ratio = g.max / g.min
+        return [float(f"{g.min * ratio ** (i / (g.points - 1)):.6g}") for i in range(g.points)]
+    return [resolved_lr(cfg, batch_size)]
 
 
 # ------------------------------------------------------------------- overrides
@@ -572,7 +615,27 @@ class _Builder:
             + (f"; did you mean {_q(guess)}?" if guess else ""),
         )
         self.check("output.dir", bool(cfg.output.dir), 'must not be empty; use "." for the current directory')
+        self._check_lrs(cfg)
+        g = cfg.gns
+        self.check("gns.every", g.every >= 0, f"must be >= 0 (0 = off), got {g.every}")
+        self.check("gns.chunks", g.chunks >= 2, f"must be >= 2 (two batch sizes are needed), got {g.chunks}")
+        self.check("gns.beta", 0 <= g.beta < 1, f"must be in [0, 1), got {g.beta}")
         self._check_batch_sizes(cfg)
+
+    def _check_lrs(self, cfg: Config) -> None:
+        s, grid = cfg.sweep, cfg.sweep.lr_grid
+        bad = [lr for lr in s.lrs if lr <= 0]
+        self.check("sweep.lrs", not bad, f"every lr must be > 0, got {_nums(bad)}")
+        twice = sorted(lr for lr, n in Counter(s.lrs).items() if n > 1)
+        self.check("sweep.lrs", not twice, f"{_nums(twice)} listed more than once")
+        self.check("sweep.seeds", s.seeds >= 1, f"must be >= 1 (repeats of each point), got {s.seeds}")
+        self.check("sweep.lr_grid.points", grid.points >= 0, f"must be >= 0 (0 = no grid), got {grid.points}")
+        if grid.points > 0:
+            self.check("sweep.lr_grid.min", grid.min > 0, f"must be > 0 (a log-scale grid), got {grid.min}")
+            self.check("sweep.lr_grid.max", grid.max >= grid.min,
+                       f"must be >= sweep.lr_grid.min = {grid.min}, got {grid.max}")
+            self.check("sweep.lr_grid", not s.lrs,
+                       "give either sweep.lrs or sweep.lr_grid, not both")
 
     def _check_batch_sizes(self, cfg: Config) -> None:
         sizes, sb, train = cfg.sweep.batch_sizes, cfg.split_backward, cfg.data.train_samples

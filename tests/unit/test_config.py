@@ -395,7 +395,7 @@ def test_resolved_config_round_trips_through_to_toml(tmp_path: Path) -> None:
 
 def test_config_to_dict_holds_sections_only() -> None:
     d = config_to_dict(load_config(REPO / "experiments.toml"))
-    assert list(d) == ["data", "model", "optim", "sweep", "split_backward", "output"]
+    assert list(d) == ["data", "model", "optim", "sweep", "split_backward", "gns", "perf", "output"]
     assert d["sweep"]["batch_sizes"] == [1, 6, 60, 600, 6000]
 
 
@@ -460,3 +460,24 @@ def test_config_module_imports_no_torch_or_textual() -> None:
     code = "import sys, trainer.config; print(sorted(m for m in ('torch', 'textual') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_lr_grid_is_log_spaced_and_lrs_are_taken_as_given() -> None:
+    from trainer.config import sweep_lrs
+
+    grid = load_config(None, ["sweep.lr_grid={min=0.005,max=0.5,points=5}"])
+    assert sweep_lrs(grid, 60) == pytest.approx([0.005, 0.0158114, 0.05, 0.158114, 0.5], rel=1e-5)
+    given = load_config(None, ["sweep.lrs=[0.1,0.01]", "optim.lr_scaling=linear"])
+    assert sweep_lrs(given, 600) == [0.1, 0.01]
+    scaled = load_config(None, ["optim.lr_scaling=linear"])
+    assert sweep_lrs(scaled, 600) == pytest.approx([0.2])
+
+
+def test_lrs_and_lr_grid_together_are_refused() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(None, ["sweep.lrs=[0.1]", "sweep.lr_grid={min=0.01,max=0.1,points=3}"])
+
+
+def test_perf_fast_path_typo_suggests_the_choice() -> None:
+    with pytest.raises(ConfigError, match='did you mean "cuda_graph"'):
+        load_config(None, ["perf.fast_path=cuda_graphs"])

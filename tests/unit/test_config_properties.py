@@ -8,12 +8,13 @@ trip through to_toml unchanged.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -101,6 +102,20 @@ override = st.one_of(
 )
 
 
+def check_types(cls: type, values: dict, where: str) -> None:
+    """Every value in `values` has exactly the type its dataclass field declares."""
+    hints = get_type_hints(cls)
+    for key, value in values.items():
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            check_types(expected, value, f"{where}.{key}")
+        elif get_origin(expected) is list:
+            item = get_args(expected)[0]
+            assert all(type(v) is item for v in value), (where, key, value)
+        else:
+            assert type(value) is expected, (where, key, value)
+
+
 def check_outcome(text: str, overrides: list[str]) -> None:
     """Loading gives a well-typed Config that round-trips, or a ConfigError with a message."""
     try:
@@ -112,13 +127,7 @@ def check_outcome(text: str, overrides: list[str]) -> None:
         return
     event("loaded")
     for section, values in config_to_dict(cfg).items():
-        hints = get_type_hints(type(getattr(cfg, section)))
-        for key, value in values.items():
-            expected = hints[key]
-            if get_origin(expected) is list:
-                assert all(type(v) is int for v in value), (section, key, value)
-            else:
-                assert type(value) is expected, (section, key, value)
+        check_types(type(getattr(cfg, section)), values, section)
     assert config_from_toml(to_toml(config_to_dict(cfg))) == cfg
 
 
@@ -204,6 +213,15 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "seed": draw(st.integers(0, 2**32 - 1)),
             "schedule": draw(st.sampled_from(CHOICES["sweep.schedule"])),
             "device": draw(st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 15).map(lambda n: f"cuda:{n}")),
+            "lrs": (lrs := draw(st.lists(st.floats(min_value=1e-9, max_value=1e3), max_size=4, unique=True))),
+            "lr_grid": {"min": 0.0, "max": 0.0, "points": 0}
+            if lrs
+            else {
+                "min": (lo := draw(st.floats(min_value=1e-9, max_value=1.0))),
+                "max": draw(st.floats(min_value=lo, max_value=10.0)),
+                "points": draw(st.integers(0, 20)),
+            },
+            "seeds": draw(st.integers(1, 10)),
         },
         "split_backward": {
             "enabled": (enabled := draw(st.booleans())),
@@ -211,6 +229,16 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             if enabled
             else draw(st.integers(1, 100)),
             "method": draw(st.sampled_from(CHOICES["split_backward.method"])),
+        },
+        "gns": {
+            "every": draw(st.integers(0, 10**4)),
+            "chunks": draw(st.integers(2, 64)),
+            "beta": draw(st.floats(min_value=0, max_value=0.999)),
+        },
+        "perf": {
+            "fast_path": draw(st.sampled_from(CHOICES["perf.fast_path"])),
+            "precision": draw(st.sampled_from(CHOICES["perf.precision"])),
+            "channels_last": draw(st.booleans()),
         },
         "output": {"dir": draw(st.text(min_size=1, max_size=20))},
     }
