@@ -17,8 +17,18 @@ import numpy as np
 
 Event = dict[str, Any]
 
-#: Weight of the past in the smoothed loss (debiased EMA): about a 50-iteration window.
+#: Weight of the past in the smoothed loss (debiased EMA) until a run's epoch length is known.
 EMA_BETA = 0.98
+
+
+def ema_beta(iters_per_epoch: int) -> float:
+    """EMA weight for a run: a window of about a tenth of an epoch, 2 to 100 iterations.
+
+    A fixed window would lag far behind the few iterations of a large batch (6000:
+    10 per MNIST epoch) and barely smooth the 60,000 of batch size 1.
+    """
+    window = min(100, max(2, iters_per_epoch // 10))
+    return 1.0 - 1.0 / window
 #: Iterations per vectorised EMA block; beta ** -block must stay far from overflow.
 _EMA_BLOCK = 256
 
@@ -65,6 +75,12 @@ class LossSeries:
         """Debiased EMA of the losses so far (a view; NaN where the loss is missing)."""
         self._update_ema()
         return self._ema[: self._n]
+
+    def set_beta(self, beta: float) -> None:
+        """Change the EMA weight (recomputed lazily from the start)."""
+        if beta != self.beta:
+            self.beta = beta
+            self._reset_ema()
 
     def put(self, first_iter: int, values: list[Any]) -> None:
         """Store values at iterations first_iter, first_iter + 1, ...; gaps stay NaN."""
@@ -349,6 +365,8 @@ def _on_run_started(s: SweepState, e: Event) -> None:
     run.momentum = _opt_float(e.get("momentum"))
     run.split_chunks = int(e.get("split_chunks") or run.split_chunks)
     run.iters_per_epoch = int(e.get("iters_per_epoch") or 0)
+    if run.iters_per_epoch:
+        run.losses.set_beta(ema_beta(run.iters_per_epoch))
     run.t_started = _opt_float(e.get("t"))
     run.status = "running"
 

@@ -129,7 +129,7 @@ class LossGrid(Container):
         prepared: list[Series] = [
             prepare_series(r, view.x_axis, view.log_y, view.smooth, p.data_columns) for r, p in zip(runs, plots)
         ]
-        ylim = shared_ylim(prepared, exclude=diverged)
+        ylim = shared_ylim(prepared, include_faint=True, exclude=diverged)
         with self.app.batch_update():
             for i, (run, plot, series) in enumerate(zip(runs, plots, prepared)):
                 plot.show(

@@ -1,0 +1,123 @@
+"""Shared pieces for the TUI tests: the fixture run directory, a fake trainer bridge,
+and a helper that waits (bounded) for the app to reach a state."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "run_small"
+ASYNC_TEST_TIMEOUT_S = 60
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run `async def` tests (Pilot) on a fresh event loop, without an asyncio plugin."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT_S))
+    return True
+
+
+@pytest.fixture
+def fixture_dir() -> Path:
+    return FIXTURE_DIR
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path) -> Path:
+    """A writable copy of the fixture run directory."""
+    dst = tmp_path / "run"
+    shutil.copytree(FIXTURE_DIR, dst)
+    return dst
+
+
+def fixture_events() -> list[dict[str, Any]]:
+    from tui.replay import read_all
+
+    events, bad = read_all(FIXTURE_DIR)
+    assert bad == 0
+    return events
+
+
+class FakeBridge:
+    """Stands in for TrainerBridge: events are fed by the test, controls are recorded.
+
+    `control_queue` is a real queue, as the trainer would read it.
+    """
+
+    def __init__(self, events: list[dict[str, Any]] | None = None) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.control_queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.alive = False
+        self.code: int | None = None
+        self.started = 0
+        self.shutdowns = 0
+        for e in events or []:
+            self.events.put(e)
+
+    def start(self) -> None:
+        self.started += 1
+        self.alive = True
+
+    def poll(self, timeout: float) -> list[dict[str, Any]]:
+        out = []
+        try:
+            out.append(self.events.get(timeout=timeout))
+            while True:
+                out.append(self.events.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.control_queue.put(message)
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def exitcode(self) -> int | None:
+        return self.code
+
+    def shutdown(self, grace_s: float = 1.0) -> None:
+        self.shutdowns += 1
+        if self.alive:
+            self.alive, self.code = False, 0
+
+    def die(self, code: int) -> None:
+        """The process ends on its own (crash: code > 0; killed by signal n: -n)."""
+        self.alive, self.code = False, code
+
+    def controls(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            try:
+                out.append(self.control_queue.get_nowait())
+            except queue.Empty:
+                return out
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until `condition()` holds (fails the test after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+async def settle(pilot: Any) -> None:
+    """Wait until the feed has ended, every event is applied and drawn (deterministic frames)."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.feed_end is not None and not app._inbox)
+    await pilot.pause(0.15)  # one redraw tick
+    app.redraw(force=True)
+    await pilot.pause(0.05)
+    await asyncio.sleep(0)

@@ -1,0 +1,202 @@
+"""The app under Pilot: keys send the right controls, replay fills every panel,
+a dead trainer is said plainly and the app stays usable."""
+from __future__ import annotations
+
+import json
+
+from textual.widgets import Switch
+
+from tests.tui.conftest import FakeBridge, fixture_events, settle, wait_for
+from tui.app import make_app
+from tui.feed import LiveFeed
+from tui.screens.help_screen import HelpScreen
+from tui.widgets.loss_plot import LossPlot
+from tui.widgets.run_table import RunTable
+from tui.widgets.sweep_header import SweepHeader
+from tui.widgets.timing_panel import TimingPanel
+
+
+def live_app(*bridges: FakeBridge):
+    """An app whose n-th feed (n = restarts) is a LiveFeed over bridges[n]."""
+    made: list[int] = []
+
+    def factory(attempt: int) -> LiveFeed:
+        made.append(attempt)
+        return LiveFeed(bridges[attempt], run_dir=f"/tmp/run-{attempt}")
+
+    return make_app(feed_factory=factory), made
+
+
+def first_events(n: int = 12) -> list[dict]:
+    """The fixture's first events: sweep and runs started, some losses; no end."""
+    return fixture_events()[:n]
+
+
+def text_of(widget) -> str:
+    return str(widget.render())
+
+
+async def test_split_key_and_switch_send_split_messages_with_chunks():
+    bridge = FakeBridge(first_events())
+    app, _ = live_app(bridge)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started)
+        await pilot.press("s")
+        await pilot.press("plus", "plus", "minus")
+        await pilot.press("s")
+        app.screen.query_one("#split", Switch).toggle()  # the Switch itself, as a click would
+        await pilot.pause(0.05)
+        assert bridge.controls() == [
+            {"cmd": "split", "enabled": True, "chunks": 4},
+            {"cmd": "split", "enabled": False, "chunks": 5},
+            {"cmd": "split", "enabled": True, "chunks": 5},
+        ]
+
+
+async def test_pause_key_sends_pause_then_resume_and_says_paused():
+    bridge = FakeBridge(first_events())
+    app, _ = live_app(bridge)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started)
+        await pilot.press("p")
+        assert "paused" in app.status_text().plain
+        await pilot.press("p")
+        assert bridge.controls() == [{"cmd": "pause"}, {"cmd": "resume"}]
+        assert "running" in app.status_text().plain
+
+
+async def test_quit_shuts_the_trainer_down():
+    bridge = FakeBridge(first_events())
+    app, _ = live_app(bridge)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: bridge.shutdowns >= 1)
+    assert not bridge.alive
+    assert app.return_code == 0
+
+
+async def test_replay_fills_plots_timing_panel_and_table(fixture_dir):
+    app = make_app(replay=str(fixture_dir))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        assert app.feed_end is not None and app.feed_end.kind == "finished"
+        table = app.screen.query_one(RunTable)
+        assert table.row_count == 5
+        assert str(table.get_cell("bs1", "status")) == "diverged"
+        assert str(table.get_cell("bs60", "lr")) == "0.02→0.08"  # split on: lr x k shown
+        assert str(table.get_cell("bs6", "target")) == "12s"
+        assert str(table.get_cell("bs6", "acc")) == "96.5%"
+        plots = list(app.screen.query(LossPlot))
+        assert len(plots) == 5
+        assert all(p.spec is not None and len(p.spec.series[0][0].x) > 0 for p in plots)
+        ylims = {p.spec.ylim for p in plots}
+        assert len(ylims) == 1  # one shared y range
+        timing = text_of(app.screen.query_one(TimingPanel))
+        assert "30s wall" in timing and "86% data" in timing
+        header = text_of(app.screen.query_one(SweepHeader))
+        assert "synthetic-digits" in header and "fallback" in header and str(fixture_dir) in header
+        assert "sweep done" in app.status_text().plain
+
+
+async def test_view_keys_cycle_axis_log_smoothing_and_overlay(fixture_dir):
+    app = make_app(replay=str(fixture_dir))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("x", "l", "m")
+        await pilot.pause(0.2)
+        assert (app.x_axis, app.log_y, app.smooth) == ("epoch", True, True)
+        plot = app.screen.query(LossPlot).first()
+        assert plot.spec.log_y and plot.spec.series[0][0].faint_y is not None
+        assert plot.spec.ylim[1] < 1.0  # log10 of losses of a few units
+        await pilot.press("o")
+        await wait_for(pilot, lambda: len(app.screen.query(LossPlot)) == 1)
+        await pilot.pause(0.2)
+        overlay = app.screen.query_one(LossPlot)
+        assert overlay.spec is not None and len(overlay.spec.series) == 5 and overlay.spec.legend
+        await pilot.press("x", "x", "x")
+        assert app.x_axis == "iteration"
+
+
+async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
+    bridge, second = FakeBridge(first_events()), FakeBridge()
+    app, made = live_app(bridge, second)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(app.state.runs.get("bs1", None).losses) > 0 if app.state.runs else False)
+        shown = len(app.state.runs["bs1"].losses)
+        bridge.die(-9)
+        await wait_for(pilot, lambda: app.feed_end is not None)
+        status = app.status_text().plain
+        assert "trainer died" in status and "SIGKILL" in status and "r restarts" in status
+        assert len(app.state.runs["bs1"].losses) == shown  # what it showed is kept
+        assert app.state.runs["bs1"].status == "failed"
+        await pilot.press("s")  # controls are refused, not crashed on
+        assert bridge.controls() == []
+        await pilot.press("r")
+        await wait_for(pilot, lambda: made == [0, 1] and second.started == 1)
+        assert app.feed_end is None and not app.state.started
+        assert "died" not in app.status_text().plain
+        await pilot.press("q")
+        await wait_for(pilot, lambda: second.shutdowns >= 1)
+
+
+async def test_a_failed_sweep_shows_the_trainers_reason():
+    bridge = FakeBridge([{"type": "sweep_finished", "t": 0.1, "status": "failed",
+                          "reason": "dataset mnist is not available offline"}])
+    app, _ = live_app(bridge)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.finished)
+        bridge.die(0)
+        await wait_for(pilot, lambda: app.feed_end is not None)
+        assert app.feed_end.kind == "finished"
+        assert "sweep failed: dataset mnist is not available offline" in app.status_text().plain
+
+
+async def test_replay_counts_unreadable_lines_in_the_header(run_copy):
+    with open(run_copy / "events.jsonl", "a") as f:
+        f.write("garbage that is not json\n{\"half\": \n")
+    app = make_app(replay=str(run_copy))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert "2 unreadable lines skipped" in text_of(app.screen.query_one(SweepHeader))
+
+
+async def test_replay_follows_a_file_that_is_still_being_written(run_copy):
+    path = run_copy / "events.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:20]) + lines[20][:15])  # a writer mid-line
+    app = make_app(replay=str(run_copy))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state.version == 20)
+        assert "following" in app.status_text().plain
+        with open(path, "w") as f:
+            f.write("".join(lines))
+        await settle(pilot)
+        assert app.state.finished and app.state.version == len(lines)
+
+
+async def test_controls_do_nothing_in_replay_and_restart_reads_again(fixture_dir):
+    app = make_app(replay=str(fixture_dir))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#split", Switch).disabled
+        await pilot.press("s", "p")
+        assert not app.pause_requested
+        first = app.state
+        await pilot.press("r")
+        await settle(pilot)
+        assert app.state is not first and app.state.finished
+
+
+async def test_help_opens_and_closes():
+    app, _ = live_app(FakeBridge(first_events()))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def test_fixture_is_valid_json_lines(fixture_dir):
+    for line in (fixture_dir / "events.jsonl").read_text().splitlines():
+        assert isinstance(json.loads(line), dict)

@@ -1,0 +1,104 @@
+"""Downsampling, axes, ranges and layout: the numbers behind the loss grid."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.tui.test_state import started
+from tui.plotdata import (
+    compact,
+    grid_columns,
+    minmax_downsample,
+    nice_ticks,
+    prepare_series,
+    shared_ylim,
+    to_log10,
+    x_values,
+)
+
+
+def test_downsample_keeps_spikes_and_bounds_points():
+    n = 600_000
+    y = np.ones(n, dtype=np.float32)
+    y[123_457] = 50.0  # one spike
+    y[400_001] = -3.0  # one dip
+    x = np.arange(n, dtype=np.float64)
+    xs, ys = minmax_downsample(x, y, 100)
+    assert len(xs) <= 200
+    assert ys.max() == 50.0 and ys.min() == -3.0
+    assert xs[np.argmax(ys)] == 123_457
+    assert np.all(np.diff(xs) >= 0)  # order kept
+
+
+def test_downsample_ignores_missing_values():
+    y = np.array([np.nan] * 10 + [1.0, 2.0] + [np.nan] * 500, dtype=np.float32)
+    xs, ys = minmax_downsample(np.arange(len(y), dtype=float), y, 20)
+    assert set(ys.tolist()) == {1.0, 2.0}
+    assert np.isfinite(ys).all()
+
+
+def test_short_series_are_kept_whole():
+    y = np.array([3.0, np.nan, 1.0])
+    xs, ys = minmax_downsample(np.arange(3.0), y, 10)
+    assert xs.tolist() == [0.0, 2.0] and ys.tolist() == [3.0, 1.0]
+
+
+def test_x_axes_line_batch_sizes_up_by_epoch_and_samples():
+    s = started(6, 60)
+    small, big = s.runs["bs6"], s.runs["bs60"]
+    small.iters_per_epoch, big.iters_per_epoch = 100, 10
+    assert x_values(small, "epoch", 100)[-1] == pytest.approx(1.0)
+    assert x_values(big, "epoch", 10)[-1] == pytest.approx(1.0)
+    assert x_values(small, "samples", 100)[-1] == x_values(big, "samples", 10)[-1] == 600
+    with pytest.raises(ValueError, match="unknown x axis"):
+        x_values(small, "furlongs", 3)
+
+
+def test_log10_drops_non_positive_values():
+    out = to_log10(np.array([100.0, 0.0, -1.0, 0.1]))
+    assert out[0] == pytest.approx(2.0) and out[3] == pytest.approx(-1.0)
+    assert np.isnan(out[1]) and np.isnan(out[2])
+
+
+def test_shared_range_ignores_a_diverged_run():
+    s = started(1, 60)
+    s.apply({"type": "losses", "t": 1, "run": "bs1", "first_iter": 0, "values": [2.0] * 50 + [1e6] * 50})
+    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": np.linspace(2.3, 0.1, 100).tolist()})
+    series = [prepare_series(r, "iteration", False, False, 50) for r in s.run_list()]
+    lo, hi = shared_ylim(series, exclude={"bs1"})
+    assert lo < 0.11 and 2.3 <= hi < 3
+    lo_all, hi_all = shared_ylim(series)
+    assert hi_all > 1000  # without the exclusion the blow-up sets the range
+
+
+def test_split_and_target_marks_follow_the_axis():
+    s = started(60)
+    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": [1.0] * 30})
+    s.apply({"type": "mode_changed", "t": 1, "run": "bs60", "iter": 20, "split_chunks": 4})
+    s.apply({"type": "target_reached", "t": 1, "run": "bs60", "epoch": 1, "iter": 10, "samples": 600,
+             "wall_s": 1.0, "compute_s": 1.0, "test_acc": 0.99})
+    it = prepare_series(s.runs["bs60"], "iteration", False, False, 100)
+    assert it.marks == [(20.0, 4)] and it.target_x == 9.0
+    smp = prepare_series(s.runs["bs60"], "samples", False, False, 100)
+    assert smp.marks == [(21 * 60.0, 4)]
+
+
+@pytest.mark.parametrize(
+    ("n", "width", "height", "expected"),
+    [
+        (5, 160, 37, 3),  # wide and tall: 3 + 2 gives bigger plots than 5 thin ones
+        (5, 250, 30, 5),  # very wide: one row
+        (5, 80, 12, 5),  # 80x24 leaves ~12 rows: side by side beats 2 rows of 2-line plots
+        (5, 60, 40, 2),  # narrow and tall: wraps
+        (1, 80, 20, 1),
+        (4, 26, 40, 1),  # too narrow for two side by side
+    ],
+)
+def test_grid_columns_wrap_on_narrow_terminals(n, width, height, expected):
+    assert grid_columns(n, width, height) == expected
+
+
+def test_ticks_and_numbers_are_short():
+    assert nice_ticks(0.0, 2.3, 3) == [0.0, 1.0, 2.0]
+    assert compact(600_000) == "600k" and compact(1_234_567) == "1.2M" and compact(None) == "-"
+    assert compact(0.0123) == "0.0123"

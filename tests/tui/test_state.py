@@ -1,0 +1,131 @@
+"""The sweep model: events in, what the app shows out."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.tui.conftest import fixture_events
+from tui.state import LossSeries, SweepState
+
+
+def started(*batch_sizes: int) -> SweepState:
+    s = SweepState()
+    s.apply({"type": "sweep_started", "t": 0.0, "dataset": "mnist", "device": "cpu",
+             "runs": [{"run": f"bs{b}", "batch_size": b, "lr": 0.02, "split_chunks": 1} for b in batch_sizes],
+             "config": {"sweep": {"epochs": 3, "target_accuracy": 0.98}}})
+    for b in batch_sizes:
+        s.apply({"type": "run_started", "t": 0.1, "run": f"bs{b}", "batch_size": b, "lr": 0.02,
+                 "momentum": 0.5, "split_chunks": 1, "iters_per_epoch": 10})
+    return s
+
+
+def test_fixture_replay_fills_every_run():
+    s = SweepState()
+    s.apply_all(fixture_events())
+    assert s.skipped == 0
+    assert s.finished and s.status == "done"
+    assert [r.batch_size for r in s.run_list()] == [1, 6, 60, 600, 6000]
+    assert s.runs["bs1"].status == "diverged"
+    assert len(s.runs["bs1"].losses) == 7000
+    assert s.runs["bs60"].split_chunks == 4 and s.runs["bs60"].mode_changes == [(100, 4)]
+    assert s.runs["bs6"].split_chunks == 1  # refused: 4 does not divide 6
+    assert s.runs["bs6"].time_to_target_s == 12.0
+    assert s.runs["bs600"].best_acc == pytest.approx(0.9)
+    assert s.epochs == 3
+
+
+def test_losses_land_at_their_iterations_and_null_is_missing():
+    s = started(60)
+    s.apply({"type": "losses", "t": 1.0, "run": "bs60", "first_iter": 0, "values": [2.3, None, 2.1]})
+    s.apply({"type": "losses", "t": 2.0, "run": "bs60", "first_iter": 5, "values": [1.0]})
+    raw = s.runs["bs60"].losses.raw
+    assert len(raw) == 6
+    assert raw[0] == pytest.approx(2.3) and math.isnan(raw[1]) and math.isnan(raw[3])
+    assert raw[5] == pytest.approx(1.0)
+    assert s.runs["bs60"].last_loss == pytest.approx(1.0)
+
+
+def test_bad_events_are_counted_not_raised():
+    s = started(60)
+    for bad in (
+        "not a dict",
+        {"type": "losses", "run": "bs60", "first_iter": 0, "values": "oops"},
+        {"type": "losses", "run": "nope", "first_iter": 0, "values": [1.0]},
+        {"type": "epoch_end", "run": "bs60"},
+        {"type": "who_knows"},
+        {"no": "type"},
+    ):
+        assert s.apply(bad) is False
+    assert s.skipped == 6
+    assert s.runs["bs60"].status == "running"
+
+
+def test_split_refusal_is_a_notice_and_keeps_the_mode():
+    s = started(6, 60)
+    s.apply({"type": "mode_changed", "t": 1, "run": "bs6", "iter": 4, "split_chunks": 1,
+             "reason": "4 chunks do not divide batch size 6"})
+    s.apply({"type": "mode_changed", "t": 1, "run": "bs60", "iter": 4, "split_chunks": 4})
+    assert s.runs["bs6"].mode_changes == [] and s.runs["bs6"].split_chunks == 1
+    assert s.runs["bs60"].mode_changes == [(4, 4)]
+    assert s.runs["bs60"].effective_lr == pytest.approx(0.08)
+    assert s.notices == ["bs6: 4 chunks do not divide batch size 6"]
+    assert s.split_on
+
+
+def test_trainer_loss_marks_unfinished_runs_failed_and_keeps_data():
+    s = started(6, 60)
+    s.apply({"type": "losses", "t": 1.0, "run": "bs6", "first_iter": 0, "values": [2.0, 1.9]})
+    s.apply({"type": "run_finished", "t": 2.0, "run": "bs60", "status": "done", "reason": ""})
+    s.mark_lost("the trainer process died")
+    assert s.runs["bs6"].status == "failed" and len(s.runs["bs6"].losses) == 2
+    assert s.runs["bs60"].status == "done"
+
+
+def test_failed_sweep_before_start_keeps_its_reason():
+    s = SweepState()
+    s.apply({"type": "sweep_finished", "t": 0.1, "status": "failed", "reason": "dataset mnist unavailable"})
+    assert s.finished and s.status == "failed" and s.reason == "dataset mnist unavailable"
+
+
+def test_ema_matches_the_recurrence_and_is_debiased():
+    beta = 0.9
+    series = LossSeries(capacity=4, beta=beta)
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.5, 2.5, 1000).tolist()
+    values[10] = None  # missing: skipped by the EMA
+    series.put(0, values[:300])
+    series.put(300, values[300:])
+    e, n, expected = 0.0, 0, []
+    for v in values:
+        if v is None:
+            expected.append(math.nan)
+            continue
+        e = beta * e + (1 - beta) * v
+        n += 1
+        expected.append(e / (1 - beta**n))
+    got = series.smooth
+    assert np.isnan(got[10])
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(np.array(expected)), rtol=1e-5)
+    assert got[0] == pytest.approx(values[0], rel=1e-6)  # debiased: starts at the first value
+
+
+def test_wall_axis_uses_epoch_wall_times_and_extrapolates():
+    s = started(60)
+    run = s.runs["bs60"]
+    s.apply({"type": "losses", "t": 1.0, "run": "bs60", "first_iter": 0, "values": [1.0] * 15})
+    s.apply({"type": "epoch_end", "t": 2.0, "run": "bs60", "epoch": 1, "iters": 10, "samples": 600,
+             "wall_s": 5.0, "compute_s": 4.0, "test_acc": 0.5})
+    x = run.wall_axis(15)
+    assert x[9] == pytest.approx(5.0)  # end of epoch 1
+    assert x[4] == pytest.approx(2.5)
+    assert x[14] == pytest.approx(7.5)  # extrapolated at the last epoch's pace
+
+
+def test_smoothing_window_follows_the_epoch_length():
+    s = started(60)  # iters_per_epoch 10 -> a 2-iteration window
+    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": [4.0, 2.0, 1.0]})
+    smooth = s.runs["bs60"].losses.smooth
+    # beta 0.5, debiased: 4, (0.5*2 + 0.25*4... ) -> exact recurrence values
+    assert smooth.tolist() == pytest.approx([4.0, (0.25 * 4 + 0.5 * 2) / 0.75, (0.125 * 4 + 0.25 * 2 + 0.5 * 1) / 0.875])
