@@ -10,6 +10,7 @@ quitting (or the app dying) leaves no trainer or DataLoader worker behind.
 """
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import queue as queue_mod
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 Event = dict[str, Any]
+
+#: The trainer's subprocess entry point (module:function), DESIGN.md.
+TRAINER_ENTRY = "trainer.child:run_child"
 
 
 @dataclass
@@ -69,7 +73,8 @@ def _watch_parent(parent_pid: int) -> None:
             time.sleep(0.5)
             if os.getppid() != parent_pid:
                 try:
-                    os.killpg(os.getpgrp(), signal.SIGKILL)
+                    if os.getpgrp() == os.getpid():  # only a group of our own
+                        os.killpg(os.getpgrp(), signal.SIGKILL)
                 finally:
                     os._exit(1)
 
@@ -84,6 +89,7 @@ def child_main(
     control_queue: Any,
     parent_pid: int,
     log_path: str | None = None,
+    entry: str = TRAINER_ENTRY,
 ) -> None:
     """Entry point of the trainer process: own process group, parent watch, then the sweep."""
     try:
@@ -100,9 +106,9 @@ def child_main(
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
     _watch_parent(parent_pid)
-    from trainer.child import run_child  # torch is imported here, in the child only
-
-    run_child(config_path, overrides, out_dir, event_queue, control_queue)
+    module, _, func = entry.partition(":")
+    run = getattr(importlib.import_module(module), func)  # torch is imported here, in the child only
+    run(config_path, overrides, out_dir, event_queue, control_queue)
 
 
 def _ensure_resource_tracker() -> None:
@@ -125,8 +131,11 @@ def _ensure_resource_tracker() -> None:
 class TrainerBridge:
     """A trainer subprocess: start, read events without blocking, send controls, stop."""
 
-    def __init__(self, config_path: str | None, overrides: list[str], out_dir: str | None) -> None:
+    def __init__(
+        self, config_path: str | None, overrides: list[str], out_dir: str | None, entry: str = TRAINER_ENTRY
+    ) -> None:
         self.config_path = config_path
+        self.entry = entry
         self.overrides = list(overrides)
         self.out_dir = out_dir
         self._ctx = multiprocessing.get_context("spawn")
@@ -149,6 +158,7 @@ class TrainerBridge:
                 self.control_queue,
                 os.getpid(),
                 self.log_path,
+                self.entry,
             ),
             name="bstui-trainer",
             daemon=False,
