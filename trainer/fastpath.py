@@ -246,8 +246,10 @@ class GraphStep:
         mode = self.split_chunks
         if idx.shape[0] != self.batch_size:
             return self._eager(idx, on_side_stream=False)
+        if mode in self.capture_errors:
+            return self._eager(idx, on_side_stream=False)
         done = self._eager_done.get(mode, 0)
-        if done < self.warmup or mode in self.capture_errors:
+        if done < self.warmup:
             self._eager_done[mode] = done + 1
             return self._eager(idx, on_side_stream=self.capture)
         self._idx.copy_(idx, non_blocking=True)
