@@ -34,12 +34,12 @@ def run_child(
         cfg = load_config(config_path, overrides)
         from trainer.data import DatasetUnavailable, load_dataset
         from trainer.store import RunDirError, RunDirSink, create_run_dir, default_run_dir, write_config
-        from trainer.sweep import DeviceUnavailable, resolve_device, run_sweep
+        from trainer.sweep import DeviceUnavailable, preflight, run_sweep
 
         controls = Controls()
         listen(control_queue, controls)
         try:
-            device = resolve_device(cfg.sweep.device)
+            device = preflight(cfg)
             dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
             run_dir = create_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force)
         except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:

@@ -66,13 +66,13 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     from trainer.data import DatasetUnavailable, load_dataset
     from trainer.events import Emitter
     from trainer.store import RunDirError, RunDirSink, create_run_dir, default_run_dir, write_config
-    from trainer.sweep import DeviceUnavailable, device_name, resolve_device, run_sweep
+    from trainer.sweep import DeviceUnavailable, device_name, preflight, run_sweep
 
     console = Console(stderr=True)
     # Piped or captured output gets room for the whole table instead of rich's 80 columns.
     out_console = Console(width=None if sys.stdout.isatty() else 160)
     try:
-        device = resolve_device(cfg.sweep.device)
+        device = preflight(cfg)
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         run_dir = create_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
     except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:

@@ -19,6 +19,9 @@ from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
 from trainer.events import Emitter
 from trainer.models import build_model
+from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
+from trainer.oscillation import loss_diff_std
+from trainer.probes import Probes
 from trainer.split import plain_step, split_step
 from trainer.timing import ComputeTimer, WallClock
 
@@ -39,6 +42,7 @@ class RunSpec:
     momentum: float
     split_chunks: int = 1  # 1 = plain SGD step; k > 1 = one forward, k backward+step
     split_method: str = "vectorized"
+    seed: int = 0  # initial weights and sample order
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,7 @@ class RunSpec:
             "batch_size": self.batch_size,
             "lr": self.lr,
             "split_chunks": self.split_chunks,
+            "seed": self.seed,
         }
 
 
@@ -94,6 +99,9 @@ class RunTotals:
     epoch_computes: list[float] = field(default_factory=list)
     best_test_acc: float | None = None
     target: dict[str, Any] | None = None
+    loss_diff_stds: list[float | None] = field(default_factory=list)
+    grad_cosines: list[float | None] = field(default_factory=list)
+    b_simple: float | None = None
 
 
 class Run:
@@ -135,6 +143,11 @@ class Run:
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.batches = None
+        self.graph: GraphStep | None = None
+        self.probes: Probes | None = None
+        self.fast_path = "eager"
+        self._autocast = False
+        self._epoch_values: list[float] = []
         self.iters_per_epoch = 0
         self.warmup_iters = 0
         self.wall = WallClock(device)
@@ -142,16 +155,26 @@ class Run:
 
     def _prepare(self) -> None:
         """Allocate the model, optimizer and data on the device (may run out of memory)."""
-        # Same initial weights for every batch size: the comparison is about the batch.
-        torch.manual_seed(self.cfg.sweep.seed)
+        # Same initial weights for every batch size (per seed): the comparison is about the batch.
+        torch.manual_seed(self.spec.seed)
+        perf = self.cfg.perf
         self.model = build_model(self.cfg.model.name).to(self.device)
         self.model.train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.spec.lr, momentum=self.spec.momentum)
-        self.batches = make_batches(
-            self.cfg.data, self.dataset.train, self.spec.batch_size, self.device, self.cfg.sweep.seed
-        )
+        self.batches = make_batches(self.cfg.data, self.dataset.train, self.spec.batch_size, self.device, self.spec.seed)
         self.iters_per_epoch = self.batches.iters_per_epoch
         self.warmup_iters = round(self.cfg.optim.warmup_epochs * self.iters_per_epoch)
+        self.fast_path = resolve_fast_path(perf.fast_path, self.device, self.cfg.data.pipeline)
+        if self.fast_path == "cuda_graph" and self._step_override is None:
+            self.graph = GraphStep(
+                self.model, self.optimizer, self.batches.images, self.batches.labels, self.spec.batch_size,
+                split_chunks=self.split_chunks, split_method=self.spec.split_method,
+                precision=perf.precision, channels_last=perf.channels_last,
+            )
+        elif perf.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._autocast = perf.precision == "bf16"
+        self.probes = Probes(self.cfg.gns, self.spec.batch_size, self.iters_per_epoch)
 
     # -- public -------------------------------------------------------------------------
 
@@ -188,6 +211,11 @@ class Run:
             epochs=self.cfg.sweep.epochs,
             warmup_iters=self.warmup_iters,
             device=str(self.device),
+            seed=self.spec.seed,
+            fast_path=self.fast_path,
+            precision=self.cfg.perf.precision,
+            gns_interval=self.probes.interval if self.probes else 0,
+            gns_chunks=self.probes.chunks if self.probes else 0,
         )
         if oom is not None:
             self.finish("oom", self._oom_reason(oom))
@@ -254,27 +282,36 @@ class Run:
             "samples_per_s": (t.samples / t.wall_s) if t.wall_s > 0 else None,
             "mean_epoch_wall_s": _mean(t.epoch_walls),
             "mean_epoch_compute_s": _mean(t.epoch_computes),
+            "seed": self.spec.seed,
+            "samples_to_target": target.get("samples"),
+            "loss_diff_std": _mean([v for v in t.loss_diff_stds if v is not None and math.isfinite(v)]),
+            "grad_cos": _mean([v for v in t.grad_cosines if v is not None]),
+            "b_simple": t.b_simple,
         }
 
     # -- the hot loop ----------------------------------------------------------------------
 
     def _train_iters(self, max_iters: int) -> int:
         """Up to max_iters iterations of the current epoch; returns how many were done."""
-        if self._iterator is None:
-            self.wall.start()
-            self._iterator = iter(self.batches.batches(self._epoch))
         self.wall.start()
+        if self._iterator is None:
+            if self.graph is not None:  # the graph gathers the batch itself, from indices
+                perm = self.batches.epoch_indices(self._epoch)
+                self._iterator = index_batches(perm, self.spec.batch_size)
+            else:
+                self._iterator = iter(self.batches.batches(self._epoch))
         spec = self.spec
         opt = self.optimizer
-        model = self.model
         controls = self.controls
+        probes = self.probes if self.probes is not None and self.probes.enabled else None
+        graph = self.graph
         done = 0
         try:
             while done < max_iters:
                 if controls is not None and controls.version != self._seen_version:
                     self._obey(controls)
                 try:
-                    x, y = next(self._iterator)
+                    item = next(self._iterator)
                 except StopIteration:
                     self._iterator = None
                     break
@@ -283,18 +320,22 @@ class Run:
                     lr = lr_at(spec.lr, it, self.warmup_iters)
                     for group in opt.param_groups:
                         group["lr"] = lr
+                probing = probes is not None and probes.due(it)
+                if probing:
+                    self._probe(item)
                 self.compute.begin()
-                if self._step_override is not None:
-                    loss = self._step_override(model, opt, x, y)
-                elif self.split_chunks > 1 and x.shape[0] % self.split_chunks == 0:
-                    loss = split_step(model, opt, x, y, self.split_chunks, spec.split_method)
+                if graph is not None:
+                    loss = graph.step(item)
+                    n = item.shape[0]
                 else:
-                    loss = plain_step(model, opt, x, y)
+                    loss = self._eager_step(*item)
+                    n = item[0].shape[0]
                 self.compute.end()
+                if probes is not None and (probing or probes.wants_grads):
+                    probes.after_step(self._last_grads(), probing)
                 if not self._pending:
                     self._pending_first = it
                 self._pending.append(loss)
-                n = x.shape[0]
                 self.totals.iters += 1
                 self.totals.samples += n
                 self._epoch_iter += 1
@@ -308,6 +349,30 @@ class Run:
             self.wall.stop()
         self._flush_losses()
         return done
+
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The plain or split-backward step (module-level functions, so tests can swap them)."""
+        if self.cfg.perf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+            if self._step_override is not None:
+                return self._step_override(self.model, self.optimizer, x, y)
+            if self.split_chunks > 1 and x.shape[0] % self.split_chunks == 0:
+                return split_step(self.model, self.optimizer, x, y, self.split_chunks, self.spec.split_method)
+            return plain_step(self.model, self.optimizer, x, y)
+
+    def _probe(self, item: Any) -> None:
+        """Noise-scale estimate on this batch before its step, outside both timers."""
+        self.wall.stop()
+        x, y = self.graph.gather(item) if self.graph is not None else item
+        self.probes.before_step(self.model, x, y)
+        self.wall.start()
+
+    def _last_grads(self) -> list[torch.Tensor]:
+        """The gradient of the step just taken (the last chunk's, in split mode)."""
+        if self.graph is not None:
+            return self.graph.last_grads()
+        return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.model.parameters()]
 
     def _pause_clocks_and_flush(self) -> None:
         self.wall.stop()
@@ -328,6 +393,7 @@ class Run:
             self.emitter.emit("losses", run=self.run_id, first_iter=first, values=good)
             self._epoch_loss_sum += sum(good)
             self._epoch_loss_n += len(good)
+            self._epoch_values.extend(good)
         if bad is not None:
             self.compute.collect()
             self.finish(
@@ -358,6 +424,12 @@ class Run:
         if t.best_test_acc is None or test_acc > t.best_test_acc:
             t.best_test_acc = test_acc
         train_loss = self._epoch_loss_sum / self._epoch_loss_n if self._epoch_loss_n else None
+        osc = loss_diff_std(self._epoch_values) if len(self._epoch_values) > 1 else None
+        probe_figures = self.probes.epoch_figures() if self.probes is not None else {}
+        self._epoch_values = []
+        t.loss_diff_stds.append(osc)
+        t.grad_cosines.append(probe_figures.get("grad_cos"))
+        t.b_simple = probe_figures.get("b_simple")
         self.emitter.emit(
             "epoch_end",
             run=self.run_id,
@@ -374,6 +446,9 @@ class Run:
             lr=self.optimizer.param_groups[0]["lr"],
             total_iters=t.iters,
             total_samples=t.samples,
+            loss_diff_std=osc,
+            split_chunks=self.split_chunks,
+            **probe_figures,
         )
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch_iter = self._epoch_samples = 0
@@ -404,6 +479,8 @@ class Run:
                 k = 1
             if k != self.split_chunks:
                 self.split_chunks = k
+                if self.graph is not None:
+                    self.graph.set_split(k)
                 fields["split_chunks"] = k
                 fields["effective_lr"] = self.spec.lr * k
                 self.emitter.emit("mode_changed", run=self.run_id, **fields)
@@ -430,7 +507,7 @@ class Run:
         """Drop the run's tensors so the rest of the sweep has the memory."""
         self._pending = []
         self._iterator = None
-        self.model = self.optimizer = self.batches = None
+        self.model = self.optimizer = self.batches = self.graph = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -51,11 +51,13 @@ class GradCosine:
         """Cosine of the current .grad against the previous call's; None when there is no previous."""
         # A parameter without .grad (unused this step) counts as a zero gradient, so the flat vector
         # keeps the same layout from step to step.
-        parts = [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1)
-            for p in parameters
-            if p.requires_grad
-        ]
+        return self.update_grads(
+            [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters if p.requires_grad]
+        )
+
+    def update_grads(self, grads: Sequence[torch.Tensor]) -> torch.Tensor | None:
+        """As `update`, from the gradient tensors themselves (e.g. a CUDA graph's static grads)."""
+        parts = [g.detach().reshape(-1) for g in grads]
         if not parts:
             raise ValueError("GradCosine.update got no trainable parameters")
         flat = torch.cat(parts)  # a new tensor: later in-place updates of .grad cannot change it

@@ -11,11 +11,13 @@ from typing import Any, Callable
 
 import torch
 
-from trainer.config import Config, config_to_dict, resolved_lr
+from trainer.config import Config, config_to_dict, sweep_lrs
 from trainer.controls import Controls
 from trainer.data import Dataset, load_dataset
 from trainer.events import Emitter
+from trainer.fastpath import FastPathUnavailable, resolve_fast_path
 from trainer.loop import Run, RunSpec, StopRequested
+from trainer.scaling import analyse
 
 SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
 
@@ -47,6 +49,16 @@ class DeviceUnavailable(Exception):
     """The configured device cannot be used (a user error: exit 2)."""
 
 
+def preflight(cfg: Config) -> torch.device:
+    """The device to train on, after checking the fast path can run there (DeviceUnavailable if not)."""
+    device = resolve_device(cfg.sweep.device)
+    try:
+        resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
+    except FastPathUnavailable as exc:
+        raise DeviceUnavailable(str(exc)) from exc
+    return device
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -54,19 +66,24 @@ def device_name(device: torch.device) -> str:
 
 
 def run_specs(cfg: Config) -> list[RunSpec]:
-    """One spec per batch size, with its lr after scaling."""
+    """One spec per (batch size, lr, seed). Ids: bs60, or bs60-lr0.05 with several lrs, -s1 with seeds."""
     chunks = cfg.split_backward.chunks if cfg.split_backward.enabled else 1
-    return [
-        RunSpec(
-            run_id=f"bs{b}",
-            batch_size=b,
-            lr=resolved_lr(cfg, b),
-            momentum=cfg.optim.momentum,
-            split_chunks=chunks,
-            split_method=cfg.split_backward.method,
-        )
-        for b in cfg.sweep.batch_sizes
-    ]
+    many_lrs = bool(cfg.sweep.lrs) or cfg.sweep.lr_grid.points > 1
+    specs = []
+    for b in cfg.sweep.batch_sizes:
+        for lr in sweep_lrs(cfg, b):
+            for i in range(cfg.sweep.seeds):
+                run_id = f"bs{b}" + (f"-lr{lr:g}" if many_lrs else "") + (f"-s{i}" if cfg.sweep.seeds > 1 else "")
+                specs.append(RunSpec(
+                    run_id=run_id,
+                    batch_size=b,
+                    lr=lr,
+                    momentum=cfg.optim.momentum,
+                    split_chunks=chunks,
+                    split_method=cfg.split_backward.method,
+                    seed=cfg.sweep.seed + i,
+                ))
+    return specs
 
 
 def slice_samples(cfg: Config, n_train: int) -> int:
@@ -99,6 +116,10 @@ def run_sweep(
     after the run directory's events are complete.
     """
     device = device or resolve_device(cfg.sweep.device)
+    try:
+        fast_path = resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
+    except FastPathUnavailable as exc:
+        raise DeviceUnavailable(str(exc)) from exc
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
     specs = run_specs(cfg)
@@ -114,6 +135,7 @@ def run_sweep(
         test_samples=int(dataset.test.labels.shape[0]),
         device=device_name(device),
         torch=torch.__version__,
+        fast_path=fast_path,
         runs=[s.as_event() for s in specs],
     )
     test_xy = prepare_test(dataset, device)
@@ -144,7 +166,8 @@ def run_sweep(
     summaries = [r.summary() for r in runs]
     if status == "done" and any(s["status"] == "failed" for s in summaries):
         status = "failed"
-    emitter.emit("sweep_finished", status=status, summaries=summaries)
+    scaling = analyse(summaries, cfg.optim.lr, cfg.optim.base_batch_size)
+    emitter.emit("sweep_finished", status=status, summaries=summaries, scaling=scaling)
     if interrupted is not None:
         raise interrupted
     return SweepResult(status=status, summaries=summaries)
