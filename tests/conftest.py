@@ -50,3 +50,15 @@ def tiny_dataset(data_root: Path):
     cfg.data.train_samples = 600
     cfg.data.test_samples = 200
     return load_dataset(cfg.data, seed=0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The study's model is tiny: intra-op threads only fight each other (and the other
+    processes of a shared 2-core machine); one thread is faster and steadier here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

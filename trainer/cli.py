@@ -1,4 +1,5 @@
 """`python -m trainer run [CONFIG] [--set KEY=VALUE]... [--out DIR] [--device ...] [--force]`
+`python -m trainer report DIR`
 
 Exit codes (DESIGN.md): 0 the sweep finished (diverged/oom runs are results);
 2 bad configuration or arguments, nothing trained; 130 interrupted, run directory
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                      help="overrides sweep.device")
     run.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
+    report = sub.add_parser("report", help="tables of a run directory: best lr per batch size, B_crit, oscillation")
+    report.add_argument("run_dir", metavar="DIR", help="a run directory")
     return parser
 
 
@@ -42,7 +45,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "report":
+        return cmd_report(args)
     return EXIT_USAGE
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print the report of a run directory (Markdown) and write it as report.md there."""
+    from trainer.report import ReportError, write_report
+
+    try:
+        text, path = write_report(Path(args.run_dir))
+    except ReportError as exc:
+        print(f"bstui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"bstui: cannot write the report into {args.run_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text)
+    print(f"written to {path}")
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

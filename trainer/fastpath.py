@@ -204,6 +204,8 @@ class GraphStep:
         self._eager_done: dict[int, int] = {}  # mode (chunks) -> full-size eager steps taken
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._static_grads: dict[int, list[torch.Tensor]] = {}  # keep graph outputs alive
+        self._last_chunk_grads: dict[int, list[torch.Tensor]] = {}  # mode -> the body's last-chunk grads
+        self._last_from_body = False  # whether the latest step ran the body (replay) or an eager step
         self.capture_errors: dict[int, str] = {}  # mode -> why its capture failed (eager then)
         self.replays = 0  # steps done by the graph body (replayed, or run eagerly without capture)
         self.eager_steps = 0  # steps done by plain_step / split_step
@@ -215,6 +217,16 @@ class GraphStep:
     def captured_modes(self) -> list[int]:
         """Split chunk counts with a captured graph (1 = the plain step)."""
         return sorted(self._graphs)
+
+    def last_grads(self) -> list[torch.Tensor]:
+        """The gradient of the latest step (its last chunk's in split mode), one tensor per parameter.
+
+        After a replay these are the graph's static tensors (overwritten by the next replay: read
+        or copy them before stepping again); after an eager step, the parameters' .grad.
+        """
+        if self._last_from_body:
+            return self._last_chunk_grads[self.split_chunks]
+        return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
 
     def set_lr(self, lr: float) -> None:
         """Change the learning rate of later steps, eager and graph alike (no re-capture)."""
@@ -244,6 +256,7 @@ class GraphStep:
         if lr != self._lr_value:
             self._sync_lr(lr)
         mode = self.split_chunks
+        self._last_from_body = False
         if idx.shape[0] != self.batch_size:
             return self._eager(idx, on_side_stream=False)
         if mode in self.capture_errors:
@@ -263,6 +276,7 @@ class GraphStep:
                     return self._eager(idx, on_side_stream=False)
             graph.replay()
         self.replays += 1
+        self._last_from_body = True
         return self._loss.clone()
 
     # -- internals -------------------------------------------------------------------------------
@@ -337,6 +351,7 @@ class GraphStep:
                 nesterov=group["nesterov"],
             )
         self._loss.copy_(loss.detach())
+        self._last_chunk_grads[chunks] = list(chunk_grads[-1])
         if self.capture:
             self._static_grads[chunks] = [g for grads in chunk_grads for g in grads]
 

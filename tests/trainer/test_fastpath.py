@@ -345,3 +345,26 @@ def test_cuda_step_that_cannot_be_captured_falls_back_to_eager_and_trains_the_sa
     assert step.captured_modes == [] and step.replays == 0
     assert "cannot be captured" in step.capture_errors[1]
     torch.testing.assert_close(torch.stack(losses).tolist(), eager, rtol=1e-5, atol=1e-6)
+
+
+def test_last_grads_are_the_latest_steps_gradient_in_both_modes():
+    """The probes read the gradient of the step just taken, whether the body or an eager step ran."""
+    torch.manual_seed(0)
+    images, labels = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    model = build_model("simple_cnn")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
+    step = GraphStep(model, opt, images, labels, 16, warmup=1, capture=False)
+    for chunks in (1, 4):
+        step.set_split(chunks)
+        for start in (0, 16, 32):  # the first is eager (warm-up), the rest run the body
+            idx = torch.arange(start, start + 16)
+            params_before = [p.detach().clone() for p in model.parameters()]
+            step.step(idx)
+            probe = build_model("simple_cnn")
+            probe.load_state_dict({n: t for n, t in zip(dict(model.named_parameters()), params_before)})
+            x, y = images[idx], labels[idx]
+            if chunks > 1:  # the last chunk's gradient, at the parameters before the step
+                x, y = x[-16 // chunks:], y[-16 // chunks:]
+            torch.nn.functional.nll_loss(probe(x), y).backward()
+            for got, p in zip(step.last_grads(), probe.parameters()):
+                torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
