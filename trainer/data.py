@@ -16,12 +16,9 @@ same seed and device, so any difference in their timings is the input pipeline a
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import math
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,13 +30,13 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from trainer.config import DataConfig
-from trainer.data_synthetic import DEFAULT_PARAMS, GENERATOR_VERSION, SyntheticParams, generate_digits
+from trainer.data_synthetic import DEFAULT_PARAMS, SyntheticParams, synthetic_splits
 
 DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
 PIPELINES = ("resident", "dataloader")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # synthetic-digits matches MNIST's split sizes
-DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation; torchvision's mirrors have none of their own
+DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation; torchvision's urlopen sets no timeout of its own
 # The four IDX files of an MNIST-format dataset: (split, kind) -> base name (".gz" optional).
 IDX_FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -87,10 +84,10 @@ class DatasetUnavailable(Exception):
         super().__init__(f"{dataset} {cause}. Fix: {fix}")
 
 
-def _idx_fix(root: Path | str) -> str:
+def _idx_fix(name: str, root: Path) -> str:
     return (
         f"set data.download = true (needs network), put the four IDX files (train-images-idx3-ubyte[.gz], "
-        f"train-labels-idx1-ubyte[.gz], t10k-...) under {root}, or set data.fallback = \"synthetic-digits\""
+        f"train-labels-idx1-ubyte[.gz], t10k-...) in {root / name}, or set data.fallback = \"synthetic-digits\""
     )
 
 
@@ -180,14 +177,14 @@ def _short(exc: BaseException) -> str:
 def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split, Split]:
     """Through torchvision's MNIST/FashionMNIST (its layout under root; downloads when
     allowed). Any failure becomes DatasetUnavailable with a short cause."""
-    from torchvision import datasets
-
-    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     if not download:
         raise DatasetUnavailable(
             name, f"was not found under {root} (looked in {', '.join(map(str, _local_folders(name, root)))}) "
-            "and data.download = false", _idx_fix(root),
+            "and data.download = false", _idx_fix(name, root),
         )
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     # A download must fail in seconds, not hang: bound every socket operation while it runs.
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
@@ -195,7 +192,7 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
         train = cls(str(root), train=True, download=True)
         test = cls(str(root), train=False, download=True)
     except Exception as exc:  # offline: RuntimeError wrapping URLError; bad md5; disk full
-        raise DatasetUnavailable(name, f"could not be downloaded ({_short(exc)})", _idx_fix(root)) from exc
+        raise DatasetUnavailable(name, f"could not be downloaded ({_short(exc)})", _idx_fix(name, root)) from exc
     finally:
         socket.setdefaulttimeout(previous)
     return (
@@ -223,58 +220,10 @@ def synthetic_digits(
     cache_dir: Path | None = None,
     params: SyntheticParams = DEFAULT_PARAMS,
 ) -> Dataset:
-    """The synthetic-digits dataset (see trainer/data_synthetic.py): train and test from
-    different random streams. With cache_dir, the arrays are kept in
-    cache_dir/<hash of everything that shapes them>.npz and reused."""
-    cached = _read_cache(cache_dir, n_train, n_test, seed, params) if cache_dir else None
-    if cached is not None:
-        train, test = cached
-    else:
-        train = Split(*generate_digits(n_train, seed, stream=0, params=params))
-        test = Split(*generate_digits(n_test, seed, stream=1, params=params))
-        if cache_dir:
-            _write_cache(cache_dir, n_train, n_test, seed, params, train, test)
-    return Dataset("synthetic-digits", "", f"generated (seed {seed})", train, test)
-
-
-def _cache_path(cache_dir: Path, n_train: int, n_test: int, seed: int, params: SyntheticParams) -> Path:
-    import PIL
-
-    key = {
-        "version": GENERATOR_VERSION, "n": [n_train, n_test], "seed": seed, "params": params.key(),
-        "torch": torch.__version__, "pillow": PIL.__version__,  # font rendering and RNG may change
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir / f"{digest}.npz"
-
-
-def _read_cache(cache_dir: Path, n_train: int, n_test: int, seed: int, params: SyntheticParams) -> tuple[Split, Split] | None:
-    path = _cache_path(cache_dir, n_train, n_test, seed, params)
-    try:
-        with np.load(path) as z:
-            arrays = [torch.from_numpy(z[k].copy()) for k in ("train_x", "train_y", "test_x", "test_y")]
-    except (OSError, KeyError, ValueError):  # absent or unreadable: regenerate
-        return None
-    return Split(arrays[0], arrays[1]), Split(arrays[2], arrays[3])
-
-
-def _write_cache(cache_dir: Path, n_train: int, n_test: int, seed: int, params: SyntheticParams, train: Split, test: Split) -> None:
-    """Best effort: a read-only or full disk costs a regeneration next time, nothing more."""
-    path = _cache_path(cache_dir, n_train, n_test, seed, params)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, train_x=train.images.numpy(), train_y=train.labels.numpy(),
-                         test_x=test.images.numpy(), test_y=test.labels.numpy())
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared cache should be readable
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        pass
+    """The synthetic-digits dataset (trainer/data_synthetic.py): train and test from
+    different random streams; with cache_dir, kept there as .npz and reused."""
+    (train_x, train_y), (test_x, test_y) = synthetic_splits(n_train, n_test, seed, cache_dir, params)
+    return Dataset("synthetic-digits", "", f"generated (seed {seed})", Split(train_x, train_y), Split(test_x, test_y))
 
 
 def _load_one(name: str, cfg: DataConfig, seed: int) -> Dataset:
@@ -347,8 +296,10 @@ class ResidentBatches:
         self.batch_size = batch_size
         self.seed = seed
         self.n = len(split)
-        # Divide (not multiply by 1/255) so the floats are bit-identical to ToTensor's.
-        self.images = split.images.to(self.device).unsqueeze(1).to(torch.float32).div(255)
+        # Convert on the CPU exactly as ToTensor does (float, then / 255), then copy: on
+        # CUDA, dividing by a scalar multiplies by its reciprocal and can differ in the last
+        # bit, and the two pipelines must give identical batches.
+        self.images = split.images.unsqueeze(1).to(torch.float32).div(255).to(self.device)
         self.labels = split.labels.to(self.device, torch.int64)
 
     @property
