@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tui.minmax import exact_indices
 from tui.state import RunState
 
 #: The x axes `x` cycles through, in order, with their axis labels.
@@ -29,42 +30,24 @@ def minmax_downsample(x: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.nd
 
     Each bin's two points keep their order in the series, so a spike reads as a
     spike. NaN (missing) values are ignored; a bin with none left is dropped.
+    (Runs use their incremental block summaries instead: `LossSeries.select`.)
     """
-    n = len(y)
-    if n == 0 or columns <= 0:
-        return x[:0], y[:0]
-    if n <= 2 * columns:
-        keep = np.isfinite(y)
-        return x[keep], y[keep]
-    starts = (np.arange(columns) * n) // columns
-    yy = y.astype(np.float64)
-    finite = np.isfinite(yy)
-    lo_fill = np.where(finite, yy, np.inf)
-    hi_fill = np.where(finite, yy, -np.inf)
-    mins = np.minimum.reduceat(lo_fill, starts)
-    maxs = np.maximum.reduceat(hi_fill, starts)
-    # Position of each bin's min and max (first occurrence), to keep their order.
-    bin_of = np.repeat(np.arange(columns), np.diff(np.append(starts, n)))
-    idx = np.arange(n)
-    big = n + 1
-    argmin = np.minimum.reduceat(np.where(lo_fill == mins[bin_of], idx, big), starts)
-    argmax = np.minimum.reduceat(np.where(hi_fill == maxs[bin_of], idx, big), starts)
-    ok = np.isfinite(mins)
-    first = np.minimum(argmin, argmax)[ok]
-    second = np.maximum(argmin, argmax)[ok]
-    order = np.empty(2 * len(first), dtype=np.int64)
-    order[0::2] = first
-    order[1::2] = second
-    return x[order], yy[order]
+    idx = exact_indices(np.asarray(y), columns) if columns > 0 else np.empty(0, dtype=np.int64)
+    return x[idx], np.asarray(y, dtype=np.float64)[idx]
 
 
 def x_values(run: RunState, axis: str, n: int) -> np.ndarray:
-    """The x of iterations 0..n-1 of `run` on the chosen axis.
+    """The x of iterations 0..n-1 of `run` on the chosen axis (see x_at)."""
+    return x_at(run, axis, np.arange(n))
+
+
+def x_at(run: RunState, axis: str, iterations: np.ndarray) -> np.ndarray:
+    """The x of the given iterations of `run` on the chosen axis.
 
     With epochs or samples seen, batch sizes line up (the same data seen); iteration
-    counts updates; wall time is this run's own training time (see RunState.wall_axis).
+    counts updates; wall time is this run's own training time (see RunState.wall_at).
     """
-    it = np.arange(n, dtype=np.float64)
+    it = np.asarray(iterations, dtype=np.float64)
     if axis == "iteration":
         return it
     if axis == "epoch":
@@ -73,16 +56,13 @@ def x_values(run: RunState, axis: str, n: int) -> np.ndarray:
     if axis == "samples":
         return (it + 1) * run.batch_size
     if axis == "wall":
-        return run.wall_axis(n)
+        return run.wall_at(it)
     raise ValueError(f"unknown x axis {axis!r}; one of {', '.join(X_AXES)}")
 
 
 def iter_to_x(run: RunState, axis: str, iteration: int) -> float:
     """The x of one iteration (for marks such as a split-backward switch)."""
-    if axis == "wall":
-        n = max(1, iteration + 1)
-        return float(run.wall_axis(n)[-1]) if iteration >= 0 else 0.0
-    return float(x_values(run, axis, iteration + 1)[-1]) if iteration >= 0 else 0.0
+    return float(x_at(run, axis, np.array([max(0, iteration)]))[0])
 
 
 def to_log10(y: np.ndarray) -> np.ndarray:
@@ -115,16 +95,23 @@ def prepare_series(
 ) -> Series:
     """Everything a plot of `run` needs, downsampled to `columns` columns."""
     n = len(run.losses)
-    x = x_values(run, axis, n)
     raw = run.losses.raw
-    y_main = run.losses.smooth if smooth else raw
-    if log_y:
-        y_main = to_log10(y_main)
-    xs, ys = minmax_downsample(x, y_main, columns)
-    series = Series(run=run.run, label=f"bs {run.batch_size}", x=xs, y=ys)
+
+    def points(values: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # log10 is monotonic: a column's min and max stay its min and max after it.
+        y = values[idx].astype(np.float64)
+        return x_at(run, axis, idx), (to_log10(y) if log_y else y)
+
     if smooth:
-        y_raw = to_log10(raw) if log_y else raw
-        series.faint_x, series.faint_y = minmax_downsample(x, y_raw, columns)
+        xs, ys = points(run.losses.smooth, run.losses.select(columns, smooth=True))
+    else:
+        xs, ys = points(raw, run.losses.select(columns))
+    keep = np.isfinite(ys)
+    series = Series(run=run.run, label=f"bs {run.batch_size}", x=xs[keep], y=ys[keep])
+    if smooth:
+        fx, fy = points(raw, run.losses.select(columns))
+        keep = np.isfinite(fy)
+        series.faint_x, series.faint_y = fx[keep], fy[keep]
     for it, chunks in run.mode_changes:
         if it < n:
             series.marks.append((iter_to_x(run, axis, it), chunks))

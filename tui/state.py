@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tui.minmax import MinMaxIndex
+
 Event = dict[str, Any]
 
 #: Weight of the past in the smoothed loss (debiased EMA) until a run's epoch length is known.
@@ -29,8 +31,11 @@ def ema_beta(iters_per_epoch: int) -> float:
     """
     window = min(100, max(2, iters_per_epoch // 10))
     return 1.0 - 1.0 / window
-#: Iterations per vectorised EMA block; beta ** -block must stay far from overflow.
-_EMA_BLOCK = 256
+
+
+def _ema_block(beta: float) -> int:
+    """Iterations per vectorised EMA block: as many as keep beta ** -block below 1e200."""
+    return max(16, min(4096, int(200 / -math.log10(beta)))) if 0 < beta < 1 else 16
 
 
 def _float(value: Any) -> float:
@@ -61,6 +66,8 @@ class LossSeries:
         self._ema_state = 0.0  # biased EMA after the last finite value
         self._ema_count = 0  # finite values seen (for debiasing)
         self._ema_upto = 0  # EMA computed for indices < this
+        self._raw_index = MinMaxIndex()  # block min/max: redraws cost O(columns), not O(length)
+        self._ema_index = MinMaxIndex()
 
     def __len__(self) -> int:
         return self._n
@@ -86,13 +93,26 @@ class LossSeries:
         """Store values at iterations first_iter, first_iter + 1, ...; gaps stay NaN."""
         if first_iter < 0:
             raise ValueError(f"first_iter must be >= 0, got {first_iter}")
-        arr = np.fromiter((_float(v) for v in values), dtype=np.float32, count=len(values))
+        try:  # fast path: all plain numbers
+            arr = np.array(values)
+            if arr.ndim != 1 or arr.dtype.kind not in "fi":
+                raise TypeError
+            arr = arr.astype(np.float32)
+        except (TypeError, ValueError):  # nulls or junk: one by one, junk as missing
+            arr = np.fromiter((_float(v) for v in values), dtype=np.float32, count=len(values))
         end = first_iter + len(arr)
         self._grow(end)
         self._raw[first_iter:end] = arr
-        if first_iter < self._ema_upto:  # rewriting the past (rare): recompute the EMA from there
+        if first_iter < self._n:  # rewriting the past (rare): summaries and EMA start over
+            self._raw_index.reset()
             self._reset_ema()
         self._n = max(self._n, end)
+
+    def select(self, columns: int, smooth: bool = False) -> np.ndarray:
+        """Sorted iterations to draw in `columns` plot columns: each column's min and max."""
+        if smooth:
+            return self._ema_index.select(self.smooth, columns)
+        return self._raw_index.select(self.raw, columns)
 
     def _grow(self, size: int) -> None:
         if size <= len(self._raw):
@@ -107,13 +127,15 @@ class LossSeries:
     def _reset_ema(self) -> None:
         self._ema_state, self._ema_count, self._ema_upto = 0.0, 0, 0
         self._ema[:] = np.nan
+        self._ema_index.reset()
 
     def _update_ema(self) -> None:
         """Extend the EMA over new values, one vectorised block at a time."""
         b = self.beta
+        block = _ema_block(b)
         while self._ema_upto < self._n:
             lo = self._ema_upto
-            hi = min(self._n, lo + _EMA_BLOCK)
+            hi = min(self._n, lo + block)
             x = self._raw[lo:hi].astype(np.float64)
             finite = np.isfinite(x)
             if not finite.any():
@@ -122,13 +144,12 @@ class LossSeries:
             # Skip missing values by giving them no weight: compress to the finite ones.
             xs = x[finite]
             m = len(xs)
-            j = np.arange(m)
+            pw = b ** np.arange(m)  # b^j
             # e_i = b^(i+1) e_prev + (1-b) sum_{j<=i} b^(i-j) x_j, evaluated with cumsum.
-            powers = b ** (j + 1)
-            acc = np.cumsum(xs * b ** (-j)) * b**j
-            e = powers * self._ema_state + (1.0 - b) * acc
-            counts = self._ema_count + j + 1
-            debiased = e / (1.0 - b**counts)
+            acc = np.cumsum(xs / pw) * pw
+            e = (pw * b) * self._ema_state + (1.0 - b) * acc
+            # debias by 1 - b^count, count = finite values seen so far (b^count = b^count0 * b^(j+1))
+            debiased = e / (1.0 - (b**self._ema_count) * (pw * b))
             out = np.full(hi - lo, np.nan)
             out[finite] = debiased
             self._ema[lo:hi] = out
@@ -224,14 +245,18 @@ class RunState:
         return _opt_float(self.target.get("wall_s")) if self.target else None
 
     def wall_axis(self, n: int) -> np.ndarray:
-        """Seconds of this run's own training at the end of iterations 0..n-1.
+        """Seconds of this run's own training at the end of iterations 0..n-1 (see wall_at)."""
+        return self.wall_at(np.arange(n))
+
+    def wall_at(self, iterations: np.ndarray) -> np.ndarray:
+        """Seconds of this run's own training at the end of each of `iterations`.
 
         Measured at epoch ends (sum of epoch wall times, other runs' slices excluded),
         linear within an epoch, extrapolated at the last epoch's pace past the last
         epoch end. Before the first epoch ends, the event clock since run_started is
         the estimate (it includes other runs' slices in an interleaved sweep).
         """
-        done = np.arange(1, n + 1, dtype=np.float64)
+        done = np.asarray(iterations, dtype=np.float64) + 1
         iters = [0]
         walls = [0.0]
         for e in self.epochs:

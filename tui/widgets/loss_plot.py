@@ -1,17 +1,29 @@
-"""One loss plot: one run (small multiple) or all runs (overlay), on a given y range."""
+"""One loss plot: one run (small multiple) or all runs (overlay), on a given y range.
+
+Drawn by tui.braille (numpy) rather than plotext: plotext builds a plot cell by cell
+in Python, tens of milliseconds each, and a frame of five must stay under 50 ms
+(issue 3). The look is the same: braille dots, a frame, ticks, a title.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual_plotext import PlotextPlot
+from rich.text import Text
+from textual.app import RenderResult
+from textual.widget import Widget
 
+from tui.braille import Chart, Line, render_chart
 from tui.palette import FAINT, SPLIT_MARK, TARGET_MARK
 from tui.plotdata import Series, compact, format_tick, nice_ticks
 
 
+def rgb(color: tuple[int, int, int]) -> str:
+    return f"rgb({color[0]},{color[1]},{color[2]})"
+
+
 @dataclass
 class PlotSpec:
-    """What one plot shows; built by the loss grid, drawn by `LossPlot.replot`."""
+    """What one plot shows; built by the loss grid, drawn by `LossPlot`."""
 
     title: str
     series: list[tuple[Series, tuple[int, int, int]]]
@@ -20,8 +32,43 @@ class PlotSpec:
     legend: bool = False
 
 
-class LossPlot(PlotextPlot):
-    """A plotext plot of per-iteration loss; data lives in `spec`, `replot()` draws it."""
+def build_chart(spec: PlotSpec, width: int, height: int) -> Chart:
+    """The chart for a spec at a size: lines (faint raw under smoothed), marks, ticks."""
+    lines: list[Line] = []
+    vlines: list[tuple[float, str]] = []
+    xmin = xmax = None
+    for series, color in spec.series:
+        if series.faint_x is not None and series.faint_y is not None and len(series.faint_x):
+            lines.append(Line(series.faint_x, series.faint_y, rgb(FAINT)))
+    for series, color in spec.series:
+        if len(series.x):
+            lines.append(Line(series.x, series.y, rgb(color), series.label))
+            xmin = float(series.x[0]) if xmin is None else min(xmin, float(series.x[0]))
+            xmax = float(series.x[-1]) if xmax is None else max(xmax, float(series.x[-1]))
+        vlines += [(x, SPLIT_MARK) for x, _chunks in series.marks]
+        if series.target_x is not None:
+            vlines.append((series.target_x, TARGET_MARK))
+    if xmin is None or xmax is None:
+        xmin, xmax = 0.0, 1.0
+    if xmax <= xmin:
+        xmin, xmax = xmin - 0.5, xmax + 0.5
+    ylim = spec.ylim or (0.0, 1.0)
+    yticks = nice_ticks(ylim[0], ylim[1], max(2, min(5, (height - 4) // 2)))
+    xticks = nice_ticks(xmin, xmax, max(2, min(6, width // 12)))
+    return Chart(
+        title=spec.title,
+        lines=lines,
+        xlim=(xmin, xmax),
+        ylim=ylim,
+        xticks=[(t, compact(t)) for t in xticks],
+        yticks=[(t, format_tick(t, spec.log_y)) for t in yticks],
+        vlines=vlines,
+        legend=spec.legend,
+    )
+
+
+class LossPlot(Widget):
+    """A braille plot of per-iteration loss; data lives in `spec`, drawn at render time."""
 
     DEFAULT_CSS = """
     LossPlot {
@@ -34,51 +81,38 @@ class LossPlot(PlotextPlot):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.spec: PlotSpec | None = None
+        self._cache: tuple[int, int, int, Text] | None = None
 
     @property
     def data_columns(self) -> int:
-        """Data columns worth drawing: braille dots give two per character cell."""
-        return max(8, 2 * max(1, self.size.width - 8))
+        """Data columns worth drawing: braille gives two dots per character cell."""
+        return max(8, 2 * max(1, self.size.width - 6))
 
     def show(self, spec: PlotSpec) -> None:
+        """Take a new spec; the plot is drawn at the next render."""
         self.spec = spec
-        self.replot()
-
-    def replot(self) -> None:
-        """Clear and redraw from `spec` (the plot is built at the next render)."""
-        plt = self.plt
-        plt.clear_figure()
-        spec = self.spec
-        if spec is None:
-            return
-        plt.title(spec.title)
-        xmin = xmax = None
-        for series, color in spec.series:
-            if series.faint_x is not None and series.faint_y is not None and len(series.faint_x):
-                plt.plot(series.faint_x.tolist(), series.faint_y.tolist(), marker="braille", color=FAINT)
-            if len(series.x):
-                label = series.label if spec.legend else None
-                plt.plot(series.x.tolist(), series.y.tolist(), marker="braille", color=color, label=label)
-                lo, hi = float(series.x[0]), float(series.x[-1])
-                xmin = lo if xmin is None else min(xmin, lo)
-                xmax = hi if xmax is None else max(xmax, hi)
-            for x, _chunks in series.marks:
-                plt.vline(x, color=SPLIT_MARK)
-            if series.target_x is not None:
-                plt.vline(series.target_x, color=TARGET_MARK)
-        height = max(1, self.size.height)
-        width = max(1, self.size.width)
-        if spec.ylim is not None:
-            lo, hi = spec.ylim
-            plt.ylim(lo, hi)
-            ticks = nice_ticks(lo, hi, max(2, min(5, (height - 3) // 2)))
-            plt.yticks(ticks, [format_tick(t, spec.log_y) for t in ticks])
-        if xmin is not None and xmax is not None and xmax > xmin:
-            plt.xlim(xmin, xmax)
-            ticks = nice_ticks(xmin, xmax, max(2, min(6, width // 12)))
-            plt.xticks(ticks, [compact(t) for t in ticks])
+        self._cache = None
         self.refresh()
 
+    def replot(self) -> None:
+        """Redraw from the current spec (after a resize, say)."""
+        self._cache = None
+        self.refresh()
+
+    def chart_text(self) -> Text:
+        """The plot at the widget's size (cached until the spec or the size changes)."""
+        w, h = self.size.width, self.size.height
+        if self._cache is not None and self._cache[:3] == (id(self.spec), w, h):
+            return self._cache[3]
+        if self.spec is None:
+            text = Text("")
+        else:
+            text = render_chart(build_chart(self.spec, w, h), w, h)
+        self._cache = (id(self.spec), w, h, text)
+        return text
+
+    def render(self) -> RenderResult:
+        return self.chart_text()
+
     def on_resize(self) -> None:
-        # Tick counts depend on the size; the grid re-downsamples for the new width.
         self.replot()
