@@ -111,6 +111,7 @@ class PerfConfig:
     fast_path: str = "auto"  # auto (CUDA graphs on CUDA with the resident pipeline) | eager | cuda_graph
     precision: str = "fp32"  # fp32 | bf16 (autocast; the study is fp32)
     channels_last: bool = False  # NHWC memory format for the convolutions
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = 1 (the study's model is too small to share out)
 
 
 @dataclass
@@ -620,6 +621,7 @@ class _Builder:
         self.check("gns.every", g.every >= 0, f"must be >= 0 (0 = off), got {g.every}")
         self.check("gns.chunks", g.chunks >= 2, f"must be >= 2 (two batch sizes are needed), got {g.chunks}")
         self.check("gns.beta", 0 <= g.beta < 1, f"must be in [0, 1), got {g.beta}")
+        self.check("perf.cpu_threads", cfg.perf.cpu_threads >= 0, f"must be >= 0 (0 = 1 thread), got {cfg.perf.cpu_threads}")
         self._check_batch_sizes(cfg)
 
     def _check_lrs(self, cfg: Config) -> None:

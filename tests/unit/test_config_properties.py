@@ -239,6 +239,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "fast_path": draw(st.sampled_from(CHOICES["perf.fast_path"])),
             "precision": draw(st.sampled_from(CHOICES["perf.precision"])),
             "channels_last": draw(st.booleans()),
+            "cpu_threads": draw(st.integers(0, 64)),
         },
         "output": {"dir": draw(st.text(min_size=1, max_size=20))},
     }
