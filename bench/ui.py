@@ -142,7 +142,7 @@ def frame_ms(size: tuple[int, int], view: GridView, repeats: int, points: int) -
                 t0 = time.perf_counter()
                 grid._draw()
                 for plot in plots:
-                    plot.chart_text()  # the plot's build: what a repaint costs
+                    plot.strips()  # the plot's build: what a repaint costs
                 times.append(1e3 * (time.perf_counter() - t0))
             out.update(
                 plots=len(plots),
@@ -194,19 +194,27 @@ def run_headless(args: argparse.Namespace, out: Path) -> dict[int, float]:
     cmd = [sys.executable, "-m", "trainer", "run", "--out", str(out)]
     for o in sweep_overrides(args):
         cmd += ["--set", o]
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=args.timeout)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=args.timeout)
     return iters_per_s(out)
 
 
-def run_attached(args: argparse.Namespace, out: Path) -> dict[int, float]:
-    """The real app (headless driver, 160x48) with the real trainer subprocess, until the sweep ends."""
+def run_attached(args: argparse.Namespace, out: Path, app_cpu: list[float]) -> dict[int, float]:
+    """The real app (headless driver, 160x48) with the real trainer subprocess, until the sweep ends.
+
+    Appends the app process's own CPU use (fraction of one core, trainer excluded) to app_cpu.
+    """
     app = make_app(overrides=sweep_overrides(args), out_dir=str(out))
 
     async def run() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
             deadline = time.monotonic() + args.timeout
+            while not app.state.started and time.monotonic() < deadline:
+                await pilot.pause(0.2)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             while app.feed_end is None and time.monotonic() < deadline:
                 await pilot.pause(0.2)
+            app_cpu.append((time.process_time() - cpu0) / (time.perf_counter() - wall0))
             if app.feed_end is None or app.feed_end.kind != "finished":
                 raise SystemExit(f"attached run did not finish: {app.feed_end}")
             await pilot.press("q")
@@ -217,6 +225,7 @@ def run_attached(args: argparse.Namespace, out: Path) -> dict[int, float]:
 
 def attached_vs_headless(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[int, dict[str, list[float]]] = {}
+    app_cpu: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bstui-bench-ui-") as tmp:
         for rep in range(args.repeats):
             # Alternate the order so drift in the machine's load hits both alike.
@@ -224,7 +233,7 @@ def attached_vs_headless(args: argparse.Namespace) -> dict[str, Any]:
             for mode in order:
                 out = Path(tmp) / f"{mode}-{rep}"
                 t0 = time.perf_counter()
-                result = run_headless(args, out) if mode == "headless" else run_attached(args, out)
+                result = run_headless(args, out) if mode == "headless" else run_attached(args, out, app_cpu)
                 print(f"  {mode:8} rep {rep + 1}: {time.perf_counter() - t0:6.1f} s  "
                       + "  ".join(f"bs{b} {v:,.1f} it/s" for b, v in sorted(result.items())), flush=True)
                 for b, v in result.items():
@@ -233,7 +242,7 @@ def attached_vs_headless(args: argparse.Namespace) -> dict[str, Any]:
     for b, r in sorted(rows.items()):
         h, a = statistics.median(r["headless"]), statistics.median(r["attached"])
         table[b] = {"headless_it_s": h, "attached_it_s": a, "ratio": a / h, "runs": r}
-    return table
+    return {"per_batch_size": table, "app_cpu_fraction": statistics.median(app_cpu)}
 
 
 def device_label(device: str) -> str:
@@ -285,12 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_trainer:
         print(f"2. trainer iterations/s, app attached vs headless, device {device_label(args.device)} "
               f"(target attached >= {ATTACHED_TARGET:.0%} of headless)")
-        table = attached_vs_headless(args)
+        result = attached_vs_headless(args)
+        table = result["per_batch_size"]
         for b, r in table.items():
             verdict = "ok" if r["ratio"] >= ATTACHED_TARGET else "BELOW TARGET"
             print(f"  bs {b:>5}: headless {r['headless_it_s']:9,.1f} it/s  attached {r['attached_it_s']:9,.1f} it/s  "
                   f"attached/headless {r['ratio']:.3f}  [{verdict}]")
-        report["attached_vs_headless"] = {"device": device_label(args.device), "per_batch_size": table}
+        print(f"  the app itself used {result['app_cpu_fraction']:.0%} of one core while the sweep ran")
+        report["attached_vs_headless"] = {"device": device_label(args.device), **result}
 
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))

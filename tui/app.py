@@ -39,6 +39,10 @@ Feed = LiveFeed | ReplayFeed
 FeedFactory = Callable[[int], Feed]
 
 REDRAW_S = 0.1  # at most ~10 redraws a second, however fast events come
+MAX_REDRAW_S = 1.0  # ... and at least one a second
+#: Share of one CPU core the app may use for itself while the trainer works: on a small
+#: machine every redraw is taken from training (issue 3: attached within 5% of headless).
+APP_CPU_BUDGET = 0.08
 APPLY_BUDGET_S = 0.05  # UI-thread time per batch of events before yielding to input
 
 
@@ -106,6 +110,9 @@ class BstuiApp(App[int]):
         self.set_reactive(BstuiApp.chunks, max(2, chunks))
         self._stopping = False
         self._quitting = False
+        self.redraw_s = REDRAW_S
+        self._cpu_mark = (time.process_time(), time.perf_counter())
+        self._last_redraw = 0.0
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -115,7 +122,7 @@ class BstuiApp(App[int]):
         with switch.prevent(Switch.Changed):
             switch.value = self._split_initial
         self._start_feed()
-        self.set_interval(REDRAW_S, self.redraw)
+        self.set_interval(REDRAW_S, self._tick)
 
     def on_unmount(self) -> None:
         self._close_feed()
@@ -194,6 +201,22 @@ class BstuiApp(App[int]):
             self.notify(self.feed_end.detail, title="feed error", severity="error", timeout=10)
 
     # -- drawing ----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Redraw on a timer, slower when the app's own CPU use goes over its budget."""
+        now = time.perf_counter()
+        cpu0, wall0 = self._cpu_mark
+        if now - wall0 >= 1.0:
+            cpu = time.process_time()
+            share = (cpu - cpu0) / (now - wall0)
+            self._cpu_mark = (cpu, now)
+            if share > APP_CPU_BUDGET:
+                self.redraw_s = min(MAX_REDRAW_S, self.redraw_s * 1.5)
+            elif share < APP_CPU_BUDGET / 2:
+                self.redraw_s = max(REDRAW_S, self.redraw_s / 1.5)
+        if now - self._last_redraw >= self.redraw_s - 1e-3:
+            self._last_redraw = now
+            self.redraw()
 
     def status_text(self) -> Text:
         """What the sweep is doing, in words (no clock: snapshots stay stable)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from rich.style import Style
 from rich.text import Text
 
 # Bit of each dot (column dx 0..1, row dy 0..3 from the top) in a braille cell.
@@ -64,17 +63,29 @@ def segment_dots(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     return c, r
 
 
+Row = list[tuple[str, str | None]]  # runs of (text, colour or None) making one line
+
+
 def render_chart(chart: Chart, width: int, height: int) -> Text:
-    """The chart as `height` lines of `width` cells (title, framed canvas, x tick labels)."""
+    """The chart as Rich text: `height` lines of `width` cells (tests, snapshots of one plot)."""
+    text = Text(no_wrap=True, overflow="crop", end="")
+    for i, row in enumerate(chart_rows(chart, width, height)):
+        if i:
+            text.append("\n")
+        for chunk, color in row:
+            text.append(chunk, style=color)
+    return text
+
+
+def chart_rows(chart: Chart, width: int, height: int) -> list[Row]:
+    """The chart as `height` rows of `width` cells (title, framed canvas, x tick labels)."""
     width, height = max(1, width), max(1, height)
     ylabels = [label for _, label in chart.yticks]
     label_w = max((len(s) for s in ylabels), default=0)
     cw = width - label_w - 2  # canvas cells inside the frame
     ch = height - 4  # title, top rule, bottom rule, x labels
-    text = Text(no_wrap=True, overflow="crop", end="")
     if cw < 2 or ch < 1:
-        text.append(chart.title[:width].center(width))
-        return text
+        return [[(chart.title[:width].center(width), None)]] + [[(" " * width, None)]] * (height - 1)
     cells = np.zeros((ch, cw), dtype=np.uint8)
     color = np.full((ch, cw), -1, dtype=np.int16)
     palette: list[str] = []
@@ -102,7 +113,6 @@ def render_chart(chart: Chart, width: int, height: int) -> Text:
         if 0 <= col < cw:
             palette.append(mark_color)
             marks[col] = len(palette) - 1
-    styles = [Style.parse(c) for c in palette]
 
     ytick_rows: dict[int, str] = {}
     for value, label in chart.yticks:
@@ -122,28 +132,26 @@ def render_chart(chart: Chart, width: int, height: int) -> Text:
                 legend_rows[i] = (line.label, palette.index(line.color) if line.color in palette else -1)
 
     pad = " " * label_w
-    text.append(chart.title[: width].center(width) + "\n", style="bold")
-    top = ["─"] * cw
-    text.append(pad + "┌" + "".join(top) + "┐\n")
-    for row in range(ch):
-        label = ytick_rows.get(row)
-        text.append((label.rjust(label_w) + "┤") if label is not None else (pad + "│"))
-        _append_row(text, cells[row], color[row], marks, styles, legend_rows.get(row))
-        text.append("│\n")
-    bottom = ["┬" if col in xtick_cols else "─" for col in range(cw)]
-    text.append(pad + "└" + "".join(bottom) + "┘\n")
-    text.append(_tick_labels(xtick_cols, label_w + 1, width))
-    return text
+    rows: list[Row] = [[(chart.title[:width].center(width), "bold")], [(pad + "┌" + "─" * cw + "┐", None)]]
+    for r in range(ch):
+        label = ytick_rows.get(r)
+        row: Row = [((label.rjust(label_w) + "┤") if label is not None else (pad + "│"), None)]
+        row += _canvas_row(cells[r], color[r], marks, palette, legend_rows.get(r))
+        row.append(("│", None))
+        rows.append(row)
+    bottom = "".join("┬" if col in xtick_cols else "─" for col in range(cw))
+    rows.append([(pad + "└" + bottom + "┘", None)])
+    rows.append([(_tick_labels(xtick_cols, label_w + 1, width), None)])
+    return rows
 
 
-def _append_row(
-    text: Text,
+def _canvas_row(
     cells: np.ndarray,
     colors: np.ndarray,
     marks: np.ndarray,
-    styles: list[Style],
+    palette: list[str],
     legend: tuple[str, int] | None,
-) -> None:
+) -> Row:
     """One canvas row: braille cells in their series' colour, marks where the row is empty."""
     chars: list[str] = []
     owners: list[int] = []
@@ -163,12 +171,14 @@ def _append_row(
         for i, ch in enumerate(entry[: len(chars)]):
             chars[i] = ch
             owners[i] = owner if i < 2 else -1
+    runs: Row = []
     start = 0
-    for i in range(1, len(chars) + 1):  # one span per run of the same colour
+    for i in range(1, len(chars) + 1):  # one run per stretch of the same colour
         if i == len(chars) or owners[i] != owners[start]:
             owner = owners[start]
-            text.append("".join(chars[start:i]), style=styles[owner] if owner >= 0 else None)
+            runs.append(("".join(chars[start:i]), palette[owner] if owner >= 0 else None))
             start = i
+    return runs
 
 
 def _tick_labels(cols: dict[int, str], offset: int, width: int) -> str:

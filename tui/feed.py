@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tui.bridge import Bridge, TrainerExit
 from tui.replay import EventReader, events_path
@@ -128,5 +128,3 @@ class ReplayFeed:
     def close(self) -> None:
         self._closed = True
 
-
-FeedFactory = Callable[[int], "LiveFeed | ReplayFeed"]

@@ -197,6 +197,8 @@ class RunState:
     #: the wall-time axis before the first epoch has a measured wall time.
     time_marks: list[tuple[int, float]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: Grows on every event that touched this run: plots of unchanged runs are not redrawn.
+    version: int = 0
 
     @property
     def effective_lr(self) -> float:
@@ -304,7 +306,6 @@ class SweepState:
     notices: list[str] = field(default_factory=list)
     #: Grows on every applied event: the UI redraws only when it changed.
     version: int = 0
-    last_t: float = 0.0
 
     def apply(self, event: Any) -> bool:
         """Apply one event; False (and counted in `skipped`) if it could not be used."""
@@ -318,9 +319,9 @@ class SweepState:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             self.skipped += 1
             return False
-        t = _opt_float(event.get("t"))
-        if t is not None:
-            self.last_t = max(self.last_t, t)
+        run = self.runs.get(event.get("run")) if isinstance(event.get("run"), str) else None
+        if run is not None:
+            run.version += 1
         self.version += 1
         return True
 
@@ -336,14 +337,11 @@ class SweepState:
         self.status = "failed"
         self.paused = False
         self.version += 1
+        for run in self.runs.values():
+            run.version += 1
 
     def run_list(self) -> list[RunState]:
         return list(self.runs.values())
-
-    @property
-    def split_on(self) -> bool:
-        """True when any run currently trains with split-backward."""
-        return any(r.split_chunks > 1 for r in self.runs.values())
 
     def _run(self, event: Event) -> RunState:
         run = self.runs.get(event["run"])
@@ -459,6 +457,7 @@ def _on_sweep_finished(s: SweepState, e: Event) -> None:
     for run in s.runs.values():
         if run.status in ("waiting", "running"):
             run.status = "stopped"
+            run.version += 1
 
 
 def _on_paused(s: SweepState, e: Event) -> None:

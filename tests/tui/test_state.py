@@ -71,7 +71,6 @@ def test_split_refusal_is_a_notice_and_keeps_the_mode():
     assert s.runs["bs60"].mode_changes == [(4, 4)]
     assert s.runs["bs60"].effective_lr == pytest.approx(0.08)
     assert s.notices == ["bs6: 4 chunks do not divide batch size 6"]
-    assert s.split_on
 
 
 def test_trainer_loss_marks_unfinished_runs_failed_and_keeps_data():

@@ -62,6 +62,7 @@ class LossGrid(Container):
         super().__init__(id=id)
         self._layout_key: tuple[object, ...] = ()
         self._count = 0  # plots in the grid (children mount and unmount asynchronously)
+        self._drawn: dict[int, tuple[object, ...]] = {}  # per plot: what it shows now
         self._state: SweepState | None = None
         self._view = GridView()
 
@@ -79,6 +80,7 @@ class LossGrid(Container):
 
     def _rebuild(self, n_runs: int, overlay: bool) -> None:
         self.remove_children()
+        self._drawn = {}
         if n_runs == 0:
             self._count = 1
             self._fit_columns()
@@ -96,7 +98,16 @@ class LossGrid(Container):
 
     def on_resize(self) -> None:
         self._fit_columns()
+        self._drawn = {}
         self.call_after_refresh(self._draw)
+
+    def _changed(self, plot: LossPlot, key: tuple[object, ...]) -> bool:
+        """True (and remembered) when a plot's inputs differ from what it shows."""
+        full = (*key, plot.size.width, plot.size.height)
+        if self._drawn.get(id(plot)) == full:
+            return False
+        self._drawn[id(plot)] = full
+        return True
 
     def _draw(self) -> None:
         state, view = self._state, self._view
@@ -110,6 +121,8 @@ class LossGrid(Container):
         axis_note = X_LABELS.get(view.x_axis, view.x_axis)
         if view.overlay:
             plot = plots[0]
+            if not self._changed(plot, (view, tuple((r.version, r.status) for r in runs))):
+                return
             series = [
                 (prepare_series(r, view.x_axis, view.log_y, False, plot.data_columns), run_color(i))
                 for i, r in enumerate(runs)
@@ -132,6 +145,8 @@ class LossGrid(Container):
         ylim = shared_ylim(prepared, include_faint=True, exclude=diverged)
         with self.app.batch_update():
             for i, (run, plot, series) in enumerate(zip(runs, plots, prepared)):
+                if not self._changed(plot, (view, run.version, run.status, run.split_chunks, ylim)):
+                    continue  # nothing new for this run: no repaint
                 plot.show(
                     PlotSpec(
                         title=plot_title(run, plot.size.width - 8),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.text import Text
-from textual.app import RenderResult
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.braille import Chart, Line, render_chart
+from tui.braille import Chart, Line, chart_rows
 from tui.palette import FAINT, SPLIT_MARK, TARGET_MARK
 from tui.plotdata import Series, compact, format_tick, nice_ticks
 
@@ -68,7 +69,11 @@ def build_chart(spec: PlotSpec, width: int, height: int) -> Chart:
 
 
 class LossPlot(Widget):
-    """A braille plot of per-iteration loss; data lives in `spec`, drawn at render time."""
+    """A braille plot of per-iteration loss; data lives in `spec`, drawn at render time.
+
+    Uses Textual's line API (render_line returns ready Strips): converting a styled
+    Rich Text of a few thousand braille cells on every repaint cost more than drawing it.
+    """
 
     DEFAULT_CSS = """
     LossPlot {
@@ -81,7 +86,8 @@ class LossPlot(Widget):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.spec: PlotSpec | None = None
-        self._cache: tuple[int, int, int, Text] | None = None
+        self._cache: tuple[tuple[object, ...], list[Strip]] | None = None
+        self._styles: dict[tuple[str | None, Style], Style] = {}
 
     @property
     def data_columns(self) -> int:
@@ -99,20 +105,34 @@ class LossPlot(Widget):
         self._cache = None
         self.refresh()
 
-    def chart_text(self) -> Text:
-        """The plot at the widget's size (cached until the spec or the size changes)."""
-        w, h = self.size.width, self.size.height
-        if self._cache is not None and self._cache[:3] == (id(self.spec), w, h):
-            return self._cache[3]
-        if self.spec is None:
-            text = Text("")
-        else:
-            text = render_chart(build_chart(self.spec, w, h), w, h)
-        self._cache = (id(self.spec), w, h, text)
-        return text
+    def _style(self, color: str | None, base: Style) -> Style:
+        key = (color, base)
+        style = self._styles.get(key)
+        if style is None:
+            style = self._styles[key] = base + Style.parse(color) if color else base
+        return style
 
-    def render(self) -> RenderResult:
-        return self.chart_text()
+    def strips(self) -> list[Strip]:
+        """The plot's lines at the widget's size (cached until the spec, size or style changes)."""
+        w, h = self.size.width, self.size.height
+        base = self.rich_style
+        key = (id(self.spec), w, h, base)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        if self.spec is None or w <= 0 or h <= 0:
+            lines: list[Strip] = [Strip.blank(w, base) for _ in range(h)]
+        else:
+            rows = chart_rows(build_chart(self.spec, w, h), w, h)
+            lines = [
+                Strip([Segment(chunk, self._style(color, base)) for chunk, color in row]).adjust_cell_length(w, base)
+                for row in rows
+            ]
+        self._cache = (key, lines)
+        return lines
+
+    def render_line(self, y: int) -> Strip:
+        lines = self.strips()
+        return lines[y] if 0 <= y < len(lines) else Strip.blank(self.size.width, self.rich_style)
 
     def on_resize(self) -> None:
         self.replot()
