@@ -35,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.fallback": DATASETS + ("",),
     "data.pipeline": ("resident", "dataloader"),
     "model.name": MODEL_NAMES,
+    "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.optim.OPTIMIZERS
     "optim.lr_scaling": ("none", "linear", "sqrt"),
     "sweep.schedule": ("interleaved", "sequential"),
     "split_backward.method": ("vectorized", "retain_graph"),
@@ -65,11 +66,16 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd (the study's) | lars | lamb (layer-wise trust ratios for huge batches)
     lr: float = 0.02  # learning rate at base_batch_size (or for every batch size when lr_scaling = none)
-    momentum: float = 0.5
+    momentum: float = 0.5  # SGD and LARS momentum
     lr_scaling: str = "none"  # none | linear | sqrt, relative to base_batch_size
     base_batch_size: int = 60  # batch size at which lr applies unscaled
     warmup_epochs: float = 0.0  # linear warm-up from ~0 to the run's lr over this many epochs
+    weight_decay: float = 0.0  # L2 factor on the weights (every optimizer)
+    trust_coefficient: float = 0.001  # LARS: local lr = this * |w| / (|g| + weight_decay |w|)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # LAMB: decay of the two Adam moments
+    eps: float = 1e-6  # LAMB: added to sqrt(second moment)
 
 
 @dataclass
@@ -600,6 +606,12 @@ class _Builder:
         self.check("optim.momentum", 0 <= o.momentum < 1, f"must be in [0, 1), got {o.momentum}")
         self.check("optim.base_batch_size", o.base_batch_size >= 1, f"must be >= 1, got {o.base_batch_size}")
         self.check("optim.warmup_epochs", o.warmup_epochs >= 0, f"must be >= 0 (0 = no warm-up), got {o.warmup_epochs}")
+        self.check("optim.weight_decay", o.weight_decay >= 0, f"must be >= 0 (0 = none), got {o.weight_decay}")
+        self.check("optim.trust_coefficient", o.trust_coefficient > 0,
+                   f"must be > 0 (LARS uses 0.001), got {o.trust_coefficient}")
+        self.check("optim.betas", len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+                   f"must be two numbers in [0, 1) (e.g. [0.9, 0.999]), got {o.betas}")
+        self.check("optim.eps", o.eps > 0, f"must be > 0 (e.g. 1e-6), got {o.eps}")
         self.check("sweep.epochs", s.epochs >= 1, f"must be >= 1, got {s.epochs}")
         self.check(
             "sweep.target_accuracy",

@@ -6,6 +6,7 @@ them to the host in blocks (one sync per block), never per iteration.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import traceback
 from dataclasses import dataclass, field
@@ -14,11 +15,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from trainer.config import Config
+from trainer.config import Config, OptimConfig
 from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
 from trainer.events import Emitter
 from trainer.models import build_model
+from trainer.optim import build_optimizer
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
 from trainer.oscillation import loss_diff_std
 from trainer.probes import Probes
@@ -43,6 +45,7 @@ class RunSpec:
     split_chunks: int = 1  # 1 = plain SGD step; k > 1 = one forward, k backward+step
     split_method: str = "vectorized"
     seed: int = 0  # initial weights and sample order
+    optim: OptimConfig | None = None  # this run's optimizer settings; None = the config's [optim]
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -146,6 +149,9 @@ class Run:
         self.graph: GraphStep | None = None
         self.probes: Probes | None = None
         self.fast_path = "eager"
+        self.fast_path_reason = ""  # why a run that could use CUDA graphs runs eagerly
+        # The spec's momentum wins (a sweep point), the rest comes from the run's [optim] settings.
+        self.optim_cfg = dataclasses.replace(spec.optim or cfg.optim, momentum=spec.momentum)
         self._autocast = False
         self._epoch_values: list[float] = []
         self.iters_per_epoch = 0
@@ -160,11 +166,13 @@ class Run:
         perf = self.cfg.perf
         self.model = build_model(self.cfg.model.name).to(self.device)
         self.model.train()
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.spec.lr, momentum=self.spec.momentum)
+        self.optimizer = build_optimizer(self.optim_cfg, self.model.parameters(), self.spec.lr)
         self.batches = make_batches(self.cfg.data, self.dataset.train, self.spec.batch_size, self.device, self.spec.seed)
         self.iters_per_epoch = self.batches.iters_per_epoch
-        self.warmup_iters = round(self.cfg.optim.warmup_epochs * self.iters_per_epoch)
+        self.warmup_iters = round(self.optim_cfg.warmup_epochs * self.iters_per_epoch)
         self.fast_path = resolve_fast_path(perf.fast_path, self.device, self.cfg.data.pipeline)
+        if self.fast_path == "cuda_graph" and (reason := self._eager_reason()):
+            self.fast_path, self.fast_path_reason = "eager", reason
         if self.fast_path == "cuda_graph" and self._step_override is None:
             self.graph = GraphStep(
                 self.model, self.optimizer, self.batches.images, self.batches.labels, self.spec.batch_size,
@@ -213,6 +221,8 @@ class Run:
             device=str(self.device),
             seed=self.spec.seed,
             fast_path=self.fast_path,
+            fast_path_reason=self.fast_path_reason,
+            optim=self.optim_cfg.name,
             precision=self.cfg.perf.precision,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
@@ -492,6 +502,12 @@ class Run:
             if controls.stop:
                 raise StopRequested()
             self.wall.start()
+
+    def _eager_reason(self) -> str:
+        """Why this run cannot replay a CUDA graph ("" if it can): the graph reproduces plain SGD steps."""
+        if self.optim_cfg.name != "sgd":
+            return f'optim.name = "{self.optim_cfg.name}": the CUDA graph reproduces SGD only'
+        return ""
 
     def _stop_clocks(self) -> None:
         self.wall.stop()

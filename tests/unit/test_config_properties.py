@@ -200,11 +200,16 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
         },
         "model": {"name": draw(st.sampled_from(CHOICES["model.name"]))},
         "optim": {
+            "name": draw(st.sampled_from(CHOICES["optim.name"])),
             "lr": draw(st.floats(min_value=1e-9, max_value=1e3)),
             "momentum": draw(st.floats(min_value=0, max_value=0.999)),
             "lr_scaling": draw(st.sampled_from(CHOICES["optim.lr_scaling"])),
             "base_batch_size": draw(st.integers(1, 10**6)),
             "warmup_epochs": draw(st.floats(min_value=0, max_value=100)),
+            "weight_decay": draw(st.floats(min_value=0, max_value=1)),
+            "trust_coefficient": draw(st.floats(min_value=1e-9, max_value=1)),
+            "betas": draw(st.lists(st.floats(min_value=0, max_value=0.999), min_size=2, max_size=2)),
+            "eps": draw(st.floats(min_value=1e-12, max_value=1)),
         },
         "sweep": {
             "batch_sizes": sizes,
