@@ -193,6 +193,9 @@ async def test_help_opens_and_closes():
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        await pilot.pause(0.1)
+        shown = app.screen.query_one("#help-text")
+        assert shown.size.width > 40 and shown.size.height > 10  # laid out, not collapsed
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

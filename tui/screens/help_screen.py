@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -13,7 +13,7 @@ HELP = [
     ("l", "log / linear loss axis"),
     ("m", "smoothing (debiased EMA; the raw loss stays, faint)"),
     ("o", "one overlaid plot of all batch sizes / one plot each"),
-    ("s", "split-backward on/off for the running sweep (also the Switch)"),
+    ("s", "split-backward on/off for the running sweep (or the Switch)"),
     ("+ -", "chunks k for the next split-backward switch"),
     ("p", "pause / resume the trainer"),
     ("r", "restart the sweep (replay: read the run directory again)"),
@@ -22,10 +22,16 @@ HELP = [
     ("q", "quit (stops the trainer; the run directory stays valid)"),
 ]
 
+TABLE = [
+    ("lr", "the run's lr; split on: lr→lr×k, the lr split-backward acts like"),
+    ("target", "training wall time until test accuracy reached the target"),
+    ("samples/s", "training samples per second of epoch wall time"),
+]
+
 MARKS = [
-    ("│ yellow", "split-backward switched (the table shows lr→lr×k, what it behaves like)"),
+    ("│ yellow", "split-backward switched on or off"),
     ("│ green", "target accuracy reached"),
-    ("░ in timing", "epoch time not spent computing: data loading and host work"),
+    ("░ timing", "epoch time not spent computing: data loading, host work"),
 ]
 
 
@@ -35,11 +41,15 @@ def help_text() -> Text:
     for key, what in HELP:
         text.append(f"  {key:>4}  ", style="bold cyan")
         text.append(what + "\n")
+    text.append("\nTable\n", style="bold")
+    for column, what in TABLE:
+        text.append(f"  {column:<12}", style="bold")
+        text.append(what + "\n")
     text.append("\nMarks\n", style="bold")
     for mark, what in MARKS:
         text.append(f"  {mark:<12}", style="bold")
         text.append(what + "\n")
-    text.append("\nEsc, ? or q closes this help.", style="dim")
+    text.append("\nEsc, ? or q closes this help; arrows scroll it.", style="dim")
     return text
 
 
@@ -50,14 +60,18 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen {
         align: center middle;
     }
-    HelpScreen > Vertical {
-        width: auto;
-        max-width: 90%;
+    HelpScreen > VerticalScroll {
+        width: 78;
+        max-width: 100%;
         height: auto;
-        max-height: 90%;
+        max-height: 100%;
         border: round $accent;
         background: $surface;
         padding: 0 1;
+    }
+    HelpScreen #help-text {
+        width: 100%;
+        height: auto;
     }
     """
 
@@ -68,5 +82,5 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with VerticalScroll():  # scrolls (arrows, PgUp/PgDn) when the terminal is short
             yield Static(help_text(), id="help-text")
