@@ -30,10 +30,11 @@ def run_child(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     feed = QueueSink(event_queue)
     emitter: Emitter | None = None
+    lock = None
     try:
         cfg = load_config(config_path, overrides)
         from trainer.data import DatasetUnavailable, load_dataset
-        from trainer.store import RunDirError, RunDirSink, create_run_dir, default_run_dir, write_config
+        from trainer.store import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
         from trainer.sweep import DeviceUnavailable, preflight, run_sweep
 
         controls = Controls()
@@ -41,11 +42,12 @@ def run_child(
         try:
             device = preflight(cfg)
             dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
-            run_dir = create_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force)
+            run_dir, lock = open_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force,
+                                         command="bstui (the app's trainer)")
+            write_config(run_dir, cfg)
         except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
             Emitter([feed]).emit("sweep_finished", status="failed", reason=str(exc))
             return
-        write_config(run_dir, cfg)
         emitter = Emitter([RunDirSink(run_dir), feed])
         run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
     except ConfigError as exc:
@@ -56,3 +58,5 @@ def run_child(
     finally:
         if emitter is not None:
             emitter.close()
+        if lock is not None:
+            lock.release()

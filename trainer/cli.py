@@ -1,20 +1,25 @@
 """`python -m trainer run [CONFIG] [--set KEY=VALUE]... [--out DIR] [--device ...] [--force]`
+`python -m trainer resume DIR [--device ...]`
 `python -m trainer report DIR`
 
 Exit codes (DESIGN.md): 0 the sweep finished (diverged/oom runs are results);
-2 bad configuration or arguments, nothing trained; 130 interrupted, run directory
-still valid; 1 a bug (a run failed with an unexpected error, see errors.log).
+2 bad configuration or arguments (or a run directory another trainer is writing),
+nothing trained; 130 interrupted, run directory still valid; 74 the run directory
+could not be written mid-sweep (disk full...), valid up to its last whole line;
+1 a bug (a run failed with an unexpected error, see errors.log).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
 from trainer.config import Config, ConfigError, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_IO = 74  # sysexits.h EX_IOERR: the run directory stopped taking writes mid-sweep
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                      help="overrides sweep.device")
     run.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
+    resume = sub.add_parser("resume", help="continue an interrupted sweep in its run directory")
+    resume.add_argument("run_dir", metavar="DIR", help="the run directory of the interrupted sweep")
+    resume.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                        help="overrides the recorded sweep.device (results then differ from an uninterrupted run)")
+    resume.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
     report = sub.add_parser("report", help="tables of a run directory: best lr per batch size, B_crit, oscillation")
     report.add_argument("run_dir", metavar="DIR", help="a run directory")
     return parser
@@ -47,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "resume":
+        return cmd_resume(args)
     return EXIT_USAGE
 
 
@@ -84,46 +96,162 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     # torch is imported here, after the config is known to be good: bad input fails fast.
     from rich.console import Console
 
-    from trainer.console import ConsoleSink, summary_table
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.events import Emitter
-    from trainer.store import RunDirError, RunDirSink, create_run_dir, default_run_dir, write_config
-    from trainer.sweep import DeviceUnavailable, device_name, preflight, run_sweep
+    from trainer.store import RunDirError, default_run_dir, open_run_dir, write_config
+    from trainer.sweep import DeviceUnavailable, preflight
 
     console = Console(stderr=True)
-    # Piped or captured output gets room for the whole table instead of rich's 80 columns.
-    out_console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         device = preflight(cfg)
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
-        run_dir = create_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
+        run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
     except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
-        console.print(f"[red]bstui: {exc}[/]")
+        _error(console, f"bstui: {exc}")
         return EXIT_USAGE
-    write_config(run_dir, cfg)
-    sinks: list = [RunDirSink(run_dir)]
+    try:
+        _report_stale_lock(console, lock)
+        write_config(run_dir, cfg)
+        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet)
+    except RunDirError as exc:
+        _error(console, f"bstui: {exc}")
+        return EXIT_USAGE
+    finally:
+        lock.release()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue the interrupted sweep of a run directory (issue 6)."""
+    run_dir = Path(args.run_dir).expanduser()
+    if not (run_dir / "config.toml").is_file():
+        print(f"bstui: {run_dir} is not a run directory (no config.toml in it); give the directory "
+              "that `python -m trainer run` wrote", file=sys.stderr)
+        return EXIT_USAGE
+    overrides = [f'sweep.device="{args.device}"'] if args.device else []
+    try:
+        cfg = load_config(run_dir / "config.toml", overrides)
+    except ConfigError as exc:
+        print(f"bstui: config error in the run directory:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return resume_sweep(cfg, run_dir, quiet=args.quiet)
+
+
+def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
+    """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code."""
+    from rich.console import Console
+
+    from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.resume import ResumeError, plan_resume
+    from trainer.store import RunDirError, RunLock
+    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+
+    console = Console(stderr=True)
+    try:
+        lock = RunLock.acquire(run_dir)
+    except RunDirError as exc:
+        _error(console, f"bstui: {exc}")
+        return EXIT_USAGE
+    try:
+        _report_stale_lock(console, lock)
+        device = preflight(cfg)
+        plan = plan_resume(run_dir, [s.run_id for s in run_specs(cfg)], device)
+        if plan.nothing_to_do:
+            console.print(f"{run_dir}: every run and the sweep finished; nothing to resume", markup=False)
+            return EXIT_OK
+        if plan.started is not None and plan.started.get("dataset") not in (None, cfg.data.dataset):
+            cfg.data.dataset = plan.started["dataset"]  # what it trained on (a fallback, say), not what it asked
+        dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
+        plan.check_dataset(dataset)
+        plan.apply()
+    except (DeviceUnavailable, DatasetUnavailable, ResumeError, RunDirError) as exc:
+        _error(console, f"bstui: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:
+        _error(console, f"bstui: cannot rewrite {run_dir / 'events.jsonl'}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    try:
+        console.print(f"resuming {run_dir}" + (" (nothing was recorded: from the start)" if plan.fresh else ""),
+                      markup=False, soft_wrap=True)
+        for line in plan.describe():
+            console.print(f"  {line}", markup=False)
+        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet,
+                           resume=None if plan.fresh else plan)
+    except RunDirError as exc:
+        _error(console, f"bstui: {exc}")
+        return EXIT_USAGE
+    finally:
+        lock.release()
+
+
+def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None) -> int:
+    """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code."""
+    import torch
+    from rich.console import Console
+
+    from trainer.console import ConsoleSink, summary_table
+    from trainer.events import Clock, Emitter
+    from trainer.store import RunDirSink, RunDirWriteError, read_summary
+    from trainer.sweep import device_name, run_sweep
+
+    # Piped or captured output gets room for the whole table instead of rich's 80 columns.
+    out_console = Console(width=None if sys.stdout.isatty() else 160)
+    sink = RunDirSink(run_dir, prior=resume.events if resume is not None else ())
+    sinks: list = [sink]
     progress = None if quiet else ConsoleSink(console)
     if progress is not None:
         sinks.append(progress)
-    emitter = Emitter(sinks)
+    clock = None
+    if resume is not None:
+        clock = Clock(time.perf_counter() - resume.last_t)  # `t` goes on from the last recorded event
+        for plan in resume.resumed:
+            sink.mark(plan.run_id, "running")
+        if progress is not None:  # the recorded header starts the progress display
+            progress.emit({**resume.started, "device": device_name(device), "torch": torch.__version__,
+                           "run_dir": str(run_dir)})
+    emitter = Emitter(sinks, clock)
     code = EXIT_OK
     result = None
+    write_error: RunDirWriteError | None = None
     try:
+        if resume is not None:
+            try:
+                sink.write_summary()
+            except OSError as exc:
+                raise RunDirWriteError(run_dir, exc) from exc
         result = run_sweep(cfg, emitter, device=device, dataset=dataset, run_dir=str(run_dir),
-                           log=lambda m: console.print(m))
+                           log=lambda m: console.print(m), resume=resume)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    except RunDirWriteError as exc:
+        code, write_error = EXIT_IO, exc
     finally:
         emitter.close()
-    from trainer.store import read_summary
-
-    rows = read_summary(run_dir) if (run_dir / "summary.csv").exists() else []
+    try:
+        rows = read_summary(run_dir) if (run_dir / "summary.csv").exists() else []
+    except (OSError, ValueError):
+        rows = []
     out_console.print(summary_table(rows, device=device_name(device)))
-    out_console.print(f"run directory: {run_dir}", soft_wrap=True)
+    out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
     if code == EXIT_INTERRUPTED:
-        console.print("[yellow]interrupted: the run directory is valid up to the interruption[/]")
+        console.print("interrupted: the run directory is valid up to the interruption; "
+                      f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
+                      soft_wrap=True)
+        return code
+    if write_error is not None:
+        _error(console, f"bstui: {write_error}")
         return code
     if result is not None and result.any_failed:
         console.print(f"[red]a run failed with an unexpected error; see {run_dir / 'errors.log'}[/]")
         return EXIT_BUG
     return code
+
+
+def _error(console, message: str) -> None:
+    """A user-facing error on stderr (no markup: paths may hold brackets)."""
+    console.print(message, style="red", markup=False, soft_wrap=True)
+
+
+def _report_stale_lock(console, lock) -> None:
+    stale = lock.replaced
+    if stale:
+        console.print(f"note: replaced the stale lock of a trainer that is gone ({stale.get('reason')}; "
+                      f"command: {stale.get('command', '?')})", style="yellow", markup=False, soft_wrap=True)

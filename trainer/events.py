@@ -22,6 +22,7 @@ EVENT_TYPES = (
     "target_reached",
     "run_finished",
     "sweep_finished",
+    "sweep_resumed",  # `python -m trainer resume`: runs (run, from_epoch, iters), kept (run ids)
 )
 RUN_STATUSES = ("done", "diverged", "oom", "stopped", "failed")
 SWEEP_STATUSES = ("done", "stopped", "failed")

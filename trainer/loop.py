@@ -19,6 +19,7 @@ from trainer.config import Config, OptimConfig
 from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
 from trainer.events import Emitter
+from trainer.store import RunDirWriteError
 from trainer.models import build_model
 from trainer.optim import build_optimizer
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
@@ -141,6 +142,8 @@ class Run:
         self._epoch_samples = 0
         self._iterator = None
         self._epoch = 0  # completed epochs
+        # Called at each epoch end, outside the timers (the sweep saves a checkpoint there).
+        self.on_epoch_end: Callable[[Run], None] | None = None
 
         self.dataset = dataset
         self.model: torch.nn.Module | None = None
@@ -198,11 +201,17 @@ class Run:
     def iteration(self) -> int:
         return self.totals.iters
 
-    def start(self) -> None:
-        """Allocate the run and announce it; a run whose data or model does not fit ends as oom."""
+    def start(self, restore: Callable[[Run], None] | None = None) -> None:
+        """Allocate the run and announce it; a run whose data or model does not fit ends as oom.
+
+        With `restore` (a resumed sweep), the prepared run is put back at its checkpoint; its
+        run_started then says `resumed_from_epoch` (the device and fast path may differ from before).
+        """
         oom: BaseException | None = None
         try:
             self._prepare()
+            if restore is not None:
+                restore(self)
         except Exception as exc:  # noqa: BLE001
             if not is_oom(exc):
                 raise
@@ -226,9 +235,12 @@ class Run:
             precision=self.cfg.perf.precision,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
+            **({"resumed_from_epoch": self._epoch} if restore is not None else {}),
         )
         if oom is not None:
             self.finish("oom", self._oom_reason(oom))
+        elif self._epoch >= self.cfg.sweep.epochs:  # restored after its last epoch's checkpoint
+            self.finish("done")
 
     def advance(self, samples: int) -> None:
         """Train about `samples` samples (whole batches, at least one), crossing epochs as needed.
@@ -245,7 +257,7 @@ class Run:
                 iters_left -= done
                 if self._iterator is None and not self.finished:
                     self._end_epoch()
-        except StopRequested:
+        except (StopRequested, RunDirWriteError):  # the whole sweep ends, not just this run
             self._stop_clocks()
             self._flush_losses()
             raise
@@ -472,6 +484,8 @@ class Run:
                 "test_acc": test_acc,
             }
             self.emitter.emit("target_reached", run=self.run_id, **t.target)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self)
         if self._epoch >= self.cfg.sweep.epochs:
             self.finish("done")
 

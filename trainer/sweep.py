@@ -7,10 +7,11 @@ time, so each slice's timing is its own. Sequential runs them in order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict, sweep_lrs
 from trainer.controls import Controls
 from trainer.data import Dataset, load_dataset
@@ -18,6 +19,9 @@ from trainer.events import Emitter
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
 from trainer.loop import Run, RunSpec, StopRequested
 from trainer.scaling import analyse
+
+if TYPE_CHECKING:
+    from trainer.resume import Resume
 
 SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
 
@@ -107,6 +111,7 @@ def run_sweep(
     controls: Controls | None = None,
     log: Callable[[str], None] = lambda msg: None,
     run_dir: str = "",
+    resume: Resume | None = None,
 ) -> SweepResult:
     """Train every run of the sweep; events go to `emitter`. Returns the summaries.
 
@@ -114,6 +119,10 @@ def run_sweep(
     diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
     stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
     after the run directory's events are complete.
+
+    With `run_dir`, each run saves a checkpoint at each epoch end. With `resume` (trainer.resume),
+    the sweep continues one recorded in run_dir: finished runs are kept, the others restart from
+    their checkpoints, and `sweep_resumed` is emitted instead of `sweep_started`.
     """
     device = device or resolve_device(cfg.sweep.device)
     if device.type == "cpu":
@@ -127,30 +136,37 @@ def run_sweep(
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
     specs = run_specs(cfg)
-    emitter.emit(
-        "sweep_started",
-        config=config_to_dict(cfg),
-        config_path=cfg.source,
-        run_dir=run_dir,
-        dataset=dataset.name,
-        dataset_note=dataset.note,
-        dataset_source=dataset.source,
-        train_samples=int(dataset.train.labels.shape[0]),
-        test_samples=int(dataset.test.labels.shape[0]),
-        device=device_name(device),
-        torch=torch.__version__,
-        fast_path=fast_path,
-        runs=[s.as_event() for s in specs],
-    )
+    if resume is not None:
+        resume.announce(emitter, device=device_name(device), torch=torch.__version__, fast_path=fast_path)
+    else:
+        emitter.emit(
+            "sweep_started",
+            config=config_to_dict(cfg),
+            config_path=cfg.source,
+            run_dir=run_dir,
+            dataset=dataset.name,
+            dataset_note=dataset.note,
+            dataset_source=dataset.source,
+            train_samples=int(dataset.train.labels.shape[0]),
+            test_samples=int(dataset.test.labels.shape[0]),
+            device=device_name(device),
+            torch=torch.__version__,
+            fast_path=fast_path,
+            runs=[s.as_event() for s in specs],
+        )
     test_xy = prepare_test(dataset, device)
     runs: list[Run] = []
     interrupted: BaseException | None = None
     status = "done"
     try:
         for spec in specs:
+            if resume is not None and resume.is_kept(spec.run_id):
+                continue
             run = Run(spec, cfg, dataset, device, emitter, test_xy, controls)
+            if run_dir:
+                run.on_epoch_end = CheckpointWriter(run_dir)
             runs.append(run)
-            run.start()
+            run.start(restore=resume.restorer(spec.run_id) if resume is not None else None)
             if cfg.sweep.schedule == "sequential" and not run.finished:
                 while not run.finished:
                     run.advance(slice_samples(cfg, int(dataset.train.labels.shape[0])))
@@ -168,6 +184,8 @@ def run_sweep(
         if not run.finished:
             run.finish("stopped", "stopped by the user" if interrupted is None else "interrupted (Ctrl-C)")
     summaries = [r.summary() for r in runs]
+    if resume is not None:
+        summaries = resume.merge_summaries([s.run_id for s in specs], summaries)
     if status == "done" and any(s["status"] == "failed" for s in summaries):
         status = "failed"
     scaling = analyse(summaries, cfg.optim.lr, cfg.optim.base_batch_size)
