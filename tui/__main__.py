@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None and (Path(args.out) / "events.jsonl").exists():
             fail(f"--out {args.out!r} already holds a run (events.jsonl); choose a new directory, "
                  f"or watch it with --replay {args.out}")
-        label = cfg.source or "built-in defaults (no experiments.toml here)"
+        label = cfg.source or "(default config)"
         app = make_app(
             config_path=args.config,
             overrides=args.overrides,

@@ -76,7 +76,7 @@ def to_log10(y: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Series:
-    """One run's curve, ready for plotext: downsampled x/y, plus the faint raw curve."""
+    """One run's curve, ready to draw: downsampled x/y, plus the faint raw curve."""
 
     run: str
     label: str
