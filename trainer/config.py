@@ -96,6 +96,7 @@ class SweepConfig:
     lrs: list[float] = field(default_factory=list)  # lr per run (batch size x lr); [] = optim.lr, scaled
     lr_grid: LrGridConfig = field(default_factory=LrGridConfig)  # or a log-spaced grid of lrs
     seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
+    micro_batch: int = 0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
 
 
 @dataclass
@@ -670,6 +671,8 @@ class _Builder:
             f"batch size{'s' if len(big) > 1 else ''} {_nums(big)} larger than data.train_samples = {train}; "
             "a batch cannot exceed the training set (raise data.train_samples, 0 = all, or drop them)",
         )
+        if not small:
+            self._check_micro_batch(cfg)
         if not sb.enabled or small or sb.chunks < 1 or self.is_bad("split_backward.chunks"):
             return
         odd = [b for b in sizes if b % sb.chunks]
@@ -688,6 +691,26 @@ class _Builder:
                 f"with split_backward.enabled = true, chunks = {sb.chunks} must divide every batch size, "
                 f"but does not divide {_nums(odd)} (sweep.batch_sizes); {fix}",
             )
+
+    def _check_micro_batch(self, cfg: Config) -> None:
+        """sweep.micro_batch must cut every batch larger than itself into equal micro-batches (issue 7)."""
+        m, sizes = cfg.sweep.micro_batch, cfg.sweep.batch_sizes
+        self.check("sweep.micro_batch", m >= 0, f"must be >= 0 (0 = off), got {m}")
+        if m <= 0 or self.is_bad("sweep.micro_batch"):
+            return
+        odd = [b for b in sizes if b > m and b % m]
+        if not odd:
+            return
+        # Nearby values that work: divisors of the big batch sizes' gcd, at most m, largest first.
+        g = math.gcd(*[b for b in sizes if b > m])
+        divisors = {d for i in range(1, math.isqrt(g) + 1) if g % i == 0 for d in (i, g // i)}
+        fits = sorted((d for d in divisors if 1 < d <= m and all(b % d == 0 for b in sizes if b > d)), reverse=True)
+        fix = f"micro-batch sizes that do: {_nums(fits[:4])}" if fits else "only 1 does; choose other batch sizes"
+        self.problem(
+            "sweep.micro_batch",
+            f"{m} must divide every batch size larger than it (each batch is cut into equal micro-batches), "
+            f"but does not divide {_nums(odd)} (sweep.batch_sizes); {fix}",
+        )
 
 
 # ------------------------------------------------------------------ write back

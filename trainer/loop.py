@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from trainer.accumulate import accumulate_step, split_accumulate_step, suggest_micro_batch
 from trainer.config import Config, OptimConfig
 from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
@@ -155,6 +156,8 @@ class Run:
         self.fast_path_reason = ""  # why a run that could use CUDA graphs runs eagerly
         # The spec's momentum wins (a sweep point), the rest comes from the run's [optim] settings.
         self.optim_cfg = dataclasses.replace(spec.optim or cfg.optim, momentum=spec.momentum)
+        # Gradient accumulation only for batches larger than a micro-batch (0 = off for this run).
+        self.micro_batch = cfg.sweep.micro_batch if 0 < cfg.sweep.micro_batch < spec.batch_size else 0
         self._autocast = False
         self._epoch_values: list[float] = []
         self.iters_per_epoch = 0
@@ -185,7 +188,8 @@ class Run:
         elif perf.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self._autocast = perf.precision == "bf16"
-        self.probes = Probes(self.cfg.gns, self.spec.batch_size, self.iters_per_epoch)
+        # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
+        self.probes = Probes(self.cfg.gns, self.micro_batch or self.spec.batch_size, self.iters_per_epoch)
 
     # -- public -------------------------------------------------------------------------
 
@@ -231,6 +235,7 @@ class Run:
             seed=self.spec.seed,
             fast_path=self.fast_path,
             fast_path_reason=self.fast_path_reason,
+            micro_batch=self.micro_batch,
             optim=self.optim_cfg.name,
             precision=self.cfg.perf.precision,
             gns_interval=self.probes.interval if self.probes else 0,
@@ -379,6 +384,10 @@ class Run:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
             if self._step_override is not None:
                 return self._step_override(self.model, self.optimizer, x, y)
+            if self.micro_batch and x.shape[0] > self.micro_batch:  # a batch too big for one pass
+                if self.split_chunks > 1 and x.shape[0] % self.split_chunks == 0:
+                    return split_accumulate_step(self.model, self.optimizer, x, y, self.split_chunks, self.micro_batch)
+                return accumulate_step(self.model, self.optimizer, x, y, self.micro_batch)
             if self.split_chunks > 1 and x.shape[0] % self.split_chunks == 0:
                 return split_step(self.model, self.optimizer, x, y, self.split_chunks, self.spec.split_method)
             return plain_step(self.model, self.optimizer, x, y)
@@ -387,6 +396,8 @@ class Run:
         """Noise-scale estimate on this batch before its step, outside both timers."""
         self.wall.stop()
         x, y = self.graph.gather(item) if self.graph is not None else item
+        if self.micro_batch:
+            x, y = x[: self.micro_batch], y[: self.micro_batch]
         self.probes.before_step(self.model, x, y)
         self.wall.start()
 
@@ -521,6 +532,8 @@ class Run:
         """Why this run cannot replay a CUDA graph ("" if it can): the graph reproduces plain SGD steps."""
         if self.optim_cfg.name != "sgd":
             return f'optim.name = "{self.optim_cfg.name}": the CUDA graph reproduces SGD only'
+        if self.micro_batch:
+            return f"sweep.micro_batch = {self.micro_batch}: gradient accumulation runs eagerly"
         return ""
 
     def _stop_clocks(self) -> None:
@@ -528,9 +541,15 @@ class Run:
 
     def _oom_reason(self, exc: BaseException) -> str:
         where = "GPU" if self.device.type == "cuda" else "host"
+        # Gradient accumulation gives the same step with less memory: suggest a micro-batch
+        # a quarter the size of what did not fit (issue 7).
+        micro = suggest_micro_batch(self.spec.batch_size, self.micro_batch or self.spec.batch_size)
+        accumulate = (
+            f"sweep.micro_batch = {micro} (the same step from micro-batches that fit), " if micro else ""
+        )
         return (
             f"batch size {self.spec.batch_size} does not fit in {where} memory ({type(exc).__name__}); "
-            "try a smaller batch size, or data.pipeline = \"dataloader\" to keep the dataset off the device"
+            f"try {accumulate}a smaller batch size, or data.pipeline = \"dataloader\" to keep the dataset off the device"
         )
 
     def _free(self) -> None:

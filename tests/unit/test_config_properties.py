@@ -227,6 +227,8 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
                 "points": draw(st.integers(0, 20)),
             },
             "seeds": draw(st.integers(1, 10)),
+            # 0 (off) or a divisor of every batch size: micro-batches cut the batches larger than them equally.
+            "micro_batch": draw(st.just(0) | st.sampled_from([d for d in range(1, min(gcd, 64) + 1) if gcd % d == 0])),
         },
         "split_backward": {
             "enabled": (enabled := draw(st.booleans())),
