@@ -169,8 +169,8 @@ async def test_replay_follows_a_file_that_is_still_being_written(run_copy):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.state.version == 20)
         assert "following" in app.status_text().plain
-        with open(path, "w") as f:
-            f.write("".join(lines))
+        with open(path, "a") as f:  # the writer goes on: the cut line, then the rest
+            f.write(lines[20][15:] + "".join(lines[21:]))
         await settle(pilot)
         assert app.state.finished and app.state.version == len(lines)
 
