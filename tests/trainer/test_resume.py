@@ -1,0 +1,188 @@
+"""`python -m trainer resume DIR`: checkpoints, and a continued sweep that equals an uninterrupted one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainer.loop as loop
+import trainer.sweep as sweep
+from trainer.checkpoint import CheckpointWriter, checkpoint_path
+from trainer.cli import EXIT_INTERRUPTED, main
+from trainer.events import Emitter, ListSink
+from trainer.models import build_model
+from trainer.store import create_run_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}
+
+
+def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny sequential sweep: bs20 trains all its 3 epochs before bs200 starts."""
+    return [
+        "run", str(ROOT / "experiments.toml"),
+        "--set", 'data.dataset="synthetic-digits"',
+        "--set", f'data.root="{data_root}"',
+        "--set", "data.train_samples=600",
+        "--set", "data.test_samples=200",
+        "--set", "sweep.batch_sizes=[20,200]",
+        "--set", "sweep.epochs=3",
+        "--set", 'sweep.schedule="sequential"',
+        "--device", "cpu",
+        "--quiet",
+        "--out", str(out),
+        *extra,
+    ]
+
+
+def events_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def training_results(run_dir: Path) -> dict[str, dict]:
+    """Per run: all per-iteration losses (gap- and duplicate-free), per-epoch results without timings."""
+    runs: dict[str, dict] = {}
+    for e in events_of(run_dir):
+        if "run" not in e:
+            continue
+        r = runs.setdefault(e["run"], {"losses": [], "epochs": [], "finished": []})
+        if e["type"] == "losses":
+            assert e["first_iter"] == len(r["losses"]), f"{e['run']}: gap or duplicate at {e['first_iter']}"
+            r["losses"].extend(e["values"])
+        elif e["type"] == "epoch_end":
+            r["epochs"].append({k: v for k, v in e.items() if k not in TIMING})
+        elif e["type"] == "run_finished":
+            r["finished"].append(e["status"])
+    return runs
+
+
+@pytest.fixture(scope="module")
+def reference(data_root, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert main(sweep_args(data_root, out)) == 0
+    return training_results(out)
+
+
+def _interrupt_at(monkeypatch, batch_size: int, call: int) -> None:
+    """Ctrl-C during the `call`-th step of the run with this batch size."""
+    real = loop.plain_step
+    calls = {"n": 0}
+
+    def step(model, opt, x, y):
+        if x.shape[0] == batch_size:
+            calls["n"] += 1
+            if calls["n"] == call:
+                raise KeyboardInterrupt
+        return real(model, opt, x, y)
+
+    monkeypatch.setattr(loop, "plain_step", step)
+
+
+def test_ctrl_c_then_resume_keeps_finished_runs_and_continues_the_others(data_root, tmp_path, monkeypatch,
+                                                                         capsys, reference):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 200, call=5)  # bs20 is done; bs200 is in its second epoch (3 steps each)
+    assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
+    assert f"resume with: python -m trainer resume {out}" in capsys.readouterr().err
+    monkeypatch.undo()
+    before = events_of(out)
+    bs20_before = [e for e in before if e.get("run") == "bs20"]
+
+    assert main(["resume", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "bs20: kept (done)" in err and "bs200: continues after epoch 1" in err
+    after = events_of(out)
+    assert [e for e in after if e.get("run") == "bs20"] == bs20_before  # a finished run is not retrained
+    resumed = [e for e in after if e["type"] == "sweep_resumed"]
+    assert len(resumed) == 1 and resumed[0]["kept"] == ["bs20"]
+    assert [(r["run"], r["from_epoch"], r["iters"]) for r in resumed[0]["runs"]] == [("bs200", 1, 3)]
+    assert resumed[0]["t"] >= max(e["t"] for e in before if e["type"] != "sweep_finished")
+    statuses = [(e["run"], e["status"]) for e in after if e["type"] == "run_finished"]
+    assert statuses == [("bs20", "done"), ("bs200", "done")]  # the "stopped" one was replaced
+    assert [e["type"] for e in after].count("sweep_finished") == 1
+    assert training_results(out) == reference  # same losses and epoch results, exactly, on CPU
+
+
+def test_a_checkpoint_holds_the_run_and_loads_with_weights_only(data_root, tmp_path):
+    out = tmp_path / "run"
+    assert main(sweep_args(data_root, out, "--set", "sweep.epochs=2")) == 0
+    path = checkpoint_path(out, "bs20")
+    state = torch.load(path, weights_only=True)  # tensors and plain containers only
+    assert state["run"] == "bs20" and state["epoch"] == 2 and state["iters"] == 2 * 30
+    assert set(state["model"]) == set(build_model("simple_cnn").state_dict())
+    assert all(buf["momentum_buffer"].shape for buf in state["optimizer"]["state"].values())
+    assert isinstance(state["rng"]["torch"], torch.Tensor) and len(state["rng"]["python"][1]) == 625
+    assert state["totals"]["epochs"] == 2 and len(state["totals"]["epoch_walls"]) == 2
+    assert not list(path.parent.glob(".*.tmp"))
+    last_epoch = [e for e in events_of(out) if e["type"] == "epoch_end" and e["run"] == "bs20"][-1]
+    assert state["totals"]["best_test_acc"] >= last_epoch["test_acc"]
+
+
+def test_checkpoints_are_saved_outside_the_runs_timers(tiny_config, tiny_dataset, tmp_path, monkeypatch):
+    seen = []
+
+    class Watching(CheckpointWriter):
+        def __call__(self, run):
+            seen.append((run.run_id, run.wall.running))
+            super().__call__(run)
+
+    monkeypatch.setattr(sweep, "CheckpointWriter", Watching)
+    run_dir = create_run_dir(tmp_path / "r")
+    sweep.run_sweep(tiny_config(), Emitter([ListSink()]), dataset=tiny_dataset, run_dir=str(run_dir))
+    assert sorted(seen) == [("bs20", False), ("bs20", False), ("bs200", False), ("bs200", False)]
+    assert checkpoint_path(run_dir, "bs200").exists()
+
+
+def test_an_unreadable_checkpoint_restarts_that_run_from_the_start(data_root, tmp_path, monkeypatch, capsys,
+                                                                    reference):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 20, call=50)  # bs20 in its second epoch; bs200 not started
+    assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    checkpoint_path(out, "bs20").write_bytes(b"not a checkpoint")
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert "bs20: starts again from the beginning" in capsys.readouterr().err
+    assert training_results(out) == reference
+
+
+def test_a_sweep_killed_before_it_recorded_anything_resumes_from_the_start(data_root, tmp_path):
+    out = tmp_path / "run"
+    assert main(sweep_args(data_root, out, "--set", "sweep.epochs=1")) == 0
+    uninterrupted = training_results(out)
+    (out / "events.jsonl").write_text('{"type":"sweep_sta')  # cut off in its first line
+    for ckpt in (out / "checkpoints").iterdir():
+        ckpt.unlink()
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert [e["type"] for e in events_of(out)][0] == "sweep_started"
+    assert training_results(out) == uninterrupted
+
+
+def test_resuming_a_finished_sweep_changes_nothing(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(sweep_args(data_root, out, "--set", "sweep.epochs=1")) == 0
+    before = (out / "events.jsonl").read_bytes()
+    assert main(["resume", str(out)]) == 0
+    assert "nothing to resume" in capsys.readouterr().err
+    assert (out / "events.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_a_config_that_no_longer_matches_the_recorded_sweep(data_root, tmp_path, monkeypatch,
+                                                                            capsys):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 20, call=3)
+    assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    config = out / "config.toml"
+    config.write_text(config.read_text().replace("batch_sizes = [20, 200]", "batch_sizes = [20, 400]"))
+    before = (out / "events.jsonl").read_bytes()
+    assert main(["resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "config.toml" in err and "bs400" in err and "bs200" in err
+    assert (out / "events.jsonl").read_bytes() == before
+
+
+def test_resume_of_something_that_is_not_a_run_directory_exits_2(tmp_path, capsys):
+    assert main(["resume", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
