@@ -43,6 +43,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "perf.precision": ("fp32", "bf16"),
 }
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+VARIANTS = "variants"  # the [[variants]] array of tables (issue 7)
+VARIANT_KEYS = ("name", "optim", "split_backward", "batch_sizes")
+VARIANT_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]+")  # it goes into run ids: bs6000-lars
 DEFAULT_CONFIG_FILE = "experiments.toml"
 
 
@@ -127,6 +130,21 @@ class OutputConfig:
 
 
 @dataclass
+class VariantConfig:
+    """One arm of a comparison (`[[variants]]`, issue 7): the runs become batch size x variant.
+
+    A variant overrides [optim] and [split_backward] keys and may run at a subset of
+    sweep.batch_sizes; `optim` and `split_backward` are resolved (the config's, then the overrides).
+    """
+
+    name: str  # in run ids: bs6000-lars
+    optim: OptimConfig
+    split_backward: SplitBackwardConfig
+    batch_sizes: list[int]  # the batch sizes it runs at (sweep.batch_sizes unless it names a subset)
+    overrides: dict[str, Any]  # its table as written, name included (config.toml writes these back)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -136,6 +154,8 @@ class Config:
     gns: GnsConfig = field(default_factory=GnsConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    # [[variants]]: loaded apart from the sections (an array of tables of overrides); [] = one arm.
+    variants: list[VariantConfig] = field(default_factory=list, metadata={"toml": False})
     # Not a TOML key: where the config came from, for messages and run directory names.
     source: str = field(default="", compare=False, metadata={"toml": False})
 
@@ -189,7 +209,8 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
         raise ConfigError(f"{where_file}:{line}: TOML syntax error: {msg}") from None
     origins = {path: f"{where_file}:{line}" for path, line in _key_lines(text).items()}
     raw = apply_overrides(raw, overrides, origins=origins)
-    cfg = _Builder(raw, origins, where_file if source else "").build()
+    variant_origins = _variant_lines(text, where_file)
+    cfg = _Builder(raw, origins, where_file if source else "", variant_origins=variant_origins).build()
     cfg.source = source
     return cfg
 
@@ -394,6 +415,21 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     return found
 
 
+def _variant_lines(text: str, where_file: str) -> list[dict[tuple[str, ...], str]]:
+    """Per `[[variants]]` table in the text, where its keys are: path inside the variant -> "file:line"
+    (the key () is the table's header). _key_lines alone would give every variant the first one's lines."""
+    lines = text.splitlines()
+    header = re.compile(r"[ \t]*\[\[[ \t]*variants[ \t]*\]\][ \t]*(#.*)?")
+    starts = [n for n, line in enumerate(lines) if header.fullmatch(line)]
+    out = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(lines)
+        found = _key_lines("\n".join(lines[start:end]))
+        where = {path[1:]: f"{where_file}:{start + n}" for path, n in found.items() if path[:1] == (VARIANTS,)}
+        out.append(where)
+    return out
+
+
 # ----------------------------------------------------------- build + validate
 
 
@@ -490,16 +526,28 @@ def _nums(values: Sequence[int]) -> str:
 class _Builder:
     """Builds a Config from a raw TOML dict, collecting every problem rather than stopping at the first."""
 
-    def __init__(self, raw: dict[str, Any], origins: dict[tuple[str, ...], str], file: str) -> None:
+    def __init__(
+        self,
+        raw: dict[str, Any],
+        origins: dict[tuple[str, ...], str],
+        file: str,
+        *,
+        label: str = "",
+        variant_origins: list[dict[tuple[str, ...], str]] | None = None,
+    ) -> None:
         self.raw = raw
+        self.label = label  # put before key names: 'variant "lars": ' while checking a variant
+        self.variant_origins = variant_origins or []  # per [[variants]] table in the file: key -> file:line
         self.origins = origins  # key path -> "file:line" or "--set ..."
         self.file = file  # "" when there is no file (defaults + overrides)
         self.problems: list[str] = []
         self.bad: set[str] = set()  # keys with an unknown-key or type problem (they hold defaults)
 
     def build(self) -> Config:
-        cfg = self._dataclass(Config, self.raw, ())
+        cfg = self._dataclass(Config, {k: v for k, v in self.raw.items() if k != VARIANTS}, ())
         self._check_values(cfg)
+        if VARIANTS in self.raw:
+            cfg.variants = self._variants(self.raw[VARIANTS], cfg)
         if self.problems:
             raise ConfigError(self.problems)
         return cfg
@@ -522,7 +570,7 @@ class _Builder:
     def problem(self, path: tuple[str, ...] | str, message: str) -> None:
         """Record "where: key: message"; where is file:line or the --set; "key (default)" if not given."""
         path = tuple(path.split(".")) if isinstance(path, str) else path
-        dotted = ".".join(path)
+        dotted = self.label + ".".join(path)
         if not self.given(path):  # a default value clashing with a given one
             self.problems.append(f"{dotted} (default): {message}")
             return
@@ -561,6 +609,9 @@ class _Builder:
 
     def _unknown(self, path: tuple[str, ...], value: Any, known: dict[str, Any]) -> None:
         name, leaves = path[-1], _leaf_keys()
+        if len(path) == 1 and _did_you_mean(name, [VARIANTS]):
+            self.problem(path, "unknown key; did you mean [[variants]] (an array of tables, one per variant)?")
+            return
         # A key of another section (batch_sizes under [optim]) is most likely in the wrong place.
         elsewhere = [".".join(leaf) for leaf in leaves if leaf[-1] == name]
         if len(path) == 1 and isinstance(value, dict):
@@ -692,6 +743,92 @@ class _Builder:
                 f"but does not divide {_nums(odd)} (sweep.batch_sizes); {fix}",
             )
 
+    # -- [[variants]]
+
+    def _variants(self, value: Any, base: Config) -> list[VariantConfig]:
+        """Each [[variants]] table, checked as the config it makes (this one with its overrides),
+        through the same builder; its problems are named after the variant."""
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            self.problem((VARIANTS,), f"expected an array of tables ([[variants]] with a name and overrides), "
+                                      f"got {_describe(value)}")
+            return []
+        # Line numbers per variant only when the variants are the file's (not replaced by a --set).
+        in_file = not self.origins.get((VARIANTS,), "").startswith("--set")
+        out: list[VariantConfig] = []
+        for i, table in enumerate(value):
+            lines = self.variant_origins[i] if in_file and i < len(self.variant_origins) else {}
+            here = lines.get((), self.origins.get((VARIANTS,), self.file))
+            variant = self._variant(i, table, base, lines, here, {v.name for v in out})
+            if variant is not None:
+                out.append(variant)
+        return out
+
+    def _variant(
+        self, i: int, table: dict[str, Any], base: Config, lines: dict[tuple[str, ...], str], here: str,
+        taken: set[str],
+    ) -> VariantConfig | None:
+        def say(key: str, message: str) -> None:
+            where = lines.get((key,), here)
+            self.problems.append(f"{where}: variants[{i + 1}].{key}: {message}" if where else f"variants[{i + 1}].{key}: {message}")
+
+        name = table.get("name")
+        ok = True
+        if not isinstance(name, str) or not VARIANT_NAME_RE.fullmatch(name):
+            got = "missing" if name is None else f"got {_describe(name)}"
+            say("name", f"every variant needs a name of letters, digits and _ . + - (it goes into run ids "
+                        f"such as bs6000-lars); {got}")
+            name, ok = f"#{i + 1}", False
+        elif name in taken:
+            say("name", f'"{name}" is used by an earlier variant; each variant needs its own name')
+            ok = False
+        for key in table:
+            if key in VARIANT_KEYS:
+                continue
+            moved = [".".join(leaf) for leaf in _leaf_keys() if leaf[-1] == key and leaf[0] in VARIANT_KEYS]
+            guess = moved[0] if moved else _did_you_mean(key, VARIANT_KEYS)
+            say(key, f"unknown key; a variant takes {', '.join(VARIANT_KEYS)}" + (f"; did you mean {guess}?" if guess else ""))
+            ok = False
+        sizes = table.get("batch_sizes")
+        if sizes is not None:
+            try:
+                sizes = _coerce(sizes, list[int])
+            except _Mismatch as err:
+                say("batch_sizes", str(err))
+                sizes, ok = None, False
+        if sizes is not None:
+            foreign = [b for b in sizes if b not in base.sweep.batch_sizes]
+            if foreign or not sizes:
+                say("batch_sizes", f"must name some of sweep.batch_sizes ({_nums(base.sweep.batch_sizes)}), a variant "
+                                   f"runs at a subset of them; {'got ' + _nums(foreign) if foreign else 'got none'}")
+                ok = False
+        # The config this variant makes: the sections as written, with the variant's overrides merged in.
+        merged = _deep_copy({k: v for k, v in self.raw.items() if k != VARIANTS})
+        origins = dict(self.origins)
+        for section in ("optim", "split_backward"):
+            if section in table:
+                over, old = table[section], merged.get(section)
+                merged[section] = _merge(old, over) if isinstance(old, dict) and isinstance(over, dict) else over
+                for sub in _paths(over, (section,)):
+                    origins[sub] = lines.get(sub, here)
+        if sizes and isinstance(merged.setdefault("sweep", {}), dict):
+            merged["sweep"]["batch_sizes"] = sizes
+            origins[("sweep", "batch_sizes")] = lines.get(("batch_sizes",), here)
+        # Built twice, with and without the variant's label, to keep only problems the variant adds
+        # (the sections' own problems are already reported once).
+        plain = _Builder(merged, origins, self.file)
+        named = _Builder(merged, origins, self.file, label=f'variant "{name}": ')
+        cfg = None
+        for builder in (named, plain):
+            try:
+                cfg = builder.build()
+            except ConfigError:
+                cfg = None
+        self.problems.extend(n for p, n in zip(plain.problems, named.problems) if p not in self.problems)
+        if cfg is None or not ok:
+            return None
+        return VariantConfig(name=name, optim=cfg.optim, split_backward=cfg.split_backward,
+                             batch_sizes=list(cfg.sweep.batch_sizes), overrides=_deep_copy(table))
+
     def _check_micro_batch(self, cfg: Config) -> None:
         """sweep.micro_batch must cut every batch larger than itself into equal micro-batches (issue 7)."""
         m, sizes = cfg.sweep.micro_batch, cfg.sweep.batch_sizes
@@ -717,8 +854,11 @@ class _Builder:
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved config as plain TOML-able tables (sections only; `source` is not a key)."""
-    return {name: dataclasses.asdict(getattr(cfg, name)) for name in _sections(Config)}
+    """The resolved config as plain TOML-able tables (sections, then variants if any; not `source`)."""
+    out: dict[str, Any] = {name: dataclasses.asdict(getattr(cfg, name)) for name in _sections(Config)}
+    if cfg.variants:
+        out[VARIANTS] = [_deep_copy(v.overrides) for v in cfg.variants]
+    return out
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -48,6 +48,7 @@ class RunSpec:
     split_method: str = "vectorized"
     seed: int = 0  # initial weights and sample order
     optim: OptimConfig | None = None  # this run's optimizer settings; None = the config's [optim]
+    variant: str = ""  # the [[variants]] name it belongs to ("" without variants)
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,8 @@ class RunSpec:
             "lr": self.lr,
             "split_chunks": self.split_chunks,
             "seed": self.seed,
+            "variant": self.variant,
+            "optim": self.optim.name if self.optim is not None else "sgd",
         }
 
 
@@ -236,6 +239,7 @@ class Run:
             fast_path=self.fast_path,
             fast_path_reason=self.fast_path_reason,
             micro_batch=self.micro_batch,
+            variant=self.spec.variant,
             optim=self.optim_cfg.name,
             precision=self.cfg.perf.precision,
             gns_interval=self.probes.interval if self.probes else 0,
@@ -314,6 +318,9 @@ class Run:
             "loss_diff_std": _mean([v for v in t.loss_diff_stds if v is not None and math.isfinite(v)]),
             "grad_cos": _mean([v for v in t.grad_cosines if v is not None]),
             "b_simple": t.b_simple,
+            "variant": self.spec.variant,
+            "optim": self.optim_cfg.name,
+            "micro_batch": self.micro_batch,
         }
 
     # -- the hot loop ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ time, so each slice's timing is its own. Sequential runs them in order.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -70,23 +71,34 @@ def device_name(device: torch.device) -> str:
 
 
 def run_specs(cfg: Config) -> list[RunSpec]:
-    """One spec per (batch size, lr, seed). Ids: bs60, or bs60-lr0.05 with several lrs, -s1 with seeds."""
-    chunks = cfg.split_backward.chunks if cfg.split_backward.enabled else 1
+    """One spec per (batch size, variant, lr, seed). Ids: bs60, bs6000-lars with [[variants]] (issue 7),
+    bs60-lr0.05 with several lrs, -s1 with seeds."""
     many_lrs = bool(cfg.sweep.lrs) or cfg.sweep.lr_grid.points > 1
+    arms: list[tuple[str, Config, list[int]]] = [
+        (v.name, dataclasses.replace(cfg, optim=v.optim, split_backward=v.split_backward), v.batch_sizes)
+        for v in cfg.variants
+    ] or [("", cfg, cfg.sweep.batch_sizes)]
     specs = []
     for b in cfg.sweep.batch_sizes:
-        for lr in sweep_lrs(cfg, b):
-            for i in range(cfg.sweep.seeds):
-                run_id = f"bs{b}" + (f"-lr{lr:g}" if many_lrs else "") + (f"-s{i}" if cfg.sweep.seeds > 1 else "")
-                specs.append(RunSpec(
-                    run_id=run_id,
-                    batch_size=b,
-                    lr=lr,
-                    momentum=cfg.optim.momentum,
-                    split_chunks=chunks,
-                    split_method=cfg.split_backward.method,
-                    seed=cfg.sweep.seed + i,
-                ))
+        for variant, arm, sizes in arms:
+            if b not in sizes:
+                continue
+            chunks = arm.split_backward.chunks if arm.split_backward.enabled else 1
+            for lr in sweep_lrs(arm, b):
+                for i in range(cfg.sweep.seeds):
+                    run_id = (f"bs{b}" + (f"-{variant}" if variant else "") + (f"-lr{lr:g}" if many_lrs else "")
+                              + (f"-s{i}" if cfg.sweep.seeds > 1 else ""))
+                    specs.append(RunSpec(
+                        run_id=run_id,
+                        batch_size=b,
+                        lr=lr,
+                        momentum=arm.optim.momentum,
+                        split_chunks=chunks,
+                        split_method=arm.split_backward.method,
+                        seed=cfg.sweep.seed + i,
+                        optim=arm.optim,
+                        variant=variant,
+                    ))
     return specs
 
 
@@ -188,7 +200,11 @@ def run_sweep(
         summaries = resume.merge_summaries([s.run_id for s in specs], summaries)
     if status == "done" and any(s["status"] == "failed" for s in summaries):
         status = "failed"
-    scaling = analyse(summaries, cfg.optim.lr, cfg.optim.base_batch_size)
+    if cfg.variants:  # one analysis per variant: their runs share batch sizes and maybe lrs
+        scaling = {"variants": {v.name: analyse([s for s in summaries if s.get("variant") == v.name],
+                                                v.optim.lr, v.optim.base_batch_size) for v in cfg.variants}}
+    else:
+        scaling = analyse(summaries, cfg.optim.lr, cfg.optim.base_batch_size)
     emitter.emit("sweep_finished", status=status, summaries=summaries, scaling=scaling)
     if interrupted is not None:
         raise interrupted
