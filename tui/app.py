@@ -118,9 +118,6 @@ class BstuiApp(App[int]):
 
     async def on_mount(self) -> None:
         await self.push_screen(MainScreen())
-        switch = self.screen.query_one("#split", Switch)
-        with switch.prevent(Switch.Changed):
-            switch.value = self._split_initial
         self._start_feed()
         self.set_interval(REDRAW_S, self._tick)
 
@@ -133,7 +130,10 @@ class BstuiApp(App[int]):
         self.feed_end = None
         self.pause_requested = False
         self.feed = self.feed_factory(self.attempt)
-        self.screen.query_one("#split", Switch).disabled = not self.feed.live
+        switch = self.screen.query_one("#split", Switch)
+        with switch.prevent(Switch.Changed):  # a fresh trainer starts as its config says
+            switch.value = self._split_initial
+        switch.disabled = not self.feed.live
         self.feed.start()
         self._feed_worker(self.feed, self._inbox)
 
@@ -309,6 +309,8 @@ class BstuiApp(App[int]):
 
     def action_restart(self) -> None:
         """Live: stop this sweep (off the UI thread) and start a fresh one. Replay: read again."""
+        if self._stopping:
+            return  # a restart (or quit) is already under way
         old = self.feed
         self.attempt += 1
         if old is not None and old.live:

@@ -60,6 +60,7 @@ class FakeBridge:
         self.code: int | None = None
         self.started = 0
         self.shutdowns = 0
+        self.shutdown_s = 0.0  # how long shutdown takes (a trainer winding down)
         for e in events or []:
             self.events.put(e)
 
@@ -87,6 +88,7 @@ class FakeBridge:
         return self.code
 
     def shutdown(self, grace_s: float = 1.0) -> None:
+        time.sleep(self.shutdown_s)
         self.shutdowns += 1
         if self.alive:
             self.alive, self.code = False, 0
@@ -104,7 +106,7 @@ class FakeBridge:
                 return out
 
 
-async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 15.0) -> None:
     """Let the app run until `condition()` holds (fails the test after `timeout`)."""
     deadline = time.monotonic() + timeout
     while not condition():

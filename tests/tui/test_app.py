@@ -132,8 +132,11 @@ async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
         assert app.state.runs["bs1"].status == "failed"
         await pilot.press("s")  # controls are refused, not crashed on
         assert bridge.controls() == []
-        await pilot.press("r")
+        bridge.shutdown_s = 0.5
+        await pilot.press("r", "r")  # a second r while restarting does not start two trainers
         await wait_for(pilot, lambda: made == [0, 1] and second.started == 1)
+        await pilot.pause(0.2)
+        assert made == [0, 1]
         assert app.feed_end is None and not app.state.started
         assert "died" not in app.status_text().plain
         await pilot.press("q")
