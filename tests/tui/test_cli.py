@@ -20,7 +20,7 @@ def run_main(argv: list[str], capsys) -> tuple[int, str]:
 
 def test_tui_never_imports_torch_at_load():
     code = (
-        "import sys, tui, tui.app, tui.__main__, tui.bridge, tui.feed, tui.replay, tui.state;"
+        "import sys, tui, tui.app, tui.__main__, tui.bridge, tui.feed, tui.replay, tui.state, tui.series;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

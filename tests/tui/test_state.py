@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tests.tui.conftest import fixture_events
-from tui.state import LossSeries, SweepState
+from tui.series import LossSeries
+from tui.state import SweepState
 
 
 def started(*batch_sizes: int) -> SweepState:
