@@ -96,19 +96,33 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     # torch is imported here, after the config is known to be good: bad input fails fast.
     from rich.console import Console
 
+    from trainer import distributed
     from trainer.data import DatasetUnavailable, load_dataset
     from trainer.store import RunDirError, default_run_dir, open_run_dir, write_config
     from trainer.sweep import DeviceUnavailable, preflight
 
     console = Console(stderr=True)
     try:
-        device = preflight(cfg)
+        ctx = distributed.init_from_env(cfg)  # under torchrun: join the job (issue 7); None for one process
+    except distributed.DistributedError as exc:
+        _error(console, f"bstui: {exc}")
+        return EXIT_USAGE
+    if ctx is not None and not ctx.is_main:
+        return distributed.run_worker(cfg, ctx)  # trains its slices; only rank 0 writes and prints
+    try:
+        device = preflight(cfg) if ctx is None else ctx.device
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
     except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
+        if ctx is not None:  # the other ranks wait for rank 0's word
+            distributed.main_ready(ctx, False)
+            distributed.shutdown()
         return EXIT_USAGE
     try:
+        if ctx is not None and not distributed.main_ready(ctx, True):
+            _error(console, "bstui: another torchrun process could not load the dataset (its message is above)")
+            return EXIT_USAGE
         _report_stale_lock(console, lock)
         write_config(run_dir, cfg)
         return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet)
@@ -117,10 +131,17 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
         return EXIT_USAGE
     finally:
         lock.release()
+        distributed.shutdown()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue the interrupted sweep of a run directory (issue 6)."""
+    from trainer.distributed import world_size_from_env
+
+    if world_size_from_env() > 1:
+        print("bstui: resume runs in one process, not under torchrun; run python -m trainer resume DIR",
+              file=sys.stderr)
+        return EXIT_USAGE
     run_dir = Path(args.run_dir).expanduser()
     if not (run_dir / "config.toml").is_file():
         print(f"bstui: {run_dir} is not a run directory (no config.toml in it); give the directory "

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.accumulate import accumulate_step, split_accumulate_step, suggest_micro_batch
+from trainer import distributed
 from trainer.config import Config, OptimConfig
 from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
@@ -178,6 +179,9 @@ class Run:
         self.optimizer = build_optimizer(self.optim_cfg, self.model.parameters(), self.spec.lr)
         self.batches = make_batches(self.cfg.data, self.dataset.train, self.spec.batch_size, self.device, self.spec.seed)
         self.iters_per_epoch = self.batches.iters_per_epoch
+        if (ctx := distributed.current()) is not None:  # torchrun: this rank's slice of every global batch
+            self.batches, self._step_override = distributed.shard(ctx, self.model, self.batches,
+                                                                  self.cfg.sweep.micro_batch)
         self.warmup_iters = round(self.optim_cfg.warmup_epochs * self.iters_per_epoch)
         self.fast_path = resolve_fast_path(perf.fast_path, self.device, self.cfg.data.pipeline)
         if self.fast_path == "cuda_graph" and (reason := self._eager_reason()):
@@ -363,7 +367,8 @@ class Run:
                     n = item.shape[0]
                 else:
                     loss = self._eager_step(*item)
-                    n = item[0].shape[0]
+                    # Under torchrun the item is this rank's slice: count the global batch (ShardedBatches).
+                    n = getattr(self.batches, "global_n", 0) or item[0].shape[0]
                 self.compute.end()
                 if probes is not None and (probing or probes.wants_grads):
                     probes.after_step(self._last_grads(), probing)
@@ -537,6 +542,8 @@ class Run:
 
     def _eager_reason(self) -> str:
         """Why this run cannot replay a CUDA graph ("" if it can): the graph reproduces plain SGD steps."""
+        if distributed.current() is not None:
+            return "torchrun: data parallel steps run eagerly (DistributedDataParallel)"
         if self.optim_cfg.name != "sgd":
             return f'optim.name = "{self.optim_cfg.name}": the CUDA graph reproduces SGD only'
         if self.micro_batch:
