@@ -68,7 +68,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npd = state["numpy"]
-    np.random.set_state((npd["name"], npd["keys"].numpy().astype(np.uint32), npd["pos"], npd["has_gauss"],
+    np.random.set_state((npd["name"], npd["keys"].cpu().numpy().astype(np.uint32), npd["pos"], npd["has_gauss"],
                          npd["cached_gaussian"]))
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -175,8 +175,14 @@ def restore_run(run: Run, state: dict[str, Any]) -> None:
     theirs = (state["run"], state["batch_size"], state["lr"], state["seed"])
     if mine != theirs:
         raise CheckpointError(f"checkpoint of {theirs} does not belong to run {mine}")
-    run.model.load_state_dict(state["model"])  # copies into the existing tensors (a graph may hold them)
-    run.optimizer.load_state_dict(state["optimizer"])
+    try:
+        run.model.load_state_dict(state["model"])  # copies into the existing tensors (a graph may hold them)
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"the checkpoint of {spec.run_id} does not fit its model or optimizer ({exc}); delete "
+            f"{CHECKPOINTS}/{checkpoint_path('.', spec.run_id).name} to train that run again from the start"
+        ) from exc
     names = {f.name for f in dataclasses.fields(RunTotals)}
     run.totals = RunTotals(**{k: v for k, v in state["totals"].items() if k in names})
     run._epoch = int(state["epoch"])

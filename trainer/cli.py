@@ -174,7 +174,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     try:
         _report_stale_lock(console, lock)
         device = preflight(cfg)
-        plan = plan_resume(run_dir, [s.run_id for s in run_specs(cfg)], device)
+        plan = plan_resume(run_dir, [s.run_id for s in run_specs(cfg)], device, model_name=cfg.model.name)
         if plan.nothing_to_do:
             console.print(f"{run_dir}: every run and the sweep finished; nothing to resume", markup=False)
             return EXIT_OK
@@ -208,6 +208,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     import torch
     from rich.console import Console
 
+    from trainer.checkpoint import CheckpointError
     from trainer.console import ConsoleSink, summary_table
     from trainer.events import Clock, Emitter
     from trainer.store import RunDirSink, RunDirWriteError, read_summary
@@ -231,7 +232,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     emitter = Emitter(sinks, clock)
     code = EXIT_OK
     result = None
-    write_error: RunDirWriteError | None = None
+    write_error: Exception | None = None
     try:
         if resume is not None:
             try:
@@ -244,6 +245,8 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         code = EXIT_INTERRUPTED
     except RunDirWriteError as exc:
         code, write_error = EXIT_IO, exc
+    except CheckpointError as exc:  # found only when the run is rebuilt; the directory stays resumable
+        code, write_error = EXIT_USAGE, exc
     finally:
         emitter.close()
     try:

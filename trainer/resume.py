@@ -24,6 +24,7 @@ from trainer.checkpoint import CheckpointError, checkpoint_path, clean_temp_file
 from trainer.config import Config
 from trainer.data import Dataset
 from trainer.events import Emitter, Event
+from trainer.models import build_model
 from trainer.store import CONFIG, EVENTS, write_atomic
 
 KEPT_STATUSES = ("done", "diverged", "oom")  # results; a stopped or failed run is trained again
@@ -197,8 +198,21 @@ def _losses_cover(events: list[Event], run_id: str, iters: int) -> bool:
     return nxt == iters
 
 
-def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | str = "cpu") -> Resume:
-    """Decide how to continue the sweep in `run_dir` whose runs (from its config) are `run_ids`."""
+def _fits_model(state: dict[str, Any], model_name: str | None) -> str:
+    """"" if the checkpoint's weights load into a fresh model of this name, else why not."""
+    if model_name is None:
+        return ""
+    try:
+        build_model(model_name).load_state_dict(state["model"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        return f"its weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})"
+    return ""
+
+
+def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | str = "cpu",
+                model_name: str | None = None) -> Resume:
+    """Decide how to continue the sweep in `run_dir` whose runs (from its config) are `run_ids`;
+    with `model_name`, a checkpoint whose weights do not fit that model restarts its run."""
     run_dir = Path(run_dir)
     pairs, skipped = read_event_lines(run_dir)
     events = [e for _, e in pairs]
@@ -247,6 +261,8 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                     plan.reason = f"{EVENTS} has no epoch_end {epoch} of {run_id} to continue from"
                 elif not _losses_cover(events[: pos + 1], run_id, iters):
                     plan.reason = f"the recorded losses of {run_id} do not match its checkpoint ({iters} iterations)"
+                elif why := _fits_model(state, model_name):
+                    plan.reason = why
                 else:
                     plan = RunPlan(run_id, "checkpoint", from_epoch=epoch, iters=iters, status=status, state=state)
                     cut[run_id] = pos

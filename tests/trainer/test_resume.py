@@ -10,10 +10,13 @@ import torch
 import trainer.loop as loop
 import trainer.sweep as sweep
 from trainer.checkpoint import CheckpointWriter, checkpoint_path
-from trainer.cli import EXIT_INTERRUPTED, main
+from trainer.cli import EXIT_INTERRUPTED, main, resume_sweep
+from trainer.config import load_config
+from trainer.controls import Controls
 from trainer.events import Emitter, ListSink
 from trainer.models import build_model
-from trainer.store import create_run_dir
+from trainer.resume import plan_resume
+from trainer.store import RunDirSink, create_run_dir, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}
@@ -147,6 +150,21 @@ def test_an_unreadable_checkpoint_restarts_that_run_from_the_start(data_root, tm
     assert training_results(out) == reference
 
 
+def test_a_checkpoint_of_another_model_is_not_restored(data_root, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 200, call=5)  # bs20 done; bs200 in its second epoch
+    assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    assert plan_resume(out, ["bs20", "bs200"], model_name="simple_cnn").runs["bs200"].action == "checkpoint"
+    path = checkpoint_path(out, "bs200")
+    state = torch.load(path, weights_only=True)
+    state["model"][next(iter(state["model"]))] = torch.zeros(3, 3)  # as if the model changed since
+    torch.save(state, path)
+    plan = plan_resume(out, ["bs20", "bs200"], model_name="simple_cnn")
+    assert plan.runs["bs20"].action == "keep"
+    assert plan.runs["bs200"].action == "restart" and "do not fit model" in plan.runs["bs200"].reason
+
+
 def test_a_sweep_killed_before_it_recorded_anything_resumes_from_the_start(data_root, tmp_path):
     out = tmp_path / "run"
     assert main(sweep_args(data_root, out, "--set", "sweep.epochs=1")) == 0
@@ -186,3 +204,51 @@ def test_resume_refuses_a_config_that_no_longer_matches_the_recorded_sweep(data_
 def test_resume_of_something_that_is_not_a_run_directory_exits_2(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "nowhere")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+class _StopAfterFirstEpochOf:
+    """A sink that presses the app's stop once a run's first epoch ends."""
+
+    def __init__(self, run_id: str, controls: Controls) -> None:
+        self.run_id, self.controls = run_id, controls
+
+    def emit(self, event: dict) -> None:
+        if event["type"] == "epoch_end" and event["run"] == self.run_id and event["epoch"] == 1:
+            self.controls.apply({"cmd": "stop"})
+
+    def close(self) -> None:
+        pass
+
+
+def _sweep_into(cfg, dataset, run_dir: Path, *extra_sinks, controls=None):
+    run_dir = create_run_dir(run_dir)
+    write_config(run_dir, cfg)
+    sink = RunDirSink(run_dir)
+    try:
+        return sweep.run_sweep(cfg, Emitter([sink, *extra_sinks]), dataset=dataset, controls=controls,
+                               run_dir=str(run_dir))
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA GPU (restores into the CUDA-graph fast path)")),
+])
+def test_a_sweep_stopped_from_the_app_resumes_on_its_device(device, tiny_config, tiny_dataset, tmp_path):
+    cfg = tiny_config(sweep={"device": device})
+    _sweep_into(cfg, tiny_dataset, tmp_path / "ref")
+    controls = Controls()
+    out = tmp_path / "run"
+    result = _sweep_into(cfg, tiny_dataset, out, _StopAfterFirstEpochOf("bs200", controls), controls=controls)
+    assert result.status == "stopped"
+    assert resume_sweep(load_config(out / "config.toml"), out, quiet=True) == 0
+    got, want = training_results(out), training_results(tmp_path / "ref")
+    # CUDA kernels may sum in another order from run to run; CPU results are exact.
+    tol = {"rel": 1e-3, "abs": 1e-5} if device == "cuda" else {"rel": 0, "abs": 0}
+    for run_id in ("bs20", "bs200"):
+        assert got[run_id]["finished"] == want[run_id]["finished"] == ["done"]
+        assert got[run_id]["losses"] == pytest.approx(want[run_id]["losses"], **tol)
+        assert [e["test_acc"] for e in got[run_id]["epochs"]] == pytest.approx(
+            [e["test_acc"] for e in want[run_id]["epochs"]], rel=0, abs=0.02 if device == "cuda" else 0)
