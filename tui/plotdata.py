@@ -122,17 +122,26 @@ def prepare_series(
     return series
 
 
+#: With a linear y axis, the top is at most this many times the highest starting loss
+#: (median of a run's first tenth): spikes of a small batch (losses of 15 where the
+#: curves start at 2.3) must not flatten every curve; they run off the top, and
+#: log-y (`l`) shows them whole.
+SPIKE_FACTOR = 2.5
+
+
 def shared_ylim(
-    series: list[Series], include_faint: bool = False, exclude: set[str] | None = None
+    series: list[Series], include_faint: bool = False, exclude: set[str] | None = None, log_y: bool = False
 ) -> tuple[float, float] | None:
     """One y range for every plot, so batch sizes compare at a glance.
 
-    The top is the largest per-run 99th percentile, not the max, and runs named in
-    `exclude` (diverged ones) do not count unless nothing else is left: one run that
-    blows up (batch size 1 at lr 0.02) must not flatten every other curve.
+    The top is the largest per-run 99th percentile, not the max, capped (linear axis)
+    at SPIKE_FACTOR x the largest starting loss; runs named in `exclude` (diverged
+    ones) do not count unless nothing else is left: one run that blows up (batch
+    size 1 at lr 0.02) must not flatten every other curve.
     """
     lows: list[float] = []
     highs: list[float] = []
+    starts: list[float] = []
     chosen = [s for s in series if not exclude or s.run not in exclude]
     for s in chosen or series:
         parts = [s.y]
@@ -144,9 +153,14 @@ def shared_ylim(
             continue
         lows.append(float(y.min()))
         highs.append(float(np.percentile(y, 99)))
+        head = s.y[np.isfinite(s.y)][: max(1, len(s.y) // 10)]  # points are in x order
+        if len(head):
+            starts.append(float(np.median(head)))
     if not lows:
         return None
     lo, hi = min(lows), max(highs)
+    if not log_y and starts and max(starts) > 0:
+        hi = max(lo, min(hi, SPIKE_FACTOR * max(starts)))
     if hi <= lo:
         pad = abs(lo) * 0.05 or 0.5
         return lo - pad, hi + pad
@@ -202,6 +216,9 @@ def compact(value: float | None, digits: int = 3) -> str:
         return f"{sign}{v:.0f}"
     if v == 0:
         return "0"
+    if v < 0.001:  # 6.3e-5, not 6.28e-05: table cells are narrow
+        mantissa, exponent = f"{v:.1e}".split("e")
+        return f"{sign}{mantissa}e{int(exponent)}"
     return f"{sign}{v:.{digits}g}"
 
 

@@ -67,8 +67,8 @@ def test_shared_range_ignores_a_diverged_run():
     series = [prepare_series(r, "iteration", False, False, 50) for r in s.run_list()]
     lo, hi = shared_ylim(series, exclude={"bs1"})
     assert lo < 0.11 and 2.3 <= hi < 3
-    lo_all, hi_all = shared_ylim(series)
-    assert hi_all > 1000  # without the exclusion the blow-up sets the range
+    assert shared_ylim(series)[1] < 6  # not excluded: the linear axis caps it near the starting loss
+    assert shared_ylim(series, log_y=True)[1] > 1000  # uncapped (a log axis), it would set the range
 
 
 def test_split_and_target_marks_follow_the_axis():
@@ -102,3 +102,24 @@ def test_ticks_and_numbers_are_short():
     assert nice_ticks(0.0, 2.3, 3) == [0.0, 1.0, 2.0]
     assert compact(600_000) == "600k" and compact(1_234_567) == "1.2M" and compact(None) == "-"
     assert compact(0.0123) == "0.0123"
+
+
+def test_spikes_of_one_run_do_not_flatten_the_others_on_a_linear_axis():
+    s = started(1, 60)
+    s.apply({"type": "losses", "t": 1, "run": "bs1", "first_iter": 0,
+             "values": ([2.3] * 9 + [17.0]) * 20})  # stuck near 2.3 with big spikes, not diverged
+    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": np.linspace(2.3, 0.1, 200).tolist()})
+    series = [prepare_series(r, "iteration", False, False, 50) for r in s.run_list()]
+    lo, hi = shared_ylim(series)
+    assert 2.3 < hi <= 2.5 * 2.3 * 1.05  # capped at SPIKE_FACTOR x the highest starting loss (+ margin)
+    only_decay = shared_ylim(series[1:])
+    assert only_decay[1] >= 2.3  # a decaying curve keeps its start on screen
+    log_series = [prepare_series(r, "iteration", True, False, 50) for r in s.run_list()]
+    assert shared_ylim(log_series, log_y=True)[1] >= np.log10(17.0)  # log-y shows the spikes whole
+
+
+def test_tiny_and_small_numbers_stay_short():
+    from tui.widgets.timing_panel import seconds
+
+    assert compact(6.28e-05) == "6.3e-5"
+    assert seconds(0.0685) == "68.5ms" and seconds(7.79) == "7.79s" and seconds(None) == "-"

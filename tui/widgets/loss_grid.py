@@ -127,7 +127,7 @@ class LossGrid(Container):
                 (prepare_series(r, view.x_axis, view.log_y, False, plot.data_columns), run_color(i))
                 for i, r in enumerate(runs)
             ]
-            ylim = shared_ylim([s for s, _ in series], exclude=diverged)
+            ylim = shared_ylim([s for s, _ in series], exclude=diverged, log_y=view.log_y)
             title = f"all batch sizes · {axis_note}" + (" · smoothed" if view.smooth else "")
             if view.smooth:  # overlay: smoothed lines only, raw would be a blur of colours
                 series = [
@@ -136,13 +136,13 @@ class LossGrid(Container):
                 ]
                 for s, _ in series:
                     s.faint_x = s.faint_y = None
-                ylim = shared_ylim([s for s, _ in series], exclude=diverged)
+                ylim = shared_ylim([s for s, _ in series], exclude=diverged, log_y=view.log_y)
             plot.show(PlotSpec(title=title, series=series, ylim=ylim, log_y=view.log_y, legend=True))
             return
         prepared: list[Series] = [
             prepare_series(r, view.x_axis, view.log_y, view.smooth, p.data_columns) for r, p in zip(runs, plots)
         ]
-        ylim = shared_ylim(prepared, include_faint=True, exclude=diverged)
+        ylim = shared_ylim(prepared, include_faint=True, exclude=diverged, log_y=view.log_y)
         with self.app.batch_update():
             for i, (run, plot, series) in enumerate(zip(runs, plots, prepared)):
                 if not self._changed(plot, (view, run.version, run.status, run.split_chunks, ylim)):

@@ -14,14 +14,16 @@ from tui.state import SweepState
 
 
 def seconds(v: float | None) -> str:
-    """Seconds in at most 6 characters: 0.012s, 1.23s, 123s, 2.1h."""
+    """A duration in at most 6 characters: 0.4ms, 68.5ms, 1.23s, 123s, 2.1h."""
     if v is None:
         return "-"
     if v >= 3600:
         return f"{v / 3600:.1f}h"
     if v >= 100:
         return f"{v:.0f}s"
-    return f"{v:.3g}s"
+    if v >= 1:
+        return f"{v:.3g}s"
+    return f"{v * 1000:.3g}ms"
 
 
 def timing_text(state: SweepState, width: int) -> Text:
