@@ -348,6 +348,8 @@ class Run:
             while done < max_iters:
                 if controls is not None and controls.version != self._seen_version:
                     self._obey(controls)
+                    if self.finished:
+                        return done
                 try:
                     item = next(self._iterator)
                 except StopIteration:
@@ -535,7 +537,12 @@ class Run:
                 self.emitter.emit("mode_changed", run=self.run_id, split_chunks=k, **fields)
         if controls.paused:
             self.wall.stop()
+            self._flush_losses()  # the app shows everything trained before the pause
+            if self.finished:  # those losses held a NaN: the run diverged
+                return
+            self.emitter.emit("paused", paused=True, run_waiting=self.run_id, iter=self.totals.iters)
             controls.wait_while_paused()
+            self.emitter.emit("paused", paused=False, run_waiting=self.run_id, iter=self.totals.iters)
             if controls.stop:
                 raise StopRequested()
             self.wall.start()

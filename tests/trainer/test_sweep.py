@@ -185,3 +185,27 @@ def test_warmup_raises_the_lr_linearly_to_its_value():
     assert loop.lr_at(0.1, 4, 10) == pytest.approx(0.05)
     assert loop.lr_at(0.1, 10, 10) == pytest.approx(0.1)
     assert loop.lr_at(0.1, 0, 0) == pytest.approx(0.1)
+
+
+def test_pause_is_announced_and_resume_continues_the_same_run(tiny_config):
+    import threading
+
+    controls = Controls()
+    controls.apply({"cmd": "pause"})
+
+    class ResumeSoonAfterPause(ListSink):
+        """Plays the app: sees the trainer pause, resumes it a moment later from another thread."""
+
+        def emit(self, event):
+            super().emit(event)
+            if event["type"] == "paused" and event["paused"]:
+                threading.Timer(0.3, controls.apply, args=({"cmd": "resume"},)).start()
+
+    sink = ResumeSoonAfterPause()
+    result = run_sweep(tiny_config(), Emitter([sink]), controls=controls)
+    paused = sink.of_type("paused")
+    assert [e["paused"] for e in paused] == [True, False]
+    assert paused[0]["iter"] == 0 and result.status == "done"
+    # The pause does not count as training time: the paused run's first epoch trained after the resume.
+    first = next(e for e in sink.of_type("epoch_end") if e["run"] == paused[0]["run_waiting"])
+    assert first["wall_s"] <= first["t"] - paused[1]["t"]
