@@ -124,7 +124,7 @@ def state_costs(points: int) -> dict[str, float]:
 
 
 def frame_ms(size: tuple[int, int], view: GridView, repeats: int, points: int) -> dict[str, Any]:
-    """Median/max ms of one loss-grid frame (downsample + replot + plotext build of every plot)."""
+    """Median/max ms of one loss-grid frame (downsample + braille rebuild of every plot)."""
     events = synthetic_events(points)
     app = make_app(feed_factory=lambda attempt: ListFeed(events))
     out: dict[str, Any] = {}
