@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.optim.OPTIMIZERS
     "optim.lr_scaling": ("none", "linear", "sqrt"),
     "sweep.schedule": ("interleaved", "sequential"),
+    "sweep.parallel": ("off", "auto"),
     "split_backward.method": ("vectorized", "retain_graph"),
     "perf.fast_path": ("auto", "eager", "cuda_graph"),
     "perf.precision": ("fp32", "bf16"),
@@ -100,6 +101,7 @@ class SweepConfig:
     lr_grid: LrGridConfig = field(default_factory=LrGridConfig)  # or a log-spaced grid of lrs
     seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
     micro_batch: int = 0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
+    parallel: str = "off"  # off | auto: with several GPUs, independent runs on different GPUs at once
 
 
 @dataclass

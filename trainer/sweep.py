@@ -148,6 +148,12 @@ def run_sweep(
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
     specs = run_specs(cfg)
+    # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
+    # and a torchrun rank train in their own process.
+    from trainer import distributed, parallel
+
+    devices = [] if resume is not None or distributed.current() is not None else parallel.parallel_devices(
+        cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0)
     if resume is not None:
         resume.announce(emitter, device=device_name(device), torch=torch.__version__, fast_path=fast_path)
     else:
@@ -165,13 +171,16 @@ def run_sweep(
             torch=torch.__version__,
             fast_path=fast_path,
             runs=[s.as_event() for s in specs],
+            parallel_devices=devices,
         )
     test_xy = prepare_test(dataset, device)
     runs: list[Run] = []
     interrupted: BaseException | None = None
     status = "done"
     try:
-        for spec in specs:
+        if devices:  # every run trains in a worker; `runs` fills with their records
+            parallel.run_parallel(cfg, specs, emitter, devices, dataset, controls, run_dir, runs, log)
+        for spec in [] if devices else specs:
             if resume is not None and resume.is_kept(spec.run_id):
                 continue
             run = Run(spec, cfg, dataset, device, emitter, test_xy, controls)

@@ -228,6 +228,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             },
             "seeds": draw(st.integers(1, 10)),
             # 0 (off) or a divisor of every batch size: micro-batches cut the batches larger than them equally.
+            "parallel": draw(st.sampled_from(CHOICES["sweep.parallel"])),
             "micro_batch": draw(st.just(0) | st.sampled_from([d for d in range(1, min(gcd, 64) + 1) if gcd % d == 0])),
         },
         "split_backward": {
