@@ -67,7 +67,7 @@ def markdown(facts: dict[str, Any]) -> str:
     ]
     for p in a["best"]:
         lines.append(
-            f"| {p['batch_size']} | {_f(p['lr'])} | {p['lrs_tried']} | {_f(p.get('lr_linear_rule'))} | "
+            f"| {p['batch_size']} | {_f(p['lr'])}{' ' + p['variant'] if p.get('variant') else ''} | {p['lrs_tried']} | {_f(p.get('lr_linear_rule'))} | "
             f"{_f(p.get('lr_sqrt_rule'))} | {_pm(p['steps'], p['steps_std'], '.0f')} | "
             f"{_pm(p['samples'], p['samples_std'], '.0f')} | {_pm(p['time_s'], p['time_s_std'], '.2f')} | "
             f"{_f(p['best_test_acc'], '.4f')} | {_f(p.get('b_simple'), '.0f')} |"
@@ -94,7 +94,7 @@ def markdown(facts: dict[str, Any]) -> str:
     ]
     for p in a["points"]:
         lines.append(
-            f"| {p['batch_size']} | {_f(p['lr'])} | {p['seeds']} | {p['reached']} | "
+            f"| {p['batch_size']}{' ' + p['variant'] if p.get('variant') else ''} | {_f(p['lr'])} | {p['seeds']} | {p['reached']} | "
             f"{_pm(p['steps'], p['steps_std'], '.0f')} | {_pm(p['time_s'], p['time_s_std'], '.2f')} | "
             f"{_f(p['best_test_acc'], '.4f')} | {_f(p['loss_diff_std'])} | {_f(p['grad_cos'], '.2f')} | "
             f"{_f(p['samples_per_s'], ',.0f')} | {', '.join(p['statuses'])} |"

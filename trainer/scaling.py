@@ -110,16 +110,20 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     A point counts as reaching the target only if every one of its seeds did (a lucky seed
     does not make an lr good); steps, samples and time are over the seeds that reached it.
     """
-    groups: dict[tuple[int, float], list[dict[str, Any]]] = {}
+    # Runs of different [[variants]] (optimizers, split-backward; issue 7) are different points even
+    # at the same batch size and lr; rows without a variant have "".
+    groups: dict[tuple[int, float, str], list[dict[str, Any]]] = {}
     for row in rows:
         b, lr = _num(row.get("batch_size")), _num(row.get("lr"))
         if b is None or lr is None:
             continue
-        groups.setdefault((int(b), lr), []).append(row)
+        groups.setdefault((int(b), lr, str(row.get("variant") or "")), []).append(row)
     points = []
-    for (b, lr), runs in sorted(groups.items()):
+    for (b, lr, variant), runs in sorted(groups.items()):
         reached = [r for r in runs if _num(r.get("iters_to_target")) is not None]
         point: dict[str, Any] = {"batch_size": b, "lr": lr, "seeds": len(runs), "reached": len(reached)}
+        if variant:
+            point["variant"] = variant
         for key, field in (("steps", "iters_to_target"), ("samples", "samples_to_target"),
                            ("time_s", "time_to_target_s"), ("compute_s", "compute_to_target_s")):
             mean, std = _spread([v for r in reached if (v := _num(r.get(field))) is not None])
