@@ -152,3 +152,13 @@ def test_a_sweep_with_variants_records_them_and_analyses_each_apart(tiny_config)
               for run in ("bs200-sgd", "bs200-lamb")}
     assert losses["bs200-sgd"][0] == pytest.approx(losses["bs200-lamb"][0])
     assert losses["bs200-sgd"][1:] != pytest.approx(losses["bs200-lamb"][1:])
+
+
+def test_the_scaling_analysis_keeps_variants_at_the_same_batch_and_lr_apart():
+    from trainer.scaling import lr_points
+
+    rows = [{"batch_size": 6000, "lr": 0.02, "variant": v, "status": "done", "best_test_acc": acc}
+            for v, acc in (("sgd", 0.5), ("split", 0.9))]
+    points = lr_points(rows)
+    assert [(p["variant"], p["seeds"], p["best_test_acc"]) for p in points] == [("sgd", 1, 0.5), ("split", 1, 0.9)]
+    assert "variant" not in lr_points([{"batch_size": 60, "lr": 0.02, "status": "done"}])[0]
