@@ -27,6 +27,7 @@ from tui.feed import FeedEnd, LiveFeed, ReplayFeed
 from tui.plotdata import X_AXES
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import MainScreen
+from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
 from tui.widgets.controls_bar import ControlsBar
 from tui.widgets.loss_grid import GridView, LossGrid
@@ -73,6 +74,7 @@ class BstuiApp(App[int]):
         Binding("l", "toggle('log_y')", "log-y"),
         Binding("m", "toggle('smooth')", "smooth"),
         Binding("o", "toggle('overlay')", "overlay"),
+        Binding("c", "scaling", "scaling"),
         Binding("s", "split", "split"),
         Binding("plus,equals_sign", "chunks(1)", "+chunks", show=False),
         Binding("minus", "chunks(-1)", "-chunks", show=False),
@@ -250,6 +252,9 @@ class BstuiApp(App[int]):
 
     def redraw(self, force: bool = False) -> None:
         """Update every widget if anything changed since the last redraw."""
+        if isinstance(self.screen, ScalingScreen):  # it skips the work itself when nothing changed
+            self.screen.update_from(self.state, self.status_text())
+            return
         if not isinstance(self.screen, MainScreen):
             return
         view = GridView(self.x_axis, self.log_y, self.smooth, self.overlay)
@@ -334,6 +339,15 @@ class BstuiApp(App[int]):
 
     def action_swap_bottom(self) -> None:
         self.screen.toggle_class("-timing")
+
+    async def action_scaling(self) -> None:
+        """c: open the scaling view (issue 4), or go back from it."""
+        if isinstance(self.screen, ScalingScreen):
+            await self.pop_screen()
+            self.redraw(force=True)
+        elif isinstance(self.screen, MainScreen):
+            await self.push_screen(ScalingScreen())
+            self.redraw()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

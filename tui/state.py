@@ -40,6 +40,11 @@ class EpochRecord:
     test_acc: float | None
     samples_per_s: float | None
     total_iters: int | None = None
+    #: Issue 4's epoch figures: oscillation (sd of successive loss differences), cosine of
+    #: consecutive gradients, and the gradient noise scale; None where the trainer had none.
+    loss_diff_std: float | None = None
+    grad_cos: float | None = None
+    b_simple: float | None = None
 
 
 @dataclass
@@ -113,6 +118,14 @@ class RunState:
     def time_to_target_s(self) -> float | None:
         return _opt_float(self.target.get("wall_s")) if self.target else None
 
+    def latest(self, name: str) -> float | None:
+        """The newest epoch's value of an epoch figure (b_simple, loss_diff_std, grad_cos) that has one."""
+        for e in reversed(self.epochs):
+            value = getattr(e, name)
+            if value is not None:
+                return value
+        return None
+
     def wall_axis(self, n: int) -> np.ndarray:
         """Seconds of this run's own training at the end of iterations 0..n-1 (see wall_at)."""
         return self.wall_at(np.arange(n))
@@ -160,6 +173,10 @@ class SweepState:
     run_dir: str = ""
     target_accuracy: float | None = None
     epochs: int | None = None
+    #: The resolved config of sweep_started (for the lr rules of the scaling view).
+    config: dict[str, Any] = field(default_factory=dict)
+    #: sweep_finished's scaling analysis (trainer.scaling.analyse), once the sweep has finished.
+    scaling: dict[str, Any] | None = None
     runs: dict[str, RunState] = field(default_factory=dict)
     status: str = "starting"  # starting | running | done | stopped | failed
     #: Why the sweep failed (sweep_finished with status failed), for the status line.
@@ -231,6 +248,8 @@ def _on_sweep_started(s: SweepState, e: Event) -> None:
     sweep = config.get("sweep") if isinstance(config.get("sweep"), dict) else {}
     s.target_accuracy = _opt_float(sweep.get("target_accuracy"))
     s.epochs = sweep.get("epochs") if isinstance(sweep.get("epochs"), int) else None
+    s.config = config
+    s.scaling = None
     s.runs = {}
     for r in runs:
         rid = str(r["run"])
@@ -288,6 +307,9 @@ def _on_epoch_end(s: SweepState, e: Event) -> None:
             test_acc=_opt_float(e.get("test_acc")),
             samples_per_s=_opt_float(e.get("samples_per_s")),
             total_iters=int(e["total_iters"]) if isinstance(e.get("total_iters"), int) else None,
+            loss_diff_std=_opt_float(e.get("loss_diff_std")),
+            grad_cos=_opt_float(e.get("grad_cos")),
+            b_simple=_opt_float(e.get("b_simple")),
         )
     )
 
@@ -321,6 +343,8 @@ def _on_sweep_finished(s: SweepState, e: Event) -> None:
     s.reason = str(e.get("reason") or "")
     s.finished = True
     s.paused = False
+    if isinstance(e.get("scaling"), dict):
+        s.scaling = e["scaling"]
     for run in s.runs.values():
         if run.status in ("waiting", "running"):
             run.status = "stopped"

@@ -13,6 +13,7 @@ HELP = [
     ("l", "log / linear loss axis"),
     ("m", "smoothing (debiased EMA; the raw loss stays, faint)"),
     ("o", "one overlaid plot of all batch sizes / one plot each"),
+    ("c", "scaling view: steps, samples and best lr vs batch size, B_crit fit"),
     ("s", "split-backward on/off for the running sweep (or the Switch)"),
     ("+ -", "chunks k for the next split-backward switch"),
     ("p", "pause / resume the trainer"),
@@ -25,6 +26,9 @@ HELP = [
 TABLE = [
     ("lr", "the run's lr; split on: lr→lr×k, the lr split-backward acts like"),
     ("target", "training wall time until test accuracy reached the target"),
+    ("B_simple", "gradient noise scale tr(Σ)/|G|², latest epoch (McCandlish 2018)"),
+    ("osc", "loss oscillation: sd of successive loss differences, latest epoch"),
+    ("gcos", "cosine between consecutive gradients, latest epoch"),
     ("samples/s", "training samples per second of epoch wall time"),
 ]
 
@@ -32,6 +36,7 @@ MARKS = [
     ("│ yellow", "split-backward switched on or off"),
     ("│ green", "target accuracy reached"),
     ("░ timing", "epoch time not spent computing: data loading, host work"),
+    ("│ scaling", "yellow: fitted B_crit; magenta: measured B_simple"),
 ]
 
 

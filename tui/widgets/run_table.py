@@ -1,4 +1,8 @@
-"""One row per batch size: lr, status, epoch, last loss, accuracy, time to target, speed."""
+"""One row per run: lr, status, epoch, last loss, accuracy, time to target, noise scale, oscillation, speed.
+
+Columns that do not fit the table's width are dropped, least needed first (DROP_ORDER),
+so the table never scrolls sideways on an 80-column terminal.
+"""
 from __future__ import annotations
 
 from rich.text import Text
@@ -9,7 +13,7 @@ from tui.plotdata import compact
 from tui.state import RunState, SweepState
 from tui.widgets.timing_panel import seconds
 
-#: (key, header) in display order; narrow enough for 80 columns.
+#: (key, header) in display order.
 COLUMNS = (
     ("batch", "batch"),
     ("lr", "lr"),
@@ -19,8 +23,26 @@ COLUMNS = (
     ("acc", "acc"),
     ("best", "best"),
     ("target", "target"),
+    ("b_simple", "B_simple"),
+    ("osc", "osc"),
+    ("gcos", "gcos"),
     ("speed", "samples/s"),
 )
+#: Columns dropped, in this order, while the table is wider than its room (the timing
+#: panel shows speed; acc shows what best does once a run is done).
+DROP_ORDER = ("best", "speed", "loss", "epoch", "gcos", "osc")
+CELL_PADDING = 2  # DataTable's cell_padding 1 on each side
+SCROLLBAR = 2  # room kept for the vertical scrollbar a long sweep brings
+
+
+def visible_columns(widths: dict[str, int], room: int) -> tuple[str, ...]:
+    """The column keys to show in `room` cells, given each column's widest content (pure: tests call it)."""
+    keys = [k for k, _ in COLUMNS]
+    for key in DROP_ORDER:
+        if sum(widths[k] + CELL_PADDING for k in keys) <= room:
+            break
+        keys.remove(key)
+    return tuple(keys)
 
 
 def pct(v: float | None) -> str:
@@ -48,8 +70,16 @@ def row_cells(run: RunState, index: int, epochs_total: int | None) -> dict[str, 
         "acc": Text(pct(run.test_acc), justify="right"),
         "best": Text(pct(run.best_acc), justify="right"),
         "target": Text(target, justify="right"),
+        "b_simple": Text(compact(run.latest("b_simple")), justify="right"),
+        "osc": Text(compact(run.latest("loss_diff_std")), justify="right"),
+        "gcos": Text(signed(run.latest("grad_cos")), justify="right"),
         "speed": Text(compact(run.samples_per_s), justify="right"),
     }
+
+
+def signed(v: float | None) -> str:
+    """A cosine in 5 cells: +0.12, -0.98."""
+    return "-" if v is None else f"{v:+.2f}"
 
 
 class RunTable(DataTable):
@@ -65,22 +95,43 @@ class RunTable(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_cursor=False)
         self._run_ids: tuple[str, ...] = ()
+        self._columns: tuple[str, ...] = ()
+        self._state: SweepState | None = None
 
     def on_mount(self) -> None:
-        for key, header in COLUMNS:
-            self.add_column(header, key=key)
+        self._set_columns(tuple(k for k, _ in COLUMNS))
+
+    def _set_columns(self, keys: tuple[str, ...]) -> None:
+        self.clear(columns=True)
+        headers = dict(COLUMNS)
+        for key in keys:
+            self.add_column(headers[key], key=key)
+        self._columns = keys
+        self._run_ids = ()
 
     def update_from(self, state: SweepState) -> None:
+        self._state = state
         epochs_total = state.epochs
         runs = state.run_list()
+        rows = [row_cells(run, i, epochs_total) for i, run in enumerate(runs)]
+        room = self.size.width - SCROLLBAR
+        if room > 0:
+            widths = {k: max([len(h)] + [r[k].cell_len if isinstance(r[k], Text) else len(r[k]) for r in rows])
+                      for k, h in COLUMNS}
+            keys = visible_columns(widths, room)
+            if keys != self._columns:
+                self._set_columns(keys)
         ids = tuple(r.run for r in runs)
         if ids != self._run_ids:
             self.clear()
-            for i, run in enumerate(runs):
-                cells = row_cells(run, i, epochs_total)
-                self.add_row(*(cells[k] for k, _ in COLUMNS), key=run.run)
+            for run, cells in zip(runs, rows):
+                self.add_row(*(cells[k] for k in self._columns), key=run.run)
             self._run_ids = ids
             return
-        for i, run in enumerate(runs):
-            for key, value in row_cells(run, i, epochs_total).items():
-                self.update_cell(run.run, key, value, update_width=True)
+        for run, cells in zip(runs, rows):
+            for key in self._columns:
+                self.update_cell(run.run, key, cells[key], update_width=True)
+
+    def on_resize(self) -> None:
+        if self._state is not None:
+            self.update_from(self._state)

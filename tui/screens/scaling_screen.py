@@ -1,0 +1,45 @@
+"""`c`: the scaling view full screen (issue 4): a status line, the charts and facts, the footer.
+
+A screen of its own rather than a panel of the main one: three log-log charts and the
+fit's words need the whole terminal at 80x24. The app fills it from its state on the
+same redraw timer as the main screen.
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tui.state import SweepState
+from tui.widgets.scaling_view import ScalingView
+
+
+class ScalingScreen(Screen[None]):
+    """Steps/samples to target and best lr against batch size; c or Esc goes back."""
+
+    DEFAULT_CSS = """
+    ScalingScreen #scaling-status {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "app.scaling", "back", show=False)]
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="scaling-status")
+        yield ScalingView(id="scaling")
+        yield Footer()
+
+    def update_from(self, state: SweepState, status: Text) -> None:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append("scaling ", style="bold")
+        line.append("(c or Esc: back) ", style="dim")
+        line.append_text(status)
+        self.query_one("#scaling-status", Static).update(line)
+        self.query_one(ScalingView).update_from(state)
