@@ -246,7 +246,9 @@ def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
         reached = sum(1 for p in best if p.get("reached_target"))
         lrs = max((p.get("lrs_tried") or 1 for p in best), default=1)
         text.append(f"{reached} of {len(best)} batch sizes reached {target}")
-        text.append(f" · {lrs} lr{'s' if lrs != 1 else ''} each" + ("" if lrs > 1 else " (no lr sweep)"))
+        # One lr per batch size means no lr sweep only once every run is in; live, more may come.
+        no_sweep = " (no lr sweep)" if lrs == 1 and state.finished else ""
+        text.append(f" · {lrs} lr{'s' if lrs != 1 else ''} each{no_sweep}")
         text.append("\n")
         text.append_text(_fit_line("steps", a.get("fit_steps") or {}, "S_min"))
         text.append("\n")
