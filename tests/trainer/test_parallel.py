@@ -65,7 +65,9 @@ def test_runs_on_two_workers_train_exactly_as_in_one_process(tiny_config, tiny_d
     assert _losses(spread) == _losses(alone)  # same device, seeds and order: the same numbers
 
 
-def test_stop_reaches_every_worker(tiny_config, two_cpu_workers):
+def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
+    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr(parallel, "parallel_devices", lambda setting, device, count: ["cpu"])  # one is enough
     controls = Controls()
     controls.apply({"cmd": "stop"})
     sink = ListSink()
@@ -74,6 +76,7 @@ def test_stop_reaches_every_worker(tiny_config, two_cpu_workers):
     assert result.status == "stopped"
     assert {e["status"] for e in sink.of_type("run_finished")} <= {"stopped"}
     assert not sink.of_type("epoch_end")
+    assert sink.events[-1]["type"] == "sweep_finished" and sink.events[-1]["status"] == "stopped"
 
 
 def test_a_worker_that_cannot_start_leaves_its_runs_to_the_others(tiny_config, tiny_dataset, monkeypatch):
