@@ -28,7 +28,7 @@ class MainScreen(Screen[None]):
         with Horizontal(id="bottom"):
             yield RunTable(id="table")
             yield TimingPanel(id="timing")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits in 80 columns, ? help and q quit included
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < WIDE, "-narrow")
