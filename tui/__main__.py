@@ -1,4 +1,5 @@
-"""`bstui [CONFIG] [--set KEY=VALUE]... [--out DIR]` and `bstui --replay DIR` (also `python -m tui`).
+"""`bstui [CONFIG] [--set KEY=VALUE]... [--out DIR]`, `bstui --replay DIR`, `bstui --detach [CONFIG] ...`
+and `bstui --attach [DIR]` (also `python -m tui`).
 
 Everything a user can get wrong (a bad experiments.toml, a run directory that is
 not one) is reported here, with exit code 2, before any window opens.
@@ -16,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bstui",
         description="Watch batch sizes train side by side: a live sweep, or a recorded run directory.",
-        epilog="Keys in the app: x l m o (view), s + - (split-backward), p pause, r restart, ? help, q quit.",
+        epilog="Keys in the app: x l m o (view), s + - (split-backward), p pause, r restart, "
+               "d detach (the sweep goes on without the app), ? help, q quit.",
     )
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                    help="experiments.toml to run (default: ./experiments.toml)")
@@ -26,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", default=None, metavar="DIR",
                    help="show a run directory instead of training (followed live while a trainer writes it)")
     p.add_argument("--no-follow", action="store_true", help="with --replay: read the file once, do not follow it")
+    p.add_argument("--detach", action="store_true",
+                   help="start the trainer in its own session (it survives the terminal and the app), "
+                        "then watch its run directory; q leaves it running")
+    p.add_argument("--attach", nargs="?", const="", default=None, metavar="DIR",
+                   help="watch a run directory live and say whether its trainer still runs "
+                        "(default: the newest run under the config's output.dir)")
     return p
 
 
@@ -38,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tui.app import make_app  # after argument errors: --help stays instant
 
+    modes = [name for name, on in (("--replay", args.replay is not None), ("--detach", args.detach),
+                                   ("--attach", args.attach is not None)) if on]
+    if len(modes) > 1:
+        fail(f"{' and '.join(modes)} cannot be combined; pick one")
+    if args.attach is not None:
+        return attach(args)
+    if args.detach:
+        return detach(args)
     if args.replay is not None:
         if args.config or args.overrides or args.out:
             fail("--replay shows a recorded run directory; CONFIG, --set and --out do not apply to it")
@@ -64,12 +80,86 @@ def main(argv: list[str] | None = None) -> int:
             split_on=bool(cfg.split_backward.enabled),
             chunks=int(cfg.split_backward.chunks),
         )
+    code = run_app(app)
+    if app.detached is not None:  # `d` left the sweep running in its own session
+        from tui.detach import reattach_hint, trainer_state
+
+        print(reattach_hint(app.detached.run_dir, trainer_state(app.detached.run_dir, app.detached)))
+    return code
+
+
+def run_app(app) -> int:  # noqa: ANN001 - BstuiApp, imported lazily
     try:
         code = app.run()
     finally:
         if app.feed is not None:
-            app.feed.close()  # whatever ended the app, leave no trainer behind
+            app.feed.close()  # whatever ended the app, leave no trainer of its own behind
     return int(code or 0)
+
+
+def detach(args: argparse.Namespace) -> int:
+    """--detach: check the config, start the headless trainer in its own session, then follow it."""
+    from trainer.config import load_or_exit
+    from trainer.store import default_run_dir, holds_run, lock_status
+    from tui.app import make_app
+    from tui.detach import reattach_hint, run_command, start_detached, trainer_state
+    from tui.feed import ReplayFeed
+
+    if args.no_follow:
+        fail("--no-follow applies to --replay only")
+    cfg = load_or_exit(args.config, args.overrides)  # prints the trainer's message, exits 2
+    # The trainer would pick the same default, but the app must know where to look.
+    run_dir = Path(args.out).expanduser() if args.out is not None else default_run_dir(cfg)
+    run_dir = run_dir.absolute()
+    if run_dir.exists() and not run_dir.is_dir():
+        fail(f"--out {str(run_dir)!r} exists and is not a directory; choose another --out")
+    if run_dir.is_dir() and holds_run(run_dir):
+        fail(f"{str(run_dir)!r} already holds a run; choose a new --out, or watch it with bstui --attach {run_dir}")
+    if lock_status(run_dir)["state"] == "live":
+        fail(f"a trainer is already writing {str(run_dir)!r}; watch it with bstui --attach {run_dir}")
+    try:
+        trainer = start_detached(run_command(args.config, args.overrides, run_dir), run_dir)
+    except OSError as exc:
+        fail(f"cannot start the trainer in {str(run_dir)!r}: {exc.strerror or exc}; choose a writable --out")
+    print(f"bstui: trainer started (pid {trainer.pid}) in its own session, writing {run_dir}", file=sys.stderr)
+    app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), detached=trainer),
+                   config_label=cfg.source or "(default config)")
+    code = run_app(app)
+    print(reattach_hint(run_dir, trainer_state(run_dir, trainer)))
+    return code
+
+
+def attach(args: argparse.Namespace) -> int:
+    """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
+    from trainer.store import lock_status
+    from tui.app import make_app
+    from tui.detach import AttachError, is_run_dir, newest_run_dir, reattach_hint
+    from tui.feed import ReplayFeed
+
+    if args.out is not None or args.no_follow:
+        fail("--attach follows an existing run directory; --out and --no-follow do not apply to it")
+    if args.attach:
+        if args.config or args.overrides:
+            fail("bstui --attach DIR reads DIR; CONFIG and --set only choose output.dir when DIR is left out")
+        run_dir = Path(args.attach).expanduser()
+        if not run_dir.exists():
+            fail(f"run directory {str(run_dir)!r} does not exist; pass a directory made by bstui --detach "
+                 "or python -m trainer run")
+        if not is_run_dir(run_dir):
+            fail(f"{str(run_dir)!r} is not a run directory (no events.jsonl, config.toml or trainer.lock in it)")
+    else:
+        from trainer.config import load_or_exit
+
+        cfg = load_or_exit(args.config, args.overrides)  # output.dir is where the runs are
+        try:
+            run_dir = newest_run_dir(cfg.output.dir)
+        except AttachError as exc:
+            fail(str(exc))
+        print(f"bstui: attaching to {run_dir}", file=sys.stderr)
+    app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True))
+    code = run_app(app)
+    print(reattach_hint(run_dir, lock_status(run_dir)))
+    return code
 
 
 if __name__ == "__main__":

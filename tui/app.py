@@ -23,7 +23,8 @@ from textual.widgets import Switch
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.bridge import TrainerBridge
-from tui.feed import FeedEnd, LiveFeed, ReplayFeed
+from tui.detach import DetachedTrainer, resume_command, start_detached
+from tui.feed import FEED_RESET, FeedEnd, LiveFeed, ReplayFeed
 from tui.plotdata import X_AXES
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import MainScreen
@@ -80,6 +81,7 @@ class BstuiApp(App[int]):
         Binding("minus", "chunks(-1)", "-chunks", show=False),
         Binding("p", "pause", "pause"),
         Binding("r", "restart", "restart"),
+        Binding("d", "detach", "detach", show=False),
         Binding("t", "swap_bottom", "table/timing", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
@@ -115,6 +117,8 @@ class BstuiApp(App[int]):
         self.redraw_s = REDRAW_S
         self._cpu_mark = (time.process_time(), time.perf_counter())
         self._last_redraw = 0.0
+        #: The trainer `d` left running in its own session (its run directory is followed).
+        self.detached: DetachedTrainer | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -172,7 +176,11 @@ class BstuiApp(App[int]):
         inbox, state = self._inbox, self.state
         while inbox:
             for _ in range(min(len(inbox), 500)):
-                state.apply(inbox.popleft())
+                event = inbox.popleft()
+                if event is FEED_RESET:  # events.jsonl was replaced (a resume): rebuild from its start
+                    state = self.state = SweepState()
+                    continue
+                state.apply(event)
             if time.perf_counter() - start > APPLY_BUDGET_S:
                 break
         if inbox:
@@ -232,6 +240,9 @@ class BstuiApp(App[int]):
             style = {"done": "bold green", "failed": "bold red"}.get(s.status, "bold yellow")
             why = f": {s.reason}" if s.reason else ""
             return Text.assemble((f"{prefix}sweep {s.status}", style), why, (" · r restarts" if self.live else ""))
+        watch = getattr(self.feed, "watch", None)  # --attach/--detach: is a trainer writing it?
+        if not self.live and watch is not None:
+            return Text(watch[0], style=watch[1])
         if not s.started:
             return Text(f"{prefix}starting the trainer…" if self.live else f"{prefix}waiting for events…", style="dim")
         if self.live and (self.pause_requested or s.paused):
@@ -267,6 +278,7 @@ class BstuiApp(App[int]):
             self.feed_end,
             self._stopping,
             self.feed.bad_lines if self.feed else 0,
+            getattr(self.feed, "watch", None),
         )
         if key == self._drawn and not force:
             return
@@ -334,6 +346,49 @@ class BstuiApp(App[int]):
 
     def _after_restart(self) -> None:
         self._stopping = False
+        self._start_feed()
+        self.redraw(force=True)
+
+    def action_detach(self) -> None:
+        """d: leave the sweep running without this app (issue 6).
+
+        Following a run directory (--detach, --attach): quit the viewer, the trainer goes on.
+        Live: stop this app's trainer (its run directory stays valid and resumable) and continue
+        the sweep as a detached `python -m trainer resume DIR`, which the app then follows.
+        """
+        feed = self.feed
+        if feed is None or self._stopping:
+            return
+        if not feed.live:
+            if getattr(feed, "watch_trainer", False):
+                self.exit(0)
+            else:
+                self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
+            return
+        run_dir = self.state.run_dir
+        if self.feed_end is not None or self.state.finished or not run_dir:
+            why = "the sweep has not started yet" if not run_dir else "the trainer is not running"
+            self.notify(f"detach: {why}.", severity="warning")
+            return
+        self._stopping = True
+        self.attempt += 1
+        self.redraw()
+        self._detach_worker(feed, run_dir)
+
+    @work(thread=True, group="restart")
+    def _detach_worker(self, old: Feed, run_dir: str) -> None:
+        old.close()  # the stopped sweep's run directory is complete up to its last epoch
+        try:
+            trainer: DetachedTrainer | None = start_detached(resume_command(Path(run_dir)), Path(run_dir))
+        except OSError as exc:
+            trainer = None
+            self.call_from_thread(self.notify, f"detach: cannot start the trainer: {exc}", severity="error")
+        self.call_from_thread(self._after_detach, run_dir, trainer)
+
+    def _after_detach(self, run_dir: str, trainer: DetachedTrainer | None) -> None:
+        self._stopping = False
+        self.detached = trainer
+        self.feed_factory = lambda attempt: ReplayFeed(run_dir, watch_trainer=True, detached=trainer)
         self._start_feed()
         self.redraw(force=True)
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tui.bridge import Bridge, TrainerExit
-from tui.replay import EventReader, events_path
+from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
+from tui.replay import EVENTS_FILE, EventReader, events_path
 
 Event = dict[str, Any]
 
@@ -71,28 +73,54 @@ class LiveFeed:
 def trainer_log_tail(bridge: Bridge, lines: int = 1) -> str:
     """The last line(s) the trainer wrote to its log, if the bridge keeps one (the crash's cause)."""
     path = getattr(bridge, "log_path", None)
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - 4096))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " / ".join(kept[-lines:])
+    return log_tail(Path(path), lines) if path else ""
+
+
+class FeedReset:
+    """In a feed's events: the file was replaced (resume) or truncated; rebuild from scratch."""
+
+    def __repr__(self) -> str:
+        return "FEED_RESET"
+
+
+#: The one marker a ReplayFeed puts before the events of a replaced events.jsonl.
+FEED_RESET = FeedReset()
+
+LOCK_CHECK_S = 1.0  # how often a watched run directory's trainer.lock is looked at
 
 
 class ReplayFeed:
-    """Events from a run directory's events.jsonl, followed while it grows."""
+    """Events from a run directory's events.jsonl, followed while it grows.
+
+    With `watch_trainer` (bstui --attach / --detach) it also tells whether a trainer still
+    writes the directory (trainer.lock), in `watch` as a status line, and keeps following
+    while one does, also across a resume that replaces events.jsonl. `detached` is the
+    trainer this app started for it, if any; the file may not exist yet then.
+    """
 
     live = False
 
-    def __init__(self, run_dir: str, poll_s: float = 0.25, follow: bool = True) -> None:
-        self.run_dir = run_dir
-        self.reader = EventReader(events_path(run_dir))
+    def __init__(
+        self,
+        run_dir: str,
+        poll_s: float = 0.25,
+        follow: bool = True,
+        watch_trainer: bool = False,
+        detached: DetachedTrainer | None = None,
+    ) -> None:
+        self.run_dir = str(run_dir)
+        path = Path(run_dir) / EVENTS_FILE if (watch_trainer or detached) else events_path(run_dir)
+        self.reader = EventReader(path)
         self.poll_s = poll_s
         self.follow = follow
+        self.watch_trainer = watch_trainer or detached is not None
+        self.detached = detached
+        #: lock_status of the run directory (watch_trainer only), refreshed about once a second.
+        self.trainer: dict[str, Any] = {}
+        #: Status line (text, rich style) for the app; None when there is nothing to say.
+        self.watch: tuple[str, str] | None = None
+        self._generation = 0
+        self._checked = -LOCK_CHECK_S
         self._saw_finish = False
         self._closed = False
 
@@ -101,20 +129,53 @@ class ReplayFeed:
         return self.reader.bad_lines
 
     def start(self) -> None:
-        pass
+        if self.watch_trainer:
+            self._check_trainer(force=True)
 
-    def read(self, timeout: float) -> list[Event]:
-        events = self.reader.read()
-        if any(e.get("type") == "sweep_finished" for e in events):
+    def read(self, timeout: float) -> list[Event | FeedReset]:
+        events: list[Event | FeedReset] = list(self.reader.read())
+        if self.reader.generation != self._generation:  # replaced: what came before is void
+            self._generation = self.reader.generation
+            self._saw_finish = False
+            events.insert(0, FEED_RESET)
+        if any(isinstance(e, dict) and e.get("type") == "sweep_finished" for e in events):
             self._saw_finish = True
+        if self.watch_trainer:
+            self._check_trainer()
         if not events and timeout > 0:
             time.sleep(min(timeout, self.poll_s))  # ~4 polls a second while following
         return events
+
+    def _check_trainer(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < LOCK_CHECK_S:
+            return
+        self._checked = now
+        self.trainer = trainer_state(Path(self.run_dir), self.detached)
+        self.watch = describe(self.trainer, self.run_dir, self._saw_finish)
 
     def ended(self) -> FeedEnd | None:
         if self._closed:
             return FeedEnd("closed")
         if not self.reader.at_end:
+            return None
+        if self.watch_trainer:
+            # A live lock (or our trainer still starting) means more may come, even after a
+            # sweep_finished: a resume rewrites the file. A stale or missing lock is shown, and
+            # followed on, since the user may resume the sweep from another terminal.
+            self._check_trainer(force=True)
+            state = self.trainer.get("state")
+            if state in ("live", "starting"):
+                return None
+            if self._saw_finish:
+                return FeedEnd("finished")
+            code = self.trainer.get("exitcode")
+            if code not in (None, 0) and self.reader.lines == 0:
+                how = TrainerExit(code).describe()
+                tail = log_tail(Path(self.run_dir) / LOG_FILE)
+                log = Path(self.run_dir) / LOG_FILE
+                return FeedEnd("died", f"the detached trainer ended ({how}){': ' + tail if tail else ''} "
+                                       f"(full log: {log})")
             return None
         if self._saw_finish:
             return FeedEnd("finished")
@@ -128,3 +189,14 @@ class ReplayFeed:
     def close(self) -> None:
         self._closed = True
 
+
+def log_tail(path: Path, lines: int = 1) -> str:
+    """The last non-empty line(s) of a log file ("" when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " / ".join(kept[-lines:])

@@ -13,6 +13,9 @@ import numpy as np
 
 from tui.minmax import MinMaxIndex
 
+#: Largest jump ahead a losses block may make (real blocks continue where the last ended).
+MAX_GAP = 1 << 20
+
 #: Weight of the past in the smoothed loss (debiased EMA) until a run's epoch length is known.
 EMA_BETA = 0.98
 
@@ -82,6 +85,8 @@ class LossSeries:
         """Store values at iterations first_iter, first_iter + 1, ...; gaps stay NaN."""
         if first_iter < 0:
             raise ValueError(f"first_iter must be >= 0, got {first_iter}")
+        if first_iter > self._n + MAX_GAP:  # a garbled file's 10**12 would allocate terabytes (issue 6)
+            raise ValueError(f"first_iter {first_iter} leaves a gap of over {MAX_GAP} iterations")
         try:  # fast path: all plain numbers
             arr = np.array(values)
             if arr.ndim != 1 or arr.dtype.kind not in "fi":
