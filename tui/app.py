@@ -119,6 +119,7 @@ class BstuiApp(App[int]):
         self._last_redraw = 0.0
         #: The trainer `d` left running in its own session (its run directory is followed).
         self.detached: DetachedTrainer | None = None
+        self._watch_told: tuple[str, str] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -282,6 +283,7 @@ class BstuiApp(App[int]):
         )
         if key == self._drawn and not force:
             return
+        self._tell_watch(getattr(self.feed, "watch", None))
         self._drawn = key
         screen = self.screen
         feed_dir = self.feed.run_dir if self.feed else ""
@@ -348,6 +350,15 @@ class BstuiApp(App[int]):
         self._stopping = False
         self._start_feed()
         self.redraw(force=True)
+
+    def _tell_watch(self, watch: tuple[str, str] | None) -> None:
+        """A followed run's trainer gone (or never there): also a toast, since the status line is short."""
+        if watch is None or watch == self._watch_told:
+            return
+        self._watch_told = watch
+        severity = "error" if "red" in watch[1] else "warning" if "yellow" in watch[1] else None
+        if severity is not None:
+            self.notify(watch[0], title="trainer", severity=severity, timeout=30)
 
     def action_detach(self) -> None:
         """d: leave the sweep running without this app (issue 6).

@@ -149,7 +149,7 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> tup
         return (f"detached trainer pid {status.get('pid', '?')} is starting… (its log: {Path(run_dir) / LOG_FILE})",
                 "dim")
     if state == "stale":
-        return (f"✖ the trainer of this run is gone ({status.get('reason', '')}); resume with {resume}", "bold red")
+        return (f"✖ the trainer of this run is gone; resume with {resume}", "bold red")
     return (f"no trainer is writing this run and the sweep has not finished; resume with {resume}", "bold yellow")
 
 

@@ -18,6 +18,8 @@ HELP = [
     ("+ -", "chunks k for the next split-backward switch"),
     ("p", "pause / resume the trainer"),
     ("r", "restart the sweep (replay: read the run directory again)"),
+    ("d", "detach: the sweep goes on without the app (live: stops and resumes it in its own session); "
+          "bstui --attach DIR comes back"),
     ("t", "table / timing panel (narrow terminals)"),
     ("?", "this help"),
     ("q", "quit (stops the trainer; the run directory stays valid)"),

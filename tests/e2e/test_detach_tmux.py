@@ -1,0 +1,87 @@
+"""End to end in a real terminal (issue 6): `bstui --detach` on a tiny synthetic-digits sweep in
+tmux, quit the viewer with q, find the trainer still alive and writing, `bstui --attach DIR`
+shows it live, then kill -9 the trainer and the attached app says its lock is stale.
+Needs tmux (skipped without it, except in CI where it must be there) and the trainer (torch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_tmux import ROOT, Tmux, alive
+
+pytestmark = pytest.mark.e2e
+
+SWEEP = [
+    "--set", 'data.dataset="synthetic-digits"',
+    "--set", "data.train_samples=2000",
+    "--set", "data.test_samples=500",
+    "--set", "sweep.batch_sizes=[50,500]",
+    "--set", "sweep.epochs=50",  # far more than the test waits for: the trainer is still running at the end
+]
+TIMEOUT_S = 120  # the trainer's start (torch import, data) on a loaded shared CPU
+
+
+def command(*args: str) -> str:
+    exe = Path(sys.executable).parent / "bstui"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tui"]
+    return " ".join(shlex.quote(a) for a in [*cmd, *args])
+
+
+def wait_until(condition, what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen in {timeout} s")
+        time.sleep(0.2)
+
+
+def test_detach_quit_attach_then_a_killed_trainer_shows_as_stale(tmp_path):
+    run_dir = tmp_path / "run"
+    env = f"PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color"
+    tmux = Tmux(f"bstui-detach-{os.getpid()}")
+    pid = 0
+    shell = f"cd {shlex.quote(str(tmp_path))} && {env} {command('--detach', *SWEEP, '--out', str(run_dir))}; " \
+            "echo BSTUI-EXIT=$?; sleep 120"
+    tmux("new-session", "-d", "-s", "app", "-x", "110", "-y", "30", f"bash -c {shlex.quote(shell)}")
+    try:
+        screen = tmux.wait_screen(r"attached · trainer pid \d+", timeout=TIMEOUT_S)
+        pid = int(re.search(r"trainer pid (\d+)", screen).group(1))
+        assert json.loads((run_dir / "trainer.lock").read_text())["pid"] == pid
+        tmux.wait_screen(r"^\s+50\s+0\.02\s+running", timeout=TIMEOUT_S)
+
+        tmux("send-keys", "-t", "app", "q")
+        screen = tmux.wait_screen(r"BSTUI-EXIT=0", timeout=30)
+        assert f"re-attach with: bstui --attach {run_dir}" in screen.replace("\n", "")
+        assert alive(pid), "the detached trainer died with the app"
+        size = (run_dir / "events.jsonl").stat().st_size
+        wait_until(lambda: (run_dir / "events.jsonl").stat().st_size > size, "the trainer writing on")
+
+        attach = Tmux(f"bstui-attach-{os.getpid()}")
+        shell2 = f"{env} {command('--attach', str(run_dir))}; echo ATTACH-EXIT=$?; sleep 120"
+        attach("new-session", "-d", "-s", "app", "-x", "110", "-y", "30", f"bash -c {shlex.quote(shell2)}")
+        try:
+            attach.wait_screen(rf"attached · trainer pid {pid}", timeout=60)
+            attach.wait_screen(r"^\s+500\s+0\.02\s+running", timeout=60)
+            os.kill(pid, signal.SIGKILL)  # the trainer this test started (its own session leader)
+            screen = attach.wait_screen(r"the trainer of this run is gone", timeout=30)
+            flat = re.sub(r"[\s│▎▊]+", "", screen)  # the toast wraps the full message over lines
+            assert "resumewithpython-mtrainerresume" in flat
+            attach("send-keys", "-t", "app", "q")
+            attach.wait_screen(r"ATTACH-EXIT=0", timeout=30)
+        finally:
+            attach("kill-server")
+        lines = (run_dir / "events.jsonl").read_text().splitlines()
+        assert all(isinstance(json.loads(x), dict) for x in lines)  # whole lines only, after kill -9
+    finally:
+        tmux("kill-server")
+        if pid and alive(pid):
+            os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,203 @@
+"""Detach and attach (issue 6): a trainer started in its own session, the newest run found,
+a live lock told from a stale one on screen, a replaced events.jsonl rebuilt, and `d`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, wait_for
+from tui.__main__ import main
+from tui.app import make_app
+from tui.detach import (
+    AttachError,
+    DetachedTrainer,
+    describe,
+    newest_run_dir,
+    reattach_hint,
+    resume_command,
+    start_detached,
+    trainer_state,
+)
+from tui.feed import LiveFeed, ReplayFeed
+
+SLEEPER = [sys.executable, "-c", "import os, sys, time; print('sid', os.getsid(0), 'stdin', sys.stdin.read() == '', "
+                                 "flush=True); time.sleep(60)"]
+
+
+def stop(trainer: DetachedTrainer) -> None:
+    """End a test's detached process (by its own pid) and reap it."""
+    if trainer.process.poll() is None:
+        os.kill(trainer.pid, signal.SIGKILL)
+    trainer.process.wait(5)
+
+
+def write_lock(run_dir: Path, pid: int) -> None:
+    info = {"pid": pid, "hostname": socket.gethostname(), "started": time.time() - 1, "command": "test"}
+    (run_dir / "trainer.lock").write_text(json.dumps(info) + "\n")
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    return proc.pid
+
+
+def partial_run(tmp_path: Path, n: int = 12) -> Path:
+    """A run directory whose sweep has started but not finished."""
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = (FIXTURE_DIR / "events.jsonl").read_text().splitlines()[:n]
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.copy(FIXTURE_DIR / "config.toml", run / "config.toml")
+    return run
+
+
+def test_a_detached_trainer_has_its_own_session_no_stdin_and_a_log(tmp_path):
+    trainer = start_detached(SLEEPER, tmp_path / "run")
+    try:
+        log = trainer.log_path
+        deadline = time.monotonic() + 20
+        while "\nsid " not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        words = log.read_text().splitlines()[-1].split()
+        assert int(words[1]) == trainer.pid != os.getsid(0)  # session leader: no SIGHUP from our terminal
+        assert words[3] == "True"  # stdin is /dev/null: it never waits on the terminal
+        assert log.read_text().startswith("$ ")  # the command, for whoever reads the log later
+        assert trainer_state(trainer.run_dir, trainer)["state"] == "starting"  # no lock taken yet
+    finally:
+        stop(trainer)
+    assert trainer_state(trainer.run_dir, trainer)["exitcode"] == -signal.SIGKILL
+
+
+def test_newest_run_dir_is_the_last_started_and_errors_say_what_to_pass(tmp_path):
+    with pytest.raises(AttachError, match="does not exist"):
+        newest_run_dir(tmp_path / "runs")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "not-a-run").mkdir()
+    with pytest.raises(AttachError, match="bstui --attach DIR"):
+        newest_run_dir(runs)
+    for i, name in enumerate(["b-older", "a-newer"]):
+        (runs / name).mkdir()
+        (runs / name / "config.toml").write_text("")
+        os.utime(runs / name / "config.toml", (1000 + i, 1000 + i))
+    assert newest_run_dir(runs) == runs / "a-newer"
+
+
+def test_status_line_tells_live_stale_and_unfinished_apart(tmp_path):
+    run = partial_run(tmp_path)
+    none = describe(trainer_state(run), run, finished=False)
+    assert none is not None and "resume with python -m trainer resume" in none[0]
+    assert describe(trainer_state(run), run, finished=True) is None
+    write_lock(run, os.getpid())
+    live = describe(trainer_state(run), run, finished=False)
+    assert live is not None and f"pid {os.getpid()}" in live[0] and "writing" in live[0]
+    assert "bstui --attach" in reattach_hint(run, trainer_state(run))
+    write_lock(run, dead_pid())
+    stale = describe(trainer_state(run), run, finished=False)
+    assert stale is not None
+    assert "the trainer of this run is gone" in stale[0] and f"python -m trainer resume {run}" in stale[0]
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_detach_with_a_bad_config_exits_2_and_starts_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["--detach", "--set", "sweep.batch_sizes=[0]", "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "batch_sizes" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_detach_refuses_a_directory_that_holds_a_run(capsys, tmp_path, monkeypatch, run_copy):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["--detach", "--out", str(run_copy)], capsys)
+    assert code == 2 and "already holds a run" in err and "--attach" in err
+
+
+def test_attach_errors_name_the_cause(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["--attach", str(tmp_path / "gone")], capsys)
+    assert code == 2 and "does not exist" in err
+    code, err = run_main(["--attach", str(tmp_path)], capsys)
+    assert code == 2 and "not a run directory" in err
+    code, err = run_main(["--attach", "--set", 'output.dir="nowhere"'], capsys)
+    assert code == 2 and "nowhere" in err and "bstui --attach DIR" in err
+    code, err = run_main(["--attach", str(tmp_path), "--replay", str(tmp_path)], capsys)
+    assert code == 2 and "cannot be combined" in err
+
+
+async def test_attach_shows_a_stale_lock_then_follows_a_resume_that_replaces_the_file(tmp_path):
+    run = partial_run(tmp_path)
+    write_lock(run, dead_pid())
+    app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), poll_s=0.02, watch_trainer=True))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started and "gone" in app.status_text().plain)
+        assert f"python -m trainer resume {run}" in app.status_text().plain
+        old_state = app.state
+        # A resume: live lock, and events.jsonl rewritten atomically (a new inode) with more in it.
+        write_lock(run, os.getpid())
+        lines = (FIXTURE_DIR / "events.jsonl").read_text().splitlines(keepends=True)
+        (run / "events.tmp").write_text("".join(lines[:100]))
+        os.replace(run / "events.tmp", run / "events.jsonl")
+        await wait_for(pilot, lambda: app.state is not old_state and "attached · trainer pid" in app.status_text().plain)
+        expected = [json.loads(x) for x in lines[:100]]
+        await wait_for(pilot, lambda: len(app.state.runs["bs60"].epochs) == len(
+            [e for e in expected if e["type"] == "epoch_end" and e["run"] == "bs60"]))  # rebuilt, not applied twice
+        assert app.state.skipped == 0 and app.feed.bad_lines == 0
+        assert app.feed_end is None  # a live trainer may write more: still following
+        with open(run / "events.jsonl", "a") as f:  # the resumed sweep finishes and lets go of the lock
+            f.write("".join(lines[100:]))
+        (run / "trainer.lock").unlink()
+        await wait_for(pilot, lambda: app.feed_end is not None and app.feed_end.kind == "finished")
+        assert app.state.finished and "sweep done" in app.status_text().plain
+        await pilot.press("d")  # detach from a followed run: leave the viewer, the trainer goes on
+        await wait_for(pilot, lambda: app.return_value == 0)
+
+
+async def test_d_in_a_recorded_replay_only_explains(fixture_dir):
+    app = make_app(replay=str(fixture_dir), follow=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.finished)
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        assert app.is_running
+        assert any("no trainer to leave running" in str(n.message) for n in app._notifications)
+
+
+async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path, monkeypatch):
+    run = partial_run(tmp_path)
+    started = [e for e in fixture_events()[:12]]
+    started[0] = {**started[0], "run_dir": str(run)}
+    bridge = FakeBridge(started)
+    launched: list[tuple[list[str], Path]] = []
+
+    def fake_start(cmd: list[str], run_dir: Path) -> DetachedTrainer:
+        launched.append((cmd, run_dir))
+        return start_detached(SLEEPER, tmp_path / "elsewhere")  # stands in for the trainer
+
+    monkeypatch.setattr("tui.app.start_detached", fake_start)
+    app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started and app.live)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: app.detached is not None and not app.live)
+        try:
+            assert bridge.shutdowns == 1  # the app's own trainer was stopped first
+            assert launched == [(resume_command(run), run)]
+            assert isinstance(app.feed, ReplayFeed) and app.feed.run_dir == str(run)
+            await wait_for(pilot, lambda: app.state.started and app.feed.watch is not None)
+        finally:
+            stop(app.detached)
