@@ -71,11 +71,11 @@ class BstuiApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("x", "cycle_x", "x axis"),
-        Binding("l", "toggle('log_y')", "log-y"),
+        Binding("x", "cycle_x", "axis"),
+        Binding("l", "toggle('log_y')", "log"),
         Binding("m", "toggle('smooth')", "smooth"),
         Binding("o", "toggle('overlay')", "overlay"),
-        Binding("c", "scaling", "scaling"),
+        Binding("c", "scaling", "scale"),
         Binding("s", "split", "split"),
         Binding("plus,equals_sign", "chunks(1)", "+chunks", show=False),
         Binding("minus", "chunks(-1)", "-chunks", show=False),

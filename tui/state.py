@@ -355,8 +355,19 @@ def _on_paused(s: SweepState, e: Event) -> None:
     s.paused = bool(e["paused"])
 
 
+def _on_sweep_resumed(s: SweepState, e: Event) -> None:
+    """`python -m trainer resume` continues the sweep: it runs again (resumed runs restart their epochs)."""
+    runs = e.get("runs") or []
+    if not isinstance(runs, list):
+        raise TypeError("runs is not a list")
+    s.status = "running"
+    s.finished = False
+    s.notices.append(f"sweep resumed: {len(runs)} run(s) continue")
+
+
 _HANDLERS = {
     "sweep_started": _on_sweep_started,
+    "sweep_resumed": _on_sweep_resumed,
     "run_started": _on_run_started,
     "losses": _on_losses,
     "epoch_end": _on_epoch_end,

@@ -129,3 +129,11 @@ def test_smoothing_window_follows_the_epoch_length():
     smooth = s.runs["bs60"].losses.smooth
     # beta 0.5, debiased: 4, (0.5*2 + 0.25*4... ) -> exact recurrence values
     assert smooth.tolist() == pytest.approx([4.0, (0.25 * 4 + 0.5 * 2) / 0.75, (0.125 * 4 + 0.25 * 2 + 0.5 * 1) / 0.875])
+
+
+def test_a_resumed_sweep_runs_again_and_nothing_is_counted_unreadable():
+    s = started(60)
+    s.apply({"type": "sweep_resumed", "t": 5.0, "run_dir": "/r", "runs": [{"run": "bs60", "from_epoch": 1}],
+             "kept": [], "dropped_lines": 3, "skipped_lines": 0, "resume": 1})
+    assert s.skipped == 0 and s.status == "running" and not s.finished
+    assert any("resumed" in n for n in s.notices)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -34,12 +35,16 @@ class ScalingScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="scaling-status")
         yield ScalingView(id="scaling")
-        yield Footer()
+        yield Footer(compact=True)
 
     def update_from(self, state: SweepState, status: Text) -> None:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("scaling ", style="bold")
         line.append("(c or Esc: back) ", style="dim")
         line.append_text(status)
-        self.query_one("#scaling-status", Static).update(line)
-        self.query_one(ScalingView).update_from(state)
+        try:
+            status_line, view = self.query_one("#scaling-status", Static), self.query_one(ScalingView)
+        except NoMatches:  # a redraw came before this screen composed; the next one fills it
+            return
+        status_line.update(line)
+        view.update_from(state)
