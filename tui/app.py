@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Switch
@@ -290,12 +291,18 @@ class BstuiApp(App[int]):
         # A replay shows the directory it reads; a live sweep the one the trainer reports.
         run_dir = (feed_dir if not self.live else self.state.run_dir) or feed_dir or self.state.run_dir
         skipped = self.state.skipped + (self.feed.bad_lines if self.feed else 0)
+        try:
+            header, controls = screen.query_one(SweepHeader), screen.query_one(ControlsBar)
+            grid, table, timing = screen.query_one(LossGrid), screen.query_one(RunTable), screen.query_one(TimingPanel)
+        except NoMatches:  # a redraw before the screen has composed: draw on the next tick
+            self._drawn = None
+            return
         with self.batch_update():
-            screen.query_one(SweepHeader).update_from(self.state, self.config_label, run_dir, skipped, replay=not self.live)
-            screen.query_one(ControlsBar).show(self.status_text(), self.chunks, self.view_text())
-            screen.query_one(LossGrid).update_view(self.state, view)
-            screen.query_one(RunTable).update_from(self.state)
-            screen.query_one(TimingPanel).update_from(self.state)
+            header.update_from(self.state, self.config_label, run_dir, skipped, replay=not self.live)
+            controls.show(self.status_text(), self.chunks, self.view_text())
+            grid.update_view(self.state, view)
+            table.update_from(self.state)
+            timing.update_from(self.state)
 
     # -- keys -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import FIXTURE_DIR, settle
+from tests.tui.conftest import FIXTURE_DIR, settle, wait_for
 from tui.app import make_app
 from tui.replay import read_all
 from tui.scaling import analyses, facts_text, log_ticks, lr_chart, target_chart
@@ -48,8 +48,7 @@ async def test_c_opens_the_scaling_view_with_the_fitted_b_crit_and_goes_back():
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("c")
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, ScalingScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "B_crit" in view_of(app).facts().plain)
         facts = view_of(app).facts().plain
         assert "B_crit 217" in facts  # the fixture's fit (true B_crit 200, noise 5%)
         assert "B_simple 198" in facts
@@ -58,8 +57,7 @@ async def test_c_opens_the_scaling_view_with_the_fitted_b_crit_and_goes_back():
         assert "steps to target vs batch" in steps and any(0x2800 < ord(ch) <= 0x28FF for ch in steps)
         assert "1000" in steps and "20" in steps  # log-axis ticks read as batch sizes
         await pilot.press("c")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, MainScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
 
 
 async def test_with_one_point_the_view_says_why_there_is_no_fit(tmp_path):
@@ -70,7 +68,7 @@ async def test_with_one_point_the_view_says_why_there_is_no_fit(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("c")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "reached" in view_of(app).facts().plain)
         facts = view_of(app).facts().plain
         assert "1 of 1 batch sizes reached 97%" in facts
         assert "no fit: fitting the critical batch size needs at least 2 points, got 1" in facts
@@ -82,10 +80,9 @@ async def test_the_view_updates_live_as_runs_finish(tmp_path):
     events = scaling_events()
     app = make_app(replay=str(write_run(tmp_path, events[:3])), follow=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: len(app.state.runs) > 0)
         await pilot.press("c")
-        await pilot.pause(0.2)
-        assert "No run has finished yet" in view_of(app).facts().plain
+        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "No run has finished yet" in view_of(app).facts().plain)
         with open(tmp_path / "run" / "events.jsonl", "a") as f:  # the trainer goes on, no sweep_finished
             f.writelines(json.dumps(e) + "\n" for e in events[3:] if e["type"] != "sweep_finished")
         deadline = 100
