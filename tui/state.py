@@ -59,6 +59,9 @@ class RunState:
     iters_per_epoch: int = 0
     status: str = "waiting"  # waiting | running | done | diverged | oom | stopped | failed
     reason: str = ""
+    #: The [[variants]] arm of the run ("" without variants) and the device it trained on.
+    variant: str = ""
+    device: str = ""
     t_started: float | None = None
     losses: LossSeries = field(default_factory=LossSeries)
     epochs: list[EpochRecord] = field(default_factory=list)
@@ -277,6 +280,8 @@ def _on_run_started(s: SweepState, e: Event) -> None:
     if run.iters_per_epoch:
         run.losses.set_beta(ema_beta(run.iters_per_epoch))
     run.t_started = _opt_float(e.get("t"))
+    run.variant = str(e.get("variant") or "")
+    run.device = str(e.get("device") or "")
     run.status = "running"
 
 

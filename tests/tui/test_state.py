@@ -137,3 +137,15 @@ def test_a_resumed_sweep_runs_again_and_nothing_is_counted_unreadable():
              "kept": [], "dropped_lines": 3, "skipped_lines": 0, "resume": 1})
     assert s.skipped == 0 and s.status == "running" and not s.finished
     assert any("resumed" in n for n in s.notices)
+
+
+def test_plot_titles_name_the_variant_and_the_gpu_when_runs_spread_over_several():
+    from tui.widgets.loss_grid import plot_title
+
+    s = started(6000)
+    s.apply({"type": "run_started", "t": 0.2, "run": "bs6000", "batch_size": 6000, "lr": 20.0,
+             "momentum": 0.9, "split_chunks": 1, "iters_per_epoch": 10, "variant": "lars", "device": "cuda:1"})
+    run = s.runs["bs6000"]
+    assert plot_title(run, 60) == "bs 6000 lars · lr 20 · running"
+    assert plot_title(run, 60, show_device=True) == "bs 6000 lars · lr 20 · cuda:1 · running"
+    assert plot_title(run, 12) == "bs 6000"

@@ -27,13 +27,20 @@ class GridView:
     overlay: bool = False
 
 
-def plot_title(run: RunState, width: int) -> str:
-    """'bs 60 · lr 0.02 · split ÷4 · done', cut to what fits in `width` cells."""
-    parts = [f"bs {run.batch_size}", f"lr {run.lr:g}"]
+def plot_title(run: RunState, width: int, show_device: bool = False) -> str:
+    """'bs 60 lars · lr 0.02 · split ÷4 · cuda:1 · done', cut to what fits in `width` cells.
+
+    The variant names the [[variants]] arm; the device is shown when the sweep ran on several
+    (sweep.parallel), so the grid says which GPU ran what.
+    """
+    name = f"bs {run.batch_size}" + (f" {run.variant}" if run.variant else "")
+    parts = [name, f"lr {run.lr:g}"]
     if run.split_chunks > 1:
         parts.append(f"split ÷{run.split_chunks}")
+    if show_device and run.device:
+        parts.append(run.device)
     parts.append(run.status)
-    for title in (" · ".join(parts), f"bs {run.batch_size} · {run.status}", f"bs {run.batch_size} {run.status}"):
+    for title in (" · ".join(parts), f"{name} · {run.status}", f"{name} {run.status}", f"bs {run.batch_size}"):
         if len(title) <= width:
             return title
     return f"bs {run.batch_size}"
@@ -118,6 +125,7 @@ class LossGrid(Container):
         if not plots or len(plots) != self._count:
             return  # a rebuild is under way; it draws when mounted
         diverged = {r.run for r in runs if r.status == "diverged"}
+        several_devices = len({r.device for r in runs if r.device}) > 1
         axis_note = X_LABELS.get(view.x_axis, view.x_axis)
         if view.overlay:
             plot = plots[0]
@@ -149,7 +157,7 @@ class LossGrid(Container):
                     continue  # nothing new for this run: no repaint
                 plot.show(
                     PlotSpec(
-                        title=plot_title(run, plot.size.width - 8),
+                        title=plot_title(run, plot.size.width - 8, several_devices),
                         series=[(series, run_color(i))],
                         ylim=ylim,
                         log_y=view.log_y,
