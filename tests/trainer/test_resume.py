@@ -233,8 +233,8 @@ def _sweep_into(cfg, dataset, run_dir: Path, *extra_sinks, controls=None):
 
 @pytest.mark.parametrize("device", [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU (restores into the CUDA-graph fast path)")),
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA GPU (restores into the CUDA-graph fast path)")]),
 ])
 def test_a_sweep_stopped_from_the_app_resumes_on_its_device(device, tiny_config, tiny_dataset, tmp_path):
     cfg = tiny_config(sweep={"device": device})
