@@ -17,6 +17,7 @@ whole epoch's worth was timed, an extrapolation (flagged) when the budget cut it
 """
 from __future__ import annotations
 
+import abc
 import gc
 import math
 import platform
@@ -93,11 +94,12 @@ def _fresh_model(device: torch.device, seed: int) -> tuple[torch.nn.Module, torc
     return model, torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
 
-class Loop:
+class Loop(abc.ABC):
     """One training loop under test: `step()` does one iteration, `finish()` flushes what is pending."""
 
+    @abc.abstractmethod
     def step(self) -> None:
-        raise NotImplementedError
+        """One training iteration of this loop."""
 
     def finish(self) -> None:
         pass
