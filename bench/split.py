@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import time
@@ -27,25 +26,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
 
+from common import device_name  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.split import plain_step, split_step  # noqa: E402
 
 METHODS = ("plain", "retain_graph", "vectorized")
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu ({model}, {torch.get_num_threads()} threads)"
 
 
 def resolve_device(name: str) -> torch.device:
