@@ -432,6 +432,9 @@ class Run:
         if not self._pending:
             return
         values = torch.stack(self._pending).float().tolist()
+        # That copy synchronised: fold the block's CUDA-event intervals now, so the event pool stays
+        # one block long instead of growing to an epoch (60,000 pairs at batch 1).
+        self.compute.collect()
         first = self._pending_first
         self._pending = []
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
