@@ -35,13 +35,14 @@ def run_child(
         cfg = load_config(config_path, overrides)
         from trainer.data import DatasetUnavailable, load_dataset
         from trainer.store import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
-        from trainer.sweep import DeviceUnavailable, preflight, run_sweep
+        from trainer.sweep import DeviceUnavailable, check_dataset, preflight, run_sweep
 
         controls = Controls()
         listen(control_queue, controls)
         try:
             device = preflight(cfg)
             dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
+            check_dataset(cfg, dataset)
             run_dir, lock = open_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force,
                                          command="bstui (the app's trainer)")
             write_config(run_dir, cfg)

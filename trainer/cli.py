@@ -99,7 +99,7 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     from trainer import distributed
     from trainer.data import DatasetUnavailable, load_dataset
     from trainer.store import RunDirError, default_run_dir, open_run_dir, write_config
-    from trainer.sweep import DeviceUnavailable, preflight
+    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     console = Console(stderr=True)
     try:
@@ -112,6 +112,7 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     try:
         device = preflight(cfg) if ctx is None else ctx.device
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
+        check_dataset(cfg, dataset)
         run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
     except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
@@ -163,7 +164,8 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     from trainer.data import DatasetUnavailable, load_dataset
     from trainer.resume import ResumeError, plan_resume
     from trainer.store import RunDirError, RunLock
-    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+    from trainer.plan import run_specs
+    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     console = Console(stderr=True)
     try:
@@ -182,6 +184,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
             cfg.data.dataset = plan.started["dataset"]  # what it trained on (a fallback, say), not what it asked
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         plan.check_dataset(dataset)
+        check_dataset(cfg, dataset)
         plan.apply()
     except (DeviceUnavailable, DatasetUnavailable, ResumeError, RunDirError) as exc:
         _error(console, f"bstui: {exc}")

@@ -17,13 +17,14 @@ import torch.nn.functional as F
 
 from trainer.accumulate import accumulate_step, split_accumulate_step, suggest_micro_batch
 from trainer import distributed
-from trainer.config import Config, OptimConfig
+from trainer.config import Config
 from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
 from trainer.events import Emitter
 from trainer.store import RunDirWriteError
 from trainer.models import build_model
 from trainer.optim import build_optimizer
+from trainer.plan import RunSpec
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
 from trainer.oscillation import loss_diff_std
 from trainer.probes import Probes
@@ -35,32 +36,6 @@ LOSS_BLOCK = 1000  # iterations per `losses` event at most (one host sync per bl
 
 class StopRequested(Exception):
     """The user asked to stop (app control, or Ctrl-C turned into a stop)."""
-
-
-@dataclass
-class RunSpec:
-    """What distinguishes one run of a sweep."""
-
-    run_id: str  # e.g. "bs60"
-    batch_size: int
-    lr: float
-    momentum: float
-    split_chunks: int = 1  # 1 = plain SGD step; k > 1 = one forward, k backward+step
-    split_method: str = "vectorized"
-    seed: int = 0  # initial weights and sample order
-    optim: OptimConfig | None = None  # this run's optimizer settings; None = the config's [optim]
-    variant: str = ""  # the [[variants]] name it belongs to ("" without variants)
-
-    def as_event(self) -> dict[str, Any]:
-        return {
-            "run": self.run_id,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "split_chunks": self.split_chunks,
-            "seed": self.seed,
-            "variant": self.variant,
-            "optim": self.optim.name if self.optim is not None else "sgd",
-        }
 
 
 def lr_at(base_lr: float, iteration: int, warmup_iters: int) -> float:

@@ -13,7 +13,6 @@ event plumbing run the same on CPU processes (`devices=["cpu", "cpu"]`), which i
 """
 from __future__ import annotations
 
-import math
 import os
 import queue as queue_mod
 import signal
@@ -28,7 +27,8 @@ from trainer.config import Config
 from trainer.controls import Controls, listen
 from trainer.data import Dataset
 from trainer.events import Clock, Emitter, Event, QueueSink
-from trainer.loop import RunSpec, StopRequested
+from trainer.loop import StopRequested
+from trainer.plan import RunSpec, queue_order
 
 POLL_S = 0.2  # how often the parent looks at its workers and the controls while no event comes
 
@@ -39,13 +39,6 @@ def parallel_devices(setting: str, device: torch.device, cuda_count: int) -> lis
     if setting != "auto" or device.type != "cuda" or cuda_count < 2:
         return []
     return [f"cuda:{i}" for i in range(cuda_count)]
-
-
-def queue_order(specs: list[RunSpec], n_train: int) -> list[RunSpec]:
-    """The order runs are handed to free workers: the most iterations per epoch first (on a GPU the
-    small batches take longest: per-iteration overhead dominates), ties in sweep order. Starting the
-    longest first keeps one long run from finishing alone at the end (longest-processing-time rule)."""
-    return sorted(specs, key=lambda s: -math.ceil(n_train / s.batch_size))
 
 
 class RemoteRun:

@@ -6,26 +6,23 @@ time, so each slice's timing is its own. Sequential runs them in order.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from trainer.checkpoint import CheckpointWriter
-from trainer.config import Config, config_to_dict, sweep_lrs
+from trainer.config import Config, config_to_dict
 from trainer.controls import Controls
-from trainer.data import Dataset, load_dataset
+from trainer.data import Dataset, DatasetUnavailable, load_dataset
 from trainer.events import Emitter
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
-from trainer.loop import Run, RunSpec, StopRequested
+from trainer.loop import Run, StopRequested
+from trainer.plan import check_against_dataset, run_specs, slice_samples
 from trainer.scaling import analyse
 
 if TYPE_CHECKING:
     from trainer.resume import Resume
-
-SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
-
 
 @dataclass
 class SweepResult:
@@ -70,41 +67,14 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
-def run_specs(cfg: Config) -> list[RunSpec]:
-    """One spec per (batch size, variant, lr, seed). Ids: bs60, bs6000-lars with [[variants]] (issue 7),
-    bs60-lr0.05 with several lrs, -s1 with seeds."""
-    many_lrs = bool(cfg.sweep.lrs) or cfg.sweep.lr_grid.points > 1
-    arms: list[tuple[str, Config, list[int]]] = [
-        (v.name, dataclasses.replace(cfg, optim=v.optim, split_backward=v.split_backward), v.batch_sizes)
-        for v in cfg.variants
-    ] or [("", cfg, cfg.sweep.batch_sizes)]
-    specs = []
-    for b in cfg.sweep.batch_sizes:
-        for variant, arm, sizes in arms:
-            if b not in sizes:
-                continue
-            chunks = arm.split_backward.chunks if arm.split_backward.enabled else 1
-            for lr in sweep_lrs(arm, b):
-                for i in range(cfg.sweep.seeds):
-                    run_id = (f"bs{b}" + (f"-{variant}" if variant else "") + (f"-lr{lr:g}" if many_lrs else "")
-                              + (f"-s{i}" if cfg.sweep.seeds > 1 else ""))
-                    specs.append(RunSpec(
-                        run_id=run_id,
-                        batch_size=b,
-                        lr=lr,
-                        momentum=arm.optim.momentum,
-                        split_chunks=chunks,
-                        split_method=arm.split_backward.method,
-                        seed=cfg.sweep.seed + i,
-                        optim=arm.optim,
-                        variant=variant,
-                    ))
-    return specs
-
-
-def slice_samples(cfg: Config, n_train: int) -> int:
-    """Samples per run per interleaved round: a tenth of an epoch, at least one biggest batch."""
-    return max(max(cfg.sweep.batch_sizes), min(SLICE_SAMPLES, max(1, n_train // 10)))
+def check_dataset(cfg: Config, dataset: Dataset) -> None:
+    """Refuse, before anything trains, a sweep the loaded training set cannot serve (a batch larger
+    than the set would silently train on the whole set under a size it is not): DatasetUnavailable."""
+    problems = check_against_dataset(cfg, int(dataset.train.labels.shape[0]))
+    if problems:
+        raise DatasetUnavailable(dataset.name, "is too small for this sweep: " + "; ".join(problems),
+                                 "drop them from sweep.batch_sizes, or train on more samples "
+                                 "(data.train_samples = 0 takes all)")
 
 
 def prepare_test(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +97,8 @@ def run_sweep(
 ) -> SweepResult:
     """Train every run of the sweep; events go to `emitter`. Returns the summaries.
 
-    Raises DatasetUnavailable / DeviceUnavailable before anything trains. A run that
+    Raises DatasetUnavailable (also for a batch larger than the training set) / DeviceUnavailable
+    before anything trains. A run that
     diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
     stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
     after the run directory's events are complete.
@@ -147,6 +118,7 @@ def run_sweep(
         raise DeviceUnavailable(str(exc)) from exc
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
+    check_dataset(cfg, dataset)
     specs = run_specs(cfg)
     # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
     # and a torchrun rank train in their own process.

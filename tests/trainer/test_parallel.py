@@ -9,7 +9,7 @@ from trainer import parallel
 from trainer.config import ConfigError, load_config
 from trainer.controls import Controls
 from trainer.events import Emitter, ListSink
-from trainer.loop import RunSpec
+from trainer.plan import RunSpec, queue_order
 from trainer.sweep import run_sweep
 
 
@@ -23,7 +23,7 @@ def test_auto_spreads_over_every_gpu_only_when_there_are_several():
 
 def test_runs_with_the_most_iterations_are_handed_out_first():
     specs = [RunSpec(run_id=f"bs{b}-{i}", batch_size=b, lr=0.1, momentum=0.5) for i, b in enumerate([600, 6, 60, 6, 6000])]
-    order = [s.run_id for s in parallel.queue_order(specs, 60000)]
+    order = [s.run_id for s in queue_order(specs, 60000)]
     assert order == ["bs6-1", "bs6-3", "bs60-2", "bs600-0", "bs6000-4"]
 
 

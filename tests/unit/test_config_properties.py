@@ -29,6 +29,7 @@ from trainer.config import (
     parse_override,
     to_toml,
 )
+from trainer.config.messages import cut
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,11 +51,17 @@ ENUM_VALUES = sorted({v for allowed in CHOICES.values() for v in allowed} | {"au
 
 
 def toml_value(value: Any) -> str:
-    """A value as it would appear after `key = ` (via the writer under test's public API).
+    """A value as it would appear after `key = `, on one line (scalars and keys through the writer
+    under test's public API; lists and tables inline, as a user types them in a --set)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return to_toml({"v": value}).split(" = ", 1)[1].rstrip("\n")
 
-    Wrapped in a list so that a table comes out inline, then unwrapped.
-    """
-    return to_toml({"v": [value]}).split(" = ", 1)[1].rstrip("\n")[1:-1]
+
+def toml_key(key: str) -> str:
+    return to_toml({key: 0}).rsplit(" = ", 1)[0]
 
 
 # Values as Python objects: plausible for the schema, and anything else TOML can hold.
@@ -160,7 +167,7 @@ def test_parse_override_returns_a_key_path_or_raises_config_error(text: str) -> 
     try:
         keys, _ = parse_override(text)
     except ConfigError as err:
-        assert str(err).startswith(f"--set {text}: ")
+        assert str(err).startswith(f"--set {cut(text, 100)}: ")  # a long --set is cut in the message
         return
     assert keys and all(isinstance(k, str) for k in keys)
     assert apply_overrides({}, [text]) is not None
