@@ -11,7 +11,9 @@ import os
 import re
 from dataclasses import dataclass
 
-MAX_CONFIG_BYTES = 1 << 20  # a config file holds a few KB; a bigger "config" is the wrong file
+MAX_CONFIG_BYTES = 256 * 1024  # a config holds a few KB (config.toml of the biggest sweep allowed: ~150 KB)
+MAX_HEADERS = 1000  # [table] and [[array]] headers (tomllib slows down quadratically with them)
+MAX_OVERRIDES = 1000  # --set options in one command
 MAX_DEPTH = 8  # tables and arrays inside each other (a config needs 4: variants[1].optim.betas[1])
 MAX_KEY_PARTS = 16  # parts of one dotted key (a.b.c)
 MAX_LIST = 1000  # items in any list value

@@ -7,13 +7,14 @@ bounded, and every value is checked against its type and range (`validate`).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import stat
 import sys
 from typing import Any, Sequence, TextIO
 
-from trainer.config.bounds import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_KEY_PARTS
+from trainer.config.bounds import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_HEADERS, MAX_KEY_PARTS, MAX_OVERRIDES
 from trainer.config.keylines import deep_line, key_lines, match_key_path, variant_lines
 from trainer.config.merge import deep_copy, key_paths, merge_value
 from trainer.config.messages import cut
@@ -111,6 +112,7 @@ def load_or_exit(
 def parse_toml(text: str, where: str) -> dict[str, Any]:
     """tomllib.loads with every failure a ConfigError naming `where` and the line: syntax errors,
     nesting tomllib cannot follow or deeper than MAX_DEPTH, integers of more than 4300 digits."""
+    _check_shape(text, where)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -127,6 +129,25 @@ def parse_toml(text: str, where: str) -> dict[str, Any]:
     if _depth(raw) - 1 > MAX_DEPTH:  # the document itself is not a level
         raise ConfigError(_too_deep(where, deep_line(text, MAX_DEPTH)))
     return raw
+
+
+_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_LONG_KEY = re.compile(rf"(?:^|[\[{{,])[ \t]*{_PART}(?:[ \t]*\.[ \t]*{_PART}){{{MAX_KEY_PARTS},}}", re.MULTILINE)
+_HEADER_LINE = re.compile(r"^[ \t]*\[", re.MULTILINE)
+
+
+def _check_shape(text: str, where: str) -> None:
+    """Refuse, before tomllib sees them, the shapes it takes minutes over: dotted keys of more than
+    MAX_KEY_PARTS parts (its time grows with the cube of the parts) and more than MAX_HEADERS table
+    headers (the square). No config comes near either."""
+    m = _LONG_KEY.search(text)
+    if m is not None:
+        line = text.count("\n", 0, m.start()) + 1
+        raise ConfigError(f"{where}:{line}: a dotted key of more than {MAX_KEY_PARTS} parts; no setting has one")
+    headers = sum(1 for _ in itertools.islice(_HEADER_LINE.finditer(text), MAX_HEADERS + 1))
+    if headers > MAX_HEADERS:
+        raise ConfigError(f"{where}: more than {MAX_HEADERS} [table] headers; a config has a few (its sections "
+                          "and one [[variants]] per variant)")
 
 
 def _too_deep(where: str, line: int) -> str:
@@ -200,6 +221,9 @@ def apply_overrides(
     if given, records which --set each key path came from, for messages. ConfigError lists every
     bad override.
     """
+    if len(overrides) > MAX_OVERRIDES:
+        raise ConfigError(f"{len(overrides)} --set options; at most {MAX_OVERRIDES} in one command (put the "
+                          "settings in a config file)")
     merged = deep_copy(raw)
     problems: list[str] = []
     for text in overrides:

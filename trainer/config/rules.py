@@ -86,7 +86,8 @@ def _check_lrs(b: Builder, cfg: Config) -> None:
         # The grid's lrs are rounded to 6 significant digits; two that round alike would be one run twice.
         distinct = len(set(grid.values()))
         b.check("sweep.lr_grid.points", distinct == grid.points,
-                f"{grid.points} points from {grid.min} to {grid.max} give only {distinct} different lrs at 6 "
+                f"{grid.points} points from {grid.min} to {grid.max} give only {distinct} different "
+                f"lr{'s' if distinct > 1 else ''} at 6 "
                 "significant digits; use fewer points or a wider range")
 
 
