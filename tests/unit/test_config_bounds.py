@@ -188,6 +188,15 @@ def test_thousands_of_unknown_keys_give_a_capped_message() -> None:
     assert problems[-1] == f"... and {20_000 - MAX_PROBLEMS} more problems (fix these first)"
 
 
+def test_100000_unknown_keys_are_refused_by_the_file_size_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text("[sweep]\n" + "".join(f"k{i} = 1\n" for i in range(100_000)), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"{path}: the file is over {MAX_CONFIG_BYTES // 1024} KiB, and a config holds a "
+                                   "few KB of settings: is it the right file?"]
+
+
 def test_too_many_set_options_are_refused() -> None:
     assert f"at most {MAX_OVERRIDES} in one command" in error_of("", tuple(["sweep.epochs=1"] * (MAX_OVERRIDES + 1)))
 
