@@ -145,6 +145,9 @@ def test_5000_nested_arrays_are_a_config_error() -> None:
 
 def test_a_dotted_key_of_50000_parts_is_refused_before_tomllib_sees_it() -> None:
     assert error_of("a" + ".a" * 50_000 + " = 1\n") == "exp.toml:1: a dotted key of more than 16 parts; no setting has one"
+    assert error_of("", ("sweep={" + "a." * 50_000 + "b=1}",)).endswith(": a dotted key of more than 16 parts; no "
+                                                                      "setting has one")
+    assert "a key of more than 16 parts" in error_of("", ("a" + ".a" * 50_000 + "=1",))
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")

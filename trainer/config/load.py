@@ -192,6 +192,10 @@ def parse_override(text: str) -> tuple[list[str], object]:
     if not value_text:
         raise ConfigError(f"{where}: no value after '='; write e.g. --set sweep.epochs=3")
     try:
+        _check_shape(value_text, where)
+    except ConfigError as err:  # "--set ...:1: a dotted key ..." -> "--set ...: a dotted key ..."
+        raise ConfigError(str(err).replace(f"{where}:1:", f"{where}:", 1)) from None
+    try:
         doc = tomllib.loads(f"v = {value_text}")
     except tomllib.TOMLDecodeError as err:
         if re.fullmatch(r"[^\s\"'\[\]{},]+", value_text):
