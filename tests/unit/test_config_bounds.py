@@ -143,6 +143,20 @@ def test_5000_nested_arrays_are_a_config_error() -> None:
     assert "nested more than 8 deep" in error_of("", ("sweep.batch_sizes=" + "[" * 5000 + "]" * 5000,))
 
 
+@pytest.mark.parametrize("depth", [9, 20, 200])
+def test_lists_and_tables_nested_past_the_bound_are_a_config_error(depth: int) -> None:
+    assert error_of("[sweep]\nbatch_sizes = " + "[" * depth + "]" * depth + "\n").startswith(
+        "exp.toml:2: tables and lists nested more than 8 deep")
+    assert "nest more than 8 deep" in error_of("", ("sweep.batch_sizes=" + "[" * depth + "]" * depth,))
+    assert "nested more than 8 deep" in error_of("x = " + "{a = " * depth + "1" + "}" * depth + "\n")
+
+
+def test_eight_levels_are_within_the_bound() -> None:
+    # [sweep] and 7 lists: 8 levels. 9 are refused, and the line is found though the lists alone are 8.
+    assert "expected a list of integers" in error_of("[sweep]\nbatch_sizes = " + "[" * 7 + "]" * 7 + "\n")
+    assert error_of("[sweep]\nbatch_sizes = " + "[" * 8 + "]" * 8 + "\n").startswith("exp.toml:2: tables and lists")
+
+
 def test_a_dotted_key_of_50000_parts_is_refused_before_tomllib_sees_it() -> None:
     assert error_of("a" + ".a" * 50_000 + " = 1\n") == "exp.toml:1: a dotted key of more than 16 parts; no setting has one"
     assert error_of("", ("sweep={" + "a." * 50_000 + "b=1}",)).endswith(": a dotted key of more than 16 parts; no "

@@ -89,8 +89,17 @@ def variant_lines(text: str, where_file: str) -> list[dict[tuple[str, ...], str]
 
 
 def deep_line(text: str, depth: int) -> int:
-    """The first line where arrays and inline tables nest more than `depth` deep (1 if none is
-    found): tomllib gives up on deep nesting without saying where. Strings and comments are skipped."""
+    """The first line where arrays and inline tables nest more than `depth` deep, or, if none does
+    (tables count too), the first where they nest deepest: tomllib gives up on deep nesting without
+    saying where. Strings and comments are skipped; 1 if nothing nests."""
+    for limit in range(depth, 0, -1):
+        line = _first_deeper(text, limit)
+        if line:
+            return line
+    return 1
+
+
+def _first_deeper(text: str, depth: int) -> int:
     level, line, quote, i = 0, 1, "", 0
     while i < len(text):
         ch = text[i]
@@ -116,4 +125,4 @@ def deep_line(text: str, depth: int) -> int:
         elif ch in "]}":
             level = max(0, level - 1)
         i += 1
-    return 1
+    return 0

@@ -126,7 +126,7 @@ def parse_toml(text: str, where: str) -> dict[str, Any]:
         m = re.search(r"[0-9_]{4000,}", text)
         line = text.count("\n", 0, m.start()) + 1 if m else 1
         raise ConfigError(f"{where}:{line}: a number has thousands of digits; no setting needs more than a few") from None
-    if _depth(raw) - 1 > MAX_DEPTH:  # the document itself is not a level
+    if _depth(raw, MAX_DEPTH + 1) - 1 > MAX_DEPTH:  # the document itself is not a level
         raise ConfigError(_too_deep(where, deep_line(text, MAX_DEPTH)))
     return raw
 
@@ -155,14 +155,15 @@ def _too_deep(where: str, line: int) -> str:
             "than 4 (variants -> optim -> betas)")
 
 
-def _depth(value: Any) -> int:
-    """How deep tables and lists nest in `value` (iteratively: the value may nest very deep)."""
+def _depth(value: Any, limit: int) -> int:
+    """How deep tables and lists nest in `value`, counting `value` itself; limit + 1 for anything
+    deeper than `limit` (iteratively, and without walking further: the value may nest very deep)."""
     deepest, stack = 0, [(value, 0)]
     while stack:
         node, level = stack.pop()
         if isinstance(node, (dict, list)):
-            if level + 1 > MAX_DEPTH:
-                return level + 1
+            if level + 1 > limit:
+                return limit + 1
             deepest = max(deepest, level + 1)
             stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
     return deepest
@@ -210,7 +211,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
         raise ConfigError(f"{where}: a number of thousands of digits; no setting needs more than a few") from None
     if list(doc) != ["v"]:  # e.g. "1\nx = 2" smuggles in a second key
         raise ConfigError(f"{where}: expected one value, got {len(doc)} keys; put the value on one line")
-    if len(keys) - 1 + _depth(doc["v"]) > MAX_DEPTH:
+    if len(keys) - 1 + _depth(doc["v"], MAX_DEPTH) > MAX_DEPTH:
         raise ConfigError(f"{where}: key and value nest more than {MAX_DEPTH} deep; no setting nests deeper than 4")
     return keys, doc["v"]
 
