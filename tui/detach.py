@@ -4,7 +4,7 @@
 (`start_new_session`: no controlling terminal, so a dropped SSH connection's SIGHUP never
 reaches it), stdin from /dev/null and its output in DIR/trainer.log; the app is then only a
 viewer of DIR, and quitting it leaves the trainer running. `bstui --attach [DIR]` views a
-run directory again; `trainer.store.lock_status` (pure Python: no torch here) says whether a
+run directory again; `trainer.runlog.lock_status` (pure Python: no torch here) says whether a
 trainer still writes it. `d` in a live app stops its trainer and continues the sweep as a
 detached `python -m trainer resume DIR` (the run directory of a stopped sweep resumes).
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.store import CONFIG, EVENTS, LOCK, lock_status
+from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
 
-LOG_FILE = "trainer.log"
+LOG_FILE = TRAINER_LOG
 
 
 class AttachError(Exception):
@@ -79,8 +79,9 @@ def start_detached(cmd: list[str], run_dir: Path) -> DetachedTrainer:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / LOG_FILE
-    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
-        log.write(("$ " + " ".join(cmd) + "\n").encode())
+    # Never through a symlink named trainer.log: the log stays inside the run directory.
+    with open_append(log_path) as log, open(os.devnull, "rb") as devnull:
+        log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(
             cmd,
