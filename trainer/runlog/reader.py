@@ -182,7 +182,7 @@ def read_events(path: str | os.PathLike[str]) -> EventLog:
     larger than MAX_EVENTS_BYTES; never for what the lines hold.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != EVENTS:  # the run directory, not a directory in the file's place
         path = path / EVENTS
     log = EventLog()
     splitter = LineSplitter()

@@ -32,7 +32,7 @@ def summary_rows(path: str | os.PathLike[str]) -> tuple[list[dict[str, str]], in
     not a regular UTF-8 file of sane size.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != SUMMARY:  # the run directory, not a directory in the file's place
         path = path / SUMMARY
     text = read_text(path, MAX_SUMMARY_BYTES).replace("\0", "")
     reader = csv.reader(io.StringIO(text, newline=""))
