@@ -169,10 +169,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code."""
     from rich.console import Console
 
-    from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.resume import ResumeError, plan_resume
-    from trainer.runlog import RunDirError, RunLock, check_layout
-    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+    from trainer.runlog import RunDirError, RunLock
 
     console = Console(stderr=True)
     try:
@@ -180,6 +177,19 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
+    try:  # whatever ends the resume, the lock goes (a refusal or "nothing to do" included)
+        return _resume_locked(cfg, run_dir, console, lock, quiet)
+    finally:
+        lock.release()
+
+
+def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> int:
+    """resume_sweep under the run directory's lock."""
+    from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.resume import ResumeError, plan_resume
+    from trainer.runlog import RunDirError, check_layout
+    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+
     try:
         _report_stale_lock(console, lock)
         check_layout(run_dir)
@@ -209,8 +219,6 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
-    finally:
-        lock.release()
 
 
 def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None) -> int:

@@ -143,6 +143,8 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> tup
     if finished and state != "live":
         return None
     resume = f"python -m trainer resume {run_dir}"
+    if status.get("unreadable"):  # garbage, a FIFO, an absurd pid: say so rather than guess a pid
+        return (f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}", "bold yellow")
     if state == "live":
         return (f"attached · trainer pid {status.get('pid', '?')} is writing this run · q/d leaves it running",
                 "bold cyan")
@@ -154,9 +156,17 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> tup
     return (f"no trainer is writing this run and the sweep has not finished; resume with {resume}", "bold yellow")
 
 
+def _cut(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def reattach_hint(run_dir: Path | str, status: dict[str, Any]) -> str:
     """What to print when the viewer closes: how to come back, or what became of the sweep."""
     state = status.get("state")
+    if status.get("unreadable"):
+        return (f"bstui: {status.get('reason')}\n"
+                f"  show the run with: bstui --replay {run_dir}; once no trainer runs, continue it with: "
+                f"python -m trainer resume {run_dir}")
     if state in ("live", "starting"):
         return (f"bstui: the trainer (pid {status.get('pid', '?')}) keeps running in {run_dir}\n"
                 f"  re-attach with: bstui --attach {run_dir}\n"

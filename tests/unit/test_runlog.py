@@ -270,3 +270,46 @@ def test_summary_rows_skip_what_is_not_a_row(tmp_path):
     path.write_bytes(b"\xff\xfe garbage")
     with pytest.raises(UnreadableFile, match="not UTF-8"):
         summary_rows(path)
+
+
+# -- trainer.lock ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dangling", "huge", "directory"])
+def test_a_lock_that_is_not_a_small_regular_file_is_unreadable_and_replaceable_once_old(tmp_path, kind):
+    lock = tmp_path / runlog.LOCK
+    if kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "dev-zero":
+        lock.symlink_to("/dev/zero")
+    elif kind == "dangling":
+        lock.symlink_to(tmp_path / "nothing")
+    elif kind == "huge":
+        lock.write_bytes(b"{" + b" " * (1 << 20) + b"}")
+    else:
+        lock.mkdir()
+    status = _no_block(runlog.lock_status, tmp_path)["value"]
+    assert status["state"] == "live" and status["unreadable"], status  # fresh: maybe being written
+    old = os.lstat(lock).st_mtime - 60
+    os.utime(lock, (old, old), follow_symlinks=False)
+    assert runlog.lock_status(tmp_path)["state"] == "stale"
+    if kind == "directory":  # not ours to remove: said so, not a traceback
+        with pytest.raises(runlog.RunDirLocked, match="remove it by hand"):
+            runlog.RunLock.acquire(tmp_path)
+        return
+    held = runlog.RunLock.acquire(tmp_path)
+    assert held.replaced["unreadable"] and lock.is_file() and not lock.is_symlink()
+    held.release()
+    assert not os.path.lexists(lock)
+
+
+def test_the_locks_own_fields_are_still_written(tmp_path):
+    old = os.umask(0o022)
+    try:
+        held = runlog.RunLock.acquire(tmp_path, command="python -m trainer run x.toml")
+    finally:
+        os.umask(old)
+    info = json.loads((tmp_path / runlog.LOCK).read_text())
+    assert set(info) == set(runlog.contract.LOCK_FIELDS)
+    assert stat.S_IMODE((tmp_path / runlog.LOCK).stat().st_mode) == 0o644
+    held.release()

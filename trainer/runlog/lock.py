@@ -72,7 +72,7 @@ def _process_start(pid: int) -> float | None:
 def parse_lock(data: bytes) -> dict[str, Any]:
     """The fields of a trainer.lock's bytes; ValueError saying what is wrong with them."""
     try:
-        info = parse_json(data.decode("utf-8"))
+        info = parse_json(data.decode("utf-8"), non_finite=False)
     except UnicodeDecodeError:
         raise ValueError("it is not UTF-8 text") from None
     except ValueError:
@@ -202,7 +202,11 @@ class RunLock:
                 if status["state"] != "stale" or replaced is not None:
                     raise RunDirLocked(locked_message(run_dir, status)) from None
                 replaced = status
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:  # a directory named trainer.lock, say
+                    raise RunDirLocked(f"{path} is stale but cannot be removed ({exc.strerror or exc}); "
+                                       "remove it by hand") from None
                 continue
             except OSError as exc:
                 raise not_writable(run_dir, exc) from exc

@@ -104,12 +104,19 @@ def _constant_none(_: str) -> None:
     return None  # NaN, Infinity, -Infinity: not JSON; the trainer writes null for them
 
 
-def parse_json(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """JSON with bounded nesting, NaN/Infinity/overflow as None; ValueError for anything unreadable."""
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str | bytes, max_depth: int = MAX_DEPTH, non_finite: bool = True) -> Any:
+    """JSON with bounded nesting; ValueError for anything unreadable. With `non_finite`, NaN, Infinity
+    and numbers that overflow a float read as None (events); without, they are unreadable (the lock)."""
     raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     if _too_deep(raw, max_depth):
         raise ValueError(f"nested deeper than {max_depth}")
     try:
+        if not non_finite:
+            return json.loads(text, parse_constant=_no_constant)
         return json.loads(text, parse_constant=_constant_none, parse_float=_finite_or_none)
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise ValueError("nested too deep") from None
