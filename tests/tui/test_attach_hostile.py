@@ -81,7 +81,6 @@ async def test_attach_with_a_garbage_lock_starts_and_shows_the_cause(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.started and "unreadable" in app.status_text().plain)
         assert "not UTF-8" in app.status_text().plain
-        await pilot.press("q")
 
 
 def test_a_detached_trainers_log_is_never_written_through_a_symlink(tmp_path):

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from trainer.runlog.contract import COMMON_FIELDS, EVENT_FIELDS, EVENTS, ROW_FIELDS, Event
 from trainer.runlog.errors import UnreadableFile
@@ -95,11 +95,6 @@ def _too_deep(line: bytes, limit: int) -> bool:
     return False
 
 
-def _finite_or_none(text: str) -> float | None:
-    value = float(text)
-    return value if math.isfinite(value) else None  # 1e999 overflows to inf: missing, like NaN
-
-
 def _constant_none(_: str) -> None:
     return None  # NaN, Infinity, -Infinity: not JSON; the trainer writes null for them
 
@@ -108,53 +103,118 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once (json.loads with arguments builds a decoder per call). A parse never leaves Python
+# code running in between, so one decoder serves every thread.
+_LENIENT = json.JSONDecoder(parse_constant=_constant_none)
+_STRICT = json.JSONDecoder(parse_constant=_no_constant)
+_INF = math.inf
+
+
+def _has_inf(value: Any) -> bool:
+    """Whether a parsed value holds an infinity (a literal such as 1e999 overflows to one); lists
+    of numbers are searched at C speed."""
+    kind = type(value)
+    if kind is float:
+        return value == _INF or value == -_INF
+    if kind is dict:
+        return any(map(_has_inf, value.values()))
+    if kind is list:
+        if _INF in value or -_INF in value:
+            return True
+        return bool(set(map(type, value)) & {list, dict}) and any(map(_has_inf, value))
+    return False
+
+
+def _inf_to_none(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        return None if value in (_INF, -_INF) else value
+    if kind is dict:
+        return {k: _inf_to_none(v) for k, v in value.items()}
+    if kind is list:
+        return [_inf_to_none(v) for v in value]
+    return value
+
+
 def parse_json(text: str | bytes, max_depth: int = MAX_DEPTH, non_finite: bool = True) -> Any:
-    """JSON with bounded nesting; ValueError for anything unreadable. With `non_finite`, NaN, Infinity
-    and numbers that overflow a float read as None (events); without, they are unreadable (the lock)."""
+    """JSON with bounded nesting; ValueError for anything unreadable (UnicodeDecodeError included).
+
+    With `non_finite` (events), NaN, Infinity and numbers that overflow a float read as None, as the
+    trainer writes non-finite values; without (the lock), NaN and Infinity are unreadable.
+    """
     raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     if _too_deep(raw, max_depth):
         raise ValueError(f"nested deeper than {max_depth}")
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")  # strict UTF-8: json.loads would guess UTF-16 and others
     try:
         if not non_finite:
-            return json.loads(text, parse_constant=_no_constant)
-        return json.loads(text, parse_constant=_constant_none, parse_float=_finite_or_none)
+            return _STRICT.decode(text)
+        value = _LENIENT.decode(text)
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise ValueError("nested too deep") from None
+    return _inf_to_none(value) if _has_inf(value) else value
 
 
-def _is(value: Any, kind: str) -> bool:
-    if kind.endswith("?"):
-        return value is None or _is(value, kind[:-1])
-    if kind == "str":
-        return isinstance(value, str)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "num":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "dict":
-        return isinstance(value, dict)
-    if kind == "row":
-        return isinstance(value, dict) and isinstance(value.get("run"), str) and fields_ok(value, ROW_FIELDS)
-    if kind.startswith("list"):
-        if not isinstance(value, list):
+# -- field types (contract.EVENT_FIELDS), compiled once into checks --------------------------------
+# JSON gives exact types (dict, list, str, int, float, bool, None), so `type(v) in allowed` is exact,
+# and keeps True out of the numbers.
+
+_NONE = type(None)
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "num": (int, float), "bool": (bool,),
+                                         "dict": (dict,), "list": (list,)}
+Check = Callable[[Any], bool]
+
+
+def _types(kind: str) -> frozenset[type] | None:
+    base = kind.rstrip("?")
+    if base not in _SCALARS:
+        return None
+    return frozenset(_SCALARS[base] + ((_NONE,) if kind.endswith("?") else ()))
+
+
+def _compile(kind: str) -> Check:
+    allowed = _types(kind)
+    if allowed is not None:
+        return lambda v: type(v) in allowed
+    optional, base = kind.endswith("?"), kind.rstrip("?")
+    if base == "row":
+        check: Check = lambda v: type(v) is dict and type(v.get("run")) is str and _fields_ok(v, _ROW)
+    elif base.startswith("list[") and base.endswith("]"):
+        inner = base[5:-1]
+        items = _types(inner)
+        if items is not None:  # a list of scalars: one pass at C speed
+            check = lambda v: type(v) is list and set(map(type, v)) <= items
+        else:
+            item = _compile(inner)
+            check = lambda v: type(v) is list and all(map(item, v))
+    else:
+        raise ValueError(f"unknown field kind {kind!r} in trainer.runlog.contract")
+    return (lambda v: v is None or check(v)) if optional else check
+
+
+def _compile_fields(kinds: dict[str, str]) -> tuple[tuple[str, Check], ...]:
+    return tuple((name, _compile(kind)) for name, kind in kinds.items())
+
+
+def _fields_ok(obj: dict[str, Any], checks: tuple[tuple[str, Check], ...]) -> bool:
+    """Whether every listed field present in `obj` passes its check (absent fields are fine)."""
+    for name, check in checks:
+        if name in obj and not check(obj[name]):
             return False
-        inner = kind[5:-1]
-        return not inner or all(_is(v, inner) for v in value)
-    raise ValueError(f"unknown field kind {kind!r}")  # pragma: no cover - a typo in contract.py
+    return True
 
 
-def fields_ok(obj: dict[str, Any], kinds: dict[str, str]) -> bool:
-    """Whether every field of `obj` listed in `kinds` has its kind (absent fields are fine)."""
-    return all(_is(obj[name], kind) for name, kind in kinds.items() if name in obj)
+_ROW = _compile_fields(ROW_FIELDS)
+_COMMON = _compile_fields(COMMON_FIELDS)
+_BY_TYPE = {kind: _compile_fields(fields) for kind, fields in EVENT_FIELDS.items()}
 
 
 def is_event(obj: Any) -> bool:
     """A dict with a string `type` whose typed fields (contract.EVENT_FIELDS) have their types."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+    if type(obj) is not dict or type(obj.get("type")) is not str:
         return False
-    return fields_ok(obj, COMMON_FIELDS) and fields_ok(obj, EVENT_FIELDS.get(obj["type"], {}))
+    return _fields_ok(obj, _COMMON) and _fields_ok(obj, _BY_TYPE.get(obj["type"], ()))
 
 
 def parse_event(line: bytes, max_line_bytes: int = MAX_LINE_BYTES) -> Event | None:
@@ -162,7 +222,7 @@ def parse_event(line: bytes, max_line_bytes: int = MAX_LINE_BYTES) -> Event | No
     if len(line) > max_line_bytes:
         return None
     try:
-        obj = parse_json(line.decode("utf-8"))
+        obj = parse_json(line)
     except ValueError:  # UnicodeDecodeError included
         return None
     return obj if is_event(obj) else None
