@@ -109,6 +109,13 @@ def test_resume_refuses_a_checkpoints_link(run_copy, zoo, capsys):
     assert listing(zoo) == before and not (run_copy / LOCK).exists()
 
 
+def test_resuming_a_finished_sweep_leaves_no_lock_behind(run_copy, capsys):
+    """Issue 14 item 4: "nothing to resume" returned before the lock was released."""
+    assert main(["resume", str(run_copy), "--quiet"]) == 0
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not os.path.lexists(run_copy / LOCK)
+
+
 # -- item 3b: a symlink in the place of a file the trainer appends to ---------------------------------
 
 
