@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.runlog import Event, UnreadableFile, open_regular
+from trainer.runlog import EVENTS, Event, UnreadableFile, open_regular
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
-from tui.replay import EVENTS_FILE, EventReader, events_path
+from tui.replay import EventReader, events_path
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class ReplayFeed:
         detached: DetachedTrainer | None = None,
     ) -> None:
         self.run_dir = str(run_dir)
-        path = Path(run_dir) / EVENTS_FILE if (watch_trainer or detached) else events_path(run_dir)
+        path = Path(run_dir) / EVENTS if (watch_trainer or detached) else events_path(run_dir)
         self.reader = EventReader(path)
         self.poll_s = poll_s
         self.follow = follow

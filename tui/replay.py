@@ -23,7 +23,6 @@ from trainer.runlog import EVENTS, UnreadableFile, open_regular
 from trainer.runlog.files import describe_kind
 from trainer.runlog.reader import MAX_LINE_BYTES, LineSplitter, parse_event
 
-EVENTS_FILE = EVENTS
 #: Bytes at the start of the file remembered to notice a rewrite that kept the inode and size grew.
 HEAD_BYTES = 64
 
@@ -38,16 +37,16 @@ def events_path(run_dir: str | os.PathLike[str]) -> Path:
     if not d.exists():
         raise ReplayError(f"run directory {str(d)!r} does not exist; pass a directory made by `python -m trainer run`")
     if not d.is_dir():
-        if d.name == EVENTS_FILE:  # accept the file itself
+        if d.name == EVENTS:  # accept the file itself
             _check_regular(d)
             return d
-        raise ReplayError(f"{str(d)!r} is not a directory; pass the run directory that holds {EVENTS_FILE}")
-    path = d / EVENTS_FILE
+        raise ReplayError(f"{str(d)!r} is not a directory; pass the run directory that holds {EVENTS}")
+    path = d / EVENTS
     if os.path.lexists(path):
         _check_regular(path)
     if not path.is_file():
         raise ReplayError(
-            f"no {EVENTS_FILE} in {str(d)!r}: is it a run directory? "
+            f"no {EVENTS} in {str(d)!r}: is it a run directory? "
             f"(`python -m trainer run --out DIR` makes one)"
         )
     return path
