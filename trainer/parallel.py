@@ -26,7 +26,7 @@ import torch.multiprocessing as mp
 from trainer.config import Config
 from trainer.controls import Controls, listen
 from trainer.data import Dataset
-from trainer.events import Clock, Emitter, Event, QueueSink
+from trainer.runlog import Clock, Emitter, Event, QueueSink
 from trainer.loop import StopRequested
 from trainer.plan import RunSpec, queue_order
 

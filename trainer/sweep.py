@@ -15,7 +15,7 @@ from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls
 from trainer.data import Dataset, DatasetUnavailable, load_dataset
-from trainer.events import Emitter
+from trainer.runlog import Emitter
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
 from trainer.loop import Run, StopRequested
 from trainer.plan import check_against_dataset, run_specs, slice_samples
