@@ -7,41 +7,17 @@ uninterrupted sweep trains.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.trainer.test_resume import _sweep_into, events_of, training_results
 from trainer.cli import resume_sweep
 from trainer.config import load_config
 from trainer.data import load_dataset
-from trainer.events import Emitter, ListSink
-from trainer.sweep import run_sweep
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "resume_v1"
-TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}
-
-
-def _results(events: list[dict]) -> dict[str, dict]:
-    """Per run: its per-iteration losses (checked gap- and duplicate-free) and epoch results without timings."""
-    runs: dict[str, dict] = {}
-    for e in events:
-        if "run" not in e:
-            continue
-        r = runs.setdefault(e["run"], {"losses": [], "epochs": [], "finished": []})
-        if e["type"] == "losses":
-            assert e["first_iter"] == len(r["losses"]), f"{e['run']}: gap or duplicate at {e['first_iter']}"
-            r["losses"].extend(e["values"])
-        elif e["type"] == "epoch_end":
-            r["epochs"].append({k: v for k, v in e.items() if k not in TIMING})
-        elif e["type"] == "run_finished":
-            r["finished"].append(e["status"])
-    return runs
-
-
-def _events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
 def test_a_run_directory_checkpointed_by_the_earlier_trainer_resumes_to_the_end(tmp_path, data_root, capsys):
@@ -53,11 +29,10 @@ def test_a_run_directory_checkpointed_by_the_earlier_trainer_resumes_to_the_end(
     assert "bs20: continues after epoch 1 (iteration 30)" in err
     assert "bs200: continues after epoch 1 (iteration 3)" in err
 
-    events = _events(out)
-    resumed = [e for e in events if e["type"] == "sweep_resumed"]
+    resumed = [e for e in events_of(out) if e["type"] == "sweep_resumed"]
     assert [(r["run"], r["from_epoch"], r["checkpoint"]) for r in resumed[0]["runs"]] == [
         ("bs20", 1, True), ("bs200", 1, True)]
-    got = _results(events)
+    got = training_results(out)
     for run_id in ("bs20", "bs200"):
         assert got[run_id]["finished"] == ["done"]
         assert [e["epoch"] for e in got[run_id]["epochs"]] == [1, 2]
@@ -65,10 +40,9 @@ def test_a_run_directory_checkpointed_by_the_earlier_trainer_resumes_to_the_end(
     assert got["bs20"]["epochs"][1]["gns_estimates"] > got["bs20"]["epochs"][0]["gns_estimates"] > 0
 
     # An uninterrupted sweep of the same config, trained now.
-    sink = ListSink()
-    run_sweep(cfg, Emitter([sink]), dataset=load_dataset(cfg.data, seed=cfg.sweep.seed))
-    want = _results(sink.events)
-    recorded = _results(_events(FIXTURE))
+    _sweep_into(cfg, load_dataset(cfg.data, seed=cfg.sweep.seed), tmp_path / "ref")
+    want = training_results(tmp_path / "ref")
+    recorded = training_results(FIXTURE)
     # The fixture's first epoch was trained on the machine that wrote it; where this machine's CPU
     # kernels give the same first epoch bit for bit, the continuation must match bit for bit too.
     same_machine = all(want[r]["losses"][: len(recorded[r]["losses"])] == recorded[r]["losses"]
