@@ -33,6 +33,7 @@ def run_child(
     lock = None
     try:
         cfg = load_config(config_path, overrides)
+        # Start-up cost: torch loads only once the config is known to be good (a config error is told at once).
         from trainer.data import DatasetUnavailable, load_dataset
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
         from trainer.sweep import DeviceUnavailable, check_dataset, preflight, run_sweep

@@ -1,4 +1,4 @@
-"""The plan of a sweep: its runs (RunSpec), their lrs and ids, the interleaved slice, the GPU queue order.
+"""The plan of a sweep: its runs (RunSpec) and what each trains with (RunSettings), their lrs and ids, the interleaved slice, the GPU queue order.
 
 Pure (stdlib and trainer.config only): the app and `resume` plan a sweep without torch, and every
 run id comes from here. Run ids are unique by construction (issue 14): batch sizes, variant names
@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.config import Config, OptimConfig
+from trainer.config import Config, DataConfig, GnsConfig, OptimConfig, PerfConfig
 
 SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
 
@@ -42,6 +42,33 @@ class RunSpec:
             "variant": self.variant,
             "optim": self.optim.name if self.optim is not None else "sgd",
         }
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The parts of the config one run trains with (a `Run` never sees the whole `Config`)."""
+
+    model: str  # model.name
+    data: DataConfig  # the input pipeline (data.pipeline, num_workers, pin_memory)
+    optim: OptimConfig  # the config's [optim]: for runs whose spec brings none
+    epochs: int
+    target_accuracy: float
+    micro_batch: int  # sweep.micro_batch (0 = off)
+    perf: PerfConfig
+    gns: GnsConfig
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> RunSettings:
+        return cls(
+            model=cfg.model.name,
+            data=cfg.data,
+            optim=cfg.optim,
+            epochs=cfg.sweep.epochs,
+            target_accuracy=cfg.sweep.target_accuracy,
+            micro_batch=cfg.sweep.micro_batch,
+            perf=cfg.perf,
+            gns=cfg.gns,
+        )
 
 
 def resolved_lr(cfg: Config, batch_size: int) -> float:

@@ -3,8 +3,11 @@
 `plan_resume` reads events.jsonl and the checkpoints and decides, per run:
   keep        it finished (done, diverged, oom): its events and summary stay as they are;
   checkpoint  it was interrupted after epoch E with a usable checkpoint: it continues at E + 1;
-  restart     it was interrupted before its first checkpoint (or the checkpoint is unusable):
-              it trains again from the start.
+  restart     it was interrupted before its first checkpoint, or its checkpoint cannot be used (it
+              cannot be read, does not match the recorded events, or a part of it - weights,
+              optimizer, totals, probes, RNG - cannot be put back: `restore_check` tries them all
+              before anything is rewritten): it trains again from the start, and the reason is
+              reported on the console and in `sweep_resumed`.
 `Resume.apply` then rewrites events.jsonl atomically without what the continuation will produce
 again: the interrupted runs' events after their checkpointed epoch (losses after it, a partial
 epoch, their run_finished "stopped"), every sweep_finished, and any partial last line. The
@@ -19,11 +22,20 @@ from typing import Any, Callable
 
 import torch
 
-from trainer.checkpoint import CheckpointError, checkpoint_path, clean_temp_files, load_checkpoint, restore_run
-from trainer.config import Config
+from trainer.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    clean_temp_files,
+    load_checkpoint,
+    restore_run,
+    rng_problem,
+)
 from trainer.data import Dataset
-from trainer.models import build_model
+from trainer.plan import RunSettings, RunSpec
+from trainer.run_state import restore_problem
 from trainer.runlog import CONFIG, EVENTS, KEPT_STATUSES, Emitter, Event, EventType, read_events, write_atomic
+
+Check = Callable[[str, dict[str, Any]], str]  # (run id, loaded checkpoint) -> why it cannot be restored, or ""
 
 
 class ResumeError(Exception):
@@ -180,21 +192,24 @@ def _losses_cover(events: list[Event], run_id: str, iters: int) -> bool:
     return nxt == iters
 
 
-def _fits_model(state: dict[str, Any], model_name: str | None) -> str:
-    """"" if the checkpoint's weights load into a fresh model of this name, else why not."""
-    if model_name is None:
-        return ""
-    try:
-        build_model(model_name).load_state_dict(state["model"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        return f"its weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})"
-    return ""
+def restore_check(specs: list[RunSpec], settings: RunSettings) -> Check:
+    """The check `plan_resume` makes of each usable checkpoint: every part of it is put back into fresh
+    copies of its run's parts (weights, optimizer, totals, probes) and its RNG state is tried."""
+    by_id = {spec.run_id: spec for spec in specs}
+
+    def check(run_id: str, state: dict[str, Any]) -> str:
+        spec = by_id.get(run_id)
+        if spec is None:
+            return f"no run {run_id!r} in the config"
+        return restore_problem(spec, settings, state) or rng_problem(state.get("rng"))
+
+    return check
 
 
 def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | str = "cpu",
-                model_name: str | None = None) -> Resume:
+                check: Check | None = None) -> Resume:
     """Decide how to continue the sweep in `run_dir` whose runs (from its config) are `run_ids`;
-    with `model_name`, a checkpoint whose weights do not fit that model restarts its run."""
+    with `check` (`restore_check`), a checkpoint that cannot be restored restarts its run."""
     run_dir = Path(run_dir)
     pairs, skipped = read_event_lines(run_dir)
     events = [e for _, e in pairs]
@@ -243,7 +258,7 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                     plan.reason = f"{EVENTS} has no epoch_end {epoch} of {run_id} to continue from"
                 elif not _losses_cover(events[: pos + 1], run_id, iters):
                     plan.reason = f"the recorded losses of {run_id} do not match its checkpoint ({iters} iterations)"
-                elif why := _fits_model(state, model_name):
+                elif check is not None and (why := check(run_id, state)):
                     plan.reason = why
                 else:
                     plan = RunPlan(run_id, "checkpoint", from_epoch=epoch, iters=iters, status=status, state=state)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.loop as loop
+import trainer.steps as steps
 from trainer.cli import EXIT_IO, main
 from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
 
@@ -207,14 +207,14 @@ def test_kill_9_of_a_real_trainer_process_then_resume(data_root, tmp_path, refer
 
 
 def test_out_of_memory_at_one_batch_size_through_the_cli(data_root, tmp_path, monkeypatch):
-    real = loop.plain_step
+    real = steps.plain_step
 
     def step(model, opt, x, y):
         if x.shape[0] == 200:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, opt, x, y)
 
-    monkeypatch.setattr(loop, "plain_step", step)
+    monkeypatch.setattr(steps, "plain_step", step)
     out = tmp_path / "run"
     assert main(sweep_args(data_root, out, "--set", "sweep.epochs=1")) == 0
     with open(out / "summary.csv", newline="") as fh:
