@@ -15,7 +15,7 @@ from trainer.config.messages import did_you_mean, num, nums, q
 from trainer.config.schema import CHOICES, Config
 
 if TYPE_CHECKING:
-    from trainer.config.validate import Builder
+    from trainer.config.builder import BuilderBase as Builder
 
 BETAS_RULE = "must be two numbers in [0, 1) (e.g. [0.9, 0.999])"
 

@@ -11,7 +11,7 @@ from trainer.config.messages import describe, did_you_mean, key, nums
 from trainer.config.schema import VARIANT_KEYS, VARIANT_NAME_RE, VARIANTS, Config, ConfigError, VariantConfig
 
 if TYPE_CHECKING:
-    from trainer.config.validate import Builder
+    from trainer.config.builder import BuilderBase as Builder
 
 
 def build_variants(b: Builder, value: Any, base: Config) -> list[VariantConfig]:
