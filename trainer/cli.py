@@ -204,11 +204,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     # Start-up cost: rich and torch load only once the run directory's config is known to be good.
     from rich.console import Console
 
-    from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.plan import RunSettings, run_specs
-    from trainer.resume import ResumeError, plan_resume, restore_check
     from trainer.runlog import RunDirError, RunLock
-    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     console = Console(stderr=True)
     try:
@@ -225,9 +221,9 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
 def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> int:
     """resume_sweep under the run directory's lock."""
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.resume import ResumeError, plan_resume
+    from trainer.plan import RunSettings, run_specs
+    from trainer.resume import ResumeError, plan_resume, restore_check
     from trainer.runlog import RunDirError, check_layout
-    from trainer.plan import run_specs
     from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     try:

@@ -19,7 +19,7 @@ from trainer.data import Dataset, DatasetUnavailable, load_dataset
 from trainer.ddp import DistContext
 from trainer.evaluation import prepare_test
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
-from trainer.plan import RunSettings, RunSpec, check_against_dataset, run_specs, slice_samples
+from trainer.plan import RunSettings, check_against_dataset, run_specs, slice_samples
 from trainer.resume import Resume
 from trainer.run import Run, SweepRun
 from trainer.runlog import Emitter
