@@ -36,6 +36,7 @@ DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
 PIPELINES = ("resident", "dataloader")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # synthetic-digits matches MNIST's split sizes
+NUM_CLASSES = 10  # digits and Fashion-MNIST classes: labels 0-9
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation; torchvision's urlopen sets no timeout of its own
 # The four IDX files of an MNIST-format dataset: (split, kind) -> base name (".gz" optional).
 IDX_FILES = {
@@ -153,8 +154,21 @@ def read_idx_folder(folder: Path) -> tuple[Split, Split] | None:
                 f"{folder}: {split} images {images.shape} and labels {labels.shape} do not make a "
                 "28 x 28 dataset"
             )
+        check_labels(labels, paths[(split, "labels")])
         splits.append(Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))))
     return splits[0], splits[1]
+
+
+def check_labels(labels: np.ndarray | torch.Tensor, path: str | os.PathLike[str]) -> None:
+    """IdxFormatError unless every label is a class 0-9: a label file can be valid IDX and still hold
+    a 200, which would only fail later, inside the loss, as a run's traceback."""
+    if labels.shape[0] == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= NUM_CLASSES:
+        bad = high if high >= NUM_CLASSES else low
+        raise IdxFormatError(f"{path}: holds the label {bad}, but the classes are 0-{NUM_CLASSES - 1}; "
+                             "the file is corrupt or not an MNIST labels file, replace it")
 
 
 # ---------------------------------------------------------------- datasets
@@ -195,6 +209,11 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
         raise DatasetUnavailable(name, f"could not be downloaded ({_short(exc)})", _idx_fix(name, root)) from exc
     finally:
         socket.setdefaulttimeout(previous)
+    try:  # torchvision reads the raw files it finds without looking at the labels
+        check_labels(train.targets, train.raw_folder)
+        check_labels(test.targets, test.raw_folder)
+    except IdxFormatError as exc:
+        raise DatasetUnavailable(name, f"has a bad file ({exc})", "replace or remove that file") from exc
     return (
         Split(train.data.contiguous(), train.targets.to(torch.int64)),
         Split(test.data.contiguous(), test.targets.to(torch.int64)),
@@ -219,14 +238,15 @@ def synthetic_digits(
     seed: int = 0,
     cache_dir: Path | None = None,
     params: SyntheticParams = DEFAULT_PARAMS,
+    log: Callable[[str], None] | None = None,
 ) -> Dataset:
     """The synthetic-digits dataset (trainer/data_synthetic.py): train and test from
     different random streams; with cache_dir, kept there as .npz and reused."""
-    (train_x, train_y), (test_x, test_y) = synthetic_splits(n_train, n_test, seed, cache_dir, params)
+    (train_x, train_y), (test_x, test_y) = synthetic_splits(n_train, n_test, seed, cache_dir, params, log)
     return Dataset("synthetic-digits", "", f"generated (seed {seed})", Split(train_x, train_y), Split(test_x, test_y))
 
 
-def _load_one(name: str, cfg: DataConfig, seed: int) -> Dataset:
+def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] | None = None) -> Dataset:
     root = Path(os.path.expanduser(cfg.root))
     if name == "synthetic-digits":
         # Generate only what is used (a prefix of the full set is the smaller set); cache
@@ -235,7 +255,8 @@ def _load_one(name: str, cfg: DataConfig, seed: int) -> Dataset:
         n_test = cfg.test_samples if 0 < cfg.test_samples < MNIST_TEST else MNIST_TEST
         full = (n_train, n_test) == (MNIST_TRAIN, MNIST_TEST)
         try:
-            return synthetic_digits(n_train, n_test, seed, cache_dir=root / "synthetic-digits" if full else None)
+            return synthetic_digits(n_train, n_test, seed, cache_dir=root / "synthetic-digits" if full else None,
+                                    log=log)
         except RuntimeError as exc:  # Pillow without FreeType
             raise DatasetUnavailable(name, f"cannot be generated ({exc})", "install Pillow >= 10.1 from its wheels") from exc
     if name in ("mnist", "fashion-mnist"):
@@ -251,14 +272,14 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | No
     Raises DatasetUnavailable when the dataset cannot be had and there is no usable
     fallback (data.fallback = "" or the fallback fails too)."""
     try:
-        ds = _load_one(cfg.dataset, cfg, seed)
+        ds = _load_one(cfg.dataset, cfg, seed, log)
     except DatasetUnavailable as exc:
         fallback = cfg.fallback
         if not fallback or fallback == cfg.dataset:
             raise
         note = f"{cfg.dataset} {exc.cause}; using {fallback} (data.fallback)"
         try:
-            ds = _load_one(fallback, cfg, seed)
+            ds = _load_one(fallback, cfg, seed, log)
         except DatasetUnavailable as exc2:
             raise DatasetUnavailable(
                 cfg.dataset, f"{exc.cause}, and the fallback {fallback} {exc2.cause}", f"{exc.fix}; {exc2.fix}"

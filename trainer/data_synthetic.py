@@ -19,17 +19,21 @@ first N samples see the same images as full runs), and train (stream 0) and test
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.runlog import write_atomic
+from trainer.runlog import UnreadableFile, read_bytes, write_atomic
 
 # Bump when the generator changes what it produces (invalidates on-disk caches).
 GENERATOR_VERSION = 1
@@ -217,14 +221,23 @@ Arrays = tuple[torch.Tensor, torch.Tensor]  # uint8 images [N, 28, 28], int64 la
 
 
 def synthetic_splits(
-    n_train: int, n_test: int, seed: int, cache_dir: Path | None = None, params: SyntheticParams = DEFAULT_PARAMS
+    n_train: int, n_test: int, seed: int, cache_dir: Path | None = None, params: SyntheticParams = DEFAULT_PARAMS,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Arrays, Arrays]:
     """(train, test) arrays: train from stream 0, test from stream 1. With cache_dir they
-    are read from, or written to, cache_dir/<hash of everything that shapes them>.npz."""
+    are read from, or written to, cache_dir/<hash of everything that shapes them>.npz.
+
+    A cache file that is there but damaged (empty, truncated, garbled, not a regular file, or
+    arrays of the wrong shape, type or labels) is rebuilt, and `log` gets one line saying so."""
     path = _cache_path(cache_dir, n_train, n_test, seed, params) if cache_dir else None
-    cached = _read_cache(path) if path else None
-    if cached is not None:
-        return cached
+    if path is not None:
+        try:
+            return _read_cache(path, n_train, n_test)
+        except FileNotFoundError:
+            pass  # no cache yet: generate it
+        except DamagedCache as exc:
+            if log is not None:
+                log(f"synthetic-digits: the cache {path} was damaged ({exc}); rebuilding it")
     train = generate_digits(n_train, seed, stream=0, params=params)
     test = generate_digits(n_test, seed, stream=1, params=params)
     if path:
@@ -243,12 +256,46 @@ def _cache_path(cache_dir: Path, n_train: int, n_test: int, seed: int, params: S
     return Path(cache_dir) / f"{digest}.npz"
 
 
-def _read_cache(path: Path) -> tuple[Arrays, Arrays] | None:
+class DamagedCache(Exception):
+    """A synthetic-digits cache file that is there but cannot be used; the message says why."""
+
+
+_NPZ_SLACK = 64 << 10  # zip directory and .npy headers of the four arrays, with room to spare
+_KEYS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def _read_cache(path: Path, n_train: int, n_test: int) -> tuple[Arrays, Arrays]:
+    """The cached arrays, checked against what `synthetic_splits` would make: FileNotFoundError when
+    there is no cache, DamagedCache when there is one that cannot be used. Reads a bounded number of
+    bytes, never follows a FIFO, never unpickles."""
+    limit = (n_train + n_test) * (SIZE * SIZE + 8) + _NPZ_SLACK  # uint8 images, int64 labels
     try:
-        with np.load(path) as z:
-            x, y, tx, ty = (torch.from_numpy(z[k].copy()) for k in ("train_x", "train_y", "test_x", "test_y"))
-    except (OSError, KeyError, ValueError):  # absent or unreadable: regenerate
-        return None
+        raw = read_bytes(path, limit)
+    except FileNotFoundError:
+        raise
+    except (OSError, UnreadableFile) as exc:
+        raise DamagedCache(getattr(exc, "strerror", None) or str(exc)) from exc
+    if not raw:
+        raise DamagedCache("empty file")
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            if sum(info.file_size for info in zf.infolist()) > limit:  # a compressed entry could expand
+                raise DamagedCache("its arrays are larger than the set it should hold")
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            arrays = [z[k] for k in _KEYS]
+    except DamagedCache:
+        raise
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DamagedCache(f"not a readable .npz: {type(exc).__name__}: {str(exc)[:120]}") from exc
+    expected = [((n_train, SIZE, SIZE), np.uint8), ((n_train,), np.int64),
+                ((n_test, SIZE, SIZE), np.uint8), ((n_test,), np.int64)]
+    for key, arr, (shape, dtype) in zip(_KEYS, arrays, expected):
+        if arr.shape != shape or arr.dtype != dtype:
+            raise DamagedCache(f"{key} is {arr.dtype} {arr.shape}, expected {np.dtype(dtype)} {shape}")
+    for key, labels in (("train_y", arrays[1]), ("test_y", arrays[3])):
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise DamagedCache(f"{key} holds labels outside 0-9")
+    x, y, tx, ty = (torch.from_numpy(np.array(a)) for a in arrays)  # own, writable copies
     return (x, y), (tx, ty)
 
 
