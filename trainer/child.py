@@ -4,6 +4,8 @@
 puts every event on `event_queue` too (the app's live feed); it obeys the control
 queue (pause, resume, stop, split). Errors the user caused arrive as a
 `sweep_finished` event with status `failed` and a `reason`, so the app can say why.
+SIGTERM and SIGHUP are a stop like the app's own (trainer.controls.StopSignals): the runs end
+`stopped` and resumable, summary.csv is written and the lock released.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import ConfigError, load_config
-from trainer.controls import Controls, listen
+from trainer.controls import REQUEST_SIGNALS, Controls, StopSignals, listen
 from trainer.runlog import Emitter, EventType, QueueSink, SweepStatus
 
 
@@ -28,6 +30,9 @@ def run_child(
     """Entry point of the trainer subprocess; returns when the sweep ends or is stopped."""
     # Ctrl-C in the terminal belongs to the app; the app stops us through the control queue.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    controls = Controls()
+    listen(control_queue, controls)
+    StopSignals(REQUEST_SIGNALS).install().stop_via(controls)  # for the process's life: SIGTERM/SIGHUP stop it
     feed = QueueSink(event_queue)
     emitter: Emitter | None = None
     lock = None
@@ -38,8 +43,6 @@ def run_child(
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
         from trainer.sweep import DeviceUnavailable, check_dataset, preflight, run_sweep
 
-        controls = Controls()
-        listen(control_queue, controls)
         try:
             device = preflight(cfg)
             dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)

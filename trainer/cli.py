@@ -4,9 +4,10 @@
 
 Exit codes (DESIGN.md): 0 the sweep finished (diverged/oom runs are results);
 2 bad configuration or arguments (or a run directory another trainer is writing),
-nothing trained; 130 interrupted, run directory still valid; 74 the run directory
-could not be written mid-sweep (disk full...), valid up to its last whole line;
-1 a bug (a run failed with an unexpected error, see errors.log).
+nothing trained; 130 interrupted (Ctrl-C), run directory still valid; 143 / 129
+stopped by SIGTERM / SIGHUP (128 + the signal, as a shell reports it), a clean stop like
+Ctrl-C's; 74 the run directory could not be written mid-sweep (disk full...), valid up
+to its last whole line; 1 a bug (a run failed with an unexpected error, see errors.log).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from trainer.config import Config, ConfigError, config_from_toml, load_config
+from trainer.controls import Controls, StopSignals, exit_code, interrupt_signal, signal_name
 from trainer.runlog.contract import CONFIG, ERRORS, EVENTS
 
 if TYPE_CHECKING:
@@ -59,13 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "report":
-        return cmd_report(args)
-    if args.command == "resume":
-        return cmd_resume(args)
-    return EXIT_USAGE
+    # Ctrl-C, SIGTERM and SIGHUP: a clean stop whenever they come (trainer.controls.StopSignals).
+    with StopSignals() as signals:
+        try:
+            if args.command == "run":
+                return cmd_run(args, signals)
+            if args.command == "report":
+                return cmd_report(args)
+            if args.command == "resume":
+                return cmd_resume(args, signals)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:  # before the sweep began (it handles its own): nothing trained
+            signum = interrupt_signal(exc)
+            what = "" if args.command == "report" else " before training began; nothing was trained"
+            print(f"bstui: interrupted by {signal_name(signum)}{what}", file=sys.stderr)
+            return exit_code(signum)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -86,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, signals: StopSignals | None = None) -> int:
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f'sweep.device="{args.device}"')
@@ -95,11 +105,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"bstui: config error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
-    return train(cfg, out=args.out, force=args.force, quiet=args.quiet)
+    return train(cfg, out=args.out, force=args.force, quiet=args.quiet, signals=signals)
 
 
-def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool = False) -> int:
-    """Run the sweep of `cfg` into a run directory, with console progress. Returns the exit code."""
+def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool = False,
+          signals: StopSignals | None = None) -> int:
+    """Run the sweep of `cfg` into a run directory, with console progress. Returns the exit code.
+
+    With `signals` (installed by main), a SIGTERM/SIGHUP once the sweep runs is a clean stop; one
+    during start-up raises Interrupted (a KeyboardInterrupt), never while the run directory is made."""
+    signals = signals or StopSignals(enabled=False)
     # torch (and rich) are imported here, at start-up cost, after the config is known to be good:
     # bad input fails fast.
     from rich.console import Console
@@ -115,29 +130,40 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     except ddp.DistributedError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
+    if ctx is not None:
+        signals.restore()  # under torchrun, torchrun passes signals on to its ranks, as before
     if ctx is not None and not ctx.is_main:
         return _ddp_worker(cfg, ctx)  # trains its slices; only rank 0 writes and prints
+    lock = None
     try:
         device = preflight(cfg) if ctx is None else ctx.device
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         check_dataset(cfg, dataset)
-        run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
+        with signals.deferred():  # a signal waits until the directory and its lock are made
+            run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
     except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
         if ctx is not None:  # the other ranks wait for rank 0's word
             ddp.main_ready(ctx, False)
             ddp.shutdown()
         return EXIT_USAGE
+    except KeyboardInterrupt:  # main says so in one line; the directory holds nothing yet
+        if lock is not None:
+            lock.release()
+        raise
     try:
+        with signals.deferred():  # config.toml is in place before a signal is taken
+            write_config(run_dir, cfg)
         if ctx is not None and not ddp.main_ready(ctx, True):
             _error(console, "bstui: another torchrun process could not load the dataset (its message is above)")
             return EXIT_USAGE
         _report_stale_lock(console, lock)
-        write_config(run_dir, cfg)
-        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx)
+        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx, signals=signals)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:  # after the directory was made, before the sweep began
+        return _interrupted_before_training(console, run_dir, exc)
     finally:
         lock.release()
         ddp.shutdown()
@@ -170,7 +196,7 @@ def _ddp_worker(cfg: Config, ctx: DistContext) -> int:
         ddp.shutdown()
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> int:
     """Continue the interrupted sweep of a run directory (issue 6)."""
     # Start-up cost: trainer.ddp imports torch; the arguments are checked first.
     from trainer.ddp import world_size_from_env
@@ -196,29 +222,39 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"bstui: config error in the run directory:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
-    return resume_sweep(cfg, run_dir, quiet=args.quiet)
+    return resume_sweep(cfg, run_dir, quiet=args.quiet, signals=signals)
 
 
-def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
-    """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code."""
+def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False, signals: StopSignals | None = None) -> int:
+    """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code.
+    `signals`: as for `train`."""
     # Start-up cost: rich and torch load only once the run directory's config is known to be good.
     from rich.console import Console
 
     from trainer.runlog import RunDirError, RunLock
 
+    signals = signals or StopSignals(enabled=False)
     console = Console(stderr=True)
+    lock = None
     try:
-        lock = RunLock.acquire(run_dir)
+        with signals.deferred():  # a signal waits until the lock is taken (and is then released below)
+            lock = RunLock.acquire(run_dir)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # main says so in one line
+        if lock is not None:
+            lock.release()
+        raise
     try:  # whatever ends the resume, the lock goes (a refusal or "nothing to do" included)
-        return _resume_locked(cfg, run_dir, console, lock, quiet)
+        return _resume_locked(cfg, run_dir, console, lock, quiet, signals)
+    except KeyboardInterrupt as exc:  # during start-up: the directory is as it was, or rewritten whole
+        return _interrupted_before_training(console, run_dir, exc)
     finally:
         lock.release()
 
 
-def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> int:
+def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signals: StopSignals) -> int:
     """resume_sweep under the run directory's lock."""
     from trainer.data import DatasetUnavailable, load_dataset
     from trainer.plan import RunSettings, run_specs
@@ -241,7 +277,8 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> in
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         plan.check_dataset(dataset)
         check_dataset(cfg, dataset)
-        plan.apply()
+        with signals.deferred():  # events.jsonl is rewritten whole or not at all
+            plan.apply()
     except (DeviceUnavailable, DatasetUnavailable, ResumeError, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
@@ -254,16 +291,17 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> in
         for line in plan.describe():  # whole lines: a reason may hold a long path
             console.print(f"  {line}", markup=False, soft_wrap=True)
         return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet,
-                           resume=None if plan.fresh else plan)
+                           resume=None if plan.fresh else plan, signals=signals)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
 
 
 def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None,
-                ddp: DistContext | None = None) -> int:
+                ddp: DistContext | None = None, signals: StopSignals | None = None) -> int:
     """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code.
-    Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks."""
+    Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks. With
+    `signals`, a SIGTERM or SIGHUP from here on stops the sweep as the app's stop does."""
     # Start-up cost: called once a sweep is sure to train (torch and rich are loaded by then anyway).
     import torch
     from rich.console import Console
@@ -292,6 +330,10 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     code = EXIT_OK
     result = None
     write_error: Exception | None = None
+    controls = None
+    if signals is not None and signals.enabled:
+        controls = Controls()
+        signals.stop_via(controls)  # the training loop sees the stop at its next step
     try:
         if resume is not None:
             try:
@@ -299,7 +341,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
             except OSError as exc:
                 raise RunDirWriteError(run_dir, exc) from exc
         result = run_sweep(cfg, emitter, device=device, dataset=dataset, run_dir=str(run_dir),
-                           log=lambda m: console.print(m), resume=resume, ddp=ddp)
+                           log=lambda m: console.print(m), resume=resume, ddp=ddp, controls=controls)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except RunDirWriteError as exc:
@@ -314,6 +356,11 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         rows = []
     out_console.print(summary_table(rows, device=device_name(device)))
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
+    if code == EXIT_OK and result is not None and result.status == "stopped" and signals and signals.received:
+        console.print(f"stopped by {signal_name(signals.received)}: the run directory is valid up to the stop; "
+                      f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
+                      soft_wrap=True)
+        return exit_code(signals.received)
     if code == EXIT_INTERRUPTED:
         console.print("interrupted: the run directory is valid up to the interruption; "
                       f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
@@ -326,6 +373,14 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         _error(console, f"a run failed with an unexpected error; see {run_dir / ERRORS}")
         return EXIT_BUG
     return code
+
+
+def _interrupted_before_training(console, run_dir: Path, exc: KeyboardInterrupt) -> int:
+    """A stop signal after the run directory was ready but before the sweep began: one line, its exit code."""
+    signum = interrupt_signal(exc)
+    console.print(f"bstui: interrupted by {signal_name(signum)} before training began; nothing was trained; "
+                  f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False, soft_wrap=True)
+    return exit_code(signum)
 
 
 def _error(console, message: str) -> None:

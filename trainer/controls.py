@@ -6,13 +6,19 @@ The app puts small dicts on a control queue ({"cmd": "pause"}, {"cmd": "resume"}
 in the trainer process drains that queue into a `Controls` object; the training
 loop only compares `Controls.version` with the last version it saw, one integer
 comparison per iteration, so the hot loop pays nothing for being controllable.
+
+`StopSignals` turns SIGTERM and SIGHUP (a batch scheduler's notice, an SSH drop) into the same
+stop request on a `Controls`, for the headless trainer and the app's trainer alike.
 """
 from __future__ import annotations
 
 import os
 import queue as queue_mod
+import signal
 import threading
-from typing import Any, Callable
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Callable, Iterator
 
 
 class StopRequested(Exception):
@@ -26,6 +32,7 @@ class Controls:
         self.version = 0
         self.paused = False
         self.stop = False
+        self.stop_reason = ""  # why, in words, once stopped ("stopped by SIGTERM"); "" for the app's stop
         self.split_chunks = 0  # 0: no request yet; 1: split off; k > 1: split on with k chunks
         self._resume = threading.Event()
         self._resume.set()
@@ -40,6 +47,7 @@ class Controls:
             self._resume.set()
         elif cmd == "stop":
             self.stop = True
+            self.stop_reason = self.stop_reason or str(msg.get("reason") or "")
             self.paused = False
             self._resume.set()
         elif cmd == "split":
@@ -93,3 +101,112 @@ def watch_parent(parent_pid: int, on_gone: Callable[[], None], interval_s: float
     thread = threading.Thread(target=watch, name="bstui-parent-watch", daemon=True)
     thread.start()
     return thread
+
+
+def _available(*names: str) -> tuple[int, ...]:
+    return tuple(getattr(signal, n) for n in names if hasattr(signal, n))  # no SIGHUP on Windows
+
+
+#: The signals that stop a trainer cleanly: Ctrl-C, a scheduler's or `kill`'s SIGTERM, an SSH drop's SIGHUP.
+STOP_SIGNALS = _available("SIGINT", "SIGTERM", "SIGHUP")
+#: Those that request a stop through the controls once the sweep runs (Ctrl-C keeps raising there).
+REQUEST_SIGNALS = _available("SIGTERM", "SIGHUP")
+
+
+def signal_name(signum: int) -> str:
+    """'SIGTERM', 'SIGHUP', 'Ctrl-C' (SIGINT), or 'signal N'."""
+    if signum == signal.SIGINT:
+        return "Ctrl-C"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def exit_code(signum: int) -> int:
+    """The exit code of a trainer stopped by `signum`: the shell's 128 + N (Ctrl-C 130, SIGHUP 129,
+    SIGTERM 143), so a script or scheduler can tell which signal ended a still-valid run directory."""
+    return 128 + int(signum)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal reached the trainer where it cannot simply request a stop (start-up, or Ctrl-C);
+    a KeyboardInterrupt, so everything that already handles Ctrl-C handles it the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+def interrupt_signal(exc: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt (plain ones are Ctrl-C)."""
+    return exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+
+
+class StopSignals:
+    """Stop signals turned into the trainer's clean stop, for as long as the `with` block lasts.
+
+    Before `stop_via`, during start-up, a signal raises `Interrupted` where the main thread is
+    (nothing is recorded yet), except inside `deferred()` sections (taking the lock, writing the
+    first files), where it is held until the section ends. After `stop_via(controls)`, SIGTERM and
+    SIGHUP only request a stop (the training loop sees it at its next step, never in the middle of a
+    checkpoint write) and `received` remembers which signal it was; Ctrl-C still raises, as it
+    always has. Handlers are installed only from the main thread (Python's rule); elsewhere, and
+    with `enabled=False`, the block changes nothing.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = STOP_SIGNALS, enabled: bool = True) -> None:
+        self.signals = signals
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: int | None = None  # the signal that requested the stop, once one did
+        self._controls: Controls | None = None
+        self._deferring = 0
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        return self.install()
+
+    def install(self) -> StopSignals:
+        """Take over the signals (a process that keeps them for its whole life calls this alone)."""
+        if self.enabled and not self._previous:
+            for signum in self.signals:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the handlers back as they were (idempotent); the trainer is on its own again."""
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def stop_via(self, controls: Controls) -> None:
+        """From now on SIGTERM and SIGHUP request a stop on `controls` instead of raising."""
+        self._controls = controls
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A start-up section that a signal must not cut in two; the signal raises at its end."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise Interrupted(signum)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._controls is not None and signum in REQUEST_SIGNALS:
+            if self.received is None:
+                self.received = signum
+            self._controls.apply({"cmd": "stop", "reason": f"stopped by {signal_name(signum)}"})
+            return
+        if self._deferring:
+            if self._pending is None:
+                self._pending = signum
+            return
+        raise Interrupted(signum)

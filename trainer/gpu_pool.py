@@ -24,7 +24,7 @@ import torch
 import torch.multiprocessing as mp
 
 from trainer.checkpoint import CheckpointWriter
-from trainer.controls import Controls, StopRequested, listen, watch_parent
+from trainer.controls import REQUEST_SIGNALS, Controls, StopRequested, StopSignals, listen, watch_parent
 from trainer.data import Dataset
 from trainer.evaluation import prepare_test
 from trainer.plan import RunSettings, RunSpec, queue_order
@@ -201,7 +201,7 @@ def _pass_on(controls: Controls, control_qs: list) -> int:
     if controls.split_chunks:
         msgs.append({"cmd": "split", "enabled": controls.split_chunks > 1, "chunks": controls.split_chunks})
     if controls.stop:
-        msgs.append({"cmd": "stop"})
+        msgs.append({"cmd": "stop", "reason": controls.stop_reason})
     for q in control_qs:
         for msg in msgs:
             q.put(msg)
@@ -241,6 +241,9 @@ def _worker(index: int, device_name: str, settings: RunSettings, dataset: Datase
             torch.set_num_threads(settings.perf.cpu_threads or 1)
         controls = Controls()
         listen(control_q, controls)
+        # A SIGTERM/SIGHUP to the whole process group (a batch scheduler) stops this worker's run cleanly
+        # too, as the parent's.
+        StopSignals(REQUEST_SIGNALS).install().stop_via(controls)
         # Stop when the sweep's process is gone (killed), instead of training on for nobody.
         watch_parent(parent_pid, lambda: controls.apply({"cmd": "stop"}), until=lambda: controls.stop)
         emitter = Emitter([sink], Clock(clock_start))
@@ -254,7 +257,7 @@ def _worker(index: int, device_name: str, settings: RunSettings, dataset: Datase
                 while not run.finished:
                     run.advance(slice_samples)
             except StopRequested:
-                run.finish("stopped", "stopped by the user")
+                run.finish("stopped", controls.stop_reason or "stopped by the user")
     except Exception as exc:  # noqa: BLE001 - the parent ends this worker's run as failed, with why
         sink.emit({"type": "_worker_failed", "reason": f"worker on {device_name}: {type(exc).__name__}: {exc}",
                    "traceback": traceback.format_exc()})

@@ -176,9 +176,13 @@ def run_sweep(
     except KeyboardInterrupt as exc:
         status = "stopped"
         interrupted = exc
+    if interrupted is not None:
+        why = "interrupted (Ctrl-C)"
+    else:  # the app's stop, or a SIGTERM/SIGHUP turned into one (trainer.controls.StopSignals)
+        why = (controls.stop_reason if controls is not None else "") or "stopped by the user"
     for run in runs:
         if not run.finished:
-            run.finish("stopped", "stopped by the user" if interrupted is None else "interrupted (Ctrl-C)")
+            run.finish("stopped", why)
     summaries = [r.summary() for r in runs]
     if resume is not None:
         summaries = resume.merge_summaries([s.run_id for s in specs], summaries)

@@ -65,8 +65,19 @@ class Bridge(Protocol):
     def shutdown(self, grace_s: float = 1.0) -> None: ...
 
 
-def _take_the_group_down() -> None:
-    """In the child, once the app is gone: end the whole trainer process group, then this process."""
+def remove_if_empty(path: str | None) -> None:
+    """Remove the trainer's log if nothing was written to it: an empty log tells nobody anything."""
+    try:
+        if path and os.stat(path).st_size == 0:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _take_the_group_down(log_path: str | None = None) -> None:
+    """In the child, once the app is gone: end the whole trainer process group, then this process
+    (an empty log goes first: nobody is left to read it)."""
+    remove_if_empty(log_path)
     try:
         if os.getpgrp() == os.getpid():  # only a group of our own
             os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -98,7 +109,7 @@ def child_main(
         os.close(fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
-    watch_parent(parent_pid, _take_the_group_down, interval_s=0.5)  # the app dies: so does its trainer
+    watch_parent(parent_pid, lambda: _take_the_group_down(log_path), interval_s=0.5)  # the app dies: so does its trainer
     module, _, func = entry.partition(":")
     run = getattr(importlib.import_module(module), func)  # torch is imported here, in the child only
     run(config_path, overrides, out_dir, event_queue, control_queue)
@@ -137,10 +148,11 @@ class TrainerBridge:
         self.control_queue: Any = self._ctx.Queue()
         self.process: Any = None
         self._stopped = False
-        fd, self.log_path = tempfile.mkstemp(prefix="bstui-trainer-", suffix=".log")
-        os.close(fd)
+        self.log_path = ""  # made by start(): a bridge that never starts leaves no file
 
     def start(self) -> None:
+        fd, self.log_path = tempfile.mkstemp(prefix="bstui-trainer-", suffix=".log")
+        os.close(fd)
         self.process = self._ctx.Process(
             target=child_main,
             args=(
@@ -218,11 +230,12 @@ class TrainerBridge:
             if proc.is_alive():
                 proc.kill()
             proc.join(0.5)
-        if not died_alone:  # keep the log of a trainer that died: the UI names it
+        if not died_alone:  # keep the log of a trainer that died: the UI names it (unless it is empty)
             try:
                 os.unlink(self.log_path)
             except OSError:
                 pass
+        remove_if_empty(self.log_path)
         for q in (self.event_queue, self.control_queue):
             try:
                 q.cancel_join_thread()  # never hang app exit on a queue nobody will read
