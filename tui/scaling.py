@@ -20,6 +20,9 @@ from tui.braille import Chart, Line
 from tui.palette import run_rich_color
 from tui.plotdata import compact
 from tui.state import SweepState
+from tui.ticks import log_ticks
+
+__all__ = ["analyses", "facts_text", "log_ticks", "lr_chart", "target_chart"]
 
 Analysis = dict[str, Any]
 
@@ -63,24 +66,6 @@ def analyses(state: SweepState) -> dict[str, Analysis]:
 
 
 # -- charts -------------------------------------------------------------------------------
-
-
-def log_ticks(lo: float, hi: float, count: int) -> list[tuple[float, str]]:
-    """At most `count` ticks of a log10 axis, the densest of 1-2-5, 1-3 or 1 per decade that fits
-    (labels are the values themselves: 20, 500, 10k)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or count < 1:
-        return []
-    ticks: list[tuple[float, str]] = []
-    for mantissas in ((1, 2, 5), (1, 3), (1,)):
-        ticks = [
-            (math.log10(m * 10**k), compact(m * 10**k))
-            for k in range(math.floor(lo), math.ceil(hi) + 1)
-            for m in mantissas
-            if lo - 1e-9 <= math.log10(m * 10**k) <= hi + 1e-9
-        ]
-        if len(ticks) <= count:
-            return ticks
-    return ticks[:: math.ceil(len(ticks) / count)]  # many decades: every n-th power of ten
 
 
 def _limits(values: list[float], pad: float = 0.08) -> tuple[float, float]:

@@ -7,7 +7,7 @@ import json
 from textual.widgets import Switch
 
 from tests.tui.conftest import FakeBridge, fixture_events, settle, wait_for
-from tui.app import make_app
+from tui.factory import make_app
 from tui.feed import LiveFeed
 from tui.screens.help_screen import HelpScreen
 from tui.widgets.loss_plot import LossPlot

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, settle, wait_for
-from tui.app import make_app
+from tui.factory import make_app
 from tui.replay import read_all
 from tui.scaling import analyses, facts_text, log_ticks, lr_chart, target_chart
 from tui.screens.main_screen import MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
 from tui.widgets.run_table import COLUMNS, RunTable, visible_columns
-from tui.widgets.scaling_view import ChartPlot, ScalingView
+from tui.widgets.chart import BrailleChart
+from tui.widgets.scaling_view import ScalingView
 
 SCALING_DIR = FIXTURE_DIR.parent / "run_scaling"
 
@@ -53,7 +54,7 @@ async def test_c_opens_the_scaling_view_with_the_fitted_b_crit_and_goes_back():
         assert "B_crit 217" in facts  # the fixture's fit (true B_crit 200, noise 5%)
         assert "B_simple 198" in facts
         assert "4 of 4 batch sizes reached 97% · 3 lrs each" in facts
-        steps = app.screen.query_one("#scaling-steps", ChartPlot).chart_text()
+        steps = app.screen.query_one("#scaling-steps", BrailleChart).chart_text()
         assert "steps to target vs batch" in steps and any(0x2800 < ord(ch) <= 0x28FF for ch in steps)
         assert "1000" in steps and "20" in steps  # log-axis ticks read as batch sizes
         await pilot.press("c")

@@ -1,23 +1,27 @@
-"""One row per run: lr, status, epoch, last loss, accuracy, time to target, noise scale, oscillation, speed.
+"""One row per run: its label, status, progress, last and best accuracy, time to target, noise scale...
 
 Columns that do not fit the table's width are dropped, least needed first (DROP_ORDER),
-so the table never scrolls sideways on an 80-column terminal.
+so the table never scrolls sideways on an 80-column terminal; the last and the best
+accuracy are never dropped (a run that peaked and fell back shows both).
 """
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.palette import STATUS_STYLES, run_rich_color
+from tui.palette import RGB, STATUS_STYLES, rgb
 from tui.plotdata import compact
+from tui.progress import duration, run_progress
 from tui.state import RunState, SweepState
 from tui.widgets.timing_panel import seconds
 
 #: (key, header) in display order.
 COLUMNS = (
-    ("batch", "batch"),
+    ("run", "run"),
     ("lr", "lr"),
     ("status", "status"),
+    ("progress", "done"),
+    ("left", "left"),
     ("epoch", "epoch"),
     ("loss", "loss"),
     ("acc", "acc"),
@@ -29,8 +33,8 @@ COLUMNS = (
     ("speed", "samples/s"),
 )
 #: Columns dropped, in this order, while the table is wider than its room (the timing
-#: panel shows speed; acc shows what best does once a run is done).
-DROP_ORDER = ("best", "speed", "loss", "epoch", "gcos", "osc")
+#: panel shows speed; the label names the lr when lrs differ; acc and best always stay).
+DROP_ORDER = ("speed", "gcos", "osc", "epoch", "lr", "loss", "left", "b_simple")
 CELL_PADDING = 2  # DataTable's cell_padding 1 on each side
 SCROLLBAR = 2  # room kept for the vertical scrollbar a long sweep brings
 
@@ -56,15 +60,21 @@ def lr_cell(run: RunState) -> Text:
     return Text(f"{run.lr:g}")
 
 
-def row_cells(run: RunState, index: int, epochs_total: int | None) -> dict[str, Text | str]:
+def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -> dict[str, Text | str]:
     """The table cells of one run (pure: tests call it)."""
+    epochs_total = run.epochs_total or epochs_total
     epoch = f"{run.epoch}/{epochs_total}" if epochs_total else str(run.epoch)
     target = seconds(run.time_to_target_s) if run.time_to_target_s is not None else "-"
     status = Text(run.status, style=STATUS_STYLES.get(run.status, ""))
+    progress = run_progress(run)
+    frac = progress.fraction
+    left = duration(progress.left_s) if run.status in ("waiting", "running") else ""
     return {
-        "batch": Text(str(run.batch_size), style=f"bold {run_rich_color(index)}", justify="right"),
+        "run": Text(label, style=f"bold {color}"),
         "lr": lr_cell(run),
         "status": status,
+        "progress": Text("-" if frac is None else f"{frac:.0%}", justify="right"),
+        "left": Text(left, justify="right"),
         "epoch": Text(epoch, justify="right"),
         "loss": Text(compact(run.last_loss), justify="right"),
         "acc": Text(pct(run.test_acc), justify="right"),
@@ -97,6 +107,7 @@ class RunTable(DataTable):
         self._run_ids: tuple[str, ...] = ()
         self._columns: tuple[str, ...] = ()
         self._state: SweepState | None = None
+        self._looks: dict[str, tuple[str, RGB]] = {}
 
     def on_mount(self) -> None:
         self._set_columns(tuple(k for k, _ in COLUMNS))
@@ -109,11 +120,11 @@ class RunTable(DataTable):
         self._columns = keys
         self._run_ids = ()
 
-    def update_from(self, state: SweepState) -> None:
-        self._state = state
+    def update_from(self, state: SweepState, looks: dict[str, tuple[str, RGB]]) -> None:
+        self._state, self._looks = state, looks
         epochs_total = state.epochs
         runs = state.run_list()
-        rows = [row_cells(run, i, epochs_total) for i, run in enumerate(runs)]
+        rows = [row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total) for run in runs]
         room = self.size.width - SCROLLBAR
         if room > 0:
             widths = {k: max([len(h)] + [r[k].cell_len if isinstance(r[k], Text) else len(r[k]) for r in rows])
@@ -134,4 +145,4 @@ class RunTable(DataTable):
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self.update_from(self._state)
+            self.update_from(self._state, self._looks)

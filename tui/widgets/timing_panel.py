@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.palette import run_rich_color
+from tui.palette import RGB, rgb
 from tui.state import SweepState
 
 
@@ -26,7 +26,7 @@ def seconds(v: float | None) -> str:
     return f"{v * 1000:.3g}ms"
 
 
-def timing_text(state: SweepState, width: int) -> Text:
+def timing_text(state: SweepState, width: int, looks: dict[str, tuple[str, RGB]]) -> Text:
     """The panel's content for a given width (pure: tests and snapshots call it)."""
     runs = state.run_list()
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -37,13 +37,14 @@ def timing_text(state: SweepState, width: int) -> Text:
         return text
     walls = [r.mean_wall_s for r in runs]
     longest = max((w for w in walls if w), default=0.0)
-    label_w = max(len(f"bs {r.batch_size}") for r in runs)
+    label_w = min(max(len(looks[r.run][0]) for r in runs), max(6, width // 3))
     numbers_w = 35  # "  12.3s wall   9.1s comp  26% data"
     bar_w = max(6, width - label_w - numbers_w - 2)
-    for i, run in enumerate(runs):
+    for run in runs:
         text.append("\n")
-        color = run_rich_color(i)
-        text.append(f"{f'bs {run.batch_size}':>{label_w}} ", style=color)
+        label, rgb_color = looks[run.run]
+        color = rgb(rgb_color)
+        text.append(f"{label[:label_w]:>{label_w}} ", style=color)
         wall, comp = run.mean_wall_s, run.mean_compute_s
         if not wall or comp is None or longest <= 0:
             text.append("·" * bar_w, style="dim")
@@ -77,12 +78,13 @@ class TimingPanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self._state: SweepState | None = None
+        self._looks: dict[str, tuple[str, RGB]] = {}
 
-    def update_from(self, state: SweepState) -> None:
-        self._state = state
-        self.update(timing_text(state, self.content_region.width or 60))
+    def update_from(self, state: SweepState, looks: dict[str, tuple[str, RGB]]) -> None:
+        self._state, self._looks = state, looks
+        self.update(timing_text(state, self.content_region.width or 60, looks))
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self.update(timing_text(self._state, self.content_region.width or 60))
+            self.update(timing_text(self._state, self.content_region.width or 60, self._looks))
 
