@@ -143,10 +143,10 @@ def state_costs(points: int) -> dict[str, float]:
 
 
 def plotext_ms(plots: list[BrailleChart]) -> float:
-    """plotext drawing the very points of these plots (already downsampled) at the same sizes."""
+    """CPU ms of plotext drawing the very points of these plots (already downsampled) at the same sizes."""
     import plotext as plt  # only the comparison needs it
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for plot in plots:
         chart = plot.chart
         if chart is None:
@@ -162,7 +162,7 @@ def plotext_ms(plots: list[BrailleChart]) -> float:
         plt.ylim(*chart.ylim)
         plt.title(chart.title)
         plt.build()
-    return 1e3 * (time.perf_counter() - t0)
+    return 1e3 * (time.process_time() - t0)
 
 
 VIEWS = (("default", View()), ("log+raw", View(log_y=True, smoothing="raw")), ("overlay", View(overlay=True)),
@@ -184,19 +184,23 @@ def frame_ms(size: tuple[int, int], n_runs: int, repeats: int, points: int) -> d
             assert isinstance(screen, MainScreen)
             for name, view in VIEWS:
                 screen.view = view
-                await pilot.pause(0.5)
                 grid = screen.query_one(LossGrid)
-                plots = list(grid.query(BrailleChart))
+                for _ in range(200):  # until the plots are laid out (a busy machine takes a while)
+                    await pilot.pause(0.05)
+                    plots = list(grid.query(BrailleChart))
+                    if plots and all(p.size.width > 0 for p in plots):
+                        break
                 for plot in plots:
                     plot.strips()  # the first build also fills the EMA and block summaries: not a frame's cost
-                times, plotext_times = [], []
+                times, cpu_times, plotext_times = [], [], []
                 for i in range(repeats):
                     grid._drawn.clear()  # as if every run had new data: nothing reused
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     grid._draw()
                     for plot in plots:
                         plot.strips()  # the plot's build: what a repaint costs
                     times.append(1e3 * (time.perf_counter() - t0))
+                    cpu_times.append(1e3 * (time.process_time() - c0))
                     if i < 3:
                         plotext_times.append(plotext_ms(plots))
                 out[name] = dict(
@@ -205,6 +209,7 @@ def frame_ms(size: tuple[int, int], n_runs: int, repeats: int, points: int) -> d
                     points_per_run=points,
                     median_ms=statistics.median(times),
                     max_ms=max(times),
+                    cpu_median_ms=statistics.median(cpu_times),
                     plotext_median_ms=statistics.median(plotext_times),
                 )
             await pilot.press("q")
@@ -330,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": platform.node(), "python": sys.version.split()[0]}
 
     if not args.skip_frame:
-        print(f"1. one frame of the loss grid, {args.points:,} losses per run, beside plotext on the same points")
+        print(f"1. one frame of the loss grid, {args.points:,} losses per run, beside plotext on the same points\n"
+              "   (CPU time of this process: on a shared machine wall time counts other processes too)")
         costs = state_costs(args.points)
         print(f"  one-off: {costs['events']:,} events -> state {costs['apply_s']:.2f} s, first EMA pass "
               f"{costs['ema_first_s']:.2f} s, first block summaries {costs['index_first_s']:.2f} s (5 runs)")
@@ -340,10 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in frame_ms(size, n_runs, repeats=5 if args.quick else 20, points=args.points).items():
                 key = f"{size[0]}x{size[1]} {n_runs} runs {name}"
                 frames[key] = r
-                verdict = "ok" if r["median_ms"] < target else f"OVER {target:.0f} ms"
-                print(f"  {key:28} {r['plots']:>2} plot(s) of {r['plot_size']:>6}: median {r['median_ms']:6.1f} ms "
-                      f"(max {r['max_ms']:6.1f})  plotext {r['plotext_median_ms']:7.1f} ms "
-                      f"({r['plotext_median_ms'] / r['median_ms']:4.1f}x)  [{verdict}]", flush=True)
+                verdict = "ok" if r["cpu_median_ms"] < target else f"OVER {target:.0f} ms"
+                print(f"  {key:28} {r['plots']:>2} plot(s) of {r['plot_size']:>6}: cpu {r['cpu_median_ms']:6.1f} ms "
+                      f"(wall {r['median_ms']:6.1f})  plotext {r['plotext_median_ms']:7.1f} ms cpu "
+                      f"({r['plotext_median_ms'] / max(1e-3, r['cpu_median_ms']):4.1f}x)  [{verdict}]", flush=True)
         report["frame"] = frames
 
     if not args.skip_trainer:

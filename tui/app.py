@@ -276,7 +276,7 @@ class BstuiApp(App[int]):
 
     def on_system_sampled(self, message: SystemSampled) -> None:
         self.last_system = message.snapshot
-        if isinstance(self.screen, MainScreen):
+        if self.screen_stack and isinstance(self.screen, MainScreen):  # not while the app closes
             self.screen.show_system(message.snapshot)
 
     # -- drawing ----------------------------------------------------------------------------

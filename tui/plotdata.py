@@ -164,10 +164,12 @@ def loss_series(run: RunState, view: View, xlim: tuple[float, float] | None, col
         keep = np.isfinite(y)
         return x_at(run, view.x_axis, idx)[keep], y[keep]
 
-    raw_idx = run.losses.select(columns, lo=lo, hi=hi)
+    ends = np.array([lo, hi - 1], dtype=np.int64) if hi > lo else np.empty(0, dtype=np.int64)
+    # Each column's min and max, and both ends: the line reaches the newest iteration.
+    raw_idx = np.union1d(run.losses.select(columns, lo=lo, hi=hi), ends)
     smooth = view.smoothing == "ema" or (view.smoothing == "auto" and hi - lo > columns)
     if smooth:
-        x, y = points(run.losses.smooth, run.losses.select(columns, smooth=True, lo=lo, hi=hi))
+        x, y = points(run.losses.smooth, np.union1d(run.losses.select(columns, smooth=True, lo=lo, hi=hi), ends))
         bx, by = points(raw, raw_idx)
         series = Series(run.run, x, y, bx, by)
     else:
