@@ -17,6 +17,7 @@ from rich.text import Text
 
 from trainer.scaling import analyse
 from tui.braille import Chart, Line
+from tui.labels import run_labels
 from tui.palette import run_rich_color
 from tui.plotdata import compact
 from tui.state import SweepState
@@ -214,6 +215,9 @@ def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
     text = Text()
     finished = sum(1 for r in state.run_list() if r.summary)
     target = f"{state.target_accuracy:.0%}" if state.target_accuracy is not None else "the target"
+    # The best run of each batch size by its label (what tells it apart in the sweep, tui.labels).
+    names = run_labels([r.key() for r in state.run_list()])
+    labels = {(r.batch_size, r.lr, r.variant): names[r.run] for r in state.run_list()}
     if not arms:
         text.append("No run has finished yet", style="bold")
         text.append(f": this view fills as runs finish ({len(state.runs)} in the sweep).")
@@ -239,6 +243,12 @@ def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
         text.append("\n")
         text.append_text(_fit_line("samples", a.get("fit_examples") or {}, "E_min"))
         text.append("\n")
+        best_runs = [labels.get((p.get("batch_size"), p.get("lr"), name)) for p in best]
+        best_runs = [label for label in best_runs if label]
+        if best_runs:
+            text.append("best: ", style="bold")
+            text.append(", ".join(best_runs))
+            text.append("\n")
         text.append("B_simple ", style="bold")
         b_simple = _num(a.get("b_simple"))
         text.append(compact(b_simple) if b_simple else "not measured", style=f"bold {BSIMPLE_MARK}")

@@ -13,8 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tui.runstate import EpochRecord, EvalPoint, RunState, opt_float
 from tui.series import ema_beta, to_float
 

@@ -188,7 +188,7 @@ async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path
         launched.append((cmd, run_dir))
         return start_detached(SLEEPER, tmp_path / "elsewhere")  # stands in for the trainer
 
-    monkeypatch.setattr("tui.app.start_detached", fake_start)
+    monkeypatch.setattr("tui.sweep_controls.start_detached", fake_start)
     app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.started and app.live)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import FIXTURE_DIR, settle, wait_for
+from tests.tui.conftest import FIXTURE_DIR, fake_system, settle, wait_for
 from tui.factory import make_app
 from tui.replay import read_all
 from tui.scaling import analyses, facts_text, log_ticks, lr_chart, target_chart
@@ -134,23 +134,30 @@ def test_log_ticks_label_values_not_logs():
 
 def test_columns_are_dropped_least_needed_first_to_fit():
     widths = {k: len(h) for k, h in COLUMNS}
+    widths["run"] = len("bs 10 lr 0.0548")
     keys = [k for k, _ in COLUMNS]
     assert visible_columns(widths, 1000) == tuple(keys)
     narrow = visible_columns(widths, 78)
-    assert {"b_simple", "osc", "gcos", "acc", "target"} <= set(narrow)
-    assert "best" not in narrow and sum(widths[k] + 2 for k in narrow) <= 78
+    assert {"run", "status", "progress", "acc", "best", "target"} <= set(narrow)  # last and best accuracy stay
+    assert "speed" not in narrow and sum(widths[k] + 2 for k in narrow) <= 78
 
 
-async def test_table_shows_noise_scale_and_oscillation_and_fits_80_columns(fixture_dir):
-    app = make_app(replay=str(fixture_dir), follow=False)
+async def test_table_shows_last_and_best_accuracy_and_the_noise_scale_and_fits_80_columns(fixture_dir):
+    app = make_app(replay=str(fixture_dir), follow=False, system=fake_system())
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunTable)
         headers = [str(c.label) for c in table.columns.values()]
-        assert {"B_simple", "osc", "gcos"} <= set(headers)
+        assert {"acc", "best", "B_simple"} <= set(headers)
         assert table.virtual_size.width <= table.size.width  # no sideways scrolling
         row = [str(c) for c in table.get_row("bs60")]
-        assert "530" in row and "+0.79" in row  # the last epoch's B_simple and grad cos
+        assert "530" in row and "96.0%" in row  # the last epoch's B_simple; the accuracy
+
+
+def test_the_facts_name_the_best_run_of_each_batch_by_its_label():
+    state = _finished_state()
+    text = facts_text(state, analyses(state)).plain
+    assert "best: bs 16 lr 0.05" in text and "bs 256 lr 0.2" in text
 
 
 def _finished_state() -> SweepState:
