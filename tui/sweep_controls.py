@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import work
 from textual.widgets import Switch
 
 from tui.detach import DetachedTrainer, resume_command, start_detached
@@ -37,8 +37,11 @@ class SweepControls(_Base):
         if self._live_only("split-backward"):
             self.screen.query_one("#split", Switch).toggle()
 
-    @on(Switch.Changed, "#split")
-    def _split_changed(self, event: Switch.Changed) -> None:
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        """The split Switch (key s, or a click): tell the trainer. A handler by name, not @on:
+        Textual collects @on handlers from message-pump classes only, and this is a mixin."""
+        if event.switch.id != "split":
+            return
         if self.feed is not None and self.live:
             self.feed.send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
 
