@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from trainer.store import CHECKPOINTS, RunDirWriteError
+from trainer.runlog import CHECKPOINTS, RunDirWriteError, UnreadableFile, ensure_dir, open_regular, write_atomic
 
 if TYPE_CHECKING:
     from trainer.loop import Run
@@ -134,30 +132,23 @@ def save_checkpoint(run_dir: Path | str, run: Run) -> Path:
     # Serialised in memory first: a full disk then shows up as an OSError from a plain write,
     # never as a half-written file under the real name.
     torch.save(run_state(run), buf)
-    tmp = None
     try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        ensure_dir(path.parent)  # never a link to a folder elsewhere
+        write_atomic(path, buf.getbuffer())  # 0644 less the umask, like every file of the run directory
     except OSError as exc:
         raise RunDirWriteError(Path(run_dir), exc) from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint with weights_only=True (tensors and plain containers only)."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with open_regular(path) as fh:  # a FIFO or a device is refused, never read
+            state = torch.load(fh, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
+    except UnreadableFile as exc:
+        raise CheckpointError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem to the user
         raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -209,7 +200,7 @@ def clean_temp_files(run_dir: Path | str) -> int:
     """Remove temp files a killed trainer left in checkpoints/ (never a finished .pt); returns how many."""
     folder = Path(run_dir) / CHECKPOINTS
     removed = 0
-    if folder.is_dir():
+    if folder.is_dir() and not folder.is_symlink():  # never delete in a folder outside the run directory
         for item in folder.glob(".*.tmp"):
             item.unlink(missing_ok=True)
             removed += 1

@@ -11,15 +11,18 @@ could not be written mid-sweep (disk full...), valid up to its last whole line;
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from trainer.config import Config, ConfigError, load_config
+from trainer.config import Config, ConfigError, config_from_toml, load_config
+from trainer.runlog.contract import CONFIG, ERRORS, EVENTS
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_IO = 74  # sysexits.h EX_IOERR: the run directory stopped taking writes mid-sweep
+MAX_CONFIG_BYTES = 4 << 20  # a resolved config.toml is a few kB; more is not one the trainer wrote
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,7 +101,7 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
 
     from trainer import distributed
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.store import RunDirError, default_run_dir, open_run_dir, write_config
+    from trainer.runlog import RunDirError, default_run_dir, open_run_dir, write_config
     from trainer.sweep import DeviceUnavailable, preflight
 
     console = Console(stderr=True)
@@ -142,14 +145,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print("bstui: resume runs in one process, not under torchrun; run python -m trainer resume DIR",
               file=sys.stderr)
         return EXIT_USAGE
+    from trainer.runlog import UnreadableFile, read_text
+
     run_dir = Path(args.run_dir).expanduser()
-    if not (run_dir / "config.toml").is_file():
-        print(f"bstui: {run_dir} is not a run directory (no config.toml in it); give the directory "
+    if not os.path.lexists(run_dir / CONFIG):
+        print(f"bstui: {run_dir} is not a run directory (no {CONFIG} in it); give the directory "
               "that `python -m trainer run` wrote", file=sys.stderr)
         return EXIT_USAGE
     overrides = [f'sweep.device="{args.device}"'] if args.device else []
     try:
-        cfg = load_config(run_dir / "config.toml", overrides)
+        text = read_text(run_dir / CONFIG, MAX_CONFIG_BYTES)
+        cfg = config_from_toml(text, source=str(run_dir / CONFIG), overrides=overrides)
+    except (OSError, UnreadableFile) as exc:
+        print(f"bstui: cannot read {run_dir / CONFIG}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         print(f"bstui: config error in the run directory:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -160,10 +169,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code."""
     from rich.console import Console
 
-    from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.resume import ResumeError, plan_resume
-    from trainer.store import RunDirError, RunLock
-    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+    from trainer.runlog import RunDirError, RunLock
 
     console = Console(stderr=True)
     try:
@@ -171,8 +177,22 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
+    try:  # whatever ends the resume, the lock goes (a refusal or "nothing to do" included)
+        return _resume_locked(cfg, run_dir, console, lock, quiet)
+    finally:
+        lock.release()
+
+
+def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> int:
+    """resume_sweep under the run directory's lock."""
+    from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.resume import ResumeError, plan_resume
+    from trainer.runlog import RunDirError, check_layout
+    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+
     try:
         _report_stale_lock(console, lock)
+        check_layout(run_dir)
         device = preflight(cfg)
         plan = plan_resume(run_dir, [s.run_id for s in run_specs(cfg)], device, model_name=cfg.model.name)
         if plan.nothing_to_do:
@@ -187,7 +207,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
     except OSError as exc:
-        _error(console, f"bstui: cannot rewrite {run_dir / 'events.jsonl'}: {exc.strerror or exc}")
+        _error(console, f"bstui: cannot rewrite {run_dir / EVENTS}: {exc.strerror or exc}")
         return EXIT_USAGE
     try:
         console.print(f"resuming {run_dir}" + (" (nothing was recorded: from the start)" if plan.fresh else ""),
@@ -199,8 +219,6 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
-    finally:
-        lock.release()
 
 
 def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None) -> int:
@@ -210,8 +228,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
 
     from trainer.checkpoint import CheckpointError
     from trainer.console import ConsoleSink, summary_table
-    from trainer.events import Clock, Emitter
-    from trainer.store import RunDirSink, RunDirWriteError, read_summary
+    from trainer.runlog import Clock, Emitter, RunDirSink, RunDirWriteError, RunStatus, UnreadableFile, read_summary
     from trainer.sweep import device_name, run_sweep
 
     # Piped or captured output gets room for the whole table instead of rich's 80 columns.
@@ -225,7 +242,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     if resume is not None:
         clock = Clock(time.perf_counter() - resume.last_t)  # `t` goes on from the last recorded event
         for plan in resume.resumed:
-            sink.mark(plan.run_id, "running")
+            sink.mark(plan.run_id, RunStatus.RUNNING)
         if progress is not None:  # the recorded header starts the progress display
             progress.emit({**resume.started, "device": device_name(device), "torch": torch.__version__,
                            "run_dir": str(run_dir)})
@@ -250,8 +267,8 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     finally:
         emitter.close()
     try:
-        rows = read_summary(run_dir) if (run_dir / "summary.csv").exists() else []
-    except (OSError, ValueError):
+        rows = read_summary(run_dir)
+    except (OSError, UnreadableFile):
         rows = []
     out_console.print(summary_table(rows, device=device_name(device)))
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
@@ -264,7 +281,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         _error(console, f"bstui: {write_error}")
         return code
     if result is not None and result.any_failed:
-        console.print(f"[red]a run failed with an unexpected error; see {run_dir / 'errors.log'}[/]")
+        _error(console, f"a run failed with an unexpected error; see {run_dir / ERRORS}")
         return EXIT_BUG
     return code
 

@@ -262,7 +262,7 @@ def run_worker(cfg: Config, ctx: DistContext) -> int:
     """A rank other than 0: wait until rank 0 has the dataset (it may download or generate it) and the
     run directory, then train the same sweep, emitting nothing. Returns an exit code like rank 0's."""
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.events import Emitter
+    from trainer.runlog import Emitter
     from trainer.sweep import run_sweep
 
     try:

@@ -20,8 +20,7 @@ from trainer import distributed
 from trainer.config import Config, OptimConfig
 from trainer.controls import Controls
 from trainer.data import Dataset, make_batches
-from trainer.events import Emitter
-from trainer.store import RunDirWriteError
+from trainer.runlog import Emitter, RunDirWriteError
 from trainer.models import build_model
 from trainer.optim import build_optimizer
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path

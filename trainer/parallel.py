@@ -27,7 +27,7 @@ import torch.multiprocessing as mp
 from trainer.config import Config
 from trainer.controls import Controls, listen
 from trainer.data import Dataset
-from trainer.events import Clock, Emitter, Event, QueueSink
+from trainer.runlog import Clock, Emitter, Event, QueueSink
 from trainer.loop import RunSpec, StopRequested
 
 POLL_S = 0.2  # how often the parent looks at its workers and the controls while no event comes

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
 from trainer.scaling import analyse
-from trainer.store import read_events
 
 
 class ReportError(Exception):
@@ -34,24 +34,37 @@ def _pm(mean: Any, std: Any, spec: str = ".3g") -> str:
 def collect(run_dir: Path) -> dict[str, Any]:
     """The sweep's facts (device, dataset, config) and the analysis of its finished runs."""
     run_dir = Path(run_dir)
-    if not (run_dir / "events.jsonl").exists():
-        raise ReportError(f"{run_dir} holds no events.jsonl; pass a run directory made by `python -m trainer run`")
-    events, skipped = read_events(run_dir)
-    started = next((e for e in events if e["type"] == "sweep_started"), {})
-    rows = [e["summary"] for e in events if e["type"] == "run_finished" and isinstance(e.get("summary"), dict)]
+    try:
+        log = read_events(run_dir / EVENTS)
+    except FileNotFoundError:
+        raise ReportError(f"{run_dir} holds no {EVENTS}; pass a run directory made by `python -m trainer run`") from None
+    except UnreadableFile as exc:
+        raise ReportError(str(exc)) from None
+    events = log.events
+    started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
+    rows = [e["summary"] for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)]
     if not rows:
-        raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep")
-    optim = (started.get("config") or {}).get("optim", {})
-    result = analyse(rows, optim.get("lr"), optim.get("base_batch_size"))
-    return {"started": started, "rows": rows, "analysis": result, "skipped": skipped,
-            "finished": any(e["type"] == "sweep_finished" for e in events)}
+        raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
+                          + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else ""))
+    optim = (started.get("config") or {}).get("optim")
+    optim = optim if isinstance(optim, dict) else {}
+    result = analyse(rows, _positive(optim.get("lr")), _positive(optim.get("base_batch_size")))
+    return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped,
+            "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events)}
+
+
+def _positive(value: Any) -> float | None:
+    """A positive finite number from the recorded config, else None (the rules are then left out)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return value if ok else None
 
 
 def markdown(facts: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     s, a = facts["started"], facts["analysis"]
     cfg = s.get("config") or {}
-    target = (cfg.get("sweep") or {}).get("target_accuracy")
+    sweep = cfg.get("sweep")
+    target = sweep.get("target_accuracy") if isinstance(sweep, dict) else None
     lines = [
         "# bstui report",
         "",
@@ -59,6 +72,8 @@ def markdown(facts: dict[str, Any]) -> str:
         + (f" ({s['dataset_note']})" if s.get("dataset_note") else ""),
         f"- target test accuracy: {target}; runs finished: {len(facts['rows'])}"
         + ("" if facts["finished"] else " (sweep still running or interrupted)"),
+        *([f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
+           "and were skipped"] if facts.get("skipped") else []),
         "",
         "## Best lr per batch size (steps, samples and time to target; mean ± sd over seeds)",
         "",
@@ -110,9 +125,7 @@ def markdown(facts: dict[str, Any]) -> str:
 
 def write_report(run_dir: Path) -> tuple[str, Path]:
     """Write report.md into the run directory; returns (markdown, path)."""
-    from trainer.store import write_atomic
-
     text = markdown(collect(run_dir))
-    path = Path(run_dir) / "report.md"
+    path = Path(run_dir) / REPORT
     write_atomic(path, text)
     return text, path

@@ -13,7 +13,6 @@ continuation appends after that, so each run's per-iteration losses have no gap 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,11 +22,8 @@ import torch
 from trainer.checkpoint import CheckpointError, checkpoint_path, clean_temp_files, load_checkpoint, restore_run
 from trainer.config import Config
 from trainer.data import Dataset
-from trainer.events import Emitter, Event
 from trainer.models import build_model
-from trainer.store import CONFIG, EVENTS, write_atomic
-
-KEPT_STATUSES = ("done", "diverged", "oom")  # results; a stopped or failed run is trained again
+from trainer.runlog import CONFIG, EVENTS, KEPT_STATUSES, Emitter, Event, EventType, read_events, write_atomic
 
 
 class ResumeError(Exception):
@@ -141,7 +137,7 @@ class Resume:
     def announce(self, emitter: Emitter, **fields: Any) -> Event:
         """Emit `sweep_resumed`: which runs continue from which epoch, which are kept."""
         return emitter.emit(
-            "sweep_resumed",
+            EventType.SWEEP_RESUMED,
             run_dir=str(self.run_dir),
             runs=[p.as_event() for p in self.resumed],
             kept=[p.run_id for p in self.runs.values() if p.action == "keep"],
@@ -164,34 +160,20 @@ class Resume:
 
 
 def read_event_lines(run_dir: Path) -> tuple[list[tuple[str, Event]], int]:
-    """Whole, valid event lines of events.jsonl with their text, and how many lines were not."""
-    path = Path(run_dir) / EVENTS
-    if not path.exists():
+    """Readable event lines of events.jsonl with their text, and how many lines were not (a line cut
+    off by a kill or a full disk included). UnreadableFile when events.jsonl is not a regular file."""
+    try:
+        log = read_events(Path(run_dir) / EVENTS)
+    except FileNotFoundError:
         return [], 0
-    out: list[tuple[str, Event]] = []
-    skipped = 0
-    with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                skipped += 1  # cut off mid-line by a kill or a full disk
-                break
-            try:
-                event = json.loads(line)
-            except ValueError:
-                skipped += 1
-                continue
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
-                out.append((line, event))
-            else:
-                skipped += 1
-    return out, skipped
+    return list(zip(log.lines, log.events)), log.skipped + int(log.partial)
 
 
 def _losses_cover(events: list[Event], run_id: str, iters: int) -> bool:
     """Whether the run's losses events cover iterations 0..iters-1 exactly once, in order."""
     nxt = 0
     for e in events:
-        if e.get("type") == "losses" and e.get("run") == run_id:
+        if e.get("type") == EventType.LOSSES and e.get("run") == run_id:
             if e.get("first_iter") != nxt:
                 return False
             nxt += len(e.get("values") or [])
@@ -217,9 +199,9 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
     pairs, skipped = read_event_lines(run_dir)
     events = [e for _, e in pairs]
     last_t = max((float(e["t"]) for e in events if isinstance(e.get("t"), (int, float))), default=0.0)
-    started = next((e for e in events if e["type"] == "sweep_started"), None)
-    was_finished = any(e["type"] == "sweep_finished" for e in events)
-    resumes = sum(1 for e in events if e["type"] == "sweep_resumed")
+    started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), None)
+    was_finished = any(e["type"] == EventType.SWEEP_FINISHED for e in events)
+    resumes = sum(1 for e in events if e["type"] == EventType.SWEEP_RESUMED)
     if started is None:
         plans = {r: RunPlan(r, "restart", reason="nothing was recorded") for r in run_ids}
         return Resume(run_dir, plans, [], [], len(pairs), skipped, last_t, None, False, resumes)
@@ -233,7 +215,7 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
     # Where each run's events are (line positions), and how each run ended (if it did).
     finished: dict[str, Event] = {}
     for e in events:
-        if e["type"] == "run_finished" and e.get("run") in run_ids:
+        if e["type"] == EventType.RUN_FINISHED and e.get("run") in run_ids:
             finished[e["run"]] = e
     plans: dict[str, RunPlan] = {}
     cut: dict[str, int] = {}  # run -> keep its events at positions <= this (-1: keep none)
@@ -253,7 +235,7 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                 plan.reason = str(exc)
             else:
                 epoch, iters = int(state.get("epoch", 0)), int(state.get("iters", 0))
-                pos = next((i for i, e in enumerate(events) if e["type"] == "epoch_end"
+                pos = next((i for i, e in enumerate(events) if e["type"] == EventType.EPOCH_END
                             and e.get("run") == run_id and e.get("epoch") == epoch), None)
                 if state.get("run") != run_id:
                     plan.reason = f"{path.name} holds run {state.get('run')!r}"
@@ -272,12 +254,12 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
     kept: list[Event] = []
     for i, (line, e) in enumerate(pairs):
         kind, run_id = e["type"], e.get("run")
-        if kind == "sweep_finished":
+        if kind == EventType.SWEEP_FINISHED:
             continue
         if run_id in cut and i > cut[run_id]:
             plan = plans[run_id]
             # target_reached follows its epoch_end: keep it when that epoch is kept.
-            if not (kind == "target_reached" and plan.action == "checkpoint"
+            if not (kind == EventType.TARGET_REACHED and plan.action == "checkpoint"
                     and isinstance(e.get("epoch"), int) and e["epoch"] <= plan.from_epoch):
                 continue
         lines.append(line)

@@ -16,7 +16,7 @@ from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict, sweep_lrs
 from trainer.controls import Controls
 from trainer.data import Dataset, load_dataset
-from trainer.events import Emitter
+from trainer.runlog import Emitter
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
 from trainer.loop import Run, RunSpec, StopRequested
 from trainer.scaling import analyse

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Event = dict[str, Any]
+from trainer.runlog import Event
 
 #: The trainer's subprocess entry point (module:function), DESIGN.md.
 TRAINER_ENTRY = "trainer.child:run_child"

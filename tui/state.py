@@ -13,12 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.runlog import Event
 from tui.runstate import EpochRecord, EvalPoint, RunState, opt_float
 from tui.series import ema_beta, to_float
 
 __all__ = ["EpochRecord", "EvalPoint", "RunState", "SweepState"]
-
-Event = dict[str, Any]
 
 
 @dataclass(frozen=True)

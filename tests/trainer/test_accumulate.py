@@ -12,7 +12,7 @@ from trainer.accumulate import (
     suggest_micro_batch,
 )
 from trainer.config import Config, ConfigError, OptimConfig, load_config
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.models import build_model
 from trainer.optim import build_optimizer
 from trainer.split import plain_step, split_step

@@ -15,7 +15,7 @@ import torch
 
 from trainer.cli import main
 from trainer.config import load_config
-from trainer.store import SUMMARY_FIELDS
+from trainer.runlog import SUMMARY_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from trainer import cli, distributed
 from trainer.config import load_config
 from trainer.data import LoaderBatches, ResidentBatches, Split, load_dataset
 from trainer.distributed import ShardedBatches, check_config, rank_slice
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 import trainer.loop as loop
 from trainer.cli import EXIT_IO, main
-from trainer.store import LOCK, SUMMARY_FIELDS, RunDirSink, lock_status
+from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}  # differ between any two runs
@@ -114,7 +113,7 @@ def reference(data_root, tmp_path_factory) -> dict:
 
 def _killed_child(argv: list[str], mode: str, k: int) -> None:
     """In a forked copy of this process: run the CLI and SIGKILL ourselves at the kill point."""
-    import trainer.store as store
+    import trainer.runlog.sink as store
 
     me = os.getpid()
     count = {"n": 0}
@@ -243,14 +242,14 @@ def test_a_full_disk_mid_sweep_stops_cleanly_and_the_sweep_resumes(where, data_r
     if where == "events":
         monkeypatch.setattr(RunDirSink, "_write", _full_disk_after(12))
     else:
-        real_mkstemp = tempfile.mkstemp
+        real_create_temp = files.create_temp
 
-        def no_room_for_checkpoints(*args, **kwargs):
-            if Path(kwargs.get("dir", "")).name == "checkpoints":
+        def no_room_for_checkpoints(path):
+            if Path(path).parent.name == "checkpoints":
                 raise OSError(errno.ENOSPC, "No space left on device")
-            return real_mkstemp(*args, **kwargs)
+            return real_create_temp(path)
 
-        monkeypatch.setattr(tempfile, "mkstemp", no_room_for_checkpoints)
+        monkeypatch.setattr(files, "create_temp", no_room_for_checkpoints)
     out = tmp_path / "run"
     assert main(sweep_args(data_root, out)) == EXIT_IO
     err = capsys.readouterr().err

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import trainer.loop as loop
 from trainer.config import ConfigError, OptimConfig, load_config
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.optim import LAMB, LARS, build_optimizer
 from trainer.sweep import run_sweep
 

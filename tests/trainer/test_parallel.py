@@ -8,7 +8,7 @@ import torch
 from trainer import parallel
 from trainer.config import ConfigError, load_config
 from trainer.controls import Controls
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.loop import RunSpec
 from trainer.sweep import run_sweep
 

@@ -13,10 +13,10 @@ from trainer.checkpoint import CheckpointWriter, checkpoint_path
 from trainer.cli import EXIT_INTERRUPTED, main, resume_sweep
 from trainer.config import load_config
 from trainer.controls import Controls
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.models import build_model
 from trainer.resume import plan_resume
-from trainer.store import RunDirSink, create_run_dir, write_config
+from trainer.runlog import RunDirSink, create_run_dir, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_specs, run_sweep
 
 

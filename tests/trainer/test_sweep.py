@@ -8,7 +8,7 @@ import torch
 
 import trainer.loop as loop
 from trainer.controls import Controls
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 

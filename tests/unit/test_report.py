@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from trainer.cli import main
-from trainer.events import encode
+from trainer.runlog import encode
 
 
 def _write_run(path, b_crit=600.0):

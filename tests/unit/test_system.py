@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from tests.tui.conftest import fake_gpus, fake_system
 from tui.system import FakeNvml, Host, Nvml
 from tui.widgets.system_pane import system_text
@@ -31,7 +33,7 @@ def test_host_figures_come_from_proc(tmp_path):
     host = Host(str(tmp_path))
     assert host.cpu_pct() is None  # the first reading has nothing to compare with
     (tmp_path / "stat").write_text("cpu  200 0 200 900 0 0 0 0 0 0\n")
-    assert host.cpu_pct() == 200 / 300 * 100
+    assert host.cpu_pct() == pytest.approx(200 / 300 * 100)  # busy 200 of 300 jiffies, in floats
     assert host.load1() == 1.5 and host.rss(42) == 2048 * 1024 and host.rss(43) is None
 
 
