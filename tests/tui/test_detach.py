@@ -172,9 +172,8 @@ async def test_d_in_a_recorded_replay_only_explains(fixture_dir):
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.finished)
         await pilot.press("d")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: any("no trainer to leave running" in str(n.message) for n in app._notifications))
         assert app.is_running
-        assert any("no trainer to leave running" in str(n.message) for n in app._notifications)
 
 
 async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path, monkeypatch):

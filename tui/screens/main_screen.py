@@ -17,7 +17,6 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.labels import looks
 from tui.state import SweepState
 from tui.status import StatusLine
 from tui.system import SystemSnapshot
@@ -111,10 +110,9 @@ class MainScreen(Screen[None]):
         except NoMatches:  # a redraw before the screen has composed: draw on the next tick
             return False
         state = frame.state
-        run_looks = looks([r.key() for r in state.run_list()])
         with self.app.batch_update():
             header.update_from(state, frame.config_label, frame.run_dir, frame.skipped, replay=frame.replay)
-            info = grid.update_view(state, self.view, run_looks)
+            info = grid.update_view(state, self.view)
             self._pages = info.pages
             controls.show(frame.status, frame.chunks, self.view.describe())
             line = Text(no_wrap=False)
@@ -125,8 +123,8 @@ class MainScreen(Screen[None]):
                 line.append_text(info.cursor)
             inspect.display = bool(line.plain)
             inspect.update(line)
-            table.update_from(state, run_looks)
-            timing.update_from(state, run_looks)
+            table.update_from(state)
+            timing.update_from(state)
         return True
 
     def show_system(self, snapshot: SystemSnapshot) -> None:

@@ -15,6 +15,7 @@ from textual.containers import Container
 from textual.widgets import Static
 
 from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart
+from tui.labels import sweep_looks
 from tui.layout import grid_columns, page_bounds, per_page
 from tui.palette import RGB, rgb
 from tui.plotdata import Series, compact, first_iter_at, iter_to_x, series_for, shared_ylim, value_at, window_xlim
@@ -62,7 +63,7 @@ def _reading(run: RunState, series: Series, view: View, x: float) -> float | Non
 
 
 class LossGrid(Container):
-    """The plots; `update_view(state, view, looks)` redraws them all."""
+    """The plots; `update_view(state, view)` redraws them all."""
 
     DEFAULT_CSS = """
     LossGrid {
@@ -87,15 +88,14 @@ class LossGrid(Container):
         self._drawn: dict[int, tuple[object, ...]] = {}  # per plot: what it shows now
         self._state: SweepState | None = None
         self._view = View()
-        self._looks: Looks = {}
         self.info = GridInfo()
 
     def page_size(self, n_runs: int, overlay: bool) -> int:
         return max(1, n_runs) if overlay else per_page(n_runs, self.size.width, self.size.height)
 
-    def update_view(self, state: SweepState, view: View, looks: Looks) -> GridInfo:
+    def update_view(self, state: SweepState, view: View) -> GridInfo:
         """Redraw every plot from `state` (cheap: downsampled to the plot widths)."""
-        self._state, self._view, self._looks = state, view, looks
+        self._state, self._view = state, view
         runs = state.run_list()
         first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)
         key = (view.overlay, tuple(r.run for r in runs[first:end]))
@@ -129,7 +129,7 @@ class LossGrid(Container):
         self._drawn = {}
         if self._state is not None:  # the page size may have changed: lay out again
             self._layout_key = ()
-            self.update_view(self._state, self._view, self._looks)
+            self.update_view(self._state, self._view)
 
     def _changed(self, plot: BrailleChart, key: tuple[object, ...]) -> bool:
         """True (and remembered) when a plot's inputs differ from what it shows."""
@@ -140,11 +140,12 @@ class LossGrid(Container):
         return True
 
     def _draw(self) -> None:
-        state, view, looks = self._state, self._view, self._looks
+        state, view = self._state, self._view
         if state is None:
             return
         plots = list(self.query(BrailleChart))
         runs = state.run_list()
+        looks = sweep_looks(runs)  # now, not at update_view: runs may have started since (deferred draw)
         if not runs or not plots or len(plots) != self._count:
             return  # a rebuild is under way; it draws when mounted
         first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)
@@ -158,7 +159,7 @@ class LossGrid(Container):
         shared = shared_ylim(list(series.values()), diverged, view.log_y, view.metric, target)
         versions = tuple((r.version, r.status) for r in runs)
         self.info = GridInfo(pages, f"runs {first + 1}-{end} of {len(runs)}" if pages > 1 else "",
-                             self._cursor_text(shown, series, view, xlim))
+                             self._cursor_text(shown, series, view, xlim, looks))
         if view.overlay:
             plot = plots[0]
             if self._changed(plot, (view, xlim, shared, versions)):
@@ -183,7 +184,7 @@ class LossGrid(Container):
                           run_chart(run, s, frame, color, title, run.run == view.focus, w, h))
 
     def _cursor_text(self, runs: list[RunState], series: dict[str, Series], view: View,
-                     xlim: tuple[float, float] | None) -> Text | None:
+                     xlim: tuple[float, float] | None, looks: Looks) -> Text | None:
         """'it 1,200 │ bs 1 lr 0.02 2.31 │ bs 6 …': every shown run's value at the crosshair."""
         if view.cursor is None or xlim is None:
             return None
@@ -191,7 +192,7 @@ class LossGrid(Container):
         text = Text(no_wrap=False)
         text.append(x_words(view.x_axis, x), style="bold")
         for run in runs:
-            label, color = self._looks[run.run]
+            label, color = looks[run.run]
             value = _reading(run, series[run.run], view, x) if run.run in series else None
             text.append(" │ ", style="dim")
             text.append(label, style=rgb(color))

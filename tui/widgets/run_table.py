@@ -9,7 +9,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.palette import RGB, STATUS_STYLES, rgb
+from tui.labels import sweep_looks
+from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact
 from tui.progress import duration, run_progress
 from tui.state import RunState, SweepState
@@ -107,7 +108,6 @@ class RunTable(DataTable):
         self._run_ids: tuple[str, ...] = ()
         self._columns: tuple[str, ...] = ()
         self._state: SweepState | None = None
-        self._looks: dict[str, tuple[str, RGB]] = {}
 
     def on_mount(self) -> None:
         self._set_columns(tuple(k for k, _ in COLUMNS))
@@ -120,10 +120,11 @@ class RunTable(DataTable):
         self._columns = keys
         self._run_ids = ()
 
-    def update_from(self, state: SweepState, looks: dict[str, tuple[str, RGB]]) -> None:
-        self._state, self._looks = state, looks
+    def update_from(self, state: SweepState) -> None:
+        self._state = state
         epochs_total = state.epochs
         runs = state.run_list()
+        looks = sweep_looks(runs)  # now, also on resize: the state grows in place, runs may have started since
         rows = [row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total) for run in runs]
         room = self.size.width - SCROLLBAR
         if room > 0:
@@ -145,4 +146,4 @@ class RunTable(DataTable):
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self.update_from(self._state, self._looks)
+            self.update_from(self._state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.labels import sweep_looks
 from tui.palette import RGB, rgb
 from tui.state import SweepState
 
@@ -78,13 +79,18 @@ class TimingPanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self._state: SweepState | None = None
-        self._looks: dict[str, tuple[str, RGB]] = {}
 
-    def update_from(self, state: SweepState, looks: dict[str, tuple[str, RGB]]) -> None:
-        self._state, self._looks = state, looks
-        self.update(timing_text(state, self.content_region.width or 60, looks))
+    def update_from(self, state: SweepState) -> None:
+        self._state = state
+        self._redraw()
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self.update(timing_text(self._state, self.content_region.width or 60, self._looks))
+            self._redraw()
+
+    def _redraw(self) -> None:
+        """From the state as it is now (it grows in place; looks of an earlier frame may lack a run)."""
+        state = self._state
+        assert state is not None
+        self.update(timing_text(state, self.content_region.width or 60, sweep_looks(state.run_list())))
 
