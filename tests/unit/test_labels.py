@@ -43,3 +43,12 @@ def test_twelve_distinct_colours_then_bright_and_dim_pairs():
     assert len(set(colors)) == 20
     shown = looks([RunKey("a", 6, 0.02), RunKey("b", 60, 0.02)])
     assert shown == {"a": ("bs 6", RUN_COLORS[0]), "b": ("bs 60", RUN_COLORS[1])}
+
+
+def test_the_run_table_shows_lr_to_3_digits_like_the_labels():
+    from tui.runstate import RunState
+    from tui.widgets.run_table import lr_cell
+
+    assert lr_cell(RunState(run="r", batch_size=600, lr=0.173205)).plain == "0.173"
+    split = RunState(run="r", batch_size=600, lr=0.0173205, split_chunks=4)
+    assert lr_cell(split).plain == "0.0173→0.0693"  # lr x 4 = 0.069282

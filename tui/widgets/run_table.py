@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.labels import sweep_looks
+from tui.labels import fmt_lr, sweep_looks
 from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact
 from tui.progress import duration, run_progress
@@ -55,10 +55,11 @@ def pct(v: float | None) -> str:
 
 
 def lr_cell(run: RunState) -> Text:
-    """The lr; with split-backward on, also the lr x k it behaves like (SEED.md)."""
+    """The lr (3 significant digits, as in the run labels); with split-backward on, also the lr x k
+    it behaves like (SEED.md)."""
     if run.split_chunks > 1:
-        return Text.assemble(f"{run.lr:g}", ("→", "dim"), (f"{run.effective_lr:g}", "yellow"))
-    return Text(f"{run.lr:g}")
+        return Text.assemble(fmt_lr(run.lr), ("→", "dim"), (fmt_lr(run.effective_lr), "yellow"))
+    return Text(fmt_lr(run.lr))
 
 
 def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -> dict[str, Text | str]:
