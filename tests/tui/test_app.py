@@ -40,6 +40,12 @@ def text_of(widget) -> str:
     return str(widget.render())
 
 
+def first_chart(screen):
+    """The first plot's last drawn chart (None until it has drawn one)."""
+    plots = screen.query(BrailleChart)
+    return plots.first().chart if plots else None
+
+
 async def test_split_key_and_switch_send_split_messages_with_chunks():
     bridge = FakeBridge(first_events())
     app, _ = live_app(bridge)
@@ -49,7 +55,7 @@ async def test_split_key_and_switch_send_split_messages_with_chunks():
         await pilot.press("plus", "plus", "minus")
         await pilot.press("s")
         app.screen.query_one("#split", Switch).toggle()  # the Switch itself, as a click would
-        await pilot.pause(0.05)
+        await wait_for(pilot, lambda: len(bridge.controls()) >= 3)
         assert bridge.controls() == [
             {"cmd": "split", "enabled": True, "chunks": 4},
             {"cmd": "split", "enabled": False, "chunks": 5},
@@ -113,16 +119,17 @@ async def test_view_keys_change_metric_axis_scale_smoothing_and_overlay(fixture_
         screen = app.screen
         assert isinstance(screen, MainScreen)
         await pilot.press("x", "l", "m")
-        await pilot.pause(0.2)
         view = screen.view
         assert (view.x_axis, view.log_y, view.smoothing) == ("epoch", True, "raw")
-        chart = screen.query(BrailleChart).first().chart
+        # Redrawn on the app's next tick: wait for it (a fixed pause fails on a loaded machine).
+        await wait_for(pilot, lambda: getattr(first_chart(screen), "xlabel", None) == "epoch")
+        chart = first_chart(screen)
         assert chart.ylim[1] < 1.0 and chart.ylabel == "train loss (log)" and chart.xlabel == "epoch"
         await pilot.press("o")
-        await wait_for(pilot, lambda: len(screen.query(BrailleChart)) == 1)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: len(screen.query(BrailleChart)) == 1 and first_chart(screen) is not None
+                       and "all runs" in first_chart(screen).title)
         overlay = screen.query_one(BrailleChart).chart
-        assert overlay is not None and len(overlay.lines) == 5 and len(overlay.legend) == 5
+        assert len(overlay.lines) == 5 and len(overlay.legend) == 5
         await pilot.press("x", "x", "x")
         assert screen.view.x_axis == "iteration"
 
@@ -132,7 +139,8 @@ async def test_accuracy_view_draws_the_target_and_where_runs_crossed_it(fixture_
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         await pilot.press("a")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: all(p.chart is not None and p.chart.ylabel == "test accuracy"
+                                          for p in app.screen.query(BrailleChart)))
         charts = {c.title.split(" · ")[0]: c for c in (p.chart for p in app.screen.query(BrailleChart))}
         assert charts["bs 6"].hlines == [(0.95, "rgb(95,215,95)")]
         assert [g for _, _, g, _ in charts["bs 6"].points] == ["◆"]  # reached 95%
@@ -145,13 +153,12 @@ async def test_crosshair_reads_every_shown_run_at_its_x():
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         await pilot.press("right")  # on at the right end
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: text_of(app.screen.query_one("#inspect")).startswith("it "))
         line = text_of(app.screen.query_one("#inspect"))
         assert line.startswith("it 1,799") and line.count("│") == 9
         assert "bs 10 lr 0.0548 " in line and "bs 600 lr 0.173 -" in line  # batch 600 never got that far
         await pilot.press("escape")
-        await pilot.pause(0.2)
-        assert not app.screen.query_one("#inspect").display
+        await wait_for(pilot, lambda: not app.screen.query_one("#inspect").display)
 
 
 async def test_a_9_run_sweep_pages_at_80x24_and_tab_focuses_runs():
@@ -163,8 +170,7 @@ async def test_a_9_run_sweep_pages_at_80x24_and_tab_focuses_runs():
         assert len(plots) < 9 and all(p.size.height >= 8 for p in plots)
         assert f"runs 1-{len(plots)} of 9" in text_of(screen.query_one("#inspect"))
         await pilot.press("pagedown")
-        await pilot.pause(0.3)
-        assert f"runs {len(plots) + 1}-" in text_of(screen.query_one("#inspect"))
+        await wait_for(pilot, lambda: f"runs {len(plots) + 1}-" in text_of(screen.query_one("#inspect")))
         await pilot.press("tab")
         assert screen.view.focus == "bs10-lr0.0173205"
         await pilot.press("shift+tab", "shift+tab")
@@ -176,7 +182,7 @@ async def test_e_saves_an_svg_into_the_run_directory_and_says_where(run_copy):
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("e")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: any("screenshot-" in str(n.message) for n in app._notifications))
         shots = list(run_copy.glob("screenshot-*.svg"))
         assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
         assert any(str(shots[0]) in str(n.message) for n in app._notifications)
@@ -191,7 +197,7 @@ async def test_target_and_divergence_toast_live_but_not_from_a_replays_history(f
     live, _ = live_app(bridge)
     async with live.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: live.state.finished)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: sum(n.title == "target reached" for n in live._notifications) >= 2)
         titles = [n.title for n in live._notifications]
         assert titles.count("target reached") == 2 and titles.count("run diverged") == 1
         assert any("bs 6 reached 96.5%" in str(n.message) for n in live._notifications)
@@ -275,7 +281,7 @@ async def test_help_opens_and_closes():
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen.query_one("#help-text").size.width > 0)
         shown = app.screen.query_one("#help-text")
         assert shown.size.width > 40 and shown.size.height > 10  # laid out, not collapsed
         await pilot.press("escape")
