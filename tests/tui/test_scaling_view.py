@@ -86,11 +86,7 @@ async def test_the_view_updates_live_as_runs_finish(tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "No run has finished yet" in view_of(app).facts().plain)
         with open(tmp_path / "run" / "events.jsonl", "a") as f:  # the trainer goes on, no sweep_finished
             f.writelines(json.dumps(e) + "\n" for e in events[3:] if e["type"] != "sweep_finished")
-        deadline = 100
-        while "B_crit 217" not in view_of(app).facts().plain and deadline:
-            await pilot.pause(0.1)
-            deadline -= 1
-        assert "B_crit 217" in view_of(app).facts().plain
+        await wait_for(pilot, lambda: "B_crit 217" in view_of(app).facts().plain)
         app.exit()
 
 
@@ -175,7 +171,9 @@ def scaling_app(monkeypatch):
 async def _open_scaling(pilot) -> None:
     await settle(pilot)
     await pilot.press("c")
-    await pilot.pause(0.2)
+    # Its charts draw after the screen mounts: wait for them, not a fixed pause (loaded machines).
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ScalingScreen) and all(
+        c.chart is not None for c in pilot.app.screen.query(BrailleChart)))
     await settle(pilot)
 
 
