@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from trainer.runlog import Event, EventType, RunStatus
@@ -35,6 +42,10 @@ class ConsoleSink:
             TextColumn("iters"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            # From the rate measured over the last minute: in an interleaved sweep it counts the other
+            # runs' slices too, so it is this run's wall-clock time left, not its compute time.
+            TimeRemainingColumn(compact=True, elapsed_when_finished=False),
             console=self.console,
             transient=False,
         )

@@ -15,12 +15,15 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tui.keys import keys_help  # pure data: --help stays instant
+
     p = argparse.ArgumentParser(
         prog="bstui",
         description="Watch batch sizes train side by side: a live sweep, or a recorded run directory.",
-        epilog="Keys in the app: x l m o (view), s + - (split-backward), p pause, r restart, "
-               "d detach (the sweep goes on without the app), ? help, q quit.",
+        epilog="keys in the app:\n" + keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                    help="experiments.toml to run (default: ./experiments.toml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -35,7 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attach", nargs="?", const="", default=None, metavar="DIR",
                    help="watch a run directory live and say whether its trainer still runs "
                         "(default: the newest run under the config's output.dir)")
+    p.add_argument("--bell", action="store_true",
+                   help="ring the terminal bell when a run reaches the target accuracy or diverges")
     return p
+
+
+def version() -> str:
+    """The installed bstui's version (from its package metadata; the source tree's pyproject otherwise)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("bstui")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def fail(message: str) -> None:
@@ -45,7 +61,7 @@ def fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tui.app import make_app  # after argument errors: --help stays instant
+    from tui.factory import make_app  # after argument errors: --help stays instant
 
     modes = [name for name, on in (("--replay", args.replay is not None), ("--detach", args.detach),
                                    ("--attach", args.attach is not None)) if on]
@@ -64,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             events_path(args.replay)
         except ReplayError as exc:
             fail(str(exc))
-        app = make_app(replay=args.replay, follow=not args.no_follow)
+        app = make_app(replay=args.replay, follow=not args.no_follow, bell=args.bell)
     else:
         from trainer.config import load_or_exit
 
@@ -82,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             config_label=label,
             split_on=bool(cfg.split_backward.enabled),
             chunks=int(cfg.split_backward.chunks),
+            bell=args.bell,
         )
     code = run_app(app)
     if app.detached is not None:  # `d` left the sweep running in its own session
@@ -104,7 +121,7 @@ def detach(args: argparse.Namespace) -> int:
     """--detach: check the config, start the headless trainer in its own session, then follow it."""
     from trainer.config import load_or_exit
     from trainer.runlog import default_run_dir, holds_run, lock_status
-    from tui.app import make_app
+    from tui.factory import make_app
     from tui.detach import reattach_hint, run_command, start_detached, trainer_state
     from tui.feed import ReplayFeed
 
@@ -126,7 +143,7 @@ def detach(args: argparse.Namespace) -> int:
         fail(f"cannot start the trainer in {str(run_dir)!r}: {exc.strerror or exc}; choose a writable --out")
     print(f"bstui: trainer started (pid {trainer.pid}) in its own session, writing {run_dir}", file=sys.stderr)
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), detached=trainer),
-                   config_label=cfg.source or "(default config)")
+                   config_label=cfg.source or "(default config)", bell=args.bell)
     code = run_app(app)
     print(reattach_hint(run_dir, trainer_state(run_dir, trainer)))
     return code
@@ -135,7 +152,7 @@ def detach(args: argparse.Namespace) -> int:
 def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
     from trainer.runlog import EVENTS, lock_status
-    from tui.app import make_app
+    from tui.factory import make_app
     from tui.detach import AttachError, is_run_dir, newest_run_dir, reattach_hint
     from tui.feed import ReplayFeed
     from tui.replay import ReplayError, events_path
@@ -165,7 +182,7 @@ def attach(args: argparse.Namespace) -> int:
             events_path(run_dir)  # a FIFO or /dev/zero in its place is refused here, with the cause
         except ReplayError as exc:
             fail(str(exc))
-    app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True))
+    app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True), bell=args.bell)
     code = run_app(app)
     print(reattach_hint(run_dir, lock_status(run_dir)))
     return code

@@ -13,31 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Switch
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui.bridge import TrainerBridge
-from tui.detach import DetachedTrainer, resume_command, start_detached
-from tui.feed import FEED_RESET, FeedEnd, LiveFeed, ReplayFeed
-from tui.plotdata import X_AXES
+from tui.detach import DetachedTrainer
+from tui.feed import FEED_RESET, Feed, FeedEnd
+from tui.labels import run_labels
 from tui.screens.help_screen import HelpScreen
-from tui.screens.main_screen import MainScreen
+from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
-from tui.widgets.controls_bar import ControlsBar
-from tui.widgets.loss_grid import GridView, LossGrid
-from tui.widgets.run_table import RunTable
-from tui.widgets.sweep_header import SweepHeader
-from tui.widgets.timing_panel import TimingPanel
+from tui.status import TOAST, StatusInputs, StatusLine, status_line
+from tui.sweep_controls import SweepControls
+from tui.system import LiveSystem, SystemSnapshot, SystemSource
 
-Feed = LiveFeed | ReplayFeed
 #: Builds the feed for attempt n (0 first, 1 after the first restart, ...).
 FeedFactory = Callable[[int], Feed]
 
@@ -47,6 +41,7 @@ MAX_REDRAW_S = 1.0  # ... and at least one a second
 #: machine every redraw is taken from training (issue 3: attached within 5% of headless).
 APP_CPU_BUDGET = 0.08
 APPLY_BUDGET_S = 0.05  # UI-thread time per batch of events before yielding to input
+SYSTEM_S = 1.0  # the system pane's readings (NVML, /proc), about once a second
 
 
 class EventsPending(Message):
@@ -57,6 +52,23 @@ class EventsPending(Message):
 
 
 @dataclass
+class SystemSampled(Message):
+    """A new reading of GPUs, host CPU and trainer memory (a backlog collapses to the newest)."""
+
+    snapshot: SystemSnapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SystemSampled)
+
+
+@dataclass
+class FeedCaughtUp(Message):
+    """The feed's backlog is read: events from now on are news (worth a toast), not history."""
+
+    feed: Any
+
+
+@dataclass
 class FeedEnded(Message):
     """The feed has no more events: the sweep finished, or the trainer died."""
 
@@ -64,7 +76,7 @@ class FeedEnded(Message):
     end: FeedEnd
 
 
-class BstuiApp(App[int]):
+class BstuiApp(SweepControls, App[int]):
     """The live view of a sweep (or of a recorded run directory)."""
 
     CSS_PATH = "app.tcss"
@@ -72,10 +84,6 @@ class BstuiApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("x", "cycle_x", "axis"),
-        Binding("l", "toggle('log_y')", "log"),
-        Binding("m", "toggle('smooth')", "smooth"),
-        Binding("o", "toggle('overlay')", "overlay"),
         Binding("c", "scaling", "scale"),
         Binding("s", "split", "split"),
         Binding("plus,equals_sign", "chunks(1)", "+chunks", show=False),
@@ -84,25 +92,33 @@ class BstuiApp(App[int]):
         Binding("r", "restart", "restart"),
         Binding("d", "detach", "detach", show=False),
         Binding("t", "swap_bottom", "table/timing", show=False),
+        Binding("e", "screenshot", "screenshot", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
     ]
 
-    x_axis: reactive[str] = reactive("iteration")
-    """Loss plots' x axis: iteration, epoch, samples or wall."""
-    log_y: reactive[bool] = reactive(False)
-    """Loss on a log10 axis (plotted as log10 values; plotext's log scale breaks on redraw)."""
-    smooth: reactive[bool] = reactive(False)
-    """Show the debiased EMA, the raw loss faint behind it."""
-    overlay: reactive[bool] = reactive(False)
-    """One plot of all batch sizes instead of one plot each."""
     chunks: reactive[int] = reactive(4)
     """Split-backward chunks k for the next switch."""
     pause_requested: reactive[bool] = reactive(False)
     """The user asked the trainer to pause."""
 
-    def __init__(self, feed_factory: FeedFactory, config_label: str = "", split_on: bool = False, chunks: int = 4) -> None:
+    def __init__(
+        self,
+        feed_factory: FeedFactory,
+        config_label: str = "",
+        split_on: bool = False,
+        chunks: int = 4,
+        system: SystemSource | None = None,
+        bell: bool = False,
+    ) -> None:
         super().__init__()
+        #: Where the system pane's figures come from (tests pass a fake NVML / fixed readings).
+        self.system = system if system is not None else LiveSystem()
+        #: Ring the terminal bell with the target / divergence toasts.
+        self.ring_bell = bell
+        #: The newest system reading (the pane shows it; tests read it).
+        self.last_system: SystemSnapshot | None = None
+        self._caught_up = False
         self.feed_factory = feed_factory
         self.config_label = config_label
         self.attempt = 0
@@ -120,7 +136,7 @@ class BstuiApp(App[int]):
         self._last_redraw = 0.0
         #: The trainer `d` left running in its own session (its run directory is followed).
         self.detached: DetachedTrainer | None = None
-        self._watch_told: tuple[str, str] | None = None
+        self._watch_told: StatusLine | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -128,6 +144,7 @@ class BstuiApp(App[int]):
         await self.push_screen(MainScreen())
         self._start_feed()
         self.set_interval(REDRAW_S, self._tick)
+        self._system_worker()
 
     def on_unmount(self) -> None:
         self._close_feed()
@@ -137,6 +154,7 @@ class BstuiApp(App[int]):
         self._inbox = deque()
         self.feed_end = None
         self.pause_requested = False
+        self._caught_up = False
         self.feed = self.feed_factory(self.attempt)
         switch = self.screen.query_one("#split", Switch)
         with switch.prevent(Switch.Changed):  # a fresh trainer starts as its config says
@@ -159,12 +177,16 @@ class BstuiApp(App[int]):
     def _feed_worker(self, feed: Feed, inbox: deque[dict[str, Any]]) -> None:
         """Drain the feed without ever blocking the UI; post when events wait."""
         worker = get_current_worker()
+        told = False
         while not worker.is_cancelled:
             events = feed.read(0.1)
             if events:
                 inbox.extend(events)
                 self.post_message(EventsPending())
                 continue
+            if not told:  # the first empty read: what was already recorded is in
+                told = True
+                self.post_message(FeedCaughtUp(feed))
             end = feed.ended()
             if end is not None:
                 inbox.extend(feed.read(0))  # anything that arrived with the end
@@ -191,6 +213,31 @@ class BstuiApp(App[int]):
             for notice in state.notices:
                 self.notify(notice, title="split-backward", severity="warning")
         state.notices.clear()
+        self._toast_alerts(state)
+
+    def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
+        if message.feed is self.feed:
+            self._caught_up = True
+
+    def _toast_alerts(self, state: SweepState) -> None:
+        """A run reached the target or diverged: a toast (and the bell, if asked), for news only.
+
+        A replay's or an attach's backlog is history; the table shows its outcome.
+        """
+        if not (self.live or self._caught_up):
+            state.alerts.clear()
+            return
+        if not state.alerts:
+            return
+        labels = run_labels([r.key() for r in state.run_list()])
+        for alert in state.alerts:
+            target = alert.kind == "target"
+            self.notify(f"{labels.get(alert.run, alert.run)} {alert.detail}",
+                        title="target reached" if target else "run diverged",
+                        severity="information" if target else "error", timeout=8)
+            if self.ring_bell:
+                self.bell()
+        state.alerts.clear()
 
     def on_feed_ended(self, message: FeedEnded) -> None:
         if message.feed is not self.feed or message.end.kind == "closed":
@@ -211,6 +258,27 @@ class BstuiApp(App[int]):
         if event.state == WorkerState.ERROR and event.worker.group == "feed":
             self.feed_end = FeedEnd("died", f"reading events failed: {event.worker.error!r}")
             self.notify(self.feed_end.detail, title="feed error", severity="error", timeout=10)
+        elif event.state == WorkerState.ERROR and event.worker.group == "system":
+            self.notify(f"the system pane stopped: {event.worker.error!r}", title="system", severity="warning")
+
+    # -- system pane ------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="system", exit_on_error=False)
+    def _system_worker(self) -> None:
+        """Read GPUs, host CPU and the trainer's memory about once a second (never in the trainer)."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            feed = self.feed
+            self.post_message(SystemSampled(self.system.sample(feed.trainer_pid if feed is not None else None)))
+            for _ in range(10):  # wake often enough to stop promptly on exit
+                if worker.is_cancelled:
+                    return
+                time.sleep(SYSTEM_S / 10)
+
+    def on_system_sampled(self, message: SystemSampled) -> None:
+        self.last_system = message.snapshot
+        if self.screen_stack and isinstance(self.screen, MainScreen):  # not while the app closes
+            self.screen.show_system(message.snapshot)
 
     # -- drawing ----------------------------------------------------------------------------
 
@@ -230,188 +298,84 @@ class BstuiApp(App[int]):
             self._last_redraw = now
             self.redraw()
 
-    def status_text(self) -> Text:
-        """What the sweep is doing, in words (no clock: snapshots stay stable)."""
+    def status(self) -> StatusLine:
+        """What the sweep is doing, in words, with a severity (tui.status)."""
         s, end = self.state, self.feed_end
-        if self._stopping:
-            return Text("stopping the trainer…", style="bold yellow")
-        if end is not None and end.kind == "died":
-            return Text.assemble(("✖ trainer died", "bold red"), f" ({end.detail}) · r restarts, q quits")
-        prefix = "" if self.live else "replay · "
-        if s.finished:
-            style = {"done": "bold green", "failed": "bold red"}.get(s.status, "bold yellow")
-            why = f": {s.reason}" if s.reason else ""
-            return Text.assemble((f"{prefix}sweep {s.status}", style), why, (" · r restarts" if self.live else ""))
-        watch = getattr(self.feed, "watch", None)  # --attach/--detach: is a trainer writing it?
-        if not self.live and watch is not None:
-            return Text(watch[0], style=watch[1])
-        if not s.started:
-            return Text(f"{prefix}starting the trainer…" if self.live else f"{prefix}waiting for events…", style="dim")
-        if self.live and (self.pause_requested or s.paused):
-            return Text("⏸ paused · p resumes", style="bold yellow")
-        if not self.live:
-            return Text("replay · following (the sweep has not finished)", style="bold cyan")
-        return Text("● running", style="bold cyan")
+        return status_line(StatusInputs(
+            live=self.live,
+            started=s.started,
+            finished=s.finished,
+            sweep_status=s.status,
+            reason=s.reason,
+            stopping=self._stopping,
+            died=end.detail if end is not None and end.kind == "died" else None,
+            paused=self.pause_requested or s.paused,
+            watch=self.feed.watch if self.feed is not None else None,
+        ))
 
-    def view_text(self) -> str:
-        return " ".join(
-            [
-                f"x:{self.x_axis}",
-                "log" if self.log_y else "lin",
-                "ema" if self.smooth else "raw",
-                "overlay" if self.overlay else "grid",
-            ]
-        )
+    def status_text(self):  # noqa: ANN201 - rich Text
+        """The status line as Rich text (tests read its .plain)."""
+        return self.status().text()
 
     def redraw(self, force: bool = False) -> None:
         """Update every widget if anything changed since the last redraw."""
+        if not self.screen_stack:  # the timer can fire while the app starts or closes
+            return
         if isinstance(self.screen, ScalingScreen):  # it skips the work itself when nothing changed
             self.screen.update_from(self.state, self.status_text())
             return
         if not isinstance(self.screen, MainScreen):
             return
-        view = GridView(self.x_axis, self.log_y, self.smooth, self.overlay)
+        feed = self.feed
         key = (
             self.state.version,
             id(self.state),
-            view,
             self.chunks,
             self.pause_requested,
             self.feed_end,
             self._stopping,
-            self.feed.bad_lines if self.feed else 0,
-            getattr(self.feed, "watch", None),
+            feed.bad_lines if feed else 0,
+            feed.watch if feed else None,
         )
         if key == self._drawn and not force:
             return
-        self._tell_watch(getattr(self.feed, "watch", None))
-        self._drawn = key
-        screen = self.screen
-        feed_dir = self.feed.run_dir if self.feed else ""
+        self._tell_watch(feed.watch if feed else None)
+        feed_dir = feed.run_dir if feed else ""
         # A replay shows the directory it reads; a live sweep the one the trainer reports.
         run_dir = (feed_dir if not self.live else self.state.run_dir) or feed_dir or self.state.run_dir
-        skipped = self.state.skipped + (self.feed.bad_lines if self.feed else 0)
-        try:
-            header, controls = screen.query_one(SweepHeader), screen.query_one(ControlsBar)
-            grid, table, timing = screen.query_one(LossGrid), screen.query_one(RunTable), screen.query_one(TimingPanel)
-        except NoMatches:  # a redraw before the screen has composed: draw on the next tick
-            self._drawn = None
-            return
-        with self.batch_update():
-            header.update_from(self.state, self.config_label, run_dir, skipped, replay=not self.live)
-            controls.show(self.status_text(), self.chunks, self.view_text())
-            grid.update_view(self.state, view)
-            table.update_from(self.state)
-            timing.update_from(self.state)
+        skipped = self.state.skipped + (feed.bad_lines if feed else 0)
+        frame = Frame(self.state, self.status(), self.config_label, run_dir, skipped, not self.live, self.chunks)
+        self._drawn = key if self.screen.update_from(frame) else None
 
     # -- keys -------------------------------------------------------------------------------
 
-    def action_cycle_x(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
-
-    def _live_only(self, what: str) -> bool:
-        if self.live and self.feed_end is None:
-            return True
-        why = "a recorded run directory cannot be controlled" if not self.live else "the trainer is not running"
-        self.notify(f"{what}: {why}.", severity="warning")
-        return False
-
-    def action_split(self) -> None:
-        if self._live_only("split-backward"):
-            self.screen.query_one("#split", Switch).toggle()
-
-    @on(Switch.Changed, "#split")
-    def _split_changed(self, event: Switch.Changed) -> None:
-        if self.feed is not None and self.live:
-            self.feed.send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
-
-    def action_chunks(self, delta: int) -> None:
-        self.chunks = min(64, max(2, self.chunks + delta))
-
-    def action_pause(self) -> None:
-        if self._live_only("pause") and self.feed is not None and not self.state.finished:
-            self.pause_requested = not self.pause_requested
-            self.feed.send({"cmd": "pause" if self.pause_requested else "resume"})
-
-    def action_restart(self) -> None:
-        """Live: stop this sweep (off the UI thread) and start a fresh one. Replay: read again."""
-        if self._stopping:
-            return  # a restart (or quit) is already under way
-        old = self.feed
-        self.attempt += 1
-        if old is not None and old.live:
-            self._stopping = True
-            self.redraw()
-            self._restart_worker(old)
-        else:
-            if old is not None:
-                old.close()
-            self._start_feed()
-
-    @work(thread=True, group="restart")
-    def _restart_worker(self, old: Feed) -> None:
-        old.close()
-        self.call_from_thread(self._after_restart)
-
-    def _after_restart(self) -> None:
-        self._stopping = False
-        self._start_feed()
-        self.redraw(force=True)
-
-    def _tell_watch(self, watch: tuple[str, str] | None) -> None:
+    def _tell_watch(self, watch: StatusLine | None) -> None:
         """A followed run's trainer gone (or never there): also a toast, since the status line is short."""
         if watch is None or watch == self._watch_told:
             return
         self._watch_told = watch
-        severity = "error" if "red" in watch[1] else "warning" if "yellow" in watch[1] else None
+        severity = TOAST.get(watch.severity)
         if severity is not None:
-            self.notify(watch[0], title="trainer", severity=severity, timeout=30)
-
-    def action_detach(self) -> None:
-        """d: leave the sweep running without this app (issue 6).
-
-        Following a run directory (--detach, --attach): quit the viewer, the trainer goes on.
-        Live: stop this app's trainer (its run directory stays valid and resumable) and continue
-        the sweep as a detached `python -m trainer resume DIR`, which the app then follows.
-        """
-        feed = self.feed
-        if feed is None or self._stopping:
-            return
-        if not feed.live:
-            if getattr(feed, "watch_trainer", False):
-                self.exit(0)
-            else:
-                self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
-            return
-        run_dir = self.state.run_dir
-        if self.feed_end is not None or self.state.finished or not run_dir:
-            why = "the sweep has not started yet" if not run_dir else "the trainer is not running"
-            self.notify(f"detach: {why}.", severity="warning")
-            return
-        self._stopping = True
-        self.attempt += 1
-        self.redraw()
-        self._detach_worker(feed, run_dir)
-
-    @work(thread=True, group="restart")
-    def _detach_worker(self, old: Feed, run_dir: str) -> None:
-        old.close()  # the stopped sweep's run directory is complete up to its last epoch
-        try:
-            trainer: DetachedTrainer | None = start_detached(resume_command(Path(run_dir)), Path(run_dir))
-        except OSError as exc:
-            trainer = None
-            self.call_from_thread(self.notify, f"detach: cannot start the trainer: {exc}", severity="error")
-        self.call_from_thread(self._after_detach, run_dir, trainer)
-
-    def _after_detach(self, run_dir: str, trainer: DetachedTrainer | None) -> None:
-        self._stopping = False
-        self.detached = trainer
-        self.feed_factory = lambda attempt: ReplayFeed(run_dir, watch_trainer=True, detached=trainer)
-        self._start_feed()
-        self.redraw(force=True)
+            self.notify(watch.plain, title="trainer", severity=severity, timeout=30)
 
     def action_swap_bottom(self) -> None:
         self.screen.toggle_class("-timing")
+
+    def action_screenshot(self) -> None:
+        """e: save the screen as SVG into the run directory, named with the time; a toast says where."""
+        feed_dir = self.feed.run_dir if self.feed else ""
+        run_dir = (self.state.run_dir if self.live else feed_dir) or feed_dir or self.state.run_dir
+        if not run_dir or not Path(run_dir).is_dir():
+            self.notify("screenshot: the run directory is not known yet (the sweep has not started).",
+                        severity="warning")
+            return
+        name = screenshot_name(Path(run_dir), time.localtime())
+        try:
+            path = self.save_screenshot(name, run_dir)
+        except OSError as exc:
+            self.notify(f"screenshot: cannot write into {run_dir}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(path, title="screenshot saved", timeout=10)
 
     async def action_scaling(self) -> None:
         """c: open the scaling view (issue 4), or go back from it."""
@@ -441,66 +405,14 @@ class BstuiApp(App[int]):
 
     # -- reactives --------------------------------------------------------------------------
 
-    def watch_x_axis(self) -> None:
-        self.redraw()
-
-    def watch_log_y(self) -> None:
-        self.redraw()
-
-    def watch_smooth(self) -> None:
-        self.redraw()
-
-    def watch_overlay(self) -> None:
-        self.redraw()
-
     def watch_chunks(self) -> None:
         self.redraw()
 
 
-def live_feed_factory(config_path: str | None, overrides: list[str], out_dir: str | None) -> FeedFactory:
-    """Feeds that start the trainer; a restart writes a new run directory."""
-
-    def make(attempt: int) -> Feed:
-        out = out_dir
-        if out is not None and attempt > 0:
-            out = next_free_dir(out)
-        return LiveFeed(TrainerBridge(config_path, overrides, out), run_dir=out or "")
-
-    return make
-
-
-def replay_feed_factory(run_dir: str, follow: bool = True) -> FeedFactory:
-    return lambda attempt: ReplayFeed(run_dir, follow=follow)
-
-
-def next_free_dir(path: str) -> str:
-    """path-2, path-3, ...: the first that does not exist (a restart with --out)."""
-    n = 2
-    while Path(f"{path}-{n}").exists():
-        n += 1
-    return f"{path}-{n}"
-
-
-def make_app(
-    *,
-    replay: str | None = None,
-    config_path: str | None = None,
-    overrides: list[str] | None = None,
-    out_dir: str | None = None,
-    config_label: str = "",
-    split_on: bool = False,
-    chunks: int = 4,
-    feed_factory: FeedFactory | None = None,
-    follow: bool = True,
-) -> BstuiApp:
-    """Build the app (the command line and the tests both use this).
-
-    `replay`: show a run directory; else a live trainer on config_path + overrides.
-    `feed_factory` replaces either (tests pass fakes).
-    """
-    if feed_factory is None:
-        if replay is not None:
-            feed_factory = replay_feed_factory(replay, follow=follow)
-        else:
-            feed_factory = live_feed_factory(config_path, list(overrides or []), out_dir)
-    return BstuiApp(feed_factory, config_label=config_label, split_on=split_on, chunks=chunks)
+def screenshot_name(run_dir: Path, now: time.struct_time) -> str:
+    """screenshot-YYYYmmdd-HHMMSS.svg, with -2, -3 ... when that name is taken (two in a second)."""
+    stem = time.strftime("screenshot-%Y%m%d-%H%M%S", now)
+    name, n = f"{stem}.svg", 2
+    while (run_dir / name).exists():
+        name, n = f"{stem}-{n}.svg", n + 1
+    return name

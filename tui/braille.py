@@ -1,12 +1,15 @@
-"""A line plot drawn with braille dots, in numpy: frame, ticks, title, series, marks.
+"""A line chart drawn with braille dots, in numpy: frame, ticks, axis labels, lines, bands, marks.
 
-plotext builds a plot cell by cell in Python (tens of ms for one 50x20 plot); a
-frame of the loss grid must cost under 50 ms for five plots (issue 3). Here the
-dots of every line segment are computed with numpy, and only the finished cells
-are walked once to make the Rich text: about a millisecond per plot.
+plotext builds a plot cell by cell in Python (tens of ms for one 50x20 plot); a frame of
+the loss grid must cost under 20 ms for five plots (issue 12, bench/ui.py measures both).
+Here the dots of every segment and band are computed with numpy, and each row of cells is
+made into runs of one colour with numpy too: about a millisecond per plot.
 
-Each character cell holds 2 x 4 dots (U+2800 braille patterns), so a plot of W x H
-cells has 2W x 4H dots of resolution.
+Each character cell holds 2 x 4 dots (U+2800 braille patterns), so a canvas of W x H
+cells has 2W x 4H dots. Layout, top to bottom: title; top rule carrying the y-axis label;
+canvas rows with y tick labels on the left; bottom rule with x tick marks; x tick labels
+with the x-axis label at the right. An optional legend sits right of the frame, outside
+the data.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from rich.text import Text
 # Bit of each dot (column dx 0..1, row dy 0..3 from the top) in a braille cell.
 _BITS = np.array([[0x01, 0x02, 0x04, 0x40], [0x08, 0x10, 0x20, 0x80]], dtype=np.uint8)
 BRAILLE_BASE = 0x2800
+SPACE = ord(" ")
+OVER, UNDER = "▴", "▾"  # a series goes past the top / bottom of the y range in this column
 
 
 @dataclass
@@ -26,8 +31,18 @@ class Line:
 
     x: np.ndarray
     y: np.ndarray
-    color: str  # a Rich colour, e.g. "rgb(0,175,215)"
+    color: str  # a Rich style, e.g. "rgb(0,175,215)"
     label: str = ""
+
+
+@dataclass
+class Band:
+    """A filled vertical extent per point (x, lo..hi): the min/max of a series under its EMA."""
+
+    x: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    color: str
 
 
 @dataclass
@@ -42,7 +57,23 @@ class Chart:
     yticks: list[tuple[float, str]] = field(default_factory=list)
     #: Vertical marks: (x, colour); drawn in cells the data leaves empty.
     vlines: list[tuple[float, str]] = field(default_factory=list)
-    legend: bool = False
+    #: Horizontal marks (a target line): (y, colour); drawn in cells the data leaves empty.
+    hlines: list[tuple[float, str]] = field(default_factory=list)
+    #: Single glyphs over the data, e.g. where a run crossed the target: (x, y, glyph, colour).
+    points: list[tuple[float, float, str, str]] = field(default_factory=list)
+    bands: list[Band] = field(default_factory=list)
+    #: (label, colour, emphasised) per entry, drawn right of the frame; True: one entry per line.
+    legend: list[tuple[str, str, bool]] | bool = False
+    xlabel: str = ""
+    ylabel: str = ""
+    title_style: str = "bold"
+    #: Mark (▴ ▾) the columns where a line leaves the y range, instead of silently dropping it.
+    edge_marks: bool = False
+    #: The crosshair's x, drawn over empty cells in `cursor_color`.
+    cursor: float | None = None
+    cursor_color: str = "bold white"
+    #: Said in the middle of an empty canvas ("no evaluation yet").
+    message: str = ""
 
 
 def segment_dots(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,120 +108,222 @@ def render_chart(chart: Chart, width: int, height: int) -> Text:
     return text
 
 
+class _Canvas:
+    """Cells of braille bits with an owner colour per cell, plus glyphs drawn over them."""
+
+    def __init__(self, chart: Chart, cw: int, ch: int) -> None:
+        self.cw, self.ch = cw, ch
+        self.palette: list[str] = []
+        (self.x0, x1), (self.y0, self.y1) = chart.xlim, chart.ylim
+        self.xspan = (x1 - self.x0) or 1.0
+        self.yspan = (self.y1 - self.y0) or 1.0
+        self.line_bits = np.zeros((ch, cw), dtype=np.uint8)
+        self.band_bits = np.zeros((ch, cw), dtype=np.uint8)
+        self.owner = np.full((ch, cw), -1, dtype=np.int32)
+        self.band_owner = np.full((ch, cw), -1, dtype=np.int32)
+        self.code = np.zeros((ch, cw), dtype=np.int32)  # a glyph drawn over the data (0: none)
+        self.code_owner = np.full((ch, cw), -1, dtype=np.int32)
+        self.empty_code = np.zeros((ch, cw), dtype=np.int32)  # marks shown only where no data is
+        self.empty_owner = np.full((ch, cw), -1, dtype=np.int32)
+
+    def color(self, color: str) -> int:
+        if color not in self.palette:
+            self.palette.append(color)
+        return self.palette.index(color)
+
+    def dot_cols(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.x0) / self.xspan * (2 * self.cw - 1)
+
+    def dot_rows(self, y: np.ndarray) -> np.ndarray:
+        return (self.y1 - np.asarray(y, dtype=np.float64)) / self.yspan * (4 * self.ch - 1)
+
+    def cell_col(self, x: float) -> int:
+        return int(round((x - self.x0) / self.xspan * (self.cw - 1)))
+
+    def cell_row(self, y: float) -> int:
+        return int(round((self.y1 - y) / self.yspan * (self.ch - 1)))
+
+    def band(self, band: Band) -> None:
+        cols = np.rint(self.dot_cols(band.x)).astype(np.int64)
+        top = np.rint(self.dot_rows(band.hi)).astype(np.int64)
+        bottom = np.rint(self.dot_rows(band.lo)).astype(np.int64)
+        dots_w, dots_h = 2 * self.cw, 4 * self.ch
+        ok = (cols >= 0) & (cols < dots_w) & np.isfinite(band.lo) & np.isfinite(band.hi)
+        if not ok.any():
+            return
+        lo_row = np.full(dots_w, dots_h, dtype=np.int64)
+        hi_row = np.full(dots_w, -1, dtype=np.int64)
+        np.minimum.at(lo_row, cols[ok], np.clip(top[ok], 0, dots_h - 1))
+        np.maximum.at(hi_row, cols[ok], np.clip(bottom[ok], 0, dots_h - 1))
+        rows = np.arange(dots_h)[:, None]
+        mask = (rows >= lo_row[None, :]) & (rows <= hi_row[None, :])
+        bits = (mask.reshape(self.ch, 4, self.cw, 2) * _BITS.T[None, :, None, :]).sum(axis=(1, 3)).astype(np.uint8)
+        filled = bits > 0
+        self.band_bits |= bits
+        self.band_owner[filled] = self.color(band.color)
+
+    def line(self, line: Line, edge_marks: bool) -> None:
+        if len(line.x) == 0:
+            return
+        ci = self.color(line.color)
+        cols, rows = self.dot_cols(line.x), self.dot_rows(line.y)
+        ok = np.isfinite(cols) & np.isfinite(rows)
+        c, r = segment_dots(cols[ok], rows[ok])
+        dots_w, dots_h = 2 * self.cw, 4 * self.ch
+        inside = (c >= 0) & (c < dots_w) & (r >= 0) & (r < dots_h)
+        ci_, ri_ = c[inside], r[inside]
+        cy, cx = ri_ // 4, ci_ // 2
+        np.bitwise_or.at(self.line_bits, (cy, cx), _BITS[ci_ % 2, ri_ % 4])
+        self.owner[cy, cx] = ci  # the last series drawn owns a shared cell
+        if edge_marks:
+            for beyond, row, glyph in ((r < 0, 0, OVER), (r >= dots_h, self.ch - 1, UNDER)):
+                out = beyond & (c >= 0) & (c < dots_w)
+                if out.any():
+                    xs = np.unique(c[out] // 2)
+                    self.code[row, xs] = ord(glyph)
+                    self.code_owner[row, xs] = ci
+
+    def vline(self, x: float, color: str) -> None:
+        col = self.cell_col(x)
+        if 0 <= col < self.cw:
+            self.empty_code[:, col] = ord("│")
+            self.empty_owner[:, col] = self.color(color)
+
+    def hline(self, y: float, color: str) -> None:
+        row = self.cell_row(y)
+        if 0 <= row < self.ch:
+            free = self.empty_code[row] == 0
+            self.empty_code[row, free] = ord("╌")
+            self.empty_owner[row, free] = self.color(color)
+
+    def glyph(self, x: float, y: float, glyph: str, color: str) -> None:
+        col, row = self.cell_col(x), self.cell_row(y)
+        if 0 <= col < self.cw and 0 <= row < self.ch:
+            self.code[row, col] = ord(glyph)
+            self.code_owner[row, col] = self.color(color)
+
+    def message(self, text: str) -> None:
+        text = text[: self.cw]
+        row, start = self.ch // 2, (self.cw - len(text)) // 2
+        self.code[row, start : start + len(text)] = [ord(c) for c in text]
+        self.code_owner[row, start : start + len(text)] = self.color("dim")
+
+    def rows(self) -> list[Row]:
+        """Each canvas row as runs of one colour: glyph > line > band > mark > blank."""
+        has_line = self.line_bits > 0
+        bits = np.where(has_line, self.line_bits, self.band_bits)
+        owner = np.where(has_line, self.owner, self.band_owner)
+        code = np.where(bits > 0, BRAILLE_BASE + bits.astype(np.int32), 0)
+        empty = code == 0
+        code = np.where(empty, self.empty_code, code)
+        owner = np.where(empty, self.empty_owner, owner)
+        over = self.code > 0
+        code = np.where(over, self.code, code)
+        owner = np.where(over, self.code_owner, owner)
+        code[code == 0] = SPACE
+        owner[code == SPACE] = -1
+        out: list[Row] = []
+        for r in range(self.ch):
+            text = "".join(map(chr, code[r].tolist()))
+            own = owner[r]
+            cuts = np.flatnonzero(own[1:] != own[:-1]) + 1
+            starts = [0, *cuts.tolist()]
+            ends = [*cuts.tolist(), self.cw]
+            out.append([(text[a:b], self.palette[own[a]] if own[a] >= 0 else None) for a, b in zip(starts, ends)])
+        return out
+
+
+def _legend_entries(chart: Chart) -> list[tuple[str, str, bool]]:
+    if chart.legend is True:
+        return [(line.label, line.color, False) for line in chart.lines if line.label]
+    return list(chart.legend) if chart.legend else []
+
+
 def chart_rows(chart: Chart, width: int, height: int) -> list[Row]:
-    """The chart as `height` rows of `width` cells (title, framed canvas, x tick labels)."""
+    """The chart as `height` rows of `width` cells."""
     width, height = max(1, width), max(1, height)
-    ylabels = [label for _, label in chart.yticks]
-    label_w = max((len(s) for s in ylabels), default=0)
-    cw = width - label_w - 2  # canvas cells inside the frame
+    label_w = max((len(label) for _, label in chart.yticks), default=0)
+    legend = _legend_entries(chart)
+    legend_w = min(max((len(lbl) for lbl, _, _ in legend), default=0) + 3, width // 3) if legend else 0
+    cw = width - label_w - 2 - legend_w  # canvas cells inside the frame
     ch = height - 4  # title, top rule, bottom rule, x labels
     if cw < 2 or ch < 1:
         return [[(chart.title[:width].center(width), None)]] + [[(" " * width, None)]] * (height - 1)
-    cells = np.zeros((ch, cw), dtype=np.uint8)
-    color = np.full((ch, cw), -1, dtype=np.int16)
-    palette: list[str] = []
-    (x0, x1), (y0, y1) = chart.xlim, chart.ylim
-    xspan = (x1 - x0) or 1.0
-    yspan = (y1 - y0) or 1.0
-    dots_w, dots_h = 2 * cw, 4 * ch
+    canvas = _Canvas(chart, cw, ch)
+    for band in chart.bands:
+        canvas.band(band)
     for line in chart.lines:
-        if len(line.x) == 0:
-            continue
-        palette.append(line.color)
-        ci = len(palette) - 1
-        cols = (np.asarray(line.x, dtype=np.float64) - x0) / xspan * (dots_w - 1)
-        rows = (y1 - np.asarray(line.y, dtype=np.float64)) / yspan * (dots_h - 1)
-        ok = np.isfinite(cols) & np.isfinite(rows)
-        c, r = segment_dots(cols[ok], rows[ok])
-        inside = (c >= 0) & (c < dots_w) & (r >= 0) & (r < dots_h)
-        c, r = c[inside], r[inside]
-        cy, cx = r // 4, c // 2
-        np.bitwise_or.at(cells, (cy, cx), _BITS[c % 2, r % 4])
-        color[cy, cx] = ci  # the last series drawn owns a shared cell
-    marks = np.full(cw, -1, dtype=np.int16)
-    for x, mark_color in chart.vlines:
-        col = int(round((x - x0) / xspan * (cw - 1)))
-        if 0 <= col < cw:
-            palette.append(mark_color)
-            marks[col] = len(palette) - 1
+        canvas.line(line, chart.edge_marks)
+    for y, color in chart.hlines:
+        canvas.hline(y, color)
+    for x, color in chart.vlines:
+        canvas.vline(x, color)
+    if chart.cursor is not None:
+        canvas.vline(chart.cursor, chart.cursor_color)
+    for x, y, glyph, color in chart.points:
+        canvas.glyph(x, y, glyph, color)
+    if chart.message:
+        canvas.message(chart.message)
 
     ytick_rows: dict[int, str] = {}
     for value, label in chart.yticks:
-        row = int(round((y1 - value) / yspan * (ch - 1)))
+        row = canvas.cell_row(value)
         if 0 <= row < ch and row not in ytick_rows:
             ytick_rows[row] = label
     xtick_cols: dict[int, str] = {}
     for value, label in chart.xticks:
-        col = int(round((value - x0) / xspan * (cw - 1)))
+        col = canvas.cell_col(value)
         if 0 <= col < cw:
             xtick_cols[col] = label
 
-    legend_rows: dict[int, tuple[str, int]] = {}
-    if chart.legend:
-        for i, line in enumerate(chart.lines[:ch]):
-            if line.label:
-                legend_rows[i] = (line.label, palette.index(line.color) if line.color in palette else -1)
-
     pad = " " * label_w
-    rows: list[Row] = [[(chart.title[:width].center(width), "bold")], [(pad + "┌" + "─" * cw + "┐", None)]]
-    for r in range(ch):
+    ylabel = chart.ylabel[: max(0, cw - 2)]
+    top = "┌" + (ylabel + "─" * (cw - len(ylabel)) if ylabel else "─" * cw) + "┐"
+    frame_w = label_w + cw + 2
+    rows: list[Row] = [[(chart.title[:width].center(width), chart.title_style)], [(pad + top, None)]]
+    for r, cells in enumerate(canvas.rows()):
         label = ytick_rows.get(r)
         row: Row = [((label.rjust(label_w) + "┤") if label is not None else (pad + "│"), None)]
-        row += _canvas_row(cells[r], color[r], marks, palette, legend_rows.get(r))
+        row += cells
         row.append(("│", None))
         rows.append(row)
     bottom = "".join("┬" if col in xtick_cols else "─" for col in range(cw))
     rows.append([(pad + "└" + bottom + "┘", None)])
-    rows.append([(_tick_labels(xtick_cols, label_w + 1, width), None)])
+    rows.append([(_tick_labels(xtick_cols, label_w + 1, frame_w, chart.xlabel), None)])
+    if legend_w:
+        _add_legend(rows, legend, legend_w, ch)
     return rows
 
 
-def _canvas_row(
-    cells: np.ndarray,
-    colors: np.ndarray,
-    marks: np.ndarray,
-    palette: list[str],
-    legend: tuple[str, int] | None,
-) -> Row:
-    """One canvas row: braille cells in their series' colour, marks where the row is empty."""
-    chars: list[str] = []
-    owners: list[int] = []
-    for i, (bits, owner) in enumerate(zip(cells.tolist(), colors.tolist())):
-        if bits:
-            chars.append(chr(BRAILLE_BASE + bits))
-            owners.append(owner)
-        elif marks[i] >= 0:
-            chars.append("│")
-            owners.append(int(marks[i]))
+def _add_legend(rows: list[Row], legend: list[tuple[str, str, bool]], legend_w: int, ch: int) -> None:
+    """Entries right of the frame from the top rule down; the ones that do not fit are counted."""
+    room = ch + 2  # top rule to bottom rule
+    shown = legend if len(legend) <= room else legend[: room - 1]
+    for i in range(room):
+        target = rows[1 + i]
+        if i < len(shown):
+            label, color, strong = shown[i]
+            text = label[: legend_w - 3].ljust(legend_w - 3)
+            target += [(" ━ ", color), (text, f"bold {color}" if strong else None)]
+        elif i == len(shown) and len(shown) < len(legend):
+            target.append((f" +{len(legend) - len(shown)} more".ljust(legend_w), "dim"))
         else:
-            chars.append(" ")
-            owners.append(-1)
-    if legend is not None:  # overlay legend: "⣀⣀ bs 60" at the left of the row
-        label, owner = legend
-        entry = "⣀⣀ " + label
-        for i, ch in enumerate(entry[: len(chars)]):
-            chars[i] = ch
-            owners[i] = owner if i < 2 else -1
-    runs: Row = []
-    start = 0
-    for i in range(1, len(chars) + 1):  # one run per stretch of the same colour
-        if i == len(chars) or owners[i] != owners[start]:
-            owner = owners[start]
-            runs.append(("".join(chars[start:i]), palette[owner] if owner >= 0 else None))
-            start = i
-    return runs
+            target.append((" " * legend_w, None))
 
 
-def _tick_labels(cols: dict[int, str], offset: int, width: int) -> str:
-    """The x tick labels centred under their ticks, skipping any that would overlap."""
+def _tick_labels(cols: dict[int, str], offset: int, width: int, axis_label: str = "") -> str:
+    """The x tick labels centred under their ticks, skipping any that would overlap; the axis
+    label at the right end when it fits."""
     line = [" "] * width
+    limit = width - len(axis_label) - 1 if axis_label else width
     last_end = -1
     for col in sorted(cols):
         label = cols[col]
         start = max(0, min(width - len(label), offset + col - len(label) // 2))
-        if start <= last_end:
+        if start <= last_end or (axis_label and start + len(label) > limit):
             continue
         line[start : start + len(label)] = list(label)
         last_end = start + len(label)
+    if axis_label and len(axis_label) < width - last_end - 1:
+        line[width - len(axis_label):] = list(axis_label)
     return "".join(line).rstrip().ljust(width)[:width]
-

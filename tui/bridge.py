@@ -62,6 +62,10 @@ class Bridge(Protocol):
 
     def exitcode(self) -> int | None: ...
 
+    def pid(self) -> int | None:
+        """The trainer process's pid while it runs (None before start and after exit)."""
+        ...
+
     def shutdown(self, grace_s: float = 1.0) -> None: ...
 
 
@@ -196,6 +200,9 @@ class TrainerBridge:
 
     def exitcode(self) -> int | None:
         return None if self.process is None else self.process.exitcode
+
+    def pid(self) -> int | None:
+        return self.process.pid if self.is_alive() else None
 
     def shutdown(self, grace_s: float = 1.0) -> None:
         """Stop the trainer and everything it started, within about grace_s + 0.5 s.

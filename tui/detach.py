@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
+from tui.status import Severity, StatusLine
 
 LOG_FILE = TRAINER_LOG
 
@@ -136,24 +137,26 @@ def trainer_state(run_dir: Path, detached: DetachedTrainer | None = None) -> dic
     return status
 
 
-def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> tuple[str, str] | None:
-    """The status line (text, rich style) for a followed run directory, or None when there is
-    nothing to add (a finished sweep says so itself)."""
+def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> StatusLine | None:
+    """The status line for a followed run directory, or None when there is nothing to add
+    (a finished sweep says so itself)."""
     state = status.get("state")
     if finished and state != "live":
         return None
     resume = f"python -m trainer resume {run_dir}"
     if status.get("unreadable"):  # garbage, a FIFO, an absurd pid: say so rather than guess a pid
-        return (f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}", "bold yellow")
+        return StatusLine(f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}",
+                          Severity.WARNING)
     if state == "live":
-        return (f"attached · trainer pid {status.get('pid', '?')} is writing this run · q/d leaves it running",
-                "bold cyan")
+        return StatusLine(f"attached · trainer pid {status.get('pid', '?')} is writing this run · q/d leaves it running",
+                          Severity.INFO)
     if state == "starting":
-        return (f"detached trainer pid {status.get('pid', '?')} is starting… (its log: {Path(run_dir) / LOG_FILE})",
-                "dim")
+        return StatusLine(f"detached trainer pid {status.get('pid', '?')} is starting… "
+                          f"(its log: {Path(run_dir) / LOG_FILE})", Severity.MUTED)
     if state == "stale":
-        return (f"✖ the trainer of this run is gone; resume with {resume}", "bold red")
-    return (f"no trainer is writing this run and the sweep has not finished; resume with {resume}", "bold yellow")
+        return StatusLine(f"✖ the trainer of this run is gone; resume with {resume}", Severity.ERROR)
+    return StatusLine(f"no trainer is writing this run and the sweep has not finished; resume with {resume}",
+                      Severity.WARNING)
 
 
 def _cut(text: str, limit: int = 160) -> str:

@@ -1,7 +1,8 @@
 """Where the app's events come from: a live trainer, or a run directory on disk.
 
-Both feeds have the same small surface so the app treats them alike: `read()` and
-`ended()` run in the app's thread worker; `send()` and `close()` on the UI thread.
+Every feed implements `Feed` so the app treats them alike: `read()` and `ended()` run in
+the app's thread worker; `send()` and `close()` on the UI thread; the attributes are read
+on the UI thread.
 """
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from trainer.runlog import EVENTS, Event, UnreadableFile, open_regular
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
 from tui.replay import EventReader, events_path
+from tui.status import StatusLine
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,52 @@ class FeedEnd:
     detail: str = ""
 
 
+class Feed(Protocol):
+    """A source of sweep events: a live trainer, a run directory (replay, attach), or a test's fake."""
+
+    #: True when this app started the trainer and controls (pause, split) reach it.
+    live: bool
+    #: The run directory this feed reads or its trainer writes ("" when not known yet).
+    run_dir: str
+    #: True when the feed follows a run directory whose trainer runs on its own (--attach, --detach).
+    follows_trainer: bool
+
+    @property
+    def bad_lines(self) -> int:
+        """Lines of the source that were not events (skipped and counted)."""
+        ...
+
+    @property
+    def watch(self) -> StatusLine | None:
+        """What the followed trainer is doing, for the status line; None when there is nothing to say."""
+        ...
+
+    @property
+    def trainer_pid(self) -> int | None:
+        """The pid of the trainer process on this host, when there is one (the system pane reads its memory)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def read(self, timeout: float) -> list[Any]:
+        """Events that arrived (FEED_RESET first when the source was replaced); waits up to `timeout`."""
+        ...
+
+    def ended(self) -> FeedEnd | None:
+        """Why no more events will come, or None while more may."""
+        ...
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class LiveFeed:
     """Events from a trainer subprocess; controls go back to it."""
 
     live = True
+    follows_trainer = False
+    watch: StatusLine | None = None
 
     def __init__(self, bridge: Bridge, run_dir: str = "") -> None:
         self.bridge = bridge
@@ -36,6 +80,10 @@ class LiveFeed:
         self.bad_lines = 0
         self._saw_finish = False
         self._closed = False
+
+    @property
+    def trainer_pid(self) -> int | None:
+        return self.bridge.pid()
 
     def start(self) -> None:
         self.bridge.start()
@@ -112,12 +160,12 @@ class ReplayFeed:
         self.reader = EventReader(path)
         self.poll_s = poll_s
         self.follow = follow
-        self.watch_trainer = watch_trainer or detached is not None
+        self.follows_trainer = watch_trainer or detached is not None
         self.detached = detached
-        #: lock_status of the run directory (watch_trainer only), refreshed about once a second.
+        #: lock_status of the run directory (follows_trainer only), refreshed about once a second.
         self.trainer: dict[str, Any] = {}
-        #: Status line (text, rich style) for the app; None when there is nothing to say.
-        self.watch: tuple[str, str] | None = None
+        #: Status line for the app; None when there is nothing to say.
+        self.watch: StatusLine | None = None
         self._generation = 0
         self._checked = -LOCK_CHECK_S
         self._saw_finish = False
@@ -127,8 +175,13 @@ class ReplayFeed:
     def bad_lines(self) -> int:
         return self.reader.bad_lines
 
+    @property
+    def trainer_pid(self) -> int | None:
+        pid = self.trainer.get("pid") if self.trainer.get("state") in ("live", "starting") else None
+        return pid if isinstance(pid, int) else None
+
     def start(self) -> None:
-        if self.watch_trainer:
+        if self.follows_trainer:
             self._check_trainer(force=True)
 
     def read(self, timeout: float) -> list[Event | FeedReset]:
@@ -139,7 +192,7 @@ class ReplayFeed:
             events.insert(0, FEED_RESET)
         if any(isinstance(e, dict) and e.get("type") == "sweep_finished" for e in events):
             self._saw_finish = True
-        if self.watch_trainer:
+        if self.follows_trainer:
             self._check_trainer()
         if not events and timeout > 0:
             time.sleep(min(timeout, self.poll_s))  # ~4 polls a second while following
@@ -158,7 +211,7 @@ class ReplayFeed:
             return FeedEnd("closed")
         if not self.reader.at_end:
             return None
-        if self.watch_trainer:
+        if self.follows_trainer:
             # A live lock (or our trainer still starting) means more may come, even after a
             # sweep_finished: a resume rewrites the file. A stale or missing lock is shown, and
             # followed on, since the user may resume the sweep from another terminal.

@@ -91,28 +91,34 @@ class MinMaxIndex:
         for level in self.levels:
             level.update(values)
 
-    def select(self, values: np.ndarray, columns: int) -> np.ndarray:
-        """Sorted positions of at most about 2 x columns points: each column's min and max.
+    def select(self, values: np.ndarray, columns: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Sorted positions of at most about 2 x columns points in values[lo:hi]: each column's min and max.
 
         Uses the coarsest block size that still gives every column two blocks or more;
-        short series are binned exactly.
+        short ranges are binned exactly, and so are the partial blocks at either end.
         """
         n = len(values)
-        if columns <= 0 or n == 0:
+        hi = n if hi is None else max(0, min(n, hi))
+        lo = max(0, min(lo, hi))
+        if columns <= 0 or hi <= lo:
             return np.empty(0, dtype=np.int64)
         self.update(values)
-        level = next((lv for lv in reversed(self.levels) if n // lv.block >= 2 * columns), None)
+        level = next((lv for lv in reversed(self.levels) if (hi - lo) // lv.block >= 2 * columns + 2), None)
         if level is None:
-            return exact_indices(values, columns)
-        nb = n // level.block
+            return lo + exact_indices(values[lo:hi], columns)
+        b0 = -(-lo // level.block)  # first whole block in the range
+        b1 = min(hi // level.block, level.count)
+        nb = b1 - b0
         starts = (np.arange(columns) * nb) // columns
-        mins, maxs = level.mins[:nb], level.maxs[:nb]
+        mins, maxs = level.mins[b0:b1], level.maxs[b0:b1]
         col_min = np.minimum.reduceat(mins, starts)
         col_max = np.maximum.reduceat(maxs, starts)
-        imin = level.argmin[:nb][_first_in_group(mins, starts, col_min)]
-        imax = level.argmax[:nb][_first_in_group(maxs, starts, col_max)]
-        tail = nb * level.block
+        imin = level.argmin[b0:b1][_first_in_group(mins, starts, col_min)]
+        imax = level.argmax[b0:b1][_first_in_group(maxs, starts, col_max)]
         parts = [imin[imin >= 0], imax[imax >= 0]]
-        if tail < n:  # the block still filling: summarised on the fly
-            parts.append(tail + exact_indices(values[tail:], 1))
+        head, tail = b0 * level.block, b1 * level.block
+        if lo < head:  # the partial block before the first whole one
+            parts.append(lo + exact_indices(values[lo:head], 1))
+        if tail < hi:  # the block still filling, or the partial block at the end of the range
+            parts.append(tail + exact_indices(values[tail:hi], 1))
         return np.unique(np.concatenate(parts))

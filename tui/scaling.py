@@ -17,9 +17,13 @@ from rich.text import Text
 
 from trainer.scaling import analyse
 from tui.braille import Chart, Line
+from tui.labels import run_labels
 from tui.palette import run_rich_color
 from tui.plotdata import compact
 from tui.state import SweepState
+from tui.ticks import log_ticks
+
+__all__ = ["analyses", "facts_text", "log_ticks", "lr_chart", "target_chart"]
 
 Analysis = dict[str, Any]
 
@@ -63,24 +67,6 @@ def analyses(state: SweepState) -> dict[str, Analysis]:
 
 
 # -- charts -------------------------------------------------------------------------------
-
-
-def log_ticks(lo: float, hi: float, count: int) -> list[tuple[float, str]]:
-    """At most `count` ticks of a log10 axis, the densest of 1-2-5, 1-3 or 1 per decade that fits
-    (labels are the values themselves: 20, 500, 10k)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or count < 1:
-        return []
-    ticks: list[tuple[float, str]] = []
-    for mantissas in ((1, 2, 5), (1, 3), (1,)):
-        ticks = [
-            (math.log10(m * 10**k), compact(m * 10**k))
-            for k in range(math.floor(lo), math.ceil(hi) + 1)
-            for m in mantissas
-            if lo - 1e-9 <= math.log10(m * 10**k) <= hi + 1e-9
-        ]
-        if len(ticks) <= count:
-            return ticks
-    return ticks[:: math.ceil(len(ticks) / count)]  # many decades: every n-th power of ten
 
 
 def _limits(values: list[float], pad: float = 0.08) -> tuple[float, float]:
@@ -229,6 +215,9 @@ def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
     text = Text()
     finished = sum(1 for r in state.run_list() if r.summary)
     target = f"{state.target_accuracy:.0%}" if state.target_accuracy is not None else "the target"
+    # The best run of each batch size by its label (what tells it apart in the sweep, tui.labels).
+    names = run_labels([r.key() for r in state.run_list()])
+    labels = {(r.batch_size, r.lr, r.variant): names[r.run] for r in state.run_list()}
     if not arms:
         text.append("No run has finished yet", style="bold")
         text.append(f": this view fills as runs finish ({len(state.runs)} in the sweep).")
@@ -254,6 +243,12 @@ def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
         text.append("\n")
         text.append_text(_fit_line("samples", a.get("fit_examples") or {}, "E_min"))
         text.append("\n")
+        best_runs = [labels.get((p.get("batch_size"), p.get("lr"), name)) for p in best]
+        best_runs = [label for label in best_runs if label]
+        if best_runs:
+            text.append("best: ", style="bold")
+            text.append(", ".join(best_runs))
+            text.append("\n")
         text.append("B_simple ", style="bold")
         b_simple = _num(a.get("b_simple"))
         text.append(compact(b_simple) if b_simple else "not measured", style=f"bold {BSIMPLE_MARK}")

@@ -102,11 +102,11 @@ class LossSeries:
             self._reset_ema()
         self._n = max(self._n, end)
 
-    def select(self, columns: int, smooth: bool = False) -> np.ndarray:
-        """Sorted iterations to draw in `columns` plot columns: each column's min and max."""
+    def select(self, columns: int, smooth: bool = False, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Sorted iterations in [lo, hi) to draw in `columns` plot columns: each column's min and max."""
         if smooth:
-            return self._ema_index.select(self.smooth, columns)
-        return self._raw_index.select(self.raw, columns)
+            return self._ema_index.select(self.smooth, columns, lo, hi)
+        return self._raw_index.select(self.raw, columns, lo, hi)
 
     def _grow(self, size: int) -> None:
         if size <= len(self._raw):

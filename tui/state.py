@@ -13,154 +13,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from trainer.runlog import Event
-from tui.series import LossSeries, ema_beta, to_float
+from tui.runstate import EpochRecord, EvalPoint, RunState, opt_float
+from tui.series import ema_beta, to_float
+
+__all__ = ["EpochRecord", "EvalPoint", "RunState", "SweepState"]
 
 
-def _opt_float(value: Any) -> float | None:
-    v = to_float(value)
-    return None if math.isnan(v) else v
+@dataclass(frozen=True)
+class Alert:
+    """Something worth a toast: a run reached the target, or diverged."""
 
-
-@dataclass
-class EpochRecord:
-    """One epoch_end event, typed."""
-
-    epoch: int
-    iters: int
-    samples: int
-    wall_s: float | None
-    compute_s: float | None
-    data_s: float | None
-    train_loss: float | None
-    test_loss: float | None
-    test_acc: float | None
-    samples_per_s: float | None
-    total_iters: int | None = None
-    #: Issue 4's epoch figures: oscillation (sd of successive loss differences), cosine of
-    #: consecutive gradients, and the gradient noise scale; None where the trainer had none.
-    loss_diff_std: float | None = None
-    grad_cos: float | None = None
-    b_simple: float | None = None
-
-
-@dataclass
-class RunState:
-    """Everything known about one run (one batch size)."""
-
+    kind: str  # target | diverged
     run: str
-    batch_size: int
-    lr: float
-    split_chunks: int = 1
-    momentum: float | None = None
-    iters_per_epoch: int = 0
-    status: str = "waiting"  # waiting | running | done | diverged | oom | stopped | failed
-    reason: str = ""
-    #: The [[variants]] arm of the run ("" without variants) and the device it trained on.
-    variant: str = ""
-    device: str = ""
-    t_started: float | None = None
-    losses: LossSeries = field(default_factory=LossSeries)
-    epochs: list[EpochRecord] = field(default_factory=list)
-    target: dict[str, Any] | None = None
-    #: (iteration, chunks) of every live split-backward switch, in order.
-    mode_changes: list[tuple[int, int]] = field(default_factory=list)
-    #: (iteration count done, seconds since the run started) from losses events:
-    #: the wall-time axis before the first epoch has a measured wall time.
-    time_marks: list[tuple[int, float]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    #: Grows on every event that touched this run: plots of unchanged runs are not redrawn.
-    version: int = 0
-
-    @property
-    def effective_lr(self) -> float:
-        """The lr that split-backward with k chunks behaves like (about lr x k, SEED.md)."""
-        return self.lr * max(1, self.split_chunks)
-
-    @property
-    def last_loss(self) -> float | None:
-        raw = self.losses.raw
-        finite = raw[np.isfinite(raw)]
-        return float(finite[-1]) if len(finite) else None
-
-    @property
-    def epoch(self) -> int:
-        return self.epochs[-1].epoch if self.epochs else 0
-
-    @property
-    def test_acc(self) -> float | None:
-        return self.epochs[-1].test_acc if self.epochs else None
-
-    @property
-    def best_acc(self) -> float | None:
-        accs = [e.test_acc for e in self.epochs if e.test_acc is not None]
-        return max(accs) if accs else None
-
-    @property
-    def samples_per_s(self) -> float | None:
-        """Over all epochs: samples / wall time (what summary.csv reports)."""
-        walls = [e.wall_s for e in self.epochs if e.wall_s is not None]
-        if not walls or sum(walls) <= 0:
-            return None
-        return sum(e.samples for e in self.epochs) / sum(walls)
-
-    @property
-    def mean_wall_s(self) -> float | None:
-        walls = [e.wall_s for e in self.epochs if e.wall_s is not None]
-        return sum(walls) / len(walls) if walls else None
-
-    @property
-    def mean_compute_s(self) -> float | None:
-        comp = [e.compute_s for e in self.epochs if e.compute_s is not None]
-        return sum(comp) / len(comp) if comp else None
-
-    @property
-    def time_to_target_s(self) -> float | None:
-        return _opt_float(self.target.get("wall_s")) if self.target else None
-
-    def latest(self, name: str) -> float | None:
-        """The newest epoch's value of an epoch figure (b_simple, loss_diff_std, grad_cos) that has one."""
-        for e in reversed(self.epochs):
-            value = getattr(e, name)
-            if value is not None:
-                return value
-        return None
-
-    def wall_axis(self, n: int) -> np.ndarray:
-        """Seconds of this run's own training at the end of iterations 0..n-1 (see wall_at)."""
-        return self.wall_at(np.arange(n))
-
-    def wall_at(self, iterations: np.ndarray) -> np.ndarray:
-        """Seconds of this run's own training at the end of each of `iterations`.
-
-        Measured at epoch ends (sum of epoch wall times, other runs' slices excluded),
-        linear within an epoch, extrapolated at the last epoch's pace past the last
-        epoch end. Before the first epoch ends, the event clock since run_started is
-        the estimate (it includes other runs' slices in an interleaved sweep).
-        """
-        done = np.asarray(iterations, dtype=np.float64) + 1
-        iters = [0]
-        walls = [0.0]
-        for e in self.epochs:
-            if e.wall_s is None or e.iters <= 0:
-                continue
-            iters.append(iters[-1] + e.iters)
-            walls.append(walls[-1] + e.wall_s)
-        if len(iters) == 1:
-            marks = [(0, 0.0)] + [(i, s) for i, s in self.time_marks if i > 0]
-            if len(marks) == 1:
-                return done.copy()  # nothing timed yet: fall back to iterations
-            iters = [m[0] for m in marks]
-            walls = [m[1] for m in marks]
-        out = np.interp(done, iters, walls)
-        last_i, last_w = iters[-1], walls[-1]
-        beyond = done > last_i
-        if beyond.any():
-            pace = (walls[-1] - walls[-2]) / max(1, iters[-1] - iters[-2])
-            out[beyond] = last_w + (done[beyond] - last_i) * pace
-        return out
+    #: What happened, after the run's label: "reached 98.1% at iteration 1,200".
+    detail: str
 
 
 @dataclass
@@ -190,6 +57,10 @@ class SweepState:
     skipped: int = 0
     #: Why the trainer refused a switch, newest last (mode_changed with a reason).
     notices: list[str] = field(default_factory=list)
+    #: Runs that reached the target or diverged since the app last looked (it toasts them).
+    alerts: list[Alert] = field(default_factory=list)
+    #: The newest event time seen (seconds since the sweep started): "now" for progress and ETA.
+    clock: float = 0.0
     #: Grows on every applied event: the UI redraws only when it changed.
     version: int = 0
 
@@ -208,6 +79,9 @@ class SweepState:
         run = self.runs.get(event.get("run")) if isinstance(event.get("run"), str) else None
         if run is not None:
             run.version += 1
+        t = event.get("t")
+        if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > self.clock:
+            self.clock = float(t)
         self.version += 1
         return True
 
@@ -248,18 +122,23 @@ def _on_sweep_started(s: SweepState, e: Event) -> None:
     s.run_dir = str(e.get("run_dir") or s.run_dir)
     config = e.get("config") if isinstance(e.get("config"), dict) else {}
     sweep = config.get("sweep") if isinstance(config.get("sweep"), dict) else {}
-    s.target_accuracy = _opt_float(sweep.get("target_accuracy"))
+    s.target_accuracy = opt_float(sweep.get("target_accuracy"))
     s.epochs = sweep.get("epochs") if isinstance(sweep.get("epochs"), int) else None
     s.config = config
     s.scaling = None
     s.runs = {}
     for r in runs:
         rid = str(r["run"])
+        chunks = int(r.get("split_chunks") or 1)
         s.runs[rid] = RunState(
             run=rid,
             batch_size=int(r["batch_size"]),
             lr=to_float(r.get("lr")),
-            split_chunks=int(r.get("split_chunks") or 1),
+            split_chunks=chunks,
+            initial_chunks=chunks,
+            seed=r["seed"] if isinstance(r.get("seed"), int) else None,
+            variant=str(r.get("variant") or ""),
+            epochs_total=s.epochs,
         )
     s.started = True
     s.finished = False
@@ -273,13 +152,21 @@ def _on_run_started(s: SweepState, e: Event) -> None:
         run = s.runs[rid] = RunState(run=rid, batch_size=int(e["batch_size"]), lr=to_float(e.get("lr")))
     run.batch_size = int(e.get("batch_size", run.batch_size))
     run.lr = to_float(e.get("lr", run.lr))
-    run.momentum = _opt_float(e.get("momentum"))
+    run.momentum = opt_float(e.get("momentum"))
     run.split_chunks = int(e.get("split_chunks") or run.split_chunks)
     run.iters_per_epoch = int(e.get("iters_per_epoch") or 0)
     if run.iters_per_epoch:
         run.losses.set_beta(ema_beta(run.iters_per_epoch))
-    run.t_started = _opt_float(e.get("t"))
-    run.variant = str(e.get("variant") or "")
+    run.t_started = opt_float(e.get("t"))
+    if isinstance(e.get("seed"), int):
+        run.seed = e["seed"]
+    if isinstance(e.get("epochs"), int) and e["epochs"] > 0:
+        run.epochs_total = e["epochs"]
+    elif run.epochs_total is None:
+        run.epochs_total = s.epochs
+    if not run.epochs and not len(run.losses):  # a fresh start (not a resume): the configured chunks
+        run.initial_chunks = run.split_chunks
+    run.variant = str(e.get("variant") or run.variant)
     run.device = str(e.get("device") or "")
     run.status = "running"
 
@@ -291,31 +178,34 @@ def _on_losses(s: SweepState, e: Event) -> None:
         raise TypeError("values is not a list")
     first = int(e["first_iter"])
     run.losses.put(first, values)
-    t = _opt_float(e.get("t"))
+    t = opt_float(e.get("t"))
     if t is not None and run.t_started is not None:
         run.time_marks.append((first + len(values), max(0.0, t - run.t_started)))
 
 
 def _on_epoch_end(s: SweepState, e: Event) -> None:
     run = s._run(e)
-    run.epochs.append(
-        EpochRecord(
+    record = EpochRecord(
             epoch=int(e["epoch"]),
             iters=int(e.get("iters") or 0),
             samples=int(e.get("samples") or 0),
-            wall_s=_opt_float(e.get("wall_s")),
-            compute_s=_opt_float(e.get("compute_s")),
-            data_s=_opt_float(e.get("data_s")),
-            train_loss=_opt_float(e.get("train_loss")),
-            test_loss=_opt_float(e.get("test_loss")),
-            test_acc=_opt_float(e.get("test_acc")),
-            samples_per_s=_opt_float(e.get("samples_per_s")),
+            wall_s=opt_float(e.get("wall_s")),
+            compute_s=opt_float(e.get("compute_s")),
+            data_s=opt_float(e.get("data_s")),
+            train_loss=opt_float(e.get("train_loss")),
+            test_loss=opt_float(e.get("test_loss")),
+            test_acc=opt_float(e.get("test_acc")),
+            samples_per_s=opt_float(e.get("samples_per_s")),
             total_iters=int(e["total_iters"]) if isinstance(e.get("total_iters"), int) else None,
-            loss_diff_std=_opt_float(e.get("loss_diff_std")),
-            grad_cos=_opt_float(e.get("grad_cos")),
-            b_simple=_opt_float(e.get("b_simple")),
-        )
+            loss_diff_std=opt_float(e.get("loss_diff_std")),
+            grad_cos=opt_float(e.get("grad_cos")),
+            b_simple=opt_float(e.get("b_simple")),
     )
+    run.epochs.append(record)
+    iters = record.total_iters or sum(ep.iters for ep in run.epochs)
+    samples = e.get("total_samples")
+    samples = samples if isinstance(samples, int) else sum(ep.samples for ep in run.epochs)
+    run.add_eval(EvalPoint(iters, samples, record.test_acc, record.test_loss))
 
 
 def _on_mode_changed(s: SweepState, e: Event) -> None:
@@ -331,13 +221,21 @@ def _on_mode_changed(s: SweepState, e: Event) -> None:
 
 def _on_target_reached(s: SweepState, e: Event) -> None:
     run = s._run(e)
+    first = run.target is None
     run.target = {k: v for k, v in e.items() if k not in ("type", "run")}
+    if first:
+        acc = opt_float(e.get("test_acc"))
+        at = f" at iteration {e['iter']:,}" if isinstance(e.get("iter"), int) else ""
+        s.alerts.append(Alert("target", run.run, f"reached {acc:.1%}{at}" if acc is not None
+                              else f"reached the target{at}"))
 
 
 def _on_run_finished(s: SweepState, e: Event) -> None:
     run = s._run(e)
     run.status = str(e["status"])
     run.reason = str(e.get("reason") or "")
+    if run.status in ("diverged", "collapsed"):
+        s.alerts.append(Alert("diverged", run.run, run.status + (f": {run.reason}" if run.reason else "")))
     if isinstance(e.get("summary"), dict):
         run.summary = e["summary"]
 

@@ -56,7 +56,7 @@ def test_detach_quit_attach_then_a_killed_trainer_shows_as_stale(tmp_path):
         screen = tmux.wait_screen(r"attached · trainer pid \d+", timeout=TIMEOUT_S)
         pid = int(re.search(r"trainer pid (\d+)", screen).group(1))
         assert json.loads((run_dir / "trainer.lock").read_text())["pid"] == pid
-        tmux.wait_screen(r"^\s+50\s+0\.02\s+running", timeout=TIMEOUT_S)
+        tmux.wait_screen(r"^\s+bs 50\s+0\.02\s+running", timeout=TIMEOUT_S)
 
         tmux("send-keys", "-t", "app", "q")
         screen = tmux.wait_screen(r"BSTUI-EXIT=0", timeout=30)
@@ -70,7 +70,7 @@ def test_detach_quit_attach_then_a_killed_trainer_shows_as_stale(tmp_path):
         attach("new-session", "-d", "-s", "app", "-x", "110", "-y", "30", f"bash -c {shlex.quote(shell2)}")
         try:
             attach.wait_screen(rf"attached · trainer pid {pid}", timeout=60)
-            attach.wait_screen(r"^\s+500\s+0\.02\s+running", timeout=60)
+            attach.wait_screen(r"^\s+bs 500\s+0\.02\s+running", timeout=60)
             os.kill(pid, signal.SIGKILL)  # the trainer this test started (its own session leader)
             screen = attach.wait_screen(r"the trainer of this run is gone", timeout=30)
             flat = re.sub(r"[\s│▎▊]+", "", screen)  # the toast wraps the full message over lines

@@ -127,8 +127,8 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
     try:
         pane_pid = int(tmux("display", "-p", "-t", "app", "#{pane_pid}").strip())
         # The table fills: both rows running with a loss value.
-        tmux.wait_screen(r"^\s+50\s+0\.02\s+running\s+\d+/2\s+\d")
-        tmux.wait_screen(r"^\s+500\s+0\.02\s+running\s+\d+/2\s+\d")
+        tmux.wait_screen(r"^\s+bs 50\s+0\.02\s+running\s+\d+%\s+\S+\s+\d+/2\s+\d")
+        tmux.wait_screen(r"^\s+bs 500\s+0\.02\s+running\s+\d+%\s+\S+\s+\d+/2\s+\d")
         screen = tmux.screen()
         assert "synthetic-digits" in screen and str(run_dir)[:20] in screen
         assert re.search(r"[⠁-⣿]", screen), "no plotted points on screen"

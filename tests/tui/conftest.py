@@ -13,7 +13,11 @@ from typing import Any, Callable
 import pytest
 
 FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "run_small"
-ASYNC_TEST_TIMEOUT_S = 60
+#: Hang guards, not timings: a Pilot test that blocks fails instead of hanging the suite. On the
+#: shared 2-core VM (load 10+) one key press with its redraw took 3-7 s of wall time for under 1 s
+#: of CPU, so 60 s cut healthy 160x48 tests short.
+ASYNC_TEST_TIMEOUT_S = 240
+WAIT_FOR_S = 60.0
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -87,6 +91,9 @@ class FakeBridge:
     def exitcode(self) -> int | None:
         return self.code
 
+    def pid(self) -> int | None:
+        return None  # no process: the system pane says the trainer's memory is not known
+
     def shutdown(self, grace_s: float = 1.0) -> None:
         time.sleep(self.shutdown_s)
         self.shutdowns += 1
@@ -106,7 +113,7 @@ class FakeBridge:
                 return out
 
 
-async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 15.0) -> None:
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = WAIT_FOR_S) -> None:
     """Let the app run until `condition()` holds (fails the test after `timeout`)."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -123,3 +130,36 @@ async def settle(pilot: Any) -> None:
     app.redraw(force=True)
     await pilot.pause(0.05)
     await asyncio.sleep(0)
+
+
+class FixedHost:
+    """Host readings that never change (snapshots must not show this machine's load)."""
+
+    def cpu_pct(self) -> float | None:
+        return 42.0
+
+    def load1(self) -> float | None:
+        return 1.5
+
+    def rss(self, pid: int) -> int | None:
+        return 3 << 29  # 1.5 GiB
+
+
+def fake_gpus() -> list:
+    from tui.system import GpuStat
+
+    gib = 1 << 30
+    return [
+        GpuStat(0, "NVIDIA H200", util=87.0, mem_used=31 * gib, mem_total=141 * gib, power_w=412.0,
+                power_limit_w=700.0, temp_c=61.0),
+        GpuStat(1, "NVIDIA H200", util=12.0, mem_used=2 * gib, mem_total=141 * gib, power_w=None,
+                power_limit_w=None, temp_c=38.0),
+    ]
+
+
+def fake_system(gpus: bool = True):
+    """A system source over a fake NVML library (the real reading code runs) and fixed host figures."""
+    from tui.system import FakeNvml, LiveSystem, Nvml
+
+    nvml = Nvml(FakeNvml(fake_gpus())) if gpus else Nvml(FakeNvml(fail="Driver Not Loaded"))
+    return LiveSystem(nvml=nvml, host=FixedHost())

@@ -14,10 +14,11 @@ import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, wait_for
 from trainer.runlog import EVENTS, LOCK, lock_status, open_append
-from tui.app import make_app
 from tui.detach import describe, reattach_hint, start_detached, trainer_state
+from tui.factory import make_app
 from tui.feed import ReplayFeed
 from tui.replay import EventReader
+from tui.status import Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 GARBAGE_LOCKS = [b"\x80\xff\x00garbage", b'{"pid": 1e20, "started": 1.0}', b'{"pid": 4242, "started": 1e300}']
@@ -66,8 +67,9 @@ def test_an_unreadable_lock_is_said_to_be_one(tmp_path, data):
     (run / LOCK).write_bytes(data)
     status = trainer_state(run)
     assert status["state"] == "live" and status["unreadable"]  # fresh: it may be being written
-    text, _ = describe(status, run, finished=False)
-    assert "unreadable" in text and f"python -m trainer resume {run}" in text
+    line = describe(status, run, finished=False)
+    assert "unreadable" in line.plain and f"python -m trainer resume {run}" in line.plain
+    assert line.severity is Severity.WARNING
     assert "unreadable" in reattach_hint(run, status)
 
 

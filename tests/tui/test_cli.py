@@ -19,9 +19,13 @@ def run_main(argv: list[str], capsys) -> tuple[int, str]:
 
 
 def test_tui_never_imports_torch_at_load():
-    code = (
-        "import sys, tui, tui.app, tui.__main__, tui.bridge, tui.feed, tui.replay, tui.state, tui.series;"
-        "assert 'torch' not in sys.modules, 'torch imported'"
+    code = (  # every module of the package, widgets and screens included
+        "import importlib, pathlib, sys;"
+        "[importlib.import_module('.'.join(p.with_suffix('').parts)) for p in pathlib.Path('tui').rglob('*.py')"
+        " if p.name != '__main__.py'];"
+        "import tui.__main__;"
+        "assert 'torch' not in sys.modules, 'torch imported';"
+        "assert 'pynvml' not in sys.modules, 'pynvml imported before the first reading'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, wait_for
 from tui.__main__ import main
-from tui.app import make_app
+from tui.factory import make_app
 from tui.detach import (
     AttachError,
     DetachedTrainer,
@@ -96,16 +96,16 @@ def test_newest_run_dir_is_the_last_started_and_errors_say_what_to_pass(tmp_path
 def test_status_line_tells_live_stale_and_unfinished_apart(tmp_path):
     run = partial_run(tmp_path)
     none = describe(trainer_state(run), run, finished=False)
-    assert none is not None and "resume with python -m trainer resume" in none[0]
+    assert none is not None and "resume with python -m trainer resume" in none.plain
     assert describe(trainer_state(run), run, finished=True) is None
     write_lock(run, os.getpid())
     live = describe(trainer_state(run), run, finished=False)
-    assert live is not None and f"pid {os.getpid()}" in live[0] and "writing" in live[0]
+    assert live is not None and f"pid {os.getpid()}" in live.plain and "writing" in live.plain
     assert "bstui --attach" in reattach_hint(run, trainer_state(run))
     write_lock(run, dead_pid())
     stale = describe(trainer_state(run), run, finished=False)
     assert stale is not None
-    assert "the trainer of this run is gone" in stale[0] and f"python -m trainer resume {run}" in stale[0]
+    assert "the trainer of this run is gone" in stale.plain and f"python -m trainer resume {run}" in stale.plain
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str]:
@@ -172,9 +172,8 @@ async def test_d_in_a_recorded_replay_only_explains(fixture_dir):
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.finished)
         await pilot.press("d")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: any("no trainer to leave running" in str(n.message) for n in app._notifications))
         assert app.is_running
-        assert any("no trainer to leave running" in str(n.message) for n in app._notifications)
 
 
 async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path, monkeypatch):
@@ -188,7 +187,7 @@ async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path
         launched.append((cmd, run_dir))
         return start_detached(SLEEPER, tmp_path / "elsewhere")  # stands in for the trainer
 
-    monkeypatch.setattr("tui.app.start_detached", fake_start)
+    monkeypatch.setattr("tui.sweep_controls.start_detached", fake_start)
     app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.started and app.live)

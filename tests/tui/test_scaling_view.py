@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import FIXTURE_DIR, settle, wait_for
-from tui.app import make_app
+from tests.tui.conftest import FIXTURE_DIR, fake_system, settle, wait_for
+from tui.factory import make_app
 from tui.replay import read_all
 from tui.scaling import analyses, facts_text, log_ticks, lr_chart, target_chart
 from tui.screens.main_screen import MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
 from tui.widgets.run_table import COLUMNS, RunTable, visible_columns
-from tui.widgets.scaling_view import ChartPlot, ScalingView
+from tui.widgets.chart import BrailleChart
+from tui.widgets.scaling_view import ScalingView
 
 SCALING_DIR = FIXTURE_DIR.parent / "run_scaling"
 
@@ -53,7 +54,7 @@ async def test_c_opens_the_scaling_view_with_the_fitted_b_crit_and_goes_back():
         assert "B_crit 217" in facts  # the fixture's fit (true B_crit 200, noise 5%)
         assert "B_simple 198" in facts
         assert "4 of 4 batch sizes reached 97% · 3 lrs each" in facts
-        steps = app.screen.query_one("#scaling-steps", ChartPlot).chart_text()
+        steps = app.screen.query_one("#scaling-steps", BrailleChart).chart_text()
         assert "steps to target vs batch" in steps and any(0x2800 < ord(ch) <= 0x28FF for ch in steps)
         assert "1000" in steps and "20" in steps  # log-axis ticks read as batch sizes
         await pilot.press("c")
@@ -85,11 +86,7 @@ async def test_the_view_updates_live_as_runs_finish(tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "No run has finished yet" in view_of(app).facts().plain)
         with open(tmp_path / "run" / "events.jsonl", "a") as f:  # the trainer goes on, no sweep_finished
             f.writelines(json.dumps(e) + "\n" for e in events[3:] if e["type"] != "sweep_finished")
-        deadline = 100
-        while "B_crit 217" not in view_of(app).facts().plain and deadline:
-            await pilot.pause(0.1)
-            deadline -= 1
-        assert "B_crit 217" in view_of(app).facts().plain
+        await wait_for(pilot, lambda: "B_crit 217" in view_of(app).facts().plain)
         app.exit()
 
 
@@ -133,23 +130,30 @@ def test_log_ticks_label_values_not_logs():
 
 def test_columns_are_dropped_least_needed_first_to_fit():
     widths = {k: len(h) for k, h in COLUMNS}
+    widths["run"] = len("bs 10 lr 0.0548")
     keys = [k for k, _ in COLUMNS]
     assert visible_columns(widths, 1000) == tuple(keys)
     narrow = visible_columns(widths, 78)
-    assert {"b_simple", "osc", "gcos", "acc", "target"} <= set(narrow)
-    assert "best" not in narrow and sum(widths[k] + 2 for k in narrow) <= 78
+    assert {"run", "status", "progress", "acc", "best", "target"} <= set(narrow)  # last and best accuracy stay
+    assert "speed" not in narrow and sum(widths[k] + 2 for k in narrow) <= 78
 
 
-async def test_table_shows_noise_scale_and_oscillation_and_fits_80_columns(fixture_dir):
-    app = make_app(replay=str(fixture_dir), follow=False)
+async def test_table_shows_last_and_best_accuracy_and_the_noise_scale_and_fits_80_columns(fixture_dir):
+    app = make_app(replay=str(fixture_dir), follow=False, system=fake_system())
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(RunTable)
         headers = [str(c.label) for c in table.columns.values()]
-        assert {"B_simple", "osc", "gcos"} <= set(headers)
+        assert {"acc", "best", "B_simple"} <= set(headers)
         assert table.virtual_size.width <= table.size.width  # no sideways scrolling
         row = [str(c) for c in table.get_row("bs60")]
-        assert "530" in row and "+0.79" in row  # the last epoch's B_simple and grad cos
+        assert "530" in row and "96.0%" in row  # the last epoch's B_simple; the accuracy
+
+
+def test_the_facts_name_the_best_run_of_each_batch_by_its_label():
+    state = _finished_state()
+    text = facts_text(state, analyses(state)).plain
+    assert "best: bs 16 lr 0.05" in text and "bs 256 lr 0.2" in text
 
 
 def _finished_state() -> SweepState:
@@ -167,7 +171,9 @@ def scaling_app(monkeypatch):
 async def _open_scaling(pilot) -> None:
     await settle(pilot)
     await pilot.press("c")
-    await pilot.pause(0.2)
+    # Its charts draw after the screen mounts: wait for them, not a fixed pause (loaded machines).
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ScalingScreen) and all(
+        c.chart is not None for c in pilot.app.screen.query(BrailleChart)))
     await settle(pilot)
 
 

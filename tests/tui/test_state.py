@@ -139,13 +139,26 @@ def test_a_resumed_sweep_runs_again_and_nothing_is_counted_unreadable():
     assert any("resumed" in n for n in s.notices)
 
 
-def test_plot_titles_name_the_variant_and_the_gpu_when_runs_spread_over_several():
-    from tui.widgets.loss_grid import plot_title
+def test_plot_titles_name_the_run_its_progress_and_the_gpu_when_runs_spread_over_several():
+    from tui.charts import plot_title
 
     s = started(6000)
     s.apply({"type": "run_started", "t": 0.2, "run": "bs6000", "batch_size": 6000, "lr": 20.0,
              "momentum": 0.9, "split_chunks": 1, "iters_per_epoch": 10, "variant": "lars", "device": "cuda:1"})
     run = s.runs["bs6000"]
-    assert plot_title(run, 60) == "bs 6000 lars · lr 20 · running"
-    assert plot_title(run, 60, show_device=True) == "bs 6000 lars · lr 20 · cuda:1 · running"
-    assert plot_title(run, 12) == "bs 6000"
+    assert plot_title(run, "bs 6000 lars", 60, "40%") == "bs 6000 lars · 40% running"
+    assert plot_title(run, "bs 6000 lars", 60, show_device=True) == "bs 6000 lars · cuda:1 · running"
+    assert plot_title(run, "bs 6000 lars", 12) == "bs 6000 lars"
+    assert plot_title(run, "bs 6000 lars", 9) == "bs 6000"
+
+
+def test_epoch_ends_are_evaluations_and_alerts_say_target_and_divergence():
+    s = started(6, 60)
+    s.apply({"type": "epoch_end", "t": 1.0, "run": "bs6", "epoch": 1, "iters": 10, "samples": 60,
+             "wall_s": 1.0, "compute_s": 0.5, "test_acc": 0.9, "test_loss": 0.3, "total_iters": 10})
+    assert [(e.iters, e.samples, e.test_acc) for e in s.runs["bs6"].evals] == [(10, 60, 0.9)]
+    s.apply({"type": "target_reached", "t": 1.1, "run": "bs6", "epoch": 1, "iter": 10, "test_acc": 0.985})
+    s.apply({"type": "run_finished", "t": 1.2, "run": "bs60", "status": "diverged", "reason": "loss became nan"})
+    assert [(a.kind, a.run, a.detail) for a in s.alerts] == [
+        ("target", "bs6", "reached 98.5% at iteration 10"), ("diverged", "bs60", "diverged: loss became nan")]
+    assert s.clock == 1.2 and s.runs["bs6"].seed is None and s.runs["bs6"].epochs_total == 3

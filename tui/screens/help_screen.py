@@ -8,25 +8,14 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP = [
-    ("x", "x axis: iteration → epoch → samples seen → wall time"),
-    ("l", "log / linear loss axis"),
-    ("m", "smoothing (debiased EMA; the raw loss stays, faint)"),
-    ("o", "one overlaid plot of all batch sizes / one plot each"),
-    ("c", "scaling view: steps, samples and best lr vs batch size, B_crit fit"),
-    ("s", "split-backward on/off for the running sweep (or the Switch)"),
-    ("+ -", "chunks k for the next split-backward switch"),
-    ("p", "pause / resume the trainer"),
-    ("r", "restart the sweep (replay: read the run directory again)"),
-    ("d", "detach: the sweep goes on without the app (live: stops and resumes it in its own session); "
-          "bstui --attach DIR comes back"),
-    ("t", "table / timing panel (narrow terminals)"),
-    ("?", "this help"),
-    ("q", "quit (stops the trainer; the run directory stays valid)"),
-]
+from tui.keys import KEYS
 
 TABLE = [
+    ("run", "what tells the run apart in this sweep: batch, lr (3 digits), seed, variant, split k"),
     ("lr", "the run's lr; split on: lr→lr×k, the lr split-backward acts like"),
+    ("done", "share of the run's planned iterations trained"),
+    ("left", "training time the run still needs at its measured rate (the header: the sweep's ETA)"),
+    ("acc / best", "test accuracy of the last evaluation / the best so far"),
     ("target", "training wall time until test accuracy reached the target"),
     ("B_simple", "gradient noise scale tr(Σ)/|G|², latest epoch (McCandlish 2018)"),
     ("osc", "loss oscillation: sd of successive loss differences, latest epoch"),
@@ -37,6 +26,9 @@ TABLE = [
 MARKS = [
     ("│ yellow", "split-backward switched on or off"),
     ("│ green", "target accuracy reached"),
+    ("╌ ◆", "accuracy view: the target accuracy; where each run crossed it"),
+    ("▴ ▾", "the series goes beyond the y range in that column (a spike); l shows it whole"),
+    ("░ band", "min/max of the raw loss under its EMA (where the raw loss is denser than the plot)"),
     ("░ timing", "epoch time not spent computing: data loading, host work"),
     ("│ scaling", "yellow: fitted B_crit; magenta: measured B_simple"),
 ]
@@ -45,8 +37,8 @@ MARKS = [
 def help_text() -> Text:
     text = Text()
     text.append("Keys\n", style="bold")
-    for key, what in HELP:
-        text.append(f"  {key:>4}  ", style="bold cyan")
+    for key, what in KEYS:
+        text.append(f"  {key:>9}  ", style="bold cyan")
         text.append(what + "\n")
     text.append("\nTable\n", style="bold")
     for column, what in TABLE:

@@ -1,38 +1,162 @@
-"""The one screen: header, controls, loss grid, then table and timing panel."""
+"""The main screen: header, controls, plots, crosshair line, table and timing panel, system pane.
+
+It owns the view (the view keys' state, tui.view.View) and draws every widget from what
+the app hands it on each redraw; the app owns the sweep state and the feed.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
+from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
+from tui.state import SweepState
+from tui.status import StatusLine
+from tui.system import SystemSnapshot
+from tui.view import View
 from tui.widgets.controls_bar import ControlsBar
 from tui.widgets.loss_grid import LossGrid
 from tui.widgets.run_table import RunTable
 from tui.widgets.sweep_header import SweepHeader
+from tui.widgets.system_pane import SystemPane
 from tui.widgets.timing_panel import TimingPanel
 
 #: At least this many columns to show table and timing panel side by side;
 #: narrower terminals show one of them (key t swaps).
 WIDE = 130
+#: Below this many rows the bottom pane gets shorter (it scrolls) so the plots keep their room.
+SHORT = 36
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the app hands the screen on each redraw."""
+
+    state: SweepState
+    status: StatusLine
+    config_label: str
+    run_dir: str
+    skipped: int
+    replay: bool
+    chunks: int
 
 
 class MainScreen(Screen[None]):
-    """Lays the widgets out; the app fills them (it owns the state)."""
+    """Lays the widgets out and keeps the view; the app fills it (it owns the state)."""
+
+    BINDINGS = [
+        Binding("a", "cycle('metric')", "metric"),
+        Binding("x", "cycle('x_axis')", "axis"),
+        Binding("l", "toggle('log_y')", "log"),
+        Binding("o", "toggle('overlay')", "overlay"),
+        Binding("w", "cycle('window')", "window", show=False),
+        Binding("m", "cycle('smoothing')", "smooth", show=False),
+        Binding("y", "toggle('shared_y')", "y range", show=False),
+        Binding("tab", "focus_run(1)", "focus", show=False, priority=True),
+        Binding("shift+tab", "focus_run(-1)", "focus", show=False, priority=True),
+        Binding("left", "cursor(-1)", "crosshair", show=False, priority=True),
+        Binding("right", "cursor(1)", "crosshair", show=False, priority=True),
+        Binding("shift+left", "cursor(-12)", "crosshair", show=False, priority=True),
+        Binding("shift+right", "cursor(12)", "crosshair", show=False, priority=True),
+        Binding("escape", "cursor_off", "no crosshair", show=False),
+        Binding("pageup", "page(-1)", "page", show=False, priority=True),
+        Binding("pagedown", "page(1)", "page", show=False, priority=True),
+    ]
+
+    view: reactive[View] = reactive(View())
+    """The view keys' state: metric, axes, window, smoothing, overlay, focus, crosshair, page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frame: Frame | None = None
+        self._pages = 1
 
     def compose(self) -> ComposeResult:
         yield SweepHeader(id="header")
         yield ControlsBar(id="controls")
         yield LossGrid(id="grid")
+        yield Static("", id="inspect")
         with Horizontal(id="bottom"):
             yield RunTable(id="table")
             yield TimingPanel(id="timing")
-        yield Footer(compact=True)  # every key fits in 80 columns, ? help and q quit included
+        yield SystemPane(id="system")
+        yield Footer(compact=True)  # every shown key fits in 80 columns, ? help and q quit included
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < WIDE, "-narrow")
+        self.set_class(event.size.height < SHORT, "-short")
 
     def on_mount(self) -> None:
         self.set_class(self.size.width < WIDE, "-narrow")
+        self.set_class(self.size.height < SHORT, "-short")
         self.query_one(RunTable).focus()
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def update_from(self, frame: Frame) -> bool:
+        """Draw every widget from `frame`; False when the screen has not composed yet."""
+        self._frame = frame
+        try:
+            header, controls = self.query_one(SweepHeader), self.query_one(ControlsBar)
+            grid, table, timing = self.query_one(LossGrid), self.query_one(RunTable), self.query_one(TimingPanel)
+            inspect = self.query_one("#inspect", Static)
+        except NoMatches:  # a redraw before the screen has composed: draw on the next tick
+            return False
+        state = frame.state
+        with self.app.batch_update():
+            header.update_from(state, frame.config_label, frame.run_dir, frame.skipped, replay=frame.replay)
+            info = grid.update_view(state, self.view)
+            self._pages = info.pages
+            controls.show(frame.status, frame.chunks, self.view.describe())
+            line = Text(no_wrap=False)
+            if info.page_text:
+                line.append(f"{info.page_text} (PgUp/PgDn)", style="bold")
+            if info.cursor is not None:
+                line.append("  " if info.page_text else "")
+                line.append_text(info.cursor)
+            inspect.display = bool(line.plain)
+            inspect.update(line)
+            table.update_from(state)
+            timing.update_from(state)
+        return True
+
+    def show_system(self, snapshot: SystemSnapshot) -> None:
+        try:
+            self.query_one(SystemPane).show(snapshot)
+        except NoMatches:
+            pass
+
+    def watch_view(self) -> None:
+        if self._frame is not None:
+            self.update_from(self._frame)
+
+    # -- view keys --------------------------------------------------------------------------
+
+    def action_cycle(self, name: str) -> None:
+        v = self.view
+        self.view = {"metric": v.cycle_metric, "x_axis": v.cycle_x, "window": v.cycle_window,
+                     "smoothing": v.cycle_smoothing}[name]()
+
+    def action_toggle(self, name: str) -> None:
+        self.view = self.view.toggle(name)
+
+    def action_focus_run(self, step: int) -> None:
+        runs = list(self._frame.state.runs) if self._frame is not None else []
+        self.view = self.view.cycle_focus(runs, step)
+
+    def action_cursor(self, steps: int) -> None:
+        self.view = self.view.move_cursor(steps)
+
+    def action_cursor_off(self) -> None:
+        if self.view.cursor is not None:
+            self.view = replace(self.view, cursor=None)
+
+    def action_page(self, step: int) -> None:
+        self.view = self.view.turn_page(step, self._pages)

@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, Switch
 
+from tui.status import StatusLine
+
 
 class ControlsBar(Horizontal):
     """`#status` says what the sweep is doing; the Switch asks for split-backward on/off."""
@@ -41,7 +43,7 @@ class ControlsBar(Horizontal):
         yield Label("", id="chunks")
         yield Label("", id="view")
 
-    def show(self, status: Text | str, chunks: int, view: str) -> None:
-        self.query_one("#status", Label).update(status)
+    def show(self, status: StatusLine, chunks: int, view: str) -> None:
+        self.query_one("#status", Label).update(status.text())
         self.query_one("#chunks", Label).update(Text.assemble(("÷", "dim"), str(chunks), (" +/-", "dim")))
         self.query_one("#view", Label).update(Text(view, style="dim"))

@@ -1,53 +1,69 @@
-"""Small multiples of per-iteration loss, one plot per batch size, on one shared y range.
+"""Small multiples of one metric, one plot per run, paged when they do not fit; or one overlay.
 
-Wraps into rows on narrow terminals (`grid_columns`); `overlay` swaps the grid for
-one plot of every run. Each redraw downsamples every series to its plot's width
-first, so the cost does not grow with the length of the sweep.
+Every plot shares the x range (window_xlim), and the y range unless the user asked for
+one per plot (`y`). Each redraw downsamples every series to its plot's width first, so the
+cost does not grow with the length of the sweep. The crosshair's values come back to the
+screen in `GridInfo` for its status line.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from rich.text import Text
 from textual.containers import Container
 from textual.widgets import Static
 
-from tui.palette import run_color
-from tui.plotdata import X_LABELS, Series, grid_columns, prepare_series, shared_ylim
+from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart
+from tui.labels import sweep_looks
+from tui.layout import grid_columns, page_bounds, per_page
+from tui.palette import RGB, rgb
+from tui.plotdata import Series, compact, first_iter_at, iter_to_x, series_for, shared_ylim, value_at, window_xlim
+from tui.progress import run_progress
 from tui.state import RunState, SweepState
-from tui.widgets.loss_plot import LossPlot, PlotSpec
+from tui.view import METRIC_NAMES, View
+from tui.widgets.chart import BrailleChart
+
+Looks = dict[str, tuple[str, RGB]]
 
 
 @dataclass(frozen=True)
-class GridView:
-    """The user's view choices (keys x, l, m, o)."""
+class GridInfo:
+    """What the grid tells the screen after a redraw: paging, and the crosshair's readings."""
 
-    x_axis: str = "iteration"
-    log_y: bool = False
-    smooth: bool = False
-    overlay: bool = False
+    pages: int = 1
+    page_text: str = ""
+    cursor: Text | None = None
 
 
-def plot_title(run: RunState, width: int, show_device: bool = False) -> str:
-    """'bs 60 lars · lr 0.02 · split ÷4 · cuda:1 · done', cut to what fits in `width` cells.
+def x_words(axis: str, x: float) -> str:
+    """An x position in its unit, for the crosshair line."""
+    if axis == "iteration":
+        return f"it {x:,.0f}"
+    if axis == "epoch":
+        return f"epoch {x:.2f}"
+    if axis == "samples":
+        return f"{compact(x)} samples"
+    return f"{x:.3g} s"
 
-    The variant names the [[variants]] arm; the device is shown when the sweep ran on several
-    (sweep.parallel), so the grid says which GPU ran what.
-    """
-    name = f"bs {run.batch_size}" + (f" {run.variant}" if run.variant else "")
-    parts = [name, f"lr {run.lr:g}"]
-    if run.split_chunks > 1:
-        parts.append(f"split ÷{run.split_chunks}")
-    if show_device and run.device:
-        parts.append(run.device)
-    parts.append(run.status)
-    for title in (" · ".join(parts), f"{name} · {run.status}", f"{name} {run.status}", f"bs {run.batch_size}"):
-        if len(title) <= width:
-            return title
-    return f"bs {run.batch_size}"
+
+def _reading(run: RunState, series: Series, view: View, x: float) -> float | None:
+    """The value of what is drawn for `run` at x (the loss of that very iteration, or its EMA)."""
+    if view.metric != "loss":
+        value = value_at(series, x)
+        return None if value is None else (10**value if view.log_y and view.metric == "test_loss" else value)
+    n = len(run.losses)
+    if n == 0 or not iter_to_x(run, view.x_axis, 0) <= x <= iter_to_x(run, view.x_axis, n - 1):
+        return None  # the run has no loss at that x (it has not got there, or started later)
+    i = first_iter_at(run, view.x_axis, x, n)
+    i = min(n - 1, i)
+    values = run.losses.smooth if series.band_x is not None else run.losses.raw
+    v = float(values[i])
+    return v if np.isfinite(v) else None
 
 
 class LossGrid(Container):
-    """The loss plots; `update_view(state, view)` redraws them all."""
+    """The plots; `update_view(state, view)` redraws them all."""
 
     DEFAULT_CSS = """
     LossGrid {
@@ -71,30 +87,36 @@ class LossGrid(Container):
         self._count = 0  # plots in the grid (children mount and unmount asynchronously)
         self._drawn: dict[int, tuple[object, ...]] = {}  # per plot: what it shows now
         self._state: SweepState | None = None
-        self._view = GridView()
+        self._view = View()
+        self.info = GridInfo()
 
-    def update_view(self, state: SweepState, view: GridView) -> None:
+    def page_size(self, n_runs: int, overlay: bool) -> int:
+        return max(1, n_runs) if overlay else per_page(n_runs, self.size.width, self.size.height)
+
+    def update_view(self, state: SweepState, view: View) -> GridInfo:
         """Redraw every plot from `state` (cheap: downsampled to the plot widths)."""
         self._state, self._view = state, view
         runs = state.run_list()
-        key = (view.overlay, tuple(r.run for r in runs))
+        first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)
+        key = (view.overlay, tuple(r.run for r in runs[first:end]))
         if key != self._layout_key:
             self._layout_key = key
-            self._rebuild(len(runs), view.overlay)
-            return  # new plots draw on their first resize (sizes are known then)
-        self._fit_columns()
-        self._draw()
+            self._rebuild(end - first, view.overlay)
+        else:
+            self._fit_columns()
+            self._draw()
+        return self.info
 
-    def _rebuild(self, n_runs: int, overlay: bool) -> None:
+    def _rebuild(self, n_plots: int, overlay: bool) -> None:
         self.remove_children()
         self._drawn = {}
-        if n_runs == 0:
+        if n_plots == 0:
             self._count = 1
             self._fit_columns()
             self.mount(Static("waiting for the sweep to start…", classes="empty"))
             return
-        count = self._count = 1 if overlay else n_runs
-        self.mount_all([LossPlot(classes="loss-plot") for _ in range(count)])
+        count = self._count = 1 if overlay else n_plots
+        self.mount_all([BrailleChart(classes="loss-plot") for _ in range(count)])
         self._fit_columns()
         self.call_after_refresh(self._draw)
 
@@ -104,11 +126,12 @@ class LossGrid(Container):
             self.styles.grid_size_columns = cols
 
     def on_resize(self) -> None:
-        self._fit_columns()
         self._drawn = {}
-        self.call_after_refresh(self._draw)
+        if self._state is not None:  # the page size may have changed: lay out again
+            self._layout_key = ()
+            self.update_view(self._state, self._view)
 
-    def _changed(self, plot: LossPlot, key: tuple[object, ...]) -> bool:
+    def _changed(self, plot: BrailleChart, key: tuple[object, ...]) -> bool:
         """True (and remembered) when a plot's inputs differ from what it shows."""
         full = (*key, plot.size.width, plot.size.height)
         if self._drawn.get(id(plot)) == full:
@@ -120,46 +143,59 @@ class LossGrid(Container):
         state, view = self._state, self._view
         if state is None:
             return
-        plots = list(self.query(LossPlot))
+        plots = list(self.query(BrailleChart))
         runs = state.run_list()
-        if not plots or len(plots) != self._count:
+        looks = sweep_looks(runs)  # now, not at update_view: runs may have started since (deferred draw)
+        if not runs or not plots or len(plots) != self._count:
             return  # a rebuild is under way; it draws when mounted
-        diverged = {r.run for r in runs if r.status == "diverged"}
-        several_devices = len({r.device for r in runs if r.device}) > 1
-        axis_note = X_LABELS.get(view.x_axis, view.x_axis)
+        first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)
+        shown = runs[first:end]
+        xlim = window_xlim(runs, view)
+        columns = plots[0].data_columns
+        measured = runs if view.shared_y else shown  # a shared y range covers the runs of every page
+        series = {r.run: series_for(r, view, xlim, columns) for r in measured}
+        diverged = {r.run for r in runs if r.status in ("diverged", "collapsed")}
+        target = state.target_accuracy
+        shared = shared_ylim(list(series.values()), diverged, view.log_y, view.metric, target)
+        versions = tuple((r.version, r.status) for r in runs)
+        self.info = GridInfo(pages, f"runs {first + 1}-{end} of {len(runs)}" if pages > 1 else "",
+                             self._cursor_text(shown, series, view, xlim, looks))
         if view.overlay:
             plot = plots[0]
-            if not self._changed(plot, (view, tuple((r.version, r.status) for r in runs))):
-                return
-            series = [
-                (prepare_series(r, view.x_axis, view.log_y, False, plot.data_columns), run_color(i))
-                for i, r in enumerate(runs)
-            ]
-            ylim = shared_ylim([s for s, _ in series], exclude=diverged, log_y=view.log_y)
-            title = f"all batch sizes · {axis_note}" + (" · smoothed" if view.smooth else "")
-            if view.smooth:  # overlay: smoothed lines only, raw would be a blur of colours
-                series = [
-                    (prepare_series(r, view.x_axis, view.log_y, True, plot.data_columns), run_color(i))
-                    for i, r in enumerate(runs)
-                ]
-                for s, _ in series:
-                    s.faint_x = s.faint_y = None
-                ylim = shared_ylim([s for s, _ in series], exclude=diverged, log_y=view.log_y)
-            plot.show(PlotSpec(title=title, series=series, ylim=ylim, log_y=view.log_y, legend=True))
+            if self._changed(plot, (view, xlim, shared, versions)):
+                entries = [(series[r.run], looks[r.run][1], looks[r.run][0]) for r in shown]
+                frame = PlotFrame(view, xlim, shared, target)
+                title = f"{METRIC_NAMES[view.metric]} · all runs"
+                plot.show(lambda w, h: overlay_chart(entries, frame, title, w, h))
             return
-        prepared: list[Series] = [
-            prepare_series(r, view.x_axis, view.log_y, view.smooth, p.data_columns) for r, p in zip(runs, plots)
-        ]
-        ylim = shared_ylim(prepared, include_faint=True, exclude=diverged, log_y=view.log_y)
+        several_devices = len({r.device for r in runs if r.device}) > 1
         with self.app.batch_update():
-            for i, (run, plot, series) in enumerate(zip(runs, plots, prepared)):
-                if not self._changed(plot, (view, run.version, run.status, run.split_chunks, ylim)):
+            for run, plot in zip(shown, plots):
+                s = series[run.run]
+                ylim = shared if view.shared_y else shared_ylim([s], None, view.log_y, view.metric, target)
+                if not self._changed(plot, (view, run.run, run.version, run.status, xlim, ylim)):
                     continue  # nothing new for this run: no repaint
-                plot.show(
-                    PlotSpec(
-                        title=plot_title(run, plot.size.width - 8, several_devices),
-                        series=[(series, run_color(i))],
-                        ylim=ylim,
-                        log_y=view.log_y,
-                    )
-                )
+                label, color = looks[run.run]
+                frac = run_progress(run).fraction
+                progress = f"{frac:.0%}" if frac is not None else ""
+                title = plot_title(run, label, plot.size.width - 1, progress, several_devices)
+                frame = PlotFrame(view, xlim, ylim, target)
+                plot.show(lambda w, h, run=run, s=s, frame=frame, color=color, title=title:
+                          run_chart(run, s, frame, color, title, run.run == view.focus, w, h))
+
+    def _cursor_text(self, runs: list[RunState], series: dict[str, Series], view: View,
+                     xlim: tuple[float, float] | None, looks: Looks) -> Text | None:
+        """'it 1,200 │ bs 1 lr 0.02 2.31 │ bs 6 …': every shown run's value at the crosshair."""
+        if view.cursor is None or xlim is None:
+            return None
+        x = xlim[0] + view.cursor * (xlim[1] - xlim[0])
+        text = Text(no_wrap=False)
+        text.append(x_words(view.x_axis, x), style="bold")
+        for run in runs:
+            label, color = looks[run.run]
+            value = _reading(run, series[run.run], view, x) if run.run in series else None
+            text.append(" │ ", style="dim")
+            text.append(label, style=rgb(color))
+            shown = "-" if value is None else (f"{value:.1%}" if view.metric == "acc" else compact(value))
+            text.append(f" {shown}", style="bold" if run.run == view.focus else "")
+        return text

@@ -1,23 +1,28 @@
-"""One row per run: lr, status, epoch, last loss, accuracy, time to target, noise scale, oscillation, speed.
+"""One row per run: its label, status, progress, last and best accuracy, time to target, noise scale...
 
 Columns that do not fit the table's width are dropped, least needed first (DROP_ORDER),
-so the table never scrolls sideways on an 80-column terminal.
+so the table never scrolls sideways on an 80-column terminal; the last and the best
+accuracy are never dropped (a run that peaked and fell back shows both).
 """
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.palette import STATUS_STYLES, run_rich_color
+from tui.labels import fmt_lr, sweep_looks
+from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact
+from tui.progress import duration, run_progress
 from tui.state import RunState, SweepState
 from tui.widgets.timing_panel import seconds
 
 #: (key, header) in display order.
 COLUMNS = (
-    ("batch", "batch"),
+    ("run", "run"),
     ("lr", "lr"),
     ("status", "status"),
+    ("progress", "done"),
+    ("left", "left"),
     ("epoch", "epoch"),
     ("loss", "loss"),
     ("acc", "acc"),
@@ -29,8 +34,8 @@ COLUMNS = (
     ("speed", "samples/s"),
 )
 #: Columns dropped, in this order, while the table is wider than its room (the timing
-#: panel shows speed; acc shows what best does once a run is done).
-DROP_ORDER = ("best", "speed", "loss", "epoch", "gcos", "osc")
+#: panel shows speed; the label names the lr when lrs differ; acc and best always stay).
+DROP_ORDER = ("speed", "gcos", "osc", "epoch", "lr", "loss", "left", "b_simple")
 CELL_PADDING = 2  # DataTable's cell_padding 1 on each side
 SCROLLBAR = 2  # room kept for the vertical scrollbar a long sweep brings
 
@@ -50,21 +55,28 @@ def pct(v: float | None) -> str:
 
 
 def lr_cell(run: RunState) -> Text:
-    """The lr; with split-backward on, also the lr x k it behaves like (SEED.md)."""
+    """The lr (3 significant digits, as in the run labels); with split-backward on, also the lr x k
+    it behaves like (SEED.md)."""
     if run.split_chunks > 1:
-        return Text.assemble(f"{run.lr:g}", ("→", "dim"), (f"{run.effective_lr:g}", "yellow"))
-    return Text(f"{run.lr:g}")
+        return Text.assemble(fmt_lr(run.lr), ("→", "dim"), (fmt_lr(run.effective_lr), "yellow"))
+    return Text(fmt_lr(run.lr))
 
 
-def row_cells(run: RunState, index: int, epochs_total: int | None) -> dict[str, Text | str]:
+def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -> dict[str, Text | str]:
     """The table cells of one run (pure: tests call it)."""
+    epochs_total = run.epochs_total or epochs_total
     epoch = f"{run.epoch}/{epochs_total}" if epochs_total else str(run.epoch)
     target = seconds(run.time_to_target_s) if run.time_to_target_s is not None else "-"
     status = Text(run.status, style=STATUS_STYLES.get(run.status, ""))
+    progress = run_progress(run)
+    frac = progress.fraction
+    left = duration(progress.left_s) if run.status in ("waiting", "running") else ""
     return {
-        "batch": Text(str(run.batch_size), style=f"bold {run_rich_color(index)}", justify="right"),
+        "run": Text(label, style=f"bold {color}"),
         "lr": lr_cell(run),
         "status": status,
+        "progress": Text("-" if frac is None else f"{frac:.0%}", justify="right"),
+        "left": Text(left, justify="right"),
         "epoch": Text(epoch, justify="right"),
         "loss": Text(compact(run.last_loss), justify="right"),
         "acc": Text(pct(run.test_acc), justify="right"),
@@ -113,7 +125,8 @@ class RunTable(DataTable):
         self._state = state
         epochs_total = state.epochs
         runs = state.run_list()
-        rows = [row_cells(run, i, epochs_total) for i, run in enumerate(runs)]
+        looks = sweep_looks(runs)  # now, also on resize: the state grows in place, runs may have started since
+        rows = [row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total) for run in runs]
         room = self.size.width - SCROLLBAR
         if room > 0:
             widths = {k: max([len(h)] + [r[k].cell_len if isinstance(r[k], Text) else len(r[k]) for r in rows])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.progress import duration, sweep_progress
 from tui.state import SweepState
 
 
@@ -18,6 +19,12 @@ def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int
     if state.device:
         text.append(" · ")
         text.append(state.device, style="bold")
+    progress = sweep_progress(state)
+    if progress.fraction is not None and state.started and not state.finished:
+        text.append(" · ")
+        text.append(f"sweep {progress.fraction:.0%}", style="bold")
+        if progress.eta_s is not None:
+            text.append(f" eta {duration(progress.eta_s)}", style="bold")
     text.append(" · ")
     text.append(config_label or state.config_path or "-")
     text.append(" · ")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.palette import run_rich_color
+from tui.labels import sweep_looks
+from tui.palette import RGB, rgb
 from tui.state import SweepState
 
 
@@ -26,7 +27,7 @@ def seconds(v: float | None) -> str:
     return f"{v * 1000:.3g}ms"
 
 
-def timing_text(state: SweepState, width: int) -> Text:
+def timing_text(state: SweepState, width: int, looks: dict[str, tuple[str, RGB]]) -> Text:
     """The panel's content for a given width (pure: tests and snapshots call it)."""
     runs = state.run_list()
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -37,13 +38,14 @@ def timing_text(state: SweepState, width: int) -> Text:
         return text
     walls = [r.mean_wall_s for r in runs]
     longest = max((w for w in walls if w), default=0.0)
-    label_w = max(len(f"bs {r.batch_size}") for r in runs)
+    label_w = min(max(len(looks[r.run][0]) for r in runs), max(6, width // 3))
     numbers_w = 35  # "  12.3s wall   9.1s comp  26% data"
     bar_w = max(6, width - label_w - numbers_w - 2)
-    for i, run in enumerate(runs):
+    for run in runs:
         text.append("\n")
-        color = run_rich_color(i)
-        text.append(f"{f'bs {run.batch_size}':>{label_w}} ", style=color)
+        label, rgb_color = looks[run.run]
+        color = rgb(rgb_color)
+        text.append(f"{label[:label_w]:>{label_w}} ", style=color)
         wall, comp = run.mean_wall_s, run.mean_compute_s
         if not wall or comp is None or longest <= 0:
             text.append("·" * bar_w, style="dim")
@@ -80,9 +82,15 @@ class TimingPanel(Static):
 
     def update_from(self, state: SweepState) -> None:
         self._state = state
-        self.update(timing_text(state, self.content_region.width or 60))
+        self._redraw()
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self.update(timing_text(self._state, self.content_region.width or 60))
+            self._redraw()
+
+    def _redraw(self) -> None:
+        """From the state as it is now (it grows in place; looks of an earlier frame may lack a run)."""
+        state = self._state
+        assert state is not None
+        self.update(timing_text(state, self.content_region.width or 60, sweep_looks(state.run_list())))
 

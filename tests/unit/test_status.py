@@ -1,0 +1,30 @@
+"""The status line: words and a severity from what the app knows, no style strings searched."""
+from __future__ import annotations
+
+from tui.status import Severity, StatusInputs, StatusLine, status_line
+
+
+def test_each_situation_has_its_words_and_severity():
+    base = dict(live=True, started=True, finished=False)
+    assert status_line(StatusInputs(**base)) == StatusLine("● running", Severity.INFO)
+    assert status_line(StatusInputs(**base, paused=True)).severity is Severity.WARNING
+    died = status_line(StatusInputs(**base, died="killed by SIGKILL"))
+    assert died.severity is Severity.ERROR and "SIGKILL" in died.plain and "r restarts" in died.plain
+    done = status_line(StatusInputs(live=False, started=True, finished=True, sweep_status="done"))
+    assert done.severity is Severity.OK and done.plain == "replay · sweep done"
+    failed = status_line(StatusInputs(live=True, started=True, finished=True, sweep_status="failed", reason="no data"))
+    assert failed.severity is Severity.ERROR and failed.plain == "sweep failed: no data · r restarts"
+    assert status_line(StatusInputs(live=True, started=False, finished=False)).severity is Severity.MUTED
+    assert status_line(StatusInputs(**base, stopping=True)).plain == "stopping the trainer…"
+
+
+def test_a_followed_trainer_speaks_for_itself_until_the_sweep_finishes():
+    gone = StatusLine("✖ the trainer of this run is gone", Severity.ERROR)
+    assert status_line(StatusInputs(live=False, started=True, finished=False, watch=gone)) is gone
+    finished = status_line(StatusInputs(live=False, started=True, finished=True, sweep_status="done", watch=gone))
+    assert finished.severity is Severity.OK
+
+
+def test_the_style_follows_the_severity():
+    text = StatusLine("sweep done", Severity.OK, ": all runs").text()
+    assert text.plain == "sweep done: all runs" and "green" in str(text.spans[0].style)

@@ -1,0 +1,35 @@
+"""Every key of the app with what it does: one list for the help screen, `bstui --help` and the README.
+
+Pure data (no Textual) so `bstui --help` stays instant; a test checks that every binding
+of the app is listed here and in the README's key table.
+"""
+from __future__ import annotations
+
+KEYS: list[tuple[str, str]] = [
+    ("a", "metric: training loss → test accuracy (with the target line, ◆ where each run crossed it) → test loss"),
+    ("x", "x axis: iteration → epoch → samples seen → training time (s); one x range for every plot"),
+    ("w", "x window: full → last 10% → last 1,000 iterations (live tail)"),
+    ("l", "log / linear y axis"),
+    ("y", "one y range for every plot / each plot its own"),
+    ("m", "smoothing: auto (EMA over a faint min/max band where the raw loss is denser than the plot) → raw → EMA"),
+    ("o", "one overlaid plot of all runs (legend beside it) / one plot each"),
+    ("Tab", "focus the next run (shift+Tab: previous): drawn last and bright, the others dimmed"),
+    ("← →", "crosshair (shift: bigger steps): every shown run's value at that x, in a line under the plots; Esc hides it"),
+    ("PgUp PgDn", "page through the plots when they do not all fit (\"runs 1-4 of 9\")"),
+    ("c", "scaling view: steps, samples and best lr vs batch size, B_crit fit"),
+    ("e", "save a screenshot (SVG) of the screen into the run directory"),
+    ("s", "split-backward on/off for the running sweep (or the Switch)"),
+    ("+ -", "chunks k for the next split-backward switch"),
+    ("p", "pause / resume the trainer"),
+    ("r", "restart the sweep (replay: read the run directory again)"),
+    ("d", "detach: the sweep goes on without the app; bstui --attach DIR comes back"),
+    ("t", "table / timing panel (narrow terminals)"),
+    ("?", "this help"),
+    ("q", "quit (stops the trainer; the run directory stays valid)"),
+]
+
+
+def keys_help(indent: str = "  ") -> str:
+    """The key list as plain text (argparse epilog)."""
+    width = max(len(k) for k, _ in KEYS)
+    return "\n".join(f"{indent}{k:<{width}}  {what}" for k, what in KEYS)

@@ -1,0 +1,205 @@
+"""One run as the app knows it: settings, per-iteration losses, epochs, evaluations, target.
+
+Built by tui.state's event handlers; read by the plots, table, timing panel and progress.
+No Textual, no torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tui.labels import RunKey
+from tui.series import LossSeries, to_float
+
+
+def opt_float(value: Any) -> float | None:
+    v = to_float(value)
+    return None if math.isnan(v) else v
+
+
+@dataclass
+class EpochRecord:
+    """One epoch_end event, typed."""
+
+    epoch: int
+    iters: int
+    samples: int
+    wall_s: float | None
+    compute_s: float | None
+    data_s: float | None
+    train_loss: float | None
+    test_loss: float | None
+    test_acc: float | None
+    samples_per_s: float | None
+    total_iters: int | None = None
+    #: Issue 4's epoch figures: oscillation (sd of successive loss differences), cosine of
+    #: consecutive gradients, and the gradient noise scale; None where the trainer had none.
+    loss_diff_std: float | None = None
+    grad_cos: float | None = None
+    b_simple: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One evaluation on test data after `iters` iterations (`samples` samples) of training.
+
+    epoch_end events give one per epoch; evaluations at any other point of training add
+    theirs (the series takes points at any iteration).
+    """
+
+    iters: int
+    samples: int
+    test_acc: float | None
+    test_loss: float | None
+
+
+@dataclass
+class RunState:
+    """Everything known about one run (one batch size)."""
+
+    run: str
+    batch_size: int
+    lr: float
+    split_chunks: int = 1
+    momentum: float | None = None
+    iters_per_epoch: int = 0
+    status: str = "waiting"  # waiting | running | done | diverged | oom | stopped | failed
+    reason: str = ""
+    #: The [[variants]] arm of the run ("" without variants) and the device it trained on.
+    variant: str = ""
+    device: str = ""
+    seed: int | None = None
+    #: Split-backward chunks the run was configured with (split_chunks changes with live switches).
+    initial_chunks: int = 1
+    #: Epochs the run is to train (run_started; else the sweep's), for progress.
+    epochs_total: int | None = None
+    t_started: float | None = None
+    losses: LossSeries = field(default_factory=LossSeries)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    #: Test evaluations in training order (one per epoch end, and any taken within epochs).
+    evals: list[EvalPoint] = field(default_factory=list)
+    target: dict[str, Any] | None = None
+    #: (iteration, chunks) of every live split-backward switch, in order.
+    mode_changes: list[tuple[int, int]] = field(default_factory=list)
+    #: (iteration count done, seconds since the run started) from losses events:
+    #: the wall-time axis before the first epoch has a measured wall time.
+    time_marks: list[tuple[int, float]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    #: Grows on every event that touched this run: plots of unchanged runs are not redrawn.
+    version: int = 0
+
+    def key(self) -> RunKey:
+        """The settings that tell this run apart from others (tui.labels)."""
+        return RunKey(self.run, self.batch_size, self.lr, self.seed, self.variant, self.initial_chunks)
+
+    def add_eval(self, point: EvalPoint) -> None:
+        """Keep evaluations ordered by iteration (one at an iteration already known replaces it)."""
+        evals = self.evals
+        if evals and evals[-1].iters == point.iters:
+            evals[-1] = point
+        elif not evals or evals[-1].iters < point.iters:
+            evals.append(point)
+        else:
+            kept = [e for e in evals if e.iters != point.iters]
+            kept.append(point)
+            kept.sort(key=lambda e: e.iters)
+            self.evals = kept
+
+    @property
+    def done_iters(self) -> int:
+        """Iterations trained so far (losses received, or the last epoch's count if more)."""
+        total = self.epochs[-1].total_iters if self.epochs and self.epochs[-1].total_iters else 0
+        return max(len(self.losses), total or sum(e.iters for e in self.epochs))
+
+    @property
+    def effective_lr(self) -> float:
+        """The lr that split-backward with k chunks behaves like (about lr x k, SEED.md)."""
+        return self.lr * max(1, self.split_chunks)
+
+    @property
+    def last_loss(self) -> float | None:
+        raw = self.losses.raw
+        finite = raw[np.isfinite(raw)]
+        return float(finite[-1]) if len(finite) else None
+
+    @property
+    def epoch(self) -> int:
+        return self.epochs[-1].epoch if self.epochs else 0
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.epochs[-1].test_acc if self.epochs else None
+
+    @property
+    def best_acc(self) -> float | None:
+        accs = [e.test_acc for e in self.epochs if e.test_acc is not None]
+        return max(accs) if accs else None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        """Over all epochs: samples / wall time (what summary.csv reports)."""
+        walls = [e.wall_s for e in self.epochs if e.wall_s is not None]
+        if not walls or sum(walls) <= 0:
+            return None
+        return sum(e.samples for e in self.epochs) / sum(walls)
+
+    @property
+    def mean_wall_s(self) -> float | None:
+        walls = [e.wall_s for e in self.epochs if e.wall_s is not None]
+        return sum(walls) / len(walls) if walls else None
+
+    @property
+    def mean_compute_s(self) -> float | None:
+        comp = [e.compute_s for e in self.epochs if e.compute_s is not None]
+        return sum(comp) / len(comp) if comp else None
+
+    @property
+    def time_to_target_s(self) -> float | None:
+        return opt_float(self.target.get("wall_s")) if self.target else None
+
+    def latest(self, name: str) -> float | None:
+        """The newest epoch's value of an epoch figure (b_simple, loss_diff_std, grad_cos) that has one."""
+        for e in reversed(self.epochs):
+            value = getattr(e, name)
+            if value is not None:
+                return value
+        return None
+
+    def wall_axis(self, n: int) -> np.ndarray:
+        """Seconds of this run's own training at the end of iterations 0..n-1 (see wall_at)."""
+        return self.wall_at(np.arange(n))
+
+    def wall_at(self, iterations: np.ndarray) -> np.ndarray:
+        """Seconds of this run's own training at the end of each of `iterations`.
+
+        Measured at epoch ends (sum of epoch wall times, other runs' slices excluded),
+        linear within an epoch, extrapolated at the last epoch's pace past the last
+        epoch end. Before the first epoch ends, the event clock since run_started is
+        the estimate (it includes other runs' slices in an interleaved sweep).
+        """
+        done = np.asarray(iterations, dtype=np.float64) + 1
+        iters = [0]
+        walls = [0.0]
+        for e in self.epochs:
+            if e.wall_s is None or e.iters <= 0:
+                continue
+            iters.append(iters[-1] + e.iters)
+            walls.append(walls[-1] + e.wall_s)
+        if len(iters) == 1:
+            marks = [(0, 0.0)] + [(i, s) for i, s in self.time_marks if i > 0]
+            if len(marks) == 1:
+                return done.copy()  # nothing timed yet: fall back to iterations
+            iters = [m[0] for m in marks]
+            walls = [m[1] for m in marks]
+        out = np.interp(done, iters, walls)
+        last_i, last_w = iters[-1], walls[-1]
+        beyond = done > last_i
+        if beyond.any():
+            pace = (walls[-1] - walls[-2]) / max(1, iters[-1] - iters[-2])
+            out[beyond] = last_w + (done[beyond] - last_i) * pace
+        return out
+
+

@@ -1,0 +1,87 @@
+"""The status line in words, with a severity: a pure function of what the app knows.
+
+The app used to decide how alarming a line was by searching its Rich style for "red"; here the
+severity is data, the style is derived from it, and tests call `status_line` directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from rich.text import Text
+
+
+class Severity(str, Enum):
+    """How much a status line asks for attention (and the toast level it maps to)."""
+
+    MUTED = "muted"  # nothing happening yet
+    INFO = "info"  # running, following
+    OK = "ok"  # finished well
+    WARNING = "warning"  # paused, stopped, no trainer writing
+    ERROR = "error"  # died, failed, gone
+
+
+STYLES = {
+    Severity.MUTED: "dim",
+    Severity.INFO: "bold cyan",
+    Severity.OK: "bold green",
+    Severity.WARNING: "bold yellow",
+    Severity.ERROR: "bold red",
+}
+#: Textual's notify() levels; None: not worth a toast.
+TOAST = {Severity.WARNING: "warning", Severity.ERROR: "error"}
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    """One status line: `head` carries the severity's style, `tail` is plain detail after it."""
+
+    head: str
+    severity: Severity = Severity.INFO
+    tail: str = ""
+
+    @property
+    def plain(self) -> str:
+        return self.head + self.tail
+
+    def text(self) -> Text:
+        return Text.assemble((self.head, STYLES[self.severity]), self.tail)
+
+
+@dataclass(frozen=True)
+class StatusInputs:
+    """Everything the status line depends on (the app fills it from its state and feed)."""
+
+    live: bool
+    started: bool
+    finished: bool
+    sweep_status: str = ""
+    reason: str = ""
+    stopping: bool = False
+    died: str | None = None  # why the feed died, when it did
+    paused: bool = False
+    #: What a followed run directory's trainer is doing (--attach / --detach), if anything to say.
+    watch: StatusLine | None = None
+
+
+def status_line(s: StatusInputs) -> StatusLine:
+    """What the sweep is doing, in words (no clock: snapshots stay stable)."""
+    if s.stopping:
+        return StatusLine("stopping the trainer…", Severity.WARNING)
+    if s.died is not None:
+        return StatusLine("✖ trainer died", Severity.ERROR, f" ({s.died}) · r restarts, q quits")
+    prefix = "" if s.live else "replay · "
+    if s.finished:
+        severity = {"done": Severity.OK, "failed": Severity.ERROR}.get(s.sweep_status, Severity.WARNING)
+        why = f": {s.reason}" if s.reason else ""
+        return StatusLine(f"{prefix}sweep {s.sweep_status}", severity, why + (" · r restarts" if s.live else ""))
+    if not s.live and s.watch is not None:
+        return s.watch
+    if not s.started:
+        return StatusLine(f"{prefix}starting the trainer…" if s.live else f"{prefix}waiting for events…",
+                          Severity.MUTED)
+    if s.live and s.paused:
+        return StatusLine("⏸ paused · p resumes", Severity.WARNING)
+    if not s.live:
+        return StatusLine("replay · following (the sweep has not finished)", Severity.INFO)
+    return StatusLine("● running", Severity.INFO)

@@ -1,0 +1,122 @@
+"""The keys that control a live sweep: split-backward, chunks, pause, restart and detach.
+
+A mixin of the app (tui.app.BstuiApp), kept apart so the app stays about drawing and
+events: these methods talk to the trainer through the feed and start or replace feeds.
+Stopping a trainer can take a second or two, so restart and detach do it in a thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.widgets import Switch
+
+from tui.detach import DetachedTrainer, resume_command, start_detached
+from tui.feed import Feed, ReplayFeed
+
+if TYPE_CHECKING:
+    from tui.app import BstuiApp
+
+    _Base = BstuiApp
+else:
+    _Base = object
+
+
+class SweepControls(_Base):
+    """s, + -, p, r and d (the app's own bindings name these actions)."""
+
+    def _live_only(self, what: str) -> bool:
+        if self.live and self.feed_end is None:
+            return True
+        why = "a recorded run directory cannot be controlled" if not self.live else "the trainer is not running"
+        self.notify(f"{what}: {why}.", severity="warning")
+        return False
+
+    def action_split(self) -> None:
+        if self._live_only("split-backward"):
+            self.screen.query_one("#split", Switch).toggle()
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        """The split Switch (key s, or a click): tell the trainer. A handler by name, not @on:
+        Textual collects @on handlers from message-pump classes only, and this is a mixin."""
+        if event.switch.id != "split":
+            return
+        if self.feed is not None and self.live:
+            self.feed.send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
+
+    def action_chunks(self, delta: int) -> None:
+        self.chunks = min(64, max(2, self.chunks + delta))
+
+    def action_pause(self) -> None:
+        if self._live_only("pause") and self.feed is not None and not self.state.finished:
+            self.pause_requested = not self.pause_requested
+            self.feed.send({"cmd": "pause" if self.pause_requested else "resume"})
+
+    def action_restart(self) -> None:
+        """Live: stop this sweep (off the UI thread) and start a fresh one. Replay: read again."""
+        if self._stopping:
+            return  # a restart (or quit) is already under way
+        old = self.feed
+        self.attempt += 1
+        if old is not None and old.live:
+            self._stopping = True
+            self.redraw()
+            self._restart_worker(old)
+        else:
+            if old is not None:
+                old.close()
+            self._start_feed()
+
+    @work(thread=True, group="restart")
+    def _restart_worker(self, old: Feed) -> None:
+        old.close()
+        self.call_from_thread(self._after_restart)
+
+    def _after_restart(self) -> None:
+        self._stopping = False
+        self._start_feed()
+        self.redraw(force=True)
+
+    def action_detach(self) -> None:
+        """d: leave the sweep running without this app (issue 6).
+
+        Following a run directory (--detach, --attach): quit the viewer, the trainer goes on.
+        Live: stop this app's trainer (its run directory stays valid and resumable) and continue
+        the sweep as a detached `python -m trainer resume DIR`, which the app then follows.
+        """
+        feed = self.feed
+        if feed is None or self._stopping:
+            return
+        if not feed.live:
+            if feed.follows_trainer:
+                self.exit(0)
+            else:
+                self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
+            return
+        run_dir = self.state.run_dir
+        if self.feed_end is not None or self.state.finished or not run_dir:
+            why = "the sweep has not started yet" if not run_dir else "the trainer is not running"
+            self.notify(f"detach: {why}.", severity="warning")
+            return
+        self._stopping = True
+        self.attempt += 1
+        self.redraw()
+        self._detach_worker(feed, run_dir)
+
+    @work(thread=True, group="restart")
+    def _detach_worker(self, old: Feed, run_dir: str) -> None:
+        old.close()  # the stopped sweep's run directory is complete up to its last epoch
+        try:
+            trainer: DetachedTrainer | None = start_detached(resume_command(Path(run_dir)), Path(run_dir))
+        except OSError as exc:
+            trainer = None
+            self.call_from_thread(self.notify, f"detach: cannot start the trainer: {exc}", severity="error")
+        self.call_from_thread(self._after_detach, run_dir, trainer)
+
+    def _after_detach(self, run_dir: str, trainer: DetachedTrainer | None) -> None:
+        self._stopping = False
+        self.detached = trainer
+        self.feed_factory = lambda attempt: ReplayFeed(run_dir, watch_trainer=True, detached=trainer)  # noqa: ARG005
+        self._start_feed()
+        self.redraw(force=True)
