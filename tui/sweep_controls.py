@@ -16,9 +16,9 @@ from tui.detach import DetachedTrainer, resume_command, start_detached
 from tui.feed import Feed, ReplayFeed
 
 if TYPE_CHECKING:
-    from tui.app import BstuiApp
-
-    _Base = BstuiApp
+    # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,
+    # state, live ...) are set by tui.app.BstuiApp, which this module must not import (no cycle).
+    from textual.app import App as _Base
 else:
     _Base = object
 
