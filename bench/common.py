@@ -2,9 +2,9 @@
 
 Each loop is one way to train an epoch of the study's SimpleModel (SGD lr 0.02, momentum 0.5) at one
 batch size, measured side by side in one process on one device:
-- study:    the study's loop: DataLoader + per-sample PIL image + ToTensor (trainer.data.LoaderBatches),
+- study:    the study's loop: DataLoader + per-sample PIL image + ToTensor (trainer.pipelines.LoaderBatches),
             host-to-device copy, eager step, `loss.item()` every iteration (a host sync per iteration).
-- resident: bstui's eager loop: the whole split on the device (trainer.data.ResidentBatches), batches
+- resident: bstui's eager loop: the whole split on the device (trainer.pipelines.ResidentBatches), batches
             gathered by the epoch's permutation, trainer.split.plain_step, losses kept on the device and
             copied to the host once per block of 1,000 iterations (as trainer.run does).
 - graph:    the same with trainer.fastpath.GraphStep (one CUDA graph replay per iteration).
@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from trainer.config import DataConfig  # noqa: E402
-from trainer.data import LoaderBatches, ResidentBatches, Split, load_dataset  # noqa: E402
+from trainer.data import Split, load_dataset  # noqa: E402
+from trainer.pipelines import LoaderBatches, ResidentBatches  # noqa: E402
 from trainer.fastpath import GraphStep, index_batches  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.split import plain_step  # noqa: E402

@@ -12,7 +12,7 @@ Only tensors and plain containers are stored, so `torch.load(..., weights_only=T
 it: no pickled classes, nothing from the file is ever executed. A file that cannot be read, or whose
 parts cannot be put back (`rng_problem`, and the run's own check), restarts its run from the start.
 
-Data order needs no saved state: `trainer.data.epoch_permutation` is a function of the seed and
+Data order needs no saved state: `trainer.pipelines.epoch_permutation` is a function of the seed and
 the epoch, so a run restarted at an epoch boundary sees exactly the batches it would have seen.
 """
 from __future__ import annotations

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from trainer.accumulate import accumulate_gradients
 from trainer.config import Config
-from trainer.data import LoaderBatches, ResidentBatches
+from trainer.pipelines import LoaderBatches, ResidentBatches
 
 # Long enough for rank 0 to generate or download a dataset while the others wait at a barrier.
 TIMEOUT = datetime.timedelta(minutes=30)

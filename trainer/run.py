@@ -16,7 +16,8 @@ import torch
 
 from trainer.accumulate import suggest_micro_batch
 from trainer.controls import Controls, StopRequested
-from trainer.data import Dataset, make_batches
+from trainer.data import Dataset
+from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
 from trainer.evaluation import evaluate
 from trainer.runlog import Emitter

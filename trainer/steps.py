@@ -22,7 +22,7 @@ from torch import nn
 
 from trainer.accumulate import accumulate_step, split_accumulate_step
 from trainer.config import PerfConfig
-from trainer.data import Batches
+from trainer.pipelines import Batches
 from trainer.ddp import DistContext, ShardedBatches, shard
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
 from trainer.split import plain_step, split_step

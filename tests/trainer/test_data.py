@@ -15,19 +15,8 @@ import torch
 from trainer import data as data_mod
 from trainer import data_synthetic
 from trainer.config import DataConfig
-from trainer.data import (
-    DatasetUnavailable,
-    IdxFormatError,
-    LoaderBatches,
-    ResidentBatches,
-    Split,
-    epoch_permutation,
-    eval_batches,
-    load_dataset,
-    make_batches,
-    read_idx,
-    synthetic_digits,
-)
+from trainer.data import DatasetUnavailable, IdxFormatError, Split, load_dataset, read_idx, synthetic_digits
+from trainer.pipelines import LoaderBatches, ResidentBatches, epoch_permutation, eval_batches, make_batches
 
 CPU = torch.device("cpu")
 

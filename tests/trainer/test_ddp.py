@@ -14,7 +14,8 @@ import torch
 
 from trainer import cli, ddp
 from trainer.config import load_config
-from trainer.data import LoaderBatches, ResidentBatches, Split, load_dataset
+from trainer.data import Split, load_dataset
+from trainer.pipelines import LoaderBatches, ResidentBatches
 from trainer.ddp import ShardedBatches, check_config, rank_slice
 from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep

@@ -11,7 +11,8 @@ import copy
 import pytest
 import torch
 
-from trainer.data import ResidentBatches, Split
+from trainer.data import Split
+from trainer.pipelines import ResidentBatches
 from trainer.fastpath import (
     FastPathUnavailable,
     GraphStep,

@@ -14,7 +14,8 @@ import trainer.steps as steps
 from trainer.checkpoint import FORMAT, run_state
 from trainer.config import Config, GnsConfig, PerfConfig
 from trainer.controls import watch_parent
-from trainer.data import Dataset, ResidentBatches, Split
+from trainer.data import Dataset, Split
+from trainer.pipelines import ResidentBatches
 from trainer.runlog import Emitter, ListSink
 from trainer.evaluation import prepare_test
 from trainer.gns import NoiseScaleTracker

@@ -1,0 +1,168 @@
+"""The two input pipelines a run trains from (`make_batches`).
+
+Both yield the same batches, in the same order, for the same seed and device, so any difference in
+their timings is the input pipeline alone.
+- `ResidentBatches`: the whole split on the device as float32 once; a batch is one gather by a slice
+  of the epoch's permutation (no host work, no host sync).
+- `LoaderBatches`: the study's loop: a DataLoader whose dataset makes a PIL image and applies
+  ToTensor per sample, collates on the host, then copies to the device.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
+
+from trainer.config import DataConfig
+from trainer.data import PIPELINES, Split
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The order of an epoch: int64 [n] on `device`, from a generator on that device
+    (no host sync on a GPU). Both pipelines use it, so on one device they agree."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g, device=device)
+
+
+class ResidentBatches:
+    """The whole split on the device, converted once; batches are gathers.
+
+    `images` float32 [N, 1, 28, 28] in [0, 1] (x / 255, exactly what ToTensor gives)
+    and `labels` int64 [N] are public, with `batch_size` and `n`, so a CUDA-graph path
+    can gather inside a graph."""
+
+    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n = len(split)
+        # Convert on the CPU exactly as ToTensor does (float, then / 255), then copy: on
+        # CUDA, dividing by a scalar multiplies by its reciprocal and can differ in the last
+        # bit, and the two pipelines must give identical batches.
+        self.images = split.images.unsqueeze(1).to(torch.float32).div(255).to(self.device)
+        self.labels = split.labels.to(self.device, torch.int64)
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        return epoch_permutation(self.n, self.seed, epoch, self.device)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) for each iteration of `epoch`; the last batch may be smaller."""
+        perm = self.epoch_indices(epoch)
+        for start in range(0, self.n, self.batch_size):
+            idx = perm[start : start + self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+class SplitImages(TorchDataset):
+    """Per-sample work like torchvision's MNIST.__getitem__: a PIL "L" image from the
+    uint8 array, then ToTensor. This is the CPU cost the study's epoch time includes."""
+
+    def __init__(self, split: Split) -> None:
+        from torchvision.transforms import ToTensor
+
+        self.images = split.images.numpy()
+        self.labels = split.labels
+        self.to_tensor = ToTensor()
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img = Image.fromarray(self.images[index])  # 2-D uint8 -> mode "L"
+        return self.to_tensor(img), int(self.labels[index])
+
+
+class _EpochSampler(Sampler[int]):
+    """Yields the current epoch's permutation (one host copy per epoch)."""
+
+    def __init__(self, n: int, seed: int, device: torch.device) -> None:
+        self.n, self.seed, self.device = n, seed, device
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(epoch_permutation(self.n, self.seed, self.epoch, self.device).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class LoaderBatches:
+    """The study's input loop: DataLoader over per-sample PIL + ToTensor, host collate,
+    copy to the device. Same order and values as ResidentBatches for the same seed."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n = len(split)
+        # Pinning only helps copies to a GPU (and warns without one).
+        self.pinned = bool(pin_memory) and self.device.type == "cuda"
+        self.sampler = _EpochSampler(self.n, seed, self.device)
+        self.loader = DataLoader(
+            SplitImages(split),
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=self.pinned,
+            drop_last=False,
+            # Keep workers across epochs: their start-up is not the per-sample cost under study.
+            persistent_workers=num_workers > 0,
+        )
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        return epoch_permutation(self.n, self.seed, epoch, self.device)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) on the device for each iteration of `epoch`; the last may be smaller."""
+        self.sampler.epoch = epoch
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=self.pinned), y.to(self.device, non_blocking=self.pinned)
+
+
+Batches = ResidentBatches | LoaderBatches
+
+
+def make_batches(cfg: DataConfig, split: Split, batch_size: int, device: torch.device, seed: int) -> Batches:
+    """The input pipeline cfg.pipeline names, over `split`."""
+    if cfg.pipeline == "resident":
+        return ResidentBatches(split, batch_size, device, seed)
+    if cfg.pipeline == "dataloader":
+        return LoaderBatches(split, batch_size, device, seed, cfg.num_workers, cfg.pin_memory)
+    raise ValueError(f"unknown data.pipeline {cfg.pipeline!r}; known: {', '.join(PIPELINES)}")
+
+
+def eval_batches(split: Split, device: torch.device, batch_size: int = 2000) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The split resident on the device in large batches, in order, for evaluation
+    (not part of the study's timings, so both pipelines evaluate the fast way).
+    Returned as a list so a run converts it once and reuses it every epoch."""
+    data = ResidentBatches(split, batch_size, device, seed=0)
+    return [
+        (data.images[i : i + batch_size], data.labels[i : i + batch_size]) for i in range(0, data.n, batch_size)
+    ]
