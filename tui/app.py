@@ -18,17 +18,16 @@ from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Switch
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.detach import DetachedTrainer
-from tui.feed import FEED_RESET, Feed, FeedEnd
-from tui.labels import run_labels
+from tui.feed import Feed, FeedEnd
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
 from tui.status import TOAST, StatusInputs, StatusLine, status_line
+from tui.feed_pump import FeedPump
 from tui.sweep_controls import SweepControls
 from tui.system import LiveSystem, SystemSnapshot, SystemSource
 
@@ -40,15 +39,7 @@ MAX_REDRAW_S = 1.0  # ... and at least one a second
 #: Share of one CPU core the app may use for itself while the trainer works: on a small
 #: machine every redraw is taken from training (issue 3: attached within 5% of headless).
 APP_CPU_BUDGET = 0.08
-APPLY_BUDGET_S = 0.05  # UI-thread time per batch of events before yielding to input
 SYSTEM_S = 1.0  # the system pane's readings (NVML, /proc), about once a second
-
-
-class EventsPending(Message):
-    """New events wait in the app's inbox (a backlog of these collapses into one)."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, EventsPending)
 
 
 @dataclass
@@ -61,22 +52,7 @@ class SystemSampled(Message):
         return isinstance(message, SystemSampled)
 
 
-@dataclass
-class FeedCaughtUp(Message):
-    """The feed's backlog is read: events from now on are news (worth a toast), not history."""
-
-    feed: Any
-
-
-@dataclass
-class FeedEnded(Message):
-    """The feed has no more events: the sweep finished, or the trainer died."""
-
-    feed: Any
-    end: FeedEnd
-
-
-class BstuiApp(SweepControls, App[int]):
+class BstuiApp(FeedPump, SweepControls, App[int]):
     """The live view of a sweep (or of a recorded run directory)."""
 
     CSS_PATH = "app.tcss"
@@ -148,109 +124,6 @@ class BstuiApp(SweepControls, App[int]):
 
     def on_unmount(self) -> None:
         self._close_feed()
-
-    def _start_feed(self) -> None:
-        self.state = SweepState()
-        self._inbox = deque()
-        self.feed_end = None
-        self.pause_requested = False
-        self._caught_up = False
-        self.feed = self.feed_factory(self.attempt)
-        switch = self.screen.query_one("#split", Switch)
-        with switch.prevent(Switch.Changed):  # a fresh trainer starts as its config says
-            switch.value = self._split_initial
-        switch.disabled = not self.feed.live
-        self.feed.start()
-        self._feed_worker(self.feed, self._inbox)
-
-    def _close_feed(self) -> None:
-        if self.feed is not None:
-            self.feed.close()
-
-    @property
-    def live(self) -> bool:
-        return self.feed is not None and self.feed.live
-
-    # -- events in --------------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, group="feed", exit_on_error=False)
-    def _feed_worker(self, feed: Feed, inbox: deque[dict[str, Any]]) -> None:
-        """Drain the feed without ever blocking the UI; post when events wait."""
-        worker = get_current_worker()
-        told = False
-        while not worker.is_cancelled:
-            events = feed.read(0.1)
-            if events:
-                inbox.extend(events)
-                self.post_message(EventsPending())
-                continue
-            if not told:  # the first empty read: what was already recorded is in
-                told = True
-                self.post_message(FeedCaughtUp(feed))
-            end = feed.ended()
-            if end is not None:
-                inbox.extend(feed.read(0))  # anything that arrived with the end
-                self.post_message(EventsPending())
-                self.post_message(FeedEnded(feed, end))
-                return
-
-    def on_events_pending(self, _: EventsPending) -> None:
-        """Apply waiting events, for at most APPLY_BUDGET_S, then let input through."""
-        start = time.perf_counter()
-        inbox, state = self._inbox, self.state
-        while inbox:
-            for _ in range(min(len(inbox), 500)):
-                event = inbox.popleft()
-                if event is FEED_RESET:  # events.jsonl was replaced (a resume): rebuild from its start
-                    state = self.state = SweepState()
-                    continue
-                state.apply(event)
-            if time.perf_counter() - start > APPLY_BUDGET_S:
-                break
-        if inbox:
-            self.post_message(EventsPending())
-        if self.live:  # a replay's refusals are history: the table already shows the outcome
-            for notice in state.notices:
-                self.notify(notice, title="split-backward", severity="warning")
-        state.notices.clear()
-        self._toast_alerts(state)
-
-    def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
-        if message.feed is self.feed:
-            self._caught_up = True
-
-    def _toast_alerts(self, state: SweepState) -> None:
-        """A run reached the target or diverged: a toast (and the bell, if asked), for news only.
-
-        A replay's or an attach's backlog is history; the table shows its outcome.
-        """
-        if not (self.live or self._caught_up):
-            state.alerts.clear()
-            return
-        if not state.alerts:
-            return
-        labels = run_labels([r.key() for r in state.run_list()])
-        for alert in state.alerts:
-            target = alert.kind == "target"
-            self.notify(f"{labels.get(alert.run, alert.run)} {alert.detail}",
-                        title="target reached" if target else "run diverged",
-                        severity="information" if target else "error", timeout=8)
-            if self.ring_bell:
-                self.bell()
-        state.alerts.clear()
-
-    def on_feed_ended(self, message: FeedEnded) -> None:
-        if message.feed is not self.feed or message.end.kind == "closed":
-            return
-        self.feed_end = message.end
-        if message.end.kind == "died":
-            self.state.mark_lost("the trainer process died")
-            self.notify(
-                f"The trainer died ({message.end.detail}). What it sent is kept. r restarts, q quits.",
-                title="trainer died",
-                severity="error",
-                timeout=10,
-            )
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
