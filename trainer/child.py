@@ -36,8 +36,15 @@ def run_child(
     feed = QueueSink(event_queue)
     emitter: Emitter | None = None
     lock = None
+    live = Emitter([feed])
+
+    def stage(text: str, fraction: float | None = None) -> None:
+        """Tell the app what start-up is doing (live only: never recorded)."""
+        live.emit(EventType.STARTUP, stage=text, fraction=fraction)
+
     try:
         cfg = load_config(config_path, overrides)
+        stage("loading torch")
         # Start-up cost: torch loads only once the config is known to be good (a config error is told at once).
         from trainer.data import DatasetUnavailable, load_dataset
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
@@ -45,8 +52,10 @@ def run_child(
 
         try:
             device = preflight(cfg)
-            dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
+            stage(f"loading {cfg.data.dataset}")
+            dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, stage=stage)
             check_dataset(cfg, dataset)
+            stage("opening the run directory")
             run_dir, lock = open_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force,
                                          command="bstui (the app's trainer)")
             write_config(run_dir, cfg)

@@ -67,7 +67,7 @@ class ConsoleSink:
         elif kind == EventType.RUN_STARTED:
             total = max(1, int(event.get("iters_per_epoch", 0)) * int(event.get("epochs", 1)))
             self.tasks[event["run"]] = self.progress.add_task(
-                "", total=total, run=event["run"], info=f"lr {event.get('lr', 0):g}"
+                "", total=total, run=event["run"], info=f"lr {event.get('lr', 0):.3g}"
             )
         elif kind == EventType.LOSSES:
             task = self.tasks.get(event["run"])

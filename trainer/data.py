@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from trainer.config import DataConfig
-from trainer.data_synthetic import DEFAULT_PARAMS, SyntheticParams, synthetic_splits
+from trainer.data_synthetic import DEFAULT_PARAMS, Stage, SyntheticParams, synthetic_splits
 
 DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
 PIPELINES = ("resident", "dataloader")
@@ -229,14 +229,16 @@ def synthetic_digits(
     cache_dir: Path | None = None,
     params: SyntheticParams = DEFAULT_PARAMS,
     log: Callable[[str], None] | None = None,
+    stage: Stage | None = None,
 ) -> Dataset:
     """The synthetic-digits dataset (trainer/data_synthetic.py): train and test from
     different random streams; with cache_dir, kept there as .npz and reused."""
-    (train_x, train_y), (test_x, test_y) = synthetic_splits(n_train, n_test, seed, cache_dir, params, log)
+    (train_x, train_y), (test_x, test_y) = synthetic_splits(n_train, n_test, seed, cache_dir, params, log, stage)
     return Dataset("synthetic-digits", "", f"generated (seed {seed})", Split(train_x, train_y), Split(test_x, test_y))
 
 
-def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] | None = None) -> Dataset:
+def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] | None = None,
+              stage: Stage | None = None) -> Dataset:
     root = Path(os.path.expanduser(cfg.root))
     if name == "synthetic-digits":
         # Generate only what is used (a prefix of the full set is the smaller set); cache
@@ -246,30 +248,34 @@ def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] 
         full = (n_train, n_test) == (MNIST_TRAIN, MNIST_TEST)
         try:
             return synthetic_digits(n_train, n_test, seed, cache_dir=root / "synthetic-digits" if full else None,
-                                    log=log)
+                                    log=log, stage=stage)
         except RuntimeError as exc:  # Pillow without FreeType
             raise DatasetUnavailable(name, f"cannot be generated ({exc})", "install Pillow >= 10.1 from its wheels") from exc
     if name in ("mnist", "fashion-mnist"):
+        if stage is not None:
+            stage(f"loading {name}", None)
         train, test, source = _load_idx_dataset(name, root, cfg.download)
         return Dataset(name, "", source, train, test)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
-def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | None = None) -> Dataset:
+def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | None = None,
+                 stage: Stage | None = None) -> Dataset:
     """The configured dataset, or its fallback (visibly: log(note) and Dataset.note),
     cut to cfg.train_samples / cfg.test_samples when those are > 0.
 
+    `stage(text, fraction)` hears the start-up stages (loading, generating with its share done).
     Raises DatasetUnavailable when the dataset cannot be had and there is no usable
     fallback (data.fallback = "" or the fallback fails too)."""
     try:
-        ds = _load_one(cfg.dataset, cfg, seed, log)
+        ds = _load_one(cfg.dataset, cfg, seed, log, stage)
     except DatasetUnavailable as exc:
         fallback = cfg.fallback
         if not fallback or fallback == cfg.dataset:
             raise
         note = f"{cfg.dataset} {exc.cause}; using {fallback} (data.fallback)"
         try:
-            ds = _load_one(fallback, cfg, seed, log)
+            ds = _load_one(fallback, cfg, seed, log, stage)
         except DatasetUnavailable as exc2:
             raise DatasetUnavailable(
                 cfg.dataset, f"{exc.cause}, and the fallback {fallback} {exc2.cause}", f"{exc.fix}; {exc2.fix}"

@@ -199,11 +199,12 @@ def _render_chunk(g: torch.Generator, templates: torch.Tensor, p: SyntheticParam
 
 
 def generate_digits(
-    n: int, seed: int, stream: int, params: SyntheticParams = DEFAULT_PARAMS
+    n: int, seed: int, stream: int, params: SyntheticParams = DEFAULT_PARAMS,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n synthetic digits: uint8 [n, 28, 28] (dark background, bright digit) and int64 [n]
     labels 0-9. Same (n, seed, stream, params) -> same bytes; a prefix of a larger set
-    equals the smaller set."""
+    equals the smaller set. `progress(k)` is called after each chunk with the digits made so far."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     templates = glyph_templates(params.glyph_height, params.stroke_widths)
@@ -212,34 +213,50 @@ def generate_digits(
         img, lab = _render_chunk(_chunk_generator(seed, stream, chunk), templates, params)
         images.append(img)
         labels.append(lab)
+        if progress is not None:
+            progress(min(n, (chunk + 1) * _CHUNK))
     if not images:
         return torch.zeros(0, SIZE, SIZE, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
     return torch.cat(images)[:n].contiguous(), torch.cat(labels)[:n].contiguous()
 
 
 Arrays = tuple[torch.Tensor, torch.Tensor]  # uint8 images [N, 28, 28], int64 labels [N]
+#: Hears a start-up stage: (what is being done, the share done or None); the app shows it.
+Stage = Callable[[str, "float | None"], None]
 
 
 def synthetic_splits(
     n_train: int, n_test: int, seed: int, cache_dir: Path | None = None, params: SyntheticParams = DEFAULT_PARAMS,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None, stage: Stage | None = None,
 ) -> tuple[Arrays, Arrays]:
     """(train, test) arrays: train from stream 0, test from stream 1. With cache_dir they
     are read from, or written to, cache_dir/<hash of everything that shapes them>.npz.
 
     A cache file that is there but damaged (empty, truncated, garbled, not a regular file, or
-    arrays of the wrong shape, type or labels) is rebuilt, and `log` gets one line saying so."""
+    arrays of the wrong shape, type or labels) is rebuilt, and `log` gets one line saying so.
+    `stage(text, fraction)` hears what is being done (reading the cache, generating: the share done)."""
     path = _cache_path(cache_dir, n_train, n_test, seed, params) if cache_dir else None
     if path is not None:
         try:
+            if stage is not None:
+                stage("reading the synthetic-digits cache", None)
             return _read_cache(path, n_train, n_test)
         except FileNotFoundError:
             pass  # no cache yet: generate it
         except DamagedCache as exc:
             if log is not None:
                 log(f"synthetic-digits: the cache {path} was damaged ({exc}); rebuilding it")
-    train = generate_digits(n_train, seed, stream=0, params=params)
-    test = generate_digits(n_test, seed, stream=1, params=params)
+    total = max(1, n_train + n_test)
+    told = [-1]
+
+    def made(k: int) -> None:  # at most one stage a 10% step: the app's status line, not a log
+        tenth = 10 * k // total
+        if stage is not None and tenth != told[0]:
+            told[0] = tenth
+            stage("generating synthetic-digits", k / total)
+
+    train = generate_digits(n_train, seed, stream=0, params=params, progress=made)
+    test = generate_digits(n_test, seed, stream=1, params=params, progress=lambda k: made(n_train + k))
     if path:
         _write_cache(path, train, test)
     return train, test

@@ -20,7 +20,7 @@ from trainer.data import Dataset
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
 from trainer.evaluation import evaluate
-from trainer.runlog import Emitter
+from trainer.runlog import Emitter, EventType, RunDirWriteError
 from trainer.ledger import Ledger
 from trainer.plan import RunSettings, RunSpec
 from trainer.optim import lr_at
@@ -34,7 +34,6 @@ from trainer.run_state import (
     saved_state,
 )
 from trainer.steps import Step, choose_step, split_request
-from trainer.runlog import RunDirWriteError
 from trainer.timing import ComputeTimer, WallClock
 
 
@@ -108,7 +107,8 @@ class Run(SweepRun):
         self.step, self.fast_path_reason = choose_step(
             self.model, self.optimizer, batches, batch_size=spec.batch_size, split_chunks=self.split_chunks,
             split_method=spec.split_method, micro_batch=self.micro_batch, optim_name=self.optim_cfg.name,
-            perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp)
+            perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp,
+            on_capture=lambda: self.emitter.emit(EventType.STARTUP, run=spec.run_id, stage="capturing CUDA graph"))
         self.fast_path = self.step.fast_path
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
         self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch)

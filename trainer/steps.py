@@ -195,15 +195,19 @@ def eager_reason(ddp: DistContext | None, optim_name: str, micro_batch: int) -> 
 
 def choose_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches, *, batch_size: int,
                 split_chunks: int, split_method: str, micro_batch: int, optim_name: str, perf: PerfConfig,
-                pipeline: str, device: torch.device, ddp: DistContext | None = None) -> tuple[Step, str]:
+                pipeline: str, device: torch.device, ddp: DistContext | None = None,
+                on_capture: Callable[[], None] | None = None) -> tuple[Step, str]:
     """The step this run trains with, and why it is eager where the fast path was asked for ("" else).
 
+    `on_capture()` is called just before a CUDA graph is captured (seconds of start-up the app shows).
     Under torchrun (`ddp`), the model is wrapped in DistributedDataParallel and the batches become
     this rank's slices. With channels_last the model is converted in place.
     """
     fast_path = resolve_fast_path(perf.fast_path, device, pipeline)
     reason = eager_reason(ddp, optim_name, micro_batch) if fast_path == "cuda_graph" else ""
     if fast_path == "cuda_graph" and not reason:
+        if on_capture is not None:
+            on_capture()
         graph = GraphStep(model, optimizer, batches.images, batches.labels, batch_size,
                           split_chunks=split_chunks, split_method=split_method,
                           precision=perf.precision, channels_last=perf.channels_last)

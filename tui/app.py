@@ -184,6 +184,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             died=end.detail if end is not None and end.kind == "died" else None,
             paused=self.pause_requested or s.paused,
             watch=self.feed.watch if self.feed is not None else None,
+            stage=s.stage if self.live else "",
         ))
 
     def status_text(self):  # noqa: ANN201 - rich Text

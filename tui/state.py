@@ -53,6 +53,9 @@ class SweepState:
     paused: bool = False
     started: bool = False
     finished: bool = False
+    #: What the trainer's start-up is doing now ("generating synthetic-digits 40%", "capturing CUDA
+    #: graph (bs60)"), from live-only `startup` events; "" once the first loss point of that run is in.
+    stage: str = ""
     #: Events that could not be used (wrong shape, unknown run); shown in the UI.
     skipped: int = 0
     #: Why the trainer refused a switch, newest last (mode_changed with a reason).
@@ -79,7 +82,7 @@ class SweepState:
         run = self.runs.get(event.get("run")) if isinstance(event.get("run"), str) else None
         if run is not None:
             run.version += 1
-        t = event.get("t")
+        t = event.get("t") if event.get("type") != "startup" else None  # start-up has a clock of its own
         if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > self.clock:
             self.clock = float(t)
         self.version += 1
@@ -178,6 +181,7 @@ def _on_losses(s: SweepState, e: Event) -> None:
         raise TypeError("values is not a list")
     first = int(e["first_iter"])
     run.losses.put(first, values)
+    s.stage = ""  # training has started: start-up is over
     t = opt_float(e.get("t"))
     if t is not None and run.t_started is not None:
         run.time_marks.append((first + len(values), max(0.0, t - run.t_started)))
@@ -253,6 +257,16 @@ def _on_sweep_finished(s: SweepState, e: Event) -> None:
             run.version += 1
 
 
+def _on_startup(s: SweepState, e: Event) -> None:
+    text = e["stage"]
+    if not isinstance(text, str):
+        raise TypeError("stage is not a string")
+    fraction = opt_float(e.get("fraction"))
+    percent = f" {min(100, max(0, round(100 * fraction)))}%" if fraction is not None else ""
+    run = f" ({e['run']})" if isinstance(e.get("run"), str) else ""
+    s.stage = f"{text[:80]}{percent}{run}"
+
+
 def _on_paused(s: SweepState, e: Event) -> None:
     s.paused = bool(e["paused"])
 
@@ -278,4 +292,5 @@ _HANDLERS = {
     "run_finished": _on_run_finished,
     "sweep_finished": _on_sweep_finished,
     "paused": _on_paused,
+    "startup": _on_startup,
 }

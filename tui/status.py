@@ -62,6 +62,8 @@ class StatusInputs:
     paused: bool = False
     #: What a followed run directory's trainer is doing (--attach / --detach), if anything to say.
     watch: StatusLine | None = None
+    #: The trainer's start-up stage ("generating synthetic-digits 40%"), "" when none.
+    stage: str = ""
 
 
 def status_line(s: StatusInputs) -> StatusLine:
@@ -78,10 +80,11 @@ def status_line(s: StatusInputs) -> StatusLine:
     if not s.live and s.watch is not None:
         return s.watch
     if not s.started:
-        return StatusLine(f"{prefix}starting the trainer…" if s.live else f"{prefix}waiting for events…",
-                          Severity.MUTED)
+        if not s.live:
+            return StatusLine(f"{prefix}waiting for events…", Severity.MUTED)
+        return StatusLine(f"starting: {s.stage}…" if s.stage else "starting the trainer…", Severity.MUTED)
     if s.live and s.paused:
         return StatusLine("⏸ paused · p resumes", Severity.WARNING)
     if not s.live:
         return StatusLine("replay · following (the sweep has not finished)", Severity.INFO)
-    return StatusLine("● running", Severity.INFO)
+    return StatusLine("● running", Severity.INFO, f" · {s.stage}…" if s.stage else "")

@@ -162,3 +162,17 @@ def test_epoch_ends_are_evaluations_and_alerts_say_target_and_divergence():
     assert [(a.kind, a.run, a.detail) for a in s.alerts] == [
         ("target", "bs6", "reached 98.5% at iteration 10"), ("diverged", "bs60", "diverged: loss became nan")]
     assert s.clock == 1.2 and s.runs["bs6"].seed is None and s.runs["bs6"].epochs_total == 3
+
+
+def test_start_up_stages_show_until_the_first_loss_point_and_keep_the_clock():
+    s = SweepState()
+    assert s.apply({"type": "startup", "t": 30.0, "stage": "generating synthetic-digits", "fraction": 0.4})
+    assert s.stage == "generating synthetic-digits 40%" and s.clock == 0.0  # start-up has a clock of its own
+    assert not s.apply({"type": "startup", "t": 1.0, "stage": 7})  # a stage that is not text is skipped
+    s.apply({"type": "sweep_started", "t": 0.0, "runs": [{"run": "bs60", "batch_size": 60, "lr": 0.02}]})
+    s.apply({"type": "run_started", "t": 0.1, "run": "bs60", "batch_size": 60, "lr": 0.02, "momentum": 0.5,
+             "split_chunks": 1, "iters_per_epoch": 10})
+    s.apply({"type": "startup", "t": 0.2, "run": "bs60", "stage": "capturing CUDA graph"})
+    assert s.stage == "capturing CUDA graph (bs60)"
+    s.apply({"type": "losses", "t": 0.5, "run": "bs60", "first_iter": 0, "values": [2.3, 2.2]})
+    assert s.stage == "" and s.clock == 0.5

@@ -28,3 +28,13 @@ def test_a_followed_trainer_speaks_for_itself_until_the_sweep_finishes():
 def test_the_style_follows_the_severity():
     text = StatusLine("sweep done", Severity.OK, ": all runs").text()
     assert text.plain == "sweep done: all runs" and "green" in str(text.spans[0].style)
+
+
+def test_start_up_stages_show_while_live_and_never_in_a_replay():
+    starting = status_line(StatusInputs(live=True, started=False, finished=False, stage="generating synthetic-digits 40%"))
+    assert starting == StatusLine("starting: generating synthetic-digits 40%…", Severity.MUTED)
+    assert status_line(StatusInputs(live=True, started=False, finished=False)).plain == "starting the trainer…"
+    capture = status_line(StatusInputs(live=True, started=True, finished=False, stage="capturing CUDA graph (bs60)"))
+    assert capture.plain == "● running · capturing CUDA graph (bs60)…" and capture.severity is Severity.INFO
+    assert status_line(StatusInputs(live=False, started=False, finished=False, stage="x")).plain == (
+        "replay · waiting for events…")

@@ -21,6 +21,7 @@ from trainer.runlog.contract import (
     EVENT_TYPES,
     EVENTS,
     KEPT_STATUSES,
+    LIVE_ONLY,
     LOCK,
     REPORT,
     RUN_STATUSES,
@@ -51,7 +52,7 @@ from trainer.runlog.sink import RunDirSink
 from trainer.runlog.summary import read_summary, summary_csv, summary_rows
 
 __all__ = [
-    "CHECKPOINTS", "CONFIG", "ERRORS", "EVENTS", "EVENT_TYPES", "KEPT_STATUSES", "LOCK", "REPORT",
+    "CHECKPOINTS", "CONFIG", "ERRORS", "EVENTS", "EVENT_TYPES", "KEPT_STATUSES", "LIVE_ONLY", "LOCK", "REPORT",
     "RUN_STATUSES", "SUMMARY", "SUMMARY_FIELDS", "SWEEP_STATUSES", "TRAINER_LOG", "Clock", "Emitter",
     "Event", "EventLog", "EventSink", "EventType", "LineSplitter", "ListSink", "QueueSink", "RunDirError",
     "RunDirLocked", "RunDirSink", "RunDirWriteError", "RunLock", "RunStatus", "SweepStatus", "UnreadableFile",

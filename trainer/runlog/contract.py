@@ -45,6 +45,9 @@ class EventType:
     TARGET_REACHED: Final = "target_reached"
     RUN_FINISHED: Final = "run_finished"
     SWEEP_FINISHED: Final = "sweep_finished"
+    #: Live only (the app's feed; never written to events.jsonl): what the trainer is doing before
+    #: its first loss point: "loading torch", "generating synthetic-digits", "capturing CUDA graph".
+    STARTUP: Final = "startup"
 
 
 EVENT_TYPES: Final = (
@@ -58,7 +61,11 @@ EVENT_TYPES: Final = (
     EventType.TARGET_REACHED,
     EventType.RUN_FINISHED,
     EventType.SWEEP_FINISHED,
+    EventType.STARTUP,
 )
+#: Events sent to the live feed only: a run directory never records them (they describe this
+#: process's start-up, not the sweep).
+LIVE_ONLY: Final = frozenset({EventType.STARTUP})
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
                        EventType.PAUSED)

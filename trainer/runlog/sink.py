@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from trainer.runlog.contract import ERRORS, EVENTS, SUMMARY, Event, EventType, RunStatus
+from trainer.runlog.contract import ERRORS, EVENTS, LIVE_ONLY, SUMMARY, Event, EventType, RunStatus
 from trainer.runlog.emit import encode
 from trainer.runlog.errors import RunDirWriteError, not_writable
 from trainer.runlog.files import open_append, write_atomic
@@ -42,8 +42,8 @@ class RunDirSink:
             raise not_writable(self.path, exc) from exc
 
     def emit(self, event: Event) -> None:
-        if self.error is not None:
-            return  # nothing can be recorded any more; the error was raised once already
+        if self.error is not None or event["type"] in LIVE_ONLY:
+            return  # nothing can be recorded any more (the error was raised once already); or live only
         try:
             self._write(encode(event) + "\n")
             kind = event["type"]
