@@ -371,3 +371,20 @@ def test_last_grads_are_the_latest_steps_gradient_in_both_modes():
             torch.nn.functional.nll_loss(probe(x), y).backward()
             for got, p in zip(step.last_grads(), probe.parameters()):
                 torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_choose_step_tells_the_app_before_it_captures_a_graph():
+    """The start-up stage "capturing CUDA graph" (issue 12) is told once, before the capture."""
+    from trainer.config import PerfConfig
+    from trainer.steps import choose_step
+
+    model = build_model("simple_cnn").cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+    told: list[str] = []
+    step, reason = choose_step(model, optimizer, _cuda_data(600, 60), batch_size=60, split_chunks=1,
+                               split_method="vectorized", micro_batch=0, optim_name="sgd",
+                               perf=PerfConfig(fast_path="cuda_graph"), pipeline="resident",
+                               device=torch.device("cuda"), on_capture=lambda: told.append("capture"))
+    assert reason == "" and step.fast_path == "cuda_graph" and told == ["capture"]
