@@ -200,9 +200,14 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             point["optimizer_steps_lo"] = statistics.fmean(opt_lo) if point["resolution_known"] else None
         else:
             point["optimizer_steps"] = point["optimizer_steps_lo"] = None
-        for key in ("best_test_acc", "final_test_acc", "b_simple", "b_simple_lo", "b_simple_hi",
-                    "loss_diff_std", "grad_cos", "samples_per_s"):
+        for key in ("best_test_acc", "final_test_acc", "b_simple", "loss_diff_std", "grad_cos", "samples_per_s"):
             point[key], _ = _spread([v for r in runs if (v := _num(r.get(key))) is not None])
+        # B_simple's interval over seeds: from the lowest low to the highest high (an open end stays open).
+        measured = [r for r in runs if _num(r.get("b_simple")) is not None]
+        lows = [_num(r.get("b_simple_lo")) for r in measured]
+        highs = [_num(r.get("b_simple_hi")) for r in measured]
+        point["b_simple_lo"] = min(lows) if measured and None not in lows else None
+        point["b_simple_hi"] = max(highs) if measured and None not in highs else None
         point["statuses"] = sorted({str(r.get("status")) for r in runs})
         point["usable"] = not any(s in UNUSABLE for s in point["statuses"])
         points.append(point)

@@ -72,3 +72,13 @@ def test_report_of_a_run_with_nothing_finished_says_so(tmp_path, capsys):
     (run / "events.jsonl").write_text(json.dumps({"type": "sweep_started", "t": 0}) + "\n")
     assert main(["report", str(run)]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_the_report_and_the_science_it_reads_need_no_torch():
+    """The app and `trainer report` import these; torch would cost seconds at start."""
+    import subprocess
+    import sys
+
+    code = ("import sys, trainer.report, trainer.report_plots, trainer.crossing, trainer.bcrit, "
+            "trainer.collapse, trainer.scaling; assert 'torch' not in sys.modules, 'torch imported'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
