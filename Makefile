@@ -1,6 +1,6 @@
 # bstui: two commands for a newcomer.
 #   make run    set up (once) and run `bstui` live on ./experiments.toml
-#   make test   set up (once, with dev tools) and run the test suite
+#   make test   set up (once, with dev tools), check the layering (import-linter) and run the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +29,7 @@ headless: setup
 	$(BIN)/python -m trainer run $(ARGS)
 
 test: setup-dev
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: setup

@@ -6,7 +6,7 @@ batch size, measured side by side in one process on one device:
             host-to-device copy, eager step, `loss.item()` every iteration (a host sync per iteration).
 - resident: bstui's eager loop: the whole split on the device (trainer.data.ResidentBatches), batches
             gathered by the epoch's permutation, trainer.split.plain_step, losses kept on the device and
-            copied to the host once per block of 1,000 iterations (as trainer.loop does).
+            copied to the host once per block of 1,000 iterations (as trainer.run does).
 - graph:    the same with trainer.fastpath.GraphStep (one CUDA graph replay per iteration).
 
 Timing (`measure`): untimed warm-up iterations (lazy init, cuDNN, allocator, graph capture), then
@@ -41,7 +41,7 @@ from trainer.models import build_model  # noqa: E402
 from trainer.split import plain_step  # noqa: E402
 
 EPOCH_SAMPLES = 60_000  # the study's MNIST epoch: epoch times are for this many samples
-LOSS_BLOCK = 1000  # losses per host copy, as trainer.loop
+LOSS_BLOCK = 1000  # losses per host copy, as trainer.ledger
 LR, MOMENTUM = 0.02, 0.5  # the study's optimizer
 
 

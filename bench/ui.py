@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
+from trainer.runlog import EventType, read_events  # noqa: E402
 from tui.app import make_app  # noqa: E402
 from tui.feed import FeedEnd  # noqa: E402
 from tui.state import SweepState  # noqa: E402
@@ -178,11 +179,10 @@ def iters_per_s(run_dir: Path) -> dict[int, float]:
     (epoch wall time excludes evaluation; the first epoch is warm-up when there are several)."""
     per: dict[int, list[tuple[int, float]]] = {}
     sizes: dict[str, int] = {}
-    for line in (run_dir / "events.jsonl").read_text().splitlines():
-        e = json.loads(line)
-        if e["type"] == "run_started":
+    for e in read_events(run_dir).events:
+        if e["type"] == EventType.RUN_STARTED:
             sizes[e["run"]] = e["batch_size"]
-        elif e["type"] == "epoch_end" and e.get("wall_s"):
+        elif e["type"] == EventType.EPOCH_END and e.get("wall_s"):
             per.setdefault(sizes[e["run"]], []).append((e["iters"], e["wall_s"]))
     out = {}
     for b, epochs in per.items():

@@ -1,7 +1,7 @@
 """bstui's headless trainer: experiments.toml -> batch-size sweep -> run directory.
 
 Importing this package must stay cheap and free of Textual; torch is imported
-only by the modules that train (loop, data, models, steps, sweep).
+only by the modules that train (run, steps, data, models, sweep).
 """
 from __future__ import annotations
 

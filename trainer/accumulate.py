@@ -9,7 +9,7 @@ of one big one. The result equals the unsplit step up to float rounding (tests c
 optimizer; SGD and LAMB are tested).
 
 `accumulate_gradients` also takes a `total` and `scale` other than the batch's own, and a
-`no_sync` context, so data parallel ranks (trainer.distributed) reuse it on their slice of a
+`no_sync` context, so data parallel ranks (trainer.ddp) reuse it on their slice of a
 global batch. Losses stay on the device (no host sync).
 """
 from __future__ import annotations

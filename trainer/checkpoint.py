@@ -1,41 +1,53 @@
 """Per-run checkpoints, so an interrupted sweep can continue (`python -m trainer resume`, issue 6).
 
 At each epoch end of each run, `<run dir>/checkpoints/<run id>.pt` is rewritten atomically
-(temp file + fsync + os.replace): model and optimizer state, RNG states, the run's totals
-(iterations, samples, wall/compute sums, per-epoch lists, best accuracy, target), the probes'
-running state, split chunks and the number of completed epochs. It is saved outside the run's
-timers (like evaluation), so checkpointing costs the measured epoch times nothing.
+(temp file + fsync + os.replace): the run's own `state_dict()` (model and optimizer state, its
+totals: iterations, samples, wall/compute sums, per-epoch lists, best accuracy, target; the probes'
+running state, split chunks, the number of completed epochs) plus the process's RNG states and the
+format number. It is saved outside the run's timers (like evaluation), so checkpointing costs the
+measured epoch times nothing. This module knows runs only through `Checkpointable`: what a run
+holds is the run's business (trainer.run), how it is stored is this module's.
 
 Only tensors and plain containers are stored, so `torch.load(..., weights_only=True)` can read
-it: no pickled classes, nothing from the file is ever executed.
+it: no pickled classes, nothing from the file is ever executed. A file that cannot be read, or whose
+parts cannot be put back (`rng_problem`, and the run's own check), restarts its run from the start.
 
 Data order needs no saved state: `trainer.data.epoch_permutation` is a function of the seed and
 the epoch, so a run restarted at an epoch boundary sees exactly the batches it would have seen.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from trainer.store import CHECKPOINTS, RunDirWriteError
-
-if TYPE_CHECKING:
-    from trainer.loop import Run
+from trainer.runlog import CHECKPOINTS, RunDirWriteError, UnreadableFile, ensure_dir, open_regular, write_atomic
 
 FORMAT = 1  # bumped when the layout below changes; older files are then refused, not misread
+# What resume reads before it decides anything: a file whose header is not this is damaged.
+HEADER = {"run": str, "batch_size": int, "seed": int, "epoch": int, "iters": int, "samples": int}
 
 
 class CheckpointError(Exception):
     """A checkpoint file cannot be used (unreadable, another format, another run)."""
+
+
+class Checkpointable(Protocol):
+    """What a checkpoint needs of a run (trainer.run.Run)."""
+
+    device: torch.device
+
+    @property
+    def run_id(self) -> str: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def checkpoint_path(run_dir: Path | str, run_id: str) -> Path:
@@ -74,123 +86,76 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _probe_state(run: Run) -> dict[str, Any] | None:
-    probes = run.probes
-    if probes is None:
-        return None
-    tracker = probes.tracker
-    return {
-        "g2": tracker._g2,
-        "trace": tracker._trace,
-        "count": tracker.count,
-        "estimates": probes.estimates,
-        "cos_pending": probes._cos_pending,
-        "cos_prev": probes.cosine._prev,
-        "cosines": list(probes._cosines),
-    }
+def rng_problem(state: Any) -> str:
+    """Why a saved RNG state cannot be set ("" when it can): it is set, then this process's own put back."""
+    mine = _rng_state(torch.device("cuda") if torch.cuda.is_initialized() else torch.device("cpu"))
+    try:
+        _set_rng_state(state)
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is not an RNG state
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return f"its RNG state cannot be restored ({type(exc).__name__}: {detail})"
+    finally:
+        _set_rng_state(mine)
+    return ""
 
 
-def _set_probe_state(run: Run, state: dict[str, Any] | None) -> None:
-    probes = run.probes
-    if probes is None or state is None:
-        return
-    probes.tracker._g2 = state["g2"]
-    probes.tracker._trace = state["trace"]
-    probes.tracker.count = int(state["count"])
-    probes.estimates = int(state["estimates"])
-    probes._cos_pending = bool(state["cos_pending"])
-    probes.cosine._prev = state["cos_prev"]
-    probes._cosines = list(state["cosines"])
+def run_state(run: Checkpointable) -> dict[str, Any]:
+    """What the checkpoint of `run` holds: the format, the run's state and the RNG states."""
+    try:
+        state = run.state_dict()
+    except ValueError as exc:  # trainer.run.StateError: nothing to save
+        raise CheckpointError(str(exc)) from exc
+    return {"format": FORMAT, **state, "rng": _rng_state(run.device)}
 
 
-def run_state(run: Run) -> dict[str, Any]:
-    """Everything needed to continue `run` from its last completed epoch (tensors and plain data)."""
-    if run.model is None or run.optimizer is None:
-        raise CheckpointError(f"run {run.run_id} has no model any more (it finished); nothing to save")
-    totals = dataclasses.asdict(run.totals)
-    return {
-        "format": FORMAT,
-        "run": run.run_id,
-        "batch_size": run.spec.batch_size,
-        "lr": run.spec.lr,
-        "seed": run.spec.seed,
-        "epoch": run.totals.epochs,  # completed epochs
-        "iters": run.totals.iters,  # the next losses event starts here: first_iter == iters
-        "samples": run.totals.samples,
-        "split_chunks": run.split_chunks,
-        "iters_per_epoch": run.iters_per_epoch,
-        "totals": totals,
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "rng": _rng_state(run.device),
-        "probes": _probe_state(run),
-    }
-
-
-def save_checkpoint(run_dir: Path | str, run: Run) -> Path:
+def save_checkpoint(run_dir: Path | str, run: Checkpointable) -> Path:
     """Write the run's checkpoint atomically; RunDirWriteError when the directory cannot take it."""
     path = checkpoint_path(run_dir, run.run_id)
     buf = io.BytesIO()
     # Serialised in memory first: a full disk then shows up as an OSError from a plain write,
     # never as a half-written file under the real name.
     torch.save(run_state(run), buf)
-    tmp = None
     try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        ensure_dir(path.parent)  # never a link to a folder elsewhere
+        write_atomic(path, buf.getbuffer())  # 0644 less the umask, like every file of the run directory
     except OSError as exc:
         raise RunDirWriteError(Path(run_dir), exc) from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint with weights_only=True (tensors and plain containers only)."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with open_regular(path) as fh:  # a FIFO or a device is refused, never read
+            state = torch.load(fh, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
+    except UnreadableFile as exc:
+        raise CheckpointError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem to the user
         raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a bstui checkpoint of format {FORMAT} (found {found!r})")
+    for key, kind in HEADER.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise CheckpointError(f"{path} is damaged: its {key} is {_short(value)}")
     return state
 
 
-def restore_run(run: Run, state: dict[str, Any]) -> None:
-    """Put a freshly prepared run (model, optimizer, batches allocated) back at its checkpoint."""
-    from trainer.loop import RunTotals
-
-    spec = run.spec
-    mine = (spec.run_id, spec.batch_size, spec.lr, spec.seed)
-    theirs = (state["run"], state["batch_size"], state["lr"], state["seed"])
-    if mine != theirs:
-        raise CheckpointError(f"checkpoint of {theirs} does not belong to run {mine}")
+def restore_run(run: Checkpointable, state: dict[str, Any]) -> None:
+    """Put a freshly prepared run (model, optimizer, data allocated) back at its checkpoint, RNG included."""
     try:
-        run.model.load_state_dict(state["model"])  # copies into the existing tensors (a graph may hold them)
-        run.optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(
-            f"the checkpoint of {spec.run_id} does not fit its model or optimizer ({exc}); delete "
-            f"{CHECKPOINTS}/{checkpoint_path('.', spec.run_id).name} to train that run again from the start"
-        ) from exc
-    names = {f.name for f in dataclasses.fields(RunTotals)}
-    run.totals = RunTotals(**{k: v for k, v in state["totals"].items() if k in names})
-    run._epoch = int(state["epoch"])
-    run.split_chunks = int(state["split_chunks"])
-    if run.graph is not None:
-        run.graph.set_split(run.split_chunks)
-    _set_probe_state(run, state.get("probes"))
-    _set_rng_state(state["rng"])
+        run.load_state_dict(state)
+        _set_rng_state(state["rng"])
+    except Exception as exc:  # noqa: BLE001 - a resume checks this first (trainer.resume); never a traceback
+        raise CheckpointError(f"the checkpoint of {run.run_id} cannot be restored: {exc}") from exc
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class CheckpointWriter:
@@ -200,7 +165,7 @@ class CheckpointWriter:
         self.run_dir = Path(run_dir)
         self.saved = 0
 
-    def __call__(self, run: Run) -> None:
+    def __call__(self, run: Checkpointable) -> None:
         save_checkpoint(self.run_dir, run)
         self.saved += 1
 
@@ -209,7 +174,7 @@ def clean_temp_files(run_dir: Path | str) -> int:
     """Remove temp files a killed trainer left in checkpoints/ (never a finished .pt); returns how many."""
     folder = Path(run_dir) / CHECKPOINTS
     removed = 0
-    if folder.is_dir():
+    if folder.is_dir() and not folder.is_symlink():  # never delete in a folder outside the run directory
         for item in folder.glob(".*.tmp"):
             item.unlink(missing_ok=True)
             removed += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from trainer.config import ConfigError, load_config
 from trainer.controls import Controls, listen
-from trainer.events import Emitter, QueueSink
+from trainer.runlog import Emitter, EventType, QueueSink, SweepStatus
 
 
 def run_child(
@@ -33,27 +33,29 @@ def run_child(
     lock = None
     try:
         cfg = load_config(config_path, overrides)
+        # Start-up cost: torch loads only once the config is known to be good (a config error is told at once).
         from trainer.data import DatasetUnavailable, load_dataset
-        from trainer.store import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
-        from trainer.sweep import DeviceUnavailable, preflight, run_sweep
+        from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
+        from trainer.sweep import DeviceUnavailable, check_dataset, preflight, run_sweep
 
         controls = Controls()
         listen(control_queue, controls)
         try:
             device = preflight(cfg)
             dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
+            check_dataset(cfg, dataset)
             run_dir, lock = open_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force,
                                          command="bstui (the app's trainer)")
             write_config(run_dir, cfg)
         except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
-            Emitter([feed]).emit("sweep_finished", status="failed", reason=str(exc))
+            Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=str(exc))
             return
         emitter = Emitter([RunDirSink(run_dir), feed])
         run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
     except ConfigError as exc:
-        Emitter([feed]).emit("sweep_finished", status="failed", reason=f"config error: {exc}")
+        Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=f"config error: {exc}")
     except Exception as exc:  # noqa: BLE001 - tell the app why, then let the process end
-        (emitter or Emitter([feed])).emit("sweep_finished", status="failed",
+        (emitter or Emitter([feed])).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED,
                                           reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     finally:
         if emitter is not None:

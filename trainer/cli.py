@@ -11,15 +11,21 @@ could not be written mid-sweep (disk full...), valid up to its last whole line;
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from trainer.config import Config, ConfigError, load_config
+from trainer.config import Config, ConfigError, config_from_toml, load_config
+from trainer.runlog.contract import CONFIG, ERRORS, EVENTS
+
+if TYPE_CHECKING:
+    from trainer.ddp import DistContext
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_IO = 74  # sysexits.h EX_IOERR: the run directory stopped taking writes mid-sweep
+MAX_CONFIG_BYTES = 4 << 20  # a resolved config.toml is a few kB; more is not one the trainer wrote
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the report of a run directory (Markdown) and write it as report.md there."""
+    # Start-up cost: the report's modules load only for this command.
     from trainer.report import ReportError, write_report
 
     try:
@@ -96,63 +103,99 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool = False) -> int:
     """Run the sweep of `cfg` into a run directory, with console progress. Returns the exit code."""
-    # torch is imported here, after the config is known to be good: bad input fails fast.
+    # torch (and rich) are imported here, at start-up cost, after the config is known to be good:
+    # bad input fails fast.
     from rich.console import Console
 
-    from trainer import distributed
+    from trainer import ddp
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.store import RunDirError, default_run_dir, open_run_dir, write_config
-    from trainer.sweep import DeviceUnavailable, preflight
+    from trainer.runlog import RunDirError, default_run_dir, open_run_dir, write_config
+    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     console = Console(stderr=True)
     try:
-        ctx = distributed.init_from_env(cfg)  # under torchrun: join the job (issue 7); None for one process
-    except distributed.DistributedError as exc:
+        ctx = ddp.init_from_env(cfg)  # under torchrun: join the job (issue 7); None for one process
+    except ddp.DistributedError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
     if ctx is not None and not ctx.is_main:
-        return distributed.run_worker(cfg, ctx)  # trains its slices; only rank 0 writes and prints
+        return _ddp_worker(cfg, ctx)  # trains its slices; only rank 0 writes and prints
     try:
         device = preflight(cfg) if ctx is None else ctx.device
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
+        check_dataset(cfg, dataset)
         run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
     except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
         if ctx is not None:  # the other ranks wait for rank 0's word
-            distributed.main_ready(ctx, False)
-            distributed.shutdown()
+            ddp.main_ready(ctx, False)
+            ddp.shutdown()
         return EXIT_USAGE
     try:
-        if ctx is not None and not distributed.main_ready(ctx, True):
+        if ctx is not None and not ddp.main_ready(ctx, True):
             _error(console, "bstui: another torchrun process could not load the dataset (its message is above)")
             return EXIT_USAGE
         _report_stale_lock(console, lock)
         write_config(run_dir, cfg)
-        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet)
+        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
     finally:
         lock.release()
-        distributed.shutdown()
+        ddp.shutdown()
+
+
+def _ddp_worker(cfg: Config, ctx: DistContext) -> int:
+    """A torchrun rank other than 0: wait until rank 0 has the dataset (it may download or generate it)
+    and the run directory, then train the same sweep, emitting nothing. Returns an exit code like rank 0's."""
+    # Start-up cost: torch and the trainer load only once the config is known to be good.
+    from trainer import ddp
+    from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.runlog import Emitter
+    from trainer.sweep import run_sweep
+
+    try:
+        if not ctx.agree(True):  # rank 0 could not start; it prints why
+            return EXIT_USAGE
+        try:
+            dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
+        except DatasetUnavailable as exc:
+            print(f"bstui (torchrun rank {ctx.rank}): {exc}", flush=True)
+            dataset = None
+        if not ctx.agree(dataset is not None):
+            return EXIT_USAGE
+        result = run_sweep(cfg, Emitter([]), device=ctx.device, dataset=dataset, ddp=ctx)
+        return EXIT_BUG if result.any_failed else EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        ddp.shutdown()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue the interrupted sweep of a run directory (issue 6)."""
-    from trainer.distributed import world_size_from_env
+    # Start-up cost: trainer.ddp imports torch; the arguments are checked first.
+    from trainer.ddp import world_size_from_env
 
     if world_size_from_env() > 1:
         print("bstui: resume runs in one process, not under torchrun; run python -m trainer resume DIR",
               file=sys.stderr)
         return EXIT_USAGE
+    from trainer.runlog import UnreadableFile, read_text
+
     run_dir = Path(args.run_dir).expanduser()
-    if not (run_dir / "config.toml").is_file():
-        print(f"bstui: {run_dir} is not a run directory (no config.toml in it); give the directory "
+    if not os.path.lexists(run_dir / CONFIG):
+        print(f"bstui: {run_dir} is not a run directory (no {CONFIG} in it); give the directory "
               "that `python -m trainer run` wrote", file=sys.stderr)
         return EXIT_USAGE
     overrides = [f'sweep.device="{args.device}"'] if args.device else []
     try:
-        cfg = load_config(run_dir / "config.toml", overrides)
+        text = read_text(run_dir / CONFIG, MAX_CONFIG_BYTES)
+        cfg = config_from_toml(text, source=str(run_dir / CONFIG), overrides=overrides)
+    except (OSError, UnreadableFile) as exc:
+        print(f"bstui: cannot read {run_dir / CONFIG}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         print(f"bstui: config error in the run directory:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -161,12 +204,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code."""
+    # Start-up cost: rich and torch load only once the run directory's config is known to be good.
     from rich.console import Console
 
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.resume import ResumeError, plan_resume
-    from trainer.store import RunDirError, RunLock
-    from trainer.sweep import DeviceUnavailable, preflight, run_specs
+    from trainer.plan import RunSettings, run_specs
+    from trainer.resume import ResumeError, plan_resume, restore_check
+    from trainer.runlog import RunDirError, RunLock
+    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     console = Console(stderr=True)
     try:
@@ -174,10 +219,27 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
+    try:  # whatever ends the resume, the lock goes (a refusal or "nothing to do" included)
+        return _resume_locked(cfg, run_dir, console, lock, quiet)
+    finally:
+        lock.release()
+
+
+def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> int:
+    """resume_sweep under the run directory's lock."""
+    from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.resume import ResumeError, plan_resume
+    from trainer.runlog import RunDirError, check_layout
+    from trainer.plan import run_specs
+    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
+
     try:
         _report_stale_lock(console, lock)
+        check_layout(run_dir)
         device = preflight(cfg)
-        plan = plan_resume(run_dir, [s.run_id for s in run_specs(cfg)], device, model_name=cfg.model.name)
+        specs = run_specs(cfg)
+        plan = plan_resume(run_dir, [s.run_id for s in specs], device,
+                           check=restore_check(specs, RunSettings.from_config(cfg)))
         if plan.nothing_to_do:
             console.print(f"{run_dir}: every run and the sweep finished; nothing to resume", markup=False)
             return EXIT_OK
@@ -185,36 +247,37 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
             cfg.data.dataset = plan.started["dataset"]  # what it trained on (a fallback, say), not what it asked
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         plan.check_dataset(dataset)
+        check_dataset(cfg, dataset)
         plan.apply()
     except (DeviceUnavailable, DatasetUnavailable, ResumeError, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
     except OSError as exc:
-        _error(console, f"bstui: cannot rewrite {run_dir / 'events.jsonl'}: {exc.strerror or exc}")
+        _error(console, f"bstui: cannot rewrite {run_dir / EVENTS}: {exc.strerror or exc}")
         return EXIT_USAGE
     try:
         console.print(f"resuming {run_dir}" + (" (nothing was recorded: from the start)" if plan.fresh else ""),
                       markup=False, soft_wrap=True)
-        for line in plan.describe():
-            console.print(f"  {line}", markup=False)
+        for line in plan.describe():  # whole lines: a reason may hold a long path
+            console.print(f"  {line}", markup=False, soft_wrap=True)
         return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet,
                            resume=None if plan.fresh else plan)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
-    finally:
-        lock.release()
 
 
-def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None) -> int:
-    """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code."""
+def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None,
+                ddp: DistContext | None = None) -> int:
+    """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code.
+    Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks."""
+    # Start-up cost: called once a sweep is sure to train (torch and rich are loaded by then anyway).
     import torch
     from rich.console import Console
 
     from trainer.checkpoint import CheckpointError
     from trainer.console import ConsoleSink, summary_table
-    from trainer.events import Clock, Emitter
-    from trainer.store import RunDirSink, RunDirWriteError, read_summary
+    from trainer.runlog import Clock, Emitter, RunDirSink, RunDirWriteError, RunStatus, UnreadableFile, read_summary
     from trainer.sweep import device_name, run_sweep
 
     # Piped or captured output gets room for the whole table instead of rich's 80 columns.
@@ -228,7 +291,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     if resume is not None:
         clock = Clock(time.perf_counter() - resume.last_t)  # `t` goes on from the last recorded event
         for plan in resume.resumed:
-            sink.mark(plan.run_id, "running")
+            sink.mark(plan.run_id, RunStatus.RUNNING)
         if progress is not None:  # the recorded header starts the progress display
             progress.emit({**resume.started, "device": device_name(device), "torch": torch.__version__,
                            "run_dir": str(run_dir)})
@@ -243,7 +306,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
             except OSError as exc:
                 raise RunDirWriteError(run_dir, exc) from exc
         result = run_sweep(cfg, emitter, device=device, dataset=dataset, run_dir=str(run_dir),
-                           log=lambda m: console.print(m), resume=resume)
+                           log=lambda m: console.print(m), resume=resume, ddp=ddp)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except RunDirWriteError as exc:
@@ -253,8 +316,8 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     finally:
         emitter.close()
     try:
-        rows = read_summary(run_dir) if (run_dir / "summary.csv").exists() else []
-    except (OSError, ValueError):
+        rows = read_summary(run_dir)
+    except (OSError, UnreadableFile):
         rows = []
     out_console.print(summary_table(rows, device=device_name(device)))
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
@@ -267,7 +330,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         _error(console, f"bstui: {write_error}")
         return code
     if result is not None and result.any_failed:
-        console.print(f"[red]a run failed with an unexpected error; see {run_dir / 'errors.log'}[/]")
+        _error(console, f"a run failed with an unexpected error; see {run_dir / ERRORS}")
         return EXIT_BUG
     return code
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trainer.events import Event
+from trainer.runlog import Event, EventType, RunStatus
 
 
 def _fmt(value: Any, spec: str = "", dash: str = "-") -> str:
@@ -43,7 +43,7 @@ class ConsoleSink:
 
     def emit(self, event: Event) -> None:
         kind = event["type"]
-        if kind == "sweep_started":
+        if kind == EventType.SWEEP_STARTED:
             note = f" ({event['dataset_note']})" if event.get("dataset_note") else ""
             self.console.print(
                 f"[bold]bstui sweep[/] on [cyan]{event.get('device')}[/] (torch {event.get('torch')}), "
@@ -53,16 +53,16 @@ class ConsoleSink:
                 self.console.print(f"run directory: {event['run_dir']}")
             self.progress.start()
             self.started = True
-        elif kind == "run_started":
+        elif kind == EventType.RUN_STARTED:
             total = max(1, int(event.get("iters_per_epoch", 0)) * int(event.get("epochs", 1)))
             self.tasks[event["run"]] = self.progress.add_task(
                 "", total=total, run=event["run"], info=f"lr {event.get('lr', 0):g}"
             )
-        elif kind == "losses":
+        elif kind == EventType.LOSSES:
             task = self.tasks.get(event["run"])
             if task is not None:
                 self.progress.update(task, completed=event["first_iter"] + len(event["values"]))
-        elif kind == "epoch_end":
+        elif kind == EventType.EPOCH_END:
             task = self.tasks.get(event["run"])
             if task is not None:
                 self.progress.update(
@@ -70,16 +70,16 @@ class ConsoleSink:
                     info=f"epoch {event['epoch']} acc {_fmt(event.get('test_acc'), '.4f')} "
                     f"wall {_fmt(event.get('wall_s'), '.2f')}s compute {_fmt(event.get('compute_s'), '.2f')}s",
                 )
-        elif kind == "mode_changed":
+        elif kind == EventType.MODE_CHANGED:
             self.console.print(f"{event['run']}: split-backward {event.get('split_chunks')} chunks "
                                f"from iteration {event.get('iter')}")
-        elif kind == "run_finished":
+        elif kind == EventType.RUN_FINISHED:
             task = self.tasks.get(event["run"])
             if task is not None:
                 self.progress.update(task, info=f"[bold]{event['status']}[/]")
-            if event["status"] not in ("done", "stopped"):
+            if event["status"] not in (RunStatus.DONE, RunStatus.STOPPED):
                 self.console.print(f"[red]{event['run']}: {event['status']}[/]: {event.get('reason', '')}")
-        elif kind == "sweep_finished":
+        elif kind == EventType.SWEEP_FINISHED:
             self.close()
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""Live controls from the app: pause/resume, stop, split-backward on/off.
+"""Live controls from the app: pause/resume, stop, split-backward on/off; and the watch on the
+process that controls this one.
 
 The app puts small dicts on a control queue ({"cmd": "pause"}, {"cmd": "resume"},
 {"cmd": "stop"}, {"cmd": "split", "enabled": bool, "chunks": int}). A daemon thread
@@ -8,9 +9,14 @@ comparison per iteration, so the hot loop pays nothing for being controllable.
 """
 from __future__ import annotations
 
+import os
 import queue as queue_mod
 import threading
-from typing import Any
+from typing import Any, Callable
+
+
+class StopRequested(Exception):
+    """The user asked to stop (app control, or Ctrl-C turned into a stop); the sweep ends every run."""
 
 
 class Controls:
@@ -66,5 +72,24 @@ def listen(control_queue: Any, controls: Controls) -> threading.Thread:
                 controls.apply(msg)
 
     thread = threading.Thread(target=drain, name="bstui-controls", daemon=True)
+    thread.start()
+    return thread
+
+
+def watch_parent(parent_pid: int, on_gone: Callable[[], None], interval_s: float = 1.0,
+                 until: Callable[[], bool] = lambda: False) -> threading.Thread:
+    """Call `on_gone` once, from a daemon thread, when the process that started this one is gone
+    (this process was re-parented: its parent pid is no longer `parent_pid`); the watch ends early
+    once `until()` is true. So a killed app or sweep leaves no trainer or worker behind."""
+
+    def watch() -> None:
+        wait = threading.Event()
+        while not until():
+            if os.getppid() != parent_pid:
+                on_gone()
+                return
+            wait.wait(interval_s)
+
+    thread = threading.Thread(target=watch, name="bstui-parent-watch", daemon=True)
     thread.start()
     return thread

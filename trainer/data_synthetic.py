@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from trainer.runlog import write_atomic
 
 # Bump when the generator changes what it produces (invalidates on-disk caches).
 GENERATOR_VERSION = 1
@@ -253,18 +253,14 @@ def _read_cache(path: Path) -> tuple[Arrays, Arrays] | None:
 
 
 def _write_cache(path: Path, train: Arrays, test: Arrays) -> None:
-    """Best effort: a read-only or full disk costs a regeneration next time, nothing more."""
+    """Best effort: a read-only or full disk costs a regeneration next time, nothing more.
+
+    Atomic (a concurrent reader sees the old file or the whole new one) and 0644 less the umask,
+    so a shared cache is readable by the group.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, train_x=train[0].numpy(), train_y=train[1].numpy(),
-                         test_x=test[0].numpy(), test_y=test[1].numpy())
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared cache should be readable
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, lambda f: np.savez(f, train_x=train[0].numpy(), train_y=train[1].numpy(),
+                                              test_x=test[0].numpy(), test_y=test[1].numpy()))
     except OSError:
         pass

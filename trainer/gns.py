@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -95,6 +95,20 @@ class NoiseScaleTracker:
             self._trace = self.beta * self._trace + a * trace
         self.count += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The averages (device tensors or floats, None before the first update) and the update count."""
+        return {"g2": self._g2, "trace": self._trace, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a `state_dict`; ValueError (nothing changed) when it is not one."""
+        g2, trace, count = state["g2"], state["trace"], state["count"]
+        if not (_is_average(g2) and _is_average(trace) and (g2 is None) == (trace is None)):
+            raise ValueError(f"noise-scale averages must be numbers or 0-d tensors, got {type(g2).__name__} "
+                             f"and {type(trace).__name__}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0 or (count == 0) != (g2 is None):
+            raise ValueError(f"noise-scale update count {count!r} does not go with its averages")
+        self._g2, self._trace, self.count = g2, trace, count
+
     def _debiased(self, ema: Number | None) -> float | None:
         if ema is None:
             return None
@@ -117,3 +131,10 @@ class NoiseScaleTracker:
         if g2 is None or trace is None or not math.isfinite(g2) or g2 <= 0.0:
             return None
         return trace / g2
+
+
+def _is_average(value: Any) -> bool:
+    """None, a float, or a 0-d floating tensor: what the tracker's averages may hold."""
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and value.is_floating_point()
+    return value is None or (isinstance(value, float))

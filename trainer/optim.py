@@ -158,3 +158,37 @@ def build_optimizer(cfg: OptimConfig, params: Params, lr: float) -> torch.optim.
     if cfg.name == "lamb":
         return LAMB(params, lr=lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optim.name {cfg.name!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def lr_at(base_lr: float, iteration: int, warmup_iters: int) -> float:
+    """Linear warm-up from base_lr / warmup_iters to base_lr over warmup_iters iterations."""
+    if warmup_iters <= 0 or iteration >= warmup_iters:
+        return base_lr
+    return base_lr * (iteration + 1) / warmup_iters
+
+
+def check_loaded_state(optimizer: torch.optim.Optimizer) -> None:
+    """ValueError unless the optimizer's state (after `load_state_dict`, which checks only the
+    parameter counts) can step: numbers for the hyperparameters, and for each parameter tensors of
+    its shape (or 0-d) and host numbers. A saved state that fails this would fail at the first step."""
+    for i, group in enumerate(optimizer.param_groups):
+        for key, value in group.items():
+            if key != "params" and not _plain_numbers(value):
+                raise ValueError(f"param group {i}: {key} is {type(value).__name__}, not a number")
+    for j, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        for key, value in optimizer.state.get(param, {}).items():
+            if isinstance(value, torch.Tensor):
+                if value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"parameter {j}: {key} has shape {tuple(value.shape)}, "
+                                     f"the parameter {tuple(param.shape)}")
+            elif not _plain_numbers(value):
+                raise ValueError(f"parameter {j}: {key} is {type(value).__name__}, not a tensor or a number")
+
+
+def _plain_numbers(value: object) -> bool:
+    """None, a bool, an int, a float or a 0-d tensor, or a tuple/list of them."""
+    if isinstance(value, (tuple, list)):
+        return all(_plain_numbers(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0
+    return value is None or isinstance(value, (bool, int, float))

@@ -10,6 +10,7 @@ those plots, per run and epoch:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,17 @@ class GradCosine:
     def reset(self) -> None:
         """Forget the previous gradient (e.g. when the split mode changes what a step is)."""
         self._prev = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The kept gradient (a flat device tensor, or None)."""
+        return {"prev": self._prev}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a `state_dict`; ValueError (nothing changed) when it is not one."""
+        prev = state["prev"]
+        if prev is not None and not (isinstance(prev, torch.Tensor) and prev.dim() == 1 and prev.is_floating_point()):
+            raise ValueError(f"the kept gradient must be a flat float tensor or None, got {type(prev).__name__}")
+        self._prev = prev
 
     def update(self, parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
         """Cosine of the current .grad against the previous call's; None when there is no previous."""

@@ -53,7 +53,10 @@ class Probes:
         return self.interval > 0 and iteration % self.interval == 0
 
     def before_step(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Noise-scale terms from the chunks of this batch, at the parameters the step will use."""
+        """Noise-scale terms from the chunks of this batch, at the parameters the step will use. Only
+        the first `batch_size` samples are looked at (a run with micro-batches probes its first
+        micro-batch: the whole batch may not fit); a smaller batch (an epoch's last) is skipped."""
+        x, y = x[: self.batch_size], y[: self.batch_size]
         if self.chunks and x.shape[0] == self.batch_size:
             _, grads = chunk_gradients(model, x, y, self.chunks, "vectorized")
             g2, trace = terms_from_chunk_grads(grads, self.batch_size)
@@ -74,6 +77,32 @@ class Probes:
             self._cos_pending = probing
             if not probing:
                 self.cosine.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running state of both probes (device tensors stay tensors), in the checkpoint's layout."""
+        tracker = self.tracker.state_dict()
+        return {
+            "g2": tracker["g2"],
+            "trace": tracker["trace"],
+            "count": tracker["count"],
+            "estimates": self.estimates,
+            "cos_pending": self._cos_pending,
+            "cos_prev": self.cosine.state_dict()["prev"],
+            "cosines": list(self._cosines),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a `state_dict`; ValueError or KeyError when it is not one."""
+        estimates, pending, cosines = state["estimates"], state["cos_pending"], state["cosines"]
+        if not isinstance(estimates, int) or isinstance(estimates, bool) or estimates < 0:
+            raise ValueError(f"the count of noise-scale estimates must be a whole number >= 0, got {estimates!r}")
+        if not isinstance(pending, bool):
+            raise ValueError(f"cos_pending must be true or false, got {type(pending).__name__}")
+        if not isinstance(cosines, list) or not all(isinstance(c, torch.Tensor) and c.dim() == 0 for c in cosines):
+            raise ValueError("the epoch's gradient cosines must be a list of 0-d tensors")
+        self.tracker.load_state_dict({"g2": state["g2"], "trace": state["trace"], "count": state["count"]})
+        self.cosine.load_state_dict({"prev": state["cos_prev"]})
+        self.estimates, self._cos_pending, self._cosines = estimates, pending, list(cosines)
 
     def epoch_figures(self) -> dict[str, Any]:
         """The epoch's probe figures (one host sync); resets the cosine samples."""

@@ -16,8 +16,8 @@ from typing import Any
 
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.crossing import fill_from_events
+from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
 from trainer.scaling import analyse
-from trainer.store import read_events
 
 N_CLASSES = 10  # every dataset the trainer knows (mnist, fashion-mnist, synthetic-digits) has 10
 FULL_TEST_SET = 10_000  # their test sets, when data.test_samples = 0
@@ -74,22 +74,36 @@ def collect(run_dir: Path) -> dict[str, Any]:
     """The sweep's facts (device, dataset, config), the runs' summaries (completed from the events)
     and the analysis of its finished runs."""
     run_dir = Path(run_dir)
-    if not (run_dir / "events.jsonl").exists():
-        raise ReportError(f"{run_dir} holds no events.jsonl; pass a run directory made by `python -m trainer run`")
-    events, skipped = read_events(run_dir)
-    started = next((e for e in events if e["type"] == "sweep_started"), {})
-    finished = [e for e in events if e["type"] == "run_finished" and isinstance(e.get("summary"), dict)]
+    try:
+        log = read_events(run_dir / EVENTS)
+    except FileNotFoundError:
+        raise ReportError(f"{run_dir} holds no {EVENTS}; pass a run directory made by `python -m trainer run`") from None
+    except UnreadableFile as exc:
+        raise ReportError(str(exc)) from None
+    events = log.events
+    started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
+    finished = [e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)]
     if not finished:
-        raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep")
+        raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
+                          + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else ""))
     reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
     rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
-    cfg = started.get("config") or {}
-    optim = cfg.get("optim", {})
-    result = analyse(rows, optim.get("lr"), optim.get("base_batch_size"))
-    test_n = (cfg.get("data") or {}).get("test_samples") or FULL_TEST_SET
-    return {"started": started, "rows": rows, "analysis": result, "skipped": skipped, "events": events,
-            "derived": derived, "reasons": reasons, "test_samples": int(test_n),
-            "finished": any(e["type"] == "sweep_finished" for e in events)}
+    cfg = started.get("config") if isinstance(started.get("config"), dict) else {}
+    optim = cfg.get("optim")
+    optim = optim if isinstance(optim, dict) else {}
+    result = analyse(rows, _positive(optim.get("lr")), _positive(optim.get("base_batch_size")))
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    test_n = data.get("test_samples")
+    test_n = int(test_n) if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0 else FULL_TEST_SET
+    return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
+            "derived": derived, "reasons": reasons, "test_samples": test_n,
+            "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events)}
+
+
+def _positive(value: Any) -> float | None:
+    """A positive finite number from the recorded config, else None (the rules are then left out)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return value if ok else None
 
 
 def _pct(value: Any, decimals: int) -> str:
@@ -151,7 +165,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     """The report as Markdown: tables, and the plots as text blocks unless plots is False."""
     s, a = facts["started"], facts["analysis"]
     cfg = s.get("config") or {}
-    target = (cfg.get("sweep") or {}).get("target_accuracy")
+    sweep = cfg.get("sweep")
+    target = sweep.get("target_accuracy") if isinstance(sweep, dict) else None
     n_test = facts["test_samples"]
     dec = max(0, math.floor(math.log10(n_test)) - 2) if n_test > 0 else 2
     lines = [
@@ -163,6 +178,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         + ("" if facts["finished"] else " (sweep still running or interrupted)"),
         f"- accuracies on {n_test:,} test samples (resolution {100 / n_test:.2g}%); crossings of the target "
         "are intervals: after the last evaluation below it, at or before the first at or above it",
+        *([f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
+           "and were skipped"] if facts.get("skipped") else []),
     ]
     if facts["derived"]:
         lines.append("- derived by this report from the recorded events (this run directory's trainer did not "
@@ -239,9 +256,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
 
 def write_report(run_dir: Path, plots: bool = True) -> tuple[str, Path]:
     """Write report.md into the run directory; returns (markdown, path)."""
-    from trainer.store import write_atomic
-
     text = markdown(collect(run_dir), plots=plots)
-    path = Path(run_dir) / "report.md"
+    path = Path(run_dir) / REPORT
     write_atomic(path, text)
     return text, path

@@ -3,8 +3,11 @@
 `plan_resume` reads events.jsonl and the checkpoints and decides, per run:
   keep        it finished (done, diverged, oom): its events and summary stay as they are;
   checkpoint  it was interrupted after epoch E with a usable checkpoint: it continues at E + 1;
-  restart     it was interrupted before its first checkpoint (or the checkpoint is unusable):
-              it trains again from the start.
+  restart     it was interrupted before its first checkpoint, or its checkpoint cannot be used (it
+              cannot be read, does not match the recorded events, or a part of it - weights,
+              optimizer, totals, probes, RNG - cannot be put back: `restore_check` tries them all
+              before anything is rewritten): it trains again from the start, and the reason is
+              reported on the console and in `sweep_resumed`.
 `Resume.apply` then rewrites events.jsonl atomically without what the continuation will produce
 again: the interrupted runs' events after their checkpointed epoch (losses after it, a partial
 epoch, their run_finished "stopped"), every sweep_finished, and any partial last line. The
@@ -13,21 +16,26 @@ continuation appends after that, so each run's per-iteration losses have no gap 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from trainer.checkpoint import CheckpointError, checkpoint_path, clean_temp_files, load_checkpoint, restore_run
-from trainer.config import Config
+from trainer.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    clean_temp_files,
+    load_checkpoint,
+    restore_run,
+    rng_problem,
+)
 from trainer.data import Dataset
-from trainer.events import Emitter, Event
-from trainer.models import build_model
-from trainer.store import CONFIG, EVENTS, write_atomic
+from trainer.plan import RunSettings, RunSpec
+from trainer.run_state import restore_problem
+from trainer.runlog import CONFIG, EVENTS, KEPT_STATUSES, Emitter, Event, EventType, read_events, write_atomic
 
-KEPT_STATUSES = ("done", "diverged", "oom")  # results; a stopped or failed run is trained again
+Check = Callable[[str, dict[str, Any]], str]  # (run id, loaded checkpoint) -> why it cannot be restored, or ""
 
 
 class ResumeError(Exception):
@@ -141,7 +149,7 @@ class Resume:
     def announce(self, emitter: Emitter, **fields: Any) -> Event:
         """Emit `sweep_resumed`: which runs continue from which epoch, which are kept."""
         return emitter.emit(
-            "sweep_resumed",
+            EventType.SWEEP_RESUMED,
             run_dir=str(self.run_dir),
             runs=[p.as_event() for p in self.resumed],
             kept=[p.run_id for p in self.runs.values() if p.action == "keep"],
@@ -164,62 +172,51 @@ class Resume:
 
 
 def read_event_lines(run_dir: Path) -> tuple[list[tuple[str, Event]], int]:
-    """Whole, valid event lines of events.jsonl with their text, and how many lines were not."""
-    path = Path(run_dir) / EVENTS
-    if not path.exists():
+    """Readable event lines of events.jsonl with their text, and how many lines were not (a line cut
+    off by a kill or a full disk included). UnreadableFile when events.jsonl is not a regular file."""
+    try:
+        log = read_events(Path(run_dir) / EVENTS)
+    except FileNotFoundError:
         return [], 0
-    out: list[tuple[str, Event]] = []
-    skipped = 0
-    with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                skipped += 1  # cut off mid-line by a kill or a full disk
-                break
-            try:
-                event = json.loads(line)
-            except ValueError:
-                skipped += 1
-                continue
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
-                out.append((line, event))
-            else:
-                skipped += 1
-    return out, skipped
+    return list(zip(log.lines, log.events)), log.skipped + int(log.partial)
 
 
 def _losses_cover(events: list[Event], run_id: str, iters: int) -> bool:
     """Whether the run's losses events cover iterations 0..iters-1 exactly once, in order."""
     nxt = 0
     for e in events:
-        if e.get("type") == "losses" and e.get("run") == run_id:
+        if e.get("type") == EventType.LOSSES and e.get("run") == run_id:
             if e.get("first_iter") != nxt:
                 return False
             nxt += len(e.get("values") or [])
     return nxt == iters
 
 
-def _fits_model(state: dict[str, Any], model_name: str | None) -> str:
-    """"" if the checkpoint's weights load into a fresh model of this name, else why not."""
-    if model_name is None:
-        return ""
-    try:
-        build_model(model_name).load_state_dict(state["model"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        return f"its weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})"
-    return ""
+def restore_check(specs: list[RunSpec], settings: RunSettings) -> Check:
+    """The check `plan_resume` makes of each usable checkpoint: every part of it is put back into fresh
+    copies of its run's parts (weights, optimizer, totals, probes) and its RNG state is tried."""
+    by_id = {spec.run_id: spec for spec in specs}
+
+    def check(run_id: str, state: dict[str, Any]) -> str:
+        spec = by_id.get(run_id)
+        if spec is None:
+            return f"no run {run_id!r} in the config"
+        return restore_problem(spec, settings, state) or rng_problem(state.get("rng"))
+
+    return check
 
 
 def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | str = "cpu",
-                model_name: str | None = None) -> Resume:
+                check: Check | None = None) -> Resume:
     """Decide how to continue the sweep in `run_dir` whose runs (from its config) are `run_ids`;
-    with `model_name`, a checkpoint whose weights do not fit that model restarts its run."""
+    with `check` (`restore_check`), a checkpoint that cannot be restored restarts its run."""
     run_dir = Path(run_dir)
     pairs, skipped = read_event_lines(run_dir)
     events = [e for _, e in pairs]
     last_t = max((float(e["t"]) for e in events if isinstance(e.get("t"), (int, float))), default=0.0)
-    started = next((e for e in events if e["type"] == "sweep_started"), None)
-    was_finished = any(e["type"] == "sweep_finished" for e in events)
-    resumes = sum(1 for e in events if e["type"] == "sweep_resumed")
+    started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), None)
+    was_finished = any(e["type"] == EventType.SWEEP_FINISHED for e in events)
+    resumes = sum(1 for e in events if e["type"] == EventType.SWEEP_RESUMED)
     if started is None:
         plans = {r: RunPlan(r, "restart", reason="nothing was recorded") for r in run_ids}
         return Resume(run_dir, plans, [], [], len(pairs), skipped, last_t, None, False, resumes)
@@ -233,7 +230,7 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
     # Where each run's events are (line positions), and how each run ended (if it did).
     finished: dict[str, Event] = {}
     for e in events:
-        if e["type"] == "run_finished" and e.get("run") in run_ids:
+        if e["type"] == EventType.RUN_FINISHED and e.get("run") in run_ids:
             finished[e["run"]] = e
     plans: dict[str, RunPlan] = {}
     cut: dict[str, int] = {}  # run -> keep its events at positions <= this (-1: keep none)
@@ -253,7 +250,7 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                 plan.reason = str(exc)
             else:
                 epoch, iters = int(state.get("epoch", 0)), int(state.get("iters", 0))
-                pos = next((i for i, e in enumerate(events) if e["type"] == "epoch_end"
+                pos = next((i for i, e in enumerate(events) if e["type"] == EventType.EPOCH_END
                             and e.get("run") == run_id and e.get("epoch") == epoch), None)
                 if state.get("run") != run_id:
                     plan.reason = f"{path.name} holds run {state.get('run')!r}"
@@ -261,7 +258,7 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                     plan.reason = f"{EVENTS} has no epoch_end {epoch} of {run_id} to continue from"
                 elif not _losses_cover(events[: pos + 1], run_id, iters):
                     plan.reason = f"the recorded losses of {run_id} do not match its checkpoint ({iters} iterations)"
-                elif why := _fits_model(state, model_name):
+                elif check is not None and (why := check(run_id, state)):
                     plan.reason = why
                 else:
                     plan = RunPlan(run_id, "checkpoint", from_epoch=epoch, iters=iters, status=status, state=state)
@@ -272,12 +269,12 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
     kept: list[Event] = []
     for i, (line, e) in enumerate(pairs):
         kind, run_id = e["type"], e.get("run")
-        if kind == "sweep_finished":
+        if kind == EventType.SWEEP_FINISHED:
             continue
         if run_id in cut and i > cut[run_id]:
             plan = plans[run_id]
             # target_reached follows its epoch_end: keep it when that epoch is kept.
-            if not (kind == "target_reached" and plan.action == "checkpoint"
+            if not (kind == EventType.TARGET_REACHED and plan.action == "checkpoint"
                     and isinstance(e.get("epoch"), int) and e["epoch"] <= plan.from_epoch):
                 continue
         lines.append(line)

@@ -6,25 +6,24 @@ time, so each slice's timing is its own. Sequential runs them in order.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
+from trainer import gpu_pool
 from trainer.checkpoint import CheckpointWriter
-from trainer.config import Config, config_to_dict, sweep_lrs
-from trainer.controls import Controls
-from trainer.data import Dataset, load_dataset
-from trainer.events import Emitter
+from trainer.config import Config, config_to_dict
+from trainer.controls import Controls, StopRequested
+from trainer.data import Dataset, DatasetUnavailable, load_dataset
+from trainer.ddp import DistContext
+from trainer.evaluation import prepare_test
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
-from trainer.loop import Run, RunSpec, StopRequested
+from trainer.plan import RunSettings, RunSpec, check_against_dataset, run_specs, slice_samples
+from trainer.resume import Resume
+from trainer.run import Run, SweepRun
+from trainer.runlog import Emitter
 from trainer.scaling import analyse
-
-if TYPE_CHECKING:
-    from trainer.resume import Resume
-
-SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
 
 
 @dataclass
@@ -70,48 +69,14 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
-def run_specs(cfg: Config) -> list[RunSpec]:
-    """One spec per (batch size, variant, lr, seed). Ids: bs60, bs6000-lars with [[variants]] (issue 7),
-    bs60-lr0.05 with several lrs, -s1 with seeds."""
-    many_lrs = bool(cfg.sweep.lrs) or cfg.sweep.lr_grid.points > 1
-    arms: list[tuple[str, Config, list[int]]] = [
-        (v.name, dataclasses.replace(cfg, optim=v.optim, split_backward=v.split_backward), v.batch_sizes)
-        for v in cfg.variants
-    ] or [("", cfg, cfg.sweep.batch_sizes)]
-    specs = []
-    for b in cfg.sweep.batch_sizes:
-        for variant, arm, sizes in arms:
-            if b not in sizes:
-                continue
-            chunks = arm.split_backward.chunks if arm.split_backward.enabled else 1
-            for lr in sweep_lrs(arm, b):
-                for i in range(cfg.sweep.seeds):
-                    run_id = (f"bs{b}" + (f"-{variant}" if variant else "") + (f"-lr{lr:g}" if many_lrs else "")
-                              + (f"-s{i}" if cfg.sweep.seeds > 1 else ""))
-                    specs.append(RunSpec(
-                        run_id=run_id,
-                        batch_size=b,
-                        lr=lr,
-                        momentum=arm.optim.momentum,
-                        split_chunks=chunks,
-                        split_method=arm.split_backward.method,
-                        seed=cfg.sweep.seed + i,
-                        optim=arm.optim,
-                        variant=variant,
-                    ))
-    return specs
-
-
-def slice_samples(cfg: Config, n_train: int) -> int:
-    """Samples per run per interleaved round: a tenth of an epoch, at least one biggest batch."""
-    return max(max(cfg.sweep.batch_sizes), min(SLICE_SAMPLES, max(1, n_train // 10)))
-
-
-def prepare_test(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test split, resident on the device (evaluation is not part of any timing)."""
-    x = dataset.test.images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
-    y = dataset.test.labels.to(device=device, dtype=torch.long)
-    return x, y
+def check_dataset(cfg: Config, dataset: Dataset) -> None:
+    """Refuse, before anything trains, a sweep the loaded training set cannot serve (a batch larger
+    than the set would silently train on the whole set under a size it is not): DatasetUnavailable."""
+    problems = check_against_dataset(cfg, int(dataset.train.labels.shape[0]))
+    if problems:
+        raise DatasetUnavailable(dataset.name, "is too small for this sweep: " + "; ".join(problems),
+                                 "drop them from sweep.batch_sizes, or train on more samples "
+                                 "(data.train_samples = 0 takes all)")
 
 
 def run_sweep(
@@ -124,17 +89,20 @@ def run_sweep(
     log: Callable[[str], None] = lambda msg: None,
     run_dir: str = "",
     resume: Resume | None = None,
+    ddp: DistContext | None = None,
 ) -> SweepResult:
     """Train every run of the sweep; events go to `emitter`. Returns the summaries.
 
-    Raises DatasetUnavailable / DeviceUnavailable before anything trains. A run that
+    Raises DatasetUnavailable (also for a batch larger than the training set) / DeviceUnavailable
+    before anything trains. A run that
     diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
     stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
     after the run directory's events are complete.
 
     With `run_dir`, each run saves a checkpoint at each epoch end. With `resume` (trainer.resume),
     the sweep continues one recorded in run_dir: finished runs are kept, the others restart from
-    their checkpoints, and `sweep_resumed` is emitted instead of `sweep_started`.
+    their checkpoints, and `sweep_resumed` is emitted instead of `sweep_started`. Under torchrun,
+    `ddp` is this process's place in the job (trainer.ddp): every run trains data parallel.
     """
     device = device or resolve_device(cfg.sweep.device)
     if device.type == "cpu":
@@ -147,12 +115,13 @@ def run_sweep(
         raise DeviceUnavailable(str(exc)) from exc
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
+    check_dataset(cfg, dataset)
     specs = run_specs(cfg)
+    settings = RunSettings.from_config(cfg)
+    slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
     # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
     # and a torchrun rank train in their own process.
-    from trainer import distributed, parallel
-
-    devices = [] if resume is not None or distributed.current() is not None else parallel.parallel_devices(
+    devices = [] if resume is not None or ddp is not None else gpu_pool.parallel_devices(
         cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0)
     if resume is not None:
         resume.announce(emitter, device=device_name(device), torch=torch.__version__, fast_path=fast_path)
@@ -174,28 +143,34 @@ def run_sweep(
             parallel_devices=devices,
         )
     test_xy = prepare_test(dataset, device)
-    runs: list[Run] = []
+    runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
+    local: list[Run] = []
     interrupted: BaseException | None = None
     status = "done"
     try:
         if devices:  # every run trains in a worker; `runs` fills with their records
-            parallel.run_parallel(cfg, specs, emitter, devices, dataset, controls, run_dir, runs, log)
+            pooled: list[gpu_pool.RemoteRun] = []
+            try:
+                gpu_pool.run_parallel(settings, specs, emitter, devices, dataset, controls, run_dir, pooled, slice_n,
+                                      log)
+            finally:
+                runs.extend(pooled)
         for spec in [] if devices else specs:
             if resume is not None and resume.is_kept(spec.run_id):
                 continue
-            run = Run(spec, cfg, dataset, device, emitter, test_xy, controls)
+            run = Run(spec, settings, dataset, device, emitter, test_xy, controls, ddp)
             if run_dir:
                 run.on_epoch_end = CheckpointWriter(run_dir)
             runs.append(run)
+            local.append(run)
             run.start(restore=resume.restorer(spec.run_id) if resume is not None else None)
             if cfg.sweep.schedule == "sequential" and not run.finished:
                 while not run.finished:
-                    run.advance(slice_samples(cfg, int(dataset.train.labels.shape[0])))
+                    run.advance(slice_n)
         if cfg.sweep.schedule == "interleaved":
-            step = slice_samples(cfg, int(dataset.train.labels.shape[0]))
-            while any(not r.finished for r in runs):
-                for run in runs:
-                    run.advance(step)
+            while any(not r.finished for r in local):
+                for run in local:
+                    run.advance(slice_n)
     except StopRequested:
         status = "stopped"
     except KeyboardInterrupt as exc:

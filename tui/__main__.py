@@ -7,6 +7,7 @@ not one) is reported here, with exit code 2, before any window opens.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.config import load_or_exit
 
         cfg = load_or_exit(args.config, args.overrides)  # prints the trainer's message, exits 2
-        if args.out is not None and (Path(args.out) / "events.jsonl").exists():
-            fail(f"--out {args.out!r} already holds a run (events.jsonl); choose a new directory, "
+        from trainer.runlog import EVENTS
+
+        if args.out is not None and (Path(args.out) / EVENTS).exists():
+            fail(f"--out {args.out!r} already holds a run ({EVENTS}); choose a new directory, "
                  f"or watch it with --replay {args.out}")
         label = cfg.source or "(default config)"
         app = make_app(
@@ -100,7 +103,7 @@ def run_app(app) -> int:  # noqa: ANN001 - BstuiApp, imported lazily
 def detach(args: argparse.Namespace) -> int:
     """--detach: check the config, start the headless trainer in its own session, then follow it."""
     from trainer.config import load_or_exit
-    from trainer.store import default_run_dir, holds_run, lock_status
+    from trainer.runlog import default_run_dir, holds_run, lock_status
     from tui.app import make_app
     from tui.detach import reattach_hint, run_command, start_detached, trainer_state
     from tui.feed import ReplayFeed
@@ -131,10 +134,11 @@ def detach(args: argparse.Namespace) -> int:
 
 def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
-    from trainer.store import lock_status
+    from trainer.runlog import EVENTS, lock_status
     from tui.app import make_app
     from tui.detach import AttachError, is_run_dir, newest_run_dir, reattach_hint
     from tui.feed import ReplayFeed
+    from tui.replay import ReplayError, events_path
 
     if args.out is not None or args.no_follow:
         fail("--attach follows an existing run directory; --out and --no-follow do not apply to it")
@@ -156,6 +160,11 @@ def attach(args: argparse.Namespace) -> int:
         except AttachError as exc:
             fail(str(exc))
         print(f"bstui: attaching to {run_dir}", file=sys.stderr)
+    if os.path.lexists(run_dir / EVENTS):  # it may not exist yet (a trainer still starting)
+        try:
+            events_path(run_dir)  # a FIFO or /dev/zero in its place is refused here, with the cause
+        except ReplayError as exc:
+            fail(str(exc))
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True))
     code = run_app(app)
     print(reattach_hint(run_dir, lock_status(run_dir)))

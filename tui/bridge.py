@@ -17,12 +17,12 @@ import queue as queue_mod
 import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Event = dict[str, Any]
+from trainer.controls import watch_parent
+from trainer.runlog import Event
 
 #: The trainer's subprocess entry point (module:function), DESIGN.md.
 TRAINER_ENTRY = "trainer.child:run_child"
@@ -65,20 +65,13 @@ class Bridge(Protocol):
     def shutdown(self, grace_s: float = 1.0) -> None: ...
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """In the child: if the app dies, take the whole trainer process group down."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                try:
-                    if os.getpgrp() == os.getpid():  # only a group of our own
-                        os.killpg(os.getpgrp(), signal.SIGKILL)
-                finally:
-                    os._exit(1)
-
-    threading.Thread(target=watch, name="bstui-parent-watch", daemon=True).start()
+def _take_the_group_down() -> None:
+    """In the child, once the app is gone: end the whole trainer process group, then this process."""
+    try:
+        if os.getpgrp() == os.getpid():  # only a group of our own
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+    finally:
+        os._exit(1)
 
 
 def child_main(
@@ -105,7 +98,7 @@ def child_main(
         os.close(fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
-    _watch_parent(parent_pid)
+    watch_parent(parent_pid, _take_the_group_down, interval_s=0.5)  # the app dies: so does its trainer
     module, _, func = entry.partition(":")
     run = getattr(importlib.import_module(module), func)  # torch is imported here, in the child only
     run(config_path, overrides, out_dir, event_queue, control_queue)

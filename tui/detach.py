@@ -4,7 +4,7 @@
 (`start_new_session`: no controlling terminal, so a dropped SSH connection's SIGHUP never
 reaches it), stdin from /dev/null and its output in DIR/trainer.log; the app is then only a
 viewer of DIR, and quitting it leaves the trainer running. `bstui --attach [DIR]` views a
-run directory again; `trainer.store.lock_status` (pure Python: no torch here) says whether a
+run directory again; `trainer.runlog.lock_status` (pure Python: no torch here) says whether a
 trainer still writes it. `d` in a live app stops its trainer and continues the sweep as a
 detached `python -m trainer resume DIR` (the run directory of a stopped sweep resumes).
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.store import CONFIG, EVENTS, LOCK, lock_status
+from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
 
-LOG_FILE = "trainer.log"
+LOG_FILE = TRAINER_LOG
 
 
 class AttachError(Exception):
@@ -79,8 +79,9 @@ def start_detached(cmd: list[str], run_dir: Path) -> DetachedTrainer:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / LOG_FILE
-    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
-        log.write(("$ " + " ".join(cmd) + "\n").encode())
+    # Never through a symlink named trainer.log: the log stays inside the run directory.
+    with open_append(log_path) as log, open(os.devnull, "rb") as devnull:
+        log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(
             cmd,
@@ -142,6 +143,8 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> tup
     if finished and state != "live":
         return None
     resume = f"python -m trainer resume {run_dir}"
+    if status.get("unreadable"):  # garbage, a FIFO, an absurd pid: say so rather than guess a pid
+        return (f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}", "bold yellow")
     if state == "live":
         return (f"attached · trainer pid {status.get('pid', '?')} is writing this run · q/d leaves it running",
                 "bold cyan")
@@ -153,9 +156,17 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> tup
     return (f"no trainer is writing this run and the sweep has not finished; resume with {resume}", "bold yellow")
 
 
+def _cut(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def reattach_hint(run_dir: Path | str, status: dict[str, Any]) -> str:
     """What to print when the viewer closes: how to come back, or what became of the sweep."""
     state = status.get("state")
+    if status.get("unreadable"):
+        return (f"bstui: {status.get('reason')}\n"
+                f"  show the run with: bstui --replay {run_dir}; once no trainer runs, continue it with: "
+                f"python -m trainer resume {run_dir}")
     if state in ("live", "starting"):
         return (f"bstui: the trainer (pid {status.get('pid', '?')}) keeps running in {run_dir}\n"
                 f"  re-attach with: bstui --attach {run_dir}\n"

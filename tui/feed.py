@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.runlog import EVENTS, Event, UnreadableFile, open_regular
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
-from tui.replay import EVENTS_FILE, EventReader, events_path
-
-Event = dict[str, Any]
+from tui.replay import EventReader, events_path
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ class ReplayFeed:
         detached: DetachedTrainer | None = None,
     ) -> None:
         self.run_dir = str(run_dir)
-        path = Path(run_dir) / EVENTS_FILE if (watch_trainer or detached) else events_path(run_dir)
+        path = Path(run_dir) / EVENTS if (watch_trainer or detached) else events_path(run_dir)
         self.reader = EventReader(path)
         self.poll_s = poll_s
         self.follow = follow
@@ -193,10 +192,10 @@ class ReplayFeed:
 def log_tail(path: Path, lines: int = 1) -> str:
     """The last non-empty line(s) of a log file ("" when there is none)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - 4096))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
+        with open_regular(path) as f:  # a FIFO in its place is refused, never waited on
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            text = f.read(4096).decode("utf-8", "replace")
+    except (OSError, UnreadableFile):
         return ""
     kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return " / ".join(kept[-lines:])

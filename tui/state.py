@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from trainer.runlog import Event
 from tui.series import LossSeries, ema_beta, to_float
-
-Event = dict[str, Any]
 
 
 def _opt_float(value: Any) -> float | None:

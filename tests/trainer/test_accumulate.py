@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import trainer.loop as loop
+import trainer.steps as steps
 from trainer.accumulate import (
     accumulate_step,
     micro_slices,
@@ -12,7 +12,7 @@ from trainer.accumulate import (
     suggest_micro_batch,
 )
 from trainer.config import Config, ConfigError, OptimConfig, load_config
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.models import build_model
 from trainer.optim import build_optimizer
 from trainer.split import plain_step, split_step
@@ -131,8 +131,8 @@ def test_a_sweep_with_micro_batches_trains_like_one_without(tiny_config):
 
 @pytest.mark.usefixtures("_shared_dataset")
 def test_micro_batch_runs_leave_the_cuda_graph_path_and_say_why(tiny_config, monkeypatch):
-    monkeypatch.setattr(loop, "resolve_fast_path", lambda setting, device, pipeline="resident": "cuda_graph")
-    monkeypatch.setattr(loop, "GraphStep", lambda *a, **k: pytest.fail("GraphStep built for a micro-batch run"))
+    monkeypatch.setattr(steps, "resolve_fast_path", lambda setting, device, pipeline="resident": "cuda_graph")
+    monkeypatch.setattr(steps, "GraphStep", lambda *a, **k: pytest.fail("GraphStep built for a micro-batch run"))
     sink = ListSink()
     run_sweep(tiny_config(sweep={"batch_sizes": [200], "epochs": 1, "micro_batch": 50}), Emitter([sink]))
     started = sink.of_type("run_started")[0]
@@ -146,7 +146,7 @@ def test_a_batch_that_does_not_fit_suggests_a_micro_batch(tiny_config, monkeypat
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return plain_step(model, opt, x, y)
 
-    monkeypatch.setattr(loop, "plain_step", oom)
+    monkeypatch.setattr(steps, "plain_step", oom)
     sink = ListSink()
     run_sweep(tiny_config(sweep={"batch_sizes": [200], "epochs": 1}), Emitter([sink]))
     finished = sink.of_type("run_finished")[0]

@@ -15,7 +15,7 @@ import torch
 
 from trainer.cli import main
 from trainer.config import load_config
-from trainer.store import SUMMARY_FIELDS
+from trainer.runlog import SUMMARY_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,19 @@ def test_bad_config_exits_2_naming_the_key_before_training(data_root, tmp_path, 
     assert code == 2
     err = capsys.readouterr().err
     assert "batch_sise" in err and "batch_sizes" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_batch_larger_than_the_loaded_training_set_exits_2_before_training(data_root, tmp_path, capsys,
+                                                                             monkeypatch, tiny_dataset):
+    # data.train_samples = 0 (all): only the loaded dataset knows its size (600 samples here).
+    monkeypatch.setattr("trainer.data.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    args = tiny_args(data_root, "--out", str(tmp_path / "r"), "--set", "data.train_samples=0",
+                     "--set", "sweep.batch_sizes=[60,6000]")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "batch size 6000 (sweep.batch_sizes) is larger than the training set (600 samples)" in err
+    assert "Fix: drop them from sweep.batch_sizes" in err
     assert not (tmp_path / "r").exists()
 
 

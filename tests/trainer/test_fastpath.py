@@ -58,7 +58,7 @@ def _eager_losses(
     split_from: tuple[int, int] | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[list[float], torch.nn.Module]:
-    """The eager loop (what trainer.loop does): plain_step / split_step on ResidentBatches' batches."""
+    """The eager loop (what trainer.run does): plain_step / split_step on ResidentBatches' batches."""
     model, opt = _model_opt(device)
     losses, it = [], 0
     for epoch in range(epochs):
@@ -213,7 +213,7 @@ def test_graph_step_follows_lr_set_on_the_optimizer_like_the_trainer_loop_does()
     step = GraphStep(model, opt, data.images, data.labels, 10, warmup=1)
     graph = []
     for it, idx in enumerate(index_batches(data.epoch_indices(0), 10)):
-        opt.param_groups[0]["lr"] = _warmup_lr(it)  # as trainer.loop sets it for eager steps
+        opt.param_groups[0]["lr"] = _warmup_lr(it)  # as trainer.run sets it for eager steps
         graph.append(step.step(idx))
     torch.testing.assert_close(torch.stack(graph).tolist(), eager, rtol=1e-5, atol=1e-6)
 

@@ -18,16 +18,15 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-import trainer.loop as loop
+import trainer.steps as steps
 from trainer.cli import EXIT_IO, main
-from trainer.store import LOCK, SUMMARY_FIELDS, RunDirSink, lock_status
+from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}  # differ between any two runs
@@ -114,7 +113,7 @@ def reference(data_root, tmp_path_factory) -> dict:
 
 def _killed_child(argv: list[str], mode: str, k: int) -> None:
     """In a forked copy of this process: run the CLI and SIGKILL ourselves at the kill point."""
-    import trainer.store as store
+    import trainer.runlog.sink as store
 
     me = os.getpid()
     count = {"n": 0}
@@ -208,14 +207,14 @@ def test_kill_9_of_a_real_trainer_process_then_resume(data_root, tmp_path, refer
 
 
 def test_out_of_memory_at_one_batch_size_through_the_cli(data_root, tmp_path, monkeypatch):
-    real = loop.plain_step
+    real = steps.plain_step
 
     def step(model, opt, x, y):
         if x.shape[0] == 200:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, opt, x, y)
 
-    monkeypatch.setattr(loop, "plain_step", step)
+    monkeypatch.setattr(steps, "plain_step", step)
     out = tmp_path / "run"
     assert main(sweep_args(data_root, out, "--set", "sweep.epochs=1")) == 0
     with open(out / "summary.csv", newline="") as fh:
@@ -243,14 +242,14 @@ def test_a_full_disk_mid_sweep_stops_cleanly_and_the_sweep_resumes(where, data_r
     if where == "events":
         monkeypatch.setattr(RunDirSink, "_write", _full_disk_after(12))
     else:
-        real_mkstemp = tempfile.mkstemp
+        real_create_temp = files.create_temp
 
-        def no_room_for_checkpoints(*args, **kwargs):
-            if Path(kwargs.get("dir", "")).name == "checkpoints":
+        def no_room_for_checkpoints(path):
+            if Path(path).parent.name == "checkpoints":
                 raise OSError(errno.ENOSPC, "No space left on device")
-            return real_mkstemp(*args, **kwargs)
+            return real_create_temp(path)
 
-        monkeypatch.setattr(tempfile, "mkstemp", no_room_for_checkpoints)
+        monkeypatch.setattr(files, "create_temp", no_room_for_checkpoints)
     out = tmp_path / "run"
     assert main(sweep_args(data_root, out)) == EXIT_IO
     err = capsys.readouterr().err

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainer.loop as loop
+import trainer.steps as steps
 from trainer.config import ConfigError, OptimConfig, load_config
-from trainer.events import Emitter, ListSink
-from trainer.optim import LAMB, LARS, build_optimizer
+from trainer.runlog import Emitter, ListSink
+from trainer.optim import LAMB, LARS, build_optimizer, lr_at
 from trainer.sweep import run_sweep
 
 
@@ -175,30 +175,32 @@ def test_a_sweep_trains_with_lars_and_lamb(tiny_config, name, lr):
 def test_warmup_sets_the_lr_lars_reads_each_step(tiny_config):
     seen: list[float] = []
 
+    real = steps.plain_step
+
     def step(model, opt, x, y):
         assert isinstance(opt, LARS)
         seen.append(opt.param_groups[0]["lr"])
-        return loop.plain_step(model, opt, x, y)
+        return real(model, opt, x, y)
 
     cfg = tiny_config(optim={"name": "lars", "lr": 1.0, "warmup_epochs": 1.0},
                       sweep={"batch_sizes": [100], "epochs": 2})
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(loop.Run, "_eager_step", lambda self, x, y: step(self.model, self.optimizer, x, y))
+    monkey.setattr(steps, "plain_step", step)
     try:
         run_sweep(cfg, Emitter([ListSink()]))
     finally:
         monkey.undo()
     warmup = 6  # 600 samples / batch 100 = 6 iterations per epoch, warm-up over one epoch
-    assert seen[:warmup] == pytest.approx([loop.lr_at(1.0, i, warmup) for i in range(warmup)])
+    assert seen[:warmup] == pytest.approx([lr_at(1.0, i, warmup) for i in range(warmup)])
     assert seen[warmup:] == pytest.approx([1.0] * warmup)
 
 
 @pytest.mark.usefixtures("_shared_dataset")
 def test_lars_and_lamb_runs_leave_the_cuda_graph_path_and_say_why(tiny_config, monkeypatch):
     # Pretend CUDA graphs were available: an SGD run would take them, LARS must not.
-    monkeypatch.setattr(loop, "resolve_fast_path", lambda setting, device, pipeline="resident": "cuda_graph")
+    monkeypatch.setattr(steps, "resolve_fast_path", lambda setting, device, pipeline="resident": "cuda_graph")
     built = []
-    monkeypatch.setattr(loop, "GraphStep", lambda *a, **k: built.append(a) or pytest.fail("GraphStep built"))
+    monkeypatch.setattr(steps, "GraphStep", lambda *a, **k: built.append(a) or pytest.fail("GraphStep built"))
     sink = ListSink()
     run_sweep(tiny_config(optim={"name": "lamb", "lr": 0.01}, sweep={"batch_sizes": [200], "epochs": 1}),
               Emitter([sink]))

@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.loop as loop
+import trainer.steps as steps
 import trainer.sweep as sweep
 from trainer.checkpoint import CheckpointWriter, checkpoint_path
 from trainer.cli import EXIT_INTERRUPTED, main, resume_sweep
 from trainer.config import load_config
 from trainer.controls import Controls
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
 from trainer.models import build_model
-from trainer.resume import plan_resume
-from trainer.store import RunDirSink, create_run_dir, write_config
+from trainer.plan import RunSettings
+from trainer.resume import plan_resume, restore_check
+from trainer.runlog import RunDirSink, create_run_dir, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}
@@ -38,6 +39,12 @@ def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
         "--out", str(out),
         *extra,
     ]
+
+
+def restore_check_of(run_dir: Path):
+    """The check `resume` makes of each checkpoint, for the sweep recorded in run_dir."""
+    cfg = load_config(run_dir / "config.toml")
+    return restore_check(sweep.run_specs(cfg), RunSettings.from_config(cfg))
 
 
 def events_of(run_dir: Path) -> list[dict]:
@@ -70,7 +77,7 @@ def reference(data_root, tmp_path_factory) -> dict:
 
 def _interrupt_at(monkeypatch, batch_size: int, call: int) -> None:
     """Ctrl-C during the `call`-th step of the run with this batch size."""
-    real = loop.plain_step
+    real = steps.plain_step
     calls = {"n": 0}
 
     def step(model, opt, x, y):
@@ -80,7 +87,7 @@ def _interrupt_at(monkeypatch, batch_size: int, call: int) -> None:
                 raise KeyboardInterrupt
         return real(model, opt, x, y)
 
-    monkeypatch.setattr(loop, "plain_step", step)
+    monkeypatch.setattr(steps, "plain_step", step)
 
 
 def test_ctrl_c_then_resume_keeps_finished_runs_and_continues_the_others(data_root, tmp_path, monkeypatch,
@@ -155,12 +162,12 @@ def test_a_checkpoint_of_another_model_is_not_restored(data_root, tmp_path, monk
     _interrupt_at(monkeypatch, 200, call=5)  # bs20 done; bs200 in its second epoch
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
     monkeypatch.undo()
-    assert plan_resume(out, ["bs20", "bs200"], model_name="simple_cnn").runs["bs200"].action == "checkpoint"
+    assert plan_resume(out, ["bs20", "bs200"], check=restore_check_of(out)).runs["bs200"].action == "checkpoint"
     path = checkpoint_path(out, "bs200")
     state = torch.load(path, weights_only=True)
     state["model"][next(iter(state["model"]))] = torch.zeros(3, 3)  # as if the model changed since
     torch.save(state, path)
-    plan = plan_resume(out, ["bs20", "bs200"], model_name="simple_cnn")
+    plan = plan_resume(out, ["bs20", "bs200"], check=restore_check_of(out))
     assert plan.runs["bs20"].action == "keep"
     assert plan.runs["bs200"].action == "restart" and "do not fit model" in plan.runs["bs200"].reason
 

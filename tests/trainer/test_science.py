@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from trainer.events import Emitter, ListSink
-from trainer.sweep import run_specs, run_sweep
+from trainer.runlog import Emitter, ListSink
+from trainer.plan import run_specs
+from trainer.sweep import run_sweep
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-import trainer.loop as loop
+import trainer.steps as steps
 from trainer.controls import Controls
-from trainer.events import Emitter, ListSink
+from trainer.runlog import Emitter, ListSink
+from trainer.optim import lr_at
 from trainer.sweep import run_sweep
 
 
@@ -88,7 +89,7 @@ def test_unreachable_target_leaves_time_to_target_empty(tiny_config):
 
 def _failing_step(batch_size, make_error, at_iter=0):
     """A plain step that fails for one batch size at a given iteration, real otherwise."""
-    real = loop.plain_step
+    real = steps.plain_step
     calls = {"n": 0}
 
     def step(model, opt, x, y):
@@ -107,7 +108,7 @@ def test_out_of_memory_ends_only_that_run(tiny_config, monkeypatch):
     def oom():
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(loop, "plain_step", _failing_step(200, oom))
+    monkeypatch.setattr(steps, "plain_step", _failing_step(200, oom))
     result, sink = _sweep(tiny_config())
     status = {e["run"]: e for e in sink.of_type("run_finished")}
     assert status["bs200"]["status"] == "oom"
@@ -117,7 +118,7 @@ def test_out_of_memory_ends_only_that_run(tiny_config, monkeypatch):
 
 
 def test_nan_loss_ends_that_run_as_diverged_at_its_iteration(tiny_config, monkeypatch):
-    monkeypatch.setattr(loop, "plain_step", _failing_step(20, lambda: torch.tensor(float("nan")), at_iter=7))
+    monkeypatch.setattr(steps, "plain_step", _failing_step(20, lambda: torch.tensor(float("nan")), at_iter=7))
     result, sink = _sweep(tiny_config())
     status = {e["run"]: e for e in sink.of_type("run_finished")}
     assert status["bs20"]["status"] == "diverged"
@@ -131,7 +132,7 @@ def test_unexpected_error_fails_only_that_run_with_its_traceback(tiny_config, mo
     def boom():
         raise ValueError("shape mismatch in a user model")
 
-    monkeypatch.setattr(loop, "plain_step", _failing_step(20, boom))
+    monkeypatch.setattr(steps, "plain_step", _failing_step(20, boom))
     result, sink = _sweep(tiny_config())
     status = {e["run"]: e for e in sink.of_type("run_finished")}
     assert status["bs20"]["status"] == "failed" and "ValueError" in status["bs20"]["traceback"]
@@ -143,7 +144,7 @@ def test_keyboard_interrupt_stops_every_run_and_finishes_the_event_stream(tiny_c
     def interrupt():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "plain_step", _failing_step(200, interrupt, at_iter=1))
+    monkeypatch.setattr(steps, "plain_step", _failing_step(200, interrupt, at_iter=1))
     sink = ListSink()
     with pytest.raises(KeyboardInterrupt):
         run_sweep(tiny_config(), Emitter([sink]))
@@ -181,10 +182,10 @@ def test_stop_control_ends_the_sweep_as_stopped(tiny_config):
 
 
 def test_warmup_raises_the_lr_linearly_to_its_value():
-    assert loop.lr_at(0.1, 0, 10) == pytest.approx(0.01)
-    assert loop.lr_at(0.1, 4, 10) == pytest.approx(0.05)
-    assert loop.lr_at(0.1, 10, 10) == pytest.approx(0.1)
-    assert loop.lr_at(0.1, 0, 0) == pytest.approx(0.1)
+    assert lr_at(0.1, 0, 10) == pytest.approx(0.01)
+    assert lr_at(0.1, 4, 10) == pytest.approx(0.05)
+    assert lr_at(0.1, 10, 10) == pytest.approx(0.1)
+    assert lr_at(0.1, 0, 0) == pytest.approx(0.1)
 
 
 def test_pause_is_announced_and_resume_continues_the_same_run(tiny_config):

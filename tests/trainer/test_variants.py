@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from trainer.config import ConfigError, config_from_toml, config_to_dict, load_config, to_toml
-from trainer.events import Emitter, ListSink
-from trainer.sweep import run_specs, run_sweep
+from trainer.runlog import Emitter, ListSink
+from trainer.plan import run_specs
+from trainer.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.tui.conftest import FIXTURE_DIR
+from trainer.runlog import parse_event as parse_line
 from tui.feed import FEED_RESET, ReplayFeed
-from tui.replay import EventReader, parse_line
+from tui.replay import EventReader
 from tui.state import SweepState
 
 FIXTURE = (FIXTURE_DIR / "events.jsonl").read_bytes()

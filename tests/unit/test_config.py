@@ -21,9 +21,9 @@ from trainer.config import (
     load_config,
     load_or_exit,
     parse_override,
-    resolved_lr,
     to_toml,
 )
+from trainer.plan import resolved_lr, sweep_lrs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -463,8 +463,6 @@ def test_config_module_imports_no_torch_or_textual() -> None:
 
 
 def test_lr_grid_is_log_spaced_and_lrs_are_taken_as_given() -> None:
-    from trainer.config import sweep_lrs
-
     grid = load_config(None, ["sweep.lr_grid={min=0.005,max=0.5,points=5}"])
     assert sweep_lrs(grid, 60) == pytest.approx([0.005, 0.0158114, 0.05, 0.158114, 0.5], rel=1e-5)
     given = load_config(None, ["sweep.lrs=[0.1,0.01]", "optim.lr_scaling=linear"])

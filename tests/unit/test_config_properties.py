@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -29,6 +30,7 @@ from trainer.config import (
     parse_override,
     to_toml,
 )
+from trainer.config.messages import cut
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,11 +52,17 @@ ENUM_VALUES = sorted({v for allowed in CHOICES.values() for v in allowed} | {"au
 
 
 def toml_value(value: Any) -> str:
-    """A value as it would appear after `key = ` (via the writer under test's public API).
+    """A value as it would appear after `key = `, on one line (scalars and keys through the writer
+    under test's public API; lists and tables inline, as a user types them in a --set)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return to_toml({"v": value}).split(" = ", 1)[1].rstrip("\n")
 
-    Wrapped in a list so that a table comes out inline, then unwrapped.
-    """
-    return to_toml({"v": [value]}).split(" = ", 1)[1].rstrip("\n")[1:-1]
+
+def toml_key(key: str) -> str:
+    return to_toml({key: 0}).rsplit(" = ", 1)[0]
 
 
 # Values as Python objects: plausible for the schema, and anything else TOML can hold.
@@ -160,7 +168,7 @@ def test_parse_override_returns_a_key_path_or_raises_config_error(text: str) -> 
     try:
         keys, _ = parse_override(text)
     except ConfigError as err:
-        assert str(err).startswith(f"--set {text}: ")
+        assert str(err).startswith(f"--set {cut(text, 100)}: ")  # a long --set is cut in the message
         return
     assert keys and all(isinstance(k, str) for k in keys)
     assert apply_overrides({}, [text]) is not None
@@ -258,3 +266,67 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
 def test_valid_configs_load_and_write_back_unchanged(d: dict[str, Any]) -> None:
     cfg = config_from_toml(to_toml(d), source=os.path.join("run", "config.toml"))
     assert config_to_dict(cfg) == d
+
+
+# ------------------------------------------------- any TOML value, any size (issue 14)
+# Values of every TOML type, at sizes and magnitudes past every bound: ints of hundreds of digits,
+# inf and nan, strings of thousands of characters (NUL and control characters included), lists of
+# over a thousand items, tables and lists nested deeper than any setting, dates. Whatever a file
+# or a --set carries, loading answers with a Config or a ConfigError, within the deadline below.
+BOUNDED = settings(
+    max_examples=int(os.environ.get("BSTUI_CONFIG_EXAMPLES", "200")),
+    deadline=timedelta(seconds=10),  # generous: a shared CI box; typical examples take milliseconds
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+huge_ints = st.one_of(
+    st.integers(-(10**600), 10**600),
+    st.sampled_from([10**400, -(10**400), 2**63, 2**64, 2**32, 1099511627776, 10**30]),
+)
+small_scalars = st.one_of(
+    st.integers(-(2**70), 2**70), st.floats(), st.booleans(), st.text(max_size=8), st.sampled_from(ENUM_VALUES),
+)
+any_scalars = st.one_of(
+    small_scalars,
+    huge_ints,
+    st.builds(lambda ch, n: ch * n, st.characters(), st.integers(0, 5000)),  # long strings, NUL included
+    st.dates(), st.times(), st.datetimes(),
+    st.builds(lambda v, n: [v] * n, small_scalars, st.integers(0, 1200)),  # long lists
+)
+
+
+def _nest(value: Any, kinds: list[bool]) -> Any:
+    for as_list in kinds:
+        value = [value] if as_list else {"k": value}
+    return value
+
+
+any_values = st.recursive(
+    any_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(ALL_KEYS) | st.text(max_size=6), inner, max_size=4),
+        st.builds(_nest, inner, st.lists(st.booleans(), max_size=40)),  # deeper than any setting
+    ),
+    max_leaves=10,
+)
+schema_keys = st.sampled_from([f"{section}.{key}" for section, keys in SCHEMA.items() for key in keys])
+
+
+@BOUNDED
+@given(sets=st.lists(st.tuples(schema_keys | dotted_key, any_values), min_size=1, max_size=4))
+def test_any_set_value_of_any_type_and_size_loads_or_raises_config_error(sets: list[tuple[str, Any]]) -> None:
+    check_outcome("", [f"{k}={toml_value(v)}" for k, v in sets])
+
+
+@BOUNDED
+@given(doc=st.dictionaries(
+    st.sampled_from(list(SCHEMA)) | st.just("variants") | st.text(max_size=6),
+    st.dictionaries(st.sampled_from(ALL_KEYS) | st.text(max_size=6), any_values, max_size=6)
+    | st.lists(st.dictionaries(st.sampled_from(["name", "optim", "batch_sizes", "split_backward"]), any_values,
+                               max_size=4), max_size=4)
+    | any_values,
+    max_size=5,
+))
+def test_any_document_of_any_type_and_size_loads_or_raises_config_error(doc: dict[str, Any]) -> None:
+    check_outcome(to_toml(doc), [])

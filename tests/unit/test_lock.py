@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.store import LOCK, RunDirError, RunDirLocked, RunLock, lock_status, open_run_dir
+from trainer.runlog import LOCK, RunDirError, RunDirLocked, RunLock, lock_status, open_run_dir
 
 
 def _dead_pid() -> int:
@@ -109,6 +109,6 @@ def test_a_refused_directory_keeps_no_lock_of_ours(tmp_path):
 
 
 def test_lock_status_needs_no_torch():
-    code = ("import sys, trainer.store; trainer.store.lock_status('.'); "
-            "assert 'torch' not in sys.modules, 'trainer.store imported torch'")
+    code = ("import sys, trainer.runlog; trainer.runlog.lock_status('.'); "
+            "assert 'torch' not in sys.modules, 'trainer.runlog imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -5,7 +5,7 @@ import json
 import re
 
 from trainer.cli import main
-from trainer.events import encode
+from trainer.runlog import encode
 
 
 def _write_run(path, b_crit=600.0, resolution=None, batches=(6, 60, 600, 6000)):

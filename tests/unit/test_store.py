@@ -5,15 +5,16 @@ import json
 
 import pytest
 
-from trainer.events import Emitter, encode
-from trainer.store import (
+from trainer.runlog import (
+    SUMMARY_FIELDS,
+    Emitter,
     RunDirError,
     RunDirSink,
     create_run_dir,
+    encode,
     read_events,
     read_summary,
     summary_csv,
-    SUMMARY_FIELDS,
 )
 
 
@@ -33,7 +34,8 @@ def test_sink_writes_events_and_keeps_summary_current(tmp_path):
     rows = read_summary(tmp_path / "r")  # readable while the sweep is still running
     assert rows[0]["status"] == "diverged" and rows[0]["time_to_target_s"] == ""
     sink.close()
-    events, skipped = read_events(tmp_path / "r")
+    log = read_events(tmp_path / "r")
+    events, skipped = log.events, log.skipped
     assert [e["type"] for e in events] == ["sweep_started", "run_finished"] and skipped == 0
 
 
@@ -47,9 +49,9 @@ def test_reader_skips_garbled_lines_and_waits_for_a_partial_last_line(tmp_path):
     (run / "events.jsonl").write_text(
         '{"type":"sweep_started","t":0}\nnot json\n[1,2]\n{"type":"losses","t":1,"run":"bs1","first_iter":0,"values":[2.3]}\n{"type":"epo'
     )
-    events, skipped = read_events(run)
-    assert [e["type"] for e in events] == ["sweep_started", "losses"]
-    assert skipped == 2
+    log = read_events(run)
+    assert [e["type"] for e in log.events] == ["sweep_started", "losses"]
+    assert log.skipped == 2 and log.partial  # the partial last line is not a skipped one: it may grow
 
 
 def test_a_directory_holding_a_run_is_refused_unless_forced(tmp_path):

@@ -1,10 +1,8 @@
-"""Events: plain JSON-safe dicts, and the sinks they go to.
+"""Events on their way out: the Emitter stamps them, sinks take them (the run directory, the app's queue).
 
-The contract (../shared/DESIGN.md, "Events"): every event has `type`, `t` (seconds
-since the sweep started) and, except sweep events, `run`. The same dicts go to
-events.jsonl (the run directory, the source of truth) and to the app's queue.
-
-No torch here: the app imports this module to read events.
+Every event has `type`, `t` (seconds since the sweep started) and, except sweep events, `run`
+(contract.py; docs/run-directory.md). The same JSON-safe dicts go to events.jsonl (the run
+directory, the source of truth) and to the app's queue. No torch here: the app imports this.
 """
 from __future__ import annotations
 
@@ -13,21 +11,7 @@ import math
 import time
 from typing import Any, Protocol
 
-EVENT_TYPES = (
-    "sweep_started",
-    "run_started",
-    "losses",
-    "epoch_end",
-    "mode_changed",
-    "target_reached",
-    "run_finished",
-    "sweep_finished",
-    "sweep_resumed",  # `python -m trainer resume`: runs (run, from_epoch, iters), kept (run ids)
-)
-RUN_STATUSES = ("done", "diverged", "oom", "stopped", "failed")
-SWEEP_STATUSES = ("done", "stopped", "failed")
-
-Event = dict[str, Any]
+from trainer.runlog.contract import Event
 
 
 class EventSink(Protocol):

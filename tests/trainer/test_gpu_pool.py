@@ -5,25 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer import parallel
+from trainer import gpu_pool
 from trainer.config import ConfigError, load_config
 from trainer.controls import Controls
-from trainer.events import Emitter, ListSink
-from trainer.loop import RunSpec
+from trainer.runlog import Emitter, ListSink
+from trainer.plan import RunSpec, queue_order
 from trainer.sweep import run_sweep
 
 
 def test_auto_spreads_over_every_gpu_only_when_there_are_several():
     cuda = torch.device("cuda")
-    assert parallel.parallel_devices("auto", cuda, 4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
-    assert parallel.parallel_devices("auto", cuda, 1) == []
-    assert parallel.parallel_devices("off", cuda, 4) == []
-    assert parallel.parallel_devices("auto", torch.device("cpu"), 0) == []
+    assert gpu_pool.parallel_devices("auto", cuda, 4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert gpu_pool.parallel_devices("auto", cuda, 1) == []
+    assert gpu_pool.parallel_devices("off", cuda, 4) == []
+    assert gpu_pool.parallel_devices("auto", torch.device("cpu"), 0) == []
 
 
 def test_runs_with_the_most_iterations_are_handed_out_first():
     specs = [RunSpec(run_id=f"bs{b}-{i}", batch_size=b, lr=0.1, momentum=0.5) for i, b in enumerate([600, 6, 60, 6, 6000])]
-    order = [s.run_id for s in parallel.queue_order(specs, 60000)]
+    order = [s.run_id for s in queue_order(specs, 60000)]
     assert order == ["bs6-1", "bs6-3", "bs60-2", "bs600-0", "bs6000-4"]
 
 
@@ -36,7 +36,7 @@ def test_parallel_typo_gets_a_did_you_mean():
 def two_cpu_workers(tiny_dataset, monkeypatch):
     """Sweeps here spread their runs over two CPU worker processes, as over two GPUs."""
     monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
-    monkeypatch.setattr(parallel, "parallel_devices", lambda setting, device, count: ["cpu", "cpu"])
+    monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "cpu"])
 
 
 def _losses(sink: ListSink) -> dict[str, list[float]]:
@@ -67,7 +67,7 @@ def test_runs_on_two_workers_train_exactly_as_in_one_process(tiny_config, tiny_d
 
 def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
     monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
-    monkeypatch.setattr(parallel, "parallel_devices", lambda setting, device, count: ["cpu"])  # one is enough
+    monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu"])  # one is enough
     controls = Controls()
     controls.apply({"cmd": "stop"})
     sink = ListSink()
@@ -81,7 +81,7 @@ def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
 
 def test_a_worker_that_cannot_start_leaves_its_runs_to_the_others(tiny_config, tiny_dataset, monkeypatch):
     monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
-    monkeypatch.setattr(parallel, "parallel_devices", lambda setting, device, count: ["cpu", "no-such-device"])
+    monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "no-such-device"])
     said: list[str] = []
     sink = ListSink()
     result = run_sweep(tiny_config(sweep={"batch_sizes": [100, 200], "epochs": 1, "parallel": "auto"}),

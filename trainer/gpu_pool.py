@@ -10,25 +10,26 @@ run_started; the live controls (pause, stop, split) are passed on to every worke
 
 Not with `resume` (a resumed sweep runs in one process) or under torchrun. The scheduling and
 event plumbing run the same on CPU processes (`devices=["cpu", "cpu"]`), which is how CI tests them.
+The sweep (trainer.sweep) calls this module; it never calls the sweep back: a worker trains `Run`s.
 """
 from __future__ import annotations
 
-import math
 import os
 import queue as queue_mod
 import signal
-import threading
 import traceback
 from typing import Any, Callable
 
 import torch
 import torch.multiprocessing as mp
 
-from trainer.config import Config
-from trainer.controls import Controls, listen
+from trainer.checkpoint import CheckpointWriter
+from trainer.controls import Controls, StopRequested, listen, watch_parent
 from trainer.data import Dataset
-from trainer.events import Clock, Emitter, Event, QueueSink
-from trainer.loop import RunSpec, StopRequested
+from trainer.evaluation import prepare_test
+from trainer.plan import RunSettings, RunSpec, queue_order
+from trainer.run import Run, SweepRun
+from trainer.runlog import Clock, Emitter, Event, QueueSink
 
 POLL_S = 0.2  # how often the parent looks at its workers and the controls while no event comes
 
@@ -41,15 +42,9 @@ def parallel_devices(setting: str, device: torch.device, cuda_count: int) -> lis
     return [f"cuda:{i}" for i in range(cuda_count)]
 
 
-def queue_order(specs: list[RunSpec], n_train: int) -> list[RunSpec]:
-    """The order runs are handed to free workers: the most iterations per epoch first (on a GPU the
-    small batches take longest: per-iteration overhead dominates), ties in sweep order. Starting the
-    longest first keeps one long run from finishing alone at the end (longest-processing-time rule)."""
-    return sorted(specs, key=lambda s: -math.ceil(n_train / s.batch_size))
-
-
-class RemoteRun:
-    """What the sweep knows of a run that trains in a worker: its id, its status and its summary."""
+class RemoteRun(SweepRun):
+    """What the sweep knows of a run that trains in a worker: its id, its status and its summary
+    (the sweep's view of a run, `trainer.run.SweepRun`, as `Run` is)."""
 
     def __init__(self, spec: RunSpec, emitter: Emitter, worker: int, device: str) -> None:
         self.spec, self.emitter, self.worker, self.device = spec, emitter, worker, device
@@ -57,14 +52,6 @@ class RemoteRun:
         self._summary: dict[str, Any] = {"run": spec.run_id, "batch_size": spec.batch_size, "lr": spec.lr,
                                          "split_chunks": spec.split_chunks, "status": "running",
                                          "seed": spec.seed, "variant": spec.variant}
-
-    @property
-    def run_id(self) -> str:
-        return self.spec.run_id
-
-    @property
-    def finished(self) -> bool:
-        return self.status is not None
 
     def summary(self) -> dict[str, Any]:
         return dict(self._summary)
@@ -87,7 +74,7 @@ class RemoteRun:
 
 
 def run_parallel(
-    cfg: Config,
+    settings: RunSettings,
     specs: list[RunSpec],
     emitter: Emitter,
     devices: list[str],
@@ -95,10 +82,12 @@ def run_parallel(
     controls: Controls | None,
     run_dir: str,
     runs: list[RemoteRun],
+    slice_samples: int,
     log: Callable[[str], None] = lambda msg: None,
 ) -> None:
-    """Train `specs` on `devices` at once; events go to `emitter`'s sinks. Fills `runs` (in sweep
-    order at the end) as runs start, so the caller sees them even when interrupted.
+    """Train `specs` on `devices` at once, each run advancing `slice_samples` samples at a time
+    between looks at the controls; events go to `emitter`'s sinks. Fills `runs` (in sweep order at
+    the end) as runs start, so the caller sees them even when interrupted.
 
     Ctrl-C stops every worker (their runs end as stopped) and is re-raised once they have ended; a stop
     control ends the same way with StopRequested.
@@ -113,7 +102,8 @@ def run_parallel(
     control_qs = [ctx.Queue() for _ in devices]
     procs = [
         ctx.Process(target=_worker, name=f"bstui-worker-{i}", args=(
-            i, device, cfg, dataset, emitter.clock.start, specs_q, events_q, control_qs[i], run_dir, os.getpid()))
+            i, device, settings, dataset, slice_samples, emitter.clock.start, specs_q, events_q, control_qs[i], run_dir,
+            os.getpid()))
         for i, device in enumerate(devices)
     ]
     seen_version = _pass_on(controls, control_qs) if controls is not None else -1  # a stop before the start
@@ -238,13 +228,9 @@ class _WorkerSink(QueueSink):
         self.queue.put({**event, "_worker": self.worker})
 
 
-def _worker(index: int, device_name: str, cfg: Config, dataset: Dataset, clock_start: float, specs_q: Any,
-            events_q: Any, control_q: Any, run_dir: str, parent_pid: int) -> None:
+def _worker(index: int, device_name: str, settings: RunSettings, dataset: Dataset, slice_samples: int,
+            clock_start: float, specs_q: Any, events_q: Any, control_q: Any, run_dir: str, parent_pid: int) -> None:
     """One GPU's process: takes runs from the queue until the end mark, or until stopped."""
-    from trainer.checkpoint import CheckpointWriter
-    from trainer.loop import Run, StopRequested
-    from trainer.sweep import prepare_test, slice_samples
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent; it sends stop
     sink = _WorkerSink(events_q, index)
     try:
@@ -252,21 +238,21 @@ def _worker(index: int, device_name: str, cfg: Config, dataset: Dataset, clock_s
         if device.type == "cuda":
             torch.cuda.set_device(device)
         else:
-            torch.set_num_threads(cfg.perf.cpu_threads or 1)
+            torch.set_num_threads(settings.perf.cpu_threads or 1)
         controls = Controls()
         listen(control_q, controls)
-        _watch_parent(parent_pid, controls)
+        # Stop when the sweep's process is gone (killed), instead of training on for nobody.
+        watch_parent(parent_pid, lambda: controls.apply({"cmd": "stop"}), until=lambda: controls.stop)
         emitter = Emitter([sink], Clock(clock_start))
         test_xy = prepare_test(dataset, device)
-        step = slice_samples(cfg, int(dataset.train.labels.shape[0]))
         while not controls.stop and (spec := specs_q.get()) is not None:
-            run = Run(spec, cfg, dataset, device, emitter, test_xy, controls)
+            run = Run(spec, settings, dataset, device, emitter, test_xy, controls)
             if run_dir:
                 run.on_epoch_end = CheckpointWriter(run_dir)
             try:
                 run.start()
                 while not run.finished:
-                    run.advance(step)
+                    run.advance(slice_samples)
             except StopRequested:
                 run.finish("stopped", "stopped by the user")
     except Exception as exc:  # noqa: BLE001 - the parent ends this worker's run as failed, with why
@@ -275,15 +261,3 @@ def _worker(index: int, device_name: str, cfg: Config, dataset: Dataset, clock_s
     finally:
         sink.emit({"type": "_worker_done"})
 
-
-def _watch_parent(parent_pid: int, controls: Controls) -> None:
-    """Stop when the sweep's process is gone (killed), instead of training on for nobody."""
-
-    def watch() -> None:
-        while not controls.stop:
-            if os.getppid() != parent_pid:
-                controls.apply({"cmd": "stop"})
-                return
-            threading.Event().wait(1.0)
-
-    threading.Thread(target=watch, name="bstui-parent-watch", daemon=True).start()

@@ -1,4 +1,4 @@
-"""Data parallel sweeps with PyTorch's own engine (issue 7):
+"""Data parallel training under torchrun, with PyTorch's own engine (issue 7):
 `torchrun --nproc-per-node N -m trainer run [CONFIG] ...` trains every run of the sweep with
 DistributedDataParallel across N processes (one GPU each, or CPU processes with gloo).
 
@@ -14,7 +14,9 @@ How a run stays the single-process run:
 - `sweep.micro_batch` applies to each rank's slice (micro-batches under DDP's no_sync, one
   all-reduce per step).
 
-Rank 0 writes the run directory and prints; the other ranks emit nothing. Not supported under
+The context (`DistContext`) is made once by the entry point (`init_from_env`) and handed down to
+the sweep and each run's step; nothing below reads process-global torchrun state.
+Rank 0 writes the run directory and prints; the other ranks emit nothing (trainer.cli). Not supported under
 torchrun (refused before training): split-backward (its k optimizer steps per batch would each need
 the chunk's gradient across ranks) and resuming. The CUDA-graph fast path is not used. The
 gradient-noise-scale probes see only a rank's slice and so give no estimate. A rank that runs out of
@@ -31,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from trainer.accumulate import accumulate_gradients
 from trainer.config import Config
@@ -62,14 +65,6 @@ class DistContext:
         flag = torch.tensor([1 if ok else 0], device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
-
-
-_CONTEXT: DistContext | None = None
-
-
-def current() -> DistContext | None:
-    """The torchrun context of this process once `init_from_env` joined a group; None otherwise."""
-    return _CONTEXT
 
 
 def world_size_from_env() -> int:
@@ -108,12 +103,9 @@ def init_from_env(cfg: Config) -> DistContext | None:
     Raises DistributedError, before joining, for configs that cannot run data parallel; every rank
     raises the same, so no rank is left waiting.
     """
-    global _CONTEXT
     world = world_size_from_env()
     if world <= 1:
         return None
-    if _CONTEXT is not None:
-        return _CONTEXT
     problems = check_config(cfg, world)
     if problems:
         raise DistributedError("\n".join(problems))
@@ -136,16 +128,13 @@ def init_from_env(cfg: Config) -> DistContext | None:
         device = torch.device("cpu")
     dist.init_process_group("nccl" if use_cuda else "gloo", timeout=TIMEOUT,
                             **({"device_id": device} if use_cuda else {}))
-    _CONTEXT = DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
-    return _CONTEXT
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
 def shutdown() -> None:
-    """Leave the process group (at the end of the sweep, on every rank)."""
-    global _CONTEXT
-    if _CONTEXT is not None and dist.is_initialized():
+    """Leave the process group, if this process joined one (at the end of the sweep, on every rank)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _CONTEXT = None
 
 
 def rank_slice(n: int, world_size: int, rank: int) -> slice:
@@ -167,8 +156,6 @@ class ShardedBatches:
         self.global_n = 0
         self._loader = None
         if isinstance(inner, LoaderBatches):
-            from torch.utils.data import DataLoader
-
             self._loader = DataLoader(
                 inner.loader.dataset,
                 batch_sampler=_RankBatchSampler(inner.sampler, inner.batch_size, world_size, rank),
@@ -232,7 +219,7 @@ class _RankBatchSampler(torch.utils.data.Sampler):
 
 
 class DDPStep:
-    """One data parallel training step of this rank, in the shape of Run's step override:
+    """One data parallel training step of this rank (trainer.steps.DataParallelStep calls it):
     (model, optimizer, x, y) -> the global batch's mean loss (a detached device scalar)."""
 
     def __init__(self, model: nn.Module, ctx: DistContext, batches: ShardedBatches, micro_batch: int) -> None:
@@ -256,31 +243,6 @@ def main_ready(ctx: DistContext, ok: bool) -> bool:
     """Rank 0: tell the other ranks whether it could start (dataset, run directory), then learn whether
     they could load the dataset after it. True when every rank is ready to train."""
     return ctx.agree(ok) and ctx.agree(True)
-
-
-def run_worker(cfg: Config, ctx: DistContext) -> int:
-    """A rank other than 0: wait until rank 0 has the dataset (it may download or generate it) and the
-    run directory, then train the same sweep, emitting nothing. Returns an exit code like rank 0's."""
-    from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.events import Emitter
-    from trainer.sweep import run_sweep
-
-    try:
-        if not ctx.agree(True):  # rank 0 could not start; it prints why
-            return 2
-        try:
-            dataset = load_dataset(cfg.data, seed=cfg.sweep.seed)
-        except DatasetUnavailable as exc:
-            print(f"bstui (torchrun rank {ctx.rank}): {exc}", flush=True)
-            dataset = None
-        if not ctx.agree(dataset is not None):
-            return 2
-        result = run_sweep(cfg, Emitter([]), device=ctx.device, dataset=dataset)
-        return 1 if result.any_failed else 0
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        shutdown()
 
 
 def shard(ctx: DistContext, model: nn.Module, batches: ResidentBatches | LoaderBatches,

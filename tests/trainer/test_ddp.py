@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer import cli, distributed
+from trainer import cli, ddp
 from trainer.config import load_config
 from trainer.data import LoaderBatches, ResidentBatches, Split, load_dataset
-from trainer.distributed import ShardedBatches, check_config, rank_slice
-from trainer.events import Emitter, ListSink
+from trainer.ddp import ShardedBatches, check_config, rank_slice
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_a_refused_config_exits_2_before_joining_any_process_group(monkeypatch, 
                      "--set", "split_backward.chunks=2", "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert code == 2
     assert "cannot run under torchrun" in capsys.readouterr().err
-    assert distributed.current() is None and not (tmp_path / "out").exists()
+    assert not torch.distributed.is_initialized() and not (tmp_path / "out").exists()
 
 
 def test_resume_is_refused_under_torchrun(monkeypatch, capsys, tmp_path):
@@ -91,7 +91,7 @@ def test_resume_is_refused_under_torchrun(monkeypatch, capsys, tmp_path):
 
 def test_a_single_process_joins_no_group(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert distributed.init_from_env(load_config(None)) is None and distributed.current() is None
+    assert ddp.init_from_env(load_config(None)) is None and not torch.distributed.is_initialized()
 
 
 # ------------------------------------------------------------- 2 processes

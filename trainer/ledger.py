@@ -1,0 +1,254 @@
+"""The book of one run: its totals, its losses in blocks, the divergence check, the epoch's figures,
+the target and the summary row.
+
+The hot loop hands each iteration's loss over as a device tensor (`record`); the ledger keeps it
+until a block of `LOSS_BLOCK` iterations is full or the loop pauses, then copies the block to the
+host in one go (`flush`: the only sync), emits it as a `losses` event and says whether a loss was
+not finite (the run diverged). `end_epoch` turns an epoch's timings and evaluation into `epoch_end`
+(and `target_reached`, the first time the target accuracy is met); `summary` is the run's row of
+summary.csv.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainer.runlog import Emitter
+from trainer.plan import RunSpec
+from trainer.oscillation import loss_diff_std
+
+LOSS_BLOCK = 1000  # iterations per `losses` event at most (one host sync per block)
+
+
+@dataclass
+class RunTotals:
+    """Cumulative figures of a run (for time to target and the summary)."""
+
+    iters: int = 0
+    samples: int = 0
+    wall_s: float = 0.0
+    compute_s: float = 0.0
+    epochs: int = 0
+    epoch_walls: list[float] = field(default_factory=list)
+    epoch_computes: list[float] = field(default_factory=list)
+    best_test_acc: float | None = None
+    target: dict[str, Any] | None = None
+    loss_diff_stds: list[float | None] = field(default_factory=list)
+    grad_cosines: list[float | None] = field(default_factory=list)
+    b_simple: float | None = None
+
+
+class Ledger:
+    """What one run has trained and measured, and the events that say so."""
+
+    def __init__(self, spec: RunSpec, emitter: Emitter, target_accuracy: float) -> None:
+        self.spec = spec
+        self.emitter = emitter
+        self.target_accuracy = target_accuracy
+        self.totals = RunTotals()
+        self._pending: list[torch.Tensor] = []  # losses of the block not yet copied to the host
+        self._pending_first = 0
+        self._epoch_loss_sum = 0.0
+        self._epoch_loss_n = 0
+        self._epoch_iter = 0
+        self._epoch_samples = 0
+        self._epoch_values: list[float] = []
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def record(self, loss: torch.Tensor, n: int) -> bool:
+        """One iteration: its loss (a device tensor, not read here) and its samples. True when the
+        block is full and should be flushed."""
+        pending = self._pending
+        t = self.totals
+        if not pending:
+            self._pending_first = t.iters
+        pending.append(loss)
+        t.iters += 1
+        t.samples += n
+        self._epoch_iter += 1
+        self._epoch_samples += n
+        return len(pending) >= LOSS_BLOCK
+
+    def flush(self) -> str:
+        """Copy the pending losses to the host (one sync) and emit the finite ones. Returns why the
+        run diverged ("" when every loss was finite)."""
+        if not self._pending:
+            return ""
+        values = torch.stack(self._pending).float().tolist()
+        first = self._pending_first
+        self._pending = []
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        good = values if bad is None else values[:bad]
+        if good:
+            self.emitter.emit("losses", run=self.spec.run_id, first_iter=first, values=good)
+            self._epoch_loss_sum += sum(good)
+            self._epoch_loss_n += len(good)
+            self._epoch_values.extend(good)
+        if bad is None:
+            return ""
+        return (
+            f"loss became {values[bad]} at iteration {first + bad} (epoch {self.totals.epochs + 1}); "
+            f"lr {self.spec.lr:g} is too large for batch size {self.spec.batch_size}: "
+            "try a smaller optim.lr or lr_scaling"
+        )
+
+    def drop_pending(self) -> None:
+        """Forget losses never flushed (the run's tensors are being freed)."""
+        self._pending = []
+
+    def end_epoch(self, *, wall: float, compute: float, test_loss: float, test_acc: float, lr: float,
+                  split_chunks: int, probe_figures: dict[str, Any]) -> None:
+        """Book a finished epoch (losses flushed): emit epoch_end, and target_reached the first time."""
+        t = self.totals
+        t.epochs += 1
+        t.wall_s += wall
+        t.compute_s += compute
+        t.epoch_walls.append(wall)
+        t.epoch_computes.append(compute)
+        if t.best_test_acc is None or test_acc > t.best_test_acc:
+            t.best_test_acc = test_acc
+        train_loss = self._epoch_loss_sum / self._epoch_loss_n if self._epoch_loss_n else None
+        osc = loss_diff_std(self._epoch_values) if len(self._epoch_values) > 1 else None
+        self._epoch_values = []
+        t.loss_diff_stds.append(osc)
+        t.grad_cosines.append(probe_figures.get("grad_cos"))
+        t.b_simple = probe_figures.get("b_simple")
+        self.emitter.emit(
+            "epoch_end",
+            run=self.spec.run_id,
+            epoch=t.epochs,
+            iters=self._epoch_iter,
+            samples=self._epoch_samples,
+            wall_s=wall,
+            compute_s=compute,
+            data_s=wall - compute,
+            train_loss=train_loss,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            samples_per_s=self._epoch_samples / wall if wall > 0 else None,
+            lr=lr,
+            total_iters=t.iters,
+            total_samples=t.samples,
+            loss_diff_std=osc,
+            split_chunks=split_chunks,
+            **probe_figures,
+        )
+        self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
+        self._epoch_iter = self._epoch_samples = 0
+        if t.target is None and test_acc >= self.target_accuracy:
+            t.target = {
+                "epoch": t.epochs,
+                "iter": t.iters,
+                "samples": t.samples,
+                "wall_s": t.wall_s,
+                "compute_s": t.compute_s,
+                "test_acc": test_acc,
+            }
+            self.emitter.emit("target_reached", run=self.spec.run_id, **t.target)
+
+    def summary(self, *, status: str | None, split_chunks: int, optim: str, micro_batch: int) -> dict[str, Any]:
+        """The run's row of summary.csv (the project's README lists the columns)."""
+        t = self.totals
+        spec = self.spec
+        target = t.target or {}
+        return {
+            "run": spec.run_id,
+            "batch_size": spec.batch_size,
+            "lr": spec.lr,
+            "split_chunks": split_chunks,
+            "status": status or "running",
+            "epochs": t.epochs,
+            "best_test_acc": t.best_test_acc,
+            "time_to_target_s": target.get("wall_s"),
+            "compute_to_target_s": target.get("compute_s"),
+            "iters_to_target": target.get("iter"),
+            "samples_per_s": (t.samples / t.wall_s) if t.wall_s > 0 else None,
+            "mean_epoch_wall_s": _mean(t.epoch_walls),
+            "mean_epoch_compute_s": _mean(t.epoch_computes),
+            "seed": spec.seed,
+            "samples_to_target": target.get("samples"),
+            "loss_diff_std": _mean([v for v in t.loss_diff_stds if v is not None and math.isfinite(v)]),
+            "grad_cos": _mean([v for v in t.grad_cosines if v is not None]),
+            "b_simple": t.b_simple,
+            "variant": spec.variant,
+            "optim": optim,
+            "micro_batch": micro_batch,
+        }
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the run stands after its last completed epoch (plain numbers and lists)."""
+        t = self.totals
+        return {
+            "epoch": t.epochs,  # completed epochs
+            "iters": t.iters,  # the next losses event starts here: first_iter == iters
+            "samples": t.samples,
+            "totals": dataclasses.asdict(t),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a `state_dict` at an epoch boundary; ValueError or KeyError (nothing changed) when
+        it is not one. Keys this version does not know are ignored; missing totals take defaults."""
+        saved = state["totals"]
+        if not isinstance(saved, dict):
+            raise ValueError(f"totals must be a table, got {type(saved).__name__}")
+        for name, value in saved.items():
+            if name in _TOTALS_CHECKS and not _TOTALS_CHECKS[name](value):
+                raise ValueError(f"totals.{name} = {_short(value)} is not what a run records")
+        totals = RunTotals(**{k: v for k, v in saved.items() if k in _TOTALS_CHECKS})
+        if (state["epoch"], state["iters"], state["samples"]) != (totals.epochs, totals.iters, totals.samples):
+            raise ValueError(f"epoch {state['epoch']!r}, iterations {state['iters']!r} and samples "
+                             f"{state['samples']!r} do not match the run's totals")
+        self.totals = totals
+        self._pending = []
+        self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
+        self._epoch_iter = self._epoch_samples = 0
+        self._epoch_values = []
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _optional_number(v: Any) -> bool:
+    return v is None or _number(v)
+
+
+def _numbers(v: Any) -> bool:
+    return isinstance(v, list) and all(_number(x) for x in v)
+
+
+def _optional_numbers(v: Any) -> bool:
+    return isinstance(v, list) and all(_optional_number(x) for x in v)
+
+
+def _target(v: Any) -> bool:
+    return v is None or (isinstance(v, dict) and all(isinstance(k, str) and _number(x) for k, x in v.items()))
+
+
+_TOTALS_CHECKS = {
+    "iters": _count, "samples": _count, "wall_s": _number, "compute_s": _number, "epochs": _count,
+    "epoch_walls": _numbers, "epoch_computes": _numbers, "best_test_acc": _optional_number, "target": _target,
+    "loss_diff_stds": _optional_numbers, "grad_cosines": _optional_numbers, "b_simple": _optional_number,
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None

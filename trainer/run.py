@@ -1,0 +1,334 @@
+"""One run of the sweep: a batch size, its model, optimizer, data, step and timers.
+
+A `Run` advances in slices (`advance(samples)`) so the sweep can interleave runs; each slice is
+timed alone. The hot loop hands each loss to the ledger as a device tensor; the ledger copies them
+to the host in blocks (one sync per block), never per iteration. The step is chosen once when the
+run is prepared (trainer.steps). `state_dict` / `load_state_dict` carry everything a checkpoint
+needs to continue the run after its last completed epoch.
+"""
+from __future__ import annotations
+
+import math
+import traceback
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+
+from trainer.accumulate import suggest_micro_batch
+from trainer.controls import Controls, StopRequested
+from trainer.data import Dataset, make_batches
+from trainer.ddp import DistContext
+from trainer.evaluation import evaluate
+from trainer.runlog import Emitter
+from trainer.ledger import Ledger
+from trainer.plan import RunSettings, RunSpec
+from trainer.optim import lr_at
+from trainer.probes import Probes
+from trainer.run_state import (
+    StateError,
+    load_saved_state,
+    model_and_optimizer,
+    run_micro_batch,
+    run_optim,
+    saved_state,
+)
+from trainer.steps import Step, choose_step, split_request
+from trainer.runlog import RunDirWriteError
+from trainer.timing import ComputeTimer, WallClock
+
+
+@runtime_checkable
+class SweepRun(Protocol):
+    """What the sweep needs of a run, whether it trains here (`Run`) or in a worker process
+    (`trainer.gpu_pool.RemoteRun`); both derive from it for the two properties written here."""
+
+    spec: RunSpec
+    status: str | None  # None while it runs
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def finish(self, status: str, reason: str = "", trace: str = "") -> None: ...
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for CUDA (or host) out-of-memory errors."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+    )
+
+
+class Run(SweepRun):
+    """A batch size being trained; `advance` trains a slice, `finish` ends it."""
+
+    def __init__(self, spec: RunSpec, settings: RunSettings, dataset: Dataset, device: torch.device,
+                 emitter: Emitter, test_xy: tuple[torch.Tensor, torch.Tensor], controls: Controls | None = None,
+                 ddp: DistContext | None = None) -> None:
+        self.spec, self.settings, self.dataset, self.device = spec, settings, dataset, device
+        self.emitter, self.controls, self.ddp = emitter, controls, ddp
+        self.test_x, self.test_y = test_xy
+        self.status: str | None = None  # None while running
+        self.reason = ""
+        self.ledger = Ledger(spec, emitter, settings.target_accuracy)
+        self.split_chunks = spec.split_chunks
+        self.optim_cfg = run_optim(spec, settings)
+        self.micro_batch = run_micro_batch(spec, settings)
+        # Allocated by _prepare (on the device), dropped by _free.
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.step: Step | None = None
+        self.probes: Probes | None = None
+        self.fast_path, self.fast_path_reason = "eager", ""  # the reason: why a run that could use CUDA graphs does not
+        self.iters_per_epoch = self.warmup_iters = 0
+        self.wall, self.compute = WallClock(device), ComputeTimer(device)
+        self._seen_version = -1  # apply the controls' state before the first iteration
+        self._iterator = None
+        # Called at each epoch end, outside the timers (the sweep saves a checkpoint there).
+        self.on_epoch_end: Callable[[Run], None] | None = None
+
+    def _prepare(self) -> None:
+        """Allocate the model, optimizer, data and step on the device (may run out of memory)."""
+        # Same initial weights for every batch size (per seed): the comparison is about the batch.
+        torch.manual_seed(self.spec.seed)
+        spec, settings = self.spec, self.settings
+        self.model, self.optimizer = model_and_optimizer(spec, settings, self.optim_cfg, self.device)
+        batches = make_batches(settings.data, self.dataset.train, spec.batch_size, self.device, spec.seed)
+        self.iters_per_epoch = batches.iters_per_epoch
+        self.warmup_iters = round(self.optim_cfg.warmup_epochs * self.iters_per_epoch)
+        self.step, self.fast_path_reason = choose_step(
+            self.model, self.optimizer, batches, batch_size=spec.batch_size, split_chunks=self.split_chunks,
+            split_method=spec.split_method, micro_batch=self.micro_batch, optim_name=self.optim_cfg.name,
+            perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp)
+        self.fast_path = self.step.fast_path
+        # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
+        self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch)
+
+    @property
+    def iteration(self) -> int:
+        return self.ledger.totals.iters
+
+    def start(self, restore: Callable[[Run], None] | None = None) -> None:
+        """Allocate the run and announce it; a run whose data or model does not fit ends as oom.
+
+        With `restore` (a resumed sweep), the prepared run is put back at its checkpoint; its
+        run_started then says `resumed_from_epoch` (the device and fast path may differ from before).
+        """
+        oom: BaseException | None = None
+        try:
+            self._prepare()
+            if restore is not None:
+                restore(self)
+        except Exception as exc:  # noqa: BLE001
+            if not is_oom(exc):
+                raise
+            oom = exc
+        spec, settings, epochs = self.spec, self.settings, self.ledger.totals.epochs
+        self.emitter.emit(
+            "run_started", run=self.run_id, batch_size=spec.batch_size, lr=spec.lr, momentum=spec.momentum,
+            split_chunks=self.split_chunks, split_method=spec.split_method, iters_per_epoch=self.iters_per_epoch,
+            epochs=settings.epochs, warmup_iters=self.warmup_iters, device=str(self.device), seed=spec.seed,
+            fast_path=self.fast_path, fast_path_reason=self.fast_path_reason, micro_batch=self.micro_batch,
+            variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
+            gns_interval=self.probes.interval if self.probes else 0,
+            gns_chunks=self.probes.chunks if self.probes else 0,
+            **({"resumed_from_epoch": epochs} if restore is not None else {}),
+        )
+        if oom is not None:
+            self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, oom))
+        elif epochs >= settings.epochs:  # restored after its last epoch's checkpoint
+            self.finish("done")
+
+    def advance(self, samples: int) -> None:
+        """Train about `samples` samples (whole batches, at least one), crossing epochs as needed.
+
+        Ends the run (status diverged/oom/failed/done) on its own; raises StopRequested
+        when the user stops the sweep (the sweep ends every run as stopped).
+        """
+        if self.finished:
+            return
+        iters_left = max(1, math.ceil(samples / self.spec.batch_size))
+        try:
+            while iters_left > 0 and not self.finished:
+                iters_left -= self._train_iters(iters_left)
+                if self._iterator is None and not self.finished:
+                    self._end_epoch()
+        except (StopRequested, RunDirWriteError):  # the whole sweep ends, not just this run
+            self.wall.stop()
+            self._flush_losses()
+            raise
+        except Exception as exc:  # noqa: BLE001 - a run's failure must not end the sweep
+            self.wall.stop()
+            if is_oom(exc):
+                self._free()
+                self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, exc))
+            else:
+                self.finish("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def finish(self, status: str, reason: str = "", trace: str = "") -> None:
+        """End the run: emit run_finished with its summary (once)."""
+        if self.finished:
+            return
+        self.wall.stop()
+        if self.ledger.has_pending:  # losses of the last block (a stop or Ctrl-C mid-block)
+            self._flush_losses()
+            if self.finished:
+                return
+        self.status, self.reason = status, reason
+        self.emitter.emit("run_finished", run=self.run_id, status=status, reason=reason, summary=self.summary(),
+                          **({"traceback": trace} if trace else {}))
+        self._free()
+
+    def summary(self) -> dict[str, Any]:
+        """The run's row of summary.csv."""
+        return self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
+                                   micro_batch=self.micro_batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run after its last completed epoch: tensors and plain
+        data only (weights_only loading), in the layout of checkpoint format 1."""
+        if self.model is None or self.optimizer is None:
+            raise StateError(f"run {self.run_id} has no model any more (it finished); nothing to save")
+        return saved_state(self.spec, self.ledger, self.split_chunks, self.iters_per_epoch, self.model,
+                           self.optimizer, self.probes)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put this prepared run back where `state` left it. StateError names the part that does not fit."""
+        self.split_chunks = load_saved_state(state, self.spec, self.settings, self.model, self.optimizer,
+                                             self.ledger, self.probes)
+        if self.step is not None:
+            self.step.set_split(self.split_chunks)
+
+    def _train_iters(self, max_iters: int) -> int:
+        """Up to max_iters iterations of the current epoch; returns how many were done."""
+        self.wall.start()
+        step = self.step
+        if self._iterator is None:
+            self._iterator = step.items(self.ledger.totals.epochs)
+        ledger, totals, opt, compute = self.ledger, self.ledger.totals, self.optimizer, self.compute
+        controls = self.controls
+        probes = self.probes if self.probes is not None and self.probes.enabled else None
+        base_lr, warmup = self.spec.lr, self.warmup_iters
+        done = 0
+        try:
+            while done < max_iters:
+                if controls is not None and controls.version != self._seen_version:
+                    self._obey(controls)
+                    if self.finished:
+                        return done
+                try:
+                    item = next(self._iterator)
+                except StopIteration:
+                    self._iterator = None
+                    break
+                it = totals.iters
+                if warmup:
+                    lr = lr_at(base_lr, it, warmup)
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                probing = probes is not None and probes.due(it)
+                if probing:  # a noise-scale estimate on this batch before its step, outside both timers
+                    self.wall.stop()
+                    probes.before_step(self.model, *step.batch(item))
+                    self.wall.start()
+                compute.begin()
+                loss, n = step(item)
+                compute.end()
+                if probes is not None and (probing or probes.wants_grads):
+                    probes.after_step(step.last_grads(), probing)
+                done += 1
+                if ledger.record(loss, n):  # a block is full: copy it to the host, off the clock
+                    self.wall.stop()
+                    self._flush_losses()
+                    if self.finished:
+                        return done
+                    self.wall.start()
+        finally:
+            self.wall.stop()
+        self._flush_losses()
+        return done
+
+    def _flush_losses(self) -> None:
+        """The ledger copies pending losses to the host (one sync); a loss that is not finite ends the run."""
+        if not self.ledger.has_pending:
+            return
+        diverged = self.ledger.flush()
+        # That copy synchronised: fold the block's CUDA-event intervals now, so the event pool stays
+        # one block long instead of growing to an epoch (60,000 pairs at batch 1).
+        self.compute.collect()
+        if diverged:
+            self.finish("diverged", diverged)
+
+    def _end_epoch(self) -> None:
+        self._flush_losses()
+        if self.finished:
+            return
+        wall = self.wall.take()
+        # CUDA-event sums can exceed a short host interval by timer granularity; keep data >= 0.
+        compute = min(self.compute.take(), wall)
+        test_loss, test_acc = evaluate(self.model, self.test_x, self.test_y)
+        self.ledger.end_epoch(wall=wall, compute=compute, test_loss=test_loss, test_acc=test_acc,
+                              lr=self.optimizer.param_groups[0]["lr"], split_chunks=self.split_chunks,
+                              probe_figures=self.probes.epoch_figures() if self.probes is not None else {})
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self)
+        if self.ledger.totals.epochs >= self.settings.epochs:
+            self.finish("done")
+
+    def _obey(self, controls: Controls) -> None:
+        self._seen_version = controls.version
+        if controls.stop:
+            raise StopRequested()
+        if controls.split_chunks and controls.split_chunks != self.split_chunks:
+            self._switch_split(controls.split_chunks)
+        if controls.paused:
+            self.wall.stop()
+            self._flush_losses()  # the app shows everything trained before the pause
+            if self.finished:  # those losses held a NaN: the run diverged
+                return
+            self.emitter.emit("paused", paused=True, run_waiting=self.run_id, iter=self.iteration)
+            controls.wait_while_paused()
+            self.emitter.emit("paused", paused=False, run_waiting=self.run_id, iter=self.iteration)
+            if controls.stop:
+                raise StopRequested()
+            self.wall.start()
+
+    def _switch_split(self, requested: int) -> None:
+        """The app's split-backward switch: its chunks from the next step (1 where they do not divide the batch)."""
+        k, why = split_request(self.spec.batch_size, requested)
+        fields: dict[str, Any] = {"iter": self.iteration, **({"reason": why} if why else {})}
+        if k != self.split_chunks:
+            self.split_chunks = k
+            self.step.set_split(k)
+            self.emitter.emit("mode_changed", run=self.run_id, **fields, split_chunks=k, effective_lr=self.spec.lr * k)
+        elif why:
+            self.emitter.emit("mode_changed", run=self.run_id, split_chunks=k, **fields)
+
+    def _free(self) -> None:
+        """Drop the run's tensors so the rest of the sweep has the memory."""
+        self.ledger.drop_pending()
+        self._iterator = None
+        self.model = self.optimizer = self.step = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def oom_reason(batch_size: int, micro_batch: int, device: torch.device, exc: BaseException) -> str:
+    """What to tell the user when a batch size does not fit in memory."""
+    where = "GPU" if device.type == "cuda" else "host"
+    # Gradient accumulation gives the same step with less memory: suggest a micro-batch
+    # a quarter the size of what did not fit (issue 7).
+    micro = suggest_micro_batch(batch_size, micro_batch or batch_size)
+    accumulate = f"sweep.micro_batch = {micro} (the same step from micro-batches that fit), " if micro else ""
+    return (
+        f"batch size {batch_size} does not fit in {where} memory ({type(exc).__name__}); "
+        f"try {accumulate}a smaller batch size, or data.pipeline = \"dataloader\" to keep the dataset off the device"
+    )

@@ -1,0 +1,157 @@
+"""The run directory and event contract, defined once: file names, event types, statuses, columns.
+
+Every reader and writer (the trainer, resume, report, the app) takes these names from here; the
+reference for users is docs/run-directory.md. Contract rule: add types, fields and columns freely,
+rename none.
+
+Constants are plain `str` (not an Enum), so they compare equal to what a JSON line holds and
+format as themselves in messages.
+"""
+from __future__ import annotations
+
+from typing import Any, Final
+
+#: One event: a JSON-safe dict with at least `type` (and `t`, and `run` for run events).
+Event = dict[str, Any]
+
+# -- run-directory file names ------------------------------------------------------------------
+
+EVENTS: Final = "events.jsonl"  # one JSON event per line, the source of truth
+SUMMARY: Final = "summary.csv"  # one row per run, rewritten atomically as runs finish
+CONFIG: Final = "config.toml"  # the resolved config, every key
+CHECKPOINTS: Final = "checkpoints"  # <run>.pt per run (folder)
+LOCK: Final = "trainer.lock"  # while a trainer writes the directory
+REPORT: Final = "report.md"  # written by `python -m trainer report`
+ERRORS: Final = "errors.log"  # tracebacks of runs that failed unexpectedly
+TRAINER_LOG: Final = "trainer.log"  # the output of a detached trainer (bstui --detach)
+
+#: What `--force` removes: the files of the previous run (never config.toml, rewritten anyway, nor
+#: trainer.log, which a detached trainer writes before it takes the directory).
+RUN_FILES: Final = (EVENTS, SUMMARY, ERRORS, REPORT)
+
+# -- event types ----------------------------------------------------------------------------------
+
+
+class EventType:
+    """The `type` of every event (a namespace of str constants)."""
+
+    SWEEP_STARTED: Final = "sweep_started"
+    SWEEP_RESUMED: Final = "sweep_resumed"
+    RUN_STARTED: Final = "run_started"
+    LOSSES: Final = "losses"
+    EPOCH_END: Final = "epoch_end"
+    MODE_CHANGED: Final = "mode_changed"
+    PAUSED: Final = "paused"
+    TARGET_REACHED: Final = "target_reached"
+    RUN_FINISHED: Final = "run_finished"
+    SWEEP_FINISHED: Final = "sweep_finished"
+
+
+EVENT_TYPES: Final = (
+    EventType.SWEEP_STARTED,
+    EventType.SWEEP_RESUMED,
+    EventType.RUN_STARTED,
+    EventType.LOSSES,
+    EventType.EPOCH_END,
+    EventType.MODE_CHANGED,
+    EventType.PAUSED,
+    EventType.TARGET_REACHED,
+    EventType.RUN_FINISHED,
+    EventType.SWEEP_FINISHED,
+)
+#: Events about the whole sweep: they carry no `run`.
+SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
+                       EventType.PAUSED)
+
+# -- statuses -------------------------------------------------------------------------------------
+
+
+class RunStatus:
+    """`run_finished.status`, and a summary row's `status` (pending/running before it finished)."""
+
+    DONE: Final = "done"
+    DIVERGED: Final = "diverged"
+    OOM: Final = "oom"
+    STOPPED: Final = "stopped"
+    FAILED: Final = "failed"
+    PENDING: Final = "pending"  # summary.csv only: not started yet
+    RUNNING: Final = "running"  # summary.csv only: started (or resumed), not finished
+
+
+RUN_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.STOPPED, RunStatus.FAILED)
+#: Finished runs whose result stands: `resume` keeps them; stopped and failed runs train again.
+KEPT_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM)
+
+
+class SweepStatus:
+    """`sweep_finished.status`."""
+
+    DONE: Final = "done"
+    STOPPED: Final = "stopped"
+    FAILED: Final = "failed"
+
+
+SWEEP_STATUSES: Final = (SweepStatus.DONE, SweepStatus.STOPPED, SweepStatus.FAILED)
+
+# -- summary.csv ----------------------------------------------------------------------------------
+
+#: The columns of summary.csv, in order (add only). Summaries in events hold more fields.
+SUMMARY_FIELDS: Final = [
+    "run",
+    "batch_size",
+    "lr",
+    "split_chunks",
+    "status",
+    "epochs",
+    "best_test_acc",
+    "time_to_target_s",
+    "compute_to_target_s",
+    "iters_to_target",
+    "samples_per_s",
+    "mean_epoch_wall_s",
+    "mean_epoch_compute_s",
+]
+
+# -- trainer.lock ---------------------------------------------------------------------------------
+
+#: The fields of trainer.lock (one JSON object): who writes the directory.
+LOCK_FIELDS: Final = ("pid", "hostname", "started", "command", "token")
+
+# -- field types, for readers ---------------------------------------------------------------------
+# A reader treats an event whose fields have the wrong type as unreadable (counted, reported).
+# Only fields present are checked (an event may lack any of them); fields not listed are free.
+# Kinds: "str", "int", "num" (int or float, never bool), "bool", "dict", "list"; a trailing "?"
+# also allows null (the trainer writes NaN and infinities as null); "list[num?]" a list of such;
+# "row" a dict with a str `run` whose listed summary fields have their types; "list[row]" of such;
+# "list[str]" a list of strings.
+
+COMMON_FIELDS: Final = {"type": "str", "t": "num", "run": "str"}
+
+ROW_FIELDS: Final = {  # a run's summary: results are any number (analyses take floats)
+    "run": "str", "batch_size": "num", "lr": "num?", "split_chunks": "num?", "status": "str?",
+    "epochs": "num?", "best_test_acc": "num?", "time_to_target_s": "num?", "compute_to_target_s": "num?",
+    "iters_to_target": "num?", "samples_per_s": "num?", "mean_epoch_wall_s": "num?",
+    "mean_epoch_compute_s": "num?", "seed": "num?", "samples_to_target": "num?", "loss_diff_std": "num?",
+    "grad_cos": "num?", "b_simple": "num?", "variant": "str?", "optim": "str?", "micro_batch": "num?",
+}
+
+EVENT_FIELDS: Final = {
+    EventType.SWEEP_STARTED: {"runs": "list[row]", "config": "dict", "device": "str?", "dataset": "str?",
+                              "train_samples": "int?", "test_samples": "int?", "run_dir": "str?"},
+    EventType.SWEEP_RESUMED: {"runs": "list", "kept": "list[str]", "dropped_lines": "int?",
+                              "skipped_lines": "int?", "resume": "int?"},
+    EventType.RUN_STARTED: {"batch_size": "int", "lr": "num", "split_chunks": "int", "iters_per_epoch": "int",
+                            "epochs": "int?", "seed": "int?", "momentum": "num?", "resumed_from_epoch": "int?"},
+    EventType.LOSSES: {"first_iter": "int", "values": "list[num?]"},
+    EventType.EPOCH_END: {"epoch": "int", "iters": "int?", "samples": "int?", "wall_s": "num?",
+                          "compute_s": "num?", "data_s": "num?", "train_loss": "num?", "test_loss": "num?",
+                          "test_acc": "num?", "samples_per_s": "num?", "lr": "num?", "total_iters": "int?",
+                          "total_samples": "int?", "loss_diff_std": "num?", "split_chunks": "int?",
+                          "grad_cos": "num?", "b_simple": "num?"},
+    EventType.MODE_CHANGED: {"iter": "int?", "split_chunks": "int?", "reason": "str?"},
+    EventType.PAUSED: {"paused": "bool", "run_waiting": "str?", "iter": "int?"},
+    EventType.TARGET_REACHED: {"epoch": "int?", "iter": "int?", "samples": "int?", "wall_s": "num?",
+                               "compute_s": "num?", "test_acc": "num?"},
+    EventType.RUN_FINISHED: {"status": "str", "reason": "str?", "summary": "row", "traceback": "str?"},
+    EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
+}
