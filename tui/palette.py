@@ -23,6 +23,7 @@ STATUS_STYLES = {
     "oom": "bold magenta",
     "stopped": "yellow",
     "failed": "bold red",
+    "collapsed": "bold yellow",
 }
 
 

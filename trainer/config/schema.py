@@ -97,6 +97,9 @@ class SweepConfig:
     seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
     micro_batch: int = 0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
     parallel: str = "off"  # off | auto: with several GPUs, independent runs on different GPUs at once
+    # Training samples between evaluations on the evaluation slice (the first 2,000 test samples), besides
+    # the full test set at every epoch end: -1 = a tenth of the training set (~10 per epoch), 0 = epoch ends only.
+    eval_every: int = -1
 
 
 @dataclass

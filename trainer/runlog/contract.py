@@ -45,6 +45,7 @@ class EventType:
     TARGET_REACHED: Final = "target_reached"
     RUN_FINISHED: Final = "run_finished"
     SWEEP_FINISHED: Final = "sweep_finished"
+    EVALUATION: Final = "evaluation"  # a sub-epoch evaluation on the evaluation slice (issue 13)
 
 
 EVENT_TYPES: Final = (
@@ -58,6 +59,7 @@ EVENT_TYPES: Final = (
     EventType.TARGET_REACHED,
     EventType.RUN_FINISHED,
     EventType.SWEEP_FINISHED,
+    EventType.EVALUATION,
 )
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
@@ -74,13 +76,15 @@ class RunStatus:
     OOM: Final = "oom"
     STOPPED: Final = "stopped"
     FAILED: Final = "failed"
+    COLLAPSED: Final = "collapsed"  # trained, but its accuracy fell back to chance or it never learned
     PENDING: Final = "pending"  # summary.csv only: not started yet
     RUNNING: Final = "running"  # summary.csv only: started (or resumed), not finished
 
 
-RUN_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.STOPPED, RunStatus.FAILED)
+RUN_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.STOPPED, RunStatus.FAILED,
+                       RunStatus.COLLAPSED)
 #: Finished runs whose result stands: `resume` keeps them; stopped and failed runs train again.
-KEPT_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM)
+KEPT_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.COLLAPSED)
 
 
 class SweepStatus:
@@ -110,6 +114,16 @@ SUMMARY_FIELDS: Final = [
     "samples_per_s",
     "mean_epoch_wall_s",
     "mean_epoch_compute_s",
+    # issue 13: the last full-test-set accuracy, and the crossing of the target as an interval (the
+    # last evaluation below it; the hit is iters/time/compute_to_target above)
+    "final_test_acc",
+    "iters_to_target_lo",
+    "time_to_target_lo_s",
+    "compute_to_target_lo_s",
+    "samples_to_target",
+    "samples_to_target_lo",
+    "optimizer_steps_to_target",
+    "effective_lr",
 ]
 
 # -- trainer.lock ---------------------------------------------------------------------------------
@@ -133,6 +147,10 @@ ROW_FIELDS: Final = {  # a run's summary: results are any number (analyses take 
     "iters_to_target": "num?", "samples_per_s": "num?", "mean_epoch_wall_s": "num?",
     "mean_epoch_compute_s": "num?", "seed": "num?", "samples_to_target": "num?", "loss_diff_std": "num?",
     "grad_cos": "num?", "b_simple": "num?", "variant": "str?", "optim": "str?", "micro_batch": "num?",
+    "final_test_acc": "num?", "iters_to_target_lo": "num?", "samples_to_target_lo": "num?",
+    "time_to_target_lo_s": "num?", "compute_to_target_lo_s": "num?", "optimizer_steps": "num?",
+    "optimizer_steps_to_target": "num?", "optimizer_steps_to_target_lo": "num?", "effective_lr": "num?",
+    "collapsed_at_iter": "num?", "collapsed_at_epoch": "num?", "collapse_reason": "str?",
 }
 
 EVENT_FIELDS: Final = {
@@ -151,7 +169,12 @@ EVENT_FIELDS: Final = {
     EventType.MODE_CHANGED: {"iter": "int?", "split_chunks": "int?", "reason": "str?"},
     EventType.PAUSED: {"paused": "bool", "run_waiting": "str?", "iter": "int?"},
     EventType.TARGET_REACHED: {"epoch": "int?", "iter": "int?", "samples": "int?", "wall_s": "num?",
-                               "compute_s": "num?", "test_acc": "num?"},
+                               "compute_s": "num?", "test_acc": "num?", "optimizer_steps": "int?",
+                               "iter_lo": "int?", "samples_lo": "int?", "wall_s_lo": "num?",
+                               "compute_s_lo": "num?", "optimizer_steps_lo": "int?", "source": "str?"},
     EventType.RUN_FINISHED: {"status": "str", "reason": "str?", "summary": "row", "traceback": "str?"},
+    EventType.EVALUATION: {"epoch": "int", "iter": "int", "samples": "int", "test_acc": "num?",
+                           "test_loss": "num?", "eval_samples": "int?", "train_loss": "num?", "wall_s": "num?",
+                           "compute_s": "num?", "optimizer_steps": "int?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }
