@@ -224,8 +224,11 @@ class Ledger:
                                 "kind": verdict.kind, "reason": verdict.reason}
         return verdict
 
-    def summary(self, *, status: str | None, split_chunks: int, optim: str, micro_batch: int) -> dict[str, Any]:
-        """The run's row of summary.csv (the project's README lists the columns)."""
+    def summary(self, *, status: str | None, split_chunks: int, optim: str, micro_batch: int,
+                probe: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The run's row of summary.csv (the project's README lists the columns). `probe`: the
+        batch-independent noise probe's figures (trainer/noise_probe.py); with readings, its window's
+        B_simple is the run's b_simple (else the in-batch estimate of the last epoch end)."""
         t = self.totals
         spec = self.spec
         target = t.target or {}
@@ -249,7 +252,6 @@ class Ledger:
             "samples_to_target": target.get("samples"),
             "loss_diff_std": _mean([v for v in t.loss_diff_stds if v is not None and math.isfinite(v)]),
             "grad_cos": _mean([v for v in t.grad_cosines if v is not None]),
-            "b_simple": t.b_simple,
             "variant": spec.variant,
             "optim": optim,
             "micro_batch": micro_batch,
@@ -265,6 +267,7 @@ class Ledger:
             "collapsed_at_iter": collapse.get("iter"),
             "collapsed_at_epoch": collapse.get("epoch"),
             "collapse_reason": collapse.get("reason"),
+            **_probe_fields(probe, t.b_simple),
         }
 
     # -- checkpoints ----------------------------------------------------------------------------------
@@ -360,6 +363,20 @@ _TOTALS_CHECKS = {
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+PROBE_FIELDS = ("b_simple_lo", "b_simple_hi", "b_simple_undefined", "b_simple_readings", "b_simple_from_samples",
+                "b_simple_to_samples")
+
+
+def _probe_fields(probe: dict[str, Any] | None, in_batch: float | None) -> dict[str, Any]:
+    """The summary's B_simple: the probe window's with its interval where it has readings, else the
+    in-batch estimate (no interval; `b_simple_source` says which)."""
+    if probe and probe.get("b_simple_readings"):
+        return {"b_simple": probe.get("b_simple"), **{k: probe.get(k) for k in PROBE_FIELDS},
+                "b_simple_source": "probe"}
+    return {"b_simple": in_batch, **{k: None for k in PROBE_FIELDS},
+            "b_simple_source": "in_batch" if in_batch is not None else None}
 
 
 def _mean(values: list[float]) -> float | None:

@@ -127,10 +127,16 @@ def _b_simple(p: dict[str, Any]) -> str:
 
 def _b_simple_source(rows: list[dict[str, Any]]) -> str:
     """Which part of training the runs' B_simple comes from, in words."""
-    if any(_finite(r.get("b_simple_to_samples")) for r in rows):
+    probed = [r for r in rows if _finite(r.get("b_simple_to_samples"))]
+    if probed:
+        windows = "; ".join(
+            f"{r.get('run')}: samples {count(r.get('b_simple_from_samples'))}–{count(r['b_simple_to_samples'])}, "
+            f"{count(r.get('b_simple_readings'))} readings, {_pct(r.get('b_simple_undefined'), 0)} undefined"
+            for r in probed[:8]) + (f"; and {len(probed) - 8} more runs" if len(probed) > 8 else "")
         return ("each run's value is the noise probe's last window (late training: the readings of the "
                 "run's last window of training samples, each on a 1,024-sample probe batch drawn from the "
-                "training set); the interval is a jackknife over the window's readings")
+                "training set); the interval is a jackknife over the window's readings; undefined: readings "
+                f"whose |G|^2 estimate was <= 0 (windows: {windows})")
     return ("each run's value is the running average (EMA) of the last ~10 estimates at its last epoch "
             "end, each from chunks of a training batch (late training; the estimator of this run directory's "
             "trainer version: noisy at small batches, lagging at large ones, no interval)")

@@ -23,6 +23,7 @@ from trainer.runlog import Emitter
 from trainer.ledger import Ledger
 from trainer.plan import RunSettings, RunSpec, eval_interval
 from trainer.optim import lr_at
+from trainer.noise_probe import NoiseProbe
 from trainer.probes import Probes
 from trainer.run_state import (
     StateError,
@@ -114,7 +115,7 @@ class Run(SweepRun):
             perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp)
         self.fast_path = self.step.fast_path
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
-        self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch)
+        self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
 
     @property
     def iteration(self) -> int:
@@ -146,6 +147,7 @@ class Run(SweepRun):
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
             eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),
+            gns_probe_every=self.probes.noise.every if self.probes and self.probes.noise else 0,
             **({"resumed_from_epoch": epochs} if restore is not None else {}),
         )
         if oom is not None:
@@ -195,8 +197,9 @@ class Run(SweepRun):
 
     def summary(self) -> dict[str, Any]:
         """The run's row of summary.csv."""
+        noise = self.probes.noise if self.probes is not None else None
         return self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
-                                   micro_batch=self.micro_batch)
+                                   micro_batch=self.micro_batch, probe=noise.figures() if noise is not None else None)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run after its last completed epoch: tensors and plain
@@ -222,6 +225,7 @@ class Run(SweepRun):
         ledger, totals, opt, compute = self.ledger, self.ledger.totals, self.optimizer, self.compute
         controls = self.controls
         probes = self.probes if self.probes is not None and self.probes.enabled else None
+        noise = self.probes.noise if self.probes is not None else None
         base_lr, warmup = self.spec.lr, self.warmup_iters
         done = 0
         try:
@@ -265,6 +269,10 @@ class Run(SweepRun):
                     if self.finished:
                         return done
                     self.wall.start()
+                if noise is not None and noise.due(totals.samples):  # the batch-independent probe, off the clocks
+                    self.wall.stop()
+                    self._read_noise(noise)
+                    self.wall.start()
         finally:
             self.wall.stop()
         self._flush_losses()
@@ -300,6 +308,18 @@ class Run(SweepRun):
                               wall_s=wall, compute_s=compute)
         self._next_eval = self._eval_after(totals.samples)
         self._collapsed()
+
+    def _read_noise(self, noise: NoiseProbe) -> None:
+        """One reading of the batch-independent noise probe at the current weights (trainer/noise_probe.py):
+        a probe batch drawn from the training set by the probe's own generator; emits `noise_probe` with
+        the reading and the window's B_simple, its 95% interval and the share of undefined readings."""
+        train = self.dataset.train
+        x, y = noise.draw(train.images, train.labels)
+        x = x.unsqueeze(1).to(torch.float32).div(255).to(self.device)  # as the training batches (ToTensor)
+        reading = noise.update(self.model, x, y.to(self.device), self.ledger.totals.samples)
+        self.emitter.emit("noise_probe", run=self.run_id, iter=self.ledger.totals.iters, samples=reading.samples,
+                          g2=reading.g2, trace=reading.trace, probe_size=noise.probe_size,
+                          chunk_size=noise.chunk_size, window_samples=noise.window, **noise.figures())
 
     def _end_epoch(self) -> None:
         self._flush_losses()

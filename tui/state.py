@@ -380,5 +380,5 @@ _HANDLERS = {
     "run_finished": _on_run_finished,
     "sweep_finished": _on_sweep_finished,
     "paused": _on_paused,
-    "evaluation": lambda s, e: None,  # sub-epoch evaluations (issue 13): in report.md, not drawn by the app yet
+    "evaluation": lambda s, e: None, "noise_probe": lambda s, e: None,  # issue 13: in report.md, not in the app yet
 }

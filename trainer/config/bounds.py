@@ -97,6 +97,7 @@ RANGES: dict[str, Range] = {
     "gns.every": Range(0, 1_000_000_000, note=" (0 = off)"),
     "gns.chunks": Range(2, 1024, note=" (two batch sizes are needed)"),
     "gns.beta": Range(0, 1, hi_open=True, exact=True),
+    "gns.probe_every": Range(0, 1_000_000_000, note=" (0 = off)"),
     "perf.cpu_threads": Range(0, 1024, note=" (0 = 1 thread)"),
 }
 

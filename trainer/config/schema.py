@@ -114,6 +114,9 @@ class GnsConfig:
     every: int = 50  # iterations between gradient-noise-scale estimates; 0 = off
     chunks: int = 4  # the small batch is batch/chunks (the largest divisor of the batch up to this)
     beta: float = 0.9  # EMA factor of the two averages whose ratio is B_simple
+    # The batch-independent probe (issue 13): training samples between readings on a 1,024-sample probe
+    # batch from the training set (0 = off); its B_simple averages the last 10 readings' span.
+    probe_every: int = 6000
 
 
 @dataclass

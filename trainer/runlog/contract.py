@@ -46,6 +46,7 @@ class EventType:
     RUN_FINISHED: Final = "run_finished"
     SWEEP_FINISHED: Final = "sweep_finished"
     EVALUATION: Final = "evaluation"  # a sub-epoch evaluation on the evaluation slice (issue 13)
+    NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
 
 
 EVENT_TYPES: Final = (
@@ -60,6 +61,7 @@ EVENT_TYPES: Final = (
     EventType.RUN_FINISHED,
     EventType.SWEEP_FINISHED,
     EventType.EVALUATION,
+    EventType.NOISE_PROBE,
 )
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
@@ -151,6 +153,8 @@ ROW_FIELDS: Final = {  # a run's summary: results are any number (analyses take 
     "time_to_target_lo_s": "num?", "compute_to_target_lo_s": "num?", "optimizer_steps": "num?",
     "optimizer_steps_to_target": "num?", "optimizer_steps_to_target_lo": "num?", "effective_lr": "num?",
     "collapsed_at_iter": "num?", "collapsed_at_epoch": "num?", "collapse_reason": "str?",
+    "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?", "b_simple_readings": "num?",
+    "b_simple_from_samples": "num?", "b_simple_to_samples": "num?", "b_simple_source": "str?",
 }
 
 EVENT_FIELDS: Final = {
@@ -176,5 +180,10 @@ EVENT_FIELDS: Final = {
     EventType.EVALUATION: {"epoch": "int", "iter": "int", "samples": "int", "test_acc": "num?",
                            "test_loss": "num?", "eval_samples": "int?", "train_loss": "num?", "wall_s": "num?",
                            "compute_s": "num?", "optimizer_steps": "int?"},
+    EventType.NOISE_PROBE: {"iter": "int", "samples": "int", "g2": "num?", "trace": "num?", "probe_size": "int?",
+                            "chunk_size": "int?", "window_samples": "int?", "b_simple": "num?",
+                            "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?",
+                            "b_simple_readings": "int?", "b_simple_from_samples": "int?",
+                            "b_simple_to_samples": "int?", "gns_estimates": "int?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }
