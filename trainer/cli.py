@@ -228,9 +228,9 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False) -> int:
 def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool) -> int:
     """resume_sweep under the run directory's lock."""
     from trainer.data import DatasetUnavailable, load_dataset
-    from trainer.resume import ResumeError, plan_resume
+    from trainer.resume import ResumeError, plan_resume, restore_check
     from trainer.runlog import RunDirError, check_layout
-    from trainer.plan import run_specs
+    from trainer.plan import RunSettings, run_specs
     from trainer.sweep import DeviceUnavailable, check_dataset, preflight
 
     try:

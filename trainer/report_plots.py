@@ -105,7 +105,8 @@ def _bucket_means(points: Sequence[tuple[float, float]], n: int) -> tuple[list[f
 
 def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per run: batch size, lr, variant, per-iteration losses as (samples, loss) and evaluations as
-    (samples, test accuracy), from the run directory's events."""
+    (samples, test accuracy): epoch ends (full test set) and sub-epoch evaluations (the evaluation slice),
+    from the run directory's events."""
     runs: dict[str, dict[str, Any]] = {}
     for e in events:
         run = e.get("run")
@@ -125,8 +126,11 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                     runs[run]["points"][first + i] = ((first + i + 1) * b, float(v))
         elif e.get("type") == "epoch_end" and isinstance(e.get("test_acc"), (int, float)):
             samples = e.get("total_samples") or (e.get("epoch", 0) * (e.get("samples") or 0))
-            runs[run]["evals"][int(e.get("epoch") or 0)] = (float(samples), float(e["test_acc"]))
-    for r in runs.values():  # a resumed run's repeated iterations / epochs: the later copy, in order
+            runs[run]["evals"][float(samples)] = (float(samples), float(e["test_acc"]))
+        elif (e.get("type") == "evaluation" and isinstance(e.get("test_acc"), (int, float))
+              and isinstance(e.get("samples"), (int, float))):  # sub-epoch, on the evaluation slice
+            runs[run]["evals"][float(e["samples"])] = (float(e["samples"]), float(e["test_acc"]))
+    for r in runs.values():  # a resumed run's repeated iterations / evaluations: the later copy, in order
         r["points"] = [r["points"][k] for k in sorted(r["points"])]
         r["evals"] = [r["evals"][k] for k in sorted(r["evals"])]
     return runs
