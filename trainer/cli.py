@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                         help="overrides the recorded sweep.device (results then differ from an uninterrupted run)")
     resume.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
-    report = sub.add_parser("report", help="tables of a run directory: best lr per batch size, B_crit, oscillation")
+    report = sub.add_parser("report", help="tables and plots of a run directory: best lr per batch size, "
+                                           "B_crit with its interval, B_simple, collapse, oscillation")
     report.add_argument("run_dir", metavar="DIR", help="a run directory")
+    report.add_argument("--no-plots", action="store_true",
+                        help="tables only: no terminal plots (in the output or in report.md)")
     return parser
 
 
@@ -84,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from trainer.report import ReportError, write_report
 
     try:
-        text, path = write_report(Path(args.run_dir))
+        text, path = write_report(Path(args.run_dir), plots=not args.no_plots)
     except ReportError as exc:
         print(f"bstui: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -99,24 +99,38 @@ class ConsoleSink:
             self.started = False
 
 
+def _span(lo: Any, hi: Any, spec: str = "", dash: str = "-") -> str:
+    """A crossing of the target as the interval it is known in: "lo–hi" (after lo, at or before hi)."""
+    if hi is None or hi == "":
+        return dash
+    return f"{_fmt(lo, spec)}–{_fmt(hi, spec)}" if lo is not None and lo != "" else _fmt(hi, spec)
+
+
 def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
-    """The end-of-sweep table (one row per run)."""
+    """The end-of-sweep table (one row per run). Crossings of the target are intervals (last evaluation
+    below it – first at or above it); with split-backward, k, the effective lr (lr x k) and the optimizer
+    steps (k per batch) stand beside the batches."""
     title = "summary" + (f" ({device})" if device else "")
     table = Table(title=title)
-    for name in ("run", "batch", "lr", "status", "epochs", "best acc", "time to target",
-                 "compute to target", "iters to target", "samples/s", "epoch wall", "epoch compute"):
+    for name in ("run", "batch", "lr", "k", "eff. lr", "status", "epochs", "best acc", "final acc",
+                 "time to target s", "compute to target s", "batches to target", "opt. steps to target",
+                 "samples/s", "epoch wall", "epoch compute"):
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(
             str(r.get("run")),
             _fmt(r.get("batch_size")),
             _fmt(r.get("lr"), "g"),
+            _fmt(r.get("split_chunks")),
+            _fmt(r.get("effective_lr"), "g"),
             str(r.get("status")),
             _fmt(r.get("epochs")),
             _fmt(r.get("best_test_acc"), ".4f"),
-            _fmt(r.get("time_to_target_s"), ".2f", "not reached"),
-            _fmt(r.get("compute_to_target_s"), ".2f", "-"),
-            _fmt(r.get("iters_to_target")),
+            _fmt(r.get("final_test_acc"), ".4f"),
+            _span(r.get("time_to_target_lo_s"), r.get("time_to_target_s"), ".2f", "not reached"),
+            _span(r.get("compute_to_target_lo_s"), r.get("compute_to_target_s"), ".2f"),
+            _span(r.get("iters_to_target_lo"), r.get("iters_to_target")),
+            _span(r.get("optimizer_steps_to_target_lo"), r.get("optimizer_steps_to_target")),
             _fmt(r.get("samples_per_s"), ",.0f"),
             _fmt(r.get("mean_epoch_wall_s"), ".2f"),
             _fmt(r.get("mean_epoch_compute_s"), ".2f"),

@@ -5,8 +5,10 @@ The hot loop hands each iteration's loss over as a device tensor (`record`); the
 until a block of `LOSS_BLOCK` iterations is full or the loop pauses, then copies the block to the
 host in one go (`flush`: the only sync), emits it as a `losses` event and says whether a loss was
 not finite (the run diverged). `end_epoch` turns an epoch's timings and evaluation into `epoch_end`
-(and `target_reached`, the first time the target accuracy is met); `summary` is the run's row of
-summary.csv.
+(and `target_reached`, the first time the target accuracy is met); `evaluated` books a sub-epoch
+evaluation the same way. Every evaluation feeds the crossing of the target (kept as the interval from
+the last miss to the hit, trainer/crossing.py) and the collapse verdicts (trainer/collapse.py);
+`summary` is the run's row of summary.csv.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+from trainer.collapse import Collapse, find_collapse
 from trainer.runlog import Emitter
 from trainer.plan import RunSpec
 from trainer.oscillation import loss_diff_std
@@ -40,6 +43,17 @@ class RunTotals:
     loss_diff_stds: list[float | None] = field(default_factory=list)
     grad_cosines: list[float | None] = field(default_factory=list)
     b_simple: float | None = None
+    # Issue 13 (older checkpoints lack them and resume with these defaults):
+    optimizer_steps: int = 0  # k per batch while split-backward is on
+    final_test_acc: float | None = None  # the last full-test-set evaluation's
+    last_miss: dict[str, Any] | None = None  # totals at the last evaluation below the target (None: the start)
+    target_lo: dict[str, Any] | None = None  # the last miss before the hit (None with a target: not recorded)
+    evals: list[dict[str, Any]] = field(default_factory=list)  # every evaluation: acc, loss, iters, epoch_end
+    collapse: dict[str, Any] | None = None  # where and why the run collapsed (trainer/collapse.py)
+
+
+#: The totals a crossing of the target is given at (the hit and the last miss).
+CROSSING_KEYS = ("iters", "samples", "wall_s", "compute_s", "optimizer_steps")
 
 
 class Ledger:
@@ -57,14 +71,21 @@ class Ledger:
         self._epoch_iter = 0
         self._epoch_samples = 0
         self._epoch_values: list[float] = []
+        self._stretch_loss_sum = 0.0  # losses since the last evaluation (collapse: is the loss flat?)
+        self._stretch_loss_n = 0
 
     @property
     def has_pending(self) -> bool:
         return bool(self._pending)
 
-    def record(self, loss: torch.Tensor, n: int) -> bool:
-        """One iteration: its loss (a device tensor, not read here) and its samples. True when the
-        block is full and should be flushed."""
+    @property
+    def epoch_iters(self) -> int:
+        """Iterations of the epoch in progress so far."""
+        return self._epoch_iter
+
+    def record(self, loss: torch.Tensor, n: int, steps: int = 1) -> bool:
+        """One iteration: its loss (a device tensor, not read here), its samples and its optimizer
+        steps (k in split-backward). True when the block is full and should be flushed."""
         pending = self._pending
         t = self.totals
         if not pending:
@@ -72,6 +93,7 @@ class Ledger:
         pending.append(loss)
         t.iters += 1
         t.samples += n
+        t.optimizer_steps += steps
         self._epoch_iter += 1
         self._epoch_samples += n
         return len(pending) >= LOSS_BLOCK
@@ -90,6 +112,8 @@ class Ledger:
             self.emitter.emit("losses", run=self.spec.run_id, first_iter=first, values=good)
             self._epoch_loss_sum += sum(good)
             self._epoch_loss_n += len(good)
+            self._stretch_loss_sum += sum(good)
+            self._stretch_loss_n += len(good)
             self._epoch_values.extend(good)
         if bad is None:
             return ""
@@ -142,22 +166,74 @@ class Ledger:
         )
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch_iter = self._epoch_samples = 0
-        if t.target is None and test_acc >= self.target_accuracy:
-            t.target = {
-                "epoch": t.epochs,
-                "iter": t.iters,
-                "samples": t.samples,
-                "wall_s": t.wall_s,
-                "compute_s": t.compute_s,
-                "test_acc": test_acc,
-            }
-            self.emitter.emit("target_reached", run=self.spec.run_id, **t.target)
+        t.final_test_acc = test_acc
+        self._observe(test_acc, train_loss, epoch_end=True, epoch=t.epochs, wall_s=t.wall_s, compute_s=t.compute_s,
+                      source="test")
 
-    def summary(self, *, status: str | None, split_chunks: int, optim: str, micro_batch: int) -> dict[str, Any]:
-        """The run's row of summary.csv (the project's README lists the columns)."""
+    def evaluated(self, *, test_acc: float, test_loss: float, eval_samples: int, wall_s: float,
+                  compute_s: float) -> None:
+        """Book a sub-epoch evaluation on the evaluation slice (losses flushed): emit `evaluation` with
+        the totals at that moment (wall and compute: timed training only), then the crossing of the target."""
+        t = self.totals
+        loss = self._stretch_loss_sum / self._stretch_loss_n if self._stretch_loss_n else None
+        self.emitter.emit("evaluation", run=self.spec.run_id, epoch=t.epochs + 1, iter=t.iters, samples=t.samples,
+                          test_acc=test_acc, test_loss=test_loss, eval_samples=eval_samples, train_loss=loss,
+                          wall_s=wall_s, compute_s=compute_s, optimizer_steps=t.optimizer_steps)
+        self._observe(test_acc, loss, epoch_end=False, epoch=t.epochs + 1, wall_s=wall_s, compute_s=compute_s,
+                      source="slice")
+
+    def _observe(self, test_acc: float, loss: float | None, *, epoch_end: bool, epoch: int, wall_s: float,
+                 compute_s: float, source: str) -> None:
+        """One evaluation at the current totals: the crossing of the target (target_reached, with
+        the last miss before it) and the evaluation history collapse verdicts are drawn from."""
+        t = self.totals
+        self._stretch_loss_sum, self._stretch_loss_n = 0.0, 0
+        t.evals.append({"acc": test_acc, "loss": loss, "iters": t.iters, "samples": t.samples, "epoch": epoch,
+                        "epoch_end": epoch_end})
+        point = {"iters": t.iters, "samples": t.samples, "wall_s": wall_s, "compute_s": compute_s,
+                 "optimizer_steps": t.optimizer_steps}
+        if t.target is not None:
+            return
+        if test_acc < self.target_accuracy:
+            t.last_miss = point
+            return
+        lo = t.last_miss or {k: 0 for k in CROSSING_KEYS}  # before any evaluation: the untrained start
+        t.target_lo = dict(lo)
+        t.target = {"epoch": epoch, "iter": t.iters, "samples": t.samples, "wall_s": wall_s, "compute_s": compute_s,
+                    "test_acc": test_acc, "optimizer_steps": t.optimizer_steps}
+        self.emitter.emit("target_reached", run=self.spec.run_id, **t.target,
+                          iter_lo=lo["iters"], samples_lo=lo["samples"], wall_s_lo=lo["wall_s"],
+                          compute_s_lo=lo["compute_s"], optimizer_steps_lo=lo["optimizer_steps"], source=source)
+
+    def fell_back(self) -> Collapse | None:
+        """A collapse that ends the run now: accuracy back near chance after being well above it, over
+        every evaluation so far (trainer/collapse.py). Recorded in the totals."""
+        verdict = find_collapse([e["acc"] for e in self.totals.evals])
+        return self._book(verdict, self.totals.evals) if verdict is not None else None
+
+    def end_verdict(self) -> Collapse | None:
+        """At the run's last epoch: a collapse over the epoch-end evaluations (full test set, epoch
+        training loss), either kind; a run that never learned is told from a slow learner by its loss."""
+        ends = [e for e in self.totals.evals if e["epoch_end"]]
+        verdict = find_collapse([e["acc"] for e in ends], [e["loss"] for e in ends])
+        return self._book(verdict, ends) if verdict is not None else None
+
+    def _book(self, verdict: Collapse, evals: list[dict[str, Any]]) -> Collapse:
+        at = evals[verdict.index]
+        self.totals.collapse = {"iter": at["iters"], "samples": at["samples"], "epoch": at["epoch"],
+                                "kind": verdict.kind, "reason": verdict.reason}
+        return verdict
+
+    def summary(self, *, status: str | None, split_chunks: int, optim: str, micro_batch: int,
+                probe: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The run's row of summary.csv (the project's README lists the columns). `probe`: the
+        batch-independent noise probe's figures (trainer/noise_probe.py); with readings, its window's
+        B_simple is the run's b_simple (else the in-batch estimate of the last epoch end)."""
         t = self.totals
         spec = self.spec
         target = t.target or {}
+        lo = (t.target_lo if t.target is not None else None) or {}
+        collapse = t.collapse or {}
         return {
             "run": spec.run_id,
             "batch_size": spec.batch_size,
@@ -176,10 +252,22 @@ class Ledger:
             "samples_to_target": target.get("samples"),
             "loss_diff_std": _mean([v for v in t.loss_diff_stds if v is not None and math.isfinite(v)]),
             "grad_cos": _mean([v for v in t.grad_cosines if v is not None]),
-            "b_simple": t.b_simple,
             "variant": spec.variant,
             "optim": optim,
             "micro_batch": micro_batch,
+            "final_test_acc": t.final_test_acc,
+            "iters_to_target_lo": lo.get("iters"),
+            "samples_to_target_lo": lo.get("samples"),
+            "time_to_target_lo_s": lo.get("wall_s"),
+            "compute_to_target_lo_s": lo.get("compute_s"),
+            "optimizer_steps": t.optimizer_steps,
+            "optimizer_steps_to_target": target.get("optimizer_steps"),
+            "optimizer_steps_to_target_lo": lo.get("optimizer_steps"),
+            "effective_lr": spec.lr * split_chunks,
+            "collapsed_at_iter": collapse.get("iter"),
+            "collapsed_at_epoch": collapse.get("epoch"),
+            "collapse_reason": collapse.get("reason"),
+            **_probe_fields(probe, t.b_simple),
         }
 
     # -- checkpoints ----------------------------------------------------------------------------------
@@ -212,6 +300,7 @@ class Ledger:
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch_iter = self._epoch_samples = 0
         self._epoch_values = []
+        self._stretch_loss_sum, self._stretch_loss_n = 0.0, 0
 
 
 def _count(v: Any) -> bool:
@@ -238,16 +327,56 @@ def _target(v: Any) -> bool:
     return v is None or (isinstance(v, dict) and all(isinstance(k, str) and _number(x) for k, x in v.items()))
 
 
+def _crossing_point(v: Any) -> bool:
+    return isinstance(v, dict) and set(v) == set(CROSSING_KEYS) and all(_number(x) for x in v.values())
+
+
+def _optional_point(v: Any) -> bool:
+    return v is None or _crossing_point(v)
+
+
+_EVAL_CHECKS = {"acc": _number, "loss": _optional_number, "iters": _count, "samples": _count, "epoch": _count,
+                "epoch_end": lambda v: isinstance(v, bool)}
+
+
+def _evals(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(e, dict) and set(e) == set(_EVAL_CHECKS) and all(_EVAL_CHECKS[k](x) for k, x in e.items())
+        for e in v)
+
+
+def _collapse(v: Any) -> bool:
+    return v is None or (isinstance(v, dict) and _count(v.get("iter")) and _count(v.get("samples"))
+                         and _count(v.get("epoch")) and isinstance(v.get("kind"), str)
+                         and isinstance(v.get("reason"), str))
+
+
 _TOTALS_CHECKS = {
     "iters": _count, "samples": _count, "wall_s": _number, "compute_s": _number, "epochs": _count,
     "epoch_walls": _numbers, "epoch_computes": _numbers, "best_test_acc": _optional_number, "target": _target,
     "loss_diff_stds": _optional_numbers, "grad_cosines": _optional_numbers, "b_simple": _optional_number,
+    "optimizer_steps": _count, "final_test_acc": _optional_number, "last_miss": _optional_point,
+    "target_lo": _optional_point, "evals": _evals, "collapse": _collapse,
 }
 
 
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+PROBE_FIELDS = ("b_simple_lo", "b_simple_hi", "b_simple_undefined", "b_simple_readings", "b_simple_from_samples",
+                "b_simple_to_samples")
+
+
+def _probe_fields(probe: dict[str, Any] | None, in_batch: float | None) -> dict[str, Any]:
+    """The summary's B_simple: the probe window's with its interval where it has readings, else the
+    in-batch estimate (no interval; `b_simple_source` says which)."""
+    if probe and probe.get("b_simple_readings"):
+        return {"b_simple": probe.get("b_simple"), **{k: probe.get(k) for k in PROBE_FIELDS},
+                "b_simple_source": "probe"}
+    return {"b_simple": in_batch, **{k: None for k in PROBE_FIELDS},
+            "b_simple_source": "in_batch" if in_batch is not None else None}
 
 
 def _mean(values: list[float]) -> float | None:

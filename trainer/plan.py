@@ -56,6 +56,7 @@ class RunSettings:
     micro_batch: int  # sweep.micro_batch (0 = off)
     perf: PerfConfig
     gns: GnsConfig
+    eval_every: int = -1  # sweep.eval_every (samples; -1 = a tenth of the training set, 0 = epoch ends only)
 
     @classmethod
     def from_config(cls, cfg: Config) -> RunSettings:
@@ -68,7 +69,19 @@ class RunSettings:
             micro_batch=cfg.sweep.micro_batch,
             perf=cfg.perf,
             gns=cfg.gns,
+            eval_every=cfg.sweep.eval_every,
         )
+
+
+EVAL_PER_EPOCH = 10  # sub-epoch evaluations per epoch when sweep.eval_every = -1
+
+
+def eval_interval(eval_every: int, n_train: int) -> int:
+    """Training samples between sub-epoch evaluations (0 = epoch ends only): sweep.eval_every, or
+    for -1 a tenth of the training set (at least 1)."""
+    if eval_every < 0:
+        return max(1, n_train // EVAL_PER_EPOCH)
+    return eval_every
 
 
 def resolved_lr(cfg: Config, batch_size: int) -> float:

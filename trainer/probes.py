@@ -13,6 +13,7 @@ import torch
 
 from trainer.config import GnsConfig
 from trainer.gns import NoiseScaleTracker, terms_from_chunk_grads
+from trainer.noise_probe import NoiseProbe
 from trainer.oscillation import GradCosine
 from trainer.split import chunk_gradients
 
@@ -35,7 +36,7 @@ def probe_interval(every: int, iters_per_epoch: int) -> int:
 class Probes:
     """Noise-scale and gradient-cosine probes of one run."""
 
-    def __init__(self, cfg: GnsConfig, batch_size: int, iters_per_epoch: int) -> None:
+    def __init__(self, cfg: GnsConfig, batch_size: int, iters_per_epoch: int, seed: int = 0) -> None:
         self.interval = probe_interval(cfg.every, iters_per_epoch)
         self.chunks = gns_chunks(batch_size, cfg.chunks)
         self.batch_size = batch_size
@@ -44,6 +45,10 @@ class Probes:
         self._cosines: list[torch.Tensor] = []
         self._cos_pending = False  # a gradient was kept; the next step's gives the cosine
         self.estimates = 0
+        # The batch-independent probe (trainer/noise_probe.py): every gns.probe_every training samples,
+        # its figures over the last 10 readings' span; None when off.
+        every = getattr(cfg, "probe_every", 0)
+        self.noise = NoiseProbe(every_samples=every, window_samples=10 * every, seed=seed) if every > 0 else None
 
     @property
     def enabled(self) -> bool:
@@ -89,6 +94,7 @@ class Probes:
             "cos_pending": self._cos_pending,
             "cos_prev": self.cosine.state_dict()["prev"],
             "cosines": list(self._cosines),
+            **({"noise": self.noise.state_dict()} if self.noise is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -103,6 +109,10 @@ class Probes:
         self.tracker.load_state_dict({"g2": state["g2"], "trace": state["trace"], "count": state["count"]})
         self.cosine.load_state_dict({"prev": state["cos_prev"]})
         self.estimates, self._cos_pending, self._cosines = estimates, pending, list(cosines)
+        # A checkpoint from before the batch-independent probe has none: it starts afresh (its first
+        # reading is then due at once) and its window holds only readings taken after the resume.
+        if self.noise is not None and state.get("noise") is not None:
+            self.noise.load_state_dict(state["noise"])
 
     def epoch_figures(self) -> dict[str, Any]:
         """The epoch's probe figures (one host sync); resets the cosine samples."""

@@ -1,7 +1,12 @@
-"""`python -m trainer report DIR`: the batch-size science of a run directory, as tables.
+"""`python -m trainer report DIR`: the batch-size science of a run directory, as tables and plots.
 
-Reads events.jsonl (the run summaries in run_finished events, which hold more than
-summary.csv), prints the tables and writes report.md into the run directory. No torch.
+Reads events.jsonl (the run summaries in run_finished events, which hold more than summary.csv, and
+the epochs and losses for the plots), fills in what older run directories did not record
+(trainer/crossing.py: crossing intervals, final accuracy, optimizer steps, collapse), prints the
+report and writes it as report.md into the run directory. No torch.
+
+Every figure is shown at the precision its data has: crossings of the target as intervals (last miss
+to hit), accuracies to the test set's resolution, B_crit and B_simple with their 95% intervals.
 """
 from __future__ import annotations
 
@@ -9,30 +14,65 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
+from trainer.crossing import fill_from_events
 from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
 from trainer.scaling import analyse
+
+N_CLASSES = 10  # every dataset the trainer knows (mnist, fashion-mnist, synthetic-digits) has 10
+FULL_TEST_SET = 10_000  # their test sets, when data.test_samples = 0
 
 
 class ReportError(Exception):
     """The directory is not a run directory, or holds no finished run."""
 
 
-def _f(value: Any, spec: str = ".3g") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "-"
-    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _pm(mean: Any, std: Any, spec: str = ".3g") -> str:
-    if mean is None:
+def sig(value: Any, digits: int = 2) -> str:
+    """`digits` significant figures, thousands separated; "-" for nothing."""
+    if not _finite(value):
+        return "-"
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.{digits}g}")
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
+    return f"{rounded:,.{decimals}f}"
+
+
+def setting(value: Any) -> str:
+    """A configured number (an lr, a rule's lr): exact, so no trailing zeros; 3 significant figures."""
+    return f"{float(f'{value:.3g}'):g}" if _finite(value) else "-"
+
+
+def count(value: Any) -> str:
+    """A count (steps, samples): whole, thousands separated."""
+    return f"{round(value):,}" if _finite(value) else "-"
+
+
+def span(lo: Any, hi: Any, fmt=count) -> str:
+    """A crossing: "lo–hi" (it lies after lo, at or before hi); only the hit when lo is unknown."""
+    if not _finite(hi):
         return "not reached"
-    return _f(mean, spec) + (f" ± {_f(std, spec)}" if std else "")
+    if not _finite(lo):
+        return f"{fmt(hi)} (hit; lo unknown)"
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def with_interval(mid: Any, lo: Any, hi: Any, digits: int = 2) -> str:
+    """"mid (lo–hi)" in `digits` significant figures; an open end shows as "?"."""
+    if not _finite(mid):
+        return "-"
+    if lo is None and hi is None:
+        return sig(mid, digits)
+    return f"{sig(mid, digits)} ({sig(lo, digits) if _finite(lo) else '?'}–{sig(hi, digits) if _finite(hi) else '?'})"
 
 
 def collect(run_dir: Path) -> dict[str, Any]:
-    """The sweep's facts (device, dataset, config) and the analysis of its finished runs."""
+    """The sweep's facts (device, dataset, config), the runs' summaries (completed from the events)
+    and the analysis of its finished runs."""
     run_dir = Path(run_dir)
     try:
         log = read_events(run_dir / EVENTS)
@@ -42,14 +82,21 @@ def collect(run_dir: Path) -> dict[str, Any]:
         raise ReportError(str(exc)) from None
     events = log.events
     started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
-    rows = [e["summary"] for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)]
-    if not rows:
+    finished = [e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)]
+    if not finished:
         raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
                           + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else ""))
-    optim = (started.get("config") or {}).get("optim")
+    reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
+    rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
+    cfg = started.get("config") if isinstance(started.get("config"), dict) else {}
+    optim = cfg.get("optim")
     optim = optim if isinstance(optim, dict) else {}
     result = analyse(rows, _positive(optim.get("lr")), _positive(optim.get("base_batch_size")))
-    return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped,
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    test_n = data.get("test_samples")
+    test_n = int(test_n) if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0 else FULL_TEST_SET
+    return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
+            "derived": derived, "reasons": reasons, "test_samples": test_n,
             "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events)}
 
 
@@ -59,12 +106,75 @@ def _positive(value: Any) -> float | None:
     return value if ok else None
 
 
-def markdown(facts: dict[str, Any]) -> str:
-    """The report as Markdown tables."""
+def _pct(value: Any, decimals: int) -> str:
+    return f"{100 * value:.{decimals}f}%" if _finite(value) else "-"
+
+
+def _lr(p: dict[str, Any]) -> str:
+    return setting(p["lr"]) + (f" {p['variant']}" if p.get("variant") else "")
+
+
+def _steps(p: dict[str, Any]) -> str:
+    """Optimizer steps to target, with the batches beside them where they differ (split-backward)."""
+    steps = span(p.get("optimizer_steps_lo"), p.get("optimizer_steps"))
+    batches = span(p.get("steps_lo"), p.get("steps"))
+    return steps if steps == batches else f"{steps} ({batches})"
+
+
+def _b_simple(p: dict[str, Any]) -> str:
+    return with_interval(p.get("b_simple"), p.get("b_simple_lo"), p.get("b_simple_hi"))
+
+
+def _b_simple_source(rows: list[dict[str, Any]]) -> str:
+    """Which part of training the runs' B_simple comes from, in words."""
+    probed = [r for r in rows if _finite(r.get("b_simple_to_samples"))]
+    if probed:
+        windows = "; ".join(
+            f"{r.get('run')}: samples {count(r.get('b_simple_from_samples'))}–{count(r['b_simple_to_samples'])}, "
+            f"{count(r.get('b_simple_readings'))} readings, {_pct(r.get('b_simple_undefined'), 0)} undefined"
+            for r in probed[:8]) + (f"; and {len(probed) - 8} more runs" if len(probed) > 8 else "")
+        return ("each run's value is the noise probe's last window (late training: the readings of the "
+                "run's last window of training samples, each on a 1,024-sample probe batch drawn from the "
+                "training set); the interval is a jackknife over the window's readings; undefined: readings "
+                f"whose |G|^2 estimate was <= 0 (windows: {windows})")
+    return ("each run's value is the running average (EMA) of the last ~10 estimates at its last epoch "
+            "end, each from chunks of a training batch (late training; the estimator of this run directory's "
+            "trainer version: noisy at small batches, lagging at large ones, no interval)")
+
+
+def _crit_lines(a: dict[str, Any]) -> list[str]:
+    fit = a.get("b_crit") or {}
+    used = ", ".join(f"{b:g}" for b in fit.get("batch_sizes", [])) or "none"
+    lines = [
+        f"Fit of S = S_min (1 + B_crit / B) and E = E_min (1 + B / B_crit), B_crit = E_min / S_min "
+        f"(McCandlish et al. 2018), to the best lr of each batch size that reached the target (batch sizes: "
+        f"{used}). Each crossing is drawn uniformly between its last miss and its hit, seeds are resampled, "
+        f"{DRAWS:,} draws; figures are the median (95% interval). Not determined when fewer than "
+        f"{MIN_POINTS} batch sizes remain or the interval spans more than {MAX_SPAN:g}x.",
+        "",
+    ]
+    if "B_crit" not in fit:
+        lines.append(f"- B_crit: not determined ({fit.get('reason') or 'no fit'})")
+    elif fit["determined"]:
+        lines.append(f"- B_crit = {with_interval(fit['B_crit'], fit['B_crit_lo'], fit['B_crit_hi'])}")
+        lines.append(f"- S_min = {with_interval(fit['S_min'], fit['S_min_lo'], fit['S_min_hi'])} steps, "
+                     f"E_min = {with_interval(fit['E_min'], fit['E_min_lo'], fit['E_min_hi'])} samples")
+    else:
+        lines.append(f"- B_crit: not determined: {fit['reason']} (draws: median "
+                     f"{with_interval(fit['B_crit'], fit['B_crit_lo'], fit['B_crit_hi'])})")
+    for item in a.get("left_out", []):
+        lines.append(f"- left out: batch {item['batch_size']}: {item['reason']}")
+    return lines
+
+
+def markdown(facts: dict[str, Any], plots: bool = True) -> str:
+    """The report as Markdown: tables, and the plots as text blocks unless plots is False."""
     s, a = facts["started"], facts["analysis"]
     cfg = s.get("config") or {}
     sweep = cfg.get("sweep")
     target = sweep.get("target_accuracy") if isinstance(sweep, dict) else None
+    n_test = facts["test_samples"]
+    dec = max(0, math.floor(math.log10(n_test)) - 2) if n_test > 0 else 2
     lines = [
         "# bstui report",
         "",
@@ -72,60 +182,87 @@ def markdown(facts: dict[str, Any]) -> str:
         + (f" ({s['dataset_note']})" if s.get("dataset_note") else ""),
         f"- target test accuracy: {target}; runs finished: {len(facts['rows'])}"
         + ("" if facts["finished"] else " (sweep still running or interrupted)"),
+        f"- accuracies on {n_test:,} test samples (resolution {100 / n_test:.2g}%); crossings of the target "
+        "are intervals: after the last evaluation below it, at or before the first at or above it",
         *([f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
            "and were skipped"] if facts.get("skipped") else []),
+    ]
+    if facts["derived"]:
+        lines.append("- derived by this report from the recorded events (this run directory's trainer did not "
+                     "record them): " + "; ".join(facts["derived"]))
+    lines += [
         "",
-        "## Best lr per batch size (steps, samples and time to target; mean ± sd over seeds)",
+        "## Best lr per batch size",
         "",
-        "| batch | best lr | lrs tried | linear rule | sqrt rule | steps | samples | time s | best acc | B_simple |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Best: the fewest steps to the target among the lrs whose every seed reached it and none diverged or "
+        "collapsed. k: split-backward chunks (k optimizer steps per batch); eff. lr = lr x k.",
+        "",
+        "| batch | best lr | k | eff. lr | lrs tried | linear rule | sqrt rule | optimizer steps | batches "
+        "| samples | time s | best acc | final acc | B_simple |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in a["best"]:
+        reached = p["reached_target"]
         lines.append(
-            f"| {p['batch_size']} | {_f(p['lr'])}{' ' + p['variant'] if p.get('variant') else ''} | {p['lrs_tried']} | {_f(p.get('lr_linear_rule'))} | "
-            f"{_f(p.get('lr_sqrt_rule'))} | {_pm(p['steps'], p['steps_std'], '.0f')} | "
-            f"{_pm(p['samples'], p['samples_std'], '.0f')} | {_pm(p['time_s'], p['time_s_std'], '.2f')} | "
-            f"{_f(p['best_test_acc'], '.4f')} | {_f(p.get('b_simple'), '.0f')} |"
+            f"| {p['batch_size']} | {_lr(p) if reached else 'not reached'} | {p['split_chunks']} | "
+            f"{setting(p.get('effective_lr'))} | {p['lrs_tried']} | {setting(p.get('lr_linear_rule'))} | "
+            f"{setting(p.get('lr_sqrt_rule'))} | {span(p.get('optimizer_steps_lo'), p.get('optimizer_steps'))} | "
+            f"{span(p.get('steps_lo'), p.get('steps'))} | {span(p.get('samples_lo'), p.get('samples'))} | "
+            f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
+            f"{_pct(p.get('best_test_acc'), dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} |"
         )
-    lines += ["", "## Critical batch size", ""]
-    fs, fe = a["fit_steps"], a["fit_examples"]
-    lines.append(
-        f"- fit of S = S_min (1 + B_crit / B): "
-        + (f"B_crit = {fs['B_crit']:.0f}, S_min = {fs['S_min']:.0f} steps (rel. rms {fs['rel_rms']:.2f})"
-           if "B_crit" in fs else f"n/a ({fs['error']})")
-    )
-    lines.append(
-        f"- fit of E = E_min (1 + B / B_crit): "
-        + (f"B_crit = {fe['B_crit']:.0f}, E_min = {fe['E_min']:.0f} samples (rel. rms {fe['rel_rms']:.2f})"
-           if "B_crit" in fe else f"n/a ({fe['error']})")
-    )
-    lines.append(f"- measured gradient noise scale B_simple (median over batch sizes): {_f(a['b_simple'], '.0f')}")
+    lines += ["", "## Critical batch size", "", *_crit_lines(a)]
+    batches = ", ".join(str(b) for b in a.get("b_simple_batches", []))
+    if batches:
+        lines.append(f"- gradient noise scale B_simple: median {sig(a.get('b_simple'))} over the batch sizes that "
+                     f"reached the target ({batches}); {_b_simple_source(facts['rows'])}")
+    else:
+        lines.append("- gradient noise scale B_simple: no summary (no batch size that reached the target has one; "
+                     f"each run's is in the table below); {_b_simple_source(facts['rows'])}")
     lines += [
         "",
         "## Every point (batch size x lr)",
         "",
-        "| batch | lr | seeds | reached | steps | time s | best acc | loss-diff sd | grad cos | samples/s | status |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| batch | lr | k | eff. lr | seeds | reached | optimizer steps (batches) | time s | best acc | final acc "
+        "| B_simple | loss-diff sd | grad cos | samples/s | status |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in a["points"]:
         lines.append(
-            f"| {p['batch_size']}{' ' + p['variant'] if p.get('variant') else ''} | {_f(p['lr'])} | {p['seeds']} | {p['reached']} | "
-            f"{_pm(p['steps'], p['steps_std'], '.0f')} | {_pm(p['time_s'], p['time_s_std'], '.2f')} | "
-            f"{_f(p['best_test_acc'], '.4f')} | {_f(p['loss_diff_std'])} | {_f(p['grad_cos'], '.2f')} | "
-            f"{_f(p['samples_per_s'], ',.0f')} | {', '.join(p['statuses'])} |"
+            f"| {p['batch_size']} | {_lr(p)} | {p['split_chunks']} | {setting(p.get('effective_lr'))} | "
+            f"{p['seeds']} | {p['reached']} | {_steps(p)} | "
+            f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
+            f"{_pct(p.get('best_test_acc'), dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} | "
+            f"{sig(p.get('loss_diff_std'))} | {sig(p.get('grad_cos'))} | {sig(p.get('samples_per_s'), 3)} | "
+            f"{', '.join(p['statuses'])} |"
         )
+    ended = [r for r in facts["rows"] if r.get("status") not in ("done", None)]
+    if ended:
+        lines += ["", "Runs that did not end `done`:", ""]
+        for r in ended:
+            why = r.get("collapse_reason") or facts["reasons"].get(str(r.get("run"))) or "-"
+            at = f" (at batch {count(r['collapsed_at_iter'])})" if _finite(r.get("collapsed_at_iter")) else ""
+            lines.append(f"- {r.get('run')}: {r.get('status')}{at}: {why}")
     lines += [
         "",
-        "Steps/samples/time: to the first epoch whose test accuracy reached the target. loss-diff sd: standard",
-        "deviation of successive per-iteration loss differences (oscillation). grad cos: mean cosine between",
-        "consecutive gradients. B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018), from chunk gradients.",
+        "Batches: forward passes; optimizer steps: k per batch while split-backward is on (k x batches), which",
+        "at momentum 0 equal one step per batch at lr x k. Samples and time s: training samples and wall",
+        "seconds of training to the target (evaluation excluded). loss-diff sd: standard deviation of successive",
+        "per-iteration loss differences (oscillation). grad cos: mean cosine between consecutive gradients.",
+        "B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018), with its 95% interval where measured.",
     ]
-    return "\n".join(lines) + "\n"
+    if plots:
+        from trainer.report_plots import plots as draw  # plotext loads only when plots are wanted
+
+        lines += ["", "## Plots", ""]
+        for block in draw(facts["events"], a, target):
+            lines += ["```text", block, "```", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_report(run_dir: Path) -> tuple[str, Path]:
+def write_report(run_dir: Path, plots: bool = True) -> tuple[str, Path]:
     """Write report.md into the run directory; returns (markdown, path)."""
-    text = markdown(collect(run_dir))
+    text = markdown(collect(run_dir), plots=plots)
     path = Path(run_dir) / REPORT
     write_atomic(path, text)
     return text, path

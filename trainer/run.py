@@ -19,11 +19,12 @@ from trainer.controls import Controls, StopRequested
 from trainer.data import Dataset
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
-from trainer.evaluation import evaluate
+from trainer.evaluation import eval_slice, evaluate
 from trainer.runlog import Emitter, EventType, RunDirWriteError
 from trainer.ledger import Ledger
-from trainer.plan import RunSettings, RunSpec
+from trainer.plan import RunSettings, RunSpec, eval_interval
 from trainer.optim import lr_at
+from trainer.noise_probe import NoiseProbe
 from trainer.probes import Probes
 from trainer.run_state import (
     StateError,
@@ -76,6 +77,10 @@ class Run(SweepRun):
         self.spec, self.settings, self.dataset, self.device = spec, settings, dataset, device
         self.emitter, self.controls, self.ddp = emitter, controls, ddp
         self.test_x, self.test_y = test_xy
+        self.slice_x, self.slice_y = eval_slice(*test_xy)
+        # Samples between sub-epoch evaluations on the slice (0: epoch ends only) and the next one due.
+        self.eval_every = eval_interval(settings.eval_every, int(dataset.train.labels.shape[0]))
+        self._next_eval = 0
         self.status: str | None = None  # None while running
         self.reason = ""
         self.ledger = Ledger(spec, emitter, settings.target_accuracy)
@@ -111,7 +116,7 @@ class Run(SweepRun):
             on_capture=lambda: self.emitter.emit(EventType.STARTUP, run=spec.run_id, stage="capturing CUDA graph"))
         self.fast_path = self.step.fast_path
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
-        self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch)
+        self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
 
     @property
     def iteration(self) -> int:
@@ -133,6 +138,7 @@ class Run(SweepRun):
                 raise
             oom = exc
         spec, settings, epochs = self.spec, self.settings, self.ledger.totals.epochs
+        self._next_eval = self._eval_after(self.ledger.totals.samples)
         self.emitter.emit(
             "run_started", run=self.run_id, batch_size=spec.batch_size, lr=spec.lr, momentum=spec.momentum,
             split_chunks=self.split_chunks, split_method=spec.split_method, iters_per_epoch=self.iters_per_epoch,
@@ -141,12 +147,14 @@ class Run(SweepRun):
             variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
+            eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),
+            gns_probe_every=self.probes.noise.every if self.probes and self.probes.noise else 0,
             **({"resumed_from_epoch": epochs} if restore is not None else {}),
         )
         if oom is not None:
             self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, oom))
         elif epochs >= settings.epochs:  # restored after its last epoch's checkpoint
-            self.finish("done")
+            self._finish_trained()
 
     def advance(self, samples: int) -> None:
         """Train about `samples` samples (whole batches, at least one), crossing epochs as needed.
@@ -190,8 +198,9 @@ class Run(SweepRun):
 
     def summary(self) -> dict[str, Any]:
         """The run's row of summary.csv."""
+        noise = self.probes.noise if self.probes is not None else None
         return self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
-                                   micro_batch=self.micro_batch)
+                                   micro_batch=self.micro_batch, probe=noise.figures() if noise is not None else None)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run after its last completed epoch: tensors and plain
@@ -217,6 +226,7 @@ class Run(SweepRun):
         ledger, totals, opt, compute = self.ledger, self.ledger.totals, self.optimizer, self.compute
         controls = self.controls
         probes = self.probes if self.probes is not None and self.probes.enabled else None
+        noise = self.probes.noise if self.probes is not None else None
         base_lr, warmup = self.spec.lr, self.warmup_iters
         done = 0
         try:
@@ -246,11 +256,23 @@ class Run(SweepRun):
                 if probes is not None and (probing or probes.wants_grads):
                     probes.after_step(step.last_grads(), probing)
                 done += 1
-                if ledger.record(loss, n):  # a block is full: copy it to the host, off the clock
+                chunks = self.split_chunks  # optimizer steps: k per batch when the chunks divide it
+                if ledger.record(loss, n, chunks if n % chunks == 0 else 1):  # a full block: to the host, off the clock
                     self.wall.stop()
                     self._flush_losses()
                     if self.finished:
                         return done
+                    self.wall.start()
+                if (self.eval_every and totals.samples >= self._next_eval
+                        and ledger.epoch_iters < self.iters_per_epoch):  # an epoch's last batch: its end evaluates
+                    self.wall.stop()
+                    self._evaluate_slice()
+                    if self.finished:
+                        return done
+                    self.wall.start()
+                if noise is not None and noise.due(totals.samples):  # the batch-independent probe, off the clocks
+                    self.wall.stop()
+                    self._read_noise(noise)
                     self.wall.start()
         finally:
             self.wall.stop()
@@ -268,6 +290,38 @@ class Run(SweepRun):
         if diverged:
             self.finish("diverged", diverged)
 
+    def _eval_after(self, samples: int) -> int:
+        """The training samples at which the next sub-epoch evaluation is due."""
+        return (samples // self.eval_every + 1) * self.eval_every if self.eval_every else 0
+
+    def _evaluate_slice(self) -> None:
+        """A sub-epoch evaluation on the evaluation slice, off the clocks (they are stopped): the
+        losses so far are flushed first (a NaN among them ends the run diverged)."""
+        self._flush_losses()
+        if self.finished:
+            return
+        totals = self.ledger.totals
+        self.compute.collect()
+        wall = totals.wall_s + self.wall.total
+        compute = totals.compute_s + min(self.compute.total, self.wall.total)
+        test_loss, test_acc = evaluate(self.model, self.slice_x, self.slice_y)
+        self.ledger.evaluated(test_acc=test_acc, test_loss=test_loss, eval_samples=int(self.slice_y.shape[0]),
+                              wall_s=wall, compute_s=compute)
+        self._next_eval = self._eval_after(totals.samples)
+        self._collapsed()
+
+    def _read_noise(self, noise: NoiseProbe) -> None:
+        """One reading of the batch-independent noise probe at the current weights (trainer/noise_probe.py):
+        a probe batch drawn from the training set by the probe's own generator; emits `noise_probe` with
+        the reading and the window's B_simple, its 95% interval and the share of undefined readings."""
+        train = self.dataset.train
+        x, y = noise.draw(train.images, train.labels)
+        x = x.unsqueeze(1).to(torch.float32).div(255).to(self.device)  # as the training batches (ToTensor)
+        reading = noise.update(self.model, x, y.to(self.device), self.ledger.totals.samples)
+        self.emitter.emit("noise_probe", run=self.run_id, iter=self.ledger.totals.iters, samples=reading.samples,
+                          g2=reading.g2, trace=reading.trace, probe_size=noise.probe_size,
+                          chunk_size=noise.chunk_size, window_samples=noise.window, **noise.figures())
+
     def _end_epoch(self) -> None:
         self._flush_losses()
         if self.finished:
@@ -276,13 +330,33 @@ class Run(SweepRun):
         # CUDA-event sums can exceed a short host interval by timer granularity; keep data >= 0.
         compute = min(self.compute.take(), wall)
         test_loss, test_acc = evaluate(self.model, self.test_x, self.test_y)
+        self._next_eval = self._eval_after(self.ledger.totals.samples)
         self.ledger.end_epoch(wall=wall, compute=compute, test_loss=test_loss, test_acc=test_acc,
                               lr=self.optimizer.param_groups[0]["lr"], split_chunks=self.split_chunks,
                               probe_figures=self.probes.epoch_figures() if self.probes is not None else {})
+        if self._collapsed():
+            return
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
         if self.ledger.totals.epochs >= self.settings.epochs:
-            self.finish("done")
+            self._finish_trained()
+
+    def _collapsed(self) -> bool:
+        """After an evaluation: end the run `collapsed` when its accuracy fell back to chance."""
+        verdict = self.ledger.fell_back()
+        if verdict is None:
+            return False
+        self.finish("collapsed", self._collapse_reason(verdict.reason))
+        return True
+
+    def _finish_trained(self) -> None:
+        """Every epoch trained: `done`, or `collapsed` when the epochs say it collapsed or never learned."""
+        verdict = self.ledger.end_verdict()
+        self.finish("collapsed", self._collapse_reason(verdict.reason)) if verdict else self.finish("done")
+
+    def _collapse_reason(self, why: str) -> str:
+        at = self.ledger.totals.collapse or {}
+        return f"{why}; collapsed at epoch {at.get('epoch')} (iteration {at.get('iter')})"
 
     def _obey(self, controls: Controls) -> None:
         self._seen_version = controls.version

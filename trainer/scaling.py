@@ -1,6 +1,11 @@
-"""Scaling analysis of a sweep (issue 4): best lr per batch size, steps / samples / time to target,
-and the critical batch size fitted to them (McCandlish et al. 2018). numpy only, no torch: the app
-and `python -m trainer report` use it on run summaries.
+"""Scaling analysis of a sweep (issues 4 and 13): best lr per batch size, steps / samples / time to
+target, and the critical batch size fitted to them (McCandlish et al. 2018). numpy only, no torch: the
+app and `python -m trainer report` use it on run summaries.
+
+Every crossing of the target is an interval, from the last evaluation that missed it (the summary's
+`*_lo` fields, trainer/crossing.py) to the first that hit it; the B_crit fit with its uncertainty is
+trainer/bcrit.py. `fit_critical_batch` / `fit_examples` are the plain point fits (to the intervals'
+midpoints), kept for the curves the app draws.
 """
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from trainer.bcrit import Crossing, fit_with_uncertainty
 
 
 class FitError(ValueError):
@@ -44,15 +51,22 @@ def _points(batch_sizes: Sequence[float], values: Sequence[float], what: str) ->
     return b, v
 
 
-def fit_critical_batch(batch_sizes: Sequence[float], steps: Sequence[float]) -> dict[str, float]:
+def _rms_or_none(rel_rms: float, b: np.ndarray) -> float | None:
+    """The residual only where it can say something: two points always fit a two-parameter line."""
+    return rel_rms if np.unique(b).size > 2 else None
+
+
+def fit_critical_batch(batch_sizes: Sequence[float], steps: Sequence[float]) -> dict[str, float | None]:
     """Fit S = S_min (1 + B_crit / B) to steps-to-target S measured at batch sizes B.
 
     Linear in 1/B: S = S_min + (S_min B_crit) / B. Returns {"S_min", "B_crit", "rel_rms"} (the last
     the relative RMS residual: how well the points follow the model). Raises FitError when there
-    are too few points or they do not follow the model (steps that grow with the batch size).
+    are too few points or they do not follow the model (steps that grow with the batch size). rel_rms
+    is None for 2 batch sizes (an exact fit says nothing about the model).
     """
     b, s = _points(batch_sizes, steps, "steps")
     s_min, slope, rel_rms = _line_fit(1.0 / b, s)
+    rel_rms = _rms_or_none(rel_rms, b)
     if s_min <= 0.0:
         raise FitError(
             f"steps fall as fast as 1/B or faster (fitted S_min = {s_min:.3g} <= 0): the points never leave "
@@ -66,7 +80,7 @@ def fit_critical_batch(batch_sizes: Sequence[float], steps: Sequence[float]) -> 
     return {"S_min": s_min, "B_crit": slope / s_min, "rel_rms": rel_rms}
 
 
-def fit_examples(batch_sizes: Sequence[float], examples: Sequence[float]) -> dict[str, float]:
+def fit_examples(batch_sizes: Sequence[float], examples: Sequence[float]) -> dict[str, float | None]:
     """Fit E = E_min (1 + B / B_crit) to examples-to-target E measured at batch sizes B.
 
     Linear in B: E = E_min + (E_min / B_crit) B. Returns {"E_min", "B_crit", "rel_rms"}. Raises
@@ -74,6 +88,7 @@ def fit_examples(batch_sizes: Sequence[float], examples: Sequence[float]) -> dic
     """
     b, e = _points(batch_sizes, examples, "examples")
     e_min, slope, rel_rms = _line_fit(b, e)
+    rel_rms = _rms_or_none(rel_rms, b)
     if slope <= 0.0:
         raise FitError(
             "examples to target do not grow with the batch size, so no critical batch size shows in "
@@ -89,7 +104,7 @@ def fit_examples(batch_sizes: Sequence[float], examples: Sequence[float]) -> dic
 
 def _num(value: Any) -> float | None:
     """A finite float from a summary field (csv strings or JSON numbers), else None."""
-    if value is None or value == "":
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
         out = float(value)
@@ -104,11 +119,48 @@ def _spread(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One point per (batch size, lr): seeds aggregated as mean and standard deviation.
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.fmean(kept) if kept else None
 
-    A point counts as reaching the target only if every one of its seeds did (a lucky seed
-    does not make an lr good); steps, samples and time are over the seeds that reached it.
+
+# Statuses that end a run without a usable model: an lr whose runs end so is never the best,
+# even where the target was reached before (issue 13).
+UNUSABLE = ("diverged", "collapsed")
+UNFINISHED = ("running", "pending")
+
+
+def chunks_of(row: dict[str, Any]) -> int:
+    """Split-backward k of a summary row (1 = plain steps)."""
+    k = _num(row.get("split_chunks"))
+    return int(k) if k and k >= 1 else 1
+
+
+def crossing_of(row: dict[str, Any]) -> tuple[Crossing | None, bool]:
+    """A run's crossing of the target as an interval (None: not reached), and whether its lower end
+    (the last miss) is recorded; without it the interval shrinks to the hit (resolution unknown)."""
+    hi = _num(row.get("iters_to_target"))
+    if hi is None:
+        return None, True
+    b = _num(row.get("batch_size")) or 1.0
+    lo = _num(row.get("iters_to_target_lo"))
+    s_hi = _num(row.get("samples_to_target"))
+    s_hi = hi * b if s_hi is None else s_hi
+    s_lo = _num(row.get("samples_to_target_lo"))
+    known = lo is not None and lo <= hi
+    if not known:
+        lo, s_lo = hi, s_hi
+    elif s_lo is None or s_lo > s_hi:
+        s_lo = lo * b
+    return Crossing(lo, hi, s_lo, s_hi), known
+
+
+def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per (batch size, lr, variant): seeds aggregated as means (and sd).
+
+    A point counts as reaching the target only if every one of its seeds did (a lucky seed does not
+    make an lr good). steps are batches (one per forward pass; k optimizer steps each in split-backward,
+    `optimizer_steps`); `*_lo` are the last misses before the hits (see crossing_of).
     """
     # Runs of different [[variants]] (optimizers, split-backward; issue 7) are different points even
     # at the same batch size and lr; rows without a variant have "".
@@ -121,57 +173,153 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     points = []
     for (b, lr, variant), runs in sorted(groups.items()):
         reached = [r for r in runs if _num(r.get("iters_to_target")) is not None]
-        point: dict[str, Any] = {"batch_size": b, "lr": lr, "seeds": len(runs), "reached": len(reached)}
+        k = max(chunks_of(r) for r in runs)
+        point: dict[str, Any] = {"batch_size": b, "lr": lr, "seeds": len(runs), "reached": len(reached),
+                                 "split_chunks": k}
         if variant:
             point["variant"] = variant
-        for key, field in (("steps", "iters_to_target"), ("samples", "samples_to_target"),
-                           ("time_s", "time_to_target_s"), ("compute_s", "compute_to_target_s")):
+        point["effective_lr"] = _mean([_num(r.get("effective_lr")) or lr * chunks_of(r) for r in runs])
+        for key, field, lo_field in (("steps", "iters_to_target", "iters_to_target_lo"),
+                                     ("samples", "samples_to_target", "samples_to_target_lo"),
+                                     ("time_s", "time_to_target_s", "time_to_target_lo_s"),
+                                     ("compute_s", "compute_to_target_s", "compute_to_target_lo_s")):
             mean, std = _spread([v for r in reached if (v := _num(r.get(field))) is not None])
             point[key], point[f"{key}_std"] = mean, std
-        for key in ("best_test_acc", "b_simple", "loss_diff_std", "grad_cos", "samples_per_s"):
+            point[f"{key}_lo"] = _mean([_num(r.get(lo_field)) for r in reached]) if reached else None
+        crossings = [crossing_of(r) for r in reached]
+        point["resolution_known"] = all(known for _, known in crossings)
+        if not point["resolution_known"]:  # some seed recorded only its hit: no interval to give
+            point["steps_lo"] = point["samples_lo"] = point["time_s_lo"] = point["compute_s_lo"] = None
+        if reached:
+            opt = [_num(r.get("optimizer_steps_to_target")) or _num(r.get("iters_to_target")) * chunks_of(r)
+                   for r in reached]
+            point["optimizer_steps"] = statistics.fmean(opt)
+            opt_lo = [_num(r.get("optimizer_steps_to_target_lo"))
+                      if _num(r.get("optimizer_steps_to_target_lo")) is not None
+                      else c.steps_lo * chunks_of(r) for r, (c, _) in zip(reached, crossings)]
+            point["optimizer_steps_lo"] = statistics.fmean(opt_lo) if point["resolution_known"] else None
+        else:
+            point["optimizer_steps"] = point["optimizer_steps_lo"] = None
+        for key in ("best_test_acc", "final_test_acc", "b_simple", "loss_diff_std", "grad_cos", "samples_per_s"):
             point[key], _ = _spread([v for r in runs if (v := _num(r.get(key))) is not None])
+        # B_simple's interval over seeds: from the lowest low to the highest high (an open end stays open).
+        measured = [r for r in runs if _num(r.get("b_simple")) is not None]
+        lows = [_num(r.get("b_simple_lo")) for r in measured]
+        highs = [_num(r.get("b_simple_hi")) for r in measured]
+        point["b_simple_lo"] = min(lows) if measured and None not in lows else None
+        point["b_simple_hi"] = max(highs) if measured and None not in highs else None
         point["statuses"] = sorted({str(r.get("status")) for r in runs})
+        point["usable"] = not any(s in UNUSABLE for s in point["statuses"])
         points.append(point)
     return points
 
 
+def _mid(p: dict[str, Any]) -> float:
+    return (p["steps"] + (p["steps_lo"] if p.get("steps_lo") is not None else p["steps"])) / 2
+
+
+def _eligible(p: dict[str, Any]) -> bool:
+    return p["reached"] == p["seeds"] and p["steps"] is not None and p["usable"]
+
+
+def _why_not(p: dict[str, Any]) -> str:
+    """Why one (batch, lr) point cannot be the best, in words."""
+    lr = f"lr {p['lr']:g}"
+    bad = [s for s in p["statuses"] if s in UNUSABLE]
+    if p["reached"] == p["seeds"] and bad:
+        return f"{lr} reached the target, then {' / '.join(bad)}"
+    if p["reached"]:
+        return f"{lr} reached it in {p['reached']} of {p['seeds']} seeds"
+    if any(s in UNFINISHED for s in p["statuses"]):
+        return f"{lr} still training"
+    ended = [s for s in p["statuses"] if s not in ("done",)]
+    acc = f" (best {p['best_test_acc']:.1%})" if p.get("best_test_acc") is not None else ""
+    if ended:
+        return f"{lr} {' / '.join(ended)}{acc}"
+    return f"{lr} never reached the target{acc}"
+
+
 def best_per_batch(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per batch size, the lr that reached the target in the fewest steps (Shallue et al. 2018:
-    best trial per batch size); batch sizes where no lr reached it keep their best accuracy."""
+    best trial per batch size), picked only among lrs whose every seed reached it and none diverged or
+    collapsed. A batch size where none did has no best lr (`lr` None, `left_out` says why) and keeps
+    its best accuracy."""
     by_batch: dict[int, list[dict[str, Any]]] = {}
     for p in points:
         by_batch.setdefault(p["batch_size"], []).append(p)
     best = []
     for b, candidates in sorted(by_batch.items()):
-        full = [p for p in candidates if p["reached"] == p["seeds"] and p["steps"] is not None]
+        full = [p for p in candidates if _eligible(p)]
         if full:
-            pick = min(full, key=lambda p: (p["steps"], -(p["best_test_acc"] or 0)))
-        else:
-            pick = max(candidates, key=lambda p: p["best_test_acc"] or 0)
-        best.append({**pick, "lrs_tried": len(candidates), "reached_target": bool(full)})
+            pick = min(full, key=lambda p: (_mid(p), -(p["best_test_acc"] or 0)))
+            best.append({**pick, "lrs_tried": len(candidates), "reached_target": True})
+            continue
+        top = max(candidates, key=lambda p: p["best_test_acc"] or 0)
+        best.append({
+            "batch_size": b, "lr": None, "effective_lr": None, "split_chunks": top["split_chunks"],
+            "seeds": top["seeds"], "reached": 0, "lrs_tried": len(candidates), "reached_target": False,
+            "steps": None, "steps_lo": None, "steps_std": None, "samples": None, "samples_lo": None,
+            "samples_std": None, "time_s": None, "time_s_lo": None, "time_s_std": None, "optimizer_steps": None,
+            "optimizer_steps_lo": None, "resolution_known": True,
+            "best_test_acc": top["best_test_acc"], "final_test_acc": top["final_test_acc"],
+            "b_simple": top["b_simple"], "b_simple_lo": top["b_simple_lo"], "b_simple_hi": top["b_simple_hi"],
+            "statuses": sorted({s for p in candidates for s in p["statuses"]}),
+            "left_out": "; ".join(_why_not(p) for p in candidates),
+            **({"variant": top["variant"]} if top.get("variant") else {}),
+        })
     return best
 
 
+def _fit_points(rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]) -> tuple[dict[float, list[Crossing]], bool]:
+    """Each reached batch size's crossings (one per seed of its best lr) and whether all are resolved."""
+    points: dict[float, list[Crossing]] = {}
+    known = True
+    for p in best:
+        if not p["reached_target"]:
+            continue
+        for r in rows:
+            if (_num(r.get("batch_size")) == p["batch_size"] and _num(r.get("lr")) == p["lr"]
+                    and str(r.get("variant") or "") == str(p.get("variant") or "")):
+                crossing, resolved = crossing_of(r)
+                if crossing is not None:
+                    points.setdefault(float(p["batch_size"]), []).append(crossing)
+                    known = known and resolved
+    return points, known
+
+
 def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_batch: int | None = None) -> dict[str, Any]:
-    """Everything issue 4 reports: points, best lr per batch size, the B_crit fits, B_simple.
+    """Everything issues 4 and 13 report: points, best lr per batch size, the batch sizes left out and
+    why, the B_crit fit with its interval (`b_crit`, trainer/bcrit.py), the plain point fits
+    (`fit_steps`, `fit_examples`) and the median B_simple of the batch sizes that reached the target.
 
     With base_lr/base_batch, the best lrs are set beside the linear and sqrt scaling rules.
-    Fits that cannot be made say why (`error`), they never raise.
+    Fits that cannot be made say why (`error` / `reason`), they never raise.
     """
     points = lr_points(rows)
     best = best_per_batch(points)
     reached = [p for p in best if p["reached_target"]]
-    result: dict[str, Any] = {"points": points, "best": best}
+    result: dict[str, Any] = {"points": points, "best": best,
+                              "left_out": [{"batch_size": p["batch_size"], "reason": p["left_out"]}
+                                           for p in best if not p["reached_target"]]}
+    mids = [_mid(p) for p in reached]
+    sample_mids = [((p["samples"] or 0) + (p["samples_lo"] if p["samples_lo"] is not None else p["samples"] or 0)) / 2
+                   for p in reached]
     try:
-        result["fit_steps"] = fit_critical_batch([p["batch_size"] for p in reached], [p["steps"] for p in reached])
+        result["fit_steps"] = fit_critical_batch([p["batch_size"] for p in reached], mids)
     except FitError as exc:
         result["fit_steps"] = {"error": str(exc)}
     try:
-        result["fit_examples"] = fit_examples([p["batch_size"] for p in reached], [p["samples"] for p in reached])
+        result["fit_examples"] = fit_examples([p["batch_size"] for p in reached], sample_mids)
     except FitError as exc:
         result["fit_examples"] = {"error": str(exc)}
-    b_simple = [p["b_simple"] for p in best if p.get("b_simple") is not None and p["b_simple"] > 0]
+    crossings, known = _fit_points(rows, best)
+    try:
+        result["b_crit"] = fit_with_uncertainty(crossings, resolution_known=known)
+    except ValueError as exc:  # a summary with a crossing interval out of order
+        result["b_crit"] = {"determined": False, "reason": str(exc), "batch_sizes": sorted(crossings)}
+    b_simple = [p["b_simple"] for p in reached if p.get("b_simple") is not None and p["b_simple"] > 0]
     result["b_simple"] = float(np.median(b_simple)) if b_simple else None
+    result["b_simple_batches"] = [p["batch_size"] for p in reached if p.get("b_simple") is not None and p["b_simple"] > 0]
     if base_lr is not None and base_batch:
         for p in best:
             p["lr_linear_rule"] = base_lr * p["batch_size"] / base_batch

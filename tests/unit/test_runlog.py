@@ -88,14 +88,18 @@ def test_every_emitted_type_is_in_the_contract_and_the_contract_is_complete():
     assert emitted and emitted <= set(EVENT_TYPES), emitted - set(EVENT_TYPES)
     assert {"paused", "sweep_resumed"} <= set(EVENT_TYPES)
     assert set(EVENT_FIELDS) == set(EVENT_TYPES)
-    assert set(runlog.RUN_STATUSES) == {"done", "diverged", "oom", "stopped", "failed"}
+    assert set(runlog.RUN_STATUSES) == {"done", "diverged", "oom", "stopped", "failed", "collapsed"}
     assert set(runlog.SWEEP_STATUSES) == {"done", "stopped", "failed"}
 
 
 def test_summary_columns_are_the_documented_ones_in_order():
-    assert SUMMARY_FIELDS == ["run", "batch_size", "lr", "split_chunks", "status", "epochs", "best_test_acc",
-                              "time_to_target_s", "compute_to_target_s", "iters_to_target", "samples_per_s",
-                              "mean_epoch_wall_s", "mean_epoch_compute_s"]
+    # The first version's columns stay first, in order; issue 13 added columns after them (add only).
+    assert SUMMARY_FIELDS[:13] == ["run", "batch_size", "lr", "split_chunks", "status", "epochs", "best_test_acc",
+                                   "time_to_target_s", "compute_to_target_s", "iters_to_target", "samples_per_s",
+                                   "mean_epoch_wall_s", "mean_epoch_compute_s"]
+    assert SUMMARY_FIELDS[13:] == ["final_test_acc", "iters_to_target_lo", "time_to_target_lo_s",
+                                   "compute_to_target_lo_s", "samples_to_target", "samples_to_target_lo",
+                                   "optimizer_steps_to_target", "effective_lr"]
     readme = (ROOT / "docs" / "run-directory.md").read_text()
     assert all(f"`{c}`" in readme for c in SUMMARY_FIELDS)
     assert all(f"`{t}`" in readme for t in EVENT_TYPES)

@@ -92,10 +92,12 @@ RANGES: dict[str, Range] = {
     "sweep.lr_grid.points": Range(0, 1000, note=" (0 = no grid)"),
     "sweep.seeds": Range(1, 1000, note=" (repeats of each point)"),
     "sweep.micro_batch": Range(0, MAX_BATCH, note=" (0 = off)"),
+    "sweep.eval_every": Range(-1, 1_000_000_000, note=" (0 = epoch ends only, -1 = about 10 per epoch)"),
     "split_backward.chunks": Range(1, 1024),
     "gns.every": Range(0, 1_000_000_000, note=" (0 = off)"),
     "gns.chunks": Range(2, 1024, note=" (two batch sizes are needed)"),
     "gns.beta": Range(0, 1, hi_open=True, exact=True),
+    "gns.probe_every": Range(0, 1_000_000_000, note=" (0 = off)"),
     "perf.cpu_threads": Range(0, 1024, note=" (0 = 1 thread)"),
 }
 

@@ -97,6 +97,9 @@ class SweepConfig:
     seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
     micro_batch: int = 0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
     parallel: str = "off"  # off | auto: with several GPUs, independent runs on different GPUs at once
+    # Training samples between evaluations on the evaluation slice (the first 2,000 test samples), besides
+    # the full test set at every epoch end: -1 = a tenth of the training set (~10 per epoch), 0 = epoch ends only.
+    eval_every: int = -1
 
 
 @dataclass
@@ -111,6 +114,9 @@ class GnsConfig:
     every: int = 50  # iterations between gradient-noise-scale estimates; 0 = off
     chunks: int = 4  # the small batch is batch/chunks (the largest divisor of the batch up to this)
     beta: float = 0.9  # EMA factor of the two averages whose ratio is B_simple
+    # The batch-independent probe (issue 13): training samples between readings on a 1,024-sample probe
+    # batch from the training set (0 = off); its B_simple averages the last 10 readings' span.
+    probe_every: int = 6000
 
 
 @dataclass

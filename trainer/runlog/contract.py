@@ -48,6 +48,8 @@ class EventType:
     #: Live only (the app's feed; never written to events.jsonl): what the trainer is doing before
     #: its first loss point: "loading torch", "generating synthetic-digits", "capturing CUDA graph".
     STARTUP: Final = "startup"
+    EVALUATION: Final = "evaluation"  # a sub-epoch evaluation on the evaluation slice (issue 13)
+    NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
 
 
 EVENT_TYPES: Final = (
@@ -62,6 +64,8 @@ EVENT_TYPES: Final = (
     EventType.RUN_FINISHED,
     EventType.SWEEP_FINISHED,
     EventType.STARTUP,
+    EventType.EVALUATION,
+    EventType.NOISE_PROBE,
 )
 #: Events sent to the live feed only: a run directory never records them (they describe this
 #: process's start-up, not the sweep).
@@ -81,13 +85,15 @@ class RunStatus:
     OOM: Final = "oom"
     STOPPED: Final = "stopped"
     FAILED: Final = "failed"
+    COLLAPSED: Final = "collapsed"  # trained, but its accuracy fell back to chance or it never learned
     PENDING: Final = "pending"  # summary.csv only: not started yet
     RUNNING: Final = "running"  # summary.csv only: started (or resumed), not finished
 
 
-RUN_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.STOPPED, RunStatus.FAILED)
+RUN_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.STOPPED, RunStatus.FAILED,
+                       RunStatus.COLLAPSED)
 #: Finished runs whose result stands: `resume` keeps them; stopped and failed runs train again.
-KEPT_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM)
+KEPT_STATUSES: Final = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.OOM, RunStatus.COLLAPSED)
 
 
 class SweepStatus:
@@ -117,6 +123,16 @@ SUMMARY_FIELDS: Final = [
     "samples_per_s",
     "mean_epoch_wall_s",
     "mean_epoch_compute_s",
+    # issue 13: the last full-test-set accuracy, and the crossing of the target as an interval (the
+    # last evaluation below it; the hit is iters/time/compute_to_target above)
+    "final_test_acc",
+    "iters_to_target_lo",
+    "time_to_target_lo_s",
+    "compute_to_target_lo_s",
+    "samples_to_target",
+    "samples_to_target_lo",
+    "optimizer_steps_to_target",
+    "effective_lr",
 ]
 
 # -- trainer.lock ---------------------------------------------------------------------------------
@@ -140,6 +156,12 @@ ROW_FIELDS: Final = {  # a run's summary: results are any number (analyses take 
     "iters_to_target": "num?", "samples_per_s": "num?", "mean_epoch_wall_s": "num?",
     "mean_epoch_compute_s": "num?", "seed": "num?", "samples_to_target": "num?", "loss_diff_std": "num?",
     "grad_cos": "num?", "b_simple": "num?", "variant": "str?", "optim": "str?", "micro_batch": "num?",
+    "final_test_acc": "num?", "iters_to_target_lo": "num?", "samples_to_target_lo": "num?",
+    "time_to_target_lo_s": "num?", "compute_to_target_lo_s": "num?", "optimizer_steps": "num?",
+    "optimizer_steps_to_target": "num?", "optimizer_steps_to_target_lo": "num?", "effective_lr": "num?",
+    "collapsed_at_iter": "num?", "collapsed_at_epoch": "num?", "collapse_reason": "str?",
+    "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?", "b_simple_readings": "num?",
+    "b_simple_from_samples": "num?", "b_simple_to_samples": "num?", "b_simple_source": "str?",
 }
 
 EVENT_FIELDS: Final = {
@@ -158,7 +180,17 @@ EVENT_FIELDS: Final = {
     EventType.MODE_CHANGED: {"iter": "int?", "split_chunks": "int?", "reason": "str?"},
     EventType.PAUSED: {"paused": "bool", "run_waiting": "str?", "iter": "int?"},
     EventType.TARGET_REACHED: {"epoch": "int?", "iter": "int?", "samples": "int?", "wall_s": "num?",
-                               "compute_s": "num?", "test_acc": "num?"},
+                               "compute_s": "num?", "test_acc": "num?", "optimizer_steps": "int?",
+                               "iter_lo": "int?", "samples_lo": "int?", "wall_s_lo": "num?",
+                               "compute_s_lo": "num?", "optimizer_steps_lo": "int?", "source": "str?"},
     EventType.RUN_FINISHED: {"status": "str", "reason": "str?", "summary": "row", "traceback": "str?"},
+    EventType.EVALUATION: {"epoch": "int", "iter": "int", "samples": "int", "test_acc": "num?",
+                           "test_loss": "num?", "eval_samples": "int?", "train_loss": "num?", "wall_s": "num?",
+                           "compute_s": "num?", "optimizer_steps": "int?"},
+    EventType.NOISE_PROBE: {"iter": "int", "samples": "int", "g2": "num?", "trace": "num?", "probe_size": "int?",
+                            "chunk_size": "int?", "window_samples": "int?", "b_simple": "num?",
+                            "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?",
+                            "b_simple_readings": "int?", "b_simple_from_samples": "int?",
+                            "b_simple_to_samples": "int?", "gns_estimates": "int?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }

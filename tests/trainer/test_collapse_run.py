@@ -1,0 +1,50 @@
+"""Collapse in the run loop (issue 13): a run that falls back to chance or never learns ends `collapsed`,
+never `done`; a healthy run stays `done`. Tiny CPU sweeps on generated data."""
+from __future__ import annotations
+
+import pytest
+
+from trainer.runlog import Emitter, ListSink
+from trainer.sweep import run_sweep
+
+
+@pytest.fixture(autouse=True)
+def _shared_dataset(tiny_dataset, monkeypatch):
+    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+
+
+def _finished(cfg):
+    sink = ListSink()
+    result = run_sweep(cfg, Emitter([sink]))
+    return {e["run"]: e for e in sink.of_type("run_finished")}, result, sink
+
+
+def test_a_huge_lr_ends_collapsed_and_a_healthy_lr_stays_done(tiny_config):
+    # lr 1 on the tiny set: accuracy at chance and the loss flat at ln(10) for three epochs (measured:
+    # 2.3214 -> 2.3228 -> 2.3249); lr 0.05 learns slowly (loss 2.308 -> 2.295), which is not a collapse.
+    finished, result, _ = _finished(tiny_config(sweep={"batch_sizes": [20], "lrs": [0.05, 1.0], "epochs": 3}))
+    healthy, huge = finished["bs20-lr0.05"], finished["bs20-lr1"]
+    assert healthy["status"] == "done"
+    assert healthy["summary"]["collapse_reason"] is None
+    assert huge["status"] == "collapsed"
+    assert "ln(10)" in huge["reason"] and "epoch 3" in huge["reason"]
+    s = huge["summary"]
+    assert s["status"] == "collapsed" and s["collapsed_at_epoch"] == 3 and s["collapsed_at_iter"] == 90
+    assert s["final_test_acc"] is not None and s["final_test_acc"] <= 0.15
+    # best lr: only an lr that reached the target, and a collapsed one never
+    best = [p for p in result.summaries if p["status"] == "collapsed"]
+    assert [p["run"] for p in best] == ["bs20-lr1"]
+
+
+def test_accuracy_falling_back_to_chance_ends_the_run_at_that_epoch(tiny_config, monkeypatch):
+    accuracies = iter([0.9, 0.8, 0.11, 0.95, 0.95])  # the third evaluation falls back to chance
+    monkeypatch.setattr("trainer.run.evaluate", lambda model, x, y: (0.5, next(accuracies)))
+    finished, result, sink = _finished(tiny_config(sweep={"batch_sizes": [200], "epochs": 5, "eval_every": 0}))
+    run = finished["bs200"]
+    assert run["status"] == "collapsed"
+    assert "fell back to 11.0%" in run["reason"] and "after reaching 90.0%" in run["reason"]
+    assert [e["epoch"] for e in sink.of_type("epoch_end")] == [1, 2, 3]  # it trained no further
+    s = run["summary"]
+    assert (s["epochs"], s["best_test_acc"], s["final_test_acc"]) == (3, 0.9, 0.11)
+    assert (s["collapsed_at_epoch"], s["collapsed_at_iter"]) == (3, 9)
+    assert result.status == "done"  # a collapse ends the run, not the sweep

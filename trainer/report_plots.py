@@ -1,0 +1,228 @@
+"""Terminal plots of the headless report (issue 13), drawn with plotext into plain strings.
+
+Three plots: training loss against samples per run, test accuracy against samples with the target,
+and steps to target against batch size (log-log) with each crossing's interval, the B_crit fit and its
+95% band. Plain text (no colours), so they read the same in a terminal, in report.md and over SSH;
+runs are told apart by their marker characters, named in each legend. No torch, no Textual.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import plotext as plt
+
+WIDTH, HEIGHT = 78, 20
+MAX_RUNS = 8  # lines per plot; beyond that only the best lr of each batch size is drawn
+MAX_POINTS = 120  # loss points per run (means over buckets of iterations)
+MARKERS = ("x", "o", "+", "*", "#", "@", "%", "&")
+
+
+def compact(value: float) -> str:
+    """An axis label: 3 significant figures at most, k/M for thousands and millions."""
+    if value == 0:
+        return "0"
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{float(f'{value / div:.3g}'):g}{suffix}"
+    return f"{float(f'{value:.3g}'):g}"
+
+
+def linear_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Round ticks (1, 2, 2.5 or 5 x 10^n apart) covering [lo, hi], about `count` of them."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo] if math.isfinite(lo) else []
+    raw = (hi - lo) / max(1, count - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def log_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Ticks of a log axis over [lo, hi]: 1-2-5, 1-3 or 1 per decade, the densest with <= count."""
+    if lo <= 0 or hi <= lo:
+        return [lo] if lo > 0 else []
+    ticks: list[float] = []
+    for mantissas in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                 for m in mantissas if lo * (1 - 1e-9) <= m * 10.0**k <= hi * (1 + 1e-9)]
+        if len(ticks) <= count:
+            break
+    return ticks or [lo, hi]
+
+
+def _start(xlabel: str, width: int, height: int) -> None:
+    plt.clear_figure()
+    plt.plot_size(width, height)
+    plt.theme("clear")
+    plt.xlabel(xlabel)
+
+
+def _build(title: str, legend: Sequence[tuple[str, str]]) -> str:
+    """The figure as plain text: the title, the canvas, then the legend (marker = what) on its own
+    lines, so it never hides a point and long titles are not cut."""
+    text = plt.uncolorize(plt.build())
+    plt.clear_figure()
+    lines = [*textwrap.wrap(title, WIDTH), *(line.rstrip() for line in text.splitlines())]
+    row = ""
+    for marker, what in legend:
+        item = f"{marker} {what}"
+        if row and len(row) + 3 + len(item) > WIDTH:
+            lines.append(row)
+            row = ""
+        row = f"{row}   {item}" if row else f"  {item}"
+    if row:
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _runs_to_draw(runs: dict[str, dict[str, Any]], analysis: dict[str, Any]) -> tuple[list[str], int]:
+    """Run ids to draw (at most MAX_RUNS) and how many were left out."""
+    ids = [r for r in runs if runs[r]["points"]]
+    if len(ids) <= MAX_RUNS:
+        return ids, 0
+    best = {(p["batch_size"], p["lr"], p.get("variant") or "") for p in analysis.get("best", []) if p.get("lr")}
+    keep = [r for r in ids if (runs[r]["batch_size"], runs[r]["lr"], runs[r]["variant"]) in best][:MAX_RUNS]
+    return keep, len(ids) - len(keep)
+
+
+def _bucket_means(points: Sequence[tuple[float, float]], n: int) -> tuple[list[float], list[float]]:
+    """At most n points: means of x and y over consecutive equal buckets."""
+    if len(points) <= n:
+        return [p[0] for p in points], [p[1] for p in points]
+    xs, ys = [], []
+    size = len(points) / n
+    for i in range(n):
+        chunk = points[int(i * size):int((i + 1) * size)]
+        if chunk:
+            xs.append(sum(p[0] for p in chunk) / len(chunk))
+            ys.append(sum(p[1] for p in chunk) / len(chunk))
+    return xs, ys
+
+
+def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per run: batch size, lr, variant, per-iteration losses as (samples, loss) and evaluations as
+    (samples, test accuracy): epoch ends (full test set) and sub-epoch evaluations (the evaluation slice),
+    from the run directory's events."""
+    runs: dict[str, dict[str, Any]] = {}
+    for e in events:
+        run = e.get("run")
+        if not isinstance(run, str):
+            continue
+        if e.get("type") == "run_started":
+            old = runs.get(run)
+            runs[run] = {"batch_size": e.get("batch_size") or 1, "lr": e.get("lr"),
+                         "variant": str(e.get("variant") or ""), "points": old["points"] if old else {},
+                         "evals": old["evals"] if old else {}}
+        elif run not in runs:
+            continue
+        elif e.get("type") == "losses" and isinstance(e.get("values"), list):
+            b, first = runs[run]["batch_size"], int(e.get("first_iter") or 0)
+            for i, v in enumerate(e["values"]):
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    runs[run]["points"][first + i] = ((first + i + 1) * b, float(v))
+        elif e.get("type") == "epoch_end" and isinstance(e.get("test_acc"), (int, float)):
+            samples = e.get("total_samples") or (e.get("epoch", 0) * (e.get("samples") or 0))
+            runs[run]["evals"][float(samples)] = (float(samples), float(e["test_acc"]))
+        elif (e.get("type") == "evaluation" and isinstance(e.get("test_acc"), (int, float))
+              and isinstance(e.get("samples"), (int, float))):  # sub-epoch, on the evaluation slice
+            runs[run]["evals"][float(e["samples"])] = (float(e["samples"]), float(e["test_acc"]))
+    for r in runs.values():  # a resumed run's repeated iterations / evaluations: the later copy, in order
+        r["points"] = [r["points"][k] for k in sorted(r["points"])]
+        r["evals"] = [r["evals"][k] for k in sorted(r["evals"])]
+    return runs
+
+
+def loss_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
+    ids, omitted = _runs_to_draw(runs, analysis)
+    note = f"; {omitted} runs not drawn (only each batch size's best lr)" if omitted else ""
+    title = f"Training loss vs samples (each run's iterations in {MAX_POINTS} buckets, their means{note})"
+    if not ids:
+        return f"{title}\n(no training loss recorded)"
+    _start("samples", width, height)
+    xs_all, ys_all = [], []
+    for run, marker in zip(ids, MARKERS):
+        xs, ys = _bucket_means(runs[run]["points"], MAX_POINTS)
+        xs_all += xs
+        ys_all += ys
+        plt.plot(xs, ys, marker=marker)
+    _ticks(xs_all, ys_all, log=False)
+    return _build(title, list(zip(MARKERS, ids)))
+
+
+def accuracy_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], target: float | None,
+                  width: int = WIDTH, height: int = HEIGHT) -> str:
+    ids, omitted = _runs_to_draw({k: {**v, "points": v["evals"]} for k, v in runs.items()}, analysis)
+    note = f"; {omitted} runs not drawn (only each batch size's best lr)" if omitted else ""
+    line = f"; the horizontal line is the target, {100 * target:g}%" if target is not None else ""
+    title = f"Test accuracy vs samples (at each evaluation{line}{note})"
+    if not ids:
+        return f"{title}\n(no evaluation recorded)"
+    _start("samples", width, height)
+    xs_all, ys_all = [], []
+    for run, marker in zip(ids, MARKERS):
+        xs = [p[0] for p in runs[run]["evals"]]
+        ys = [100 * p[1] for p in runs[run]["evals"]]
+        xs_all += xs
+        ys_all += ys
+        plt.plot(xs, ys, marker=marker)
+    if target is not None:
+        plt.hline(100 * target)
+        ys_all.append(100 * target)
+    _ticks(xs_all, ys_all, log=False, y_suffix="%")
+    return _build(title, list(zip(MARKERS, ids)))
+
+
+def _ticks(xs: list[float], ys: list[float], log: bool, y_suffix: str = "") -> None:
+    make = log_ticks if log else linear_ticks
+    for values, axis in ((xs, plt.xticks), (ys, plt.yticks)):
+        if values:
+            ticks = make(min(values), max(values))
+            axis(ticks, [compact(t) + (y_suffix if axis is plt.yticks else "") for t in ticks])
+
+
+def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
+    """Steps (batches) to target vs batch size, log-log: | each best point's crossing interval (last
+    miss to hit), x the hit, the fit's median curve and its 95% band."""
+    reached = [p for p in analysis.get("best", []) if p.get("reached_target")]
+    fit = analysis.get("b_crit") or {}
+    title = "Steps (batches) to target vs batch size, log-log, best lr of each batch size"
+    if not reached:
+        return f"{title}\n(no batch size reached the target: nothing to plot against batch size)"
+    _start("batch size", width, height)
+    plt.xscale("log")
+    plt.yscale("log")
+    xs_all, ys_all = [], []
+    band = fit.get("band")
+    legend = [("|", "crossing interval (last miss to hit)"), ("x", "hit")]
+    if band:
+        plt.plot(band["batch"], band["steps_lo"], marker=".")
+        plt.plot(band["batch"], band["steps_hi"], marker=".")
+        plt.plot(band["batch"], band["steps_mid"], marker="o")
+        xs_all += band["batch"]
+        ys_all += [v for v in band["steps_lo"] + band["steps_hi"] if v > 0]
+        legend += [("o", "fit S = S_min (1 + B_crit / B), median"), (".", "its 95% band")]
+    for p in reached:
+        b, hi = p["batch_size"], p["steps"]
+        lo = p.get("steps_lo")
+        if lo is not None and 0 < lo < hi:
+            seg = [lo * (hi / lo) ** (i / 15) for i in range(16)]
+            plt.scatter([b] * len(seg), seg, marker="|")
+            ys_all.append(lo)
+        plt.scatter([b], [hi], marker="x")
+        xs_all.append(b)
+        ys_all.append(hi)
+    ys_all = [v for v in ys_all if v > 0]
+    _ticks(xs_all, ys_all, log=True)
+    return _build(title, legend)
+
+
+def plots(events: Sequence[dict[str, Any]], analysis: dict[str, Any], target: float | None,
+          width: int = WIDTH, height: int = HEIGHT) -> list[str]:
+    """The report's three plots, as plain-text blocks."""
+    runs = run_series(events)
+    return [loss_plot(runs, analysis, width, height), accuracy_plot(runs, analysis, target, width, height),
+            steps_plot(analysis, width, height)]
