@@ -212,6 +212,14 @@ def _on_epoch_end(s: SweepState, e: Event) -> None:
     run.add_eval(EvalPoint(iters, samples, record.test_acc, record.test_loss))
 
 
+def _on_evaluation(s: SweepState, e: Event) -> None:
+    """A sub-epoch evaluation on the evaluation slice: a point of the accuracy and test-loss curves."""
+    iters, samples = e["iter"], e["samples"]
+    if not isinstance(iters, int) or not isinstance(samples, int):
+        raise TypeError("iter and samples must be integers")
+    s._run(e).add_eval(EvalPoint(iters, samples, opt_float(e.get("test_acc")), opt_float(e.get("test_loss"))))
+
+
 def _on_mode_changed(s: SweepState, e: Event) -> None:
     run = s._run(e)
     chunks = int(e.get("split_chunks") or 1)
@@ -293,5 +301,6 @@ _HANDLERS = {
     "sweep_finished": _on_sweep_finished,
     "paused": _on_paused,
     "startup": _on_startup,
-    "evaluation": lambda s, e: None, "noise_probe": lambda s, e: None,  # issue 13: in report.md, not in the app yet
+    "evaluation": _on_evaluation,
+    "noise_probe": lambda s, e: None,  # issue 13: B_simple readings are in the summary and report.md
 }

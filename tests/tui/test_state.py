@@ -176,3 +176,13 @@ def test_start_up_stages_show_until_the_first_loss_point_and_keep_the_clock():
     assert s.stage == "capturing CUDA graph (bs60)"
     s.apply({"type": "losses", "t": 0.5, "run": "bs60", "first_iter": 0, "values": [2.3, 2.2]})
     assert s.stage == "" and s.clock == 0.5
+
+
+def test_sub_epoch_evaluations_are_points_of_the_accuracy_curve_between_epoch_ends():
+    s = started(60)
+    s.apply({"type": "evaluation", "t": 1.0, "run": "bs60", "epoch": 1, "iter": 3, "samples": 180,
+             "test_acc": 0.5, "test_loss": 1.2})
+    s.apply({"type": "evaluation", "t": 2.0, "run": "bs60", "epoch": 1, "iter": 6, "samples": 360,
+             "test_acc": 0.7, "test_loss": 0.9})
+    assert not s.apply({"type": "evaluation", "t": 2.5, "run": "bs60", "epoch": 1, "iter": "7", "samples": 420})
+    assert [(p.iters, p.test_acc) for p in s.runs["bs60"].evals] == [(3, 0.5), (6, 0.7)]
