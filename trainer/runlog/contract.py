@@ -170,7 +170,8 @@ EVENT_FIELDS: Final = {
     EventType.SWEEP_RESUMED: {"runs": "list", "kept": "list[str]", "dropped_lines": "int?",
                               "skipped_lines": "int?", "resume": "int?"},
     EventType.RUN_STARTED: {"batch_size": "int", "lr": "num", "split_chunks": "int", "iters_per_epoch": "int",
-                            "epochs": "int?", "seed": "int?", "momentum": "num?", "resumed_from_epoch": "int?"},
+                            "epochs": "int?", "seed": "int?", "momentum": "num?", "resumed_from_epoch": "int?",
+                            "eval_every": "int?", "eval_samples": "int?", "gns_probe_every": "int?"},
     EventType.LOSSES: {"first_iter": "int", "values": "list[num?]"},
     EventType.EPOCH_END: {"epoch": "int", "iters": "int?", "samples": "int?", "wall_s": "num?",
                           "compute_s": "num?", "data_s": "num?", "train_loss": "num?", "test_loss": "num?",
@@ -192,5 +193,6 @@ EVENT_FIELDS: Final = {
                             "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?",
                             "b_simple_readings": "int?", "b_simple_from_samples": "int?",
                             "b_simple_to_samples": "int?", "gns_estimates": "int?"},
+    EventType.STARTUP: {"stage": "str", "fraction": "num?"},  # live only: never in events.jsonl
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }
