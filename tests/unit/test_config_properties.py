@@ -189,6 +189,11 @@ def test_to_toml_round_trips_through_tomllib(d: dict[str, Any]) -> None:
     assert tomllib.loads(to_toml(d)) == d
 
 
+def path_text(**sizes: int) -> st.SearchStrategy[str]:
+    """Any text a directory setting accepts: a NUL byte can name no directory (the config refuses it)."""
+    return st.text(alphabet=st.characters(blacklist_characters="\0"), **sizes)
+
+
 @st.composite
 def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
     """Complete config dicts that satisfy every rule (including the cross-key ones)."""
@@ -197,7 +202,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "data": {
             "dataset": draw(st.sampled_from(CHOICES["data.dataset"])),
-            "root": draw(st.text(max_size=20)),
+            "root": draw(path_text(max_size=20)),
             "download": draw(st.booleans()),
             "fallback": draw(st.sampled_from(CHOICES["data.fallback"])),
             "pipeline": draw(st.sampled_from(CHOICES["data.pipeline"])),
@@ -235,6 +240,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
                 "points": draw(st.integers(0, 20)),
             },
             "seeds": draw(st.integers(1, 10)),
+            "eval_every": draw(st.integers(-1, 10**9)),
             # 0 (off) or a divisor of every batch size: micro-batches cut the batches larger than them equally.
             "parallel": draw(st.sampled_from(CHOICES["sweep.parallel"])),
             "micro_batch": draw(st.just(0) | st.sampled_from([d for d in range(1, min(gcd, 64) + 1) if gcd % d == 0])),
@@ -250,6 +256,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "every": draw(st.integers(0, 10**4)),
             "chunks": draw(st.integers(2, 64)),
             "beta": draw(st.floats(min_value=0, max_value=0.999)),
+            "probe_every": draw(st.integers(0, 10**9)),
         },
         "perf": {
             "fast_path": draw(st.sampled_from(CHOICES["perf.fast_path"])),
@@ -257,7 +264,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "channels_last": draw(st.booleans()),
             "cpu_threads": draw(st.integers(0, 64)),
         },
-        "output": {"dir": draw(st.text(min_size=1, max_size=20))},
+        "output": {"dir": draw(path_text(min_size=1, max_size=20))},
     }
 
 
