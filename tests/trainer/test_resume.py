@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 import torch
 
 import trainer.steps as steps
@@ -200,7 +202,10 @@ def test_resume_refuses_a_config_that_no_longer_matches_the_recorded_sweep(data_
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
     monkeypatch.undo()
     config = out / "config.toml"
-    config.write_text(config.read_text().replace("batch_sizes = [20, 200]", "batch_sizes = [20, 400]"))
+    recorded = tomllib.loads(config.read_text())
+    assert recorded["sweep"]["batch_sizes"] == [20, 200]
+    recorded["sweep"]["batch_sizes"] = [20, 400]
+    config.write_text(tomli_w.dumps(recorded))
     before = (out / "events.jsonl").read_bytes()
     assert main(["resume", str(out)]) == 2
     err = capsys.readouterr().err

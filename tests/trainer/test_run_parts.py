@@ -168,10 +168,13 @@ def _probed() -> Probes:
 def test_probe_state_round_trips_in_the_checkpoint_layout():
     probes = _probed()
     state = probes.state_dict()
-    assert set(state) == {"g2", "trace", "count", "estimates", "cos_pending", "cos_prev", "cosines"}
+    # "noise": the batch-independent probe's state, there because gns.probe_every is on by default
+    assert set(state) == {"g2", "trace", "count", "estimates", "cos_pending", "cos_prev", "cosines", "noise"}
     other = Probes(GnsConfig(every=1), batch_size=8, iters_per_epoch=8)
     other.load_state_dict(state)
     assert other.epoch_figures() == probes.epoch_figures()
+    assert other.noise is not None and probes.noise is not None
+    assert other.noise.state_dict()["next_at"] == probes.noise.state_dict()["next_at"]
     assert other.wants_grads == probes.wants_grads and other.estimates == probes.estimates == 2
 
 
