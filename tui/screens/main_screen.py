@@ -22,7 +22,7 @@ from tui.status import StatusLine
 from tui.system import SystemSnapshot
 from tui.view import View
 from tui.widgets.controls_bar import ControlsBar
-from tui.widgets.loss_grid import LossGrid
+from tui.widgets.loss_grid import GridInfo, LossGrid
 from tui.widgets.run_table import RunTable
 from tui.widgets.sweep_header import SweepHeader
 from tui.widgets.system_pane import SystemPane
@@ -113,19 +113,29 @@ class MainScreen(Screen[None]):
         with self.app.batch_update():
             header.update_from(state, frame.config_label, frame.run_dir, frame.skipped, replay=frame.replay)
             info = grid.update_view(state, self.view)
-            self._pages = info.pages
             controls.show(frame.status, frame.chunks, self.view.describe())
-            line = Text(no_wrap=False)
-            if info.page_text:
-                line.append(f"{info.page_text} (PgUp/PgDn)", style="bold")
-            if info.cursor is not None:
-                line.append("  " if info.page_text else "")
-                line.append_text(info.cursor)
-            inspect.display = bool(line.plain)
-            inspect.update(line)
+            self._show_info(info, inspect)
             table.update_from(state)
             timing.update_from(state)
         return True
+
+    def _show_info(self, info: GridInfo, inspect: Static) -> None:
+        """The inspect line: which runs this page shows, and the crosshair's values."""
+        self._pages = info.pages
+        line = Text(no_wrap=False)
+        if info.page_text:
+            line.append(f"{info.page_text} (PgUp/PgDn)", style="bold")
+        if info.cursor is not None:
+            line.append("  " if info.page_text else "")
+            line.append_text(info.cursor)
+        inspect.display = bool(line.plain)
+        inspect.update(line)
+
+    def on_loss_grid_info_changed(self, message: LossGrid.InfoChanged) -> None:
+        try:
+            self._show_info(message.info, self.query_one("#inspect", Static))
+        except NoMatches:
+            pass
 
     def show_system(self, snapshot: SystemSnapshot) -> None:
         try:

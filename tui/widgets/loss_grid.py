@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from rich.text import Text
 from textual.containers import Container
+from textual.message import Message
 from textual.widgets import Static
 
 from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart
@@ -90,6 +91,13 @@ class LossGrid(Container):
         self._view = View()
         self.info = GridInfo()
 
+    class InfoChanged(Message):
+        """The page line or the crosshair's values changed (the screen's inspect line shows them)."""
+
+        def __init__(self, info: GridInfo) -> None:
+            super().__init__()
+            self.info = info
+
     def page_size(self, n_runs: int, overlay: bool) -> int:
         return max(1, n_runs) if overlay else per_page(n_runs, self.size.width, self.size.height)
 
@@ -158,8 +166,11 @@ class LossGrid(Container):
         target = state.target_accuracy
         shared = shared_ylim(list(series.values()), diverged, view.log_y, view.metric, target)
         versions = tuple((r.version, r.status) for r in runs)
-        self.info = GridInfo(pages, f"runs {first + 1}-{end} of {len(runs)}" if pages > 1 else "",
-                             self._cursor_text(shown, series, view, xlim, looks))
+        info = GridInfo(pages, f"runs {first + 1}-{end} of {len(runs)}" if pages > 1 else "",
+                        self._cursor_text(shown, series, view, xlim, looks))
+        if info != self.info:  # after a rebuild this runs a refresh later than update_view returned
+            self.info = info
+            self.post_message(self.InfoChanged(info))
         if view.overlay:
             plot = plots[0]
             if self._changed(plot, (view, xlim, shared, versions)):
