@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.containers import Grid, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
@@ -57,12 +58,19 @@ class ScalingView(Widget):
         key = (id(state), state.version)
         if key == self._drawn:
             return
+        try:
+            steps = self.query_one("#scaling-steps", BrailleChart)
+            samples = self.query_one("#scaling-samples", BrailleChart)
+            lr = self.query_one("#scaling-lr", BrailleChart)
+            facts = self.query_one("#scaling-facts", Static)
+        except NoMatches:  # a redraw came before the view's children mounted; the next one draws
+            return
         self._drawn = key
         arms = self.arms = analyses(state)
-        self.query_one("#scaling-steps", BrailleChart).show(lambda w, h: target_chart(arms, "steps", w, h))
-        self.query_one("#scaling-samples", BrailleChart).show(lambda w, h: target_chart(arms, "samples", w, h))
-        self.query_one("#scaling-lr", BrailleChart).show(lambda w, h: lr_chart(arms, w, h))
-        self.query_one("#scaling-facts", Static).update(facts_text(state, arms))
+        steps.show(lambda w, h: target_chart(arms, "steps", w, h))
+        samples.show(lambda w, h: target_chart(arms, "samples", w, h))
+        lr.show(lambda w, h: lr_chart(arms, w, h))
+        facts.update(facts_text(state, arms))
 
     def facts(self) -> Text:
         """The facts panel's text (tests read it)."""
