@@ -6,9 +6,10 @@ import asyncio
 import inspect
 import queue
 import shutil
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import pytest
 
@@ -28,6 +29,33 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT_S))
     return True
+
+
+@pytest.fixture(autouse=True)
+def keep_notifications(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record every toast an app shows: Textual drops a toast once its timeout passes, and on a
+    loaded machine a check can come later than that (see `notes`)."""
+    from textual.app import App
+
+    shown = App.notify
+
+    def notify(self: App, message: str, *, title: str = "", **kwargs: Any) -> None:
+        self.__dict__.setdefault("_test_notes", []).append(Note(title, str(message)))
+        shown(self, message, title=title, **kwargs)
+
+    monkeypatch.setattr(App, "notify", notify)
+
+
+class Note(NamedTuple):
+    """One toast."""
+
+    title: str
+    message: str
+
+
+def notes(app: Any) -> list[Note]:
+    """Every toast `app` has shown, expired or not."""
+    return list(app.__dict__.get("_test_notes", []))
 
 
 @pytest.fixture
@@ -64,7 +92,8 @@ class FakeBridge:
         self.code: int | None = None
         self.started = 0
         self.shutdowns = 0
-        self.shutdown_s = 0.0  # how long shutdown takes (a trainer winding down)
+        self.winding_down: threading.Event | None = None  # when set: shutdown waits for it (a trainer winding down)
+        self.sent: list[dict[str, Any]] = []  # every control sent, in order
         for e in events or []:
             self.events.put(e)
 
@@ -83,6 +112,7 @@ class FakeBridge:
         return out
 
     def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
         self.control_queue.put(message)
 
     def is_alive(self) -> bool:
@@ -95,7 +125,8 @@ class FakeBridge:
         return None  # no process: the system pane says the trainer's memory is not known
 
     def shutdown(self, grace_s: float = 1.0) -> None:
-        time.sleep(self.shutdown_s)
+        if self.winding_down is not None:
+            self.winding_down.wait(WAIT_FOR_S)
         self.shutdowns += 1
         if self.alive:
             self.alive, self.code = False, 0
@@ -105,12 +136,8 @@ class FakeBridge:
         self.alive, self.code = False, code
 
     def controls(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(self.control_queue.get_nowait())
-            except queue.Empty:
-                return out
+        """Every control sent so far (reading does not consume them, so a wait may poll it)."""
+        return list(self.sent)
 
 
 async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = WAIT_FOR_S) -> None:

@@ -3,10 +3,11 @@ a dead trainer is said plainly and the app stays usable."""
 from __future__ import annotations
 
 import json
+import threading
 
 from textual.widgets import Switch
 
-from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, settle, wait_for
+from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, notes, settle, wait_for
 from tui.factory import make_app
 from tui.feed import LiveFeed
 from tui.screens.help_screen import HelpScreen
@@ -182,25 +183,25 @@ async def test_e_saves_an_svg_into_the_run_directory_and_says_where(run_copy):
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("e")
-        await wait_for(pilot, lambda: any("screenshot-" in str(n.message) for n in app._notifications))
+        await wait_for(pilot, lambda: any("screenshot-" in str(n.message) for n in notes(app)))
         shots = list(run_copy.glob("screenshot-*.svg"))
         assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
-        assert any(str(shots[0]) in str(n.message) for n in app._notifications)
+        assert any(str(shots[0]) in str(n.message) for n in notes(app))
 
 
 async def test_target_and_divergence_toast_live_but_not_from_a_replays_history(fixture_dir):
     app = make_app(replay=str(fixture_dir), system=fake_system())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        assert not [n for n in app._notifications if n.title in ("target reached", "run diverged")]
+        assert not [n for n in notes(app) if n.title in ("target reached", "run diverged")]
     bridge = FakeBridge(fixture_events())
     live, _ = live_app(bridge)
     async with live.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: live.state.finished)
-        await wait_for(pilot, lambda: sum(n.title == "target reached" for n in live._notifications) >= 2)
-        titles = [n.title for n in live._notifications]
+        await wait_for(pilot, lambda: sum(n.title == "target reached" for n in notes(live)) >= 2)
+        titles = [n.title for n in notes(live)]
         assert titles.count("target reached") == 2 and titles.count("run diverged") == 1
-        assert any("bs 6 reached 96.5%" in str(n.message) for n in live._notifications)
+        assert any("bs 6 reached 95.5% at iteration 1,000" in str(n.message) for n in notes(live))  # the event's test_acc
 
 
 async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
@@ -217,8 +218,10 @@ async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
         assert app.state.runs["bs1"].status == "failed"
         await pilot.press("s")  # controls are refused, not crashed on
         assert bridge.controls() == []
-        bridge.shutdown_s = 0.5
+        bridge.winding_down = threading.Event()  # the old trainer takes its time to stop
         await pilot.press("r", "r")  # a second r while restarting does not start two trainers
+        assert made == [0]
+        bridge.winding_down.set()
         await wait_for(pilot, lambda: made == [0, 1] and second.started == 1)
         await pilot.pause(0.2)
         assert made == [0, 1]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, wait_for
+from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, wait_for
 from tui.__main__ import main
 from tui.factory import make_app
 from tui.detach import (
@@ -172,7 +172,7 @@ async def test_d_in_a_recorded_replay_only_explains(fixture_dir):
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.finished)
         await pilot.press("d")
-        await wait_for(pilot, lambda: any("no trainer to leave running" in str(n.message) for n in app._notifications))
+        await wait_for(pilot, lambda: any("no trainer to leave running" in str(n.message) for n in notes(app)))
         assert app.is_running
 
 

@@ -54,7 +54,7 @@ async def test_c_opens_the_scaling_view_with_the_fitted_b_crit_and_goes_back():
         assert "B_crit 217" in facts  # the fixture's fit (true B_crit 200, noise 5%)
         assert "B_simple 198" in facts
         assert "4 of 4 batch sizes reached 97% · 3 lrs each" in facts
-        steps = app.screen.query_one("#scaling-steps", BrailleChart).chart_text()
+        steps = app.screen.query_one("#scaling-steps", BrailleChart).chart_text().plain
         assert "steps to target vs batch" in steps and any(0x2800 < ord(ch) <= 0x28FF for ch in steps)
         assert "1000" in steps and "20" in steps  # log-axis ticks read as batch sizes
         await pilot.press("c")
