@@ -37,9 +37,10 @@ IDX_FILES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Split:
-    """One split: images uint8 [N, 28, 28] on the CPU, labels int64 [N]."""
+    """One split: images uint8 [N, 28, 28] on the CPU, labels int64 [N]. Frozen: a converted copy
+    is kept per split (pipelines.resident), so a split never changes its tensors."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -178,6 +179,28 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+#: The hosts torchvision downloads each dataset from (torchvision.datasets MNIST/FashionMNIST mirrors).
+DOWNLOAD_HOSTS = {
+    "mnist": ("ossci-datasets.s3.amazonaws.com", "yann.lecun.com"),
+    "fashion-mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com",),
+}
+
+
+def _unresolvable(name: str) -> str:
+    """Why no download host of `name` has an address (name lookup failed for every one: offline),
+    or "" when one resolves or the lookup cannot tell (then torchvision tries, as before)."""
+    why = ""
+    for host in DOWNLOAD_HOSTS.get(name, ()):
+        try:
+            socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+            return ""
+        except socket.gaierror as exc:
+            why = why or f"cannot resolve {host}: {exc.strerror or exc}"
+        except OSError:
+            return ""
+    return why
+
+
 def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split, Split]:
     """Through torchvision's MNIST/FashionMNIST (its layout under root; downloads when
     allowed). Any failure becomes DatasetUnavailable with a short cause."""
@@ -186,6 +209,9 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
             name, f"was not found under {root} (looked in {', '.join(map(str, _local_folders(name, root)))}) "
             "and data.download = false", _idx_fix(name, root),
         )
+    offline = _unresolvable(name)
+    if offline:  # no DNS: say so at once instead of importing torchvision (seconds) to fail the same way
+        raise DatasetUnavailable(name, f"could not be downloaded (offline: {offline})", _idx_fix(name, root))
     from torchvision import datasets
 
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST

@@ -220,6 +220,7 @@ def test_failed_download_falls_back_and_restores_the_socket_timeout(
         raise URLError("no network here")
 
     monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    monkeypatch.setattr(data_mod, "_unresolvable", lambda name: "")  # names resolve; the download fails
     before = socket.getdefaulttimeout()
     logged: list[str] = []
     cfg = DataConfig(dataset="mnist", root=str(tmp_path), download=True, train_samples=50, test_samples=20)
@@ -229,6 +230,26 @@ def test_failed_download_falls_back_and_restores_the_socket_timeout(
     assert logged == [ds.note]
     assert seen and all(t == data_mod.DOWNLOAD_TIMEOUT_S for t in seen)  # bounded while downloading
     assert socket.getdefaulttimeout() == before
+
+
+def test_with_no_name_lookup_the_download_is_not_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline, a download cannot work: say so at once rather than import torchvision to fail.
+    import torchvision.datasets.mnist as tv_mnist
+
+    looked: list[str] = []
+
+    def no_dns(host, *args, **kwargs):
+        looked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive",
+                        lambda *a, **k: pytest.fail("a download was tried with no name lookup"))
+    cfg = DataConfig(dataset="mnist", root=str(tmp_path), download=True, train_samples=50, test_samples=20)
+    ds = load_dataset(cfg)
+    assert ds.name == "synthetic-digits"
+    assert "mnist could not be downloaded (offline: cannot resolve ossci-datasets.s3.amazonaws.com" in ds.note
+    assert looked == list(data_mod.DOWNLOAD_HOSTS["mnist"])  # every mirror was looked up first
 
 
 def test_no_fallback_raises_with_cause_and_fix(tmp_path: Path) -> None:
@@ -291,6 +312,17 @@ def test_resident_values_are_what_to_tensor_gives(small: Split) -> None:
     for i in (0, 123, 249):
         expected = ToTensor()(Image.fromarray(small.images[i].numpy(), mode="L"))
         assert torch.equal(data.images[i], expected)
+
+
+def test_runs_over_one_split_share_its_converted_copy(small: Split) -> None:
+    # Every run of a sweep trains from the same split: converted and copied once, not once per run.
+    a, b = ResidentBatches(small, 60, CPU, seed=0), ResidentBatches(small, 7, CPU, seed=3)
+    assert a.images.data_ptr() == b.images.data_ptr() and a.labels.data_ptr() == b.labels.data_ptr()
+    other = Split(small.images.clone(), small.labels.clone())  # equal values, another tensor: its own copy
+    c = ResidentBatches(other, 60, CPU, seed=0)
+    assert c.images.data_ptr() != a.images.data_ptr() and torch.equal(c.images, a.images)
+    head = small.head(100)  # a view of the first samples: converted on its own, to its own length
+    assert ResidentBatches(head, 10, CPU, seed=0).images.shape[0] == 100
 
 
 def test_iterators_resume_mid_epoch_when_interleaved(small: Split) -> None:
