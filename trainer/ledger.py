@@ -2,9 +2,9 @@
 the target and the summary row.
 
 The hot loop hands each iteration's loss over as a device tensor (`record`); the ledger keeps it
-until a block of `LOSS_BLOCK` iterations is full or the loop pauses, then copies the block to the
-host in one go (`flush`: the only sync), emits it as a `losses` event and says whether a loss was
-not finite (the run diverged). `end_epoch` turns an epoch's timings and evaluation into `epoch_end`
+until a block of `LOSS_BLOCK` iterations is full (a run's first blocks are shorter: EARLY_CUTS) or
+the loop pauses, then copies the block to the host in one go (`flush`: the only sync), emits it as
+a `losses` event and says whether a loss was not finite (the run diverged). `end_epoch` turns an epoch's timings and evaluation into `epoch_end`
 (and `target_reached`, the first time the target accuracy is met); `evaluated` books a sub-epoch
 evaluation the same way. Every evaluation feeds the crossing of the target (kept as the interval from
 the last miss to the hit, trainer/crossing.py) and the collapse verdicts (trainer/collapse.py);
@@ -25,6 +25,10 @@ from trainer.plan import RunSpec
 from trainer.oscillation import loss_diff_std
 
 LOSS_BLOCK = 1000  # iterations per `losses` event at most (one host sync per block)
+#: A run's first blocks are short, so its first losses are on screen at once (at batch 1 on a CPU a
+#: block of 1,000 takes ~8 s), then they grow to LOSS_BLOCK. Cut at these iteration counts, so the
+#: blocks of a resumed run are those of an uninterrupted one.
+EARLY_CUTS = frozenset({10, 100})
 
 
 @dataclass
@@ -96,7 +100,7 @@ class Ledger:
         t.optimizer_steps += steps
         self._epoch_iter += 1
         self._epoch_samples += n
-        return len(pending) >= LOSS_BLOCK
+        return len(pending) >= LOSS_BLOCK or t.iters in EARLY_CUTS
 
     def flush(self) -> str:
         """Copy the pending losses to the host (one sync) and emit the finite ones. Returns why the

@@ -20,7 +20,7 @@ from trainer.runlog import Emitter, ListSink
 from trainer.evaluation import prepare_test
 from trainer.gns import NoiseScaleTracker
 from trainer.gpu_pool import RemoteRun
-from trainer.ledger import LOSS_BLOCK, Ledger, RunTotals, _TOTALS_CHECKS
+from trainer.ledger import EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals, _TOTALS_CHECKS
 from trainer.plan import RunSettings, RunSpec
 from trainer.models import build_model
 from trainer.optim import check_loaded_state
@@ -101,16 +101,23 @@ def test_bf16_and_channels_last_are_dressed_on_once():
 def test_the_ledger_flushes_a_block_in_one_go_and_stops_at_the_first_loss_that_is_not_finite():
     sink = ListSink()
     ledger = Ledger(SPEC, Emitter([sink]), target_accuracy=0.5)
-    full = [ledger.record(torch.tensor(float(i)), 20) for i in range(LOSS_BLOCK)]
-    assert full == [False] * (LOSS_BLOCK - 1) + [True]
-    assert ledger.flush() == "" and not ledger.has_pending
-    assert sink.of_type("losses")[0]["first_iter"] == 0 and len(sink.of_type("losses")[0]["values"]) == LOSS_BLOCK
+    full = []
+    for i in range(LOSS_BLOCK + 100):  # the run's first blocks are short (its first losses show at once)
+        full.append(ledger.record(torch.tensor(float(i)), 20))
+        if full[-1]:
+            assert ledger.flush() == "" and not ledger.has_pending
+    cuts = sorted(EARLY_CUTS)
+    assert [i + 1 for i, due in enumerate(full) if due] == cuts + [cuts[-1] + LOSS_BLOCK]
+    blocks = sink.of_type("losses")
+    assert [b["first_iter"] for b in blocks] == [0] + cuts
+    assert [v for b in blocks for v in b["values"]] == [float(i) for i in range(cuts[-1] + LOSS_BLOCK)]
+    ledger.flush()
     for v in (1.0, 2.0, float("nan"), 3.0):
         ledger.record(torch.tensor(v), 20)
     why = ledger.flush()
-    assert "loss became nan at iteration 1002 (epoch 1)" in why and "lr 0.1" in why
-    assert sink.of_type("losses")[1]["values"] == [1.0, 2.0]  # what came before the NaN is kept
-    assert ledger.totals.iters == LOSS_BLOCK + 4 and ledger.totals.samples == 20 * (LOSS_BLOCK + 4)
+    assert "loss became nan at iteration 1102 (epoch 1)" in why and "lr 0.1" in why
+    assert sink.of_type("losses")[-1]["values"] == [1.0, 2.0]  # what came before the NaN is kept
+    assert ledger.totals.iters == LOSS_BLOCK + 104 and ledger.totals.samples == 20 * (LOSS_BLOCK + 104)
 
 
 def test_an_epoch_end_books_the_figures_and_the_target_once():
