@@ -49,6 +49,12 @@ def run_child(
         from trainer.data import DatasetUnavailable, load_dataset
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
         from trainer.sweep import DeviceUnavailable, check_dataset, preflight, run_sweep
+        # torch.optim's first optimizer imports torch._dynamo (8 s on a 2-core VM with a slow disk):
+        # load it here, so the screen says "loading torch" while it takes, not the stage after.
+        try:
+            import torch._dynamo  # noqa: F401
+        except Exception:  # a torch whose compiler cannot load here: nothing to preload, training is unaffected
+            pass
 
         try:
             device = preflight(cfg)
