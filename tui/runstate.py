@@ -56,6 +56,19 @@ class EvalPoint:
     test_loss: float | None
 
 
+@dataclass(frozen=True)
+class NoiseWindow:
+    """B_simple over the noise probe's window (trainer/noise_probe.py): None when undefined (the
+    window's mean |G|^2 <= 0); lo/hi its 95% jackknife interval (None: too few readings; hi None
+    with lo 0: open above)."""
+
+    b_simple: float | None
+    lo: float | None
+    hi: float | None
+    undefined: float | None
+    readings: int
+
+
 @dataclass
 class RunState:
     """Everything known about one run (one batch size)."""
@@ -88,6 +101,9 @@ class RunState:
     #: the wall-time axis before the first epoch has a measured wall time.
     time_marks: list[tuple[int, float]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: The batch-independent noise probe's latest window (noise_probe events): B_simple with its
+    #: 95% interval, the share of undefined readings and how many readings the window holds.
+    probe: NoiseWindow | None = None
     #: Grows on every event that touched this run: plots of unchanged runs are not redrawn.
     version: int = 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.runlog import Event
-from tui.runstate import EpochRecord, EvalPoint, RunState, opt_float
+from tui.runstate import EpochRecord, EvalPoint, NoiseWindow, RunState, opt_float
 from tui.series import ema_beta, to_float
 
 __all__ = ["EpochRecord", "EvalPoint", "RunState", "SweepState"]
@@ -275,6 +275,13 @@ def _on_startup(s: SweepState, e: Event) -> None:
     s.stage = f"{text[:80]}{percent}{run}"
 
 
+def _on_noise_probe(s: SweepState, e: Event) -> None:
+    readings = e.get("b_simple_readings")
+    s._run(e).probe = NoiseWindow(opt_float(e.get("b_simple")), opt_float(e.get("b_simple_lo")),
+                                  opt_float(e.get("b_simple_hi")), opt_float(e.get("b_simple_undefined")),
+                                  readings if isinstance(readings, int) else 0)
+
+
 def _on_paused(s: SweepState, e: Event) -> None:
     s.paused = bool(e["paused"])
 
@@ -302,5 +309,5 @@ _HANDLERS = {
     "paused": _on_paused,
     "startup": _on_startup,
     "evaluation": _on_evaluation,
-    "noise_probe": lambda s, e: None,  # issue 13: B_simple readings are in the summary and report.md
+    "noise_probe": _on_noise_probe,
 }

@@ -186,3 +186,35 @@ def test_sub_epoch_evaluations_are_points_of_the_accuracy_curve_between_epoch_en
              "test_acc": 0.7, "test_loss": 0.9})
     assert not s.apply({"type": "evaluation", "t": 2.5, "run": "bs60", "epoch": 1, "iter": "7", "samples": 420})
     assert [(p.iters, p.test_acc) for p in s.runs["bs60"].evals] == [(3, 0.5), (6, 0.7)]
+
+
+def test_the_noise_probe_shows_b_simple_with_its_interval_and_says_when_undefined():
+    from tui.widgets.run_table import b_simple_cell
+
+    s = started(6)
+    s.apply({"type": "epoch_end", "t": 1.0, "run": "bs6", "epoch": 1, "iters": 10, "samples": 60, "b_simple": 5948.0})
+    assert b_simple_cell(s.runs["bs6"]).plain == "5948"  # no probe yet: the in-batch estimate, dim
+    assert b_simple_cell(s.runs["bs6"]).style == "dim"
+    probe = {"type": "noise_probe", "t": 2.0, "run": "bs6", "iter": 20, "samples": 120, "g2": 1.0, "trace": 642.0}
+    s.apply({**probe, "b_simple": 642.0, "b_simple_lo": None, "b_simple_hi": None, "b_simple_readings": 2})
+    assert b_simple_cell(s.runs["bs6"]).plain == "642 [?]"  # too few readings for an interval
+    s.apply({**probe, "b_simple": 642.0, "b_simple_lo": 420.0, "b_simple_hi": 980.0, "b_simple_undefined": 0.1,
+             "b_simple_readings": 10})
+    assert b_simple_cell(s.runs["bs6"]).plain == "642 [420-980]"
+    s.apply({**probe, "b_simple": 642.0, "b_simple_lo": 0.0, "b_simple_hi": None, "b_simple_readings": 10})
+    assert b_simple_cell(s.runs["bs6"]).plain == "642 [0-∞]"  # the interval is open above
+    s.apply({**probe, "b_simple": None, "b_simple_readings": 10, "b_simple_undefined": 0.6})
+    assert b_simple_cell(s.runs["bs6"]).plain == "undef."
+    assert s.skipped == 0
+
+
+def test_time_to_target_shows_the_interval_from_the_last_miss_to_the_hit():
+    from tui.widgets.run_table import target_cell
+
+    s = started(60)
+    assert target_cell(s.runs["bs60"]).plain == "-"
+    s.apply({"type": "target_reached", "t": 3.0, "run": "bs60", "iter": 500, "wall_s": 12.0, "wall_s_lo": 10.5,
+             "test_acc": 0.981})
+    assert target_cell(s.runs["bs60"]).plain == "10.5s-12s"
+    s.apply({"type": "target_reached", "t": 3.0, "run": "bs60", "iter": 500, "wall_s": 12.0, "test_acc": 0.981})
+    assert target_cell(s.runs["bs60"]).plain == "12s"  # an epoch-end crossing of an older trainer: no interval

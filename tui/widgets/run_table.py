@@ -13,6 +13,7 @@ from tui.labels import fmt_lr, sweep_looks
 from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact
 from tui.progress import duration, run_progress
+from tui.runstate import opt_float
 from tui.state import RunState, SweepState
 from tui.widgets.timing_panel import seconds
 
@@ -62,11 +63,36 @@ def lr_cell(run: RunState) -> Text:
     return Text(fmt_lr(run.lr))
 
 
+def b_simple_cell(run: RunState) -> Text:
+    """B_simple: the noise probe's window with its 95% interval ("642 [420-980]"), "undef." when the
+    window cannot see the gradient above its noise; without the probe, the in-batch estimate of the
+    last epoch end (dim: no interval, and it depends on the batch size; README, gradient noise)."""
+    p = run.probe
+    if p is not None and p.readings:
+        if p.b_simple is None:
+            return Text("undef.", style="dim", justify="right")
+        if p.lo is None:  # too few readings for an interval yet
+            return Text(f"{compact(p.b_simple)} [?]", justify="right")
+        hi = compact(p.hi) if p.hi is not None else "∞"
+        return Text.assemble(compact(p.b_simple), (f" [{compact(p.lo)}-{hi}]", "dim"), justify="right")
+    return Text(compact(run.latest("b_simple")), style="dim", justify="right")
+
+
+def target_cell(run: RunState) -> Text:
+    """Time to target; with sub-epoch evaluations, the interval from the last miss to the hit."""
+    t = run.time_to_target_s
+    if t is None:
+        return Text("-", justify="right")
+    lo = opt_float(run.target.get("wall_s_lo")) if run.target else None
+    if lo is not None and lo < t:
+        return Text(f"{seconds(lo)}-{seconds(t)}", justify="right")
+    return Text(seconds(t), justify="right")
+
+
 def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -> dict[str, Text | str]:
     """The table cells of one run (pure: tests call it)."""
     epochs_total = run.epochs_total or epochs_total
     epoch = f"{run.epoch}/{epochs_total}" if epochs_total else str(run.epoch)
-    target = seconds(run.time_to_target_s) if run.time_to_target_s is not None else "-"
     status = Text(run.status, style=STATUS_STYLES.get(run.status, ""))
     progress = run_progress(run)
     frac = progress.fraction
@@ -81,8 +107,8 @@ def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -
         "loss": Text(compact(run.last_loss), justify="right"),
         "acc": Text(pct(run.test_acc), justify="right"),
         "best": Text(pct(run.best_acc), justify="right"),
-        "target": Text(target, justify="right"),
-        "b_simple": Text(compact(run.latest("b_simple")), justify="right"),
+        "target": target_cell(run),
+        "b_simple": b_simple_cell(run),
         "osc": Text(compact(run.latest("loss_diff_std")), justify="right"),
         "gcos": Text(signed(run.latest("grad_cos")), justify="right"),
         "speed": Text(compact(run.samples_per_s), justify="right"),
