@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trainer.collapse import find_collapse
+from trainer.runlog import summary_number
 
 #: Summary fields issue 13 adds (the run loop fills them; summary.csv gains them as columns). The
 #: existing iters_to_target / samples_to_target / time_to_target_s / compute_to_target_s stay the hit.
@@ -97,34 +98,24 @@ class TargetCrossing:
 # -- older run directories ------------------------------------------------------------------------
 
 
-def _num(value: Any) -> float | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _epochs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Each run's epoch_end events, one per epoch (a resumed run's later copy wins), oldest first,
     with cumulative totals (total_iters/total_samples, else summed) and cumulative wall/compute."""
     per_run: dict[str, dict[int, dict[str, Any]]] = {}
     for e in events:
-        if e.get("type") == "epoch_end" and isinstance(e.get("run"), str) and _num(e.get("epoch")) is not None:
+        if e.get("type") == "epoch_end" and isinstance(e.get("run"), str) and summary_number(e.get("epoch")) is not None:
             per_run.setdefault(e["run"], {})[int(e["epoch"])] = e
     out: dict[str, list[dict[str, Any]]] = {}
     for run, by_epoch in per_run.items():
         rows, iters, samples, wall, compute = [], 0.0, 0.0, 0.0, 0.0
         for epoch in sorted(by_epoch):
             e = by_epoch[epoch]
-            iters = _num(e.get("total_iters")) or iters + (_num(e.get("iters")) or 0)
-            samples = _num(e.get("total_samples")) or samples + (_num(e.get("samples")) or 0)
-            wall += _num(e.get("wall_s")) or 0.0
-            compute += _num(e.get("compute_s")) or 0.0
+            iters = summary_number(e.get("total_iters")) or iters + (summary_number(e.get("iters")) or 0)
+            samples = summary_number(e.get("total_samples")) or samples + (summary_number(e.get("samples")) or 0)
+            wall += summary_number(e.get("wall_s")) or 0.0
+            compute += summary_number(e.get("compute_s")) or 0.0
             rows.append({"epoch": epoch, "iters": iters, "samples": samples, "wall_s": wall, "compute_s": compute,
-                         "test_acc": _num(e.get("test_acc")), "train_loss": _num(e.get("train_loss"))})
+                         "test_acc": summary_number(e.get("test_acc")), "train_loss": summary_number(e.get("train_loss"))})
         out[run] = rows
     return out
 
@@ -136,11 +127,11 @@ def _chunk_schedule(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[fl
         run, kind = e.get("run"), e.get("type")
         if not isinstance(run, str):
             continue
-        k = _num(e.get("split_chunks"))
+        k = summary_number(e.get("split_chunks"))
         if kind == "run_started":
             out[run] = [(0.0, int(k) if k and k >= 1 else 1)]  # a resumed run starts its schedule again
         elif kind == "mode_changed" and k and k >= 1:
-            out.setdefault(run, [(0.0, 1)]).append((_num(e.get("iter")) or 0.0, int(k)))
+            out.setdefault(run, [(0.0, 1)]).append((summary_number(e.get("iter")) or 0.0, int(k)))
     return out
 
 
@@ -158,7 +149,7 @@ def _last_iter(events: Iterable[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for e in events:
         if e.get("type") == "losses" and isinstance(e.get("run"), str) and isinstance(e.get("values"), list):
-            end = (_num(e.get("first_iter")) or 0.0) + len(e["values"])
+            end = (summary_number(e.get("first_iter")) or 0.0) + len(e["values"])
             out[e["run"]] = max(out.get(e["run"], 0.0), end)
     return out
 
@@ -185,25 +176,25 @@ def fill_from_events(
         row = dict(original)
         run = str(row.get("run") or "")
         eps = epochs.get(run, [])
-        sched = schedules.get(run) or [(0.0, int(_num(row.get("split_chunks")) or 1))]
-        hit = _num(row.get("iters_to_target"))
-        if hit is not None and _num(row.get("iters_to_target_lo")) is None and eps:
+        sched = schedules.get(run) or [(0.0, int(summary_number(row.get("split_chunks")) or 1))]
+        hit = summary_number(row.get("iters_to_target"))
+        if hit is not None and summary_number(row.get("iters_to_target_lo")) is None and eps:
             if _derive_lo(row, eps, targets.get(run), hit):
                 derived.add("the crossing intervals (lo = the end of the epoch before the target's)")
-        if _num(row.get("final_test_acc")) is None and eps and eps[-1]["test_acc"] is not None:
+        if summary_number(row.get("final_test_acc")) is None and eps and eps[-1]["test_acc"] is not None:
             row["final_test_acc"] = eps[-1]["test_acc"]
             derived.add("final test accuracy (the last epoch's)")
-        lr, k = _num(row.get("lr")), int(_num(row.get("split_chunks")) or 1)
-        if _num(row.get("effective_lr")) is None and lr is not None:
+        lr, k = summary_number(row.get("lr")), int(summary_number(row.get("split_chunks")) or 1)
+        if summary_number(row.get("effective_lr")) is None and lr is not None:
             row["effective_lr"] = lr * k
-        if _num(row.get("optimizer_steps")) is None:
+        if summary_number(row.get("optimizer_steps")) is None:
             total = max(last_iters.get(run, 0.0), eps[-1]["iters"] if eps else 0.0)
             if total:
                 row["optimizer_steps"] = optimizer_steps_at(sched, total)
         for field, base in (("optimizer_steps_to_target", "iters_to_target"),
                             ("optimizer_steps_to_target_lo", "iters_to_target_lo")):
-            if _num(row.get(field)) is None and _num(row.get(base)) is not None:
-                row[field] = optimizer_steps_at(sched, _num(row[base]))
+            if summary_number(row.get(field)) is None and summary_number(row.get(base)) is not None:
+                row[field] = optimizer_steps_at(sched, summary_number(row[base]))
         if row.get("status") == "done" and eps:
             verdict = find_collapse([e["test_acc"] for e in eps], [e["train_loss"] for e in eps], n_classes)
             if verdict is not None:
@@ -217,7 +208,7 @@ def fill_from_events(
 
 def _derive_lo(row: dict[str, Any], eps: list[dict[str, Any]], target: dict[str, Any] | None, hit: float) -> bool:
     """Set the *_lo fields from the epoch before the target's; False when the events do not say."""
-    epoch = _num(target.get("epoch")) if target else None
+    epoch = summary_number(target.get("epoch")) if target else None
     idx = next((i for i, e in enumerate(eps) if e["epoch"] == epoch), None) if epoch is not None else None
     if idx is None:
         idx = next((i for i, e in enumerate(eps) if e["iters"] >= hit), None)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from trainer.bcrit import Crossing, fit_with_uncertainty
+from trainer.runlog import summary_number
 
 
 class FitError(ValueError):
@@ -102,17 +103,6 @@ def fit_examples(batch_sizes: Sequence[float], examples: Sequence[float]) -> dic
     return {"E_min": e_min, "B_crit": e_min / slope, "rel_rms": rel_rms}
 
 
-def _num(value: Any) -> float | None:
-    """A finite float from a summary field (csv strings or JSON numbers), else None."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _spread(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -132,21 +122,21 @@ UNFINISHED = ("running", "pending")
 
 def chunks_of(row: dict[str, Any]) -> int:
     """Split-backward k of a summary row (1 = plain steps)."""
-    k = _num(row.get("split_chunks"))
+    k = summary_number(row.get("split_chunks"))
     return int(k) if k and k >= 1 else 1
 
 
 def crossing_of(row: dict[str, Any]) -> tuple[Crossing | None, bool]:
     """A run's crossing of the target as an interval (None: not reached), and whether its lower end
     (the last miss) is recorded; without it the interval shrinks to the hit (resolution unknown)."""
-    hi = _num(row.get("iters_to_target"))
+    hi = summary_number(row.get("iters_to_target"))
     if hi is None:
         return None, True
-    b = _num(row.get("batch_size")) or 1.0
-    lo = _num(row.get("iters_to_target_lo"))
-    s_hi = _num(row.get("samples_to_target"))
+    b = summary_number(row.get("batch_size")) or 1.0
+    lo = summary_number(row.get("iters_to_target_lo"))
+    s_hi = summary_number(row.get("samples_to_target"))
     s_hi = hi * b if s_hi is None else s_hi
-    s_lo = _num(row.get("samples_to_target_lo"))
+    s_lo = summary_number(row.get("samples_to_target_lo"))
     known = lo is not None and lo <= hi
     if not known:
         lo, s_lo = hi, s_hi
@@ -166,46 +156,46 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     # at the same batch size and lr; rows without a variant have "".
     groups: dict[tuple[int, float, str], list[dict[str, Any]]] = {}
     for row in rows:
-        b, lr = _num(row.get("batch_size")), _num(row.get("lr"))
+        b, lr = summary_number(row.get("batch_size")), summary_number(row.get("lr"))
         if b is None or lr is None:
             continue
         groups.setdefault((int(b), lr, str(row.get("variant") or "")), []).append(row)
     points = []
     for (b, lr, variant), runs in sorted(groups.items()):
-        reached = [r for r in runs if _num(r.get("iters_to_target")) is not None]
+        reached = [r for r in runs if summary_number(r.get("iters_to_target")) is not None]
         k = max(chunks_of(r) for r in runs)
         point: dict[str, Any] = {"batch_size": b, "lr": lr, "seeds": len(runs), "reached": len(reached),
                                  "split_chunks": k}
         if variant:
             point["variant"] = variant
-        point["effective_lr"] = _mean([_num(r.get("effective_lr")) or lr * chunks_of(r) for r in runs])
+        point["effective_lr"] = _mean([summary_number(r.get("effective_lr")) or lr * chunks_of(r) for r in runs])
         for key, field, lo_field in (("steps", "iters_to_target", "iters_to_target_lo"),
                                      ("samples", "samples_to_target", "samples_to_target_lo"),
                                      ("time_s", "time_to_target_s", "time_to_target_lo_s"),
                                      ("compute_s", "compute_to_target_s", "compute_to_target_lo_s")):
-            mean, std = _spread([v for r in reached if (v := _num(r.get(field))) is not None])
+            mean, std = _spread([v for r in reached if (v := summary_number(r.get(field))) is not None])
             point[key], point[f"{key}_std"] = mean, std
-            point[f"{key}_lo"] = _mean([_num(r.get(lo_field)) for r in reached]) if reached else None
+            point[f"{key}_lo"] = _mean([summary_number(r.get(lo_field)) for r in reached]) if reached else None
         crossings = [crossing_of(r) for r in reached]
         point["resolution_known"] = all(known for _, known in crossings)
         if not point["resolution_known"]:  # some seed recorded only its hit: no interval to give
             point["steps_lo"] = point["samples_lo"] = point["time_s_lo"] = point["compute_s_lo"] = None
         if reached:
-            opt = [_num(r.get("optimizer_steps_to_target")) or _num(r.get("iters_to_target")) * chunks_of(r)
+            opt = [summary_number(r.get("optimizer_steps_to_target")) or summary_number(r.get("iters_to_target")) * chunks_of(r)
                    for r in reached]
             point["optimizer_steps"] = statistics.fmean(opt)
-            opt_lo = [_num(r.get("optimizer_steps_to_target_lo"))
-                      if _num(r.get("optimizer_steps_to_target_lo")) is not None
+            opt_lo = [summary_number(r.get("optimizer_steps_to_target_lo"))
+                      if summary_number(r.get("optimizer_steps_to_target_lo")) is not None
                       else c.steps_lo * chunks_of(r) for r, (c, _) in zip(reached, crossings)]
             point["optimizer_steps_lo"] = statistics.fmean(opt_lo) if point["resolution_known"] else None
         else:
             point["optimizer_steps"] = point["optimizer_steps_lo"] = None
         for key in ("best_test_acc", "final_test_acc", "b_simple", "loss_diff_std", "grad_cos", "samples_per_s"):
-            point[key], _ = _spread([v for r in runs if (v := _num(r.get(key))) is not None])
+            point[key], _ = _spread([v for r in runs if (v := summary_number(r.get(key))) is not None])
         # B_simple's interval over seeds: from the lowest low to the highest high (an open end stays open).
-        measured = [r for r in runs if _num(r.get("b_simple")) is not None]
-        lows = [_num(r.get("b_simple_lo")) for r in measured]
-        highs = [_num(r.get("b_simple_hi")) for r in measured]
+        measured = [r for r in runs if summary_number(r.get("b_simple")) is not None]
+        lows = [summary_number(r.get("b_simple_lo")) for r in measured]
+        highs = [summary_number(r.get("b_simple_hi")) for r in measured]
         point["b_simple_lo"] = min(lows) if measured and None not in lows else None
         point["b_simple_hi"] = max(highs) if measured and None not in highs else None
         point["statuses"] = sorted({str(r.get("status")) for r in runs})
@@ -278,7 +268,7 @@ def _fit_points(rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]) 
         if not p["reached_target"]:
             continue
         for r in rows:
-            if (_num(r.get("batch_size")) == p["batch_size"] and _num(r.get("lr")) == p["lr"]
+            if (summary_number(r.get("batch_size")) == p["batch_size"] and summary_number(r.get("lr")) == p["lr"]
                     and str(r.get("variant") or "") == str(p.get("variant") or "")):
                 crossing, resolved = crossing_of(r)
                 if crossing is not None:

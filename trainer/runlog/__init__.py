@@ -49,7 +49,7 @@ from trainer.runlog.rundir import (
     write_config,
 )
 from trainer.runlog.sink import RunDirSink
-from trainer.runlog.summary import read_summary, summary_csv, summary_rows
+from trainer.runlog.summary import read_summary, summary_csv, summary_number, summary_rows
 
 __all__ = [
     "CHECKPOINTS", "CONFIG", "ERRORS", "EVENTS", "EVENT_TYPES", "KEPT_STATUSES", "LIVE_ONLY", "LOCK", "REPORT",
@@ -58,5 +58,5 @@ __all__ = [
     "RunDirLocked", "RunDirSink", "RunDirWriteError", "RunLock", "RunStatus", "SweepStatus", "UnreadableFile",
     "check_layout", "clear_run", "create_run_dir", "default_run_dir", "encode", "ensure_dir", "holds_run",
     "json_safe", "lock_status", "open_append", "open_regular", "open_run_dir", "read_bytes", "read_events",
-    "read_summary", "read_text", "summary_csv", "summary_rows", "write_atomic", "write_config",
+    "read_summary", "read_text", "summary_csv", "summary_number", "summary_rows", "write_atomic", "write_config",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,18 @@ from trainer.runlog.files import read_text
 
 #: Far above any sweep's summary (a row is ~200 bytes).
 MAX_SUMMARY_BYTES = 64 << 20
+
+
+def summary_number(value: Any) -> float | None:
+    """A finite float from a summary field (a csv string or a JSON number), else None (empty, a bool,
+    not a number, NaN or infinite)."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
 
 
 def summary_csv(rows: list[dict[str, Any]]) -> str:
