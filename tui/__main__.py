@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "then watch its run directory; q leaves it running")
     p.add_argument("--attach", nargs="?", const="", default=None, metavar="DIR",
                    help="watch a run directory live and say whether its trainer still runs "
-                        "(default: the newest run under the config's output.dir)")
+                        "(default: under the config's output.dir, the newest run a trainer still writes, else the newest)")
     p.add_argument("--bell", action="store_true",
                    help="ring the terminal bell when a run reaches the target accuracy or diverges")
     return p
@@ -101,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             bell=args.bell,
         )
     code = run_app(app)
-    if app.detached is not None:  # `d` left the sweep running in its own session
-        from tui.detach import reattach_hint, trainer_state
+    from tui.detach import reattach_hint, trainer_state
 
+    if app.detached is not None:  # `d` left the sweep running in its own session
         print(reattach_hint(app.detached.run_dir, trainer_state(app.detached.run_dir, app.detached)))
+    elif args.replay is None and app.state.run_dir:  # the app's own trainer has stopped: where its record is
+        print(reattach_hint(app.state.run_dir, trainer_state(Path(app.state.run_dir))))
     return code
 
 

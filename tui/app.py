@@ -182,6 +182,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             reason=s.reason,
             stopping=self._stopping,
             died=end.detail if end is not None and end.kind == "died" else None,
+            run_dir=s.run_dir or "",
             paused=self.pause_requested or s.paused,
             watch=self.feed.watch if self.feed is not None else None,
             stage=s.stage if self.live else "",

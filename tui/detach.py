@@ -102,13 +102,14 @@ def is_run_dir(path: Path) -> bool:
 
 
 def newest_run_dir(output_dir: str | os.PathLike[str]) -> Path:
-    """The run directory under output_dir whose sweep started last (config.toml, else events.jsonl,
-    else whatever it holds first), for `bstui --attach` without DIR."""
+    """For `bstui --attach` without DIR: the run directory under output_dir with a live trainer whose
+    sweep started last, else the one whose sweep started last of all (started: the time of its
+    config.toml, else events.jsonl, else whatever it holds first)."""
     root = Path(output_dir).expanduser()
     if not root.is_dir():
         raise AttachError(f"output.dir {str(root)!r} does not exist, so there is no run to attach to; "
                           "pass the run directory: bstui --attach DIR")
-    best: tuple[float, str] | None = None
+    best: tuple[bool, float, str] | None = None
     for child in root.iterdir():
         try:
             if not is_run_dir(child):
@@ -117,12 +118,13 @@ def newest_run_dir(output_dir: str | os.PathLike[str]) -> Path:
             started = marks[0].stat().st_mtime
         except OSError:
             continue
-        if best is None or (started, child.name) > best:
-            best = (started, child.name)
+        live = (child / LOCK).exists() and lock_status(child)["state"] == "live"
+        if best is None or (live, started, child.name) > best:
+            best = (live, started, child.name)
     if best is None:
         raise AttachError(f"no run directory under {str(root)!r} (output.dir); start one with bstui --detach, "
                           "or pass the run directory: bstui --attach DIR")
-    return root / best[1]
+    return root / best[2]
 
 
 def trainer_state(run_dir: Path, detached: DetachedTrainer | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from trainer.runlog import EVENTS, Event, UnreadableFile, open_regular
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
 from tui.replay import EventReader, events_path
-from tui.status import StatusLine
+from tui.status import Severity, StatusLine
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class FeedEnd:
 
     kind: str
     detail: str = ""
+    #: `died` by a signal (kill -9, OOM killer, reboot): the work is interrupted, not a bug.
+    killed: bool = False
 
 
 class Feed(Protocol):
@@ -107,7 +109,7 @@ class LiveFeed:
         log = getattr(self.bridge, "log_path", "")
         if tail and log:
             detail += f" (full log: {log})"
-        return FeedEnd("died", detail)
+        return FeedEnd("died", detail, killed=how.exitcode is not None and how.exitcode < 0)
 
     def send(self, message: dict[str, Any]) -> None:
         self.bridge.send(message)
@@ -134,6 +136,9 @@ class FeedReset:
 FEED_RESET = FeedReset()
 
 LOCK_CHECK_S = 1.0  # how often a watched run directory's trainer.lock is looked at
+#: A replay of an unfinished sweep whose file has not grown for this long looks at trainer.lock:
+#: with no live trainer it says so, instead of "following" a run nobody writes.
+IDLE_S = 10.0
 
 
 class ReplayFeed:
@@ -154,6 +159,7 @@ class ReplayFeed:
         follow: bool = True,
         watch_trainer: bool = False,
         detached: DetachedTrainer | None = None,
+        idle_s: float = IDLE_S,
     ) -> None:
         self.run_dir = str(run_dir)
         path = Path(run_dir) / EVENTS if (watch_trainer or detached) else events_path(run_dir)
@@ -170,6 +176,8 @@ class ReplayFeed:
         self._checked = -LOCK_CHECK_S
         self._saw_finish = False
         self._closed = False
+        self.idle_s = idle_s
+        self._grew_at = time.monotonic()
 
     @property
     def bad_lines(self) -> int:
@@ -194,9 +202,26 @@ class ReplayFeed:
             self._saw_finish = True
         if self.follows_trainer:
             self._check_trainer()
+        elif self.follow:
+            self._check_idle(bool(events))
         if not events and timeout > 0:
             time.sleep(min(timeout, self.poll_s))  # ~4 polls a second while following
         return events
+
+    def _check_idle(self, grew: bool) -> None:
+        """Plain replay: after idle_s without growth, say whether anyone still writes the run."""
+        now = time.monotonic()
+        if grew or self._saw_finish:
+            self._grew_at, self.watch = now, None
+            return
+        if now - self._grew_at < self.idle_s or now - self._checked < LOCK_CHECK_S:
+            return
+        self._checked = now
+        if trainer_state(Path(self.run_dir)).get("state") == "live":
+            self.watch = None  # a trainer holds it (between two blocks of a slow run): following
+        else:
+            self.watch = StatusLine(f"replay · no trainer writes this run and its sweep did not finish · resume with "
+                                    f"python -m trainer resume {self.run_dir}", Severity.WARNING)
 
     def _check_trainer(self, force: bool = False) -> None:
         now = time.monotonic()

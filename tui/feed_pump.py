@@ -151,9 +151,13 @@ class FeedPump(_Base):
             return
         self.feed_end = message.end
         if message.end.kind == "died":
-            self.state.mark_lost("the trainer process died")
+            killed = message.end.killed
+            self.state.mark_lost("the trainer was killed" if killed else "the trainer process died",
+                                 "interrupted" if killed else "failed")
+            run_dir = self.state.run_dir
+            resume = f" Continue the sweep with: python -m trainer resume {run_dir}." if run_dir else ""
             self.notify(
-                f"The trainer died ({message.end.detail}). What it sent is kept. r restarts, q quits.",
+                f"The trainer died ({message.end.detail}). What it sent is kept.{resume} r restarts, q quits.",
                 title="trainer died",
                 severity="error",
                 timeout=10,

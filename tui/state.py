@@ -92,12 +92,13 @@ class SweepState:
         for event in events:
             self.apply(event)
 
-    def mark_lost(self, reason: str) -> None:
-        """The event source died: unfinished runs end as failed, everything shown is kept."""
+    def mark_lost(self, reason: str, status: str = "failed") -> None:
+        """The event source died: unfinished runs end with `status` ("interrupted" when the trainer
+        was killed, "failed" when it crashed), everything shown is kept."""
         for run in self.runs.values():
             if run.status in ("waiting", "running"):
-                run.status, run.reason = "failed", reason
-        self.status = "failed"
+                run.status, run.reason = status, reason
+        self.status = status
         self.paused = False
         self.version += 1
         for run in self.runs.values():

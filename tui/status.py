@@ -59,6 +59,7 @@ class StatusInputs:
     reason: str = ""
     stopping: bool = False
     died: str | None = None  # why the feed died, when it did
+    run_dir: str = ""  # where the sweep is recorded (for the resume command), "" before it is known
     paused: bool = False
     #: What a followed run directory's trainer is doing (--attach / --detach), if anything to say.
     watch: StatusLine | None = None
@@ -71,7 +72,8 @@ def status_line(s: StatusInputs) -> StatusLine:
     if s.stopping:
         return StatusLine("stopping the trainer…", Severity.WARNING)
     if s.died is not None:
-        return StatusLine("✖ trainer died", Severity.ERROR, f" ({s.died}) · r restarts, q quits")
+        resume = f" · resume: python -m trainer resume {s.run_dir}" if s.run_dir else ""
+        return StatusLine("✖ trainer died", Severity.ERROR, f" ({s.died}){resume} · r restarts, q quits")
     prefix = "" if s.live else "replay · "
     if s.finished:
         severity = {"done": Severity.OK, "failed": Severity.ERROR}.get(s.sweep_status, Severity.WARNING)

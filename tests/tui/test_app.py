@@ -214,8 +214,10 @@ async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
         await wait_for(pilot, lambda: app.feed_end is not None)
         status = app.status_text().plain
         assert "trainer died" in status and "SIGKILL" in status and "r restarts" in status
+        assert "resume: python -m trainer resume runs/fixture-small" in status  # the run directory continues
         assert len(app.state.runs["bs1"].losses) == shown  # what it showed is kept
-        assert app.state.runs["bs1"].status == "failed"
+        assert app.state.runs["bs1"].status == "interrupted"  # killed: not a bug, so not "failed"
+        assert any("python -m trainer resume runs/fixture-small" in n.message for n in notes(app))
         await pilot.press("s")  # controls are refused, not crashed on
         assert bridge.controls() == []
         bridge.winding_down = threading.Event()  # the old trainer takes its time to stop

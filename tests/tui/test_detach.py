@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, wait_for
+from trainer.runlog import RunLock
 from tui.__main__ import main
 from tui.factory import make_app
 from tui.detach import (
@@ -91,6 +92,16 @@ def test_newest_run_dir_is_the_last_started_and_errors_say_what_to_pass(tmp_path
         (runs / name / "config.toml").write_text("")
         os.utime(runs / name / "config.toml", (1000 + i, 1000 + i))
     assert newest_run_dir(runs) == runs / "a-newer"
+    # A run with a live trainer comes first, however old: that is the one to watch after an SSH drop.
+    (runs / "c-live").mkdir()
+    (runs / "c-live" / "config.toml").write_text("")
+    os.utime(runs / "c-live" / "config.toml", (900, 900))
+    lock = RunLock.acquire(runs / "c-live")  # held by this (live) process
+    try:
+        assert newest_run_dir(runs) == runs / "c-live"
+    finally:
+        lock.release()
+    assert newest_run_dir(runs) == runs / "a-newer"  # its trainer gone: the newest again
 
 
 def test_status_line_tells_live_stale_and_unfinished_apart(tmp_path):
@@ -200,3 +211,43 @@ async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path
             await wait_for(pilot, lambda: app.state.started and app.feed.watch is not None)
         finally:
             stop(app.detached)
+
+
+def test_a_live_app_says_on_exit_where_its_run_is_and_how_to_come_back(tmp_path, monkeypatch, capsys):
+    import tui.__main__ as entry
+
+    run = partial_run(tmp_path)  # what the app's trainer left when q stopped it mid-sweep
+
+    def ran(app) -> int:  # the app ran and its trainer reported its run directory
+        app.state.run_dir = str(run)
+        return 0
+
+    monkeypatch.setattr(entry, "run_app", ran)
+    config = Path(__file__).resolve().parents[2] / "experiments.toml"
+    assert entry.main([str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"no trainer is writing {run} now" in out and f"bstui --replay {run}" in out
+    assert f"python -m trainer resume {run}" in out
+
+
+def test_a_replay_that_stopped_growing_says_whether_anyone_still_writes_it(tmp_path):
+    from tui.feed import ReplayFeed
+
+    run = partial_run(tmp_path)  # unfinished, no trainer.lock: its trainer is gone
+    feed = ReplayFeed(str(run), idle_s=0.0)
+    assert feed.read(0)  # the events so far
+    assert feed.watch is None
+    feed.read(0)  # nothing new
+    assert feed.watch is not None and "no trainer writes this run" in feed.watch.text().plain
+    assert f"python -m trainer resume {run}" in feed.watch.text().plain
+    assert feed.ended() is None  # still followed: a resume from another terminal would show
+    lock = RunLock.acquire(run)  # a live trainer holds it again (slow blocks, not gone)
+    try:
+        feed._checked = -1e9  # as if a second had passed since the last look at trainer.lock
+        feed.read(0)
+        assert feed.watch is None
+    finally:
+        lock.release()
+    with open(run / "events.jsonl", "a") as f:  # it grows: following, nothing to warn about
+        f.write((FIXTURE_DIR / "events.jsonl").read_text().splitlines()[12] + "\n")
+    assert feed.read(0) and feed.watch is None

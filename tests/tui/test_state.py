@@ -74,13 +74,14 @@ def test_split_refusal_is_a_notice_and_keeps_the_mode():
     assert s.notices == ["bs6: 4 chunks do not divide batch size 6"]
 
 
-def test_trainer_loss_marks_unfinished_runs_failed_and_keeps_data():
+@pytest.mark.parametrize("status", ["interrupted", "failed"])  # killed by a signal; crashed (a bug)
+def test_trainer_loss_marks_unfinished_runs_and_keeps_data(status):
     s = started(6, 60)
     s.apply({"type": "losses", "t": 1.0, "run": "bs6", "first_iter": 0, "values": [2.0, 1.9]})
     s.apply({"type": "run_finished", "t": 2.0, "run": "bs60", "status": "done", "reason": ""})
-    s.mark_lost("the trainer process died")
-    assert s.runs["bs6"].status == "failed" and len(s.runs["bs6"].losses) == 2
-    assert s.runs["bs60"].status == "done"
+    s.mark_lost("the trainer is gone", status)
+    assert s.runs["bs6"].status == status and s.status == status and len(s.runs["bs6"].losses) == 2
+    assert s.runs["bs60"].status == "done"  # a run that ended keeps its status
 
 
 def test_failed_sweep_before_start_keeps_its_reason():
