@@ -75,7 +75,8 @@ def b_simple_cell(run: RunState) -> Text:
             return Text(f"{compact(p.b_simple)} [?]", justify="right")
         hi = compact(p.hi) if p.hi is not None else "∞"
         return Text.assemble(compact(p.b_simple), (f" [{compact(p.lo)}-{hi}]", "dim"), justify="right")
-    return Text(compact(run.latest("b_simple")), style="dim", justify="right")
+    in_batch = run.latest("b_simple")
+    return Text(compact(in_batch), style="dim" if in_batch is not None else "", justify="right")
 
 
 def target_cell(run: RunState) -> Text:
