@@ -15,8 +15,9 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
+from tui.widgets.footer import compact_footer
 from tui.state import SweepState
 from tui.status import StatusLine
 from tui.system import SystemSnapshot
@@ -87,7 +88,7 @@ class MainScreen(Screen[None]):
             yield RunTable(id="table")
             yield TimingPanel(id="timing")
         yield SystemPane(id="system")
-        yield Footer(compact=True)  # every shown key fits in 80 columns, ? help and q quit included
+        yield compact_footer()
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < WIDE, "-narrow")

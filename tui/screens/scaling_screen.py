@@ -11,8 +11,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
+from tui.widgets.footer import compact_footer
 from tui.state import SweepState
 from tui.widgets.scaling_view import ScalingView
 
@@ -35,7 +36,7 @@ class ScalingScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="scaling-status")
         yield ScalingView(id="scaling")
-        yield Footer(compact=True)
+        yield compact_footer()
 
     def update_from(self, state: SweepState, status: Text) -> None:
         line = Text(no_wrap=True, overflow="ellipsis")
