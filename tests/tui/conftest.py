@@ -151,10 +151,17 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = W
 
 async def settle(pilot: Any) -> None:
     """Wait until the feed has ended, every event is applied and drawn (deterministic frames)."""
+    from tui.widgets.chart import BrailleChart
+
     app = pilot.app
-    await wait_for(pilot, lambda: app.feed_end is not None and not app._inbox)
+    # The system pane's first reading comes from a thread: on a loaded machine, after the feed ended.
+    await wait_for(pilot, lambda: app.feed_end is not None and not app._inbox and app.last_system is not None)
     await pilot.pause(0.15)  # one redraw tick
     app.redraw(force=True)
+    # Every plot given something to draw has drawn it (a render can lag a loaded machine's redraw).
+    await wait_for(pilot, lambda: all(p.chart is not None for p in app.screen.query(BrailleChart)
+                                      if p.factory is not None and p.display and p.size.width > 0
+                                      and p.size.height > 0))
     await pilot.pause(0.05)
     await asyncio.sleep(0)
 
