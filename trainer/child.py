@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import ConfigError, load_config
-from trainer.controls import REQUEST_SIGNALS, Controls, StopSignals, listen
+from trainer.controls import REQUEST_SIGNALS, ControlFile, Controls, StopSignals, listen
 from trainer.runlog import Emitter, EventType, QueueSink, SweepStatus
 
 
@@ -69,7 +69,12 @@ def run_child(
             Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=str(exc))
             return
         emitter = Emitter([RunDirSink(run_dir), feed])
-        run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
+        control_file = ControlFile(run_dir, controls)  # viewers that attach later control it too
+        control_file.start()
+        try:
+            run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
+        finally:
+            control_file.close()
     except ConfigError as exc:
         Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=f"config error: {exc}")
     except Exception as exc:  # noqa: BLE001 - tell the app why, then let the process end

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from trainer.config import Config, ConfigError, config_from_toml, load_config
-from trainer.controls import Controls, StopSignals, exit_code, interrupt_signal, signal_name
+from trainer.controls import (
+    VIEWER_STOP,
+    ControlFile,
+    Controls,
+    StopSignals,
+    exit_code,
+    interrupt_signal,
+    signal_name,
+)
 from trainer.runlog.contract import CONFIG, ERRORS, EVENTS
 
 if TYPE_CHECKING:
@@ -334,9 +342,13 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     result = None
     write_error: Exception | None = None
     controls = None
+    control_file = None
     if signals is not None and signals.enabled:
         controls = Controls()
         signals.stop_via(controls)  # the training loop sees the stop at its next step
+        if ddp is None:  # one process: viewers (bstui --attach) pause, split and stop it through the file
+            control_file = ControlFile(run_dir, controls)
+            control_file.start()
     try:
         if resume is not None:
             try:
@@ -353,6 +365,8 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         code, write_error = EXIT_USAGE, exc
     finally:
         emitter.close()
+        if control_file is not None:
+            control_file.close()
     try:
         rows = read_summary(run_dir)
     except (OSError, UnreadableFile):
@@ -364,6 +378,12 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
                       f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
                       soft_wrap=True)
         return exit_code(signals.received)
+    if code == EXIT_OK and result is not None and result.status == "stopped" and controls is not None \
+            and controls.stop_reason == VIEWER_STOP:
+        console.print(f"{VIEWER_STOP}: the run directory is valid up to the stop; "
+                      f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
+                      soft_wrap=True)
+        return EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
         console.print("interrupted: the run directory is valid up to the interruption; "
                       f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,

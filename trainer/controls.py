@@ -7,18 +7,26 @@ in the trainer process drains that queue into a `Controls` object; the training
 loop only compares `Controls.version` with the last version it saw, one integer
 comparison per iteration, so the hot loop pays nothing for being controllable.
 
+`ControlFile` does the same for viewers that did not start the trainer (bstui --attach): they append
+the same dicts, one JSON line each, to the run directory's controls.jsonl.
+
 `StopSignals` turns SIGTERM and SIGHUP (a batch scheduler's notice, an SSH drop) into the same
 stop request on a `Controls`, for the headless trainer and the app's trainer alike.
 """
 from __future__ import annotations
 
+import json
 import os
 import queue as queue_mod
 import signal
+import stat
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator
+
+from trainer.runlog.contract import CONTROLS
 
 
 class StopRequested(Exception):
@@ -210,3 +218,119 @@ class StopSignals:
                 self._pending = signum
             return
         raise Interrupted(signum)
+
+
+# -- the control file: commands from viewers that did not start this trainer ------------------------
+
+#: At most this much is read from the control file per poll, and a line longer than this is dropped.
+MAX_CONTROL_BYTES = 64 << 10
+#: Split-backward chunks a viewer may ask for (the app offers 2-64).
+MAX_CHUNKS = 64
+
+
+def parse_control(line: bytes) -> dict[str, Any] | None:
+    """One line of the control file as a command for `Controls.apply`, or None when it is not one
+    (not JSON, not an object, an unknown command, or values of the wrong type)."""
+    try:
+        msg = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(msg, dict):
+        return None
+    cmd = msg.get("cmd")
+    if cmd in ("pause", "resume"):
+        return {"cmd": cmd}
+    if cmd == "stop":
+        return {"cmd": "stop", "reason": VIEWER_STOP}
+    if cmd == "split":
+        enabled, chunks = msg.get("enabled"), msg.get("chunks")
+        if not isinstance(enabled, bool):
+            return None
+        if not enabled:
+            return {"cmd": "split", "enabled": False, "chunks": 1}
+        if isinstance(chunks, bool) or not isinstance(chunks, int) or not 2 <= chunks <= MAX_CHUNKS:
+            return None
+        return {"cmd": "split", "enabled": True, "chunks": chunks}
+    return None
+
+
+#: `Controls.stop_reason` of a stop asked through the control file.
+VIEWER_STOP = "stopped from a viewer (bstui --attach)"
+
+
+class ControlFile:
+    """Applies the commands viewers append to `<run_dir>/controls.jsonl` (contract.CONTROLS).
+
+    The trainer makes the file empty or keeps it, owner-only (0600): only its user can append, so
+    commands from anyone else are refused by the file system. What it already holds is history (a
+    resumed sweep does not replay an old pause). A daemon thread polls its size a few times a second
+    and applies each new complete line; the training loop sees only `Controls.version` change.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], controls: Controls, interval_s: float = 0.25) -> None:
+        self.path = Path(run_dir) / CONTROLS
+        self.controls = controls
+        self.interval_s = interval_s
+        self._fd: int | None = None
+        self._offset = 0
+        self._pending = b""
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Make or open the file and start polling; False (and nothing started) when it cannot be
+        had (not a regular file of this user): the sweep trains on without it."""
+        flags = os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            os.close(fd)
+            return False
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError:
+            pass
+        self._fd, self._offset = fd, st.st_size
+        self._thread = threading.Thread(target=self._poll_forever, name="bstui-control-file", daemon=True)
+        self._thread.start()
+        return True
+
+    def poll(self) -> int:
+        """Apply the complete lines appended since the last poll; how many commands were applied."""
+        if self._fd is None:
+            return 0
+        size = os.fstat(self._fd).st_size
+        if size < self._offset:  # cut short by someone: what it holds now came after, read it all
+            self._offset, self._pending = 0, b""
+        if size == self._offset:
+            return 0
+        data = os.pread(self._fd, min(size - self._offset, MAX_CONTROL_BYTES), self._offset)
+        self._offset += len(data)
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        if len(self._pending) > MAX_CONTROL_BYTES:
+            self._pending = b""  # a line with no end in sight: not a command
+        applied = 0
+        for line in lines:
+            command = parse_control(line)
+            if command is not None:
+                self.controls.apply(command)
+                applied += 1
+        return applied
+
+    def _poll_forever(self) -> None:
+        while not self._closed.wait(self.interval_s):
+            try:
+                self.poll()
+            except OSError:
+                return  # the file went away with its directory: nothing more to obey
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self.interval_s + 1)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -150,8 +150,8 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> Sta
         return StatusLine(f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}",
                           Severity.WARNING)
     if state == "live":
-        return StatusLine(f"attached · trainer pid {status.get('pid', '?')} is writing this run · q/d leaves it running",
-                          Severity.INFO)
+        return StatusLine(f"attached · trainer pid {status.get('pid', '?')} is writing this run · p/s/+/- control it · "
+                          "q/d leaves it running", Severity.INFO)
     if state == "starting":
         return StatusLine(f"detached trainer pid {status.get('pid', '?')} is starting… "
                           f"(its log: {Path(run_dir) / LOG_FILE})", Severity.MUTED)

@@ -6,13 +6,16 @@ on the UI thread.
 """
 from __future__ import annotations
 
+import errno
+import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainer.runlog import EVENTS, Event, UnreadableFile, open_regular
+from trainer.runlog import CONTROLS, EVENTS, Event, UnreadableFile, open_regular
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
 from tui.replay import EventReader, events_path
@@ -176,6 +179,7 @@ class ReplayFeed:
         self._checked = -LOCK_CHECK_S
         self._saw_finish = False
         self._closed = False
+        self.send_error = ""
         self.idle_s = idle_s
         self._grew_at = time.monotonic()
 
@@ -260,11 +264,40 @@ class ReplayFeed:
             return FeedEnd("finished", "the sweep did not finish in this run directory")
         return None
 
+    @property
+    def controllable(self) -> bool:
+        """A live trainer writes this run and made its control file: pause and split reach it."""
+        return (self.follows_trainer and self.trainer.get("state") == "live"
+                and (Path(self.run_dir) / CONTROLS).is_file())
+
     def send(self, message: dict[str, Any]) -> None:
-        pass  # a recorded sweep has nothing to control
+        """To a live trainer, through its run directory's control file (one JSON line, appended; the
+        file is never created here); a recorded sweep has nothing to control. `send_error` says why
+        a control did not go out ("" when it did)."""
+        self.send_error = ""
+        if not self.controllable:
+            return
+        path = Path(self.run_dir) / CONTROLS
+        try:
+            append_line(path, json.dumps(message))
+        except OSError as exc:
+            self.send_error = (f"cannot send {message.get('cmd')} to the trainer: {path}: {exc.strerror or exc} "
+                               "(only the trainer's user can control it)")
 
     def close(self) -> None:
         self._closed = True
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to an existing regular file (never created, never through a link)."""
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def log_tail(path: Path, lines: int = 1) -> str:

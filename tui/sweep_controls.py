@@ -29,6 +29,8 @@ class SweepControls(_Base):
     def _live_only(self, what: str) -> bool:
         if self.live and self.feed_end is None:
             return True
+        if self.feed is not None and getattr(self.feed, "controllable", False):
+            return True  # attached to a live trainer: its run directory's control file reaches it
         why = "a recorded run directory cannot be controlled" if not self.live else "the trainer is not running"
         self.notify(f"{what}: {why}.", severity="warning")
         return False
@@ -42,8 +44,8 @@ class SweepControls(_Base):
         Textual collects @on handlers from message-pump classes only, and this is a mixin."""
         if event.switch.id != "split":
             return
-        if self.feed is not None and self.live:
-            self.feed.send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
+        if self.feed is not None and (self.live or getattr(self.feed, "controllable", False)):
+            self._send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
 
     def action_chunks(self, delta: int) -> None:
         self.chunks = min(64, max(2, self.chunks + delta))
@@ -51,7 +53,16 @@ class SweepControls(_Base):
     def action_pause(self) -> None:
         if self._live_only("pause") and self.feed is not None and not self.state.finished:
             self.pause_requested = not self.pause_requested
-            self.feed.send({"cmd": "pause" if self.pause_requested else "resume"})
+            self._send({"cmd": "pause" if self.pause_requested else "resume"})
+
+    def _send(self, message: dict) -> None:
+        """A control to the trainer; a refusal (say, another user's run directory) is said at once."""
+        if self.feed is None:
+            return
+        self.feed.send(message)
+        error = getattr(self.feed, "send_error", "")
+        if error:
+            self.notify(error, title="control refused", severity="error")
 
     def action_restart(self) -> None:
         """Live: stop this sweep (off the UI thread) and start a fresh one. Replay: read again."""

@@ -2,6 +2,7 @@
 a live lock told from a stale one on screen, a replaced events.jsonl rebuilt, and `d`."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -251,3 +252,34 @@ def test_a_replay_that_stopped_growing_says_whether_anyone_still_writes_it(tmp_p
     with open(run / "events.jsonl", "a") as f:  # it grows: following, nothing to warn about
         f.write((FIXTURE_DIR / "events.jsonl").read_text().splitlines()[12] + "\n")
     assert feed.read(0) and feed.watch is None
+
+
+async def test_attached_to_a_live_trainer_p_and_s_reach_it_through_its_control_file(tmp_path, monkeypatch):
+    from trainer.runlog import CONTROLS
+    from tui.feed import ReplayFeed
+
+    run = partial_run(tmp_path)
+    lock = RunLock.acquire(run)  # a live trainer (this process) writes the run
+    try:
+        app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), watch_trainer=True), follow=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.state.started and app.feed is not None and app.feed.trainer)
+            await pilot.press("p")  # no control file: a trainer older than the control channel
+            await wait_for(pilot, lambda: any("cannot be controlled" in n.message for n in notes(app)))
+            (run / CONTROLS).touch(mode=0o600)  # the trainer made its control file
+            await pilot.press("p")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: (run / CONTROLS).read_text().count("\n") >= 2)
+            sent = [json.loads(x) for x in (run / CONTROLS).read_text().splitlines()]
+            assert sent == [{"cmd": "pause"}, {"cmd": "split", "enabled": True, "chunks": 4}]
+            import tui.feed as feed_mod
+
+            def refused(path, line):  # another user's run: its 0600 file is not ours to write
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+            monkeypatch.setattr(feed_mod, "append_line", refused)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: any(n.title == "control refused" for n in notes(app)))
+            assert "Permission denied" in next(n.message for n in notes(app) if n.title == "control refused")
+    finally:
+        lock.release()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from trainer.runlog.contract import (
     CHECKPOINTS,
     CONFIG,
+    CONTROLS,
     ERRORS,
     EVENT_TYPES,
     EVENTS,
@@ -52,7 +53,7 @@ from trainer.runlog.sink import RunDirSink
 from trainer.runlog.summary import read_summary, summary_csv, summary_number, summary_rows
 
 __all__ = [
-    "CHECKPOINTS", "CONFIG", "ERRORS", "EVENTS", "EVENT_TYPES", "KEPT_STATUSES", "LIVE_ONLY", "LOCK", "REPORT",
+    "CHECKPOINTS", "CONFIG", "CONTROLS", "ERRORS", "EVENTS", "EVENT_TYPES", "KEPT_STATUSES", "LIVE_ONLY", "LOCK", "REPORT",
     "RUN_STATUSES", "SUMMARY", "SUMMARY_FIELDS", "SWEEP_STATUSES", "TRAINER_LOG", "Clock", "Emitter",
     "Event", "EventLog", "EventSink", "EventType", "LineSplitter", "ListSink", "QueueSink", "RunDirError",
     "RunDirLocked", "RunDirSink", "RunDirWriteError", "RunLock", "RunStatus", "SweepStatus", "UnreadableFile",

@@ -24,6 +24,9 @@ LOCK: Final = "trainer.lock"  # while a trainer writes the directory
 REPORT: Final = "report.md"  # written by `python -m trainer report`
 ERRORS: Final = "errors.log"  # tracebacks of runs that failed unexpectedly
 TRAINER_LOG: Final = "trainer.log"  # the output of a detached trainer (bstui --detach)
+#: Commands from viewers that did not start the trainer (bstui --attach): one JSON object a line,
+#: appended; made owner-only (0600) by the trainer, so only its user can control it.
+CONTROLS: Final = "controls.jsonl"
 
 #: What `--force` removes: the files of the previous run (never config.toml, rewritten anyway, nor
 #: trainer.log, which a detached trainer writes before it takes the directory).

@@ -1,0 +1,59 @@
+"""The control channel for viewers that did not start the trainer (issue 11): a headless
+`python -m trainer run` obeys pause, resume, split and stop appended to its run directory's
+controls.jsonl, records them like the app's own controls, and a stop from there is the same clean,
+resumable stop as a signal (exit 130)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from tests.trainer.test_signals import HANG_GUARD_S, events_of, run_cmd, start, wait_for_more_losses
+from trainer.controls import VIEWER_STOP
+from trainer.runlog import CONTROLS, LOCK, SUMMARY
+
+
+def send(out: Path, msg: dict) -> None:
+    with open(out / CONTROLS, "a") as f:  # as bstui --attach does: append one line, never create
+        f.write(json.dumps(msg) + "\n")
+
+
+def wait_for_event(proc, out: Path, kind: str, **fields) -> dict:
+    deadline = time.monotonic() + HANG_GUARD_S
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no {kind} event came"
+        try:
+            found = [e for e in events_of(out) if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())]
+        except (FileNotFoundError, json.JSONDecodeError):  # mid-write: look again
+            found = []
+        if found:
+            return found[-1]
+        time.sleep(0.05)
+
+
+def test_a_headless_trainer_obeys_pause_split_and_stop_from_its_control_file(data_root, tmp_path):
+    out = tmp_path / "run"
+    proc = start(run_cmd(data_root, out), tmp_path)
+    try:
+        wait_for_more_losses(proc, out / "events.jsonl", 0)
+        assert (out / CONTROLS).is_file() and oct(os.stat(out / CONTROLS).st_mode & 0o777) == "0o600"
+        send(out, {"cmd": "pause"})
+        wait_for_event(proc, out, "paused", paused=True)
+        send(out, {"cmd": "split", "enabled": True, "chunks": 2})
+        send(out, {"cmd": "resume"})
+        wait_for_event(proc, out, "mode_changed", split_chunks=2)
+        send(out, {"cmd": "stop"})
+        _, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert VIEWER_STOP in err and f"python -m trainer resume {out}" in err and "Traceback" not in err
+    events = events_of(out)
+    assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
+    stopped = [e for e in events if e["type"] == "run_finished" and e["status"] == "stopped"]
+    assert stopped and all(e["reason"] == VIEWER_STOP for e in stopped)
+    assert (out / SUMMARY).is_file() and not os.path.lexists(out / LOCK)

@@ -1,0 +1,93 @@
+"""The control file (issue 11): viewers that did not start the trainer (bstui --attach) append the app's
+commands to <run_dir>/controls.jsonl; the trainer applies each new complete line, refuses anything else,
+and never replays what the file held before it started."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from trainer.controls import VIEWER_STOP, ControlFile, Controls, parse_control
+from trainer.runlog import CONTROLS
+
+
+def line(msg: object) -> bytes:
+    return (json.dumps(msg) + "\n").encode()
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b'{"cmd": "pause"}', {"cmd": "pause"}),
+    (b'{"cmd": "resume", "extra": 1}', {"cmd": "resume"}),
+    (b'{"cmd": "stop", "reason": "anything a viewer says"}', {"cmd": "stop", "reason": VIEWER_STOP}),
+    (b'{"cmd": "split", "enabled": true, "chunks": 4}', {"cmd": "split", "enabled": True, "chunks": 4}),
+    (b'{"cmd": "split", "enabled": false, "chunks": "x"}', {"cmd": "split", "enabled": False, "chunks": 1}),
+    (b'{"cmd": "split", "enabled": true, "chunks": 1}', None),  # 2-64 chunks, as the app offers
+    (b'{"cmd": "split", "enabled": true, "chunks": 65}', None),
+    (b'{"cmd": "split", "enabled": true, "chunks": true}', None),
+    (b'{"cmd": "split", "enabled": "yes", "chunks": 4}', None),
+    (b'{"cmd": "rm -rf"}', None),
+    (b'["pause"]', None),
+    (b'not json', None),
+    (b'\xff\xfe', None),
+    (b'', None),
+])
+def test_only_well_formed_commands_are_taken(raw, expected):
+    assert parse_control(raw) == expected
+
+
+def test_appended_lines_are_applied_and_what_was_there_before_is_history(tmp_path: Path):
+    (tmp_path / CONTROLS).write_bytes(line({"cmd": "pause"}))  # an old pause: not replayed
+    controls = Controls()
+    cf = ControlFile(tmp_path, controls, interval_s=3600)  # polled by hand below
+    assert cf.start()
+    try:
+        assert cf.poll() == 0 and not controls.paused
+        with open(tmp_path / CONTROLS, "ab") as f:
+            f.write(line({"cmd": "pause"}) + b"garbage\n" + b'{"cmd": "split", "enabled": true, "ch')
+        assert cf.poll() == 1 and controls.paused and controls.split_chunks == 0
+        with open(tmp_path / CONTROLS, "ab") as f:  # the rest of the cut line
+            f.write(b'unks": 4}\n' + line({"cmd": "resume"}))
+        assert cf.poll() == 2 and controls.split_chunks == 4 and not controls.paused
+        with open(tmp_path / CONTROLS, "ab") as f:  # a line with no end in sight is never a command
+            f.write(b"x" * (3 << 16) + b"\n" + line({"cmd": "stop"}))
+        while cf.poll() == 0:
+            pass
+        assert controls.stop and controls.stop_reason == VIEWER_STOP
+        (tmp_path / CONTROLS).write_bytes(b"")  # cut short by someone: what comes after is read
+        with open(tmp_path / CONTROLS, "ab") as f:
+            f.write(line({"cmd": "pause"}))
+        assert cf.poll() == 1
+    finally:
+        cf.close()
+
+
+def test_the_file_is_owner_only_and_a_link_in_its_place_is_refused(tmp_path: Path):
+    cf = ControlFile(tmp_path, Controls(), interval_s=3600)
+    assert cf.start()
+    cf.close()
+    assert stat.S_IMODE(os.stat(tmp_path / CONTROLS).st_mode) == 0o600  # only the trainer's user may write
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / CONTROLS).symlink_to(tmp_path / "elsewhere")
+    assert not ControlFile(other, Controls(), interval_s=3600).start()  # trains on without it
+    assert not (tmp_path / "elsewhere").exists()  # nothing made through the link
+
+
+def test_the_thread_applies_commands_without_being_asked(tmp_path: Path):
+    import time
+
+    controls = Controls()
+    cf = ControlFile(tmp_path, controls, interval_s=0.01)
+    assert cf.start()
+    try:
+        with open(tmp_path / CONTROLS, "ab") as f:
+            f.write(line({"cmd": "pause"}))
+        deadline = time.monotonic() + 60  # a hang guard only
+        while not controls.paused:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        cf.close()
