@@ -80,6 +80,8 @@ def status_line(s: StatusInputs) -> StatusLine:
         why = f": {s.reason}" if s.reason else ""
         return StatusLine(f"{prefix}sweep {s.sweep_status}", severity, why + (" · r restarts" if s.live else ""))
     if not s.live and s.watch is not None:
+        if s.paused and s.started and s.watch.severity is Severity.INFO:  # attached to a live, paused trainer
+            return StatusLine("⏸ paused · p resumes", Severity.WARNING, f" · {s.watch.plain}")
         return s.watch
     if not s.started:
         if not s.live:

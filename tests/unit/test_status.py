@@ -23,6 +23,11 @@ def test_a_followed_trainer_speaks_for_itself_until_the_sweep_finishes():
     assert status_line(StatusInputs(live=False, started=True, finished=False, watch=gone)) is gone
     finished = status_line(StatusInputs(live=False, started=True, finished=True, sweep_status="done", watch=gone))
     assert finished.severity is Severity.OK
+    assert status_line(StatusInputs(live=False, started=True, finished=False, watch=gone, paused=True)) is gone
+    attached = StatusLine("attached · trainer pid 7 is writing this run", Severity.INFO)
+    paused = status_line(StatusInputs(live=False, started=True, finished=False, watch=attached, paused=True))
+    assert paused.severity is Severity.WARNING and paused.plain.startswith("⏸ paused · p resumes")
+    assert "trainer pid 7" in paused.plain
 
 
 def test_the_style_follows_the_severity():
