@@ -135,8 +135,7 @@ class LossGrid(Container):
 
     def on_resize(self) -> None:
         self._drawn = {}
-        if self._state is not None:  # the page size may have changed: lay out again
-            self._layout_key = ()
+        if self._state is not None:  # re-laid out only if the page now holds other runs (no blank frame)
             self.update_view(self._state, self._view)
 
     def _changed(self, plot: BrailleChart, key: tuple[object, ...]) -> bool:
