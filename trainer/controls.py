@@ -71,8 +71,9 @@ class Controls:
             self._resume.wait(timeout)
 
 
-def listen(control_queue: Any, controls: Controls) -> threading.Thread:
-    """Start a daemon thread that applies every message from `control_queue`."""
+def listen(control_queue: Any, controls: Controls, on_detach: Callable[[], None] | None = None) -> threading.Thread:
+    """Start a daemon thread that applies every message from `control_queue`. {"cmd": "detach"} (the
+    app leaves, the sweep goes on) calls `on_detach` and ends the thread: nobody sends any more."""
 
     def drain() -> None:
         while True:
@@ -83,6 +84,10 @@ def listen(control_queue: Any, controls: Controls) -> threading.Thread:
             except (EOFError, OSError, ValueError):
                 return  # the app went away; training goes on, the run directory is the record
             if msg is None:
+                return
+            if isinstance(msg, dict) and msg.get("cmd") == "detach":
+                if on_detach is not None:
+                    on_detach()
                 return
             if isinstance(msg, dict):
                 controls.apply(msg)

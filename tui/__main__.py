@@ -101,12 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             bell=args.bell,
         )
     code = run_app(app)
-    from tui.detach import reattach_hint, trainer_state
+    from tui.detach import exit_hint, trainer_state
 
-    if app.detached is not None:  # `d` left the sweep running in its own session
-        print(reattach_hint(app.detached.run_dir, trainer_state(app.detached.run_dir, app.detached)))
-    elif args.replay is None and app.state.run_dir:  # the app's own trainer has stopped: where its record is
-        print(reattach_hint(app.state.run_dir, trainer_state(Path(app.state.run_dir))))
+    if args.replay is None and app.state.run_dir:  # the app's own trainer: stopped, stopping, or training on
+        print(exit_hint(app.state.run_dir, trainer_state(Path(app.state.run_dir)), app.exit_action))
     return code
 
 
@@ -115,7 +113,7 @@ def run_app(app) -> int:  # noqa: ANN001 - BstuiApp, imported lazily
         code = app.run()
     finally:
         if app.feed is not None:
-            app.feed.close()  # whatever ended the app, leave no trainer of its own behind
+            app.feed.close()  # whatever ended the app: a trainer that writes a run trains on without it
     return int(code or 0)
 
 
@@ -124,7 +122,7 @@ def detach(args: argparse.Namespace) -> int:
     from trainer.config import load_or_exit
     from trainer.runlog import default_run_dir, holds_run, lock_status
     from tui.factory import make_app
-    from tui.detach import reattach_hint, run_command, start_detached, trainer_state
+    from tui.detach import exit_hint, run_command, start_detached, trainer_state
     from tui.feed import ReplayFeed
 
     if args.no_follow:
@@ -147,7 +145,7 @@ def detach(args: argparse.Namespace) -> int:
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), detached=trainer),
                    config_label=cfg.source or "(default config)", bell=args.bell)
     code = run_app(app)
-    print(reattach_hint(run_dir, trainer_state(run_dir, trainer)))
+    print(exit_hint(run_dir, trainer_state(run_dir, trainer), app.exit_action))
     return code
 
 
@@ -155,7 +153,7 @@ def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
     from trainer.runlog import EVENTS, lock_status
     from tui.factory import make_app
-    from tui.detach import AttachError, is_run_dir, newest_run_dir, reattach_hint
+    from tui.detach import AttachError, exit_hint, is_run_dir, newest_run_dir
     from tui.feed import ReplayFeed
     from tui.replay import ReplayError, events_path
 
@@ -186,7 +184,7 @@ def attach(args: argparse.Namespace) -> int:
             fail(str(exc))
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True), bell=args.bell)
     code = run_app(app)
-    print(reattach_hint(run_dir, lock_status(run_dir)))
+    print(exit_hint(run_dir, lock_status(run_dir), app.exit_action))
     return code
 
 

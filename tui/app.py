@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui.detach import DetachedTrainer
+from tui.detach import ExitAction
 from tui.feed import Feed, FeedEnd
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
@@ -110,8 +110,8 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         self.redraw_s = REDRAW_S
         self._cpu_mark = (time.process_time(), time.perf_counter())
         self._last_redraw = 0.0
-        #: The trainer `d` left running in its own session (its run directory is followed).
-        self.detached: DetachedTrainer | None = None
+        #: What quitting did to the trainer, for the words printed on exit (tui.detach.ExitAction).
+        self.exit_action = ExitAction.NONE
         self._watch_told: StatusLine | None = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -266,7 +266,8 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        """Stop the trainer (within ~2 s, off the UI thread), then exit."""
+        """q: quit the viewer and stop the sweep cleanly (off the UI thread). The app is gone within
+        about a second; a trainer still finishing its step ends the stop on its own."""
         if self._quitting:
             return
         self._quitting = self._stopping = True
@@ -275,6 +276,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
 
     @work(thread=True, group="quit")
     def _quit_worker(self) -> None:
+        self.exit_action = self._stop_on_quit()
         self._close_feed()
         self.call_from_thread(self.exit, 0)
 

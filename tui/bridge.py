@@ -5,8 +5,11 @@ torch). Events come back on `event_queue`; control messages go out on
 `control_queue` (DESIGN.md). Nothing here touches Textual: the app's thread worker
 calls `poll()`, the UI thread calls `send()`.
 
-The child puts itself in its own process group and watches its parent, so that
-quitting (or the app dying) leaves no trainer or DataLoader worker behind.
+The child runs in a session of its own (no SIGHUP when the terminal goes, no Ctrl-C from it; one
+process group with its DataLoader workers) and watches its parent: the trainer outlives its viewer.
+When the app leaves (`release`: `d`, or `q` while the stop is still under way) or dies (a crash, an
+SSH drop), the trainer goes on headless into its run directory (trainer.child.Headless). Only
+`shutdown` (restart, or a trainer still starting) ends it from here.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from trainer.controls import watch_parent
 from trainer.runlog import Event
@@ -66,6 +69,10 @@ class Bridge(Protocol):
         """The trainer process's pid while it runs (None before start and after exit)."""
         ...
 
+    def release(self) -> None:
+        """Leave the trainer running without this app (it goes on headless)."""
+        ...
+
     def shutdown(self, grace_s: float = 1.0) -> None: ...
 
 
@@ -89,6 +96,18 @@ def _take_the_group_down(log_path: str | None = None) -> None:
         os._exit(1)
 
 
+def _your_own_session() -> None:
+    """A session of its own (pgid = sid = pid): the terminal's hangup never reaches the trainer,
+    and one killpg still ends it with its DataLoader workers."""
+    try:
+        os.setsid()
+    except OSError:  # already a session leader (cannot happen for a spawned child): a group at least
+        try:
+            os.setpgrp()
+        except OSError:
+            pass
+
+
 def child_main(
     config_path: str | None,
     overrides: list[str],
@@ -99,11 +118,8 @@ def child_main(
     log_path: str | None = None,
     entry: str = TRAINER_ENTRY,
 ) -> None:
-    """Entry point of the trainer process: own process group, parent watch, then the sweep."""
-    try:
-        os.setpgrp()  # one group for the trainer and any DataLoader workers: one kill ends them all
-    except OSError:
-        pass
+    """Entry point of the trainer process: own session, parent watch, then the sweep."""
+    _your_own_session()
     if log_path:
         # The app owns the terminal: anything the trainer prints (a traceback) goes to a
         # log whose last line the app shows if the trainer dies.
@@ -113,10 +129,16 @@ def child_main(
         os.close(fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
-    watch_parent(parent_pid, lambda: _take_the_group_down(log_path), interval_s=0.5)  # the app dies: so does its trainer
-    module, _, func = entry.partition(":")
-    run = getattr(importlib.import_module(module), func)  # torch is imported here, in the child only
-    run(config_path, overrides, out_dir, event_queue, control_queue)
+    # The app gone before the trainer could run (torch still loading): nothing is recorded and nobody
+    # knows of a run, so end. Once it runs, the entry's headless hook (if it has one) takes over.
+    on_gone: list[Callable[[], None]] = [lambda: _take_the_group_down(log_path)]
+    watch_parent(parent_pid, lambda: on_gone[-1](), interval_s=0.5)
+    module_name, _, func = entry.partition(":")
+    module = importlib.import_module(module_name)  # torch is imported here, in the child only
+    hook = getattr(module, "headless_hook", None)
+    if hook is not None:
+        on_gone.append(hook(log_path))
+    getattr(module, func)(config_path, overrides, out_dir, event_queue, control_queue)
 
 
 def _ensure_resource_tracker() -> None:
@@ -203,6 +225,31 @@ class TrainerBridge:
 
     def pid(self) -> int | None:
         return self.process.pid if self.is_alive() else None
+
+    def release(self) -> None:
+        """Leave the trainer running without this app: it drops the live feed and trains on headless
+        into its run directory (told now through the control queue; its parent watch is the backstop).
+        Afterwards `shutdown` does nothing, and this process's exit neither waits for it nor kills it."""
+        if self._stopped:
+            return
+        self._stopped = True
+        proc = self.process
+        if proc is None:
+            return
+        try:
+            self.control_queue.put({"cmd": "detach"})  # flushed by the queue's thread before this process ends
+        except (OSError, ValueError):
+            pass
+        # multiprocessing joins every child it started when the interpreter exits (its atexit hook):
+        # this one is no longer ours to wait for.
+        from multiprocessing import process as mp_process
+
+        mp_process._children.discard(proc)  # noqa: SLF001 - the only way to stop that join for one child
+        try:
+            self.event_queue.cancel_join_thread()
+            self.event_queue.close()
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def shutdown(self, grace_s: float = 1.0) -> None:
         """Stop the trainer and everything it started, within about grace_s + 0.5 s.

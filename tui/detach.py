@@ -5,8 +5,8 @@
 reaches it), stdin from /dev/null and its output in DIR/trainer.log; the app is then only a
 viewer of DIR, and quitting it leaves the trainer running. `bstui --attach [DIR]` views a
 run directory again; `trainer.runlog.lock_status` (pure Python: no torch here) says whether a
-trainer still writes it. `d` in a live app stops its trainer and continues the sweep as a
-detached `python -m trainer resume DIR` (the run directory of a stopped sweep resumes).
+trainer still writes it. A plain `bstui`'s trainer outlives its app too (tui.bridge): `d` leaves
+it training, `q` stops it cleanly, and `exit_hint` says which happened.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_
 from tui.status import Severity, StatusLine
 
 LOG_FILE = TRAINER_LOG
+
+
+class ExitAction(Enum):
+    """What the viewer's exit did to the sweep (the words printed on exit follow it)."""
+
+    NONE = "none"  # nothing asked (a finished or recorded sweep, or the app ended otherwise)
+    STOPPED = "stopped"  # q: the app's trainer stopped cleanly before the app exited
+    STOPPING = "stopping"  # q: a clean stop was asked; the trainer finishes its step, then ends the sweep
+    REFUSED = "refused"  # q: the stop could not be sent (another user's run directory)
+    LEFT = "left"  # d: the sweep trains on without a viewer
 
 
 class AttachError(Exception):
@@ -64,11 +75,6 @@ def run_command(config_path: str | None, overrides: list[str], run_dir: Path) ->
     for override in overrides:
         cmd += ["--set", override]
     return cmd + ["--out", str(run_dir), "--quiet"]
-
-
-def resume_command(run_dir: Path) -> list[str]:
-    """The headless trainer command that continues the sweep recorded in run_dir."""
-    return [sys.executable, "-m", "trainer", "resume", str(run_dir), "--quiet"]
 
 
 def start_detached(cmd: list[str], run_dir: Path) -> DetachedTrainer:
@@ -151,7 +157,7 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> Sta
                           Severity.WARNING)
     if state == "live":
         return StatusLine(f"attached · trainer pid {status.get('pid', '?')} is writing this run · p/s/+/- control it · "
-                          "q/d leaves it running", Severity.INFO)
+                          "q stops it · d leaves it running", Severity.INFO)
     if state == "starting":
         return StatusLine(f"detached trainer pid {status.get('pid', '?')} is starting… "
                           f"(its log: {Path(run_dir) / LOG_FILE})", Severity.MUTED)
@@ -163,6 +169,19 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> Sta
 
 def _cut(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def exit_hint(run_dir: Path | str, status: dict[str, Any], action: ExitAction = ExitAction.NONE) -> str:
+    """What to print when the viewer closes, given what quitting did (`action`)."""
+    if action is ExitAction.STOPPING and status.get("state") == "live":
+        return (f"bstui: stopping the sweep in {run_dir}: the trainer (pid {status.get('pid', '?')}) ends it cleanly "
+                "after its current step (runs stopped, summary.csv, lock released)\n"
+                f"  watch it end: bstui --attach {run_dir}\n"
+                f"  continue it later: python -m trainer resume {run_dir}")
+    if action is ExitAction.REFUSED:
+        return (f"bstui: the stop could not be sent to the trainer of {run_dir} (only its user can control it); "
+                "it keeps running\n" + reattach_hint(run_dir, status))
+    return reattach_hint(run_dir, status)
 
 
 def reattach_hint(run_dir: Path | str, status: dict[str, Any]) -> str:

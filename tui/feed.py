@@ -72,8 +72,18 @@ class Feed(Protocol):
     def close(self) -> None: ...
 
 
+#: How long `r` waits for the old trainer's clean stop before signals end it (a stop is honoured
+#: at the next iteration: within 2 s even with multi-second steps, bench/stop.py).
+STOP_GRACE_S = 3.0
+
+
 class LiveFeed:
-    """Events from a trainer subprocess; controls go back to it."""
+    """Events from a trainer subprocess; controls go back to it.
+
+    The trainer outlives this feed: `close` (the app ends for any reason but `q`) and `leave` (`d`)
+    let it train on headless once it writes a run; `stop_sweep` (`q`) asks it to stop cleanly first;
+    `stop_trainer` (`r`) ends it.
+    """
 
     live = True
     follows_trainer = False
@@ -95,8 +105,11 @@ class LiveFeed:
 
     def read(self, timeout: float) -> list[Event]:
         events = self.bridge.poll(timeout)
-        if any(e.get("type") == "sweep_finished" for e in events):
-            self._saw_finish = True
+        for event in events:
+            if event.get("type") == "sweep_finished":
+                self._saw_finish = True
+            elif event.get("type") == "sweep_started" and isinstance(event.get("run_dir"), str):
+                self.run_dir = self.run_dir or event["run_dir"]
         return events
 
     def ended(self) -> FeedEnd | None:
@@ -117,9 +130,41 @@ class LiveFeed:
     def send(self, message: dict[str, Any]) -> None:
         self.bridge.send(message)
 
-    def close(self) -> None:
+    def stop_sweep(self, wait_s: float) -> bool:
+        """q: ask the trainer for a clean stop and wait up to wait_s for it to end (its last events
+        are read and dropped: the run directory has them). True when it ended; False when it is
+        still finishing its step, and is left to finish the stop on its own (headless)."""
+        if self._closed:
+            return not self.bridge.is_alive()
+        self.bridge.send({"cmd": "stop"})
+        deadline = time.monotonic() + wait_s
+        while self.bridge.is_alive() and time.monotonic() < deadline:
+            self.read(0.02)  # a trainer blocks at exit until its queued events are in the pipe
+        if self.bridge.is_alive():
+            self.leave()
+            return False
+        self.stop_trainer()  # nothing left to stop: the queues and the log are tidied
+        return True
+
+    def leave(self) -> None:
+        """d (or the app ending): the trainer trains on without this app."""
         self._closed = True
-        self.bridge.shutdown()
+        self.bridge.release()
+
+    def stop_trainer(self) -> None:
+        """r: end the trainer (a clean stop first, then signals; within about 2 s)."""
+        self._closed = True
+        self.bridge.shutdown(grace_s=STOP_GRACE_S)
+
+    def close(self) -> None:
+        """The app ends without q: a trainer that writes a run trains on (the run directory is the
+        record); one still starting, which has recorded nothing, is ended."""
+        if self._closed:
+            return
+        if self.run_dir and self.bridge.is_alive():
+            self.leave()
+        else:
+            self.stop_trainer()
 
 
 def trainer_log_tail(bridge: Bridge, lines: int = 1) -> str:

@@ -1,8 +1,8 @@
-"""The keys that control a live sweep: split-backward, chunks, pause, restart and detach.
+"""The keys that control a live sweep: split-backward, chunks, pause, restart, detach and quit's stop.
 
 A mixin of the app (tui.app.BstuiApp), kept apart so the app stays about drawing and
 events: these methods talk to the trainer through the feed and start or replace feeds.
-Stopping a trainer can take a second or two, so restart and detach do it in a thread.
+Stopping a trainer can take a second or two, so restart and quit do it in a thread.
 """
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.widgets import Switch
 
-from tui.detach import DetachedTrainer, resume_command, start_detached
-from tui.feed import Feed, ReplayFeed
+from tui.detach import ExitAction
+from tui.feed import Feed, LiveFeed
+
+#: How long q waits for the app's own trainer to end its clean stop before leaving it to finish alone
+#: (the app is gone within about a second of q).
+QUIT_WAIT_S = 0.5
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,
@@ -81,7 +85,7 @@ class SweepControls(_Base):
 
     @work(thread=True, group="restart")
     def _restart_worker(self, old: Feed) -> None:
-        old.close()
+        old.stop_trainer() if isinstance(old, LiveFeed) else old.close()
         self.call_from_thread(self._after_restart)
 
     def _after_restart(self) -> None:
@@ -90,44 +94,35 @@ class SweepControls(_Base):
         self.redraw(force=True)
 
     def action_detach(self) -> None:
-        """d: leave the sweep running without this app (issue 6).
-
-        Following a run directory (--detach, --attach): quit the viewer, the trainer goes on.
-        Live: stop this app's trainer (its run directory stays valid and resumable) and continue
-        the sweep as a detached `python -m trainer resume DIR`, which the app then follows.
-        """
+        """d: quit the viewer and leave the sweep training (nothing is retrained: the same trainer
+        goes on headless); bstui --attach comes back to it."""
         feed = self.feed
         if feed is None or self._stopping:
             return
-        if not feed.live:
-            if feed.follows_trainer:
-                self.exit(0)
-            else:
-                self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
-            return
-        run_dir = self.state.run_dir
-        if self.feed_end is not None or self.state.finished or not run_dir:
-            why = "the sweep has not started yet" if not run_dir else "the trainer is not running"
-            self.notify(f"detach: {why}.", severity="warning")
-            return
-        self._stopping = True
-        self.attempt += 1
-        self.redraw()
-        self._detach_worker(feed, run_dir)
+        if feed.live:
+            if self.feed_end is not None or self.state.finished or not self.state.run_dir:
+                why = "the sweep has not started yet" if not self.state.run_dir else "the trainer is not running"
+                self.notify(f"detach: {why}.", severity="warning")
+                return
+            feed.leave()
+            self.exit_action = ExitAction.LEFT
+            self.exit(0)
+        elif feed.follows_trainer:
+            self.exit_action = ExitAction.LEFT
+            self.exit(0)
+        else:
+            self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
 
-    @work(thread=True, group="restart")
-    def _detach_worker(self, old: Feed, run_dir: str) -> None:
-        old.close()  # the stopped sweep's run directory is complete up to its last epoch
-        try:
-            trainer: DetachedTrainer | None = start_detached(resume_command(Path(run_dir)), Path(run_dir))
-        except OSError as exc:
-            trainer = None
-            self.call_from_thread(self.notify, f"detach: cannot start the trainer: {exc}", severity="error")
-        self.call_from_thread(self._after_detach, run_dir, trainer)
-
-    def _after_detach(self, run_dir: str, trainer: DetachedTrainer | None) -> None:
-        self._stopping = False
-        self.detached = trainer
-        self.feed_factory = lambda attempt: ReplayFeed(run_dir, watch_trainer=True, detached=trainer)  # noqa: ARG005
-        self._start_feed()
-        self.redraw(force=True)
+    def _stop_on_quit(self) -> ExitAction:
+        """q: stop the sweep. The app's own trainer gets QUIT_WAIT_S to end (it usually does); one
+        still in a long step is left to finish its clean stop alone. An attached trainer is asked
+        through its control file. A finished or recorded sweep has nothing to stop."""
+        feed = self.feed
+        if isinstance(feed, LiveFeed):
+            if self.feed_end is not None:
+                return ExitAction.NONE
+            return ExitAction.STOPPED if feed.stop_sweep(QUIT_WAIT_S) else ExitAction.STOPPING
+        if feed is not None and getattr(feed, "controllable", False) and not self.state.finished:
+            feed.send({"cmd": "stop"})
+            return ExitAction.REFUSED if getattr(feed, "send_error", "") else ExitAction.STOPPING
+        return ExitAction.NONE

@@ -92,6 +92,9 @@ class FakeBridge:
         self.code: int | None = None
         self.started = 0
         self.shutdowns = 0
+        self.released = 0
+        #: A trainer that takes this long (in the test's polls) to end its clean stop; 0: it ends at once.
+        self.stop_takes_polls = 0
         self.winding_down: threading.Event | None = None  # when set: shutdown waits for it (a trainer winding down)
         self.sent: list[dict[str, Any]] = []  # every control sent, in order
         for e in events or []:
@@ -102,6 +105,10 @@ class FakeBridge:
         self.alive = True
 
     def poll(self, timeout: float) -> list[dict[str, Any]]:
+        if self.stop_takes_polls and {"cmd": "stop"} in self.sent:
+            self.stop_takes_polls -= 1
+            if self.stop_takes_polls == 0:
+                self.alive, self.code = False, 0
         out = []
         try:
             out.append(self.events.get(timeout=timeout))
@@ -114,6 +121,11 @@ class FakeBridge:
     def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
         self.control_queue.put(message)
+        if message.get("cmd") == "stop" and self.alive and self.stop_takes_polls == 0:
+            self.alive, self.code = False, 0  # a trainer ends its clean stop
+
+    def release(self) -> None:
+        self.released += 1
 
     def is_alive(self) -> bool:
         return self.alive

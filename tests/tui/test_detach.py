@@ -24,8 +24,9 @@ from tui.detach import (
     DetachedTrainer,
     describe,
     newest_run_dir,
+    ExitAction,
+    exit_hint,
     reattach_hint,
-    resume_command,
     start_detached,
     trainer_state,
 )
@@ -188,30 +189,81 @@ async def test_d_in_a_recorded_replay_only_explains(fixture_dir):
         assert app.is_running
 
 
-async def test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume(tmp_path, monkeypatch):
+def started_bridge(tmp_path: Path) -> tuple[FakeBridge, Path]:
+    """A fake trainer that has started a sweep writing a (partial) run directory."""
     run = partial_run(tmp_path)
-    started = [e for e in fixture_events()[:12]]
+    started = list(fixture_events()[:12])
     started[0] = {**started[0], "run_dir": str(run)}
-    bridge = FakeBridge(started)
-    launched: list[tuple[list[str], Path]] = []
+    return FakeBridge(started), run
 
-    def fake_start(cmd: list[str], run_dir: Path) -> DetachedTrainer:
-        launched.append((cmd, run_dir))
-        return start_detached(SLEEPER, tmp_path / "elsewhere")  # stands in for the trainer
 
-    monkeypatch.setattr("tui.sweep_controls.start_detached", fake_start)
+async def test_d_in_a_live_sweep_leaves_its_trainer_training_and_quits(tmp_path):
+    bridge, run = started_bridge(tmp_path)
     app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.started and app.live)
         await pilot.press("d")
-        await wait_for(pilot, lambda: app.detached is not None and not app.live)
-        try:
-            assert bridge.shutdowns == 1  # the app's own trainer was stopped first
-            assert launched == [(resume_command(run), run)]
-            assert isinstance(app.feed, ReplayFeed) and app.feed.run_dir == str(run)
-            await wait_for(pilot, lambda: app.state.started and app.feed.watch is not None)
-        finally:
-            stop(app.detached)
+        await wait_for(pilot, lambda: not app.is_running)
+    assert bridge.released == 1 and bridge.shutdowns == 0 and bridge.alive  # nothing stopped, nothing retrained
+    assert {"cmd": "stop"} not in bridge.controls()
+    assert app.exit_action is ExitAction.LEFT and app.return_code == 0
+
+
+async def test_q_stops_the_sweep_and_waits_for_a_trainer_that_ends_at_once(tmp_path):
+    bridge, run = started_bridge(tmp_path)
+    app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started and app.live)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert bridge.controls()[-1] == {"cmd": "stop"} and not bridge.alive
+    assert bridge.released == 0
+    assert app.exit_action is ExitAction.STOPPED
+
+
+async def test_q_leaves_a_trainer_in_a_long_step_to_finish_its_clean_stop_alone(tmp_path):
+    bridge, run = started_bridge(tmp_path)
+    bridge.stop_takes_polls = 10**9  # a multi-second step: longer than the app waits
+    app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started and app.live)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert bridge.controls()[-1] == {"cmd": "stop"}
+    assert bridge.released == 1 and bridge.shutdowns == 0  # not killed mid-step: it stops cleanly on its own
+    assert app.exit_action is ExitAction.STOPPING
+
+
+async def test_an_app_that_ends_without_q_leaves_a_started_sweep_training(tmp_path):
+    bridge, run = started_bridge(tmp_path)
+    app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.started and app.live)
+        app.exit(1)  # a crash or any other way out
+    assert bridge.released == 1 and bridge.shutdowns == 0 and bridge.alive
+
+
+async def test_an_app_that_ends_while_its_trainer_still_starts_ends_that_trainer():
+    bridge = FakeBridge([])  # no sweep_started yet: nothing recorded, no run to come back to
+    app = make_app(feed_factory=lambda attempt: LiveFeed(bridge))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: bridge.started == 1)
+        app.exit(0)
+    assert bridge.shutdowns == 1 and bridge.released == 0
+
+
+def test_exit_words_follow_what_quitting_did(tmp_path):
+    run = partial_run(tmp_path)
+    live = {"state": "live", "pid": 4242}
+    stopping = exit_hint(run, live, ExitAction.STOPPING)
+    assert "stopping the sweep" in stopping and "pid 4242" in stopping
+    assert f"bstui --attach {run}" in stopping and f"python -m trainer resume {run}" in stopping
+    left = exit_hint(run, live, ExitAction.LEFT)
+    assert "keeps running" in left and f"re-attach with: bstui --attach {run}" in left
+    refused = exit_hint(run, live, ExitAction.REFUSED)
+    assert "could not be sent" in refused and "keeps running" in refused
+    done = exit_hint(run, {"state": "none"}, ExitAction.STOPPED)  # the trainer stopped before the app exited
+    assert f"no trainer is writing {run} now" in done and f"python -m trainer resume {run}" in done
 
 
 def test_a_live_app_says_on_exit_where_its_run_is_and_how_to_come_back(tmp_path, monkeypatch, capsys):
@@ -281,5 +333,26 @@ async def test_attached_to_a_live_trainer_p_and_s_reach_it_through_its_control_f
             await pilot.press("p")
             await wait_for(pilot, lambda: any(n.title == "control refused" for n in notes(app)))
             assert "Permission denied" in next(n.message for n in notes(app) if n.title == "control refused")
+    finally:
+        lock.release()
+
+
+async def test_attached_q_asks_the_trainer_to_stop_and_d_only_leaves(tmp_path):
+    from trainer.runlog import CONTROLS
+
+    run = partial_run(tmp_path)
+    (run / CONTROLS).touch(mode=0o600)  # the live trainer's control file
+    lock = RunLock.acquire(run)  # a live trainer (this process) writes the run
+    try:
+        for key, action, sent in (("d", ExitAction.LEFT, []), ("q", ExitAction.STOPPING, [{"cmd": "stop"}])):
+            (run / CONTROLS).write_text("")
+            app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), watch_trainer=True))
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_for(pilot, lambda: app.state.started and app.feed is not None and app.feed.controllable)
+                assert "q stops it · d leaves it running" in app.status_text().plain
+                await pilot.press(key)
+                await wait_for(pilot, lambda: not app.is_running)
+            assert app.exit_action is action
+            assert [json.loads(x) for x in (run / CONTROLS).read_text().splitlines()] == sent
     finally:
         lock.release()

@@ -81,8 +81,20 @@ class QueueSink:
         self.queue = queue
         self.timeout_s = timeout_s
         self.dropped = 0
+        self.detached = False
+
+    def detach(self) -> None:
+        """The app is gone: put nothing more on the queue, and never wait at exit for what is still
+        buffered for it (nobody reads that pipe any more; the run directory has every event)."""
+        self.detached = True
+        try:
+            self.queue.cancel_join_thread()
+        except (AttributeError, OSError, ValueError):
+            pass
 
     def emit(self, event: Event) -> None:
+        if self.detached:
+            return
         try:
             self.queue.put(event, timeout=self.timeout_s)
         except Exception:  # queue.Full, or the reader went away
