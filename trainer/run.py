@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from trainer.accumulate import suggest_micro_batch
-from trainer.controls import Controls, StopRequested
+from trainer.controls import STOP_INSIDE_MIN_BATCH, Controls, StopRequested, stop_inside_steps
 from trainer.data import Dataset
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
@@ -115,6 +115,9 @@ class Run(SweepRun):
             perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp,
             on_capture=lambda: self.emitter.emit(EventType.STARTUP, run=spec.run_id, stage="capturing CUDA graph"))
         self.fast_path = self.step.fast_path
+        if (self.controls is not None and self.ddp is None and spec.batch_size >= STOP_INSIDE_MIN_BATCH
+                and self.fast_path != "cuda_graph"):  # a graph replays no Python: its steps are short anyway
+            stop_inside_steps(self.model, self.controls)  # gone with the model (_free)
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
         self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
 

@@ -211,3 +211,31 @@ def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
     assert stopped and all(e["reason"] == f"stopped by {NAMES[signum]}" for e in stopped)
     assert (out / "summary.csv").exists() and not os.path.lexists(out / LOCK)
     assert events_of(out)[-1]["status"] == "stopped"
+
+
+def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: Path, tmp_path: Path) -> None:
+    """Batch 6000 on a CPU: one step takes seconds, longer than a stop may wait (issue 11). The stop is
+    taken between two layers of the step (trainer.controls.stop_inside_steps), the step is abandoned
+    before its update, and the stop is the same clean, resumable one (bench/stop.py times it)."""
+    out = tmp_path / "run"
+    sets = ['data.dataset="synthetic-digits"', f'data.root="{data_root}"', "data.train_samples=12000",
+            "data.test_samples=500", "sweep.batch_sizes=[6000]", "sweep.epochs=5", 'sweep.device="cpu"']
+    proc = start(trainer_cmd("run", str(ROOT / "experiments.toml"), *[x for o in sets for x in ("--set", o)],
+                             "--out", str(out), "--quiet"), tmp_path)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while '"type":"run_started"' not in ((out / "events.jsonl").read_text() if (out / "events.jsonl").exists() else ""):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the first step (seconds long here)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and f"python -m trainer resume {out}" in err
+    events = events_of(out)
+    assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
+    (finished,) = [e for e in events if e["type"] == "run_finished"]
+    assert finished["status"] == "stopped" and finished["reason"] == "stopped by SIGTERM"
+    # The step under way was cut, not finished first (a finished one would be flushed as a losses block).
+    assert not [e for e in events if e["type"] == "losses"]
+    assert (out / "summary.csv").is_file() and not os.path.lexists(out / LOCK)

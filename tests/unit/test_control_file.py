@@ -91,3 +91,35 @@ def test_the_thread_applies_commands_without_being_asked(tmp_path: Path):
             time.sleep(0.01)
     finally:
         cf.close()
+
+
+def test_a_stop_interrupts_a_step_between_layers_before_its_update():
+    import pytest
+    import torch
+
+    from trainer.controls import Controls, StopRequested, stop_inside_steps
+    from trainer.evaluation import evaluate
+    from trainer.models import SimpleModel
+    from trainer.split import plain_step
+
+    torch.manual_seed(0)
+    model = SimpleModel()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    controls = Controls()
+    stop_inside_steps(model, controls)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    plain_step(model, opt, x, y)  # no stop asked: an ordinary step
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = []
+
+    def stop_midway(grad):  # the stop arrives while the backward pass runs (the last layer's grads first)
+        calls.append(1)
+        controls.apply({"cmd": "stop"})
+
+    model.fc.weight.register_hook(stop_midway)
+    with pytest.raises(StopRequested):
+        plain_step(model, opt, x, y)
+    assert calls, "the backward pass never reached the last layer"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no update from the cut step
+    loss, acc = evaluate(model, x, y)  # an evaluation (no gradients) is not cut short
+    assert 0.0 <= acc <= 1.0 and loss == loss
