@@ -1,5 +1,5 @@
 """End to end in a real terminal (issue 6): `bstui --detach` on a tiny synthetic-digits sweep in
-tmux, quit the viewer with q, find the trainer still alive and writing, `bstui --attach DIR`
+tmux, leave the viewer with d, find the trainer still alive and writing, `bstui --attach DIR`
 shows it live, then kill -9 the trainer and the attached app says its lock is stale.
 Needs tmux (skipped without it, except in CI where it must be there) and the trainer (torch).
 """
@@ -58,7 +58,7 @@ def test_detach_quit_attach_then_a_killed_trainer_shows_as_stale(tmp_path):
         assert json.loads((run_dir / "trainer.lock").read_text())["pid"] == pid
         tmux.wait_screen(r"^\s+bs 50\s+0\.02\s+running", timeout=TIMEOUT_S)
 
-        tmux("send-keys", "-t", "app", "q")
+        tmux("send-keys", "-t", "app", "d")  # leave it training (q would stop the sweep)
         screen = tmux.wait_screen(r"BSTUI-EXIT=0", timeout=30)
         assert f"re-attach with: bstui --attach {run_dir}" in screen.replace("\n", "")
         assert alive(pid), "the detached trainer died with the app"

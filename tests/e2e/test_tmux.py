@@ -153,6 +153,11 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
             time.sleep(0.1)
         left = [p for p in tree if alive(p)]  # the shell's `sleep` came later: not in `tree`
         assert not left, f"processes of the app's tree still alive after quit: {left}"
+        # q stopped the sweep cleanly (issue 11): runs stopped, the sweep's end, summary.csv, no lock.
+        events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+        assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
+        assert {e["status"] for e in events if e["type"] == "run_finished"} <= {"stopped", "done"}
+        assert (run_dir / "summary.csv").is_file() and not (run_dir / "trainer.lock").exists()
         # The run directory stays valid: whole JSON lines and its config.
         lines = (run_dir / "events.jsonl").read_text().splitlines()
         assert all(isinstance(json.loads(x), dict) for x in lines)
