@@ -124,7 +124,7 @@ def run_sweep(
     devices = [] if resume is not None or ddp is not None else gpu_pool.parallel_devices(
         cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0)
     if resume is not None:
-        resume.announce(emitter, device=device_name(device), torch=torch.__version__, fast_path=fast_path)
+        resume.announce(emitter, device=device_name(device), torch=str(torch.__version__), fast_path=fast_path)
     else:
         emitter.emit(
             "sweep_started",
@@ -137,7 +137,7 @@ def run_sweep(
             train_samples=int(dataset.train.labels.shape[0]),
             test_samples=int(dataset.test.labels.shape[0]),
             device=device_name(device),
-            torch=torch.__version__,
+            torch=str(torch.__version__),
             fast_path=fast_path,
             runs=[s.as_event() for s in specs],
             parallel_devices=devices,

@@ -22,10 +22,10 @@ KEYS: list[tuple[str, str]] = [
     ("+ -", "chunks k for the next split-backward switch"),
     ("p", "pause / resume the trainer"),
     ("r", "restart the sweep (replay: read the run directory again)"),
-    ("d", "detach: the sweep goes on without the app; bstui --attach DIR comes back"),
+    ("d", "detach: quit the viewer, the sweep trains on; bstui --attach DIR comes back"),
     ("t", "table / timing panel (narrow terminals)"),
     ("?", "this help"),
-    ("q", "quit (stops the trainer; the run directory stays valid)"),
+    ("q", "quit and stop the sweep cleanly (resumable)"),
 ]
 
 

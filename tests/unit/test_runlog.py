@@ -317,3 +317,25 @@ def test_the_locks_own_fields_are_still_written(tmp_path):
     assert set(info) == set(runlog.contract.LOCK_FIELDS)
     assert stat.S_IMODE((tmp_path / runlog.LOCK).stat().st_mode) == 0o644
     held.release()
+
+
+def test_events_hold_plain_values_only_so_the_app_never_unpickles_torch():
+    """torch.__version__ is a str subclass from torch: on the app's queue, unpickling it imported torch
+    in the app (seconds of CPU, and the app's exit waited for it). Events carry plain values only."""
+    import numpy as np
+
+    from trainer.runlog import Emitter, ListSink
+
+    class Version(str):  # what torch.torch_version.TorchVersion is
+        pass
+
+    class Count(int):
+        pass
+
+    sink = ListSink()
+    Emitter([sink]).emit("sweep_started", torch=Version("2.9.0"), n=Count(3), acc=np.float64(0.5),
+                         runs=(Version("bs1"), np.float32(0.25)), nested={"x": np.float64("nan")})
+    event = sink.events[0]
+    assert type(event["torch"]) is str and event["torch"] == "2.9.0"
+    assert type(event["n"]) is int and type(event["acc"]) is float
+    assert [type(v) for v in event["runs"]] == [str, float] and event["nested"]["x"] is None

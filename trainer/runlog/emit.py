@@ -23,13 +23,28 @@ class EventSink(Protocol):
 
 
 def json_safe(value: Any) -> Any:
-    """Turn NaN/inf into None (JSON has no NaN) and tuples into lists, recursively."""
-    if isinstance(value, float):
+    """Plain JSON values, recursively: NaN/inf become None (JSON has no NaN), tuples lists, and a
+    subclass of str, int or float (torch.__version__ is a TorchVersion, a numpy float a float) its
+    plain value, so that unpickling an event from the app's queue never imports torch or numpy there."""
+    kind = type(value)
+    if kind is float:
         return value if math.isfinite(value) else None
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, float):
+        return json_safe(float(value))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if getattr(value, "shape", None) == () and callable(getattr(value, "item", None)):
+        return json_safe(value.item())  # a numpy scalar (np.float32 is no float subclass)
     return value
 
 
