@@ -71,32 +71,6 @@ class Controls:
             self._resume.wait(timeout)
 
 
-#: Steps of at least this many samples look for a stop inside the step too (`stop_inside_steps`): one
-#: of them can take seconds on a CPU (batch 6000: 4-8 s on one core), and a stop is due within 2 s.
-STOP_INSIDE_MIN_BATCH = 512
-
-
-def stop_inside_steps(model: Any, controls: Controls) -> list[Any]:
-    """Make a stop interrupt a training step between two layers: a forward pre-hook on every leaf
-    module and a gradient hook on every parameter raise StopRequested once `controls.stop` is set
-    (while gradients are recorded: an evaluation is never cut short). The step is abandoned before
-    its optimizer update, so the weights stay those after the last whole step. Returns the hooks'
-    handles (`.remove()` each). Costs a few microseconds a step: for large batches only."""
-    import torch  # the trainer process only (tui imports this module)
-
-    def forward(*_: Any) -> None:
-        if controls.stop and torch.is_grad_enabled():  # no_grad: an evaluation, not a step
-            raise StopRequested()
-
-    def backward(*_: Any) -> None:  # a gradient hook runs in a backward pass only (with grad mode off)
-        if controls.stop:
-            raise StopRequested()
-
-    handles = [m.register_forward_pre_hook(forward) for m in model.modules() if next(m.children(), None) is None]
-    handles += [p.register_hook(backward) for p in model.parameters() if p.requires_grad]
-    return handles
-
-
 def listen(control_queue: Any, controls: Controls, on_detach: Callable[[], None] | None = None) -> threading.Thread:
     """Start a daemon thread that applies every message from `control_queue`. {"cmd": "detach"} (the
     app leaves, the sweep goes on) calls `on_detach` and ends the thread: nobody sends any more."""

@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from trainer.accumulate import suggest_micro_batch
-from trainer.controls import STOP_INSIDE_MIN_BATCH, Controls, StopRequested, stop_inside_steps
+from trainer.controls import Controls, StopRequested
 from trainer.data import Dataset
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
@@ -36,6 +36,32 @@ from trainer.run_state import (
 )
 from trainer.steps import Step, choose_step, split_request
 from trainer.timing import ComputeTimer, WallClock
+
+
+#: Steps of at least this many samples look for a stop inside the step too (`stop_inside_steps`): one
+#: of them can take seconds on a CPU (batch 6000: 4-8 s on one core), and a stop is due within 2 s.
+STOP_INSIDE_MIN_BATCH = 512
+
+
+def stop_inside_steps(model: Any, controls: Controls) -> list[Any]:
+    """Make a stop interrupt a training step between two layers: a forward pre-hook on every leaf
+    module and a gradient hook on every parameter raise StopRequested once `controls.stop` is set
+    (in training mode: an evaluation is never cut short). The step is abandoned before
+    its optimizer update, so the weights stay those after the last whole step. Returns the hooks'
+    handles (`.remove()` each). Costs a few microseconds a step: for large batches only. A gradient
+    probe before the step (trainer.probes, torch.func) is cut short the same way."""
+
+    def forward(module: torch.nn.Module, _args: Any) -> None:
+        if controls.stop and module.training:  # eval mode: an evaluation, never cut short
+            raise StopRequested()
+
+    def backward(*_: Any) -> None:  # a gradient hook runs in a backward pass only (with grad mode off)
+        if controls.stop:
+            raise StopRequested()
+
+    handles = [m.register_forward_pre_hook(forward) for m in model.modules() if next(m.children(), None) is None]
+    handles += [p.register_hook(backward) for p in model.parameters() if p.requires_grad]
+    return handles
 
 
 @runtime_checkable

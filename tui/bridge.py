@@ -139,6 +139,11 @@ def child_main(
     if hook is not None:
         on_gone.append(hook(log_path))
     getattr(module, func)(config_path, overrides, out_dir, event_queue, control_queue)
+    # The sweep has written and released everything; its last events go out, then the process ends
+    # without the interpreter's seconds-long teardown of torch (trainer.quick_exit).
+    from trainer.quick_exit import quick_exit
+
+    quick_exit(0, (event_queue,))
 
 
 def _ensure_resource_tracker() -> None:

@@ -97,7 +97,8 @@ def test_a_stop_interrupts_a_step_between_layers_before_its_update():
     import pytest
     import torch
 
-    from trainer.controls import Controls, StopRequested, stop_inside_steps
+    from trainer.controls import Controls, StopRequested
+    from trainer.run import stop_inside_steps
     from trainer.evaluation import evaluate
     from trainer.models import SimpleModel
     from trainer.split import plain_step
