@@ -188,5 +188,14 @@ def attach(args: argparse.Namespace) -> int:
     return code
 
 
+def entry() -> None:
+    """The `bstui` command: main(), then the process ends at once. Everything is written and printed by
+    then (the trainer's controls went out synchronously); the interpreter's teardown (joining Textual's
+    idle worker threads, multiprocessing's finalizers) only kept the terminal waiting."""
+    from trainer.quick_exit import quick_exit
+
+    quick_exit(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

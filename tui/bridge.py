@@ -242,8 +242,10 @@ class TrainerBridge:
         if proc is None:
             return
         try:
-            self.control_queue.put({"cmd": "detach"})  # flushed by the queue's thread before this process ends
-        except (OSError, ValueError):
+            self.control_queue.put({"cmd": "detach"})
+            self.control_queue.close()
+            self.control_queue.join_thread()  # in the pipe now: this process may end at once afterwards
+        except (OSError, ValueError, AssertionError):
             pass
         # multiprocessing joins every child it started when the interpreter exits (its atexit hook):
         # this one is no longer ours to wait for.

@@ -17,7 +17,7 @@ from tui.feed import Feed, LiveFeed
 
 #: How long q waits for the app's own trainer to end its clean stop before leaving it to finish alone
 #: (the app is gone within about a second of q).
-QUIT_WAIT_S = 0.5
+QUIT_WAIT_S = 0.25
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,
