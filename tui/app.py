@@ -266,19 +266,14 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        """q: quit the viewer and stop the sweep cleanly (off the UI thread). The app is gone within
-        about a second; a trainer still finishing its step ends the stop on its own."""
+        """q: quit the viewer and stop the sweep cleanly. The app does not wait for the trainer: it
+        sends the stop and exits; the trainer ends the stop on its own (bench/stop.py times both)."""
         if self._quitting:
             return
         self._quitting = self._stopping = True
-        self.redraw()
-        self._quit_worker()
-
-    @work(thread=True, group="quit")
-    def _quit_worker(self) -> None:
-        self.exit_action = self._stop_on_quit()
+        self.exit_action = self._stop_on_quit()  # a message on a queue or a line in a file: no waiting
         self._close_feed()
-        self.call_from_thread(self.exit, 0)
+        self.exit(0)
 
     # -- reactives --------------------------------------------------------------------------
 

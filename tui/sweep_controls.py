@@ -15,9 +15,9 @@ from textual.widgets import Switch
 from tui.detach import ExitAction
 from tui.feed import Feed, LiveFeed
 
-#: How long q waits for the app's own trainer to end its clean stop before leaving it to finish alone
-#: (the app is gone within about a second of q).
-QUIT_WAIT_S = 0.25
+#: How long q waits for the app's own trainer to end its clean stop: not at all. The trainer finishes
+#: the stop on its own (headless), and the exit words say whether it is still under way.
+QUIT_WAIT_S = 0.0
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,
@@ -114,8 +114,8 @@ class SweepControls(_Base):
             self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
 
     def _stop_on_quit(self) -> ExitAction:
-        """q: stop the sweep. The app's own trainer gets QUIT_WAIT_S to end (it usually does); one
-        still in a long step is left to finish its clean stop alone. An attached trainer is asked
+        """q: stop the sweep. The app's own trainer is asked and left to finish its clean stop alone
+        (one that has already ended is tidied up). An attached trainer is asked
         through its control file. A finished or recorded sweep has nothing to stop."""
         feed = self.feed
         if isinstance(feed, LiveFeed):
