@@ -64,6 +64,12 @@ class Dataset:
     source: str  # the folder read, or "generated (seed S)"
     train: Split
     test: Split
+    num_classes: int = NUM_CLASSES  # labels are 0..num_classes-1
+
+
+def as_inputs(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 28, 28] as a model sees them: float32 [N, 1, 28, 28] in [0, 1] (ToTensor's x / 255)."""
+    return images.unsqueeze(1).to(torch.float32).div(255)
 
 
 class DatasetUnavailable(Exception):

@@ -1,11 +1,29 @@
-"""Models, behind a small registry. The study's SimpleModel is the default."""
+"""Models: a small registry of built-ins (the study's SimpleModel is the default), and the user's own
+model through a factory (issue 16).
+
+`model.name = "package.module:factory"` names a callable that `factory(**model.args)` turns into an
+nn.Module taking a batch of inputs and returning log-probabilities (`model.output = "log_probs"`) or
+logits (`"logits"`: the module is wrapped in `LogSoftmax`, so every loss of the trainer - the NLL of
+the step, the split chunks, the graph, the probes, evaluation - is the cross-entropy of the logits).
+The module is imported in the trainer process only, from model.path (the config file's folder) first,
+then the installed packages. `check_model` builds it once and tries it on a batch of the dataset
+before anything trains; what does not fit is a `ModelError` naming the module and the fix.
+"""
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainer.config import ModelConfig
+from trainer.config.schema import is_factory
 
 
 class SimpleModel(nn.Module):
@@ -35,12 +53,157 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def build_model(name: str) -> nn.Module:
-    """A fresh model by registry name (names are checked by the config loader)."""
+class ModelError(Exception):
+    """The configured model cannot be built, or does not fit the data: a configuration the user fixes
+    (exit 2, nothing trained). The message names model.name, the cause and the fix."""
+
+    def __init__(self, name: str, cause: str, fix: str) -> None:
+        self.name, self.cause, self.fix = name, cause, fix
+        super().__init__(f'model.name = "{name}": {cause}. Fix: {fix}')
+
+
+class LogSoftmax(nn.Module):
+    """A model that returns logits, made to return log-probabilities (model.output = "logits")."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.net(x), dim=1)
+
+
+def _config(model: ModelConfig | str) -> ModelConfig:
+    return ModelConfig(name=model) if isinstance(model, str) else model
+
+
+def build_model(model: ModelConfig | str) -> nn.Module:
+    """A fresh model: a built-in by name, or the factory's (ModelError when it cannot be built)."""
+    cfg = _config(model)
+    if not is_factory(cfg.name):
+        try:
+            net = MODELS[cfg.name]()
+        except KeyError:
+            raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}") from None
+    else:
+        factory = resolve_factory(cfg)
+        try:
+            net = factory(**cfg.args)
+        except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is reported, not a traceback
+            raise ModelError(cfg.name, f"the factory raised {_one_line(exc)} when called with "
+                             f"{_call(cfg.args)}", _args_fix(factory)) from exc
+        if not isinstance(net, nn.Module):
+            raise ModelError(cfg.name, f"the factory returned {_kind(net)}, not a torch.nn.Module",
+                             "return the model itself (an nn.Module instance) from the factory")
+    return LogSoftmax(net) if cfg.output == "logits" else net
+
+
+def resolve_factory(cfg: ModelConfig) -> Callable[..., Any]:
+    """The callable a "package.module:factory" names, imported with model.path first on sys.path."""
+    module_name, attr = cfg.name.split(":", 1)
+    where = cfg.path or "the current folder"
+    if cfg.path and cfg.path not in sys.path:
+        sys.path.insert(0, cfg.path)  # the config's folder first: the user's project wins over installed names
     try:
-        return MODELS[name]()
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and module_name != missing and not module_name.startswith(missing + "."):
+            raise ModelError(cfg.name, f"module {module_name} was found, but it imports {missing}, which is not "
+                             "installed", f"install {missing} into the trainer's Python ({sys.executable})") from exc
+        path = module_name.replace(".", "/")
+        raise ModelError(cfg.name, f"no module named {module_name} in {where} (model.path: the config file's folder "
+                         "unless set) or among the installed packages",
+                         f"put {path}.py (or the package {path}/) in {where}, set model.path to the folder that "
+                         "holds it, or install it (pip install -e your project)") from exc
+    except Exception as exc:  # noqa: BLE001 - a syntax error or any failure while the module runs
+        raise ModelError(cfg.name, f"importing module {module_name} raised {_one_line(exc)}",
+                         f"fix the module ({_module_file(module_name)})") from exc
+    factory = getattr(module, attr, None)
+    if factory is None:
+        known = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                       and getattr(v, "__module__", None) == module.__name__)
+        hint = f"; it defines {', '.join(known[:8])}" if known else ""
+        raise ModelError(cfg.name, f"module {module_name} ({_module_file(module_name)}) has no {attr}{hint}",
+                         f'name a function of the module after the colon, as in "{module_name}:build_model"')
+    if not callable(factory):
+        raise ModelError(cfg.name, f"{attr} in module {module_name} is {_kind(factory)}, not a callable",
+                         "name a function (or class) that returns the nn.Module")
+    return factory
+
+
+def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int) -> None:
+    """Build the model once (on the CPU, leaving no trace in the RNG) and try it on `inputs`, a few
+    samples of the training set as the step sees them: ModelError when it cannot be built, has nothing
+    to train, fails on the batch, or returns anything but [batch, num_classes] log-probabilities."""
+    cfg = _config(model)
+    with torch.random.fork_rng(devices=[]):
+        net = build_model(cfg)
+    if not any(p.requires_grad for p in net.parameters()):
+        raise ModelError(cfg.name, "the model has no trainable parameters", "return a model with parameters "
+                         "(layers registered as attributes of the nn.Module, or in nn.ModuleList)")
+    shape = list(inputs.shape)
+    net.eval()  # no batch-norm statistics or dropout draws from the check
+    try:
+        with torch.no_grad():
+            out = net(inputs)
+    except Exception as exc:  # noqa: BLE001 - the user's forward
+        raise ModelError(cfg.name, f"the model failed on a batch of inputs shaped {shape} (the training data): "
+                         f"{_one_line(exc)}", f"make it take inputs of shape [batch, {', '.join(map(str, shape[1:]))}]"
+                         ", or train it on data of the shape it takes") from exc
+    want = [shape[0], num_classes]
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        raise ModelError(cfg.name, f"the model returned {_kind(out)} for a batch, not a tensor of floats",
+                         f"return one tensor of shape {want} (batch, classes) from forward")
+    if list(out.shape) != want:
+        raise ModelError(cfg.name, f"the model returned shape {list(out.shape)} for a batch of {shape[0]}; the "
+                         f"trainer needs {want} (batch, classes: the dataset has {num_classes})",
+                         f"end the model with {num_classes} outputs per sample (e.g. nn.Linear(..., {num_classes}))")
+    if cfg.output == "log_probs":
+        total = float(out.double().exp().sum(1).max()), float(out.double().exp().sum(1).min())
+        if not all(math.isfinite(t) and abs(t - 1) < 1e-3 for t in total):
+            raise ModelError(cfg.name, 'model.output = "log_probs", but the outputs are not log-probabilities '
+                             f"(their exponentials sum to {total[1]:.3g}..{total[0]:.3g} per sample, not 1)",
+                             'set model.output = "logits" (the trainer then applies log_softmax), or end forward '
+                             "with F.log_softmax(x, dim=1)")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _call(args: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in args.items())
+    return f"({text})" if len(text) <= 200 else f"({text[:197]}...)"
+
+
+def _args_fix(factory: Callable[..., Any]) -> str:
+    try:
+        try:  # annotations as written, not as strings (modules with `from __future__ import annotations`)
+            sig = inspect.signature(factory, eval_str=True)
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate
+            sig = inspect.signature(factory)
+        signature = f"it takes {sig.replace(return_annotation=inspect.Signature.empty)}; "
+    except (TypeError, ValueError):
+        signature = ""
+    return f"{signature}check [model.args] against its parameters, or fix the factory"
+
+
+def _module_file(module_name: str) -> str:
+    """The file a module is (or would be) loaded from, for messages; the name when unknown."""
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "__file__", None):
+        return str(module.__file__)
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except Exception:  # noqa: BLE001 - a parent package that fails to import: the name must do
+        return module_name
+    return str(spec.origin) if spec is not None and spec.origin else module_name
 
 
 def count_parameters(model: nn.Module) -> int:

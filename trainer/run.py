@@ -22,6 +22,7 @@ from trainer.ddp import DistContext
 from trainer.evaluation import eval_slice, evaluate
 from trainer.runlog import Emitter, EventType, RunDirWriteError
 from trainer.ledger import Ledger
+from trainer.models import count_parameters
 from trainer.plan import RunSettings, RunSpec, eval_interval
 from trainer.optim import lr_at
 from trainer.noise_probe import NoiseProbe
@@ -145,6 +146,8 @@ class Run(SweepRun):
             epochs=settings.epochs, warmup_iters=self.warmup_iters, device=str(self.device), seed=spec.seed,
             fast_path=self.fast_path, fast_path_reason=self.fast_path_reason, micro_batch=self.micro_batch,
             variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
+            model=settings.model.name, model_output=settings.model.output,
+            parameters=count_parameters(self.model) if self.model is not None else 0,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
             eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),

@@ -115,7 +115,7 @@ def test_key_in_the_wrong_section_points_to_its_section() -> None:
 
 def test_unknown_key_without_a_near_name_lists_the_section_keys() -> None:
     msg = error_of("[model]\nzzzzzz = 1\n")
-    assert msg == "exp.toml:2: model.zzzzzz: unknown key; [model] takes name"
+    assert msg == "exp.toml:2: model.zzzzzz: unknown key; [model] takes name, args, output, path"
 
 
 def test_unknown_section_suggests_the_nearest() -> None:

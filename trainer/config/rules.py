@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config.bounds import DEVICE_RULE, MAX_RUNS, RANGES, is_device, path_problem
 from trainer.config.messages import did_you_mean, num, nums, q
-from trainer.config.schema import CHOICES, Config
+from trainer.config.schema import CHOICES, FACTORY_KEYS, Config, is_factory
 
 if TYPE_CHECKING:
     from trainer.config.builder import BuilderBase as Builder
@@ -33,7 +33,10 @@ def check_values(b: Builder, cfg: Config) -> None:
     b.check("sweep.device", is_device(s.device),
             f"{q(s.device)} is not allowed; {DEVICE_RULE}" + (f"; did you mean {q(guess)}?" if guess else ""))
     b.check("output.dir", bool(cfg.output.dir), 'must not be empty; use "." for the current directory')
-    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root)):
+    b.check("model.args", not cfg.model.args or is_factory(cfg.model.name),
+            f"{q(cfg.model.name)} is a built-in model and takes no arguments; [model.args] are passed to a "
+            'factory (model.name = "package.module:factory"): remove them or name your factory')
+    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root), ("model.path", cfg.model.path)):
         problem = path_problem(value) if value else None
         b.check(dotted, problem is None, f"{q(value)} {problem}")
     b.check("optim.betas", len(cfg.optim.betas) == 2, f"{BETAS_RULE}, got [{nums(cfg.optim.betas)}]")
@@ -43,9 +46,14 @@ def check_values(b: Builder, cfg: Config) -> None:
 
 def _choice(b: Builder, dotted: str, value: str) -> None:
     allowed = CHOICES[dotted]
+    own = dotted in FACTORY_KEYS  # also takes the user's own "package.module:factory"
+    if own and is_factory(value):
+        return
     guess = did_you_mean(value, [a for a in allowed if a])
     hint = f"; did you mean {q(guess)}?" if guess else ""
-    b.check(dotted, value in allowed, f"{q(value)} is not allowed; use one of {', '.join(map(q, allowed))}{hint}")
+    mine = ' or your own as "package.module:factory" (a module, a colon, the function that returns it)' if own else ""
+    b.check(dotted, value in allowed,
+            f"{q(value)} is not allowed; use one of {', '.join(map(q, allowed))}{mine}{hint}")
 
 
 def _range(b: Builder, cfg: Config, dotted: str) -> None:
