@@ -48,8 +48,47 @@ class SimpleModel(nn.Module):
         return F.log_softmax(self.fc(x), dim=1)
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {
+class BasicBlock(nn.Module):
+    """ResNet's basic block (He et al. 2016): two 3x3 conv + batch norm, and the shortcut (a 1x1 conv +
+    batch norm where the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNetSmall(nn.Module):
+    """A small ResNet-style CNN for 32x32 colour images (CIFAR's shape), with batch norm: a 3x3 stem, three
+    stages of one basic block (width, 2 width, 4 width channels; 32 -> 32 -> 16 -> 8), global average
+    pooling, linear, log-softmax. ~78k parameters at width 16. Any image size works (the pooling is
+    global); `in_channels = 1` takes grey images such as MNIST's ([model.args])."""
+
+    def __init__(self, in_channels: int = 3, width: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
+        self.stages = nn.Sequential(BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2),
+                                    BasicBlock(2 * width, 4 * width, 2))
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return F.log_softmax(self.fc(x.mean(dim=(2, 3))), dim=1)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "simple_cnn": SimpleModel,
+    "resnet_small": ResNetSmall,
 }
 
 
@@ -81,10 +120,9 @@ def build_model(model: ModelConfig | str) -> nn.Module:
     """A fresh model: a built-in by name, or the factory's (ModelError when it cannot be built)."""
     cfg = _config(model)
     if not is_factory(cfg.name):
-        try:
-            net = MODELS[cfg.name]()
-        except KeyError:
-            raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}") from None
+        if cfg.name not in MODELS:
+            raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}")
+        net = MODELS[cfg.name](**cfg.args)  # the args a built-in takes are checked by the config loader
     else:
         factory = resolve_factory(cfg)
         try:
@@ -148,9 +186,12 @@ def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int
         with torch.no_grad():
             out = net(inputs)
     except Exception as exc:  # noqa: BLE001 - the user's forward
+        fix = (f"make it take inputs of shape [batch, {', '.join(map(str, shape[1:]))}], or train it on data of "
+               "the shape it takes")
+        if cfg.name == "resnet_small":
+            fix = f"set [model.args] in_channels = {shape[1]} (the data's channels)"
         raise ModelError(cfg.name, f"the model failed on a batch of inputs shaped {shape} (the training data): "
-                         f"{_one_line(exc)}", f"make it take inputs of shape [batch, {', '.join(map(str, shape[1:]))}]"
-                         ", or train it on data of the shape it takes") from exc
+                         f"{_one_line(exc)}", fix) from exc
     want = [shape[0], num_classes]
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
         raise ModelError(cfg.name, f"the model returned {_kind(out)} for a batch, not a tensor of floats",

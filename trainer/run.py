@@ -35,7 +35,7 @@ from trainer.run_state import (
     run_optim,
     saved_state,
 )
-from trainer.steps import Step, choose_step, split_request
+from trainer.steps import Step, batch_norm_note, choose_step, split_request
 from trainer.timing import ComputeTimer, WallClock
 
 
@@ -94,6 +94,7 @@ class Run(SweepRun):
         self.step: Step | None = None
         self.probes: Probes | None = None
         self.fast_path, self.fast_path_reason = "eager", ""  # the reason: why a run that could use CUDA graphs does not
+        self.batch_norm = ""  # what the run does with the model's batch norm ("" without)
         self.iters_per_epoch = self.warmup_iters = 0
         self.wall, self.compute = WallClock(device), ComputeTimer(device)
         self._seen_version = -1  # apply the controls' state before the first iteration
@@ -116,6 +117,8 @@ class Run(SweepRun):
             perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp,
             on_capture=lambda: self.emitter.emit(EventType.STARTUP, run=spec.run_id, stage="capturing CUDA graph"))
         self.fast_path = self.step.fast_path
+        self.batch_norm = batch_norm_note(self.model, split_method=spec.split_method, micro_batch=self.micro_batch,
+                                          ddp=self.ddp)
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
         self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
 
@@ -147,7 +150,7 @@ class Run(SweepRun):
             fast_path=self.fast_path, fast_path_reason=self.fast_path_reason, micro_batch=self.micro_batch,
             variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
             model=settings.model.name, model_output=settings.model.output,
-            parameters=count_parameters(self.model) if self.model is not None else 0,
+            parameters=count_parameters(self.model) if self.model is not None else 0, batch_norm=self.batch_norm,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
             eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),

@@ -13,7 +13,9 @@ from typing import Any, Sequence
 # Allowed values of the enum-like string keys, in one place. MODEL_NAMES mirrors
 # trainer.models.MODELS (kept here so checking a name needs no torch import).
 DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
-MODEL_NAMES = ("simple_cnn",)
+MODEL_NAMES = ("simple_cnn", "resnet_small")
+# The [model.args] each built-in takes (mirrors trainer.models: SimpleModel takes none, ResNetSmall these).
+BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {"simple_cnn": (), "resnet_small": ("in_channels", "width")}
 MODEL_OUTPUTS = ("log_probs", "logits")
 # model.name may also name the user's own model: "package.module:factory" (issue 16), a module path and
 # the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
