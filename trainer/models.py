@@ -11,11 +11,8 @@ before anything trains; what does not fit is a `ModelError` naming the module an
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import math
-import sys
 from typing import Any, Callable
 
 import torch
@@ -24,6 +21,7 @@ from torch import nn
 
 from trainer.config import ModelConfig
 from trainer.config.schema import is_factory
+from trainer.factory import FactoryError, import_factory, kind, one_line
 
 
 class SimpleModel(nn.Module):
@@ -128,46 +126,20 @@ def build_model(model: ModelConfig | str) -> nn.Module:
         try:
             net = factory(**cfg.args)
         except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is reported, not a traceback
-            raise ModelError(cfg.name, f"the factory raised {_one_line(exc)} when called with "
+            raise ModelError(cfg.name, f"the factory raised {one_line(exc)} when called with "
                              f"{_call(cfg.args)}", _args_fix(factory)) from exc
         if not isinstance(net, nn.Module):
-            raise ModelError(cfg.name, f"the factory returned {_kind(net)}, not a torch.nn.Module",
+            raise ModelError(cfg.name, f"the factory returned {kind(net)}, not a torch.nn.Module",
                              "return the model itself (an nn.Module instance) from the factory")
     return LogSoftmax(net) if cfg.output == "logits" else net
 
 
 def resolve_factory(cfg: ModelConfig) -> Callable[..., Any]:
     """The callable a "package.module:factory" names, imported with model.path first on sys.path."""
-    module_name, attr = cfg.name.split(":", 1)
-    where = cfg.path or "the current folder"
-    if cfg.path and cfg.path not in sys.path:
-        sys.path.insert(0, cfg.path)  # the config's folder first: the user's project wins over installed names
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if missing and module_name != missing and not module_name.startswith(missing + "."):
-            raise ModelError(cfg.name, f"module {module_name} was found, but it imports {missing}, which is not "
-                             "installed", f"install {missing} into the trainer's Python ({sys.executable})") from exc
-        path = module_name.replace(".", "/")
-        raise ModelError(cfg.name, f"no module named {module_name} in {where} (model.path: the config file's folder "
-                         "unless set) or among the installed packages",
-                         f"put {path}.py (or the package {path}/) in {where}, set model.path to the folder that "
-                         "holds it, or install it (pip install -e your project)") from exc
-    except Exception as exc:  # noqa: BLE001 - a syntax error or any failure while the module runs
-        raise ModelError(cfg.name, f"importing module {module_name} raised {_one_line(exc)}",
-                         f"fix the module ({_module_file(module_name)})") from exc
-    factory = getattr(module, attr, None)
-    if factory is None:
-        known = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                       and getattr(v, "__module__", None) == module.__name__)
-        hint = f"; it defines {', '.join(known[:8])}" if known else ""
-        raise ModelError(cfg.name, f"module {module_name} ({_module_file(module_name)}) has no {attr}{hint}",
-                         f'name a function of the module after the colon, as in "{module_name}:build_model"')
-    if not callable(factory):
-        raise ModelError(cfg.name, f"{attr} in module {module_name} is {_kind(factory)}, not a callable",
-                         "name a function (or class) that returns the nn.Module")
-    return factory
+        return import_factory(cfg.name, cfg.path, "model.path")
+    except FactoryError as exc:
+        raise ModelError(cfg.name, exc.cause, exc.fix) from exc
 
 
 def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int) -> None:
@@ -191,10 +163,10 @@ def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int
         if cfg.name == "resnet_small":
             fix = f"set [model.args] in_channels = {shape[1]} (the data's channels)"
         raise ModelError(cfg.name, f"the model failed on a batch of inputs shaped {shape} (the training data): "
-                         f"{_one_line(exc)}", fix) from exc
+                         f"{one_line(exc)}", fix) from exc
     want = [shape[0], num_classes]
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-        raise ModelError(cfg.name, f"the model returned {_kind(out)} for a batch, not a tensor of floats",
+        raise ModelError(cfg.name, f"the model returned {kind(out)} for a batch, not a tensor of floats",
                          f"return one tensor of shape {want} (batch, classes) from forward")
     if list(out.shape) != want:
         raise ModelError(cfg.name, f"the model returned shape {list(out.shape)} for a batch of {shape[0]}; the "
@@ -207,15 +179,6 @@ def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int
                              f"(their exponentials sum to {total[1]:.3g}..{total[0]:.3g} per sample, not 1)",
                              'set model.output = "logits" (the trainer then applies log_softmax), or end forward '
                              "with F.log_softmax(x, dim=1)")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _kind(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def _call(args: dict[str, Any]) -> str:
@@ -233,18 +196,6 @@ def _args_fix(factory: Callable[..., Any]) -> str:
     except (TypeError, ValueError):
         signature = ""
     return f"{signature}check [model.args] against its parameters, or fix the factory"
-
-
-def _module_file(module_name: str) -> str:
-    """The file a module is (or would be) loaded from, for messages; the name when unknown."""
-    module = sys.modules.get(module_name)
-    if module is not None and getattr(module, "__file__", None):
-        return str(module.__file__)
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except Exception:  # noqa: BLE001 - a parent package that fails to import: the name must do
-        return module_name
-    return str(spec.origin) if spec is not None and spec.origin else module_name
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -16,7 +16,7 @@ import torch
 
 from trainer.accumulate import suggest_micro_batch
 from trainer.controls import Controls, StopRequested
-from trainer.data import Dataset
+from trainer.data import Dataset, as_inputs
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
 from trainer.evaluation import eval_slice, evaluate
@@ -322,7 +322,7 @@ class Run(SweepRun):
         the reading and the window's B_simple, its 95% interval and the share of undefined readings."""
         train = self.dataset.train
         x, y = noise.draw(train.images, train.labels)
-        x = x.unsqueeze(1).to(torch.float32).div(255).to(self.device)  # as the training batches (ToTensor)
+        x = as_inputs(x).to(self.device)  # as the training batches (ToTensor's x / 255 for grey images)
         reading = noise.update(self.model, x, y.to(self.device), self.ledger.totals.samples)
         self.emitter.emit("noise_probe", run=self.run_id, iter=self.ledger.totals.iters, samples=reading.samples,
                           g2=reading.g2, trace=reading.trace, probe_size=noise.probe_size,

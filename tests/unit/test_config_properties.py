@@ -213,6 +213,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "test_samples": draw(st.integers(0, 10**7)),
             "num_workers": draw(st.integers(0, 64)),
             "pin_memory": draw(st.booleans()),
+            "path": draw(path_text(max_size=20)),
         },
         "model": draw(st.sampled_from(CHOICES["model.name"]).map(
             lambda name: {"name": name, "args": {}, "path": draw(path_text(max_size=20))})

@@ -34,7 +34,8 @@ def check_values(b: Builder, cfg: Config) -> None:
             f"{q(s.device)} is not allowed; {DEVICE_RULE}" + (f"; did you mean {q(guess)}?" if guess else ""))
     b.check("output.dir", bool(cfg.output.dir), 'must not be empty; use "." for the current directory')
     _check_model_args(b, cfg)
-    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root), ("model.path", cfg.model.path)):
+    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root), ("model.path", cfg.model.path),
+                          ("data.path", cfg.data.path)):
         problem = path_problem(value) if value else None
         b.check(dotted, problem is None, f"{q(value)} {problem}")
     b.check("optim.betas", len(cfg.optim.betas) == 2, f"{BETAS_RULE}, got [{nums(cfg.optim.betas)}]")

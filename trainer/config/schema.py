@@ -21,7 +21,7 @@ MODEL_OUTPUTS = ("log_probs", "logits")
 # the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
 # the trainer imports it and tries it on a batch before anything trains (trainer.models.check_model).
 FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
-FACTORY_KEYS = ("model.name",)  # choice keys that also take a "package.module:factory"
+FACTORY_KEYS = ("model.name", "data.dataset")  # choice keys that also take a "package.module:factory"
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": DATASETS,
     "data.fallback": DATASETS + ("",),
@@ -44,7 +44,7 @@ DEFAULT_CONFIG_FILE = "experiments.toml"
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | synthetic-digits
+    dataset: str = "mnist"  # mnist | fashion-mnist | synthetic-digits | "package.module:factory" (your own)
     root: str = "~/.cache/bstui/data"  # where datasets are looked for and downloaded to
     download: bool = True
     fallback: str = "synthetic-digits"  # used, visibly, when the dataset cannot be had; "" to fail
@@ -53,6 +53,8 @@ class DataConfig:
     test_samples: int = 0  # 0 = all; else the first N
     num_workers: int = 0  # DataLoader worker processes (dataloader pipeline only)
     pin_memory: bool = False  # pinned host memory + non-blocking copies (dataloader pipeline only)
+    # Folder searched first for a "package.module:factory" dataset's module, as model.path is for a model.
+    path: str = ""
 
 
 def is_factory(name: str) -> bool:
