@@ -147,6 +147,8 @@ def run_sweep(
             dataset_source=dataset.source,
             train_samples=int(dataset.train.labels.shape[0]),
             test_samples=int(dataset.test.labels.shape[0]),
+            input_shape=list(as_inputs(dataset.train.images[:1]).shape[1:]),  # one sample, as the model gets it
+            classes=dataset.num_classes,
             device=device_name(device),
             torch=torch.__version__,
             fast_path=fast_path,

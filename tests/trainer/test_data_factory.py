@@ -65,7 +65,9 @@ def test_a_factory_dataset_and_model_train_a_two_batch_size_sweep_on_cpu(tiny_co
                       sweep={"epochs": 1})
     sink = ListSink()
     assert run_sweep(cfg, Emitter([sink])).status == "done"
-    assert sink.events[0]["dataset"] == f"{DATA}:colour_tensors" and sink.events[0]["train_samples"] == 600
+    started = sink.events[0]
+    assert started["dataset"] == f"{DATA}:colour_tensors" and started["train_samples"] == 600
+    assert started["input_shape"] == [3, 32, 32] and started["classes"] == 4
     assert [e["status"] for e in sink.of_type("run_finished")] == ["done", "done"]
     assert all(e["batch_norm"] for e in sink.of_type("run_started"))
     assert len(sink.of_type("epoch_end")) == 2
