@@ -119,8 +119,9 @@ def run_child(
         stage("loading torch")
         # Start-up cost: torch loads only once the config is known to be good (a config error is told at once).
         from trainer.data import DatasetUnavailable, load_dataset
+        from trainer.models import ModelError
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
-        from trainer.sweep import DeviceUnavailable, check_dataset, preflight, run_sweep
+        from trainer.sweep import DeviceUnavailable, check_dataset, check_model, preflight, run_sweep
         # torch.optim's first optimizer imports torch._dynamo (8 s on a 2-core VM with a slow disk):
         # load it here, so the screen says "loading torch" while it takes, not the stage after.
         try:
@@ -133,12 +134,13 @@ def run_child(
             stage(f"loading {cfg.data.dataset}")
             dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, stage=stage)
             check_dataset(cfg, dataset)
+            check_model(cfg, dataset)
             stage("opening the run directory")
             run_dir, lock = open_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force,
                                          command="bstui (the app's trainer)")
             write_config(run_dir, cfg)
             HEADLESS.opened(run_dir)
-        except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
+        except (DeviceUnavailable, DatasetUnavailable, ModelError, RunDirError) as exc:
             Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=str(exc))
             return
         emitter = Emitter([RunDirSink(run_dir), feed])

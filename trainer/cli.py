@@ -132,8 +132,9 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
 
     from trainer import ddp
     from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.models import ModelError
     from trainer.runlog import RunDirError, default_run_dir, open_run_dir, write_config
-    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
+    from trainer.sweep import DeviceUnavailable, check_dataset, check_model, preflight
 
     console = Console(stderr=True)
     try:
@@ -150,9 +151,10 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
         device = preflight(cfg) if ctx is None else ctx.device
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         check_dataset(cfg, dataset)
+        check_model(cfg, dataset)
         with signals.deferred():  # a signal waits until the directory and its lock are made
             run_dir, lock = open_run_dir(Path(out) if out else default_run_dir(cfg), force=force)
-    except (DeviceUnavailable, DatasetUnavailable, RunDirError) as exc:
+    except (DeviceUnavailable, DatasetUnavailable, ModelError, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
         if ctx is not None:  # the other ranks wait for rank 0's word
             ddp.main_ready(ctx, False)
@@ -268,10 +270,11 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False, signals: StopS
 def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signals: StopSignals) -> int:
     """resume_sweep under the run directory's lock."""
     from trainer.data import DatasetUnavailable, load_dataset
+    from trainer.models import ModelError
     from trainer.plan import RunSettings, run_specs
     from trainer.resume import ResumeError, plan_resume, restore_check
     from trainer.runlog import RunDirError, check_layout
-    from trainer.sweep import DeviceUnavailable, check_dataset, preflight
+    from trainer.sweep import DeviceUnavailable, check_dataset, check_model, preflight
 
     try:
         _report_stale_lock(console, lock)
@@ -288,9 +291,10 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         plan.check_dataset(dataset)
         check_dataset(cfg, dataset)
+        check_model(cfg, dataset)
         with signals.deferred():  # events.jsonl is rewritten whole or not at all
             plan.apply()
-    except (DeviceUnavailable, DatasetUnavailable, ResumeError, RunDirError) as exc:
+    except (DeviceUnavailable, DatasetUnavailable, ModelError, ResumeError, RunDirError) as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
     except OSError as exc:

@@ -1,7 +1,8 @@
 """Datasets: what a sweep trains and evaluates on (the input pipelines are trainer/pipelines.py).
 
 Datasets (`load_dataset`): mnist and fashion-mnist (a local IDX folder, or torchvision
-and its download), and synthetic-digits (made here, trainer/data_synthetic.py). When
+and its download), synthetic-digits (made here, trainer/data_synthetic.py), and the user's
+own, "package.module:factory" (issue 16: tensors or Datasets, checked; never a fallback). When
 the configured dataset cannot be had, `data.fallback` is used visibly (a note that the
 sweep logs and records) or, with fallback "", `DatasetUnavailable` says why and how
 to fix it. Never a silent substitution.
@@ -14,12 +15,15 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from trainer.config import DataConfig
+from trainer.config.schema import is_factory
+from trainer.factory import FactoryError, import_factory, kind, one_line
 from trainer.data_synthetic import DEFAULT_PARAMS, Stage, SyntheticParams, synthetic_splits
 
 DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
@@ -39,8 +43,10 @@ IDX_FILES = {
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One split: images uint8 [N, 28, 28] on the CPU, labels int64 [N]. Frozen: a converted copy
-    is kept per split (pipelines.resident), so a split never changes its tensors."""
+    """One split: images uint8 [N, 28, 28] on the CPU (grey images, the built-in datasets), or a
+    factory's inputs as given (float [N, C, H, W], or uint8 [N, C, H, W] scaled by 1/255), labels
+    int64 [N]. Frozen: a converted copy is kept per split (pipelines.resident), so a split never
+    changes its tensors."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -64,6 +70,20 @@ class Dataset:
     source: str  # the folder read, or "generated (seed S)"
     train: Split
     test: Split
+    num_classes: int = NUM_CLASSES  # labels are 0..num_classes-1
+
+
+def is_grey(images: torch.Tensor) -> bool:
+    """Whether a split holds grey uint8 images [N, H, W] (the built-in datasets' form)."""
+    return images.dtype == torch.uint8 and images.dim() == 3
+
+
+def as_inputs(images: torch.Tensor) -> torch.Tensor:
+    """Images as a model sees them: uint8 [N, 28, 28] -> float32 [N, 1, 28, 28] in [0, 1] (ToTensor's
+    x / 255); uint8 [N, C, H, W] -> float32 / 255; float inputs (a factory's) as float32, unchanged."""
+    if images.dtype == torch.uint8:
+        return (images.unsqueeze(1) if images.dim() == 3 else images).to(torch.float32).div(255)
+    return images.to(torch.float32)
 
 
 class DatasetUnavailable(Exception):
@@ -263,9 +283,69 @@ def synthetic_digits(
     return Dataset("synthetic-digits", "", f"generated (seed {seed})", Split(train_x, train_y), Split(test_x, test_y))
 
 
+FACTORY_FIX = ("return (train_x, train_y, test_x, test_y) tensors - inputs [N, C, H, W] (float, or uint8 "
+               "scaled by 1/255), labels [N] of classes 0..C-1 - or (train, test) torch Datasets of (input, label)")
+MAX_CLASSES = 100_000
+
+
+def _as_tensors(part: Any, which: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A factory's split: (x, y) tensors, or a Dataset of (input, label) pairs stacked into them."""
+    if isinstance(part, torch.utils.data.Dataset) and not isinstance(part, tuple):
+        try:
+            pairs = [part[i] for i in range(len(part))]  # type: ignore[arg-type]
+            x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
+            y = torch.as_tensor([int(p[1]) for p in pairs], dtype=torch.int64)
+        except Exception as exc:  # noqa: BLE001 - the user's Dataset
+            raise DatasetUnavailable(name, f"reading its {which} Dataset failed ({one_line(exc)})", FACTORY_FIX) from exc
+        return x, y
+    raise DatasetUnavailable(name, f"its {which} split is {kind(part)}", FACTORY_FIX)
+
+
+def _factory_splits(name: str, cfg: DataConfig) -> Dataset:
+    """The dataset a "package.module:factory" returns, checked: DatasetUnavailable naming the fix."""
+    try:
+        factory = import_factory(name, cfg.path, "data.path")
+    except FactoryError as exc:
+        raise DatasetUnavailable(name, exc.cause, exc.fix) from exc
+    try:
+        out = factory()
+    except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is reported, not a traceback
+        raise DatasetUnavailable(name, f"the factory raised {one_line(exc)}", "fix the factory") from exc
+    if isinstance(out, (tuple, list)) and len(out) == 4 and all(isinstance(t, torch.Tensor) for t in out):
+        train, test = (out[0], out[1]), (out[2], out[3])
+    elif isinstance(out, (tuple, list)) and len(out) == 2:
+        train, test = _as_tensors(out[0], "train", name), _as_tensors(out[1], "test", name)
+    else:
+        raise DatasetUnavailable(name, f"the factory returned {kind(out)}" + (f" of {len(out)}" if isinstance(
+            out, (tuple, list)) else ""), FACTORY_FIX)
+    splits = []
+    for which, (x, y) in (("train", train), ("test", test)):
+        if x.dim() != 4 or not (x.is_floating_point() or x.dtype == torch.uint8):
+            raise DatasetUnavailable(name, f"its {which} inputs are {x.dtype} of shape {list(x.shape)}, not images "
+                                     "[N, C, H, W] of floats or uint8", FACTORY_FIX)
+        if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool or y.shape[0] != x.shape[0]:
+            raise DatasetUnavailable(name, f"its {which} labels are {y.dtype} of shape {list(y.shape)} for "
+                                     f"{x.shape[0]} inputs; they must be integer classes [N]", FACTORY_FIX)
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
+            raise DatasetUnavailable(name, f"its {which} labels run from {int(y.min())} to {int(y.max())}; classes "
+                                     f"are 0..C-1", FACTORY_FIX)
+        splits.append(Split(x.detach().cpu().contiguous(), y.detach().cpu().to(torch.int64)))
+    if splits[0].images.shape[1:] != splits[1].images.shape[1:] or not len(splits[0]):
+        raise DatasetUnavailable(name, f"its train inputs {list(splits[0].images.shape)} and test inputs "
+                                 f"{list(splits[1].images.shape)} do not make one dataset", FACTORY_FIX)
+    classes = 1 + max(int(s.labels.max()) for s in splits if len(s))
+    if classes < 2:
+        raise DatasetUnavailable(name, "its labels hold one class only", "return labels of at least two classes")
+    return Dataset(name, "", f"{name} ({cfg.path or 'installed'})", splits[0], splits[1], num_classes=classes)
+
+
 def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] | None = None,
               stage: Stage | None = None) -> Dataset:
     root = Path(os.path.expanduser(cfg.root))
+    if is_factory(name):
+        if stage is not None:
+            stage(f"loading {name}", None)
+        return _factory_splits(name, cfg)
     if name == "synthetic-digits":
         # Generate only what is used (a prefix of the full set is the smaller set); cache
         # only the full set, the one that takes seconds to make.
@@ -297,7 +377,7 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | No
         ds = _load_one(cfg.dataset, cfg, seed, log, stage)
     except DatasetUnavailable as exc:
         fallback = cfg.fallback
-        if not fallback or fallback == cfg.dataset:
+        if not fallback or fallback == cfg.dataset or is_factory(cfg.dataset):  # your own data: fix it, no stand-in
             raise
         note = f"{cfg.dataset} {exc.cause}; using {fallback} (data.fallback)"
         try:

@@ -153,6 +153,7 @@ class ShardedBatches:
         self.inner = inner
         self.world_size, self.rank = world_size, rank
         self.n, self.batch_size, self.device = inner.n, inner.batch_size, inner.device
+        self.input_shape = inner.input_shape
         self.global_n = 0
         self._loader = None
         if isinstance(inner, LoaderBatches):
@@ -191,7 +192,7 @@ class ShardedBatches:
         for n, part in self._sizes():
             self.global_n = n
             if part.stop == part.start:  # a last batch smaller than the world: nothing for this rank
-                yield (torch.empty(0, 1, 28, 28, device=self.device),
+                yield (torch.empty(0, *self.input_shape, device=self.device),
                        torch.empty(0, dtype=torch.long, device=self.device))
                 continue
             x, y = next(loaded)

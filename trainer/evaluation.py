@@ -6,12 +6,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainer.data import Dataset
+from trainer.data import Dataset, as_inputs, is_grey
 
 
 def prepare_test(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split, resident on the device, converted once for every run of the sweep."""
-    x = dataset.test.images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
+    images = dataset.test.images
+    if is_grey(images):
+        x = images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
+    else:  # a factory's inputs
+        x = as_inputs(images).to(device)
     y = dataset.test.labels.to(device=device, dtype=torch.long)
     return x, y
 

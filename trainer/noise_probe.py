@@ -35,6 +35,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from trainer.gns import noise_scale_terms
+from trainer.split import running_stats_frozen
 
 PROBE_SIZE = 1024  # samples per probe batch (B)
 CHUNK_SIZE = 8  # samples per chunk (b); 1 would be per-sample, but batch norm needs more than 1
@@ -83,7 +84,8 @@ def probe_terms(
         m = min(group, k - start)
         xs = x[start * chunk_size:(start + m) * chunk_size].reshape(m, chunk_size, *x.shape[1:])
         ys = y[start * chunk_size:(start + m) * chunk_size].reshape(m, chunk_size, *y.shape[1:])
-        grads = grads_of(params, xs, ys)
+        with running_stats_frozen(model):  # batch norm: chunk statistics; the running ones stay as they are
+            grads = grads_of(params, xs, ys)
         for name, g in grads.items():
             g = g.double()
             small_sum += g.flatten(1).pow(2).sum()

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from trainer.config import DataConfig
-from trainer.data import PIPELINES, Split
+from trainer.data import PIPELINES, Split, as_inputs, is_grey
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
@@ -37,7 +37,8 @@ _RESIDENT: dict[int, tuple[weakref.ref[Split], dict[torch.device, tuple[torch.Te
 
 
 def resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """`split` as float32 [N, 1, 28, 28] in [0, 1] and int64 labels on `device`, converted once.
+    """`split` as float32 [N, 1, 28, 28] in [0, 1] (a factory's: its inputs as float32) and int64 labels on
+    `device`, converted once.
 
     Converted on the CPU exactly as ToTensor does (float, then / 255), then copied: on CUDA,
     dividing by a scalar multiplies by its reciprocal and can differ in the last bit, and the two
@@ -51,7 +52,7 @@ def resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Te
         weakref.finalize(split, _RESIDENT.pop, key, None)
     per_device = entry[1]
     if device not in per_device:
-        per_device[device] = (split.images.unsqueeze(1).to(torch.float32).div(255).to(device),
+        per_device[device] = (as_inputs(split.images).to(device),
                               split.labels.to(device, torch.int64))
     return per_device[device]
 
@@ -71,6 +72,7 @@ class ResidentBatches:
         self.seed = seed
         self.n = len(split)
         self.images, self.labels = resident(split, self.device)
+        self.input_shape = tuple(self.images.shape[1:])  # one sample as the model sees it: (1, 28, 28)
 
     @property
     def iters_per_epoch(self) -> int:
@@ -94,7 +96,8 @@ class SplitImages(TorchDataset):
     def __init__(self, split: Split) -> None:
         from torchvision.transforms import ToTensor
 
-        self.images = split.images.numpy()
+        self.grey = is_grey(split.images)  # a factory's inputs are already tensors: no PIL image to make
+        self.images = split.images.numpy() if self.grey else split.images
         self.labels = split.labels
         self.to_tensor = ToTensor()
 
@@ -102,6 +105,8 @@ class SplitImages(TorchDataset):
         return int(self.labels.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not self.grey:
+            return as_inputs(self.images[index : index + 1])[0], int(self.labels[index])
         from PIL import Image
 
         img = Image.fromarray(self.images[index])  # 2-D uint8 -> mode "L"
@@ -141,6 +146,7 @@ class LoaderBatches:
         self.batch_size = batch_size
         self.seed = seed
         self.n = len(split)
+        self.input_shape = tuple(as_inputs(split.images[:1]).shape[1:])  # one sample as the model sees it
         # Pinning only helps copies to a GPU (and warns without one).
         self.pinned = bool(pin_memory) and self.device.type == "cuda"
         self.sampler = _EpochSampler(self.n, seed, self.device)

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.config import Config, DataConfig, GnsConfig, OptimConfig, PerfConfig
+from trainer.config import Config, DataConfig, GnsConfig, ModelConfig, OptimConfig, PerfConfig
 
 SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
 
@@ -48,7 +48,7 @@ class RunSpec:
 class RunSettings:
     """The parts of the config one run trains with (a `Run` never sees the whole `Config`)."""
 
-    model: str  # model.name
+    model: ModelConfig  # [model]: a built-in name or a factory with its args
     data: DataConfig  # the input pipeline (data.pipeline, num_workers, pin_memory)
     optim: OptimConfig  # the config's [optim]: for runs whose spec brings none
     epochs: int
@@ -61,7 +61,7 @@ class RunSettings:
     @classmethod
     def from_config(cls, cfg: Config) -> RunSettings:
         return cls(
-            model=cfg.model.name,
+            model=cfg.model,
             data=cfg.data,
             optim=cfg.optim,
             epochs=cfg.sweep.epochs,

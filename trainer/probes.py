@@ -63,7 +63,7 @@ class Probes:
         micro-batch: the whole batch may not fit); a smaller batch (an epoch's last) is skipped."""
         x, y = x[: self.batch_size], y[: self.batch_size]
         if self.chunks and x.shape[0] == self.batch_size:
-            _, grads = chunk_gradients(model, x, y, self.chunks, "vectorized")
+            _, grads = chunk_gradients(model, x, y, self.chunks, "vectorized", update_running_stats=False)
             g2, trace = terms_from_chunk_grads(grads, self.batch_size)
             self.tracker.update(g2, trace)
             self.estimates += 1

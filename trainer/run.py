@@ -16,12 +16,13 @@ import torch
 
 from trainer.accumulate import suggest_micro_batch
 from trainer.controls import Controls, StopRequested
-from trainer.data import Dataset
+from trainer.data import Dataset, as_inputs
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
 from trainer.evaluation import eval_slice, evaluate
 from trainer.runlog import Emitter, EventType, RunDirWriteError
 from trainer.ledger import Ledger
+from trainer.models import count_parameters
 from trainer.plan import RunSettings, RunSpec, eval_interval
 from trainer.optim import lr_at
 from trainer.noise_probe import NoiseProbe
@@ -34,7 +35,7 @@ from trainer.run_state import (
     run_optim,
     saved_state,
 )
-from trainer.steps import Step, choose_step, split_request
+from trainer.steps import Step, batch_norm_note, choose_step, split_request
 from trainer.timing import ComputeTimer, WallClock
 
 
@@ -119,6 +120,7 @@ class Run(SweepRun):
         self.step: Step | None = None
         self.probes: Probes | None = None
         self.fast_path, self.fast_path_reason = "eager", ""  # the reason: why a run that could use CUDA graphs does not
+        self.batch_norm = ""  # what the run does with the model's batch norm ("" without)
         self.iters_per_epoch = self.warmup_iters = 0
         self.wall, self.compute = WallClock(device), ComputeTimer(device)
         self._seen_version = -1  # apply the controls' state before the first iteration
@@ -144,6 +146,8 @@ class Run(SweepRun):
         if (self.controls is not None and self.ddp is None and spec.batch_size >= STOP_INSIDE_MIN_BATCH
                 and self.fast_path != "cuda_graph"):  # a graph replays no Python: its steps are short anyway
             stop_inside_steps(self.model, self.controls)  # gone with the model (_free)
+        self.batch_norm = batch_norm_note(self.model, split_method=spec.split_method, micro_batch=self.micro_batch,
+                                          ddp=self.ddp)
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
         self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
 
@@ -174,6 +178,8 @@ class Run(SweepRun):
             epochs=settings.epochs, warmup_iters=self.warmup_iters, device=str(self.device), seed=spec.seed,
             fast_path=self.fast_path, fast_path_reason=self.fast_path_reason, micro_batch=self.micro_batch,
             variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
+            model=settings.model.name, model_output=settings.model.output,
+            parameters=count_parameters(self.model) if self.model is not None else 0, batch_norm=self.batch_norm,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
             eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),
@@ -345,7 +351,7 @@ class Run(SweepRun):
         the reading and the window's B_simple, its 95% interval and the share of undefined readings."""
         train = self.dataset.train
         x, y = noise.draw(train.images, train.labels)
-        x = x.unsqueeze(1).to(torch.float32).div(255).to(self.device)  # as the training batches (ToTensor)
+        x = as_inputs(x).to(self.device)  # as the training batches (ToTensor's x / 255 for grey images)
         reading = noise.update(self.model, x, y.to(self.device), self.ledger.totals.samples)
         self.emitter.emit("noise_probe", run=self.run_id, iter=self.ledger.totals.iters, samples=reading.samples,
                           g2=reading.g2, trace=reading.trace, probe_size=noise.probe_size,

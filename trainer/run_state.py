@@ -79,7 +79,7 @@ def load_saved_state(state: dict[str, Any], spec: RunSpec, settings: RunSettings
     try:
         model.load_state_dict(state["model"])  # copies into the existing tensors (a graph may hold them)
     except Exception as exc:  # noqa: BLE001 - whatever the file holds, the weights do not fit
-        raise StateError(f"its weights do not fit model {settings.model!r} ({_first_line(exc)})") from exc
+        raise StateError(f"its weights do not fit model {settings.model.name!r} ({_first_line(exc)})") from exc
     parts: list[tuple[str, Callable[[], object]]] = [
         ("optimizer state", lambda: (optimizer.load_state_dict(state["optimizer"]), check_loaded_state(optimizer))),
         ("totals", lambda: ledger.load_state_dict(state)),

@@ -13,12 +13,35 @@ All functions return losses as detached device tensors: no `.item()`, so no host
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 METHODS = ("vectorized", "retain_graph")
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's batch-norm layers that keep running statistics."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@contextlib.contextmanager
+def running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """Batch norm in training mode that normalises with the batch's own statistics and leaves the running
+    statistics alone: what torch.func's vmap needs (an in-place update of an unbatched buffer from a
+    batched value is refused), and what a probe needs (it must not change the model)."""
+    layers = batch_norms(model)
+    for m in layers:
+        m.track_running_stats = False  # training: F.batch_norm gets no running stats, uses the batch's
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -75,15 +98,16 @@ def _vectorized_grads(
 
     xs = x.reshape(chunks, size, *x.shape[1:])
     ys = y.reshape(chunks, size)
-    grads, losses = vmap(grad(chunk_loss, has_aux=True), in_dims=(None, 0, 0), randomness="different")(
-        params, xs, ys
-    )
+    with running_stats_frozen(model):  # batch norm: each chunk normalised by its own statistics
+        grads, losses = vmap(grad(chunk_loss, has_aux=True), in_dims=(None, 0, 0), randomness="different")(
+            params, xs, ys
+        )
     # Equal chunks: the batch's mean loss is the mean of the chunk means.
     return losses.mean(), [grads[name] for name, _ in named]
 
 
 def chunk_gradients(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunks: int, method: str
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunks: int, method: str, *, update_running_stats: bool = True
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Gradients of each chunk's mean NLL loss, all at the current parameters.
 
@@ -91,6 +115,13 @@ def chunk_gradients(
     equal slices of the batch. Returns (the batch's mean loss as a detached 0-d device tensor, one
     tensor per trainable parameter, in `model.parameters()` order, shaped [chunks, *param.shape]).
     Neither the parameters nor their .grad are changed.
+
+    Batch norm (issue 16): "retain_graph" makes one forward over the whole batch, so every chunk is
+    normalised with the whole batch's statistics, and the running statistics are updated once, as a
+    plain step does. "vectorized" normalises each chunk with its own statistics (vmap runs the chunks
+    apart) and then, with `update_running_stats`, updates the running statistics by one no-grad forward
+    over the whole batch (the plain step's update; it costs that forward). Probes pass False: they
+    leave the model as it was.
     """
     if method not in METHODS:
         raise ValueError(f"unknown split-backward method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -99,7 +130,11 @@ def chunk_gradients(
     size = _check_chunks(x.shape[0], chunks)
     if method == "retain_graph":
         return _retain_graph_grads(model, x, y, chunks, size)
-    return _vectorized_grads(model, x, y, chunks, size)
+    loss, grads = _vectorized_grads(model, x, y, chunks, size)
+    if update_running_stats and model.training and batch_norms(model):
+        with torch.no_grad():
+            model(x)
+    return loss, grads
 
 
 def apply_chunk_steps(

@@ -25,7 +25,7 @@ from trainer.config import PerfConfig
 from trainer.pipelines import Batches
 from trainer.ddp import DistContext, ShardedBatches, shard
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
-from trainer.split import plain_step, split_step
+from trainer.split import batch_norms, plain_step, split_step
 
 Body = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -179,6 +179,30 @@ def split_request(batch_size: int, chunks: int) -> tuple[int, str]:
     if chunks > 1 and batch_size % chunks != 0:
         return 1, f"{chunks} chunks do not divide batch size {batch_size}"
     return chunks, ""
+
+
+def batch_norm_note(model: nn.Module, *, split_method: str, micro_batch: int, ddp: DistContext | None) -> str:
+    """What the run does with the model's batch norm (issue 16), for run_started; "" without batch norm.
+
+    Every feature keeps working; where batch norm makes one differ from a plain step, this says how."""
+    if not batch_norms(model):
+        return ""
+    if split_method == "vectorized":
+        split = ("split-backward (vectorized) normalises each chunk with its own statistics and updates the running "
+                 "statistics by one extra no-grad forward over the whole batch")
+    else:
+        split = ("split-backward (retain_graph) normalises every chunk with the whole batch's statistics (one "
+                 "forward) and updates the running statistics once per batch")
+    parts = ["batch norm: training steps (eager and CUDA graph) normalise with the batch's statistics and update "
+             "the running statistics that evaluation uses", split,
+             "the noise probes normalise each chunk with its own statistics and leave the running statistics alone"]
+    if micro_batch:
+        parts.append(f"with micro-batches of {micro_batch}, each micro-batch is normalised with its own statistics and "
+                     "updates the running statistics")
+    if ddp is not None:
+        parts.append("under torchrun each process normalises its own slice (no SyncBatchNorm); the first process's "
+                     "running statistics are the ones evaluated and saved")
+    return "; ".join(parts)
 
 
 def eager_reason(ddp: DistContext | None, optim_name: str, micro_batch: int) -> str:

@@ -15,7 +15,8 @@ from trainer import gpu_pool
 from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls, StopRequested
-from trainer.data import Dataset, DatasetUnavailable, load_dataset
+from trainer import models
+from trainer.data import Dataset, DatasetUnavailable, as_inputs, load_dataset
 from trainer.ddp import DistContext
 from trainer.evaluation import prepare_test
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
@@ -79,6 +80,15 @@ def check_dataset(cfg: Config, dataset: Dataset) -> None:
                                  "(data.train_samples = 0 takes all)")
 
 
+MODEL_CHECK_SAMPLES = 2  # training samples the model is tried on before a sweep (2: a batch, not one sample)
+
+
+def check_model(cfg: Config, dataset: Dataset) -> None:
+    """Refuse, before anything trains, a model that cannot be built or does not fit the dataset (its
+    input shape and classes): trainer.models.ModelError naming the module and the fix."""
+    models.check_model(cfg.model, as_inputs(dataset.train.images[:MODEL_CHECK_SAMPLES]), dataset.num_classes)
+
+
 def run_sweep(
     cfg: Config,
     emitter: Emitter,
@@ -93,8 +103,8 @@ def run_sweep(
 ) -> SweepResult:
     """Train every run of the sweep; events go to `emitter`. Returns the summaries.
 
-    Raises DatasetUnavailable (also for a batch larger than the training set) / DeviceUnavailable
-    before anything trains. A run that
+    Raises DatasetUnavailable (also for a batch larger than the training set) / DeviceUnavailable /
+    ModelError (a model that cannot be built or does not fit the data) before anything trains. A run that
     diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
     stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
     after the run directory's events are complete.
@@ -116,6 +126,7 @@ def run_sweep(
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
     check_dataset(cfg, dataset)
+    check_model(cfg, dataset)
     specs = run_specs(cfg)
     settings = RunSettings.from_config(cfg)
     slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
@@ -136,6 +147,8 @@ def run_sweep(
             dataset_source=dataset.source,
             train_samples=int(dataset.train.labels.shape[0]),
             test_samples=int(dataset.test.labels.shape[0]),
+            input_shape=list(as_inputs(dataset.train.images[:1]).shape[1:]),  # one sample, as the model gets it
+            classes=dataset.num_classes,
             device=device_name(device),
             torch=str(torch.__version__),
             fast_path=fast_path,

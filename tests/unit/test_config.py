@@ -115,7 +115,7 @@ def test_key_in_the_wrong_section_points_to_its_section() -> None:
 
 def test_unknown_key_without_a_near_name_lists_the_section_keys() -> None:
     msg = error_of("[model]\nzzzzzz = 1\n")
-    assert msg == "exp.toml:2: model.zzzzzz: unknown key; [model] takes name"
+    assert msg == "exp.toml:2: model.zzzzzz: unknown key; [model] takes name, args, output, path"
 
 
 def test_unknown_section_suggests_the_nearest() -> None:
@@ -479,3 +479,28 @@ def test_lrs_and_lr_grid_together_are_refused() -> None:
 def test_perf_fast_path_typo_suggests_the_choice() -> None:
     with pytest.raises(ConfigError, match='did you mean "cuda_graph"'):
         load_config(None, ["perf.fast_path=cuda_graphs"])
+
+
+def test_a_factory_model_loads_without_being_imported_and_keeps_the_configs_folder(tmp_path) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text('[model]\nname = "no_such_pkg.nets:build"\noutput = "logits"\n[model.args]\nhidden = 8\n')
+    cfg = load_config(path)  # only the form is checked here; the trainer imports it
+    assert (cfg.model.name, cfg.model.args, cfg.model.output) == ("no_such_pkg.nets:build", {"hidden": 8}, "logits")
+    assert cfg.model.path == str(tmp_path)
+    assert load_config(path, ["model.path=lib"]).model.path == str(tmp_path / "lib")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.name=nets.build", 'model.name: "nets.build" is not allowed; use one of "simple_cnn", "resnet_small" '
+                                  'or your own as "package.module:factory"'),
+        ("model.args.hidden=3", 'model.args: "simple_cnn" takes no argument "hidden"; it takes none'),
+        ("model.args.depth=3", 'takes no argument "depth"; it takes in_channels, width'),
+        ("model.args.width=0", "model.args: width must be a whole number from 1 to 4096"),
+        ("model.output=probs", 'model.output: "probs" is not allowed; use one of "log_probs", "logits"'),
+    ],
+)
+def test_model_mistakes_name_the_key_and_what_is_allowed(override: str, expected: str) -> None:
+    extra = ("model.name=resnet_small",) if override.startswith(("model.args.depth", "model.args.width")) else ()
+    assert expected in error_of("", (*extra, override))

@@ -120,6 +120,8 @@ def check_types(cls: type, values: dict, where: str) -> None:
         elif get_origin(expected) is list:
             item = get_args(expected)[0]
             assert all(type(v) is item for v in value), (where, key, value)
+        elif get_origin(expected) is dict:  # a free table ([model.args]): any TOML values
+            assert type(value) is dict and all(type(k) is str for k in value), (where, key, value)
         else:
             assert type(value) is expected, (where, key, value)
 
@@ -190,8 +192,9 @@ def test_to_toml_round_trips_through_tomllib(d: dict[str, Any]) -> None:
 
 
 def path_text(**sizes: int) -> st.SearchStrategy[str]:
-    """Any text a directory setting accepts: a NUL byte can name no directory (the config refuses it)."""
-    return st.text(alphabet=st.characters(blacklist_characters="\0"), **sizes)
+    """Any text a directory setting accepts: a NUL byte can name no directory, and a lone surrogate is
+    no text (the config refuses both)."""
+    return st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), **sizes)
 
 
 @st.composite
@@ -210,8 +213,15 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "test_samples": draw(st.integers(0, 10**7)),
             "num_workers": draw(st.integers(0, 64)),
             "pin_memory": draw(st.booleans()),
+            "path": draw(path_text(max_size=20)),
         },
-        "model": {"name": draw(st.sampled_from(CHOICES["model.name"]))},
+        "model": draw(st.sampled_from(CHOICES["model.name"]).map(
+            lambda name: {"name": name, "args": {}, "path": draw(path_text(max_size=20))})
+            | st.fixed_dictionaries({  # the user's own factory: its args as given, its folder absolute
+                "name": st.sampled_from(["my_model:build", "lab.nets.resnet:make"]),
+                "args": st.dictionaries(st.text(max_size=5), st.integers(-5, 5) | st.text(max_size=5), max_size=3),
+                "path": st.sampled_from([os.path.abspath("proj"), os.path.abspath(os.sep)]),
+            })) | {"output": draw(st.sampled_from(CHOICES["model.output"]))},
         "optim": {
             "name": draw(st.sampled_from(CHOICES["optim.name"])),
             "lr": draw(st.floats(min_value=1e-9, max_value=1e3)),
@@ -236,7 +246,8 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             if lrs
             else {
                 "min": (lo := draw(st.floats(min_value=1e-9, max_value=1.0))),
-                "max": draw(st.floats(min_value=lo, max_value=10.0)),
+                # max = min, or far enough above it that 20 points are 20 lrs at 6 significant digits
+                "max": lo * draw(st.just(1.0) | st.floats(min_value=2.0, max_value=10.0)),
                 "points": draw(st.integers(0, 20)),
             },
             "seeds": draw(st.integers(1, 10)),

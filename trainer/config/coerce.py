@@ -23,6 +23,8 @@ class Mismatch(Exception):
 
 
 def type_name(tp: Any) -> str:
+    if get_origin(tp) is dict:
+        return "a table"
     if get_origin(tp) is list:
         return f"a list of {_TYPE_NAMES[get_args(tp)[0]][1]}"
     return _TYPE_NAMES[tp][0]
@@ -31,9 +33,14 @@ def type_name(tp: Any) -> str:
 def coerce(value: Any, tp: Any, dotted: str = "") -> Any:
     """`value` as type `tp` (an int is fine for a float; a bool is never an int); Mismatch if not.
 
-    Handles the hint types the config dataclasses use: bool, int, float, str, list[...]. `dotted`
-    names the key, for its list bound (LIST_MAX).
+    Handles the hint types the config dataclasses use: bool, int, float, str, list[...], and
+    dict[str, Any] (a free table such as [model.args]: any TOML values, already bounded in size and
+    depth by the loader). `dotted` names the key, for its list bound (LIST_MAX).
     """
+    if get_origin(tp) is dict:
+        if not isinstance(value, dict):
+            raise Mismatch(f"expected a table ([{dotted}] or {dotted} = {{...}}), got {describe(value)}")
+        return value
     if get_origin(tp) is list:
         if not isinstance(value, list):
             raise Mismatch(f"expected {type_name(tp)}, got {describe(value)}")

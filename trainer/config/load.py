@@ -18,7 +18,7 @@ from trainer.config.bounds import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_HEADERS, MAX_
 from trainer.config.keylines import deep_line, key_lines, match_key_path, variant_lines
 from trainer.config.merge import deep_copy, key_paths, merge_value
 from trainer.config.messages import cut
-from trainer.config.schema import DEFAULT_CONFIG_FILE, Config, ConfigError
+from trainer.config.schema import DEFAULT_CONFIG_FILE, Config, ConfigError, is_factory
 from trainer.config.validate import Builder
 
 if sys.version_info >= (3, 11):
@@ -93,7 +93,19 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
     variant_origins = variant_lines(text, where_file)
     cfg = Builder(raw, origins, where_file if source else "", variant_origins=variant_origins).build()
     cfg.source = source
+    cfg.model.path = model_folder(cfg.model.name, cfg.model.path, source)
+    cfg.data.path = model_folder(cfg.data.dataset, cfg.data.path, source)
     return cfg
+
+
+def model_folder(name: str, path: str, source: str) -> str:
+    """Where a factory's module is looked for first, as an absolute folder (issue 16): model.path (data.path), or
+    "" for the config file's own folder (the current folder without a file); a relative model.path is
+    taken from the config file's folder. A built-in model keeps `path` as given (nothing is imported)."""
+    if not is_factory(name):
+        return path
+    base = os.path.dirname(os.path.abspath(source)) if source else os.path.abspath(".")
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path))) if path else base
 
 
 def load_or_exit(

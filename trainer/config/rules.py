@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config.bounds import DEVICE_RULE, MAX_RUNS, RANGES, is_device, path_problem
 from trainer.config.messages import did_you_mean, num, nums, q
-from trainer.config.schema import CHOICES, Config
+from trainer.config.schema import BUILTIN_MODEL_ARGS, CHOICES, FACTORY_KEYS, Config, is_factory
 
 if TYPE_CHECKING:
     from trainer.config.builder import BuilderBase as Builder
@@ -33,7 +33,9 @@ def check_values(b: Builder, cfg: Config) -> None:
     b.check("sweep.device", is_device(s.device),
             f"{q(s.device)} is not allowed; {DEVICE_RULE}" + (f"; did you mean {q(guess)}?" if guess else ""))
     b.check("output.dir", bool(cfg.output.dir), 'must not be empty; use "." for the current directory')
-    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root)):
+    _check_model_args(b, cfg)
+    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root), ("model.path", cfg.model.path),
+                          ("data.path", cfg.data.path)):
         problem = path_problem(value) if value else None
         b.check(dotted, problem is None, f"{q(value)} {problem}")
     b.check("optim.betas", len(cfg.optim.betas) == 2, f"{BETAS_RULE}, got [{nums(cfg.optim.betas)}]")
@@ -41,11 +43,32 @@ def check_values(b: Builder, cfg: Config) -> None:
     _check_batch_sizes(b, cfg)
 
 
+def _check_model_args(b: Builder, cfg: Config) -> None:
+    """[model.args]: anything for a factory (its own call checks them); a built-in's named arguments, whole numbers >= 1."""
+    m = cfg.model
+    if not m.args or is_factory(m.name) or m.name not in BUILTIN_MODEL_ARGS:
+        return
+    takes = BUILTIN_MODEL_ARGS[m.name]
+    unknown = [k for k in m.args if k not in takes]
+    if unknown:
+        allowed = f"it takes {', '.join(takes)}" if takes else "it takes none"
+        b.problem("model.args", f"{q(m.name)} takes no argument {q(unknown[0])}; {allowed} ([model.args] of a "
+                                'factory, model.name = "package.module:factory", are passed as given)')
+        return
+    bad = [k for k, v in m.args.items() if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096]
+    b.check("model.args", not bad, f"{bad[0] if bad else ''} must be a whole number from 1 to 4096")
+
+
 def _choice(b: Builder, dotted: str, value: str) -> None:
     allowed = CHOICES[dotted]
+    own = dotted in FACTORY_KEYS  # also takes the user's own "package.module:factory"
+    if own and is_factory(value):
+        return
     guess = did_you_mean(value, [a for a in allowed if a])
     hint = f"; did you mean {q(guess)}?" if guess else ""
-    b.check(dotted, value in allowed, f"{q(value)} is not allowed; use one of {', '.join(map(q, allowed))}{hint}")
+    mine = ' or your own as "package.module:factory" (a module, a colon, the function that returns it)' if own else ""
+    b.check(dotted, value in allowed,
+            f"{q(value)} is not allowed; use one of {', '.join(map(q, allowed))}{mine}{hint}")
 
 
 def _range(b: Builder, cfg: Config, dotted: str) -> None:

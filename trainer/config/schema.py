@@ -13,12 +13,21 @@ from typing import Any, Sequence
 # Allowed values of the enum-like string keys, in one place. MODEL_NAMES mirrors
 # trainer.models.MODELS (kept here so checking a name needs no torch import).
 DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
-MODEL_NAMES = ("simple_cnn",)
+MODEL_NAMES = ("simple_cnn", "resnet_small")
+# The [model.args] each built-in takes (mirrors trainer.models: SimpleModel takes none, ResNetSmall these).
+BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {"simple_cnn": (), "resnet_small": ("in_channels", "width")}
+MODEL_OUTPUTS = ("log_probs", "logits")
+# model.name may also name the user's own model: "package.module:factory" (issue 16), a module path and
+# the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
+# the trainer imports it and tries it on a batch before anything trains (trainer.models.check_model).
+FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+FACTORY_KEYS = ("model.name", "data.dataset")  # choice keys that also take a "package.module:factory"
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": DATASETS,
     "data.fallback": DATASETS + ("",),
     "data.pipeline": ("resident", "dataloader"),
     "model.name": MODEL_NAMES,
+    "model.output": MODEL_OUTPUTS,
     "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.optim.OPTIMIZERS
     "optim.lr_scaling": ("none", "linear", "sqrt"),
     "sweep.schedule": ("interleaved", "sequential"),
@@ -35,7 +44,7 @@ DEFAULT_CONFIG_FILE = "experiments.toml"
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | synthetic-digits
+    dataset: str = "mnist"  # mnist | fashion-mnist | synthetic-digits | "package.module:factory" (your own)
     root: str = "~/.cache/bstui/data"  # where datasets are looked for and downloaded to
     download: bool = True
     fallback: str = "synthetic-digits"  # used, visibly, when the dataset cannot be had; "" to fail
@@ -44,11 +53,25 @@ class DataConfig:
     test_samples: int = 0  # 0 = all; else the first N
     num_workers: int = 0  # DataLoader worker processes (dataloader pipeline only)
     pin_memory: bool = False  # pinned host memory + non-blocking copies (dataloader pipeline only)
+    # Folder searched first for a "package.module:factory" dataset's module, as model.path is for a model.
+    path: str = ""
+
+
+def is_factory(name: str) -> bool:
+    """Whether a model.name is a "package.module:factory" reference rather than a built-in name."""
+    return FACTORY_RE.fullmatch(name) is not None
 
 
 @dataclass
 class ModelConfig:
-    name: str = "simple_cnn"  # the study's SimpleModel
+    name: str = "simple_cnn"  # a built-in (the study's SimpleModel) or "package.module:factory"
+    # Keyword arguments of the factory ([model.args]; a factory's only): factory(**args) -> nn.Module.
+    args: dict[str, Any] = field(default_factory=dict)
+    output: str = "log_probs"  # log_probs | logits: what the model returns (logits get a log-softmax)
+    # Folder searched first for a factory's module; "" = the config file's folder (the current folder
+    # without a file). Relative folders are taken from the config file's folder; the loader writes the
+    # absolute folder, so a run directory's config.toml (resume) finds the module where the sweep did.
+    path: str = ""
 
 
 @dataclass
