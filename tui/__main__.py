@@ -192,9 +192,15 @@ def entry() -> None:
     """The `bstui` command: main(), then the process ends at once. Everything is written and printed by
     then (the trainer's controls went out synchronously); the interpreter's teardown (joining Textual's
     idle worker threads, multiprocessing's finalizers) only kept the terminal waiting."""
+    from multiprocessing import util
+
     from trainer.quick_exit import quick_exit
 
-    quick_exit(main())
+    code = main()
+    # multiprocessing's own exit step (its atexit function): the queues' semaphores are released, so its
+    # resource tracker has nothing to warn about on the user's terminal; a released trainer is not waited for.
+    util._exit_function()  # noqa: SLF001
+    quick_exit(code)
 
 
 if __name__ == "__main__":
