@@ -130,16 +130,12 @@ class LiveFeed:
     def send(self, message: dict[str, Any]) -> None:
         self.bridge.send(message)
 
-    def stop_sweep(self, wait_s: float) -> bool:
-        """q: ask the trainer for a clean stop and wait up to wait_s for it to end (its last events
-        are read and dropped: the run directory has them). True when it ended; False when it is
-        still finishing its step, and is left to finish the stop on its own (headless)."""
+    def stop_sweep(self) -> bool:
+        """q: ask the trainer for a clean stop, without waiting for it. True when it had already
+        ended (tidied up here); False when it finishes the stop on its own (headless)."""
         if self._closed:
             return not self.bridge.is_alive()
         self.bridge.send({"cmd": "stop"})
-        deadline = time.monotonic() + wait_s
-        while self.bridge.is_alive() and time.monotonic() < deadline:
-            self.read(0.02)  # a trainer blocks at exit until its queued events are in the pipe
         if self.bridge.is_alive():
             self.leave()
             return False

@@ -6,7 +6,6 @@ Stopping a trainer can take a second or two, so restart and quit do it in a thre
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -15,9 +14,6 @@ from textual.widgets import Switch
 from tui.detach import ExitAction
 from tui.feed import Feed, LiveFeed
 
-#: How long q waits for the app's own trainer to end its clean stop: not at all. The trainer finishes
-#: the stop on its own (headless), and the exit words say whether it is still under way.
-QUIT_WAIT_S = 0.0
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,
@@ -121,7 +117,7 @@ class SweepControls(_Base):
         if isinstance(feed, LiveFeed):
             if self.feed_end is not None:
                 return ExitAction.NONE
-            return ExitAction.STOPPED if feed.stop_sweep(QUIT_WAIT_S) else ExitAction.STOPPING
+            return ExitAction.STOPPED if feed.stop_sweep() else ExitAction.STOPPING
         if feed is not None and getattr(feed, "controllable", False) and not self.state.finished:
             feed.send({"cmd": "stop"})
             return ExitAction.REFUSED if getattr(feed, "send_error", "") else ExitAction.STOPPING

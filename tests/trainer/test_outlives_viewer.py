@@ -17,6 +17,7 @@ import pytest
 
 from tests.trainer.test_signals import HANG_GUARD_S, ROOT, events_of, trainer_cmd
 from trainer.runlog import LOCK, SUMMARY, TRAINER_LOG
+from tests.tui.test_bridge import alive
 from tui.bridge import TrainerBridge
 from tui.feed import LiveFeed
 
@@ -47,17 +48,9 @@ def uninterrupted(data_root: Path, out: Path) -> dict[str, list[int]]:
     return loss_iterations(out)
 
 
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def wait_gone(pid: int) -> None:
     deadline = time.monotonic() + HANG_GUARD_S
-    while not gone(pid):
+    while alive(pid):
         assert time.monotonic() < deadline, f"trainer {pid} still runs"
         time.sleep(0.1)
 
