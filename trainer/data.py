@@ -12,8 +12,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import pickle
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,11 +23,11 @@ import torch
 import torch.utils.data
 
 from trainer.config import DataConfig
-from trainer.config.schema import is_factory
+from trainer.config.schema import FOLDER_PREFIX, is_factory, is_folder
 from trainer.factory import FactoryError, import_factory, kind, one_line
 from trainer.data_synthetic import DEFAULT_PARAMS, Stage, SyntheticParams, synthetic_splits
 
-DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
 PIPELINES = ("resident", "dataloader")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # synthetic-digits matches MNIST's split sizes
@@ -43,7 +44,8 @@ IDX_FILES = {
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One split: images uint8 [N, 28, 28] on the CPU (grey images, the built-in datasets), or a
+    """One split: images uint8 [N, 28, 28] on the CPU (grey images: mnist, fashion-mnist, kmnist), uint8
+    [N, 3, H, W] (cifar10, cifar100, an image folder), float32 [N, C, H, W] (data.normalize = "dataset"), or a
     factory's inputs as given (float [N, C, H, W], or uint8 [N, C, H, W] scaled by 1/255), labels
     int64 [N]. Frozen: a converted copy is kept per split (pipelines.resident), so a split never
     changes its tensors."""
@@ -71,6 +73,8 @@ class Dataset:
     train: Split
     test: Split
     num_classes: int = NUM_CLASSES  # labels are 0..num_classes-1
+    # data.normalize = "dataset": {"mean": [...], "std": [...], "cache": where kept}; {} otherwise
+    normalization: dict[str, Any] = field(default_factory=dict)
 
 
 def is_grey(images: torch.Tensor) -> bool:
@@ -189,6 +193,8 @@ def _local_folders(name: str, root: Path) -> list[Path]:
     """Where an IDX folder of `name` is looked for, in order."""
     if name == "fashion-mnist":
         return [root, root / "fashion-mnist", root / "FashionMNIST" / "raw", SYSTEM_FASHION_MNIST]
+    if name == "kmnist":
+        return [root / "kmnist", root / "KMNIST" / "raw"]
     return [root / "mnist", root / "MNIST" / "raw"]
 
 
@@ -203,7 +209,13 @@ def _short(exc: BaseException) -> str:
 DOWNLOAD_HOSTS = {
     "mnist": ("ossci-datasets.s3.amazonaws.com", "yann.lecun.com"),
     "fashion-mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com",),
+    "kmnist": ("codh.rois.ac.jp",),
+    "cifar10": ("www.cs.toronto.edu",),
+    "cifar100": ("www.cs.toronto.edu",),
 }
+#: torchvision's class and raw folder (under data.root) of each IDX dataset it downloads.
+TORCHVISION_IDX = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST"),
+                   "kmnist": ("KMNIST", "KMNIST")}
 
 
 def _unresolvable(name: str) -> str:
@@ -234,7 +246,7 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
         raise DatasetUnavailable(name, f"could not be downloaded (offline: {offline})", _idx_fix(name, root))
     from torchvision import datasets
 
-    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    cls = getattr(datasets, TORCHVISION_IDX[name][0])
     # A download must fail in seconds, not hang: bound every socket operation while it runs.
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
@@ -265,7 +277,7 @@ def _load_idx_dataset(name: str, root: Path, download: bool) -> tuple[Split, Spl
         if found is not None:
             return found[0], found[1], str(folder)
     train, test = _torchvision_download(name, root, download)
-    return train, test, str(root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw")
+    return train, test, str(root / TORCHVISION_IDX[name][1] / "raw")
 
 
 def synthetic_digits(
@@ -357,7 +369,16 @@ def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] 
                                     log=log, stage=stage)
         except RuntimeError as exc:  # Pillow without FreeType
             raise DatasetUnavailable(name, f"cannot be generated ({exc})", "install Pillow >= 10.1 from its wheels") from exc
-    if name in ("mnist", "fashion-mnist"):
+    if is_folder(name):
+        if stage is not None:
+            stage(f"loading {name}", None)
+        return load_image_folder(name, cfg.test_fraction, seed)
+    if name in ("cifar10", "cifar100"):
+        if stage is not None:
+            stage(f"loading {name}", None)
+        train, test, source = load_cifar(name, root, cfg.download)
+        return Dataset(name, "", source, train, test, num_classes=CIFAR[name].classes)
+    if name in ("mnist", "fashion-mnist", "kmnist"):
         if stage is not None:
             stage(f"loading {name}", None)
         train, test, source = _load_idx_dataset(name, root, cfg.download)
@@ -377,7 +398,8 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | No
         ds = _load_one(cfg.dataset, cfg, seed, log, stage)
     except DatasetUnavailable as exc:
         fallback = cfg.fallback
-        if not fallback or fallback == cfg.dataset or is_factory(cfg.dataset):  # your own data: fix it, no stand-in
+        if not fallback or fallback == cfg.dataset or is_factory(cfg.dataset) or is_folder(cfg.dataset):
+            # your own data: fix it, no stand-in
             raise
         note = f"{cfg.dataset} {exc.cause}; using {fallback} (data.fallback)"
         try:
@@ -391,4 +413,308 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | No
             log(note)
     ds.train = ds.train.head(cfg.train_samples)
     ds.test = ds.test.head(cfg.test_samples)
+    check_augment(cfg.augment, ds)
+    if cfg.normalize == "dataset":
+        normalize_dataset(ds, cfg, log)
     return ds
+
+
+# ---------------------------------------------------------------- CIFAR-10 / CIFAR-100
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    folder: str  # the folder torchvision's CIFAR10/CIFAR100 extract under data.root
+    train: tuple[str, ...]  # its pickles of the training split
+    test: str
+    label_key: str
+    classes: int
+    tv_class: str  # torchvision.datasets' class (downloads only)
+
+
+CIFAR = {
+    "cifar10": CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
+                           "labels", 10, "CIFAR10"),
+    "cifar100": CifarLayout("cifar-100-python", ("train",), "test", "fine_labels", 100, "CIFAR100"),
+}
+
+
+def _cifar_fix(name: str, root: Path) -> str:
+    layout = CIFAR[name]
+    return (f"copy {layout.folder} (the extracted python version of the dataset: {', '.join(layout.train)}, "
+            f"{layout.test}) into {root}, or set data.download = true (needs network)")
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles what CIFAR's batches hold (numpy arrays, dicts, lists, strings, numbers) and nothing
+    else: any other global a pickle names (os.system, builtins.eval, ...) is an UnpicklingError."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds")
+        if name == "_reconstruct":  # numpy 2 moved numpy.core to numpy._core; old pickles name either
+            return np.ndarray.__reduce__(np.zeros(0))[0]
+        return getattr(np if module == "numpy" else __import__(module), name)
+
+
+def read_cifar_batch(path: Path, label_key: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pickle of the CIFAR "python version" (a dict: "data" uint8 [N, 3072] rows of R, G, B planes
+    of 32x32, and the labels list) as uint8 [N, 3, 32, 32] and int64 [N]. Read here rather than through
+    torchvision, whose dataset classes insist on the archive's md5 sums even for a folder already in
+    place. The files are pickles, read by an unpickler that builds numpy arrays, dicts, lists and
+    strings only (CifarUnpickler): a hostile file is refused, never run."""
+    try:
+        with open(path, "rb") as f:
+            entry = CifarUnpickler(f, encoding="latin1").load()
+        if not isinstance(entry, dict):
+            raise TypeError(f"holds a {type(entry).__name__}, not a dict")
+        data = np.asarray(entry["data"], dtype=np.uint8)
+        labels = np.asarray(entry[label_key], dtype=np.int64)
+    except Exception as exc:  # noqa: BLE001 - truncated, not a pickle, not the dict it should be
+        raise IdxFormatError(f"{path}: not a CIFAR batch ({one_line(exc)}); replace the file") from exc
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+        raise IdxFormatError(f"{path}: data {data.shape} and labels {labels.shape} do not make 32x32 colour "
+                             "images; replace the file")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise IdxFormatError(f"{path}: holds the label {int(labels.max())}, but the classes are 0-{classes - 1}; "
+                             "replace the file")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+def read_cifar_folder(name: str, folder: Path) -> tuple[Split, Split] | None:
+    """(train, test) from an extracted CIFAR folder, None if a file is missing; a bad file raises IdxFormatError."""
+    layout = CIFAR[name]
+    paths = [folder / f for f in (*layout.train, layout.test)]
+    if not all(p.is_file() for p in paths):
+        return None
+    parts = [read_cifar_batch(p, layout.label_key, layout.classes) for p in paths]
+    train_x = torch.cat([p[0] for p in parts[:-1]])
+    train_y = torch.cat([p[1] for p in parts[:-1]])
+    return Split(train_x, train_y), Split(*parts[-1])
+
+
+def load_cifar(name: str, root: Path, download: bool) -> tuple[Split, Split, str]:
+    """cifar10 / cifar100 from data.root as torchvision lays it out (ROOT/cifar-10-batches-py,
+    ROOT/cifar-100-python), or ROOT/NAME/<that folder>; downloaded through torchvision when allowed."""
+    layout = CIFAR[name]
+    folders = [root / layout.folder, root / name / layout.folder]
+    for folder in folders:
+        try:
+            found = read_cifar_folder(name, folder)
+        except IdxFormatError as exc:
+            raise DatasetUnavailable(name, f"has a bad file ({exc})", "replace or remove that file") from exc
+        if found is not None:
+            return found[0], found[1], str(folder)
+    where = ", ".join(map(str, folders))
+    if not download:
+        raise DatasetUnavailable(name, f"was not found (looked in {where}) and data.download = false",
+                                 _cifar_fix(name, root))
+    offline = _unresolvable(name)
+    if offline:
+        raise DatasetUnavailable(name, f"was not found in {root} and downloads fail (offline: {offline})",
+                                 _cifar_fix(name, root))
+    from torchvision import datasets
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        getattr(datasets, layout.tv_class)(str(root), train=True, download=True)
+    except Exception as exc:  # noqa: BLE001 - offline, bad md5, disk full
+        raise DatasetUnavailable(name, f"was not found in {root} and downloads fail ({_short(exc)})",
+                                 _cifar_fix(name, root)) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    try:
+        found = read_cifar_folder(name, folders[0])
+    except IdxFormatError as exc:
+        raise DatasetUnavailable(name, f"has a bad file ({exc})", "replace or remove that file") from exc
+    if found is None:
+        raise DatasetUnavailable(name, f"was downloaded but {folders[0]} lacks its files", _cifar_fix(name, root))
+    return found[0], found[1], str(folders[0])
+
+
+# ---------------------------------------------------------------- an image folder ("folder:PATH")
+
+FOLDER_FIX = ("put one subfolder of images per class in the folder (PATH/cat/1.png, PATH/dog/2.png), optionally "
+              "under PATH/train and PATH/test")
+
+
+def _read_folder(name: str, folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """ImageFolder's classes and (path, class) samples of `folder`; DatasetUnavailable when it has none."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        found = ImageFolder(str(folder), loader=lambda p: p)  # the paths only: images are read below, once
+    except (FileNotFoundError, OSError) as exc:  # no class folders, or none holding an image
+        raise DatasetUnavailable(name, f"has no images in class subfolders of {folder} ({_short(exc)})",
+                                 FOLDER_FIX) from exc
+    return list(found.classes), list(found.samples)
+
+
+def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """The images as uint8 [N, 3, H, W] (every image as RGB) and their labels; all must be one size."""
+    from PIL import Image
+
+    arrays = []
+    for path, _ in samples:
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - not an image, truncated
+            raise DatasetUnavailable(name, f"cannot read the image {path} ({one_line(exc)})",
+                                     "replace or remove that file") from exc
+        if size is None:
+            size = rgb.size
+        elif rgb.size != size:
+            raise DatasetUnavailable(
+                name, f"holds images of different sizes: {path} is {rgb.size[0]}x{rgb.size[1]}, the first "
+                f"{size[0]}x{size[1]}", f"resize every image to one size (e.g. {size[0]}x{size[1]}) before training")
+        arrays.append(np.asarray(rgb, dtype=np.uint8))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    y = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    assert size is not None
+    return x, y, size
+
+
+def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
+    """An image folder, read once into uint8 tensors: PATH/train and PATH/test when both exist (the same
+    classes), else PATH split per class into test_fraction for testing and the rest for training (by seed)."""
+    folder = Path(name[len(FOLDER_PREFIX):])
+    if not folder.is_dir():
+        raise DatasetUnavailable(name, f"names {folder}, which is not a folder", FOLDER_FIX)
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        classes, train_samples = _read_folder(name, folder / "train")
+        test_classes, test_samples = _read_folder(name, folder / "test")
+        if test_classes != classes:
+            raise DatasetUnavailable(name, f"has classes {classes} in train but {test_classes} in test",
+                                     "give train and test the same class subfolders")
+        if len(classes) < 2:
+            raise DatasetUnavailable(name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least")
+        train_x, train_y, size = _read_images(name, train_samples, None)
+        test_x, test_y, _ = _read_images(name, test_samples, size)
+        source = f"{folder} (train/ and test/)"
+    else:
+        classes, samples = _read_folder(name, folder)
+        if len(classes) < 2:
+            raise DatasetUnavailable(name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least")
+        x, y, _ = _read_images(name, samples, None)
+        g = torch.Generator().manual_seed(seed)
+        test_idx: list[int] = []
+        for c in range(len(classes)):  # each class split alike, so a small class still has test images
+            idx = (y == c).nonzero().flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            test_idx += idx[: round(len(idx) * test_fraction)].tolist()
+        is_test = torch.zeros(len(y), dtype=torch.bool)
+        is_test[test_idx] = True
+        if is_test.all() or not is_test.any():
+            raise DatasetUnavailable(name, f"has {len(y)} images, too few to hold out data.test_fraction = "
+                                     f"{test_fraction} of them", "add images, or use PATH/train and PATH/test")
+        train_x, train_y, test_x, test_y = x[~is_test], y[~is_test], x[is_test], y[is_test]
+        source = f"{folder} ({test_fraction:g} held out, seed {seed})"
+    return Dataset(name, "", source, Split(train_x.contiguous(), train_y), Split(test_x.contiguous(), test_y),
+                   num_classes=len(classes))
+
+
+# ---------------------------------------------------------------- normalize, augment, size
+
+NORMALIZE_CACHE = "bstui-normalize.json"  # in data.root: the per-channel statistics of each dataset seen
+_STATS: dict[str, dict[str, Any]] = {}  # the same, in memory (the only cache when data.root is read-only)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the inputs as the model gets them (as_inputs), in float64, in chunks."""
+    total = sq = None
+    count = 0
+    for i in range(0, images.shape[0], chunk):
+        x = as_inputs(images[i : i + chunk]).to(torch.float64)
+        s, s2 = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
+        total, sq = (s, s2) if total is None else (total + s, sq + s2)
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    assert total is not None and sq is not None
+    mean = total / count
+    std = (sq / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-6)  # a constant channel: no division by 0
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def _cache_key(ds: Dataset) -> str:
+    """The dataset's identity for the statistics cache: name, source, size, shape and a digest of its first and
+    last samples (new files in the same place are new statistics)."""
+    import hashlib
+
+    x = ds.train.images
+    digest = hashlib.sha1(x[:64].contiguous().numpy().tobytes() + x[-64:].contiguous().numpy().tobytes()).hexdigest()[:16]
+    return f"{ds.name}|{ds.source}|{len(ds.train)}|{list(x.shape[1:])}|{digest}"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        import json
+
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def normalize_dataset(ds: Dataset, cfg: DataConfig, log: Callable[[str], None] | None = None) -> None:
+    """data.normalize = "dataset": train and test become float32 (x - mean) / std per channel, with the
+    training split's mean and std, read from the cache (data.root/bstui-normalize.json, or memory) or
+    computed once and cached. ds.normalization records them and where they were kept."""
+    import json
+
+    key = _cache_key(ds)
+    path = Path(os.path.expanduser(cfg.root)) / NORMALIZE_CACHE
+    stats = _STATS.get(key) or _read_cache(path).get(key)
+    cached = "memory"
+    if isinstance(stats, dict) and isinstance(stats.get("mean"), list) and isinstance(stats.get("std"), list):
+        mean, std = [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
+        cached = str(path) if key not in _STATS else _STATS[key].get("cache", "memory")
+    else:
+        mean, std = channel_stats(ds.train.images)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = _read_cache(path)
+            data[key] = {"mean": mean, "std": std}
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(data, indent=1))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            cached = str(path)
+        except OSError as exc:  # a read-only data.root: memory only, said once
+            if log is not None:
+                log(f"data.normalize: {path.parent} is not writable ({exc.strerror or exc}); statistics kept in memory")
+    _STATS[key] = {"mean": mean, "std": std, "cache": cached}
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    if len(mean) != as_inputs(ds.train.images[:1]).shape[1]:
+        raise DatasetUnavailable(ds.name, f"has cached statistics for {len(mean)} channels in {path}",
+                                 "remove that file")
+    ds.train = Split(as_inputs(ds.train.images).sub_(m).div_(s), ds.train.labels)
+    ds.test = Split(as_inputs(ds.test.images).sub_(m).div_(s), ds.test.labels)
+    ds.normalization = {"mean": mean, "std": std, "cache": cached}
+
+
+def check_augment(augment: str, ds: Dataset) -> None:
+    """data.augment = "crop_flip" needs 32x32 images: DatasetUnavailable (exit 2) naming the shape otherwise."""
+    if augment == "none":
+        return
+    shape = list(as_inputs(ds.train.images[:1]).shape[1:])
+    if shape[1:] != [32, 32]:
+        fallback = f" (the fallback: {ds.note})" if ds.note else ""
+        raise DatasetUnavailable(ds.name, f"holds inputs of shape {shape}{fallback}, but data.augment = \"{augment}\" "
+                                 "takes 32x32 images", 'set data.augment = "none", or give the sweep 32x32 images'
+                                 + ('; set data.fallback = "" to fail on the missing dataset itself' if ds.note else ""))
+
+
+def data_bytes(ds: Dataset) -> int:
+    """Bytes the resident pipeline holds on the device for `ds`: both splits as float32 inputs, int64 labels."""
+    total = 0
+    for split in (ds.train, ds.test):
+        per_sample = math.prod(as_inputs(split.images[:1]).shape[1:]) if len(split) else 0
+        total += len(split) * (4 * per_sample + 8)
+    return total

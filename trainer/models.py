@@ -171,6 +171,7 @@ def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int
     if list(out.shape) != want:
         raise ModelError(cfg.name, f"the model returned shape {list(out.shape)} for a batch of {shape[0]}; the "
                          f"trainer needs {want} (batch, classes: the dataset has {num_classes})",
+                         f"set [model.args] num_classes = {num_classes}" if cfg.name == "resnet_small" else
                          f"end the model with {num_classes} outputs per sample (e.g. nn.Linear(..., {num_classes}))")
     if cfg.output == "log_probs":
         total = float(out.double().exp().sum(1).max()), float(out.double().exp().sum(1).min())

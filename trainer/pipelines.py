@@ -14,6 +14,7 @@ import weakref
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
@@ -57,17 +58,59 @@ def resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Te
     return per_device[device]
 
 
+PAD = 4  # data.augment = "crop_flip": pixels of zero padding around each image before the 32x32 crop
+
+
+class CropFlip:
+    """data.augment = "crop_flip": each image of a training batch padded by PAD zero pixels, cropped back at a
+    random offset and flipped left-right with probability 1/2, in one gather on the batch's device.
+
+    Deterministic: the offsets and flips of an epoch come from one generator on the device seeded by
+    (seed, epoch), drawn batch after batch, so both pipelines (which give the same batches) augment alike.
+    Zero padding is of the inputs as the model gets them (after data.normalize)."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.seed, self.device = seed, torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed((self.seed * 1_000_003 + epoch) * 7919 + 17)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g, dev = self.generator, x.device
+        dy = torch.randint(0, 2 * PAD + 1, (b,), generator=g, device=dev)
+        dx = torch.randint(0, 2 * PAD + 1, (b,), generator=g, device=dev)
+        flip = torch.rand((b,), generator=g, device=dev) < 0.5
+        padded = F.pad(x, (PAD, PAD, PAD, PAD))
+        ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        rows = dy[:, None] + ar_h[None, :]  # [b, h]
+        cols = dx[:, None] + torch.where(flip[:, None], (w - 1) - ar_w[None, :], ar_w[None, :])  # [b, w]
+        return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                      rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def make_augment(name: str, seed: int, device: torch.device) -> CropFlip | None:
+    if name == "none":
+        return None
+    if name == "crop_flip":
+        return CropFlip(seed, device)
+    raise ValueError(f"unknown data.augment {name!r}; known: none, crop_flip")
+
+
 class ResidentBatches:
-    """The whole split on the device, converted once; batches are gathers.
+    """The whole split on the device, converted once; batches are gathers (then, with data.augment =
+    "crop_flip", cropped and flipped on the device: `augment`, None without).
 
     `images` float32 [N, 1, 28, 28] in [0, 1] (x / 255, exactly what ToTensor gives)
     and `labels` int64 [N] are public, with `batch_size` and `n`, so a CUDA-graph path
     can gather inside a graph."""
 
-    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int) -> None:
+    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, augment: str = "none") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
+        self.augment = make_augment(augment, seed, self.device)
         self.batch_size = batch_size
         self.seed = seed
         self.n = len(split)
@@ -84,9 +127,12 @@ class ResidentBatches:
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) for each iteration of `epoch`; the last batch may be smaller."""
         perm = self.epoch_indices(epoch)
+        if self.augment is not None:
+            self.augment.start_epoch(epoch)
         for start in range(0, self.n, self.batch_size):
             idx = perm[start : start + self.batch_size]
-            yield self.images[idx], self.labels[idx]
+            x = self.images[idx]
+            yield (self.augment(x) if self.augment is not None else x), self.labels[idx]
 
 
 class SplitImages(TorchDataset):
@@ -139,10 +185,12 @@ class LoaderBatches:
         seed: int,
         num_workers: int = 0,
         pin_memory: bool = False,
+        augment: str = "none",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
+        self.augment = make_augment(augment, seed, self.device)  # on the device, after the copy
         self.batch_size = batch_size
         self.seed = seed
         self.n = len(split)
@@ -171,8 +219,11 @@ class LoaderBatches:
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) on the device for each iteration of `epoch`; the last may be smaller."""
         self.sampler.epoch = epoch
+        if self.augment is not None:
+            self.augment.start_epoch(epoch)
         for x, y in self.loader:
-            yield x.to(self.device, non_blocking=self.pinned), y.to(self.device, non_blocking=self.pinned)
+            x = x.to(self.device, non_blocking=self.pinned)
+            yield (self.augment(x) if self.augment is not None else x), y.to(self.device, non_blocking=self.pinned)
 
 
 Batches = ResidentBatches | LoaderBatches
@@ -181,9 +232,9 @@ Batches = ResidentBatches | LoaderBatches
 def make_batches(cfg: DataConfig, split: Split, batch_size: int, device: torch.device, seed: int) -> Batches:
     """The input pipeline cfg.pipeline names, over `split`."""
     if cfg.pipeline == "resident":
-        return ResidentBatches(split, batch_size, device, seed)
+        return ResidentBatches(split, batch_size, device, seed, cfg.augment)
     if cfg.pipeline == "dataloader":
-        return LoaderBatches(split, batch_size, device, seed, cfg.num_workers, cfg.pin_memory)
+        return LoaderBatches(split, batch_size, device, seed, cfg.num_workers, cfg.pin_memory, cfg.augment)
     raise ValueError(f"unknown data.pipeline {cfg.pipeline!r}; known: {', '.join(PIPELINES)}")
 
 
@@ -195,3 +246,54 @@ def eval_batches(split: Split, device: torch.device, batch_size: int = 2000) -> 
     return [
         (data.images[i : i + batch_size], data.labels[i : i + batch_size]) for i in range(0, data.n, batch_size)
     ]
+
+
+#: Share of the device's free memory the resident data may take (the rest: the model, its activations,
+#: the optimizer, and on the CPU the host copy of the dataset the pipeline converts from).
+MEMORY_SHARE = {"cuda": 0.8, "cpu": 0.5}
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on `device` now (CUDA: torch.cuda.mem_get_info; CPU: MemAvailable of /proc/meminfo, or
+    psutil's available), None when it cannot be told (then the resident pipeline is kept)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except Exception:  # noqa: BLE001 - no driver answer: cannot tell
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - not installed
+        return None
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n / 1024:,.0f} KiB"
+
+
+def choose_pipeline(pipeline: str, data_bytes: int, device: torch.device) -> tuple[str, str]:
+    """The pipeline a sweep trains with and why it is not the configured one ("" when it is): the resident
+    pipeline falls back to the DataLoader when the dataset's tensors would not fit in the device's free memory
+    (with a margin: MEMORY_SHARE)."""
+    if pipeline != "resident":
+        return pipeline, ""
+    device = torch.device(device)
+    free = free_memory(device)
+    if free is None:
+        return pipeline, ""
+    room = int(free * MEMORY_SHARE.get(device.type, 0.5))
+    if data_bytes <= room:
+        return pipeline, ""
+    return "dataloader", (f"the data ({mib(data_bytes)} as float32) does not fit in {device.type}'s free memory "
+                          f"({mib(free)} free, {MEMORY_SHARE.get(device.type, 0.5):.0%} of it usable): "
+                          "the DataLoader pipeline copies each batch instead")

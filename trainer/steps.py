@@ -229,6 +229,10 @@ def choose_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Bat
     """
     fast_path = resolve_fast_path(perf.fast_path, device, pipeline)
     reason = eager_reason(ddp, optim_name, micro_batch) if fast_path == "cuda_graph" else ""
+    if fast_path == "cuda_graph" and not reason and getattr(batches, "augment", None) is not None:
+        # The graph gathers its batch by a static index inside the graph; the crops and flips are drawn per
+        # batch from a generator the graph would replay frozen, so an augmented run trains eagerly.
+        reason = "data.augment = crop_flip draws each batch's crops outside a CUDA graph: it runs eagerly"
     if fast_path == "cuda_graph" and not reason:
         if on_capture is not None:
             on_capture()

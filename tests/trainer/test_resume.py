@@ -264,3 +264,48 @@ def test_a_sweep_stopped_from_the_app_resumes_on_its_device(device, tiny_config,
         assert got[run_id]["losses"] == pytest.approx(want[run_id]["losses"], **tol)
         assert [e["test_acc"] for e in got[run_id]["epochs"]] == pytest.approx(
             [e["test_acc"] for e in want[run_id]["epochs"]], rel=0, abs=0.02 if device == "cuda" else 0)
+
+
+FACTORY = ("--set", 'model.name="tests.trainer.factory_models:mlp"', "--set", 'model.output="logits"',
+           "--set", "model.args.hidden=16")
+
+
+def test_a_sweep_of_a_factory_model_stopped_after_epoch_1_and_resumed_equals_an_uninterrupted_one(
+        data_root, tmp_path, monkeypatch, capsys):
+    """Issue 16: the user's own model (model.name = "package.module:factory", [model.args], logits) is
+    rebuilt by resume from the run directory's config.toml and continues from its checkpoint exactly."""
+    reference = tmp_path / "reference"
+    assert main(sweep_args(data_root, reference, *FACTORY)) == 0
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 200, call=5)  # bs20 is done; bs200 is in its second epoch (3 steps each)
+    assert main(sweep_args(data_root, out, *FACTORY)) == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    recorded = tomllib.loads((out / "config.toml").read_text())["model"]
+    assert recorded["name"] == "tests.trainer.factory_models:mlp" and recorded["args"] == {"hidden": 16}
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert "bs200: continues after epoch 1" in capsys.readouterr().err
+    started = [e for e in events_of(out) if e["type"] == "run_started" and e["run"] == "bs200"]
+    assert started[-1]["model"] == "tests.trainer.factory_models:mlp" and started[-1]["resumed_from_epoch"] == 1
+    assert training_results(out) == training_results(reference)  # same losses and epoch results, exactly, on CPU
+
+
+def test_an_augmented_normalised_cifar_sweep_resumed_after_epoch_1_equals_an_uninterrupted_one(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """data.augment draws its crops per (seed, epoch) and data.normalize reads its cached statistics: a resumed
+    run sees the batches the uninterrupted one saw."""
+    from tests.trainer.test_data_sources import write_cifar
+
+    write_cifar(tmp_path / "data", n_batch=40)  # 200 training samples
+    cifar = ("--set", 'data.dataset="cifar10"', "--set", 'data.normalize="dataset"', "--set", 'data.augment="crop_flip"',
+             "--set", 'model.name="resnet_small"', "--set", "model.args.width=4", "--set", "data.download=false",
+             "--set", 'data.fallback=""', "--set", "data.train_samples=0", "--set", "data.test_samples=0",
+             "--set", "sweep.batch_sizes=[50,100]", "--set", "gns.every=0", "--set", "gns.probe_every=0")
+    reference = tmp_path / "reference"
+    assert main(sweep_args(tmp_path / "data", reference, *cifar)) == 0
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 100, call=3)  # bs50 is done; bs100 is in its second epoch (2 steps each)
+    assert main(sweep_args(tmp_path / "data", out, *cifar)) == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert "bs100: continues after epoch 1" in capsys.readouterr().err
+    assert training_results(out) == training_results(reference)

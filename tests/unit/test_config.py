@@ -195,7 +195,7 @@ def test_non_finite_numbers_are_rejected(value: str) -> None:
         ("data.num_workers=-1", "data.num_workers: must be >= 0, got -1"),
         ("data.pipeline=streaming", 'data.pipeline: "streaming" is not allowed; use one of "resident", "dataloader"'),
         ("data.fallback=cifar", 'data.fallback: "cifar" is not allowed; use one of "mnist", "fashion-mnist", '
-         '"synthetic-digits", ""'),
+         '"kmnist", "cifar10", "cifar100", "synthetic-digits", ""; did you mean "cifar10"?'),
         ("model.name=resnet", 'model.name: "resnet" is not allowed; use one of "simple_cnn"'),
         ("optim.lr=0", "optim.lr: must be > 0, got 0.0"),
         ("optim.momentum=1", "optim.momentum: must be in [0, 1), got 1.0"),

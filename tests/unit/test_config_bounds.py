@@ -54,7 +54,7 @@ def test_epochs_of_5000_nines_is_a_config_error_in_a_file_and_in_a_set() -> None
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("perf.cpu_threads=1099511627776", "perf.cpu_threads: must be in [0, 1024] (0 = 1 thread), got 1099511627776"),
+        ("perf.cpu_threads=1099511627776", "perf.cpu_threads: must be in [0, 1024] (0 = chosen by the batch size), got 1099511627776"),
         ("sweep.seeds=1000000000", "sweep.seeds: must be in [1, 1000] (repeats of each point), got 1000000000"),
         ("sweep.lr_grid={min=0.01,max=1,points=1000000000}", "sweep.lr_grid.points: must be in [0, 1000]"),
         ("sweep.batch_sizes=[6,1000000000000]", "every batch size must be in [1, 10000000], got 1000000000000"),

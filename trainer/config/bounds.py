@@ -74,6 +74,7 @@ RANGES: dict[str, Range] = {
     "data.train_samples": Range(0, 1_000_000_000, note=" (0 = all)"),
     "data.test_samples": Range(0, 1_000_000_000, note=" (0 = all)"),
     "data.num_workers": Range(0, 256),
+    "data.test_fraction": Range(0, 1, lo_open=True, hi_open=True, exact=True),
     "optim.lr": Range(0, MAX_LR, lo_open=True),
     "optim.momentum": Range(0, 1, hi_open=True, exact=True),
     "optim.base_batch_size": Range(1, MAX_BATCH),
@@ -98,7 +99,7 @@ RANGES: dict[str, Range] = {
     "gns.chunks": Range(2, 1024, note=" (two batch sizes are needed)"),
     "gns.beta": Range(0, 1, hi_open=True, exact=True),
     "gns.probe_every": Range(0, 1_000_000_000, note=" (0 = off)"),
-    "perf.cpu_threads": Range(0, 1024, note=" (0 = 1 thread)"),
+    "perf.cpu_threads": Range(0, 1024, note=" (0 = chosen by the batch size)"),
 }
 
 # ------------------------------------------------------------------ devices

@@ -18,7 +18,7 @@ from trainer.config.bounds import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_HEADERS, MAX_
 from trainer.config.keylines import deep_line, key_lines, match_key_path, variant_lines
 from trainer.config.merge import deep_copy, key_paths, merge_value
 from trainer.config.messages import cut
-from trainer.config.schema import DEFAULT_CONFIG_FILE, Config, ConfigError, is_factory
+from trainer.config.schema import DEFAULT_CONFIG_FILE, FOLDER_PREFIX, Config, ConfigError, is_factory, is_folder
 from trainer.config.validate import Builder
 
 if sys.version_info >= (3, 11):
@@ -95,6 +95,12 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
     cfg.source = source
     cfg.model.path = model_folder(cfg.model.name, cfg.model.path, source)
     cfg.data.path = model_folder(cfg.data.dataset, cfg.data.path, source)
+    if is_folder(cfg.data.dataset) and cfg.data.dataset[len(FOLDER_PREFIX):].strip():
+        # A relative image folder is taken from the config file's folder, written absolute (as model.path),
+        # so a resumed sweep reads the folder the sweep did.
+        base = os.path.dirname(os.path.abspath(source)) if source else os.path.abspath(".")
+        folder = os.path.expanduser(cfg.data.dataset[len(FOLDER_PREFIX):].strip())
+        cfg.data.dataset = FOLDER_PREFIX + os.path.normpath(os.path.join(base, folder))
     return cfg
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config.bounds import DEVICE_RULE, MAX_RUNS, RANGES, is_device, path_problem
 from trainer.config.messages import did_you_mean, num, nums, q
-from trainer.config.schema import BUILTIN_MODEL_ARGS, CHOICES, FACTORY_KEYS, Config, is_factory
+from trainer.config.schema import BUILTIN_MODEL_ARGS, CHOICES, FACTORY_KEYS, FOLDER_PREFIX, Config, is_factory, is_folder
 
 if TYPE_CHECKING:
     from trainer.config.builder import BuilderBase as Builder
@@ -41,6 +41,22 @@ def check_values(b: Builder, cfg: Config) -> None:
     b.check("optim.betas", len(cfg.optim.betas) == 2, f"{BETAS_RULE}, got [{nums(cfg.optim.betas)}]")
     _check_lrs(b, cfg)
     _check_batch_sizes(b, cfg)
+    _check_augment(b, cfg)
+
+
+#: The built-in datasets' image side: data.augment = "crop_flip" takes 32x32 images only.
+BUILTIN_SIDES = {"mnist": 28, "fashion-mnist": 28, "kmnist": 28, "synthetic-digits": 28, "cifar10": 32,
+                 "cifar100": 32}
+
+
+def _check_augment(b: Builder, cfg: Config) -> None:
+    """crop_flip on a built-in dataset of 28x28 images is refused here (a factory's or a folder's shape is
+    checked once loaded: trainer.data.check_augment)."""
+    d = cfg.data
+    side = BUILTIN_SIDES.get(d.dataset)
+    if d.augment == "crop_flip" and side is not None and side != 32 and not b.is_bad("data.augment"):
+        b.problem("data.augment", f'"crop_flip" takes 32x32 images, but {d.dataset} holds {side}x{side} ones; '
+                                  'set data.augment = "none" or use a 32x32 dataset (cifar10, cifar100)')
 
 
 def _check_model_args(b: Builder, cfg: Config) -> None:
@@ -63,6 +79,10 @@ def _choice(b: Builder, dotted: str, value: str) -> None:
     allowed = CHOICES[dotted]
     own = dotted in FACTORY_KEYS  # also takes the user's own "package.module:factory"
     if own and is_factory(value):
+        return
+    if dotted == "data.dataset" and is_folder(value):
+        b.check(dotted, bool(value[len(FOLDER_PREFIX):].strip()),
+                f'{q(value)} names no folder; write "folder:PATH" (PATH holds one subfolder of images per class)')
         return
     guess = did_you_mean(value, [a for a in allowed if a])
     hint = f"; did you mean {q(guess)}?" if guess else ""

@@ -12,10 +12,11 @@ from typing import Any, Sequence
 
 # Allowed values of the enum-like string keys, in one place. MODEL_NAMES mirrors
 # trainer.models.MODELS (kept here so checking a name needs no torch import).
-DATASETS = ("mnist", "fashion-mnist", "synthetic-digits")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
+FOLDER_PREFIX = "folder:"  # data.dataset = "folder:PATH": an image folder (class subfolders)
 MODEL_NAMES = ("simple_cnn", "resnet_small")
 # The [model.args] each built-in takes (mirrors trainer.models: SimpleModel takes none, ResNetSmall these).
-BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {"simple_cnn": (), "resnet_small": ("in_channels", "width")}
+BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {"simple_cnn": (), "resnet_small": ("in_channels", "width", "num_classes")}
 MODEL_OUTPUTS = ("log_probs", "logits")
 # model.name may also name the user's own model: "package.module:factory" (issue 16), a module path and
 # the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
@@ -26,6 +27,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": DATASETS,
     "data.fallback": DATASETS + ("",),
     "data.pipeline": ("resident", "dataloader"),
+    "data.normalize": ("none", "dataset"),
+    "data.augment": ("none", "crop_flip"),
     "model.name": MODEL_NAMES,
     "model.output": MODEL_OUTPUTS,
     "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.optim.OPTIMIZERS
@@ -55,11 +58,25 @@ class DataConfig:
     pin_memory: bool = False  # pinned host memory + non-blocking copies (dataloader pipeline only)
     # Folder searched first for a "package.module:factory" dataset's module, as model.path is for a model.
     path: str = ""
+    # "folder:PATH" without PATH/train and PATH/test: the share of each class's images held out for testing
+    # (chosen by sweep.seed).
+    test_fraction: float = 0.2
+    # none | dataset: inputs shifted and scaled per channel by the training split's mean and std (computed
+    # once, cached in data.root when it is writable).
+    normalize: str = "none"
+    # none | crop_flip: 32x32 images only; each training batch gets a random crop of the image padded by 4
+    # pixels and a random horizontal flip, on the device, drawn from sweep.seed.
+    augment: str = "none"
+
+
+def is_folder(name: str) -> bool:
+    """Whether data.dataset names an image folder ("folder:PATH")."""
+    return name.startswith(FOLDER_PREFIX)
 
 
 def is_factory(name: str) -> bool:
     """Whether a model.name is a "package.module:factory" reference rather than a built-in name."""
-    return FACTORY_RE.fullmatch(name) is not None
+    return not is_folder(name) and FACTORY_RE.fullmatch(name) is not None
 
 
 @dataclass
@@ -147,7 +164,7 @@ class PerfConfig:
     fast_path: str = "auto"  # auto (CUDA graphs on CUDA with the resident pipeline) | eager | cuda_graph
     precision: str = "fp32"  # fp32 | bf16 (autocast; the study is fp32)
     channels_last: bool = False  # NHWC memory format for the convolutions
-    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = 1 (the study's model is too small to share out)
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = by the batch (trainer.threads: 1 below batch 16, else all cores)
 
 
 @dataclass
