@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from trainer.threads import DEFAULT_THREADS, cpu_threads
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, wherever we are run from
 
 from common import (  # noqa: E402
@@ -51,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="~/.cache/bstui/data", help="data root (data.root)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the study's loop (default 0)")
     parser.add_argument("--pin-memory", action="store_true", help="pinned memory + non-blocking copies in the study's loop")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads of both loops (default: the study's loop gets torch's choice, the "
+                        "resident loop the trainer's by batch size, trainer.threads)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -76,21 +80,27 @@ def main(argv: list[str] | None = None) -> int:
             "study": lambda: StudyLoop(split, bs, device, args.seed, args.workers, args.pin_memory),
             "resident": lambda: ResidentLoop(split, bs, device, args.seed),
         }
+        threads = {"study": args.threads or DEFAULT_THREADS,
+                   "resident": args.threads or cpu_threads(bs)}  # each loop as its user would run it
         runs: dict[str, list] = {k: [] for k in makers}
         for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both loops alike
             for label, make in makers.items():
+                if device.type == "cpu":
+                    torch.set_num_threads(threads[label])
                 runs[label].append(measure(label, make, bs, device, warmup_iters=warm, budget_s=budget))
         cells = {label: _median(results) for label, results in runs.items()}
         row = {
             "batch_size": bs,
             "cells": {k: v.as_dict() for k, v in cells.items()},
             "all_epoch_s": {k: [r.epoch_s for r in v] for k, v in runs.items()},
+            "cpu_threads": threads if device.type == "cpu" else None,
             "study_over_resident": ratio(cells["study"].epoch_s, cells["resident"].epoch_s),
         }
         rows.append(row)
         for label, res in cells.items():
             err = f"  ERROR {res.error}" if res.error else ""
-            print(f"  bs {bs:>4} {label:<9} epoch {'~' if res.extrapolated else ' '}{fmt_s(res.epoch_s):>8} s "
+            cpu = f", {threads[label]} thread{'s' if threads[label] > 1 else ''}" if device.type == "cpu" else ""
+            print(f"  bs {bs:>4} {label:<9}{cpu} epoch {'~' if res.extrapolated else ' '}{fmt_s(res.epoch_s):>8} s "
                   f"({res.timed_iters}/{res.iters_per_epoch} iters timed, {res.samples_per_s:,.0f} samples/s){err}",
                   flush=True)
 

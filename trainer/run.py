@@ -36,6 +36,7 @@ from trainer.run_state import (
     saved_state,
 )
 from trainer.steps import Step, batch_norm_note, choose_step, split_request
+from trainer.threads import cpu_threads
 from trainer.timing import ComputeTimer, WallClock
 
 
@@ -114,6 +115,9 @@ class Run(SweepRun):
         self.split_chunks = spec.split_chunks
         self.optim_cfg = run_optim(spec, settings)
         self.micro_batch = run_micro_batch(spec, settings)
+        # CPU threads by the work of one step (trainer.threads; perf.cpu_threads overrides); 0 on a GPU.
+        self.cpu_threads = (cpu_threads(spec.batch_size, self.micro_batch, settings.perf.cpu_threads)
+                            if device.type == "cpu" else 0)
         # Allocated by _prepare (on the device), dropped by _free.
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -151,6 +155,11 @@ class Run(SweepRun):
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
         self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
 
+    def _use_threads(self) -> None:
+        """This run's CPU threads (runs of other batch sizes may have set others in between)."""
+        if self.cpu_threads and torch.get_num_threads() != self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+
     @property
     def iteration(self) -> int:
         return self.ledger.totals.iters
@@ -162,6 +171,7 @@ class Run(SweepRun):
         run_started then says `resumed_from_epoch` (the device and fast path may differ from before).
         """
         oom: BaseException | None = None
+        self._use_threads()
         try:
             self._prepare()
             if restore is not None:
@@ -178,6 +188,7 @@ class Run(SweepRun):
             epochs=settings.epochs, warmup_iters=self.warmup_iters, device=str(self.device), seed=spec.seed,
             fast_path=self.fast_path, fast_path_reason=self.fast_path_reason, micro_batch=self.micro_batch,
             variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
+            cpu_threads=self.cpu_threads,
             model=settings.model.name, model_output=settings.model.output,
             parameters=count_parameters(self.model) if self.model is not None else 0, batch_norm=self.batch_norm,
             gns_interval=self.probes.interval if self.probes else 0,
@@ -199,6 +210,7 @@ class Run(SweepRun):
         """
         if self.finished:
             return
+        self._use_threads()
         iters_left = max(1, math.ceil(samples / self.spec.batch_size))
         try:
             while iters_left > 0 and not self.finished:

@@ -6,6 +6,7 @@ time, so each slice's timing is its own. Sequential runs them in order.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,7 +17,8 @@ from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls, StopRequested
 from trainer import models
-from trainer.data import Dataset, DatasetUnavailable, as_inputs, load_dataset
+from trainer.data import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
+from trainer.pipelines import choose_pipeline
 from trainer.ddp import DistContext
 from trainer.evaluation import prepare_test
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
@@ -31,6 +33,7 @@ from trainer.scaling import analyse
 class SweepResult:
     status: str  # done | stopped | failed
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    scaling: dict[str, Any] = field(default_factory=dict)  # sweep_finished.scaling (trainer.scaling.analyse)
 
     @property
     def any_failed(self) -> bool:
@@ -115,18 +118,26 @@ def run_sweep(
     `ddp` is this process's place in the job (trainer.ddp): every run trains data parallel.
     """
     device = device or resolve_device(cfg.sweep.device)
-    if device.type == "cpu":
-        # Intra-op threads only fight over a model this small (seen: 170 ms vs 2 ms per batch-1 step
-        # with 2 threads vs 1 on a busy 2-core machine); perf.cpu_threads overrides.
-        torch.set_num_threads(cfg.perf.cpu_threads or 1)
-    try:
-        fast_path = resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
-    except FastPathUnavailable as exc:
-        raise DeviceUnavailable(str(exc)) from exc
+    # On the CPU each run sets its own threads by the work of its steps (trainer.threads; 1 thread for
+    # tiny batches, every core for larger ones); perf.cpu_threads overrides.
     if dataset is None:
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
     check_dataset(cfg, dataset)
     check_model(cfg, dataset)
+    # The resident pipeline holds the whole dataset on the device: where it would not fit, the sweep trains
+    # from the DataLoader instead, and says so (log, sweep_started's pipeline and pipeline_reason).
+    size = data_bytes(dataset)
+    pipeline, pipeline_reason = choose_pipeline(cfg.data.pipeline, size, device)
+    given = cfg
+    if pipeline != cfg.data.pipeline:
+        log(f"data.pipeline: {pipeline_reason}")
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pipeline=pipeline))
+    try:
+        fast_path = resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
+    except FastPathUnavailable as exc:
+        raise DeviceUnavailable(f"{exc}" + (f" ({pipeline_reason})" if pipeline_reason else "")) from exc
+    data_fields = dict(pipeline=pipeline, pipeline_reason=pipeline_reason, data_bytes=size,
+                       normalize=dataset.normalization or None, augment=cfg.data.augment)
     specs = run_specs(cfg)
     settings = RunSettings.from_config(cfg)
     slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
@@ -135,11 +146,12 @@ def run_sweep(
     devices = [] if resume is not None or ddp is not None else gpu_pool.parallel_devices(
         cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0)
     if resume is not None:
-        resume.announce(emitter, device=device_name(device), torch=str(torch.__version__), fast_path=fast_path)
+        resume.announce(emitter, device=device_name(device), torch=str(torch.__version__), fast_path=fast_path,
+                        **data_fields)
     else:
         emitter.emit(
             "sweep_started",
-            config=config_to_dict(cfg),
+            config=config_to_dict(given),  # as configured; `pipeline` says what trains
             config_path=cfg.source,
             run_dir=run_dir,
             dataset=dataset.name,
@@ -154,6 +166,7 @@ def run_sweep(
             fast_path=fast_path,
             runs=[s.as_event() for s in specs],
             parallel_devices=devices,
+            **data_fields,
         )
     test_xy = prepare_test(dataset, device)
     runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
@@ -209,4 +222,4 @@ def run_sweep(
     emitter.emit("sweep_finished", status=status, summaries=summaries, scaling=scaling)
     if interrupted is not None:
         raise interrupted
-    return SweepResult(status=status, summaries=summaries)
+    return SweepResult(status=status, summaries=summaries, scaling=scaling)

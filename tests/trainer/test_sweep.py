@@ -211,3 +211,24 @@ def test_pause_is_announced_and_resume_continues_the_same_run(tiny_config):
     # The pause does not count as training time: the paused run's first epoch trained after the resume.
     first = next(e for e in sink.of_type("epoch_end") if e["run"] == paused[0]["run_waiting"])
     assert first["wall_s"] <= first["t"] - paused[1]["t"]
+
+
+def test_each_run_trains_on_the_cpu_threads_its_batch_calls_for(tiny_config, monkeypatch):
+    """Interleaved runs of batch 4 and 200: each sets its own threads before its steps (issue 15)."""
+    seen: dict[str, set[int]] = {}
+    real_step = steps.plain_step
+
+    def counting_step(model, optimizer, x, y):
+        seen.setdefault(str(x.shape[0]), set()).add(torch.get_num_threads())
+        return real_step(model, optimizer, x, y)
+
+    monkeypatch.setattr(steps, "plain_step", counting_step)
+    monkeypatch.setattr("trainer.run.cpu_threads", lambda b, micro, configured: 1 if b < 16 else 2)
+    before = torch.get_num_threads()
+    try:
+        _, sink = _sweep(tiny_config(sweep={"batch_sizes": [4, 200], "epochs": 1}))
+    finally:
+        torch.set_num_threads(before)
+    started = {e["run"]: e for e in sink.of_type("run_started")}
+    assert started["bs4"]["cpu_threads"] == 1 and started["bs200"]["cpu_threads"] == 2
+    assert seen["4"] == {1} and seen["200"] == {2}
