@@ -16,7 +16,9 @@ from typing import Any
 
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.crossing import fill_from_events
+from trainer.recommend import recommendations
 from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
+from trainer.figures import count, finite as _finite, setting, sig, span, with_interval
 from trainer.scaling import analyse
 
 N_CLASSES = 10  # every dataset the trainer knows (mnist, fashion-mnist, synthetic-digits) has 10
@@ -25,49 +27,6 @@ FULL_TEST_SET = 10_000  # their test sets, when data.test_samples = 0
 
 class ReportError(Exception):
     """The directory is not a run directory, or holds no finished run."""
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def sig(value: Any, digits: int = 2) -> str:
-    """`digits` significant figures, thousands separated; "-" for nothing."""
-    if not _finite(value):
-        return "-"
-    if value == 0:
-        return "0"
-    rounded = float(f"{value:.{digits}g}")
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
-    return f"{rounded:,.{decimals}f}"
-
-
-def setting(value: Any) -> str:
-    """A configured number (an lr, a rule's lr): exact, so no trailing zeros; 3 significant figures."""
-    return f"{float(f'{value:.3g}'):g}" if _finite(value) else "-"
-
-
-def count(value: Any) -> str:
-    """A count (steps, samples): whole, thousands separated."""
-    return f"{round(value):,}" if _finite(value) else "-"
-
-
-def span(lo: Any, hi: Any, fmt=count) -> str:
-    """A crossing: "lo–hi" (it lies after lo, at or before hi); only the hit when lo is unknown."""
-    if not _finite(hi):
-        return "not reached"
-    if not _finite(lo):
-        return f"{fmt(hi)} (hit; lo unknown)"
-    return f"{fmt(lo)}–{fmt(hi)}"
-
-
-def with_interval(mid: Any, lo: Any, hi: Any, digits: int = 2) -> str:
-    """"mid (lo–hi)" in `digits` significant figures; an open end shows as "?"."""
-    if not _finite(mid):
-        return "-"
-    if lo is None and hi is None:
-        return sig(mid, digits)
-    return f"{sig(mid, digits)} ({sig(lo, digits) if _finite(lo) else '?'}–{sig(hi, digits) if _finite(hi) else '?'})"
 
 
 def collect(run_dir: Path) -> dict[str, Any]:
@@ -190,6 +149,9 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     if facts["derived"]:
         lines.append("- derived by this report from the recorded events (this run directory's trainer did not "
                      "record them): " + "; ".join(facts["derived"]))
+    lines += ["", "## Recommendation", ""]
+    lines += [f"- {sentence}" for sentence in recommendations(a, target if _finite(target) else None,
+                                                                str(s.get("device") or ""))]
     lines += [
         "",
         "## Best lr per batch size",

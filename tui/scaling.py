@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from rich.text import Text
 
+from trainer.recommend import recommendation
 from trainer.scaling import analyse
 from tui.braille import Chart, Line
 from tui.labels import run_labels
@@ -232,6 +233,9 @@ def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
             text.append("The finished runs' summaries carry no batch size and lr to analyse", style="bold")
             text.append(" (a run directory written before lr sweeps were recorded?); rerun the sweep.")
             continue
+        text.append("answer: ", style="bold")
+        text.append(recommendation(a, state.target_accuracy, state.device))
+        text.append("\n")
         reached = sum(1 for p in best if p.get("reached_target"))
         lrs = max((p.get("lrs_tried") or 1 for p in best), default=1)
         text.append(f"{reached} of {len(best)} batch sizes reached {target}")

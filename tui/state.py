@@ -36,6 +36,11 @@ class SweepState:
 
     dataset: str = ""
     dataset_note: str = ""
+    #: The input pipeline that trains (sweep_started's pipeline; "" from older sweeps), why it is not the
+    #: configured one ("" when it is), and the data's size on the device in bytes (None: not recorded).
+    pipeline: str = ""
+    pipeline_reason: str = ""
+    data_bytes: int | None = None
     device: str = ""
     torch: str = ""
     config_path: str = ""
@@ -120,6 +125,7 @@ def _on_sweep_started(s: SweepState, e: Event) -> None:
         raise TypeError("runs is not a list")
     s.dataset = str(e.get("dataset", ""))
     s.dataset_note = str(e.get("dataset_note") or "")
+    _pipeline_fields(s, e)
     s.device = str(e.get("device", ""))
     s.torch = str(e.get("torch", ""))
     s.config_path = str(e.get("config_path") or "")
@@ -287,11 +293,21 @@ def _on_paused(s: SweepState, e: Event) -> None:
     s.paused = bool(e["paused"])
 
 
+def _pipeline_fields(s: SweepState, e: Event) -> None:
+    """The pipeline facts of sweep_started / sweep_resumed (absent in sweeps recorded before them)."""
+    if "pipeline" in e:
+        s.pipeline = str(e.get("pipeline") or "")
+        s.pipeline_reason = str(e.get("pipeline_reason") or "")
+        size = e.get("data_bytes")
+        s.data_bytes = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+
+
 def _on_sweep_resumed(s: SweepState, e: Event) -> None:
     """`python -m trainer resume` continues the sweep: it runs again (resumed runs restart their epochs)."""
     runs = e.get("runs") or []
     if not isinstance(runs, list):
         raise TypeError("runs is not a list")
+    _pipeline_fields(s, e)  # a resumed sweep checks its data against the device again
     s.status = "running"
     s.finished = False
     s.notices.append(f"sweep resumed: {len(runs)} run(s) continue")

@@ -219,3 +219,19 @@ def test_time_to_target_shows_the_interval_from_the_last_miss_to_the_hit():
     assert target_cell(s.runs["bs60"]).plain == "10.5s-12s"
     s.apply({"type": "target_reached", "t": 3.0, "run": "bs60", "iter": 500, "wall_s": 12.0, "test_acc": 0.981})
     assert target_cell(s.runs["bs60"]).plain == "12s"  # an epoch-end crossing of an older trainer: no interval
+
+
+def test_the_header_shows_the_pipeline_the_data_size_and_why_it_fell_back():
+    from tui.widgets.sweep_header import header_text
+
+    s = started(60)
+    assert "resident" not in header_text(s, "exp.toml", "/runs/a", 0).plain, "older sweeps recorded no pipeline"
+    s.apply({"type": "sweep_started", "t": 0.0, "dataset": "cifar10", "device": "cpu", "runs": [],
+             "pipeline": "resident", "pipeline_reason": "", "data_bytes": 737_280_000})
+    text = header_text(s, "exp.toml", "/runs/a", 0).plain
+    assert "cifar10 · cpu · resident 737 MB · exp.toml" in text and "\n" not in text
+    s.apply({"type": "sweep_started", "t": 0.0, "dataset": "cifar10", "device": "cpu", "runs": [],
+             "pipeline": "dataloader", "pipeline_reason": "the data (703 MiB as float32) does not fit",
+             "data_bytes": 737_280_000})
+    text = header_text(s, "exp.toml", "/runs/a", 0).plain
+    assert "cpu · dataloader 737 MB" in text and "\ndataloader: the data (703 MiB as float32) does not fit" in text

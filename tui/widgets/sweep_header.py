@@ -1,4 +1,5 @@
-"""The header: dataset actually used (and why, if a fallback), device, config file, run directory."""
+"""The header: dataset actually used (and why, if a fallback), device, input pipeline and data size, config
+file, run directory."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -19,6 +20,11 @@ def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int
     if state.device:
         text.append(" · ")
         text.append(state.device, style="bold")
+    if state.pipeline:
+        text.append(" · ")
+        text.append(state.pipeline, style="bold yellow" if state.pipeline_reason else "")
+        if state.data_bytes is not None:
+            text.append(f" {data_size(state.data_bytes)}")
     progress = sweep_progress(state)
     if progress.fraction is not None and state.started and not state.finished:
         text.append(" · ")
@@ -29,14 +35,28 @@ def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int
     text.append(config_label or state.config_path or "-")
     text.append(" · ")
     text.append(run_dir or state.run_dir or "run directory not known yet", style="" if (run_dir or state.run_dir) else "dim")
+    notes = bool(state.dataset_note or state.pipeline_reason)
     if state.dataset_note:
         text.append("\n")
         text.append("fallback: ", style="bold yellow")
         text.append(state.dataset_note, style="yellow")
+    if state.pipeline_reason:
+        text.append("  " if state.dataset_note else "\n")
+        text.append(f"{state.pipeline}: ", style="bold yellow")
+        text.append(state.pipeline_reason, style="yellow")
     if skipped:
-        text.append("\n" if not state.dataset_note else "  ")
+        text.append("\n" if not notes else "  ")
         text.append(f"{skipped} unreadable line{'s' if skipped != 1 else ''} skipped", style="bold red")
     return text
+
+
+def data_size(n: int) -> str:
+    """Bytes as the header shows them: 614 MB, 1.2 GB, 24 kB (decimal units, two or three digits)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{n} B"
 
 
 class SweepHeader(Static):
