@@ -4,8 +4,8 @@
 #
 #     bash bench/gpu_checks.sh            # PYTHON=python3 by default; PYTHON=.venv/bin/python locally
 #
-# Each step has its own timeout (110+60+160+50+40 s at most) and a failing step does not stop the
-# next, so the whole script ends within 7 minutes (about 3-4 expected on an H100). Installs nothing
+# Each step has its own timeout (110+60+160+50+40+90 s at most) and a failing step does not stop the
+# next, so the whole script ends within 9 minutes (about 3-4 expected on an H100). Installs nothing
 # (the GPU machine has no network): it needs torch, torchvision, numpy, pillow and pytest, and never
 # imports textual. Without a GPU the same command runs the CPU parts (CUDA tests skip with their
 # reason, benchmarks on CPU in quick mode) and says plainly that the GPU figures are unmeasured.
@@ -88,6 +88,16 @@ if [ -f bench/split.py ]; then
     fi
 else
     note "split: bench/split.py not found, skipped"
+fi
+
+# 6. Issue 16: the fast path vs the study's loop on the small ResNet (batch norm) with CIFAR-shaped data
+#    (random tensors where CIFAR-10 is not in the data root; the output says which).
+if [ "$GPU" = 1 ]; then
+    step speed_resnet 90 "$PY" bench/speed.py --device cuda --model resnet_small --dataset cifar10 \
+        --batches 32 128 512 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
+else
+    step speed_resnet 90 "$PY" bench/speed.py --device cpu --quick --model resnet_small --dataset cifar10 \
+        --batches 32 128 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
 fi
 
 note "total: $(($(date +%s) - START)) s; results in $OUT"

@@ -11,6 +11,11 @@ fast path. Each cell is warmed up, then timed for up to an epoch or --budget sec
 the iterations timed, and marked "~".
 
     python bench/speed.py [--device auto|cpu|cuda] [--quick] [--json PATH]
+    python bench/speed.py --model resnet_small --dataset cifar10 --batches 32 128 512   (issue 16)
+
+--model times another model (a built-in, or "package.module:factory"); --dataset cifar10/cifar100 times
+colour 32x32 images (CIFAR-shaped random tensors when CIFAR-10 is not in --root: timings depend on the
+shape, not the pixels), with 50,000-sample epochs.
 
 Targets on one H100/H200, fast path vs the study's loop: >= 20x at batch 1 and 6, 30x at 60, 60x at
 600 and 6000; stretch: batch 1 epoch under 4 s. On CPU there are no CUDA graphs: the table shows the
@@ -28,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, wherever we are run from
 
+import common  # noqa: E402  (bench/common.py: its MODEL and EPOCH_SAMPLES are set from the arguments)
 from common import (  # noqa: E402
     EPOCH_SAMPLES,
     GraphLoop,
@@ -115,7 +121,7 @@ def print_table(rows: list[dict], cuda: bool) -> None:
     loops = ["study", "resident"] + (["graph"] if cuda else [])
     head = f"{'batch':>6} " + " ".join(f"{name + ' s':>12}" for name in loops)
     head += f" {'study/res':>10}" + (f" {'study/graph':>12} {'res/graph':>10} {'target':>7}" if cuda else "")
-    print(f"\nepoch time for {EPOCH_SAMPLES:,} samples ('~' = extrapolated from the iterations timed)")
+    print(f"\nepoch time for {common.EPOCH_SAMPLES:,} samples ('~' = extrapolated from the iterations timed)")
     print(head)
     print("-" * len(head))
     for row in rows:
@@ -160,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter budget per cell and a smaller split (CPU: ~2 min)")
     parser.add_argument("--budget", type=float, default=None, help="seconds timed per cell at most (default 1.5 GPU, 3 CPU; --quick 1)")
     parser.add_argument("--samples", type=int, default=None, help="training samples loaded (default 60000; --quick on CPU 12000)")
-    parser.add_argument("--dataset", default="synthetic-digits", help="mnist | fashion-mnist | synthetic-digits (default; timings do not depend on it)")
+    parser.add_argument("--dataset", default="synthetic-digits", help="mnist | fashion-mnist | kmnist | synthetic-digits (default) | cifar10 | cifar100 (colour 32x32; CIFAR-shaped tensors when not in --root)")
+    parser.add_argument("--model", default="simple_cnn", help="simple_cnn (the study's, default) | resnet_small | package.module:factory")
     parser.add_argument("--root", default="~/.cache/bstui/data", help="data root (data.root)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the study's loop (data.num_workers, default 0)")
     parser.add_argument("--pin-memory", action="store_true", help="pinned memory + non-blocking copies in the study's loop")
@@ -178,18 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is None:
         args.budget = 1.0 if args.quick else (1.5 if cuda else 3.0)
     if args.samples is None:
-        args.samples = 12_000 if (args.quick and not cuda) else EPOCH_SAMPLES
+        args.samples = 12_000 if (args.quick and not cuda) else (50_000 if args.dataset in common.CIFAR_SHAPED
+                                                                  else EPOCH_SAMPLES)
     for b in args.batches:
         if b < 1:
             parser.error(f"--batches: batch sizes must be >= 1, got {b}")
 
+    colour = args.dataset in common.CIFAR_SHAPED
+    if colour:
+        common.EPOCH_SAMPLES = 50_000  # CIFAR's training set
+    # resnet_small takes colour by default; on the grey datasets it is told so (as experiments/fashion-mnist.toml)
+    model_args = {"in_channels": 1} if args.model == "resnet_small" and not colour else {}
+    common.MODEL = common.ModelConfig(name=args.model, args=model_args,
+                                      path=str(Path.cwd()) if ":" in args.model else "")
     name = device_name(device)
-    print(f"device: {name}; torch {torch.__version__}; budget {args.budget:g} s per cell; "
+    print(f"device: {name}; model {args.model}; torch {torch.__version__}; budget {args.budget:g} s per cell; "
           f"study's loop with {args.workers} DataLoader workers{' and pinned memory' if args.pin_memory else ''}")
     t0 = time.perf_counter()
     split, dataset = load_train_split(args.dataset, args.root, args.samples, args.seed)
     print(f"data: {dataset}, {len(split):,} training samples loaded ({time.perf_counter() - t0:.1f} s); "
-          f"epochs below are for {EPOCH_SAMPLES:,} samples")
+          f"epochs below are for {common.EPOCH_SAMPLES:,} samples")
     if not cuda:
         print("GPU figures: unmeasured (no CUDA device here): no fast-path (CUDA graph), bf16 or "
               "channels_last cells, and no per-cell memory (CPU: process peak RSS at the end)")
@@ -205,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "dataset": dataset,
             "samples_loaded": len(split),
-            "epoch_samples": EPOCH_SAMPLES,
+            "epoch_samples": common.EPOCH_SAMPLES,
+            "model": args.model,
             "budget_s": args.budget,
             "workers": args.workers,
             "pin_memory": args.pin_memory,

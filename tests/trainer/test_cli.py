@@ -15,6 +15,7 @@ import torch
 
 from trainer.cli import main
 from trainer.config import load_config
+from trainer.recommend import recommendations
 from trainer.runlog import SUMMARY_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,11 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
 
     resolved = load_config(out / "config.toml")
     assert resolved.sweep.batch_sizes == [60, 600] and resolved.data.dataset == "synthetic-digits"
+
+    # The sweep's answer in one sentence (issue 16), the same one report.md and the scaling view give.
+    answer = recommendations(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"])
+    assert len(answer) == 1 and answer[0] in printed.replace("\n", " ")
+    assert answer[0].startswith(("fastest to ", "no batch size reached "))
 
 
 def test_bad_config_exits_2_naming_the_key_before_training(data_root, tmp_path, capsys):
