@@ -214,6 +214,10 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "num_workers": draw(st.integers(0, 64)),
             "pin_memory": draw(st.booleans()),
             "path": draw(path_text(max_size=20)),
+            "test_fraction": draw(st.floats(min_value=0.01, max_value=0.99)),
+            "normalize": draw(st.sampled_from(CHOICES["data.normalize"])),
+            # crop_flip takes 32x32 images: with the 28x28 built-ins only "none" is valid (tested in test_config).
+            "augment": "none",
         },
         "model": draw(st.sampled_from(CHOICES["model.name"]).map(
             lambda name: {"name": name, "args": {}, "path": draw(path_text(max_size=20))})
