@@ -131,6 +131,9 @@ class Run(SweepRun):
         self._iterator = None
         # Called at each epoch end, outside the timers (the sweep saves a checkpoint there).
         self.on_epoch_end: Callable[[Run], None] | None = None
+        # Fused training (trainer.fuse): the group's label and its runs ("" and [] when it trains alone), or
+        # why this run trains alone ("" when it is fused, or when fusion is off).
+        self.fused, self.fused_runs, self.fused_reason = "", [], ""
 
     def _prepare(self) -> None:
         """Allocate the model, optimizer, data and step on the device (may run out of memory)."""
@@ -170,7 +173,12 @@ class Run(SweepRun):
         With `restore` (a resumed sweep), the prepared run is put back at its checkpoint; its
         run_started then says `resumed_from_epoch` (the device and fast path may differ from before).
         """
-        oom: BaseException | None = None
+        self.announce(self.prepare(restore), restored=restore is not None)
+
+    def prepare(self, restore: Callable[[Run], None] | None = None) -> BaseException | None:
+        """The first half of `start`: allocate (and restore) the run; returns the out-of-memory error that
+        stopped it, if one did (`announce` then ends the run oom). A fused group (trainer.fuse) prepares its
+        members first, so their run_started can say whether they train fused."""
         self._use_threads()
         try:
             self._prepare()
@@ -179,7 +187,12 @@ class Run(SweepRun):
         except Exception as exc:  # noqa: BLE001
             if not is_oom(exc):
                 raise
-            oom = exc
+            return exc
+        return None
+
+    def announce(self, oom: BaseException | None = None, restored: bool = False) -> None:
+        """The second half of `start`: emit run_started; end the run oom (`oom`) or, restored after its last
+        epoch, done."""
         spec, settings, epochs = self.spec, self.settings, self.ledger.totals.epochs
         self._next_eval = self._eval_after(self.ledger.totals.samples)
         self.emitter.emit(
@@ -195,7 +208,8 @@ class Run(SweepRun):
             gns_chunks=self.probes.chunks if self.probes else 0,
             eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),
             gns_probe_every=self.probes.noise.every if self.probes and self.probes.noise else 0,
-            **({"resumed_from_epoch": epochs} if restore is not None else {}),
+            fused=self.fused, fused_runs=list(self.fused_runs), fused_reason=self.fused_reason,
+            **({"resumed_from_epoch": epochs} if restored else {}),
         )
         if oom is not None:
             self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, oom))

@@ -59,10 +59,24 @@ def saved_state(spec: RunSpec, ledger: Ledger, split_chunks: int, iters_per_epoc
         **ledger.state_dict(),  # epoch, iters, samples, totals
         "split_chunks": split_chunks,
         "iters_per_epoch": iters_per_epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": _own_storage(model.state_dict()),
+        "optimizer": _own_storage(optimizer.state_dict()),
         "probes": probes.state_dict() if probes is not None else None,
     }
+
+
+def _own_storage(state: Any) -> Any:
+    """`state` with every tensor that is a view into a larger storage copied out: the runs of a fused group
+    (trainer.fuse) keep their weights and momentum as slices of the group's stacked tensors, and torch.save
+    writes a view's whole storage (every member's weights in each checkpoint)."""
+    if isinstance(state, torch.Tensor):
+        whole = state.untyped_storage().nbytes()
+        return state.clone() if whole > state.numel() * state.element_size() else state
+    if isinstance(state, dict):
+        return {k: _own_storage(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_own_storage(v) for v in state]
+    return state
 
 
 def load_saved_state(state: dict[str, Any], spec: RunSpec, settings: RunSettings, model: torch.nn.Module,

@@ -16,7 +16,7 @@ from trainer import gpu_pool
 from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls, StopRequested
-from trainer import models
+from trainer import fuse, models
 from trainer.data import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
 from trainer.pipelines import choose_pipeline
 from trainer.ddp import DistContext
@@ -170,7 +170,7 @@ def run_sweep(
         )
     test_xy = prepare_test(dataset, device)
     runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
-    local: list[Run] = []
+    local: list[Run | fuse.FusedGroup] = []  # what this process advances: runs and fused groups
     interrupted: BaseException | None = None
     status = "done"
     try:
@@ -181,22 +181,30 @@ def run_sweep(
                                       log)
             finally:
                 runs.extend(pooled)
-        for spec in [] if devices else specs:
-            if resume is not None and resume.is_kept(spec.run_id):
-                continue
-            run = Run(spec, settings, dataset, device, emitter, test_xy, controls, ddp)
-            if run_dir:
-                run.on_epoch_end = CheckpointWriter(run_dir)
-            runs.append(run)
-            local.append(run)
-            run.start(restore=resume.restorer(spec.run_id) if resume is not None else None)
-            if cfg.sweep.schedule == "sequential" and not run.finished:
-                while not run.finished:
-                    run.advance(slice_n)
+        # Runs of one batch size that can share their steps train as one fused group (trainer.fuse); each
+        # run's run_started says whether it is fused, with which runs, or why not.
+        units = [] if devices else fuse.plan_units(specs, settings, device, fast_path, ddp=ddp is not None)
+        for n_unit, unit in enumerate(units):
+            members = []
+            for spec in unit.specs:
+                if resume is not None and resume.is_kept(spec.run_id):
+                    continue
+                run = Run(spec, fuse.member_settings(settings, unit), dataset, device, emitter, test_xy, controls, ddp)
+                if run_dir:
+                    run.on_epoch_end = CheckpointWriter(run_dir)
+                runs.append(run)
+                members.append(run)
+            restorers = {r.run_id: resume.restorer(r.run_id) if resume is not None else None for r in members}
+            started = fuse.start_unit(unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}")
+            local.extend(started)
+            if cfg.sweep.schedule == "sequential":
+                for trained in started:
+                    while not trained.finished:
+                        trained.advance(slice_n)
         if cfg.sweep.schedule == "interleaved":
             while any(not r.finished for r in local):
-                for run in local:
-                    run.advance(slice_n)
+                for trained in local:
+                    trained.advance(slice_n)
     except StopRequested:
         status = "stopped"
     except KeyboardInterrupt as exc:

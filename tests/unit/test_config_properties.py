@@ -278,6 +278,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "precision": draw(st.sampled_from(CHOICES["perf.precision"])),
             "channels_last": draw(st.booleans()),
             "cpu_threads": draw(st.integers(0, 64)),
+            "fuse_runs": draw(st.sampled_from(CHOICES["perf.fuse_runs"])),
         },
         "output": {"dir": draw(path_text(min_size=1, max_size=20))},
     }

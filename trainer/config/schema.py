@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "split_backward.method": ("vectorized", "retain_graph"),
     "perf.fast_path": ("auto", "eager", "cuda_graph"),
     "perf.precision": ("fp32", "bf16"),
+    "perf.fuse_runs": ("auto", "on", "off"),  # mirrors trainer.fuse.FUSE_CHOICES
 }
 VARIANTS = "variants"  # the [[variants]] array of tables (issue 7)
 VARIANT_KEYS = ("name", "optim", "split_backward", "batch_sizes")
@@ -165,6 +166,9 @@ class PerfConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; the study is fp32)
     channels_last: bool = False  # NHWC memory format for the convolutions
     cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = by the batch (trainer.threads: 1 below batch 16, else all cores)
+    # Runs of one batch size (lr grid points, seeds) train as one stacked model (trainer.fuse): auto (where
+    # bench/fuse.py shows it faster: CPU batches up to 16, eager GPU runs) | on (wherever it can) | off.
+    fuse_runs: str = "auto"
 
 
 @dataclass

@@ -53,6 +53,8 @@ class EventType:
     STARTUP: Final = "startup"
     EVALUATION: Final = "evaluation"  # a sub-epoch evaluation on the evaluation slice (issue 13)
     NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
+    #: A fused group ended (issue 15, trainer.fuse): its runs, steps and own wall and compute time.
+    FUSED_GROUP: Final = "fused_group"
 
 
 EVENT_TYPES: Final = (
@@ -69,13 +71,14 @@ EVENT_TYPES: Final = (
     EventType.STARTUP,
     EventType.EVALUATION,
     EventType.NOISE_PROBE,
+    EventType.FUSED_GROUP,
 )
 #: Events sent to the live feed only: a run directory never records them (they describe this
 #: process's start-up, not the sweep).
 LIVE_ONLY: Final = frozenset({EventType.STARTUP})
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
-                       EventType.PAUSED)
+                       EventType.PAUSED, EventType.FUSED_GROUP)
 
 # -- statuses -------------------------------------------------------------------------------------
 
