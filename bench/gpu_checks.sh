@@ -4,8 +4,8 @@
 #
 #     bash bench/gpu_checks.sh            # PYTHON=python3 by default; PYTHON=.venv/bin/python locally
 #
-# Each step has its own timeout (110+60+160+50+40+90 s at most) and a failing step does not stop the
-# next, so the whole script ends within 9 minutes (about 3-4 expected on an H100). Installs nothing
+# Each step has its own timeout (100+60+140+50+40+80+80 s at most) and a failing step does not stop the
+# next, so the whole script ends within 9.5 minutes (about 4 expected on an H100). Installs nothing
 # (the GPU machine has no network): it needs torch, torchvision, numpy, pillow and pytest, and never
 # imports textual. Without a GPU the same command runs the CPU parts (CUDA tests skip with their
 # reason, benchmarks on CPU in quick mode) and says plainly that the GPU figures are unmeasured.
@@ -63,7 +63,7 @@ fi
 PYTEST=("$PY" -m pytest -p no:cacheprovider -q -ra)
 
 # 1. The fast path's tests: the CUDA equality tests (graph losses == eager losses) and its CPU logic.
-step test_fastpath 110 "${PYTEST[@]}" tests/trainer/test_fastpath.py --junitxml="$OUT/test_fastpath.xml"
+step test_fastpath 100 "${PYTEST[@]}" tests/trainer/test_fastpath.py --junitxml="$OUT/test_fastpath.xml"
 
 # 2. Every other test marked cuda (collection errors in modules needing absent packages do not stop it).
 step tests_cuda_marked 60 "${PYTEST[@]}" -m cuda tests/trainer tests/unit \
@@ -71,9 +71,9 @@ step tests_cuda_marked 60 "${PYTEST[@]}" -m cuda tests/trainer tests/unit \
 
 # 3. Epoch time: study's loop vs resident eager vs fast path (+ bf16 / channels_last on GPU).
 if [ "$GPU" = 1 ]; then
-    step speed 160 "$PY" bench/speed.py --device cuda --deadline 120 --root "$DATA_ROOT" --json "$OUT/speed.json"
+    step speed 140 "$PY" bench/speed.py --device cuda --deadline 120 --root "$DATA_ROOT" --json "$OUT/speed.json"
 else
-    step speed 160 "$PY" bench/speed.py --device cpu --quick --deadline 120 --root "$DATA_ROOT" --json "$OUT/speed.json"
+    step speed 140 "$PY" bench/speed.py --device cpu --quick --deadline 120 --root "$DATA_ROOT" --json "$OUT/speed.json"
 fi
 
 # 4. Input pipeline: study's loop vs resident loop at 6, 60, 600.
@@ -93,11 +93,20 @@ fi
 # 6. Issue 16: the fast path vs the study's loop on the small ResNet (batch norm) with CIFAR-shaped data
 #    (random tensors where CIFAR-10 is not in the data root; the output says which).
 if [ "$GPU" = 1 ]; then
-    step speed_resnet 90 "$PY" bench/speed.py --device cuda --model resnet_small --dataset cifar10 \
+    step speed_resnet 80 "$PY" bench/speed.py --device cuda --model resnet_small --dataset cifar10 \
         --batches 32 128 512 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
 else
-    step speed_resnet 90 "$PY" bench/speed.py --device cpu --quick --model resnet_small --dataset cifar10 \
+    step speed_resnet 80 "$PY" bench/speed.py --device cpu --quick --model resnet_small --dataset cifar10 \
         --batches 32 128 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
+fi
+
+# 7. Issue 15: fused runs vs the same runs separately, K = 1, 4, 16 at batch 1, 6, 60 (targets: GPU at
+#    batch 1-6, K = 16 >= 8x; CPU batch 1, K = 16 >= 2x). The fused CUDA tests ran in step 2.
+if [ "$GPU" = 1 ]; then
+    step fuse 80 "$PY" bench/fuse.py --device cuda --ks 1 4 16 --batches 1 6 60 --rounds 3 --budget 0.5 \
+        --json "$OUT/fuse.json"
+else
+    step fuse 80 "$PY" bench/fuse.py --device cpu --ks 4 16 --batches 1 6 --rounds 1 --budget 0.3 --json "$OUT/fuse.json"
 fi
 
 note "total: $(($(date +%s) - START)) s; results in $OUT"

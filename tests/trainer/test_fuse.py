@@ -283,3 +283,22 @@ def test_a_fused_sweep_interrupted_in_epoch_2_resumes_as_a_fused_group_and_ends_
     resumed = [e for e in events if e["type"] == "run_started" and e.get("resumed_from_epoch") == 1]
     assert len(resumed) == 4 and all(len(e["fused_runs"]) == 4 for e in resumed)
     assert training_results(out) == training_results(reference)
+
+
+CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+@pytest.mark.parametrize("_", [pytest.param(None, marks=CUDA)])
+def test_on_cuda_a_fused_grid_trains_as_the_same_runs_alone(tiny_config, batch, _):
+    """perf.fuse_runs = "on" on a GPU: the group steps eagerly (run_started says so), equal to eager runs
+    alone to rounding; under "auto" the CUDA-graph runs train alone and say why."""
+    fused_result, fused = _sweep(_grid(tiny_config, batch, "on", sweep={"epochs": 1, "device": "cuda"}))
+    _, alone = _sweep(_grid(tiny_config, batch, "off", sweep={"epochs": 1, "device": "cuda"},
+                            perf={"fuse_runs": "off", "fast_path": "eager"}))
+    assert fused_result.status == "done"
+    started = fused.of_type("run_started")
+    assert all(e["fused"] and e["fast_path"] == "eager" and "fused" in e["fast_path_reason"] for e in started)
+    _assert_same_training(fused, alone)
+    _, auto = _sweep(_grid(tiny_config, batch, "auto", sweep={"epochs": 1, "device": "cuda"}))
+    assert all(not e["fused"] and "CUDA-graph" in e["fused_reason"] for e in auto.of_type("run_started"))

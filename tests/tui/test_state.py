@@ -229,7 +229,7 @@ def test_the_header_shows_the_pipeline_the_data_size_and_why_it_fell_back():
     s.apply({"type": "sweep_started", "t": 0.0, "dataset": "cifar10", "device": "cpu", "runs": [],
              "pipeline": "resident", "pipeline_reason": "", "data_bytes": 737_280_000})
     text = header_text(s, "exp.toml", "/runs/a", 0).plain
-    assert "cifar10 · cpu · resident 737 MB · exp.toml" in text and "\n" not in text
+    assert "cifar10 · cpu · resident 737 MB · /runs/a · exp.toml" in text and "\n" not in text
     s.apply({"type": "sweep_started", "t": 0.0, "dataset": "cifar10", "device": "cpu", "runs": [],
              "pipeline": "dataloader", "pipeline_reason": "the data (703 MiB as float32) does not fit",
              "data_bytes": 737_280_000})
