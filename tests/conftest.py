@@ -52,10 +52,11 @@ def tiny_dataset(data_root: Path):
     return load_dataset(cfg.data, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _one_torch_thread():
     """The study's model is tiny: intra-op threads only fight each other (and the other
-    processes of a shared 2-core machine); one thread is faster and steadier here."""
+    processes of a shared 2-core machine); one thread is faster and steadier here. Per test: a sweep's
+    runs set their own threads (trainer.threads), which must not leak into the next test's numbers."""
     import torch
 
     before = torch.get_num_threads()

@@ -84,6 +84,9 @@ class RunState:
     #: The [[variants]] arm of the run ("" without variants) and the device it trained on.
     variant: str = ""
     device: str = ""
+    #: Runs in its fused group (perf.fuse_runs, run_started.fused_runs); 0 when it trains alone. Its epoch
+    #: times are then its 1/K share of the group's time.
+    fused_k: int = 0
     seed: int | None = None
     #: Split-backward chunks the run was configured with (split_chunks changes with live switches).
     initial_chunks: int = 1

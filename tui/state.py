@@ -178,6 +178,8 @@ def _on_run_started(s: SweepState, e: Event) -> None:
         run.initial_chunks = run.split_chunks
     run.variant = str(e.get("variant") or run.variant)
     run.device = str(e.get("device") or "")
+    fused_runs = e.get("fused_runs")
+    run.fused_k = len(fused_runs) if e.get("fused") and isinstance(fused_runs, list) else 0
     run.status = "running"
 
 

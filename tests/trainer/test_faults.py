@@ -44,6 +44,10 @@ def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
         "--set", "sweep.batch_sizes=[20,200]",
         "--set", "sweep.epochs=3",
         "--set", 'sweep.schedule="interleaved"',
+        # One thread: the kill test runs the trainer in a forked copy of this process, and a fork of a
+        # process whose OpenMP pool has started (any earlier test's 2-thread step) hangs at its first
+        # parallel region. bstui itself only ever spawns.
+        "--set", "perf.cpu_threads=1",
         "--device", "cpu",
         "--quiet",
         "--out", str(out),

@@ -235,3 +235,19 @@ def test_the_header_shows_the_pipeline_the_data_size_and_why_it_fell_back():
              "data_bytes": 737_280_000})
     text = header_text(s, "exp.toml", "/runs/a", 0).plain
     assert "cpu · dataloader 737 MB" in text and "\ndataloader: the data (703 MiB as float32) does not fit" in text
+
+
+def test_a_fused_run_is_marked_with_its_group_size_where_its_time_shows():
+    from tui.labels import sweep_looks
+    from tui.widgets.timing_panel import timing_text
+
+    s = started(6, 60)
+    s.apply({"type": "run_started", "t": 0.1, "run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1,
+             "iters_per_epoch": 10, "fused": "fused0-bs6", "fused_runs": ["bs6", "x", "y"], "fused_reason": ""})
+    for b in (6, 60):
+        s.apply({"type": "epoch_end", "t": 1.0, "run": f"bs{b}", "epoch": 1, "wall_s": 2.0, "compute_s": 1.0,
+                 "test_acc": 0.5, "test_loss": 1.0, "train_loss": 1.0})
+    assert s.runs["bs6"].fused_k == 3 and s.runs["bs60"].fused_k == 0
+    lines = timing_text(s, 100, sweep_looks(s.run_list())).plain.splitlines()
+    assert "÷K" in lines[0]
+    assert lines[1].rstrip().endswith("÷3") and "÷" not in lines[2]

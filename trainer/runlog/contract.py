@@ -177,7 +177,8 @@ EVENT_FIELDS: Final = {
                               "skipped_lines": "int?", "resume": "int?"},
     EventType.RUN_STARTED: {"batch_size": "int", "lr": "num", "split_chunks": "int", "iters_per_epoch": "int",
                             "epochs": "int?", "seed": "int?", "momentum": "num?", "resumed_from_epoch": "int?",
-                            "eval_every": "int?", "eval_samples": "int?", "gns_probe_every": "int?"},
+                            "eval_every": "int?", "eval_samples": "int?", "gns_probe_every": "int?",
+                            "fused": "str?", "fused_runs": "list[str]?", "fused_reason": "str?"},
     EventType.LOSSES: {"first_iter": "int", "values": "list[num?]"},
     EventType.EPOCH_END: {"epoch": "int", "iters": "int?", "samples": "int?", "wall_s": "num?",
                           "compute_s": "num?", "data_s": "num?", "train_loss": "num?", "test_loss": "num?",
@@ -200,5 +201,7 @@ EVENT_FIELDS: Final = {
                             "b_simple_readings": "int?", "b_simple_from_samples": "int?",
                             "b_simple_to_samples": "int?", "gns_estimates": "int?"},
     EventType.STARTUP: {"stage": "str", "fraction": "num?"},  # live only: never in events.jsonl
+    EventType.FUSED_GROUP: {"group": "str", "runs": "list[str]", "batch_size": "int?", "steps": "int?",
+                            "wall_s": "num?", "compute_s": "num?", "continues_alone": "str?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }

@@ -2,7 +2,8 @@
 
 One bar per run, as long as its mean epoch wall time (scaled to the slowest run);
 the solid part is compute (forward, backward, step), the shaded rest is everything
-else (data loading, host work): the study's "until data loading dominates".
+else (data loading, host work): the study's "until data loading dominates". A fused run (trainer.fuse)
+is marked ÷K: its times are its 1/K share of its group's.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def timing_text(state: SweepState, width: int, looks: dict[str, tuple[str, RGB]]
     text.append("  ░ data/other", style="dim")
     if not runs:
         return text
+    if any(r.fused_k for r in runs):
+        text.append("  ÷K: fused with K-1 other runs, its share of their time", style="dim")
     walls = [r.mean_wall_s for r in runs]
     longest = max((w for w in walls if w), default=0.0)
     label_w = min(max(len(looks[r.run][0]) for r in runs), max(6, width // 3))
@@ -60,6 +63,8 @@ def timing_text(state: SweepState, width: int, looks: dict[str, tuple[str, RGB]]
         text.append(f" {seconds(wall):>6} wall {seconds(comp):>6} comp ", style="")
         text.append(f"{share:4.0%}", style="bold" if share >= 0.5 else "")
         text.append(" data", style="dim")
+        if run.fused_k:
+            text.append(f" ÷{run.fused_k}", style="bold")
     return text
 
 
