@@ -426,7 +426,7 @@ class FusedGroup:
                 else:
                     m.finish("failed", f"{type(exc).__name__}: {exc}", trace)
         if self.solo is None and self.finished:
-            self._close()
+            self.close()
 
     def _train_iters(self, max_iters: int) -> int:
         """Up to max_iters lockstep iterations of the current epoch; returns how many were done."""
@@ -573,7 +573,7 @@ class FusedGroup:
         if len(rows) == 1:
             self._hand_back(self.stack_members[0])
         elif not rows:
-            self._close()
+            self.close()
 
     def _hand_back(self, m: Run) -> None:
         """The last member trains on its own loop from where it is (its clocks become its own again)."""
@@ -584,10 +584,11 @@ class FusedGroup:
         if m.cpu_threads:  # its own rule again: one run's steps
             m.cpu_threads = cpu_threads(m.spec.batch_size, m.micro_batch, m.settings.perf.cpu_threads)
         self.solo = m
-        self._close(solo=m.run_id)
+        self.close(solo=m.run_id)
 
-    def _close(self, solo: str = "") -> None:
-        """Emit fused_group with the group's own totals (once)."""
+    def close(self, solo: str = "") -> None:
+        """Emit fused_group with the group's own totals (once): when its last run ends, when one run is left to
+        train alone, or when the sweep stops (the sweep calls it)."""
         if self._closed:
             return
         self._closed = True

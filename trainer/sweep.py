@@ -217,6 +217,9 @@ def run_sweep(
     for run in runs:
         if not run.finished:
             run.finish("stopped", why)
+    for unit in local:  # a group the stop ended records its time too
+        if isinstance(unit, fuse.FusedGroup):
+            unit.close()
     summaries = [r.summary() for r in runs]
     if resume is not None:
         summaries = resume.merge_summaries([s.run_id for s in specs], summaries)

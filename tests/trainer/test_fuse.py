@@ -303,3 +303,20 @@ def test_on_cuda_a_fused_grid_trains_as_the_same_runs_alone(tiny_config, batch, 
     _assert_same_training(fused, alone)
     _, auto = _sweep(_grid(tiny_config, batch, "auto", sweep={"epochs": 1, "device": "cuda"}))
     assert all(not e["fused"] and "CUDA-graph" in e["fused_reason"] for e in auto.of_type("run_started"))
+
+
+def test_a_stopped_sweep_ends_its_fused_runs_stopped_and_records_the_group(tiny_config):
+    controls = Controls()
+    sink = ListSink()
+
+    class StopEarly:
+        def emit(self, event):
+            sink.emit(event)
+            if event["type"] == "losses" and event["first_iter"] == 0:
+                controls.apply({"cmd": "stop"})
+
+    result = run_sweep(_grid(tiny_config, 6, "auto"), Emitter([StopEarly()]), controls=controls)
+    assert result.status == "stopped"
+    assert {e["status"] for e in sink.of_type("run_finished")} == {"stopped"} and len(sink.of_type("run_finished")) == 6
+    group = sink.of_type("fused_group")
+    assert len(group) == 1 and len(group[0]["runs"]) == 6 and group[0]["steps"] >= 1

@@ -38,11 +38,12 @@ def timing_text(state: SweepState, width: int, looks: dict[str, tuple[str, RGB]]
     if not runs:
         return text
     if any(r.fused_k for r in runs):
-        text.append("  ÷K: fused with K-1 other runs, its share of their time", style="dim")
+        text.append("  ÷K fused: 1/K of its group's time", style="dim")
     walls = [r.mean_wall_s for r in runs]
     longest = max((w for w in walls if w), default=0.0)
     label_w = min(max(len(looks[r.run][0]) for r in runs), max(6, width // 3))
-    numbers_w = 35  # "  12.3s wall   9.1s comp  26% data"
+    any_fused = any(r.fused_k for r in runs)
+    numbers_w = 35 + (4 if any_fused else 0)  # "  12.3s wall   9.1s comp  26% data" (+ " ÷16")
     bar_w = max(6, width - label_w - numbers_w - 2)
     for run in runs:
         text.append("\n")
@@ -60,11 +61,11 @@ def timing_text(state: SweepState, width: int, looks: dict[str, tuple[str, RGB]]
         text.append("░" * (full - solid), style=color + " dim")
         text.append(" " * (bar_w - full))
         share = max(0.0, (wall - comp) / wall)
+        if any_fused:  # before the numbers (a narrow panel cuts the line's end), aligned for unfused runs
+            text.append(f" ÷{run.fused_k}".ljust(4) if run.fused_k else "    ", style="bold")
         text.append(f" {seconds(wall):>6} wall {seconds(comp):>6} comp ", style="")
         text.append(f"{share:4.0%}", style="bold" if share >= 0.5 else "")
         text.append(" data", style="dim")
-        if run.fused_k:
-            text.append(f" ÷{run.fused_k}", style="bold")
     return text
 
 
