@@ -504,3 +504,16 @@ def test_a_factory_model_loads_without_being_imported_and_keeps_the_configs_fold
 def test_model_mistakes_name_the_key_and_what_is_allowed(override: str, expected: str) -> None:
     extra = ("model.name=resnet_small",) if override.startswith(("model.args.depth", "model.args.width")) else ()
     assert expected in error_of("", (*extra, override))
+
+
+def test_every_shipped_experiment_loads_and_plans():
+    """experiments/*.toml are documentation users copy: each must pass the config check as shipped."""
+    from pathlib import Path
+
+    from trainer.config import load_config
+    from trainer.plan import run_specs
+
+    files = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.toml"))
+    assert len(files) >= 5
+    for path in files:
+        assert run_specs(load_config(str(path))), path.name
