@@ -320,3 +320,15 @@ def test_a_stopped_sweep_ends_its_fused_runs_stopped_and_records_the_group(tiny_
     assert {e["status"] for e in sink.of_type("run_finished")} == {"stopped"} and len(sink.of_type("run_finished")) == 6
     group = sink.of_type("fused_group")
     assert len(group) == 1 and len(group[0]["runs"]) == 6 and group[0]["steps"] >= 1
+
+
+def test_the_sequential_schedule_trains_a_fused_group_to_the_same_results(tiny_config):
+    """sweep.schedule = "sequential": the group trains to its end before the next unit starts; the same
+    fused steps give the same losses as the interleaved schedule, exactly."""
+    grid = {"sweep": {"batch_sizes": [6, 60], "epochs": 1}}
+    _, inter = _sweep(_grid(tiny_config, 6, "auto", **{"sweep": dict(grid["sweep"], schedule="interleaved")}))
+    _, seq = _sweep(_grid(tiny_config, 6, "auto", **{"sweep": dict(grid["sweep"], schedule="sequential")}))
+    assert _losses(seq) == _losses(inter)
+    runs = [e["run"] for e in seq.of_type("losses")]
+    first_bs60 = next(i for i, r in enumerate(runs) if r.startswith("bs60"))
+    assert all(r.startswith("bs6-") for r in runs[:first_bs60]) and len(seq.of_type("fused_group")) == 1
