@@ -92,6 +92,10 @@ def recommendation(a: dict[str, Any], target: float | None, device: str = "") ->
         named = ", ".join(_name(p) for p in ties[:MAX_TIES])
         more = f" and {len(ties) - MAX_TIES} more" if len(ties) > MAX_TIES else ""
         sentence += f", tied within the measured intervals with {named}{more}"
+    fused = sorted({p["batch_size"] for p in [fastest, *ties] if (p.get("fused_runs") or 0) > 1})
+    if fused:
+        sentence += (f" (batch {', '.join(map(str, fused))} trained fused: {'its times are' if len(fused) == 1 else 'their times are'}"
+                     " shares of a group's, not times alone; perf.fuse_runs = \"off\" times every run alone)")
     return f"{sentence}; {_bcrit_clause(a)}."
 
 

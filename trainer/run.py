@@ -260,8 +260,10 @@ class Run(SweepRun):
     def summary(self) -> dict[str, Any]:
         """The run's row of summary.csv."""
         noise = self.probes.noise if self.probes is not None else None
-        return self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
-                                   micro_batch=self.micro_batch, probe=noise.figures() if noise is not None else None)
+        row = self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
+                                  micro_batch=self.micro_batch, probe=noise.figures() if noise is not None else None)
+        row["fused_runs"] = len(self.fused_runs)  # its times are 1/K shares of a fused group's (trainer.fuse)
+        return row
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run after its last completed epoch: tensors and plain

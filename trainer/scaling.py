@@ -166,6 +166,8 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         k = max(chunks_of(r) for r in runs)
         point: dict[str, Any] = {"batch_size": b, "lr": lr, "seeds": len(runs), "reached": len(reached),
                                  "split_chunks": k}
+        # Runs that trained in a fused group (trainer.fuse): their times are shares of the group's.
+        point["fused_runs"] = max(int(summary_number(r.get("fused_runs")) or 0) for r in runs)
         if variant:
             point["variant"] = variant
         point["effective_lr"] = _mean([summary_number(r.get("effective_lr")) or lr * chunks_of(r) for r in runs])

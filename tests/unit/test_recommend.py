@@ -81,3 +81,13 @@ def test_one_sentence_per_variant_arm():
     sentences = recommendations(scaling, 0.98)
     assert [s.split(":")[0] for s in sentences] == ["sgd", "split4"]
     assert "batch 600 at lr 0.1" in sentences[0] and "batch 60 at lr 0.1" in sentences[1]
+
+
+def test_a_fastest_point_that_trained_fused_says_its_time_is_a_share():
+    rows = _grid()
+    for r in rows:
+        if r["batch_size"] == 600:
+            r["fused_runs"] = 4  # batch 600's runs trained as one fused group of 4
+    sentence = recommendation(analyse(rows), 0.98, "cpu")
+    assert "(batch 600 trained fused: its times are shares of a group's, not times alone; " in sentence
+    assert "fused" not in recommendation(analyse(_grid()), 0.98, "cpu")
