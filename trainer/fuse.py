@@ -175,6 +175,8 @@ class StackedSGD:
         self.mu = torch.tensor(mu, dtype=torch.float32, device=device)
         self.wd = torch.tensor(wd, dtype=torch.float32, device=device)
         self.decay = any(w != 0 for w in wd)
+        self._warmup: torch.Tensor | None = None  # [iterations, K] of -lr while a member warms up (set_warmup)
+        self.warmup_end = 0
         self.grads: dict[str, torch.Tensor] = {}
         self._point()
 
@@ -214,14 +216,31 @@ class StackedSGD:
                 for n in table:
                     table[n] = table[n].index_select(0, idx)
         self.neg_lr, self.mu, self.wd = self.neg_lr[idx], self.mu[idx], self.wd[idx]
+        if self._warmup is not None:
+            self._warmup = self._warmup[:, idx]
         self.models = [self.models[i] for i in rows]
         self.optimizers = [self.optimizers[i] for i in rows]
         self.grads = {}
         self._point()
 
-    def set_lrs(self, lrs: list[float]) -> None:
-        """The members' lrs for the next step (warm-up changes them every iteration)."""
-        self.neg_lr.copy_(torch.tensor([-v for v in lrs], dtype=torch.float32))
+    def set_warmup(self, lrs: list[float], warmups: list[int]) -> None:
+        """The members' linear warm-ups (trainer.optim.lr_at) as one device table of -lr per iteration, made
+        once: a step's lrs are then a row of it (`warm_up(it)`), not a host-to-device copy per iteration
+        (one that would wait for the device on CUDA). The same float64 arithmetic as lr_at, then float32."""
+        self.warmup_end = max(warmups, default=0)
+        if self.warmup_end <= 0:
+            self._warmup = None
+            return
+        it = torch.arange(self.warmup_end + 1, dtype=torch.float64)[:, None]
+        base = torch.tensor(lrs, dtype=torch.float64)[None, :]
+        w = torch.tensor(warmups, dtype=torch.float64)[None, :]
+        table = torch.where(it < w, base * (it + 1) / w, base)
+        self._warmup = (-table.to(torch.float32)).to(self.neg_lr.device)
+
+    def warm_up(self, iteration: int) -> None:
+        """Use the warm-up's lrs of `iteration` for the next step (nothing to do past the warm-ups)."""
+        if self._warmup is not None and iteration <= self.warmup_end:
+            self.neg_lr = self._warmup[iteration]
 
     def losses_and_grads(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each member's mean loss on its batch (xs[i], ys[i]) and its gradient, at the current weights."""
@@ -327,6 +346,7 @@ class FusedGroup:
         hyper = [(m.spec.lr, m.optim_cfg.momentum, m.optim_cfg.weight_decay) for m in members]
         try:
             self.stack = StackedSGD(members[0].model, [m.model for m in members], [m.optimizer for m in members], hyper)
+            self.stack.set_warmup([m.spec.lr for m in members], [m.warmup_iters for m in members])
             self._try_fused_step()
         except FuseUnavailable:
             raise
@@ -485,14 +505,12 @@ class FusedGroup:
     def _before_step(self, members: list[Run], items: list[Any]) -> None:
         """Warm-up lrs and the noise-scale probes due before this step (off the clocks)."""
         it = members[0].ledger.totals.iters
-        if any(m.warmup_iters for m in members):
-            lrs = []
+        if it <= self.stack.warmup_end:
+            self.stack.warm_up(it)
             for m in members:
                 lr = lr_at(m.spec.lr, it, m.warmup_iters)
                 for group in m.optimizer.param_groups:  # its own steps (split) and its epoch_end read it
                     group["lr"] = lr
-                lrs.append(lr)
-            self.stack.set_lrs(lrs)
         probing = [m.probes is not None and m.probes.enabled and m.probes.due(it) for m in members]
         if any(probing):
             self.clock_off()

@@ -201,9 +201,10 @@ def test_stacked_sgd_step_equals_torch_sgd():
     opts = [torch.optim.SGD(m.parameters(), lr=lr, momentum=mu, weight_decay=wd) for m, (lr, mu, wd) in zip(models, hyper)]
     ref_opts = [torch.optim.SGD(r.parameters(), lr=lr, momentum=mu, weight_decay=wd) for r, (lr, mu, wd) in zip(refs, hyper)]
     stack = StackedSGD(models[0], models, opts, hyper)
+    stack.set_warmup([lr for lr, _, _ in hyper], [20] * len(hyper))
     for it in range(30):  # a linear warm-up over 20 steps, then the lrs themselves
         lrs = [lr_at(lr, it, 20) for lr, _, _ in hyper]
-        stack.set_lrs(lrs)
+        stack.warm_up(it)
         xs, ys = torch.rand(3, 5, 1, 28, 28), torch.randint(0, 10, (3, 5))
         losses = stack.step(xs, ys)
         for i, (r, o) in enumerate(zip(refs, ref_opts)):
