@@ -9,6 +9,7 @@ to fix it. Never a silent substitution.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import os
@@ -16,7 +17,7 @@ import pickle
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -233,6 +234,17 @@ def _unresolvable(name: str) -> str:
     return why
 
 
+@contextlib.contextmanager
+def _socket_deadline() -> Iterator[None]:
+    """A download must fail in seconds, not hang: every socket operation bounded while it runs."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split, Split]:
     """Through torchvision's MNIST/FashionMNIST (its layout under root; downloads when
     allowed). Any failure becomes DatasetUnavailable with a short cause."""
@@ -247,16 +259,12 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
     from torchvision import datasets
 
     cls = getattr(datasets, TORCHVISION_IDX[name][0])
-    # A download must fail in seconds, not hang: bound every socket operation while it runs.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        train = cls(str(root), train=True, download=True)
-        test = cls(str(root), train=False, download=True)
+        with _socket_deadline():
+            train = cls(str(root), train=True, download=True)
+            test = cls(str(root), train=False, download=True)
     except Exception as exc:  # offline: RuntimeError wrapping URLError; bad md5; disk full
         raise DatasetUnavailable(name, f"could not be downloaded ({_short(exc)})", _idx_fix(name, root)) from exc
-    finally:
-        socket.setdefaulttimeout(previous)
     try:  # torchvision reads the raw files it finds without looking at the labels
         check_labels(train.targets, train.raw_folder)
         check_labels(test.targets, test.raw_folder)
@@ -518,15 +526,12 @@ def load_cifar(name: str, root: Path, download: bool) -> tuple[Split, Split, str
                                  _cifar_fix(name, root))
     from torchvision import datasets
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        getattr(datasets, layout.tv_class)(str(root), train=True, download=True)
+        with _socket_deadline():
+            getattr(datasets, layout.tv_class)(str(root), train=True, download=True)
     except Exception as exc:  # noqa: BLE001 - offline, bad md5, disk full
         raise DatasetUnavailable(name, f"was not found in {root} and downloads fail ({_short(exc)})",
                                  _cifar_fix(name, root)) from exc
-    finally:
-        socket.setdefaulttimeout(previous)
     try:
         found = read_cifar_folder(name, folders[0])
     except IdxFormatError as exc:
