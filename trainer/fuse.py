@@ -44,7 +44,7 @@ from trainer.plan import RunSettings, RunSpec
 from trainer.run import STOP_INSIDE_MIN_BATCH, Run, is_oom, oom_reason
 from trainer.runlog import EventType, RunDirWriteError
 from trainer.split import batch_norms
-from trainer.threads import cpu_threads
+from trainer.threads import cpu_threads, use_threads
 from trainer.timing import ComputeTimer, WallClock
 
 FUSE_CHOICES = ("auto", "on", "off")  # mirrored in trainer.config CHOICES["perf.fuse_runs"]
@@ -414,8 +414,7 @@ class FusedGroup:
         if self.finished:
             return
         members = self.active
-        if self.threads and torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+        use_threads(self.threads)
         iters_left = max(1, math.ceil(samples / members[0].spec.batch_size))
         try:
             while iters_left > 0 and not self.finished and self.solo is None:

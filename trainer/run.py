@@ -36,7 +36,7 @@ from trainer.run_state import (
     saved_state,
 )
 from trainer.steps import Step, batch_norm_note, choose_step, split_request
-from trainer.threads import cpu_threads
+from trainer.threads import cpu_threads, use_threads
 from trainer.timing import ComputeTimer, WallClock
 
 
@@ -160,8 +160,7 @@ class Run(SweepRun):
 
     def _use_threads(self) -> None:
         """This run's CPU threads (runs of other batch sizes may have set others in between)."""
-        if self.cpu_threads and torch.get_num_threads() != self.cpu_threads:
-            torch.set_num_threads(self.cpu_threads)
+        use_threads(self.cpu_threads)
 
     @property
     def iteration(self) -> int:

@@ -21,3 +21,10 @@ def cpu_threads(batch_size: int, micro_batch: int = 0, configured: int = 0, core
         return configured
     per_pass = min(batch_size, micro_batch) if micro_batch else batch_size
     return max(1, cores) if per_pass >= MIN_SHARED_BATCH else 1
+
+
+def use_threads(n: int) -> None:
+    """Set torch's intra-op threads to `n` (0: leave them), only when they differ: runs and fused groups of
+    other batch sizes may have set others in between."""
+    if n and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
