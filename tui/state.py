@@ -315,6 +315,13 @@ def _on_sweep_resumed(s: SweepState, e: Event) -> None:
     s.notices.append(f"sweep resumed: {len(runs)} run(s) continue")
 
 
+def _on_fused_group(s: SweepState, e: Event) -> None:
+    """A fused group ended: its runs' own rows already carry their share of its time (the report reads
+    the group's totals from the file); the app has nothing more to draw from it."""
+    if not isinstance(e.get("runs"), list):
+        raise TypeError("runs is not a list")
+
+
 _HANDLERS = {
     "sweep_started": _on_sweep_started,
     "sweep_resumed": _on_sweep_resumed,
@@ -329,4 +336,5 @@ _HANDLERS = {
     "startup": _on_startup,
     "evaluation": _on_evaluation,
     "noise_probe": _on_noise_probe,
+    "fused_group": _on_fused_group,
 }
