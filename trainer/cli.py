@@ -323,7 +323,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
 
     from trainer.checkpoint import CheckpointError
     from trainer.console import ConsoleSink, summary_table
-    from trainer.recommend import recommendations
+    from trainer.answer import answers
     from trainer.runlog import Clock, Emitter, RunDirSink, RunDirWriteError, RunStatus, UnreadableFile, read_summary
     from trainer.sweep import device_name, run_sweep
 
@@ -378,7 +378,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         rows = []
     out_console.print(summary_table(rows, device=device_name(device)))
     if result is not None and result.scaling and (ddp is None or ddp.is_main):
-        for sentence in recommendations(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
+        for sentence in answers(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
             out_console.print(sentence, soft_wrap=True, markup=False, highlight=False)
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
     if code == EXIT_OK and result is not None and result.status == "stopped" and signals and signals.received:

@@ -194,6 +194,11 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             point["optimizer_steps"] = point["optimizer_steps_lo"] = None
         for key in ("best_test_acc", "final_test_acc", "b_simple", "loss_diff_std", "grad_cos", "samples_per_s"):
             point[key], _ = _spread([v for r in runs if (v := summary_number(r.get(key))) is not None])
+        # The seeds' spread of what the answer's matrix shows besides the crossing (trainer.answer);
+        # final_train_loss is not a summary field: the app and the report add it from the epochs.
+        _, point["best_test_acc_std"] = _spread([v for r in runs if (v := summary_number(r.get("best_test_acc"))) is not None])
+        point["final_train_loss"], point["final_train_loss_std"] = _spread(
+            [v for r in runs if (v := summary_number(r.get("final_train_loss"))) is not None])
         # B_simple's interval over seeds: from the lowest low to the highest high (an open end stays open).
         measured = [r for r in runs if summary_number(r.get("b_simple")) is not None]
         lows = [summary_number(r.get("b_simple_lo")) for r in measured]

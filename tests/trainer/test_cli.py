@@ -15,6 +15,7 @@ import torch
 
 from trainer.cli import main
 from trainer.config import load_config
+from trainer.answer import answers
 from trainer.recommend import recommendations
 from trainer.runlog import SUMMARY_FIELDS
 
@@ -61,6 +62,9 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
     answer = recommendations(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"])
     assert len(answer) == 1 and answer[0] in printed.replace("\n", " ")
     assert answer[0].startswith(("fastest to ", "no batch size reached "))
+    # ...followed by the rest of the answer report.md and the scaling screen give (trainer/answer.py).
+    for line in answers(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"]):
+        assert line in printed.replace("\n", " ")
 
 
 def test_bad_config_exits_2_naming_the_key_before_training(data_root, tmp_path, capsys):
