@@ -18,6 +18,10 @@ the median of those fits with the central 95% between the 2.5th and 97.5th perce
 S_min is <= 0 (all points look perfectly scaling) has B_crit = infinity, one whose E_min <= 0 has 0:
 such draws push the interval open rather than being dropped.
 
+Which lr is best at a batch size is itself measured: where the crossings of other lrs overlap the best
+one's (the grid's tie band), every draw draws each of those lrs' crossings the same way and takes the lr
+with the fewest steps in that draw, so the interval holds the lr choice too (a bootstrap of the argmin).
+
 The result is "not determined" when fewer than MIN_POINTS batch sizes remain or the B_crit interval
 spans more than MAX_SPAN (10x), is open, or the crossings' resolution is unknown.
 """
@@ -76,8 +80,14 @@ def fit_with_uncertainty(
     resolution_known: bool = True,
     draws: int = DRAWS,
     seed: int = SEED,
+    alternatives: dict[float, Sequence[Sequence[Crossing]]] | None = None,
 ) -> dict[str, Any]:
     """B_crit, S_min and E_min with 95% intervals from each batch size's crossings (one per seed).
+
+    `alternatives`: per batch size, the crossings (one list per lr, one per seed) of the other lrs in
+    its tie band; each draw uses, per batch size, the lr with the fewest drawn steps. `lr_picks` in the
+    result gives, per batch size with alternatives, the share of draws that used each candidate (the
+    best lr first, then the alternatives in their order).
 
     Returns a dict: determined (bool), reason ("" or why not determined), batch_sizes (used), and,
     with at least 2 points, B_crit / B_crit_lo / B_crit_hi, S_min(_lo/_hi), E_min(_lo/_hi), draws, and
@@ -99,15 +109,26 @@ def fit_with_uncertainty(
     e_draw = np.empty((draws, b.size))
     s_mid = np.empty(b.size)
     e_mid = np.empty(b.size)
+    others = {float(k): [list(c) for c in v if c] for k, v in (alternatives or {}).items()}
+    for s, runs in others.items():
+        for c in (c for alt in runs for c in alt):
+            if not (0 <= c.steps_lo <= c.steps_hi and 0 <= c.samples_lo <= c.samples_hi and c.steps_hi > 0):
+                raise ValueError(f"batch size {s:g}: crossing interval out of order or empty: {c}")
+    picks: dict[str, list[float]] = {}
     for j, runs in enumerate(crossings):
         lo_s = np.array([c.steps_lo for c in runs]); hi_s = np.array([c.steps_hi for c in runs])  # noqa: E702
         lo_e = np.array([c.samples_lo for c in runs]); hi_e = np.array([c.samples_hi for c in runs])  # noqa: E702
-        n = len(runs)
         s_mid[j], e_mid[j] = float(np.mean((lo_s + hi_s) / 2)), float(np.mean((lo_e + hi_e) / 2))
-        pick = rng.integers(0, n, size=(draws, n)) if n > 1 else np.zeros((draws, 1), dtype=np.int64)
-        u = rng.random((draws, n))
-        s_draw[:, j] = (lo_s[pick] + u * (hi_s - lo_s)[pick]).mean(axis=1)
-        e_draw[:, j] = (lo_e[pick] + u * (hi_e - lo_e)[pick]).mean(axis=1)
+        s_draw[:, j], e_draw[:, j] = _draw(runs, rng, draws)
+        alts = others.get(float(sizes[j])) or []
+        if alts:  # the lr choice: per draw, the candidate with the fewest drawn steps
+            drawn = [(s_draw[:, j], e_draw[:, j])] + [_draw(alt, rng, draws) for alt in alts]
+            s_all = np.stack([d[0] for d in drawn])
+            e_all = np.stack([d[1] for d in drawn])
+            chosen = np.argmin(s_all, axis=0)
+            s_draw[:, j] = s_all[chosen, np.arange(draws)]
+            e_draw[:, j] = e_all[chosen, np.arange(draws)]
+            picks[f"{sizes[j]:g}"] = (np.bincount(chosen, minlength=len(drawn)) / draws).tolist()
     solve = _solver(b, s_mid, np.maximum(e_mid, 1e-300))
     theta = np.concatenate([s_draw, e_draw], axis=1) @ solve.T  # [draws, 2]: S_min, E_min
     s_min, e_min = theta[:, 0], theta[:, 1]
@@ -115,6 +136,8 @@ def fit_with_uncertainty(
         b_crit = np.where(s_min <= 0, np.inf, np.where(e_min <= 0, 0.0, e_min / s_min))
     lo, mid, hi = _percentiles(b_crit)
     out.update(B_crit=mid, B_crit_lo=lo, B_crit_hi=hi, draws=draws, level=LEVEL)
+    if picks:
+        out["lr_picks"] = picks
     for key, values in (("S_min", s_min), ("E_min", e_min)):
         k_lo, k_mid, k_hi = _percentiles(values)
         out.update({key: k_mid, f"{key}_lo": k_lo, f"{key}_hi": k_hi})
@@ -126,6 +149,17 @@ def fit_with_uncertainty(
     out["reason"] = _undetermined(len(sizes), lo, hi, resolution_known)
     out["determined"] = not out["reason"]
     return out
+
+
+def _draw(runs: Sequence[Crossing], rng: np.random.Generator, draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """`draws` draws of one point's mean (steps, examples) to the target: its seeds resampled with
+    replacement, each crossing drawn uniformly inside its interval (steps and examples alike)."""
+    lo_s = np.array([c.steps_lo for c in runs]); hi_s = np.array([c.steps_hi for c in runs])  # noqa: E702
+    lo_e = np.array([c.samples_lo for c in runs]); hi_e = np.array([c.samples_hi for c in runs])  # noqa: E702
+    n = len(runs)
+    pick = rng.integers(0, n, size=(draws, n)) if n > 1 else np.zeros((draws, 1), dtype=np.int64)
+    u = rng.random((draws, n))
+    return (lo_s[pick] + u * (hi_s - lo_s)[pick]).mean(axis=1), (lo_e[pick] + u * (hi_e - lo_e)[pick]).mean(axis=1)
 
 
 def _undetermined(n: int, lo: float, hi: float, resolution_known: bool) -> str:

@@ -2,10 +2,17 @@
 where larger batches stop paying (B_crit), each with the uncertainty its data has. No torch.
 
 Read from trainer.scaling.analyse's result, so the end of `python -m trainer run`, report.md and the
-app's scaling view say the same thing. "Fastest" is the least wall time of training to the target
-(evaluation excluded) on the device that ran the sweep; a crossing of the target is known only between
-the last evaluation below it and the first at or above it, so times and steps are intervals, and points
-whose intervals overlap the fastest one's are named as ties rather than ranked.
+app's scaling view say the same thing. "Fastest" is the least time of training to the target alone
+(evaluation excluded) on the device that ran the sweep: batches to the target x the time of one training
+step timed alone for that batch size (trainer/calibrate.py), so a run that trained in a fused group is
+compared at what it would cost alone, not at its share of the group's time. A crossing of the target is
+known only between the last evaluation below it and the first at or above it, and the step time has the
+calibration's spread, so times and steps are intervals, and points whose intervals overlap the fastest
+one's are named as ties rather than ranked.
+
+Run directories without a calibration fall back to the measured wall time, which is a time alone for
+runs that trained alone; a point that trained fused there has no time alone recorded, and the sentence
+says so.
 """
 from __future__ import annotations
 
@@ -16,9 +23,20 @@ from trainer.figures import count, finite, setting, sig
 MAX_TIES = 3  # points named as ties with the fastest; the rest are counted
 
 
+def _alone(p: dict[str, Any]) -> bool:
+    """Whether the point has a time to target alone (trainer.scaling.alone_of)."""
+    return finite(p.get("time_alone_s"))
+
+
 def _time_bounds(p: dict[str, Any]) -> tuple[float, float]:
-    """(earliest, latest) wall time of training at which the point reached the target: its crossing
-    interval, widened by one standard deviation over seeds."""
+    """(earliest, latest) time of training at which the point reached the target: alone where recorded
+    (its crossing interval x the step time's spread), else the measured wall time; widened by one
+    standard deviation over seeds."""
+    if _alone(p):
+        hi = float(p["time_alone_s_max"]) if finite(p.get("time_alone_s_max")) else float(p["time_alone_s"])
+        lo = float(p["time_alone_s_min"]) if finite(p.get("time_alone_s_min")) else hi
+        sd = float(p["time_alone_s_std"]) if finite(p.get("time_alone_s_std")) else 0.0
+        return max(0.0, lo - sd), hi + sd
     hi = float(p["time_s"])
     lo = float(p["time_s_lo"]) if finite(p.get("time_s_lo")) else hi
     sd = float(p["time_s_std"]) if finite(p.get("time_s_std")) else 0.0
@@ -69,8 +87,8 @@ def _bcrit_clause(a: dict[str, Any]) -> str:
 def recommendation(a: dict[str, Any], target: float | None, device: str = "") -> str:
     """One sentence (for one arm's analysis): the fastest batch size and lr to `target` and B_crit."""
     points = [p for p in a.get("points", [])
-              if p.get("reached") == p.get("seeds") and p.get("usable", True) and finite(p.get("time_s"))
-              and p.get("lr") is not None]
+              if p.get("reached") == p.get("seeds") and p.get("usable", True)
+              and (finite(p.get("time_s")) or _alone(p)) and p.get("lr") is not None]
     goal = _target(target)
     if not points:
         best = [p for p in a.get("best", []) if finite(p.get("best_test_acc"))]
@@ -84,7 +102,8 @@ def recommendation(a: dict[str, Any], target: float | None, device: str = "") ->
     lo, hi = _time_bounds(fastest)
     seeds = fastest.get("seeds") or 1
     where = f" on {device}" if device else ""
-    detail = ", ".join(part for part in (f"{_seconds(lo, hi)} of training{where}", _steps(fastest),
+    timed = " (its steps timed alone)" if _alone(fastest) and fastest.get("time_alone_source") != "measured" else ""
+    detail = ", ".join(part for part in (f"{_seconds(lo, hi)} of training{where}{timed}", _steps(fastest),
                                          f"mean of {seeds} seeds" if seeds > 1 else "") if part)
     sentence = f"fastest to {goal}: {_name(fastest)} ({detail})"
     ties = sorted((p for p in points if p is not fastest and _time_bounds(p)[0] <= hi), key=_mid)
@@ -92,10 +111,12 @@ def recommendation(a: dict[str, Any], target: float | None, device: str = "") ->
         named = ", ".join(_name(p) for p in ties[:MAX_TIES])
         more = f" and {len(ties) - MAX_TIES} more" if len(ties) > MAX_TIES else ""
         sentence += f", tied within the measured intervals with {named}{more}"
-    fused = sorted({p["batch_size"] for p in [fastest, *ties] if (p.get("fused_runs") or 0) > 1})
+    # Only a run directory without a calibration has fused points without a time alone.
+    fused = sorted({p["batch_size"] for p in [fastest, *ties] if (p.get("fused_runs") or 0) > 1 and not _alone(p)})
     if fused:
-        sentence += (f" (batch {', '.join(map(str, fused))} trained fused: {'its times are' if len(fused) == 1 else 'their times are'}"
-                     " shares of a group's, not times alone; perf.fuse_runs = \"off\" times every run alone)")
+        sentence += (f" (batch {', '.join(map(str, fused))} trained fused and this run directory has no time alone "
+                     f"for {'it' if len(fused) == 1 else 'them'}: {'its times are' if len(fused) == 1 else 'their times are'}"
+                     " shares of a group's, not recorded alone)")
     return f"{sentence}; {_bcrit_clause(a)}."
 
 

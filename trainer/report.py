@@ -108,8 +108,10 @@ def _crit_lines(a: dict[str, Any]) -> list[str]:
         f"Fit of S = S_min (1 + B_crit / B) and E = E_min (1 + B / B_crit), B_crit = E_min / S_min "
         f"(McCandlish et al. 2018), to the best lr of each batch size that reached the target (batch sizes: "
         f"{used}). Each crossing is drawn uniformly between its last miss and its hit, seeds are resampled, "
-        f"{DRAWS:,} draws; figures are the median (95% interval). Not determined when fewer than "
-        f"{MIN_POINTS} batch sizes remain or the interval spans more than {MAX_SPAN:g}x.",
+        f"and where other lrs' crossings overlap the best one's (the tie band) each draw takes the lr with the "
+        f"fewest drawn steps, so the lr choice is in the interval; {DRAWS:,} draws; figures are the median (95% "
+        f"interval). Not determined when fewer than {MIN_POINTS} batch sizes remain or the interval spans more "
+        f"than {MAX_SPAN:g}x.",
         "",
     ]
     if "B_crit" not in fit:
@@ -121,9 +123,24 @@ def _crit_lines(a: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"- B_crit: not determined: {fit['reason']} (draws: median "
                      f"{with_interval(fit['B_crit'], fit['B_crit_lo'], fit['B_crit_hi'])})")
+    picks = fit.get("lr_picks") or {}
+    for batch, lrs in (fit.get("tie_lrs") or {}).items():
+        shares = picks.get(batch)
+        if len(lrs) > 1 and shares and len(shares) == len(lrs):
+            lines.append(f"- lr choice at batch {batch}: " + ", ".join(
+                f"lr {setting(lr)} in {_share(share)} of draws" for lr, share in zip(lrs, shares)))
     for item in a.get("left_out", []):
         lines.append(f"- left out: batch {item['batch_size']}: {item['reason']}")
     return lines
+
+
+def _share(share: float) -> str:
+    """A share of draws in whole percent, never rounded to 0% or 100% when it is not."""
+    if 0 < share < 0.005:
+        return "<1%"
+    if 0.995 < share < 1:
+        return ">99%"
+    return f"{100 * share:.0f}%"
 
 
 def markdown(facts: dict[str, Any], plots: bool = True) -> str:

@@ -182,6 +182,7 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         point["resolution_known"] = all(known for _, known in crossings)
         if not point["resolution_known"]:  # some seed recorded only its hit: no interval to give
             point["steps_lo"] = point["samples_lo"] = point["time_s_lo"] = point["compute_s_lo"] = None
+        point.update(_alone_point(reached, point["resolution_known"]))
         if reached:
             opt = [summary_number(r.get("optimizer_steps_to_target")) or summary_number(r.get("iters_to_target")) * chunks_of(r)
                    for r in reached]
@@ -211,8 +212,73 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return points
 
 
+def alone_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's time to target as if trained alone, or None where it is not recorded.
+
+    With a calibration (`step_alone_s`: the median seconds of one of its training steps timed alone,
+    trainer/calibrate.py) it is batches to the target x that time, for every run, fused or not; its
+    bounds use the calibration's spread (`step_alone_s_lo` / `_hi`). A run without one (a run directory
+    recorded before calibration, torchrun, sweep.parallel) that trained alone has its measured time; one
+    that trained fused has none: its measured time is a share of its group's.
+    """
+    hit = summary_number(row.get("iters_to_target"))
+    if hit is None:
+        return None
+    lo = summary_number(row.get("iters_to_target_lo"))
+    step = summary_number(row.get("step_alone_s"))
+    if step is not None and step > 0:
+        s_lo = summary_number(row.get("step_alone_s_lo"))
+        s_hi = summary_number(row.get("step_alone_s_hi"))
+        s_lo = step if s_lo is None or s_lo > step else s_lo
+        s_hi = step if s_hi is None or s_hi < step else s_hi
+        lo_iters = lo if lo is not None and lo <= hit else None
+        return {"hi": hit * step, "lo": None if lo_iters is None else lo_iters * step,
+                "max": hit * s_hi, "min": (hit if lo_iters is None else lo_iters) * s_lo, "step": step,
+                "source": "calibrated"}
+    if (summary_number(row.get("fused_runs")) or 0) > 1:
+        return None
+    t = summary_number(row.get("time_to_target_s"))
+    if t is None:
+        return None
+    t_lo = summary_number(row.get("time_to_target_lo_s"))
+    return {"hi": t, "lo": t_lo, "max": t, "min": t if t_lo is None else t_lo, "step": None, "source": "measured"}
+
+
+def _alone_point(reached: list[dict[str, Any]], resolved: bool) -> dict[str, Any]:
+    """A point's time to target alone over its seeds: `time_alone_s` (mean of the hits), `_lo` (of the
+    last misses), `_std` (over seeds), `_min` / `_max` (the crossing interval widened by the calibration's
+    spread), `step_alone_s` and `time_alone_source` (`calibrated`, `measured` alone, or None: some seed
+    trained fused without a calibration, so no time alone is recorded)."""
+    alone = [alone_of(r) for r in reached]
+    empty = {"time_alone_s": None, "time_alone_s_lo": None, "time_alone_s_std": None, "time_alone_s_min": None,
+             "time_alone_s_max": None, "step_alone_s": None, "time_alone_source": None}
+    if not alone or any(a is None for a in alone):
+        return empty
+    hi, std = _spread([a["hi"] for a in alone])
+    lows = [a["lo"] for a in alone]
+    sources = {a["source"] for a in alone}
+    steps = [a["step"] for a in alone if a["step"] is not None]
+    return {"time_alone_s": hi, "time_alone_s_std": std,
+            "time_alone_s_lo": statistics.fmean(lows) if resolved and None not in lows else None,
+            "time_alone_s_min": statistics.fmean(a["min"] for a in alone),
+            "time_alone_s_max": statistics.fmean(a["max"] for a in alone),
+            "step_alone_s": statistics.fmean(steps) if steps else None,
+            "time_alone_source": sources.pop() if len(sources) == 1 else "mixed"}
+
+
 def _mid(p: dict[str, Any]) -> float:
     return (p["steps"] + (p["steps_lo"] if p.get("steps_lo") is not None else p["steps"])) / 2
+
+
+def _steps_bounds(p: dict[str, Any]) -> tuple[float, float]:
+    """(lo, hi) of a point's batches to the target: its crossing interval widened by the seeds' sd."""
+    sd = p.get("steps_std") or 0.0
+    lo = p["steps_lo"] if p.get("steps_lo") is not None else p["steps"]
+    return lo - sd, p["steps"] + sd
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def _eligible(p: dict[str, Any]) -> bool:
@@ -249,7 +315,8 @@ def best_per_batch(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         full = [p for p in candidates if _eligible(p)]
         if full:
             pick = min(full, key=lambda p: (_mid(p), -(p["best_test_acc"] or 0)))
-            best.append({**pick, "lrs_tried": len(candidates), "reached_target": True})
+            band = [p["lr"] for p in full if p is pick or _overlap(_steps_bounds(p), _steps_bounds(pick))]
+            best.append({**pick, "lrs_tried": len(candidates), "reached_target": True, "tie_lrs": band})
             continue
         top = max(candidates, key=lambda p: p["best_test_acc"] or 0)
         best.append({
@@ -257,6 +324,8 @@ def best_per_batch(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeds": top["seeds"], "reached": 0, "lrs_tried": len(candidates), "reached_target": False,
             "steps": None, "steps_lo": None, "steps_std": None, "samples": None, "samples_lo": None,
             "samples_std": None, "time_s": None, "time_s_lo": None, "time_s_std": None, "optimizer_steps": None,
+            "time_alone_s": None, "time_alone_s_lo": None, "time_alone_s_std": None, "time_alone_s_min": None,
+            "time_alone_s_max": None, "step_alone_s": None, "time_alone_source": None,
             "optimizer_steps_lo": None, "resolution_known": True,
             "best_test_acc": top["best_test_acc"], "final_test_acc": top["final_test_acc"],
             "b_simple": top["b_simple"], "b_simple_lo": top["b_simple_lo"], "b_simple_hi": top["b_simple_hi"],
@@ -267,21 +336,42 @@ def best_per_batch(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return best
 
 
-def _fit_points(rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]) -> tuple[dict[float, list[Crossing]], bool]:
-    """Each reached batch size's crossings (one per seed of its best lr) and whether all are resolved."""
+def _crossings(rows: Sequence[dict[str, Any]], b: int, lr: float, variant: str) -> tuple[list[Crossing], bool]:
+    """The crossings of one point's seeds and whether all are resolved."""
+    found, known = [], True
+    for r in rows:
+        if (summary_number(r.get("batch_size")) == b and summary_number(r.get("lr")) == lr
+                and str(r.get("variant") or "") == variant):
+            crossing, resolved = crossing_of(r)
+            if crossing is not None:
+                found.append(crossing)
+                known = known and resolved
+    return found, known
+
+
+def _fit_points(rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]
+                ) -> tuple[dict[float, list[Crossing]], bool, dict[float, list[list[Crossing]]]]:
+    """Each reached batch size's crossings (one per seed of its best lr), whether all are resolved, and
+    the crossings of the other lrs in its tie band (the lrs whose crossings overlap the best's: which of
+    them is best is not known, so the B_crit bootstrap picks among them in every draw)."""
     points: dict[float, list[Crossing]] = {}
+    others: dict[float, list[list[Crossing]]] = {}
     known = True
     for p in best:
         if not p["reached_target"]:
             continue
-        for r in rows:
-            if (summary_number(r.get("batch_size")) == p["batch_size"] and summary_number(r.get("lr")) == p["lr"]
-                    and str(r.get("variant") or "") == str(p.get("variant") or "")):
-                crossing, resolved = crossing_of(r)
-                if crossing is not None:
-                    points.setdefault(float(p["batch_size"]), []).append(crossing)
+        variant = str(p.get("variant") or "")
+        found, resolved = _crossings(rows, p["batch_size"], p["lr"], variant)
+        if found:
+            points[float(p["batch_size"])] = found
+            known = known and resolved
+        for lr in p.get("tie_lrs") or []:
+            if lr != p["lr"]:
+                alt, resolved = _crossings(rows, p["batch_size"], lr, variant)
+                if alt and found:
+                    others.setdefault(float(p["batch_size"]), []).append(alt)
                     known = known and resolved
-    return points, known
+    return points, known, others
 
 
 def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_batch: int | None = None) -> dict[str, Any]:
@@ -309,9 +399,10 @@ def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_b
         result["fit_examples"] = fit_examples([p["batch_size"] for p in reached], sample_mids)
     except FitError as exc:
         result["fit_examples"] = {"error": str(exc)}
-    crossings, known = _fit_points(rows, best)
+    crossings, known, others = _fit_points(rows, best)
     try:
-        result["b_crit"] = fit_with_uncertainty(crossings, resolution_known=known)
+        result["b_crit"] = fit_with_uncertainty(crossings, resolution_known=known, alternatives=others)
+        result["b_crit"]["tie_lrs"] = {str(p["batch_size"]): p["tie_lrs"] for p in reached if p.get("tie_lrs")}
     except ValueError as exc:  # a summary with a crossing interval out of order
         result["b_crit"] = {"determined": False, "reason": str(exc), "batch_sizes": sorted(crossings)}
     b_simple = [p["b_simple"] for p in reached if p.get("b_simple") is not None and p["b_simple"] > 0]

@@ -132,3 +132,42 @@ def test_analyse_point_fits_give_no_rms_for_two_points():
     a = analyse([r for r in _rows() if r["batch_size"] in (16, 1024)])
     assert a["fit_steps"]["rel_rms"] is None and a["fit_examples"]["rel_rms"] is None
     assert not a["b_crit"]["determined"]
+
+
+def _with_lr(rows: list[dict], b: int, lr: float, lo_factor: float, hi_factor: float) -> list[dict]:
+    """A second lr at batch b whose crossing is the first lr's stretched by these factors."""
+    base = next(r for r in rows if r["batch_size"] == b)
+    lo, hi = base["iters_to_target_lo"] * lo_factor, base["iters_to_target"] * hi_factor
+    return rows + [{**base, "run": f"bs{b}-lr{lr}", "lr": lr, "iters_to_target": hi, "iters_to_target_lo": lo,
+                    "samples_to_target": hi * b, "samples_to_target_lo": lo * b}]
+
+
+def test_the_lr_choice_within_the_tie_band_widens_the_b_crit_interval():
+    alone = analyse(_rows())["b_crit"]
+    # At batch 64 lr 0.2 crosses in an interval overlapping lr 0.1's, a little later on the whole: which
+    # lr is best there is not known, so each draw takes the one with fewer drawn steps.
+    tied = analyse(_with_lr(_rows(), 64, 0.2, 0.95, 1.1))
+    fit = tied["b_crit"]
+    assert next(p for p in tied["best"] if p["batch_size"] == 64)["lr"] == 0.1  # still the best by midpoint
+    assert fit["tie_lrs"]["64"] == [0.1, 0.2]
+    share_best, share_other = fit["lr_picks"]["64"]
+    assert share_best > share_other > 0.1  # both lrs were picked
+    assert fit["B_crit_hi"] / fit["B_crit_lo"] > alone["B_crit_hi"] / alone["B_crit_lo"]
+    assert fit["B_crit_lo"] <= B_CRIT <= fit["B_crit_hi"]
+
+
+def test_an_lr_outside_the_tie_band_leaves_the_fit_unchanged():
+    alone = analyse(_rows())["b_crit"]
+    worse = analyse(_with_lr(_rows(), 64, 0.2, 1.5, 1.6))["b_crit"]  # clearly slower: not a contender
+    assert worse["tie_lrs"]["64"] == [0.1] and "lr_picks" not in worse
+    assert (worse["B_crit_lo"], worse["B_crit"], worse["B_crit_hi"]) == (alone["B_crit_lo"], alone["B_crit"],
+                                                                        alone["B_crit_hi"])
+
+
+def test_a_tie_band_that_leaves_b_crit_open_is_not_determined():
+    # At the two largest batch sizes a second lr ties that needs as many steps as the smaller batches':
+    # with it the bend of S(B) is not pinned any more.
+    assert analyse(_rows(1))["b_crit"]["determined"]
+    rows = _with_lr(_with_lr(_rows(1), 256, 0.2, 0.2, 1.8), 1024, 0.2, 0.2, 3.0)
+    fit = analyse(rows)["b_crit"]
+    assert not fit["determined"] and "more than 10x" in fit["reason"]

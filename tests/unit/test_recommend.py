@@ -83,11 +83,48 @@ def test_one_sentence_per_variant_arm():
     assert "batch 600 at lr 0.1" in sentences[0] and "batch 60 at lr 0.1" in sentences[1]
 
 
-def test_a_fastest_point_that_trained_fused_says_its_time_is_a_share():
+def test_a_fused_point_without_a_calibration_says_its_time_is_a_share():
     rows = _grid()
     for r in rows:
         if r["batch_size"] == 600:
-            r["fused_runs"] = 4  # batch 600's runs trained as one fused group of 4
+            r["fused_runs"] = 4  # batch 600's runs trained as one fused group of 4, recorded before calibration
     sentence = recommendation(analyse(rows), 0.98, "cpu")
-    assert "(batch 600 trained fused: its times are shares of a group's, not times alone; " in sentence
+    assert "(batch 600 trained fused and this run directory has no time alone for it: its times are shares" in sentence
     assert "fused" not in recommendation(analyse(_grid()), 0.98, "cpu")
+
+
+def _calibrated(rows, step_s):
+    """Every run with a calibration: its time per step alone by batch size, spread +-2%."""
+    for r in rows:
+        s = step_s[r["batch_size"]]
+        r.update(step_alone_s=s, step_alone_s_lo=0.98 * s, step_alone_s_hi=1.02 * s)
+    return rows
+
+
+def test_fused_and_lone_runs_are_compared_by_time_alone_not_by_their_share():
+    # Batch 60 trained fused in a group of 8: its measured time to target is an eighth of the group's, so
+    # by shares it would win; alone each of its steps takes 4 ms against batch 600's 10 ms, and batch 600
+    # needs 9x fewer steps: alone, batch 600 is faster.
+    rows = [_row(60, 0.1, time_s=1.0, time_lo_s=0.9, steps=1000, steps_lo=900),
+            _row(600, 0.4, time_s=1.1, time_lo_s=1.0, steps=110, steps_lo=100)]
+    rows[0]["fused_runs"] = 8
+    assert recommendation(analyse(rows), 0.9).startswith("fastest to 90% test accuracy: batch 60 at lr 0.1")
+    sentence = recommendation(analyse(_calibrated(rows, {60: 0.004, 600: 0.010})), 0.9, "cpu")
+    # batch 600: 100-110 steps x 10 ms (+-2%) = 0.98-1.12 s; batch 60: 900-1,000 x 4 ms = 3.5-4.1 s
+    assert sentence.startswith("fastest to 90% test accuracy: batch 600 at lr 0.4 (0.980–1.12 s of training on "
+                               "cpu (its steps timed alone), 100–110 steps)")
+    assert "tied" not in sentence and "fused" not in sentence and "share" not in sentence
+
+
+def test_time_alone_is_steps_times_the_step_time_for_a_fused_run():
+    from trainer.scaling import alone_of
+
+    row = {**_row(6, 0.1, time_s=0.5, time_lo_s=0.45, steps=300, steps_lo=270), "fused_runs": 4,
+           "step_alone_s": 0.002, "step_alone_s_lo": 0.0019, "step_alone_s_hi": 0.0023}
+    alone = alone_of(row)
+    assert alone["hi"] == 300 * 0.002 and alone["lo"] == 270 * 0.002
+    assert alone["min"] == 270 * 0.0019 and alone["max"] == 300 * 0.0023 and alone["source"] == "calibrated"
+    # without a calibration a fused run has no time alone; a lone run's measured time is one
+    assert alone_of({k: v for k, v in row.items() if not k.startswith("step_alone")}) is None
+    lone = alone_of({**row, "fused_runs": 0, "step_alone_s": None})
+    assert lone["hi"] == 0.5 and lone["lo"] == 0.45 and lone["source"] == "measured"
