@@ -144,7 +144,9 @@ def run_child(
             Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=str(exc))
             return
         emitter = Emitter([RunDirSink(run_dir), feed])
-        control_file = ControlFile(run_dir, controls)  # viewers that attach later control it too
+        control_file = ControlFile(  # viewers that attach later control it too
+            run_dir, controls, report=lambda working, reason: emitter.emit(
+                EventType.CONTROLS_CHANGED, working=working, reason=reason))
         control_file.start()
         try:
             run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))

@@ -324,7 +324,7 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     from trainer.checkpoint import CheckpointError
     from trainer.console import ConsoleSink, summary_table
     from trainer.answer import answers
-    from trainer.runlog import Clock, Emitter, RunDirSink, RunDirWriteError, RunStatus, UnreadableFile, read_summary
+    from trainer.runlog import Clock, Emitter, EventType, RunDirSink, RunDirWriteError, RunStatus, UnreadableFile, read_summary
     from trainer.sweep import device_name, run_sweep
 
     # Piped or captured output gets room for the whole table instead of rich's 80 columns.
@@ -352,7 +352,14 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         controls = Controls()
         signals.stop_via(controls)  # the training loop sees the stop at its next step
         if ddp is None:  # one process: viewers (bstui --attach) pause, split and stop it through the file
-            control_file = ControlFile(run_dir, controls)
+            def controls_changed(working: bool, reason: str) -> None:  # from the control file's thread
+                emitter.emit(EventType.CONTROLS_CHANGED, working=working, reason=reason)
+                if not working:
+                    console.print(f"controls from viewers stopped working: {reason}; stop the sweep with "
+                                  f"kill -TERM {os.getpid()} and resume it", style="yellow", markup=False,
+                                  soft_wrap=True)
+
+            control_file = ControlFile(run_dir, controls, report=controls_changed, resume_on_loss=True)
             control_file.start()
     try:
         if resume is not None:

@@ -65,6 +65,9 @@ class SweepState:
     skipped: int = 0
     #: Why the trainer refused a switch, newest last (mode_changed with a reason).
     notices: list[str] = field(default_factory=list)
+    #: Why the trainer's control file (controls.jsonl) does not work now ("" while it does), from
+    #: `controls` events: an attached viewer's pause, split and stop do not reach the trainer then.
+    controls_problem: str = ""
     #: Runs that reached the target or diverged since the app last looked (it toasts them).
     alerts: list[Alert] = field(default_factory=list)
     #: The newest event time seen (seconds since the sweep started): "now" for progress and ETA.
@@ -322,6 +325,15 @@ def _on_fused_group(s: SweepState, e: Event) -> None:
         raise TypeError("runs is not a list")
 
 
+def _on_controls(s: SweepState, e: Event) -> None:
+    """The trainer's control file stopped working, or works again (trainer.controls.ControlFile)."""
+    working, reason = e["working"], str(e.get("reason") or "")
+    if not isinstance(working, bool):
+        raise TypeError("working is not a bool")
+    s.controls_problem = "" if working else (reason or "the control file stopped working")
+    s.notices.append(f"controls: {reason}" if working else f"controls stopped working: {s.controls_problem}")
+
+
 _HANDLERS = {
     "sweep_started": _on_sweep_started,
     "sweep_resumed": _on_sweep_resumed,
@@ -337,4 +349,5 @@ _HANDLERS = {
     "evaluation": _on_evaluation,
     "noise_probe": _on_noise_probe,
     "fused_group": _on_fused_group,
+    "controls": _on_controls,
 }

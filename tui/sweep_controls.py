@@ -63,6 +63,9 @@ class SweepControls(_Base):
         error = getattr(self.feed, "send_error", "")
         if error:
             self.notify(error, title="control refused", severity="error")
+        elif not getattr(self.feed, "live", False) and self.state.controls_problem:
+            self.notify(f"the trainer may not hear this: its controls stopped working "
+                        f"({self.state.controls_problem})", title="control refused", severity="error")
 
     def action_restart(self) -> None:
         """Live: stop this sweep (off the UI thread) and start a fresh one. Replay: read again."""

@@ -55,6 +55,8 @@ class EventType:
     NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
     #: A fused group ended (issue 15, trainer.fuse): its runs, steps and own wall and compute time.
     FUSED_GROUP: Final = "fused_group"
+    #: The control file (controls.jsonl) stopped working, or works again: `working`, and `reason`.
+    CONTROLS_CHANGED: Final = "controls"
 
 
 EVENT_TYPES: Final = (
@@ -72,13 +74,14 @@ EVENT_TYPES: Final = (
     EventType.EVALUATION,
     EventType.NOISE_PROBE,
     EventType.FUSED_GROUP,
+    EventType.CONTROLS_CHANGED,
 )
 #: Events sent to the live feed only: a run directory never records them (they describe this
 #: process's start-up, not the sweep).
 LIVE_ONLY: Final = frozenset({EventType.STARTUP})
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
-                       EventType.PAUSED, EventType.FUSED_GROUP)
+                       EventType.PAUSED, EventType.FUSED_GROUP, EventType.CONTROLS_CHANGED)
 
 # -- statuses -------------------------------------------------------------------------------------
 
@@ -203,5 +206,6 @@ EVENT_FIELDS: Final = {
     EventType.STARTUP: {"stage": "str", "fraction": "num?"},  # live only: never in events.jsonl
     EventType.FUSED_GROUP: {"group": "str", "runs": "list[str]", "batch_size": "int?", "steps": "int?",
                             "wall_s": "num?", "compute_s": "num?", "continues_alone": "str?"},
+    EventType.CONTROLS_CHANGED: {"working": "bool", "reason": "str?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from typing import Any, Protocol
 
@@ -64,11 +65,14 @@ class Clock:
 
 
 class Emitter:
-    """Stamps events with `t` (and `run`) and hands them to every sink."""
+    """Stamps events with `t` (and `run`) and hands them to every sink, one event at a time: a
+    thread beside the training loop (the control file's) may emit too, and its line never lands
+    inside another."""
 
     def __init__(self, sinks: list[EventSink], clock: Clock | None = None) -> None:
         self.sinks = list(sinks)
         self.clock = clock or Clock()
+        self._lock = threading.RLock()  # re-entrant: a signal handler on the emitting thread may emit
 
     def emit(self, type_: str, run: str | None = None, **fields: Any) -> Event:
         event: Event = {"type": type_, "t": self.clock()}
@@ -76,8 +80,9 @@ class Emitter:
             event["run"] = run
         event.update(fields)
         event = json_safe(event)
-        for sink in self.sinks:
-            sink.emit(event)
+        with self._lock:
+            for sink in self.sinks:
+                sink.emit(event)
         return event
 
     def close(self) -> None:
