@@ -5,7 +5,7 @@ directory records. Rich only (no Textual): the trainer runs on bare GPU boxes.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.progress import (
@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from trainer.figures import num, pct, setting
 from trainer.runlog import Event, EventType, RunStatus
 
 
@@ -67,7 +68,7 @@ class ConsoleSink:
         elif kind == EventType.RUN_STARTED:
             total = max(1, int(event.get("iters_per_epoch", 0)) * int(event.get("epochs", 1)))
             self.tasks[event["run"]] = self.progress.add_task(
-                "", total=total, run=event["run"], info=f"lr {event.get('lr', 0):.3g}"
+                "", total=total, run=event["run"], info=f"lr {setting(event.get('lr'))}"
             )
         elif kind == EventType.LOSSES:
             task = self.tasks.get(event["run"])
@@ -78,8 +79,8 @@ class ConsoleSink:
             if task is not None:
                 self.progress.update(
                     task,
-                    info=f"epoch {event['epoch']} acc {_fmt(event.get('test_acc'), '.4f')} "
-                    f"wall {_fmt(event.get('wall_s'), '.2f')}s compute {_fmt(event.get('compute_s'), '.2f')}s",
+                    info=f"epoch {event['epoch']} acc {pct(event.get('test_acc'))} "
+                    f"wall {num(event.get('wall_s'))}s compute {num(event.get('compute_s'))}s",
                 )
         elif kind == EventType.MODE_CHANGED:
             self.console.print(f"{event['run']}: split-backward {event.get('split_chunks')} chunks "
@@ -99,11 +100,11 @@ class ConsoleSink:
             self.started = False
 
 
-def _span(lo: Any, hi: Any, spec: str = "", dash: str = "-") -> str:
+def _span(lo: Any, hi: Any, fmt: Callable[[Any], str] = _fmt, dash: str = "-") -> str:
     """A crossing of the target as the interval it is known in: "lo–hi" (after lo, at or before hi)."""
     if hi is None or hi == "":
         return dash
-    return f"{_fmt(lo, spec)}–{_fmt(hi, spec)}" if lo is not None and lo != "" else _fmt(hi, spec)
+    return f"{fmt(lo)}–{fmt(hi)}" if lo is not None and lo != "" else fmt(hi)
 
 
 def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
@@ -120,19 +121,19 @@ def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
         table.add_row(
             str(r.get("run")),
             _fmt(r.get("batch_size")),
-            _fmt(r.get("lr"), "g"),
+            setting(r.get("lr")),
             _fmt(r.get("split_chunks")),
-            _fmt(r.get("effective_lr"), "g"),
+            setting(r.get("effective_lr")),
             str(r.get("status")),
             _fmt(r.get("epochs")),
-            _fmt(r.get("best_test_acc"), ".4f"),
-            _fmt(r.get("final_test_acc"), ".4f"),
-            _span(r.get("time_to_target_lo_s"), r.get("time_to_target_s"), ".2f", "not reached"),
-            _span(r.get("compute_to_target_lo_s"), r.get("compute_to_target_s"), ".2f"),
+            pct(r.get("best_test_acc")),
+            pct(r.get("final_test_acc")),
+            _span(r.get("time_to_target_lo_s"), r.get("time_to_target_s"), num, "not reached"),
+            _span(r.get("compute_to_target_lo_s"), r.get("compute_to_target_s"), num),
             _span(r.get("iters_to_target_lo"), r.get("iters_to_target")),
             _span(r.get("optimizer_steps_to_target_lo"), r.get("optimizer_steps_to_target")),
-            _fmt(r.get("samples_per_s"), ",.0f"),
-            _fmt(r.get("mean_epoch_wall_s"), ".2f"),
-            _fmt(r.get("mean_epoch_compute_s"), ".2f"),
+            num(r.get("samples_per_s")),
+            num(r.get("mean_epoch_wall_s")),
+            num(r.get("mean_epoch_compute_s")),
         )
     return table

@@ -66,6 +66,8 @@ class Chart:
     legend: list[tuple[str, str, bool]] | bool = False
     xlabel: str = ""
     ylabel: str = ""
+    #: Cells the y tick labels take at least (a grid gives all its plots one width, so they line up).
+    label_width: int = 0
     title_style: str = "bold"
     #: Mark (▴ ▾) the columns where a line leaves the y range, instead of silently dropping it.
     edge_marks: bool = False
@@ -242,7 +244,7 @@ def _legend_entries(chart: Chart) -> list[tuple[str, str, bool]]:
 def chart_rows(chart: Chart, width: int, height: int) -> list[Row]:
     """The chart as `height` rows of `width` cells."""
     width, height = max(1, width), max(1, height)
-    label_w = max((len(label) for _, label in chart.yticks), default=0)
+    label_w = max([chart.label_width] + [len(label) for _, label in chart.yticks])
     legend = _legend_entries(chart)
     legend_w = min(max((len(lbl) for lbl, _, _ in legend), default=0) + 3, width // 3) if legend else 0
     cw = width - label_w - 2 - legend_w  # canvas cells inside the frame

@@ -26,6 +26,9 @@ class PlotFrame:
     xlim: tuple[float, float] | None
     ylim: tuple[float, float] | None
     target: float | None = None
+    #: Cells every y tick label takes (at least): the same for every plot of a grid, so the small
+    #: multiples' frames line up however wide their own labels are (0: as wide as its own labels).
+    label_width: int = 0
 
 
 def plot_title(run: RunState, label: str, width: int, progress: str = "", show_device: bool = False) -> str:
@@ -43,22 +46,31 @@ def plot_title(run: RunState, label: str, width: int, progress: str = "", show_d
     return f"bs {run.batch_size}"[:width]
 
 
+def y_ticks(frame: PlotFrame, height: int) -> list[tuple[float, str]]:
+    """The y ticks of a plot `height` rows high: (value, label)."""
+    if frame.ylim is None:
+        return []
+    rows = max(2, min(6, (height - 4) // 2))
+    if frame.view.log_y and frame.view.metric != "acc":
+        return log_ticks(*frame.ylim, rows)
+    return ticks_with_labels(*frame.ylim, rows, percent=frame.view.metric == "acc")
+
+
+def y_label_width(frames: list[PlotFrame], height: int) -> int:
+    """The widest y tick label of these plots (all `height` rows high): one width for a grid."""
+    return max((len(label) for f in frames for _, label in y_ticks(f, height)), default=0)
+
+
 def _axes(frame: PlotFrame, width: int, height: int) -> dict:
     view = frame.view
     xlim = frame.xlim or (0.0, 1.0)
     ylim = frame.ylim or (0.0, 1.0)
-    rows = max(2, min(6, (height - 4) // 2))
-    if frame.ylim is None:
-        yticks: list[tuple[float, str]] = []
-    elif view.log_y and view.metric != "acc":
-        yticks = log_ticks(*ylim, rows)
-    else:
-        yticks = ticks_with_labels(*ylim, rows, percent=view.metric == "acc")
+    yticks = y_ticks(frame, height)
     xticks = ticks_with_labels(*xlim, max(2, min(8, width // 11))) if frame.xlim is not None else []
     ylabel = METRIC_NAMES[view.metric] + (" (log)" if view.log_y and view.metric != "acc" else "")
     cursor = xlim[0] + view.cursor * (xlim[1] - xlim[0]) if view.cursor is not None and frame.xlim else None
     return dict(xlim=xlim, ylim=ylim, xticks=xticks, yticks=yticks, xlabel=X_LABELS[view.x_axis], ylabel=ylabel,
-                edge_marks=True, cursor=cursor)
+                edge_marks=True, cursor=cursor, label_width=frame.label_width)
 
 
 def _empty_message(view: View) -> str:

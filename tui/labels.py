@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Protocol
 
+from trainer.figures import setting
 from tui.palette import run_color
 
 
@@ -27,9 +28,11 @@ class RunKey:
 
 
 def fmt_lr(lr: float, digits: int = 3) -> str:
-    """An lr to `digits` significant digits: 0.0548, 0.02, 1.5, 3e-5."""
+    """An lr as written in the config (0.0548, 0.02, 1.5, 3e-5), else to `digits` significant digits."""
     if lr != lr:  # NaN: unknown
         return "?"
+    if digits <= 3:
+        return setting(lr)  # as written in the config; a computed (grid) lr in 3 significant figures
     text = f"{lr:.{digits}g}"
     if "e" in text:
         mantissa, exponent = text.split("e")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainer.figures import num
 from tui.minmax import exact_indices
 from tui.runstate import RunState
 from tui.view import TAIL_ITERS, X_AXES, View
@@ -262,19 +263,5 @@ def value_at(series: Series, x: float) -> float | None:
 
 
 def compact(value: float | None, digits: int = 3) -> str:
-    """A short number for narrow cells: 0.0123, 1.23, 123, 12.3k, 1.2M; '-' when missing."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    v = abs(value)
-    sign = "-" if value < 0 else ""
-    for limit, div, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
-        if v >= limit:
-            return f"{sign}{v / div:.{digits - 1}g}{suffix}" if v / div < 100 else f"{sign}{v / div:.0f}{suffix}"
-    if v >= 100:
-        return f"{sign}{v:.0f}"
-    if v == 0:
-        return "0"
-    if v < 0.001:  # 6.3e-5, not 6.28e-05: table cells are narrow
-        mantissa, exponent = f"{v:.1e}".split("e")
-        return f"{sign}{mantissa}e{int(exponent)}"
-    return f"{sign}{v:.{digits}g}"
+    """A short number for narrow cells (trainer.figures.num): 0.0123, 2.00, 123, 12.3k, 1.20M; '-' when missing."""
+    return num(value, digits)

@@ -201,8 +201,8 @@ def _fit_line(label: str, fit: dict[str, Any], min_key: str) -> Text:
     text.append(f"{label} fit: ", style="bold")
     if _num(fit.get("B_crit")):
         text.append("B_crit ")
-        text.append(compact(fit["B_crit"]), style=f"bold {BCRIT_MARK}")
-        text.append(f" · {min_key} {compact(fit.get(min_key))}")
+        text.append(compact(fit["B_crit"], 2), style=f"bold {BCRIT_MARK}")  # a fit: 2 figures, as the report
+        text.append(f" · {min_key} {compact(fit.get(min_key), 2)}")
         if _num(fit.get("rel_rms")) is not None:
             text.append(f" (rms {fit['rel_rms']:.1%})", style="dim")
     else:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.figures import pct
 from trainer.runlog import Event
 from tui.runstate import EpochRecord, EvalPoint, NoiseWindow, RunState, opt_float
 from tui.series import ema_beta, to_float
@@ -250,7 +251,7 @@ def _on_target_reached(s: SweepState, e: Event) -> None:
     if first:
         acc = opt_float(e.get("test_acc"))
         at = f" at iteration {e['iter']:,}" if isinstance(e.get("iter"), int) else ""
-        s.alerts.append(Alert("target", run.run, f"reached {acc:.1%}{at}" if acc is not None
+        s.alerts.append(Alert("target", run.run, f"reached {pct(acc)}{at}" if acc is not None
                               else f"reached the target{at}"))
 
 

@@ -64,3 +64,22 @@ def test_too_small_to_plot_shows_the_title():
     chart = Chart("bs 6000", [], (0, 1), (0, 1), yticks=[(0, "0.001")])
     assert render_chart(chart, 6, 3).plain.split("\n") == ["bs 600", " " * 6, " " * 6]
     assert render_chart(chart, 9, 3).plain.split("\n")[0] == " bs 6000 "
+
+
+def test_small_multiples_of_one_grid_share_their_tick_label_width():
+    """Per-run y ranges give labels of different widths ("2" vs "0.05"); one width per grid keeps the frames
+    of a row of plots lined up."""
+    from tui.charts import PlotFrame, y_label_width, y_ticks
+    from tui.view import View
+
+    frames = [PlotFrame(View(), (0.0, 100.0), (0.0, 2.0)), PlotFrame(View(), (0.0, 100.0), (0.05, 0.25))]
+    widths = {max(len(label) for _, label in y_ticks(f, 12)) for f in frames}
+    assert len(widths) == 2  # on their own they differ
+    shared = y_label_width(frames, 12)
+    x = np.linspace(0, 100, 50)
+    corners = set()
+    for f in frames:
+        chart = Chart("run", [Line(x, np.linspace(f.ylim[1], f.ylim[0], 50), "red")], f.xlim, f.ylim,
+                      yticks=y_ticks(f, 12), label_width=shared)
+        corners.add(render_chart(chart, 40, 12).plain.splitlines()[1].index("┌"))
+    assert len(corners) == 1

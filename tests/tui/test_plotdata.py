@@ -112,8 +112,8 @@ def test_grid_columns_wrap_on_narrow_terminals(n, width, height, expected):
 
 
 def test_numbers_are_short():
-    assert compact(600_000) == "600k" and compact(1_234_567) == "1.2M" and compact(None) == "-"
-    assert compact(0.0123) == "0.0123"
+    assert compact(600_000) == "600k" and compact(1_234_567) == "1.23M" and compact(None) == "-"
+    assert compact(0.0123) == "0.0123" and compact(2.0) == "2.00"  # 3 significant figures beside 2.28
 
 
 def test_spikes_of_one_run_do_not_flatten_the_others_on_a_linear_axis():
@@ -133,7 +133,7 @@ def test_spikes_of_one_run_do_not_flatten_the_others_on_a_linear_axis():
 def test_tiny_and_small_numbers_stay_short():
     from tui.widgets.timing_panel import seconds
 
-    assert compact(6.28e-05) == "6.3e-5"
+    assert compact(6.28e-05) == "6.28e-5"
     assert seconds(0.0685) == "68.5ms" and seconds(7.79) == "7.79s" and seconds(None) == "-"
 
 

@@ -51,7 +51,7 @@ async def test_c_opens_the_scaling_view_with_the_fitted_b_crit_and_goes_back():
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "B_crit" in view_of(app).facts().plain)
         facts = view_of(app).facts().plain
-        assert "B_crit 217" in facts  # the fixture's fit (true B_crit 200, noise 5%)
+        assert "B_crit 220" in facts  # the fixture's fit (true B_crit 200, noise 5%)
         assert "B_simple 198" in facts
         assert "4 of 4 batch sizes reached 97% · 3 lrs each" in facts
         steps = app.screen.query_one("#scaling-steps", BrailleChart).chart_text().plain
@@ -86,7 +86,7 @@ async def test_the_view_updates_live_as_runs_finish(tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "No run has finished yet" in view_of(app).facts().plain)
         with open(tmp_path / "run" / "events.jsonl", "a") as f:  # the trainer goes on, no sweep_finished
             f.writelines(json.dumps(e) + "\n" for e in events[3:] if e["type"] != "sweep_finished")
-        await wait_for(pilot, lambda: "B_crit 217" in view_of(app).facts().plain)
+        await wait_for(pilot, lambda: "B_crit 220" in view_of(app).facts().plain)
         app.exit()
 
 

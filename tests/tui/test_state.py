@@ -194,7 +194,7 @@ def test_the_noise_probe_shows_b_simple_with_its_interval_and_says_when_undefine
 
     s = started(6)
     s.apply({"type": "epoch_end", "t": 1.0, "run": "bs6", "epoch": 1, "iters": 10, "samples": 60, "b_simple": 5948.0})
-    assert b_simple_cell(s.runs["bs6"]).plain == "5948"  # no probe yet: the in-batch estimate, dim
+    assert b_simple_cell(s.runs["bs6"]).plain == "5.95k"  # no probe yet: the in-batch estimate, dim
     assert b_simple_cell(s.runs["bs6"]).style == "dim"
     probe = {"type": "noise_probe", "t": 2.0, "run": "bs6", "iter": 20, "samples": 120, "g2": 1.0, "trace": 642.0}
     s.apply({**probe, "b_simple": 642.0, "b_simple_lo": None, "b_simple_hi": None, "b_simple_readings": 2})

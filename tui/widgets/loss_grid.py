@@ -15,7 +15,8 @@ from textual.containers import Container
 from textual.message import Message
 from textual.widgets import Static
 
-from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart
+from trainer.figures import pct
+from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart, y_label_width
 from tui.labels import sweep_looks
 from tui.layout import grid_columns, page_bounds, per_page
 from tui.palette import RGB, rgb
@@ -179,17 +180,20 @@ class LossGrid(Container):
                 plot.show(lambda w, h: overlay_chart(entries, frame, title, w, h))
             return
         several_devices = len({r.device for r in runs if r.device}) > 1
+        ylims = {run.run: shared if view.shared_y else shared_ylim([series[run.run]], None, view.log_y, view.metric,
+                                                                     target) for run in shown}
+        label_w = y_label_width([PlotFrame(view, xlim, y, target) for y in set(ylims.values())], plots[0].size.height)
         with self.app.batch_update():
             for run, plot in zip(shown, plots):
                 s = series[run.run]
-                ylim = shared if view.shared_y else shared_ylim([s], None, view.log_y, view.metric, target)
-                if not self._changed(plot, (view, run.run, run.version, run.status, xlim, ylim)):
+                ylim = ylims[run.run]
+                if not self._changed(plot, (view, run.run, run.version, run.status, xlim, ylim, label_w)):
                     continue  # nothing new for this run: no repaint
                 label, color = looks[run.run]
                 frac = run_progress(run).fraction
                 progress = f"{frac:.0%}" if frac is not None else ""
                 title = plot_title(run, label, plot.size.width - 1, progress, several_devices)
-                frame = PlotFrame(view, xlim, ylim, target)
+                frame = PlotFrame(view, xlim, ylim, target, label_w)
                 plot.show(lambda w, h, run=run, s=s, frame=frame, color=color, title=title:
                           run_chart(run, s, frame, color, title, run.run == view.focus, w, h))
 
@@ -206,6 +210,6 @@ class LossGrid(Container):
             value = _reading(run, series[run.run], view, x) if run.run in series else None
             text.append(" │ ", style="dim")
             text.append(label, style=rgb(color))
-            shown = "-" if value is None else (f"{value:.1%}" if view.metric == "acc" else compact(value))
+            shown = "-" if value is None else (pct(value) if view.metric == "acc" else compact(value))
             text.append(f" {shown}", style="bold" if run.run == view.focus else "")
         return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from trainer.figures import pct
 from tui.labels import fmt_lr, sweep_looks
 from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact
@@ -49,10 +50,6 @@ def visible_columns(widths: dict[str, int], room: int) -> tuple[str, ...]:
             break
         keys.remove(key)
     return tuple(keys)
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def lr_cell(run: RunState) -> Text:
