@@ -331,15 +331,15 @@ def regime_sentence(c: Curve) -> str:
     parts = [f"{regime} at batch {', '.join(map(str, bs))}" for regime, bs in groups]
     fit = c.fit
     if fit.get("determined") and finite(fit.get("B_crit")):
-        source = (f"from the fit (B_crit {sig(fit['B_crit'])}, 95% {sig(fit.get('B_crit_lo'))}–"
-                  f"{sig(fit.get('B_crit_hi'))})")
+        source = (f"from the fit: B_crit {sig(fit['B_crit'])}, 95% {sig(fit.get('B_crit_lo'))}–"
+                  f"{sig(fit.get('B_crit_hi'))}")
         differ = [p.batch_size for p in pts if p.measured_regime and p.measured_regime != p.fit_regime]
         if differ:
             source += (f"; the measured slopes say otherwise at batch {', '.join(map(str, differ))}: "
                        + ", ".join(f"{p.batch_size} {p.measured_regime} (slope {p.measured_slope:.2f})"
                                    for p in pts if p.batch_size in differ))
     else:
-        source = "from the measured slopes between batch sizes (B_crit is not determined)"
+        source = "from the measured slopes between neighbouring batch sizes; B_crit is not determined"
     missed = [p.batch_size for p in c.points if not p.reached]
     tail = f"; batch {', '.join(map(str, missed))}: no lr reached the target" if missed else ""
     return "; ".join(parts) + f" ({source}){tail}"
@@ -495,11 +495,15 @@ def rule_sentence(rule: LrRule) -> str:
 # -- the answer in words ------------------------------------------------------------------
 
 
+def _goal(target: float | None) -> str:
+    return f"{100 * target:.4g}%" if finite(target) else "the target"
+
+
 def reached_sentence(analysis: dict[str, Any], target: float | None, unfinished: int = 0) -> str:
     """How many batch sizes reached the target, and what is still training (never "0 of 1" while
     runs are training)."""
     best = analysis.get("best") or []
-    goal = f"{100 * target:.4g}%" if finite(target) else "the target"
+    goal = _goal(target)
     reached = sum(1 for p in best if p.get("reached_target"))
     text = f"{reached} of {len(best)} batch size{'' if len(best) == 1 else 's'} reached {goal}"
     if unfinished:
@@ -515,12 +519,18 @@ def fewest_steps_sentence(m: Matrix) -> str:
 
 
 def b_simple_sentence(analysis: dict[str, Any]) -> str:
+    """B_simple at the target (the median over the batch sizes that reached it), or what is measured
+    where none of those has one (never "not measured" while runs carry it)."""
     value = analysis.get("b_simple")
     batches = analysis.get("b_simple_batches") or []
     if finite(value):
-        return (f"B_simple at the target {sig(value)} (median over batch {', '.join(map(str, batches))}; "
-                "the gradient noise scale: batches well above it stop paying)")
-    return "B_simple: no batch size that reached the target has one"
+        over = f"median over batch {', '.join(map(str, batches))}; " if batches else ""
+        return f"B_simple at the target {sig(value)} ({over}the gradient noise scale: batches well above it stop paying)"
+    measured = [p["b_simple"] for p in analysis.get("points") or [] if finite(p.get("b_simple")) and p["b_simple"] > 0]
+    if measured:
+        return (f"B_simple at the target: no batch size that reached it has one; measured per point "
+                f"{sig(min(measured))}–{sig(max(measured))} ({len(measured)} points)")
+    return "B_simple: not measured by any run yet"
 
 
 def answer_lines(analysis: dict[str, Any], target: float | None, device: str = "", variant: str | None = None,
@@ -528,7 +538,10 @@ def answer_lines(analysis: dict[str, Any], target: float | None, device: str = "
     """The answer as sentences, for the end of `python -m trainer run`, report.md and the app."""
     points = analysis.get("points") or []
     steps = matrix(points, "steps", variant)
-    lines = [recommendation(analysis, target, device), reached_sentence(analysis, target, unfinished)]
+    first = recommendation(analysis, target, device)
+    if unfinished and first.startswith("no batch size reached"):  # the advice waits for the runs to end
+        first = f"no batch size has reached {_goal(target)} with every seed yet"
+    lines = [first, reached_sentence(analysis, target, unfinished)]
     fewest = fewest_steps_sentence(steps)
     if fewest:
         lines.append(fewest)

@@ -16,7 +16,7 @@ KEYS: list[tuple[str, str]] = [
     ("Tab", "focus the next run (shift+Tab: previous): drawn last and bright, the others dimmed"),
     ("← →", "crosshair (shift: bigger steps): every shown run's value at that x, in a line under the plots; Esc hides it"),
     ("PgUp PgDn", "page through the plots when they do not all fit (\"runs 1-4 of 9\")"),
-    ("c", "scaling view: steps, samples and best lr vs batch size, B_crit fit"),
+    ("c", "scaling view: the batch x lr matrix (m: its metric), steps to target with regimes and B_crit, the lr rule"),
     ("e", "save a screenshot (SVG) of the screen into the run directory"),
     ("s", "split-backward on/off for the running sweep (or the Switch)"),
     ("+ -", "chunks k for the next split-backward switch"),

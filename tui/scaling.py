@@ -1,11 +1,11 @@
-"""The scaling view's model and charts (issue 4), pure: no Textual widgets, no torch.
+"""The scaling screen's model and charts, pure: no Textual widgets, no torch.
 
-Steps and samples to target against batch size on log-log axes with the fitted
-critical-batch curves S = S_min (1 + B_crit / B) and E = E_min (1 + B / B_crit)
-(McCandlish et al. 2018), and the best lr per batch size beside the linear and sqrt
-rules. The analysis is trainer.scaling.analyse (numpy only), run on the summaries of
-the runs that have finished, so the view fills live; once the sweep has finished, its
-own sweep_finished.scaling is used (the trainer's word, resumed runs merged in).
+What it shows is trainer/answer.py's (the same answer report.md and the end of a run give): the
+batch x lr matrix with seeds folded, steps and samples to target against batch size on log-log axes
+with the crossing intervals, the B_crit fit and its 95% band and each batch size's regime, and the lr
+rule measured from the grid. The analysis is trainer.scaling.analyse, run on every run of the sweep
+(those still training count, so an lr with a seed still running is never the best yet); once the sweep
+has finished, its own sweep_finished.scaling is used (the trainer's word, resumed runs merged in).
 """
 from __future__ import annotations
 
@@ -15,24 +15,56 @@ from typing import Any
 import numpy as np
 from rich.text import Text
 
-from trainer.recommend import recommendation
-from trainer.scaling import analyse
+from trainer import answer
+from trainer.figures import setting, sig
+from trainer.scaling import analyse, lr_points
 from tui.braille import Chart, Line
-from tui.labels import run_labels
 from tui.palette import run_rich_color
-from tui.plotdata import compact
 from tui.state import SweepState
 from tui.ticks import log_ticks
 
-__all__ = ["analyses", "facts_text", "log_ticks", "lr_chart", "target_chart"]
+__all__ = ["Arm", "analyses", "arms_of", "curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text",
+           "target_chart"]
 
 Analysis = dict[str, Any]
 
 FIT_COLOR = "rgb(255,135,0)"  # the fitted curve (one arm); an arm's own colour when there are several
+BAND_COLOR = "rgb(88,58,20)"  # the fit's 95% band, behind everything
 BCRIT_MARK = "yellow"  # vertical mark at the fitted B_crit
 BSIMPLE_MARK = "magenta"  # vertical mark at the measured B_simple
-LINEAR_RULE = "rgb(255,215,0)"
-SQRT_RULE = "rgb(95,215,95)"
+MISSED = "red"  # a batch size no lr of which reached the target: ▴ at the top edge
+REGIME_COLORS = {answer.PERFECT: "rgb(95,215,95)", answer.DIMINISHING: "rgb(255,215,0)",
+                 answer.NO_GAIN: "rgb(255,95,95)"}
+TIE_COLOR = "rgb(135,175,255)"
+RULE_COLOR = "rgb(255,135,0)"
+# The matrix's colour scale, best to worst (in log for time and steps), and its statuses.
+SCALE = ("rgb(95,215,95)", "rgb(175,215,95)", "rgb(215,215,95)", "rgb(255,175,95)", "rgb(255,135,95)")
+STATUS_COLORS = {"diverged": "bold red", "collapsed": "bold magenta", "running": "cyan", answer.NOT_REACHED: "dim"}
+
+
+# -- what is known now, per arm ---------------------------------------------------------
+
+
+class Arm:
+    """One [[variants]] arm ("" without variants): its analysis, its folded points and what follows."""
+
+    def __init__(self, name: str, analysis: Analysis, points: list[dict[str, Any]], unfinished: int) -> None:
+        self.name = name
+        self.analysis = analysis
+        self.points = points
+        self.unfinished = unfinished
+        self.curve = answer.curve(analysis)
+        self.rule = answer.lr_rule(points)
+        # The rule's 95% band at a few batch sizes, for the plot (the draws are too many to redo per frame).
+        sizes = [p["batch_size"] for p in points]
+        self.rule_band: list[tuple[float, float, float, float]] = []
+        if self.rule.slope is not None and sizes:
+            for x in np.linspace(math.log10(min(sizes)), math.log10(max(sizes)), 9):
+                lr, lo, hi = self.rule.lr_at(10.0**x)  # type: ignore[misc]
+                self.rule_band.append((float(x), lr, lo, hi))
+
+    def matrix(self, metric: str) -> answer.Matrix:
+        return answer.matrix(self.points, metric)
 
 
 def _num(value: Any) -> float | None:
@@ -42,7 +74,8 @@ def _num(value: Any) -> float | None:
 
 
 def _base(config: dict[str, Any], overrides: dict[str, Any] | None = None) -> tuple[float | None, int | None]:
-    """(base lr, base batch size) of the config, or of one [[variants]] arm of it."""
+    """(base lr, base batch size) of the config, or of one [[variants]] arm of it (the trainer's
+    analysis sets the textbook rules beside the best lrs; this screen draws the measured rule)."""
     optim = dict(config.get("optim") or {})
     if overrides and isinstance(overrides.get("optim"), dict):
         optim.update(overrides["optim"])
@@ -50,31 +83,132 @@ def _base(config: dict[str, Any], overrides: dict[str, Any] | None = None) -> tu
     return lr, (int(batch) if batch else None)
 
 
+def _rows(state: SweepState) -> list[dict[str, Any]]:
+    """Every run as a summary row: the finished ones' summaries, the others' batch size, lr and status
+    (so the matrix shows them as running and no lr with a seed still training can be best), each with
+    its last epoch's training loss (the matrix's final-loss metric)."""
+    rows = []
+    for r in state.run_list():
+        losses = [e.train_loss for e in r.epochs if e.train_loss is not None]
+        loss = {"final_train_loss": losses[-1]} if losses else {}
+        if r.summary:
+            rows.append({**r.summary, **loss})
+        else:
+            rows.append({"run": r.run, "batch_size": r.batch_size, "lr": r.lr, "seed": r.seed, "variant": r.variant,
+                         "status": r.status if r.status in ("waiting", "running") else "running",
+                         "best_test_acc": r.best_acc, **loss})
+    return rows
+
+
+def arms_of(state: SweepState) -> dict[str, Arm]:
+    """One Arm per [[variants]] arm of the sweep ("" without variants), from what is known now."""
+    arms_rows: dict[str, list[dict[str, Any]]] = {}
+    for row in _rows(state):
+        arms_rows.setdefault(str(row.get("variant") or ""), []).append(row)
+    overrides = {str(v.get("name")): v for v in (state.config.get("variants") or []) if isinstance(v, dict)}
+    finished = state.scaling if isinstance(state.scaling, dict) else None
+    if finished is not None and isinstance(finished.get("variants"), dict):
+        for name in finished["variants"]:
+            arms_rows.setdefault(str(name), [])
+    out = {}
+    for name, rows in arms_rows.items():
+        if finished is not None:
+            variants = finished.get("variants")
+            a = variants.get(name) if isinstance(variants, dict) else (finished if not name else None)
+        else:
+            a = None
+        if rows and (not isinstance(a, dict) or "b_crit" not in a):  # live, or from before the B_crit interval
+            a = analyse(rows, *_base(state.config, overrides.get(name)))
+        unfinished = sum(1 for r in rows if r.get("status") in answer.UNFINISHED)
+        out[name] = Arm(name, a, lr_points(rows) if rows else list(a.get("points") or []), unfinished)
+    return out
+
+
 def analyses(state: SweepState) -> dict[str, Analysis]:
     """One analysis per arm of the sweep ("" when it has no [[variants]]), from what is known now."""
-    if state.scaling is not None:
-        variants = state.scaling.get("variants")
-        if isinstance(variants, dict):
-            return {str(k): v for k, v in variants.items() if isinstance(v, dict)}
-        return {"": state.scaling}
-    rows = [r.summary for r in state.run_list() if r.summary]
-    arms: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        arms.setdefault(str(row.get("variant") or ""), []).append(row)
-    overrides = {
-        str(v.get("name")): v for v in (state.config.get("variants") or []) if isinstance(v, dict)
-    }
-    return {name: analyse(arm, *_base(state.config, overrides.get(name))) for name, arm in arms.items()}
+    return {name: arm.analysis for name, arm in arms_of(state).items()}
 
 
-# -- charts -------------------------------------------------------------------------------
+# -- the matrix -----------------------------------------------------------------------------
 
 
-def _limits(values: list[float], pad: float = 0.08) -> tuple[float, float]:
-    """log10 range around positive values, padded so end points do not sit on the frame."""
+def _scale_color(value: float, lo: float, hi: float, metric: str) -> str:
+    if hi <= lo:
+        return SCALE[0]
+    if metric in ("time", "steps") and lo > 0:
+        share = (math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    else:
+        share = (value - lo) / (hi - lo)
+    if not answer.LOWER_IS_BETTER[metric]:
+        share = 1 - share
+    return SCALE[min(len(SCALE) - 1, max(0, int(share * len(SCALE))))]
+
+
+def matrix_text(arm: Arm, metric: str, width: int) -> Text:
+    """The batch x lr matrix as text: colour-scaled cells (green best), ▸ the best of each row,
+    ★ (reversed) the overall answer; the spread over seeds is dropped where the terminal is narrow."""
+    m = arm.matrix(metric)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    seeds = max((c.seeds for c in m.cells.values()), default=1)
+    text.append(f"{answer.METRIC_NAMES[metric]}", style="bold")
+    text.append(f"{' · mean±sd of ' + str(seeds) + ' seeds' if seeds > 1 else ''} · ▸ row best"
+                " · ★ answer · m: metric\n", style="dim")
+    if not m.cells:
+        text.append("no run of this sweep has a batch size and an lr yet")
+        return text
+    rng = m.value_range()
+    label_w = max(len("batch"), *(len(str(b)) for b in m.batch_sizes)) + 1
+    for spread in (True, False):
+        texts = {k: _cell_label(c, metric, spread) for k, c in m.cells.items()}
+        col_w = max([len(setting(lr)) for lr in m.lrs] + [len(t) for t in texts.values()]) + 3
+        if label_w + col_w * len(m.lrs) <= width:
+            break
+    shown = max(1, (width - label_w) // col_w)
+    lrs = m.lrs[:shown]
+    text.append(f"{'batch':>{label_w - 1}} ", style="bold")
+    for lr in lrs:
+        text.append(f"{setting(lr):>{col_w}}", style="bold")
+    if len(lrs) < len(m.lrs):
+        text.append(f" +{len(m.lrs) - len(lrs)} lrs", style="dim")
+    for b in m.batch_sizes:
+        text.append("\n")
+        text.append(f"{b:>{label_w - 1}} ", style="bold")
+        for lr in lrs:
+            c = m.cell(b, lr)
+            label = texts.get((b, lr), "")
+            best, top = m.best.get(b) == lr, m.answer == (b, lr)
+            mark = "★" if top else ("▸" if best else " ")
+            cell = f"{mark}{label}"
+            if c is None or c.value is None:
+                style = STATUS_COLORS.get(c.status if c else "", "dim") if metric != "status" or c is None else \
+                    STATUS_COLORS.get(c.status, "green" if c.status == "reached" else "dim")
+            else:
+                style = _scale_color(c.value, *rng, metric) if rng else ""
+            if top:
+                style = f"bold reverse {style}"
+            elif best:
+                style = f"bold {style}"
+            text.append(" " * (col_w - len(cell) - 1))
+            text.append(cell, style=style)
+            text.append(" ")
+    return text
+
+
+def _cell_label(c: answer.Cell, metric: str, spread: bool) -> str:
+    if not spread and c.value is not None and metric != "status":
+        c = answer.Cell(c.batch_size, c.lr, 1, c.reached, c.status, c.value, None, c.eligible, c.fused)
+    return answer.cell_text(c, metric)
+
+
+# -- charts ---------------------------------------------------------------------------------
+
+
+def _limits(values: list[float], pad: float = 0.08) -> tuple[float, float] | None:
+    """log10 range around positive values, padded so end points do not sit on the frame; None
+    without values (an empty plot gets no invented axis)."""
     logs = [math.log10(v) for v in values if v is not None and v > 0 and math.isfinite(v)]
     if not logs:
-        return 0.0, 1.0
+        return None
     lo, hi = min(logs), max(logs)
     if hi - lo < 0.3:  # one point, or nearly: show about half a decade around it
         mid = (lo + hi) / 2
@@ -103,165 +237,166 @@ def _colors(n: int) -> list[tuple[str, str]]:
     return [(run_rich_color(i), run_rich_color(i)) for i in range(n)]
 
 
-def target_chart(arms: dict[str, Analysis], what: str, width: int, height: int) -> Chart:
-    """Steps (`what="steps"`) or samples (`"samples"`) to target against batch size, log-log,
-    with the fitted curve and marks at B_crit and B_simple."""
-    fit_key = "fit_steps" if what == "steps" else "fit_examples"
-    pts = {
-        name: [(p["batch_size"], p[what]) for p in a.get("best", []) if p.get("reached_target") and _num(p.get(what))]
-        for name, a in arms.items()
-    }
-    all_b = [b for a in arms.values() for p in a.get("best", []) for b in [p["batch_size"]]]
-    all_v = [v for ps in pts.values() for _, v in ps]
-    xlim, ylim = _limits(all_b), _limits(all_v)
+def _empty(title: str, xlim: tuple[float, float] | None, width: int, message: str) -> Chart:
+    """A plot with nothing to draw: the batch sizes' axis if there are any, no invented y axis."""
+    return Chart(title=title, lines=[], xlim=xlim or (0.0, 1.0), ylim=(0.0, 1.0),
+                 xticks=log_ticks(*xlim, max(2, width // 8)) if xlim else [], yticks=[], message=message,
+                 xlabel="batch" if xlim else "")
+
+
+def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Chart:
+    """Steps (`what="steps"`) or samples (`"samples"`) to target against batch size, log-log: each batch
+    size at its best lr with its crossing interval as an error bar, coloured by its regime, the fit
+    (trainer.bcrit's median) with its 95% band, marks at B_crit and B_simple, and ▴ at the top edge
+    for batch sizes no lr of which reached the target."""
+    title = "steps to target vs batch" if what == "steps" else "samples to target vs batch"
+    all_b = [p.batch_size for arm in arms.values() for p in arm.curve.points]
+    values = [v for arm in arms.values() for p in arm.curve.points if p.reached
+              for v in ((p.steps, p.steps_lo) if what == "steps" else (p.samples, p.samples_lo)) if _num(v)]
+    xlim = _limits([float(b) for b in all_b])
+    ylim = _limits(values)
+    if xlim is None or ylim is None:
+        return _empty(title, xlim, width, "no batch size reached the target" if xlim else "no run yet")
     xdot, ydot = _dot_sizes(xlim, ylim, width, height)
     lines: list[Line] = []
     vlines: list[tuple[float, str]] = []
-    grid = np.linspace(xlim[0], xlim[1], 96)
-    for (name, a), (color, fit_color) in zip(arms.items(), _colors(len(arms))):
-        fit = a.get(fit_key) or {}
-        b_crit = _num(fit.get("B_crit"))
-        if b_crit and b_crit > 0:
-            bs = 10**grid
-            if what == "steps" and _num(fit.get("S_min")):
-                curve = fit["S_min"] * (1 + b_crit / bs)
-            elif what == "samples" and _num(fit.get("E_min")):
-                curve = fit["E_min"] * (1 + bs / b_crit)
-            else:
-                curve = None
-            if curve is not None:
-                lines.append(Line(grid, np.log10(curve), fit_color, "fit"))
-            vlines.append((math.log10(b_crit), BCRIT_MARK))
-        b_simple = _num(a.get("b_simple"))
+    glyphs: list[tuple[float, float, str, str]] = []
+    for (name, arm), (color, fit_color) in zip(arms.items(), _colors(len(arms))):
+        fit = arm.curve.fit
+        s_min, e_min = _num(fit.get("S_min")), _num(fit.get("E_min"))
+        if s_min and e_min and s_min > 0 and e_min > 0:
+            xs = np.linspace(xlim[0], xlim[1], 64)
+            bs = 10**xs
+            curve = s_min + e_min / bs if what == "steps" else s_min * bs + e_min
+            band = fit.get("band") or {}
+            if what == "steps" and band.get("batch"):
+                bx = np.log10(np.asarray(band["batch"], dtype=float))
+                for edge in ("steps_lo", "steps_hi"):
+                    lines.append(Line(bx, np.log10(np.maximum(band[edge], 1e-12)), BAND_COLOR))
+            lines.append(Line(xs, np.log10(curve), fit_color, "fit"))
+            b_crit = _num(fit.get("B_crit"))
+            if b_crit and b_crit > 0 and fit.get("determined"):
+                vlines.append((math.log10(b_crit), BCRIT_MARK))
+        b_simple = arm.curve.b_simple
         if b_simple and b_simple > 0:
             vlines.append((math.log10(b_simple), BSIMPLE_MARK))
-        ps = sorted(pts[name])
-        if ps:
-            xs = np.log10([b for b, _ in ps])
-            ys = np.log10([v for _, v in ps])
-            lines.append(Line(xs, ys, color, "measured"))
-            for x, y in zip(xs, ys):
-                lines += _marker(float(x), float(y), color, xdot, ydot)
-    title = "steps to target vs batch" if what == "steps" else "samples to target vs batch"
-    if not all_v:
-        title += " (no run reached it yet)"
-    return Chart(
-        title=title,
-        lines=lines,
-        xlim=xlim,
-        ylim=ylim,
-        xticks=log_ticks(*xlim, max(2, width // 8)),
-        yticks=log_ticks(*ylim, max(2, (height - 4) // 2)),
-        vlines=vlines,
-    )
+        reached = [p for p in arm.curve.points if p.reached]
+        key = "steps" if what == "steps" else "samples"
+        pts = [(p, getattr(p, key), getattr(p, f"{key}_lo")) for p in reached if _num(getattr(p, key))]
+        if pts:
+            xs = np.log10([p.batch_size for p, _, _ in pts])
+            ys = np.log10([v for _, v, _ in pts])
+            lines.append(Line(xs, ys, color, f"measured {name}".strip()))
+            for (p, hi, lo), x, y in zip(pts, xs, ys):
+                mark = REGIME_COLORS.get(p.regime, color) if len(arms) == 1 else color
+                if _num(lo) and lo > 0 and lo < hi:
+                    lines.append(Line(np.array([x, x]), np.log10([lo, hi]), mark))
+                lines += _marker(float(x), float(y), mark, xdot, ydot)
+        for p in arm.curve.points:
+            if not p.reached:
+                glyphs.append((math.log10(p.batch_size), ylim[1] - ydot, "▴", MISSED))
+    return Chart(title=title, lines=lines, xlim=xlim, ylim=ylim, xticks=log_ticks(*xlim, max(2, width // 8)),
+                 yticks=log_ticks(*ylim, max(2, (height - 4) // 2)), vlines=vlines, points=glyphs,
+                 xlabel="batch")
 
 
-def lr_chart(arms: dict[str, Analysis], width: int, height: int) -> Chart:
-    """Best lr per batch size (log-log) beside the linear and sqrt scaling rules."""
-    best = {name: [p for p in a.get("best", []) if _num(p.get("lr")) and p["lr"] > 0] for name, a in arms.items()}
-    all_b = [p["batch_size"] for ps in best.values() for p in ps]
-    all_lr = [p[k] for ps in best.values() for p in ps for k in ("lr", "lr_linear_rule", "lr_sqrt_rule")
-              if _num(p.get(k))]
+def target_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Chart:
+    """The curve chart (kept under its former name for callers that draw one quantity)."""
+    return curve_chart(arms, what, width, height)
+
+
+def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
+    """The lr rule measured: best lr per batch size (+) with its tie band (│), the fitted rule through
+    them with its 95% band; the x axis spans every batch size run, the y axis every lr tried."""
+    all_b = [float(p["batch_size"]) for arm in arms.values() for p in arm.points]
+    all_lr = [float(p["lr"]) for arm in arms.values() for p in arm.points if _num(p.get("lr")) and p["lr"] > 0]
     xlim, ylim = _limits(all_b), _limits(all_lr)
+    title = "best lr vs batch (lr rule)"
+    if xlim is None or ylim is None:
+        return _empty(title, xlim, width, "no run yet")
     xdot, ydot = _dot_sizes(xlim, ylim, width, height)
     lines: list[Line] = []
-    for (name, ps), (color, _) in zip(best.items(), _colors(len(best))):
-        ps = sorted(ps, key=lambda p: p["batch_size"])
-        if not ps:
-            continue
-        anchor = ps[0]
-        if _num(anchor.get("lr_linear_rule")) and _num(anchor.get("lr_sqrt_rule")):
-            # Both rules are straight in log-log: slope 1 (linear) and 1/2 (sqrt) through the base.
-            x0 = math.log10(anchor["batch_size"])
-            lin0, sqrt0 = math.log10(anchor["lr_linear_rule"]), math.log10(anchor["lr_sqrt_rule"])
-            xs = np.array(xlim)
-            lines.append(Line(xs, lin0 + (xs - x0), LINEAR_RULE, "linear rule"))
-            lines.append(Line(xs, sqrt0 + 0.5 * (xs - x0), SQRT_RULE, "sqrt rule"))
-        xs = np.log10([p["batch_size"] for p in ps])
-        ys = np.log10([p["lr"] for p in ps])
-        lines.append(Line(xs, ys, color, f"best lr {name}".strip()))
-        for x, y in zip(xs, ys):
-            lines += _marker(float(x), float(y), color, xdot, ydot)
-    return Chart(
-        title="best lr vs batch",
-        lines=lines,
-        xlim=xlim,
-        ylim=ylim,
-        xticks=log_ticks(*xlim, max(2, width // 8)),
-        yticks=log_ticks(*ylim, max(2, (height - 4) // 2)),
-        legend=True,
-    )
+    best_any = False
+    for (name, arm), (color, _) in zip(arms.items(), _colors(len(arms))):
+        rule = arm.rule
+        if rule.slope is not None and arm.rule_band:
+            xs = np.array([x for x, *_ in arm.rule_band])
+            lines.append(Line(xs, np.log10([lo for *_, lo, _ in arm.rule_band]), BAND_COLOR))
+            lines.append(Line(xs, np.log10([hi for *_, hi in arm.rule_band]), BAND_COLOR))
+            label = f"rule B^{rule.slope:.2f} {name}".strip()
+            lines.append(Line(xs, np.log10([lr for _, lr, _, _ in arm.rule_band]),
+                              RULE_COLOR if len(arms) == 1 else color, label))
+        for p in rule.best:
+            best_any = True
+            x = math.log10(p.batch_size)
+            if p.tie_hi > p.tie_lo:
+                lines.append(Line(np.array([x, x]), np.log10([p.tie_lo, p.tie_hi]), TIE_COLOR))
+            lines += _marker(x, math.log10(p.lr), color, xdot, ydot)
+    legend: list[tuple[str, str, bool]] = [(line.label, line.color, False) for line in lines if line.label]
+    if best_any:
+        legend = [("best lr", _colors(len(arms))[0][0], False), ("ties", TIE_COLOR, False), *legend,
+                  ("95% band", BAND_COLOR, False)]
+    return Chart(title=title, lines=lines, xlim=xlim, ylim=ylim, xticks=log_ticks(*xlim, max(2, width // 8)),
+                 yticks=log_ticks(*ylim, max(2, (height - 4) // 2)), legend=legend,
+                 xlabel="batch", message="" if best_any else "no best lr: no lr reached the target")
 
 
 # -- the facts in words -------------------------------------------------------------------
 
 
-def _fit_line(label: str, fit: dict[str, Any], min_key: str) -> Text:
+def facts_text(state: SweepState, arms: dict[str, Arm] | dict[str, Analysis]) -> Text:
+    """The answer in words (trainer/answer.py) per arm, and the best run of each batch size by label."""
     text = Text()
-    text.append(f"{label} fit: ", style="bold")
-    if _num(fit.get("B_crit")):
-        text.append("B_crit ")
-        text.append(compact(fit["B_crit"], 2), style=f"bold {BCRIT_MARK}")  # a fit: 2 figures, as the report
-        text.append(f" · {min_key} {compact(fit.get(min_key), 2)}")
-        if _num(fit.get("rel_rms")) is not None:
-            text.append(f" (rms {fit['rel_rms']:.1%})", style="dim")
-    else:
-        text.append("no fit: ", style="bold red")
-        text.append(str(fit.get("error") or "not computed"))
-    return text
-
-
-def facts_text(state: SweepState, arms: dict[str, Analysis]) -> Text:
-    """What the charts say in words: fitted B_crit, measured B_simple, points used (or why none)."""
-    text = Text()
-    finished = sum(1 for r in state.run_list() if r.summary)
-    target = f"{state.target_accuracy:.0%}" if state.target_accuracy is not None else "the target"
-    # The best run of each batch size by its label (what tells it apart in the sweep, tui.labels).
-    names = run_labels([r.key() for r in state.run_list()])
-    labels = {(r.batch_size, r.lr, r.variant): names[r.run] for r in state.run_list()}
+    if arms and not isinstance(next(iter(arms.values())), Arm):  # analyses: wrap them
+        arms = {n: Arm(n, a, a.get("points") or [], 0) for n, a in arms.items()}  # type: ignore[arg-type]
     if not arms:
-        text.append("No run has finished yet", style="bold")
-        text.append(f": this view fills as runs finish ({len(state.runs)} in the sweep).")
+        text.append("No run has started yet", style="bold")
+        text.append(f": this view fills as runs train ({len(state.runs)} in the sweep).")
         return text
-    for i, ((name, a), (color, fit_color)) in enumerate(zip(arms.items(), _colors(len(arms)))):
+    for i, ((name, arm), (color, _)) in enumerate(zip(arms.items(), _colors(len(arms)))):  # type: ignore[union-attr]
         if i:
             text.append("\n\n")
         if name:
             text.append(f"{name}\n", style=f"bold {color}")
-        best = a.get("best", [])
-        if not best:  # summaries without batch size and lr: a run directory from before issue 4
-            text.append("The finished runs' summaries carry no batch size and lr to analyse", style="bold")
+        a = arm.analysis
+        if not a.get("best"):  # summaries without batch size and lr: a run directory from before lr sweeps
+            text.append("The runs carry no batch size and lr to analyse", style="bold")
             text.append(" (a run directory written before lr sweeps were recorded?); rerun the sweep.")
             continue
-        text.append("answer: ", style="bold")
-        text.append(recommendation(a, state.target_accuracy, state.device))
-        text.append("\n")
-        reached = sum(1 for p in best if p.get("reached_target"))
-        lrs = max((p.get("lrs_tried") or 1 for p in best), default=1)
-        text.append(f"{reached} of {len(best)} batch sizes reached {target}")
-        # One lr per batch size means no lr sweep only once every run is in; live, more may come.
-        no_sweep = " (no lr sweep)" if lrs == 1 and state.finished else ""
-        text.append(f" · {lrs} lr{'s' if lrs != 1 else ''} each{no_sweep}")
-        text.append("\n")
-        text.append_text(_fit_line("steps", a.get("fit_steps") or {}, "S_min"))
-        text.append("\n")
-        text.append_text(_fit_line("samples", a.get("fit_examples") or {}, "E_min"))
-        text.append("\n")
-        best_runs = [labels.get((p.get("batch_size"), p.get("lr"), name)) for p in best]
-        best_runs = [label for label in best_runs if label]
+        lines = answer.answer_lines(a, state.target_accuracy, state.device, unfinished=arm.unfinished)
+        heads = ("answer: ", "", "", "regimes: ", "", "lr rule: ")
+        for j, line in enumerate(lines):
+            if j:
+                text.append("\n")
+            if j == 0:
+                text.append("answer: ", style="bold")
+                text.append(line)
+                continue
+            for head in heads:
+                if head and line.startswith(head):
+                    text.append(head, style="bold")
+                    line = line[len(head):]
+                    break
+            text.append(line)
+        fit = a.get("b_crit") or {}
+        if fit.get("determined") and _num(fit.get("B_crit")):  # (not determined: the answer says why)
+            text.append("\n")
+            text.append("B_crit ", style="bold")
+            text.append(sig(fit["B_crit"]), style=f"bold {BCRIT_MARK}")
+            text.append(f" (95% {sig(fit.get('B_crit_lo'))}–{sig(fit.get('B_crit_hi'))}) · S_min "
+                        f"{sig(fit.get('S_min'))} steps · E_min {sig(fit.get('E_min'))} samples")
+        best_runs = [f"bs {p['batch_size']} lr {setting(p['lr'])}" for p in a["best"] if _num(p.get("lr"))]
         if best_runs:
+            text.append("\n")
             text.append("best: ", style="bold")
             text.append(", ".join(best_runs))
-            text.append("\n")
-        text.append("B_simple ", style="bold")
-        b_simple = _num(a.get("b_simple"))
-        text.append(compact(b_simple) if b_simple else "not measured", style=f"bold {BSIMPLE_MARK}")
-        text.append(" (measured noise scale, median)", style="dim")
-    if not state.finished:
-        text.append(f"\n\nlive: {finished} of {len(state.runs)} runs finished", style="dim")
-    text.append("\n━ measured", style=_colors(len(arms))[0][0])
+    arm0_color = _colors(len(arms))[0][0]
+    text.append("\n━ measured", style=arm0_color)
     if len(arms) == 1:
         text.append("  ━ fit", style=FIT_COLOR)
     text.append("  │ B_crit", style=BCRIT_MARK)
     text.append("  │ B_simple", style=BSIMPLE_MARK)
+    text.append("  ▴ not reached", style=MISSED)
+    for regime, color in REGIME_COLORS.items():
+        text.append(f"  + {regime}", style=color)
     return text

@@ -88,7 +88,7 @@ def test_regimes_of_a_curve_that_bends_at_b_crit():
                                                      answer.NO_GAIN, answer.NO_GAIN]
     text = answer.regime_sentence(c)
     assert text.startswith("perfect scaling at batch 4, 16; diminishing returns at batch 256; no gain at batch 4096, 16384")
-    assert "from the fit (B_crit" in text
+    assert "(from the fit: B_crit 2" in text
 
 
 def test_regimes_from_measured_slopes_when_the_fit_is_not_determined():
@@ -97,7 +97,7 @@ def test_regimes_from_measured_slopes_when_the_fit_is_not_determined():
     assert not c.fit.get("determined")
     assert [p.regime for p in c.points] == [answer.PERFECT, answer.PERFECT]
     assert [p.fit_regime for p in c.points] == [None, None]
-    assert "from the measured slopes" in answer.regime_sentence(c)
+    assert "from the measured slopes between neighbouring batch sizes; B_crit is not determined" in answer.regime_sentence(c)
     flat = answer.curve(analyse(_curve_rows([16, 64, 256], lambda b: 500)))
     assert {p.measured_regime for p in flat.points} == {answer.NO_GAIN}
 

@@ -1,7 +1,8 @@
-"""`c`: the scaling view full screen (issue 4): a status line, the charts and facts, the footer.
+"""`c`: the scaling view full screen: a status line, the batch x lr matrix, the charts and the
+answer in words, the footer.
 
-A screen of its own rather than a panel of the main one: three log-log charts and the
-fit's words need the whole terminal at 80x24. The app fills it from its state on the
+A screen of its own rather than a panel of the main one: the matrix, three log-log charts and
+the answer need the whole terminal at 80x24. The app fills it from its state on the
 same redraw timer as the main screen.
 """
 from __future__ import annotations
@@ -31,17 +32,22 @@ class ScalingScreen(Screen[None]):
     }
     """
 
-    BINDINGS = [Binding("escape", "app.scaling", "back", show=False)]
+    BINDINGS = [Binding("escape", "app.scaling", "back", show=False),
+                Binding("m", "metric", "metric", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="scaling-status")
         yield ScalingView(id="scaling")
         yield compact_footer()
 
+    def action_metric(self) -> None:
+        """m: the matrix's next metric."""
+        self.query_one(ScalingView).cycle_metric()
+
     def update_from(self, state: SweepState, status: Text) -> None:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("scaling ", style="bold")
-        line.append("(c or Esc: back) ", style="dim")
+        line.append("(c or Esc: back · m: matrix metric) ", style="dim")
         line.append_text(status)
         try:
             status_line, view = self.query_one("#scaling-status", Static), self.query_one(ScalingView)

@@ -1,28 +1,35 @@
-"""The scaling view (issue 4): steps and samples to target, and best lr, against batch size.
-
-Three braille charts (tui.braille, log10 values plotted directly) and the facts in
-words: fitted B_crit, measured B_simple, or why there is no fit yet. The charts are
-built by tui.scaling from the sweep state; this file only lays them out and draws them.
+"""The scaling screen's body: the batch x lr matrix first, the answer in words under it, then the
+steps-to-target curve with its regimes, the lr rule and samples to target (braille charts), and the
+facts. Everything is built by tui.scaling from the sweep state (trainer/answer.py's answer); this file
+only lays it out and draws it.
 """
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.css.query import NoMatches
 from textual.containers import Grid, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.scaling import Analysis, analyses, facts_text, lr_chart, target_chart
+from trainer.answer import METRICS
+from tui.scaling import Analysis, Arm, arms_of, curve_chart, facts_text, lr_chart, matrix_text
 from tui.state import SweepState
 from tui.widgets.chart import BrailleChart
 
+
 class ScalingView(Widget):
-    """Steps and samples to target (with the B_crit fits), best lr with the rules, and the facts."""
+    """The matrix (m cycles its metric), the curve, the lr rule, samples to target and the facts."""
 
     DEFAULT_CSS = """
     ScalingView {
         height: 1fr;
+        layout: vertical;
+    }
+    ScalingView #scaling-matrix {
+        height: auto;
+        max-height: 50%;
+        padding: 0 1;
     }
     ScalingView > Grid {
         grid-size: 2 2;
@@ -41,21 +48,58 @@ class ScalingView(Widget):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._drawn: tuple[int, int] | None = None
-        #: The analyses last drawn, one per arm of the sweep (tests read them).
-        self.arms: dict[str, Analysis] = {}
+        self._drawn: tuple[int, int, str, int] | None = None
+        self.metric = METRICS[0]
+        self._chosen = False  # m pressed: show its metric even where it has nothing to show
+        #: What was last drawn, one Arm per arm of the sweep (tests read them).
+        self.arm_views: dict[str, Arm] = {}
+
+    @property
+    def arms(self) -> dict[str, Analysis]:
+        """The analyses last drawn, per arm."""
+        return {name: arm.analysis for name, arm in self.arm_views.items()}
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="scaling-matrix")
         with Grid():
             yield BrailleChart(id="scaling-steps")
-            yield BrailleChart(id="scaling-samples")
             yield BrailleChart(id="scaling-lr")
+            yield BrailleChart(id="scaling-samples")
             with VerticalScroll(id="scaling-facts-box"):
                 yield Static("", id="scaling-facts")
 
+    def cycle_metric(self) -> str:
+        """m: the matrix's next metric (time → steps → accuracy → loss → status)."""
+        self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
+        self._chosen = True
+        self._draw_matrix()
+        return self.metric
+
+    def on_resize(self) -> None:
+        self._draw_matrix()
+
+    def _draw_matrix(self) -> None:
+        try:
+            box = self.query_one("#scaling-matrix", Static)
+        except NoMatches:
+            return
+        width = max(20, (self.size.width or 80) - 2)
+        if not self._chosen and self.arm_views and all(
+                not any(c.value is not None for c in arm.matrix(self.metric).cells.values())
+                for arm in self.arm_views.values()):
+            self.metric = "accuracy"  # no time to target anywhere: the best accuracy says more
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for i, (name, arm) in enumerate(self.arm_views.items()):
+            if i:
+                text.append("\n")
+            if name:
+                text.append(f"{name}: ", style="bold")
+            text.append_text(matrix_text(arm, self.metric, width))
+        box.update(text)
+
     def update_from(self, state: SweepState) -> None:
         """Recompute from the state if it changed since the last call (the analysis is cheap, not free)."""
-        key = (id(state), state.version)
+        key = (id(state), state.version, self.metric, self.size.width)
         if key == self._drawn:
             return
         try:
@@ -66,12 +110,17 @@ class ScalingView(Widget):
         except NoMatches:  # a redraw came before the view's children mounted; the next one draws
             return
         self._drawn = key
-        arms = self.arms = analyses(state)
-        steps.show(lambda w, h: target_chart(arms, "steps", w, h))
-        samples.show(lambda w, h: target_chart(arms, "samples", w, h))
+        arms = self.arm_views = arms_of(state)
+        self._draw_matrix()
+        steps.show(lambda w, h: curve_chart(arms, "steps", w, h))
+        samples.show(lambda w, h: curve_chart(arms, "samples", w, h))
         lr.show(lambda w, h: lr_chart(arms, w, h))
         facts.update(facts_text(state, arms))
 
     def facts(self) -> Text:
         """The facts panel's text (tests read it)."""
         return self.query_one("#scaling-facts", Static).render()  # type: ignore[return-value]
+
+    def matrix(self) -> Text:
+        """The matrix's text (tests read it)."""
+        return self.query_one("#scaling-matrix", Static).render()  # type: ignore[return-value]
