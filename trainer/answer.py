@@ -36,7 +36,7 @@ from trainer.recommend import recommendation
 
 #: The matrix's metrics, in the order a key cycles them.
 METRICS: tuple[str, ...] = ("time", "steps", "accuracy", "loss", "status")
-METRIC_NAMES = {"time": "time to target (s)", "steps": "steps to target", "accuracy": "best test accuracy",
+METRIC_NAMES = {"time": "time to target alone (s)", "steps": "steps to target", "accuracy": "best test accuracy",
                 "loss": "final training loss", "status": "status"}
 LOWER_IS_BETTER = {"time": True, "steps": True, "accuracy": False, "loss": True, "status": True}
 
@@ -68,7 +68,7 @@ class Cell:
     value: float | None  # the metric's mean over seeds (None: the metric has no value here)
     spread: float | None  # the metric's standard deviation over seeds (0 for one seed)
     eligible: bool  # every seed reached the target and none diverged or collapsed
-    fused: bool = False  # trained in a fused group: its time is a share of the group's
+    fused: bool = False  # trained in a fused group (without a time alone, its time is a share of the group's)
     point: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -114,7 +114,9 @@ def _eligible(p: dict[str, Any]) -> bool:
 def _metric(p: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
     """(mean, spread) of one metric for a folded point; time and steps only where every seed reached."""
     reached = _eligible(p)
-    if metric == "time":
+    if metric == "time":  # alone where recorded (trainer.scaling.alone_of), else the measured time
+        if reached and finite(p.get("time_alone_s")):
+            return p["time_alone_s"], p.get("time_alone_s_std")
         return (p.get("time_s"), p.get("time_s_std")) if reached and finite(p.get("time_s")) else (None, None)
     if metric in ("steps", "status"):
         k = p.get("split_chunks") or 1
@@ -132,6 +134,10 @@ def _rank(p: dict[str, Any], metric: str) -> float | None:
     """The number a cell is ranked by (smaller is better); time and steps by their crossing intervals'
     midpoints, as trainer.scaling and trainer.recommend rank them."""
     if metric in ("time", "status"):
+        if finite(p.get("time_alone_s")):  # as trainer.recommend ranks: the interval alone, its midpoint
+            hi = p["time_alone_s_max"] if finite(p.get("time_alone_s_max")) else p["time_alone_s"]
+            lo = p["time_alone_s_min"] if finite(p.get("time_alone_s_min")) else hi
+            return (lo + hi) / 2
         if not finite(p.get("time_s")):
             return None
         lo = p["time_s_lo"] if finite(p.get("time_s_lo")) else p["time_s"]
@@ -204,7 +210,7 @@ def cell_text(c: Cell | None, metric: str) -> str:
         spread = (f"{100 * c.spread:.1f}" if metric == "accuracy" else
                   count(c.spread) if metric == "steps" else sig(c.spread, 2))
         text += f"±{spread}"
-    if metric == "time" and c.fused:
+    if metric == "time" and c.fused and not finite(c.point.get("time_alone_s")):  # a share of a group's time
         text += "÷"
     return text
 
