@@ -16,7 +16,7 @@ from typing import Any
 
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.crossing import fill_from_events
-from trainer.recommend import recommendations
+from trainer.answer import METRIC_NAMES, answers, markdown_table, matrix
 from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
 from trainer.figures import count, finite as _finite, setting, sig, span, with_interval
 from trainer.scaling import analyse
@@ -47,6 +47,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
                           + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else ""))
     reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
     rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
+    rows = _with_final_loss(rows, events)
     cfg = started.get("config") if isinstance(started.get("config"), dict) else {}
     optim = cfg.get("optim")
     optim = optim if isinstance(optim, dict) else {}
@@ -57,6 +58,16 @@ def collect(run_dir: Path) -> dict[str, Any]:
     return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
             "derived": derived, "reasons": reasons, "test_samples": test_n,
             "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events)}
+
+
+def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its run's last epoch's training loss (`final_train_loss`, the matrix's loss metric;
+    not a summary field)."""
+    last: dict[str, float] = {}
+    for e in events:
+        if e.get("type") == EventType.EPOCH_END and isinstance(e.get("run"), str) and _finite(e.get("train_loss")):
+            last[e["run"]] = float(e["train_loss"])
+    return [{**r, "final_train_loss": last[str(r.get("run"))]} if str(r.get("run")) in last else r for r in rows]
 
 
 def _positive(value: Any) -> float | None:
@@ -143,6 +154,28 @@ def _share(share: float) -> str:
     return f"{100 * share:.0f}%"
 
 
+MATRIX_METRICS = ("time", "steps", "accuracy", "loss")
+
+
+def _matrix_lines(a: dict[str, Any]) -> list[str]:
+    """The batch x lr matrix (trainer/answer.py) per metric, as Markdown tables, every batch size a row
+    (one set per [[variants]] arm)."""
+    points = a.get("points", [])
+    seeds = max((p.get("seeds") or 1 for p in points), default=1)
+    lines = ["", "## Batch size x lr", "",
+             "Rows: batch sizes; columns: lrs" + (f"; each cell the mean ± sd over {seeds} seeds" if seeds > 1 else "")
+             + ". **Bold**: the best lr of each batch size for that metric (time and steps: only lrs whose every "
+             "seed reached the target and none diverged or collapsed); ★: the best cell overall. Time: to the "
+             "target alone where recorded (÷: a fused run's share of its group's time, no time alone recorded). "
+             "Final training loss: the last epoch's."]
+    for name in sorted({str(p.get("variant") or "") for p in points}):
+        for metric in MATRIX_METRICS:
+            m = matrix(points, metric, variant=name)
+            if m.cells:
+                lines += ["", f"{name + ': ' if name else ''}{METRIC_NAMES[metric]}", "", *markdown_table(m)]
+    return lines
+
+
 def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     """The report as Markdown: tables, and the plots as text blocks unless plots is False."""
     s, a = facts["started"], facts["analysis"]
@@ -167,8 +200,9 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         lines.append("- derived by this report from the recorded events (this run directory's trainer did not "
                      "record them): " + "; ".join(facts["derived"]))
     lines += ["", "## Recommendation", ""]
-    lines += [f"- {sentence}" for sentence in recommendations(a, target if _finite(target) else None,
-                                                                str(s.get("device") or ""))]
+    lines += [f"- {sentence}" for sentence in answers(a, target if _finite(target) else None,
+                                                      str(s.get("device") or ""))]
+    lines += _matrix_lines(a)
     lines += [
         "",
         "## Best lr per batch size",

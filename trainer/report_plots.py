@@ -1,8 +1,9 @@
 """Terminal plots of the headless report (issue 13), drawn with plotext into plain strings.
 
-Three plots: training loss against samples per run, test accuracy against samples with the target,
-and steps to target against batch size (log-log) with each crossing's interval, the B_crit fit and its
-95% band. Plain text (no colours), so they read the same in a terminal, in report.md and over SSH;
+Four plots: training loss against samples per run, test accuracy against samples with the target,
+steps to target against batch size (log-log) with each crossing's interval, the B_crit fit and its
+95% band, each batch size's regime and the batch sizes no lr reached the target at, and the best lr
+against batch size with the lr rule measured from the grid (trainer/answer.py). Plain text (no colours), so they read the same in a terminal, in report.md and over SSH;
 runs are told apart by their marker characters, named in each legend. No torch, no Textual.
 """
 from __future__ import annotations
@@ -80,12 +81,31 @@ def _build(title: str, legend: Sequence[tuple[str, str]]) -> str:
 
 
 def _runs_to_draw(runs: dict[str, dict[str, Any]], analysis: dict[str, Any]) -> tuple[list[str], int]:
-    """Run ids to draw (at most MAX_RUNS) and how many were left out."""
+    """Run ids to draw (at most MAX_RUNS) and how many were left out. Beyond MAX_RUNS, one run per batch
+    size: its best lr's, or where no lr reached the target its most accurate lr's, so every batch size
+    stays in the plot."""
     ids = [r for r in runs if runs[r]["points"]]
     if len(ids) <= MAX_RUNS:
         return ids, 0
-    best = {(p["batch_size"], p["lr"], p.get("variant") or "") for p in analysis.get("best", []) if p.get("lr")}
-    keep = [r for r in ids if (runs[r]["batch_size"], runs[r]["lr"], runs[r]["variant"]) in best][:MAX_RUNS]
+    pick: dict[tuple[int, str], float] = {}
+    for p in analysis.get("best", []):
+        if p.get("lr") is not None:
+            pick[(p["batch_size"], p.get("variant") or "")] = p["lr"]
+    accurate: dict[tuple[int, str], tuple[float, float]] = {}
+    for p in analysis.get("points", []):
+        key = (p["batch_size"], p.get("variant") or "")
+        acc = p.get("best_test_acc") if isinstance(p.get("best_test_acc"), (int, float)) else -1.0
+        if key not in pick and (key not in accurate or acc > accurate[key][0]):
+            accurate[key] = (acc, p["lr"])
+    pick.update({key: lr for key, (_, lr) in accurate.items()})
+    keep: list[str] = []
+    seen: set[tuple[int, str]] = set()
+    for r in ids:
+        key = (runs[r]["batch_size"], runs[r]["variant"])
+        if key not in seen and pick.get(key) == runs[r]["lr"]:
+            seen.add(key)
+            keep.append(r)
+    keep = sorted(keep, key=lambda r: (runs[r]["batch_size"], runs[r]["variant"]))[:MAX_RUNS]
     return keep, len(ids) - len(keep)
 
 
@@ -138,7 +158,7 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def loss_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
     ids, omitted = _runs_to_draw(runs, analysis)
-    note = f"; {omitted} runs not drawn (only each batch size's best lr)" if omitted else ""
+    note = f"; {omitted} runs not drawn (one per batch size: its best lr, else its most accurate)" if omitted else ""
     title = f"Training loss vs samples (each run's iterations in {MAX_POINTS} buckets, their means{note})"
     if not ids:
         return f"{title}\n(no training loss recorded)"
@@ -156,7 +176,7 @@ def loss_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], width: 
 def accuracy_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], target: float | None,
                   width: int = WIDTH, height: int = HEIGHT) -> str:
     ids, omitted = _runs_to_draw({k: {**v, "points": v["evals"]} for k, v in runs.items()}, analysis)
-    note = f"; {omitted} runs not drawn (only each batch size's best lr)" if omitted else ""
+    note = f"; {omitted} runs not drawn (one per batch size: its best lr, else its most accurate)" if omitted else ""
     line = f"; the horizontal line is the target, {100 * target:g}%" if target is not None else ""
     title = f"Test accuracy vs samples (at each evaluation{line}{note})"
     if not ids:
@@ -186,16 +206,23 @@ def _ticks(xs: list[float], ys: list[float], log: bool, y_suffix: str = "") -> N
 
 def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
     """Steps (batches) to target vs batch size, log-log: | each best point's crossing interval (last
-    miss to hit), x the hit, the fit's median curve and its 95% band."""
-    reached = [p for p in analysis.get("best", []) if p.get("reached_target")]
-    fit = analysis.get("b_crit") or {}
+    miss to hit), x the hit, the fit's median curve and its 95% band, ^ at the top for batch sizes no lr
+    of which reached the target; each batch size's regime (trainer/answer.py) under the plot."""
+    from trainer.answer import curve
+
+    c = curve(analysis)
+    reached = [p for p in c.points if p.reached]
+    missed = [p.batch_size for p in c.points if not p.reached]
+    fit = c.fit
     title = "Steps (batches) to target vs batch size, log-log, best lr of each batch size"
     if not reached:
-        return f"{title}\n(no batch size reached the target: nothing to plot against batch size)"
+        sizes = ", ".join(str(p.batch_size) for p in c.points)
+        return f"{title}\n(no batch size reached the target: nothing to plot against batch size; batch sizes run: {sizes or 'none'})"
     _start("batch size", width, height)
     plt.xscale("log")
     plt.yscale("log")
-    xs_all, ys_all = [], []
+    xs_all: list[float] = [float(p.batch_size) for p in c.points]
+    ys_all: list[float] = []
     band = fit.get("band")
     legend = [("|", "crossing interval (last miss to hit)"), ("x", "hit")]
     if band:
@@ -206,23 +233,58 @@ def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGH
         ys_all += [v for v in band["steps_lo"] + band["steps_hi"] if v > 0]
         legend += [("o", "fit S = S_min (1 + B_crit / B), median"), (".", "its 95% band")]
     for p in reached:
-        b, hi = p["batch_size"], p["steps"]
-        lo = p.get("steps_lo")
+        b, hi, lo = p.batch_size, p.steps, p.steps_lo
         if lo is not None and 0 < lo < hi:
             seg = [lo * (hi / lo) ** (i / 15) for i in range(16)]
             plt.scatter([b] * len(seg), seg, marker="|")
             ys_all.append(lo)
         plt.scatter([b], [hi], marker="x")
-        xs_all.append(b)
         ys_all.append(hi)
     ys_all = [v for v in ys_all if v > 0]
+    if missed:
+        top = max(ys_all)
+        plt.scatter(missed, [top] * len(missed), marker="^")
+        legend.append(("^", "not reached by any lr (drawn at the top)"))
     _ticks(xs_all, ys_all, log=True)
-    return _build(title, legend)
+    regimes = "; ".join(f"{p.batch_size}: {p.regime}" for p in c.points)
+    return _build(title, legend) + f"\n  regime per batch size: {regimes}"
+
+
+def lr_rule_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
+    """Best lr vs batch size, log-log (trainer/answer.py's lr rule): x the best lr tried, | its tie band,
+    o the rule fitted through them, . its 95% band."""
+    from trainer.answer import lr_rule, rule_sentence
+
+    rule = lr_rule(analysis.get("points", []))
+    title = "Best lr vs batch size, log-log (the lr rule measured from the grid)"
+    if not rule.best:
+        return f"{title}\n(no batch size has a best lr: no lr reached the target)"
+    _start("batch size", width, height)
+    plt.xscale("log")
+    plt.yscale("log")
+    sizes = sorted({p["batch_size"] for p in analysis.get("points", [])})
+    lrs = [p["lr"] for p in analysis.get("points", []) if isinstance(p.get("lr"), (int, float)) and p["lr"] > 0]
+    legend = [("x", "best lr tried"), ("|", "tie band (lrs whose crossings overlap the best's)")]
+    if rule.slope is not None:
+        grid = [sizes[0] * (sizes[-1] / sizes[0]) ** (i / 24) for i in range(25)]
+        at = [rule.lr_at(b) for b in grid]
+        plt.plot(grid, [v[1] for v in at], marker=".")  # type: ignore[index]
+        plt.plot(grid, [v[2] for v in at], marker=".")  # type: ignore[index]
+        plt.plot(grid, [v[0] for v in at], marker="o")  # type: ignore[index]
+        lrs += [v[1] for v in at] + [v[2] for v in at]  # type: ignore[index]
+        legend += [("o", f"rule: lr ~ B^{rule.slope:.2f}"), (".", "its 95% band")]
+    for p in rule.best:
+        if p.tie_hi > p.tie_lo:
+            seg = [p.tie_lo * (p.tie_hi / p.tie_lo) ** (i / 15) for i in range(16)]
+            plt.scatter([p.batch_size] * len(seg), seg, marker="|")
+        plt.scatter([p.batch_size], [p.lr], marker="x")
+    _ticks([float(b) for b in sizes], lrs, log=True)
+    return _build(title, legend) + "\n  " + "\n  ".join(textwrap.wrap(rule_sentence(rule), WIDTH - 2))
 
 
 def plots(events: Sequence[dict[str, Any]], analysis: dict[str, Any], target: float | None,
           width: int = WIDTH, height: int = HEIGHT) -> list[str]:
-    """The report's three plots, as plain-text blocks."""
+    """The report's four plots, as plain-text blocks."""
     runs = run_series(events)
     return [loss_plot(runs, analysis, width, height), accuracy_plot(runs, analysis, target, width, height),
-            steps_plot(analysis, width, height)]
+            steps_plot(analysis, width, height), lr_rule_plot(analysis, width, height)]

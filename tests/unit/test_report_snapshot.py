@@ -40,7 +40,7 @@ def test_the_fixture_report_says_what_issue_13_asks():
     assert "936–1,448 (384–512)" in text  # optimizer steps, batches beside them
     assert "bs32-lr0.8: collapsed (at batch 896)" in text and "bs128-lr0.8: collapsed" in text
     assert "- B_crit = " in text and "rms" not in text
-    assert text.count("```text") == 3  # loss, accuracy and steps-to-target plots
+    assert text.count("```text") == 4  # loss, accuracy, steps-to-target and lr-rule plots
 
 
 def test_the_no_target_report_names_every_batch_size_left_out():
@@ -57,3 +57,14 @@ def test_no_plots_leaves_the_plots_out(tmp_path):
     assert "## Plots" not in text and "```" not in text
     full = (FIXTURES / "report_run.expected.md").read_text(encoding="utf-8")
     assert text == full.split("\n## Plots")[0].rstrip("\n") + "\n"
+
+
+def test_every_batch_size_is_in_the_report_even_where_no_lr_reached_the_target():
+    """Was: "12 runs not drawn" and no batch size in the plots when no lr reached the target."""
+    text = (FIXTURES / "report_noreach.expected.md").read_text(encoding="utf-8")
+    plots = text[text.index("## Plots"):]
+    for b in (8, 32, 128, 512):
+        assert f"bs{b}-" in plots  # a run of every batch size in the loss and accuracy plots
+        assert f"\n| {b} | " in text  # a row of every matrix
+    assert "batch sizes run: 8, 32, 128, 512" in plots
+    assert "| 8 | 98.5% | **98.5%** ★ | 40.0% |" in text  # the accuracy matrix still names a best
