@@ -41,6 +41,7 @@ METRIC_NAMES = {"time": "time to target alone (s)", "steps": "steps to target", 
 LOWER_IS_BETTER = {"time": True, "steps": True, "accuracy": False, "loss": True, "status": True}
 
 PERFECT, DIMINISHING, NO_GAIN, NOT_REACHED = "perfect scaling", "diminishing returns", "no gain", "not reached"
+TRAINING = "still training"  # a batch size with no lr at the target yet and runs still training
 PERFECT_SLOPE = -2.0 / 3.0  # d log S / d log B at or below this: perfect scaling (B <= B_crit / 2)
 NO_GAIN_SLOPE = -0.2  # at or above this: no gain (B >= 4 B_crit)
 
@@ -250,6 +251,7 @@ class CurvePoint:
     measured_regime: str | None
     fit_regime: str | None
     why: str = ""  # why not reached, in words
+    provisional: bool = False  # some run of this batch size is still training: its best lr may change
 
 
 @dataclass(frozen=True)
@@ -303,12 +305,16 @@ def curve(analysis: dict[str, Any]) -> Curve:
     slopes = dict(zip((p["batch_size"] for p in reached),
                       measured_slopes([p["batch_size"] for p in reached],
                                       [_mid(p.get("steps_lo"), p["steps"]) for p in reached])))
+    training = {int(q["batch_size"]) for q in analysis.get("points") or []
+                if any(s in UNFINISHED for s in q.get("statuses") or [])}
     points = []
     for p in best:
         b = p["batch_size"]
         if not (p.get("reached_target") and finite(p.get("steps"))):
-            points.append(CurvePoint(b, None, False, None, None, None, None, None, None, None, None, NOT_REACHED,
-                                     None, None, str(p.get("left_out") or "no lr reached the target")))
+            regime = TRAINING if b in training else NOT_REACHED
+            why = "still training" if b in training else str(p.get("left_out") or "no lr reached the target")
+            points.append(CurvePoint(b, None, False, None, None, None, None, None, None, None, None, regime,
+                                     None, None, why, b in training))
             continue
         measured = slopes.get(b)
         fitted = fit_slope(b, b_crit) if b_crit else None
@@ -316,7 +322,7 @@ def curve(analysis: dict[str, Any]) -> Curve:
         points.append(CurvePoint(
             b, p.get("lr"), True, p["steps"], p.get("steps_lo"), p.get("samples"), p.get("samples_lo"),
             p.get("time_s"), p.get("time_s_lo"), measured, fitted, f_regime or m_regime or "one point: no slope",
-            m_regime, f_regime))
+            m_regime, f_regime, "", b in training))
     b_simple = analysis.get("b_simple")
     return Curve(points, fit, b_simple if finite(b_simple) else None)
 
@@ -325,6 +331,8 @@ def regime_sentence(c: Curve) -> str:
     """Where larger batches stop paying, in words: runs of equal regimes, with what they rest on."""
     pts = [p for p in c.points if p.reached]
     if not pts:
+        if any(p.provisional for p in c.points):
+            return "no batch size has reached the target yet, so no regime can be named"
         return "no batch size reached the target, so no regime can be named"
     if len(pts) == 1:
         return f"only batch {pts[0].batch_size} reached the target: one point has no slope, so no regime can be named"
@@ -346,8 +354,11 @@ def regime_sentence(c: Curve) -> str:
                                    for p in pts if p.batch_size in differ))
     else:
         source = "from the measured slopes between neighbouring batch sizes; B_crit is not determined"
-    missed = [p.batch_size for p in c.points if not p.reached]
+    missed = [p.batch_size for p in c.points if p.regime == NOT_REACHED]
     tail = f"; batch {', '.join(map(str, missed))}: no lr reached the target" if missed else ""
+    training = [p.batch_size for p in c.points if p.provisional]
+    if training:
+        tail += f"; provisional: batch {', '.join(map(str, training))} still training"
     return "; ".join(parts) + f" ({source}){tail}"
 
 

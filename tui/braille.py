@@ -314,18 +314,36 @@ def _add_legend(rows: list[Row], legend: list[tuple[str, str, bool]], legend_w: 
 
 
 def _tick_labels(cols: dict[int, str], offset: int, width: int, axis_label: str = "") -> str:
-    """The x tick labels centred under their ticks, skipping any that would overlap; the axis
-    label at the right end when it fits."""
+    """The x tick labels centred under their ticks, skipping any that would overlap. The highest tick and
+    the axis label (its unit) always read: the unit at the right end, or right after the lowest tick
+    where the highest leaves no room, or in the lowest tick's place where nothing else fits; then the
+    lowest tick, then the middle ticks that fit."""
     line = [" "] * width
-    limit = width - len(axis_label) - 1 if axis_label else width
-    last_end = -1
-    for col in sorted(cols):
-        label = cols[col]
-        start = max(0, min(width - len(label), offset + col - len(label) // 2))
-        if start <= last_end or (axis_label and start + len(label) > limit):
-            continue
-        line[start : start + len(label)] = list(label)
-        last_end = start + len(label)
-    if axis_label and len(axis_label) < width - last_end - 1:
-        line[width - len(axis_label):] = list(axis_label)
+    taken: list[tuple[int, int]] = []
+
+    def put(start: int, text: str) -> bool:
+        end = start + len(text)
+        if start < 0 or end > width or any(start <= b and a <= end for a, b in taken):  # a space between
+            return False
+        line[start:end] = list(text)
+        taken.append((start, end))
+        return True
+
+    def at(col: int, label: str) -> int:
+        return max(0, min(width - len(label), offset + col - len(label) // 2))
+
+    items = sorted(cols.items())
+    if items:
+        put(at(*items[-1]), items[-1][1])
+    placed = bool(axis_label) and put(width - len(axis_label), axis_label)
+    if len(items) > 1:
+        col, label = items[0]
+        if put(at(col, label), label) and axis_label and not placed:
+            placed = put(taken[-1][1] + 1, axis_label)
+    if axis_label and not placed and len(taken) > 1:  # no room for the lowest tick and the unit: the unit
+        start, end = taken.pop()
+        line[start:end] = [" "] * (end - start)
+        put(0, axis_label)
+    for col, label in items[1:-1]:
+        put(at(col, label), label)
     return "".join(line).rstrip().ljust(width)[:width]

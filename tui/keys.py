@@ -7,8 +7,8 @@ from __future__ import annotations
 
 KEYS: list[tuple[str, str]] = [
     ("a", "metric: training loss → test accuracy (with the target line, ◆ where each run crossed it) → test loss"),
-    ("x", "x axis: iteration → epoch → samples seen → training time (s); one x range for every plot"),
-    ("w", "x window: full → last 10% → last 1,000 iterations (live tail)"),
+    ("x", "x axis: samples seen (the default when batch sizes differ) → epoch → iteration → training time (s); one x range for every plot"),
+    ("w", "x window: full → each run's own last 10% → its own last 1,000 iterations (live tail)"),
     ("l", "log / linear y axis"),
     ("y", "one y range for every plot / each plot its own"),
     ("m", "smoothing: auto (EMA over a faint min/max band where the raw loss is denser than the plot) → raw → EMA"),

@@ -103,19 +103,30 @@ def x_extent(runs: list[RunState], axis: str) -> tuple[float, float] | None:
 
 
 def window_xlim(runs: list[RunState], view: View) -> tuple[float, float] | None:
-    """The x range the plots show: the whole extent, its last 10%, or the last TAIL_ITERS iterations
-    of the run furthest along."""
+    """The x range the plots show: the whole extent of every run, or (window `last10` / `tail`) the
+    span of the runs' own windows: each run's own last 10% or last TAIL_ITERS iterations, so a run
+    still training is never windowed out by a longer one. A plot of one run passes just that run."""
     extent = x_extent(runs, view.x_axis)
     if extent is None or view.window == "full":
         return extent
+    own = [w for run in runs if (w := _own_window(run, view)) is not None]
+    if not own:
+        return extent
+    return min(lo for lo, _ in own), max(hi for _, hi in own)
+
+
+def _own_window(run: RunState, view: View) -> tuple[float, float] | None:
+    """One run's window: the last 10% of its own extent, or its own last TAIL_ITERS iterations."""
+    extent = x_extent([run], view.x_axis)
+    if extent is None:
+        return None
     lo, hi = extent
     if view.window == "last10":
         return hi - 0.1 * (hi - lo), hi
-    lead = max(runs, key=lambda r: iter_to_x(r, view.x_axis, max(0, len(r.losses) - 1)) if len(r.losses) else -math.inf)
-    n = len(lead.losses)
+    n = len(run.losses)
     if n == 0:
         return extent
-    start = iter_to_x(lead, view.x_axis, max(0, n - TAIL_ITERS))
+    start = iter_to_x(run, view.x_axis, max(0, n - TAIL_ITERS))
     return (start, hi) if hi > start else extent
 
 

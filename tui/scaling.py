@@ -293,7 +293,7 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
                     lines.append(Line(np.array([x, x]), np.log10([lo, hi]), mark))
                 lines += _marker(float(x), float(y), mark, xdot, ydot)
         for p in arm.curve.points:
-            if not p.reached:
+            if p.regime == answer.NOT_REACHED:
                 glyphs.append((math.log10(p.batch_size), ylim[1] - ydot, "▴", MISSED))
     return Chart(title=title, lines=lines, xlim=xlim, ylim=ylim, xticks=log_ticks(*xlim, max(2, width // 8)),
                  yticks=log_ticks(*ylim, max(2, (height - 4) // 2)), vlines=vlines, points=glyphs,

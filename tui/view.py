@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-#: x axes (`x`), with the unit shown under the plots.
-X_AXES = ("iteration", "epoch", "samples", "wall")
+#: x axes (`x`), with the unit shown under the plots. Samples first: when the runs differ in batch size
+#: it is the default (an iteration of batch 6000 is not one of batch 1), epochs one key away.
+X_AXES = ("samples", "epoch", "iteration", "wall")
 X_LABELS = {"iteration": "iteration", "epoch": "epoch", "samples": "samples", "wall": "train time (s)"}
 #: What the plots show (`a`): training loss per iteration, test accuracy, test loss.
 METRICS = ("loss", "acc", "test_loss")
@@ -47,9 +48,19 @@ class View:
     cursor: float | None = None
     #: Page of the small multiples when they do not all fit.
     page: int = 0
+    #: The user chose the x axis (`x`): the sweep's default no longer applies.
+    x_chosen: bool = False
 
     def cycle_x(self) -> View:
-        return replace(self, x_axis=_next(X_AXES, self.x_axis))
+        return replace(self, x_axis=_next(X_AXES, self.x_axis), x_chosen=True)
+
+    def for_sweep(self, batch_sizes: set[int]) -> View:
+        """The default x axis for the sweep: samples when its runs differ in batch size (comparing them
+        per iteration hides the large batches), else iteration; a chosen axis stays."""
+        if self.x_chosen:
+            return self
+        axis = "samples" if len(batch_sizes) > 1 else "iteration"
+        return self if axis == self.x_axis else replace(self, x_axis=axis)
 
     def cycle_metric(self) -> View:
         return replace(self, metric=_next(METRICS, self.metric))

@@ -104,7 +104,8 @@ async def test_replay_fills_plots_timing_panel_and_table(fixture_dir):
         charts = [p.chart for p in plots]
         assert all(c is not None and len(c.lines[0].x) > 0 for c in charts)
         assert len({c.ylim for c in charts}) == 1 and len({c.xlim for c in charts}) == 1  # shared ranges
-        assert {c.xlabel for c in charts} == {"iteration"} and {c.ylabel for c in charts} == {"train loss"}
+        # Batch sizes differ: the x axis starts as samples (per iteration, batch 6000 would be a dot).
+        assert {c.xlabel for c in charts} == {"samples"} and {c.ylabel for c in charts} == {"train loss"}
         timing = text_of(app.screen.query_one(TimingPanel))
         assert "30s wall" in timing and "86% data" in timing
         header = text_of(app.screen.query_one(SweepHeader))
@@ -131,8 +132,10 @@ async def test_view_keys_change_metric_axis_scale_smoothing_and_overlay(fixture_
                        and "all runs" in first_chart(screen).title)
         overlay = screen.query_one(BrailleChart).chart
         assert len(overlay.lines) == 5 and len(overlay.legend) == 5
-        await pilot.press("x", "x", "x")
+        await pilot.press("x")  # epoch -> iteration: the study's view one key on
         assert screen.view.x_axis == "iteration"
+        await pilot.press("x", "x")  # -> wall -> samples
+        assert screen.view.x_axis == "samples"
 
 
 async def test_accuracy_view_draws_the_target_and_where_runs_crossed_it(fixture_dir):
@@ -153,6 +156,7 @@ async def test_crosshair_reads_every_shown_run_at_its_x():
     app = make_app(replay=str(LRGRID), system=fake_system())
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
+        await pilot.press("x", "x")  # samples (the default here) -> epoch -> iteration
         await pilot.press("right")  # on at the right end
         await wait_for(pilot, lambda: text_of(app.screen.query_one("#inspect")).startswith("it "))
         line = text_of(app.screen.query_one("#inspect"))

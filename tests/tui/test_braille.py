@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from tui.braille import BRAILLE_BASE, Chart, Line, render_chart, segment_dots
+from tui.braille import BRAILLE_BASE, Chart, Line, _tick_labels, render_chart, segment_dots
 
 
 def lines_of(chart: Chart, w: int, h: int) -> list[str]:
@@ -83,3 +84,16 @@ def test_small_multiples_of_one_grid_share_their_tick_label_width():
                       yticks=y_ticks(f, 12), label_width=shared)
         corners.add(render_chart(chart, 40, 12).plain.splitlines()[1].index("┌"))
     assert len(corners) == 1
+
+
+@pytest.mark.parametrize("width", [24, 30, 40, 80])
+def test_the_x_axis_always_shows_its_range_and_unit(width):
+    """Was: "0 ... iteration" with no upper value at 80x24, 100x30 and in a 16-run grid."""
+    cols = {0: "0", 8: "2000", 16: "4000", width - 8: "6000"}
+    line = _tick_labels(cols, 3, width, "samples")
+    assert line.split()[0] == "0" and "6000" in line and "samples" in line
+
+
+def test_a_narrow_axis_keeps_its_upper_tick_and_unit_before_its_lower_tick():
+    line = _tick_labels({2: "23k", 14: "24k"}, 3, 23, "samples")
+    assert "24k" in line and "samples" in line

@@ -146,14 +146,31 @@ def test_every_plot_shares_one_x_range_in_every_mode():
     assert x_extent(runs, "iteration") == (0.0, 99.0)  # bs60's 10 iterations sit in the same 0..99
     assert x_extent(runs, "samples") == (0.0, 600.0)  # both saw 600 samples: they line up
     assert x_extent(runs, "epoch") == (0.01, 1.0)
-    assert window_xlim(runs, View(window="last10")) == pytest.approx((89.1, 99.0))
     assert x_extent([], "epoch") is None
+
+
+def test_a_window_is_each_runs_own_never_empty_for_a_run_still_training():
+    """Was: `w` took the last 10% of the longest run, even a finished one, and emptied the others."""
+    s = started(6, 60)
+    s.apply({"type": "losses", "t": 1, "run": "bs6", "first_iter": 0, "values": [1.0] * 100})
+    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": [1.0] * 10})
+    runs = s.run_list()
+    last10 = View(x_axis="iteration", window="last10")
+    assert window_xlim([s.runs["bs6"]], last10) == pytest.approx((89.1, 99.0))
+    assert window_xlim([s.runs["bs60"]], last10) == pytest.approx((8.1, 9.0))  # its own last 10%
+    assert window_xlim(runs, last10) == pytest.approx((8.1, 99.0))  # the overlay spans both
+    for axis in ("iteration", "samples", "epoch", "wall"):
+        for window in ("last10", "tail"):
+            view = View(x_axis=axis, window=window)
+            for run in runs:
+                series = loss_series(run, view, window_xlim([run], view), 50)
+                assert len(series.x) > 0, (axis, window, run.run)
 
 
 def test_the_tail_window_shows_the_last_iterations_of_the_run_furthest_along():
     s = started(6)
     s.apply({"type": "losses", "t": 1, "run": "bs6", "first_iter": 0, "values": [1.0] * (TAIL_ITERS * 3)})
-    lo, hi = window_xlim(s.run_list(), View(window="tail"))
+    lo, hi = window_xlim(s.run_list(), View(x_axis="iteration", window="tail"))
     assert (lo, hi) == (2 * TAIL_ITERS, 3 * TAIL_ITERS - 1)
     series = loss_series(s.runs["bs6"], RAW, (lo, hi), 50)
     assert series.x.min() >= lo - 1 and series.x.max() == hi

@@ -301,3 +301,17 @@ def test_scaling_view_no_batch_reached_80x24(snap_compare, noreach_app):
 
 def test_scaling_view_no_batch_reached_160x48(snap_compare, noreach_app):
     assert snap_compare(noreach_app, terminal_size=(160, 48), run_before=_open_scaling())
+
+
+@pytest.fixture
+def running_scaling_app(monkeypatch):
+    running = FIXTURE_DIR.parent / "run_answer_running"
+    monkeypatch.chdir(running.parent)
+    return make_app(replay=running.name, follow=True)
+
+
+def test_scaling_view_running_160x48(snap_compare, running_scaling_app):
+    """A sweep still training: running cells in the matrix, the reached count names what still trains."""
+    from tests.tui.test_snapshots import settle_live
+
+    assert snap_compare(running_scaling_app, terminal_size=(160, 48), run_before=settle_live("c"))

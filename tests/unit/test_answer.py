@@ -186,3 +186,14 @@ def test_the_answer_lines_name_time_steps_regimes_and_the_rule():
     assert lines[2].startswith("fewest steps: batch")
     assert lines[3].startswith("regimes: ")
     assert lines[-1].startswith("lr rule: best lr ~ B^")
+
+
+def test_a_batch_size_still_training_is_provisional_not_not_reached():
+    rows = _curve_rows([16, 64], lambda b: 6400 / b) + [
+        {"batch_size": 256, "lr": 0.1, "seed": s, "status": "running"} for s in (0, 1)] + [
+        {"batch_size": 64, "lr": 0.3, "seed": 0, "status": "running"}]
+    c = answer.curve(analyse(rows))
+    assert [(p.batch_size, p.regime, p.provisional) for p in c.points] == [
+        (16, answer.PERFECT, False), (64, answer.PERFECT, True), (256, answer.TRAINING, True)]
+    text = answer.regime_sentence(c)
+    assert "no lr reached" not in text and text.endswith("; provisional: batch 64, 256 still training")

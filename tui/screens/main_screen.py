@@ -111,6 +111,10 @@ class MainScreen(Screen[None]):
         except NoMatches:  # a redraw before the screen has composed: draw on the next tick
             return False
         state = frame.state
+        view = self.view.for_sweep({r.batch_size for r in state.run_list()})
+        if view != self.view:
+            self.view = view  # watch_view draws again with it
+            return True
         with self.app.batch_update():
             header.update_from(state, frame.config_label, frame.run_dir, frame.skipped, replay=frame.replay)
             info = grid.update_view(state, self.view)

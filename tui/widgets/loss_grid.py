@@ -161,7 +161,10 @@ class LossGrid(Container):
         xlim = window_xlim(runs, view)
         columns = plots[0].data_columns
         measured = runs if view.shared_y else shown  # a shared y range covers the runs of every page
-        series = {r.run: series_for(r, view, xlim, columns) for r in measured}
+        # Windowed small multiples: each plot its own run's window (never emptied by a longer run).
+        xlims = {r.run: window_xlim([r], view) if view.window != "full" and not view.overlay else xlim
+                 for r in measured}
+        series = {r.run: series_for(r, view, xlims[r.run], columns) for r in measured}
         diverged = {r.run for r in runs if r.status in ("diverged", "collapsed")}
         target = state.target_accuracy
         shared = shared_ylim(list(series.values()), diverged, view.log_y, view.metric, target)
@@ -182,18 +185,19 @@ class LossGrid(Container):
         several_devices = len({r.device for r in runs if r.device}) > 1
         ylims = {run.run: shared if view.shared_y else shared_ylim([series[run.run]], None, view.log_y, view.metric,
                                                                      target) for run in shown}
-        label_w = y_label_width([PlotFrame(view, xlim, y, target) for y in set(ylims.values())], plots[0].size.height)
+        label_w = y_label_width([PlotFrame(view, xlims[r.run], ylims[r.run], target) for r in shown], plots[0].size.height)
         with self.app.batch_update():
             for run, plot in zip(shown, plots):
                 s = series[run.run]
                 ylim = ylims[run.run]
-                if not self._changed(plot, (view, run.run, run.version, run.status, xlim, ylim, label_w)):
+                run_xlim = xlims[run.run]
+                if not self._changed(plot, (view, run.run, run.version, run.status, run_xlim, ylim, label_w)):
                     continue  # nothing new for this run: no repaint
                 label, color = looks[run.run]
                 frac = run_progress(run).fraction
                 progress = f"{frac:.0%}" if frac is not None else ""
                 title = plot_title(run, label, plot.size.width - 1, progress, several_devices)
-                frame = PlotFrame(view, xlim, ylim, target, label_w)
+                frame = PlotFrame(view, run_xlim, ylim, target, label_w)
                 plot.show(lambda w, h, run=run, s=s, frame=frame, color=color, title=title:
                           run_chart(run, s, frame, color, title, run.run == view.focus, w, h))
 
