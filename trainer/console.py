@@ -83,8 +83,10 @@ class ConsoleSink:
                     f"wall {num(event.get('wall_s'))}s compute {num(event.get('compute_s'))}s",
                 )
         elif kind == EventType.MODE_CHANGED:
-            self.console.print(f"{event['run']}: split-backward {event.get('split_chunks')} chunks "
-                               f"from iteration {event.get('iter')}")
+            k = event.get("split_chunks") or 1
+            mode = f"split-backward ÷{k}" if k > 1 else "plain steps"
+            why = f" ({event['reason']})" if event.get("reason") else ""
+            self.console.print(f"{event['run']}: {mode} from iteration {event.get('iter')}{why}")
         elif kind == EventType.RUN_FINISHED:
             task = self.tasks.get(event["run"])
             if task is not None:

@@ -560,10 +560,8 @@ class FusedGroup:
             m._seen_version = controls.version
         if controls.stop:
             raise StopRequested()
-        if controls.split_chunks:
-            for m in self.active:
-                if controls.split_chunks != m.split_chunks:
-                    m._switch_split(controls.split_chunks)
+        for m in self.active:
+            m.obey_split(controls.split_chunks)
         if controls.paused:
             self.clock_off()
             for m in self.active:

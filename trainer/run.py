@@ -113,6 +113,10 @@ class Run(SweepRun):
         self.reason = ""
         self.ledger = Ledger(spec, emitter, settings.target_accuracy)
         self.split_chunks = spec.split_chunks
+        #: The chunks the app's switch last asked this run for (0: none yet): every request is recorded
+        #: once per run, also where it changes nothing (k does not divide this batch, or it is off already),
+        #: so the newest mode_changed always holds the switch's state.
+        self.split_requested = 0
         self.optim_cfg = run_optim(spec, settings)
         self.micro_batch = run_micro_batch(spec, settings)
         # CPU threads by the work of one step (trainer.threads; perf.cpu_threads overrides); 0 on a GPU.
@@ -424,8 +428,7 @@ class Run(SweepRun):
         self._seen_version = controls.version
         if controls.stop:
             raise StopRequested()
-        if controls.split_chunks and controls.split_chunks != self.split_chunks:
-            self._switch_split(controls.split_chunks)
+        self.obey_split(controls.split_chunks)
         if controls.paused:
             self.wall.stop()
             self._flush_losses()  # the app shows everything trained before the pause
@@ -438,15 +441,24 @@ class Run(SweepRun):
                 raise StopRequested()
             self.wall.start()
 
+    def obey_split(self, requested: int) -> None:
+        """The app's split-backward switch (0: never asked), taken once per request."""
+        if requested and requested != self.split_requested:
+            self._switch_split(requested)
+
     def _switch_split(self, requested: int) -> None:
-        """The app's split-backward switch: its chunks from the next step (1 where they do not divide the batch)."""
+        """The app's split-backward switch: its chunks from the next step (1 where they do not divide the batch).
+
+        Every request is recorded (mode_changed with `requested`), also one that changes nothing here, so a
+        viewer that attaches later reads the switch's state from the run directory."""
+        self.split_requested = requested
         k, why = split_request(self.spec.batch_size, requested)
-        fields: dict[str, Any] = {"iter": self.iteration, **({"reason": why} if why else {})}
+        fields: dict[str, Any] = {"iter": self.iteration, "requested": requested, **({"reason": why} if why else {})}
         if k != self.split_chunks:
             self.split_chunks = k
             self.step.set_split(k)
             self.emitter.emit("mode_changed", run=self.run_id, **fields, split_chunks=k, effective_lr=self.spec.lr * k)
-        elif why:
+        else:
             self.emitter.emit("mode_changed", run=self.run_id, split_chunks=k, **fields)
 
     def _free(self) -> None:

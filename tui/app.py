@@ -104,6 +104,8 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         self._inbox: deque[dict[str, Any]] = deque()
         self._drawn: tuple[Any, ...] = ()
         self._split_initial = split_on
+        #: The split switch as last taken from the run directory (tui.feed_pump._show_split).
+        self._split_shown: tuple[bool, int] | None = None
         self.set_reactive(BstuiApp.chunks, max(2, chunks))
         self._stopping = False
         self._quitting = False
@@ -219,7 +221,8 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         # A replay shows the directory it reads; a live sweep the one the trainer reports.
         run_dir = (feed_dir if not self.live else self.state.run_dir) or feed_dir or self.state.run_dir
         skipped = self.state.skipped + (feed.bad_lines if feed else 0)
-        frame = Frame(self.state, self.status(), self.config_label, run_dir, skipped, not self.live, self.chunks)
+        mode = "" if self.live else "attached" if getattr(feed, "follows_trainer", False) else "replay"
+        frame = Frame(self.state, self.status(), self.config_label, run_dir, skipped, mode, self.chunks)
         self._drawn = key if self.screen.update_from(frame) else None
 
     # -- keys -------------------------------------------------------------------------------

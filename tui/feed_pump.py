@@ -62,11 +62,12 @@ class FeedPump(_Base):
         self.feed_end = None
         self.pause_requested = False
         self._caught_up = False
+        self._split_shown = None
         self.feed = self.feed_factory(self.attempt)
         switch = self.screen.query_one("#split", Switch)
         with switch.prevent(Switch.Changed):  # a fresh trainer starts as its config says
             switch.value = self._split_initial
-        switch.disabled = not self.feed.live
+        switch.disabled = not (self.feed.live or getattr(self.feed, "follows_trainer", False))
         self.feed.start()
         self._feed_worker(self.feed, self._inbox)
 
@@ -116,11 +117,27 @@ class FeedPump(_Base):
                 break
         if inbox:
             self.post_message(EventsPending())
-        if self.live:  # a replay's refusals are history: the table already shows the outcome
+        if self.live:  # a replay's notices are history
             for notice in state.notices:
-                self.notify(notice, title="split-backward", severity="warning")
+                self.notify(notice, title="trainer", severity="warning")
         state.notices.clear()
+        self._show_split(state)
         self._toast_alerts(state)
+
+    def _show_split(self, state: SweepState) -> None:
+        """The switch and k as the trainer recorded them (an attached viewer starts from the run directory,
+        not from a config), set when what the run directory says changes: a key press waits for its answer."""
+        shown = state.split_switch()
+        if shown == self._split_shown:
+            return
+        self._split_shown = shown
+        on, k = shown
+        switch = self.screen.query_one("#split", Switch) if self.screen.query("#split") else None
+        if switch is not None and switch.value != on:
+            with switch.prevent(Switch.Changed):
+                switch.value = on
+        if k > 1:
+            self.chunks = k
 
     def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
         if message.feed is self.feed:

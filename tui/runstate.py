@@ -90,6 +90,8 @@ class RunState:
     seed: int | None = None
     #: Split-backward chunks the run was configured with (split_chunks changes with live switches).
     initial_chunks: int = 1
+    #: Why the trainer kept this run plain at the newest split request ("" when it took it).
+    split_refused: str = ""
     #: Epochs the run is to train (run_started; else the sweep's), for progress.
     epochs_total: int | None = None
     t_started: float | None = None

@@ -64,8 +64,11 @@ class SweepState:
     stage: str = ""
     #: Events that could not be used (wrong shape, unknown run); shown in the UI.
     skipped: int = 0
-    #: Why the trainer refused a switch, newest last (mode_changed with a reason).
+    #: What the trainer says the user should know (a resume, the control file), newest last: live, a toast.
     notices: list[str] = field(default_factory=list)
+    #: The split-backward switch as the trainer last took it: the chunks asked for (1: off), from the
+    #: newest mode_changed; 0 while none is recorded (the config's split_backward holds).
+    split_requested: int = 0
     #: Why the trainer's control file (controls.jsonl) does not work now ("" while it does), from
     #: `controls` events: an attached viewer's pause, split and stop do not reach the trainer then.
     controls_problem: str = ""
@@ -112,6 +115,17 @@ class SweepState:
         self.version += 1
         for run in self.runs.values():
             run.version += 1
+
+    def split_switch(self) -> tuple[bool, int]:
+        """(on, k) of the sweep's split-backward switch: the newest request the trainer recorded, else the
+        config's split_backward (k is 0 where neither names one)."""
+        k = self.split_requested
+        if not k:
+            cfg = self.config.get("split_backward") if isinstance(self.config.get("split_backward"), dict) else {}
+            chunks = cfg.get("chunks")
+            chunks = chunks if isinstance(chunks, int) and not isinstance(chunks, bool) else 0
+            return (bool(cfg.get("enabled")) and chunks > 1, chunks if chunks > 1 else 0)
+        return (k > 1, k if k > 1 else 0)
 
     def run_list(self) -> list[RunState]:
         return list(self.runs.values())
@@ -237,8 +251,12 @@ def _on_mode_changed(s: SweepState, e: Event) -> None:
     run = s._run(e)
     chunks = int(e.get("split_chunks") or 1)
     reason = e.get("reason")
-    if reason:
-        s.notices.append(f"{run.run}: {reason}")
+    run.split_refused = str(reason or "")
+    requested = e.get("requested")
+    if isinstance(requested, int) and not isinstance(requested, bool) and requested >= 1:
+        s.split_requested = requested
+    elif not reason:  # recorded before `requested`: a switch that took says what was asked
+        s.split_requested = chunks
     if chunks != run.split_chunks:
         run.mode_changes.append((int(e["iter"]), chunks))
         run.split_chunks = chunks

@@ -13,6 +13,7 @@ from textual.widgets import Switch
 
 from tui.detach import ExitAction
 from tui.feed import Feed, LiveFeed
+from tui.split_choice import split_outcome, step_chunks
 
 
 if TYPE_CHECKING:
@@ -37,18 +38,42 @@ class SweepControls(_Base):
 
     def action_split(self) -> None:
         if self._live_only("split-backward"):
-            self.screen.query_one("#split", Switch).toggle()
+            if self.screen.query("#split"):
+                self.screen.query_one("#split", Switch).toggle()
+            else:
+                self.notify("split-backward: the switch is on the main view (c goes back to it).", severity="warning")
+
+    def _batch_sizes_left(self) -> list[int]:
+        """The batch sizes still to train (all of the sweep's once none is left)."""
+        runs = self.state.run_list()
+        left = [r.batch_size for r in runs if r.status in ("waiting", "running")]
+        return left or [r.batch_size for r in runs]
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
-        """The split Switch (key s, or a click): tell the trainer. A handler by name, not @on:
-        Textual collects @on handlers from message-pump classes only, and this is a mixin."""
+        """The split Switch (key s, or a click): tell the trainer, and say what the switch does to each
+        batch size. A handler by name, not @on: Textual collects @on handlers from message-pump classes
+        only, and this is a mixin."""
         if event.switch.id != "split":
             return
-        if self.feed is not None and (self.live or getattr(self.feed, "controllable", False)):
-            self._send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
+        if self.feed is None or not (self.live or getattr(self.feed, "controllable", False)):
+            return
+        if event.value:
+            message, partial, none = split_outcome(self.chunks, self._batch_sizes_left())
+            if none:
+                with event.switch.prevent(Switch.Changed):
+                    event.switch.value = False
+                self.notify(message, title="split-backward", severity="warning")
+                return
+            self.notify(message, title="split-backward", severity="warning" if partial else "information")
+        self._send({"cmd": "split", "enabled": event.value, "chunks": self.chunks})
 
     def action_chunks(self, delta: int) -> None:
-        self.chunks = min(64, max(2, self.chunks + delta))
+        """+/-: the next k that divides a batch size still to train; at either end, say so."""
+        k = step_chunks(self.chunks, delta, self._batch_sizes_left())
+        if k == self.chunks:
+            self.notify(f"k {k} is the {'largest' if delta > 0 else 'smallest'} chunk count that divides a batch "
+                        "size of this sweep.", title="split-backward", timeout=3)
+        self.chunks = k
 
     def action_pause(self) -> None:
         if self._live_only("pause") and self.feed is not None and not self.state.finished:

@@ -172,6 +172,17 @@ def test_split_control_refused_for_a_batch_it_does_not_divide(tiny_config):
     changes = {e["run"]: e for e in sink.of_type("mode_changed")}
     assert changes["bs20"]["split_chunks"] == 1 and "do not divide" in changes["bs20"]["reason"]
     assert changes["bs30"]["split_chunks"] == 3
+    assert changes["bs20"]["requested"] == changes["bs30"]["requested"] == 3  # a viewer attaching reads the switch
+
+
+def test_a_split_request_that_changes_nothing_is_still_recorded_once_per_run(tiny_config):
+    """Off while every run is plain changes no run, but an attaching viewer must read the switch as off."""
+    controls = Controls()
+    controls.apply({"cmd": "split", "enabled": False, "chunks": 4})
+    _, sink = _sweep(tiny_config(), controls=controls)
+    changes = sink.of_type("mode_changed")
+    assert sorted(e["run"] for e in changes) == ["bs20", "bs200"]
+    assert all(e["requested"] == 1 and e["split_chunks"] == 1 and "reason" not in e for e in changes)
 
 
 def test_stop_control_ends_the_sweep_as_stopped(tiny_config):

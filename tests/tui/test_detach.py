@@ -356,3 +356,56 @@ async def test_attached_q_asks_the_trainer_to_stop_and_d_only_leaves(tmp_path):
             assert [json.loads(x) for x in (run / CONTROLS).read_text().splitlines()] == sent
     finally:
         lock.release()
+
+
+async def test_attached_after_a_split_with_k3_shows_it_on_and_s_turns_it_off(tmp_path):
+    """The SSH story: split ÷3 was switched on live (batch 1 stayed plain), the connection dropped; the
+    attached viewer shows the switch on with k=3, and `s` turns it off (not k 3 -> 4)."""
+    from textual.widgets import Switch
+
+    from trainer.runlog import CONTROLS
+
+    run = partial_run(tmp_path)
+    with open(run / "events.jsonl", "a") as f:
+        for rid, b in (("bs1", 1), ("bs6", 6), ("bs60", 60)):
+            took = b % 3 == 0
+            f.write(json.dumps({"type": "mode_changed", "t": 3.1, "run": rid, "iter": 300, "requested": 3,
+                                "split_chunks": 3 if took else 1,
+                                **({} if took else {"reason": f"3 chunks do not divide batch size {b}"})}) + "\n")
+    (run / CONTROLS).touch(mode=0o600)
+    lock = RunLock.acquire(run)
+    try:
+        app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), watch_trainer=True), split_on=False, chunks=4)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.feed is not None and app.feed.controllable
+                           and app.state.runs["bs60"].split_chunks == 3)
+            await pilot.pause()
+            switch = app.screen.query_one("#split", Switch)
+            assert switch.value and app.chunks == 3 and not switch.disabled
+            assert str(app.screen.query_one("#header").render()).startswith("bstui attached ")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: (run / CONTROLS).read_text().count("\n") >= 1)
+            assert [json.loads(x) for x in (run / CONTROLS).read_text().splitlines()] == [
+                {"cmd": "split", "enabled": False, "chunks": 3}]
+            assert not switch.value
+    finally:
+        lock.release()
+
+
+async def test_a_k_that_divides_only_some_batch_sizes_says_which_switched(tmp_path):
+    """k=5 over batch 1, 6, 60, 600, 6000: one message names the batch sizes that switched and those that
+    stay plain, and the switch reads on (so the next `s` turns it off, as the message says)."""
+    from textual.widgets import Switch
+
+    bridge = FakeBridge(fixture_events()[:12])
+    app = make_app(feed_factory=lambda attempt: LiveFeed(bridge, run_dir="/tmp/run-0"), chunks=4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state.started)
+        await pilot.press("plus")  # 4 -> 5
+        assert app.chunks == 5
+        await pilot.press("s")
+        await wait_for(pilot, lambda: bridge.controls())
+        assert bridge.controls() == [{"cmd": "split", "enabled": True, "chunks": 5}]
+        said = [n.message for n in notes(app) if n.title == "split-backward"]
+        assert said == ["split ÷5 on for batch 60, 600, 6000; batch 1, 6 stay plain (5 does not divide them)"]
+        assert app.screen.query_one("#split", Switch).value

@@ -63,15 +63,29 @@ def test_bad_events_are_counted_not_raised():
     assert s.runs["bs60"].status == "running"
 
 
-def test_split_refusal_is_a_notice_and_keeps_the_mode():
+def test_split_refusal_keeps_the_mode_and_the_switch_reads_as_requested():
     s = started(6, 60)
-    s.apply({"type": "mode_changed", "t": 1, "run": "bs6", "iter": 4, "split_chunks": 1,
+    assert s.split_switch() == (False, 0)  # nothing asked, nothing configured
+    s.apply({"type": "mode_changed", "t": 1, "run": "bs6", "iter": 4, "split_chunks": 1, "requested": 4,
              "reason": "4 chunks do not divide batch size 6"})
-    s.apply({"type": "mode_changed", "t": 1, "run": "bs60", "iter": 4, "split_chunks": 4})
+    s.apply({"type": "mode_changed", "t": 1, "run": "bs60", "iter": 4, "split_chunks": 4, "requested": 4})
     assert s.runs["bs6"].mode_changes == [] and s.runs["bs6"].split_chunks == 1
+    assert s.runs["bs6"].split_refused == "4 chunks do not divide batch size 6"
     assert s.runs["bs60"].mode_changes == [(4, 4)]
     assert s.runs["bs60"].effective_lr == pytest.approx(0.08)
-    assert s.notices == ["bs6: 4 chunks do not divide batch size 6"]
+    assert s.notices == []  # the app said it when the key was pressed (tui.split_choice)
+    assert s.split_switch() == (True, 4)
+    s.apply({"type": "mode_changed", "t": 2, "run": "bs6", "iter": 9, "split_chunks": 1, "requested": 1})
+    assert s.split_switch() == (False, 0)  # off, although bs6 itself changed nothing
+
+
+def test_the_switch_of_a_sweep_without_requests_is_its_config():
+    s = SweepState()
+    s.apply({"type": "sweep_started", "t": 0.0, "runs": [{"run": "bs60", "batch_size": 60, "lr": 0.02,
+             "split_chunks": 3}], "config": {"split_backward": {"enabled": True, "chunks": 3}}})
+    assert s.split_switch() == (True, 3)
+    s.apply({"type": "mode_changed", "t": 1, "run": "bs60", "iter": 4, "split_chunks": 1})  # older: no requested
+    assert s.split_switch() == (False, 0)
 
 
 @pytest.mark.parametrize("status", ["interrupted", "failed"])  # killed by a signal; crashed (a bug)

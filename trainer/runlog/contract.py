@@ -188,7 +188,7 @@ EVENT_FIELDS: Final = {
                           "test_acc": "num?", "samples_per_s": "num?", "lr": "num?", "total_iters": "int?",
                           "total_samples": "int?", "loss_diff_std": "num?", "split_chunks": "int?",
                           "grad_cos": "num?", "b_simple": "num?"},
-    EventType.MODE_CHANGED: {"iter": "int?", "split_chunks": "int?", "reason": "str?"},
+    EventType.MODE_CHANGED: {"iter": "int?", "split_chunks": "int?", "reason": "str?", "requested": "int?"},
     EventType.PAUSED: {"paused": "bool", "run_waiting": "str?", "iter": "int?"},
     EventType.TARGET_REACHED: {"epoch": "int?", "iter": "int?", "samples": "int?", "wall_s": "num?",
                                "compute_s": "num?", "test_acc": "num?", "optimizer_steps": "int?",

@@ -45,7 +45,8 @@ class Frame:
     config_label: str
     run_dir: str
     skipped: int
-    replay: bool
+    #: "" live, "attached" (following a trainer's run directory) or "replay".
+    mode: str
     chunks: int
 
 
@@ -116,7 +117,7 @@ class MainScreen(Screen[None]):
             self.view = view  # watch_view draws again with it
             return True
         with self.app.batch_update():
-            header.update_from(state, frame.config_label, frame.run_dir, frame.skipped, replay=frame.replay)
+            header.update_from(state, frame.config_label, frame.run_dir, frame.skipped, mode=frame.mode)
             info = grid.update_view(state, self.view)
             controls.show(frame.status, frame.chunks, self.view.describe())
             self._show_info(info, inspect)

@@ -9,10 +9,11 @@ from tui.progress import duration, sweep_progress
 from tui.state import SweepState
 
 
-def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int, replay: bool = False) -> Text:
-    """The header's content (pure: tests call it). `skipped` counts unreadable lines/events."""
+def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int, mode: str = "") -> Text:
+    """The header's content (pure: tests call it). `skipped` counts unreadable lines/events; `mode` is ""
+    live, "attached" or "replay"."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("bstui replay " if replay else "bstui ", style="bold")
+    text.append(f"bstui {mode} " if mode else "bstui ", style="bold")
     if state.dataset:
         text.append(state.dataset, style="bold cyan")
     else:
@@ -76,6 +77,6 @@ class SweepHeader(Static):
     """
 
     def update_from(
-        self, state: SweepState, config_label: str, run_dir: str, skipped: int, replay: bool = False
+        self, state: SweepState, config_label: str, run_dir: str, skipped: int, mode: str = ""
     ) -> None:
-        self.update(header_text(state, config_label, run_dir, skipped, replay))
+        self.update(header_text(state, config_label, run_dir, skipped, mode))
