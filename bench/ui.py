@@ -3,7 +3,9 @@
 1. Frame: time to turn a sweep of 600,000 losses per run into one frame of the loss grid
    (downsample every series to its plot's width + the build of every plot), measured on the
    real widgets under Textual's headless driver. Targets: < 20 ms at 160x48 with 5 runs,
-   < 50 ms at 250x70 with 15 runs. Beside it, plotext's time to draw the same downsampled
+   < 50 ms at 250x70 with 15 runs. 1b: one frame of the scaling screen (the batch x lr matrix in
+   every metric, the steps-to-target, samples and lr-rule charts) for a 6 x 8 x 2 grid at 160x48,
+   target < 20 ms, and the analysis behind it (recomputed once per finished run). Beside it, plotext's time to draw the same downsampled
    points at the same plot sizes, so the choice of the numpy renderer stays measured.
 2. Attached vs headless: the trainer's iterations per second with the app attached
    (trainer in the app's subprocess, the app draining the queue and redrawing) and
@@ -220,6 +222,86 @@ def frame_ms(size: tuple[int, int], n_runs: int, repeats: int, points: int) -> d
     return out
 
 
+# ---------------------------------------------------------------- part 1b: the scaling screen
+
+GRID_BATCHES = (8, 32, 128, 512, 2048, 8192)
+GRID_LRS = tuple(0.01 * 2 ** (i / 2) for i in range(8))
+GRID_SEEDS = 2
+SCALING_SIZE, SCALING_TARGET_MS = (160, 48), 20.0
+
+
+def grid_events() -> Iterator[dict[str, Any]]:
+    """A finished 6 x 8 x 2 lr grid (96 runs): summaries whose steps to target follow
+    S = S_min (1 + B_crit / B) at each batch size's best lr (square-root rule), more steps off it."""
+    rng = np.random.default_rng(1)
+    specs = [(b, lr, s) for b in GRID_BATCHES for lr in GRID_LRS for s in range(GRID_SEEDS)]
+    rid = {spec: f"bs{spec[0]}-lr{spec[1]:.4g}-s{spec[2]}" for spec in specs}
+    yield {"type": "sweep_started", "t": 0.0, "dataset": "bench", "device": "cpu",
+           "runs": [{"run": rid[x], "batch_size": x[0], "lr": x[1], "split_chunks": 1, "seed": x[2]} for x in specs],
+           "config": {"sweep": {"epochs": 3, "target_accuracy": 0.9}}}
+    for b, lr, seed in specs:
+        run = rid[(b, lr, seed)]
+        yield {"type": "run_started", "t": 0.0, "run": run, "batch_size": b, "lr": lr, "split_chunks": 1,
+               "iters_per_epoch": max(1, 60000 // b), "epochs": 3, "seed": seed}
+        best = 0.01 * (b / 8) ** 0.5
+        steps = 40 * (1 + 300 / b) * (1 + 1.5 * abs(np.log2(lr / best))) * (1 + 0.05 * rng.standard_normal())
+        summary: dict[str, Any] = {"run": run, "batch_size": b, "lr": lr, "seed": seed, "status": "done",
+                                   "best_test_acc": 0.93 - 0.01 * abs(np.log2(lr / best)), "b_simple": 300.0}
+        if steps < 3 * 60000 / b:
+            hi = float(np.ceil(steps / 10) * 10)
+            summary.update(iters_to_target=hi, iters_to_target_lo=hi - 10, samples_to_target=hi * b,
+                           samples_to_target_lo=(hi - 10) * b, time_to_target_s=hi * 0.001 * b ** 0.5,
+                           time_to_target_lo_s=(hi - 10) * 0.001 * b ** 0.5)
+        yield {"type": "run_finished", "t": 1.0, "run": run, "status": "done", "summary": summary}
+    yield {"type": "sweep_finished", "t": 2.0, "status": "done"}
+
+
+def scaling_frame_ms(repeats: int) -> dict[str, Any]:
+    """The scaling screen at 160x48 on a 6 x 8 x 2 grid: CPU ms of the analysis (once per finished run)
+    and of one frame (the matrix for every metric, the curve, samples and lr-rule charts built)."""
+    from tui.scaling import arms_of, matrix_text
+    from tui.screens.scaling_screen import ScalingScreen
+    from tui.widgets.scaling_view import ScalingView
+
+    app = make_app(feed_factory=lambda attempt: ListFeed(grid_events()), system=FixedSystem(SystemSnapshot()))
+    out: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with app.run_test(size=SCALING_SIZE) as pilot:
+            while app.feed_end is None or app._inbox:
+                await asyncio.sleep(0.05)
+            await pilot.press("c")
+            for _ in range(600):
+                await asyncio.sleep(0.05)
+                if isinstance(app.screen, ScalingScreen):
+                    plots = list(app.screen.query(BrailleChart))
+                    if plots and all(p.size.width > 0 and p.chart is not None for p in plots):
+                        break
+            view = app.screen.query_one(ScalingView)
+            analysis, frames = [], []
+            for _ in range(repeats):
+                c0 = time.process_time()
+                arms = arms_of(app.state)
+                analysis.append(1e3 * (time.process_time() - c0))
+                c0 = time.process_time()
+                for metric in ("time", "steps", "accuracy", "loss", "status"):
+                    for arm in arms.values():
+                        matrix_text(arm, metric, SCALING_SIZE[0] - 4)
+                for plot in plots:
+                    plot.show(plot.factory)  # the chart rebuilt from the analysis, as a new frame does
+                    plot.strips()
+                frames.append(1e3 * (time.process_time() - c0))
+            cells = sum(len(arm.matrix("time").cells) for arm in arms.values())
+            out.update(runs=len(app.state.runs), cells=cells, plots=len(plots),
+                       plot_size=f"{plots[0].size.width}x{plots[0].size.height}",
+                       analysis_best_ms=min(analysis), analysis_median_ms=statistics.median(analysis),
+                       frame_best_ms=min(frames), frame_median_ms=statistics.median(frames))
+            await pilot.press("q")
+
+    asyncio.run(run())
+    return out
+
+
 # ---------------------------------------------------------------- part 2: attached vs headless
 
 
@@ -326,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-trainer", action="store_true")
     p.add_argument("--points", type=int, default=POINTS, help="losses per run in the frame part")
     p.add_argument("--json", default=None, help="also write the figures here")
-    p.add_argument("--only", default=None, metavar="WxH", help="frame part: only the case of this terminal size")
+    p.add_argument("--only", default=None, metavar="WxH",
+                   help="frame part: only the case of this terminal size (and the scaling screen); "
+                        "'scaling': the scaling screen alone")
     args = p.parse_args(argv)
     args.repeats = 1 if args.quick else 2
     args.batch_sizes = [60, 600] if args.quick else [6, 60, 600]
@@ -340,13 +424,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"1. one frame of the loss grid, {args.points:,} losses per run, beside plotext on the same points\n"
               "   (CPU ms of this process, best and median of the repeats: on a shared VM, wall time and even\n"
               "   CPU time count other processes and steal; the best frame is the least disturbed one)")
-        costs = state_costs(args.points)
-        print(f"  one-off: {costs['events']:,} events -> state {costs['apply_s']:.2f} s, first EMA pass "
-              f"{costs['ema_first_s']:.2f} s, first block summaries {costs['index_first_s']:.2f} s (5 runs)")
+        costs = state_costs(args.points) if args.only != "scaling" else {"events": 0, "apply_s": 0.0,
+                                                                          "ema_first_s": 0.0, "index_first_s": 0.0}
+        if args.only != "scaling":
+            print(f"  one-off: {costs['events']:,} events -> state {costs['apply_s']:.2f} s, first EMA pass "
+                  f"{costs['ema_first_s']:.2f} s, first block summaries {costs['index_first_s']:.2f} s (5 runs)")
         report["state"] = costs
         frames = {}
         for size, n_runs, target in FRAME_CASES:
-            if args.only and args.only != f"{size[0]}x{size[1]}":
+            if args.only and args.only != f"{size[0]}x{size[1]}" or args.only == "scaling":
                 continue
             for name, r in frame_ms(size, n_runs, repeats=9 if args.quick else 25, points=args.points).items():
                 key = f"{size[0]}x{size[1]} {n_runs} runs {name}"
@@ -357,6 +443,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['plotext_best_ms']:7.1f} ms ({r['plotext_best_ms'] / max(1e-3, r['cpu_best_ms']):4.1f}x)"
                       f"  [{verdict}]", flush=True)
         report["frame"] = frames
+
+        r = scaling_frame_ms(repeats=5 if args.quick else 15)
+        verdict = "ok" if r["frame_best_ms"] < SCALING_TARGET_MS else f"OVER {SCALING_TARGET_MS:.0f} ms"
+        print(f"1b. the scaling screen at {SCALING_SIZE[0]}x{SCALING_SIZE[1]}, a {len(GRID_BATCHES)} x {len(GRID_LRS)} x "
+              f"{GRID_SEEDS} grid ({r['runs']} runs, {r['cells']} cells): one frame (the matrix in all 5 metrics, "
+              f"{r['plots']} charts of {r['plot_size']}) best {r['frame_best_ms']:.1f} ms, median "
+              f"{r['frame_median_ms']:.1f} ms [{verdict}]; the analysis behind it (once per finished run: "
+              f"B_crit and lr-rule draws) best {r['analysis_best_ms']:.0f} ms, median {r['analysis_median_ms']:.0f} ms")
+        report["scaling"] = r
 
     if not args.skip_trainer:
         print(f"2. trainer iterations/s, app attached vs headless, device {device_label(args.device)} "

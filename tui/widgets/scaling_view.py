@@ -48,7 +48,7 @@ class ScalingView(Widget):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._drawn: tuple[int, int, str, int] | None = None
+        self._drawn: tuple[object, ...] | None = None
         self.metric = METRICS[0]
         self._chosen = False  # m pressed: show its metric even where it has nothing to show
         #: What was last drawn, one Arm per arm of the sweep (tests read them).
@@ -98,8 +98,11 @@ class ScalingView(Widget):
         box.update(text)
 
     def update_from(self, state: SweepState) -> None:
-        """Recompute from the state if it changed since the last call (the analysis is cheap, not free)."""
-        key = (id(state), state.version, self.metric, self.size.width)
+        """Recompute from the state if what the analysis reads changed since the last call (tens of ms
+        for a large grid: not on every loss)."""
+        # What the analysis reads: runs' statuses, epochs (final loss) and summaries, not every loss.
+        runs = tuple((r.run, r.status, len(r.epochs), len(r.summary)) for r in state.run_list())
+        key = (id(state), runs, state.scaling is not None, self.metric, self.size.width)
         if key == self._drawn:
             return
         try:
