@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from trainer.config import Config, ConfigError, config_from_toml, load_config
+from trainer.config import Config, ConfigError, config_from_toml, config_to_dict, load_config
 from trainer.controls import (
     VIEWER_STOP,
     ControlFile,
@@ -282,7 +282,7 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
         device = preflight(cfg)
         specs = run_specs(cfg)
         plan = plan_resume(run_dir, [s.run_id for s in specs], device,
-                           check=restore_check(specs, RunSettings.from_config(cfg)))
+                           check=restore_check(specs, RunSettings.from_config(cfg)), config=config_to_dict(cfg))
         if plan.nothing_to_do:
             console.print(f"{run_dir}: every run and the sweep finished; nothing to resume", markup=False)
             return EXIT_OK
