@@ -114,6 +114,9 @@ def run_child(
         """Tell the app what start-up is doing (live only: never recorded)."""
         live.emit(EventType.STARTUP, stage=text, fraction=fraction)
 
+    from trainer.factory import set_reporter
+
+    set_reporter(stage)  # a factory that runs long shows on the start-up line, with its time so far
     try:
         cfg = load_config(config_path, overrides)
         stage("loading torch")

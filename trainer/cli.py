@@ -137,6 +137,7 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
     from trainer.sweep import DeviceUnavailable, check_dataset, check_model, preflight
 
     console = Console(stderr=True)
+    _report_slow_factories(console)
     try:
         ctx = ddp.init_from_env(cfg)  # under torchrun: join the job (issue 7); None for one process
     except ddp.DistributedError as exc:
@@ -238,6 +239,13 @@ def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> 
     return resume_sweep(cfg, run_dir, quiet=args.quiet, signals=signals)
 
 
+def _report_slow_factories(console) -> None:
+    """The user's factory or module that runs long says so on the console, with its time so far."""
+    from trainer.factory import set_reporter
+
+    set_reporter(lambda text: console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True))
+
+
 def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False, signals: StopSignals | None = None) -> int:
     """Continue the sweep recorded in `run_dir` (resolved config `cfg`). Returns the exit code.
     `signals`: as for `train`."""
@@ -248,6 +256,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False, signals: StopS
 
     signals = signals or StopSignals(enabled=False)
     console = Console(stderr=True)
+    _report_slow_factories(console)
     lock = None
     try:
         with signals.deferred():  # a signal waits until the lock is taken (and is then released below)

@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import socket
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,7 +26,7 @@ import torch.utils.data
 
 from trainer.config import DataConfig
 from trainer.config.schema import FOLDER_PREFIX, is_factory, is_folder
-from trainer.factory import FactoryError, import_factory, kind, one_line
+from trainer.factory import FactoryError, guarded, import_factory, kind, one_line
 from trainer.data_synthetic import DEFAULT_PARAMS, Stage, SyntheticParams, synthetic_splits
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
@@ -328,7 +329,9 @@ def _factory_splits(name: str, cfg: DataConfig) -> Dataset:
     except FactoryError as exc:
         raise DatasetUnavailable(name, exc.cause, exc.fix) from exc
     try:
-        out = factory()
+        out = guarded(f"calling your factory {name}", f"the factory {name}", factory)
+    except FactoryError as exc:
+        raise DatasetUnavailable(name, exc.cause, exc.fix) from exc
     except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is reported, not a traceback
         raise DatasetUnavailable(name, f"the factory raised {one_line(exc)}", "fix the factory") from exc
     if isinstance(out, (tuple, list)) and len(out) == 4 and all(isinstance(t, torch.Tensor) for t in out):
@@ -421,10 +424,43 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | No
             log(note)
     ds.train = ds.train.head(cfg.train_samples)
     ds.test = ds.test.head(cfg.test_samples)
+    check_finite(ds)
     check_augment(cfg.augment, ds)
     if cfg.normalize == "dataset":
         normalize_dataset(ds, cfg, log)
     return ds
+
+
+#: Input values checked for NaN and infinity per split before training: every sample of a split up to this
+#: many values (256 MB of float32), else this many values' worth of samples spread evenly over it.
+FINITE_CHECK_VALUES = 1 << 26
+
+
+def check_finite(ds: Dataset) -> None:
+    """Float inputs (a factory's) with NaN or infinity would train to NaN and look like a too-large lr (or a
+    broken model): DatasetUnavailable naming the split, the first bad sample found and the fix, before
+    anything trains. Integer images cannot hold either. Bounded: see FINITE_CHECK_VALUES."""
+    for which, split in (("train", ds.train), ("test", ds.test)):
+        x = split.images
+        if not x.is_floating_point() or not len(split):
+            continue
+        per_sample = max(1, x[0].numel())
+        n = len(split)
+        step = max(1, -(-n * per_sample // FINITE_CHECK_VALUES))  # ceil: every sample while it fits the budget
+        checked = 0
+        chunk = max(1, (1 << 22) // per_sample) * step  # a few million values at a time: bounded memory
+        for start in range(0, n, chunk):
+            idx = torch.arange(start, min(n, start + chunk), step)
+            bad = ~torch.isfinite(x[idx]).flatten(1).all(dim=1)
+            checked += len(idx)
+            if bool(bad.any()):
+                i = int(idx[bad.nonzero()[0, 0]])
+                what = "NaN" if bool(torch.isnan(x[i]).any()) else "infinity"
+                sampled = "" if step == 1 else f" (every {step}th sample is checked: {checked:,} so far)"
+                raise DatasetUnavailable(
+                    ds.name, f"its {which} inputs hold {what}: sample {i} of {n:,} has non-finite values{sampled}; "
+                    "training on them would turn every loss into NaN",
+                    "repair or drop those samples in the factory (torch.isfinite(x).flatten(1).all(1) finds them)")
 
 
 # ---------------------------------------------------------------- CIFAR-10 / CIFAR-100
@@ -547,16 +583,68 @@ FOLDER_FIX = ("put one subfolder of images per class in the folder (PATH/cat/1.p
               "under PATH/train and PATH/test")
 
 
-def _read_folder(name: str, folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """ImageFolder's classes and (path, class) samples of `folder`; DatasetUnavailable when it has none."""
-    from torchvision.datasets import ImageFolder
+def _read_folder(name: str, folder: Path) -> tuple[list[str], list[tuple[str, int]], int]:
+    """The classes (subfolders, sorted) and (path, class) samples of `folder`, as torchvision's ImageFolder
+    finds them, but never through a symbolic link (a link out of the tree, or back into it, would read
+    files twice or from elsewhere) and only regular files (a FIFO named zz.png would hang the read).
+    Also how many links and other non-regular entries were skipped. DatasetUnavailable when a class has
+    no image."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
+    skipped = 0
     try:
-        found = ImageFolder(str(folder), loader=lambda p: p)  # the paths only: images are read below, once
-    except (FileNotFoundError, OSError) as exc:  # no class folders, or none holding an image
-        raise DatasetUnavailable(name, f"has no images in class subfolders of {folder} ({_short(exc)})",
-                                 FOLDER_FIX) from exc
-    return list(found.classes), list(found.samples)
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetUnavailable(name, f"cannot list {folder} ({_short(exc)})", FOLDER_FIX) from exc
+    classes = []
+    for entry in entries:
+        if entry.is_symlink():
+            skipped += 1
+        elif entry.is_dir(follow_symlinks=False):
+            classes.append(entry.name)
+    if not classes:
+        raise DatasetUnavailable(name, f"has no images in class subfolders of {folder} (no class subfolder)",
+                                 FOLDER_FIX)
+    samples: list[tuple[str, int]] = []
+    empty = []
+    for index, cls in enumerate(classes):
+        found = 0
+        for root, dirs, files in sorted(os.walk(folder / cls, followlinks=False)):
+            skipped += sum(1 for d in dirs if os.path.islink(os.path.join(root, d)))  # listed, never entered
+            for file in sorted(files):
+                if not file.lower().endswith(IMG_EXTENSIONS):
+                    continue
+                path = os.path.join(root, file)
+                try:
+                    regular = stat.S_ISREG(os.lstat(path).st_mode)
+                except OSError:
+                    regular = False
+                if not regular:
+                    skipped += 1
+                    continue
+                samples.append((path, index))
+                found += 1
+        if not found:
+            empty.append(cls)
+    if empty:
+        raise DatasetUnavailable(name, f"has no images in class subfolders of {folder} (none in "
+                                 f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''})", FOLDER_FIX)
+    return classes, samples, skipped
+
+
+def _open_image_file(name: str, path: str) -> Any:
+    """An image file opened for reading: a regular file, never through a link, never waited on."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise DatasetUnavailable(name, f"cannot open the image {path} ({exc.strerror or exc})",
+                                 "replace or remove that file") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetUnavailable(name, f"{path} is not a regular file", "replace or remove it")
+    return os.fdopen(fd, "rb")
 
 
 def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -565,12 +653,13 @@ def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int
 
     arrays = []
     for path, _ in samples:
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except Exception as exc:  # noqa: BLE001 - not an image, truncated
-            raise DatasetUnavailable(name, f"cannot read the image {path} ({one_line(exc)})",
-                                     "replace or remove that file") from exc
+        with _open_image_file(name, path) as f:
+            try:
+                with Image.open(f) as img:
+                    rgb = img.convert("RGB")
+            except Exception as exc:  # noqa: BLE001 - not an image, truncated
+                raise DatasetUnavailable(name, f"cannot read the image {path} ({one_line(exc)})",
+                                         "replace or remove that file") from exc
         if size is None:
             size = rgb.size
         elif rgb.size != size:
@@ -584,15 +673,24 @@ def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int
     return x, y, size
 
 
+def _skipped(n: int) -> str:
+    return f"; {n} symbolic link{'s' if n != 1 else ''} or non-regular file{'s' if n != 1 else ''} skipped" if n else ""
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
     """An image folder, read once into uint8 tensors: PATH/train and PATH/test when both exist (the same
     classes), else PATH split per class into test_fraction for testing and the rest for training (by seed)."""
     folder = Path(name[len(FOLDER_PREFIX):])
     if not folder.is_dir():
         raise DatasetUnavailable(name, f"names {folder}, which is not a folder", FOLDER_FIX)
-    if (folder / "train").is_dir() and (folder / "test").is_dir():
-        classes, train_samples = _read_folder(name, folder / "train")
-        test_classes, test_samples = _read_folder(name, folder / "test")
+    if _real_dir(folder / "train") and _real_dir(folder / "test"):
+        classes, train_samples, skipped = _read_folder(name, folder / "train")
+        test_classes, test_samples, test_skipped = _read_folder(name, folder / "test")
+        skipped += test_skipped
         if test_classes != classes:
             raise DatasetUnavailable(name, f"has classes {classes} in train but {test_classes} in test",
                                      "give train and test the same class subfolders")
@@ -600,9 +698,9 @@ def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
             raise DatasetUnavailable(name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least")
         train_x, train_y, size = _read_images(name, train_samples, None)
         test_x, test_y, _ = _read_images(name, test_samples, size)
-        source = f"{folder} (train/ and test/)"
+        source = f"{folder} (train/ and test/{_skipped(skipped)})"
     else:
-        classes, samples = _read_folder(name, folder)
+        classes, samples, skipped = _read_folder(name, folder)
         if len(classes) < 2:
             raise DatasetUnavailable(name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least")
         x, y, _ = _read_images(name, samples, None)
@@ -618,7 +716,7 @@ def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
             raise DatasetUnavailable(name, f"has {len(y)} images, too few to hold out data.test_fraction = "
                                      f"{test_fraction} of them", "add images, or use PATH/train and PATH/test")
         train_x, train_y, test_x, test_y = x[~is_test], y[~is_test], x[is_test], y[is_test]
-        source = f"{folder} ({test_fraction:g} held out, seed {seed})"
+        source = f"{folder} ({test_fraction:g} held out, seed {seed}{_skipped(skipped)})"
     return Dataset(name, "", source, Split(train_x.contiguous(), train_y), Split(test_x.contiguous(), test_y),
                    num_classes=len(classes))
 
@@ -654,51 +752,108 @@ def _cache_key(ds: Dataset) -> str:
     return f"{ds.name}|{ds.source}|{len(ds.train)}|{list(x.shape[1:])}|{digest}"
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        import json
+#: The normalize cache holds a few hundred bytes per dataset; a file larger than this is not one it wrote.
+MAX_CACHE_BYTES = 1 << 20
 
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+
+def _read_cache(path: Path) -> tuple[dict[str, Any], str]:
+    """The normalize cache's entries, and why it could not be used ("" when it could, or is absent).
+    Opened as a regular file (never a FIFO or a device, never waited on), at most MAX_CACHE_BYTES."""
+    import json
+
+    from trainer.runlog import UnreadableFile, read_text
+    from trainer.runlog.files import describe_kind
+
+    try:
+        text = read_text(path, MAX_CACHE_BYTES)
+    except FileNotFoundError:
+        return {}, ""
+    except UnreadableFile:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            return {}, f"is {describe_kind(mode)}, not a regular file"
+        return {}, f"is not UTF-8 text of at most {MAX_CACHE_BYTES:,} bytes"
+    except OSError as exc:
+        return {}, f"cannot be read ({exc.strerror or exc})"
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}, "is not JSON"
+    if not isinstance(data, dict):
+        return {}, "is not a JSON object"
+    return data, ""
+
+
+def stats_problem(stats: Any, channels: int, uint8: bool) -> str:
+    """Why a cache entry is not usable statistics for `channels` input channels ("" when it is): mean and
+    std must be lists of `channels` finite numbers, std at least 1e-6 (what channel_stats keeps); for
+    8-bit images (inputs in [0, 1]) the mean lies in [0, 1] and the std in (0, 1]."""
+    if not isinstance(stats, dict):
+        return "its entry is not an object"
+    for what in ("mean", "std"):
+        values = stats.get(what)
+        if not isinstance(values, list) or len(values) != channels:
+            return f"its {what} is not a list of {channels} number{'s' if channels != 1 else ''}"
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+            return f"its {what} holds something that is not a finite number"
+    mean, std = stats["mean"], stats["std"]
+    if any(v < 1e-6 for v in std):
+        return "its std is not positive"
+    if uint8 and (any(not 0.0 <= v <= 1.0 for v in mean) or any(v > 1.0 for v in std)):
+        return "its values are out of range for 8-bit images (mean in [0, 1], std in (0, 1])"
+    return ""
 
 
 def normalize_dataset(ds: Dataset, cfg: DataConfig, log: Callable[[str], None] | None = None) -> None:
     """data.normalize = "dataset": train and test become float32 (x - mean) / std per channel, with the
     training split's mean and std, read from the cache (data.root/bstui-normalize.json, or memory) or
-    computed once and cached. ds.normalization records them and where they were kept."""
+    computed once and cached. A cache that cannot be used (not a regular file, too large, not JSON, an
+    entry of the wrong type or out of range) is said, naming the file, and rebuilt.
+    ds.normalization records them and where they were kept."""
     import json
 
     key = _cache_key(ds)
     path = Path(os.path.expanduser(cfg.root)) / NORMALIZE_CACHE
-    stats = _STATS.get(key) or _read_cache(path).get(key)
-    cached = "memory"
-    if isinstance(stats, dict) and isinstance(stats.get("mean"), list) and isinstance(stats.get("std"), list):
-        mean, std = [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
-        cached = str(path) if key not in _STATS else _STATS[key].get("cache", "memory")
+    channels = as_inputs(ds.train.images[:1]).shape[1]
+    uint8 = ds.train.images.dtype == torch.uint8
+    say = log or (lambda msg: None)
+    remembered = _STATS.get(key)
+    if remembered is not None and not stats_problem(remembered, channels, uint8):
+        mean, std, cached = list(remembered["mean"]), list(remembered["std"]), remembered.get("cache", "memory")
     else:
-        mean, std = channel_stats(ds.train.images)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = _read_cache(path)
-            data[key] = {"mean": mean, "std": std}
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        entries, problem = _read_cache(path)
+        stats = entries.get(key)
+        if key in entries and not problem:
+            problem = stats_problem(stats, channels, uint8)
+        if key in entries and not problem:
+            mean, std, cached = [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]], str(path)
+        else:
+            if problem:
+                say(f"data.normalize: the cache {path} {problem}; the statistics are computed again and the "
+                    "file rewritten")
+            mean, std = channel_stats(ds.train.images)
+            cached = "memory"
             try:
-                tmp.write_text(json.dumps(data, indent=1))
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            cached = str(path)
-        except OSError as exc:  # a read-only data.root: memory only, said once
-            if log is not None:
-                log(f"data.normalize: {path.parent} is not writable ({exc.strerror or exc}); statistics kept in memory")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                data, unusable = _read_cache(path)
+                if unusable:
+                    data = {}  # what is there is not a cache: replaced whole
+                data[key] = {"mean": mean, "std": std}
+                tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+                try:
+                    tmp.write_text(json.dumps(data, indent=1))
+                    os.replace(tmp, path)  # replaces a link or a FIFO there, never writes through it
+                finally:
+                    tmp.unlink(missing_ok=True)
+                cached = str(path)
+            except OSError as exc:  # a read-only data.root: memory only, said once
+                say(f"data.normalize: {path.parent} is not writable ({exc.strerror or exc}); statistics kept in memory")
     _STATS[key] = {"mean": mean, "std": std, "cache": cached}
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    if len(mean) != as_inputs(ds.train.images[:1]).shape[1]:
-        raise DatasetUnavailable(ds.name, f"has cached statistics for {len(mean)} channels in {path}",
-                                 "remove that file")
     ds.train = Split(as_inputs(ds.train.images).sub_(m).div_(s), ds.train.labels)
     ds.test = Split(as_inputs(ds.test.images).sub_(m).div_(s), ds.test.labels)
     ds.normalization = {"mean": mean, "std": std, "cache": cached}

@@ -10,7 +10,23 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any, Callable
+import threading
+import time
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+#: A call into the user's code that has not returned after this long is reported, then every REPORT_EVERY_S.
+SLOW_AFTER_S = 1.0
+REPORT_EVERY_S = 5.0
+_reporter: Callable[[str], None] | None = None
+
+
+def set_reporter(report: Callable[[str], None] | None) -> None:
+    """Where "calling your factory ... 12 s" goes while the user's code runs long (the console, the
+    app's start-up line); None: nowhere."""
+    global _reporter
+    _reporter = report
 
 
 class FactoryError(Exception):
@@ -21,6 +37,32 @@ class FactoryError(Exception):
         super().__init__(f"{cause}. Fix: {fix}")
 
 
+def guarded(doing: str, subject: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)`, the user's code, under a guard: a SystemExit it raises (sys.exit, exit())
+    becomes a FactoryError naming `subject` instead of ending the trainer; while it runs past
+    SLOW_AFTER_S, "`doing` ... N s" is reported every REPORT_EVERY_S (a factory that hangs is seen)."""
+    done = threading.Event()
+    report, start = _reporter, time.monotonic()
+    if report is not None:
+        def watch() -> None:
+            wait = SLOW_AFTER_S
+            while not done.wait(wait):
+                try:
+                    report(f"{doing} ... {time.monotonic() - start:.0f} s (it has not returned yet; Ctrl-C stops)")
+                except Exception:  # noqa: BLE001 - a report that fails must not end the watch with an error
+                    return
+                wait = REPORT_EVERY_S
+
+        threading.Thread(target=watch, name="bstui-factory-watch", daemon=True).start()
+    try:
+        return fn(*args, **kwargs)
+    except SystemExit as exc:
+        raise FactoryError(f"{subject} called sys.exit({exc.code!r}), which would end the trainer",
+                           "return the value instead of exiting (raise an exception to report a problem)") from None
+    finally:
+        done.set()
+
+
 def import_factory(ref: str, path: str, path_key: str) -> Callable[..., Any]:
     """The callable `ref` ("package.module:factory") names, imported with `path` first on sys.path;
     `path_key` names the setting that moves `path` (model.path), for messages."""
@@ -29,7 +71,10 @@ def import_factory(ref: str, path: str, path_key: str) -> Callable[..., Any]:
     if path and path not in sys.path:
         sys.path.insert(0, path)  # the config's folder first: the user's project wins over installed names
     try:
-        module = importlib.import_module(module_name)
+        module = guarded(f"importing your module {module_name}", f"module {module_name}, while it was imported,",
+                         importlib.import_module, module_name)
+    except FactoryError:
+        raise
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and module_name != missing and not module_name.startswith(missing + "."):

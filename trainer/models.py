@@ -21,7 +21,7 @@ from torch import nn
 
 from trainer.config import ModelConfig
 from trainer.config.schema import is_factory
-from trainer.factory import FactoryError, import_factory, kind, one_line
+from trainer.factory import FactoryError, guarded, import_factory, kind, one_line
 
 
 class SimpleModel(nn.Module):
@@ -124,7 +124,9 @@ def build_model(model: ModelConfig | str) -> nn.Module:
     else:
         factory = resolve_factory(cfg)
         try:
-            net = factory(**cfg.args)
+            net = guarded(f"calling your factory {cfg.name}", f"the factory {cfg.name}", factory, **cfg.args)
+        except FactoryError as exc:
+            raise ModelError(cfg.name, exc.cause, exc.fix) from exc
         except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is reported, not a traceback
             raise ModelError(cfg.name, f"the factory raised {one_line(exc)} when called with "
                              f"{_call(cfg.args)}", _args_fix(factory)) from exc
@@ -156,7 +158,9 @@ def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int
     net.eval()  # no batch-norm statistics or dropout draws from the check
     try:
         with torch.no_grad():
-            out = net(inputs)
+            out = guarded(f"trying your model {cfg.name} on a batch", f"the forward of model {cfg.name}", net, inputs)
+    except FactoryError as exc:
+        raise ModelError(cfg.name, exc.cause, exc.fix) from exc
     except Exception as exc:  # noqa: BLE001 - the user's forward
         fix = (f"make it take inputs of shape [batch, {', '.join(map(str, shape[1:]))}], or train it on data of "
                "the shape it takes")
