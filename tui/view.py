@@ -22,6 +22,9 @@ SMOOTHING = ("auto", "raw", "ema")
 WINDOWS = ("full", "last10", "tail")
 TAIL_ITERS = 1000
 WINDOW_NAMES = {"full": "full", "last10": "last 10%", "tail": f"last {TAIL_ITERS:,} it"}
+#: The table's orders (`S`), with the words the controls line shows.
+SORTS = ("sweep", "best", "target", "status")
+SORT_NAMES = {"sweep": "", "best": "by best acc", "target": "by time to target", "status": "by status"}
 #: Crosshair steps: the crosshair moves by 1/CURSOR_STEPS of the x range (1/8 with shift).
 CURSOR_STEPS = 100
 
@@ -32,7 +35,7 @@ def _next(values: tuple[str, ...], current: str) -> str:
 
 @dataclass(frozen=True)
 class View:
-    """The view keys' state (x l m o a w y Tab ← → PgUp PgDn)."""
+    """The view keys' state (x l m o a w y h H S Tab ← → PgUp PgDn)."""
 
     x_axis: str = "iteration"
     metric: str = "loss"
@@ -50,6 +53,10 @@ class View:
     page: int = 0
     #: The user chose the x axis (`x`): the sweep's default no longer applies.
     x_chosen: bool = False
+    #: Runs hidden from the plots and the overlay (`h` on the focused run, `H` shows every run).
+    hidden: frozenset[str] = frozenset()
+    #: The table's order (`S`): the sweep's order, or by best accuracy, time to target or status.
+    sort: str = "sweep"
 
     def cycle_x(self) -> View:
         return replace(self, x_axis=_next(X_AXES, self.x_axis), x_chosen=True)
@@ -67,6 +74,15 @@ class View:
 
     def cycle_smoothing(self) -> View:
         return replace(self, smoothing=_next(SMOOTHING, self.smoothing))
+
+    def cycle_sort(self) -> View:
+        return replace(self, sort=_next(SORTS, self.sort))
+
+    def toggle_hidden(self, run: str) -> View:
+        return replace(self, hidden=self.hidden ^ {run}, page=0)
+
+    def show_all(self) -> View:
+        return replace(self, hidden=frozenset(), page=0)
 
     def cycle_window(self) -> View:
         return replace(self, window=_next(WINDOWS, self.window))
@@ -100,4 +116,8 @@ class View:
             words.append("own y")
         if self.overlay:
             words.append("overlay")
+        if self.hidden:
+            words.append(f"{len(self.hidden)} hidden")
+        if self.sort != "sweep":
+            words.append(f"table {SORT_NAMES[self.sort]}")
         return " ".join(words)

@@ -10,6 +10,7 @@ from textual.widgets import Switch
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, notes, settle, wait_for
 from tui.factory import make_app
 from tui.feed import LiveFeed
+from tui.labels import sweep_looks
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import MainScreen
 from tui.widgets.chart import BrailleChart
@@ -300,3 +301,39 @@ async def test_help_opens_and_closes():
 def test_fixture_is_valid_json_lines(fixture_dir):
     for line in (fixture_dir / "events.jsonl").read_text().splitlines():
         assert isinstance(json.loads(line), dict)
+
+
+async def test_runs_hide_and_show_and_the_table_sorts_without_repeating_the_lr():
+    """Was: no way to hide runs or sort the table, and "bs 10 lr 0.0173 | 0.0173" repeated the lr."""
+    app = make_app(replay=str(LRGRID), system=fake_system())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one(RunTable)
+        assert "lr" not in table.columns  # every label names its lr, and no run split
+        assert len(screen.query(BrailleChart)) == 9
+        await pilot.press("h")  # no run in focus: says how, hides nothing
+        assert screen.view.hidden == frozenset()
+        await pilot.press("tab", "h")
+        hidden = screen.view.focus
+        assert screen.view.hidden == {hidden}
+        await wait_for(pilot, lambda: len(screen.query(BrailleChart)) == 8)
+        label = sweep_looks(app.state.run_list())[hidden][0]
+        await wait_for(pilot, lambda: all(p.chart is not None for p in screen.query(BrailleChart)))
+        titles = [p.chart.title for p in screen.query(BrailleChart)]
+        assert not any(t.startswith(label + " ") for t in titles) and len(titles) == 8
+        await wait_for(pilot, lambda: str(table.get_cell(hidden, "run")).endswith(" hidden"))
+        await pilot.press("o")  # the overlay follows
+        await wait_for(pilot, lambda: len(screen.query(BrailleChart)) == 1 and first_chart(screen) is not None
+                       and "all runs" in first_chart(screen).title)
+        assert len(first_chart(screen).lines) == 8
+        await pilot.press("H")
+        await wait_for(pilot, lambda: first_chart(screen) is not None and len(first_chart(screen).lines) == 9)
+        await pilot.press("S")  # by best accuracy
+        state = app.state
+
+        def best_order() -> list[str]:
+            return [r.run for r in sorted(state.run_list(), key=lambda r: -(r.best_acc or -1.0))]
+
+        await wait_for(pilot, lambda: [str(k.value) for k in table.rows] == best_order())
+        assert "table by best acc" in screen.view.describe()

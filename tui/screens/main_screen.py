@@ -61,6 +61,9 @@ class MainScreen(Screen[None]):
         Binding("w", "cycle('window')", "window", show=False),
         Binding("m", "cycle('smoothing')", "smooth", show=False),
         Binding("y", "toggle('shared_y')", "y range", show=False),
+        Binding("h", "hide_run", "hide", show=False),
+        Binding("H", "show_all", "show all", show=False),
+        Binding("S", "sort", "sort", show=False),
         Binding("tab", "focus_run(1)", "focus", show=False, priority=True),
         Binding("shift+tab", "focus_run(-1)", "focus", show=False, priority=True),
         Binding("left", "cursor(-1)", "crosshair", show=False, priority=True),
@@ -121,7 +124,7 @@ class MainScreen(Screen[None]):
             info = grid.update_view(state, self.view)
             controls.show(frame.status, frame.chunks, self.view.describe())
             self._show_info(info, inspect)
-            table.update_from(state)
+            table.update_from(state, self.view.hidden, self.view.sort)
             timing.update_from(state)
         return True
 
@@ -166,6 +169,19 @@ class MainScreen(Screen[None]):
     def action_focus_run(self, step: int) -> None:
         runs = list(self._frame.state.runs) if self._frame is not None else []
         self.view = self.view.cycle_focus(runs, step)
+
+    def action_hide_run(self) -> None:
+        """h: hide the focused run from the plots and the overlay (again: show it)."""
+        if self.view.focus is None:
+            self.notify("Tab to a run first: h hides the focused run, H shows every run", timeout=4)
+            return
+        self.view = self.view.toggle_hidden(self.view.focus)
+
+    def action_show_all(self) -> None:
+        self.view = self.view.show_all()
+
+    def action_sort(self) -> None:
+        self.view = self.view.cycle_sort()
 
     def action_cursor(self, steps: int) -> None:
         self.view = self.view.move_cursor(steps)

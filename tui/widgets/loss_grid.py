@@ -105,7 +105,7 @@ class LossGrid(Container):
     def update_view(self, state: SweepState, view: View) -> GridInfo:
         """Redraw every plot from `state` (cheap: downsampled to the plot widths)."""
         self._state, self._view = state, view
-        runs = state.run_list()
+        runs = [r for r in state.run_list() if r.run not in view.hidden]
         first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)
         key = (view.overlay, tuple(r.run for r in runs[first:end]))
         if key != self._layout_key:
@@ -152,8 +152,8 @@ class LossGrid(Container):
         if state is None:
             return
         plots = list(self.query(BrailleChart))
-        runs = state.run_list()
-        looks = sweep_looks(runs)  # now, not at update_view: runs may have started since (deferred draw)
+        looks = sweep_looks(state.run_list())  # now, not at update_view: runs may have started since (deferred draw)
+        runs = [r for r in state.run_list() if r.run not in view.hidden]  # labels and colours stay as unhidden
         if not runs or not plots or len(plots) != self._count:
             return  # a rebuild is under way; it draws when mounted
         first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)

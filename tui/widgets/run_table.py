@@ -1,5 +1,8 @@
 """One row per run: its label, status, progress, last and best accuracy, time to target, noise scale...
 
+Sorted by `S` (the sweep's order, best accuracy, time to target, status); runs hidden from the plots
+(`h`) stay, dimmed. Where the labels name the lr, the lr column shows only the lr x k of split-backward.
+
 Columns that do not fit the table's width are dropped, least needed first (DROP_ORDER),
 so the table never scrolls sideways on an 80-column terminal; the last and the best
 accuracy are never dropped (a run that peaked and fell back shows both).
@@ -113,6 +116,22 @@ def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -
     }
 
 
+STATUS_ORDER = ("running", "waiting", "done", "stopped", "interrupted", "collapsed", "diverged", "oom", "failed")
+
+
+def sorted_runs(runs: list[RunState], sort: str) -> list[RunState]:
+    """The runs in the table's order: the sweep's, best accuracy first, soonest to the target first
+    (never reached last), or by status (training first, failures last); ties keep the sweep's order."""
+    if sort == "best":
+        return sorted(runs, key=lambda r: -(r.best_acc if r.best_acc is not None else -1.0))
+    if sort == "target":
+        return sorted(runs, key=lambda r: r.time_to_target_s if r.time_to_target_s is not None else float("inf"))
+    if sort == "status":
+        order = {s: i for i, s in enumerate(STATUS_ORDER)}
+        return sorted(runs, key=lambda r: order.get(r.status, len(order)))
+    return list(runs)
+
+
 def signed(v: float | None) -> str:
     """A cosine in 5 cells: +0.12, -0.98."""
     return "-" if v is None else f"{v:+.2f}"
@@ -133,6 +152,8 @@ class RunTable(DataTable):
         self._run_ids: tuple[str, ...] = ()
         self._columns: tuple[str, ...] = ()
         self._state: SweepState | None = None
+        self._hidden: frozenset[str] = frozenset()
+        self._sort = "sweep"
 
     def on_mount(self) -> None:
         self._set_columns(tuple(k for k, _ in COLUMNS))
@@ -145,17 +166,30 @@ class RunTable(DataTable):
         self._columns = keys
         self._run_ids = ()
 
-    def update_from(self, state: SweepState) -> None:
-        self._state = state
+    def update_from(self, state: SweepState, hidden: frozenset[str] = frozenset(), sort: str = "sweep") -> None:
+        """The rows of `state` in the order `sort` (tui.view.SORTS); runs in `hidden` dimmed and marked."""
+        self._state, self._hidden, self._sort = state, hidden, sort
         epochs_total = state.epochs
-        runs = state.run_list()
-        looks = sweep_looks(runs)  # now, also on resize: the state grows in place, runs may have started since
-        rows = [row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total) for run in runs]
+        looks = sweep_looks(state.run_list())  # now, also on resize: the state grows in place
+        runs = sorted_runs(state.run_list(), sort)
+        # Where the labels name the lr (several lrs), the lr column says only what they do not: lr x k.
+        lr_in_label = len({r.lr for r in runs}) > 1
+        rows = []
+        for run in runs:
+            cells = row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total)
+            if lr_in_label:
+                cells["lr"] = (Text.assemble(("→", "dim"), (fmt_lr(run.effective_lr), "yellow"))
+                               if run.split_chunks > 1 else Text(""))
+            if run.run in hidden:
+                cells["run"] = Text.assemble((looks[run.run][0], "dim"), (" hidden", "dim italic"))
+            rows.append(cells)
         room = self.size.width - SCROLLBAR
         if room > 0:
             widths = {k: max([len(h)] + [r[k].cell_len if isinstance(r[k], Text) else len(r[k]) for r in rows])
                       for k, h in COLUMNS}
             keys = visible_columns(widths, room)
+            if lr_in_label and not any(r.split_chunks > 1 for r in runs):
+                keys = tuple(k for k in keys if k != "lr")
             if keys != self._columns:
                 self._set_columns(keys)
         ids = tuple(r.run for r in runs)
@@ -171,4 +205,4 @@ class RunTable(DataTable):
 
     def on_resize(self) -> None:
         if self._state is not None:
-            self.update_from(self._state)
+            self.update_from(self._state, self._hidden, self._sort)
