@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from trainer.commands import trainer_command
 from trainer.config import Config, ConfigError, config_from_toml, config_to_dict, load_config
 from trainer.controls import (
     VIEWER_STOP,
@@ -216,7 +217,7 @@ def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> 
     from trainer.ddp import world_size_from_env
 
     if world_size_from_env() > 1:
-        print("bstui: resume runs in one process, not under torchrun; run python -m trainer resume DIR",
+        print(f"bstui: resume runs in one process, not under torchrun; run {trainer_command('resume')} DIR",
               file=sys.stderr)
         return EXIT_USAGE
     from trainer.runlog import UnreadableFile, read_text
@@ -397,20 +398,23 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         for sentence in answers(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
             out_console.print(sentence, soft_wrap=True, markup=False, highlight=False)
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
+    if code == EXIT_OK and result is not None and result.status == "done" and (ddp is None or ddp.is_main):
+        out_console.print(f"report (report.md and plots): {trainer_command('report', run_dir)}", soft_wrap=True,
+                          markup=False, highlight=False)
     if code == EXIT_OK and result is not None and result.status == "stopped" and signals and signals.received:
         console.print(f"stopped by {signal_name(signals.received)}: the run directory is valid up to the stop; "
-                      f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
+                      f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False,
                       soft_wrap=True)
         return exit_code(signals.received)
     if code == EXIT_OK and result is not None and result.status == "stopped" and controls is not None \
             and controls.stop_reason == VIEWER_STOP:
         console.print(f"{VIEWER_STOP}: the run directory is valid up to the stop; "
-                      f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
+                      f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False,
                       soft_wrap=True)
         return EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
         console.print("interrupted: the run directory is valid up to the interruption; "
-                      f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False,
+                      f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False,
                       soft_wrap=True)
         return code
     if write_error is not None:
@@ -426,7 +430,7 @@ def _interrupted_before_training(console, run_dir: Path, exc: KeyboardInterrupt)
     """A stop signal after the run directory was ready but before the sweep began: one line, its exit code."""
     signum = interrupt_signal(exc)
     console.print(f"bstui: interrupted by {signal_name(signum)} before training began; nothing was trained; "
-                  f"resume with: python -m trainer resume {run_dir}", style="yellow", markup=False, soft_wrap=True)
+                  f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False, soft_wrap=True)
     return exit_code(signum)
 
 

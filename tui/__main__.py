@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from trainer.commands import app_command, trainer_command
+
 EXIT_USAGE = 2
 
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from tui.detach import exit_hint, trainer_state
 
     if args.replay is None and app.state.run_dir:  # the app's own trainer: stopped, stopping, or training on
-        print(exit_hint(app.state.run_dir, trainer_state(Path(app.state.run_dir)), app.exit_action))
+        print(exit_hint(app.state.run_dir, trainer_state(Path(app.state.run_dir)), app.exit_action, app.state.finished))
     return code
 
 
@@ -134,9 +136,9 @@ def detach(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         fail(f"--out {str(run_dir)!r} exists and is not a directory; choose another --out")
     if run_dir.is_dir() and holds_run(run_dir):
-        fail(f"{str(run_dir)!r} already holds a run; choose a new --out, or watch it with bstui --attach {run_dir}")
+        fail(f"{str(run_dir)!r} already holds a run; choose a new --out, or watch it with {app_command('--attach', run_dir)}")
     if lock_status(run_dir)["state"] == "live":
-        fail(f"a trainer is already writing {str(run_dir)!r}; watch it with bstui --attach {run_dir}")
+        fail(f"a trainer is already writing {str(run_dir)!r}; watch it with {app_command('--attach', run_dir)}")
     try:
         trainer = start_detached(run_command(args.config, args.overrides, run_dir), run_dir)
     except OSError as exc:
@@ -145,7 +147,7 @@ def detach(args: argparse.Namespace) -> int:
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), detached=trainer),
                    config_label=cfg.source or "(default config)", bell=args.bell)
     code = run_app(app)
-    print(exit_hint(run_dir, trainer_state(run_dir, trainer), app.exit_action))
+    print(exit_hint(run_dir, trainer_state(run_dir, trainer), app.exit_action, app.state.finished))
     return code
 
 
@@ -161,11 +163,11 @@ def attach(args: argparse.Namespace) -> int:
         fail("--attach follows an existing run directory; --out and --no-follow do not apply to it")
     if args.attach:
         if args.config or args.overrides:
-            fail("bstui --attach DIR reads DIR; CONFIG and --set only choose output.dir when DIR is left out")
+            fail(f"{app_command('--attach')} DIR reads DIR; CONFIG and --set only choose output.dir when DIR is left out")
         run_dir = Path(args.attach).expanduser()
         if not run_dir.exists():
-            fail(f"run directory {str(run_dir)!r} does not exist; pass a directory made by bstui --detach "
-                 "or python -m trainer run")
+            fail(f"run directory {str(run_dir)!r} does not exist; pass a directory made by {app_command('--detach')} "
+                 f"or {trainer_command('run')}")
         if not is_run_dir(run_dir):
             fail(f"{str(run_dir)!r} is not a run directory (no events.jsonl, config.toml or trainer.lock in it)")
     else:
@@ -184,7 +186,7 @@ def attach(args: argparse.Namespace) -> int:
             fail(str(exc))
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True), bell=args.bell)
     code = run_app(app)
-    print(exit_hint(run_dir, lock_status(run_dir), app.exit_action))
+    print(exit_hint(run_dir, lock_status(run_dir), app.exit_action, app.state.finished))
     return code
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
+from trainer.commands import app_command, trainer_command
 from tui.status import Severity, StatusLine
 
 LOG_FILE = TRAINER_LOG
@@ -114,7 +115,7 @@ def newest_run_dir(output_dir: str | os.PathLike[str]) -> Path:
     root = Path(output_dir).expanduser()
     if not root.is_dir():
         raise AttachError(f"output.dir {str(root)!r} does not exist, so there is no run to attach to; "
-                          "pass the run directory: bstui --attach DIR")
+                          f"pass the run directory: {app_command('--attach')} DIR")
     best: tuple[bool, float, str] | None = None
     for child in root.iterdir():
         try:
@@ -128,8 +129,8 @@ def newest_run_dir(output_dir: str | os.PathLike[str]) -> Path:
         if best is None or (live, started, child.name) > best:
             best = (live, started, child.name)
     if best is None:
-        raise AttachError(f"no run directory under {str(root)!r} (output.dir); start one with bstui --detach, "
-                          "or pass the run directory: bstui --attach DIR")
+        raise AttachError(f"no run directory under {str(root)!r} (output.dir); start one with "
+                          f"{app_command('--detach')}, or pass the run directory: {app_command('--attach')} DIR")
     return root / best[2]
 
 
@@ -151,7 +152,7 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> Sta
     state = status.get("state")
     if finished and state != "live":
         return None
-    resume = f"python -m trainer resume {run_dir}"
+    resume = trainer_command("resume", run_dir)
     if status.get("unreadable"):  # garbage, a FIFO, an absurd pid: say so rather than guess a pid
         return StatusLine(f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}",
                           Severity.WARNING)
@@ -171,32 +172,36 @@ def _cut(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def exit_hint(run_dir: Path | str, status: dict[str, Any], action: ExitAction = ExitAction.NONE) -> str:
-    """What to print when the viewer closes, given what quitting did (`action`)."""
+def exit_hint(run_dir: Path | str, status: dict[str, Any], action: ExitAction = ExitAction.NONE,
+              finished: bool = False) -> str:
+    """What to print when the viewer closes, given what quitting did (`action`) and whether the sweep
+    finished (then its report command); every command runs as printed (trainer.commands)."""
     if action is ExitAction.STOPPING and status.get("state") == "live":
         return (f"bstui: stopping the sweep in {run_dir}: the trainer (pid {status.get('pid', '?')}) ends it cleanly "
                 "after its current step (runs stopped, summary.csv, lock released)\n"
-                f"  watch it end: bstui --attach {run_dir}\n"
-                f"  continue it later: python -m trainer resume {run_dir}")
+                f"  watch it end: {app_command('--attach', run_dir)}\n"
+                f"  continue it later: {trainer_command('resume', run_dir)}")
     if action is ExitAction.REFUSED:
         return (f"bstui: the stop could not be sent to the trainer of {run_dir} (only its user can control it); "
                 "it keeps running\n" + reattach_hint(run_dir, status))
-    return reattach_hint(run_dir, status)
+    return reattach_hint(run_dir, status, finished)
 
 
-def reattach_hint(run_dir: Path | str, status: dict[str, Any]) -> str:
+def reattach_hint(run_dir: Path | str, status: dict[str, Any], finished: bool = False) -> str:
     """What to print when the viewer closes: how to come back, or what became of the sweep."""
     state = status.get("state")
     if status.get("unreadable"):
         return (f"bstui: {status.get('reason')}\n"
-                f"  show the run with: bstui --replay {run_dir}; once no trainer runs, continue it with: "
-                f"python -m trainer resume {run_dir}")
+                f"  show the run with: {app_command('--replay', run_dir)}; once no trainer runs, continue it with: "
+                f"{trainer_command('resume', run_dir)}")
     if state in ("live", "starting"):
         return (f"bstui: the trainer (pid {status.get('pid', '?')}) keeps running in {run_dir}\n"
-                f"  re-attach with: bstui --attach {run_dir}\n"
+                f"  re-attach with: {app_command('--attach', run_dir)}\n"
                 f"  its output: {Path(run_dir) / LOG_FILE}")
     if (Path(run_dir) / EVENTS).exists():
-        return (f"bstui: no trainer is writing {run_dir} now; show it with: bstui --replay {run_dir}\n"
-                f"  (an unfinished sweep continues with: python -m trainer resume {run_dir})")
+        words = f"bstui: no trainer is writing {run_dir} now; show it with: {app_command('--replay', run_dir)}\n"
+        if finished:
+            return words + f"  its report (report.md, plots): {trainer_command('report', run_dir)}"
+        return words + f"  (an unfinished sweep continues with: {trainer_command('resume', run_dir)})"
     log = Path(run_dir) / LOG_FILE
     return f"bstui: the trainer wrote no events into {run_dir}" + (f"; see {log}" if log.exists() else "")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trainer.runlog import CONTROLS, EVENTS, Event, UnreadableFile, open_regular
+from trainer.commands import trainer_command
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
 from tui.replay import EventReader, events_path
@@ -266,7 +267,7 @@ class ReplayFeed:
             self.watch = None  # a trainer holds it (between two blocks of a slow run): following
         else:
             self.watch = StatusLine(f"replay · no trainer writes this run and its sweep did not finish · resume with "
-                                    f"python -m trainer resume {self.run_dir}", Severity.WARNING)
+                                    f"{trainer_command('resume', self.run_dir)}", Severity.WARNING)
 
     def _check_trainer(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widgets import Switch
 from textual.worker import get_current_worker
 
+from trainer.commands import trainer_command
 from tui.feed import FEED_RESET, Feed, FeedEnd
 from tui.labels import run_labels
 from tui.state import SweepState
@@ -172,7 +173,7 @@ class FeedPump(_Base):
             self.state.mark_lost("the trainer was killed" if killed else "the trainer process died",
                                  "interrupted" if killed else "failed")
             run_dir = self.state.run_dir
-            resume = f" Continue the sweep with: python -m trainer resume {run_dir}." if run_dir else ""
+            resume = f" Continue the sweep with: {trainer_command('resume', run_dir)}" if run_dir else ""
             self.notify(
                 f"The trainer died ({message.end.detail}). What it sent is kept.{resume} r restarts, q quits.",
                 title="trainer died",

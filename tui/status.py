@@ -10,6 +10,7 @@ from enum import Enum
 
 from rich.text import Text
 
+from trainer.commands import trainer_command
 
 class Severity(str, Enum):
     """How much a status line asks for attention (and the toast level it maps to)."""
@@ -72,13 +73,16 @@ def status_line(s: StatusInputs) -> StatusLine:
     if s.stopping:
         return StatusLine("stopping the trainer…", Severity.WARNING)
     if s.died is not None:
-        resume = f" · resume: python -m trainer resume {s.run_dir}" if s.run_dir else ""
+        resume = f" · resume: {trainer_command('resume', s.run_dir)}" if s.run_dir else ""
         return StatusLine("✖ trainer died", Severity.ERROR, f" ({s.died}){resume} · r restarts, q quits")
     prefix = "" if s.live else "replay · "
     if s.finished:
         severity = {"done": Severity.OK, "failed": Severity.ERROR}.get(s.sweep_status, Severity.WARNING)
         why = f": {s.reason}" if s.reason else ""
-        return StatusLine(f"{prefix}sweep {s.sweep_status}", severity, why + (" · r restarts" if s.live else ""))
+        report = ""
+        if s.sweep_status in ("done", "stopped"):  # what it found: the scaling view, and report.md
+            report = " · c scaling" + (f" · report: {trainer_command('report', s.run_dir)}" if s.run_dir else "")
+        return StatusLine(f"{prefix}sweep {s.sweep_status}", severity, why + report + (" · r restarts" if s.live else ""))
     if not s.live and s.watch is not None:
         if s.paused and s.started and s.watch.severity is Severity.INFO:  # attached to a live, paused trainer
             return StatusLine("⏸ paused · p resumes", Severity.WARNING, f" · {s.watch.plain}")

@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+from trainer.commands import trainer_command
 from tests.trainer.test_signals import HANG_GUARD_S, events_of, run_cmd, start, wait_for_more_losses
 from trainer.controls import VIEWER_STOP
 from trainer.runlog import CONTROLS, LOCK, SUMMARY
@@ -51,7 +52,7 @@ def test_a_headless_trainer_obeys_pause_split_and_stop_from_its_control_file(dat
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err
-    assert VIEWER_STOP in err and f"python -m trainer resume {out}" in err and "Traceback" not in err
+    assert VIEWER_STOP in err and f"{trainer_command('resume', out)}" in err and "Traceback" not in err
     events = events_of(out)
     assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
     stopped = [e for e in events if e["type"] == "run_finished" and e["status"] == "stopped"]

@@ -25,6 +25,7 @@ import pytest
 import torch
 
 import trainer.steps as steps
+from trainer.commands import trainer_command
 from trainer.cli import EXIT_IO, main
 from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
 
@@ -257,7 +258,7 @@ def test_a_full_disk_mid_sweep_stops_cleanly_and_the_sweep_resumes(where, data_r
     out = tmp_path / "run"
     assert main(sweep_args(data_root, out)) == EXIT_IO
     err = capsys.readouterr().err
-    assert "No space left on device" in err and f"python -m trainer resume {out}" in err
+    assert "No space left on device" in err and f"{trainer_command('resume', out)}" in err
     assert "Traceback" not in err
     assert_run_dir_readable(out, partial_line_allowed=False)
     assert not (out / LOCK).exists()

@@ -11,6 +11,7 @@ import torch
 
 import trainer.steps as steps
 import trainer.sweep as sweep
+from trainer.commands import trainer_command
 from trainer.checkpoint import CheckpointWriter, checkpoint_path
 from trainer.cli import EXIT_INTERRUPTED, main, resume_sweep
 from trainer.config import load_config
@@ -97,7 +98,7 @@ def test_ctrl_c_then_resume_keeps_finished_runs_and_continues_the_others(data_ro
     out = tmp_path / "run"
     _interrupt_at(monkeypatch, 200, call=5)  # bs20 is done; bs200 is in its second epoch (3 steps each)
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
-    assert f"resume with: python -m trainer resume {out}" in capsys.readouterr().err
+    assert f"resume with: {trainer_command('resume', out)}" in capsys.readouterr().err
     monkeypatch.undo()
     before = events_of(out)
     bs20_before = [e for e in before if e.get("run") == "bs20"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from trainer.commands import trainer_command
 from trainer import data as data_mod
 from trainer.child import run_child
 from trainer.cli import main
@@ -71,7 +72,7 @@ def assert_clean_stop(out: Path, signum: int, returncode: int, err: str) -> None
     name = NAMES[signum]
     assert returncode == 128 + signum, err
     assert "Traceback" not in err
-    assert f"stopped by {name}" in err and f"python -m trainer resume {out}" in err
+    assert f"stopped by {name}" in err and f"{trainer_command('resume', out)}" in err
     assert not os.path.lexists(out / LOCK)
     events = events_of(out)
     assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
@@ -161,7 +162,7 @@ def test_a_signal_while_resume_loads_its_dataset_releases_the_lock(tiny_config, 
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"interrupted by {NAMES[signum]} before training began" in err
-    assert f"python -m trainer resume {out}" in err
+    assert f"{trainer_command('resume', out)}" in err
     assert not os.path.lexists(out / LOCK)
     assert sorted(p.name for p in out.iterdir()) == before
 
@@ -231,7 +232,7 @@ def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: P
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "Traceback" not in err and f"python -m trainer resume {out}" in err
+    assert "Traceback" not in err and f"{trainer_command('resume', out)}" in err
     events = events_of(out)
     assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
     (finished,) = [e for e in events if e["type"] == "run_finished"]

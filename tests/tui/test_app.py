@@ -7,6 +7,7 @@ import threading
 
 from textual.widgets import Switch
 
+from trainer.commands import trainer_command
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, notes, settle, wait_for
 from tui.factory import make_app
 from tui.feed import LiveFeed
@@ -219,10 +220,10 @@ async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
         await wait_for(pilot, lambda: app.feed_end is not None)
         status = app.status_text().plain
         assert "trainer died" in status and "SIGKILL" in status and "r restarts" in status
-        assert "resume: python -m trainer resume runs/fixture-small" in status  # the run directory continues
+        assert f"resume: {trainer_command('resume', 'runs/fixture-small')}" in status  # the run directory continues
         assert len(app.state.runs["bs1"].losses) == shown  # what it showed is kept
         assert app.state.runs["bs1"].status == "interrupted"  # killed: not a bug, so not "failed"
-        assert any("python -m trainer resume runs/fixture-small" in n.message for n in notes(app))
+        assert any(trainer_command('resume', 'runs/fixture-small') in n.message for n in notes(app))
         await pilot.press("s")  # controls are refused, not crashed on
         assert bridge.controls() == []
         bridge.winding_down = threading.Event()  # the old trainer takes its time to stop

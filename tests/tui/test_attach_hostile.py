@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from trainer.commands import trainer_command
 from tests.tui.conftest import FIXTURE_DIR, wait_for
 from trainer.runlog import EVENTS, LOCK, lock_status, open_append
 from tui.detach import describe, reattach_hint, start_detached, trainer_state
@@ -68,7 +69,7 @@ def test_an_unreadable_lock_is_said_to_be_one(tmp_path, data):
     status = trainer_state(run)
     assert status["state"] == "live" and status["unreadable"]  # fresh: it may be being written
     line = describe(status, run, finished=False)
-    assert "unreadable" in line.plain and f"python -m trainer resume {run}" in line.plain
+    assert "unreadable" in line.plain and f"{trainer_command('resume', run)}" in line.plain
     assert line.severity is Severity.WARNING
     assert "unreadable" in reattach_hint(run, status)
 

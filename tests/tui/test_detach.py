@@ -3,6 +3,7 @@ a live lock told from a stale one on screen, a replaced events.jsonl rebuilt, an
 from __future__ import annotations
 
 import errno
+import re
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from trainer.commands import app_command, trainer_command
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, wait_for
 from trainer.runlog import RunLock
 from tui.__main__ import main
@@ -87,7 +89,7 @@ def test_newest_run_dir_is_the_last_started_and_errors_say_what_to_pass(tmp_path
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "not-a-run").mkdir()
-    with pytest.raises(AttachError, match="bstui --attach DIR"):
+    with pytest.raises(AttachError, match=re.escape(f"{app_command('--attach')} DIR")):
         newest_run_dir(runs)
     for i, name in enumerate(["b-older", "a-newer"]):
         (runs / name).mkdir()
@@ -109,16 +111,16 @@ def test_newest_run_dir_is_the_last_started_and_errors_say_what_to_pass(tmp_path
 def test_status_line_tells_live_stale_and_unfinished_apart(tmp_path):
     run = partial_run(tmp_path)
     none = describe(trainer_state(run), run, finished=False)
-    assert none is not None and "resume with python -m trainer resume" in none.plain
+    assert none is not None and f"resume with {trainer_command('resume')}" in none.plain
     assert describe(trainer_state(run), run, finished=True) is None
     write_lock(run, os.getpid())
     live = describe(trainer_state(run), run, finished=False)
     assert live is not None and f"pid {os.getpid()}" in live.plain and "writing" in live.plain
-    assert "bstui --attach" in reattach_hint(run, trainer_state(run))
+    assert app_command("--attach") in reattach_hint(run, trainer_state(run))
     write_lock(run, dead_pid())
     stale = describe(trainer_state(run), run, finished=False)
     assert stale is not None
-    assert "the trainer of this run is gone" in stale.plain and f"python -m trainer resume {run}" in stale.plain
+    assert "the trainer of this run is gone" in stale.plain and f"{trainer_command('resume', run)}" in stale.plain
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str]:
@@ -147,7 +149,7 @@ def test_attach_errors_name_the_cause(capsys, tmp_path, monkeypatch):
     code, err = run_main(["--attach", str(tmp_path)], capsys)
     assert code == 2 and "not a run directory" in err
     code, err = run_main(["--attach", "--set", 'output.dir="nowhere"'], capsys)
-    assert code == 2 and "nowhere" in err and "bstui --attach DIR" in err
+    assert code == 2 and "nowhere" in err and f"{app_command('--attach')} DIR" in err
     code, err = run_main(["--attach", str(tmp_path), "--replay", str(tmp_path)], capsys)
     assert code == 2 and "cannot be combined" in err
 
@@ -158,7 +160,7 @@ async def test_attach_shows_a_stale_lock_then_follows_a_resume_that_replaces_the
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), poll_s=0.02, watch_trainer=True))
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.started and "gone" in app.status_text().plain)
-        assert f"python -m trainer resume {run}" in app.status_text().plain
+        assert f"{trainer_command('resume', run)}" in app.status_text().plain
         old_state = app.state
         # A resume: live lock, and events.jsonl rewritten atomically (a new inode) with more in it.
         write_lock(run, os.getpid())
@@ -257,13 +259,13 @@ def test_exit_words_follow_what_quitting_did(tmp_path):
     live = {"state": "live", "pid": 4242}
     stopping = exit_hint(run, live, ExitAction.STOPPING)
     assert "stopping the sweep" in stopping and "pid 4242" in stopping
-    assert f"bstui --attach {run}" in stopping and f"python -m trainer resume {run}" in stopping
+    assert f"{app_command('--attach', run)}" in stopping and f"{trainer_command('resume', run)}" in stopping
     left = exit_hint(run, live, ExitAction.LEFT)
-    assert "keeps running" in left and f"re-attach with: bstui --attach {run}" in left
+    assert "keeps running" in left and f"re-attach with: {app_command('--attach', run)}" in left
     refused = exit_hint(run, live, ExitAction.REFUSED)
     assert "could not be sent" in refused and "keeps running" in refused
     done = exit_hint(run, {"state": "none"}, ExitAction.STOPPED)  # the trainer stopped before the app exited
-    assert f"no trainer is writing {run} now" in done and f"python -m trainer resume {run}" in done
+    assert f"no trainer is writing {run} now" in done and f"{trainer_command('resume', run)}" in done
 
 
 def test_a_live_app_says_on_exit_where_its_run_is_and_how_to_come_back(tmp_path, monkeypatch, capsys):
@@ -279,8 +281,8 @@ def test_a_live_app_says_on_exit_where_its_run_is_and_how_to_come_back(tmp_path,
     config = Path(__file__).resolve().parents[2] / "experiments.toml"
     assert entry.main([str(config)]) == 0
     out = capsys.readouterr().out
-    assert f"no trainer is writing {run} now" in out and f"bstui --replay {run}" in out
-    assert f"python -m trainer resume {run}" in out
+    assert f"no trainer is writing {run} now" in out and f"{app_command('--replay', run)}" in out
+    assert f"{trainer_command('resume', run)}" in out
 
 
 def test_a_replay_that_stopped_growing_says_whether_anyone_still_writes_it(tmp_path):
@@ -292,7 +294,7 @@ def test_a_replay_that_stopped_growing_says_whether_anyone_still_writes_it(tmp_p
     assert feed.watch is None
     feed.read(0)  # nothing new
     assert feed.watch is not None and "no trainer writes this run" in feed.watch.text().plain
-    assert f"python -m trainer resume {run}" in feed.watch.text().plain
+    assert f"{trainer_command('resume', run)}" in feed.watch.text().plain
     assert feed.ended() is None  # still followed: a resume from another terminal would show
     lock = RunLock.acquire(run)  # a live trainer holds it again (slow blocks, not gone)
     try:
