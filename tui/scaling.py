@@ -256,7 +256,9 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
     xlim = _limits([float(b) for b in all_b])
     ylim = _limits(values)
     if xlim is None or ylim is None:
-        return _empty(title, xlim, width, "no batch size reached the target" if xlim else "no run yet")
+        training = any(arm.unfinished for arm in arms.values())
+        said = "no batch size has reached the target yet" if training else "no batch size reached the target"
+        return _empty(title, xlim, width, said if xlim else "no run yet")
     xdot, ydot = _dot_sizes(xlim, ylim, width, height)
     lines: list[Line] = []
     vlines: list[tuple[float, str]] = []
@@ -338,7 +340,9 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
                   ("95% band", BAND_COLOR, False)]
     return Chart(title=title, lines=lines, xlim=xlim, ylim=ylim, xticks=log_ticks(*xlim, max(2, width // 8)),
                  yticks=log_ticks(*ylim, max(2, (height - 4) // 2)), legend=legend,
-                 xlabel="batch", message="" if best_any else "no best lr: no lr reached the target")
+                 xlabel="batch", message="" if best_any else (
+                     "no best lr yet" if any(arm.unfinished for arm in arms.values())
+                     else "no best lr: no lr reached the target"))
 
 
 # -- the facts in words -------------------------------------------------------------------

@@ -70,10 +70,19 @@ class ScalingView(Widget):
 
     def cycle_metric(self) -> str:
         """m: the matrix's next metric (time → steps → accuracy → loss → status)."""
-        self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
+        shown = self.shown_metric()
+        self.metric = METRICS[(METRICS.index(shown) + 1) % len(METRICS)]
         self._chosen = True
         self._draw_matrix()
         return self.metric
+
+    def shown_metric(self) -> str:
+        """The metric the matrix shows: the chosen one, else time to target, or best accuracy while no
+        cell has a time (none reached the target, or none yet: it says more)."""
+        if self._chosen or not self.arm_views or any(
+                c.value is not None for arm in self.arm_views.values() for c in arm.matrix(self.metric).cells.values()):
+            return self.metric
+        return "accuracy"
 
     def on_resize(self) -> None:
         self._draw_matrix()
@@ -84,17 +93,14 @@ class ScalingView(Widget):
         except NoMatches:
             return
         width = max(20, (self.size.width or 80) - 2)
-        if not self._chosen and self.arm_views and all(
-                not any(c.value is not None for c in arm.matrix(self.metric).cells.values())
-                for arm in self.arm_views.values()):
-            self.metric = "accuracy"  # no time to target anywhere: the best accuracy says more
+        metric = self.shown_metric()
         text = Text(no_wrap=True, overflow="ellipsis")
         for i, (name, arm) in enumerate(self.arm_views.items()):
             if i:
                 text.append("\n")
             if name:
                 text.append(f"{name}: ", style="bold")
-            text.append_text(matrix_text(arm, self.metric, width))
+            text.append_text(matrix_text(arm, metric, width))
         box.update(text)
 
     def update_from(self, state: SweepState) -> None:
