@@ -52,6 +52,10 @@ class ConsoleSink:
         )
         self.tasks: dict[str, Any] = {}
         self.started = False
+        #: Not a terminal (redirected to a file, a batch job's log): a progress bar would only show at the
+        #: end, so each run gets a line as it starts, at each epoch end and when it ends, written at once.
+        self.lines = not self.console.is_terminal
+        self.totals: dict[str, int] = {}
 
     def emit(self, event: Event) -> None:
         kind = event["type"]
@@ -63,8 +67,11 @@ class ConsoleSink:
             )
             if event.get("run_dir"):
                 self.console.print(f"run directory: {event['run_dir']}")
-            self.progress.start()
-            self.started = True
+            if not self.lines:
+                self.progress.start()
+                self.started = True
+        elif self.lines:
+            self._line(event)
         elif kind == EventType.RUN_STARTED:
             total = max(1, int(event.get("iters_per_epoch", 0)) * int(event.get("epochs", 1)))
             self.tasks[event["run"]] = self.progress.add_task(
@@ -95,6 +102,30 @@ class ConsoleSink:
                 self.console.print(f"[red]{event['run']}: {event['status']}[/]: {event.get('reason', '')}")
         elif kind == EventType.SWEEP_FINISHED:
             self.close()
+
+    def _line(self, event: Event) -> None:
+        """One plain line for a run's start, each epoch end, a split switch and its end (not a terminal)."""
+        kind, run = event["type"], event.get("run")
+        if kind == EventType.RUN_STARTED:
+            epochs = int(event.get("epochs") or 1)
+            self.totals[run] = int(event.get("iters_per_epoch") or 0) * epochs
+            text = f"{run}: started, lr {setting(event.get('lr'))}, {epochs} epoch{'s' if epochs != 1 else ''}"
+        elif kind == EventType.EPOCH_END:
+            total, done = self.totals.get(run), event.get("total_iters")
+            share = f" ({done / total:.0%})" if isinstance(done, int) and total else ""
+            text = (f"{run}: epoch {event['epoch']}{share} test acc {pct(event.get('test_acc'))} "
+                    f"wall {num(event.get('wall_s'))}s compute {num(event.get('compute_s'))}s")
+        elif kind == EventType.MODE_CHANGED:
+            k = event.get("split_chunks") or 1
+            why = f" ({event['reason']})" if event.get("reason") else ""
+            text = f"{run}: {f'split-backward ÷{k}' if k > 1 else 'plain steps'} from iteration {event.get('iter')}{why}"
+        elif kind == EventType.RUN_FINISHED:
+            why = f": {event['reason']}" if event.get("reason") else ""
+            text = f"{run}: {event['status']}{why}"
+        else:
+            return
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.console.file.flush()
 
     def close(self) -> None:
         if self.started:

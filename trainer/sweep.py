@@ -23,6 +23,7 @@ from trainer.ddp import DistContext
 from trainer.evaluation import prepare_test
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
 from trainer.plan import RunSettings, check_against_dataset, run_specs, slice_samples
+from trainer.proctitle import set_title, trainer_title
 from trainer.resume import Resume
 from trainer.run import Run, SweepRun
 from trainer.runlog import Emitter
@@ -139,6 +140,8 @@ def run_sweep(
     data_fields = dict(pipeline=pipeline, pipeline_reason=pipeline_reason, data_bytes=size,
                        normalize=dataset.normalization or None, augment=cfg.data.augment)
     specs = run_specs(cfg)
+    if ddp is None or ddp.is_main:
+        set_title(trainer_title(run_dir, [s.batch_size for s in specs], len(specs)))
     settings = RunSettings.from_config(cfg)
     slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
     # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
