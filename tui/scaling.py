@@ -151,7 +151,7 @@ def matrix_text(arm: Arm, metric: str, width: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     seeds = max((c.seeds for c in m.cells.values()), default=1)
     text.append(f"{answer.METRIC_NAMES[metric]}", style="bold")
-    text.append(f"{' · mean±sd of ' + str(seeds) + ' seeds' if seeds > 1 else ''} · ▸ row best"
+    text.append(f"{' · ±sd of ' + str(seeds) + ' seeds' if seeds > 1 else ''} · ▸ row best"
                 " · ★ answer · m: metric\n", style="dim")
     if not m.cells:
         text.append("no run of this sweep has a batch size and an lr yet")

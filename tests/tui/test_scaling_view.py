@@ -68,7 +68,7 @@ async def test_c_opens_the_matrix_first_and_m_cycles_its_metric():
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "★" in view_of(app).matrix().plain)
         matrix = view_of(app).matrix().plain
-        assert matrix.startswith("time to target alone (s) · mean±sd of 2 seeds · ▸ row best · ★ answer · m: metric")
+        assert matrix.startswith("time to target alone (s) · ±sd of 2 seeds · ▸ row best · ★ answer · m: metric")
         rows = matrix.splitlines()
         assert rows[1].split() == ["batch", "0.05", "0.1", "0.2"]
         assert "★1.24" in rows[3] and "▸1.51" in rows[2] and "diverged" in rows[2]  # batch 64 at 0.1 is fastest
