@@ -16,7 +16,7 @@ from typing import Any
 
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.crossing import fill_from_events
-from trainer.answer import METRIC_NAMES, answers, markdown_table, matrix
+from trainer.answer import METRIC_NAMES, answers, lr_rule, markdown_table, matrix
 from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
 from trainer.figures import count, finite as _finite, setting, sig, span, with_interval
 from trainer.scaling import analyse
@@ -208,18 +208,24 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         "## Best lr per batch size",
         "",
         "Best: the fewest steps to the target among the lrs whose every seed reached it and none diverged or "
-        "collapsed. k: split-backward chunks (k optimizer steps per batch); eff. lr = lr x k.",
+        "collapsed. k: split-backward chunks (k optimizer steps per batch); eff. lr = lr x k. Rule lr: the lr "
+        "rule measured from this grid (see the lr-rule plot) at that batch size, with its 95% interval; it passes "
+        "through the measured best lrs, never through an lr the grid did not try.",
         "",
-        "| batch | best lr | k | eff. lr | lrs tried | linear rule | sqrt rule | optimizer steps | batches "
+        "| batch | best lr | k | eff. lr | lrs tried | rule lr (95%) | optimizer steps | batches "
         "| samples | time s | best acc | final acc | B_simple |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    rules = {name: lr_rule([q for q in a.get("points", []) if str(q.get("variant") or "") == name], name)
+             for name in {str(q.get("variant") or "") for q in a.get("points", [])}}
     for p in a["best"]:
         reached = p["reached_target"]
+        at = rules[str(p.get("variant") or "")].lr_at(p["batch_size"]) if rules else None
+        rule = f"{setting(at[0])} ({setting(at[1])}–{setting(at[2])})" if at else "-"
         lines.append(
             f"| {p['batch_size']} | {_lr(p) if reached else 'not reached'} | {p['split_chunks']} | "
-            f"{setting(p.get('effective_lr'))} | {p['lrs_tried']} | {setting(p.get('lr_linear_rule'))} | "
-            f"{setting(p.get('lr_sqrt_rule'))} | {span(p.get('optimizer_steps_lo'), p.get('optimizer_steps'))} | "
+            f"{setting(p.get('effective_lr'))} | {p['lrs_tried']} | {rule} | "
+            f"{span(p.get('optimizer_steps_lo'), p.get('optimizer_steps'))} | "
             f"{span(p.get('steps_lo'), p.get('steps'))} | {span(p.get('samples_lo'), p.get('samples'))} | "
             f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
             f"{_pct(p.get('best_test_acc'), dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} |"
