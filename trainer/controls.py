@@ -310,6 +310,47 @@ def latest_commands(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in (split, pause, stop) if c is not None]
 
 
+#: The kinds of command a backlog is reduced to, and the words that a line of each must hold.
+_KINDS = {"split": (b"split",), "pause": (b"pause", b"resume"), "stop": (b"stop",)}
+
+
+def latest_in(lines: list[bytes]) -> list[dict[str, Any]]:
+    """`latest_commands` of these lines, parsing as few as it can: from the end back, only the lines
+    that could still matter (naming a kind of command not found yet, or holding a JSON escape that
+    could spell one), found by the bytes search, until a split, a pause/resume and a stop are found.
+    A flood of junk or of one command costs a search, not a parse a line."""
+    text = b"\n".join(lines)
+    found: dict[str, dict[str, Any]] = {}
+    end = len(text)
+    last: dict[bytes, int] = {}  # each word's last place before `end` (searched again only once passed)
+    every_word = [word for words in _KINDS.values() for word in words]
+    escapes = []  # lines with JSON escapes matter only where the escapes spell a word (seen once, whole)
+    if b"\\u" in text:
+        spelled = text.decode("unicode_escape", "ignore").encode("utf-8", "ignore")
+        if any(spelled.count(word) != text.count(word) for word in every_word):
+            escapes = [b"\\u"]
+    while len(found) < len(_KINDS):
+        needles = [word for kind, words in _KINDS.items() if kind not in found for word in words] + escapes
+        for word in needles:
+            if last.get(word, end) >= end:
+                last[word] = text.rfind(word, 0, end)
+        at = max(last[word] for word in needles)
+        if at < 0:
+            break
+        start = text.rfind(b"\n", 0, at) + 1
+        stop = text.find(b"\n", at)
+        line = text[start:stop if stop >= 0 else len(text)]
+        words = [word for word in needles if word in line and word != b"\\u"]
+        if not words:  # found by its escapes: parsed only if they spell a word that matters
+            spelled = line.decode("unicode_escape", "ignore").encode("utf-8", "ignore")
+            words = [word for word in needles if word in spelled and word != b"\\u"]
+        command = parse_control(line) if words else None
+        if command is not None:
+            found.setdefault("pause" if command["cmd"] == "resume" else command["cmd"], command)
+        end = start  # on to the lines before this one
+    return [found[k] for k in ("split", "pause", "stop") if k in found]
+
+
 #: `Controls.stop_reason` of a stop asked through the control file.
 VIEWER_STOP = "stopped from a viewer (bstui --attach)"
 
@@ -457,23 +498,18 @@ class ControlFile:
         return commands
 
     def _lines(self, data: bytes) -> list[dict[str, Any]]:
-        """The commands in `data`, continuing the line the last read ended inside."""
-        commands = []
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
+        """The latest commands in `data` (`latest_in`), continuing the line the last read ended inside."""
+        *lines, tail = data.split(b"\n")
+        if lines:
             if self._discarding:
                 self._discarding = False  # the end of the over-long line: the next one is new
+                lines[0] = b""
             else:
-                command = parse_control(self._pending + data[start:end])
-                if command is not None:
-                    commands.append(command)
+                lines[0] = self._pending + lines[0]
             self._pending = b""
-            start = end + 1
+        commands = latest_in(lines)
         if not self._discarding:
-            self._pending += data[start:]
+            self._pending += tail
             if len(self._pending) > MAX_LINE_BYTES:  # no command is this long: drop it, up to its newline
                 self._pending, self._discarding = b"", True
         return commands

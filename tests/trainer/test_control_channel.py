@@ -58,3 +58,26 @@ def test_a_headless_trainer_obeys_pause_split_and_stop_from_its_control_file(dat
     stopped = [e for e in events if e["type"] == "run_finished" and e["status"] == "stopped"]
     assert stopped and all(e["reason"] == VIEWER_STOP for e in stopped)
     assert (out / SUMMARY).is_file() and not os.path.lexists(out / LOCK)
+
+
+def test_a_control_file_replaced_by_a_link_is_recorded_and_a_new_file_works_again(data_root, tmp_path):
+    out = tmp_path / "run"
+    proc = start(run_cmd(data_root, out), tmp_path)
+    try:
+        wait_for_more_losses(proc, out / "events.jsonl", 0)
+        os.unlink(out / CONTROLS)
+        os.symlink(tmp_path / "elsewhere", out / CONTROLS)  # another user's trick, or a careless one
+        lost = wait_for_event(proc, out, "controls", working=False)
+        assert "symbolic link" in lost["reason"] and str(out / CONTROLS) in lost["reason"]
+        os.unlink(out / CONTROLS)  # the user removes the link: the trainer makes its own file again
+        wait_for_event(proc, out, "controls", working=True)
+        assert (out / CONTROLS).is_file() and not (out / CONTROLS).is_symlink()
+        send(out, {"cmd": "stop"})  # and a viewer's stop reaches it again
+        _, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "controls from viewers stopped working" in err and "Traceback" not in err
+    assert not (tmp_path / "elsewhere").exists()  # nothing written through the link

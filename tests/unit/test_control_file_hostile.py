@@ -313,3 +313,27 @@ def test_no_part_of_an_over_long_line_is_ever_a_command(tmp_path_factory, junk, 
         assert controls.stop_reason != VIEWER_STOP
     finally:
         cf.close()
+
+
+_lines = st.lists(st.sampled_from([
+    b'{"cmd": "pause"}', b'{"cmd": "resume"}', b'{"cmd": "stop"}', b'{"cmd": "\\u0073top"}',
+    b'{"cmd": "split", "enabled": true, "chunks": 4}', b'{"cmd": "split", "enabled": false}',
+    b'{"cmd": "split", "enabled": true, "chunks": 8}', b"junk", b'{"cmd": "stopper"}', b"[" * 50,
+]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=_lines)
+def test_reading_a_backlog_from_its_end_gives_what_applying_every_line_would(lines):
+    from trainer.controls import latest_commands, latest_in
+
+    everything = [c for c in map(parse_control, lines) if c is not None]
+    assert latest_in(lines) == latest_commands(everything)
+    one_by_one, reduced = Controls(), Controls()
+    for command in everything:
+        one_by_one.apply(command)
+    for command in latest_in(lines):
+        reduced.apply(command)
+    assert (reduced.stop, reduced.split_chunks) == (one_by_one.stop, one_by_one.split_chunks)
+    if not reduced.stop:  # a stop ends the sweep: whether a pause came after it changes nothing
+        assert reduced.paused == one_by_one.paused

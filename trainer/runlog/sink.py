@@ -27,7 +27,7 @@ class RunDirSink:
     FLUSH_ON = frozenset({
         EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.RUN_STARTED, EventType.EPOCH_END,
         EventType.MODE_CHANGED, EventType.TARGET_REACHED, EventType.RUN_FINISHED, EventType.SWEEP_FINISHED,
-        EventType.PAUSED,
+        EventType.PAUSED, EventType.CONTROLS_CHANGED,  # a viewer must hear at once that its controls are lost
     })
 
     def __init__(self, path: Path | str, prior: Iterable[Event] = ()) -> None:
