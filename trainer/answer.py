@@ -243,7 +243,7 @@ class CurvePoint:
     steps_lo: float | None  # the last misses before them (None: unknown)
     samples: float | None
     samples_lo: float | None
-    time_s: float | None
+    time_s: float | None  # time to target alone where recorded, else the measured time
     time_s_lo: float | None
     measured_slope: float | None  # d log S / d log B between the neighbouring reached batch sizes
     fit_slope: float | None  # the fitted S(B)'s local slope at this batch size
@@ -296,6 +296,13 @@ def fit_slope(batch_size: float, b_crit: float) -> float:
     return -b_crit / (batch_size + b_crit)
 
 
+def _time_of(p: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(hit, last miss) time to target: alone where recorded (trainer.scaling.alone_of), else measured."""
+    if finite(p.get("time_alone_s")):
+        return p["time_alone_s"], p.get("time_alone_s_lo")
+    return p.get("time_s"), p.get("time_s_lo")
+
+
 def curve(analysis: dict[str, Any]) -> Curve:
     """Each batch size at its best lr, with its regime, from a trainer.scaling.analyse result."""
     best = sorted(analysis.get("best") or [], key=lambda p: p["batch_size"])
@@ -321,7 +328,7 @@ def curve(analysis: dict[str, Any]) -> Curve:
         m_regime, f_regime = classify(measured), classify(fitted)
         points.append(CurvePoint(
             b, p.get("lr"), True, p["steps"], p.get("steps_lo"), p.get("samples"), p.get("samples_lo"),
-            p.get("time_s"), p.get("time_s_lo"), measured, fitted, f_regime or m_regime or "one point: no slope",
+            *_time_of(p), measured, fitted, f_regime or m_regime or "one point: no slope",
             m_regime, f_regime, "", b in training))
     b_simple = analysis.get("b_simple")
     return Curve(points, fit, b_simple if finite(b_simple) else None)

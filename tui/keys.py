@@ -19,7 +19,7 @@ KEYS: list[tuple[str, str]] = [
     ("S", "sort the table: sweep order → best accuracy → time to target → status"),
     ("← →", "crosshair (shift: bigger steps): every shown run's value at that x, in a line under the plots; Esc hides it"),
     ("PgUp PgDn", "page through the plots when they do not all fit (\"runs 1-4 of 9\")"),
-    ("c", "scaling view: the batch x lr matrix (m: its metric), steps to target with regimes and B_crit, the lr rule"),
+    ("c", "scaling view: the batch x lr matrix (m: its metric), steps to target with regimes and B_crit, the lr rule, samples or (v) time to target"),
     ("e", "save a screenshot (SVG) of the screen into the run directory"),
     ("s", "split-backward on/off for the running sweep (or the Switch); says which batch sizes switched"),
     ("+ -", "chunks k for the next split-backward switch: only k that divide a batch size still to train"),

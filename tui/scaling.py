@@ -244,15 +244,21 @@ def _empty(title: str, xlim: tuple[float, float] | None, width: int, message: st
                  xlabel="batch" if xlim else "")
 
 
+CURVE_TITLES = {"steps": "steps to target vs batch", "samples": "samples to target vs batch",
+                "time": "time to target alone (s) vs batch"}
+
+
 def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Chart:
-    """Steps (`what="steps"`) or samples (`"samples"`) to target against batch size, log-log: each batch
+    """Steps (`what="steps"`), samples (`"samples"`) or time (`"time"`: alone where recorded, no fit)
+    to target against batch size, log-log: each batch
     size at its best lr with its crossing interval as an error bar, coloured by its regime, the fit
     (trainer.bcrit's median) with its 95% band, marks at B_crit and B_simple, and ▴ at the top edge
     for batch sizes no lr of which reached the target."""
-    title = "steps to target vs batch" if what == "steps" else "samples to target vs batch"
+    title = CURVE_TITLES[what]
+    key = {"steps": "steps", "samples": "samples", "time": "time_s"}[what]
     all_b = [p.batch_size for arm in arms.values() for p in arm.curve.points]
     values = [v for arm in arms.values() for p in arm.curve.points if p.reached
-              for v in ((p.steps, p.steps_lo) if what == "steps" else (p.samples, p.samples_lo)) if _num(v)]
+              for v in (getattr(p, key), getattr(p, f"{key}_lo")) if _num(v) and v > 0]
     xlim = _limits([float(b) for b in all_b])
     ylim = _limits(values)
     if xlim is None or ylim is None:
@@ -266,7 +272,7 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
     for (name, arm), (color, fit_color) in zip(arms.items(), _colors(len(arms))):
         fit = arm.curve.fit
         s_min, e_min = _num(fit.get("S_min")), _num(fit.get("E_min"))
-        if s_min and e_min and s_min > 0 and e_min > 0:
+        if s_min and e_min and s_min > 0 and e_min > 0 and what != "time":  # time has no model to fit
             xs = np.linspace(xlim[0], xlim[1], 64)
             bs = 10**xs
             curve = s_min + e_min / bs if what == "steps" else s_min * bs + e_min
@@ -283,7 +289,6 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
         if b_simple and b_simple > 0:
             vlines.append((math.log10(b_simple), BSIMPLE_MARK))
         reached = [p for p in arm.curve.points if p.reached]
-        key = "steps" if what == "steps" else "samples"
         pts = [(p, getattr(p, key), getattr(p, f"{key}_lo")) for p in reached if _num(getattr(p, key))]
         if pts:
             xs = np.log10([p.batch_size for p, _, _ in pts])

@@ -315,3 +315,16 @@ def test_scaling_view_running_160x48(snap_compare, running_scaling_app):
     from tests.tui.test_snapshots import settle_live
 
     assert snap_compare(running_scaling_app, terminal_size=(160, 48), run_before=settle_live("c"))
+
+
+async def test_v_shows_time_to_target_in_the_lower_chart():
+    app = make_app(replay=str(ANSWER_DIR), follow=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        lower = lambda: app.screen.query_one("#scaling-samples", BrailleChart).chart  # noqa: E731
+        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and lower() is not None)
+        assert lower().title == "samples to target vs batch"
+        await pilot.press("v")
+        await wait_for(pilot, lambda: lower() is not None and lower().title.startswith("time to target alone"))
+        assert lower().yticks and not any(line.label == "fit" for line in lower().lines)  # no model for time

@@ -33,7 +33,8 @@ class ScalingScreen(Screen[None]):
     """
 
     BINDINGS = [Binding("escape", "app.scaling", "back", show=False),
-                Binding("m", "metric", "metric", show=False)]
+                Binding("m", "metric", "metric", show=False),
+                Binding("v", "lower", "samples/time", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="scaling-status")
@@ -44,10 +45,14 @@ class ScalingScreen(Screen[None]):
         """m: the matrix's next metric."""
         self.query_one(ScalingView).cycle_metric()
 
+    def action_lower(self) -> None:
+        """v: the lower chart between samples and time to target."""
+        self.query_one(ScalingView).cycle_lower()
+
     def update_from(self, state: SweepState, status: Text) -> None:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("scaling ", style="bold")
-        line.append("(c or Esc: back · m: matrix metric) ", style="dim")
+        line.append("(c or Esc: back · m: matrix metric · v: samples/time) ", style="dim")
         line.append_text(status)
         try:
             status_line, view = self.query_one("#scaling-status", Static), self.query_one(ScalingView)

@@ -51,6 +51,7 @@ class ScalingView(Widget):
         self._drawn: tuple[object, ...] | None = None
         self.metric = METRICS[0]
         self._chosen = False  # m pressed: show its metric even where it has nothing to show
+        self.lower = "samples"  # v: the lower chart shows samples or time to target
         #: What was last drawn, one Arm per arm of the sweep (tests read them).
         self.arm_views: dict[str, Arm] = {}
 
@@ -75,6 +76,13 @@ class ScalingView(Widget):
         self._chosen = True
         self._draw_matrix()
         return self.metric
+
+    def cycle_lower(self) -> str:
+        """v: the lower chart between samples and time to target."""
+        self.lower = "time" if self.lower == "samples" else "samples"
+        arms, lower = self.arm_views, self.lower
+        self.query_one("#scaling-samples", BrailleChart).show(lambda w, h: curve_chart(arms, lower, w, h))
+        return self.lower
 
     def shown_metric(self) -> str:
         """The metric the matrix shows: the chosen one, else time to target, or best accuracy while no
@@ -122,7 +130,8 @@ class ScalingView(Widget):
         arms = self.arm_views = arms_of(state)
         self._draw_matrix()
         steps.show(lambda w, h: curve_chart(arms, "steps", w, h))
-        samples.show(lambda w, h: curve_chart(arms, "samples", w, h))
+        lower = self.lower
+        samples.show(lambda w, h: curve_chart(arms, lower, w, h))
         lr.show(lambda w, h: lr_chart(arms, w, h))
         facts.update(facts_text(state, arms))
 
