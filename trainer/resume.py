@@ -31,6 +31,7 @@ from trainer.checkpoint import (
     restore_run,
     rng_problem,
 )
+from trainer.commands import trainer_command
 from trainer.data import Dataset
 from trainer.plan import RunSettings, RunSpec
 from trainer.run_state import restore_problem
@@ -112,7 +113,7 @@ def check_config(run_dir: Path, recorded: Any, current: dict[str, Any]) -> list[
             f"{run_dir / CONFIG} was edited since the sweep started: {keys}. These change what the runs "
             f"train, so the epochs already trained would not continue the same runs; nothing was changed. "
             f"Put the recorded value{'s' if len(unsafe) > 1 else ''} back in {run_dir / CONFIG} to resume, "
-            f"or train the edited config as a new sweep: python -m trainer run {run_dir / CONFIG} --out NEW_DIR"
+            f"or train the edited config as a new sweep: {trainer_command('run', run_dir / CONFIG, '--out', 'NEW_DIR')}"
         )
     return [f"{k} changed from {_show(a)} to {_show(b)}: {SAFE_TO_CHANGE[k]}" for k, a, b in changes]
 

@@ -12,6 +12,7 @@ import tomli_w
 
 from tests.trainer.test_resume import _interrupt_at, events_of, sweep_args
 from trainer.checkpoint import checkpoint_path
+from trainer.commands import trainer_command
 from trainer.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
 from trainer.resume import config_changes
 
@@ -50,7 +51,7 @@ def test_an_edit_that_changes_training_is_refused_and_nothing_is_thrown_away(int
     assert main(["resume", str(out), "--quiet"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "was edited since the sweep started" in err and shown in err, err
-    assert "Put the recorded value back" in err and "python -m trainer run" in err
+    assert "Put the recorded value back" in err and f"{trainer_command('run', out / 'config.toml')} --out" in err
     assert "Traceback" not in err and "starts again" not in err
     assert (out / "events.jsonl").read_bytes() == events  # the trained epochs are all still there
     assert checkpoint_path(out, "bs200").read_bytes() == checkpoint
