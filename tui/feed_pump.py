@@ -168,6 +168,10 @@ class FeedPump(_Base):
         if message.feed is not self.feed or message.end.kind == "closed":
             return
         self.feed_end = message.end
+        if message.end.kind == "finished" and self.live and self.state.run_dir:
+            self.notify(f"c shows the scaling view; report.md and plots: "
+                        f"{trainer_command('report', self.state.run_dir)}", title=f"sweep {self.state.status}",
+                        timeout=30)
         if message.end.kind == "died":
             killed = message.end.killed
             self.state.mark_lost("the trainer was killed" if killed else "the trainer process died",

@@ -79,9 +79,9 @@ def status_line(s: StatusInputs) -> StatusLine:
     if s.finished:
         severity = {"done": Severity.OK, "failed": Severity.ERROR}.get(s.sweep_status, Severity.WARNING)
         why = f": {s.reason}" if s.reason else ""
-        report = ""
-        if s.sweep_status in ("done", "stopped"):  # what it found: the scaling view, and report.md
-            report = " · c scaling" + (f" · report: {trainer_command('report', s.run_dir)}" if s.run_dir else "")
+        # Live, what it found: the scaling view (the report command is in the finish toast and the exit
+        # words: the line has no room for it on 80 columns; a replay's footer names c).
+        report = " · c scaling" if s.live and s.sweep_status in ("done", "stopped") else ""
         return StatusLine(f"{prefix}sweep {s.sweep_status}", severity, why + report + (" · r restarts" if s.live else ""))
     if not s.live and s.watch is not None:
         if s.paused and s.started and s.watch.severity is Severity.INFO:  # attached to a live, paused trainer
