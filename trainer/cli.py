@@ -1,4 +1,4 @@
-"""`python -m trainer run [CONFIG] [--set KEY=VALUE]... [--out DIR] [--device ...] [--force]`
+"""`python -m trainer run [CONFIG] [--set KEY=VALUE]... [--out DIR] [--device ...] [--force] [--shard I/N]`
 `python -m trainer resume DIR [--device ...]`
 `python -m trainer report DIR`
 
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                      help="overrides sweep.device")
     run.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
+    run.add_argument("--shard", default=None, metavar="I/N",
+                     help="train only shard I of N (from 0) of the sweep, into DIR/shards/I (needs --out DIR)")
     resume = sub.add_parser("resume", help="continue an interrupted sweep in its run directory")
     resume.add_argument("run_dir", metavar="DIR", help="the run directory of the interrupted sweep")
     resume.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
@@ -117,15 +119,29 @@ def cmd_run(args: argparse.Namespace, signals: StopSignals | None = None) -> int
     except ConfigError as exc:
         print(f"bstui: config error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
-    return train(cfg, out=args.out, force=args.force, quiet=args.quiet, signals=signals)
+    shard = None
+    if args.shard is not None:
+        from trainer.shards import parse_shard
+
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as exc:
+            print(f"bstui: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if not args.out:
+            print("bstui: --shard needs --out DIR, the sweep's directory that every shard shares "
+                  "(shard I trains into DIR/shards/I)", file=sys.stderr)
+            return EXIT_USAGE
+    return train(cfg, out=args.out, force=args.force, quiet=args.quiet, signals=signals, shard=shard)
 
 
 def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool = False,
-          signals: StopSignals | None = None) -> int:
+          signals: StopSignals | None = None, shard: tuple[int, int] | None = None) -> int:
     """Run the sweep of `cfg` into a run directory, with console progress. Returns the exit code.
 
     With `signals` (installed by main), a SIGTERM/SIGHUP once the sweep runs is a clean stop; one
-    during start-up raises Interrupted (a KeyboardInterrupt), never while the run directory is made."""
+    during start-up raises Interrupted (a KeyboardInterrupt), never while the run directory is made.
+    With `shard` (I, N), only shard I's runs train, into `out`/shards/I (trainer.shards)."""
     signals = signals or StopSignals(enabled=False)
     # torch (and rich) are imported here, at start-up cost, after the config is known to be good:
     # bad input fails fast.
@@ -146,8 +162,19 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
         return EXIT_USAGE
     if ctx is not None:
         signals.restore()  # under torchrun, torchrun passes signals on to its ranks, as before
+    shard_info = None
+    if shard is not None:
+        from trainer.shard_plan import ShardError, plan_shard
+        from trainer.shards import shard_dir
+
+        try:
+            shard_info = plan_shard(cfg, *shard)
+        except ShardError as exc:
+            _error(console, f"bstui: {exc}")
+            return EXIT_USAGE
+        out = str(shard_dir(out, shard[0]))
     if ctx is not None and not ctx.is_main:
-        return _ddp_worker(cfg, ctx)  # trains its slices; only rank 0 writes and prints
+        return _ddp_worker(cfg, ctx, shard_info)  # trains its slices; only rank 0 writes and prints
     lock = None
     try:
         device = preflight(cfg) if ctx is None else ctx.device
@@ -167,13 +194,18 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
             lock.release()
         raise
     try:
-        with signals.deferred():  # config.toml is in place before a signal is taken
+        with signals.deferred():  # config.toml (and a shard's shard.json) in place before a signal is taken
+            if shard_info is not None:
+                from trainer.shards import write_shard_file
+
+                write_shard_file(run_dir, shard_info)
             write_config(run_dir, cfg)
         if ctx is not None and not ddp.main_ready(ctx, True):
             _error(console, "bstui: another torchrun process could not load the dataset (its message is above)")
             return EXIT_USAGE
         _report_stale_lock(console, lock)
-        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx, signals=signals)
+        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx, signals=signals,
+                           shard=shard_info)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
@@ -184,7 +216,7 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
         ddp.shutdown()
 
 
-def _ddp_worker(cfg: Config, ctx: DistContext) -> int:
+def _ddp_worker(cfg: Config, ctx: DistContext, shard=None) -> int:
     """A torchrun rank other than 0: wait until rank 0 has the dataset (it may download or generate it)
     and the run directory, then train the same sweep, emitting nothing. Returns an exit code like rank 0's."""
     # Start-up cost: torch and the trainer load only once the config is known to be good.
@@ -203,7 +235,7 @@ def _ddp_worker(cfg: Config, ctx: DistContext) -> int:
             dataset = None
         if not ctx.agree(dataset is not None):
             return EXIT_USAGE
-        result = run_sweep(cfg, Emitter([]), device=ctx.device, dataset=dataset, ddp=ctx)
+        result = run_sweep(cfg, Emitter([]), device=ctx.device, dataset=dataset, ddp=ctx, shard=shard)
         return EXIT_BUG if result.any_failed else EXIT_OK
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -284,13 +316,18 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
     from trainer.plan import RunSettings, run_specs
     from trainer.resume import ResumeError, plan_resume, restore_check
     from trainer.runlog import RunDirError, check_layout
+    from trainer.shards import read_shard_file
     from trainer.sweep import DeviceUnavailable, check_dataset, check_model, preflight
 
     try:
         _report_stale_lock(console, lock)
         check_layout(run_dir)
         device = preflight(cfg)
+        shard = read_shard_file(run_dir)
         specs = run_specs(cfg)
+        if shard is not None:  # a shard of a sweep: its own runs only (trainer.shards)
+            mine = set(shard.runs)
+            specs = [s for s in specs if s.run_id in mine]
         plan = plan_resume(run_dir, [s.run_id for s in specs], device,
                            check=restore_check(specs, RunSettings.from_config(cfg)), config=config_to_dict(cfg))
         if plan.nothing_to_do:
@@ -316,14 +353,14 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
         for line in plan.describe():  # whole lines: a reason may hold a long path
             console.print(f"  {line}", markup=False, soft_wrap=True)
         return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet,
-                           resume=None if plan.fresh else plan, signals=signals)
+                           resume=None if plan.fresh else plan, signals=signals, shard=shard)
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
 
 
 def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None,
-                ddp: DistContext | None = None, signals: StopSignals | None = None) -> int:
+                ddp: DistContext | None = None, signals: StopSignals | None = None, shard=None) -> int:
     """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code.
     Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks. With
     `signals`, a SIGTERM or SIGHUP from here on stops the sweep as the app's stop does."""
@@ -378,7 +415,8 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
             except OSError as exc:
                 raise RunDirWriteError(run_dir, exc) from exc
         result = run_sweep(cfg, emitter, device=device, dataset=dataset, run_dir=str(run_dir),
-                           log=lambda m: console.print(m), resume=resume, ddp=ddp, controls=controls)
+                           log=lambda m: console.print(m), resume=resume, ddp=ddp, controls=controls,
+                           shard=shard)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except RunDirWriteError as exc:
@@ -394,7 +432,12 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     except (OSError, UnreadableFile):
         rows = []
     out_console.print(summary_table(rows, device=device_name(device)))
-    if result is not None and result.scaling and (ddp is None or ddp.is_main):
+    if shard is not None:  # its runs are a part of the sweep: the analysis is the whole sweep's
+        root = run_dir.parent.parent
+        out_console.print(f"shard {shard.index}/{shard.count} of the sweep in {root}; the whole sweep, once every "
+                          f"shard has finished: {trainer_command('report', root)}", soft_wrap=True, markup=False,
+                          highlight=False)
+    elif result is not None and result.scaling and (ddp is None or ddp.is_main):
         for sentence in answers(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
             out_console.print(sentence, soft_wrap=True, markup=False, highlight=False)
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)

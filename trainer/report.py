@@ -17,9 +17,10 @@ from typing import Any
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.crossing import fill_from_events
 from trainer.answer import METRIC_NAMES, answers, lr_rule, markdown_table, matrix
-from trainer.runlog import EVENTS, REPORT, EventType, UnreadableFile, read_events, write_atomic
+from trainer.runlog import EVENTS, REPORT, EventType, RunDirError, UnreadableFile, read_events, write_atomic
 from trainer.figures import count, finite as _finite, setting, sig, span, with_interval
 from trainer.scaling import analyse
+from trainer.shards import is_sharded, read_sharded
 
 N_CLASSES = 10  # every dataset the trainer knows (mnist, fashion-mnist, synthetic-digits) has 10
 FULL_TEST_SET = 10_000  # their test sets, when data.test_samples = 0
@@ -33,11 +34,16 @@ def collect(run_dir: Path) -> dict[str, Any]:
     """The sweep's facts (device, dataset, config), the runs' summaries (completed from the events)
     and the analysis of its finished runs."""
     run_dir = Path(run_dir)
+    shard_notes: list[str] = []
     try:
-        log = read_events(run_dir / EVENTS)
+        if is_sharded(run_dir):  # the shards of one sweep (trainer.shards), read as that sweep
+            log = read_sharded(run_dir, analyse)
+            shard_notes = log.notes + log.problems
+        else:
+            log = read_events(run_dir / EVENTS)
     except FileNotFoundError:
         raise ReportError(f"{run_dir} holds no {EVENTS}; pass a run directory made by `python -m trainer run`") from None
-    except UnreadableFile as exc:
+    except (UnreadableFile, RunDirError) as exc:
         raise ReportError(str(exc)) from None
     events = log.events
     started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
@@ -57,7 +63,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
     test_n = int(test_n) if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0 else FULL_TEST_SET
     return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
             "derived": derived, "reasons": reasons, "test_samples": test_n,
-            "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events)}
+            "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events), "shards": shard_notes}
 
 
 def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -195,6 +201,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         "are intervals: after the last evaluation below it, at or before the first at or above it",
         *([f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
            "and were skipped"] if facts.get("skipped") else []),
+        *[f"- {note}" for note in facts.get("shards") or []],
     ]
     if facts["derived"]:
         lines.append("- derived by this report from the recorded events (this run directory's trainer did not "

@@ -7,6 +7,7 @@ time, so each slice's timing is its own. Sequential runs them in order.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from trainer.resume import Resume
 from trainer.run import Run, SweepRun
 from trainer.runlog import Emitter
 from trainer.scaling import analyse
+from trainer.shards import ShardInfo
 
 
 @dataclass
@@ -104,6 +106,7 @@ def run_sweep(
     run_dir: str = "",
     resume: Resume | None = None,
     ddp: DistContext | None = None,
+    shard: ShardInfo | None = None,
 ) -> SweepResult:
     """Train every run of the sweep; events go to `emitter`. Returns the summaries.
 
@@ -116,7 +119,8 @@ def run_sweep(
     With `run_dir`, each run saves a checkpoint at each epoch end. With `resume` (trainer.resume),
     the sweep continues one recorded in run_dir: finished runs are kept, the others restart from
     their checkpoints, and `sweep_resumed` is emitted instead of `sweep_started`. Under torchrun,
-    `ddp` is this process's place in the job (trainer.ddp): every run trains data parallel.
+    `ddp` is this process's place in the job (trainer.ddp): every run trains data parallel. With `shard`
+    (trainer.shards), only that shard's runs train; its sweep_started lists them and says which shard it is.
     """
     device = device or resolve_device(cfg.sweep.device)
     # On the CPU each run sets its own threads by the work of its steps (trainer.threads; 1 thread for
@@ -140,6 +144,9 @@ def run_sweep(
     data_fields = dict(pipeline=pipeline, pipeline_reason=pipeline_reason, data_bytes=size,
                        normalize=dataset.normalization or None, augment=cfg.data.augment)
     specs = run_specs(cfg)
+    if shard is not None:
+        mine = set(shard.runs)
+        specs = [s for s in specs if s.run_id in mine]
     if ddp is None or ddp.is_main:
         set_title(trainer_title(run_dir, [s.batch_size for s in specs], len(specs)))
     settings = RunSettings.from_config(cfg)
@@ -169,6 +176,8 @@ def run_sweep(
             fast_path=fast_path,
             runs=[s.as_event() for s in specs],
             parallel_devices=devices,
+            started_at=time.time(),  # wall time at t = 0: the shards of a sweep are merged on it
+            **({"shard": {"index": shard.index, "count": shard.count}} if shard is not None else {}),
             **data_fields,
         )
     test_xy = prepare_test(dataset, device)

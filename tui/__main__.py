@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         if args.config or args.overrides or args.out:
             fail("--replay shows a recorded run directory; CONFIG, --set and --out do not apply to it")
+        from trainer.shards import is_sharded
         from tui.replay import ReplayError, events_path
 
         try:
-            events_path(args.replay)
+            if not is_sharded(Path(args.replay).expanduser()):  # a sharded sweep's DIR holds shards/, no events
+                events_path(args.replay)
         except ReplayError as exc:
             fail(str(exc))
         app = make_app(replay=args.replay, follow=not args.no_follow, bell=args.bell)
@@ -154,7 +156,8 @@ def detach(args: argparse.Namespace) -> int:
 def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
     from trainer.runlog import EVENTS, lock_status
-    from tui.factory import make_app
+    from trainer.shards import is_sharded
+    from tui.factory import make_app, replay_feed_factory
     from tui.detach import AttachError, exit_hint, is_run_dir, newest_run_dir
     from tui.feed import ReplayFeed
     from tui.replay import ReplayError, events_path
@@ -168,7 +171,7 @@ def attach(args: argparse.Namespace) -> int:
         if not run_dir.exists():
             fail(f"run directory {str(run_dir)!r} does not exist; pass a directory made by {app_command('--detach')} "
                  f"or {trainer_command('run')}")
-        if not is_run_dir(run_dir):
+        if not is_run_dir(run_dir) and not is_sharded(run_dir):
             fail(f"{str(run_dir)!r} is not a run directory (no events.jsonl, config.toml or trainer.lock in it)")
     else:
         from trainer.config import load_or_exit
@@ -184,6 +187,12 @@ def attach(args: argparse.Namespace) -> int:
             events_path(run_dir)  # a FIFO or /dev/zero in its place is refused here, with the cause
         except ReplayError as exc:
             fail(str(exc))
+    if is_sharded(run_dir):  # the shards of one sweep (trainer.shards), followed as that sweep
+        app = make_app(feed_factory=replay_feed_factory(str(run_dir), watch_trainer=True), bell=args.bell)
+        code = run_app(app)
+        print(f"bstui: re-attach with: {app_command('--attach', run_dir)}; the whole sweep's report: "
+              f"{trainer_command('report', run_dir)}")
+        return code
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True), bell=args.bell)
     code = run_app(app)
     print(exit_hint(run_dir, lock_status(run_dir), app.exit_action, app.state.finished))

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from tui.app import BstuiApp, FeedFactory
 from tui.bridge import TrainerBridge
+from trainer.shards import is_sharded
 from tui.feed import Feed, LiveFeed, ReplayFeed
+from tui.shard_feed import ShardedFeed
 from tui.system import SystemSource
 
 
@@ -22,8 +24,11 @@ def live_feed_factory(config_path: str | None, overrides: list[str], out_dir: st
     return make
 
 
-def replay_feed_factory(run_dir: str, follow: bool = True) -> FeedFactory:
-    return lambda attempt: ReplayFeed(run_dir, follow=follow)
+def replay_feed_factory(run_dir: str, follow: bool = True, watch_trainer: bool = False) -> FeedFactory:
+    """Feeds of a run directory, or of a sharded sweep's directory (its shards as one sweep)."""
+    if is_sharded(run_dir):
+        return lambda attempt: ShardedFeed(run_dir, follow=follow, watch_trainer=watch_trainer)
+    return lambda attempt: ReplayFeed(run_dir, follow=follow, watch_trainer=watch_trainer)
 
 
 def next_free_dir(path: str) -> str:
