@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from trainer.commands import trainer_command
+from trainer.commands import app_command, trainer_command
 from trainer.config import Config, ConfigError, config_from_toml, config_to_dict, load_config
 from trainer.controls import (
     VIEWER_STOP,
@@ -65,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                         help="overrides the recorded sweep.device (results then differ from an uninterrupted run)")
     resume.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
+    submit = sub.add_parser("submit", help="submit the sweep's shards as a job array (SLURM through submitit, or "
+                                           "local processes), into one directory that reads as one sweep")
+    submit.add_argument("config", nargs="?", default=None, help="experiments.toml (default: ./experiments.toml)")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, as for run")
+    submit.add_argument("--out", default=None, metavar="DIR", help="the sweep's directory (shards in DIR/shards/I)")
+    submit.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides sweep.device")
+    submit.add_argument("--nodes", type=int, default=2, metavar="N", help="shards, one node (array task) each")
+    submit.add_argument("--executor", default="slurm", choices=["slurm", "local"],
+                        help="slurm (sbatch, through submitit) or local (processes on this machine)")
+    submit.add_argument("--partition", default="", help="SLURM partition")
+    submit.add_argument("--gpus-per-node", type=int, default=0, metavar="G",
+                        help="GPUs per shard (sweep.parallel = \"auto\" spreads its runs over them)")
+    submit.add_argument("--cpus-per-task", type=int, default=0, metavar="C", help="CPUs per shard")
+    submit.add_argument("--time", type=int, default=24 * 60, metavar="MIN",
+                        help="time limit per job in minutes; a shard stopped by it is requeued and resumes")
+    submit.add_argument("--wait", action="store_true", help="wait for every shard to end (exit 1 if one failed)")
     report = sub.add_parser("report", help="tables and plots of a run directory: best lr per batch size, "
                                            "B_crit with its interval, B_simple, collapse, oscillation")
     report.add_argument("run_dir", metavar="DIR", help="a run directory")
@@ -84,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_report(args)
             if args.command == "resume":
                 return cmd_resume(args, signals)
+            if args.command == "submit":
+                return cmd_submit(args)
             return EXIT_USAGE
         except KeyboardInterrupt as exc:  # before the sweep began (it handles its own): nothing trained
             signum = interrupt_signal(exc)
@@ -108,6 +127,66 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(text)
     print(f"written to {path}")
     return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit the shards of a sweep as one job array (trainer.submit)."""
+    overrides = list(args.overrides) + ([f'sweep.device="{args.device}"'] if args.device else [])
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"bstui: config error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for name, value, least in (("--nodes", args.nodes, 1), ("--gpus-per-node", args.gpus_per_node, 0),
+                               ("--cpus-per-task", args.cpus_per_task, 0), ("--time", args.time, 1)):
+        if value < least:
+            print(f"bstui: {name} must be at least {least}, not {value}", file=sys.stderr)
+            return EXIT_USAGE
+    from trainer.runlog import RunDirError, default_run_dir, ensure_dir, write_config
+    from trainer.shard_plan import ShardError, plan_shard
+    from trainer.shards import SHARDS
+    from trainer.submit import SUBMITIT_DIR, Cluster, SubmitError, make_executor, submit
+
+    try:
+        plan_shard(cfg, 0, args.nodes)
+    except ShardError as exc:
+        print(f"bstui: {exc} (--nodes)", file=sys.stderr)
+        return EXIT_USAGE
+    root = (Path(args.out).expanduser() if args.out else default_run_dir(cfg)).absolute()
+    if (root / SHARDS).exists() or (root / SUBMITIT_DIR).exists() or os.path.lexists(root / EVENTS):
+        print(f"bstui: {root} already holds a sweep; choose a new --out (an interrupted shard continues with "
+              f"python -m trainer resume {root / SHARDS}/I)", file=sys.stderr)
+        return EXIT_USAGE
+    cluster = Cluster(nodes=args.nodes, executor=args.executor, partition=args.partition,
+                      gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, timeout_min=args.time)
+    try:
+        executor = make_executor(cluster, root / SUBMITIT_DIR)  # no SLURM: refused before anything is written
+        root.mkdir(parents=True, exist_ok=True)
+        folder = ensure_dir(root / SUBMITIT_DIR)
+        write_config(folder, cfg)  # the shards train from this frozen copy
+        jobs = submit(executor, folder / CONFIG, root, cluster)
+    except (SubmitError, RunDirError) as exc:
+        print(f"bstui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"bstui: cannot submit into {root}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    ids = ", ".join(str(j.job_id) for j in jobs)
+    print(f"submitted {len(jobs)} shards ({args.executor}: {ids}) into {root}\n"
+          f"  watch them as one sweep: {app_command('--attach', root)}\n"
+          f"  the whole sweep's report: {trainer_command('report', root)}\n"
+          f"  submitit's logs: {root / SUBMITIT_DIR}")
+    if not args.wait:
+        return EXIT_OK
+    failed = 0
+    for index, job in enumerate(jobs):
+        try:
+            job.result()
+        except Exception as exc:  # submitit re-raises the job's error: its last line says why
+            failed += 1
+            why = str(exc).strip().splitlines()
+            print(f"bstui: shard {index}/{len(jobs)} failed: {why[-1] if why else exc}", file=sys.stderr)
+    return EXIT_BUG if failed else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace, signals: StopSignals | None = None) -> int:

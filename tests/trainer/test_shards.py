@@ -3,6 +3,8 @@ that train, resume and report as the one sweep they are parts of."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -244,3 +246,70 @@ def test_a_shard_interrupted_mid_run_resumes_its_own_runs_exactly(data_root, tmp
     assert {e["batch_size"] for e in resumed if e["type"] == "run_started"} == sizes
     want = results(events_of(shard_dir(swept["sharded"], 1)))
     assert results(resumed) == want  # exactly as the uninterrupted shard trained, on CPU
+
+
+def _sets(data_root: Path, *extra: str) -> list[str]:
+    """The --set and --device arguments of sweep_args (for submit)."""
+    args = sweep_args(data_root, Path("unused"), *extra)[2:]
+    return [a for i, a in enumerate(args) if a not in ("--quiet", "--out") and args[i - 1] != "--out"]
+
+
+def test_submit_through_the_local_executor_trains_the_same_sweep(data_root, tmp_path, capsys, swept):
+    out = tmp_path / "sweep"
+    code = main(["submit", str(ROOT / "experiments.toml"), *_sets(data_root), "--out", str(out), "--nodes", "2",
+                 "--executor", "local", "--wait"])
+    text = capsys.readouterr()
+    assert code == 0, text.err
+    assert f"--attach {out}" in text.out and "submitted 2 shards (local" in text.out
+    assert (out / "submitit" / "config.toml").is_file() and is_sharded(out)
+    merged = read_sharded(out, analyse)
+    assert results(merged.events) == results(events_of(swept["full"]))
+    assert untimed(merged.events[-1]["summaries"]) == untimed(events_of(swept["full"])[-1]["summaries"])
+
+
+def test_submit_to_slurm_without_slurm_says_so_and_writes_nothing(data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    out = tmp_path / "sweep"
+    assert main(["submit", str(ROOT / "experiments.toml"), *_sets(data_root), "--out", str(out), "--nodes", "2"]) \
+        == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no SLURM here (sbatch is not on PATH)" in err and "--executor local" in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the job's task process in /proc (Linux)")
+def test_a_shard_signalled_before_its_time_limit_stops_cleanly_is_requeued_and_resumes_exactly(data_root, tmp_path):
+    """submitit's checkpointing protocol: USR2 -> the trainer's clean stop -> requeue -> resume."""
+    import time
+
+    from trainer.config import load_config
+    from trainer.runlog import write_config
+    from trainer.submit import Cluster, ShardJob, make_executor
+
+    extra = ("--set", "sweep.epochs=8")
+    reference = tmp_path / "reference"
+    assert main(sweep_args(data_root, reference, *extra, "--shard", "0/2")) == 0
+    sets = _sets(data_root, *extra)
+    overrides = [sets[i + 1] for i, a in enumerate(sets) if a == "--set"] + ['sweep.device="cpu"']
+    root = tmp_path / "sweep"
+    (root / "submitit").mkdir(parents=True)
+    write_config(root / "submitit", load_config(str(ROOT / "experiments.toml"), overrides))
+    executor = make_executor(Cluster(nodes=2, executor="local", timeout_min=30), root / "submitit")
+    job = executor.submit(ShardJob(str(root / "submitit" / "config.toml"), str(root), 0, 2))
+    events = shard_dir(root, 0) / "events.jsonl"
+    deadline = time.monotonic() + 600
+    while not (events.exists() and '"epoch_end"' in events.read_text()):  # a checkpoint to resume from
+        assert time.monotonic() < deadline and not job.done(), "the shard never reached its first epoch end"
+        time.sleep(0.05)
+    # What SLURM does before the time limit or at a preemption: USR2 to the job's task (the local executor's
+    # controller, job._process, forwards it only at its own time limit).
+    controller = job._process.pid
+    task = int(Path(f"/proc/{controller}/task/{controller}/children").read_text().split()[0])
+    os.kill(task, signal.SIGUSR2)
+    job.result()  # requeued and finished
+    after = events_of(shard_dir(root, 0))
+    kinds = [e["type"] for e in after]
+    assert kinds.count("sweep_resumed") == 1 and kinds[-1] == "sweep_finished"
+    assert results(after) == results(events_of(shard_dir(reference, 0)))  # exactly as uninterrupted
+    log = "".join(p.read_text() for p in (root / "submitit").glob("*_log.*"))
+    assert "Calling checkpoint method" in log and "Requeued" in log
