@@ -36,6 +36,7 @@ class ConsoleSink:
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
+        self.slice_acc: dict[str, Any] = {}  # each run's last accuracy on the evaluation slice
         self.progress = Progress(
             TextColumn("{task.fields[run]:>8}"),
             BarColumn(),
@@ -81,12 +82,16 @@ class ConsoleSink:
             task = self.tasks.get(event["run"])
             if task is not None:
                 self.progress.update(task, completed=event["first_iter"] + len(event["values"]))
+        elif kind == EventType.EVALUATION:
+            self.slice_acc[event["run"]] = event.get("test_acc")
         elif kind == EventType.EPOCH_END:
             task = self.tasks.get(event["run"])
+            # the run's accuracy is of one kind: the slice's (trainer/accuracy.py), where it is evaluated
+            acc = self.slice_acc.get(event["run"], event.get("test_acc"))
             if task is not None:
                 self.progress.update(
                     task,
-                    info=f"epoch {event['epoch']} acc {pct(event.get('test_acc'))} "
+                    info=f"epoch {event['epoch']} acc {pct(acc)} "
                     f"wall {num(event.get('wall_s'))}s compute {num(event.get('compute_s'))}s",
                 )
         elif kind == EventType.MODE_CHANGED:

@@ -196,7 +196,8 @@ def fill_from_events(
             if summary_number(row.get(field)) is None and summary_number(row.get(base)) is not None:
                 row[field] = optimizer_steps_at(sched, summary_number(row[base]))
         if row.get("status") == "done" and eps:
-            verdict = find_collapse([e["test_acc"] for e in eps], [e["train_loss"] for e in eps], n_classes)
+            verdict = find_collapse([e["test_acc"] for e in eps], [e["train_loss"] for e in eps], n_classes,
+                                    final=True)
             if verdict is not None:
                 at = eps[verdict.index]
                 row.update(recorded_status="done", status="collapsed", collapse_reason=verdict.reason,

@@ -247,9 +247,9 @@ def _worker(index: int, device_name: str, settings: RunSettings, dataset: Datase
         # Stop when the sweep's process is gone (killed), instead of training on for nobody.
         watch_parent(parent_pid, lambda: controls.apply({"cmd": "stop"}), until=lambda: controls.stop)
         emitter = Emitter([sink], Clock(clock_start))
-        test_xy = prepare_test(dataset, device)
+        test = prepare_test(dataset, device)
         while not controls.stop and (spec := specs_q.get()) is not None:
-            run = Run(spec, settings, dataset, device, emitter, test_xy, controls)
+            run = Run(spec, settings, dataset, device, emitter, test, controls)
             if run_dir:
                 run.on_epoch_end = CheckpointWriter(run_dir)
             try:

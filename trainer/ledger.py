@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from trainer.accuracy import FULL, HEAD, SLICE, RunAccuracy, run_accuracy, run_kind, standard_error
 from trainer.collapse import Collapse, find_collapse
 from trainer.runlog import Emitter
 from trainer.plan import RunSpec
@@ -42,7 +43,7 @@ class RunTotals:
     epochs: int = 0
     epoch_walls: list[float] = field(default_factory=list)
     epoch_computes: list[float] = field(default_factory=list)
-    best_test_acc: float | None = None
+    best_test_acc: float | None = None  # the best of the run's evaluations of its kind (trainer/accuracy.py)
     target: dict[str, Any] | None = None
     loss_diff_stds: list[float | None] = field(default_factory=list)
     grad_cosines: list[float | None] = field(default_factory=list)
@@ -52,7 +53,9 @@ class RunTotals:
     final_test_acc: float | None = None  # the last full-test-set evaluation's
     last_miss: dict[str, Any] | None = None  # totals at the last evaluation below the target (None: the start)
     target_lo: dict[str, Any] | None = None  # the last miss before the hit (None with a target: not recorded)
-    evals: list[dict[str, Any]] = field(default_factory=list)  # every evaluation: acc, loss, iters, epoch_end
+    # every evaluation: acc, loss, iters, samples, epoch, epoch_end, eval_set (older checkpoints lack the set:
+    # their epoch ends were on the full test set, the rest on its first 2,000 images)
+    evals: list[dict[str, Any]] = field(default_factory=list)
     collapse: dict[str, Any] | None = None  # where and why the run collapsed (trainer/collapse.py)
 
 
@@ -68,6 +71,7 @@ class Ledger:
         self.emitter = emitter
         self.target_accuracy = target_accuracy
         self.totals = RunTotals()
+        self.eval_samples = 0  # images of the evaluation slice (the run sets it)
         self._pending: list[torch.Tensor] = []  # losses of the block not yet copied to the host
         self._pending_first = 0
         self._epoch_loss_sum = 0.0
@@ -132,16 +136,25 @@ class Ledger:
         self._pending = []
 
     def end_epoch(self, *, wall: float, compute: float, test_loss: float, test_acc: float, lr: float,
-                  split_chunks: int, probe_figures: dict[str, Any]) -> None:
-        """Book a finished epoch (losses flushed): emit epoch_end, and target_reached the first time."""
+                  split_chunks: int, probe_figures: dict[str, Any], slice_loss: float | None = None,
+                  slice_acc: float | None = None, eval_samples: int = 0) -> None:
+        """Book a finished epoch (losses flushed): emit its evaluation on the slice (`evaluation` with
+        epoch_end true, before the epoch_end so a resume that keeps the epoch keeps it) and epoch_end with
+        the full test set's figures, then target_reached the first time the slice meets the target.
+        Without slice figures (the slice is the whole test set) the full set's stand for them."""
         t = self.totals
+        stretch = self._stretch_loss_sum / self._stretch_loss_n if self._stretch_loss_n else None
         t.epochs += 1
         t.wall_s += wall
         t.compute_s += compute
         t.epoch_walls.append(wall)
         t.epoch_computes.append(compute)
-        if t.best_test_acc is None or test_acc > t.best_test_acc:
-            t.best_test_acc = test_acc
+        if slice_acc is None:
+            slice_acc, slice_loss = test_acc, test_loss
+        self.emitter.emit("evaluation", run=self.spec.run_id, epoch=t.epochs, iter=t.iters, samples=t.samples,
+                          test_acc=slice_acc, test_loss=slice_loss, eval_samples=eval_samples, train_loss=stretch,
+                          wall_s=t.wall_s, compute_s=t.compute_s, optimizer_steps=t.optimizer_steps,
+                          eval_set=SLICE, test_acc_se=standard_error(slice_acc, eval_samples), epoch_end=True)
         train_loss = self._epoch_loss_sum / self._epoch_loss_n if self._epoch_loss_n else None
         osc = loss_diff_std(self._epoch_values) if len(self._epoch_values) > 1 else None
         self._epoch_values = []
@@ -160,6 +173,7 @@ class Ledger:
             train_loss=train_loss,
             test_loss=test_loss,
             test_acc=test_acc,
+            eval_set=FULL,
             samples_per_s=self._epoch_samples / wall if wall > 0 else None,
             lr=lr,
             total_iters=t.iters,
@@ -171,8 +185,8 @@ class Ledger:
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch_iter = self._epoch_samples = 0
         t.final_test_acc = test_acc
-        self._observe(test_acc, train_loss, epoch_end=True, epoch=t.epochs, wall_s=t.wall_s, compute_s=t.compute_s,
-                      source="test")
+        self._observe(slice_acc, train_loss, epoch_end=True, epoch=t.epochs, wall_s=t.wall_s, compute_s=t.compute_s,
+                      source="slice", stretch=stretch)
 
     def evaluated(self, *, test_acc: float, test_loss: float, eval_samples: int, wall_s: float,
                   compute_s: float) -> None:
@@ -182,18 +196,23 @@ class Ledger:
         loss = self._stretch_loss_sum / self._stretch_loss_n if self._stretch_loss_n else None
         self.emitter.emit("evaluation", run=self.spec.run_id, epoch=t.epochs + 1, iter=t.iters, samples=t.samples,
                           test_acc=test_acc, test_loss=test_loss, eval_samples=eval_samples, train_loss=loss,
-                          wall_s=wall_s, compute_s=compute_s, optimizer_steps=t.optimizer_steps)
+                          wall_s=wall_s, compute_s=compute_s, optimizer_steps=t.optimizer_steps,
+                          eval_set=SLICE, test_acc_se=standard_error(test_acc, eval_samples), epoch_end=False)
         self._observe(test_acc, loss, epoch_end=False, epoch=t.epochs + 1, wall_s=wall_s, compute_s=compute_s,
                       source="slice")
 
     def _observe(self, test_acc: float, loss: float | None, *, epoch_end: bool, epoch: int, wall_s: float,
-                 compute_s: float, source: str) -> None:
-        """One evaluation at the current totals: the crossing of the target (target_reached, with
-        the last miss before it) and the evaluation history collapse verdicts are drawn from."""
+                 compute_s: float, source: str, stretch: float | None = None) -> None:
+        """One evaluation on the slice at the current totals: the run's best accuracy, the crossing of
+        the target (target_reached, with the last miss before it) and the evaluation history collapse
+        verdicts are drawn from."""
         t = self.totals
         self._stretch_loss_sum, self._stretch_loss_n = 0.0, 0
+        # loss: the epoch's mean training loss at an epoch end (never-learned verdicts), else the stretch's
+        # since the previous evaluation; stretch: that stretch's at an epoch end too (fall-back confirmation)
         t.evals.append({"acc": test_acc, "loss": loss, "iters": t.iters, "samples": t.samples, "epoch": epoch,
-                        "epoch_end": epoch_end})
+                        "epoch_end": epoch_end, "eval_set": SLICE, "stretch": loss if not epoch_end else stretch})
+        t.best_test_acc = self.accuracy().best
         point = {"iters": t.iters, "samples": t.samples, "wall_s": wall_s, "compute_s": compute_s,
                  "optimizer_steps": t.optimizer_steps}
         if t.target is not None:
@@ -209,16 +228,34 @@ class Ledger:
                           iter_lo=lo["iters"], samples_lo=lo["samples"], wall_s_lo=lo["wall_s"],
                           compute_s_lo=lo["compute_s"], optimizer_steps_lo=lo["optimizer_steps"], source=source)
 
+    def accuracy(self) -> RunAccuracy:
+        """The run's current and best accuracy (trainer/accuracy.py: its evaluations of one kind)."""
+        return run_accuracy((_eval_set(e), e["acc"]) for e in self.totals.evals)
+
+    def _own_evals(self) -> list[dict[str, Any]]:
+        """The evaluations of the run's kind (the slice; a run resumed from an older checkpoint may also
+        hold evaluations of the older kinds, which are left out)."""
+        evals = self.totals.evals
+        kind = run_kind(_eval_set(e) for e in evals)
+        return [e for e in evals if _eval_set(e) == kind]
+
     def fell_back(self) -> Collapse | None:
-        """A collapse that ends the run now: accuracy back near chance after being well above it, over
-        every evaluation so far (trainer/collapse.py). Recorded in the totals."""
-        verdict = find_collapse([e["acc"] for e in self.totals.evals])
-        return self._book(verdict, self.totals.evals) if verdict is not None else None
+        """A collapse that ends the run now: accuracy back near chance after being well above it, and
+        confirmed by the next evaluation, over the run's evaluations so far (trainer/collapse.py).
+        Recorded in the totals."""
+        evals = self._own_evals()
+        verdict = find_collapse([e["acc"] for e in evals])
+        return self._book(verdict, evals) if verdict is not None else None
 
     def end_verdict(self) -> Collapse | None:
-        """At the run's last epoch: a collapse over the epoch-end evaluations (full test set, epoch
-        training loss), either kind; a run that never learned is told from a slow learner by its loss."""
-        ends = [e for e in self.totals.evals if e["epoch_end"]]
+        """At the run's last epoch: a fall back seen once at its last evaluation, confirmed by the
+        training loss before it; else a collapse over the epoch-end evaluations of the run's kind (epoch
+        training loss), either kind: a run that never learned is told from a slow learner by its loss."""
+        evals = self._own_evals()
+        verdict = find_collapse([e["acc"] for e in evals], [e.get("stretch", e["loss"]) for e in evals], final=True)
+        if verdict is not None and verdict.kind == "fell_back":
+            return self._book(verdict, evals)
+        ends = [e for e in evals if e["epoch_end"]]
         verdict = find_collapse([e["acc"] for e in ends], [e["loss"] for e in ends])
         return self._book(verdict, ends) if verdict is not None else None
 
@@ -238,6 +275,7 @@ class Ledger:
         target = t.target or {}
         lo = (t.target_lo if t.target is not None else None) or {}
         collapse = t.collapse or {}
+        accuracy = self.accuracy()
         return {
             "run": spec.run_id,
             "batch_size": spec.batch_size,
@@ -245,7 +283,7 @@ class Ledger:
             "split_chunks": split_chunks,
             "status": status or "running",
             "epochs": t.epochs,
-            "best_test_acc": t.best_test_acc,
+            "best_test_acc": accuracy.best,
             "time_to_target_s": target.get("wall_s"),
             "compute_to_target_s": target.get("compute_s"),
             "iters_to_target": target.get("iter"),
@@ -271,6 +309,9 @@ class Ledger:
             "collapsed_at_iter": collapse.get("iter"),
             "collapsed_at_epoch": collapse.get("epoch"),
             "collapse_reason": collapse.get("reason"),
+            "last_test_acc": accuracy.current,
+            "eval_set": accuracy.eval_set or None,
+            "eval_samples": self.eval_samples or None,
             **_probe_fields(probe, t.b_simple),
         }
 
@@ -341,12 +382,19 @@ def _optional_point(v: Any) -> bool:
 
 _EVAL_CHECKS = {"acc": _number, "loss": _optional_number, "iters": _count, "samples": _count, "epoch": _count,
                 "epoch_end": lambda v: isinstance(v, bool)}
+_EVAL_OPTIONAL = {"eval_set": lambda v: v in (SLICE, FULL, HEAD), "stretch": _optional_number}  # older: absent
 
 
 def _evals(v: Any) -> bool:
+    checks = {**_EVAL_CHECKS, **_EVAL_OPTIONAL}
     return isinstance(v, list) and all(
-        isinstance(e, dict) and set(e) == set(_EVAL_CHECKS) and all(_EVAL_CHECKS[k](x) for k, x in e.items())
+        isinstance(e, dict) and set(_EVAL_CHECKS) <= set(e) <= set(checks) and all(checks[k](x) for k, x in e.items())
         for e in v)
+
+
+def _eval_set(e: dict[str, Any]) -> str:
+    """The set an evaluation in the totals was taken on (older checkpoints: what their trainer used)."""
+    return e.get("eval_set") or (FULL if e["epoch_end"] else HEAD)
 
 
 def _collapse(v: Any) -> bool:

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trainer.accuracy import DESCRIPTION, SLICE, standard_error, worst_standard_error
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.crossing import fill_from_events
 from trainer.answer import METRIC_NAMES, answers, lr_rule, markdown_table, matrix
@@ -61,8 +62,11 @@ def collect(run_dir: Path) -> dict[str, Any]:
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
     test_n = data.get("test_samples")
     test_n = int(test_n) if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0 else FULL_TEST_SET
+    recorded = next((e for e in events if e["type"] == EventType.RUN_STARTED and e.get("eval_set")), {})
+    if _finite(recorded.get("test_samples")) and recorded["test_samples"] > 0:
+        test_n = int(recorded["test_samples"])
     return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
-            "derived": derived, "reasons": reasons, "test_samples": test_n,
+            "derived": derived, "reasons": reasons, "test_samples": test_n, "eval": recorded,
             "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events), "shards": shard_notes}
 
 
@@ -74,6 +78,31 @@ def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -
         if e.get("type") == EventType.EPOCH_END and isinstance(e.get("run"), str) and _finite(e.get("train_loss")):
             last[e["run"]] = float(e["train_loss"])
     return [{**r, "final_train_loss": last[str(r.get("run"))]} if str(r.get("run")) in last else r for r in rows]
+
+
+def _decimals(n: int) -> int:
+    """Decimals of a percentage measured on n images (its resolution, 100 / n %)."""
+    return max(0, math.floor(math.log10(n)) - 2) if n > 0 else 2
+
+
+def _accuracy_line(facts: dict[str, Any], n_test: int, n_slice: int) -> str:
+    """Which images each accuracy of the report was measured on, with the slice's sampling error."""
+    crossing = ("crossings of the target are intervals: after the last evaluation below it, at or before the "
+                "first at or above it")
+    if not n_slice:
+        return (f"- accuracies on {n_test:,} test samples (resolution {100 / n_test:.2g}%); evaluation set: not "
+                "recorded (this run directory's trainer did not record it; best acc and final acc are the epoch "
+                f"ends' full test set); {crossing}")
+    best = [r["best_test_acc"] for r in facts["rows"] if _finite(r.get("best_test_acc"))]
+    at_best = standard_error(max(best), n_slice) if best else None
+    seed = facts["eval"].get("eval_slice_seed")
+    return (f"- best acc, the target and collapse: every evaluation (within epochs and at their ends) on "
+            f"{DESCRIPTION[SLICE]}: {n_slice:,} of the {n_test:,} test images"
+            + (f", seed {seed}" if _finite(seed) else "") + ", the same images for every run; resolution "
+            f"{100 / n_slice:.2g}%, sampling error (binomial standard error) at most "
+            f"{100 * worst_standard_error(n_slice):.2g} points"
+            + (f", {100 * at_best:.2g} points at the best run's {100 * max(best):.1f}%" if at_best else "")
+            + f"; final acc: the full test set at the last epoch end (resolution {100 / n_test:.2g}%); {crossing}")
 
 
 def _positive(value: Any) -> float | None:
@@ -189,7 +218,10 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     sweep = cfg.get("sweep")
     target = sweep.get("target_accuracy") if isinstance(sweep, dict) else None
     n_test = facts["test_samples"]
-    dec = max(0, math.floor(math.log10(n_test)) - 2) if n_test > 0 else 2
+    dec = _decimals(n_test)
+    ev = facts.get("eval") or {}
+    n_slice = int(ev["eval_samples"]) if ev.get("eval_set") == SLICE and _finite(ev.get("eval_samples")) else 0
+    best_dec = _decimals(n_slice) if n_slice else dec
     lines = [
         "# bstui report",
         "",
@@ -197,8 +229,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         + (f" ({s['dataset_note']})" if s.get("dataset_note") else ""),
         f"- target test accuracy: {target}; runs finished: {len(facts['rows'])}"
         + ("" if facts["finished"] else " (sweep still running or interrupted)"),
-        f"- accuracies on {n_test:,} test samples (resolution {100 / n_test:.2g}%); crossings of the target "
-        "are intervals: after the last evaluation below it, at or before the first at or above it",
+        _accuracy_line(facts, n_test, n_slice),
         *([f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
            "and were skipped"] if facts.get("skipped") else []),
         *[f"- {note}" for note in facts.get("shards") or []],
@@ -235,7 +266,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
             f"{span(p.get('optimizer_steps_lo'), p.get('optimizer_steps'))} | "
             f"{span(p.get('steps_lo'), p.get('steps'))} | {span(p.get('samples_lo'), p.get('samples'))} | "
             f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
-            f"{_pct(p.get('best_test_acc'), dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} |"
+            f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} |"
         )
     lines += ["", "## Critical batch size", "", *_crit_lines(a)]
     batches = ", ".join(str(b) for b in a.get("b_simple_batches", []))
@@ -258,7 +289,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
             f"| {p['batch_size']} | {_lr(p)} | {p['split_chunks']} | {setting(p.get('effective_lr'))} | "
             f"{p['seeds']} | {p['reached']} | {_steps(p)} | "
             f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
-            f"{_pct(p.get('best_test_acc'), dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} | "
+            f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} | "
             f"{sig(p.get('loss_diff_std'))} | {sig(p.get('grad_cos'))} | {sig(p.get('samples_per_s'), 3)} | "
             f"{', '.join(p['statuses'])} |"
         )

@@ -15,6 +15,8 @@ from typing import Any
 
 import plotext as plt
 
+from trainer.accuracy import evaluations, run_kind
+
 WIDTH, HEIGHT = 78, 20
 MAX_RUNS = 8  # lines per plot; beyond that only the best lr of each batch size is drawn
 MAX_POINTS = 120  # loss points per run (means over buckets of iterations)
@@ -125,8 +127,8 @@ def _bucket_means(points: Sequence[tuple[float, float]], n: int) -> tuple[list[f
 
 def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per run: batch size, lr, variant, per-iteration losses as (samples, loss) and evaluations as
-    (samples, test accuracy): epoch ends (full test set) and sub-epoch evaluations (the evaluation slice),
-    from the run directory's events."""
+    (samples, test accuracy) of the run's kind (trainer/accuracy.py: the evaluation slice; older run
+    directories: the epoch ends' full test set), from the run directory's events."""
     runs: dict[str, dict[str, Any]] = {}
     for e in events:
         run = e.get("run")
@@ -135,8 +137,7 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if e.get("type") == "run_started":
             old = runs.get(run)
             runs[run] = {"batch_size": e.get("batch_size") or 1, "lr": e.get("lr"),
-                         "variant": str(e.get("variant") or ""), "points": old["points"] if old else {},
-                         "evals": old["evals"] if old else {}}
+                         "variant": str(e.get("variant") or ""), "points": old["points"] if old else {}}
         elif run not in runs:
             continue
         elif e.get("type") == "losses" and isinstance(e.get("values"), list):
@@ -144,15 +145,12 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for i, v in enumerate(e["values"]):
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     runs[run]["points"][first + i] = ((first + i + 1) * b, float(v))
-        elif e.get("type") == "epoch_end" and isinstance(e.get("test_acc"), (int, float)):
-            samples = e.get("total_samples") or (e.get("epoch", 0) * (e.get("samples") or 0))
-            runs[run]["evals"][float(samples)] = (float(samples), float(e["test_acc"]))
-        elif (e.get("type") == "evaluation" and isinstance(e.get("test_acc"), (int, float))
-              and isinstance(e.get("samples"), (int, float))):  # sub-epoch, on the evaluation slice
-            runs[run]["evals"][float(e["samples"])] = (float(e["samples"]), float(e["test_acc"]))
-    for r in runs.values():  # a resumed run's repeated iterations / evaluations: the later copy, in order
+    evaluated = evaluations(events)
+    for run, r in runs.items():  # a resumed run's repeated iterations: the later copy, in order
         r["points"] = [r["points"][k] for k in sorted(r["points"])]
-        r["evals"] = [r["evals"][k] for k in sorted(r["evals"])]
+        evals = [e for e in evaluated.get(run, []) if e["test_acc"] is not None]
+        kind = run_kind(e["eval_set"] for e in evals)
+        r["evals"] = [(e["samples"], e["test_acc"]) for e in evals if e["eval_set"] == kind]
     return runs
 
 

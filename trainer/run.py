@@ -19,7 +19,8 @@ from trainer.controls import Controls, StopRequested
 from trainer.data import Dataset, as_inputs
 from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
-from trainer.evaluation import eval_slice, evaluate
+from trainer.accuracy import SLICE, SLICE_SEED, worst_standard_error
+from trainer.evaluation import TestSet, evaluate
 from trainer.runlog import Emitter, EventType, RunDirWriteError
 from trainer.ledger import Ledger
 from trainer.models import count_parameters
@@ -100,18 +101,18 @@ class Run(SweepRun):
     """A batch size being trained; `advance` trains a slice, `finish` ends it."""
 
     def __init__(self, spec: RunSpec, settings: RunSettings, dataset: Dataset, device: torch.device,
-                 emitter: Emitter, test_xy: tuple[torch.Tensor, torch.Tensor], controls: Controls | None = None,
+                 emitter: Emitter, test: TestSet, controls: Controls | None = None,
                  ddp: DistContext | None = None) -> None:
         self.spec, self.settings, self.dataset, self.device = spec, settings, dataset, device
         self.emitter, self.controls, self.ddp = emitter, controls, ddp
-        self.test_x, self.test_y = test_xy
-        self.slice_x, self.slice_y = eval_slice(*test_xy)
+        self.test = test
         # Samples between sub-epoch evaluations on the slice (0: epoch ends only) and the next one due.
         self.eval_every = eval_interval(settings.eval_every, int(dataset.train.labels.shape[0]))
         self._next_eval = 0
         self.status: str | None = None  # None while running
         self.reason = ""
         self.ledger = Ledger(spec, emitter, settings.target_accuracy)
+        self.ledger.eval_samples = test.slice_size
         self.split_chunks = spec.split_chunks
         #: The chunks the app's switch last asked this run for (0: none yet): every request is recorded
         #: once per run, also where it changes nothing (k does not divide this batch, or it is off already),
@@ -209,7 +210,8 @@ class Run(SweepRun):
             parameters=count_parameters(self.model) if self.model is not None else 0, batch_norm=self.batch_norm,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
-            eval_every=self.eval_every, eval_samples=int(self.slice_y.shape[0]),
+            eval_every=self.eval_every, eval_samples=self.test.slice_size, eval_set=SLICE, eval_slice_seed=SLICE_SEED,
+            test_samples=int(self.test.y.shape[0]), eval_se_max=worst_standard_error(self.test.slice_size),
             gns_probe_every=self.probes.noise.every if self.probes and self.probes.noise else 0,
             fused=self.fused, fused_runs=list(self.fused_runs), fused_reason=self.fused_reason,
             **({"resumed_from_epoch": epochs} if restored else {}),
@@ -370,8 +372,8 @@ class Run(SweepRun):
         self.compute.collect()
         wall = totals.wall_s + self.wall.total
         compute = totals.compute_s + min(self.compute.total, self.wall.total)
-        test_loss, test_acc = evaluate(self.model, self.slice_x, self.slice_y)
-        self.ledger.evaluated(test_acc=test_acc, test_loss=test_loss, eval_samples=int(self.slice_y.shape[0]),
+        test_loss, test_acc = evaluate(self.model, self.test.slice_x, self.test.slice_y)
+        self.ledger.evaluated(test_acc=test_acc, test_loss=test_loss, eval_samples=self.test.slice_size,
                               wall_s=wall, compute_s=compute)
         self._next_eval = self._eval_after(totals.samples)
         self._collapsed()
@@ -395,9 +397,12 @@ class Run(SweepRun):
         wall = self.wall.take()
         # CUDA-event sums can exceed a short host interval by timer granularity; keep data >= 0.
         compute = min(self.compute.take(), wall)
-        test_loss, test_acc = evaluate(self.model, self.test_x, self.test_y)
+        test = self.test
+        test_loss, test_acc = evaluate(self.model, test.x, test.y)
+        slice_loss, slice_acc = (test_loss, test_acc) if test.whole else evaluate(self.model, test.slice_x, test.slice_y)
         self._next_eval = self._eval_after(self.ledger.totals.samples)
         self.ledger.end_epoch(wall=wall, compute=compute, test_loss=test_loss, test_acc=test_acc,
+                              slice_loss=slice_loss, slice_acc=slice_acc, eval_samples=self.test.slice_size,
                               lr=self.optimizer.param_groups[0]["lr"], split_chunks=self.split_chunks,
                               probe_figures=self.probes.epoch_figures() if self.probes is not None else {})
         if self._collapsed():

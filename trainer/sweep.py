@@ -180,7 +180,7 @@ def run_sweep(
             **({"shard": {"index": shard.index, "count": shard.count}} if shard is not None else {}),
             **data_fields,
         )
-    test_xy = prepare_test(dataset, device)
+    test = prepare_test(dataset, device)
     runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
     local: list[Run | fuse.FusedGroup] = []  # what this process advances: runs and fused groups
     interrupted: BaseException | None = None
@@ -201,7 +201,7 @@ def run_sweep(
             for spec in unit.specs:
                 if resume is not None and resume.is_kept(spec.run_id):
                     continue
-                run = Run(spec, fuse.member_settings(settings, unit), dataset, device, emitter, test_xy, controls, ddp)
+                run = Run(spec, fuse.member_settings(settings, unit), dataset, device, emitter, test, controls, ddp)
                 if run_dir:
                     run.on_epoch_end = CheckpointWriter(run_dir)
                 runs.append(run)

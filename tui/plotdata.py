@@ -192,8 +192,8 @@ def loss_series(run: RunState, view: View, xlim: tuple[float, float] | None, col
 
 
 def eval_series(run: RunState, view: View, metric: str) -> Series:
-    """Test accuracy or test loss at every evaluation so far (few points: no downsampling)."""
-    points = [(e.iters, e.test_acc if metric == "acc" else e.test_loss) for e in run.evals]
+    """Test accuracy or test loss at every evaluation of the run's kind so far (few points: no downsampling)."""
+    points = [(e.iters, e.test_acc if metric == "acc" else e.test_loss) for e in run.own_evals]
     points = [(i, v) for i, v in points if v is not None]
     iters = np.array([i for i, _ in points], dtype=np.float64)
     y = np.array([v for _, v in points], dtype=np.float64)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.accuracy import FULL, RunAccuracy, run_accuracy, run_kind
 from tui.labels import RunKey
 from tui.series import LossSeries, to_float
 
@@ -46,14 +47,16 @@ class EpochRecord:
 class EvalPoint:
     """One evaluation on test data after `iters` iterations (`samples` samples) of training.
 
-    epoch_end events give one per epoch; evaluations at any other point of training add
-    theirs (the series takes points at any iteration).
+    `evaluation` events give one on the evaluation slice within and at the end of every epoch, epoch_end
+    events one on the full test set (the series takes points at any iteration); `eval_set` says which
+    set (trainer/accuracy.py), and a run's accuracy and curves use one kind only.
     """
 
     iters: int
     samples: int
     test_acc: float | None
     test_loss: float | None
+    eval_set: str = FULL
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class RunState:
     t_started: float | None = None
     losses: LossSeries = field(default_factory=LossSeries)
     epochs: list[EpochRecord] = field(default_factory=list)
-    #: Test evaluations in training order (one per epoch end, and any taken within epochs).
+    #: Test evaluations in training order, of every kind (see EvalPoint; `own_evals`: the run's kind).
     evals: list[EvalPoint] = field(default_factory=list)
     target: dict[str, Any] | None = None
     #: (iteration, chunks) of every live split-backward switch, in order.
@@ -117,17 +120,28 @@ class RunState:
         return RunKey(self.run, self.batch_size, self.lr, self.seed, self.variant, self.initial_chunks)
 
     def add_eval(self, point: EvalPoint) -> None:
-        """Keep evaluations ordered by iteration (one at an iteration already known replaces it)."""
+        """Keep evaluations ordered by iteration (one of a kind at an iteration already known replaces it)."""
         evals = self.evals
-        if evals and evals[-1].iters == point.iters:
+        if evals and (evals[-1].iters, evals[-1].eval_set) == (point.iters, point.eval_set):
             evals[-1] = point
         elif not evals or evals[-1].iters < point.iters:
             evals.append(point)
         else:
-            kept = [e for e in evals if e.iters != point.iters]
+            kept = [e for e in evals if (e.iters, e.eval_set) != (point.iters, point.eval_set)]
             kept.append(point)
             kept.sort(key=lambda e: e.iters)
             self.evals = kept
+
+    @property
+    def own_evals(self) -> list[EvalPoint]:
+        """The evaluations of the run's kind (trainer.accuracy.run_kind): what its curves show."""
+        kind = run_kind(e.eval_set for e in self.evals if e.test_acc is not None)
+        return [e for e in self.evals if e.eval_set == kind]
+
+    @property
+    def accuracy(self) -> RunAccuracy:
+        """Current and best accuracy from the run's evaluations (trainer.accuracy.run_accuracy)."""
+        return run_accuracy((e.eval_set, e.test_acc) for e in self.evals)
 
     @property
     def done_iters(self) -> int:
@@ -152,12 +166,11 @@ class RunState:
 
     @property
     def test_acc(self) -> float | None:
-        return self.epochs[-1].test_acc if self.epochs else None
+        return self.accuracy.current
 
     @property
     def best_acc(self) -> float | None:
-        accs = [e.test_acc for e in self.epochs if e.test_acc is not None]
-        return max(accs) if accs else None
+        return self.accuracy.best
 
     @property
     def samples_per_s(self) -> float | None:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.accuracy import FULL, HEAD, event_eval_set
 from trainer.figures import pct
 from trainer.runlog import Event
 from tui.runstate import EpochRecord, EvalPoint, NoiseWindow, RunState, opt_float
@@ -236,15 +237,17 @@ def _on_epoch_end(s: SweepState, e: Event) -> None:
     iters = record.total_iters or sum(ep.iters for ep in run.epochs)
     samples = e.get("total_samples")
     samples = samples if isinstance(samples, int) else sum(ep.samples for ep in run.epochs)
-    run.add_eval(EvalPoint(iters, samples, record.test_acc, record.test_loss))
+    run.add_eval(EvalPoint(iters, samples, record.test_acc, record.test_loss, event_eval_set(e) or FULL))
 
 
 def _on_evaluation(s: SweepState, e: Event) -> None:
-    """A sub-epoch evaluation on the evaluation slice: a point of the accuracy and test-loss curves."""
+    """An evaluation (on the evaluation slice; older run directories: on the test set's first 2,000 images):
+    a point of the accuracy and test-loss curves."""
     iters, samples = e["iter"], e["samples"]
     if not isinstance(iters, int) or not isinstance(samples, int):
         raise TypeError("iter and samples must be integers")
-    s._run(e).add_eval(EvalPoint(iters, samples, opt_float(e.get("test_acc")), opt_float(e.get("test_loss"))))
+    s._run(e).add_eval(EvalPoint(iters, samples, opt_float(e.get("test_acc")), opt_float(e.get("test_loss")),
+                                 event_eval_set(e) or HEAD))
 
 
 def _on_mode_changed(s: SweepState, e: Event) -> None:

@@ -52,7 +52,8 @@ def test_a_run_directory_checkpointed_by_the_earlier_trainer_resumes_to_the_end(
         assert len(got[run_id]["losses"]) == len(want[run_id]["losses"])
         assert got[run_id]["losses"] == pytest.approx(want[run_id]["losses"], **tol), run_id
         for mine, theirs in zip(got[run_id]["epochs"], want[run_id]["epochs"]):
-            assert mine.keys() == theirs.keys()
+            added = {"eval_set"}  # this trainer writes it; the fixture's first epoch has it not
+            assert mine.keys() - added == theirs.keys() - added
             for key, value in mine.items():
                 if isinstance(value, float):
                     assert value == pytest.approx(theirs[key], **tol), (run_id, key)

@@ -36,15 +36,26 @@ def test_a_huge_lr_ends_collapsed_and_a_healthy_lr_stays_done(tiny_config):
     assert [p["run"] for p in best] == ["bs20-lr1"]
 
 
-def test_accuracy_falling_back_to_chance_ends_the_run_at_that_epoch(tiny_config, monkeypatch):
-    accuracies = iter([0.9, 0.8, 0.11, 0.95, 0.95])  # the third evaluation falls back to chance
+def test_accuracy_falling_back_to_chance_ends_the_run_once_the_next_evaluation_confirms_it(tiny_config, monkeypatch):
+    accuracies = iter([0.9, 0.8, 0.11, 0.1, 0.95])  # the third evaluation falls back, the fourth confirms
     monkeypatch.setattr("trainer.run.evaluate", lambda model, x, y: (0.5, next(accuracies)))
     finished, result, sink = _finished(tiny_config(sweep={"batch_sizes": [200], "epochs": 5, "eval_every": 0}))
     run = finished["bs200"]
     assert run["status"] == "collapsed"
     assert "fell back to 11.0%" in run["reason"] and "after reaching 90.0%" in run["reason"]
-    assert [e["epoch"] for e in sink.of_type("epoch_end")] == [1, 2, 3]  # it trained no further
+    assert [e["epoch"] for e in sink.of_type("epoch_end")] == [1, 2, 3, 4]  # it trained no further
     s = run["summary"]
-    assert (s["epochs"], s["best_test_acc"], s["final_test_acc"]) == (3, 0.9, 0.11)
-    assert (s["collapsed_at_epoch"], s["collapsed_at_iter"]) == (3, 9)
+    assert (s["epochs"], s["best_test_acc"], s["last_test_acc"], s["final_test_acc"]) == (4, 0.9, 0.1, 0.1)
+    assert (s["collapsed_at_epoch"], s["collapsed_at_iter"]) == (3, 9)  # where it fell
     assert result.status == "done"  # a collapse ends the run, not the sweep
+
+
+def test_a_dip_to_chance_that_recovers_trains_on_to_done(tiny_config, monkeypatch):
+    # Issue 24's batch 64 at lr 0.4: 0.35 -> 0.09 -> 0.43 is not a collapse.
+    accuracies = iter([0.35, 0.09, 0.43])
+    monkeypatch.setattr("trainer.run.evaluate", lambda model, x, y: (0.5, next(accuracies)))
+    finished, _, sink = _finished(tiny_config(sweep={"batch_sizes": [200], "epochs": 3, "eval_every": 0}))
+    run = finished["bs200"]
+    assert run["status"] == "done" and run["summary"]["collapse_reason"] is None
+    assert [e["epoch"] for e in sink.of_type("epoch_end")] == [1, 2, 3]
+    assert (run["summary"]["best_test_acc"], run["summary"]["last_test_acc"]) == (0.43, 0.43)

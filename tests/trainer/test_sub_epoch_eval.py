@@ -31,10 +31,16 @@ def test_the_default_evaluates_about_ten_times_an_epoch_and_zero_only_at_epoch_e
     assert eval_interval(0, 60_000) == 0 and eval_interval(1234, 60_000) == 1234
     _, sink = _sweep(tiny_config(sweep={"batch_sizes": [20], "epochs": 2}))
     evals = sink.of_type("evaluation")
-    # 600 samples an epoch, every 60: 9 in each epoch, the 10th is the epoch end's full evaluation
-    assert [e["samples"] for e in evals] == [60 * i for i in range(1, 20) if i != 10]
-    assert [e["epoch"] for e in evals] == [1] * 9 + [2] * 9
-    assert all(e["eval_samples"] == 200 and e["iter"] == e["samples"] // 20 for e in evals)
+    # 600 samples an epoch, every 60: 9 in each epoch, and the 10th at the epoch end (on the same slice,
+    # before the epoch_end that adds the full test set's figures)
+    assert [e["samples"] for e in evals] == [60 * i for i in range(1, 21)]
+    assert [e["epoch"] for e in evals] == [1] * 10 + [2] * 10
+    assert [e["epoch_end"] for e in evals] == ([False] * 9 + [True]) * 2
+    assert all(e["eval_set"] == "slice" and e["eval_samples"] == 200 and e["iter"] == e["samples"] // 20
+               for e in evals)
+    assert [e["eval_set"] for e in sink.of_type("epoch_end")] == ["full", "full"]
+    position = {id(e): i for i, e in enumerate(sink.events)}
+    assert all(position[id(end)] == position[id(ev)] + 1 for ev, end in zip(evals[9::10], sink.of_type("epoch_end")))
     assert all(0 <= e["test_acc"] <= 1 and e["train_loss"] > 0 for e in evals)
     walls = [e["wall_s"] for e in evals]
     assert walls == sorted(walls) and all(0 <= e["compute_s"] <= e["wall_s"] for e in evals)
@@ -42,7 +48,7 @@ def test_the_default_evaluates_about_ten_times_an_epoch_and_zero_only_at_epoch_e
     assert (started["eval_every"], started["eval_samples"]) == (60, 200)
 
     _, sink = _sweep(tiny_config(sweep={"batch_sizes": [20], "epochs": 1, "eval_every": 0}))
-    assert sink.of_type("evaluation") == [] and len(sink.of_type("epoch_end")) == 1
+    assert [e["epoch_end"] for e in sink.of_type("evaluation")] == [True] and len(sink.of_type("epoch_end")) == 1
 
 
 def test_the_crossing_is_the_first_hit_with_the_last_miss_as_its_lower_end(tiny_config, monkeypatch):

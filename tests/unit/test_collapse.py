@@ -10,11 +10,31 @@ from trainer.collapse import find_collapse
 LN10 = math.log(10)
 
 
-def test_a_run_that_falls_back_to_chance_collapses_where_it_fell():
-    # Issue 13: batch 16 at lr 0.2 on MNIST, test accuracy per epoch.
-    verdict = find_collapse([0.926, 0.829, 0.762, 0.1135])
+def test_a_run_that_falls_back_to_chance_collapses_where_it_fell_once_a_second_evaluation_confirms_it():
+    # Issue 13: batch 16 at lr 0.2 on MNIST, test accuracy per epoch (it never came back).
+    assert find_collapse([0.926, 0.829, 0.762, 0.1135]) is None  # one evaluation: not confirmed yet
+    verdict = find_collapse([0.926, 0.829, 0.762, 0.1135, 0.098])
     assert verdict is not None and verdict.kind == "fell_back" and verdict.index == 3
-    assert "11.3%" in verdict.reason and "92.6%" in verdict.reason
+    assert "11.3%" in verdict.reason and "92.6%" in verdict.reason and "2 evaluations in a row" in verdict.reason
+
+
+def test_a_dip_to_chance_that_recovers_is_not_a_collapse_and_the_real_collapse_later_is():
+    # Issue 24: batch 64 at lr 0.4 on MNIST dipped 0.35 -> 0.09, was back at 0.43, then collapsed.
+    series = [0.2, 0.35, 0.09, 0.43, 0.1, 0.1]
+    assert [find_collapse(series[:n]) for n in range(1, 5)] == [None] * 4  # after every evaluation up to 0.43
+    verdict = find_collapse(series)
+    assert verdict is not None and verdict.kind == "fell_back" and verdict.index == 4
+    assert "after reaching 43.0%" in verdict.reason
+
+
+def test_at_the_last_evaluation_the_training_loss_confirms_a_fall_back():
+    accs = [0.5, 0.9, 0.1]
+    assert find_collapse(accs, [1.2, 0.4, 2.31], final=True).kind == "fell_back"  # a loss of guessing
+    assert find_collapse(accs, [1.2, 0.4, 9.5], final=True).kind == "fell_back"  # worse than guessing
+    assert "training loss at 2.310" in find_collapse(accs, [1.2, 0.4, 2.31], final=True).reason
+    assert find_collapse(accs, [1.2, 0.4, 0.9], final=True) is None  # still learning: the loss disagrees
+    assert find_collapse(accs, [1.2, 0.4, 2.31]) is None  # not the last: the next evaluation decides
+    assert find_collapse(accs, final=True) is None  # no loss: nothing confirms it
 
 
 def test_the_collapse_is_where_the_last_stretch_at_chance_began():
@@ -61,15 +81,16 @@ def test_a_loss_far_from_ln_classes_is_not_the_flat_loss_of_a_dead_network():
 
 def test_thresholds_follow_the_number_of_classes():
     # 2 classes: chance 50%, near chance <= 55%, well above >= 75%.
-    assert find_collapse([0.8, 0.54], n_classes=2).kind == "fell_back"
-    assert find_collapse([0.7, 0.54], n_classes=2) is None
+    assert find_collapse([0.8, 0.54, 0.53], n_classes=2).kind == "fell_back"
+    assert find_collapse([0.7, 0.54, 0.53], n_classes=2) is None
     flat = [math.log(2)] * 3
     assert find_collapse([0.5, 0.52, 0.51], flat, n_classes=2).kind == "never_learned"
 
 
 def test_missing_accuracies_raise_nothing():
     assert find_collapse([]) is None
-    assert find_collapse([0.9, None, 0.1]).index == 2  # an unknown evaluation in between changes nothing
+    assert find_collapse([0.9, None, 0.1, 0.1]).index == 2  # an unknown evaluation in between changes nothing
+    assert find_collapse([0.9, 0.1, None, 0.1]) is None  # nor does it confirm anything
     assert find_collapse([0.9, float("nan")]) is None
 
 

@@ -69,7 +69,7 @@ def test_older_run_directories_get_epoch_resolution_intervals_and_collapse():
         _epoch("a", 1, 100, 0.5), _epoch("a", 2, 200, 0.7), _epoch("a", 3, 300, 0.95),
         {"type": "target_reached", "run": "a", "epoch": 3, "iter": 300},
         {"type": "run_started", "run": "b", "batch_size": 10, "split_chunks": 1},
-        _epoch("b", 1, 100, 0.926), _epoch("b", 2, 200, 0.829), _epoch("b", 3, 300, 0.1135),
+        _epoch("b", 1, 100, 0.926), _epoch("b", 2, 200, 0.829), _epoch("b", 3, 300, 0.1135, loss=2.36),
     ]
     rows = [
         {"run": "a", "batch_size": 10, "lr": 0.1, "split_chunks": 2, "status": "done", "iters_to_target": 300,
@@ -85,6 +85,10 @@ def test_older_run_directories_get_epoch_resolution_intervals_and_collapse():
     assert b["status"] == "collapsed" and b["recorded_status"] == "done" and b["collapsed_at_iter"] == 300
     assert rows[1]["status"] == "done"  # the caller's rows are not changed
     assert any("crossing intervals" in n for n in notes) and any("collapse" in n for n in notes)
+    # one epoch at chance with a training loss still far below ln(10): not confirmed, the run stays done
+    events[-1] = _epoch("b", 3, 300, 0.1135, loss=0.5)
+    (_, b), _ = fill_from_events(rows, events)
+    assert b["status"] == "done"
 
 
 def test_fields_a_run_recorded_are_kept():

@@ -99,7 +99,8 @@ def test_summary_columns_are_the_documented_ones_in_order():
                                    "mean_epoch_wall_s", "mean_epoch_compute_s"]
     assert SUMMARY_FIELDS[13:] == ["final_test_acc", "iters_to_target_lo", "time_to_target_lo_s",
                                    "compute_to_target_lo_s", "samples_to_target", "samples_to_target_lo",
-                                   "optimizer_steps_to_target", "effective_lr"]
+                                   "optimizer_steps_to_target", "effective_lr", "last_test_acc", "eval_set",
+                                   "eval_samples"]
     readme = (ROOT / "docs" / "run-directory.md").read_text()
     assert all(f"`{c}`" in readme for c in SUMMARY_FIELDS)
     assert all(f"`{t}`" in readme for t in EVENT_TYPES)

@@ -51,7 +51,7 @@ class EventType:
     #: Live only (the app's feed; never written to events.jsonl): what the trainer is doing before
     #: its first loss point: "loading torch", "generating synthetic-digits", "capturing CUDA graph".
     STARTUP: Final = "startup"
-    EVALUATION: Final = "evaluation"  # a sub-epoch evaluation on the evaluation slice (issue 13)
+    EVALUATION: Final = "evaluation"  # an evaluation on the evaluation slice, within an epoch or at its end
     NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
     #: A fused group ended (issue 15, trainer.fuse): its runs, steps and own wall and compute time.
     FUSED_GROUP: Final = "fused_group"
@@ -142,6 +142,11 @@ SUMMARY_FIELDS: Final = [
     "samples_to_target_lo",
     "optimizer_steps_to_target",
     "effective_lr",
+    # which evaluations best_test_acc and last_test_acc are of (trainer/accuracy.py): "slice" (the
+    # evaluation slice, eval_samples images) in run directories that record it
+    "last_test_acc",
+    "eval_set",
+    "eval_samples",
 ]
 
 # -- trainer.lock ---------------------------------------------------------------------------------
@@ -171,6 +176,7 @@ ROW_FIELDS: Final = {  # a run's summary: results are any number (analyses take 
     "collapsed_at_iter": "num?", "collapsed_at_epoch": "num?", "collapse_reason": "str?",
     "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?", "b_simple_readings": "num?",
     "b_simple_from_samples": "num?", "b_simple_to_samples": "num?", "b_simple_source": "str?",
+    "last_test_acc": "num?", "eval_set": "str?", "eval_samples": "num?",
 }
 
 EVENT_FIELDS: Final = {
@@ -181,13 +187,15 @@ EVENT_FIELDS: Final = {
     EventType.RUN_STARTED: {"batch_size": "int", "lr": "num", "split_chunks": "int", "iters_per_epoch": "int",
                             "epochs": "int?", "seed": "int?", "momentum": "num?", "resumed_from_epoch": "int?",
                             "eval_every": "int?", "eval_samples": "int?", "gns_probe_every": "int?",
+                            "eval_set": "str?", "eval_slice_seed": "int?", "test_samples": "int?",
+                            "eval_se_max": "num?",
                             "fused": "str?", "fused_runs": "list[str]?", "fused_reason": "str?"},
     EventType.LOSSES: {"first_iter": "int", "values": "list[num?]"},
     EventType.EPOCH_END: {"epoch": "int", "iters": "int?", "samples": "int?", "wall_s": "num?",
                           "compute_s": "num?", "data_s": "num?", "train_loss": "num?", "test_loss": "num?",
                           "test_acc": "num?", "samples_per_s": "num?", "lr": "num?", "total_iters": "int?",
                           "total_samples": "int?", "loss_diff_std": "num?", "split_chunks": "int?",
-                          "grad_cos": "num?", "b_simple": "num?"},
+                          "grad_cos": "num?", "b_simple": "num?", "eval_set": "str?"},
     EventType.MODE_CHANGED: {"iter": "int?", "split_chunks": "int?", "reason": "str?", "requested": "int?"},
     EventType.PAUSED: {"paused": "bool", "run_waiting": "str?", "iter": "int?"},
     EventType.TARGET_REACHED: {"epoch": "int?", "iter": "int?", "samples": "int?", "wall_s": "num?",
@@ -197,7 +205,8 @@ EVENT_FIELDS: Final = {
     EventType.RUN_FINISHED: {"status": "str", "reason": "str?", "summary": "row", "traceback": "str?"},
     EventType.EVALUATION: {"epoch": "int", "iter": "int", "samples": "int", "test_acc": "num?",
                            "test_loss": "num?", "eval_samples": "int?", "train_loss": "num?", "wall_s": "num?",
-                           "compute_s": "num?", "optimizer_steps": "int?"},
+                           "compute_s": "num?", "optimizer_steps": "int?", "eval_set": "str?",
+                           "test_acc_se": "num?", "epoch_end": "bool?"},
     EventType.NOISE_PROBE: {"iter": "int", "samples": "int", "g2": "num?", "trace": "num?", "probe_size": "int?",
                             "chunk_size": "int?", "window_samples": "int?", "b_simple": "num?",
                             "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?",
