@@ -89,3 +89,29 @@ def test_events_give_each_evaluation_its_kind_and_older_events_their_trainers():
         (SLICE, 100, 0.45), (FULL, 200, 0.52), (SLICE, 200, 0.5)]
     acc = run_accuracy((e["eval_set"], e["test_acc"]) for e in got["b"])
     assert (acc.current, acc.best) == (0.5, 0.5)
+
+
+def test_the_report_says_which_images_each_accuracy_was_measured_on(tmp_path):
+    from tests.unit.test_report import _write_run
+    from trainer.cli import main
+    from trainer.runlog import encode
+
+    old = tmp_path / "old"
+    _write_run(old, resolution=0.02)
+    assert main(["report", str(old), "--no-plots"]) == 0
+    assert "evaluation set: not recorded" in (old / "report.md").read_text()
+
+    new = tmp_path / "new"
+    _write_run(new, resolution=0.02)
+    events = (new / "events.jsonl").read_text().splitlines(keepends=True)
+    started = {"type": "run_started", "t": 0.5, "run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1,
+               "iters_per_epoch": 10, "eval_set": "slice", "eval_samples": 2000, "eval_slice_seed": SLICE_SEED,
+               "test_samples": 10000, "eval_se_max": worst_standard_error(2000)}
+    (new / "events.jsonl").write_text(events[0] + encode(started) + "\n" + "".join(events[1:]))
+    assert main(["report", str(new), "--no-plots"]) == 0
+    text = (new / "report.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("- best acc, the target and collapse"))
+    assert "2,000 of the 10,000 test images" in line and f"seed {SLICE_SEED}" in line
+    assert "at most 1.1 points" in line and "0.31 points at the best run's 98.1%" in line
+    assert "final acc: the full test set" in line
+    assert "| 98.1% |" in text  # the slice's accuracy at its resolution (0.05%: one decimal)
