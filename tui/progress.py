@@ -2,14 +2,14 @@
 
 A run's rate is iterations per second of its own training (epoch wall times, which leave
 out other runs' slices and evaluation; before its first epoch ends, the event clock since
-it started). The sweep's ETA adds the runs' remaining training times and scales them by
-what the sweep's clock has really spent per second of training so far (evaluation,
-checkpoints, interleaving, several GPUs at once): an estimate from measurements, shown
-to the minute. Pure: the table and the header call these.
+it started). Each run's time left is its remaining training time scaled by what the sweep's
+clock has really spent per second of training so far (evaluation, checkpoints, interleaving,
+several GPUs at once), pauses left out; the sweep's ETA is the sum of the runs' (the table
+and the header agree). An estimate from measurements, shown to the minute. Pure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tui.runstate import RunState
 from tui.state import SweepState
@@ -57,10 +57,22 @@ def run_progress(run: RunState) -> RunProgress:
 class SweepProgress:
     fraction: float | None
     eta_s: float | None
+    #: Per run, the sweep-clock seconds its remaining work takes (0 once it ended, None while unknown): the
+    #: table's "left"; the header's ETA is their sum, so the two always agree.
+    left_s: dict[str, float | None] = field(default_factory=dict)
+
+
+def training_clock(state: SweepState) -> float:
+    """The sweep's clock less its pauses (frozen while paused)."""
+    now = state.paused_at if state.paused_at is not None else state.clock
+    return max(0.0, now - state.paused_s)
 
 
 def sweep_progress(state: SweepState) -> SweepProgress:
-    """The sweep's share done (in iterations) and its ETA in seconds of the sweep's clock."""
+    """The sweep's share done (in iterations), each run's time left and the ETA, in seconds of the sweep's
+    clock: each run's remaining iterations at its own measured rate (a run not timed yet: the samples/s of
+    the timed run with the nearest batch size), scaled by the clock seconds the sweep has spent per second
+    of training (evaluation, other runs' slices, several GPUs at once), pauses left out."""
     runs = state.run_list()
     if not runs:
         return SweepProgress(None, None)
@@ -69,25 +81,25 @@ def sweep_progress(state: SweepState) -> SweepProgress:
     fraction = (sum(min(p.done, p.total) for p in progress.values() if p.total) / sum(t for t in totals if t)
                 if all(totals) else None)
     if state.finished:
-        return SweepProgress(fraction, 0.0)
-    # Runs not timed yet: the samples/s of the timed run with the nearest batch size.
+        return SweepProgress(fraction, 0.0, {r.run: 0.0 for r in runs})
     timed = [(r.batch_size, progress[r.run].rate * r.batch_size) for r in runs if progress[r.run].rate]
-    if not timed:
-        return SweepProgress(fraction, None)
-    own_done = sum(p.done / p.rate for p in progress.values() if p.rate)
-    left = 0.0
+    own: dict[str, float | None] = {}
     for r in runs:
         p = progress[r.run]
         if p.left_s is not None:
-            left += p.left_s
-        elif p.total is None:
-            return SweepProgress(fraction, None)
+            own[r.run] = p.left_s
+        elif p.total is None or not timed:
+            own[r.run] = None
         else:
             samples_s = min(timed, key=lambda bt: abs(bt[0] - r.batch_size))[1]
-            left += (p.total - p.done) * r.batch_size / samples_s
+            own[r.run] = (p.total - p.done) * r.batch_size / samples_s
+    own_done = sum(p.done / p.rate for p in progress.values() if p.rate)
+    clock = training_clock(state)
     # Clock seconds per training second so far (> 1: evaluation and other runs' slices; < 1: several GPUs).
-    overhead = state.clock / own_done if own_done > 0 and state.clock > 0 else 1.0
-    return SweepProgress(fraction, left * min(20.0, max(0.05, overhead)))
+    overhead = min(20.0, max(0.05, clock / own_done)) if own_done > 0 and clock > 0 else 1.0
+    left = {rid: (v * overhead if v is not None else None) for rid, v in own.items()}
+    eta = sum(v for v in left.values() if v is not None) if all(v is not None for v in left.values()) else None
+    return SweepProgress(fraction, eta, left)
 
 
 def duration(seconds: float | None) -> str:

@@ -58,6 +58,10 @@ class SweepState:
     #: Why the sweep failed (sweep_finished with status failed), for the status line.
     reason: str = ""
     paused: bool = False
+    #: Seconds of the sweep's clock spent paused (ETA counts training time, not pauses), and when the
+    #: current pause began (None while not paused).
+    paused_s: float = 0.0
+    paused_at: float | None = None
     started: bool = False
     finished: bool = False
     #: What the trainer's start-up is doing now ("generating synthetic-digits 40%", "capturing CUDA
@@ -317,7 +321,15 @@ def _on_noise_probe(s: SweepState, e: Event) -> None:
 
 
 def _on_paused(s: SweepState, e: Event) -> None:
-    s.paused = bool(e["paused"])
+    paused = bool(e["paused"])
+    t = opt_float(e.get("t"))
+    if t is not None:
+        if paused and s.paused_at is None:
+            s.paused_at = t
+        elif not paused and s.paused_at is not None:
+            s.paused_s += max(0.0, t - s.paused_at)
+            s.paused_at = None
+    s.paused = paused
 
 
 def _pipeline_fields(s: SweepState, e: Event) -> None:

@@ -16,7 +16,7 @@ from trainer.figures import pct
 from tui.labels import fmt_lr, sweep_looks
 from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact
-from tui.progress import duration, run_progress
+from tui.progress import duration, run_progress, sweep_progress
 from tui.runstate import opt_float
 from tui.state import RunState, SweepState
 from tui.widgets.timing_panel import seconds
@@ -90,14 +90,17 @@ def target_cell(run: RunState) -> Text:
     return Text(seconds(t), justify="right")
 
 
-def row_cells(run: RunState, label: str, color: str, epochs_total: int | None) -> dict[str, Text | str]:
+def row_cells(run: RunState, label: str, color: str, epochs_total: int | None,
+              left_s: float | None = None) -> dict[str, Text | str]:
     """The table cells of one run (pure: tests call it)."""
     epochs_total = run.epochs_total or epochs_total
     epoch = f"{run.epoch}/{epochs_total}" if epochs_total else str(run.epoch)
     status = Text(run.status, style=STATUS_STYLES.get(run.status, ""))
     progress = run_progress(run)
     frac = progress.fraction
-    left = duration(progress.left_s) if run.status in ("waiting", "running") else ""
+    # Its time left in the sweep (tui.progress.sweep_progress, as the header's ETA adds them up); the run's
+    # own training time left where the caller has no sweep.
+    left = duration(left_s if left_s is not None else progress.left_s) if run.status in ("waiting", "running") else ""
     return {
         "run": Text(label, style=f"bold {color}"),
         "lr": lr_cell(run),
@@ -175,8 +178,9 @@ class RunTable(DataTable):
         # Where the labels name the lr (several lrs), the lr column says only what they do not: lr x k.
         lr_in_label = len({r.lr for r in runs}) > 1
         rows = []
+        lefts = sweep_progress(state).left_s
         for run in runs:
-            cells = row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total)
+            cells = row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total, lefts.get(run.run))
             if lr_in_label:
                 cells["lr"] = (Text.assemble(("→", "dim"), (fmt_lr(run.effective_lr), "yellow"))
                                if run.split_chunks > 1 else Text(""))
