@@ -23,8 +23,7 @@ from tui.palette import run_rich_color
 from tui.state import SweepState
 from tui.ticks import log_ticks
 
-__all__ = ["Arm", "analyses", "arms_of", "curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text",
-           "target_chart"]
+__all__ = ["Arm", "analyses", "arms_of", "curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text"]
 
 Analysis = dict[str, Any]
 
@@ -307,11 +306,6 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
                  xlabel="batch")
 
 
-def target_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Chart:
-    """The curve chart (kept under its former name for callers that draw one quantity)."""
-    return curve_chart(arms, what, width, height)
-
-
 def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
     """The lr rule measured: best lr per batch size (+) with its tie band (│), the fitted rule through
     them with its 95% band; the x axis spans every batch size run, the y axis every lr tried."""
@@ -353,16 +347,14 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
 # -- the facts in words -------------------------------------------------------------------
 
 
-def facts_text(state: SweepState, arms: dict[str, Arm] | dict[str, Analysis]) -> Text:
-    """The answer in words (trainer/answer.py) per arm, and the best run of each batch size by label."""
+def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
+    """The answer in words (trainer/answer.py) per arm, and the best lr of each batch size."""
     text = Text()
-    if arms and not isinstance(next(iter(arms.values())), Arm):  # analyses: wrap them
-        arms = {n: Arm(n, a, a.get("points") or [], 0) for n, a in arms.items()}  # type: ignore[arg-type]
     if not arms:
         text.append("No run has started yet", style="bold")
         text.append(f": this view fills as runs train ({len(state.runs)} in the sweep).")
         return text
-    for i, ((name, arm), (color, _)) in enumerate(zip(arms.items(), _colors(len(arms)))):  # type: ignore[union-attr]
+    for i, ((name, arm), (color, _)) in enumerate(zip(arms.items(), _colors(len(arms)))):
         if i:
             text.append("\n\n")
         if name:

@@ -207,10 +207,12 @@ def test_variants_get_one_analysis_each_in_the_words_and_charts():
     one = analyses(_finished_state())[""]
     s = SweepState()
     s.scaling = {"variants": {"sgd": one, "lars": {**one, "b_crit": {"determined": False, "reason": "too few points"}}}}
-    arms = analyses(s)
-    assert list(arms) == ["sgd", "lars"]
+    arms = arms_of(s)
+    assert list(arms) == ["sgd", "lars"] and list(analyses(s)) == ["sgd", "lars"]
     text = facts_text(s, arms).plain
     assert "sgd" in text and "lars" in text and "B_crit is not determined (too few points)" in text
+    assert len(lr_chart(arms, 60, 16).lines) > len(lr_chart({"sgd": arms["sgd"]}, 60, 16).lines)
+    assert len(curve_chart(arms, "steps", 60, 16).lines) > len(curve_chart({"sgd": arms["sgd"]}, "steps", 60, 16).lines)
 
 
 def test_log_ticks_label_values_not_logs():
