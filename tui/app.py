@@ -237,7 +237,15 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             self.notify(watch.plain, title="trainer", severity=severity, timeout=30)
 
     def action_swap_bottom(self) -> None:
-        self.screen.toggle_class("-timing")
+        """t: on a narrow terminal, the table or the timing panel; on a wide one both show, and t says so."""
+        if not isinstance(self.screen, MainScreen):
+            self.notify("t: the table and the timing panel are on the main view (c goes back to it).",
+                        severity="warning", timeout=4)
+        elif not self.screen.has_class("-narrow"):
+            self.notify("t: the table and the timing panel both show at this width; t swaps them on narrow "
+                        "terminals.", timeout=4)
+        else:
+            self.screen.toggle_class("-timing")
 
     def action_screenshot(self) -> None:
         """e: save the screen as SVG into the run directory, named with the time; a toast says where."""

@@ -1,6 +1,8 @@
 """`?`: what every key does and what the plot marks mean."""
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -34,22 +36,27 @@ MARKS = [
 ]
 
 
-def help_text() -> Text:
-    text = Text()
-    text.append("Keys\n", style="bold")
-    for key, what in KEYS:
-        text.append(f"  {key:>9}  ", style="bold cyan")
-        text.append(what + "\n")
-    text.append("\nTable\n", style="bold")
-    for column, what in TABLE:
-        text.append(f"  {column:<12}", style="bold")
-        text.append(what + "\n")
-    text.append("\nMarks\n", style="bold")
-    for mark, what in MARKS:
-        text.append(f"  {mark:<12}", style="bold")
-        text.append(what + "\n")
-    text.append("\nEsc, ? or q closes this help; arrows scroll it.", style="dim")
-    return text
+def _section(title: str, rows: list[tuple[str, str]], style: str, justify: str) -> Table:
+    """A titled two-column grid: a description that wraps stays in its column (a hanging indent)."""
+    grid = Table.grid(padding=(0, 2, 0, 0), pad_edge=False)
+    grid.title, grid.title_justify, grid.title_style = title, "left", "bold"
+    grid.add_column(style=style, justify=justify, no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, what in rows:
+        grid.add_row(name, what)
+    return grid
+
+
+def help_text() -> Group:
+    """Keys, table columns and marks, each description wrapping under itself, not under the key."""
+    return Group(
+        _section("Keys", KEYS, "bold cyan", "right"),
+        Text(""),
+        _section("Table", TABLE, "bold", "left"),
+        Text(""),
+        _section("Marks", MARKS, "bold", "left"),
+        Text("\nEsc, ? or q closes this help; arrows scroll it.", style="dim"),
+    )
 
 
 class HelpScreen(ModalScreen[None]):
