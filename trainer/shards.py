@@ -186,7 +186,7 @@ class ShardMerger:
 
     def feed(self, index: int, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """This shard's new events as merged events (its sweep_started and sweep_finished are folded
-        into the one sweep's)."""
+        into the one sweep's). The events are the caller's own, just read: their `t` is shifted in place."""
         sh = self.shard(index)
         out: list[dict[str, Any]] = []
         for e in events:
@@ -203,8 +203,7 @@ class ShardMerger:
                     self.announced = True
                     out.append(self._started(e))
                 continue
-            e = dict(e)
-            if isinstance(e.get("t"), (int, float)):
+            if sh.offset and isinstance(e.get("t"), (int, float)):  # the caller's fresh events: shifted in place
                 e["t"] = float(e["t"]) + sh.offset
             if kind == EventType.SWEEP_FINISHED:
                 sh.finished = e

@@ -169,3 +169,37 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(da
         assert parallel[run] == pytest.approx(expected, abs=1e-6, rel=0), run
     epochs = [e for e in events if e["type"] == "epoch_end"]
     assert {e["samples"] for e in epochs} == {601}  # global samples, not one rank's share
+
+
+def test_two_nodes_joined_by_a_rendezvous_endpoint_train_like_one_process(data_root, tmp_path):
+    """torchrun --nnodes 2 with a c10d rendezvous endpoint, as on two machines (here two launchers, one
+    process each, gloo on CPU): the same losses as one process; only global rank 0 writes the run."""
+    config = tmp_path / "ddp.toml"
+    text = DDP_CONFIG.format(root=json.dumps(str(data_root)), micro=0)
+    config.write_text(text[:text.index("[[variants]]")].replace("epochs = 2", "epochs = 1"), encoding="utf-8")
+    out = tmp_path / "out"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+    nodes = []
+    for host in ("true", "false"):  # the first launcher holds the rendezvous store, as the endpoint's node does
+        node_dir = tmp_path / f"node-{host}"
+        node_dir.mkdir()
+        nodes.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "bstui-test",
+             "--rdzv-conf", f"is_host={host}",
+             "-m", "trainer", "run", str(config), "--out", str(out), "--quiet"],
+            cwd=node_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=300)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert sum(log.count("run directory:") for log in logs) == 1  # global rank 0 prints; the other nothing
+    assert all(not list((tmp_path / d).iterdir()) for d in ("node-true", "node-false"))  # and writes nothing
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    cfg = load_config(config)
+    sink = ListSink()
+    run_sweep(cfg, Emitter([sink]), dataset=load_dataset(cfg.data, seed=cfg.sweep.seed))
+    single, parallel = _losses(sink.events), _losses(events)
+    assert sorted(parallel) == sorted(single)
+    for run, expected in single.items():
+        assert parallel[run] == pytest.approx(expected, abs=1e-6, rel=0), run
