@@ -334,6 +334,15 @@ def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> 
     from trainer.runlog import UnreadableFile, read_text
 
     run_dir = Path(args.run_dir).expanduser()
+    from trainer.shards import is_sharded, shard_dirs
+
+    if is_sharded(run_dir):  # each shard is resumed on its own (by its node, or by submit's requeue)
+        shards = sorted(shard_dirs(run_dir))
+        print(f"bstui: {run_dir} holds a sweep in shards; resume each shard that did not finish on its own: "
+              + "; ".join(trainer_command("resume", run_dir / "shards" / str(i)) for i in shards[:4])
+              + ("; ..." if len(shards) > 4 else "") + f" (`{trainer_command('report', run_dir)}` says which)",
+              file=sys.stderr)
+        return EXIT_USAGE
     if not os.path.lexists(run_dir / CONFIG):
         print(f"bstui: {run_dir} is not a run directory (no {CONFIG} in it); give the directory "
               "that `python -m trainer run` wrote", file=sys.stderr)

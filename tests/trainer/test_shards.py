@@ -212,6 +212,12 @@ def test_a_missing_shard_is_named_with_the_command_that_starts_it(swept, tmp_pat
     assert "(sweep still running or interrupted)" in text
 
 
+def test_resume_of_the_sweeps_directory_names_each_shards_resume(swept, capsys):
+    assert main(["resume", str(swept["sharded"])]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "holds a sweep in shards" in err and f"resume {shard_dir(swept['sharded'], 1)}" in err
+
+
 def test_shard_needs_out_and_a_valid_index(data_root, tmp_path, capsys):
     args = sweep_args(data_root, tmp_path / "x")
     no_out = args[:args.index("--out")]
