@@ -261,7 +261,9 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         except OSError as exc:
             self.notify(f"screenshot: cannot write into {run_dir}: {exc.strerror or exc}", severity="error")
             return
-        self.notify(path, title="screenshot saved", timeout=10)
+        # The name and its directory as words of their own: a toast wraps at spaces, so a whole path (one long
+        # word) would break mid-name.
+        self.notify(f"{Path(path).name}\nin {Path(path).parent}", title="screenshot saved", timeout=10)
 
     async def action_scaling(self) -> None:
         """c: open the scaling view (issue 4), or go back from it."""

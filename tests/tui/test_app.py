@@ -192,7 +192,8 @@ async def test_e_saves_an_svg_into_the_run_directory_and_says_where(run_copy):
         await wait_for(pilot, lambda: any("screenshot-" in str(n.message) for n in notes(app)))
         shots = list(run_copy.glob("screenshot-*.svg"))
         assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
-        assert any(str(shots[0]) in str(n.message) for n in notes(app))
+        said = next(str(n.message) for n in notes(app) if "screenshot-" in str(n.message))
+        assert said == f"{shots[0].name}\nin {shots[0].parent}"  # name and directory as words: no break mid-name
 
 
 async def test_target_and_divergence_toast_live_but_not_from_a_replays_history(fixture_dir):

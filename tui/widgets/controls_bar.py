@@ -34,6 +34,14 @@ class ControlsBar(Horizontal):
         border: none;
         text-style: reverse;
     }
+    /* Off reads as a grey knob on the left, on as a green one on the right (Textual's own off knob is
+       dark on dark). */
+    ControlsBar > Switch .switch--slider {
+        color: $foreground 45%;
+    }
+    ControlsBar > Switch.-on .switch--slider {
+        color: $success;
+    }
     """
 
     def compose(self) -> ComposeResult:
