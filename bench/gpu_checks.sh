@@ -4,8 +4,8 @@
 #
 #     bash bench/gpu_checks.sh            # PYTHON=python3 by default; PYTHON=.venv/bin/python locally
 #
-# Each step has its own timeout (100+60+140+50+40+80+80 s at most) and a failing step does not stop the
-# next, so the whole script ends within 9.5 minutes (about 4 expected on an H100). Installs nothing
+# Each step has its own timeout (100+60+140+50+40+80+80+45 s at most) and a failing step does not stop the
+# next, so the whole script ends within 10.2 minutes (about 4 expected on an H100). Installs nothing
 # (the GPU machine has no network): it needs torch, torchvision, numpy, pillow and pytest, and never
 # imports textual. Without a GPU the same command runs the CPU parts (CUDA tests skip with their
 # reason, benchmarks on CPU in quick mode) and says plainly that the GPU figures are unmeasured.
@@ -107,6 +107,16 @@ if [ "$GPU" = 1 ]; then
         --json "$OUT/fuse.json"
 else
     step fuse 80 "$PY" bench/fuse.py --device cpu --ks 4 16 --batches 1 6 --rounds 1 --budget 0.3 --json "$OUT/fuse.json"
+fi
+
+# 8. Time alone (trainer.calibrate): the calibration's cost as a share of a small sweep (target < 3%), and
+#    the step time alone beside a fused run's share per step, at batch 1, 6 and 60.
+if [ "$GPU" = 1 ]; then
+    step time_alone 45 "$PY" bench/time_alone.py --device cuda --fuse on --train-samples 12000 \
+        --data-root "$DATA_ROOT" --json "$OUT/time_alone.json"
+else
+    step time_alone 45 "$PY" bench/time_alone.py --device cpu --train-samples 3000 --data-root "$DATA_ROOT" \
+        --json "$OUT/time_alone.json"
 fi
 
 note "total: $(($(date +%s) - START)) s; results in $OUT"

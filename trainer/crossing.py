@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from trainer.bsimple import TARGET_HALF_READINGS, Reading, at_crossing
 from trainer.collapse import find_collapse
 from trainer.runlog import summary_number
 
@@ -170,6 +171,7 @@ def fill_from_events(
     schedules = _chunk_schedule(events)
     last_iters = _last_iter(events)
     targets = {e["run"]: e for e in events if e.get("type") == "target_reached" and isinstance(e.get("run"), str)}
+    probes = probe_readings(events)
     derived: set[str] = set()
     out = []
     for original in rows:
@@ -195,6 +197,12 @@ def fill_from_events(
                             ("optimizer_steps_to_target_lo", "iters_to_target_lo")):
             if summary_number(row.get(field)) is None and summary_number(row.get(base)) is not None:
                 row[field] = optimizer_steps_at(sched, summary_number(row[base]))
+        if "b_simple_target" not in row and summary_number(row.get("samples_to_target")) is not None:
+            readings, every = probes.get(run, ([], 0))
+            if readings and every:
+                row.update(at_crossing(readings, summary_number(row.get("samples_to_target_lo")),
+                                       summary_number(row["samples_to_target"]), TARGET_HALF_READINGS * every))
+                derived.add("B_simple at the target crossing (from the noise probe's readings around it)")
         if row.get("status") == "done" and eps:
             verdict = find_collapse([e["test_acc"] for e in eps], [e["train_loss"] for e in eps], n_classes,
                                     final=True)
@@ -205,6 +213,29 @@ def fill_from_events(
                 derived.add("collapse (from the epochs' test accuracy and training loss; recorded as done)")
         out.append(row)
     return out, sorted(derived)
+
+
+def probe_readings(events: Sequence[dict[str, Any]]) -> dict[str, tuple[list[Reading], int]]:
+    """Per run, the noise probe's readings (`noise_probe` events, oldest first) and the samples between
+    them (run_started's gns_probe_every; else the readings' smallest spacing)."""
+    every: dict[str, int] = {}
+    readings: dict[str, list[Reading]] = {}
+    for e in events:
+        run = e.get("run")
+        if not isinstance(run, str):
+            continue
+        if e.get("type") == "run_started" and isinstance(e.get("gns_probe_every"), int) and e["gns_probe_every"] > 0:
+            every[run] = e["gns_probe_every"]
+        elif e.get("type") == "noise_probe":
+            samples, g2, trace = e.get("samples"), summary_number(e.get("g2")), summary_number(e.get("trace"))
+            if isinstance(samples, int) and g2 is not None and trace is not None:
+                readings.setdefault(run, []).append(Reading(samples, g2, trace, summary_number(e.get("loss"))))
+    out = {}
+    for run, found in readings.items():
+        found.sort(key=lambda r: r.samples)
+        gaps = [b.samples - a.samples for a, b in zip(found, found[1:]) if b.samples > a.samples]
+        out[run] = (found, every.get(run) or (min(gaps) if gaps else 0))
+    return out
 
 
 def _derive_lo(row: dict[str, Any], eps: list[dict[str, Any]], target: dict[str, Any] | None, hit: float) -> bool:

@@ -418,7 +418,7 @@ def _short(value: Any) -> str:
 
 
 PROBE_FIELDS = ("b_simple_lo", "b_simple_hi", "b_simple_undefined", "b_simple_readings", "b_simple_from_samples",
-                "b_simple_to_samples")
+                "b_simple_to_samples", "b_simple_at_samples")
 
 
 def _probe_fields(probe: dict[str, Any] | None, in_batch: float | None) -> dict[str, Any]:

@@ -14,26 +14,30 @@ where an exact per-sample computation gave 642), and its EMA over ~10 probes spa
   small = b = chunk_size and big = B = probe_size gives one reading of |G|^2 and tr(Sigma). Drawn with
   replacement, the probe samples are independent draws from the training set, so both are unbiased for
   the training set's own mean gradient and per-sample covariance;
-- `figures()` averages the readings of the last `window_samples` training samples (a fixed share of
-  training, whatever the batch size) and reports B_simple = mean tr(Sigma) / mean |G|^2 (the ratio of the
-  averages, as the paper recommends), a 95% interval from a jackknife over the window's readings (on
-  log B_simple, with Student's t), and the share of readings whose |G|^2 estimate was <= 0 ("undefined":
-  the gradient is too small against its noise for one probe batch to see it).
+- `figures()` gives B_simple at the newest reading from the readings of the last `window_samples`
+  training samples (a fixed share of training, whatever the batch size): |G|^2 and tr(Sigma) each fitted
+  as an exponential in training samples, so the drift across the window is followed rather than averaged
+  into a lagging figure, with a 95% jackknife interval that holds that drift's uncertainty, and the share
+  of readings whose |G|^2 estimate was <= 0 ("undefined": the gradient is too small against its noise
+  for one probe batch to see it). The arithmetic is trainer/bsimple.py (pure: the report and the app use
+  it too); `at_target` reads B_simple where a run crossed its target, from the readings on both sides.
+
+Every reading is kept (three numbers and the probe batch's loss: a curve of B_simple over training), in
+the checkpoint too, so a resumed run can still say B_simple at its crossing.
 
 torch is used here; the summary fields it fills are listed in trainer/crossing.py (b_simple_*).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
+from trainer.bsimple import TARGET_HALF_READINGS, WINDOW_READINGS, Reading, at_crossing, b_simple_at
 from trainer.gns import noise_scale_terms
 from trainer.split import running_stats_frozen
 
@@ -41,25 +45,25 @@ PROBE_SIZE = 1024  # samples per probe batch (B)
 CHUNK_SIZE = 8  # samples per chunk (b); 1 would be per-sample, but batch norm needs more than 1
 GROUP = 32  # chunks per vmap call: memory is GROUP x the model's parameters
 EVERY_SAMPLES = 6_000  # training samples between readings: 10 per MNIST epoch
-WINDOW_SAMPLES = 60_000  # training samples the figures average over: one MNIST epoch, ~10 readings
-# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (then the normal's 1.96).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-
+WINDOW_SAMPLES = WINDOW_READINGS * EVERY_SAMPLES  # training samples the current figure looks back over
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def t975(dof: int) -> float:
-    """The 97.5% quantile of Student's t with `dof` degrees of freedom (>= 1)."""
-    return _T975[dof - 1] if dof <= len(_T975) else 1.96
 
 
 def probe_terms(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = CHUNK_SIZE,
     group: int = GROUP, loss_fn: LossFn = F.nll_loss,
 ) -> tuple[float, float]:
-    """One reading: unbiased (|G|^2, tr(Sigma)) from the chunk gradients of the probe batch (x, y).
+    """One reading: unbiased (|G|^2, tr(Sigma)) from the chunk gradients of the probe batch (x, y)."""
+    g2, trace, _ = probe_reading(model, x, y, chunk_size, group, loss_fn)
+    return g2, trace
+
+
+def probe_reading(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = CHUNK_SIZE,
+    group: int = GROUP, loss_fn: LossFn = F.nll_loss,
+) -> tuple[float, float, float]:
+    """One reading: unbiased (|G|^2, tr(Sigma)) from the chunk gradients of the probe batch (x, y), and the
+    batch's mean loss at these weights (the same forward passes: where on the loss curve the reading is).
 
     loss_fn(output, target) is the mean loss of a chunk (the models here return log-probabilities:
     NLL). Neither the parameters nor their .grad change. Sums are taken in float64.
@@ -77,15 +81,17 @@ def probe_terms(
     def chunk_loss(p: dict[str, torch.Tensor], xc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
         return loss_fn(functional_call(model, (p, buffers), (xc,)), yc)
 
-    grads_of = vmap(grad(chunk_loss), in_dims=(None, 0, 0), randomness="different")
+    grads_of = vmap(grad_and_value(chunk_loss), in_dims=(None, 0, 0), randomness="different")
     small_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     total = {name: torch.zeros_like(p, dtype=torch.float64) for name, p in params.items()}
     for start in range(0, k, group):
         m = min(group, k - start)
         xs = x[start * chunk_size:(start + m) * chunk_size].reshape(m, chunk_size, *x.shape[1:])
         ys = y[start * chunk_size:(start + m) * chunk_size].reshape(m, chunk_size, *y.shape[1:])
         with running_stats_frozen(model):  # batch norm: chunk statistics; the running ones stay as they are
-            grads = grads_of(params, xs, ys)
+            grads, losses = grads_of(params, xs, ys)
+        loss_sum += losses.double().sum()
         for name, g in grads.items():
             g = g.double()
             small_sum += g.flatten(1).pow(2).sum()
@@ -93,59 +99,17 @@ def probe_terms(
     small_sq = small_sum / k  # mean over chunks of |g_b|^2
     big_sq = sum((t / k).pow(2).sum() for t in total.values())  # |g_B|^2: equal chunks, so the batch's
     g2, trace = noise_scale_terms(small_sq, big_sq, chunk_size, n)
-    return float(g2), float(trace)
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One probe reading, at `samples` training samples."""
-
-    samples: int
-    g2: float
-    trace: float
-
-
-def window_figures(readings: list[Reading]) -> dict[str, Any]:
-    """B_simple of a window of readings, its 95% jackknife interval and the share undefined."""
-    n = len(readings)
-    out: dict[str, Any] = {"b_simple": None, "b_simple_lo": None, "b_simple_hi": None,
-                           "b_simple_readings": n, "b_simple_undefined": None,
-                           "b_simple_from_samples": readings[0].samples if n else None,
-                           "b_simple_to_samples": readings[-1].samples if n else None,
-                           "gns_g2": None, "gns_trace": None}
-    if not n:
-        return out
-    g2 = [r.g2 for r in readings]
-    tr = [r.trace for r in readings]
-    sum_g2, sum_tr = math.fsum(g2), math.fsum(tr)
-    out.update(b_simple_undefined=sum(1 for v in g2 if v <= 0) / n, gns_g2=sum_g2 / n, gns_trace=sum_tr / n)
-    if sum_g2 <= 0 or sum_tr <= 0:
-        return out  # the window cannot see the gradient above its noise: B_simple undefined
-    out["b_simple"] = sum_tr / sum_g2
-    if n < 3:
-        return out  # too few readings for an interval
-    # Jackknife on log B_simple (the ratio is skewed); a leave-one-out mean |G|^2 <= 0 leaves it open.
-    loo = []
-    for i in range(n):
-        g, t = sum_g2 - g2[i], sum_tr - tr[i]
-        if g <= 0 or t <= 0:
-            out["b_simple_lo"] = 0.0
-            return out
-        loo.append(math.log(t / g))
-    mean = math.fsum(loo) / n
-    se = math.sqrt((n - 1) / n * math.fsum((v - mean) ** 2 for v in loo))
-    half = t975(n - 1) * se
-    centre = math.log(out["b_simple"])
-    out["b_simple_lo"], out["b_simple_hi"] = math.exp(centre - half), math.exp(centre + half)
-    return out
+    return float(g2), float(trace), float(loss_sum / k)
 
 
 class NoiseProbe:
-    """Readings every `every_samples` training samples, figures over the last `window_samples`.
+    """Readings every `every_samples` training samples; figures at the newest reading from the last
+    `window_samples`, and at a crossing of the target from the readings around it.
 
     The run loop, outside its timers: `if probe.due(samples): probe.update(model, *probe.draw(X, Y), samples)`;
-    at an epoch end or the run's end: `probe.figures()`. `state_dict`/`load_state_dict` carry it
-    through a checkpoint (plain numbers and the generator's state tensor: weights_only-safe).
+    at an epoch end or the run's end: `probe.figures()`, `probe.at_target(lo, hi)`. `state_dict` /
+    `load_state_dict` carry it through a checkpoint (plain numbers and the generator's state tensor:
+    weights_only-safe).
     """
 
     def __init__(
@@ -166,7 +130,7 @@ class NoiseProbe:
         self.loss_fn = loss_fn
         self.generator = torch.Generator().manual_seed(seed)
         self.next_at = every_samples
-        self.readings: list[Reading] = []
+        self.readings: list[Reading] = []  # every reading of the run, oldest first
         self.count = 0  # readings taken over the whole run
 
     def due(self, samples: int) -> bool:
@@ -181,22 +145,30 @@ class NoiseProbe:
 
     def update(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int) -> Reading:
         """Take one reading on the probe batch (x, y) at the model's current weights."""
-        g2, trace = probe_terms(model, x, y, self.chunk_size, self.group, self.loss_fn)
-        reading = Reading(int(samples), g2, trace)
-        self.readings = [r for r in self.readings if r.samples > samples - self.window] + [reading]
+        g2, trace, loss = probe_reading(model, x, y, self.chunk_size, self.group, self.loss_fn)
+        reading = Reading(int(samples), g2, trace, loss)
+        self.readings.append(reading)
         self.count += 1
         self.next_at = (int(samples) // self.every + 1) * self.every
         return reading
 
     def figures(self) -> dict[str, Any]:
-        """The window's B_simple with its interval (see window_figures), and the readings so far."""
-        return {**window_figures(self.readings), "gns_estimates": self.count}
+        """B_simple at the newest reading with its interval (trainer.bsimple.b_simple_at, from the readings of
+        the last `window` samples), and the readings so far."""
+        if not self.readings:
+            return {**b_simple_at([], 0, self.window), "b_simple_at_samples": None, "gns_estimates": self.count}
+        return {**b_simple_at(self.readings, self.readings[-1].samples, self.window), "gns_estimates": self.count}
+
+    def at_target(self, lo: float | None, hi: float) -> dict[str, Any]:
+        """B_simple where the run crossed its target (between `lo` and `hi` training samples), from the
+        readings within TARGET_HALF_READINGS intervals on either side (trainer.bsimple.at_crossing)."""
+        return at_crossing(self.readings, lo, hi, TARGET_HALF_READINGS * self.every)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "every": self.every, "window": self.window, "probe_size": self.probe_size,
             "chunk_size": self.chunk_size, "next_at": self.next_at, "count": self.count,
-            "readings": [[r.samples, r.g2, r.trace] for r in self.readings],
+            "readings": [[r.samples, r.g2, r.trace, r.loss] for r in self.readings],
             "generator": self.generator.get_state(),
         }
 
@@ -204,7 +176,10 @@ class NoiseProbe:
         for key, mine in (("probe_size", self.probe_size), ("chunk_size", self.chunk_size)):
             if state[key] != mine:
                 raise ValueError(f"noise probe state has {key} {state[key]}, this probe {mine}")
-        self.every, self.window = int(state["every"]), int(state["window"])
+        # The window stays this probe's: a checkpoint of an older trainer saved a wider one (and only the
+        # readings in it, without their loss).
+        self.every = int(state["every"])
         self.next_at, self.count = int(state["next_at"]), int(state["count"])
-        self.readings = [Reading(int(s), float(g), float(t)) for s, g, t in state["readings"]]
+        self.readings = [Reading(int(r[0]), float(r[1]), float(r[2]), None if len(r) < 4 or r[3] is None else float(r[3]))
+                         for r in state["readings"]]
         self.generator.set_state(state["generator"])

@@ -13,6 +13,7 @@ import torch
 
 from trainer.config import GnsConfig
 from trainer.gns import NoiseScaleTracker, terms_from_chunk_grads
+from trainer.bsimple import WINDOW_READINGS
 from trainer.noise_probe import NoiseProbe
 from trainer.oscillation import GradCosine
 from trainer.split import chunk_gradients
@@ -46,9 +47,10 @@ class Probes:
         self._cos_pending = False  # a gradient was kept; the next step's gives the cosine
         self.estimates = 0
         # The batch-independent probe (trainer/noise_probe.py): every gns.probe_every training samples,
-        # its figures over the last 10 readings' span; None when off.
+        # its figure at the newest reading fitted to the last WINDOW_READINGS; None when off.
         every = getattr(cfg, "probe_every", 0)
-        self.noise = NoiseProbe(every_samples=every, window_samples=10 * every, seed=seed) if every > 0 else None
+        self.noise = (NoiseProbe(every_samples=every, window_samples=WINDOW_READINGS * every, seed=seed)
+                      if every > 0 else None)
 
     @property
     def enabled(self) -> bool:

@@ -130,9 +130,77 @@ def _b_simple(p: dict[str, Any]) -> str:
     return with_interval(p.get("b_simple"), p.get("b_simple_lo"), p.get("b_simple_hi"))
 
 
+def _seconds(lo: Any, hi: Any) -> str:
+    return span(lo, hi, lambda v: sig(v, 3))
+
+
+def _alone(p: dict[str, Any]) -> str:
+    """Time to target alone (trainer.scaling.alone_of): "not recorded" for a fused point without a calibration."""
+    if not _finite(p.get("steps")):
+        return "not reached"
+    if not _finite(p.get("time_alone_s")):
+        return "not recorded"
+    return _seconds(p.get("time_alone_s_lo"), p.get("time_alone_s"))
+
+
+def _measured(p: dict[str, Any]) -> str:
+    """The recorded wall time to target; a fused run's is its share of the group's."""
+    text = _seconds(p.get("time_s_lo"), p.get("time_s"))
+    k = p.get("fused_runs") or 0
+    return f"{text} (share of {k})" if k > 1 and _finite(p.get("time_s")) else text
+
+
+def _fused_groups(events: list[dict[str, Any]]) -> list[str]:
+    """The fused groups' actual cost: their own wall and compute time (fused_group events)."""
+    groups = [e for e in events if e.get("type") == EventType.FUSED_GROUP]
+    if not groups:
+        return []
+    lines = ["", "Fused groups, their actual cost (the group's own wall and compute time; each run's measured time "
+             "above is its share):", ""]
+    for e in groups:
+        runs = e.get("runs") if isinstance(e.get("runs"), list) else []
+        lines.append(f"- {e.get('group')}: {', '.join(map(str, runs))}: {count(e.get('steps'))} fused steps, "
+                     f"{sig(e.get('wall_s'), 3)} s wall, {sig(e.get('compute_s'), 3)} s compute"
+                     + (f" ({e['continues_alone']} trained on alone)" if e.get("continues_alone") else ""))
+    return lines
+
+
+def _b_simple_target(p: dict[str, Any]) -> str:
+    if not p.get("reached_target", True) or not _finite(p.get("steps")):
+        return "-"
+    if not _finite(p.get("b_simple_target")):
+        return "not recorded"
+    return with_interval(p["b_simple_target"], p.get("b_simple_target_lo"), p.get("b_simple_target_hi"))
+
+
+def _b_simple_lines(a: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """B_simple next to B_crit: at the target crossing (McCandlish et al. 2018) where the probe read around
+    it, else the runs' last figures, said as such."""
+    batches = ", ".join(str(b) for b in a.get("b_simple_batches", []))
+    if a.get("b_simple_at") == "target":
+        per = "; ".join(f"batch {p['batch_size']}: {_b_simple_target(p)}" for p in a["best"]
+                        if p.get("reached_target"))
+        return [f"- gradient noise scale B_simple at the target crossing: median {sig(a.get('b_simple'))} over the "
+                f"batch sizes that reached it ({batches}; per batch size, best lr: {per}). Each is fitted to the "
+                "noise probe's readings within 3 probe intervals on either side of the crossing (|G|^2 and "
+                "tr(Sigma) each as an exponential in training samples, read at the crossing), with a 95% jackknife "
+                "interval; B_simple grows as the loss falls, so it is compared with B_crit where both are measured."]
+    if batches:
+        return [f"- gradient noise scale B_simple at the target crossing: not recorded (no noise-probe readings "
+                f"around the crossings); median of the runs' last figures {sig(a.get('b_simple'))} over the batch "
+                f"sizes that reached the target ({batches}); {_b_simple_source(rows)}"]
+    return ["- gradient noise scale B_simple: no summary (no batch size that reached the target has one; "
+            f"each run's is in the table below); {_b_simple_source(rows)}"]
+
+
 def _b_simple_source(rows: list[dict[str, Any]]) -> str:
     """Which part of training the runs' B_simple comes from, in words."""
     probed = [r for r in rows if _finite(r.get("b_simple_to_samples"))]
+    if probed and any(_finite(r.get("b_simple_at_samples")) for r in probed):
+        return ("each run's last figure is B_simple at its last noise-probe reading, fitted to its readings of the "
+                "last 5 probe intervals (|G|^2 and tr(Sigma) each as an exponential in training samples, so the "
+                "drift across them is followed), with a 95% jackknife interval; undefined: readings whose |G|^2 "
+                "estimate was <= 0")
     if probed:
         windows = "; ".join(
             f"{r.get('run')}: samples {count(r.get('b_simple_from_samples'))}–{count(r['b_simple_to_samples'])}, "
@@ -251,8 +319,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         "through the measured best lrs, never through an lr the grid did not try.",
         "",
         "| batch | best lr | k | eff. lr | lrs tried | rule lr (95%) | optimizer steps | batches "
-        "| samples | time s | best acc | final acc | B_simple |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| samples | time alone s | measured s | best acc | final acc | B_simple at target |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rules = {name: lr_rule([q for q in a.get("points", []) if str(q.get("variant") or "") == name], name)
              for name in {str(q.get("variant") or "") for q in a.get("points", [])}}
@@ -265,34 +333,30 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
             f"{setting(p.get('effective_lr'))} | {p['lrs_tried']} | {rule} | "
             f"{span(p.get('optimizer_steps_lo'), p.get('optimizer_steps'))} | "
             f"{span(p.get('steps_lo'), p.get('steps'))} | {span(p.get('samples_lo'), p.get('samples'))} | "
-            f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
-            f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} |"
+            f"{_alone(p)} | {_measured(p)} | "
+            f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple_target(p)} |"
         )
     lines += ["", "## Critical batch size", "", *_crit_lines(a)]
-    batches = ", ".join(str(b) for b in a.get("b_simple_batches", []))
-    if batches:
-        lines.append(f"- gradient noise scale B_simple: median {sig(a.get('b_simple'))} over the batch sizes that "
-                     f"reached the target ({batches}); {_b_simple_source(facts['rows'])}")
-    else:
-        lines.append("- gradient noise scale B_simple: no summary (no batch size that reached the target has one; "
-                     f"each run's is in the table below); {_b_simple_source(facts['rows'])}")
+    lines += _b_simple_lines(a, facts["rows"])
     lines += [
         "",
         "## Every point (batch size x lr)",
         "",
-        "| batch | lr | k | eff. lr | seeds | reached | optimizer steps (batches) | time s | best acc | final acc "
-        "| B_simple | loss-diff sd | grad cos | samples/s | status |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| batch | lr | k | eff. lr | seeds | reached | optimizer steps (batches) | time alone s | measured s "
+        "| best acc | final acc | B_simple at target | B_simple (end) | loss-diff sd | grad cos | samples/s | status |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | --- |",
     ]
     for p in a["points"]:
         lines.append(
             f"| {p['batch_size']} | {_lr(p)} | {p['split_chunks']} | {setting(p.get('effective_lr'))} | "
-            f"{p['seeds']} | {p['reached']} | {_steps(p)} | "
-            f"{span(p.get('time_s_lo'), p.get('time_s'), lambda v: sig(v, 3))} | "
-            f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple(p)} | "
+            f"{p['seeds']} | {p['reached']} | {_steps(p)} | {_alone(p)} | {_measured(p)} | "
+            f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple_target(p)} | "
+            f"{_b_simple(p)} | "
             f"{sig(p.get('loss_diff_std'))} | {sig(p.get('grad_cos'))} | {sig(p.get('samples_per_s'), 3)} | "
             f"{', '.join(p['statuses'])} |"
         )
+    lines += _fused_groups(facts["events"])
     ended = [r for r in facts["rows"] if r.get("status") not in ("done", None)]
     if ended:
         lines += ["", "Runs that did not end `done`:", ""]
@@ -303,10 +367,15 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     lines += [
         "",
         "Batches: forward passes; optimizer steps: k per batch while split-backward is on (k x batches), which",
-        "at momentum 0 equal one step per batch at lr x k. Samples and time s: training samples and wall",
-        "seconds of training to the target (evaluation excluded). loss-diff sd: standard deviation of successive",
-        "per-iteration loss differences (oscillation). grad cos: mean cosine between consecutive gradients.",
-        "B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018), with its 95% interval where measured.",
+        "at momentum 0 equal one step per batch at lr x k. Samples: training samples to the target. Time alone",
+        "s: batches to the target x the time of one step of that batch size trained alone (measured before the",
+        "sweep, outside the runs' clocks): the time batch sizes are compared by. Measured s: the wall seconds of",
+        "training to the target as recorded (evaluation excluded); a fused run's is its share of its group's.",
+        "Where the sweep timed no step alone (an older trainer, torchrun, sweep.parallel), a run that trained",
+        "alone has its measured time as its time alone, and a fused one has none (not recorded).",
+        "loss-diff sd: standard deviation of successive per-iteration loss differences (oscillation). grad cos:",
+        "mean cosine between consecutive gradients. B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018), with",
+        "its 95% interval where measured: at the target crossing, and at the run's end.",
     ]
     if plots:
         from trainer.report_plots import plots as draw  # plotext loads only when plots are wanted

@@ -22,6 +22,7 @@ from trainer.ddp import DistContext
 from trainer.accuracy import SLICE, SLICE_SEED, worst_standard_error
 from trainer.evaluation import TestSet, evaluate
 from trainer.runlog import Emitter, EventType, RunDirWriteError
+from trainer.scaling import time_alone_fields
 from trainer.ledger import Ledger
 from trainer.models import count_parameters
 from trainer.plan import RunSettings, RunSpec, eval_interval
@@ -139,6 +140,9 @@ class Run(SweepRun):
         # Fused training (trainer.fuse): the group's label and its runs ("" and [] when it trains alone), or
         # why this run trains alone ("" when it is fused, or when fusion is off).
         self.fused, self.fused_runs, self.fused_reason = "", [], ""
+        # The calibration of this run's step trained alone (a step_time event's fields, trainer.calibrate);
+        # None where the sweep has none (torchrun, sweep.parallel): its summary then has no time alone.
+        self.step_alone: dict[str, Any] | None = None
 
     def _prepare(self) -> None:
         """Allocate the model, optimizer, data and step on the device (may run out of memory)."""
@@ -268,6 +272,9 @@ class Run(SweepRun):
         row = self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
                                   micro_batch=self.micro_batch, probe=noise.figures() if noise is not None else None)
         row["fused_runs"] = len(self.fused_runs)  # its times are 1/K shares of a fused group's (trainer.fuse)
+        row.update(time_alone_fields(row, self.step_alone))
+        if noise is not None and noise.readings and row.get("samples_to_target") is not None:
+            row.update(noise.at_target(row.get("samples_to_target_lo"), row["samples_to_target"]))
         return row
 
     def state_dict(self) -> dict[str, Any]:
@@ -387,7 +394,7 @@ class Run(SweepRun):
         x = as_inputs(x).to(self.device)  # as the training batches (ToTensor's x / 255 for grey images)
         reading = noise.update(self.model, x, y.to(self.device), self.ledger.totals.samples)
         self.emitter.emit("noise_probe", run=self.run_id, iter=self.ledger.totals.iters, samples=reading.samples,
-                          g2=reading.g2, trace=reading.trace, probe_size=noise.probe_size,
+                          g2=reading.g2, trace=reading.trace, loss=reading.loss, probe_size=noise.probe_size,
                           chunk_size=noise.chunk_size, window_samples=noise.window, **noise.figures())
 
     def _end_epoch(self) -> None:

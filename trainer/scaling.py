@@ -206,10 +206,24 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         highs = [summary_number(r.get("b_simple_hi")) for r in measured]
         point["b_simple_lo"] = min(lows) if measured and None not in lows else None
         point["b_simple_hi"] = max(highs) if measured and None not in highs else None
+        point.update(_b_simple_target(reached))
         point["statuses"] = sorted({str(r.get("status")) for r in runs})
         point["usable"] = not any(s in UNUSABLE for s in point["statuses"])
         points.append(point)
     return points
+
+
+def time_alone_fields(row: dict[str, Any], calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """A summary's time-alone fields from its step's calibration (a `step_time` event's fields, None:
+    not calibrated): `step_alone_s` with its spread and `time_alone_to_target_s` / `_lo_s`, batches to
+    the target (hit / last miss) x the step time alone."""
+    cal = calibration or {}
+    step = summary_number(cal.get("step_s"))
+    hit, lo = summary_number(row.get("iters_to_target")), summary_number(row.get("iters_to_target_lo"))
+    return {"step_alone_s": step, "step_alone_s_lo": summary_number(cal.get("step_s_lo")),
+            "step_alone_s_hi": summary_number(cal.get("step_s_hi")),
+            "time_alone_to_target_s": hit * step if step is not None and hit is not None else None,
+            "time_alone_to_target_lo_s": lo * step if step is not None and hit is not None and lo is not None else None}
 
 
 def alone_of(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -264,6 +278,20 @@ def _alone_point(reached: list[dict[str, Any]], resolved: bool) -> dict[str, Any
             "time_alone_s_max": statistics.fmean(a["max"] for a in alone),
             "step_alone_s": statistics.fmean(steps) if steps else None,
             "time_alone_source": sources.pop() if len(sources) == 1 else "mixed"}
+
+
+def _b_simple_target(reached: list[dict[str, Any]]) -> dict[str, Any]:
+    """B_simple where the point's seeds crossed the target (trainer/bsimple.py): the median over seeds, the
+    interval from the lowest low to the highest high (an open end stays open); None where not measured."""
+    values = [v for r in reached if (v := summary_number(r.get("b_simple_target"))) is not None]
+    if not values:
+        return {"b_simple_target": None, "b_simple_target_lo": None, "b_simple_target_hi": None}
+    measured = [r for r in reached if summary_number(r.get("b_simple_target")) is not None]
+    lows = [summary_number(r.get("b_simple_target_lo")) for r in measured]
+    highs = [summary_number(r.get("b_simple_target_hi")) for r in measured]
+    return {"b_simple_target": statistics.median(values),
+            "b_simple_target_lo": min(lows) if None not in lows else None,
+            "b_simple_target_hi": max(highs) if None not in highs else None}
 
 
 def _mid(p: dict[str, Any]) -> float:
@@ -329,6 +357,7 @@ def best_per_batch(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "optimizer_steps_lo": None, "resolution_known": True,
             "best_test_acc": top["best_test_acc"], "final_test_acc": top["final_test_acc"],
             "b_simple": top["b_simple"], "b_simple_lo": top["b_simple_lo"], "b_simple_hi": top["b_simple_hi"],
+            "b_simple_target": None, "b_simple_target_lo": None, "b_simple_target_hi": None,
             "statuses": sorted({s for p in candidates for s in p["statuses"]}),
             "left_out": "; ".join(_why_not(p) for p in candidates),
             **({"variant": top["variant"]} if top.get("variant") else {}),
@@ -405,9 +434,15 @@ def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_b
         result["b_crit"]["tie_lrs"] = {str(p["batch_size"]): p["tie_lrs"] for p in reached if p.get("tie_lrs")}
     except ValueError as exc:  # a summary with a crossing interval out of order
         result["b_crit"] = {"determined": False, "reason": str(exc), "batch_sizes": sorted(crossings)}
-    b_simple = [p["b_simple"] for p in reached if p.get("b_simple") is not None and p["b_simple"] > 0]
-    result["b_simple"] = float(np.median(b_simple)) if b_simple else None
-    result["b_simple_batches"] = [p["batch_size"] for p in reached if p.get("b_simple") is not None and p["b_simple"] > 0]
+    # B_simple next to B_crit: where each batch size's best lr crossed the target, as McCandlish et al. (2018)
+    # compare them (the noise scale grows as the loss falls, so a value from the end of training is another
+    # quantity); run directories without readings around the crossings fall back to the runs' last figures.
+    at_target = [p for p in reached if (p.get("b_simple_target") or 0) > 0]
+    source = at_target or [p for p in reached if p.get("b_simple") is not None and p["b_simple"] > 0]
+    key = "b_simple_target" if at_target else "b_simple"
+    result["b_simple"] = float(np.median([p[key] for p in source])) if source else None
+    result["b_simple_batches"] = [p["batch_size"] for p in source]
+    result["b_simple_at"] = ("target" if at_target else "end") if source else None
     if base_lr is not None and base_batch:
         for p in best:
             p["lr_linear_rule"] = base_lr * p["batch_size"] / base_batch

@@ -17,7 +17,7 @@ from trainer import gpu_pool
 from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls, StopRequested
-from trainer import fuse, models
+from trainer import calibrate, fuse, models
 from trainer.data import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
 from trainer.pipelines import choose_pipeline
 from trainer.ddp import DistContext
@@ -196,7 +196,8 @@ def run_sweep(
         # Runs of one batch size that can share their steps train as one fused group (trainer.fuse); each
         # run's run_started says whether it is fused, with which runs, or why not.
         units = [] if devices else fuse.plan_units(specs, settings, device, fast_path, ddp=ddp is not None)
-        for n_unit, unit in enumerate(units):
+        planned: list[tuple[fuse.Unit, list[Run]]] = []
+        for unit in units:
             members = []
             for spec in unit.specs:
                 if resume is not None and resume.is_kept(spec.run_id):
@@ -206,6 +207,17 @@ def run_sweep(
                     run.on_epoch_end = CheckpointWriter(run_dir)
                 runs.append(run)
                 members.append(run)
+            planned.append((unit, members))
+        # Time alone (trainer.calibrate): each kind of step timed alone once, before any run trains and outside
+        # their clocks (a resumed sweep reuses the recorded times); under torchrun every run trains alone anyway.
+        # The runs exist already, so a stop or Ctrl-C here records each of them stopped.
+        if ddp is None:
+            alone = calibrate.StepTimes(resume.events if resume is not None else ()).ensure(
+                [r.spec for _, members in planned for r in members], settings, dataset, device, test, emitter,
+                controls)
+            for r in runs:
+                r.step_alone = alone.get(r.run_id)
+        for n_unit, (unit, members) in enumerate(planned):
             restorers = {r.run_id: resume.restorer(r.run_id) if resume is not None else None for r in members}
             started = fuse.start_unit(unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}")
             local.extend(started)

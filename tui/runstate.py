@@ -103,6 +103,9 @@ class RunState:
     #: Test evaluations in training order, of every kind (see EvalPoint; `own_evals`: the run's kind).
     evals: list[EvalPoint] = field(default_factory=list)
     target: dict[str, Any] | None = None
+    #: Seconds of one training step of this run's kind timed alone before the sweep trained (its
+    #: `step_time` event, trainer.calibrate); None where the sweep timed none.
+    step_alone_s: float | None = None
     #: (iteration, chunks) of every live split-backward switch, in order.
     mode_changes: list[tuple[int, int]] = field(default_factory=list)
     #: (iteration count done, seconds since the run started) from losses events:
@@ -193,6 +196,16 @@ class RunState:
     @property
     def time_to_target_s(self) -> float | None:
         return opt_float(self.target.get("wall_s")) if self.target else None
+
+    def time_alone_to_target(self) -> tuple[float | None, float] | None:
+        """(last miss, hit) of the time to target alone: batches to them x the step time alone; None where
+        the run has no step time alone or has not reached the target (the miss is None when not recorded)."""
+        step = self.step_alone_s
+        hit = opt_float(self.target.get("iter")) if self.target else None
+        if step is None or hit is None:
+            return None
+        lo = opt_float(self.target.get("iter_lo"))
+        return (lo * step if lo is not None else None), hit * step
 
     def latest(self, name: str) -> float | None:
         """The newest epoch's value of an epoch figure (b_simple, loss_diff_std, grad_cos) that has one."""

@@ -83,6 +83,8 @@ class SweepState:
     clock: float = 0.0
     #: Grows on every applied event: the UI redraws only when it changed.
     version: int = 0
+    #: Each run's step timed alone (a `step_time` event's fields, trainer.calibrate), by run id.
+    step_alone: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, event: Any) -> bool:
         """Apply one event; False (and counted in `skipped`) if it could not be used."""
@@ -368,6 +370,20 @@ def _on_controls(s: SweepState, e: Event) -> None:
     s.notices.append(f"controls: {reason}" if working else f"controls stopped working: {s.controls_problem}")
 
 
+def _on_step_time(s: SweepState, e: Event) -> None:
+    """One kind of step timed alone before the sweep trained: kept for the runs it serves."""
+    runs = e["runs"]
+    if not isinstance(runs, list):
+        raise TypeError("runs is not a list")
+    fields = {k: v for k, v in e.items() if k not in ("type", "t")}
+    step = opt_float(e.get("step_s"))
+    for run in runs:
+        if isinstance(run, str):
+            s.step_alone[run] = fields
+            if run in s.runs and step is not None and step > 0:
+                s.runs[run].step_alone_s = step
+
+
 _HANDLERS = {
     "sweep_started": _on_sweep_started,
     "sweep_resumed": _on_sweep_resumed,
@@ -384,4 +400,5 @@ _HANDLERS = {
     "noise_probe": _on_noise_probe,
     "fused_group": _on_fused_group,
     "controls": _on_controls,
+    "step_time": _on_step_time,
 }

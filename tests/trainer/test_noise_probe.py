@@ -10,7 +10,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from trainer.models import SimpleModel
-from trainer.noise_probe import NoiseProbe, Reading, probe_terms, window_figures
+from trainer.bsimple import Reading, b_simple_at
+from trainer.noise_probe import NoiseProbe, probe_reading, probe_terms
 
 # Linear regression y = w*.x + eps, x ~ N(0, I_d), eps ~ N(0, s2), loss 0.5 (w.x - y)^2 at w = w* + r:
 # per-sample gradient g = x (x.r - eps), so G = r and Sigma = r r^T + (|r|^2 + s2) I (Isserlis), hence
@@ -51,11 +52,14 @@ def test_the_interval_covers_the_true_b_simple_in_about_95_percent_of_repeats(sc
         assert f["b_simple_readings"] == readings
         lo, hi = f["b_simple_lo"], f["b_simple_hi"] if f["b_simple_hi"] is not None else math.inf
         covered += lo is not None and lo <= truth <= hi
-        widths.append(hi / lo)
+        widths.append(hi / lo if lo else math.inf)  # lo 0: open (a leave-one-out fit cannot see |G|^2)
     # Nominal 95%; with 80 repeats the binomial sd is 2.5 points. A biased estimator (e.g. |g_B|^2 for
     # |G|^2) or an interval that ignores the t quantile falls well below 0.85.
     assert 0.85 <= covered / repeats <= 0.995, covered / repeats
-    assert sorted(widths)[repeats // 2] < 4.0  # and the intervals say something
+    # And the intervals say something where the probe batch sees |G|^2 (B_simple ~ 7 against 128 samples).
+    # At B_simple 60-300 against 128 samples in 5 dimensions single readings are mostly noise, and a figure
+    # that follows drift (a slope fitted to 6 readings) is honestly wide there: median ~16x, some open.
+    assert sorted(widths)[repeats // 2] < (4.0 if scale == 1.0 else 40.0)
 
 
 def test_biased_terms_would_fail_the_coverage_check():
@@ -66,7 +70,7 @@ def test_biased_terms_would_fail_the_coverage_check():
         x, y = _batch(w_star, gen, 256)
         g2, trace = probe_terms(model, x, y, chunk_size=8, loss_fn=_mse)
         readings.append(Reading(i, g2 + trace / 256, trace))  # the naive |g_B|^2
-    f = window_figures(readings)
+    f = b_simple_at(readings, 5, before=6)
     assert not (f["b_simple_lo"] <= truth <= f["b_simple_hi"])
 
 
@@ -151,14 +155,28 @@ def test_drawing_a_probe_batch_leaves_the_global_random_stream_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_window_figures_say_undefined_and_open_instead_of_inventing_numbers():
-    assert window_figures([])["b_simple"] is None
-    f = window_figures([Reading(1, -1.0, 5.0), Reading(2, 0.5, 5.0)])
+def test_figures_say_undefined_and_open_instead_of_inventing_numbers():
+    assert b_simple_at([], 0, before=1)["b_simple"] is None
+    f = b_simple_at([Reading(1, -1.0, 5.0), Reading(2, 0.5, 5.0)], 2, before=2)
     assert f["b_simple"] is None and f["b_simple_undefined"] == 0.5  # mean |G|^2 <= 0
-    f = window_figures([Reading(1, 1.0, 5.0), Reading(2, 1.2, 5.0)])
-    assert f["b_simple"] == pytest.approx(10 / 2.2) and f["b_simple_lo"] is None  # 2 readings: no interval
-    f = window_figures([Reading(1, 3.0, 5.0), Reading(2, -2.9, 5.0), Reading(3, 0.2, 5.0)])
+    f = b_simple_at([Reading(1, 1.0, 5.0), Reading(2, 1.2, 5.0)], 2, before=2)
+    assert f["b_simple"] == pytest.approx(5 / 1.2) and f["b_simple_lo"] is None  # 2 readings: no interval
+    f = b_simple_at([Reading(1, 3.0, 5.0), Reading(2, -2.9, 5.0), Reading(3, 0.2, 5.0)], 3, before=3)
     assert f["b_simple_lo"] == 0.0 and f["b_simple_hi"] is None  # a leave-one-out |G|^2 <= 0: open
+
+
+def test_a_reading_records_the_probe_batch_loss_and_every_reading_is_kept():
+    model, w_star, gen, _ = _regression(4, 1.0)
+    x, y = _batch(w_star, gen, 64)
+    g2, trace, loss = probe_reading(model, x, y, chunk_size=8, loss_fn=_mse)
+    assert (g2, trace) == probe_terms(model, x, y, chunk_size=8, loss_fn=_mse)
+    assert loss == pytest.approx(_mse(model(x), y).item(), rel=1e-9)  # equal chunks: their mean is the batch's
+    probe = NoiseProbe(every_samples=10, window_samples=20, probe_size=64, chunk_size=8, loss_fn=_mse)
+    for samples in (10, 20, 30, 40):
+        probe.update(model, *_batch(w_star, gen, 64), samples)
+    assert [r.samples for r in probe.readings] == [10, 20, 30, 40]  # the curve over training
+    assert probe.figures()["b_simple_readings"] == 2  # the current figure: the last 20 samples' readings
+    assert probe.at_target(15, 25)["b_simple_target_readings"] == 4  # 3 intervals on either side of 20
 
 
 def test_bad_settings_are_refused_with_the_numbers():

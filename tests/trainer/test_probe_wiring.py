@@ -32,14 +32,14 @@ def test_readings_every_probe_every_samples_off_the_clocks_and_in_the_summary(ti
             clocks.append(self)
 
     running: list[bool] = []
-    real = noise_probe.probe_terms
+    real = noise_probe.probe_reading
 
     def terms(*args, **kwargs):
         running.append(any(c.running for c in clocks))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(run_module, "WallClock", Watched)
-    monkeypatch.setattr(noise_probe, "probe_terms", terms)
+    monkeypatch.setattr(noise_probe, "probe_reading", terms)
     sink = ListSink()
     cfg = tiny_config(sweep={"batch_sizes": [20, 200], "epochs": 1, "eval_every": 0}, gns={"probe_every": 200})
     result = run_sweep(cfg, Emitter([sink]))
@@ -48,10 +48,11 @@ def test_readings_every_probe_every_samples_off_the_clocks_and_in_the_summary(ti
         readings = [e for e in sink.of_type("noise_probe") if e["run"] == run_id]
         # due at the first batch end at or past each multiple of 200 samples: the same samples at any batch
         assert [e["samples"] for e in readings] == [200, 400, 600]
-        assert all(e["probe_size"] == 1024 and e["chunk_size"] == 8 and e["window_samples"] == 2000
+        assert all(e["probe_size"] == 1024 and e["chunk_size"] == 8 and e["window_samples"] == 1000
                    for e in readings)
         last = readings[-1]
         assert last["b_simple_readings"] == 3 and last["b_simple_from_samples"] == 200
+        assert last["b_simple_at_samples"] == 600 and last["loss"] > 0  # read at the newest reading
         summary = next(s for s in result.summaries if s["run"] == run_id)
         assert summary["b_simple_source"] == "probe" and summary["b_simple_readings"] == 3
         assert (summary["b_simple_from_samples"], summary["b_simple_to_samples"]) == (200, 600)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 import pytest
 import torch
@@ -89,14 +90,15 @@ def test_unreachable_target_leaves_time_to_target_empty(tiny_config):
 
 
 def _failing_step(batch_size, make_error, at_iter=0):
-    """A plain step that fails for one batch size at a given iteration, real otherwise."""
+    """A plain step that fails for one batch size at a given iteration of each model it steps (the run's, and
+    the one that times that batch size's step alone before the sweep trains), real otherwise."""
     real = steps.plain_step
-    calls = {"n": 0}
+    calls: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per model, never confused with a freed one
 
     def step(model, opt, x, y):
         if x.shape[0] == batch_size:
-            calls["n"] += 1
-            if calls["n"] > at_iter:
+            calls[model] = calls.get(model, 0) + 1
+            if calls[model] > at_iter:
                 result = make_error()
                 if isinstance(result, torch.Tensor):
                     return result

@@ -265,3 +265,26 @@ def test_a_fused_run_is_marked_with_its_group_size_where_its_time_shows():
     lines = timing_text(s, 100, sweep_looks(s.run_list())).plain.splitlines()
     assert "÷K" in lines[0]
     assert "÷3 " in lines[1] and "÷" not in lines[2]
+
+
+def test_the_table_shows_time_to_target_alone_where_the_sweep_timed_a_step_alone():
+    from tui.widgets.run_table import target_cell
+
+    s = started(6, 60)
+    assert s.apply({"type": "step_time", "t": 0.05, "key": "{}", "batch_size": 6, "runs": ["bs6"], "step_s": 0.002,
+                    "step_s_lo": 0.0019, "step_s_hi": 0.0024, "cost_s": 0.1})
+    for run in ("bs6", "bs60"):  # bs6 trained fused: its measured time is a share of its group's
+        s.apply({"type": "target_reached", "t": 2.0, "run": run, "epoch": 1, "iter": 300, "iter_lo": 250,
+                 "wall_s": 0.2, "wall_s_lo": 0.15, "test_acc": 0.98})
+    assert s.skipped == 0 and s.runs["bs6"].step_alone_s == 0.002
+    assert s.runs["bs6"].time_alone_to_target() == (0.5, 0.6)  # 250 and 300 batches x 2 ms
+    assert target_cell(s.runs["bs6"]).plain == target_cell_text(0.5, 0.6)
+    # without a step time alone (bs60 here, or a run directory recorded before it) the measured time
+    assert s.runs["bs60"].time_alone_to_target() is None
+    assert target_cell(s.runs["bs60"]).plain == target_cell_text(0.15, 0.2)
+
+
+def target_cell_text(lo: float, hi: float) -> str:
+    from tui.widgets.timing_panel import seconds
+
+    return f"{seconds(lo)}-{seconds(hi)}"

@@ -97,10 +97,12 @@ def test_summary_columns_are_the_documented_ones_in_order():
     assert SUMMARY_FIELDS[:13] == ["run", "batch_size", "lr", "split_chunks", "status", "epochs", "best_test_acc",
                                    "time_to_target_s", "compute_to_target_s", "iters_to_target", "samples_per_s",
                                    "mean_epoch_wall_s", "mean_epoch_compute_s"]
-    assert SUMMARY_FIELDS[13:] == ["final_test_acc", "iters_to_target_lo", "time_to_target_lo_s",
-                                   "compute_to_target_lo_s", "samples_to_target", "samples_to_target_lo",
-                                   "optimizer_steps_to_target", "effective_lr", "last_test_acc", "eval_set",
-                                   "eval_samples"]
+    assert SUMMARY_FIELDS[13:24] == ["final_test_acc", "iters_to_target_lo", "time_to_target_lo_s",
+                                     "compute_to_target_lo_s", "samples_to_target", "samples_to_target_lo",
+                                     "optimizer_steps_to_target", "effective_lr", "last_test_acc", "eval_set",
+                                     "eval_samples"]
+    # then the time to target as if trained alone (trainer.calibrate)
+    assert SUMMARY_FIELDS[24:] == ["time_alone_to_target_s", "time_alone_to_target_lo_s", "step_alone_s"]
     readme = (ROOT / "docs" / "run-directory.md").read_text()
     assert all(f"`{c}`" in readme for c in SUMMARY_FIELDS)
     assert all(f"`{t}`" in readme for t in EVENT_TYPES)

@@ -50,3 +50,31 @@ def test_rules_are_set_beside_the_best_lrs():
     best = analyse(_rows(), base_lr=0.02, base_batch=60)["best"]
     assert best[2]["lr_linear_rule"] == pytest.approx(0.2)
     assert best[2]["lr_sqrt_rule"] == pytest.approx(0.02 * 10**0.5)
+
+
+def test_b_simple_beside_b_crit_is_the_one_at_the_target_crossing_where_measured():
+    rows = _rows()
+    a = analyse(rows)
+    assert a["b_simple"] == 500.0 and a["b_simple_at"] == "end"  # only the runs' last figures: said so
+    for r in rows:  # B_simple at the crossing grows with the batch's target samples here; at the end 500
+        r.update(b_simple_target=100.0 + r["batch_size"] / 60, b_simple_target_lo=80.0, b_simple_target_hi=150.0)
+    a = analyse(rows)
+    assert a["b_simple_at"] == "target" and a["b_simple_batches"] == [6, 60, 600, 6000]
+    assert a["b_simple"] == pytest.approx((101.0 + 110.0) / 2)  # the median over batch sizes
+    best = {p["batch_size"]: p for p in a["best"]}
+    assert best[600]["b_simple_target"] == 110.0 and best[600]["b_simple_target_lo"] == 80.0
+
+
+def test_an_older_run_directory_gets_b_simple_at_the_crossing_from_its_probe_readings():
+    from trainer.crossing import fill_from_events
+
+    events = [{"type": "run_started", "run": "bs6", "gns_probe_every": 600}]
+    # |G|^2 halves every 3 readings, tr(Sigma) stays 1: B_simple doubles every 1,800 samples
+    events += [{"type": "noise_probe", "run": "bs6", "samples": 600 * i, "g2": 0.01 * 2 ** (-i / 3), "trace": 1.0}
+               for i in range(1, 13)]
+    row = {"run": "bs6", "batch_size": 6, "lr": 0.1, "status": "done", "iters_to_target": 600,
+           "iters_to_target_lo": 500, "samples_to_target": 3600, "samples_to_target_lo": 3000}
+    (filled,), derived = fill_from_events([row], events)
+    assert filled["b_simple_target_samples"] == 3300
+    assert filled["b_simple_target"] == pytest.approx(100 * 2 ** (3300 / 1800), rel=1e-6)
+    assert any("B_simple at the target crossing" in d for d in derived)

@@ -57,6 +57,9 @@ class EventType:
     FUSED_GROUP: Final = "fused_group"
     #: The control file (controls.jsonl) stopped working, or works again: `working`, and `reason`.
     CONTROLS_CHANGED: Final = "controls"
+    #: The time of one training step of a kind of run trained alone (trainer.calibrate), measured before
+    #: the sweep trains, outside every run's clocks; one per kind of step, reused by `resume`.
+    STEP_TIME: Final = "step_time"
 
 
 EVENT_TYPES: Final = (
@@ -75,13 +78,14 @@ EVENT_TYPES: Final = (
     EventType.NOISE_PROBE,
     EventType.FUSED_GROUP,
     EventType.CONTROLS_CHANGED,
+    EventType.STEP_TIME,
 )
 #: Events sent to the live feed only: a run directory never records them (they describe this
 #: process's start-up, not the sweep).
 LIVE_ONLY: Final = frozenset({EventType.STARTUP})
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
-                       EventType.PAUSED, EventType.FUSED_GROUP, EventType.CONTROLS_CHANGED)
+                       EventType.PAUSED, EventType.FUSED_GROUP, EventType.CONTROLS_CHANGED, EventType.STEP_TIME)
 
 # -- statuses -------------------------------------------------------------------------------------
 
@@ -147,6 +151,10 @@ SUMMARY_FIELDS: Final = [
     "last_test_acc",
     "eval_set",
     "eval_samples",
+    # the time to target as if trained alone: batches to the target x the step time alone (trainer.calibrate)
+    "time_alone_to_target_s",
+    "time_alone_to_target_lo_s",
+    "step_alone_s",
 ]
 
 # -- trainer.lock ---------------------------------------------------------------------------------
@@ -177,6 +185,10 @@ ROW_FIELDS: Final = {  # a run's summary: results are any number (analyses take 
     "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?", "b_simple_readings": "num?",
     "b_simple_from_samples": "num?", "b_simple_to_samples": "num?", "b_simple_source": "str?",
     "last_test_acc": "num?", "eval_set": "str?", "eval_samples": "num?",
+    "step_alone_s": "num?", "step_alone_s_lo": "num?", "step_alone_s_hi": "num?", "time_alone_to_target_s": "num?",
+    "time_alone_to_target_lo_s": "num?", "b_simple_target": "num?", "b_simple_target_lo": "num?",
+    "b_simple_target_hi": "num?", "b_simple_target_samples": "num?", "b_simple_target_readings": "num?",
+    "b_simple_target_undefined": "num?",
 }
 
 EVENT_FIELDS: Final = {
@@ -211,10 +223,15 @@ EVENT_FIELDS: Final = {
                             "chunk_size": "int?", "window_samples": "int?", "b_simple": "num?",
                             "b_simple_lo": "num?", "b_simple_hi": "num?", "b_simple_undefined": "num?",
                             "b_simple_readings": "int?", "b_simple_from_samples": "int?",
-                            "b_simple_to_samples": "int?", "gns_estimates": "int?"},
+                            "b_simple_to_samples": "int?", "gns_estimates": "int?", "loss": "num?",
+                            "b_simple_at_samples": "num?"},
     EventType.STARTUP: {"stage": "str", "fraction": "num?"},  # live only: never in events.jsonl
     EventType.FUSED_GROUP: {"group": "str", "runs": "list[str]", "batch_size": "int?", "steps": "int?",
                             "wall_s": "num?", "compute_s": "num?", "continues_alone": "str?"},
     EventType.CONTROLS_CHANGED: {"working": "bool", "reason": "str?"},
+    EventType.STEP_TIME: {"key": "str", "batch_size": "int?", "runs": "list[str]", "step_s": "num?",
+                          "step_s_lo": "num?", "step_s_hi": "num?", "steps": "int?", "blocks": "int?",
+                          "block_steps": "int?", "warmup_steps": "int?", "cost_s": "num?", "device": "str?",
+                          "fast_path": "str?", "cpu_threads": "int?", "reason": "str?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }

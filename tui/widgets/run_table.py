@@ -80,7 +80,14 @@ def b_simple_cell(run: RunState) -> Text:
 
 
 def target_cell(run: RunState) -> Text:
-    """Time to target; with sub-epoch evaluations, the interval from the last miss to the hit."""
+    """Time to target alone (batches to it x the step time alone, so fused and lone runs compare), else the
+    measured time; with sub-epoch evaluations, the interval from the last miss to the hit."""
+    alone = run.time_alone_to_target()
+    if alone is not None:
+        lo, t = alone
+        if lo is not None and lo < t:
+            return Text(f"{seconds(lo)}-{seconds(t)}", justify="right")
+        return Text(seconds(t), justify="right")
     t = run.time_to_target_s
     if t is None:
         return Text("-", justify="right")
