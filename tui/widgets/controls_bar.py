@@ -37,7 +37,7 @@ class ControlsBar(Horizontal):
     /* Off reads as a grey knob on the left, on as a green one on the right (Textual's own off knob is
        dark on dark). */
     ControlsBar > Switch .switch--slider {
-        color: $foreground 45%;
+        color: $foreground 75%;
     }
     ControlsBar > Switch.-on .switch--slider {
         color: $success;
