@@ -16,6 +16,7 @@ from typing import Any
 
 from trainer.accuracy import DESCRIPTION, SLICE, standard_error, worst_standard_error
 from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
+from trainer.branch_report import branch_result, branch_runs, section as branch_section
 from trainer.crossing import fill_from_events
 from trainer.answer import METRIC_NAMES, answers, lr_rule, markdown_table, matrix
 from trainer.runlog import EVENTS, REPORT, EventType, RunDirError, UnreadableFile, read_events, write_atomic
@@ -52,6 +53,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
     if not finished:
         raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
                           + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else ""))
+    branches = branch_runs(events)  # measured apart (their section): not points of the sweep's own analysis
+    finished = [e for e in finished if e.get("run") not in branches] or finished
     reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
     rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
     rows = _with_final_loss(rows, events)
@@ -67,6 +70,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
         test_n = int(recorded["test_samples"])
     return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
             "derived": derived, "reasons": reasons, "test_samples": test_n, "eval": recorded,
+            "branch": branch_result(events),
             "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events), "shards": shard_notes}
 
 
@@ -377,6 +381,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         "mean cosine between consecutive gradients. B_simple = tr(Sigma)/|G|^2 (McCandlish et al. 2018), with",
         "its 95% interval where measured: at the target crossing, and at the run's end.",
     ]
+    if facts.get("branch"):
+        lines += branch_section(facts["branch"], str(s.get("device") or "?"))
     if plots:
         from trainer.report_plots import plots as draw  # plotext loads only when plots are wanted
 

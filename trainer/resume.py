@@ -345,11 +345,14 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                     cut[run_id] = pos
         plans[run_id] = plan
 
+    # Branches (trainer.branch) are measured again from the base run's kept points: their events go.
+    branches = {e.get("run") for e in events if e["type"] == EventType.RUN_STARTED and isinstance(e.get("branch"), dict)
+                and e.get("run") not in run_ids}
     lines: list[str] = []
     kept: list[Event] = []
     for i, (line, e) in enumerate(pairs):
         kind, run_id = e["type"], e.get("run")
-        if kind == EventType.SWEEP_FINISHED:
+        if kind in (EventType.SWEEP_FINISHED, EventType.BRANCH_POINT, EventType.BRANCH_RESULT) or run_id in branches:
             continue
         if run_id in cut and i > cut[run_id]:
             plan = plans[run_id]

@@ -143,6 +143,8 @@ class Run(SweepRun):
         # The calibration of this run's step trained alone (a step_time event's fields, trainer.calibrate);
         # None where the sweep has none (torchrun, sweep.parallel): its summary then has no time alone.
         self.step_alone: dict[str, Any] | None = None
+        # Fields run_started carries besides the run's own (a branch's `branch`, trainer.branch).
+        self.started_extra: dict[str, Any] = {}
 
     def _prepare(self) -> None:
         """Allocate the model, optimizer, data and step on the device (may run out of memory)."""
@@ -218,7 +220,7 @@ class Run(SweepRun):
             test_samples=int(self.test.y.shape[0]), eval_se_max=worst_standard_error(self.test.slice_size),
             gns_probe_every=self.probes.noise.every if self.probes and self.probes.noise else 0,
             fused=self.fused, fused_runs=list(self.fused_runs), fused_reason=self.fused_reason,
-            **({"resumed_from_epoch": epochs} if restored else {}),
+            **({"resumed_from_epoch": epochs} if restored else {}), **self.started_extra,
         )
         if oom is not None:
             self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, oom))

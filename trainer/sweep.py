@@ -17,7 +17,7 @@ from trainer import gpu_pool
 from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls, StopRequested
-from trainer import calibrate, fuse, models
+from trainer import branch, calibrate, fuse, models
 from trainer.data import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
 from trainer.pipelines import choose_pipeline
 from trainer.ddp import DistContext
@@ -185,6 +185,11 @@ def run_sweep(
     local: list[Run | fuse.FusedGroup] = []  # what this process advances: runs and fused groups
     interrupted: BaseException | None = None
     status = "done"
+    # A [branch] table (trainer.branch): the base run keeps its checkpoints at the branch points, and the
+    # branches train from them once it is done.
+    keeper = branch.PointKeeper(cfg.branch.epochs, run_dir) if cfg.branch.epochs else None
+    if keeper is not None and resume is not None:  # the branches are measured again, from the kept points
+        keeper.recover(specs[0].run_id)
     try:
         if devices:  # every run trains in a worker; `runs` fills with their records
             pooled: list[gpu_pool.RemoteRun] = []
@@ -205,6 +210,8 @@ def run_sweep(
                 run = Run(spec, fuse.member_settings(settings, unit), dataset, device, emitter, test, controls, ddp)
                 if run_dir:
                     run.on_epoch_end = CheckpointWriter(run_dir)
+                if keeper is not None:
+                    keeper.inner, run.on_epoch_end = run.on_epoch_end, keeper
                 runs.append(run)
                 members.append(run)
             planned.append((unit, members))
@@ -229,6 +236,9 @@ def run_sweep(
             while any(not r.finished for r in local):
                 for trained in local:
                     trained.advance(slice_n)
+        if keeper is not None:
+            branch.run_branches(cfg, settings, keeper, specs[0], dataset, device, emitter, test_xy, controls, run_dir,
+                                runs, log)
     except StopRequested:
         status = "stopped"
     except KeyboardInterrupt as exc:
@@ -252,8 +262,9 @@ def run_sweep(
     if cfg.variants:  # one analysis per variant: their runs share batch sizes and maybe lrs
         scaling = {"variants": {v.name: analyse([s for s in summaries if s.get("variant") == v.name],
                                                 v.optim.lr, v.optim.base_batch_size) for v in cfg.variants}}
-    else:
-        scaling = analyse(summaries, cfg.optim.lr, cfg.optim.base_batch_size)
+    else:  # the sweep's own runs: branches are measured apart (trainer.branch)
+        own = {spec.run_id for spec in specs}
+        scaling = analyse([s for s in summaries if s.get("run") in own], cfg.optim.lr, cfg.optim.base_batch_size)
     emitter.emit("sweep_finished", status=status, summaries=summaries, scaling=scaling)
     if interrupted is not None:
         raise interrupted

@@ -77,6 +77,10 @@ class SweepState:
     #: Why the trainer's control file (controls.jsonl) does not work now ("" while it does), from
     #: `controls` events: an attached viewer's pause, split and stop do not reach the trainer then.
     controls_problem: str = ""
+    #: Branched B_crit (trainer.branch): each branch point's fit in training order, and the whole result
+    #: (curve, proposed schedule) once the branches are done; the report shows them.
+    branch_points: list[dict[str, Any]] = field(default_factory=list)
+    branch_result: dict[str, Any] | None = None
     #: Runs that reached the target or diverged since the app last looked (it toasts them).
     alerts: list[Alert] = field(default_factory=list)
     #: The newest event time seen (seconds since the sweep started): "now" for progress and ETA.
@@ -384,6 +388,20 @@ def _on_step_time(s: SweepState, e: Event) -> None:
                 s.runs[run].step_alone_s = step
 
 
+def _on_branch_point(s: SweepState, e: Event) -> None:
+    """One branch point's B_crit fit (trainer.branch)."""
+    if not isinstance(e.get("branches"), list):
+        raise TypeError("branches is not a list")
+    s.branch_points.append(e)
+
+
+def _on_branch_result(s: SweepState, e: Event) -> None:
+    """B_crit over training and the schedule proposed from it (trainer.branch)."""
+    if not isinstance(e.get("points"), list) or not isinstance(e.get("schedule"), list):
+        raise TypeError("points or schedule is not a list")
+    s.branch_result = e
+
+
 _HANDLERS = {
     "sweep_started": _on_sweep_started,
     "sweep_resumed": _on_sweep_resumed,
@@ -401,4 +419,6 @@ _HANDLERS = {
     "fused_group": _on_fused_group,
     "controls": _on_controls,
     "step_time": _on_step_time,
+    "branch_point": _on_branch_point,
+    "branch_result": _on_branch_result,
 }

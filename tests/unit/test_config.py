@@ -395,7 +395,7 @@ def test_resolved_config_round_trips_through_to_toml(tmp_path: Path) -> None:
 
 def test_config_to_dict_holds_sections_only() -> None:
     d = config_to_dict(load_config(REPO / "experiments.toml"))
-    assert list(d) == ["data", "model", "optim", "sweep", "split_backward", "gns", "perf", "output"]
+    assert list(d) == ["data", "model", "optim", "sweep", "split_backward", "gns", "perf", "output", "branch"]
     assert d["sweep"]["batch_sizes"] == [1, 6, 60, 600, 6000]
 
 

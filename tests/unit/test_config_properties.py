@@ -281,6 +281,9 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "fuse_runs": draw(st.sampled_from(CHOICES["perf.fuse_runs"])),
         },
         "output": {"dir": draw(path_text(min_size=1, max_size=20))},
+        # No branches: a [branch] table needs a one-run sweep (its own tests: tests/unit/test_branch_fit.py).
+        "branch": {"epochs": [], "batch_sizes": [], "decrease": draw(st.floats(min_value=0.01, max_value=0.99)),
+                   "lr_factors": [1.0], "max_samples": draw(st.integers(0, 10**6)), "eval_every": 0},
     }
 
 

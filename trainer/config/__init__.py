@@ -24,6 +24,7 @@ from trainer.config.schema import (
     VARIANT_KEYS,
     VARIANT_NAME_RE,
     VARIANTS,
+    BranchConfig,
     Config,
     ConfigError,
     DataConfig,
@@ -41,7 +42,7 @@ from trainer.config.write import config_to_dict, to_toml
 
 __all__ = [
     "CHOICES", "DATASETS", "DEFAULT_CONFIG_FILE", "MODEL_NAMES", "VARIANT_KEYS", "VARIANT_NAME_RE", "VARIANTS",
-    "Config", "ConfigError", "DataConfig", "GnsConfig", "LrGridConfig", "ModelConfig", "OptimConfig",
+    "BranchConfig", "Config", "ConfigError", "DataConfig", "GnsConfig", "LrGridConfig", "ModelConfig", "OptimConfig",
     "OutputConfig", "PerfConfig", "SplitBackwardConfig", "SweepConfig", "VariantConfig",
     "apply_overrides", "config_from_toml", "config_to_dict", "load_config", "load_or_exit", "parse_override",
     "to_toml",

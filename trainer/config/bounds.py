@@ -100,6 +100,12 @@ RANGES: dict[str, Range] = {
     "gns.beta": Range(0, 1, hi_open=True, exact=True),
     "gns.probe_every": Range(0, 1_000_000_000, note=" (0 = off)"),
     "perf.cpu_threads": Range(0, 1024, note=" (0 = chosen by the batch size)"),
+    "branch.epochs": Range(1, MAX_EPOCHS),
+    "branch.batch_sizes": Range(1, MAX_BATCH),
+    "branch.decrease": Range(0, 1, lo_open=True, hi_open=True, exact=True, note=" (a fraction: 0.1 = 10% lower)"),
+    "branch.lr_factors": Range(0, 1000, lo_open=True),
+    "branch.max_samples": Range(0, 1_000_000_000, note=" (0 = one epoch)"),
+    "branch.eval_every": Range(0, 1_000_000_000, note=" (0 = about 40 per branch)"),
 }
 
 # ------------------------------------------------------------------ devices

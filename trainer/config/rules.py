@@ -106,7 +106,8 @@ def _range(b: Builder, cfg: Config, dotted: str) -> None:
         if dotted == "optim.betas":
             message = f"{BETAS_RULE}, got [{nums(node)}]"
         else:  # "every batch size must be >= 1, got 0"
-            noun = {"sweep.batch_sizes": "batch size", "sweep.lrs": "lr"}[dotted]
+            noun = {"sweep.batch_sizes": "batch size", "sweep.lrs": "lr", "branch.epochs": "epoch",
+                    "branch.batch_sizes": "batch size", "branch.lr_factors": "lr factor"}[dotted]
             message = f"every {noun} {rng.rule(out[0])}, got {nums(out)}"
     elif node in rng:
         return

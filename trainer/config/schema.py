@@ -172,6 +172,19 @@ class PerfConfig:
 
 
 @dataclass
+class BranchConfig:
+    """Branched B_crit (Merrill et al. 2025): from the base run's checkpoints after these epochs, short
+    branches at several batch sizes measure the steps to a fixed fall of the loss; [] = no branches."""
+
+    epochs: list[int] = field(default_factory=list)  # epochs of the base run after which branches start
+    batch_sizes: list[int] = field(default_factory=list)  # the branches' batch sizes at each point
+    decrease: float = 0.1  # the fall of the evaluation-slice loss each branch trains for, a fraction of it
+    lr_factors: list[float] = field(default_factory=lambda: [1.0])  # a small lr grid: x the rule's lr (optim.lr_scaling)
+    max_samples: int = 0  # training samples a branch may take before it counts as not reaching it; 0 = one epoch
+    eval_every: int = 0  # samples between a branch's evaluations; 0 = about 40 per max_samples
+
+
+@dataclass
 class OutputConfig:
     dir: str = "runs"  # parent of new run directories
 
@@ -201,6 +214,7 @@ class Config:
     gns: GnsConfig = field(default_factory=GnsConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    branch: BranchConfig = field(default_factory=BranchConfig)
     # [[variants]]: loaded apart from the sections (an array of tables of overrides); [] = one arm.
     variants: list[VariantConfig] = field(default_factory=list, metadata={"toml": False})
     # Not a TOML key: where the config came from, for messages and run directory names.

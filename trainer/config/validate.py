@@ -8,7 +8,7 @@ cost no more than a few dozen (no did-you-mean search for the ones nobody will r
 from __future__ import annotations
 
 
-from trainer.config import rules, variants
+from trainer.config import branch_rules, rules, variants
 from trainer.config.builder import BuilderBase
 from trainer.config.schema import VARIANTS, Config, ConfigError
 
@@ -23,6 +23,7 @@ class Builder(BuilderBase):
             cfg.variants = variants.build_variants(self, self.raw[VARIANTS], cfg)
         if self.whole:
             rules.check_run_count(self, cfg)
+            branch_rules.check_branch(self, cfg)
         if self.problems:
             raise ConfigError(self.problems, omitted=self.omitted)
         return cfg

@@ -60,6 +60,9 @@ class EventType:
     #: The time of one training step of a kind of run trained alone (trainer.calibrate), measured before
     #: the sweep trains, outside every run's clocks; one per kind of step, reused by `resume`.
     STEP_TIME: Final = "step_time"
+    #: Branched B_crit (trainer.branch): one branch point's fit, and the whole curve with its schedule.
+    BRANCH_POINT: Final = "branch_point"
+    BRANCH_RESULT: Final = "branch_result"
 
 
 EVENT_TYPES: Final = (
@@ -79,13 +82,16 @@ EVENT_TYPES: Final = (
     EventType.FUSED_GROUP,
     EventType.CONTROLS_CHANGED,
     EventType.STEP_TIME,
+    EventType.BRANCH_POINT,
+    EventType.BRANCH_RESULT,
 )
 #: Events sent to the live feed only: a run directory never records them (they describe this
 #: process's start-up, not the sweep).
 LIVE_ONLY: Final = frozenset({EventType.STARTUP})
 #: Events about the whole sweep: they carry no `run`.
 SWEEP_EVENTS: Final = (EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.SWEEP_FINISHED,
-                       EventType.PAUSED, EventType.FUSED_GROUP, EventType.CONTROLS_CHANGED, EventType.STEP_TIME)
+                       EventType.PAUSED, EventType.FUSED_GROUP, EventType.CONTROLS_CHANGED, EventType.STEP_TIME,
+                       EventType.BRANCH_POINT, EventType.BRANCH_RESULT)
 
 # -- statuses -------------------------------------------------------------------------------------
 
@@ -201,7 +207,8 @@ EVENT_FIELDS: Final = {
                             "eval_every": "int?", "eval_samples": "int?", "gns_probe_every": "int?",
                             "eval_set": "str?", "eval_slice_seed": "int?", "test_samples": "int?",
                             "eval_se_max": "num?",
-                            "fused": "str?", "fused_runs": "list[str]?", "fused_reason": "str?"},
+                            "fused": "str?", "fused_runs": "list[str]?", "fused_reason": "str?",
+                            "branch": "dict?"},
     EventType.LOSSES: {"first_iter": "int", "values": "list[num?]"},
     EventType.EPOCH_END: {"epoch": "int", "iters": "int?", "samples": "int?", "wall_s": "num?",
                           "compute_s": "num?", "data_s": "num?", "train_loss": "num?", "test_loss": "num?",
@@ -233,5 +240,10 @@ EVENT_FIELDS: Final = {
                           "step_s_lo": "num?", "step_s_hi": "num?", "steps": "int?", "blocks": "int?",
                           "block_steps": "int?", "warmup_steps": "int?", "cost_s": "num?", "device": "str?",
                           "fast_path": "str?", "cpu_threads": "int?", "reason": "str?"},
+    EventType.BRANCH_POINT: {"base_run": "str", "epoch": "int", "iters": "int", "samples": "int", "loss": "num?",
+                             "branches": "list", "determined": "bool?", "B_crit": "num?", "B_crit_lo": "num?",
+                             "B_crit_hi": "num?", "b_simple": "num?"},
+    EventType.BRANCH_RESULT: {"base_run": "str", "points": "list", "schedule": "list", "megatron": "str?",
+                              "expected": "dict?"},
     EventType.SWEEP_FINISHED: {"status": "str", "reason": "str?", "summaries": "list[row]", "scaling": "dict?"},
 }
