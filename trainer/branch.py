@@ -166,9 +166,10 @@ def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
 
 def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSettings, dataset: Dataset,
                  device: torch.device, emitter: Emitter, test_xy: tuple[torch.Tensor, torch.Tensor],
-                 controls: Controls | None, run_dir: str, base_run: str) -> tuple[Run, dict[str, Any]]:
-    """Train one branch until the slice loss falls by branch.decrease (or max_samples); returns the run
-    and its measurement {batch_size, lr, crossing, step_s, loss0}."""
+                 controls: Controls | None, run_dir: str, base_run: str, runs: list[Any]) -> dict[str, Any]:
+    """Train one branch until the slice loss falls by branch.decrease (or max_samples), appending its run to
+    `runs` first (a stop then ends it as any run); returns its measurement {batch_size, lr, crossing, step_s,
+    loss}."""
     from trainer.checkpoint import CheckpointWriter
 
     n_train = int(dataset.train.labels.shape[0])
@@ -177,6 +178,7 @@ def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSe
     mine = dataclasses.replace(settings, epochs=point.epoch + extra_epochs, eval_every=every)
     watch = _Watch(emitter, spec.run_id)
     run = Run(spec, mine, dataset, device, watch, test_xy, controls)  # type: ignore[arg-type]
+    runs.append(run)
     if run_dir:
         run.on_epoch_end = CheckpointWriter(run_dir)
     run.fused_reason = "a branch trains alone: it starts from the base run's checkpoint"
@@ -206,7 +208,7 @@ def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSe
         else:
             run.finish("done", f"the evaluation-slice loss did not fall by {cfg.branch.decrease:.0%} "
                                f"within {limit} samples (branch.max_samples)")
-    return run, {"run": spec.run_id, "batch_size": spec.batch_size, "lr": spec.lr, "crossing": hit,
+    return {"run": spec.run_id, "batch_size": spec.batch_size, "lr": spec.lr, "crossing": hit,
                  "step_s": step_s, "status": run.status, "loss": loss0}
 
 
@@ -262,9 +264,8 @@ def run_branches(cfg: Config, settings: RunSettings, keeper: PointKeeper, base: 
         measured = []
         loss = acc = None
         for spec in branch_specs(cfg, base, epoch):
-            run, m = train_branch(spec, point, cfg, settings, dataset, device, emitter, test_xy, controls, run_dir,
-                                  base.run_id)
-            runs.append(run)
+            m = train_branch(spec, point, cfg, settings, dataset, device, emitter, test_xy, controls, run_dir,
+                             base.run_id, runs)
             measured.append(m)
             loss = m["loss"] if m["loss"] is not None else loss
             if m["step_s"] is not None:
