@@ -80,6 +80,8 @@ class SweepState:
     #: Branched B_crit (trainer.branch): each branch point's fit in training order, and the whole result
     #: (curve, proposed schedule) once the branches are done; the report shows them.
     branch_points: list[dict[str, Any]] = field(default_factory=list)
+    #: The runs that are branches (their run_started carries `branch`): left out of the scaling screen.
+    branch_runs: set[str] = field(default_factory=set)
     branch_result: dict[str, Any] | None = None
     #: Runs that reached the target or diverged since the app last looked (it toasts them).
     alerts: list[Alert] = field(default_factory=list)
@@ -210,6 +212,8 @@ def _on_run_started(s: SweepState, e: Event) -> None:
     fused_runs = e.get("fused_runs")
     run.fused_k = len(fused_runs) if e.get("fused") and isinstance(fused_runs, list) else 0
     run.status = "running"
+    if isinstance(e.get("branch"), dict):
+        s.branch_runs.add(rid)
 
 
 def _on_losses(s: SweepState, e: Event) -> None:
