@@ -13,7 +13,7 @@ run's weights, optimizer state, RNG state and data order (the base run's next ep
 batch size; warm-up is over). Each branch is a run like any other: its own id (e3-bs64), its events,
 its run_started carrying `branch` {base_run, epoch, iters, samples, loss, acc, decrease, target_loss}.
 
-A branch evaluates the evaluation slice (the first 2,000 test samples) every `branch.eval_every` samples
+A branch evaluates the evaluation slice (trainer.accuracy) every `branch.eval_every` samples
 and ends at the first evaluation at or below loss x (1 - decrease), or after `branch.max_samples`
 without it. Its crossing is the interval between that evaluation and the one before (steps and samples
 counted from the branch point), as the sweep's crossings of the target are. Each point's fit, beside
@@ -37,7 +37,7 @@ from trainer.checkpoint import checkpoint_path, load_checkpoint, restore_run, ru
 from trainer.config import Config
 from trainer.controls import Controls
 from trainer.data import Dataset
-from trainer.evaluation import evaluate
+from trainer.evaluation import TestSet, evaluate
 from trainer.plan import RunSettings, RunSpec, lr_labels, resolved_lr
 from trainer.run import Run
 from trainer.runlog import Emitter, RunDirWriteError, ensure_dir, write_atomic
@@ -165,7 +165,7 @@ def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
 
 
 def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSettings, dataset: Dataset,
-                 device: torch.device, emitter: Emitter, test_xy: tuple[torch.Tensor, torch.Tensor],
+                 device: torch.device, emitter: Emitter, test: TestSet,
                  controls: Controls | None, run_dir: str, base_run: str, runs: list[Any]) -> dict[str, Any]:
     """Train one branch until the slice loss falls by branch.decrease (or max_samples), appending its run to
     `runs` first (a stop then ends it as any run); returns its measurement {batch_size, lr, crossing, step_s,
@@ -177,7 +177,7 @@ def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSe
     extra_epochs = math.ceil(limit / n_train) + 1
     mine = dataclasses.replace(settings, epochs=point.epoch + extra_epochs, eval_every=every)
     watch = _Watch(emitter, spec.run_id)
-    run = Run(spec, mine, dataset, device, watch, test_xy, controls)  # type: ignore[arg-type]
+    run = Run(spec, mine, dataset, device, watch, test, controls)  # type: ignore[arg-type]
     runs.append(run)
     if run_dir:
         run.on_epoch_end = CheckpointWriter(run_dir)
@@ -186,7 +186,7 @@ def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSe
     oom = run.prepare(lambda r: _restore(state, r, point))
     loss0 = acc0 = None
     if oom is None:
-        loss0, acc0 = evaluate(run.model, run.slice_x, run.slice_y)
+        loss0, acc0 = evaluate(run.model, test.slice_x, test.slice_y)
     target = loss0 * (1 - cfg.branch.decrease) if loss0 is not None else None
     run.started_extra = {"branch": {"base_run": base_run, "epoch": point.epoch, "iters": point.iters,
                                     "samples": point.samples, "loss": loss0, "acc": acc0,
@@ -247,7 +247,7 @@ def fit_point(measured: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_branches(cfg: Config, settings: RunSettings, keeper: PointKeeper, base: RunSpec, dataset: Dataset,
-                 device: torch.device, emitter: Emitter, test_xy: tuple[torch.Tensor, torch.Tensor],
+                 device: torch.device, emitter: Emitter, test: TestSet,
                  controls: Controls | None, run_dir: str, runs: list[Any],
                  log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Every branch of every kept point, in training order; appends the branch runs to `runs`; emits
@@ -264,7 +264,7 @@ def run_branches(cfg: Config, settings: RunSettings, keeper: PointKeeper, base: 
         measured = []
         loss = acc = None
         for spec in branch_specs(cfg, base, epoch):
-            m = train_branch(spec, point, cfg, settings, dataset, device, emitter, test_xy, controls, run_dir,
+            m = train_branch(spec, point, cfg, settings, dataset, device, emitter, test, controls, run_dir,
                              base.run_id, runs)
             measured.append(m)
             loss = m["loss"] if m["loss"] is not None else loss

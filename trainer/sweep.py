@@ -237,7 +237,7 @@ def run_sweep(
                 for trained in local:
                     trained.advance(slice_n)
         if keeper is not None:
-            branch.run_branches(cfg, settings, keeper, specs[0], dataset, device, emitter, test_xy, controls, run_dir,
+            branch.run_branches(cfg, settings, keeper, specs[0], dataset, device, emitter, test, controls, run_dir,
                                 runs, log)
     except StopRequested:
         status = "stopped"
