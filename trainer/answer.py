@@ -549,6 +549,9 @@ def b_simple_sentence(analysis: dict[str, Any]) -> str:
     batches = analysis.get("b_simple_batches") or []
     if finite(value):
         over = f"median over batch {', '.join(map(str, batches))}; " if batches else ""
+        if analysis.get("b_simple_at") == "end":  # no probe readings around the crossings (trainer.scaling)
+            return (f"B_simple at the target: not recorded; at the runs' end {sig(value)} ({over}the gradient noise "
+                    "scale grows as the loss falls, so this is later in training than the target)")
         return f"B_simple at the target {sig(value)} ({over}the gradient noise scale: batches well above it stop paying)"
     measured = [p["b_simple"] for p in analysis.get("points") or [] if finite(p.get("b_simple")) and p["b_simple"] > 0]
     if measured:

@@ -197,3 +197,12 @@ def test_a_batch_size_still_training_is_provisional_not_not_reached():
         (16, answer.PERFECT, False), (64, answer.PERFECT, True), (256, answer.TRAINING, True)]
     text = answer.regime_sentence(c)
     assert "no lr reached" not in text and text.endswith("; provisional: batch 64, 256 still training")
+
+
+def test_b_simple_from_the_runs_end_is_not_called_the_one_at_the_target():
+    from trainer.answer import b_simple_sentence
+
+    at_end = {"b_simple": 600.0, "b_simple_batches": [8, 32], "b_simple_at": "end"}
+    assert b_simple_sentence(at_end).startswith("B_simple at the target: not recorded; at the runs' end 600 (")
+    at_target = {**at_end, "b_simple": 290.0, "b_simple_at": "target"}
+    assert b_simple_sentence(at_target).startswith("B_simple at the target 290 (median over batch 8, 32;")
