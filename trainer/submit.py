@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.commands import trainer_command
+from trainer.runlog import EVENTS
 from trainer.shards import shard_dir
 
 SUBMITIT_DIR = "submitit"  # DIR/submitit: the frozen config and submitit's pickles and logs
@@ -58,7 +59,7 @@ class ShardJob:
 
     def command(self) -> list[str]:
         shard = shard_dir(self.root, self.index)
-        if (shard / "events.jsonl").exists():  # begun before (requeued, or resubmitted): continue it
+        if (shard / EVENTS).exists():  # begun before (requeued, or resubmitted): continue it
             return [self.python, "-m", "trainer", "resume", str(shard), "--quiet"]
         return [self.python, "-m", "trainer", "run", self.config, "--out", self.root,
                 "--shard", f"{self.index}/{self.count}", "--quiet"]
