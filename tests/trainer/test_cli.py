@@ -18,6 +18,7 @@ from trainer.config import load_config
 from trainer.answer import answers
 from trainer.recommend import recommendations
 from trainer.runlog import SUMMARY_FIELDS
+from trainer.runlog.contract import SWEEP_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,7 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
     events = [json.loads(line) for line in lines]  # every line is whole, valid JSON
     assert events[0]["type"] == "sweep_started" and events[-1]["type"] == "sweep_finished"
     assert events[0]["run_dir"] == str(out) and events[0]["torch"] == torch.__version__
-    assert all("t" in e and ("run" in e or e["type"].startswith("sweep")) for e in events)
+    assert all("t" in e and ("run" in e or e["type"] in SWEEP_EVENTS) for e in events)
 
     with open(out / "summary.csv", newline="") as fh:
         reader = csv.DictReader(fh)
