@@ -155,7 +155,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     root = (Path(args.out).expanduser() if args.out else default_run_dir(cfg)).absolute()
     if (root / SHARDS).exists() or (root / SUBMITIT_DIR).exists() or os.path.lexists(root / EVENTS):
         print(f"bstui: {root} already holds a sweep; choose a new --out (an interrupted shard continues with "
-              f"python -m trainer resume {root / SHARDS}/I)", file=sys.stderr)
+              f"{trainer_command('resume', root / SHARDS)}/I)", file=sys.stderr)
         return EXIT_USAGE
     cluster = Cluster(nodes=args.nodes, executor=args.executor, partition=args.partition,
                       gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, timeout_min=args.time)

@@ -127,8 +127,8 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
     try:
         pane_pid = int(tmux("display", "-p", "-t", "app", "#{pane_pid}").strip())
         # The table fills: both rows running with a loss value.
-        tmux.wait_screen(r"^\s+bs 50\s+0\.02\s+running\s+\d+%\s+\S+\s+\d+/2\s+\d")
-        tmux.wait_screen(r"^\s+bs 500\s+0\.02\s+running\s+\d+%\s+\S+\s+\d+/2\s+\d")
+        tmux.wait_screen(r"^\s+bs 50\s+0\.02\s+running\s+\d+%\s+\S+\s+\d")
+        tmux.wait_screen(r"^\s+bs 500\s+0\.02\s+running\s+\d+%\s+\S+\s+\d")
         screen = tmux.wait_screen(r"[⠁-⣿]")  # plotted points (a capture is one moment of a live screen)
         # The header names the run directory after the sweep's progress (the config file after it); a long
         # path is cut with "…" at the header's width, so its start is what is sure to show.

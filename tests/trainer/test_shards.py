@@ -11,6 +11,7 @@ import pytest
 
 import trainer.steps as steps
 from trainer.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
+from trainer.commands import trainer_command
 from trainer.config import Config
 from trainer.report_plots import run_series
 from trainer.scaling import analyse
@@ -244,7 +245,7 @@ def test_a_shard_interrupted_mid_run_resumes_its_own_runs_exactly(data_root, tmp
 
     monkeypatch.setattr(steps, "plain_step", step)
     assert main(sweep_args(data_root, out, "--shard", "1/2")) == EXIT_INTERRUPTED
-    assert f"resume with: python -m trainer resume {shard_dir(out, 1)}" in capsys.readouterr().err
+    assert f"resume with: {trainer_command('resume', shard_dir(out, 1))}" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["resume", str(shard_dir(out, 1)), "--quiet"]) == 0
     resumed = events_of(shard_dir(out, 1))

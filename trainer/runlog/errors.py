@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainer.commands import trainer_command
+
 
 class RunDirError(Exception):
     """The run directory cannot be used (exists with a run, not writable, damaged): a user error."""
@@ -30,7 +32,7 @@ class RunDirWriteError(Exception):
         self.strerror = exc.strerror or str(exc)
         super().__init__(
             f"cannot write the run directory {self.path}: {self.strerror}. It is valid up to its last "
-            f"whole line; once there is room, continue with: python -m trainer resume {self.path}"
+            f"whole line; once there is room, continue with: {trainer_command('resume', self.path)}"
         )
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainer.commands import trainer_command
 from trainer.config import config_to_dict, to_toml
 from trainer.runlog.contract import CHECKPOINTS, CONFIG, EVENTS, RUN_FILES, SUMMARY
 from trainer.runlog.errors import RunDirError, RunDirLocked, not_writable
@@ -123,7 +124,7 @@ def _probe_writable(path: Path) -> None:
 
 def _holds_run_message(path: Path) -> str:
     return (f"{path} already holds a run ({EVENTS}); choose another --out, pass --force to overwrite it, "
-            f"or continue it with: python -m trainer resume {path}")
+            f"or continue it with: {trainer_command('resume', path)}")
 
 
 def clear_run(path: Path | str) -> None:
