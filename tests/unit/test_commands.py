@@ -49,6 +49,7 @@ def test_the_printed_trainer_command_runs_from_a_shell_without_the_venv(tmp_path
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                              cwd=os.getcwd(), check=True).stdout.strip()
-    assert printed.split()[0] == sys.executable or printed.startswith("python ")
+    program = printed.split()[0]  # this interpreter: absolute, or relative when under the working directory
+    assert os.path.abspath(program) == os.path.abspath(sys.executable) or printed.startswith("python ")
     ran = subprocess.run(["/bin/sh", "-c", printed], capture_output=True, text=True, env=env)
     assert ran.returncode == 0 and "resume" in ran.stdout
