@@ -1,6 +1,7 @@
 # bstui: two commands for a newcomer.
 #   make run    set up (once) and run `bstui` live on ./experiments.toml
-#   make test   set up (once, with dev tools), check the layering (import-linter) and run the test suite
+#   make test   set up (once, with dev tools), check format and lint (ruff) and the layering (import-linter),
+#               and run the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +30,8 @@ headless: setup
 	$(BIN)/python -m trainer run $(ARGS)
 
 test: setup-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
 

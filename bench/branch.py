@@ -9,6 +9,7 @@ together from one initialisation), so there is no fused column to compare.
     python -m trainer run experiments/batch-schedule.toml --out runs/branch
     python bench/branch.py runs/branch
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
-    events = [json.loads(line) for line in (args.run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    events = [
+        json.loads(line) for line in (args.run_dir / "events.jsonl").read_text().splitlines() if line.strip()
+    ]
     started = {e["run"]: e for e in events if e["type"] == "run_started"}
     base = next((r for r, e in started.items() if not isinstance(e.get("branch"), dict)), None)
     epochs = [e for e in events if e["type"] == "epoch_end" and e.get("run") == base]
@@ -37,26 +40,37 @@ def main(argv: list[str] | None = None) -> int:
     total_n = total_s = 0.0
     points = sorted({e["branch"]["epoch"] for e in started.values() if isinstance(e.get("branch"), dict)})
     for epoch in points:
-        runs = [r for r, e in started.items() if isinstance(e.get("branch"), dict) and e["branch"]["epoch"] == epoch]
+        runs = [
+            r
+            for r, e in started.items()
+            if isinstance(e.get("branch"), dict) and e["branch"]["epoch"] == epoch
+        ]
         n = sum(_samples(events, r) - started[r]["branch"]["samples"] for r in runs)
         s = sum(_wall(events, r) for r in runs)
         total_n, total_s = total_n + n, total_s + s
         print(f"{epoch:>6} {len(runs):>8} {n:>10,.0f} {n / epoch_n:>8.2f} {s:>8.3g} {s / epoch_s:>8.2f}")
-    print(f"{'all':>6} {sum(1 for e in started.values() if isinstance(e.get('branch'), dict)):>8} {total_n:>10,.0f} "
-          f"{total_n / epoch_n:>8.2f} {total_s:>8.3g} {total_s / epoch_s:>8.2f}")
+    print(
+        f"{'all':>6} {sum(1 for e in started.values() if isinstance(e.get('branch'), dict)):>8} {total_n:>10,.0f} "
+        f"{total_n / epoch_n:>8.2f} {total_s:>8.3g} {total_s / epoch_s:>8.2f}"
+    )
     return 0
 
 
 def _samples(events: list[dict], run: str) -> int:
     """A branch's last recorded position in training samples (its last evaluation or epoch end)."""
-    return max(int((e.get("total_samples") if e["type"] == "epoch_end" else e.get("samples")) or 0) for e in events
-               if e["type"] in ("evaluation", "epoch_end") and e.get("run") == run)
+    return max(
+        int((e.get("total_samples") if e["type"] == "epoch_end" else e.get("samples")) or 0)
+        for e in events
+        if e["type"] in ("evaluation", "epoch_end") and e.get("run") == run
+    )
 
 
 def _wall(events: list[dict], run: str) -> float:
     """A branch's training seconds: its epochs' wall time plus its last evaluation's (the unfinished epoch)."""
     ends = [e["wall_s"] for e in events if e["type"] == "epoch_end" and e.get("run") == run]
-    evals = [e["wall_s"] for e in events if e["type"] == "evaluation" and e.get("run") == run and e.get("wall_s")]
+    evals = [
+        e["wall_s"] for e in events if e["type"] == "evaluation" and e.get("run") == run and e.get("wall_s")
+    ]
     return max([sum(ends)] + evals)
 
 

@@ -15,6 +15,7 @@ before the clock starts and after the last iteration (losses flushed), so the fi
 asynchronous GPU work. Epoch time = seconds per timed iteration x iterations per epoch: exact when a
 whole epoch's worth was timed, an extrapolation (flagged) when the budget cut it short.
 """
+
 from __future__ import annotations
 
 import abc
@@ -36,12 +37,14 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from trainer.config import DataConfig, ModelConfig  # noqa: E402
 from trainer.data import DatasetUnavailable, Split, load_dataset  # noqa: E402
-from trainer.pipelines import LoaderBatches, ResidentBatches  # noqa: E402
 from trainer.fastpath import GraphStep, index_batches  # noqa: E402
 from trainer.models import build_model  # noqa: E402
+from trainer.pipelines import LoaderBatches, ResidentBatches  # noqa: E402
 from trainer.split import plain_step  # noqa: E402
 
-EPOCH_SAMPLES = 60_000  # the study's MNIST epoch: epoch times are for this many samples (CIFAR: set to 50,000)
+EPOCH_SAMPLES = (
+    60_000  # the study's MNIST epoch: epoch times are for this many samples (CIFAR: set to 50,000)
+)
 #: The model every loop trains (bench/speed.py --model): the study's SimpleModel unless told otherwise.
 MODEL = ModelConfig(name="simple_cnn")
 CIFAR_SHAPED = ("cifar10", "cifar100")
@@ -78,18 +81,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_train_split(dataset: str, root: str, samples: int, seed: int, log: Callable[[str], None] = print) -> tuple[Split, str]:
+def load_train_split(
+    dataset: str, root: str, samples: int, seed: int, log: Callable[[str], None] = print
+) -> tuple[Split, str]:
     """The training split to time on (first `samples`), and the dataset's name as used.
 
     Offline a requested mnist falls back to synthetic-digits, visibly (timings depend on the
     images' shape, not their content).
     """
     cfg = DataConfig(
-        dataset=dataset, root=root, download=False, fallback="synthetic-digits",
-        train_samples=samples, test_samples=1,
+        dataset=dataset,
+        root=root,
+        download=False,
+        fallback="synthetic-digits",
+        train_samples=samples,
+        test_samples=1,
     )
     if dataset in CIFAR_SHAPED:  # colour 32x32: a stand-in of its shape when it cannot be read (timings
-        cfg.fallback = ""      # depend on the shape, not the pixels), said in the name
+        cfg.fallback = ""  # depend on the shape, not the pixels), said in the name
         try:
             return load_dataset(cfg, seed=seed, log=log).train, dataset
         except DatasetUnavailable as exc:
@@ -115,7 +124,7 @@ class Loop(abc.ABC):
     def step(self) -> None:
         """One training iteration of this loop."""
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 - an optional hook: most loops have nothing pending
         pass
 
     def info(self) -> dict:
@@ -125,7 +134,15 @@ class Loop(abc.ABC):
 class StudyLoop(Loop):
     """The study's loop: DataLoader + per-sample ToTensor + copy + eager step + loss.item()."""
 
-    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int = 0, pin: bool = False) -> None:
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        workers: int = 0,
+        pin: bool = False,
+    ) -> None:
         self.model, self.opt = _fresh_model(device, seed)
         self.data = LoaderBatches(split, batch_size, device, seed, num_workers=workers, pin_memory=pin)
         self._batches = _cycle(self.data.batches)
@@ -162,13 +179,23 @@ class GraphLoop(ResidentLoop):
     """The fast path: resident data, GraphStep fed index slices of the epoch's permutation."""
 
     def __init__(
-        self, split: Split, batch_size: int, device: torch.device, seed: int,
-        precision: str = "fp32", channels_last: bool = False,
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None:
         super().__init__(split, batch_size, device, seed)
         self.graph = GraphStep(
-            self.model, self.opt, self.data.images, self.data.labels, batch_size,
-            precision=precision, channels_last=channels_last,
+            self.model,
+            self.opt,
+            self.data.images,
+            self.data.labels,
+            batch_size,
+            precision=precision,
+            channels_last=channels_last,
         )
         self._indices = _cycle(lambda epoch: index_batches(self.data.epoch_indices(epoch), batch_size))
 
@@ -179,7 +206,10 @@ class GraphLoop(ResidentLoop):
 
     def info(self) -> dict:
         g = self.graph
-        return {"captured": bool(g.captured_modes), "capture_errors": {str(k): v for k, v in g.capture_errors.items()}}
+        return {
+            "captured": bool(g.captured_modes),
+            "capture_errors": {str(k): v for k, v in g.capture_errors.items()},
+        }
 
 
 def _cycle(batches_of_epoch: Callable[[int], Iterator]) -> Iterator:

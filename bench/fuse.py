@@ -15,6 +15,7 @@ median and range printed.
 
 Threads: --threads (default 1, the trainer's choice for batches below 16 on a CPU; `0` leaves torch's own).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,26 +92,44 @@ def steps_for(batch: int, k: int, device: torch.device, budget: float) -> int:
 
 def measure(k: int, batch: int, device: torch.device, rounds: int, budget: float) -> dict:
     steps = steps_for(batch, k, device, budget)
-    data = [(torch.rand(k, batch, 1, 28, 28, device=device), torch.randint(0, 10, (k, batch), device=device))
-            for _ in range(4)]
+    data = [
+        (torch.rand(k, batch, 1, 28, 28, device=device), torch.randint(0, 10, (k, batch), device=device))
+        for _ in range(4)
+    ]
     sep_models, sep_opts = make(k, device)
     fused_models, fused_opts = make(k, device)
-    stack = StackedSGD(fused_models[0], fused_models, fused_opts, [(LR * (1 + i), MOMENTUM, 0.0) for i in range(k)])
+    stack = StackedSGD(
+        fused_models[0], fused_models, fused_opts, [(LR * (1 + i), MOMENTUM, 0.0) for i in range(k)]
+    )
     time_separate(sep_models, sep_opts, data, 3, device)  # warm-up: allocator, kernels, vmap tracing
     time_fused(stack, data, 3, device)
     samples = steps * k * batch
     sep, fus, ratio = [], [], []
     for r in range(rounds):
         if r % 2 == 0:
-            ts, tf = time_separate(sep_models, sep_opts, data, steps, device), time_fused(stack, data, steps, device)
+            ts, tf = (
+                time_separate(sep_models, sep_opts, data, steps, device),
+                time_fused(stack, data, steps, device),
+            )
         else:
-            tf, ts = time_fused(stack, data, steps, device), time_separate(sep_models, sep_opts, data, steps, device)
+            tf, ts = (
+                time_fused(stack, data, steps, device),
+                time_separate(sep_models, sep_opts, data, steps, device),
+            )
         sep.append(samples / ts)
         fus.append(samples / tf)
         ratio.append(ts / tf)
-    return {"k": k, "batch": batch, "steps": steps, "rounds": rounds,
-            "separate_samples_per_s": statistics.median(sep), "fused_samples_per_s": statistics.median(fus),
-            "ratio": statistics.median(ratio), "ratio_min": min(ratio), "ratio_max": max(ratio)}
+    return {
+        "k": k,
+        "batch": batch,
+        "steps": steps,
+        "rounds": rounds,
+        "separate_samples_per_s": statistics.median(sep),
+        "fused_samples_per_s": statistics.median(fus),
+        "ratio": statistics.median(ratio),
+        "ratio_min": min(ratio),
+        "ratio_max": max(ratio),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 6, 60])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--budget", type=float, default=1.0, help="seconds per timed stretch of the separate loop")
+    ap.add_argument(
+        "--budget", type=float, default=1.0, help="seconds per timed stretch of the separate loop"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args(argv)
@@ -128,24 +149,32 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            print("error: --device cuda, but torch sees no CUDA GPU; use --device cpu or auto", file=sys.stderr)
+            print(
+                "error: --device cuda, but torch sees no CUDA GPU; use --device cpu or auto", file=sys.stderr
+            )
             return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    print(f"device: {device_name(device)} | torch {torch.__version__} | {args.rounds} alternating rounds, "
-          f"~{args.budget:g} s each side per round; samples/s of all K runs (median), ratio = fused / separate "
-          "(median [min-max] over rounds)")
+    print(
+        f"device: {device_name(device)} | torch {torch.__version__} | {args.rounds} alternating rounds, "
+        f"~{args.budget:g} s each side per round; samples/s of all K runs (median), ratio = fused / separate "
+        "(median [min-max] over rounds)"
+    )
     print(f"{'K':>3} {'batch':>6} {'separate/s':>11} {'fused/s':>10} {'ratio':>7}  range")
     rows = []
     for batch in args.batches:
         for k in args.ks:
             row = measure(k, batch, device, args.rounds, args.budget)
             rows.append(row)
-            print(f"{k:>3} {batch:>6} {row['separate_samples_per_s']:>11.3g} {row['fused_samples_per_s']:>10.3g} "
-                  f"{row['ratio']:>6.2f}x  [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
+            print(
+                f"{k:>3} {batch:>6} {row['separate_samples_per_s']:>11.3g} {row['fused_samples_per_s']:>10.3g} "
+                f"{row['ratio']:>6.2f}x  [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]",
+                flush=True,
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device_name(device), "torch": torch.__version__,
-                                               "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"device": device_name(device), "torch": torch.__version__, "rows": rows}, indent=1)
+        )
     return 0
 
 

@@ -11,6 +11,7 @@ marked "~". Target on a 2-core CPU: resident at least 1.5x faster than the study
 
     python bench/pipeline.py [--device auto|cpu|cuda] [--budget S] [--json PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,16 +47,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCH_SIZES))
-    parser.add_argument("--budget", type=float, default=None, help="seconds timed per cell at most (default 2 GPU, 5 CPU)")
-    parser.add_argument("--rounds", type=int, default=1, help="measure every cell this many times, alternating loops; report the median")
-    parser.add_argument("--samples", type=int, default=12_000, help="training samples loaded (default 12000; epochs are for 60000)")
-    parser.add_argument("--dataset", default="synthetic-digits", help="mnist | fashion-mnist | synthetic-digits (default)")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds timed per cell at most (default 2 GPU, 5 CPU)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every cell this many times, alternating loops; report the median",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=12_000,
+        help="training samples loaded (default 12000; epochs are for 60000)",
+    )
+    parser.add_argument(
+        "--dataset", default="synthetic-digits", help="mnist | fashion-mnist | synthetic-digits (default)"
+    )
     parser.add_argument("--root", default="~/.cache/bstui/data", help="data root (data.root)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the study's loop (default 0)")
-    parser.add_argument("--pin-memory", action="store_true", help="pinned memory + non-blocking copies in the study's loop")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads of both loops (default: the study's loop gets torch's choice, the "
-                        "resident loop the trainer's by batch size, trainer.threads)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers of the study's loop (default 0)"
+    )
+    parser.add_argument(
+        "--pin-memory", action="store_true", help="pinned memory + non-blocking copies in the study's loop"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads of both loops (default: the study's loop gets torch's choice, the "
+        "resident loop the trainer's by batch size, trainer.threads)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -80,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             "study": lambda: StudyLoop(split, bs, device, args.seed, args.workers, args.pin_memory),
             "resident": lambda: ResidentLoop(split, bs, device, args.seed),
         }
-        threads = {"study": args.threads or DEFAULT_THREADS,
-                   "resident": args.threads or cpu_threads(bs)}  # each loop as its user would run it
+        threads = {
+            "study": args.threads or DEFAULT_THREADS,
+            "resident": args.threads or cpu_threads(bs),
+        }  # each loop as its user would run it
         runs: dict[str, list] = {k: [] for k in makers}
         for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both loops alike
             for label, make in makers.items():
@@ -99,10 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         for label, res in cells.items():
             err = f"  ERROR {res.error}" if res.error else ""
-            cpu = f", {threads[label]} thread{'s' if threads[label] > 1 else ''}" if device.type == "cpu" else ""
-            print(f"  bs {bs:>4} {label:<9}{cpu} epoch {'~' if res.extrapolated else ' '}{fmt_s(res.epoch_s):>8} s "
-                  f"({res.timed_iters}/{res.iters_per_epoch} iters timed, {res.samples_per_s:,.0f} samples/s){err}",
-                  flush=True)
+            cpu = (
+                f", {threads[label]} thread{'s' if threads[label] > 1 else ''}"
+                if device.type == "cpu"
+                else ""
+            )
+            print(
+                f"  bs {bs:>4} {label:<9}{cpu} epoch {'~' if res.extrapolated else ' '}{fmt_s(res.epoch_s):>8} s "
+                f"({res.timed_iters}/{res.iters_per_epoch} iters timed, {res.samples_per_s:,.0f} samples/s){err}",
+                flush=True,
+            )
 
     print(f"\nepoch time for {EPOCH_SAMPLES:,} samples ('~' = extrapolated from the iterations timed)")
     head = f"{'batch':>6} {'study s':>10} {'resident s':>11} {'study/resident':>15}"
@@ -114,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         goal = ""
         if row["batch_size"] == TARGET_BS and device.type == "cpu":
             goal = f"  (target >= {TARGET_RATIO}x: {'met' if row['study_over_resident'] >= TARGET_RATIO else 'MISSED'})"
-        print(f"{row['batch_size']:>6} {cols[0]:>10} {cols[1]:>11} {row['study_over_resident']:>14.2f}x{goal}")
+        print(
+            f"{row['batch_size']:>6} {cols[0]:>10} {cols[1]:>11} {row['study_over_resident']:>14.2f}x{goal}"
+        )
     total = time.perf_counter() - t0
     print(f"\nbenchmark took {total:.0f} s")
     if args.json is not None:

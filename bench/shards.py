@@ -13,6 +13,7 @@
 
 Prints figures (median and range over the repeats, the machine named); not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,15 @@ from trainer.runlog import read_events  # noqa: E402
 from trainer.shards import read_sharded  # noqa: E402
 
 SWEEP_SETS = [
-    'data.dataset="synthetic-digits"', "data.train_samples=1200", "data.test_samples=200",
-    "sweep.batch_sizes=[10,30,100]", "sweep.lrs=[0.01,0.02]", "sweep.seeds=2", "sweep.epochs=2",
-    "perf.cpu_threads=1", 'perf.fuse_runs="off"',
+    'data.dataset="synthetic-digits"',
+    "data.train_samples=1200",
+    "data.test_samples=200",
+    "sweep.batch_sizes=[10,30,100]",
+    "sweep.lrs=[0.01,0.02]",
+    "sweep.seeds=2",
+    "sweep.epochs=2",
+    "perf.cpu_threads=1",
+    'perf.fuse_runs="off"',
 ]
 
 
@@ -61,17 +68,40 @@ def timed(cmd: list[str]) -> float:
 def sweep_times(repeats: int, data_root: Path) -> None:
     sets = [a for s in SWEEP_SETS + [f'data.root="{data_root}"'] for a in ("--set", s)]
     base = [sys.executable, "-m", "trainer"]
-    timed(base + ["run", "experiments.toml", *sets, "--device", "cpu", "--quiet", "--out",
-                  str(data_root / "warm")])  # the dataset generated once, not timed
+    timed(
+        base
+        + ["run", "experiments.toml", *sets, "--device", "cpu", "--quiet", "--out", str(data_root / "warm")]
+    )  # the dataset generated once, not timed
     one, two = [], []
     for i in range(repeats):  # alternated, so a change in the machine's load falls on both
         out = data_root / f"one-{i}"
-        one.append(timed(base + ["run", "experiments.toml", *sets, "--device", "cpu", "--quiet", "--out", str(out)]))
+        one.append(
+            timed(base + ["run", "experiments.toml", *sets, "--device", "cpu", "--quiet", "--out", str(out)])
+        )
         out = data_root / f"two-{i}"
-        two.append(timed(base + ["submit", "experiments.toml", *sets, "--device", "cpu", "--nodes", "2",
-                                 "--executor", "local", "--wait", "--out", str(out)]))
-    print("12-run CPU sweep (synthetic-digits, 1,200 samples, batch 10/30/100 x 2 lrs x 2 seeds, 2 epochs, "
-          "1 thread per run), wall time of the command:")
+        two.append(
+            timed(
+                base
+                + [
+                    "submit",
+                    "experiments.toml",
+                    *sets,
+                    "--device",
+                    "cpu",
+                    "--nodes",
+                    "2",
+                    "--executor",
+                    "local",
+                    "--wait",
+                    "--out",
+                    str(out),
+                ]
+            )
+        )
+    print(
+        "12-run CPU sweep (synthetic-digits, 1,200 samples, batch 10/30/100 x 2 lrs x 2 seeds, 2 epochs, "
+        "1 thread per run), wall time of the command:"
+    )
     print(f"  unsharded (python -m trainer run):               {spread(one)}")
     print(f"  2 shards (submit --executor local --wait):       {spread(two)}")
     print(f"  speed-up unsharded / 2 shards: {statistics.median(one) / statistics.median(two):.2f}x")
@@ -80,7 +110,9 @@ def sweep_times(repeats: int, data_root: Path) -> None:
 def write_events(path: Path, n: int, run_ids: list[str], shard: int | None, count: int) -> None:
     """n events like a sweep's: sweep_started, then losses blocks and epoch ends of its runs, sweep_finished."""
     path.mkdir(parents=True, exist_ok=True)
-    rows = [{"run": r, "batch_size": 10, "lr": 0.01, "split_chunks": 1, "seed": 0, "variant": ""} for r in run_ids]
+    rows = [
+        {"run": r, "batch_size": 10, "lr": 0.01, "split_chunks": 1, "seed": 0, "variant": ""} for r in run_ids
+    ]
     head = {"type": "sweep_started", "t": 0.0, "started_at": 1.7e9, "runs": rows, "config": {}}
     if shard is not None:
         head["shard"] = {"index": shard, "count": count}
@@ -89,11 +121,23 @@ def write_events(path: Path, n: int, run_ids: list[str], shard: int | None, coun
         run = run_ids[k % len(run_ids)]
         t = 0.001 * k + (shard or 0) * 0.0003
         if k % 50 == 49:
-            lines.append(json.dumps({"type": "epoch_end", "t": t, "run": run, "epoch": k // 50, "test_acc": 0.9,
-                                     "train_loss": 0.3, "wall_s": 1.0}))
+            lines.append(
+                json.dumps(
+                    {
+                        "type": "epoch_end",
+                        "t": t,
+                        "run": run,
+                        "epoch": k // 50,
+                        "test_acc": 0.9,
+                        "train_loss": 0.3,
+                        "wall_s": 1.0,
+                    }
+                )
+            )
         else:
-            lines.append(json.dumps({"type": "losses", "t": t, "run": run, "first_iter": k * 10,
-                                     "values": [0.5] * 10}))
+            lines.append(
+                json.dumps({"type": "losses", "t": t, "run": run, "first_iter": k * 10, "values": [0.5] * 10})
+            )
     lines.append(json.dumps({"type": "sweep_finished", "t": 0.001 * n, "status": "done", "summaries": []}))
     (path / "events.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -102,8 +146,11 @@ def merge_times(repeats: int, tmp: Path) -> None:
     per_shard, count = 100_000, 3
     runs = [[f"bs10-lr0.01-s{s}-{i}" for i in range(4)] for s in range(count)]
     root = tmp / "sharded"
-    plan_rows = [{"run": r, "batch_size": 10, "lr": 0.01, "split_chunks": 1, "seed": 0, "variant": "", "shard": s}
-                 for s in range(count) for r in runs[s]]
+    plan_rows = [
+        {"run": r, "batch_size": 10, "lr": 0.01, "split_chunks": 1, "seed": 0, "variant": "", "shard": s}
+        for s in range(count)
+        for r in runs[s]
+    ]
     for s in range(count):
         d = root / "shards" / str(s)
         write_events(d, per_shard, runs[s], s, count)
@@ -119,8 +166,10 @@ def merge_times(repeats: int, tmp: Path) -> None:
         one = read_events(single)
         plain.append(time.perf_counter() - t0)
     assert len(log.events) == count * (per_shard - 2) + 2 and len(one.events) == count * per_shard
-    print(f"merge: {count} shards x {per_shard:,} events read as one sweep (read_sharded) vs the same "
-          f"{count * per_shard:,} events in one events.jsonl (read_events):")
+    print(
+        f"merge: {count} shards x {per_shard:,} events read as one sweep (read_sharded) vs the same "
+        f"{count * per_shard:,} events in one events.jsonl (read_events):"
+    )
     print(f"  shards merged: {spread(merged)}")
     print(f"  one file:      {spread(plain)}")
     print(f"  merge cost: {statistics.median(merged) / statistics.median(plain):.2f}x the read of one file")

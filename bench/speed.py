@@ -21,6 +21,7 @@ Targets on one H100/H200, fast path vs the study's loop: >= 20x at batch 1 and 6
 600 and 6000; stretch: batch 1 epoch under 4 s. On CPU there are no CUDA graphs: the table shows the
 study's loop against the resident loop and says that the GPU figures are unmeasured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,16 @@ BATCH_SIZES = (1, 6, 60, 600, 6000)
 TARGETS = {1: 20.0, 6: 20.0, 60: 30.0, 600: 60.0, 6000: 60.0}  # fast path vs study, on one H100/H200
 STRETCH_BS1_EPOCH_S = 4.0
 # Fast-path variants beyond fp32: (label, precision, channels_last).
-VARIANTS = (("graph bf16", "bf16", False), ("graph channels_last", "fp32", True), ("graph bf16+cl", "bf16", True))
+VARIANTS = (
+    ("graph bf16", "bf16", False),
+    ("graph channels_last", "fp32", True),
+    ("graph bf16+cl", "bf16", True),
+)
 
 
-def run_cells(args: argparse.Namespace, device: torch.device, split, t_start: float, on_row=None) -> list[dict]:
+def run_cells(
+    args: argparse.Namespace, device: torch.device, split, t_start: float, on_row=None
+) -> list[dict]:
     """Every (loop, batch size) cell, in order: study, resident, graph (and variants on CUDA).
 
     `on_row(rows)` is called after each batch size (the JSON is rewritten, so a killed run keeps
@@ -75,7 +82,11 @@ def run_cells(args: argparse.Namespace, device: torch.device, split, t_start: fl
         base_warm = 1 if (not cuda and bs >= 600) else (2 if not cuda else 5)
         budget = args.budget
         cells = [
-            ("study", lambda: StudyLoop(split, bs, device, args.seed, args.workers, args.pin_memory), base_warm),
+            (
+                "study",
+                lambda: StudyLoop(split, bs, device, args.seed, args.workers, args.pin_memory),
+                base_warm,
+            ),
             ("resident", lambda: ResidentLoop(split, bs, device, args.seed), base_warm),
         ]
         if cuda:
@@ -134,20 +145,29 @@ def print_table(rows: list[dict], cuda: bool) -> None:
         if cuda:
             t = row["target_study_over_graph"]
             ok = "" if t is None else (" ok" if row["study_over_graph"] >= t else " MISS")
-            line += f" {row['study_over_graph']:>11.1f}x {row['resident_over_graph']:>9.1f}x {t or 0:>5.0f}x{ok}"
+            line += (
+                f" {row['study_over_graph']:>11.1f}x {row['resident_over_graph']:>9.1f}x {t or 0:>5.0f}x{ok}"
+            )
         print(line)
 
-    print("\nsamples/s" + ("   (peak GPU memory MiB: torch.cuda.max_memory_allocated over setup + run)" if cuda else ""))
+    print(
+        "\nsamples/s"
+        + ("   (peak GPU memory MiB: torch.cuda.max_memory_allocated over setup + run)" if cuda else "")
+    )
     for row in rows:
         c = row["cells"]
         parts = []
         for n in loops:
             mem = c[n]["peak_mem_mb"]
-            parts.append(f"{n} {c[n]['samples_per_s']:>10,.0f}" + (f" ({mem:,.0f} MiB)" if mem is not None else ""))
+            parts.append(
+                f"{n} {c[n]['samples_per_s']:>10,.0f}" + (f" ({mem:,.0f} MiB)" if mem is not None else "")
+            )
         print(f"{row['batch_size']:>6}  " + "   ".join(parts))
 
     if cuda and any(f"graph_over_{v[0].split(' ', 1)[1]}" in r for r in rows for v in VARIANTS):
-        print("\nwhat bf16 autocast / channels_last buy the fast path (fp32 graph epoch / variant epoch; >1 = faster)")
+        print(
+            "\nwhat bf16 autocast / channels_last buy the fast path (fp32 graph epoch / variant epoch; >1 = faster)"
+        )
         for row in rows:
             parts = []
             for label, _, _ in VARIANTS:
@@ -155,7 +175,11 @@ def print_table(rows: list[dict], cuda: bool) -> None:
                 if key in row:
                     cell = row["cells"][label]
                     mem = cell["peak_mem_mb"]
-                    parts.append(f"{label[6:]} {row[key]:.2f}x ({mem:,.0f} MiB)" if mem is not None else f"{label[6:]} {row[key]:.2f}x")
+                    parts.append(
+                        f"{label[6:]} {row[key]:.2f}x ({mem:,.0f} MiB)"
+                        if mem is not None
+                        else f"{label[6:]} {row[key]:.2f}x"
+                    )
             print(f"{row['batch_size']:>6}  " + "   ".join(parts))
 
 
@@ -163,19 +187,58 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCH_SIZES))
-    parser.add_argument("--quick", action="store_true", help="shorter budget per cell and a smaller split (CPU: ~2 min)")
-    parser.add_argument("--budget", type=float, default=None, help="seconds timed per cell at most (default 1.5 GPU, 3 CPU; --quick 1)")
-    parser.add_argument("--samples", type=int, default=None, help="training samples loaded (default 60000; --quick on CPU 12000)")
-    parser.add_argument("--dataset", default="synthetic-digits", help="mnist | fashion-mnist | kmnist | synthetic-digits (default) | cifar10 | cifar100 (colour 32x32; CIFAR-shaped tensors when not in --root)")
-    parser.add_argument("--model", default="simple_cnn", help="simple_cnn (the study's, default) | resnet_small | package.module:factory")
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter budget per cell and a smaller split (CPU: ~2 min)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds timed per cell at most (default 1.5 GPU, 3 CPU; --quick 1)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="training samples loaded (default 60000; --quick on CPU 12000)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="synthetic-digits",
+        help="mnist | fashion-mnist | kmnist | synthetic-digits (default) | cifar10 | cifar100 (colour 32x32; CIFAR-shaped tensors when not in --root)",
+    )
+    parser.add_argument(
+        "--model",
+        default="simple_cnn",
+        help="simple_cnn (the study's, default) | resnet_small | package.module:factory",
+    )
     parser.add_argument("--root", default="~/.cache/bstui/data", help="data root (data.root)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the study's loop (data.num_workers, default 0)")
-    parser.add_argument("--pin-memory", action="store_true", help="pinned memory + non-blocking copies in the study's loop")
-    parser.add_argument("--no-variants", action="store_true", help="skip the bf16 / channels_last cells on GPU")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the study's loop (data.num_workers, default 0)",
+    )
+    parser.add_argument(
+        "--pin-memory", action="store_true", help="pinned memory + non-blocking copies in the study's loop"
+    )
+    parser.add_argument(
+        "--no-variants", action="store_true", help="skip the bf16 / channels_last cells on GPU"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--deadline", type=float, default=0, help="skip batch sizes not started within this many seconds (0: none)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=0,
+        help="skip batch sizes not started within this many seconds (0: none)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file (rewritten after each batch size)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write every figure to this JSON file (rewritten after each batch size)",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -185,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is None:
         args.budget = 1.0 if args.quick else (1.5 if cuda else 3.0)
     if args.samples is None:
-        args.samples = 12_000 if (args.quick and not cuda) else (50_000 if args.dataset in common.CIFAR_SHAPED
-                                                                  else EPOCH_SAMPLES)
+        args.samples = (
+            12_000
+            if (args.quick and not cuda)
+            else (50_000 if args.dataset in common.CIFAR_SHAPED else EPOCH_SAMPLES)
+        )
     for b in args.batches:
         if b < 1:
             parser.error(f"--batches: batch sizes must be >= 1, got {b}")
@@ -196,18 +262,25 @@ def main(argv: list[str] | None = None) -> int:
         common.EPOCH_SAMPLES = 50_000  # CIFAR's training set
     # resnet_small takes colour by default; on the grey datasets it is told so (as experiments/fashion-mnist.toml)
     model_args = {"in_channels": 1} if args.model == "resnet_small" and not colour else {}
-    common.MODEL = common.ModelConfig(name=args.model, args=model_args,
-                                      path=str(Path.cwd()) if ":" in args.model else "")
+    common.MODEL = common.ModelConfig(
+        name=args.model, args=model_args, path=str(Path.cwd()) if ":" in args.model else ""
+    )
     name = device_name(device)
-    print(f"device: {name}; model {args.model}; torch {torch.__version__}; budget {args.budget:g} s per cell; "
-          f"study's loop with {args.workers} DataLoader workers{' and pinned memory' if args.pin_memory else ''}")
+    print(
+        f"device: {name}; model {args.model}; torch {torch.__version__}; budget {args.budget:g} s per cell; "
+        f"study's loop with {args.workers} DataLoader workers{' and pinned memory' if args.pin_memory else ''}"
+    )
     t0 = time.perf_counter()
     split, dataset = load_train_split(args.dataset, args.root, args.samples, args.seed)
-    print(f"data: {dataset}, {len(split):,} training samples loaded ({time.perf_counter() - t0:.1f} s); "
-          f"epochs below are for {common.EPOCH_SAMPLES:,} samples")
+    print(
+        f"data: {dataset}, {len(split):,} training samples loaded ({time.perf_counter() - t0:.1f} s); "
+        f"epochs below are for {common.EPOCH_SAMPLES:,} samples"
+    )
     if not cuda:
-        print("GPU figures: unmeasured (no CUDA device here): no fast-path (CUDA graph), bf16 or "
-              "channels_last cells, and no per-cell memory (CPU: process peak RSS at the end)")
+        print(
+            "GPU figures: unmeasured (no CUDA device here): no fast-path (CUDA graph), bf16 or "
+            "channels_last cells, and no per-cell memory (CPU: process peak RSS at the end)"
+        )
 
     def write_json(rows: list[dict], finished: bool = False) -> None:
         if args.json is None:
@@ -239,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     if cuda and rows and rows[0]["batch_size"] == 1:
         bs1 = rows[0]["cells"]["graph"]["epoch_s"]
         verdict = "met" if bs1 < STRETCH_BS1_EPOCH_S else "not met"
-        print(f"\nstretch: batch 1 fast-path epoch {fmt_s(bs1)} s (goal < {STRETCH_BS1_EPOCH_S:g} s): {verdict}")
+        print(
+            f"\nstretch: batch 1 fast-path epoch {fmt_s(bs1)} s (goal < {STRETCH_BS1_EPOCH_S:g} s): {verdict}"
+        )
     print(f"\nprocess peak RSS {peak_rss_mb():,.0f} MiB; benchmark took {time.perf_counter() - t0:.0f} s")
     write_json(rows, finished=True)
     if args.json is not None:

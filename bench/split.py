@@ -12,6 +12,7 @@ three methods take turns (so drift on a shared machine hits all of them alike); 
 median over rounds. CUDA: CUDA events around each step, read after one synchronize per round.
 CPU: perf_counter around each step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
 
 from common import device_name  # noqa: E402
+
 from trainer.models import build_model  # noqa: E402
 from trainer.split import plain_step, split_step  # noqa: E402
 
@@ -126,12 +128,20 @@ def print_table(rows: list[dict], chunks: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[600, 6000], help="batch sizes (default 600 6000)")
-    parser.add_argument("--chunks", type=int, default=10, help="split-backward chunks k (default 10)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per method (default 2 CPU, 5 CUDA)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed steps per method (default 5 CPU, 20 CUDA)")
     parser.add_argument(
-        "--threads", type=int, default=0,
+        "--batches", type=int, nargs="+", default=[600, 6000], help="batch sizes (default 600 6000)"
+    )
+    parser.add_argument("--chunks", type=int, default=10, help="split-backward chunks k (default 10)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up steps per method (default 2 CPU, 5 CUDA)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed steps per method (default 5 CPU, 20 CUDA)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
         help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy shared CPU)",
     )
     parser.add_argument("--seed", type=int, default=0)

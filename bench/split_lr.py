@@ -10,6 +10,7 @@ Two figures, side by side in one run:
     python bench/split_lr.py [--chunks 10] [--batch 60] [--lr 0.02] [--epochs 4] [--train 6000]
                              [--seeds 0 1] [--target 0.95] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
 
 from common import device_name  # noqa: E402
+
 from trainer.data import synthetic_digits  # noqa: E402
 from trainer.models import SimpleModel  # noqa: E402
 from trainer.split import plain_step, split_step  # noqa: E402
@@ -53,7 +55,7 @@ def train(x, y, tx, ty, batch, chunks, lr, momentum, epochs, seed, device) -> li
     for epoch in range(epochs):
         perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed * 1000 + epoch))
         for start in range(0, x.shape[0] - batch + 1, batch):
-            idx = perm[start:start + batch].to(device)
+            idx = perm[start : start + batch].to(device)
             if chunks > 1:
                 split_step(model, opt, x[idx], y[idx], chunks, "vectorized")
             else:
@@ -81,23 +83,36 @@ def main() -> None:
     device = torch.device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}")
     diff = exactness(args.batch, args.chunks, args.lr, args.steps, 0)
-    print(f"momentum 0, float64: split k={args.chunks} at lr {args.lr:g} vs plain at lr {args.lr * args.chunks:g}, "
-          f"{args.steps} batches of {args.batch}: max |parameter difference| = {diff:.2g}")
+    print(
+        f"momentum 0, float64: split k={args.chunks} at lr {args.lr:g} vs plain at lr {args.lr * args.chunks:g}, "
+        f"{args.steps} batches of {args.batch}: max |parameter difference| = {diff:.2g}"
+    )
     ds = synthetic_digits(args.train, args.test, seed=0)
     x = ds.train.images.unsqueeze(1).float().div(255).to(device)
     y = ds.train.labels.to(device)
     tx = ds.test.images.unsqueeze(1).float().div(255).to(device)
     ty = ds.test.labels.to(device)
-    print(f"momentum {args.momentum:g}: synthetic-digits {args.train:,} train / {args.test:,} test, batch "
-          f"{args.batch}, {args.epochs} epochs; test accuracy after each epoch")
+    print(
+        f"momentum {args.momentum:g}: synthetic-digits {args.train:,} train / {args.test:,} test, batch "
+        f"{args.batch}, {args.epochs} epochs; test accuracy after each epoch"
+    )
     for seed in args.seeds:
-        split = train(x, y, tx, ty, args.batch, args.chunks, args.lr, args.momentum, args.epochs, seed, device)
-        plain = train(x, y, tx, ty, args.batch, 1, args.lr * args.chunks, args.momentum, args.epochs, seed, device)
-        for name, accs in ((f"split k={args.chunks} lr {args.lr:g}", split),
-                           (f"plain lr {args.lr * args.chunks:g}", plain)):
+        split = train(
+            x, y, tx, ty, args.batch, args.chunks, args.lr, args.momentum, args.epochs, seed, device
+        )
+        plain = train(
+            x, y, tx, ty, args.batch, 1, args.lr * args.chunks, args.momentum, args.epochs, seed, device
+        )
+        for name, accs in (
+            (f"split k={args.chunks} lr {args.lr:g}", split),
+            (f"plain lr {args.lr * args.chunks:g}", plain),
+        ):
             first = next((i + 1 for i, a in enumerate(accs) if a >= args.target), None)
-            print(f"  seed {seed} {name:>22}: " + " ".join(f"{100 * a:5.1f}%" for a in accs)
-                  + f"   first >= {args.target:.0%}: epoch {first if first else 'never'}")
+            print(
+                f"  seed {seed} {name:>22}: "
+                + " ".join(f"{100 * a:5.1f}%" for a in accs)
+                + f"   first >= {args.target:.0%}: epoch {first if first else 'never'}"
+            )
 
 
 if __name__ == "__main__":

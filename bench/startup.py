@@ -13,6 +13,7 @@ The first repeat may generate or read the dataset cold; the median is over the l
 
 Prints figures; not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,8 @@ def one_start(config: str, out: Path, timeout_s: float) -> dict[str, Any]:
 
     def drawn_loss() -> bool:
         return any(r.losses for r in app.state.runs.values()) and any(
-            p.chart is not None for p in app.screen.query(BrailleChart))
+            p.chart is not None for p in app.screen.query(BrailleChart)
+        )
 
     async def run() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
@@ -77,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per start before giving up")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    )
     print(f"bstui start-up to the first drawn loss: {args.config} on this machine ({machine})")
     print("(device as the config says: the shipped default is auto, i.e. CUDA when there is one)")
     rows = []
@@ -86,16 +90,24 @@ def main(argv: list[str] | None = None) -> int:
             row = one_start(args.config, Path(tmp) / f"run-{rep}", args.timeout)
             rows.append(row)
             stages = "  ".join(f"{name} @{t:.1f}s" for name, t in row["stages"].items())
-            print(f"  start {rep + 1}: sweep started @{row.get('sweep_started', float('nan')):.1f} s, "
-                  f"first loss drawn @{row['first_loss_drawn']:.1f} s   [{stages}]", flush=True)
+            print(
+                f"  start {rep + 1}: sweep started @{row.get('sweep_started', float('nan')):.1f} s, "
+                f"first loss drawn @{row['first_loss_drawn']:.1f} s   [{stages}]",
+                flush=True,
+            )
     warm = [r["first_loss_drawn"] for r in rows[1:]] or [rows[0]["first_loss_drawn"]]
     median = statistics.median(warm)
-    print(f"first loss drawn, median of {len(warm)} warm starts: {median:.1f} s "
-          f"(range {min(warm):.1f}-{max(warm):.1f} s; cold first start {rows[0]['first_loss_drawn']:.1f} s); "
-          f"target < 5 s: {'met' if median < 5 else 'MISSED'}")
+    print(
+        f"first loss drawn, median of {len(warm)} warm starts: {median:.1f} s "
+        f"(range {min(warm):.1f}-{max(warm):.1f} s; cold first start {rows[0]['first_loss_drawn']:.1f} s); "
+        f"target < 5 s: {'met' if median < 5 else 'MISSED'}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "config": args.config, "starts": rows,
-                                               "warm_median_s": median}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"machine": machine, "config": args.config, "starts": rows, "warm_median_s": median}, indent=2
+            )
+        )
     return 0
 
 

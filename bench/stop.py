@@ -11,6 +11,7 @@ Processes are polled every 5 ms: each time is good to about +-5 ms (plus tmux's 
 
 Prints figures (median and range over the repeats, the machine named); not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,11 +64,25 @@ def one_stop(work: Path, batch: int, seed: int) -> tuple[float, float]:
     run_dir, pidfile = work / f"run{seed}", work / f"app{seed}.pid"
     exe = Path(sys.executable).parent / "bstui"
     app = [str(exe)] if exe.exists() else [sys.executable, "-m", "tui"]
-    sets = ['data.dataset="synthetic-digits"', f"data.train_samples={2 * batch}", "data.test_samples=500",
-            f"sweep.batch_sizes=[{batch}]", "sweep.epochs=20", 'sweep.device="cpu"']
-    cmd = [*app, str(ROOT / "experiments.toml"), *[x for s in sets for x in ("--set", s)], "--out", str(run_dir)]
-    shell = (f"cd {shlex.quote(str(work))} && echo $$ > {shlex.quote(str(pidfile))} && "
-             f"PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color exec {' '.join(shlex.quote(c) for c in cmd)}")
+    sets = [
+        'data.dataset="synthetic-digits"',
+        f"data.train_samples={2 * batch}",
+        "data.test_samples=500",
+        f"sweep.batch_sizes=[{batch}]",
+        "sweep.epochs=20",
+        'sweep.device="cpu"',
+    ]
+    cmd = [
+        *app,
+        str(ROOT / "experiments.toml"),
+        *[x for s in sets for x in ("--set", s)],
+        "--out",
+        str(run_dir),
+    ]
+    shell = (
+        f"cd {shlex.quote(str(work))} && echo $$ > {shlex.quote(str(pidfile))} && "
+        f"PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color exec {' '.join(shlex.quote(c) for c in cmd)}"
+    )
     socket = f"bstui-bench-stop-{os.getpid()}-{seed}"
     tmux(socket, "new-session", "-d", "-s", "app", "-x", "110", "-y", "30", f"bash -c {shlex.quote(shell)}")
     try:
@@ -84,9 +99,13 @@ def one_stop(work: Path, batch: int, seed: int) -> tuple[float, float]:
     finally:
         tmux(socket, "kill-server")
     events = [json.loads(x) for x in read(run_dir / "events.jsonl").splitlines()]
-    clean = (events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
-             and all(e["status"] == "stopped" for e in events if e["type"] == "run_finished")
-             and (run_dir / "summary.csv").is_file() and not (run_dir / "trainer.lock").exists())
+    clean = (
+        events[-1]["type"] == "sweep_finished"
+        and events[-1]["status"] == "stopped"
+        and all(e["status"] == "stopped" for e in events if e["type"] == "run_finished")
+        and (run_dir / "summary.csv").is_file()
+        and not (run_dir / "trainer.lock").exists()
+    )
     if not clean:
         raise SystemExit(f"bench/stop.py: the stop was not clean: see {run_dir}")
     return t_app, t_trainer
@@ -107,19 +126,25 @@ def main() -> int:
     if shutil.which("tmux") is None:
         raise SystemExit("bench/stop.py needs tmux (apt install tmux)")
     work = Path(tempfile.mkdtemp(prefix="bstui-bench-stop-"))
-    print(f"device: CPU ({cpu_name()}, {os.cpu_count()} cores), sweep: batch {args.batch} on synthetic-digits; "
-          f"times from q, polled every {POLL_S * 1000:.0f} ms")
+    print(
+        f"device: CPU ({cpu_name()}, {os.cpu_count()} cores), sweep: batch {args.batch} on synthetic-digits; "
+        f"times from q, polled every {POLL_S * 1000:.0f} ms"
+    )
     apps, trainers = [], []
     for i in range(args.repeats):
         t_app, t_trainer = one_stop(work, args.batch, i)
         apps.append(t_app)
         trainers.append(t_trainer)
-        print(f"  repeat {i + 1}: app gone {t_app:.2f} s, trainer stopped cleanly {t_trainer:.2f} s", flush=True)
+        print(
+            f"  repeat {i + 1}: app gone {t_app:.2f} s, trainer stopped cleanly {t_trainer:.2f} s", flush=True
+        )
     for name, values, target in (("q -> app exit", apps, 1.0), ("q -> trainer clean exit", trainers, 2.0)):
         med = statistics.median(values)
         verdict = "met" if med < target else "MISSED"
-        print(f"{name:24s} median {med:.2f} s (range {min(values):.2f}-{max(values):.2f} s, n={len(values)}); "
-              f"target < {target:.0f} s: {verdict}")
+        print(
+            f"{name:24s} median {med:.2f} s (range {min(values):.2f}-{max(values):.2f} s, n={len(values)}); "
+            f"target < {target:.0f} s: {verdict}"
+        )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -17,6 +17,7 @@ each batch size alone (a `step_time` event each). Printed:
     python bench/time_alone.py                          # CPU, 6,000 synthetic-digits samples, 1 epoch, K = 3
     python bench/time_alone.py --device cuda --fuse on --train-samples 12000 --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-samples", type=int, default=6000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--data-root", default=str(Path("~/.cache/bstui/data").expanduser()))
-    ap.add_argument("--fuse", default="auto", choices=["auto", "on", "off"],
-                    help='perf.fuse_runs ("on" on a GPU: auto trains CUDA-graph runs alone)')
-    ap.add_argument("--threads", type=int, default=0,
-                    help="perf.cpu_threads (0: the trainer's choice by batch; 1 on a CPU shared with other jobs)")
+    ap.add_argument(
+        "--fuse",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help='perf.fuse_runs ("on" on a GPU: auto trains CUDA-graph runs alone)',
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="perf.cpu_threads (0: the trainer's choice by batch; 1 on a CPU shared with other jobs)",
+    )
     ap.add_argument("--json", default="", help="also write the figures as JSON here")
     args = ap.parse_args(argv)
 
@@ -59,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg.sweep.batch_sizes, cfg.sweep.lrs, cfg.sweep.epochs = args.batches, args.lrs, args.epochs
     cfg.sweep.device, cfg.sweep.eval_every, cfg.sweep.target_accuracy = args.device, 0, 0.5
     cfg.perf.fuse_runs, cfg.perf.cpu_threads = args.fuse, args.threads
-    cfg.gns.every, cfg.gns.probe_every = 0, 0  # probes are off the clocks anyway; they would only slow the bench
+    cfg.gns.every, cfg.gns.probe_every = (
+        0,
+        0,
+    )  # probes are off the clocks anyway; they would only slow the bench
     device = resolve_device(args.device)
     dataset = load_dataset(cfg.data, seed=0)
     sink = ListSink()
@@ -69,13 +81,20 @@ def main(argv: list[str] | None = None) -> int:
 
     times = sink.of_type("step_time")
     cost = sum(e["cost_s"] for e in times)
-    print(f"device: {device_name(device)} (torch {torch.__version__}); {len(cfg.sweep.lrs)} lrs x batch "
-          f"{', '.join(map(str, args.batches))}; {args.train_samples:,} samples x {args.epochs} epoch(s)")
-    print(f"sweep wall time {sweep_s:.1f} s; calibration {cost:.2f} s = {100 * cost / sweep_s:.1f}% of it "
-          f"(target < 3%); per calibration: " + ", ".join(f"batch {e['batch_size']} {e['cost_s']:.2f} s" for e in times))
+    print(
+        f"device: {device_name(device)} (torch {torch.__version__}); {len(cfg.sweep.lrs)} lrs x batch "
+        f"{', '.join(map(str, args.batches))}; {args.train_samples:,} samples x {args.epochs} epoch(s)"
+    )
+    print(
+        f"sweep wall time {sweep_s:.1f} s; calibration {cost:.2f} s = {100 * cost / sweep_s:.1f}% of it "
+        f"(target < 3%); per calibration: "
+        + ", ".join(f"batch {e['batch_size']} {e['cost_s']:.2f} s" for e in times)
+    )
     later = sum(e["cost_s"] for e in times[1:])
-    print(f"  without the first calibration (the first also pays the process's one-off start: its first model, "
-          f"data pipeline and kernels): {later:.2f} s = {100 * later / sweep_s:.1f}%")
+    print(
+        f"  without the first calibration (the first also pays the process's one-off start: its first model, "
+        f"data pipeline and kernels): {later:.2f} s = {100 * later / sweep_s:.1f}%"
+    )
     groups = {e["batch_size"]: e for e in sink.of_type("fused_group")}
     walls: dict[str, list[float]] = {}
     iters: dict[str, int] = {}
@@ -90,18 +109,38 @@ def main(argv: list[str] | None = None) -> int:
         spread = f"{alone:.3g} [{1e3 * e['step_s_lo']:.3g}-{1e3 * e['step_s_hi']:.3g}]"
         g = groups.get(b)
         if g is not None and g["steps"]:
-            charged, how = 1e3 * g["wall_s"] / g["steps"] / len(g["runs"]), f"fused share (K={len(g['runs'])})"
+            charged, how = (
+                1e3 * g["wall_s"] / g["steps"] / len(g["runs"]),
+                f"fused share (K={len(g['runs'])})",
+            )
         else:
             per_run = [sum(walls[r]) / iters[r] for r in e["runs"] if r in walls and iters.get(r)]
             charged, how = 1e3 * statistics.median(per_run), "measured alone"
-        rows.append({"batch_size": b, "alone_ms": alone, "alone_lo_ms": 1e3 * e["step_s_lo"],
-                     "alone_hi_ms": 1e3 * e["step_s_hi"], "charged_ms": charged, "charged_as": how,
-                     "calibration_s": e["cost_s"]})
+        rows.append(
+            {
+                "batch_size": b,
+                "alone_ms": alone,
+                "alone_lo_ms": 1e3 * e["step_s_lo"],
+                "alone_hi_ms": 1e3 * e["step_s_hi"],
+                "charged_ms": charged,
+                "charged_as": how,
+                "calibration_s": e["cost_s"],
+            }
+        )
         print(f"{b:>6} {spread:>24} {f'{charged:.3g} {how}':>22} {alone / charged:>16.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device_name(device), "sweep_s": sweep_s,
-                                               "calibration_s": cost, "share": cost / sweep_s, "rows": rows},
-                                              indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": device_name(device),
+                    "sweep_s": sweep_s,
+                    "calibration_s": cost,
+                    "share": cost / sweep_s,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

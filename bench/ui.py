@@ -16,10 +16,12 @@
 
 Prints figures; not a test. The frame part needs no torch; the second part needs the trainer.
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -27,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import itertools
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -66,27 +67,58 @@ def run_specs(n_runs: int) -> list[tuple[str, int, float]]:
     return [(f"bs{b}-lr{lr:g}", b, lr) for b, lr in specs]
 
 
-def synthetic_events(points: int, n_runs: int = 5, block: int = 1000, seed: int = 0) -> Iterator[dict[str, Any]]:
+def synthetic_events(
+    points: int, n_runs: int = 5, block: int = 1000, seed: int = 0
+) -> Iterator[dict[str, Any]]:
     """A finished-looking sweep: `n_runs` runs of `points` noisy per-iteration losses each (made lazily)."""
     rng = np.random.default_rng(seed)
     specs = run_specs(n_runs)
     runs = [{"run": rid, "batch_size": b, "lr": lr, "split_chunks": 1, "seed": 0} for rid, b, lr in specs]
-    yield {"type": "sweep_started", "t": 0.0, "dataset": "bench", "device": "cpu", "runs": runs,
-           "config": {"sweep": {"epochs": 10, "target_accuracy": 0.9}}}
+    yield {
+        "type": "sweep_started",
+        "t": 0.0,
+        "dataset": "bench",
+        "device": "cpu",
+        "runs": runs,
+        "config": {"sweep": {"epochs": 10, "target_accuracy": 0.9}},
+    }
     for rid, b, lr in specs:
         ipe = max(1, points // 10)
-        yield {"type": "run_started", "t": 0.0, "run": rid, "batch_size": b, "lr": lr, "split_chunks": 1,
-               "iters_per_epoch": ipe, "epochs": 10}
+        yield {
+            "type": "run_started",
+            "t": 0.0,
+            "run": rid,
+            "batch_size": b,
+            "lr": lr,
+            "split_chunks": 1,
+            "iters_per_epoch": ipe,
+            "epochs": 10,
+        }
         it = np.arange(points)
         curve = 0.05 + 2.25 * np.exp(-it / (points / 8)) * (1 + rng.normal(0, 1 / np.sqrt(b), points))
         curve = np.abs(curve).astype(np.float32)
         for first in range(0, points, block):
-            yield {"type": "losses", "t": 1.0, "run": rid, "first_iter": first,
-                   "values": curve[first:first + block].tolist()}
+            yield {
+                "type": "losses",
+                "t": 1.0,
+                "run": rid,
+                "first_iter": first,
+                "values": curve[first : first + block].tolist(),
+            }
         for e in range(1, 11):
-            yield {"type": "epoch_end", "t": 2.0, "run": rid, "epoch": e, "iters": ipe, "samples": ipe * b,
-                   "wall_s": 10.0, "compute_s": 8.0, "test_acc": 0.8 + 0.015 * e, "test_loss": 0.5 / e,
-                   "total_iters": e * ipe}
+            yield {
+                "type": "epoch_end",
+                "t": 2.0,
+                "run": rid,
+                "epoch": e,
+                "iters": ipe,
+                "samples": ipe * b,
+                "wall_s": 10.0,
+                "compute_s": 8.0,
+                "test_acc": 0.8 + 0.015 * e,
+                "test_loss": 0.5 / e,
+                "total_iters": e * ipe,
+            }
         yield {"type": "mode_changed", "t": 2.0, "run": rid, "iter": points // 2, "split_chunks": 4}
     yield {"type": "sweep_finished", "t": 3.0, "status": "done"}
 
@@ -135,7 +167,7 @@ def state_costs(points: int) -> dict[str, float]:
     apply_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for run in state.run_list():
-        run.losses.smooth  # computed once, then extended incrementally
+        run.losses.smooth  # noqa: B018 - computed once, then extended incrementally
     ema_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for run in state.run_list():
@@ -167,15 +199,21 @@ def plotext_ms(plots: list[BrailleChart]) -> float:
     return 1e3 * (time.process_time() - t0)
 
 
-VIEWS = (("default", View()), ("log+raw", View(log_y=True, smoothing="raw")), ("overlay", View(overlay=True)),
-         ("accuracy", View(metric="acc")))
+VIEWS = (
+    ("default", View()),
+    ("log+raw", View(log_y=True, smoothing="raw")),
+    ("overlay", View(overlay=True)),
+    ("accuracy", View(metric="acc")),
+)
 
 
 def frame_ms(size: tuple[int, int], n_runs: int, repeats: int, points: int) -> dict[str, dict[str, Any]]:
     """Per view: median/max ms of one loss-grid frame (downsample + braille build of every plot),
     and plotext's median ms on the same points at the same sizes."""
-    app = make_app(feed_factory=lambda attempt: ListFeed(synthetic_events(points, n_runs)),
-                   system=FixedSystem(SystemSnapshot()))
+    app = make_app(
+        feed_factory=lambda attempt: ListFeed(synthetic_events(points, n_runs)),
+        system=FixedSystem(SystemSnapshot()),
+    )
     out: dict[str, dict[str, Any]] = {}
 
     async def run() -> None:
@@ -236,22 +274,50 @@ def grid_events() -> Iterator[dict[str, Any]]:
     rng = np.random.default_rng(1)
     specs = [(b, lr, s) for b in GRID_BATCHES for lr in GRID_LRS for s in range(GRID_SEEDS)]
     rid = {spec: f"bs{spec[0]}-lr{spec[1]:.4g}-s{spec[2]}" for spec in specs}
-    yield {"type": "sweep_started", "t": 0.0, "dataset": "bench", "device": "cpu",
-           "runs": [{"run": rid[x], "batch_size": x[0], "lr": x[1], "split_chunks": 1, "seed": x[2]} for x in specs],
-           "config": {"sweep": {"epochs": 3, "target_accuracy": 0.9}}}
+    yield {
+        "type": "sweep_started",
+        "t": 0.0,
+        "dataset": "bench",
+        "device": "cpu",
+        "runs": [
+            {"run": rid[x], "batch_size": x[0], "lr": x[1], "split_chunks": 1, "seed": x[2]} for x in specs
+        ],
+        "config": {"sweep": {"epochs": 3, "target_accuracy": 0.9}},
+    }
     for b, lr, seed in specs:
         run = rid[(b, lr, seed)]
-        yield {"type": "run_started", "t": 0.0, "run": run, "batch_size": b, "lr": lr, "split_chunks": 1,
-               "iters_per_epoch": max(1, 60000 // b), "epochs": 3, "seed": seed}
+        yield {
+            "type": "run_started",
+            "t": 0.0,
+            "run": run,
+            "batch_size": b,
+            "lr": lr,
+            "split_chunks": 1,
+            "iters_per_epoch": max(1, 60000 // b),
+            "epochs": 3,
+            "seed": seed,
+        }
         best = 0.01 * (b / 8) ** 0.5
         steps = 40 * (1 + 300 / b) * (1 + 1.5 * abs(np.log2(lr / best))) * (1 + 0.05 * rng.standard_normal())
-        summary: dict[str, Any] = {"run": run, "batch_size": b, "lr": lr, "seed": seed, "status": "done",
-                                   "best_test_acc": 0.93 - 0.01 * abs(np.log2(lr / best)), "b_simple": 300.0}
+        summary: dict[str, Any] = {
+            "run": run,
+            "batch_size": b,
+            "lr": lr,
+            "seed": seed,
+            "status": "done",
+            "best_test_acc": 0.93 - 0.01 * abs(np.log2(lr / best)),
+            "b_simple": 300.0,
+        }
         if steps < 3 * 60000 / b:
             hi = float(np.ceil(steps / 10) * 10)
-            summary.update(iters_to_target=hi, iters_to_target_lo=hi - 10, samples_to_target=hi * b,
-                           samples_to_target_lo=(hi - 10) * b, time_to_target_s=hi * 0.001 * b ** 0.5,
-                           time_to_target_lo_s=(hi - 10) * 0.001 * b ** 0.5)
+            summary.update(
+                iters_to_target=hi,
+                iters_to_target_lo=hi - 10,
+                samples_to_target=hi * b,
+                samples_to_target_lo=(hi - 10) * b,
+                time_to_target_s=hi * 0.001 * b**0.5,
+                time_to_target_lo_s=(hi - 10) * 0.001 * b**0.5,
+            )
         yield {"type": "run_finished", "t": 1.0, "run": run, "status": "done", "summary": summary}
     yield {"type": "sweep_finished", "t": 2.0, "status": "done"}
 
@@ -277,7 +343,7 @@ def scaling_frame_ms(repeats: int) -> dict[str, Any]:
                     plots = list(app.screen.query(BrailleChart))
                     if plots and all(p.size.width > 0 and p.chart is not None for p in plots):
                         break
-            view = app.screen.query_one(ScalingView)
+            app.screen.query_one(ScalingView)
             analysis, frames = [], []
             for _ in range(repeats):
                 c0 = time.process_time()
@@ -292,10 +358,16 @@ def scaling_frame_ms(repeats: int) -> dict[str, Any]:
                     plot.strips()
                 frames.append(1e3 * (time.process_time() - c0))
             cells = sum(len(arm.matrix("time").cells) for arm in arms.values())
-            out.update(runs=len(app.state.runs), cells=cells, plots=len(plots),
-                       plot_size=f"{plots[0].size.width}x{plots[0].size.height}",
-                       analysis_best_ms=min(analysis), analysis_median_ms=statistics.median(analysis),
-                       frame_best_ms=min(frames), frame_median_ms=statistics.median(frames))
+            out.update(
+                runs=len(app.state.runs),
+                cells=cells,
+                plots=len(plots),
+                plot_size=f"{plots[0].size.width}x{plots[0].size.height}",
+                analysis_best_ms=min(analysis),
+                analysis_median_ms=statistics.median(analysis),
+                frame_best_ms=min(frames),
+                frame_median_ms=statistics.median(frames),
+            )
             await pilot.press("q")
 
     asyncio.run(run())
@@ -338,8 +410,9 @@ def run_headless(args: argparse.Namespace, out: Path) -> dict[int, float]:
     cmd = [sys.executable, "-m", "trainer", "run", "--out", str(out)]
     for o in sweep_overrides(args):
         cmd += ["--set", o]
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=args.timeout)
+    subprocess.run(
+        cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=args.timeout
+    )
     return iters_per_s(out)
 
 
@@ -378,8 +451,11 @@ def attached_vs_headless(args: argparse.Namespace) -> dict[str, Any]:
                 out = Path(tmp) / f"{mode}-{rep}"
                 t0 = time.perf_counter()
                 result = run_headless(args, out) if mode == "headless" else run_attached(args, out, app_cpu)
-                print(f"  {mode:8} rep {rep + 1}: {time.perf_counter() - t0:6.1f} s  "
-                      + "  ".join(f"bs{b} {v:,.1f} it/s" for b, v in sorted(result.items())), flush=True)
+                print(
+                    f"  {mode:8} rep {rep + 1}: {time.perf_counter() - t0:6.1f} s  "
+                    + "  ".join(f"bs{b} {v:,.1f} it/s" for b, v in sorted(result.items())),
+                    flush=True,
+                )
                 for b, v in result.items():
                     rows.setdefault(b, {"headless": [], "attached": []})[mode].append(v)
     table = {}
@@ -408,9 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-trainer", action="store_true")
     p.add_argument("--points", type=int, default=POINTS, help="losses per run in the frame part")
     p.add_argument("--json", default=None, help="also write the figures here")
-    p.add_argument("--only", default=None, metavar="WxH",
-                   help="frame part: only the case of this terminal size (and the scaling screen); "
-                        "'scaling': the scaling screen alone")
+    p.add_argument(
+        "--only",
+        default=None,
+        metavar="WxH",
+        help="frame part: only the case of this terminal size (and the scaling screen); "
+        "'scaling': the scaling screen alone",
+    )
     args = p.parse_args(argv)
     args.repeats = 1 if args.quick else 2
     args.batch_sizes = [60, 600] if args.quick else [6, 60, 600]
@@ -421,47 +501,65 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": platform.node(), "python": sys.version.split()[0]}
 
     if not args.skip_frame:
-        print(f"1. one frame of the loss grid, {args.points:,} losses per run, beside plotext on the same points\n"
-              "   (CPU ms of this process, best and median of the repeats: on a shared VM, wall time and even\n"
-              "   CPU time count other processes and steal; the best frame is the least disturbed one)")
-        costs = state_costs(args.points) if args.only != "scaling" else {"events": 0, "apply_s": 0.0,
-                                                                          "ema_first_s": 0.0, "index_first_s": 0.0}
+        print(
+            f"1. one frame of the loss grid, {args.points:,} losses per run, beside plotext on the same points\n"
+            "   (CPU ms of this process, best and median of the repeats: on a shared VM, wall time and even\n"
+            "   CPU time count other processes and steal; the best frame is the least disturbed one)"
+        )
+        costs = (
+            state_costs(args.points)
+            if args.only != "scaling"
+            else {"events": 0, "apply_s": 0.0, "ema_first_s": 0.0, "index_first_s": 0.0}
+        )
         if args.only != "scaling":
-            print(f"  one-off: {costs['events']:,} events -> state {costs['apply_s']:.2f} s, first EMA pass "
-                  f"{costs['ema_first_s']:.2f} s, first block summaries {costs['index_first_s']:.2f} s (5 runs)")
+            print(
+                f"  one-off: {costs['events']:,} events -> state {costs['apply_s']:.2f} s, first EMA pass "
+                f"{costs['ema_first_s']:.2f} s, first block summaries {costs['index_first_s']:.2f} s (5 runs)"
+            )
         report["state"] = costs
         frames = {}
         for size, n_runs, target in FRAME_CASES:
             if args.only and args.only != f"{size[0]}x{size[1]}" or args.only == "scaling":
                 continue
-            for name, r in frame_ms(size, n_runs, repeats=9 if args.quick else 25, points=args.points).items():
+            for name, r in frame_ms(
+                size, n_runs, repeats=9 if args.quick else 25, points=args.points
+            ).items():
                 key = f"{size[0]}x{size[1]} {n_runs} runs {name}"
                 frames[key] = r
                 verdict = "ok" if r["cpu_best_ms"] < target else f"OVER {target:.0f} ms"
-                print(f"  {key:28} {r['plots']:>2} plot(s) of {r['plot_size']:>6}: best {r['cpu_best_ms']:6.1f} ms, "
-                      f"median {r['cpu_median_ms']:6.1f} (wall {r['median_ms']:6.1f})  plotext best "
-                      f"{r['plotext_best_ms']:7.1f} ms ({r['plotext_best_ms'] / max(1e-3, r['cpu_best_ms']):4.1f}x)"
-                      f"  [{verdict}]", flush=True)
+                print(
+                    f"  {key:28} {r['plots']:>2} plot(s) of {r['plot_size']:>6}: best {r['cpu_best_ms']:6.1f} ms, "
+                    f"median {r['cpu_median_ms']:6.1f} (wall {r['median_ms']:6.1f})  plotext best "
+                    f"{r['plotext_best_ms']:7.1f} ms ({r['plotext_best_ms'] / max(1e-3, r['cpu_best_ms']):4.1f}x)"
+                    f"  [{verdict}]",
+                    flush=True,
+                )
         report["frame"] = frames
 
         r = scaling_frame_ms(repeats=5 if args.quick else 15)
         verdict = "ok" if r["frame_best_ms"] < SCALING_TARGET_MS else f"OVER {SCALING_TARGET_MS:.0f} ms"
-        print(f"1b. the scaling screen at {SCALING_SIZE[0]}x{SCALING_SIZE[1]}, a {len(GRID_BATCHES)} x {len(GRID_LRS)} x "
-              f"{GRID_SEEDS} grid ({r['runs']} runs, {r['cells']} cells): one frame (the matrix in all 5 metrics, "
-              f"{r['plots']} charts of {r['plot_size']}) best {r['frame_best_ms']:.1f} ms, median "
-              f"{r['frame_median_ms']:.1f} ms [{verdict}]; the analysis behind it (once per finished run: "
-              f"B_crit and lr-rule draws) best {r['analysis_best_ms']:.0f} ms, median {r['analysis_median_ms']:.0f} ms")
+        print(
+            f"1b. the scaling screen at {SCALING_SIZE[0]}x{SCALING_SIZE[1]}, a {len(GRID_BATCHES)} x {len(GRID_LRS)} x "
+            f"{GRID_SEEDS} grid ({r['runs']} runs, {r['cells']} cells): one frame (the matrix in all 5 metrics, "
+            f"{r['plots']} charts of {r['plot_size']}) best {r['frame_best_ms']:.1f} ms, median "
+            f"{r['frame_median_ms']:.1f} ms [{verdict}]; the analysis behind it (once per finished run: "
+            f"B_crit and lr-rule draws) best {r['analysis_best_ms']:.0f} ms, median {r['analysis_median_ms']:.0f} ms"
+        )
         report["scaling"] = r
 
     if not args.skip_trainer:
-        print(f"2. trainer iterations/s, app attached vs headless, device {device_label(args.device)} "
-              f"(target attached >= {ATTACHED_TARGET:.0%} of headless)")
+        print(
+            f"2. trainer iterations/s, app attached vs headless, device {device_label(args.device)} "
+            f"(target attached >= {ATTACHED_TARGET:.0%} of headless)"
+        )
         result = attached_vs_headless(args)
         table = result["per_batch_size"]
         for b, r in table.items():
             verdict = "ok" if r["ratio"] >= ATTACHED_TARGET else "BELOW TARGET"
-            print(f"  bs {b:>5}: headless {r['headless_it_s']:9,.1f} it/s  attached {r['attached_it_s']:9,.1f} it/s  "
-                  f"attached/headless {r['ratio']:.3f}  [{verdict}]")
+            print(
+                f"  bs {b:>5}: headless {r['headless_it_s']:9,.1f} it/s  attached {r['attached_it_s']:9,.1f} it/s  "
+                f"attached/headless {r['ratio']:.3f}  [{verdict}]"
+            )
         print(f"  the app itself used {result['app_cpu_fraction']:.0%} of one core while the sweep ran")
         report["attached_vs_headless"] = {"device": device_label(args.device), **result}
 

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny sweeps on generated data, fast enough for CI on 2 cores."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """`python -m trainer ...`: see trainer.cli."""
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ optimizer; SGD and LAMB are tested).
 `no_sync` context, so data parallel ranks (trainer.ddp) reuse it on their slice of a
 global batch. Losses stay on the device (no host sync).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,7 +62,11 @@ def accumulate_gradients(
         sync = no_sync() if no_sync is not None and i < len(parts) - 1 else contextlib.nullcontext()
         with sync:
             # Each micro-batch's mean loss weighted by its share: the sum is the batch's mean loss.
-            loss = F.nll_loss(model(x[part]), y[part]) * share if part.stop > part.start else _zero_loss(model, x[part])
+            loss = (
+                F.nll_loss(model(x[part]), y[part]) * share
+                if part.stop > part.start
+                else _zero_loss(model, x[part])
+            )
             (loss * scale).backward()
         loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
     return loss_sum

@@ -24,6 +24,7 @@ sqrt(p (1 - p) / n) (at most 0.5 / sqrt(n): 1.1 points at n = 2,000, 0.5 points 
 Stratifying by class removes the part of it that comes from the class mix, so this is an upper bound.
 Every run is scored on the same images, so differences between runs are measured more finely than that.
 """
+
 from __future__ import annotations
 
 import math
@@ -155,8 +156,11 @@ def evaluations(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, An
             if not _finite(samples):
                 continue
         per_run.setdefault(run, {})[(kind, float(samples))] = {
-            "eval_set": kind, "samples": float(samples), "iter": at if _finite(at) else None,
-            "test_acc": float(e["test_acc"]) if _finite(e.get("test_acc")) else None}
+            "eval_set": kind,
+            "samples": float(samples),
+            "iter": at if _finite(at) else None,
+            "test_acc": float(e["test_acc"]) if _finite(e.get("test_acc")) else None,
+        }
     return {run: [by[k] for k in sorted(by, key=lambda k: (k[1], k[0]))] for run, by in per_run.items()}
 
 

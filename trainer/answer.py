@@ -22,6 +22,7 @@ trainer.scaling.analyse, the fit trainer.bcrit): the app's scaling screen, repor
   square root (0.5, Malladi et al. 2022) or flat (0) when the interval holds exactly one of them.
   The rule passes through the measured best lrs: it is never anchored at an lr the grid did not try.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,11 +37,21 @@ from trainer.recommend import recommendation
 
 #: The matrix's metrics, in the order a key cycles them.
 METRICS: tuple[str, ...] = ("time", "steps", "accuracy", "loss", "status")
-METRIC_NAMES = {"time": "time to target alone (s)", "steps": "steps to target", "accuracy": "best test accuracy",
-                "loss": "final training loss", "status": "status"}
+METRIC_NAMES = {
+    "time": "time to target alone (s)",
+    "steps": "steps to target",
+    "accuracy": "best test accuracy",
+    "loss": "final training loss",
+    "status": "status",
+}
 LOWER_IS_BETTER = {"time": True, "steps": True, "accuracy": False, "loss": True, "status": True}
 
-PERFECT, DIMINISHING, NO_GAIN, NOT_REACHED = "perfect scaling", "diminishing returns", "no gain", "not reached"
+PERFECT, DIMINISHING, NO_GAIN, NOT_REACHED = (
+    "perfect scaling",
+    "diminishing returns",
+    "no gain",
+    "not reached",
+)
 TRAINING = "still training"  # a batch size with no lr at the target yet and runs still training
 PERFECT_SLOPE = -2.0 / 3.0  # d log S / d log B at or below this: perfect scaling (B <= B_crit / 2)
 NO_GAIN_SLOPE = -0.2  # at or above this: no gain (B >= 4 B_crit)
@@ -108,8 +119,12 @@ def cell_status(p: dict[str, Any]) -> str:
 
 
 def _eligible(p: dict[str, Any]) -> bool:
-    return (bool(p.get("seeds")) and p.get("reached") == p.get("seeds") and finite(p.get("steps"))
-            and not any(s in UNUSABLE or s in UNFINISHED for s in p.get("statuses") or []))
+    return (
+        bool(p.get("seeds"))
+        and p.get("reached") == p.get("seeds")
+        and finite(p.get("steps"))
+        and not any(s in UNUSABLE or s in UNFINISHED for s in p.get("statuses") or [])
+    )
 
 
 def _metric(p: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
@@ -163,9 +178,18 @@ def matrix(points: Sequence[dict[str, Any]], metric: str = "time", variant: str 
             continue
         value, spread = _metric(p, metric)
         key = (int(p["batch_size"]), float(p["lr"]))
-        cells[key] = Cell(key[0], key[1], int(p.get("seeds") or 0), int(p.get("reached") or 0), cell_status(p),
-                          value if finite(value) else None, spread if finite(spread) else None, _eligible(p),
-                          (p.get("fused_runs") or 0) > 1, p)
+        cells[key] = Cell(
+            key[0],
+            key[1],
+            int(p.get("seeds") or 0),
+            int(p.get("reached") or 0),
+            cell_status(p),
+            value if finite(value) else None,
+            spread if finite(spread) else None,
+            _eligible(p),
+            (p.get("fused_runs") or 0) > 1,
+            p,
+        )
     batch_sizes = sorted({b for b, _ in cells})
     lrs = sorted({lr for _, lr in cells})
     best: dict[int, float] = {}
@@ -178,8 +202,11 @@ def matrix(points: Sequence[dict[str, Any]], metric: str = "time", variant: str 
                 continue
             # Time and steps: only an lr every seed of which reached the target, none lost on the way.
             # Accuracy and loss: any lr whose runs ended usable.
-            ok = c.eligible if metric in ("time", "steps", "status") else not any(
-                s in c.status for s in UNUSABLE)
+            ok = (
+                c.eligible
+                if metric in ("time", "steps", "status")
+                else not any(s in c.status for s in UNUSABLE)
+            )
             r = _rank(c.point, metric) if ok else None
             if r is not None:
                 row.append((r, lr))
@@ -208,8 +235,13 @@ def cell_text(c: Cell | None, metric: str) -> str:
     else:
         text = sig(c.value, 3)
     if c.seeds > 1 and c.spread is not None:
-        spread = (f"{100 * c.spread:.1f}" if metric == "accuracy" else
-                  count(c.spread) if metric == "steps" else sig(c.spread, 2))
+        spread = (
+            f"{100 * c.spread:.1f}"
+            if metric == "accuracy"
+            else count(c.spread)
+            if metric == "steps"
+            else sig(c.spread, 2)
+        )
         text += f"±{spread}"
     if metric == "time" and c.fused and not finite(c.point.get("time_alone_s")):  # a share of a group's time
         text += "÷"
@@ -309,27 +341,68 @@ def curve(analysis: dict[str, Any]) -> Curve:
     fit = analysis.get("b_crit") or {}
     b_crit = fit.get("B_crit") if fit.get("determined") and finite(fit.get("B_crit")) else None
     reached = [p for p in best if p.get("reached_target") and finite(p.get("steps"))]
-    slopes = dict(zip((p["batch_size"] for p in reached),
-                      measured_slopes([p["batch_size"] for p in reached],
-                                      [_mid(p.get("steps_lo"), p["steps"]) for p in reached])))
-    training = {int(q["batch_size"]) for q in analysis.get("points") or []
-                if any(s in UNFINISHED for s in q.get("statuses") or [])}
+    slopes = dict(
+        zip(
+            (p["batch_size"] for p in reached),
+            measured_slopes(
+                [p["batch_size"] for p in reached], [_mid(p.get("steps_lo"), p["steps"]) for p in reached]
+            ),
+        )
+    )
+    training = {
+        int(q["batch_size"])
+        for q in analysis.get("points") or []
+        if any(s in UNFINISHED for s in q.get("statuses") or [])
+    }
     points = []
     for p in best:
         b = p["batch_size"]
         if not (p.get("reached_target") and finite(p.get("steps"))):
             regime = TRAINING if b in training else NOT_REACHED
             why = "still training" if b in training else str(p.get("left_out") or "no lr reached the target")
-            points.append(CurvePoint(b, None, False, None, None, None, None, None, None, None, None, regime,
-                                     None, None, why, b in training))
+            points.append(
+                CurvePoint(
+                    b,
+                    None,
+                    False,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    regime,
+                    None,
+                    None,
+                    why,
+                    b in training,
+                )
+            )
             continue
         measured = slopes.get(b)
         fitted = fit_slope(b, b_crit) if b_crit else None
         m_regime, f_regime = classify(measured), classify(fitted)
-        points.append(CurvePoint(
-            b, p.get("lr"), True, p["steps"], p.get("steps_lo"), p.get("samples"), p.get("samples_lo"),
-            *_time_of(p), measured, fitted, f_regime or m_regime or "one point: no slope",
-            m_regime, f_regime, "", b in training))
+        points.append(
+            CurvePoint(
+                b,
+                p.get("lr"),
+                True,
+                p["steps"],
+                p.get("steps_lo"),
+                p.get("samples"),
+                p.get("samples_lo"),
+                *_time_of(p),
+                measured,
+                fitted,
+                f_regime or m_regime or "one point: no slope",
+                m_regime,
+                f_regime,
+                "",
+                b in training,
+            )
+        )
     b_simple = analysis.get("b_simple")
     return Curve(points, fit, b_simple if finite(b_simple) else None)
 
@@ -352,13 +425,20 @@ def regime_sentence(c: Curve) -> str:
     parts = [f"{regime} at batch {', '.join(map(str, bs))}" for regime, bs in groups]
     fit = c.fit
     if fit.get("determined") and finite(fit.get("B_crit")):
-        source = (f"from the fit: B_crit {sig(fit['B_crit'])}, 95% {sig(fit.get('B_crit_lo'))}–"
-                  f"{sig(fit.get('B_crit_hi'))}")
+        source = (
+            f"from the fit: B_crit {sig(fit['B_crit'])}, 95% {sig(fit.get('B_crit_lo'))}–"
+            f"{sig(fit.get('B_crit_hi'))}"
+        )
         differ = [p.batch_size for p in pts if p.measured_regime and p.measured_regime != p.fit_regime]
         if differ:
-            source += (f"; the measured slopes say otherwise at batch {', '.join(map(str, differ))}: "
-                       + ", ".join(f"{p.batch_size} {p.measured_regime} (slope {p.measured_slope:.2f})"
-                                   for p in pts if p.batch_size in differ))
+            source += (
+                f"; the measured slopes say otherwise at batch {', '.join(map(str, differ))}: "
+                + ", ".join(
+                    f"{p.batch_size} {p.measured_regime} (slope {p.measured_slope:.2f})"
+                    for p in pts
+                    if p.batch_size in differ
+                )
+            )
     else:
         source = "from the measured slopes between neighbouring batch sizes; B_crit is not determined"
     missed = [p.batch_size for p in c.points if p.regime == NOT_REACHED]
@@ -419,12 +499,14 @@ def _ols(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 def _overlaps(p: dict[str, Any], best: dict[str, Any]) -> bool:
     """The crossing intervals of two points overlap (each widened by one sd over seeds)."""
+
     def bounds(q: dict[str, Any]) -> tuple[float, float]:
         hi = float(q["steps"])
         lo = float(q["steps_lo"]) if finite(q.get("steps_lo")) else hi
         sd = float(q["steps_std"]) if finite(q.get("steps_std")) else 0.0
         k = q.get("split_chunks") or 1
         return (lo - sd) * k, (hi + sd) * k
+
     a, b = bounds(p), bounds(best)
     return a[0] <= b[1] and b[0] <= a[1]
 
@@ -434,7 +516,11 @@ def best_lrs(points: Sequence[dict[str, Any]], variant: str | None = None) -> li
     trainer.scaling.best_per_batch) and its tie band."""
     by_batch: dict[int, list[dict[str, Any]]] = {}
     for p in points:
-        if (variant is None or str(p.get("variant") or "") == variant) and finite(p.get("lr")) and p["lr"] > 0:
+        if (
+            (variant is None or str(p.get("variant") or "") == variant)
+            and finite(p.get("lr"))
+            and p["lr"] > 0
+        ):
             by_batch.setdefault(int(p["batch_size"]), []).append(p)
     out = []
     for b, ps in sorted(by_batch.items()):
@@ -447,12 +533,24 @@ def best_lrs(points: Sequence[dict[str, Any]], variant: str | None = None) -> li
         t_lo, t_hi = min(ties), max(ties)
         i_lo, i_hi = tried.index(t_lo), tried.index(t_hi)
         # Halfway (geometric) to the next lr tried; at the grid's end, as far as the grid's own step.
-        step_lo = tried[i_lo] / tried[i_lo - 1] if i_lo > 0 else (tried[1] / tried[0] if len(tried) > 1 else 1.0)
-        step_hi = tried[i_hi + 1] / tried[i_hi] if i_hi + 1 < len(tried) else (
-            tried[-1] / tried[-2] if len(tried) > 1 else 1.0)
-        edge = "lowest" if t_lo == tried[0] and top["lr"] == tried[0] and len(tried) > 1 else (
-            "highest" if t_hi == tried[-1] and top["lr"] == tried[-1] and len(tried) > 1 else "")
-        out.append(BestLr(b, float(top["lr"]), t_lo, t_hi, t_lo / math.sqrt(step_lo), t_hi * math.sqrt(step_hi), edge))
+        step_lo = (
+            tried[i_lo] / tried[i_lo - 1] if i_lo > 0 else (tried[1] / tried[0] if len(tried) > 1 else 1.0)
+        )
+        step_hi = (
+            tried[i_hi + 1] / tried[i_hi]
+            if i_hi + 1 < len(tried)
+            else (tried[-1] / tried[-2] if len(tried) > 1 else 1.0)
+        )
+        edge = (
+            "lowest"
+            if t_lo == tried[0] and top["lr"] == tried[0] and len(tried) > 1
+            else ("highest" if t_hi == tried[-1] and top["lr"] == tried[-1] and len(tried) > 1 else "")
+        )
+        out.append(
+            BestLr(
+                b, float(top["lr"]), t_lo, t_hi, t_lo / math.sqrt(step_lo), t_hi * math.sqrt(step_hi), edge
+            )
+        )
     return out
 
 
@@ -466,14 +564,23 @@ def _kind(lo: float, hi: float, slope: float) -> str:
     return f"none of linear / square root / flat (nearest: {nearest})"
 
 
-def lr_rule(points: Sequence[dict[str, Any]], variant: str | None = None, draws: int = DRAWS, seed: int = SEED) -> LrRule:
+def lr_rule(
+    points: Sequence[dict[str, Any]], variant: str | None = None, draws: int = DRAWS, seed: int = SEED
+) -> LrRule:
     """The measured lr rule: best lr against batch size on log-log axes, fitted by least squares
     through the best lrs tried, with the slope's 95% interval from draws over the tie bands."""
     best = best_lrs(points, variant)
     if len(best) < 2:
         n = len(best)
-        return LrRule(best, None, None, None, None, "",
-                      f"{n} batch size{'' if n == 1 else 's'} with a best lr; a slope needs 2")
+        return LrRule(
+            best,
+            None,
+            None,
+            None,
+            None,
+            "",
+            f"{n} batch size{'' if n == 1 else 's'} with a best lr; a slope needs 2",
+        )
     x = [math.log(p.batch_size) for p in best]
     intercept, slope = _ols(x, [math.log(p.lr) for p in best])
     rng = random.Random(seed)
@@ -501,8 +608,10 @@ def rule_sentence(rule: LrRule) -> str:
     """The lr rule in words, with the rule's lr for batch sizes not run."""
     if rule.slope is None:
         return f"lr rule: not measured ({rule.reason})"
-    text = (f"lr rule: best lr ~ B^{rule.slope:.2f} (95% {rule.slope_lo:.2f} to {rule.slope_hi:.2f}, "
-            f"{len(rule.best)} batch sizes): {rule.kind}")
+    text = (
+        f"lr rule: best lr ~ B^{rule.slope:.2f} (95% {rule.slope_lo:.2f} to {rule.slope_hi:.2f}, "
+        f"{len(rule.best)} batch sizes): {rule.kind}"
+    )
     edges = [f"batch {p.batch_size} ({p.at_edge} lr tried)" for p in rule.best if p.at_edge]
     if edges:
         text += f"; best lr at the grid's end for {', '.join(edges)}: the optimum may lie beyond"
@@ -550,18 +659,29 @@ def b_simple_sentence(analysis: dict[str, Any]) -> str:
     if finite(value):
         over = f"median over batch {', '.join(map(str, batches))}; " if batches else ""
         if analysis.get("b_simple_at") == "end":  # no probe readings around the crossings (trainer.scaling)
-            return (f"B_simple at the target: not recorded; at the runs' end {sig(value)} ({over}the gradient noise "
-                    "scale grows as the loss falls, so this is later in training than the target)")
+            return (
+                f"B_simple at the target: not recorded; at the runs' end {sig(value)} ({over}the gradient noise "
+                "scale grows as the loss falls, so this is later in training than the target)"
+            )
         return f"B_simple at the target {sig(value)} ({over}the gradient noise scale: batches well above it stop paying)"
-    measured = [p["b_simple"] for p in analysis.get("points") or [] if finite(p.get("b_simple")) and p["b_simple"] > 0]
+    measured = [
+        p["b_simple"] for p in analysis.get("points") or [] if finite(p.get("b_simple")) and p["b_simple"] > 0
+    ]
     if measured:
-        return (f"B_simple at the target: no batch size that reached it has one; measured per point "
-                f"{sig(min(measured))}–{sig(max(measured))} ({len(measured)} points)")
+        return (
+            f"B_simple at the target: no batch size that reached it has one; measured per point "
+            f"{sig(min(measured))}–{sig(max(measured))} ({len(measured)} points)"
+        )
     return "B_simple: not measured by any run yet"
 
 
-def answer_lines(analysis: dict[str, Any], target: float | None, device: str = "", variant: str | None = None,
-                 unfinished: int = 0) -> list[str]:
+def answer_lines(
+    analysis: dict[str, Any],
+    target: float | None,
+    device: str = "",
+    variant: str | None = None,
+    unfinished: int = 0,
+) -> list[str]:
     """The answer as sentences, for the end of `python -m trainer run`, report.md and the app."""
     points = analysis.get("points") or []
     steps = matrix(points, "steps", variant)
@@ -585,6 +705,10 @@ def answers(scaling: dict[str, Any], target: float | None, device: str = "") -> 
         return []
     variants = scaling.get("variants")
     if isinstance(variants, dict):
-        return [f"{name}: {line}" for name, a in variants.items() if isinstance(a, dict)
-                for line in answer_lines(a, target, device)]
+        return [
+            f"{name}: {line}"
+            for name, a in variants.items()
+            if isinstance(a, dict)
+            for line in answer_lines(a, target, device)
+        ]
     return answer_lines(scaling, target, device)

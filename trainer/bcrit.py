@@ -25,6 +25,7 @@ with the fewest steps in that draw, so the interval holds the lr choice too (a b
 The result is "not determined" when fewer than MIN_POINTS batch sizes remain or the B_crit interval
 spans more than MAX_SPAN (10x), is open, or the crossings' resolution is unknown.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,12 @@ def _percentiles(values: np.ndarray, level: float = LEVEL) -> tuple[float, float
 
 def _solver(batch_sizes: np.ndarray, steps_mid: np.ndarray, samples_mid: np.ndarray) -> np.ndarray:
     """The fixed linear map from stacked targets [S_1..S_m, E_1..E_m] to (S_min, E_min)."""
-    design = np.concatenate([np.stack([np.ones_like(batch_sizes), 1.0 / batch_sizes], axis=1),
-                             np.stack([batch_sizes, np.ones_like(batch_sizes)], axis=1)])
+    design = np.concatenate(
+        [
+            np.stack([np.ones_like(batch_sizes), 1.0 / batch_sizes], axis=1),
+            np.stack([batch_sizes, np.ones_like(batch_sizes)], axis=1),
+        ]
+    )
     weights = np.concatenate([1.0 / steps_mid, 1.0 / samples_mid])
     wa = design * weights[:, None]
     # theta = (A^T W^2 A)^-1 A^T W^2 y: the pseudo-inverse of WA applied to W y.
@@ -96,7 +101,9 @@ def fit_with_uncertainty(
     sizes = sorted(b for b, runs in points.items() if runs)
     out: dict[str, Any] = {"determined": False, "reason": "", "batch_sizes": sizes, "points": len(sizes)}
     if len(sizes) < 2:
-        out["reason"] = f"{len(sizes)} batch size{'' if len(sizes) == 1 else 's'} reached the target; a fit needs {MIN_POINTS}"
+        out["reason"] = (
+            f"{len(sizes)} batch size{'' if len(sizes) == 1 else 's'} reached the target; a fit needs {MIN_POINTS}"
+        )
         return out
     b = np.asarray(sizes, dtype=np.float64)
     crossings = [list(points[s]) for s in sizes]
@@ -116,8 +123,10 @@ def fit_with_uncertainty(
                 raise ValueError(f"batch size {s:g}: crossing interval out of order or empty: {c}")
     picks: dict[str, list[float]] = {}
     for j, runs in enumerate(crossings):
-        lo_s = np.array([c.steps_lo for c in runs]); hi_s = np.array([c.steps_hi for c in runs])  # noqa: E702
-        lo_e = np.array([c.samples_lo for c in runs]); hi_e = np.array([c.samples_hi for c in runs])  # noqa: E702
+        lo_s = np.array([c.steps_lo for c in runs])
+        hi_s = np.array([c.steps_hi for c in runs])  # noqa: E702
+        lo_e = np.array([c.samples_lo for c in runs])
+        hi_e = np.array([c.samples_hi for c in runs])  # noqa: E702
         s_mid[j], e_mid[j] = float(np.mean((lo_s + hi_s) / 2)), float(np.mean((lo_e + hi_e) / 2))
         s_draw[:, j], e_draw[:, j] = _draw(runs, rng, draws)
         alts = others.get(float(sizes[j])) or []
@@ -144,8 +153,12 @@ def fit_with_uncertainty(
     grid = np.geomspace(b.min(), b.max(), BAND_POINTS)
     curves = s_min[:, None] + e_min[:, None] / grid[None, :]
     band = np.percentile(curves, [100 * (1 - LEVEL) / 2, 50, 100 * (1 + LEVEL) / 2], axis=0)
-    out["band"] = {"batch": grid.tolist(), "steps_lo": band[0].tolist(), "steps_mid": band[1].tolist(),
-                   "steps_hi": band[2].tolist()}
+    out["band"] = {
+        "batch": grid.tolist(),
+        "steps_lo": band[0].tolist(),
+        "steps_mid": band[1].tolist(),
+        "steps_hi": band[2].tolist(),
+    }
     out["reason"] = _undetermined(len(sizes), lo, hi, resolution_known)
     out["determined"] = not out["reason"]
     return out
@@ -154,27 +167,39 @@ def fit_with_uncertainty(
 def _draw(runs: Sequence[Crossing], rng: np.random.Generator, draws: int) -> tuple[np.ndarray, np.ndarray]:
     """`draws` draws of one point's mean (steps, examples) to the target: its seeds resampled with
     replacement, each crossing drawn uniformly inside its interval (steps and examples alike)."""
-    lo_s = np.array([c.steps_lo for c in runs]); hi_s = np.array([c.steps_hi for c in runs])  # noqa: E702
-    lo_e = np.array([c.samples_lo for c in runs]); hi_e = np.array([c.samples_hi for c in runs])  # noqa: E702
+    lo_s = np.array([c.steps_lo for c in runs])
+    hi_s = np.array([c.steps_hi for c in runs])  # noqa: E702
+    lo_e = np.array([c.samples_lo for c in runs])
+    hi_e = np.array([c.samples_hi for c in runs])  # noqa: E702
     n = len(runs)
     pick = rng.integers(0, n, size=(draws, n)) if n > 1 else np.zeros((draws, 1), dtype=np.int64)
     u = rng.random((draws, n))
-    return (lo_s[pick] + u * (hi_s - lo_s)[pick]).mean(axis=1), (lo_e[pick] + u * (hi_e - lo_e)[pick]).mean(axis=1)
+    return (lo_s[pick] + u * (hi_s - lo_s)[pick]).mean(axis=1), (lo_e[pick] + u * (hi_e - lo_e)[pick]).mean(
+        axis=1
+    )
 
 
 def _undetermined(n: int, lo: float, hi: float, resolution_known: bool) -> str:
     """Why the B_crit interval does not determine it ("" when it does)."""
     if n < MIN_POINTS:
-        return f"only {n} batch sizes reached the target; a fit needs {MIN_POINTS} (2 points always fit exactly)"
+        return (
+            f"only {n} batch sizes reached the target; a fit needs {MIN_POINTS} (2 points always fit exactly)"
+        )
     if not resolution_known:
-        return ("the crossings' resolution is unknown (summaries without iters_to_target_lo): the interval "
-                "holds the seeds' spread only")
+        return (
+            "the crossings' resolution is unknown (summaries without iters_to_target_lo): the interval "
+            "holds the seeds' spread only"
+        )
     if not math.isfinite(hi) or lo <= 0:
-        return (f"the 95% interval is open ({_g(lo)} to {_g(hi)}): the points do not pin the bend of "
-                "S(B); add batch sizes around it or evaluate more often")
+        return (
+            f"the 95% interval is open ({_g(lo)} to {_g(hi)}): the points do not pin the bend of "
+            "S(B); add batch sizes around it or evaluate more often"
+        )
     if hi / lo > MAX_SPAN:
-        return (f"the 95% interval spans {hi / lo:.0f}x ({_g(lo)} to {_g(hi)}), more than {MAX_SPAN:.0f}x: "
-                "evaluate more often (sweep.eval_every) or add seeds")
+        return (
+            f"the 95% interval spans {hi / lo:.0f}x ({_g(lo)} to {_g(hi)}), more than {MAX_SPAN:.0f}x: "
+            "evaluate more often (sweep.eval_every) or add seeds"
+        )
     return ""
 
 

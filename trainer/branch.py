@@ -20,6 +20,7 @@ counted from the branch point), as the sweep's crossings of the target are. Each
 the base run's noise-probe B_simple there, is emitted as `branch_point`; the curve, the schedule it
 proposes (trainer.schedule) and its expected savings as `branch_result`, before `sweep_finished`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,7 +67,9 @@ class PointKeeper:
     """The base run's epoch-end hook: its usual hook (the checkpoint writer) first, then, after each of
     `epochs`, a kept copy of its checkpoint."""
 
-    def __init__(self, epochs: list[int], run_dir: str = "", inner: Callable[[Run], None] | None = None) -> None:
+    def __init__(
+        self, epochs: list[int], run_dir: str = "", inner: Callable[[Run], None] | None = None
+    ) -> None:
         self.epochs, self.run_dir, self.inner = set(epochs), run_dir, inner
         self.points: dict[int, BranchPoint] = {}
 
@@ -88,9 +91,14 @@ class PointKeeper:
                 raise RunDirWriteError(Path(self.run_dir), exc) from exc
             path = str(target)
         noise = run.probes.noise if run.probes is not None else None
-        self.points[totals.epochs] = BranchPoint(totals.epochs, totals.iters, totals.samples, buf.getvalue(), path,
-                                                 noise.figures() if noise is not None else {})
-
+        self.points[totals.epochs] = BranchPoint(
+            totals.epochs,
+            totals.iters,
+            totals.samples,
+            buf.getvalue(),
+            path,
+            noise.figures() if noise is not None else {},
+        )
 
     def recover(self, run_id: str) -> None:
         """Take up the points a resumed sweep's base run kept before the interruption (its kept files)."""
@@ -99,7 +107,9 @@ class PointKeeper:
             if path is None or not path.is_file():
                 continue
             state = load_checkpoint(path)
-            self.points[epoch] = BranchPoint(epoch, int(state["iters"]), int(state["samples"]), b"", str(path))
+            self.points[epoch] = BranchPoint(
+                epoch, int(state["iters"]), int(state["samples"]), b"", str(path)
+            )
 
 
 def branch_specs(cfg: Config, base: RunSpec, epoch: int) -> list[RunSpec]:
@@ -108,9 +118,16 @@ def branch_specs(cfg: Config, base: RunSpec, epoch: int) -> list[RunSpec]:
     lrs = {(b, f): resolved_lr(cfg, b) * f for b in br.batch_sizes for f in br.lr_factors}
     labels = lr_labels(list(lrs.values()))
     many = len(br.lr_factors) > 1
-    return [dataclasses.replace(base, run_id=f"e{epoch}-bs{b}" + (f"-lr{labels[lr]}" if many else ""), batch_size=b,
-                                lr=lr, split_chunks=1)
-            for (b, _), lr in lrs.items()]
+    return [
+        dataclasses.replace(
+            base,
+            run_id=f"e{epoch}-bs{b}" + (f"-lr{labels[lr]}" if many else ""),
+            batch_size=b,
+            lr=lr,
+            split_chunks=1,
+        )
+        for (b, _), lr in lrs.items()
+    ]
 
 
 def max_samples(cfg: Config, n_train: int) -> int:
@@ -156,17 +173,34 @@ def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
     """Put a prepared branch run at the base run's point: weights, optimizer state and RNG from the
     checkpoint, its position (epoch, iterations, samples) from the base run, everything measured fresh."""
     mine = dict(state)
-    mine.update(run=run.spec.run_id, batch_size=run.spec.batch_size, lr=run.spec.lr, split_chunks=1, probes=None,
-                totals={"epochs": point.epoch, "iters": point.iters, "samples": point.samples})
+    mine.update(
+        run=run.spec.run_id,
+        batch_size=run.spec.batch_size,
+        lr=run.spec.lr,
+        split_chunks=1,
+        probes=None,
+        totals={"epochs": point.epoch, "iters": point.iters, "samples": point.samples},
+    )
     restore_run(run, mine)
     for group in run.optimizer.param_groups:
         group["lr"] = run.spec.lr  # the branch's lr, not the base run's; its warm-up is long over
     run.warmup_iters = 0
 
 
-def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSettings, dataset: Dataset,
-                 device: torch.device, emitter: Emitter, test: TestSet,
-                 controls: Controls | None, run_dir: str, base_run: str, runs: list[Any]) -> dict[str, Any]:
+def train_branch(
+    spec: RunSpec,
+    point: BranchPoint,
+    cfg: Config,
+    settings: RunSettings,
+    dataset: Dataset,
+    device: torch.device,
+    emitter: Emitter,
+    test: TestSet,
+    controls: Controls | None,
+    run_dir: str,
+    base_run: str,
+    runs: list[Any],
+) -> dict[str, Any]:
     """Train one branch until the slice loss falls by branch.decrease (or max_samples), appending its run to
     `runs` first (a stop then ends it as any run); returns its measurement {batch_size, lr, crossing, step_s,
     loss}."""
@@ -188,9 +222,18 @@ def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSe
     if oom is None:
         loss0, acc0 = evaluate(run.model, test.slice_x, test.slice_y)
     target = loss0 * (1 - cfg.branch.decrease) if loss0 is not None else None
-    run.started_extra = {"branch": {"base_run": base_run, "epoch": point.epoch, "iters": point.iters,
-                                    "samples": point.samples, "loss": loss0, "acc": acc0,
-                                    "decrease": cfg.branch.decrease, "target_loss": target}}
+    run.started_extra = {
+        "branch": {
+            "base_run": base_run,
+            "epoch": point.epoch,
+            "iters": point.iters,
+            "samples": point.samples,
+            "loss": loss0,
+            "acc": acc0,
+            "decrease": cfg.branch.decrease,
+            "target_loss": target,
+        }
+    }
     run.announce(oom)
     hit: Crossing | None = None
     while not run.finished:
@@ -204,12 +247,25 @@ def train_branch(spec: RunSpec, point: BranchPoint, cfg: Config, settings: RunSe
     step_s = (totals.wall_s + run.wall.total) / iters if iters > 0 else None
     if not run.finished:
         if hit is not None:
-            run.finish("done", f"the evaluation-slice loss fell by {cfg.branch.decrease:.0%} after {hit.steps_hi} steps")
+            run.finish(
+                "done",
+                f"the evaluation-slice loss fell by {cfg.branch.decrease:.0%} after {hit.steps_hi} steps",
+            )
         else:
-            run.finish("done", f"the evaluation-slice loss did not fall by {cfg.branch.decrease:.0%} "
-                               f"within {limit} samples (branch.max_samples)")
-    return {"run": spec.run_id, "batch_size": spec.batch_size, "lr": spec.lr, "crossing": hit,
-                 "step_s": step_s, "status": run.status, "loss": loss0}
+            run.finish(
+                "done",
+                f"the evaluation-slice loss did not fall by {cfg.branch.decrease:.0%} "
+                f"within {limit} samples (branch.max_samples)",
+            )
+    return {
+        "run": spec.run_id,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "crossing": hit,
+        "step_s": step_s,
+        "status": run.status,
+        "loss": loss0,
+    }
 
 
 def load_point(point: BranchPoint) -> BranchPoint:
@@ -246,10 +302,20 @@ def fit_point(measured: list[dict[str, Any]]) -> dict[str, Any]:
     return fit
 
 
-def run_branches(cfg: Config, settings: RunSettings, keeper: PointKeeper, base: RunSpec, dataset: Dataset,
-                 device: torch.device, emitter: Emitter, test: TestSet,
-                 controls: Controls | None, run_dir: str, runs: list[Any],
-                 log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+def run_branches(
+    cfg: Config,
+    settings: RunSettings,
+    keeper: PointKeeper,
+    base: RunSpec,
+    dataset: Dataset,
+    device: torch.device,
+    emitter: Emitter,
+    test: TestSet,
+    controls: Controls | None,
+    run_dir: str,
+    runs: list[Any],
+    log: Callable[[str], None] = lambda m: None,
+) -> dict[str, Any]:
     """Every branch of every kept point, in training order; appends the branch runs to `runs`; emits
     `branch_point` per point and `branch_result`. Returns branch_result's fields."""
     n_train = int(dataset.train.labels.shape[0])
@@ -262,35 +328,80 @@ def run_branches(cfg: Config, settings: RunSettings, keeper: PointKeeper, base: 
             continue
         point = load_point(point)
         measured = []
-        loss = acc = None
+        loss = None
         for spec in branch_specs(cfg, base, epoch):
-            m = train_branch(spec, point, cfg, settings, dataset, device, emitter, test, controls, run_dir,
-                             base.run_id, runs)
+            m = train_branch(
+                spec,
+                point,
+                cfg,
+                settings,
+                dataset,
+                device,
+                emitter,
+                test,
+                controls,
+                run_dir,
+                base.run_id,
+                runs,
+            )
             measured.append(m)
             loss = m["loss"] if m["loss"] is not None else loss
             if m["step_s"] is not None:
                 step_times.setdefault(m["batch_size"], []).append(m["step_s"])
         fit = fit_point(measured)
         probe = point.probe
-        row = {"epoch": epoch, "iters": point.iters, "samples": point.samples, "loss": loss,
-               "b_simple": probe.get("b_simple"), "b_simple_lo": probe.get("b_simple_lo"),
-               "b_simple_hi": probe.get("b_simple_hi"),
-               "branches": [{"run": m["run"], "batch_size": m["batch_size"], "lr": m["lr"], "status": m["status"],
-                             "steps_lo": m["crossing"].steps_lo if m["crossing"] else None,
-                             "steps": m["crossing"].steps_hi if m["crossing"] else None,
-                             "samples_lo": m["crossing"].samples_lo if m["crossing"] else None,
-                             "samples": m["crossing"].samples_hi if m["crossing"] else None}
-                            for m in measured],
-               **{k: fit.get(k) for k in ("determined", "reason", "B_crit", "B_crit_lo", "B_crit_hi", "S_min",
-                                          "S_min_lo", "S_min_hi", "E_min", "E_min_lo", "E_min_hi", "best_lr")}}
+        row = {
+            "epoch": epoch,
+            "iters": point.iters,
+            "samples": point.samples,
+            "loss": loss,
+            "b_simple": probe.get("b_simple"),
+            "b_simple_lo": probe.get("b_simple_lo"),
+            "b_simple_hi": probe.get("b_simple_hi"),
+            "branches": [
+                {
+                    "run": m["run"],
+                    "batch_size": m["batch_size"],
+                    "lr": m["lr"],
+                    "status": m["status"],
+                    "steps_lo": m["crossing"].steps_lo if m["crossing"] else None,
+                    "steps": m["crossing"].steps_hi if m["crossing"] else None,
+                    "samples_lo": m["crossing"].samples_lo if m["crossing"] else None,
+                    "samples": m["crossing"].samples_hi if m["crossing"] else None,
+                }
+                for m in measured
+            ],
+            **{
+                k: fit.get(k)
+                for k in (
+                    "determined",
+                    "reason",
+                    "B_crit",
+                    "B_crit_lo",
+                    "B_crit_hi",
+                    "S_min",
+                    "S_min_lo",
+                    "S_min_hi",
+                    "E_min",
+                    "E_min_lo",
+                    "E_min_hi",
+                    "best_lr",
+                )
+            },
+        }
         emitter.emit("branch_point", base_run=base.run_id, **row)
         results.append(row)
     step_s = {b: sorted(v)[len(v) // 2] for b, v in step_times.items()}  # the median step of each batch size
     stages = schedule.propose(results, cfg.branch.batch_sizes, lambda b: resolved_lr(cfg, b))
     total = cfg.sweep.epochs * n_train
-    result: dict[str, Any] = {"base_run": base.run_id, "base_batch_size": base.batch_size, "points": results,
-                              "decrease": cfg.branch.decrease, "step_s": {str(b): s for b, s in step_s.items()},
-                              "schedule": [s.as_dict() for s in stages]}
+    result: dict[str, Any] = {
+        "base_run": base.run_id,
+        "base_batch_size": base.batch_size,
+        "points": results,
+        "decrease": cfg.branch.decrease,
+        "step_s": {str(b): s for b, s in step_s.items()},
+        "schedule": [s.as_dict() for s in stages],
+    }
     if stages:
         result["megatron"] = schedule.megatron(stages)
         result["expected"] = schedule.expected_savings(stages, results, base.batch_size, total, step_s)

@@ -25,6 +25,7 @@ B_simple is undefined where the fitted |G|^2 at `at` is <= 0 (the gradient is to
 noise for these readings to see it); an interval whose leave-one-out fits cannot all see it is open
 (`b_simple_lo` 0, `b_simple_hi` None). Fewer than 3 readings give the value without an interval.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,9 +34,38 @@ from dataclasses import dataclass
 from typing import Any
 
 # Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (then the normal's 1.96).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 MIN_INTERVAL = 3  # readings an interval needs (2 points fit the exponential exactly)
 WINDOW_READINGS = 5  # the current figure: fitted to the readings of the last 5 probe intervals
 TARGET_HALF_READINGS = 3  # at a crossing of the target: the readings within 3 intervals on either side
@@ -129,13 +159,24 @@ def b_simple_at(readings: Sequence[Reading], at: float, before: float, after: fl
     or open), b_simple_undefined, b_simple_readings, b_simple_from_samples, b_simple_to_samples, and
     b_simple_at_samples (= at), gns_g2 and gns_trace (the fits at `at`).
     """
-    near = [r for r in readings if at - before < r.samples <= at + after
-            and math.isfinite(r.g2) and math.isfinite(r.trace)]
+    near = [
+        r
+        for r in readings
+        if at - before < r.samples <= at + after and math.isfinite(r.g2) and math.isfinite(r.trace)
+    ]
     n = len(near)
-    out: dict[str, Any] = {"b_simple": None, "b_simple_lo": None, "b_simple_hi": None, "b_simple_readings": n,
-                           "b_simple_undefined": None, "b_simple_at_samples": at,
-                           "b_simple_from_samples": near[0].samples if n else None,
-                           "b_simple_to_samples": near[-1].samples if n else None, "gns_g2": None, "gns_trace": None}
+    out: dict[str, Any] = {
+        "b_simple": None,
+        "b_simple_lo": None,
+        "b_simple_hi": None,
+        "b_simple_readings": n,
+        "b_simple_undefined": None,
+        "b_simple_at_samples": at,
+        "b_simple_from_samples": near[0].samples if n else None,
+        "b_simple_to_samples": near[-1].samples if n else None,
+        "gns_g2": None,
+        "gns_trace": None,
+    }
     if not n:
         return out
     out["b_simple_undefined"] = sum(1 for r in near if r.g2 <= 0) / n
@@ -148,7 +189,7 @@ def b_simple_at(readings: Sequence[Reading], at: float, before: float, after: fl
         return out
     loo = []
     for i in range(n):
-        g, t = _ratio(near[:i] + near[i + 1:], at)
+        g, t = _ratio(near[:i] + near[i + 1 :], at)
         if g is None or t is None or g <= 0 or t <= 0:
             out["b_simple_lo"] = 0.0  # a leave-one-out fit cannot see the gradient: open upwards
             return out
@@ -168,6 +209,11 @@ def at_crossing(readings: Sequence[Reading], lo: float | None, hi: float, half: 
     (b_simple_target, _lo, _hi, _readings, _undefined, _samples)."""
     at = (hi + lo) / 2 if lo is not None else hi
     fig = b_simple_at(readings, at, before=half, after=half)
-    return {"b_simple_target": fig["b_simple"], "b_simple_target_lo": fig["b_simple_lo"],
-            "b_simple_target_hi": fig["b_simple_hi"], "b_simple_target_readings": fig["b_simple_readings"],
-            "b_simple_target_undefined": fig["b_simple_undefined"], "b_simple_target_samples": at}
+    return {
+        "b_simple_target": fig["b_simple"],
+        "b_simple_target_lo": fig["b_simple_lo"],
+        "b_simple_target_hi": fig["b_simple_hi"],
+        "b_simple_target_readings": fig["b_simple_readings"],
+        "b_simple_target_undefined": fig["b_simple_undefined"],
+        "b_simple_target_samples": at,
+    }

@@ -17,6 +17,7 @@ is put back afterwards: the runs train exactly as they would without it. Each me
 and `resume` reuses the recorded ones instead of measuring again. A run's summary then carries
 `step_alone_s` (and its spread): time to target alone = batches to the target x step_alone_s.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,14 +55,28 @@ def step_key(spec: RunSpec, settings: RunSettings, device: torch.device) -> str:
     lr, momentum, seed, weight decay and warm-up change no step's cost and are left out."""
     micro = run_micro_batch(spec, settings)
     perf = settings.perf
-    return json.dumps({
-        "batch_size": spec.batch_size, "split_chunks": spec.split_chunks, "split_method": spec.split_method,
-        "micro_batch": micro, "optim": run_optim(spec, settings).name, "model": settings.model.name,
-        "model_args": settings.model.args, "precision": perf.precision, "channels_last": perf.channels_last,
-        "fast_path": perf.fast_path, "pipeline": settings.data.pipeline, "augment": settings.data.augment,
-        "device": str(device),
-        "cpu_threads": cpu_threads(spec.batch_size, micro, perf.cpu_threads) if device.type == "cpu" else 0,
-    }, sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "batch_size": spec.batch_size,
+            "split_chunks": spec.split_chunks,
+            "split_method": spec.split_method,
+            "micro_batch": micro,
+            "optim": run_optim(spec, settings).name,
+            "model": settings.model.name,
+            "model_args": settings.model.args,
+            "precision": perf.precision,
+            "channels_last": perf.channels_last,
+            "fast_path": perf.fast_path,
+            "pipeline": settings.data.pipeline,
+            "augment": settings.data.augment,
+            "device": str(device),
+            "cpu_threads": cpu_threads(spec.batch_size, micro, perf.cpu_threads)
+            if device.type == "cpu"
+            else 0,
+        },
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _items(run: Run) -> Iterator[Any]:
@@ -102,13 +117,26 @@ def time_steps(run: Run, device: torch.device, budget_s: float = BUDGET_S) -> di
         seconds = timed(m)
         blocks.append(seconds / m)
         spent += seconds
-    return {"step_s": statistics.median(blocks), "step_s_lo": min(blocks), "step_s_hi": max(blocks),
-            "steps": m * len(blocks), "blocks": len(blocks), "block_steps": m, "warmup_steps": len(warm)}
+    return {
+        "step_s": statistics.median(blocks),
+        "step_s_lo": min(blocks),
+        "step_s_hi": max(blocks),
+        "steps": m * len(blocks),
+        "blocks": len(blocks),
+        "block_steps": m,
+        "warmup_steps": len(warm),
+    }
 
 
-def measure(spec: RunSpec, settings: RunSettings, dataset: Dataset, device: torch.device,
-            test: TestSet, budget_s: float = BUDGET_S,
-            controls: Controls | None = None) -> dict[str, Any]:
+def measure(
+    spec: RunSpec,
+    settings: RunSettings,
+    dataset: Dataset,
+    device: torch.device,
+    test: TestSet,
+    budget_s: float = BUDGET_S,
+    controls: Controls | None = None,
+) -> dict[str, Any]:
     """One calibration: the step a lone run of `spec` would train with, timed; with `cost_s` (everything it
     took: building the model and step, a CUDA graph's capture, warm-up, blocks) and `fast_path`. A step
     that does not fit in memory, or fails, gives `step_s` None and the reason (the run itself then says
@@ -152,9 +180,17 @@ class StepTimes:
             if e.get("type") == EventType.STEP_TIME and isinstance(e.get("key"), str):
                 self.by_key[e["key"]] = {k: v for k, v in e.items() if k not in ("type", "t")}
 
-    def ensure(self, specs: Iterable[RunSpec], settings: RunSettings, dataset: Dataset, device: torch.device,
-               test: TestSet, emitter: Emitter, controls: Controls | None = None,
-               budget_s: float = BUDGET_S) -> dict[str, dict[str, Any]]:
+    def ensure(
+        self,
+        specs: Iterable[RunSpec],
+        settings: RunSettings,
+        dataset: Dataset,
+        device: torch.device,
+        test: TestSet,
+        emitter: Emitter,
+        controls: Controls | None = None,
+        budget_s: float = BUDGET_S,
+    ) -> dict[str, dict[str, Any]]:
         """Each spec's calibration (run id -> the step_time fields), measuring and emitting a `step_time`
         event for each key not recorded yet (with the runs it serves)."""
         grouped: dict[str, list[RunSpec]] = {}
@@ -166,12 +202,21 @@ class StepTimes:
             if record is None:
                 first = members[0]
                 steps = math.ceil(int(dataset.train.labels.shape[0]) / first.batch_size) * settings.epochs
-                record = {"key": key, "batch_size": first.batch_size, "device": str(device),
-                          "runs": [s.run_id for s in members]}
+                record = {
+                    "key": key,
+                    "batch_size": first.batch_size,
+                    "device": str(device),
+                    "runs": [s.run_id for s in members],
+                }
                 if steps < MIN_RUN_STEPS:
-                    record.update(step_s=None, step_s_lo=None, step_s_hi=None, cost_s=0.0,
-                                  reason=f"its runs take {steps} steps, fewer than {MIN_RUN_STEPS}: a calibration "
-                                         "would cost a large share of them")
+                    record.update(
+                        step_s=None,
+                        step_s_lo=None,
+                        step_s_hi=None,
+                        cost_s=0.0,
+                        reason=f"its runs take {steps} steps, fewer than {MIN_RUN_STEPS}: a calibration "
+                        "would cost a large share of them",
+                    )
                 else:
                     emitter.emit(EventType.STARTUP, run=first.run_id, stage="timing one step alone")
                     record.update(measure(first, settings, dataset, device, test, budget_s, controls))

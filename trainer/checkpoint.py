@@ -15,6 +15,7 @@ parts cannot be put back (`rng_problem`, and the run's own check), restarts its 
 Data order needs no saved state: `trainer.pipelines.epoch_permutation` is a function of the seed and
 the epoch, so a run restarted at an epoch boundary sees exactly the batches it would have seen.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,7 +27,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from trainer.runlog import CHECKPOINTS, RunDirWriteError, UnreadableFile, ensure_dir, open_regular, write_atomic
+from trainer.runlog import (
+    CHECKPOINTS,
+    RunDirWriteError,
+    UnreadableFile,
+    ensure_dir,
+    open_regular,
+    write_atomic,
+)
 
 FORMAT = 1  # bumped when the layout below changes; older files are then refused, not misread
 # What resume reads before it decides anything: a file whose header is not this is damaged.
@@ -80,8 +88,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npd = state["numpy"]
-    np.random.set_state((npd["name"], npd["keys"].cpu().numpy().astype(np.uint32), npd["pos"], npd["has_gauss"],
-                         npd["cached_gaussian"]))
+    np.random.set_state(
+        (
+            npd["name"],
+            npd["keys"].cpu().numpy().astype(np.uint32),
+            npd["pos"],
+            npd["has_gauss"],
+            npd["cached_gaussian"],
+        )
+    )
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 

@@ -12,6 +12,7 @@ The trainer outlives its viewer: when the app leaves (`d`, or `q` before the sto
 way `HEADLESS.go()` drops the live feed and moves the trainer's output into the run directory's
 trainer.log, and the sweep trains on; the run directory was always the record.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,8 +66,10 @@ class Headless:
                             log.write(old.read())
                     except OSError:
                         pass
-                log.write(f"bstui: the viewer left at {time.strftime('%Y-%m-%d %H:%M:%S')}; "
-                          "the sweep trains on without it (bstui --attach shows it)\n")
+                log.write(
+                    f"bstui: the viewer left at {time.strftime('%Y-%m-%d %H:%M:%S')}; "
+                    "the sweep trains on without it (bstui --attach shows it)\n"
+                )
                 log.flush()
                 for stream in (1, 2):
                     os.dup2(log.fileno(), stream)
@@ -105,7 +108,9 @@ def run_child(
     feed = QueueSink(event_queue)
     HEADLESS.feed = feed
     listen(control_queue, controls, on_detach=HEADLESS.go)
-    StopSignals(REQUEST_SIGNALS).install().stop_via(controls)  # for the process's life: SIGTERM/SIGHUP stop it
+    StopSignals(REQUEST_SIGNALS).install().stop_via(
+        controls
+    )  # for the process's life: SIGTERM/SIGHUP stop it
     emitter: Emitter | None = None
     lock = None
     live = Emitter([feed])
@@ -125,11 +130,14 @@ def run_child(
         from trainer.models import ModelError
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
         from trainer.sweep import DeviceUnavailable, check_dataset, check_model, preflight, run_sweep
+
         # torch.optim's first optimizer imports torch._dynamo (8 s on a 2-core VM with a slow disk):
         # load it here, so the screen says "loading torch" while it takes, not the stage after.
         try:
             import torch._dynamo  # noqa: F401
-        except Exception:  # a torch whose compiler cannot load here: nothing to preload, training is unaffected
+        except (
+            Exception
+        ):  # a torch whose compiler cannot load here: nothing to preload, training is unaffected
             pass
 
         try:
@@ -139,8 +147,11 @@ def run_child(
             check_dataset(cfg, dataset)
             check_model(cfg, dataset)
             stage("opening the run directory")
-            run_dir, lock = open_run_dir(Path(out_dir) if out_dir else default_run_dir(cfg), force=force,
-                                         command="bstui (the app's trainer)")
+            run_dir, lock = open_run_dir(
+                Path(out_dir) if out_dir else default_run_dir(cfg),
+                force=force,
+                command="bstui (the app's trainer)",
+            )
             write_config(run_dir, cfg)
             HEADLESS.opened(run_dir)
         except (DeviceUnavailable, DatasetUnavailable, ModelError, RunDirError) as exc:
@@ -148,18 +159,28 @@ def run_child(
             return
         emitter = Emitter([RunDirSink(run_dir), feed])
         control_file = ControlFile(  # viewers that attach later control it too
-            run_dir, controls, report=lambda working, reason: emitter.emit(
-                EventType.CONTROLS_CHANGED, working=working, reason=reason))
+            run_dir,
+            controls,
+            report=lambda working, reason: emitter.emit(
+                EventType.CONTROLS_CHANGED, working=working, reason=reason
+            ),
+        )
         control_file.start()
         try:
             run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
         finally:
             control_file.close()
     except ConfigError as exc:
-        Emitter([feed]).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=f"config error: {exc}")
+        Emitter([feed]).emit(
+            EventType.SWEEP_FINISHED, status=SweepStatus.FAILED, reason=f"config error: {exc}"
+        )
     except Exception as exc:  # noqa: BLE001 - tell the app why, then let the process end
-        (emitter or Emitter([feed])).emit(EventType.SWEEP_FINISHED, status=SweepStatus.FAILED,
-                                          reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        (emitter or Emitter([feed])).emit(
+            EventType.SWEEP_FINISHED,
+            status=SweepStatus.FAILED,
+            reason=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
     finally:
         if emitter is not None:
             emitter.close()

@@ -9,6 +9,7 @@ stopped by SIGTERM / SIGHUP (128 + the signal, as a shell reports it), a clean s
 Ctrl-C's; 74 the run directory could not be written mid-sweep (disk full...), valid up
 to its last whole line; 1 a bug (a run failed with an unexpected error, see errors.log).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,42 +52,94 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the sweep of an experiments.toml, writing a run directory")
     run.add_argument("config", nargs="?", default=None, help="experiments.toml (default: ./experiments.toml)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help='override a config key, VALUE in TOML (e.g. --set sweep.batch_sizes=[6,60])')
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='override a config key, VALUE in TOML (e.g. --set sweep.batch_sizes=[6,60])',
+    )
     run.add_argument("--out", default=None, metavar="DIR", help="the run directory itself (created)")
     run.add_argument("--force", action="store_true", help="reuse --out even if it already holds a run")
-    run.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
-                     help="overrides sweep.device")
+    run.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides sweep.device")
     run.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
-    run.add_argument("--shard", default=None, metavar="I/N",
-                     help="train only shard I of N (from 0) of the sweep, into DIR/shards/I (needs --out DIR)")
+    run.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="train only shard I of N (from 0) of the sweep, into DIR/shards/I (needs --out DIR)",
+    )
     resume = sub.add_parser("resume", help="continue an interrupted sweep in its run directory")
     resume.add_argument("run_dir", metavar="DIR", help="the run directory of the interrupted sweep")
-    resume.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
-                        help="overrides the recorded sweep.device (results then differ from an uninterrupted run)")
+    resume.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda"],
+        help="overrides the recorded sweep.device (results then differ from an uninterrupted run)",
+    )
     resume.add_argument("--quiet", action="store_true", help="no progress bars; still prints the summary")
-    submit = sub.add_parser("submit", help="submit the sweep's shards as a job array (SLURM through submitit, or "
-                                           "local processes), into one directory that reads as one sweep")
-    submit.add_argument("config", nargs="?", default=None, help="experiments.toml (default: ./experiments.toml)")
-    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, as for run")
-    submit.add_argument("--out", default=None, metavar="DIR", help="the sweep's directory (shards in DIR/shards/I)")
-    submit.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides sweep.device")
-    submit.add_argument("--nodes", type=int, default=2, metavar="N", help="shards, one node (array task) each")
-    submit.add_argument("--executor", default="slurm", choices=["slurm", "local"],
-                        help="slurm (sbatch, through submitit) or local (processes on this machine)")
+    submit = sub.add_parser(
+        "submit",
+        help="submit the sweep's shards as a job array (SLURM through submitit, or "
+        "local processes), into one directory that reads as one sweep",
+    )
+    submit.add_argument(
+        "config", nargs="?", default=None, help="experiments.toml (default: ./experiments.toml)"
+    )
+    submit.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, as for run",
+    )
+    submit.add_argument(
+        "--out", default=None, metavar="DIR", help="the sweep's directory (shards in DIR/shards/I)"
+    )
+    submit.add_argument(
+        "--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides sweep.device"
+    )
+    submit.add_argument(
+        "--nodes", type=int, default=2, metavar="N", help="shards, one node (array task) each"
+    )
+    submit.add_argument(
+        "--executor",
+        default="slurm",
+        choices=["slurm", "local"],
+        help="slurm (sbatch, through submitit) or local (processes on this machine)",
+    )
     submit.add_argument("--partition", default="", help="SLURM partition")
-    submit.add_argument("--gpus-per-node", type=int, default=0, metavar="G",
-                        help="GPUs per shard (sweep.parallel = \"auto\" spreads its runs over them)")
+    submit.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=0,
+        metavar="G",
+        help="GPUs per shard (sweep.parallel = \"auto\" spreads its runs over them)",
+    )
     submit.add_argument("--cpus-per-task", type=int, default=0, metavar="C", help="CPUs per shard")
-    submit.add_argument("--time", type=int, default=24 * 60, metavar="MIN",
-                        help="time limit per job in minutes; a shard stopped by it is requeued and resumes")
-    submit.add_argument("--wait", action="store_true", help="wait for every shard to end (exit 1 if one failed)")
-    report = sub.add_parser("report", help="tables and plots of a run directory: best lr per batch size, "
-                                           "B_crit with its interval, B_simple, collapse, oscillation")
+    submit.add_argument(
+        "--time",
+        type=int,
+        default=24 * 60,
+        metavar="MIN",
+        help="time limit per job in minutes; a shard stopped by it is requeued and resumes",
+    )
+    submit.add_argument(
+        "--wait", action="store_true", help="wait for every shard to end (exit 1 if one failed)"
+    )
+    report = sub.add_parser(
+        "report",
+        help="tables and plots of a run directory: best lr per batch size, "
+        "B_crit with its interval, B_simple, collapse, oscillation",
+    )
     report.add_argument("run_dir", metavar="DIR", help="a run directory")
-    report.add_argument("--no-plots", action="store_true",
-                        help="tables only: no terminal plots (in the output or in report.md)")
+    report.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="tables only: no terminal plots (in the output or in report.md)",
+    )
     return parser
 
 
@@ -137,8 +190,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"bstui: config error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
-    for name, value, least in (("--nodes", args.nodes, 1), ("--gpus-per-node", args.gpus_per_node, 0),
-                               ("--cpus-per-task", args.cpus_per_task, 0), ("--time", args.time, 1)):
+    for name, value, least in (
+        ("--nodes", args.nodes, 1),
+        ("--gpus-per-node", args.gpus_per_node, 0),
+        ("--cpus-per-task", args.cpus_per_task, 0),
+        ("--time", args.time, 1),
+    ):
         if value < least:
             print(f"bstui: {name} must be at least {least}, not {value}", file=sys.stderr)
             return EXIT_USAGE
@@ -154,11 +211,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     root = (Path(args.out).expanduser() if args.out else default_run_dir(cfg)).absolute()
     if (root / SHARDS).exists() or (root / SUBMITIT_DIR).exists() or os.path.lexists(root / EVENTS):
-        print(f"bstui: {root} already holds a sweep; choose a new --out (an interrupted shard continues with "
-              f"{trainer_command('resume', root / SHARDS)}/I)", file=sys.stderr)
+        print(
+            f"bstui: {root} already holds a sweep; choose a new --out (an interrupted shard continues with "
+            f"{trainer_command('resume', root / SHARDS)}/I)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    cluster = Cluster(nodes=args.nodes, executor=args.executor, partition=args.partition,
-                      gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, timeout_min=args.time)
+    cluster = Cluster(
+        nodes=args.nodes,
+        executor=args.executor,
+        partition=args.partition,
+        gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        timeout_min=args.time,
+    )
     try:
         executor = make_executor(cluster, root / SUBMITIT_DIR)  # no SLURM: refused before anything is written
         root.mkdir(parents=True, exist_ok=True)
@@ -172,10 +238,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"bstui: cannot submit into {root}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     ids = ", ".join(str(j.job_id) for j in jobs)
-    print(f"submitted {len(jobs)} shards ({args.executor}: {ids}) into {root}\n"
-          f"  watch them as one sweep: {app_command('--attach', root)}\n"
-          f"  the whole sweep's report: {trainer_command('report', root)}\n"
-          f"  submitit's logs: {root / SUBMITIT_DIR}")
+    print(
+        f"submitted {len(jobs)} shards ({args.executor}: {ids}) into {root}\n"
+        f"  watch them as one sweep: {app_command('--attach', root)}\n"
+        f"  the whole sweep's report: {trainer_command('report', root)}\n"
+        f"  submitit's logs: {root / SUBMITIT_DIR}"
+    )
     if not args.wait:
         return EXIT_OK
     failed = 0
@@ -208,14 +276,23 @@ def cmd_run(args: argparse.Namespace, signals: StopSignals | None = None) -> int
             print(f"bstui: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if not args.out:
-            print("bstui: --shard needs --out DIR, the sweep's directory that every shard shares "
-                  "(shard I trains into DIR/shards/I)", file=sys.stderr)
+            print(
+                "bstui: --shard needs --out DIR, the sweep's directory that every shard shares "
+                "(shard I trains into DIR/shards/I)",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     return train(cfg, out=args.out, force=args.force, quiet=args.quiet, signals=signals, shard=shard)
 
 
-def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool = False,
-          signals: StopSignals | None = None, shard: tuple[int, int] | None = None) -> int:
+def train(
+    cfg: Config,
+    out: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    signals: StopSignals | None = None,
+    shard: tuple[int, int] | None = None,
+) -> int:
     """Run the sweep of `cfg` into a run directory, with console progress. Returns the exit code.
 
     With `signals` (installed by main), a SIGTERM/SIGHUP once the sweep runs is a clean stop; one
@@ -280,11 +357,14 @@ def train(cfg: Config, out: str | None = None, force: bool = False, quiet: bool 
                 write_shard_file(run_dir, shard_info)
             write_config(run_dir, cfg)
         if ctx is not None and not ddp.main_ready(ctx, True):
-            _error(console, "bstui: another torchrun process could not load the dataset (its message is above)")
+            _error(
+                console, "bstui: another torchrun process could not load the dataset (its message is above)"
+            )
             return EXIT_USAGE
         _report_stale_lock(console, lock)
-        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx, signals=signals,
-                           shard=shard_info)
+        return _sweep_into(
+            run_dir, cfg, device, dataset, console, quiet=quiet, ddp=ctx, signals=signals, shard=shard_info
+        )
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
@@ -328,8 +408,10 @@ def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> 
     from trainer.ddp import world_size_from_env
 
     if world_size_from_env() > 1:
-        print(f"bstui: resume runs in one process, not under torchrun; run {trainer_command('resume')} DIR",
-              file=sys.stderr)
+        print(
+            f"bstui: resume runs in one process, not under torchrun; run {trainer_command('resume')} DIR",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     from trainer.runlog import UnreadableFile, read_text
 
@@ -338,21 +420,29 @@ def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> 
 
     if is_sharded(run_dir):  # each shard is resumed on its own (by its node, or by submit's requeue)
         shards = sorted(shard_dirs(run_dir))
-        print(f"bstui: {run_dir} holds a sweep in shards; resume each shard that did not finish on its own: "
-              + "; ".join(trainer_command("resume", run_dir / "shards" / str(i)) for i in shards[:4])
-              + ("; ..." if len(shards) > 4 else "") + f" (`{trainer_command('report', run_dir)}` says which)",
-              file=sys.stderr)
+        print(
+            f"bstui: {run_dir} holds a sweep in shards; resume each shard that did not finish on its own: "
+            + "; ".join(trainer_command("resume", run_dir / "shards" / str(i)) for i in shards[:4])
+            + ("; ..." if len(shards) > 4 else "")
+            + f" (`{trainer_command('report', run_dir)}` says which)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if not os.path.lexists(run_dir / CONFIG):
-        print(f"bstui: {run_dir} is not a run directory (no {CONFIG} in it); give the directory "
-              "that `python -m trainer run` wrote", file=sys.stderr)
+        print(
+            f"bstui: {run_dir} is not a run directory (no {CONFIG} in it); give the directory "
+            "that `python -m trainer run` wrote",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     overrides = [f'sweep.device="{args.device}"'] if args.device else []
     try:
         text = read_text(run_dir / CONFIG, MAX_CONFIG_BYTES)
         cfg = config_from_toml(text, source=str(run_dir / CONFIG), overrides=overrides)
     except (OSError, UnreadableFile) as exc:
-        print(f"bstui: cannot read {run_dir / CONFIG}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        print(
+            f"bstui: cannot read {run_dir / CONFIG}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr
+        )
         return EXIT_USAGE
     except ConfigError as exc:
         print(f"bstui: config error in the run directory:\n{exc}", file=sys.stderr)
@@ -364,7 +454,9 @@ def _report_slow_factories(console) -> None:
     """The user's factory or module that runs long says so on the console, with its time so far."""
     from trainer.factory import set_reporter
 
-    set_reporter(lambda text: console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True))
+    set_reporter(
+        lambda text: console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    )
 
 
 def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False, signals: StopSignals | None = None) -> int:
@@ -416,13 +508,20 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
         if shard is not None:  # a shard of a sweep: its own runs only (trainer.shards)
             mine = set(shard.runs)
             specs = [s for s in specs if s.run_id in mine]
-        plan = plan_resume(run_dir, [s.run_id for s in specs], device,
-                           check=restore_check(specs, RunSettings.from_config(cfg)), config=config_to_dict(cfg))
+        plan = plan_resume(
+            run_dir,
+            [s.run_id for s in specs],
+            device,
+            check=restore_check(specs, RunSettings.from_config(cfg)),
+            config=config_to_dict(cfg),
+        )
         if plan.nothing_to_do:
             console.print(f"{run_dir}: every run and the sweep finished; nothing to resume", markup=False)
             return EXIT_OK
         if plan.started is not None and plan.started.get("dataset") not in (None, cfg.data.dataset):
-            cfg.data.dataset = plan.started["dataset"]  # what it trained on (a fallback, say), not what it asked
+            cfg.data.dataset = plan.started[
+                "dataset"
+            ]  # what it trained on (a fallback, say), not what it asked
         dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=lambda m: console.print(f"[yellow]{m}[/]"))
         plan.check_dataset(dataset)
         check_dataset(cfg, dataset)
@@ -436,19 +535,42 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
         _error(console, f"bstui: cannot rewrite {run_dir / EVENTS}: {exc.strerror or exc}")
         return EXIT_USAGE
     try:
-        console.print(f"resuming {run_dir}" + (" (nothing was recorded: from the start)" if plan.fresh else ""),
-                      markup=False, soft_wrap=True)
+        console.print(
+            f"resuming {run_dir}" + (" (nothing was recorded: from the start)" if plan.fresh else ""),
+            markup=False,
+            soft_wrap=True,
+        )
         for line in plan.describe():  # whole lines: a reason may hold a long path
             console.print(f"  {line}", markup=False, soft_wrap=True)
-        return _sweep_into(run_dir, cfg, device, dataset, console, quiet=quiet,
-                           resume=None if plan.fresh else plan, signals=signals, shard=shard)
+        return _sweep_into(
+            run_dir,
+            cfg,
+            device,
+            dataset,
+            console,
+            quiet=quiet,
+            resume=None if plan.fresh else plan,
+            signals=signals,
+            shard=shard,
+        )
     except RunDirError as exc:
         _error(console, f"bstui: {exc}")
         return EXIT_USAGE
 
 
-def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: bool, resume=None,
-                ddp: DistContext | None = None, signals: StopSignals | None = None, shard=None) -> int:
+def _sweep_into(
+    run_dir: Path,
+    cfg: Config,
+    device,
+    dataset,
+    console,
+    *,
+    quiet: bool,
+    resume=None,
+    ddp: DistContext | None = None,
+    signals: StopSignals | None = None,
+    shard=None,
+) -> int:
     """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code.
     Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks. With
     `signals`, a SIGTERM or SIGHUP from here on stops the sweep as the app's stop does."""
@@ -456,10 +578,19 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     import torch
     from rich.console import Console
 
+    from trainer.answer import answers
     from trainer.checkpoint import CheckpointError
     from trainer.console import ConsoleSink, summary_table
-    from trainer.answer import answers
-    from trainer.runlog import Clock, Emitter, EventType, RunDirSink, RunDirWriteError, RunStatus, UnreadableFile, read_summary
+    from trainer.runlog import (
+        Clock,
+        Emitter,
+        EventType,
+        RunDirSink,
+        RunDirWriteError,
+        RunStatus,
+        UnreadableFile,
+        read_summary,
+    )
     from trainer.sweep import device_name, run_sweep
 
     # Piped or captured output gets room for the whole table instead of rich's 80 columns.
@@ -475,8 +606,14 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         for plan in resume.resumed:
             sink.mark(plan.run_id, RunStatus.RUNNING)
         if progress is not None:  # the recorded header starts the progress display
-            progress.emit({**resume.started, "device": device_name(device), "torch": torch.__version__,
-                           "run_dir": str(run_dir)})
+            progress.emit(
+                {
+                    **resume.started,
+                    "device": device_name(device),
+                    "torch": torch.__version__,
+                    "run_dir": str(run_dir),
+                }
+            )
     emitter = Emitter(sinks, clock)
     code = EXIT_OK
     result = None
@@ -487,12 +624,17 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
         controls = Controls()
         signals.stop_via(controls)  # the training loop sees the stop at its next step
         if ddp is None:  # one process: viewers (bstui --attach) pause, split and stop it through the file
+
             def controls_changed(working: bool, reason: str) -> None:  # from the control file's thread
                 emitter.emit(EventType.CONTROLS_CHANGED, working=working, reason=reason)
                 if not working:
-                    console.print(f"controls from viewers stopped working: {reason}; stop the sweep with "
-                                  f"kill -TERM {os.getpid()} and resume it", style="yellow", markup=False,
-                                  soft_wrap=True)
+                    console.print(
+                        f"controls from viewers stopped working: {reason}; stop the sweep with "
+                        f"kill -TERM {os.getpid()} and resume it",
+                        style="yellow",
+                        markup=False,
+                        soft_wrap=True,
+                    )
 
             control_file = ControlFile(run_dir, controls, report=controls_changed, resume_on_loss=True)
             control_file.start()
@@ -502,9 +644,18 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
                 sink.write_summary()
             except OSError as exc:
                 raise RunDirWriteError(run_dir, exc) from exc
-        result = run_sweep(cfg, emitter, device=device, dataset=dataset, run_dir=str(run_dir),
-                           log=lambda m: console.print(m), resume=resume, ddp=ddp, controls=controls,
-                           shard=shard)
+        result = run_sweep(
+            cfg,
+            emitter,
+            device=device,
+            dataset=dataset,
+            run_dir=str(run_dir),
+            log=lambda m: console.print(m),
+            resume=resume,
+            ddp=ddp,
+            controls=controls,
+            shard=shard,
+        )
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except RunDirWriteError as exc:
@@ -522,31 +673,56 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
     out_console.print(summary_table(rows, device=device_name(device)))
     if shard is not None:  # its runs are a part of the sweep: the analysis is the whole sweep's
         root = run_dir.parent.parent
-        out_console.print(f"shard {shard.index}/{shard.count} of the sweep in {root}; the whole sweep, once every "
-                          f"shard has finished: {trainer_command('report', root)}", soft_wrap=True, markup=False,
-                          highlight=False)
+        out_console.print(
+            f"shard {shard.index}/{shard.count} of the sweep in {root}; the whole sweep, once every "
+            f"shard has finished: {trainer_command('report', root)}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     elif result is not None and result.scaling and (ddp is None or ddp.is_main):
         for sentence in answers(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
             out_console.print(sentence, soft_wrap=True, markup=False, highlight=False)
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
     if code == EXIT_OK and result is not None and result.status == "done" and (ddp is None or ddp.is_main):
-        out_console.print(f"report (report.md and plots): {trainer_command('report', run_dir)}", soft_wrap=True,
-                          markup=False, highlight=False)
+        out_console.print(
+            f"report (report.md and plots): {trainer_command('report', run_dir)}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     if code == EXIT_OK and result is not None and result.status == "stopped" and signals and signals.received:
-        console.print(f"stopped by {signal_name(signals.received)}: the run directory is valid up to the stop; "
-                      f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False,
-                      soft_wrap=True)
+        console.print(
+            f"stopped by {signal_name(signals.received)}: the run directory is valid up to the stop; "
+            f"resume with: {trainer_command('resume', run_dir)}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
         return exit_code(signals.received)
-    if code == EXIT_OK and result is not None and result.status == "stopped" and controls is not None \
-            and controls.stop_reason == VIEWER_STOP:
-        console.print(f"{VIEWER_STOP}: the run directory is valid up to the stop; "
-                      f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False,
-                      soft_wrap=True)
+    if (
+        code == EXIT_OK
+        and result is not None
+        and result.status == "stopped"
+        and controls is not None
+        and controls.stop_reason == VIEWER_STOP
+    ):
+        console.print(
+            f"{VIEWER_STOP}: the run directory is valid up to the stop; "
+            f"resume with: {trainer_command('resume', run_dir)}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
         return EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
-        console.print("interrupted: the run directory is valid up to the interruption; "
-                      f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False,
-                      soft_wrap=True)
+        console.print(
+            "interrupted: the run directory is valid up to the interruption; "
+            f"resume with: {trainer_command('resume', run_dir)}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
         return code
     if write_error is not None:
         _error(console, f"bstui: {write_error}")
@@ -560,8 +736,13 @@ def _sweep_into(run_dir: Path, cfg: Config, device, dataset, console, *, quiet: 
 def _interrupted_before_training(console, run_dir: Path, exc: KeyboardInterrupt) -> int:
     """A stop signal after the run directory was ready but before the sweep began: one line, its exit code."""
     signum = interrupt_signal(exc)
-    console.print(f"bstui: interrupted by {signal_name(signum)} before training began; nothing was trained; "
-                  f"resume with: {trainer_command('resume', run_dir)}", style="yellow", markup=False, soft_wrap=True)
+    console.print(
+        f"bstui: interrupted by {signal_name(signum)} before training began; nothing was trained; "
+        f"resume with: {trainer_command('resume', run_dir)}",
+        style="yellow",
+        markup=False,
+        soft_wrap=True,
+    )
     return exit_code(signum)
 
 
@@ -573,5 +754,10 @@ def _error(console, message: str) -> None:
 def _report_stale_lock(console, lock) -> None:
     stale = lock.replaced
     if stale:
-        console.print(f"note: replaced the stale lock of a trainer that is gone ({stale.get('reason')}; "
-                      f"command: {stale.get('command', '?')})", style="yellow", markup=False, soft_wrap=True)
+        console.print(
+            f"note: replaced the stale lock of a trainer that is gone ({stale.get('reason')}; "
+            f"command: {stale.get('command', '?')})",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )

@@ -29,6 +29,7 @@ Two verdicts, both reported as the status `collapsed` with a reason that tells t
   evaluation at which the conditions first held. A later climb above chance clears it; the loop should
   therefore mark such a run and let it train on rather than end it.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,7 +91,9 @@ def find_collapse(
             ln_c = math.log(n_classes)
             if not (_finite(loss) and loss >= (1 - LOSS_BAND) * ln_c):
                 return None  # not confirmed yet: the next evaluation may be back above chance
-            confirmed = f"at the last evaluation, with the training loss at {loss:.3f} (ln({n_classes}) = {ln_c:.3f})"
+            confirmed = (
+                f"at the last evaluation, with the training loss at {loss:.3f} (ln({n_classes}) = {ln_c:.3f})"
+            )
         return Collapse(
             start,
             "fell_back",

@@ -5,6 +5,7 @@ program or none. So a printed command names the program this process runs as: `p
 `python` on PATH is this interpreter, else this interpreter's path (relative to the working directory
 when it lies under it: `.venv/bin/python`); `bstui` likewise. Pure: no torch, numpy, Textual or rich.
 """
+
 from __future__ import annotations
 
 import os

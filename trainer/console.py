@@ -3,6 +3,7 @@
 An event sink like any other, so the console shows exactly what the run
 directory records. Rich only (no Textual): the trainer runs on bare GPU boxes.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -114,12 +115,16 @@ class ConsoleSink:
         if kind == EventType.RUN_STARTED:
             epochs = int(event.get("epochs") or 1)
             self.totals[run] = int(event.get("iters_per_epoch") or 0) * epochs
-            text = f"{run}: started, lr {setting(event.get('lr'))}, {epochs} epoch{'s' if epochs != 1 else ''}"
+            text = (
+                f"{run}: started, lr {setting(event.get('lr'))}, {epochs} epoch{'s' if epochs != 1 else ''}"
+            )
         elif kind == EventType.EPOCH_END:
             total, done = self.totals.get(run), event.get("total_iters")
             share = f" ({done / total:.0%})" if isinstance(done, int) and total else ""
-            text = (f"{run}: epoch {event['epoch']}{share} test acc {pct(event.get('test_acc'))} "
-                    f"wall {num(event.get('wall_s'))}s compute {num(event.get('compute_s'))}s")
+            text = (
+                f"{run}: epoch {event['epoch']}{share} test acc {pct(event.get('test_acc'))} "
+                f"wall {num(event.get('wall_s'))}s compute {num(event.get('compute_s'))}s"
+            )
         elif kind == EventType.MODE_CHANGED:
             k = event.get("split_chunks") or 1
             why = f" ({event['reason']})" if event.get("reason") else ""
@@ -151,9 +156,24 @@ def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
     steps (k per batch) stand beside the batches."""
     title = "summary" + (f" ({device})" if device else "")
     table = Table(title=title)
-    for name in ("run", "batch", "lr", "k", "eff. lr", "status", "epochs", "best acc", "final acc",
-                 "time to target s", "compute to target s", "batches to target", "opt. steps to target",
-                 "samples/s", "epoch wall", "epoch compute"):
+    for name in (
+        "run",
+        "batch",
+        "lr",
+        "k",
+        "eff. lr",
+        "status",
+        "epochs",
+        "best acc",
+        "final acc",
+        "time to target s",
+        "compute to target s",
+        "batches to target",
+        "opt. steps to target",
+        "samples/s",
+        "epoch wall",
+        "epoch compute",
+    ):
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(

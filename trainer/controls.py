@@ -13,6 +13,7 @@ the same dicts, one JSON line each, to the run directory's controls.jsonl.
 `StopSignals` turns SIGTERM and SIGHUP (a batch scheduler's notice, an SSH drop) into the same
 stop request on a `Controls`, for the headless trainer and the app's trainer alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,9 @@ class Controls:
             self._resume.wait(timeout)
 
 
-def listen(control_queue: Any, controls: Controls, on_detach: Callable[[], None] | None = None) -> threading.Thread:
+def listen(
+    control_queue: Any, controls: Controls, on_detach: Callable[[], None] | None = None
+) -> threading.Thread:
     """Start a daemon thread that applies every message from `control_queue`. {"cmd": "detach"} (the
     app leaves, the sweep goes on) calls `on_detach` and ends the thread: nobody sends any more."""
 
@@ -101,8 +104,12 @@ def listen(control_queue: Any, controls: Controls, on_detach: Callable[[], None]
     return thread
 
 
-def watch_parent(parent_pid: int, on_gone: Callable[[], None], interval_s: float = 1.0,
-                 until: Callable[[], bool] = lambda: False) -> threading.Thread:
+def watch_parent(
+    parent_pid: int,
+    on_gone: Callable[[], None],
+    interval_s: float = 1.0,
+    until: Callable[[], bool] = lambda: False,
+) -> threading.Thread:
     """Call `on_gone` once, from a daemon thread, when the process that started this one is gone
     (this process was re-parented: its parent pid is no longer `parent_pid`); the watch ends early
     once `until()` is true. So a killed app or sweep leaves no trainer or worker behind."""
@@ -339,7 +346,7 @@ def latest_in(lines: list[bytes]) -> list[dict[str, Any]]:
             break
         start = text.rfind(b"\n", 0, at) + 1
         stop = text.find(b"\n", at)
-        line = text[start:stop if stop >= 0 else len(text)]
+        line = text[start : stop if stop >= 0 else len(text)]
         words = [word for word in needles if word in line and word != b"\\u"]
         if not words:  # found by its escapes: parsed only if they spell a word that matters
             spelled = line.decode("unicode_escape", "ignore").encode("utf-8", "ignore")
@@ -362,17 +369,28 @@ class ControlFileProblem(Exception):
 def _open_own(path: Path, create: bool) -> int:
     """The control file opened for reading: a regular file of this user, never through a link, never
     waited on; made owner-only (and made, empty, when `create`). Raises ControlFileProblem or OSError."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+    )
     try:
         fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o600)
     except OSError as exc:
         if os.path.islink(path):
-            raise ControlFileProblem(f"{path} is a symbolic link (refused: a viewer's command would go "
-                                     "wherever it points)") from exc
+            raise ControlFileProblem(
+                f"{path} is a symbolic link (refused: a viewer's command would go wherever it points)"
+            ) from exc
         raise
     st = os.fstat(fd)
-    why = ("is not a regular file" if not stat.S_ISREG(st.st_mode)
-           else f"belongs to another user (uid {st.st_uid})" if st.st_uid != os.getuid() else "")
+    why = (
+        "is not a regular file"
+        if not stat.S_ISREG(st.st_mode)
+        else f"belongs to another user (uid {st.st_uid})"
+        if st.st_uid != os.getuid()
+        else ""
+    )
     if why:
         os.close(fd)
         raise ControlFileProblem(f"{path} {why} (refused)")
@@ -399,9 +417,15 @@ class ControlFile:
     `controls` event, which viewers show). Nothing the file holds can raise out of the threads.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], controls: Controls, interval_s: float = 0.25,
-                 report: Callable[[bool, str], None] | None = None, resume_on_loss: bool = False,
-                 stall_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        controls: Controls,
+        interval_s: float = 0.25,
+        report: Callable[[bool, str], None] | None = None,
+        resume_on_loss: bool = False,
+        stall_s: float = 10.0,
+    ) -> None:
         self.path = Path(run_dir) / CONTROLS
         self.controls = controls
         self.interval_s = interval_s
@@ -433,7 +457,10 @@ class ControlFile:
             st = os.fstat(fd)
             self._fd, self._ident, self._offset = fd, (st.st_dev, st.st_ino), st.st_size
         self._last_poll = time.monotonic()
-        for target, name in ((self._poll_forever, "bstui-control-file"), (self._watch, "bstui-control-watchdog")):
+        for target, name in (
+            (self._poll_forever, "bstui-control-file"),
+            (self._watch, "bstui-control-watchdog"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)

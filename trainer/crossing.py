@@ -8,6 +8,7 @@ the run's summary; run directories recorded before that have only epoch-end eval
 `fill_from_events` derives the same interval from their `epoch_end` events (lo = the previous epoch's
 end), so they get honest intervals too.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ from trainer.runlog import summary_number
 #: existing iters_to_target / samples_to_target / time_to_target_s / compute_to_target_s stay the hit.
 SCIENCE_FIELDS: dict[str, str] = {
     "iters_to_target_lo": "batches trained at the last evaluation below the target before the hit "
-                          "(0 when the first evaluation hit); the crossing lies in (lo, iters_to_target]",
+    "(0 when the first evaluation hit); the crossing lies in (lo, iters_to_target]",
     "samples_to_target_lo": "training samples at that last miss",
     "time_to_target_lo_s": "wall seconds of training (timed slices only) at that last miss",
     "compute_to_target_lo_s": "compute seconds at that last miss",
@@ -88,7 +89,11 @@ class TargetCrossing:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "last_miss": dict(self.last_miss), "hit": dict(self.hit) if self.hit else None}
+        return {
+            "target": self.target,
+            "last_miss": dict(self.last_miss),
+            "hit": dict(self.hit) if self.hit else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.target = float(state["target"])
@@ -104,7 +109,11 @@ def _epochs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     with cumulative totals (total_iters/total_samples, else summed) and cumulative wall/compute."""
     per_run: dict[str, dict[int, dict[str, Any]]] = {}
     for e in events:
-        if e.get("type") == "epoch_end" and isinstance(e.get("run"), str) and summary_number(e.get("epoch")) is not None:
+        if (
+            e.get("type") == "epoch_end"
+            and isinstance(e.get("run"), str)
+            and summary_number(e.get("epoch")) is not None
+        ):
             per_run.setdefault(e["run"], {})[int(e["epoch"])] = e
     out: dict[str, list[dict[str, Any]]] = {}
     for run, by_epoch in per_run.items():
@@ -112,11 +121,22 @@ def _epochs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
         for epoch in sorted(by_epoch):
             e = by_epoch[epoch]
             iters = summary_number(e.get("total_iters")) or iters + (summary_number(e.get("iters")) or 0)
-            samples = summary_number(e.get("total_samples")) or samples + (summary_number(e.get("samples")) or 0)
+            samples = summary_number(e.get("total_samples")) or samples + (
+                summary_number(e.get("samples")) or 0
+            )
             wall += summary_number(e.get("wall_s")) or 0.0
             compute += summary_number(e.get("compute_s")) or 0.0
-            rows.append({"epoch": epoch, "iters": iters, "samples": samples, "wall_s": wall, "compute_s": compute,
-                         "test_acc": summary_number(e.get("test_acc")), "train_loss": summary_number(e.get("train_loss"))})
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "iters": iters,
+                    "samples": samples,
+                    "wall_s": wall,
+                    "compute_s": compute,
+                    "test_acc": summary_number(e.get("test_acc")),
+                    "train_loss": summary_number(e.get("train_loss")),
+                }
+            )
         out[run] = rows
     return out
 
@@ -170,7 +190,9 @@ def fill_from_events(
     epochs = _epochs(events)
     schedules = _chunk_schedule(events)
     last_iters = _last_iter(events)
-    targets = {e["run"]: e for e in events if e.get("type") == "target_reached" and isinstance(e.get("run"), str)}
+    targets = {
+        e["run"]: e for e in events if e.get("type") == "target_reached" and isinstance(e.get("run"), str)
+    }
     probes = probe_readings(events)
     derived: set[str] = set()
     out = []
@@ -193,23 +215,37 @@ def fill_from_events(
             total = max(last_iters.get(run, 0.0), eps[-1]["iters"] if eps else 0.0)
             if total:
                 row["optimizer_steps"] = optimizer_steps_at(sched, total)
-        for field, base in (("optimizer_steps_to_target", "iters_to_target"),
-                            ("optimizer_steps_to_target_lo", "iters_to_target_lo")):
+        for field, base in (
+            ("optimizer_steps_to_target", "iters_to_target"),
+            ("optimizer_steps_to_target_lo", "iters_to_target_lo"),
+        ):
             if summary_number(row.get(field)) is None and summary_number(row.get(base)) is not None:
                 row[field] = optimizer_steps_at(sched, summary_number(row[base]))
         if "b_simple_target" not in row and summary_number(row.get("samples_to_target")) is not None:
             readings, every = probes.get(run, ([], 0))
             if readings and every:
-                row.update(at_crossing(readings, summary_number(row.get("samples_to_target_lo")),
-                                       summary_number(row["samples_to_target"]), TARGET_HALF_READINGS * every))
+                row.update(
+                    at_crossing(
+                        readings,
+                        summary_number(row.get("samples_to_target_lo")),
+                        summary_number(row["samples_to_target"]),
+                        TARGET_HALF_READINGS * every,
+                    )
+                )
                 derived.add("B_simple at the target crossing (from the noise probe's readings around it)")
         if row.get("status") == "done" and eps:
-            verdict = find_collapse([e["test_acc"] for e in eps], [e["train_loss"] for e in eps], n_classes,
-                                    final=True)
+            verdict = find_collapse(
+                [e["test_acc"] for e in eps], [e["train_loss"] for e in eps], n_classes, final=True
+            )
             if verdict is not None:
                 at = eps[verdict.index]
-                row.update(recorded_status="done", status="collapsed", collapse_reason=verdict.reason,
-                           collapsed_at_iter=at["iters"], collapsed_at_epoch=at["epoch"])
+                row.update(
+                    recorded_status="done",
+                    status="collapsed",
+                    collapse_reason=verdict.reason,
+                    collapsed_at_iter=at["iters"],
+                    collapsed_at_epoch=at["epoch"],
+                )
                 derived.add("collapse (from the epochs' test accuracy and training loss; recorded as done)")
         out.append(row)
     return out, sorted(derived)
@@ -224,12 +260,18 @@ def probe_readings(events: Sequence[dict[str, Any]]) -> dict[str, tuple[list[Rea
         run = e.get("run")
         if not isinstance(run, str):
             continue
-        if e.get("type") == "run_started" and isinstance(e.get("gns_probe_every"), int) and e["gns_probe_every"] > 0:
+        if (
+            e.get("type") == "run_started"
+            and isinstance(e.get("gns_probe_every"), int)
+            and e["gns_probe_every"] > 0
+        ):
             every[run] = e["gns_probe_every"]
         elif e.get("type") == "noise_probe":
             samples, g2, trace = e.get("samples"), summary_number(e.get("g2")), summary_number(e.get("trace"))
             if isinstance(samples, int) and g2 is not None and trace is not None:
-                readings.setdefault(run, []).append(Reading(samples, g2, trace, summary_number(e.get("loss"))))
+                readings.setdefault(run, []).append(
+                    Reading(samples, g2, trace, summary_number(e.get("loss")))
+                )
     out = {}
     for run, found in readings.items():
         found.sort(key=lambda r: r.samples)
@@ -238,7 +280,9 @@ def probe_readings(events: Sequence[dict[str, Any]]) -> dict[str, tuple[list[Rea
     return out
 
 
-def _derive_lo(row: dict[str, Any], eps: list[dict[str, Any]], target: dict[str, Any] | None, hit: float) -> bool:
+def _derive_lo(
+    row: dict[str, Any], eps: list[dict[str, Any]], target: dict[str, Any] | None, hit: float
+) -> bool:
     """Set the *_lo fields from the epoch before the target's; False when the events do not say."""
     epoch = summary_number(target.get("epoch")) if target else None
     idx = next((i for i, e in enumerate(eps) if e["epoch"] == epoch), None) if epoch is not None else None

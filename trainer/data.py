@@ -7,6 +7,7 @@ the configured dataset cannot be had, `data.fallback` is used visibly (a note th
 sweep logs and records) or, with fallback "", `DatasetUnavailable` says why and how
 to fix it. Never a silent substitution.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,8 @@ import torch.utils.data
 
 from trainer.config import DataConfig
 from trainer.config.schema import FOLDER_PREFIX, is_factory, is_folder
-from trainer.factory import FactoryError, guarded, import_factory, kind, one_line
 from trainer.data_synthetic import DEFAULT_PARAMS, Stage, SyntheticParams, synthetic_splits
+from trainer.factory import FactoryError, guarded, import_factory, kind, one_line
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
 PIPELINES = ("resident", "dataloader")
@@ -184,8 +185,10 @@ def check_labels(labels: np.ndarray | torch.Tensor, path: str | os.PathLike[str]
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= NUM_CLASSES:
         bad = high if high >= NUM_CLASSES else low
-        raise IdxFormatError(f"{path}: holds the label {bad}, but the classes are 0-{NUM_CLASSES - 1}; "
-                             "the file is corrupt or not an MNIST labels file, replace it")
+        raise IdxFormatError(
+            f"{path}: holds the label {bad}, but the classes are 0-{NUM_CLASSES - 1}; "
+            "the file is corrupt or not an MNIST labels file, replace it"
+        )
 
 
 # ---------------------------------------------------------------- datasets
@@ -216,8 +219,11 @@ DOWNLOAD_HOSTS = {
     "cifar100": ("www.cs.toronto.edu",),
 }
 #: torchvision's class and raw folder (under data.root) of each IDX dataset it downloads.
-TORCHVISION_IDX = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST"),
-                   "kmnist": ("KMNIST", "KMNIST")}
+TORCHVISION_IDX = {
+    "mnist": ("MNIST", "MNIST"),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST"),
+    "kmnist": ("KMNIST", "KMNIST"),
+}
 
 
 def _unresolvable(name: str) -> str:
@@ -251,8 +257,10 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
     allowed). Any failure becomes DatasetUnavailable with a short cause."""
     if not download:
         raise DatasetUnavailable(
-            name, f"was not found under {root} (looked in {', '.join(map(str, _local_folders(name, root)))}) "
-            "and data.download = false", _idx_fix(name, root),
+            name,
+            f"was not found under {root} (looked in {', '.join(map(str, _local_folders(name, root)))}) "
+            "and data.download = false",
+            _idx_fix(name, root),
         )
     offline = _unresolvable(name)
     if offline:  # no DNS: say so at once instead of importing torchvision (seconds) to fail the same way
@@ -265,7 +273,9 @@ def _torchvision_download(name: str, root: Path, download: bool) -> tuple[Split,
             train = cls(str(root), train=True, download=True)
             test = cls(str(root), train=False, download=True)
     except Exception as exc:  # offline: RuntimeError wrapping URLError; bad md5; disk full
-        raise DatasetUnavailable(name, f"could not be downloaded ({_short(exc)})", _idx_fix(name, root)) from exc
+        raise DatasetUnavailable(
+            name, f"could not be downloaded ({_short(exc)})", _idx_fix(name, root)
+        ) from exc
     try:  # torchvision reads the raw files it finds without looking at the labels
         check_labels(train.targets, train.raw_folder)
         check_labels(test.targets, test.raw_folder)
@@ -300,12 +310,18 @@ def synthetic_digits(
 ) -> Dataset:
     """The synthetic-digits dataset (trainer/data_synthetic.py): train and test from
     different random streams; with cache_dir, kept there as .npz and reused."""
-    (train_x, train_y), (test_x, test_y) = synthetic_splits(n_train, n_test, seed, cache_dir, params, log, stage)
-    return Dataset("synthetic-digits", "", f"generated (seed {seed})", Split(train_x, train_y), Split(test_x, test_y))
+    (train_x, train_y), (test_x, test_y) = synthetic_splits(
+        n_train, n_test, seed, cache_dir, params, log, stage
+    )
+    return Dataset(
+        "synthetic-digits", "", f"generated (seed {seed})", Split(train_x, train_y), Split(test_x, test_y)
+    )
 
 
-FACTORY_FIX = ("return (train_x, train_y, test_x, test_y) tensors - inputs [N, C, H, W] (float, or uint8 "
-               "scaled by 1/255), labels [N] of classes 0..C-1 - or (train, test) torch Datasets of (input, label)")
+FACTORY_FIX = (
+    "return (train_x, train_y, test_x, test_y) tensors - inputs [N, C, H, W] (float, or uint8 "
+    "scaled by 1/255), labels [N] of classes 0..C-1 - or (train, test) torch Datasets of (input, label)"
+)
 MAX_CLASSES = 100_000
 
 
@@ -317,7 +333,9 @@ def _as_tensors(part: Any, which: str, name: str) -> tuple[torch.Tensor, torch.T
             x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
             y = torch.as_tensor([int(p[1]) for p in pairs], dtype=torch.int64)
         except Exception as exc:  # noqa: BLE001 - the user's Dataset
-            raise DatasetUnavailable(name, f"reading its {which} Dataset failed ({one_line(exc)})", FACTORY_FIX) from exc
+            raise DatasetUnavailable(
+                name, f"reading its {which} Dataset failed ({one_line(exc)})", FACTORY_FIX
+            ) from exc
         return x, y
     raise DatasetUnavailable(name, f"its {which} split is {kind(part)}", FACTORY_FIX)
 
@@ -339,31 +357,57 @@ def _factory_splits(name: str, cfg: DataConfig) -> Dataset:
     elif isinstance(out, (tuple, list)) and len(out) == 2:
         train, test = _as_tensors(out[0], "train", name), _as_tensors(out[1], "test", name)
     else:
-        raise DatasetUnavailable(name, f"the factory returned {kind(out)}" + (f" of {len(out)}" if isinstance(
-            out, (tuple, list)) else ""), FACTORY_FIX)
+        raise DatasetUnavailable(
+            name,
+            f"the factory returned {kind(out)}"
+            + (f" of {len(out)}" if isinstance(out, (tuple, list)) else ""),
+            FACTORY_FIX,
+        )
     splits = []
     for which, (x, y) in (("train", train), ("test", test)):
         if x.dim() != 4 or not (x.is_floating_point() or x.dtype == torch.uint8):
-            raise DatasetUnavailable(name, f"its {which} inputs are {x.dtype} of shape {list(x.shape)}, not images "
-                                     "[N, C, H, W] of floats or uint8", FACTORY_FIX)
+            raise DatasetUnavailable(
+                name,
+                f"its {which} inputs are {x.dtype} of shape {list(x.shape)}, not images "
+                "[N, C, H, W] of floats or uint8",
+                FACTORY_FIX,
+            )
         if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool or y.shape[0] != x.shape[0]:
-            raise DatasetUnavailable(name, f"its {which} labels are {y.dtype} of shape {list(y.shape)} for "
-                                     f"{x.shape[0]} inputs; they must be integer classes [N]", FACTORY_FIX)
+            raise DatasetUnavailable(
+                name,
+                f"its {which} labels are {y.dtype} of shape {list(y.shape)} for "
+                f"{x.shape[0]} inputs; they must be integer classes [N]",
+                FACTORY_FIX,
+            )
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
-            raise DatasetUnavailable(name, f"its {which} labels run from {int(y.min())} to {int(y.max())}; classes "
-                                     f"are 0..C-1", FACTORY_FIX)
+            raise DatasetUnavailable(
+                name,
+                f"its {which} labels run from {int(y.min())} to {int(y.max())}; classes are 0..C-1",
+                FACTORY_FIX,
+            )
         splits.append(Split(x.detach().cpu().contiguous(), y.detach().cpu().to(torch.int64)))
     if splits[0].images.shape[1:] != splits[1].images.shape[1:] or not len(splits[0]):
-        raise DatasetUnavailable(name, f"its train inputs {list(splits[0].images.shape)} and test inputs "
-                                 f"{list(splits[1].images.shape)} do not make one dataset", FACTORY_FIX)
+        raise DatasetUnavailable(
+            name,
+            f"its train inputs {list(splits[0].images.shape)} and test inputs "
+            f"{list(splits[1].images.shape)} do not make one dataset",
+            FACTORY_FIX,
+        )
     classes = 1 + max(int(s.labels.max()) for s in splits if len(s))
     if classes < 2:
-        raise DatasetUnavailable(name, "its labels hold one class only", "return labels of at least two classes")
+        raise DatasetUnavailable(
+            name, "its labels hold one class only", "return labels of at least two classes"
+        )
     return Dataset(name, "", f"{name} ({cfg.path or 'installed'})", splits[0], splits[1], num_classes=classes)
 
 
-def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] | None = None,
-              stage: Stage | None = None) -> Dataset:
+def _load_one(
+    name: str,
+    cfg: DataConfig,
+    seed: int,
+    log: Callable[[str], None] | None = None,
+    stage: Stage | None = None,
+) -> Dataset:
     root = Path(os.path.expanduser(cfg.root))
     if is_factory(name):
         if stage is not None:
@@ -376,10 +420,18 @@ def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] 
         n_test = cfg.test_samples if 0 < cfg.test_samples < MNIST_TEST else MNIST_TEST
         full = (n_train, n_test) == (MNIST_TRAIN, MNIST_TEST)
         try:
-            return synthetic_digits(n_train, n_test, seed, cache_dir=root / "synthetic-digits" if full else None,
-                                    log=log, stage=stage)
+            return synthetic_digits(
+                n_train,
+                n_test,
+                seed,
+                cache_dir=root / "synthetic-digits" if full else None,
+                log=log,
+                stage=stage,
+            )
         except RuntimeError as exc:  # Pillow without FreeType
-            raise DatasetUnavailable(name, f"cannot be generated ({exc})", "install Pillow >= 10.1 from its wheels") from exc
+            raise DatasetUnavailable(
+                name, f"cannot be generated ({exc})", "install Pillow >= 10.1 from its wheels"
+            ) from exc
     if is_folder(name):
         if stage is not None:
             stage(f"loading {name}", None)
@@ -397,8 +449,9 @@ def _load_one(name: str, cfg: DataConfig, seed: int, log: Callable[[str], None] 
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
-def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | None = None,
-                 stage: Stage | None = None) -> Dataset:
+def load_dataset(
+    cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | None = None, stage: Stage | None = None
+) -> Dataset:
     """The configured dataset, or its fallback (visibly: log(note) and Dataset.note),
     cut to cfg.train_samples / cfg.test_samples when those are > 0.
 
@@ -417,7 +470,9 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Callable[[str], None] | No
             ds = _load_one(fallback, cfg, seed, log, stage)
         except DatasetUnavailable as exc2:
             raise DatasetUnavailable(
-                cfg.dataset, f"{exc.cause}, and the fallback {fallback} {exc2.cause}", f"{exc.fix}; {exc2.fix}"
+                cfg.dataset,
+                f"{exc.cause}, and the fallback {fallback} {exc2.cause}",
+                f"{exc.fix}; {exc2.fix}",
             ) from exc2
         ds.note = note
         if log is not None:
@@ -446,7 +501,9 @@ def check_finite(ds: Dataset) -> None:
             continue
         per_sample = max(1, x[0].numel())
         n = len(split)
-        step = max(1, -(-n * per_sample // FINITE_CHECK_VALUES))  # ceil: every sample while it fits the budget
+        step = max(
+            1, -(-n * per_sample // FINITE_CHECK_VALUES)
+        )  # ceil: every sample while it fits the budget
         checked = 0
         chunk = max(1, (1 << 22) // per_sample) * step  # a few million values at a time: bounded memory
         for start in range(0, n, chunk):
@@ -458,9 +515,11 @@ def check_finite(ds: Dataset) -> None:
                 what = "NaN" if bool(torch.isnan(x[i]).any()) else "infinity"
                 sampled = "" if step == 1 else f" (every {step}th sample is checked: {checked:,} so far)"
                 raise DatasetUnavailable(
-                    ds.name, f"its {which} inputs hold {what}: sample {i} of {n:,} has non-finite values{sampled}; "
+                    ds.name,
+                    f"its {which} inputs hold {what}: sample {i} of {n:,} has non-finite values{sampled}; "
                     "training on them would turn every loss into NaN",
-                    "repair or drop those samples in the factory (torch.isfinite(x).flatten(1).all(1) finds them)")
+                    "repair or drop those samples in the factory (torch.isfinite(x).flatten(1).all(1) finds them)",
+                )
 
 
 # ---------------------------------------------------------------- CIFAR-10 / CIFAR-100
@@ -477,24 +536,37 @@ class CifarLayout:
 
 
 CIFAR = {
-    "cifar10": CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-                           "labels", 10, "CIFAR10"),
+    "cifar10": CifarLayout(
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        "labels",
+        10,
+        "CIFAR10",
+    ),
     "cifar100": CifarLayout("cifar-100-python", ("train",), "test", "fine_labels", 100, "CIFAR100"),
 }
 
 
 def _cifar_fix(name: str, root: Path) -> str:
     layout = CIFAR[name]
-    return (f"copy {layout.folder} (the extracted python version of the dataset: {', '.join(layout.train)}, "
-            f"{layout.test}) into {root}, or set data.download = true (needs network)")
+    return (
+        f"copy {layout.folder} (the extracted python version of the dataset: {', '.join(layout.train)}, "
+        f"{layout.test}) into {root}, or set data.download = true (needs network)"
+    )
 
 
 class CifarUnpickler(pickle.Unpickler):
     """Unpickles what CIFAR's batches hold (numpy arrays, dicts, lists, strings, numbers) and nothing
     else: any other global a pickle names (os.system, builtins.eval, ...) is an UnpicklingError."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
@@ -520,11 +592,15 @@ def read_cifar_batch(path: Path, label_key: str, classes: int) -> tuple[torch.Te
     except Exception as exc:  # noqa: BLE001 - truncated, not a pickle, not the dict it should be
         raise IdxFormatError(f"{path}: not a CIFAR batch ({one_line(exc)}); replace the file") from exc
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise IdxFormatError(f"{path}: data {data.shape} and labels {labels.shape} do not make 32x32 colour "
-                             "images; replace the file")
+        raise IdxFormatError(
+            f"{path}: data {data.shape} and labels {labels.shape} do not make 32x32 colour "
+            "images; replace the file"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise IdxFormatError(f"{path}: holds the label {int(labels.max())}, but the classes are 0-{classes - 1}; "
-                             "replace the file")
+        raise IdxFormatError(
+            f"{path}: holds the label {int(labels.max())}, but the classes are 0-{classes - 1}; "
+            "replace the file"
+        )
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
 
 
@@ -554,33 +630,40 @@ def load_cifar(name: str, root: Path, download: bool) -> tuple[Split, Split, str
             return found[0], found[1], str(folder)
     where = ", ".join(map(str, folders))
     if not download:
-        raise DatasetUnavailable(name, f"was not found (looked in {where}) and data.download = false",
-                                 _cifar_fix(name, root))
+        raise DatasetUnavailable(
+            name, f"was not found (looked in {where}) and data.download = false", _cifar_fix(name, root)
+        )
     offline = _unresolvable(name)
     if offline:
-        raise DatasetUnavailable(name, f"was not found in {root} and downloads fail (offline: {offline})",
-                                 _cifar_fix(name, root))
+        raise DatasetUnavailable(
+            name, f"was not found in {root} and downloads fail (offline: {offline})", _cifar_fix(name, root)
+        )
     from torchvision import datasets
 
     try:
         with _socket_deadline():
             getattr(datasets, layout.tv_class)(str(root), train=True, download=True)
     except Exception as exc:  # noqa: BLE001 - offline, bad md5, disk full
-        raise DatasetUnavailable(name, f"was not found in {root} and downloads fail ({_short(exc)})",
-                                 _cifar_fix(name, root)) from exc
+        raise DatasetUnavailable(
+            name, f"was not found in {root} and downloads fail ({_short(exc)})", _cifar_fix(name, root)
+        ) from exc
     try:
         found = read_cifar_folder(name, folders[0])
     except IdxFormatError as exc:
         raise DatasetUnavailable(name, f"has a bad file ({exc})", "replace or remove that file") from exc
     if found is None:
-        raise DatasetUnavailable(name, f"was downloaded but {folders[0]} lacks its files", _cifar_fix(name, root))
+        raise DatasetUnavailable(
+            name, f"was downloaded but {folders[0]} lacks its files", _cifar_fix(name, root)
+        )
     return found[0], found[1], str(folders[0])
 
 
 # ---------------------------------------------------------------- an image folder ("folder:PATH")
 
-FOLDER_FIX = ("put one subfolder of images per class in the folder (PATH/cat/1.png, PATH/dog/2.png), optionally "
-              "under PATH/train and PATH/test")
+FOLDER_FIX = (
+    "put one subfolder of images per class in the folder (PATH/cat/1.png, PATH/dog/2.png), optionally "
+    "under PATH/train and PATH/test"
+)
 
 
 def _read_folder(name: str, folder: Path) -> tuple[list[str], list[tuple[str, int]], int]:
@@ -604,8 +687,9 @@ def _read_folder(name: str, folder: Path) -> tuple[list[str], list[tuple[str, in
         elif entry.is_dir(follow_symlinks=False):
             classes.append(entry.name)
     if not classes:
-        raise DatasetUnavailable(name, f"has no images in class subfolders of {folder} (no class subfolder)",
-                                 FOLDER_FIX)
+        raise DatasetUnavailable(
+            name, f"has no images in class subfolders of {folder} (no class subfolder)", FOLDER_FIX
+        )
     samples: list[tuple[str, int]] = []
     empty = []
     for index, cls in enumerate(classes):
@@ -628,26 +712,38 @@ def _read_folder(name: str, folder: Path) -> tuple[list[str], list[tuple[str, in
         if not found:
             empty.append(cls)
     if empty:
-        raise DatasetUnavailable(name, f"has no images in class subfolders of {folder} (none in "
-                                 f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''})", FOLDER_FIX)
+        raise DatasetUnavailable(
+            name,
+            f"has no images in class subfolders of {folder} (none in "
+            f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''})",
+            FOLDER_FIX,
+        )
     return classes, samples, skipped
 
 
 def _open_image_file(name: str, path: str) -> Any:
     """An image file opened for reading: a regular file, never through a link, never waited on."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+    )
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise DatasetUnavailable(name, f"cannot open the image {path} ({exc.strerror or exc})",
-                                 "replace or remove that file") from exc
+        raise DatasetUnavailable(
+            name, f"cannot open the image {path} ({exc.strerror or exc})", "replace or remove that file"
+        ) from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise DatasetUnavailable(name, f"{path} is not a regular file", "replace or remove it")
     return os.fdopen(fd, "rb")
 
 
-def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+def _read_images(
+    name: str, samples: list[tuple[str, int]], size: tuple[int, int] | None
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """The images as uint8 [N, 3, H, W] (every image as RGB) and their labels; all must be one size."""
     from PIL import Image
 
@@ -658,14 +754,18 @@ def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int
                 with Image.open(f) as img:
                     rgb = img.convert("RGB")
             except Exception as exc:  # noqa: BLE001 - not an image, truncated
-                raise DatasetUnavailable(name, f"cannot read the image {path} ({one_line(exc)})",
-                                         "replace or remove that file") from exc
+                raise DatasetUnavailable(
+                    name, f"cannot read the image {path} ({one_line(exc)})", "replace or remove that file"
+                ) from exc
         if size is None:
             size = rgb.size
         elif rgb.size != size:
             raise DatasetUnavailable(
-                name, f"holds images of different sizes: {path} is {rgb.size[0]}x{rgb.size[1]}, the first "
-                f"{size[0]}x{size[1]}", f"resize every image to one size (e.g. {size[0]}x{size[1]}) before training")
+                name,
+                f"holds images of different sizes: {path} is {rgb.size[0]}x{rgb.size[1]}, the first "
+                f"{size[0]}x{size[1]}",
+                f"resize every image to one size (e.g. {size[0]}x{size[1]}) before training",
+            )
         arrays.append(np.asarray(rgb, dtype=np.uint8))
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     y = torch.tensor([label for _, label in samples], dtype=torch.int64)
@@ -674,7 +774,11 @@ def _read_images(name: str, samples: list[tuple[str, int]], size: tuple[int, int
 
 
 def _skipped(n: int) -> str:
-    return f"; {n} symbolic link{'s' if n != 1 else ''} or non-regular file{'s' if n != 1 else ''} skipped" if n else ""
+    return (
+        f"; {n} symbolic link{'s' if n != 1 else ''} or non-regular file{'s' if n != 1 else ''} skipped"
+        if n
+        else ""
+    )
 
 
 def _real_dir(path: Path) -> bool:
@@ -684,7 +788,7 @@ def _real_dir(path: Path) -> bool:
 def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
     """An image folder, read once into uint8 tensors: PATH/train and PATH/test when both exist (the same
     classes), else PATH split per class into test_fraction for testing and the rest for training (by seed)."""
-    folder = Path(name[len(FOLDER_PREFIX):])
+    folder = Path(name[len(FOLDER_PREFIX) :])
     if not folder.is_dir():
         raise DatasetUnavailable(name, f"names {folder}, which is not a folder", FOLDER_FIX)
     if _real_dir(folder / "train") and _real_dir(folder / "test"):
@@ -692,17 +796,24 @@ def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
         test_classes, test_samples, test_skipped = _read_folder(name, folder / "test")
         skipped += test_skipped
         if test_classes != classes:
-            raise DatasetUnavailable(name, f"has classes {classes} in train but {test_classes} in test",
-                                     "give train and test the same class subfolders")
+            raise DatasetUnavailable(
+                name,
+                f"has classes {classes} in train but {test_classes} in test",
+                "give train and test the same class subfolders",
+            )
         if len(classes) < 2:
-            raise DatasetUnavailable(name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least")
+            raise DatasetUnavailable(
+                name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least"
+            )
         train_x, train_y, size = _read_images(name, train_samples, None)
         test_x, test_y, _ = _read_images(name, test_samples, size)
         source = f"{folder} (train/ and test/{_skipped(skipped)})"
     else:
         classes, samples, skipped = _read_folder(name, folder)
         if len(classes) < 2:
-            raise DatasetUnavailable(name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least")
+            raise DatasetUnavailable(
+                name, f"has one class only ({classes[0]})", "add a subfolder per class, two at least"
+            )
         x, y, _ = _read_images(name, samples, None)
         g = torch.Generator().manual_seed(seed)
         test_idx: list[int] = []
@@ -713,12 +824,21 @@ def load_image_folder(name: str, test_fraction: float, seed: int) -> Dataset:
         is_test = torch.zeros(len(y), dtype=torch.bool)
         is_test[test_idx] = True
         if is_test.all() or not is_test.any():
-            raise DatasetUnavailable(name, f"has {len(y)} images, too few to hold out data.test_fraction = "
-                                     f"{test_fraction} of them", "add images, or use PATH/train and PATH/test")
+            raise DatasetUnavailable(
+                name,
+                f"has {len(y)} images, too few to hold out data.test_fraction = {test_fraction} of them",
+                "add images, or use PATH/train and PATH/test",
+            )
         train_x, train_y, test_x, test_y = x[~is_test], y[~is_test], x[is_test], y[is_test]
         source = f"{folder} ({test_fraction:g} held out, seed {seed}{_skipped(skipped)})"
-    return Dataset(name, "", source, Split(train_x.contiguous(), train_y), Split(test_x.contiguous(), test_y),
-                   num_classes=len(classes))
+    return Dataset(
+        name,
+        "",
+        source,
+        Split(train_x.contiguous(), train_y),
+        Split(test_x.contiguous(), test_y),
+        num_classes=len(classes),
+    )
 
 
 # ---------------------------------------------------------------- normalize, augment, size
@@ -738,7 +858,9 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
         count += x.shape[0] * x.shape[2] * x.shape[3]
     assert total is not None and sq is not None
     mean = total / count
-    std = (sq / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-6)  # a constant channel: no division by 0
+    std = (
+        (sq / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-6)
+    )  # a constant channel: no division by 0
     return [float(v) for v in mean], [float(v) for v in std]
 
 
@@ -748,7 +870,9 @@ def _cache_key(ds: Dataset) -> str:
     import hashlib
 
     x = ds.train.images
-    digest = hashlib.sha1(x[:64].contiguous().numpy().tobytes() + x[-64:].contiguous().numpy().tobytes()).hexdigest()[:16]
+    digest = hashlib.sha1(
+        x[:64].contiguous().numpy().tobytes() + x[-64:].contiguous().numpy().tobytes()
+    ).hexdigest()[:16]
     return f"{ds.name}|{ds.source}|{len(ds.train)}|{list(x.shape[1:])}|{digest}"
 
 
@@ -797,7 +921,9 @@ def stats_problem(stats: Any, channels: int, uint8: bool) -> str:
         values = stats.get(what)
         if not isinstance(values, list) or len(values) != channels:
             return f"its {what} is not a list of {channels} number{'s' if channels != 1 else ''}"
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        if any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values
+        ):
             return f"its {what} holds something that is not a finite number"
     mean, std = stats["mean"], stats["std"]
     if any(v < 1e-6 for v in std):
@@ -822,7 +948,11 @@ def normalize_dataset(ds: Dataset, cfg: DataConfig, log: Callable[[str], None] |
     say = log or (lambda msg: None)
     remembered = _STATS.get(key)
     if remembered is not None and not stats_problem(remembered, channels, uint8):
-        mean, std, cached = list(remembered["mean"]), list(remembered["std"]), remembered.get("cache", "memory")
+        mean, std, cached = (
+            list(remembered["mean"]),
+            list(remembered["std"]),
+            remembered.get("cache", "memory"),
+        )
     else:
         entries, problem = _read_cache(path)
         stats = entries.get(key)
@@ -832,8 +962,10 @@ def normalize_dataset(ds: Dataset, cfg: DataConfig, log: Callable[[str], None] |
             mean, std, cached = [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]], str(path)
         else:
             if problem:
-                say(f"data.normalize: the cache {path} {problem}; the statistics are computed again and the "
-                    "file rewritten")
+                say(
+                    f"data.normalize: the cache {path} {problem}; the statistics are computed again and the "
+                    "file rewritten"
+                )
             mean, std = channel_stats(ds.train.images)
             cached = "memory"
             try:
@@ -850,7 +982,9 @@ def normalize_dataset(ds: Dataset, cfg: DataConfig, log: Callable[[str], None] |
                     tmp.unlink(missing_ok=True)
                 cached = str(path)
             except OSError as exc:  # a read-only data.root: memory only, said once
-                say(f"data.normalize: {path.parent} is not writable ({exc.strerror or exc}); statistics kept in memory")
+                say(
+                    f"data.normalize: {path.parent} is not writable ({exc.strerror or exc}); statistics kept in memory"
+                )
     _STATS[key] = {"mean": mean, "std": std, "cache": cached}
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -866,9 +1000,12 @@ def check_augment(augment: str, ds: Dataset) -> None:
     shape = list(as_inputs(ds.train.images[:1]).shape[1:])
     if shape[1:] != [32, 32]:
         fallback = f" (the fallback: {ds.note})" if ds.note else ""
-        raise DatasetUnavailable(ds.name, f"holds inputs of shape {shape}{fallback}, but data.augment = \"{augment}\" "
-                                 "takes 32x32 images", 'set data.augment = "none", or give the sweep 32x32 images'
-                                 + ('; set data.fallback = "" to fail on the missing dataset itself' if ds.note else ""))
+        raise DatasetUnavailable(
+            ds.name,
+            f"holds inputs of shape {shape}{fallback}, but data.augment = \"{augment}\" takes 32x32 images",
+            'set data.augment = "none", or give the sweep 32x32 images'
+            + ('; set data.fallback = "" to fail on the missing dataset itself' if ds.note else ""),
+        )
 
 
 def data_bytes(ds: Dataset) -> int:

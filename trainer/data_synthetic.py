@@ -16,6 +16,7 @@ the first N of a larger set are exactly the set of size N (quick runs that take 
 first N samples see the same images as full runs), and train (stream 0) and test
 (stream 1) never share a random stream.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -91,7 +92,9 @@ def glyph_templates(glyph_height: float, stroke_widths: tuple[int, ...]) -> torc
             "upgrade Pillow"
         ) from exc
     if not isinstance(font, ImageFont.FreeTypeFont):
-        raise RuntimeError("synthetic-digits needs Pillow built with FreeType; install Pillow from its wheels")
+        raise RuntimeError(
+            "synthetic-digits needs Pillow built with FreeType; install Pillow from its wheels"
+        )
     height = round(glyph_height * _TEMPLATE)
     out = np.zeros((10, len(stroke_widths), _TEMPLATE, _TEMPLATE), np.float32)
     for digit in range(10):
@@ -142,7 +145,9 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def _render_chunk(g: torch.Generator, templates: torch.Tensor, p: SyntheticParams) -> tuple[torch.Tensor, torch.Tensor]:
+def _render_chunk(
+    g: torch.Generator, templates: torch.Tensor, p: SyntheticParams
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk of _CHUNK images: uint8 [_CHUNK, 28, 28] and int64 labels."""
     n = _CHUNK
     labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
@@ -199,7 +204,10 @@ def _render_chunk(g: torch.Generator, templates: torch.Tensor, p: SyntheticParam
 
 
 def generate_digits(
-    n: int, seed: int, stream: int, params: SyntheticParams = DEFAULT_PARAMS,
+    n: int,
+    seed: int,
+    stream: int,
+    params: SyntheticParams = DEFAULT_PARAMS,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n synthetic digits: uint8 [n, 28, 28] (dark background, bright digit) and int64 [n]
@@ -226,8 +234,13 @@ Stage = Callable[[str, "float | None"], None]
 
 
 def synthetic_splits(
-    n_train: int, n_test: int, seed: int, cache_dir: Path | None = None, params: SyntheticParams = DEFAULT_PARAMS,
-    log: Callable[[str], None] | None = None, stage: Stage | None = None,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    cache_dir: Path | None = None,
+    params: SyntheticParams = DEFAULT_PARAMS,
+    log: Callable[[str], None] | None = None,
+    stage: Stage | None = None,
 ) -> tuple[Arrays, Arrays]:
     """(train, test) arrays: train from stream 0, test from stream 1. With cache_dir they
     are read from, or written to, cache_dir/<hash of everything that shapes them>.npz.
@@ -266,8 +279,12 @@ def _cache_path(cache_dir: Path, n_train: int, n_test: int, seed: int, params: S
     import PIL
 
     key = {
-        "version": GENERATOR_VERSION, "n": [n_train, n_test], "seed": seed, "params": params.key(),
-        "torch": torch.__version__, "pillow": PIL.__version__,  # font rendering and RNG may change
+        "version": GENERATOR_VERSION,
+        "n": [n_train, n_test],
+        "seed": seed,
+        "params": params.key(),
+        "torch": torch.__version__,
+        "pillow": PIL.__version__,  # font rendering and RNG may change
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"{digest}.npz"
@@ -304,8 +321,12 @@ def _read_cache(path: Path, n_train: int, n_test: int) -> tuple[Arrays, Arrays]:
         raise
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         raise DamagedCache(f"not a readable .npz: {type(exc).__name__}: {str(exc)[:120]}") from exc
-    expected = [((n_train, SIZE, SIZE), np.uint8), ((n_train,), np.int64),
-                ((n_test, SIZE, SIZE), np.uint8), ((n_test,), np.int64)]
+    expected = [
+        ((n_train, SIZE, SIZE), np.uint8),
+        ((n_train,), np.int64),
+        ((n_test, SIZE, SIZE), np.uint8),
+        ((n_test,), np.int64),
+    ]
     for key, arr, (shape, dtype) in zip(_KEYS, arrays, expected):
         if arr.shape != shape or arr.dtype != dtype:
             raise DamagedCache(f"{key} is {arr.dtype} {arr.shape}, expected {np.dtype(dtype)} {shape}")
@@ -324,7 +345,15 @@ def _write_cache(path: Path, train: Arrays, test: Arrays) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda f: np.savez(f, train_x=train[0].numpy(), train_y=train[1].numpy(),
-                                              test_x=test[0].numpy(), test_y=test[1].numpy()))
+        write_atomic(
+            path,
+            lambda f: np.savez(
+                f,
+                train_x=train[0].numpy(),
+                train_y=train[1].numpy(),
+                test_x=test[0].numpy(),
+                test_y=test[1].numpy(),
+            ),
+        )
     except OSError:
         pass

@@ -22,6 +22,7 @@ the chunk's gradient across ranks) and resuming. The CUDA-graph fast path is not
 gradient-noise-scale probes see only a rank's slice and so give no estimate. A rank that runs out of
 memory alone leaves the others waiting: give each rank the same GPU model and memory.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -126,8 +127,9 @@ def init_from_env(cfg: Config) -> DistContext | None:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=TIMEOUT,
-                            **({"device_id": device} if use_cuda else {}))
+    dist.init_process_group(
+        "nccl" if use_cuda else "gloo", timeout=TIMEOUT, **({"device_id": device} if use_cuda else {})
+    )
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
@@ -192,8 +194,10 @@ class ShardedBatches:
         for n, part in self._sizes():
             self.global_n = n
             if part.stop == part.start:  # a last batch smaller than the world: nothing for this rank
-                yield (torch.empty(0, *self.input_shape, device=self.device),
-                       torch.empty(0, dtype=torch.long, device=self.device))
+                yield (
+                    torch.empty(0, *self.input_shape, device=self.device),
+                    torch.empty(0, dtype=torch.long, device=self.device),
+                )
                 continue
             x, y = next(loaded)
             yield x.to(self.device, non_blocking=pinned), y.to(self.device, non_blocking=pinned)
@@ -202,7 +206,9 @@ class ShardedBatches:
 class _RankBatchSampler(torch.utils.data.Sampler):
     """Index lists of this rank's slice of each global batch of the epoch order (empty ones skipped)."""
 
-    def __init__(self, sampler: torch.utils.data.Sampler, batch_size: int, world_size: int, rank: int) -> None:
+    def __init__(
+        self, sampler: torch.utils.data.Sampler, batch_size: int, world_size: int, rank: int
+    ) -> None:
         self.sampler, self.batch_size, self.world_size, self.rank = sampler, batch_size, world_size, rank
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -215,7 +221,10 @@ class _RankBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         n = len(self.sampler)
-        parts = (rank_slice(min(self.batch_size, n - s), self.world_size, self.rank) for s in range(0, n, self.batch_size))
+        parts = (
+            rank_slice(min(self.batch_size, n - s), self.world_size, self.rank)
+            for s in range(0, n, self.batch_size)
+        )
         return sum(1 for part in parts if part.stop > part.start)
 
 
@@ -224,17 +233,22 @@ class DDPStep:
     (model, optimizer, x, y) -> the global batch's mean loss (a detached device scalar)."""
 
     def __init__(self, model: nn.Module, ctx: DistContext, batches: ShardedBatches, micro_batch: int) -> None:
-        self.ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        self.ddp = DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
         self.world_size = ctx.world_size
         self.batches = batches
         self.micro_batch = micro_batch
 
-    def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         n = self.batches.global_n
         optimizer.zero_grad(set_to_none=True)
         # sum / n * world per rank; DDP's average over ranks makes it the global mean-loss gradient.
-        share = accumulate_gradients(self.ddp, x, y, self.micro_batch, total=n, scale=self.world_size,
-                                     no_sync=self.ddp.no_sync)
+        share = accumulate_gradients(
+            self.ddp, x, y, self.micro_batch, total=n, scale=self.world_size, no_sync=self.ddp.no_sync
+        )
         optimizer.step()
         dist.all_reduce(share)  # the ranks' shares add up to the global batch's mean loss
         return share
@@ -246,8 +260,9 @@ def main_ready(ctx: DistContext, ok: bool) -> bool:
     return ctx.agree(ok) and ctx.agree(True)
 
 
-def shard(ctx: DistContext, model: nn.Module, batches: ResidentBatches | LoaderBatches,
-          micro_batch: int) -> tuple[ShardedBatches, DDPStep]:
+def shard(
+    ctx: DistContext, model: nn.Module, batches: ResidentBatches | LoaderBatches, micro_batch: int
+) -> tuple[ShardedBatches, DDPStep]:
     """This rank's view of a run: its slices of the batches, and the DDP step over `model`."""
     sharded = ShardedBatches(batches, ctx.world_size, ctx.rank)
     return sharded, DDPStep(model, ctx, sharded, micro_batch)

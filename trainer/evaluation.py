@@ -4,6 +4,7 @@ Every evaluation is on the evaluation slice (trainer/accuracy.py: a fixed class-
 sample of the test set, the same for every run): every `sweep.eval_every` training samples, and at each
 epoch end, where the full test set is evaluated too (a second kind, recorded apart).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,12 +48,16 @@ def slice_of(x: torch.Tensor, y: torch.Tensor, slice_size: int = SLICE_SIZE) -> 
     n = int(y.shape[0])
     if slice_size >= n:
         return TestSet(x, y, x, y, True)
-    index = torch.tensor(stratified_slice(y.tolist(), slice_size, SLICE_SEED), dtype=torch.long, device=y.device)
+    index = torch.tensor(
+        stratified_slice(y.tolist(), slice_size, SLICE_SEED), dtype=torch.long, device=y.device
+    )
     return TestSet(x, y, x.index_select(0, index), y.index_select(0, index), False)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 5000
+) -> tuple[float, float]:
     """Mean test NLL and accuracy; restores the model's training mode."""
     was_training = model.training
     model.eval()

@@ -5,6 +5,7 @@ The module is imported with `path` (the config file's folder, or model.path / da
 sys.path, then from the installed packages. Every failure is a `FactoryError` with a cause and a fix
 that name the module; the caller turns it into its own error (ModelError, DatasetUnavailable).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -44,11 +45,14 @@ def guarded(doing: str, subject: str, fn: Callable[..., T], /, *args: Any, **kwa
     done = threading.Event()
     report, start = _reporter, time.monotonic()
     if report is not None:
+
         def watch() -> None:
             wait = SLOW_AFTER_S
             while not done.wait(wait):
                 try:
-                    report(f"{doing} ... {time.monotonic() - start:.0f} s (it has not returned yet; Ctrl-C stops)")
+                    report(
+                        f"{doing} ... {time.monotonic() - start:.0f} s (it has not returned yet; Ctrl-C stops)"
+                    )
                 except Exception:  # noqa: BLE001 - a report that fails must not end the watch with an error
                     return
                 wait = REPORT_EVERY_S
@@ -57,8 +61,10 @@ def guarded(doing: str, subject: str, fn: Callable[..., T], /, *args: Any, **kwa
     try:
         return fn(*args, **kwargs)
     except SystemExit as exc:
-        raise FactoryError(f"{subject} called sys.exit({exc.code!r}), which would end the trainer",
-                           "return the value instead of exiting (raise an exception to report a problem)") from None
+        raise FactoryError(
+            f"{subject} called sys.exit({exc.code!r}), which would end the trainer",
+            "return the value instead of exiting (raise an exception to report a problem)",
+        ) from None
     finally:
         done.set()
 
@@ -71,33 +77,50 @@ def import_factory(ref: str, path: str, path_key: str) -> Callable[..., Any]:
     if path and path not in sys.path:
         sys.path.insert(0, path)  # the config's folder first: the user's project wins over installed names
     try:
-        module = guarded(f"importing your module {module_name}", f"module {module_name}, while it was imported,",
-                         importlib.import_module, module_name)
+        module = guarded(
+            f"importing your module {module_name}",
+            f"module {module_name}, while it was imported,",
+            importlib.import_module,
+            module_name,
+        )
     except FactoryError:
         raise
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and module_name != missing and not module_name.startswith(missing + "."):
-            raise FactoryError(f"module {module_name} was found, but it imports {missing}, which is not installed",
-                               f"install {missing} into the trainer's Python ({sys.executable})") from exc
+            raise FactoryError(
+                f"module {module_name} was found, but it imports {missing}, which is not installed",
+                f"install {missing} into the trainer's Python ({sys.executable})",
+            ) from exc
         file = module_name.replace(".", "/")
-        raise FactoryError(f"no module named {module_name} in {where} ({path_key}: the config file's folder "
-                           "unless set) or among the installed packages",
-                           f"put {file}.py (or the package {file}/) in {where}, set {path_key} to the folder that "
-                           "holds it, or install it (pip install -e your project)") from exc
+        raise FactoryError(
+            f"no module named {module_name} in {where} ({path_key}: the config file's folder "
+            "unless set) or among the installed packages",
+            f"put {file}.py (or the package {file}/) in {where}, set {path_key} to the folder that "
+            "holds it, or install it (pip install -e your project)",
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - a syntax error or any failure while the module runs
-        raise FactoryError(f"importing module {module_name} raised {one_line(exc)}",
-                           f"fix the module ({module_file(module_name)})") from exc
+        raise FactoryError(
+            f"importing module {module_name} raised {one_line(exc)}",
+            f"fix the module ({module_file(module_name)})",
+        ) from exc
     factory = getattr(module, attr, None)
     if factory is None:
-        known = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                       and getattr(v, "__module__", None) == module.__name__)
+        known = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         hint = f"; it defines {', '.join(known[:8])}" if known else ""
-        raise FactoryError(f"module {module_name} ({module_file(module_name)}) has no {attr}{hint}",
-                           f'name a function of the module after the colon, as in "{module_name}:build"')
+        raise FactoryError(
+            f"module {module_name} ({module_file(module_name)}) has no {attr}{hint}",
+            f'name a function of the module after the colon, as in "{module_name}:build"',
+        )
     if not callable(factory):
-        raise FactoryError(f"{attr} in module {module_name} is {kind(factory)}, not a callable",
-                           "name a function (or class) that returns it")
+        raise FactoryError(
+            f"{attr} in module {module_name} is {kind(factory)}, not a callable",
+            "name a function (or class) that returns it",
+        )
     return factory
 
 

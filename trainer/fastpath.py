@@ -24,6 +24,7 @@ On CPU (or with `capture=False`) no graph is captured: the first `warmup` calls 
 full-size calls run the same static-buffer body the graph would capture, eagerly - so CI checks the
 captured logic (index buffer, device lr, own SGD, loss buffer) without a GPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -168,7 +169,9 @@ class GraphStep:
                 "buffers before the graph is captured"
             )
         if split_method not in METHODS:
-            raise ValueError(f"unknown split-backward method {split_method!r}; choose one of: {', '.join(METHODS)}")
+            raise ValueError(
+                f"unknown split-backward method {split_method!r}; choose one of: {', '.join(METHODS)}"
+            )
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
         if images.shape[0] != labels.shape[0]:

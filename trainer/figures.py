@@ -8,6 +8,7 @@ no torch, numpy, Textual or rich).
   by the trainer (a log-spaced lr grid's 0.0707106...) in 3 significant figures, 0.0707.
 - `sig`, `count`, `span`, `with_interval`: an estimate to the precision its data has, counts, crossings.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,7 +97,7 @@ def span(lo: Any, hi: Any, fmt=count) -> str:
 
 
 def with_interval(mid: Any, lo: Any, hi: Any, digits: int = 2) -> str:
-    """"mid (lo–hi)" in `digits` significant figures; an open end shows as "?"."""
+    """ "mid (lo–hi)" in `digits` significant figures; an open end shows as "?"."""
     if not finite(mid):
         return "-"
     if lo is None and hi is None:

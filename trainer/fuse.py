@@ -24,6 +24,7 @@ The update reproduces torch.optim.SGD (momentum buffer m <- mu m + g + wd w; w <
 starting at the first gradient). Results equal training each run alone up to float rounding (batched
 kernels add in another order): tests/trainer/test_fuse.py checks per-iteration losses and accuracies.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,8 +71,15 @@ class Unit:
     reason: str = ""
 
 
-def static_reason(spec: RunSpec, settings: RunSettings, device: torch.device, fast_path: str, *,
-                  ddp: bool = False, parallel: bool = False) -> str:
+def static_reason(
+    spec: RunSpec,
+    settings: RunSettings,
+    device: torch.device,
+    fast_path: str,
+    *,
+    ddp: bool = False,
+    parallel: bool = False,
+) -> str:
     """Why `spec` cannot join a fused group whatever the other runs are ("" if it can)."""
     mode = settings.perf.fuse_runs
     optim = spec.optim if spec.optim is not None else settings.optim
@@ -93,11 +101,15 @@ def static_reason(spec: RunSpec, settings: RunSettings, device: torch.device, fa
         return f"batch {spec.batch_size} >= {STOP_INSIDE_MIN_BATCH}: a step is long enough alone (and must stop within 2 s)"
     if mode == "auto":
         if device.type == "cpu" and spec.batch_size > CPU_AUTO_MAX_BATCH:
-            return (f"batch {spec.batch_size} > {CPU_AUTO_MAX_BATCH}: on a CPU fused steps of larger batches are slower than "
-                    'separate ones (bench/fuse.py); perf.fuse_runs = "on" fuses them anyway')
+            return (
+                f"batch {spec.batch_size} > {CPU_AUTO_MAX_BATCH}: on a CPU fused steps of larger batches are slower than "
+                'separate ones (bench/fuse.py); perf.fuse_runs = "on" fuses them anyway'
+            )
         if fast_path == "cuda_graph":
-            return ('the CUDA-graph fast path trains each run (fusing inside a graph is not built); perf.fuse_runs = "on" '
-                    "fuses them eagerly instead")
+            return (
+                'the CUDA-graph fast path trains each run (fusing inside a graph is not built); perf.fuse_runs = "on" '
+                "fuses them eagerly instead"
+            )
     return ""
 
 
@@ -106,13 +118,22 @@ def group_key(spec: RunSpec) -> tuple[Any, ...]:
     return (spec.batch_size, spec.split_chunks, spec.split_method)
 
 
-def plan_units(specs: list[RunSpec], settings: RunSettings, device: torch.device, fast_path: str, *,
-               ddp: bool = False, parallel: bool = False) -> list[Unit]:
+def plan_units(
+    specs: list[RunSpec],
+    settings: RunSettings,
+    device: torch.device,
+    fast_path: str,
+    *,
+    ddp: bool = False,
+    parallel: bool = False,
+) -> list[Unit]:
     """The sweep's runs as units in sweep order: each fused group where its first run stands, the other
     runs one by one. perf.fuse_runs = "off" gives one unit per run and no reasons."""
     if settings.perf.fuse_runs == "off":
         return [Unit([s]) for s in specs]
-    reasons = {s.run_id: static_reason(s, settings, device, fast_path, ddp=ddp, parallel=parallel) for s in specs}
+    reasons = {
+        s.run_id: static_reason(s, settings, device, fast_path, ddp=ddp, parallel=parallel) for s in specs
+    }
     groups: dict[tuple[Any, ...], list[RunSpec]] = {}
     for s in specs:
         if not reasons[s.run_id]:
@@ -158,30 +179,49 @@ class StackedSGD:
     the stacked ones during the call). Members' parameters and momentum buffers become views of their row.
     """
 
-    def __init__(self, base: nn.Module, models: list[nn.Module], optimizers: list[torch.optim.Optimizer],
-                 hyper: list[tuple[float, float, float]]) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        models: list[nn.Module],
+        optimizers: list[torch.optim.Optimizer],
+        hyper: list[tuple[float, float, float]],
+    ) -> None:
         self.base = base
         self.names = [n for n, _ in base.named_parameters()]
         self.buffer_names = [n for n, _ in base.named_buffers()]
         self.models, self.optimizers = list(models), list(optimizers)
         with torch.no_grad():
-            self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in self.names}
-            self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n in self.buffer_names}
-            self.momentum = {n: torch.stack([self._buffer_of(o, dict(m.named_parameters())[n])
-                                             for m, o in zip(models, optimizers)]) for n in self.names}
+            self.params = {
+                n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in self.names
+            }
+            self.buffers = {
+                n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n in self.buffer_names
+            }
+            self.momentum = {
+                n: torch.stack(
+                    [self._buffer_of(o, dict(m.named_parameters())[n]) for m, o in zip(models, optimizers)]
+                )
+                for n in self.names
+            }
         device = next(iter(self.params.values())).device
         lr, mu, wd = zip(*hyper)
         self.neg_lr = -torch.tensor(lr, dtype=torch.float32, device=device)
         self.mu = torch.tensor(mu, dtype=torch.float32, device=device)
         self.wd = torch.tensor(wd, dtype=torch.float32, device=device)
         self.decay = any(w != 0 for w in wd)
-        self._warmup: torch.Tensor | None = None  # [iterations, K] of -lr while a member warms up (set_warmup)
+        self._warmup: torch.Tensor | None = (
+            None  # [iterations, K] of -lr while a member warms up (set_warmup)
+        )
         self.warmup_end = 0
         self.grads: dict[str, torch.Tensor] = {}
         self._point()
 
-        def loss(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor,
-                 y: torch.Tensor) -> torch.Tensor:
+        def loss(
+            params: dict[str, torch.Tensor],
+            buffers: dict[str, torch.Tensor],
+            x: torch.Tensor,
+            y: torch.Tensor,
+        ) -> torch.Tensor:
             return F.nll_loss(functional_call(self.base, (params, buffers), (x,)), y)
 
         self._grad_and_loss = vmap(grad_and_value(loss))
@@ -242,7 +282,9 @@ class StackedSGD:
         if self._warmup is not None and iteration <= self.warmup_end:
             self.neg_lr = self._warmup[iteration]
 
-    def losses_and_grads(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def losses_and_grads(
+        self, xs: torch.Tensor, ys: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each member's mean loss on its batch (xs[i], ys[i]) and its gradient, at the current weights."""
         grads, losses = self._grad_and_loss(self.params, self.buffers, xs, ys)
         return losses, grads
@@ -311,8 +353,10 @@ def _check_members(members: list[Run]) -> None:
         if m.fast_path != "eager":
             raise FuseUnavailable(f"run {m.run_id} replays a CUDA graph")
         if m.ledger.totals.iters != first.ledger.totals.iters:
-            raise FuseUnavailable(f"its runs resume from different points ({first.run_id} at iteration "
-                                  f"{first.ledger.totals.iters}, {m.run_id} at {m.ledger.totals.iters})")
+            raise FuseUnavailable(
+                f"its runs resume from different points ({first.run_id} at iteration "
+                f"{first.ledger.totals.iters}, {m.run_id} at {m.ledger.totals.iters})"
+            )
     reason = model_reason(first.model)
     if reason:
         raise FuseUnavailable(reason)
@@ -337,24 +381,33 @@ class FusedGroup:
         # CPU threads by the work of one fused step (batch x runs, trainer.threads): bench/fuse.py measured 2
         # threads 1.4x faster than 1 at batch 6, K = 16 on 2 cores; perf.cpu_threads overrides. 0 on a GPU.
         first = members[0]
-        self.threads = (cpu_threads(first.spec.batch_size * len(members), 0, first.settings.perf.cpu_threads)
-                        if self.device.type == "cpu" else 0)
+        self.threads = (
+            cpu_threads(first.spec.batch_size * len(members), 0, first.settings.perf.cpu_threads)
+            if self.device.type == "cpu"
+            else 0
+        )
         self.solo: Run | None = None  # the last member, once the others ended: trains on its own
         self.stack_members = list(members)  # the members with a row in the stacked tensors, in row order
         self._probing: list[bool] = []
         self._closed = False
         hyper = [(m.spec.lr, m.optim_cfg.momentum, m.optim_cfg.weight_decay) for m in members]
         try:
-            self.stack = StackedSGD(members[0].model, [m.model for m in members], [m.optimizer for m in members], hyper)
+            self.stack = StackedSGD(
+                members[0].model, [m.model for m in members], [m.optimizer for m in members], hyper
+            )
             self.stack.set_warmup([m.spec.lr for m in members], [m.warmup_iters for m in members])
             self._try_fused_step()
         except FuseUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - a model torch.func cannot batch: the runs train alone
             if is_oom(exc):
-                raise FuseUnavailable(f"the stacked models do not fit in memory ({type(exc).__name__})") from exc
-            raise FuseUnavailable(f"torch.func cannot batch this model's step ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
+                raise FuseUnavailable(
+                    f"the stacked models do not fit in memory ({type(exc).__name__})"
+                ) from exc
+            raise FuseUnavailable(
+                f"torch.func cannot batch this model's step ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+            ) from exc
         for m in members:
             m.wall = _SharedWall(self, m.wall.total)  # type: ignore[assignment]
             m.compute = _SharedCompute(self, m.compute.total)  # type: ignore[assignment]
@@ -366,7 +419,9 @@ class FusedGroup:
         x = as_inputs(m.dataset.train.images[:2]).to(self.device)
         y = m.dataset.train.labels[:2].to(self.device, torch.long)
         k = self.stack.k
-        losses, _ = self.stack.losses_and_grads(x.unsqueeze(0).expand(k, *x.shape), y.unsqueeze(0).expand(k, 2))
+        losses, _ = self.stack.losses_and_grads(
+            x.unsqueeze(0).expand(k, *x.shape), y.unsqueeze(0).expand(k, 2)
+        )
         if losses.shape != (k,):
             raise FuseUnavailable(f"the fused step gave losses of shape {tuple(losses.shape)}, not ({k},)")
 
@@ -440,8 +495,11 @@ class FusedGroup:
             for m in self.active:
                 if is_oom(exc):
                     m._free()
-                    m.finish("oom", oom_reason(m.spec.batch_size, m.micro_batch, m.device, exc)
-                             + f" (it trained fused with {len(self.members) - 1} other runs)")
+                    m.finish(
+                        "oom",
+                        oom_reason(m.spec.batch_size, m.micro_batch, m.device, exc)
+                        + f" (it trained fused with {len(self.members) - 1} other runs)",
+                    )
                 else:
                     m.finish("failed", f"{type(exc).__name__}: {exc}", trace)
         if self.solo is None and self.finished:
@@ -535,10 +593,22 @@ class FusedGroup:
                 if f:
                     m._flush_losses()
             self.clock_on()
-        due_eval = [m for m in members if not m.finished and m.eval_every and m.ledger.totals.samples >= m._next_eval
-                    and m.ledger.epoch_iters < m.iters_per_epoch]
-        due_noise = [m for m in members if not m.finished and m.probes is not None and m.probes.noise is not None
-                     and m.probes.noise.due(m.ledger.totals.samples)]
+        due_eval = [
+            m
+            for m in members
+            if not m.finished
+            and m.eval_every
+            and m.ledger.totals.samples >= m._next_eval
+            and m.ledger.epoch_iters < m.iters_per_epoch
+        ]
+        due_noise = [
+            m
+            for m in members
+            if not m.finished
+            and m.probes is not None
+            and m.probes.noise is not None
+            and m.probes.noise.due(m.ledger.totals.samples)
+        ]
         if due_eval or due_noise:
             self.clock_off()
             for m in due_eval:
@@ -608,14 +678,23 @@ class FusedGroup:
             return
         self._closed = True
         first = self.members[0]
-        first.emitter.emit(EventType.FUSED_GROUP, group=self.label, runs=[m.run_id for m in self.members],
-                           batch_size=first.spec.batch_size, steps=self.steps, wall_s=self.group_wall,
-                           compute_s=self.group_compute, device=str(self.device), cpu_threads=self.threads,
-                           **({"continues_alone": solo} if solo else {}))
+        first.emitter.emit(
+            EventType.FUSED_GROUP,
+            group=self.label,
+            runs=[m.run_id for m in self.members],
+            batch_size=first.spec.batch_size,
+            steps=self.steps,
+            wall_s=self.group_wall,
+            compute_s=self.group_compute,
+            device=str(self.device),
+            cpu_threads=self.threads,
+            **({"continues_alone": solo} if solo else {}),
+        )
 
 
-def start_unit(unit: Unit, runs: list[Run], restorers: dict[str, Callable[[Run], None] | None],
-               label: str) -> list[Run | FusedGroup]:
+def start_unit(
+    unit: Unit, runs: list[Run], restorers: dict[str, Callable[[Run], None] | None], label: str
+) -> list[Run | FusedGroup]:
     """Start the runs of `unit` (announcing each with run_started) and return what the sweep advances: one
     FusedGroup of the runs that train fused, and each other run on its own."""
     if not unit.fused or len(runs) < 2:
@@ -638,9 +717,10 @@ def start_unit(unit: Unit, runs: list[Run], restorers: dict[str, Callable[[Run],
             if run.device.type == "cuda" and not run.fast_path_reason:
                 run.fast_path_reason = "it trains fused (perf.fuse_runs): fused steps run eagerly"
         else:
-            run.fused_reason = reason or ("it did not fit in memory" if ooms[run.run_id] else "it had trained every epoch")
+            run.fused_reason = reason or (
+                "it did not fit in memory" if ooms[run.run_id] else "it had trained every epoch"
+            )
         run.announce(ooms[run.run_id], restored=restorers.get(run.run_id) is not None)
     if group is None:
         return list(runs)
     return [group] + [r for r in runs if r not in ready]
-

@@ -15,6 +15,7 @@ an EMA and reports the ratio of the two averages, as the paper recommends, not a
 The fits invert the paper's trade-off (S/S_min - 1)(E/E_min - 1) = 1 from measured steps S and
 examples E to reach a target: S = S_min (1 + B_crit / B) and E = E_min (1 + B / B_crit).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,9 @@ from trainer.scaling import FitError, fit_critical_batch, fit_examples  # noqa: 
 Number = Union[float, torch.Tensor]
 
 
-def noise_scale_terms(g_small_sq: Number, g_big_sq: Number, b_small: int, b_big: int) -> tuple[Number, Number]:
+def noise_scale_terms(
+    g_small_sq: Number, g_big_sq: Number, b_small: int, b_big: int
+) -> tuple[Number, Number]:
     """Unbiased (|G|^2, tr(Sigma)) from squared gradient norms at batch sizes b_small < b_big.
 
     Works on floats or tensors (tensors stay on their device: no host sync).
@@ -41,7 +44,9 @@ def noise_scale_terms(g_small_sq: Number, g_big_sq: Number, b_small: int, b_big:
     return g2, trace
 
 
-def terms_from_chunk_grads(chunk_grads: Sequence[torch.Tensor], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def terms_from_chunk_grads(
+    chunk_grads: Sequence[torch.Tensor], batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(|G|^2, tr(Sigma)) as device tensors from one batch's per-chunk gradients.
 
     chunk_grads: one tensor per parameter, shaped [k, *param.shape], each row the mean gradient of
@@ -103,8 +108,10 @@ class NoiseScaleTracker:
         """Put back a `state_dict`; ValueError (nothing changed) when it is not one."""
         g2, trace, count = state["g2"], state["trace"], state["count"]
         if not (_is_average(g2) and _is_average(trace) and (g2 is None) == (trace is None)):
-            raise ValueError(f"noise-scale averages must be numbers or 0-d tensors, got {type(g2).__name__} "
-                             f"and {type(trace).__name__}")
+            raise ValueError(
+                f"noise-scale averages must be numbers or 0-d tensors, got {type(g2).__name__} "
+                f"and {type(trace).__name__}"
+            )
         if not isinstance(count, int) or isinstance(count, bool) or count < 0 or (count == 0) != (g2 is None):
             raise ValueError(f"noise-scale update count {count!r} does not go with its averages")
         self._g2, self._trace, self.count = g2, trace, count

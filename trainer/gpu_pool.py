@@ -12,6 +12,7 @@ Not with `resume` (a resumed sweep runs in one process) or under torchrun. The s
 event plumbing run the same on CPU processes (`devices=["cpu", "cpu"]`), which is how CI tests them.
 The sweep (trainer.sweep) calls this module; it never calls the sweep back: a worker trains `Run`s.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,15 @@ class RemoteRun(SweepRun):
     def __init__(self, spec: RunSpec, emitter: Emitter, worker: int, device: str) -> None:
         self.spec, self.emitter, self.worker, self.device = spec, emitter, worker, device
         self.status: str | None = None
-        self._summary: dict[str, Any] = {"run": spec.run_id, "batch_size": spec.batch_size, "lr": spec.lr,
-                                         "split_chunks": spec.split_chunks, "status": "running",
-                                         "seed": spec.seed, "variant": spec.variant}
+        self._summary: dict[str, Any] = {
+            "run": spec.run_id,
+            "batch_size": spec.batch_size,
+            "lr": spec.lr,
+            "split_chunks": spec.split_chunks,
+            "status": "running",
+            "seed": spec.seed,
+            "variant": spec.variant,
+        }
 
     def summary(self) -> dict[str, Any]:
         return dict(self._summary)
@@ -101,9 +108,23 @@ def run_parallel(
         specs_q.put(None)  # one end mark per worker
     control_qs = [ctx.Queue() for _ in devices]
     procs = [
-        ctx.Process(target=_worker, name=f"bstui-worker-{i}", args=(
-            i, device, settings, dataset, slice_samples, emitter.clock.start, specs_q, events_q, control_qs[i], run_dir,
-            os.getpid()))
+        ctx.Process(
+            target=_worker,
+            name=f"bstui-worker-{i}",
+            args=(
+                i,
+                device,
+                settings,
+                dataset,
+                slice_samples,
+                emitter.clock.start,
+                specs_q,
+                events_q,
+                control_qs[i],
+                run_dir,
+                os.getpid(),
+            ),
+        )
         for i, device in enumerate(devices)
     ]
     seen_version = _pass_on(controls, control_qs) if controls is not None else -1  # a stop before the start
@@ -123,7 +144,9 @@ def run_parallel(
                 if controls is not None and controls.version != seen_version:
                     seen_version = _pass_on(controls, control_qs)
                 if any(p.exitcode is not None and i in current for i, p in enumerate(procs)):
-                    _drain(events_q, emitter, by_id, runs, current, done, log)  # its last events come before its fate
+                    _drain(
+                        events_q, emitter, by_id, runs, current, done, log
+                    )  # its last events come before its fate
                     _reap(procs, devices, current)
                 # A worker's last message means all its events are here: no need to wait for it to exit.
                 if all(i in done or p.exitcode is not None for i, p in enumerate(procs)):
@@ -157,16 +180,30 @@ def _get(q: Any, timeout: float) -> Event | None:
         return None
 
 
-def _drain(events_q: Any, emitter: Emitter, by_id: dict[str, RunSpec], runs: list[RemoteRun],
-           current: dict[int, RemoteRun], done: set[int], log: Callable[[str], None]) -> None:
+def _drain(
+    events_q: Any,
+    emitter: Emitter,
+    by_id: dict[str, RunSpec],
+    runs: list[RemoteRun],
+    current: dict[int, RemoteRun],
+    done: set[int],
+    log: Callable[[str], None],
+) -> None:
     """Forward every event already sent. A worker that has exited has flushed its queue, so after
     this its run_finished, if it sent one, has been seen."""
     while (event := _get(events_q, 0.05)) is not None:
         _forward(event, emitter, by_id, runs, current, done, log)
 
 
-def _forward(event: Event, emitter: Emitter, by_id: dict[str, RunSpec], runs: list[RemoteRun],
-             current: dict[int, RemoteRun], done: set[int], log: Callable[[str], None]) -> None:
+def _forward(
+    event: Event,
+    emitter: Emitter,
+    by_id: dict[str, RunSpec],
+    runs: list[RemoteRun],
+    current: dict[int, RemoteRun],
+    done: set[int],
+    log: Callable[[str], None],
+) -> None:
     """Hand a worker's event to the sinks, keeping track of which worker trains which run."""
     worker = event.pop("_worker", None)
     if event.get("type") == "_worker_done":  # not a contract event: the worker's last message
@@ -213,8 +250,10 @@ def _reap(procs: list, devices: list[str], current: dict[int, RemoteRun]) -> Non
     for i, p in enumerate(procs):
         if p.exitcode is not None and i in current:
             run = current.pop(i)
-            run.finish("failed", f"the worker process on {devices[i]} ended (exit code {p.exitcode}) "
-                                 "before the run finished")
+            run.finish(
+                "failed",
+                f"the worker process on {devices[i]} ended (exit code {p.exitcode}) before the run finished",
+            )
 
 
 class _WorkerSink(QueueSink):
@@ -228,8 +267,19 @@ class _WorkerSink(QueueSink):
         self.queue.put({**event, "_worker": self.worker})
 
 
-def _worker(index: int, device_name: str, settings: RunSettings, dataset: Dataset, slice_samples: int,
-            clock_start: float, specs_q: Any, events_q: Any, control_q: Any, run_dir: str, parent_pid: int) -> None:
+def _worker(
+    index: int,
+    device_name: str,
+    settings: RunSettings,
+    dataset: Dataset,
+    slice_samples: int,
+    clock_start: float,
+    specs_q: Any,
+    events_q: Any,
+    control_q: Any,
+    run_dir: str,
+    parent_pid: int,
+) -> None:
     """One GPU's process: takes runs from the queue until the end mark, or until stopped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent; it sends stop
     sink = _WorkerSink(events_q, index)
@@ -259,8 +309,12 @@ def _worker(index: int, device_name: str, settings: RunSettings, dataset: Datase
             except StopRequested:
                 run.finish("stopped", controls.stop_reason or "stopped by the user")
     except Exception as exc:  # noqa: BLE001 - the parent ends this worker's run as failed, with why
-        sink.emit({"type": "_worker_failed", "reason": f"worker on {device_name}: {type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc()})
+        sink.emit(
+            {
+                "type": "_worker_failed",
+                "reason": f"worker on {device_name}: {type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        )
     finally:
         sink.emit({"type": "_worker_done"})
-

@@ -10,6 +10,7 @@ evaluation the same way. Every evaluation feeds the crossing of the target (kept
 the last miss to the hit, trainer/crossing.py) and the collapse verdicts (trainer/collapse.py);
 `summary` is the run's row of summary.csv.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,9 @@ import torch
 
 from trainer.accuracy import FULL, HEAD, SLICE, RunAccuracy, run_accuracy, run_kind, standard_error
 from trainer.collapse import Collapse, find_collapse
-from trainer.runlog import Emitter
-from trainer.plan import RunSpec
 from trainer.oscillation import loss_diff_std
+from trainer.plan import RunSpec
+from trainer.runlog import Emitter
 
 LOSS_BLOCK = 1000  # iterations per `losses` event at most (one host sync per block)
 #: A run's first blocks are short, so its first losses are on screen at once (at batch 1 on a CPU a
@@ -51,7 +52,9 @@ class RunTotals:
     # Issue 13 (older checkpoints lack them and resume with these defaults):
     optimizer_steps: int = 0  # k per batch while split-backward is on
     final_test_acc: float | None = None  # the last full-test-set evaluation's
-    last_miss: dict[str, Any] | None = None  # totals at the last evaluation below the target (None: the start)
+    last_miss: dict[str, Any] | None = (
+        None  # totals at the last evaluation below the target (None: the start)
+    )
     target_lo: dict[str, Any] | None = None  # the last miss before the hit (None with a target: not recorded)
     # every evaluation: acc, loss, iters, samples, epoch, epoch_end, eval_set (older checkpoints lack the set:
     # their epoch ends were on the full test set, the rest on its first 2,000 images)
@@ -135,9 +138,20 @@ class Ledger:
         """Forget losses never flushed (the run's tensors are being freed)."""
         self._pending = []
 
-    def end_epoch(self, *, wall: float, compute: float, test_loss: float, test_acc: float, lr: float,
-                  split_chunks: int, probe_figures: dict[str, Any], slice_loss: float | None = None,
-                  slice_acc: float | None = None, eval_samples: int = 0) -> None:
+    def end_epoch(
+        self,
+        *,
+        wall: float,
+        compute: float,
+        test_loss: float,
+        test_acc: float,
+        lr: float,
+        split_chunks: int,
+        probe_figures: dict[str, Any],
+        slice_loss: float | None = None,
+        slice_acc: float | None = None,
+        eval_samples: int = 0,
+    ) -> None:
         """Book a finished epoch (losses flushed): emit its evaluation on the slice (`evaluation` with
         epoch_end true, before the epoch_end so a resume that keeps the epoch keeps it) and epoch_end with
         the full test set's figures, then target_reached the first time the slice meets the target.
@@ -151,10 +165,23 @@ class Ledger:
         t.epoch_computes.append(compute)
         if slice_acc is None:
             slice_acc, slice_loss = test_acc, test_loss
-        self.emitter.emit("evaluation", run=self.spec.run_id, epoch=t.epochs, iter=t.iters, samples=t.samples,
-                          test_acc=slice_acc, test_loss=slice_loss, eval_samples=eval_samples, train_loss=stretch,
-                          wall_s=t.wall_s, compute_s=t.compute_s, optimizer_steps=t.optimizer_steps,
-                          eval_set=SLICE, test_acc_se=standard_error(slice_acc, eval_samples), epoch_end=True)
+        self.emitter.emit(
+            "evaluation",
+            run=self.spec.run_id,
+            epoch=t.epochs,
+            iter=t.iters,
+            samples=t.samples,
+            test_acc=slice_acc,
+            test_loss=slice_loss,
+            eval_samples=eval_samples,
+            train_loss=stretch,
+            wall_s=t.wall_s,
+            compute_s=t.compute_s,
+            optimizer_steps=t.optimizer_steps,
+            eval_set=SLICE,
+            test_acc_se=standard_error(slice_acc, eval_samples),
+            epoch_end=True,
+        )
         train_loss = self._epoch_loss_sum / self._epoch_loss_n if self._epoch_loss_n else None
         osc = loss_diff_std(self._epoch_values) if len(self._epoch_values) > 1 else None
         self._epoch_values = []
@@ -185,24 +212,63 @@ class Ledger:
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch_iter = self._epoch_samples = 0
         t.final_test_acc = test_acc
-        self._observe(slice_acc, train_loss, epoch_end=True, epoch=t.epochs, wall_s=t.wall_s, compute_s=t.compute_s,
-                      source="slice", stretch=stretch)
+        self._observe(
+            slice_acc,
+            train_loss,
+            epoch_end=True,
+            epoch=t.epochs,
+            wall_s=t.wall_s,
+            compute_s=t.compute_s,
+            source="slice",
+            stretch=stretch,
+        )
 
-    def evaluated(self, *, test_acc: float, test_loss: float, eval_samples: int, wall_s: float,
-                  compute_s: float) -> None:
+    def evaluated(
+        self, *, test_acc: float, test_loss: float, eval_samples: int, wall_s: float, compute_s: float
+    ) -> None:
         """Book a sub-epoch evaluation on the evaluation slice (losses flushed): emit `evaluation` with
         the totals at that moment (wall and compute: timed training only), then the crossing of the target."""
         t = self.totals
         loss = self._stretch_loss_sum / self._stretch_loss_n if self._stretch_loss_n else None
-        self.emitter.emit("evaluation", run=self.spec.run_id, epoch=t.epochs + 1, iter=t.iters, samples=t.samples,
-                          test_acc=test_acc, test_loss=test_loss, eval_samples=eval_samples, train_loss=loss,
-                          wall_s=wall_s, compute_s=compute_s, optimizer_steps=t.optimizer_steps,
-                          eval_set=SLICE, test_acc_se=standard_error(test_acc, eval_samples), epoch_end=False)
-        self._observe(test_acc, loss, epoch_end=False, epoch=t.epochs + 1, wall_s=wall_s, compute_s=compute_s,
-                      source="slice")
+        self.emitter.emit(
+            "evaluation",
+            run=self.spec.run_id,
+            epoch=t.epochs + 1,
+            iter=t.iters,
+            samples=t.samples,
+            test_acc=test_acc,
+            test_loss=test_loss,
+            eval_samples=eval_samples,
+            train_loss=loss,
+            wall_s=wall_s,
+            compute_s=compute_s,
+            optimizer_steps=t.optimizer_steps,
+            eval_set=SLICE,
+            test_acc_se=standard_error(test_acc, eval_samples),
+            epoch_end=False,
+        )
+        self._observe(
+            test_acc,
+            loss,
+            epoch_end=False,
+            epoch=t.epochs + 1,
+            wall_s=wall_s,
+            compute_s=compute_s,
+            source="slice",
+        )
 
-    def _observe(self, test_acc: float, loss: float | None, *, epoch_end: bool, epoch: int, wall_s: float,
-                 compute_s: float, source: str, stretch: float | None = None) -> None:
+    def _observe(
+        self,
+        test_acc: float,
+        loss: float | None,
+        *,
+        epoch_end: bool,
+        epoch: int,
+        wall_s: float,
+        compute_s: float,
+        source: str,
+        stretch: float | None = None,
+    ) -> None:
         """One evaluation on the slice at the current totals: the run's best accuracy, the crossing of
         the target (target_reached, with the last miss before it) and the evaluation history collapse
         verdicts are drawn from."""
@@ -210,11 +276,26 @@ class Ledger:
         self._stretch_loss_sum, self._stretch_loss_n = 0.0, 0
         # loss: the epoch's mean training loss at an epoch end (never-learned verdicts), else the stretch's
         # since the previous evaluation; stretch: that stretch's at an epoch end too (fall-back confirmation)
-        t.evals.append({"acc": test_acc, "loss": loss, "iters": t.iters, "samples": t.samples, "epoch": epoch,
-                        "epoch_end": epoch_end, "eval_set": SLICE, "stretch": loss if not epoch_end else stretch})
+        t.evals.append(
+            {
+                "acc": test_acc,
+                "loss": loss,
+                "iters": t.iters,
+                "samples": t.samples,
+                "epoch": epoch,
+                "epoch_end": epoch_end,
+                "eval_set": SLICE,
+                "stretch": loss if not epoch_end else stretch,
+            }
+        )
         t.best_test_acc = self.accuracy().best
-        point = {"iters": t.iters, "samples": t.samples, "wall_s": wall_s, "compute_s": compute_s,
-                 "optimizer_steps": t.optimizer_steps}
+        point = {
+            "iters": t.iters,
+            "samples": t.samples,
+            "wall_s": wall_s,
+            "compute_s": compute_s,
+            "optimizer_steps": t.optimizer_steps,
+        }
         if t.target is not None:
             return
         if test_acc < self.target_accuracy:
@@ -222,11 +303,26 @@ class Ledger:
             return
         lo = t.last_miss or {k: 0 for k in CROSSING_KEYS}  # before any evaluation: the untrained start
         t.target_lo = dict(lo)
-        t.target = {"epoch": epoch, "iter": t.iters, "samples": t.samples, "wall_s": wall_s, "compute_s": compute_s,
-                    "test_acc": test_acc, "optimizer_steps": t.optimizer_steps}
-        self.emitter.emit("target_reached", run=self.spec.run_id, **t.target,
-                          iter_lo=lo["iters"], samples_lo=lo["samples"], wall_s_lo=lo["wall_s"],
-                          compute_s_lo=lo["compute_s"], optimizer_steps_lo=lo["optimizer_steps"], source=source)
+        t.target = {
+            "epoch": epoch,
+            "iter": t.iters,
+            "samples": t.samples,
+            "wall_s": wall_s,
+            "compute_s": compute_s,
+            "test_acc": test_acc,
+            "optimizer_steps": t.optimizer_steps,
+        }
+        self.emitter.emit(
+            "target_reached",
+            run=self.spec.run_id,
+            **t.target,
+            iter_lo=lo["iters"],
+            samples_lo=lo["samples"],
+            wall_s_lo=lo["wall_s"],
+            compute_s_lo=lo["compute_s"],
+            optimizer_steps_lo=lo["optimizer_steps"],
+            source=source,
+        )
 
     def accuracy(self) -> RunAccuracy:
         """The run's current and best accuracy (trainer/accuracy.py: its evaluations of one kind)."""
@@ -252,7 +348,9 @@ class Ledger:
         training loss before it; else a collapse over the epoch-end evaluations of the run's kind (epoch
         training loss), either kind: a run that never learned is told from a slow learner by its loss."""
         evals = self._own_evals()
-        verdict = find_collapse([e["acc"] for e in evals], [e.get("stretch", e["loss"]) for e in evals], final=True)
+        verdict = find_collapse(
+            [e["acc"] for e in evals], [e.get("stretch", e["loss"]) for e in evals], final=True
+        )
         if verdict is not None and verdict.kind == "fell_back":
             return self._book(verdict, evals)
         ends = [e for e in evals if e["epoch_end"]]
@@ -261,12 +359,24 @@ class Ledger:
 
     def _book(self, verdict: Collapse, evals: list[dict[str, Any]]) -> Collapse:
         at = evals[verdict.index]
-        self.totals.collapse = {"iter": at["iters"], "samples": at["samples"], "epoch": at["epoch"],
-                                "kind": verdict.kind, "reason": verdict.reason}
+        self.totals.collapse = {
+            "iter": at["iters"],
+            "samples": at["samples"],
+            "epoch": at["epoch"],
+            "kind": verdict.kind,
+            "reason": verdict.reason,
+        }
         return verdict
 
-    def summary(self, *, status: str | None, split_chunks: int, optim: str, micro_batch: int,
-                probe: dict[str, Any] | None = None) -> dict[str, Any]:
+    def summary(
+        self,
+        *,
+        status: str | None,
+        split_chunks: int,
+        optim: str,
+        micro_batch: int,
+        probe: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The run's row of summary.csv (the project's README lists the columns). `probe`: the
         batch-independent noise probe's figures (trainer/noise_probe.py); with readings, its window's
         B_simple is the run's b_simple (else the in-batch estimate of the last epoch end)."""
@@ -337,9 +447,15 @@ class Ledger:
             if name in _TOTALS_CHECKS and not _TOTALS_CHECKS[name](value):
                 raise ValueError(f"totals.{name} = {_short(value)} is not what a run records")
         totals = RunTotals(**{k: v for k, v in saved.items() if k in _TOTALS_CHECKS})
-        if (state["epoch"], state["iters"], state["samples"]) != (totals.epochs, totals.iters, totals.samples):
-            raise ValueError(f"epoch {state['epoch']!r}, iterations {state['iters']!r} and samples "
-                             f"{state['samples']!r} do not match the run's totals")
+        if (state["epoch"], state["iters"], state["samples"]) != (
+            totals.epochs,
+            totals.iters,
+            totals.samples,
+        ):
+            raise ValueError(
+                f"epoch {state['epoch']!r}, iterations {state['iters']!r} and samples "
+                f"{state['samples']!r} do not match the run's totals"
+            )
         self.totals = totals
         self._pending = []
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
@@ -380,16 +496,28 @@ def _optional_point(v: Any) -> bool:
     return v is None or _crossing_point(v)
 
 
-_EVAL_CHECKS = {"acc": _number, "loss": _optional_number, "iters": _count, "samples": _count, "epoch": _count,
-                "epoch_end": lambda v: isinstance(v, bool)}
-_EVAL_OPTIONAL = {"eval_set": lambda v: v in (SLICE, FULL, HEAD), "stretch": _optional_number}  # older: absent
+_EVAL_CHECKS = {
+    "acc": _number,
+    "loss": _optional_number,
+    "iters": _count,
+    "samples": _count,
+    "epoch": _count,
+    "epoch_end": lambda v: isinstance(v, bool),
+}
+_EVAL_OPTIONAL = {
+    "eval_set": lambda v: v in (SLICE, FULL, HEAD),
+    "stretch": _optional_number,
+}  # older: absent
 
 
 def _evals(v: Any) -> bool:
     checks = {**_EVAL_CHECKS, **_EVAL_OPTIONAL}
     return isinstance(v, list) and all(
-        isinstance(e, dict) and set(_EVAL_CHECKS) <= set(e) <= set(checks) and all(checks[k](x) for k, x in e.items())
-        for e in v)
+        isinstance(e, dict)
+        and set(_EVAL_CHECKS) <= set(e) <= set(checks)
+        and all(checks[k](x) for k, x in e.items())
+        for e in v
+    )
 
 
 def _eval_set(e: dict[str, Any]) -> str:
@@ -398,17 +526,35 @@ def _eval_set(e: dict[str, Any]) -> str:
 
 
 def _collapse(v: Any) -> bool:
-    return v is None or (isinstance(v, dict) and _count(v.get("iter")) and _count(v.get("samples"))
-                         and _count(v.get("epoch")) and isinstance(v.get("kind"), str)
-                         and isinstance(v.get("reason"), str))
+    return v is None or (
+        isinstance(v, dict)
+        and _count(v.get("iter"))
+        and _count(v.get("samples"))
+        and _count(v.get("epoch"))
+        and isinstance(v.get("kind"), str)
+        and isinstance(v.get("reason"), str)
+    )
 
 
 _TOTALS_CHECKS = {
-    "iters": _count, "samples": _count, "wall_s": _number, "compute_s": _number, "epochs": _count,
-    "epoch_walls": _numbers, "epoch_computes": _numbers, "best_test_acc": _optional_number, "target": _target,
-    "loss_diff_stds": _optional_numbers, "grad_cosines": _optional_numbers, "b_simple": _optional_number,
-    "optimizer_steps": _count, "final_test_acc": _optional_number, "last_miss": _optional_point,
-    "target_lo": _optional_point, "evals": _evals, "collapse": _collapse,
+    "iters": _count,
+    "samples": _count,
+    "wall_s": _number,
+    "compute_s": _number,
+    "epochs": _count,
+    "epoch_walls": _numbers,
+    "epoch_computes": _numbers,
+    "best_test_acc": _optional_number,
+    "target": _target,
+    "loss_diff_stds": _optional_numbers,
+    "grad_cosines": _optional_numbers,
+    "b_simple": _optional_number,
+    "optimizer_steps": _count,
+    "final_test_acc": _optional_number,
+    "last_miss": _optional_point,
+    "target_lo": _optional_point,
+    "evals": _evals,
+    "collapse": _collapse,
 }
 
 
@@ -417,18 +563,31 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-PROBE_FIELDS = ("b_simple_lo", "b_simple_hi", "b_simple_undefined", "b_simple_readings", "b_simple_from_samples",
-                "b_simple_to_samples", "b_simple_at_samples")
+PROBE_FIELDS = (
+    "b_simple_lo",
+    "b_simple_hi",
+    "b_simple_undefined",
+    "b_simple_readings",
+    "b_simple_from_samples",
+    "b_simple_to_samples",
+    "b_simple_at_samples",
+)
 
 
 def _probe_fields(probe: dict[str, Any] | None, in_batch: float | None) -> dict[str, Any]:
     """The summary's B_simple: the probe window's with its interval where it has readings, else the
     in-batch estimate (no interval; `b_simple_source` says which)."""
     if probe and probe.get("b_simple_readings"):
-        return {"b_simple": probe.get("b_simple"), **{k: probe.get(k) for k in PROBE_FIELDS},
-                "b_simple_source": "probe"}
-    return {"b_simple": in_batch, **{k: None for k in PROBE_FIELDS},
-            "b_simple_source": "in_batch" if in_batch is not None else None}
+        return {
+            "b_simple": probe.get("b_simple"),
+            **{k: probe.get(k) for k in PROBE_FIELDS},
+            "b_simple_source": "probe",
+        }
+    return {
+        "b_simple": in_batch,
+        **{k: None for k in PROBE_FIELDS},
+        "b_simple_source": "in_batch" if in_batch is not None else None,
+    }
 
 
 def _mean(values: list[float]) -> float | None:

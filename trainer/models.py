@@ -9,6 +9,7 @@ The module is imported in the trainer process only, from model.path (the config 
 then the installed packages. `check_model` builds it once and tries it on a batch of the dataset
 before anything trains; what does not fit is a `ModelError` naming the module and the fix.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -58,7 +59,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -73,10 +76,12 @@ class ResNetSmall(nn.Module):
 
     def __init__(self, in_channels: int = 3, width: int = 16, num_classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU())
-        self.stages = nn.Sequential(BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2),
-                                    BasicBlock(2 * width, 4 * width, 2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.stages = nn.Sequential(
+            BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2), BasicBlock(2 * width, 4 * width, 2)
+        )
         self.fc = nn.Linear(4 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,11 +133,17 @@ def build_model(model: ModelConfig | str) -> nn.Module:
         except FactoryError as exc:
             raise ModelError(cfg.name, exc.cause, exc.fix) from exc
         except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is reported, not a traceback
-            raise ModelError(cfg.name, f"the factory raised {one_line(exc)} when called with "
-                             f"{_call(cfg.args)}", _args_fix(factory)) from exc
+            raise ModelError(
+                cfg.name,
+                f"the factory raised {one_line(exc)} when called with {_call(cfg.args)}",
+                _args_fix(factory),
+            ) from exc
         if not isinstance(net, nn.Module):
-            raise ModelError(cfg.name, f"the factory returned {kind(net)}, not a torch.nn.Module",
-                             "return the model itself (an nn.Module instance) from the factory")
+            raise ModelError(
+                cfg.name,
+                f"the factory returned {kind(net)}, not a torch.nn.Module",
+                "return the model itself (an nn.Module instance) from the factory",
+            )
     return LogSoftmax(net) if cfg.output == "logits" else net
 
 
@@ -152,38 +163,59 @@ def check_model(model: ModelConfig | str, inputs: torch.Tensor, num_classes: int
     with torch.random.fork_rng(devices=[]):
         net = build_model(cfg)
     if not any(p.requires_grad for p in net.parameters()):
-        raise ModelError(cfg.name, "the model has no trainable parameters", "return a model with parameters "
-                         "(layers registered as attributes of the nn.Module, or in nn.ModuleList)")
+        raise ModelError(
+            cfg.name,
+            "the model has no trainable parameters",
+            "return a model with parameters "
+            "(layers registered as attributes of the nn.Module, or in nn.ModuleList)",
+        )
     shape = list(inputs.shape)
     net.eval()  # no batch-norm statistics or dropout draws from the check
     try:
         with torch.no_grad():
-            out = guarded(f"trying your model {cfg.name} on a batch", f"the forward of model {cfg.name}", net, inputs)
+            out = guarded(
+                f"trying your model {cfg.name} on a batch", f"the forward of model {cfg.name}", net, inputs
+            )
     except FactoryError as exc:
         raise ModelError(cfg.name, exc.cause, exc.fix) from exc
     except Exception as exc:  # noqa: BLE001 - the user's forward
-        fix = (f"make it take inputs of shape [batch, {', '.join(map(str, shape[1:]))}], or train it on data of "
-               "the shape it takes")
+        fix = (
+            f"make it take inputs of shape [batch, {', '.join(map(str, shape[1:]))}], or train it on data of "
+            "the shape it takes"
+        )
         if cfg.name == "resnet_small":
             fix = f"set [model.args] in_channels = {shape[1]} (the data's channels)"
-        raise ModelError(cfg.name, f"the model failed on a batch of inputs shaped {shape} (the training data): "
-                         f"{one_line(exc)}", fix) from exc
+        raise ModelError(
+            cfg.name,
+            f"the model failed on a batch of inputs shaped {shape} (the training data): {one_line(exc)}",
+            fix,
+        ) from exc
     want = [shape[0], num_classes]
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-        raise ModelError(cfg.name, f"the model returned {kind(out)} for a batch, not a tensor of floats",
-                         f"return one tensor of shape {want} (batch, classes) from forward")
+        raise ModelError(
+            cfg.name,
+            f"the model returned {kind(out)} for a batch, not a tensor of floats",
+            f"return one tensor of shape {want} (batch, classes) from forward",
+        )
     if list(out.shape) != want:
-        raise ModelError(cfg.name, f"the model returned shape {list(out.shape)} for a batch of {shape[0]}; the "
-                         f"trainer needs {want} (batch, classes: the dataset has {num_classes})",
-                         f"set [model.args] num_classes = {num_classes}" if cfg.name == "resnet_small" else
-                         f"end the model with {num_classes} outputs per sample (e.g. nn.Linear(..., {num_classes}))")
+        raise ModelError(
+            cfg.name,
+            f"the model returned shape {list(out.shape)} for a batch of {shape[0]}; the "
+            f"trainer needs {want} (batch, classes: the dataset has {num_classes})",
+            f"set [model.args] num_classes = {num_classes}"
+            if cfg.name == "resnet_small"
+            else f"end the model with {num_classes} outputs per sample (e.g. nn.Linear(..., {num_classes}))",
+        )
     if cfg.output == "log_probs":
         total = float(out.double().exp().sum(1).max()), float(out.double().exp().sum(1).min())
         if not all(math.isfinite(t) and abs(t - 1) < 1e-3 for t in total):
-            raise ModelError(cfg.name, 'model.output = "log_probs", but the outputs are not log-probabilities '
-                             f"(their exponentials sum to {total[1]:.3g}..{total[0]:.3g} per sample, not 1)",
-                             'set model.output = "logits" (the trainer then applies log_softmax), or end forward '
-                             "with F.log_softmax(x, dim=1)")
+            raise ModelError(
+                cfg.name,
+                'model.output = "log_probs", but the outputs are not log-probabilities '
+                f"(their exponentials sum to {total[1]:.3g}..{total[0]:.3g} per sample, not 1)",
+                'set model.output = "logits" (the trainer then applies log_softmax), or end forward '
+                "with F.log_softmax(x, dim=1)",
+            )
 
 
 def _call(args: dict[str, Any]) -> str:

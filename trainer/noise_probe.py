@@ -27,6 +27,7 @@ the checkpoint too, so a resumed run can still say B_simple at its crossing.
 
 torch is used here; the summary fields it fills are listed in trainer/crossing.py (b_simple_*).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,8 +51,12 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def probe_terms(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = CHUNK_SIZE,
-    group: int = GROUP, loss_fn: LossFn = F.nll_loss,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk_size: int = CHUNK_SIZE,
+    group: int = GROUP,
+    loss_fn: LossFn = F.nll_loss,
 ) -> tuple[float, float]:
     """One reading: unbiased (|G|^2, tr(Sigma)) from the chunk gradients of the probe batch (x, y)."""
     g2, trace, _ = probe_reading(model, x, y, chunk_size, group, loss_fn)
@@ -59,8 +64,12 @@ def probe_terms(
 
 
 def probe_reading(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = CHUNK_SIZE,
-    group: int = GROUP, loss_fn: LossFn = F.nll_loss,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk_size: int = CHUNK_SIZE,
+    group: int = GROUP,
+    loss_fn: LossFn = F.nll_loss,
 ) -> tuple[float, float, float]:
     """One reading: unbiased (|G|^2, tr(Sigma)) from the chunk gradients of the probe batch (x, y), and the
     batch's mean loss at these weights (the same forward passes: where on the loss curve the reading is).
@@ -87,8 +96,8 @@ def probe_reading(
     total = {name: torch.zeros_like(p, dtype=torch.float64) for name, p in params.items()}
     for start in range(0, k, group):
         m = min(group, k - start)
-        xs = x[start * chunk_size:(start + m) * chunk_size].reshape(m, chunk_size, *x.shape[1:])
-        ys = y[start * chunk_size:(start + m) * chunk_size].reshape(m, chunk_size, *y.shape[1:])
+        xs = x[start * chunk_size : (start + m) * chunk_size].reshape(m, chunk_size, *x.shape[1:])
+        ys = y[start * chunk_size : (start + m) * chunk_size].reshape(m, chunk_size, *y.shape[1:])
         with running_stats_frozen(model):  # batch norm: chunk statistics; the running ones stay as they are
             grads, losses = grads_of(params, xs, ys)
         loss_sum += losses.double().sum()
@@ -113,15 +122,24 @@ class NoiseProbe:
     """
 
     def __init__(
-        self, every_samples: int = EVERY_SAMPLES, window_samples: int = WINDOW_SAMPLES,
-        probe_size: int = PROBE_SIZE, chunk_size: int = CHUNK_SIZE, seed: int = 0,
-        group: int = GROUP, loss_fn: LossFn = F.nll_loss,
+        self,
+        every_samples: int = EVERY_SAMPLES,
+        window_samples: int = WINDOW_SAMPLES,
+        probe_size: int = PROBE_SIZE,
+        chunk_size: int = CHUNK_SIZE,
+        seed: int = 0,
+        group: int = GROUP,
+        loss_fn: LossFn = F.nll_loss,
     ) -> None:
         if every_samples < 1 or window_samples < every_samples:
-            raise ValueError(f"noise probe: need 1 <= every_samples <= window_samples, got "
-                             f"every_samples={every_samples}, window_samples={window_samples}")
+            raise ValueError(
+                f"noise probe: need 1 <= every_samples <= window_samples, got "
+                f"every_samples={every_samples}, window_samples={window_samples}"
+            )
         if chunk_size < 1 or probe_size % chunk_size or probe_size // chunk_size < 2:
-            raise ValueError(f"noise probe: probe_size {probe_size} must be at least 2 whole chunks of {chunk_size}")
+            raise ValueError(
+                f"noise probe: probe_size {probe_size} must be at least 2 whole chunks of {chunk_size}"
+            )
         self.every = every_samples
         self.window = window_samples
         self.probe_size = probe_size
@@ -156,8 +174,15 @@ class NoiseProbe:
         """B_simple at the newest reading with its interval (trainer.bsimple.b_simple_at, from the readings of
         the last `window` samples), and the readings so far."""
         if not self.readings:
-            return {**b_simple_at([], 0, self.window), "b_simple_at_samples": None, "gns_estimates": self.count}
-        return {**b_simple_at(self.readings, self.readings[-1].samples, self.window), "gns_estimates": self.count}
+            return {
+                **b_simple_at([], 0, self.window),
+                "b_simple_at_samples": None,
+                "gns_estimates": self.count,
+            }
+        return {
+            **b_simple_at(self.readings, self.readings[-1].samples, self.window),
+            "gns_estimates": self.count,
+        }
 
     def at_target(self, lo: float | None, hi: float) -> dict[str, Any]:
         """B_simple where the run crossed its target (between `lo` and `hi` training samples), from the
@@ -166,8 +191,12 @@ class NoiseProbe:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "every": self.every, "window": self.window, "probe_size": self.probe_size,
-            "chunk_size": self.chunk_size, "next_at": self.next_at, "count": self.count,
+            "every": self.every,
+            "window": self.window,
+            "probe_size": self.probe_size,
+            "chunk_size": self.chunk_size,
+            "next_at": self.next_at,
+            "count": self.count,
             "readings": [[r.samples, r.g2, r.trace, r.loss] for r in self.readings],
             "generator": self.generator.get_state(),
         }
@@ -180,6 +209,8 @@ class NoiseProbe:
         # readings in it, without their loss).
         self.every = int(state["every"])
         self.next_at, self.count = int(state["next_at"]), int(state["count"])
-        self.readings = [Reading(int(r[0]), float(r[1]), float(r[2]), None if len(r) < 4 or r[3] is None else float(r[3]))
-                         for r in state["readings"]]
+        self.readings = [
+            Reading(int(r[0]), float(r[1]), float(r[2]), None if len(r) < 4 or r[3] is None else float(r[3]))
+            for r in state["readings"]
+        ]
         self.generator.set_state(state["generator"])

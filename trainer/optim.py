@@ -16,6 +16,7 @@ Where a norm is zero (a layer initialised to zero, or no gradient) the trust rat
 usual implementations. Both read `group["lr"]` every step, so the trainer's linear warm-up applies.
 Norms stay on the device (torch.where instead of Python ifs): a step makes no host sync.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -29,10 +30,14 @@ OPTIMIZERS = ("sgd", "lars", "lamb")  # mirrored in trainer.config.CHOICES["opti
 Params = Iterable[torch.Tensor] | Iterable[dict]
 
 
-def _trust(numerator: torch.Tensor, denominator: torch.Tensor, w_norm: torch.Tensor, u_norm: torch.Tensor) -> torch.Tensor:
+def _trust(
+    numerator: torch.Tensor, denominator: torch.Tensor, w_norm: torch.Tensor, u_norm: torch.Tensor
+) -> torch.Tensor:
     """numerator / denominator where both norms are > 0, else 1 (a 0-d tensor, no host sync)."""
     ok = (w_norm > 0) & (u_norm > 0)
-    return torch.where(ok, numerator / torch.where(ok, denominator, torch.ones_like(denominator)), torch.ones_like(w_norm))
+    return torch.where(
+        ok, numerator / torch.where(ok, denominator, torch.ones_like(denominator)), torch.ones_like(w_norm)
+    )
 
 
 class LARS(torch.optim.Optimizer):
@@ -55,7 +60,9 @@ class LARS(torch.optim.Optimizer):
             raise ValueError(f"LARS weight_decay must be >= 0, got {weight_decay}")
         if trust_coefficient <= 0:
             raise ValueError(f"LARS trust_coefficient must be > 0, got {trust_coefficient}")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient)
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -65,7 +72,12 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, momentum, wd, tc = group["lr"], group["momentum"], group["weight_decay"], group["trust_coefficient"]
+            lr, momentum, wd, tc = (
+                group["lr"],
+                group["momentum"],
+                group["weight_decay"],
+                group["trust_coefficient"],
+            )
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -153,10 +165,17 @@ def build_optimizer(cfg: OptimConfig, params: Params, lr: float) -> torch.optim.
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "lars":
-        return LARS(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                    trust_coefficient=cfg.trust_coefficient)
+        return LARS(
+            params,
+            lr=lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            trust_coefficient=cfg.trust_coefficient,
+        )
     if cfg.name == "lamb":
-        return LAMB(params, lr=lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return LAMB(
+            params, lr=lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     raise ValueError(f"unknown optim.name {cfg.name!r}; known: {', '.join(OPTIMIZERS)}")
 
 
@@ -179,8 +198,10 @@ def check_loaded_state(optimizer: torch.optim.Optimizer) -> None:
         for key, value in optimizer.state.get(param, {}).items():
             if isinstance(value, torch.Tensor):
                 if value.dim() > 0 and value.shape != param.shape:
-                    raise ValueError(f"parameter {j}: {key} has shape {tuple(value.shape)}, "
-                                     f"the parameter {tuple(param.shape)}")
+                    raise ValueError(
+                        f"parameter {j}: {key} has shape {tuple(value.shape)}, "
+                        f"the parameter {tuple(param.shape)}"
+                    )
             elif not _plain_numbers(value):
                 raise ValueError(f"parameter {j}: {key} is {type(value).__name__}, not a tensor or a number")
 

@@ -7,6 +7,7 @@ those plots, per run and epoch:
 - `GradCosine`: cosine similarity between consecutive gradients (near 1: steps agree, as with large
   batches; near 0 or negative: each step undoes part of the last, as with small noisy batches).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -55,8 +56,12 @@ class GradCosine:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put back a `state_dict`; ValueError (nothing changed) when it is not one."""
         prev = state["prev"]
-        if prev is not None and not (isinstance(prev, torch.Tensor) and prev.dim() == 1 and prev.is_floating_point()):
-            raise ValueError(f"the kept gradient must be a flat float tensor or None, got {type(prev).__name__}")
+        if prev is not None and not (
+            isinstance(prev, torch.Tensor) and prev.dim() == 1 and prev.is_floating_point()
+        ):
+            raise ValueError(
+                f"the kept gradient must be a flat float tensor or None, got {type(prev).__name__}"
+            )
         self._prev = prev
 
     def update(self, parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:

@@ -7,6 +7,7 @@ their timings is the input pipeline alone.
 - `LoaderBatches`: the study's loop: a DataLoader whose dataset makes a PIL image and applies
   ToTensor per sample, collates on the host, then copies to the device.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,8 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
-from torch.utils.data import Sampler
 
 from trainer.config import DataConfig
 from trainer.data import PIPELINES, Split, as_inputs, is_grey
@@ -53,8 +53,7 @@ def resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Te
         weakref.finalize(split, _RESIDENT.pop, key, None)
     per_device = entry[1]
     if device not in per_device:
-        per_device[device] = (as_inputs(split.images).to(device),
-                              split.labels.to(device, torch.int64))
+        per_device[device] = (as_inputs(split.images).to(device), split.labels.to(device, torch.int64))
     return per_device[device]
 
 
@@ -86,8 +85,12 @@ class CropFlip:
         ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
         rows = dy[:, None] + ar_h[None, :]  # [b, h]
         cols = dx[:, None] + torch.where(flip[:, None], (w - 1) - ar_w[None, :], ar_w[None, :])  # [b, w]
-        return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                      rows[:, None, :, None], cols[:, None, None, :]]
+        return padded[
+            torch.arange(b, device=dev)[:, None, None, None],
+            torch.arange(c, device=dev)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
 
 
 def make_augment(name: str, seed: int, device: torch.device) -> CropFlip | None:
@@ -106,7 +109,9 @@ class ResidentBatches:
     and `labels` int64 [N] are public, with `batch_size` and `n`, so a CUDA-graph path
     can gather inside a graph."""
 
-    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, augment: str = "none") -> None:
+    def __init__(
+        self, split: Split, batch_size: int, device: torch.device, seed: int, augment: str = "none"
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -223,7 +228,10 @@ class LoaderBatches:
             self.augment.start_epoch(epoch)
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=self.pinned)
-            yield (self.augment(x) if self.augment is not None else x), y.to(self.device, non_blocking=self.pinned)
+            yield (
+                (self.augment(x) if self.augment is not None else x),
+                y.to(self.device, non_blocking=self.pinned),
+            )
 
 
 Batches = ResidentBatches | LoaderBatches
@@ -238,13 +246,16 @@ def make_batches(cfg: DataConfig, split: Split, batch_size: int, device: torch.d
     raise ValueError(f"unknown data.pipeline {cfg.pipeline!r}; known: {', '.join(PIPELINES)}")
 
 
-def eval_batches(split: Split, device: torch.device, batch_size: int = 2000) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    split: Split, device: torch.device, batch_size: int = 2000
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The split resident on the device in large batches, in order, for evaluation
     (not part of the study's timings, so both pipelines evaluate the fast way).
     Returned as a list so a run converts it once and reuses it every epoch."""
     data = ResidentBatches(split, batch_size, device, seed=0)
     return [
-        (data.images[i : i + batch_size], data.labels[i : i + batch_size]) for i in range(0, data.n, batch_size)
+        (data.images[i : i + batch_size], data.labels[i : i + batch_size])
+        for i in range(0, data.n, batch_size)
     ]
 
 
@@ -294,6 +305,8 @@ def choose_pipeline(pipeline: str, data_bytes: int, device: torch.device) -> tup
     room = int(free * MEMORY_SHARE.get(device.type, 0.5))
     if data_bytes <= room:
         return pipeline, ""
-    return "dataloader", (f"the data ({mib(data_bytes)} as float32) does not fit in {device.type}'s free memory "
-                          f"({mib(free)} free, {MEMORY_SHARE.get(device.type, 0.5):.0%} of it usable): "
-                          "the DataLoader pipeline copies each batch instead")
+    return "dataloader", (
+        f"the data ({mib(data_bytes)} as float32) does not fit in {device.type}'s free memory "
+        f"({mib(free)} free, {MEMORY_SHARE.get(device.type, 0.5):.0%} of it usable): "
+        "the DataLoader pipeline copies each batch instead"
+    )

@@ -5,6 +5,7 @@ run id comes from here. Run ids are unique by construction (issue 14): batch siz
 and seeds are distinct (the config refuses repeats), and lrs are written with as many significant
 digits as tell them apart (6, as `%g` writes them, unless two lrs of the sweep print alike there).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -136,23 +137,31 @@ def run_specs(cfg: Config) -> list[RunSpec]:
             chunks = arm.split_backward.chunks if arm.split_backward.enabled else 1
             for lr in sweep_lrs(arm, b):
                 for i in range(cfg.sweep.seeds):
-                    run_id = (f"bs{b}" + (f"-{variant}" if variant else "") + (f"-lr{labels[lr]}" if many_lrs else "")
-                              + (f"-s{i}" if cfg.sweep.seeds > 1 else ""))
-                    specs.append(RunSpec(
-                        run_id=run_id,
-                        batch_size=b,
-                        lr=lr,
-                        momentum=arm.optim.momentum,
-                        split_chunks=chunks,
-                        split_method=arm.split_backward.method,
-                        seed=cfg.sweep.seed + i,
-                        optim=arm.optim,
-                        variant=variant,
-                    ))
+                    run_id = (
+                        f"bs{b}"
+                        + (f"-{variant}" if variant else "")
+                        + (f"-lr{labels[lr]}" if many_lrs else "")
+                        + (f"-s{i}" if cfg.sweep.seeds > 1 else "")
+                    )
+                    specs.append(
+                        RunSpec(
+                            run_id=run_id,
+                            batch_size=b,
+                            lr=lr,
+                            momentum=arm.optim.momentum,
+                            split_chunks=chunks,
+                            split_method=arm.split_backward.method,
+                            seed=cfg.sweep.seed + i,
+                            optim=arm.optim,
+                            variant=variant,
+                        )
+                    )
     twice = sorted(i for i, n in Counter(s.run_id for s in specs).items() if n > 1)
     if twice:
-        raise ValueError(f"run ids {', '.join(twice[:5])} would name two runs each; the config check should "
-                         "have refused this config (please report it)")
+        raise ValueError(
+            f"run ids {', '.join(twice[:5])} would name two runs each; the config check should "
+            "have refused this config (please report it)"
+        )
     return specs
 
 
@@ -179,5 +188,7 @@ def check_against_dataset(cfg: Config, n_train: int) -> list[str]:
         return []
     shown = ", ".join(map(str, big[:8])) + (f" and {len(big) - 8} more" if len(big) > 8 else "")
     many = len(big) > 1
-    return [f"batch size{'s' if many else ''} {shown} (sweep.batch_sizes) {'are' if many else 'is'} larger than "
-            f"the training set ({n_train} samples); a batch cannot exceed it"]
+    return [
+        f"batch size{'s' if many else ''} {shown} (sweep.batch_sizes) {'are' if many else 'is'} larger than "
+        f"the training set ({n_train} samples); a batch cannot exceed it"
+    ]

@@ -5,15 +5,16 @@ They run every `gns.every` iterations, outside the wall and compute timers (the 
 stops its clocks around them), and keep their results on the device until an epoch
 ends, so the hot loop gains no host sync.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import torch
 
+from trainer.bsimple import WINDOW_READINGS
 from trainer.config import GnsConfig
 from trainer.gns import NoiseScaleTracker, terms_from_chunk_grads
-from trainer.bsimple import WINDOW_READINGS
 from trainer.noise_probe import NoiseProbe
 from trainer.oscillation import GradCosine
 from trainer.split import chunk_gradients
@@ -49,8 +50,11 @@ class Probes:
         # The batch-independent probe (trainer/noise_probe.py): every gns.probe_every training samples,
         # its figure at the newest reading fitted to the last WINDOW_READINGS; None when off.
         every = getattr(cfg, "probe_every", 0)
-        self.noise = (NoiseProbe(every_samples=every, window_samples=WINDOW_READINGS * every, seed=seed)
-                      if every > 0 else None)
+        self.noise = (
+            NoiseProbe(every_samples=every, window_samples=WINDOW_READINGS * every, seed=seed)
+            if every > 0
+            else None
+        )
 
     @property
     def enabled(self) -> bool:
@@ -103,10 +107,14 @@ class Probes:
         """Put back a `state_dict`; ValueError or KeyError when it is not one."""
         estimates, pending, cosines = state["estimates"], state["cos_pending"], state["cosines"]
         if not isinstance(estimates, int) or isinstance(estimates, bool) or estimates < 0:
-            raise ValueError(f"the count of noise-scale estimates must be a whole number >= 0, got {estimates!r}")
+            raise ValueError(
+                f"the count of noise-scale estimates must be a whole number >= 0, got {estimates!r}"
+            )
         if not isinstance(pending, bool):
             raise ValueError(f"cos_pending must be true or false, got {type(pending).__name__}")
-        if not isinstance(cosines, list) or not all(isinstance(c, torch.Tensor) and c.dim() == 0 for c in cosines):
+        if not isinstance(cosines, list) or not all(
+            isinstance(c, torch.Tensor) and c.dim() == 0 for c in cosines
+        ):
             raise ValueError("the epoch's gradient cosines must be a list of 0-d tensors")
         self.tracker.load_state_dict({"g2": state["g2"], "trace": state["trace"], "count": state["count"]})
         self.cosine.load_state_dict({"prev": state["cos_prev"]})

@@ -1,6 +1,7 @@
 """The trainer's process title, so ps, htop and nvitop name it ("bstui trainer: runs/20261207-0150 bs6,60
 (4 runs)") instead of "python3 -c from multiprocessing.spawn ...". Pure (setproctitle, a small C extension,
 is loaded when a title is set); without setproctitle the title stays as it was."""
+
 from __future__ import annotations
 
 from typing import Iterable

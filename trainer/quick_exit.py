@@ -5,6 +5,7 @@ torch._dynamo, which the first optimizer imports) still spends seconds in interp
 measured on a 2-core VM, mostly torch.library finalizers. A clean stop is due within 2 s, and nothing
 is left to do at that point, so the trainer flushes its output and ends with os._exit.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ Run directories without a calibration fall back to the measured wall time, which
 runs that trained alone; a point that trained fused there has no time alone recorded, and the sentence
 says so.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -78,17 +79,24 @@ def _bcrit_clause(a: dict[str, Any]) -> str:
         b = sig(fit["B_crit"])
         if finite(lo) or finite(hi):
             b += f" ({sig(lo) if finite(lo) else '?'}–{sig(hi) if finite(hi) else '?'}, 95% interval)"
-        return (f"beyond B_crit ~ {b} larger batches save few steps and cost more samples; "
-                "well below it, steps fall almost in proportion to the batch")
+        return (
+            f"beyond B_crit ~ {b} larger batches save few steps and cost more samples; "
+            "well below it, steps fall almost in proportion to the batch"
+        )
     reason = fit.get("reason") or "too few batch sizes reached the target"
     return f"B_crit is not determined ({reason}), so where larger batches stop paying is not known"
 
 
 def recommendation(a: dict[str, Any], target: float | None, device: str = "") -> str:
     """One sentence (for one arm's analysis): the fastest batch size and lr to `target` and B_crit."""
-    points = [p for p in a.get("points", [])
-              if p.get("reached") == p.get("seeds") and p.get("usable", True)
-              and (finite(p.get("time_s")) or _alone(p)) and p.get("lr") is not None]
+    points = [
+        p
+        for p in a.get("points", [])
+        if p.get("reached") == p.get("seeds")
+        and p.get("usable", True)
+        and (finite(p.get("time_s")) or _alone(p))
+        and p.get("lr") is not None
+    ]
     goal = _target(target)
     if not points:
         best = [p for p in a.get("best", []) if finite(p.get("best_test_acc"))]
@@ -96,15 +104,28 @@ def recommendation(a: dict[str, Any], target: float | None, device: str = "") ->
             return f"no batch size reached {goal} yet; nothing to recommend"
         top = max(best, key=lambda p: p["best_test_acc"])
         partly = " with every seed" if any(p.get("reached") for p in a.get("points", [])) else ""
-        return (f"no batch size reached {goal}{partly} (best: batch {top['batch_size']} at "
-                f"{100 * top['best_test_acc']:.4g}%); lower sweep.target_accuracy or train more epochs")
+        return (
+            f"no batch size reached {goal}{partly} (best: batch {top['batch_size']} at "
+            f"{100 * top['best_test_acc']:.4g}%); lower sweep.target_accuracy or train more epochs"
+        )
     fastest = min(points, key=_mid)
     lo, hi = _time_bounds(fastest)
     seeds = fastest.get("seeds") or 1
     where = f" on {device}" if device else ""
-    timed = " (its steps timed alone)" if _alone(fastest) and fastest.get("time_alone_source") != "measured" else ""
-    detail = ", ".join(part for part in (f"{_seconds(lo, hi)} of training{where}{timed}", _steps(fastest),
-                                         f"mean of {seeds} seeds" if seeds > 1 else "") if part)
+    timed = (
+        " (its steps timed alone)"
+        if _alone(fastest) and fastest.get("time_alone_source") != "measured"
+        else ""
+    )
+    detail = ", ".join(
+        part
+        for part in (
+            f"{_seconds(lo, hi)} of training{where}{timed}",
+            _steps(fastest),
+            f"mean of {seeds} seeds" if seeds > 1 else "",
+        )
+        if part
+    )
     sentence = f"fastest to {goal}: {_name(fastest)} ({detail})"
     ties = sorted((p for p in points if p is not fastest and _time_bounds(p)[0] <= hi), key=_mid)
     if ties:
@@ -112,11 +133,15 @@ def recommendation(a: dict[str, Any], target: float | None, device: str = "") ->
         more = f" and {len(ties) - MAX_TIES} more" if len(ties) > MAX_TIES else ""
         sentence += f", tied within the measured intervals with {named}{more}"
     # Only a run directory without a calibration has fused points without a time alone.
-    fused = sorted({p["batch_size"] for p in [fastest, *ties] if (p.get("fused_runs") or 0) > 1 and not _alone(p)})
+    fused = sorted(
+        {p["batch_size"] for p in [fastest, *ties] if (p.get("fused_runs") or 0) > 1 and not _alone(p)}
+    )
     if fused:
-        sentence += (f" (batch {', '.join(map(str, fused))} trained fused and this run directory has no time alone "
-                     f"for {'it' if len(fused) == 1 else 'them'}: {'its times are' if len(fused) == 1 else 'their times are'}"
-                     " shares of a group's, not recorded alone)")
+        sentence += (
+            f" (batch {', '.join(map(str, fused))} trained fused and this run directory has no time alone "
+            f"for {'it' if len(fused) == 1 else 'them'}: {'its times are' if len(fused) == 1 else 'their times are'}"
+            " shares of a group's, not recorded alone)"
+        )
     return f"{sentence}; {_bcrit_clause(a)}."
 
 
@@ -125,5 +150,9 @@ def recommendations(scaling: dict[str, Any], target: float | None, device: str =
     [[variants]] arms, the bare sentence without variants."""
     variants = scaling.get("variants") if isinstance(scaling, dict) else None
     if isinstance(variants, dict):
-        return [f"{name}: {recommendation(a, target, device)}" for name, a in variants.items() if isinstance(a, dict)]
+        return [
+            f"{name}: {recommendation(a, target, device)}"
+            for name, a in variants.items()
+            if isinstance(a, dict)
+        ]
     return [recommendation(scaling, target, device)] if isinstance(scaling, dict) else []

@@ -8,6 +8,7 @@ report and writes it as report.md into the run directory. No torch.
 Every figure is shown at the precision its data has: crossings of the target as intervals (last miss
 to hit), accuracies to the test set's resolution, B_crit and B_simple with their 95% intervals.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from trainer.accuracy import DESCRIPTION, SLICE, standard_error, worst_standard_error
-from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
-from trainer.branch_report import branch_result, branch_runs, section as branch_section
-from trainer.crossing import fill_from_events
 from trainer.answer import METRIC_NAMES, answers, lr_rule, markdown_table, matrix
+from trainer.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
+from trainer.branch_report import branch_result, branch_runs
+from trainer.branch_report import section as branch_section
+from trainer.crossing import fill_from_events
+from trainer.figures import count, setting, sig, span, with_interval
+from trainer.figures import finite as _finite
 from trainer.runlog import EVENTS, REPORT, EventType, RunDirError, UnreadableFile, read_events, write_atomic
-from trainer.figures import count, finite as _finite, setting, sig, span, with_interval
 from trainer.scaling import analyse
 from trainer.shards import is_sharded, read_sharded
 
@@ -44,15 +47,21 @@ def collect(run_dir: Path) -> dict[str, Any]:
         else:
             log = read_events(run_dir / EVENTS)
     except FileNotFoundError:
-        raise ReportError(f"{run_dir} holds no {EVENTS}; pass a run directory made by `python -m trainer run`") from None
+        raise ReportError(
+            f"{run_dir} holds no {EVENTS}; pass a run directory made by `python -m trainer run`"
+        ) from None
     except (UnreadableFile, RunDirError) as exc:
         raise ReportError(str(exc)) from None
     events = log.events
     started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
-    finished = [e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)]
+    finished = [
+        e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)
+    ]
     if not finished:
-        raise ReportError(f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
-                          + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else ""))
+        raise ReportError(
+            f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
+            + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else "")
+        )
     branches = branch_runs(events)  # measured apart (their section): not points of the sweep's own analysis
     finished = [e for e in finished if e.get("run") not in branches] or finished
     reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
@@ -64,14 +73,28 @@ def collect(run_dir: Path) -> dict[str, Any]:
     result = analyse(rows, _positive(optim.get("lr")), _positive(optim.get("base_batch_size")))
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
     test_n = data.get("test_samples")
-    test_n = int(test_n) if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0 else FULL_TEST_SET
+    test_n = (
+        int(test_n)
+        if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0
+        else FULL_TEST_SET
+    )
     recorded = next((e for e in events if e["type"] == EventType.RUN_STARTED and e.get("eval_set")), {})
     if _finite(recorded.get("test_samples")) and recorded["test_samples"] > 0:
         test_n = int(recorded["test_samples"])
-    return {"started": started, "rows": rows, "analysis": result, "skipped": log.skipped, "events": events,
-            "derived": derived, "reasons": reasons, "test_samples": test_n, "eval": recorded,
-            "branch": branch_result(events),
-            "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events), "shards": shard_notes}
+    return {
+        "started": started,
+        "rows": rows,
+        "analysis": result,
+        "skipped": log.skipped,
+        "events": events,
+        "derived": derived,
+        "reasons": reasons,
+        "test_samples": test_n,
+        "eval": recorded,
+        "branch": branch_result(events),
+        "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events),
+        "shards": shard_notes,
+    }
 
 
 def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,9 +102,15 @@ def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -
     not a summary field)."""
     last: dict[str, float] = {}
     for e in events:
-        if e.get("type") == EventType.EPOCH_END and isinstance(e.get("run"), str) and _finite(e.get("train_loss")):
+        if (
+            e.get("type") == EventType.EPOCH_END
+            and isinstance(e.get("run"), str)
+            and _finite(e.get("train_loss"))
+        ):
             last[e["run"]] = float(e["train_loss"])
-    return [{**r, "final_train_loss": last[str(r.get("run"))]} if str(r.get("run")) in last else r for r in rows]
+    return [
+        {**r, "final_train_loss": last[str(r.get("run"))]} if str(r.get("run")) in last else r for r in rows
+    ]
 
 
 def _decimals(n: int) -> int:
@@ -91,27 +120,36 @@ def _decimals(n: int) -> int:
 
 def _accuracy_line(facts: dict[str, Any], n_test: int, n_slice: int) -> str:
     """Which images each accuracy of the report was measured on, with the slice's sampling error."""
-    crossing = ("crossings of the target are intervals: after the last evaluation below it, at or before the "
-                "first at or above it")
+    crossing = (
+        "crossings of the target are intervals: after the last evaluation below it, at or before the "
+        "first at or above it"
+    )
     if not n_slice:
-        return (f"- accuracies on {n_test:,} test samples (resolution {100 / n_test:.2g}%); evaluation set: not "
-                "recorded (this run directory's trainer did not record it; best acc and final acc are the epoch "
-                f"ends' full test set); {crossing}")
+        return (
+            f"- accuracies on {n_test:,} test samples (resolution {100 / n_test:.2g}%); evaluation set: not "
+            "recorded (this run directory's trainer did not record it; best acc and final acc are the epoch "
+            f"ends' full test set); {crossing}"
+        )
     best = [r["best_test_acc"] for r in facts["rows"] if _finite(r.get("best_test_acc"))]
     at_best = standard_error(max(best), n_slice) if best else None
     seed = facts["eval"].get("eval_slice_seed")
-    return (f"- best acc, the target and collapse: every evaluation (within epochs and at their ends) on "
-            f"{DESCRIPTION[SLICE]}: {n_slice:,} of the {n_test:,} test images"
-            + (f", seed {seed}" if _finite(seed) else "") + ", the same images for every run; resolution "
-            f"{100 / n_slice:.2g}%, sampling error (binomial standard error) at most "
-            f"{100 * worst_standard_error(n_slice):.2g} points"
-            + (f", {100 * at_best:.2g} points at the best run's {100 * max(best):.1f}%" if at_best else "")
-            + f"; final acc: the full test set at the last epoch end (resolution {100 / n_test:.2g}%); {crossing}")
+    return (
+        f"- best acc, the target and collapse: every evaluation (within epochs and at their ends) on "
+        f"{DESCRIPTION[SLICE]}: {n_slice:,} of the {n_test:,} test images"
+        + (f", seed {seed}" if _finite(seed) else "")
+        + ", the same images for every run; resolution "
+        f"{100 / n_slice:.2g}%, sampling error (binomial standard error) at most "
+        f"{100 * worst_standard_error(n_slice):.2g} points"
+        + (f", {100 * at_best:.2g} points at the best run's {100 * max(best):.1f}%" if at_best else "")
+        + f"; final acc: the full test set at the last epoch end (resolution {100 / n_test:.2g}%); {crossing}"
+    )
 
 
 def _positive(value: Any) -> float | None:
     """A positive finite number from the recorded config, else None (the rules are then left out)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    ok = (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
     return value if ok else None
 
 
@@ -159,13 +197,19 @@ def _fused_groups(events: list[dict[str, Any]]) -> list[str]:
     groups = [e for e in events if e.get("type") == EventType.FUSED_GROUP]
     if not groups:
         return []
-    lines = ["", "Fused groups, their actual cost (the group's own wall and compute time; each run's measured time "
-             "above is its share):", ""]
+    lines = [
+        "",
+        "Fused groups, their actual cost (the group's own wall and compute time; each run's measured time "
+        "above is its share):",
+        "",
+    ]
     for e in groups:
         runs = e.get("runs") if isinstance(e.get("runs"), list) else []
-        lines.append(f"- {e.get('group')}: {', '.join(map(str, runs))}: {count(e.get('steps'))} fused steps, "
-                     f"{sig(e.get('wall_s'), 3)} s wall, {sig(e.get('compute_s'), 3)} s compute"
-                     + (f" ({e['continues_alone']} trained on alone)" if e.get("continues_alone") else ""))
+        lines.append(
+            f"- {e.get('group')}: {', '.join(map(str, runs))}: {count(e.get('steps'))} fused steps, "
+            f"{sig(e.get('wall_s'), 3)} s wall, {sig(e.get('compute_s'), 3)} s compute"
+            + (f" ({e['continues_alone']} trained on alone)" if e.get("continues_alone") else "")
+        )
     return lines
 
 
@@ -182,41 +226,55 @@ def _b_simple_lines(a: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     it, else the runs' last figures, said as such."""
     batches = ", ".join(str(b) for b in a.get("b_simple_batches", []))
     if a.get("b_simple_at") == "target":
-        per = "; ".join(f"batch {p['batch_size']}: {_b_simple_target(p)}" for p in a["best"]
-                        if p.get("reached_target"))
-        return [f"- gradient noise scale B_simple at the target crossing: median {sig(a.get('b_simple'))} over the "
-                f"batch sizes that reached it ({batches}; per batch size, best lr: {per}). Each is fitted to the "
-                "noise probe's readings within 3 probe intervals on either side of the crossing (|G|^2 and "
-                "tr(Sigma) each as an exponential in training samples, read at the crossing), with a 95% jackknife "
-                "interval; B_simple grows as the loss falls, so it is compared with B_crit where both are measured."]
+        per = "; ".join(
+            f"batch {p['batch_size']}: {_b_simple_target(p)}" for p in a["best"] if p.get("reached_target")
+        )
+        return [
+            f"- gradient noise scale B_simple at the target crossing: median {sig(a.get('b_simple'))} over the "
+            f"batch sizes that reached it ({batches}; per batch size, best lr: {per}). Each is fitted to the "
+            "noise probe's readings within 3 probe intervals on either side of the crossing (|G|^2 and "
+            "tr(Sigma) each as an exponential in training samples, read at the crossing), with a 95% jackknife "
+            "interval; B_simple grows as the loss falls, so it is compared with B_crit where both are measured."
+        ]
     if batches:
-        return [f"- gradient noise scale B_simple at the target crossing: not recorded (no noise-probe readings "
-                f"around the crossings); median of the runs' last figures {sig(a.get('b_simple'))} over the batch "
-                f"sizes that reached the target ({batches}); {_b_simple_source(rows)}"]
-    return ["- gradient noise scale B_simple: no summary (no batch size that reached the target has one; "
-            f"each run's is in the table below); {_b_simple_source(rows)}"]
+        return [
+            f"- gradient noise scale B_simple at the target crossing: not recorded (no noise-probe readings "
+            f"around the crossings); median of the runs' last figures {sig(a.get('b_simple'))} over the batch "
+            f"sizes that reached the target ({batches}); {_b_simple_source(rows)}"
+        ]
+    return [
+        "- gradient noise scale B_simple: no summary (no batch size that reached the target has one; "
+        f"each run's is in the table below); {_b_simple_source(rows)}"
+    ]
 
 
 def _b_simple_source(rows: list[dict[str, Any]]) -> str:
     """Which part of training the runs' B_simple comes from, in words."""
     probed = [r for r in rows if _finite(r.get("b_simple_to_samples"))]
     if probed and any(_finite(r.get("b_simple_at_samples")) for r in probed):
-        return ("each run's last figure is B_simple at its last noise-probe reading, fitted to its readings of the "
-                "last 5 probe intervals (|G|^2 and tr(Sigma) each as an exponential in training samples, so the "
-                "drift across them is followed), with a 95% jackknife interval; undefined: readings whose |G|^2 "
-                "estimate was <= 0")
+        return (
+            "each run's last figure is B_simple at its last noise-probe reading, fitted to its readings of the "
+            "last 5 probe intervals (|G|^2 and tr(Sigma) each as an exponential in training samples, so the "
+            "drift across them is followed), with a 95% jackknife interval; undefined: readings whose |G|^2 "
+            "estimate was <= 0"
+        )
     if probed:
         windows = "; ".join(
             f"{r.get('run')}: samples {count(r.get('b_simple_from_samples'))}–{count(r['b_simple_to_samples'])}, "
             f"{count(r.get('b_simple_readings'))} readings, {_pct(r.get('b_simple_undefined'), 0)} undefined"
-            for r in probed[:8]) + (f"; and {len(probed) - 8} more runs" if len(probed) > 8 else "")
-        return ("each run's value is the noise probe's last window (late training: the readings of the "
-                "run's last window of training samples, each on a 1,024-sample probe batch drawn from the "
-                "training set); the interval is a jackknife over the window's readings; undefined: readings "
-                f"whose |G|^2 estimate was <= 0 (windows: {windows})")
-    return ("each run's value is the running average (EMA) of the last ~10 estimates at its last epoch "
-            "end, each from chunks of a training batch (late training; the estimator of this run directory's "
-            "trainer version: noisy at small batches, lagging at large ones, no interval)")
+            for r in probed[:8]
+        ) + (f"; and {len(probed) - 8} more runs" if len(probed) > 8 else "")
+        return (
+            "each run's value is the noise probe's last window (late training: the readings of the "
+            "run's last window of training samples, each on a 1,024-sample probe batch drawn from the "
+            "training set); the interval is a jackknife over the window's readings; undefined: readings "
+            f"whose |G|^2 estimate was <= 0 (windows: {windows})"
+        )
+    return (
+        "each run's value is the running average (EMA) of the last ~10 estimates at its last epoch "
+        "end, each from chunks of a training batch (late training; the estimator of this run directory's "
+        "trainer version: noisy at small batches, lagging at large ones, no interval)"
+    )
 
 
 def _crit_lines(a: dict[str, Any]) -> list[str]:
@@ -236,17 +294,23 @@ def _crit_lines(a: dict[str, Any]) -> list[str]:
         lines.append(f"- B_crit: not determined ({fit.get('reason') or 'no fit'})")
     elif fit["determined"]:
         lines.append(f"- B_crit = {with_interval(fit['B_crit'], fit['B_crit_lo'], fit['B_crit_hi'])}")
-        lines.append(f"- S_min = {with_interval(fit['S_min'], fit['S_min_lo'], fit['S_min_hi'])} steps, "
-                     f"E_min = {with_interval(fit['E_min'], fit['E_min_lo'], fit['E_min_hi'])} samples")
+        lines.append(
+            f"- S_min = {with_interval(fit['S_min'], fit['S_min_lo'], fit['S_min_hi'])} steps, "
+            f"E_min = {with_interval(fit['E_min'], fit['E_min_lo'], fit['E_min_hi'])} samples"
+        )
     else:
-        lines.append(f"- B_crit: not determined: {fit['reason']} (draws: median "
-                     f"{with_interval(fit['B_crit'], fit['B_crit_lo'], fit['B_crit_hi'])})")
+        lines.append(
+            f"- B_crit: not determined: {fit['reason']} (draws: median "
+            f"{with_interval(fit['B_crit'], fit['B_crit_lo'], fit['B_crit_hi'])})"
+        )
     picks = fit.get("lr_picks") or {}
     for batch, lrs in (fit.get("tie_lrs") or {}).items():
         shares = picks.get(batch)
         if len(lrs) > 1 and shares and len(shares) == len(lrs):
-            lines.append(f"- lr choice at batch {batch}: " + ", ".join(
-                f"lr {setting(lr)} in {_share(share)} of draws" for lr, share in zip(lrs, shares)))
+            lines.append(
+                f"- lr choice at batch {batch}: "
+                + ", ".join(f"lr {setting(lr)} in {_share(share)} of draws" for lr, share in zip(lrs, shares))
+            )
     for item in a.get("left_out", []):
         lines.append(f"- left out: batch {item['batch_size']}: {item['reason']}")
     return lines
@@ -269,12 +333,17 @@ def _matrix_lines(a: dict[str, Any]) -> list[str]:
     (one set per [[variants]] arm)."""
     points = a.get("points", [])
     seeds = max((p.get("seeds") or 1 for p in points), default=1)
-    lines = ["", "## Batch size x lr", "",
-             "Rows: batch sizes; columns: lrs" + (f"; each cell the mean ± sd over {seeds} seeds" if seeds > 1 else "")
-             + ". **Bold**: the best lr of each batch size for that metric (time and steps: only lrs whose every "
-             "seed reached the target and none diverged or collapsed); ★: the best cell overall. Time: to the "
-             "target alone where recorded (÷: a fused run's share of its group's time, no time alone recorded). "
-             "Final training loss: the last epoch's."]
+    lines = [
+        "",
+        "## Batch size x lr",
+        "",
+        "Rows: batch sizes; columns: lrs"
+        + (f"; each cell the mean ± sd over {seeds} seeds" if seeds > 1 else "")
+        + ". **Bold**: the best lr of each batch size for that metric (time and steps: only lrs whose every "
+        "seed reached the target and none diverged or collapsed); ★: the best cell overall. Time: to the "
+        "target alone where recorded (÷: a fused run's share of its group's time, no time alone recorded). "
+        "Final training loss: the last epoch's.",
+    ]
     for name in sorted({str(p.get("variant") or "") for p in points}):
         for metric in MATRIX_METRICS:
             m = matrix(points, metric, variant=name)
@@ -292,7 +361,9 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     n_test = facts["test_samples"]
     dec = _decimals(n_test)
     ev = facts.get("eval") or {}
-    n_slice = int(ev["eval_samples"]) if ev.get("eval_set") == SLICE and _finite(ev.get("eval_samples")) else 0
+    n_slice = (
+        int(ev["eval_samples"]) if ev.get("eval_set") == SLICE and _finite(ev.get("eval_samples")) else 0
+    )
     best_dec = _decimals(n_slice) if n_slice else dec
     lines = [
         "# bstui report",
@@ -302,16 +373,26 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         f"- target test accuracy: {target}; runs finished: {len(facts['rows'])}"
         + ("" if facts["finished"] else " (sweep still running or interrupted)"),
         _accuracy_line(facts, n_test, n_slice),
-        *([f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
-           "and were skipped"] if facts.get("skipped") else []),
+        *(
+            [
+                f"- {facts['skipped']} lines of {EVENTS} were unreadable (garbled, cut or of the wrong types) "
+                "and were skipped"
+            ]
+            if facts.get("skipped")
+            else []
+        ),
         *[f"- {note}" for note in facts.get("shards") or []],
     ]
     if facts["derived"]:
-        lines.append("- derived by this report from the recorded events (this run directory's trainer did not "
-                     "record them): " + "; ".join(facts["derived"]))
+        lines.append(
+            "- derived by this report from the recorded events (this run directory's trainer did not "
+            "record them): " + "; ".join(facts["derived"])
+        )
     lines += ["", "## Recommendation", ""]
-    lines += [f"- {sentence}" for sentence in answers(a, target if _finite(target) else None,
-                                                      str(s.get("device") or ""))]
+    lines += [
+        f"- {sentence}"
+        for sentence in answers(a, target if _finite(target) else None, str(s.get("device") or ""))
+    ]
     lines += _matrix_lines(a)
     lines += [
         "",
@@ -326,8 +407,10 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         "| samples | time alone s | measured s | best acc | final acc | B_simple at target |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    rules = {name: lr_rule([q for q in a.get("points", []) if str(q.get("variant") or "") == name], name)
-             for name in {str(q.get("variant") or "") for q in a.get("points", [])}}
+    rules = {
+        name: lr_rule([q for q in a.get("points", []) if str(q.get("variant") or "") == name], name)
+        for name in {str(q.get("variant") or "") for q in a.get("points", [])}
+    }
     for p in a["best"]:
         reached = p["reached_target"]
         at = rules[str(p.get("variant") or "")].lr_at(p["batch_size"]) if rules else None

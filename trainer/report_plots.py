@@ -6,6 +6,7 @@ steps to target against batch size (log-log) with each crossing's interval, the 
 against batch size with the lr rule measured from the grid (trainer/answer.py). Plain text (no colours), so they read the same in a terminal, in report.md and over SSH;
 runs are told apart by their marker characters, named in each legend. No torch, no Textual.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,12 @@ def log_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
         return [lo] if lo > 0 else []
     ticks: list[float] = []
     for mantissas in ((1, 2, 5), (1, 3), (1,)):
-        ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-                 for m in mantissas if lo * (1 - 1e-9) <= m * 10.0**k <= hi * (1 + 1e-9)]
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in mantissas
+            if lo * (1 - 1e-9) <= m * 10.0**k <= hi * (1 + 1e-9)
+        ]
         if len(ticks) <= count:
             break
     return ticks or [lo, hi]
@@ -118,7 +123,7 @@ def _bucket_means(points: Sequence[tuple[float, float]], n: int) -> tuple[list[f
     xs, ys = [], []
     size = len(points) / n
     for i in range(n):
-        chunk = points[int(i * size):int((i + 1) * size)]
+        chunk = points[int(i * size) : int((i + 1) * size)]
         if chunk:
             xs.append(sum(p[0] for p in chunk) / len(chunk))
             ys.append(sum(p[1] for p in chunk) / len(chunk))
@@ -136,8 +141,12 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         if e.get("type") == "run_started":
             old = runs.get(run)
-            runs[run] = {"batch_size": e.get("batch_size") or 1, "lr": e.get("lr"),
-                         "variant": str(e.get("variant") or ""), "points": old["points"] if old else {}}
+            runs[run] = {
+                "batch_size": e.get("batch_size") or 1,
+                "lr": e.get("lr"),
+                "variant": str(e.get("variant") or ""),
+                "points": old["points"] if old else {},
+            }
         elif run not in runs:
             continue
         elif e.get("type") == "losses" and isinstance(e.get("values"), list):
@@ -154,9 +163,15 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def loss_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
+def loss_plot(
+    runs: dict[str, dict[str, Any]], analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT
+) -> str:
     ids, omitted = _runs_to_draw(runs, analysis)
-    note = f"; {omitted} runs not drawn (one per batch size: its best lr, else its most accurate)" if omitted else ""
+    note = (
+        f"; {omitted} runs not drawn (one per batch size: its best lr, else its most accurate)"
+        if omitted
+        else ""
+    )
     title = f"Training loss vs samples (each run's iterations in {MAX_POINTS} buckets, their means{note})"
     if not ids:
         return f"{title}\n(no training loss recorded)"
@@ -171,10 +186,19 @@ def loss_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], width: 
     return _build(title, list(zip(MARKERS, ids)))
 
 
-def accuracy_plot(runs: dict[str, dict[str, Any]], analysis: dict[str, Any], target: float | None,
-                  width: int = WIDTH, height: int = HEIGHT) -> str:
+def accuracy_plot(
+    runs: dict[str, dict[str, Any]],
+    analysis: dict[str, Any],
+    target: float | None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> str:
     ids, omitted = _runs_to_draw({k: {**v, "points": v["evals"]} for k, v in runs.items()}, analysis)
-    note = f"; {omitted} runs not drawn (one per batch size: its best lr, else its most accurate)" if omitted else ""
+    note = (
+        f"; {omitted} runs not drawn (one per batch size: its best lr, else its most accurate)"
+        if omitted
+        else ""
+    )
     line = f"; the horizontal line is the target, {100 * target:g}%" if target is not None else ""
     title = f"Test accuracy vs samples (at each evaluation{line}{note})"
     if not ids:
@@ -261,7 +285,9 @@ def lr_rule_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEI
     plt.xscale("log")
     plt.yscale("log")
     sizes = sorted({p["batch_size"] for p in analysis.get("points", [])})
-    lrs = [p["lr"] for p in analysis.get("points", []) if isinstance(p.get("lr"), (int, float)) and p["lr"] > 0]
+    lrs = [
+        p["lr"] for p in analysis.get("points", []) if isinstance(p.get("lr"), (int, float)) and p["lr"] > 0
+    ]
     legend = [("x", "best lr tried"), ("|", "tie band (lrs whose crossings overlap the best's)")]
     if rule.slope is not None:
         grid = [sizes[0] * (sizes[-1] / sizes[0]) ** (i / 24) for i in range(25)]
@@ -280,9 +306,18 @@ def lr_rule_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEI
     return _build(title, legend) + "\n  " + "\n  ".join(textwrap.wrap(rule_sentence(rule), WIDTH - 2))
 
 
-def plots(events: Sequence[dict[str, Any]], analysis: dict[str, Any], target: float | None,
-          width: int = WIDTH, height: int = HEIGHT) -> list[str]:
+def plots(
+    events: Sequence[dict[str, Any]],
+    analysis: dict[str, Any],
+    target: float | None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> list[str]:
     """The report's four plots, as plain-text blocks."""
     runs = run_series(events)
-    return [loss_plot(runs, analysis, width, height), accuracy_plot(runs, analysis, target, width, height),
-            steps_plot(analysis, width, height), lr_rule_plot(analysis, width, height)]
+    return [
+        loss_plot(runs, analysis, width, height),
+        accuracy_plot(runs, analysis, target, width, height),
+        steps_plot(analysis, width, height),
+        lr_rule_plot(analysis, width, height),
+    ]

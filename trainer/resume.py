@@ -14,6 +14,7 @@ epoch, their run_finished "stopped"), every sweep_finished, and any partial last
 continuation appends after that, so each run's per-iteration losses have no gap and no duplicate.
 `run_sweep(..., resume=...)` uses the other methods here.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ from trainer.plan import RunSettings, RunSpec
 from trainer.run_state import restore_problem
 from trainer.runlog import CONFIG, EVENTS, KEPT_STATUSES, Emitter, Event, EventType, read_events, write_atomic
 
-Check = Callable[[str, dict[str, Any]], str]  # (run id, loaded checkpoint) -> why it cannot be restored, or ""
+Check = Callable[
+    [str, dict[str, Any]], str
+]  # (run id, loaded checkpoint) -> why it cannot be restored, or ""
 
 
 class ResumeError(Exception):
@@ -132,8 +135,13 @@ class RunPlan:
     state: dict[str, Any] | None = field(default=None, repr=False)  # the loaded checkpoint
 
     def as_event(self) -> dict[str, Any]:
-        out = {"run": self.run_id, "from_epoch": self.from_epoch, "iters": self.iters,
-               "checkpoint": self.action == "checkpoint", "was": self.status or "interrupted"}
+        out = {
+            "run": self.run_id,
+            "from_epoch": self.from_epoch,
+            "iters": self.iters,
+            "checkpoint": self.action == "checkpoint",
+            "was": self.status or "interrupted",
+        }
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -175,7 +183,11 @@ class Resume:
         """The continuation must train on the data the sweep started with."""
         if self.started is None:
             return
-        want = (self.started.get("dataset"), self.started.get("train_samples"), self.started.get("test_samples"))
+        want = (
+            self.started.get("dataset"),
+            self.started.get("train_samples"),
+            self.started.get("test_samples"),
+        )
         have = (dataset.name, int(dataset.train.labels.shape[0]), int(dataset.test.labels.shape[0]))
         if want[0] != have[0] or any(w is not None and w != h for w, h in zip(want[1:], have[1:])):
             raise ResumeError(
@@ -193,7 +205,9 @@ class Resume:
             elif p.action == "checkpoint":
                 out.append(f"{p.run_id}: continues after epoch {p.from_epoch} (iteration {p.iters})")
             else:
-                out.append(f"{p.run_id}: starts again from the beginning" + (f" ({p.reason})" if p.reason else ""))
+                out.append(
+                    f"{p.run_id}: starts again from the beginning" + (f" ({p.reason})" if p.reason else "")
+                )
         return out
 
     def apply(self) -> None:
@@ -283,8 +297,13 @@ def restore_check(specs: list[RunSpec], settings: RunSettings) -> Check:
     return check
 
 
-def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | str = "cpu",
-                check: Check | None = None, config: dict[str, Any] | None = None) -> Resume:
+def plan_resume(
+    run_dir: Path | str,
+    run_ids: list[str],
+    device: torch.device | str = "cpu",
+    check: Check | None = None,
+    config: dict[str, Any] | None = None,
+) -> Resume:
     """Decide how to continue the sweep in `run_dir` whose runs (from its config) are `run_ids`;
     with `check` (`restore_check`), a checkpoint that cannot be restored restarts its run. With
     `config` (config.toml as loaded now, `config_to_dict`), an edit since the sweep started that
@@ -330,37 +349,72 @@ def plan_resume(run_dir: Path | str, run_ids: list[str], device: torch.device | 
                 plan.reason = str(exc)
             else:
                 epoch, iters = int(state.get("epoch", 0)), int(state.get("iters", 0))
-                pos = next((i for i, e in enumerate(events) if e["type"] == EventType.EPOCH_END
-                            and e.get("run") == run_id and e.get("epoch") == epoch), None)
+                pos = next(
+                    (
+                        i
+                        for i, e in enumerate(events)
+                        if e["type"] == EventType.EPOCH_END
+                        and e.get("run") == run_id
+                        and e.get("epoch") == epoch
+                    ),
+                    None,
+                )
                 if state.get("run") != run_id:
                     plan.reason = f"{path.name} holds run {state.get('run')!r}"
                 elif epoch < 1 or pos is None:
                     plan.reason = f"{EVENTS} has no epoch_end {epoch} of {run_id} to continue from"
                 elif not _losses_cover(events[: pos + 1], run_id, iters):
-                    plan.reason = f"the recorded losses of {run_id} do not match its checkpoint ({iters} iterations)"
+                    plan.reason = (
+                        f"the recorded losses of {run_id} do not match its checkpoint ({iters} iterations)"
+                    )
                 elif check is not None and (why := check(run_id, state)):
                     plan.reason = why
                 else:
-                    plan = RunPlan(run_id, "checkpoint", from_epoch=epoch, iters=iters, status=status, state=state)
+                    plan = RunPlan(
+                        run_id, "checkpoint", from_epoch=epoch, iters=iters, status=status, state=state
+                    )
                     cut[run_id] = pos
         plans[run_id] = plan
 
     # Branches (trainer.branch) are measured again from the base run's kept points: their events go.
-    branches = {e.get("run") for e in events if e["type"] == EventType.RUN_STARTED and isinstance(e.get("branch"), dict)
-                and e.get("run") not in run_ids}
+    branches = {
+        e.get("run")
+        for e in events
+        if e["type"] == EventType.RUN_STARTED
+        and isinstance(e.get("branch"), dict)
+        and e.get("run") not in run_ids
+    }
     lines: list[str] = []
     kept: list[Event] = []
     for i, (line, e) in enumerate(pairs):
         kind, run_id = e["type"], e.get("run")
-        if kind in (EventType.SWEEP_FINISHED, EventType.BRANCH_POINT, EventType.BRANCH_RESULT) or run_id in branches:
+        if (
+            kind in (EventType.SWEEP_FINISHED, EventType.BRANCH_POINT, EventType.BRANCH_RESULT)
+            or run_id in branches
+        ):
             continue
         if run_id in cut and i > cut[run_id]:
             plan = plans[run_id]
             # target_reached follows its epoch_end: keep it when that epoch is kept.
-            if not (kind == EventType.TARGET_REACHED and plan.action == "checkpoint"
-                    and isinstance(e.get("epoch"), int) and e["epoch"] <= plan.from_epoch):
+            if not (
+                kind == EventType.TARGET_REACHED
+                and plan.action == "checkpoint"
+                and isinstance(e.get("epoch"), int)
+                and e["epoch"] <= plan.from_epoch
+            ):
                 continue
         lines.append(line)
         kept.append(e)
-    return Resume(run_dir, plans, lines, kept, len(pairs) - len(lines), skipped, last_t, started,
-                  was_finished, resumes, notes)
+    return Resume(
+        run_dir,
+        plans,
+        lines,
+        kept,
+        len(pairs) - len(lines),
+        skipped,
+        last_t,
+        started,
+        was_finished,
+        resumes,
+        notes,
+    )

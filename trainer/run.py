@@ -6,6 +6,7 @@ to the host in blocks (one sync per block), never per iteration. The step is cho
 run is prepared (trainer.steps). `state_dict` / `load_state_dict` carry everything a checkpoint
 needs to continue the run after its last completed epoch.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,19 +16,17 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from trainer.accumulate import suggest_micro_batch
+from trainer.accuracy import SLICE, SLICE_SEED, worst_standard_error
 from trainer.controls import Controls, StopRequested
 from trainer.data import Dataset, as_inputs
-from trainer.pipelines import make_batches
 from trainer.ddp import DistContext
-from trainer.accuracy import SLICE, SLICE_SEED, worst_standard_error
 from trainer.evaluation import TestSet, evaluate
-from trainer.runlog import Emitter, EventType, RunDirWriteError
-from trainer.scaling import time_alone_fields
 from trainer.ledger import Ledger
 from trainer.models import count_parameters
-from trainer.plan import RunSettings, RunSpec, eval_interval
-from trainer.optim import lr_at
 from trainer.noise_probe import NoiseProbe
+from trainer.optim import lr_at
+from trainer.pipelines import make_batches
+from trainer.plan import RunSettings, RunSpec, eval_interval
 from trainer.probes import Probes
 from trainer.run_state import (
     StateError,
@@ -37,10 +36,11 @@ from trainer.run_state import (
     run_optim,
     saved_state,
 )
+from trainer.runlog import Emitter, EventType, RunDirWriteError
+from trainer.scaling import time_alone_fields
 from trainer.steps import Step, batch_norm_note, choose_step, split_request
 from trainer.threads import cpu_threads, use_threads
 from trainer.timing import ComputeTimer, WallClock
-
 
 #: Steps of at least this many samples look for a stop inside the step too (`stop_inside_steps`): one
 #: of them can take seconds on a CPU (batch 6000: 4-8 s on one core), and a stop is due within 2 s.
@@ -63,7 +63,9 @@ def stop_inside_steps(model: Any, controls: Controls) -> list[Any]:
         if controls.stop:
             raise StopRequested()
 
-    handles = [m.register_forward_pre_hook(forward) for m in model.modules() if next(m.children(), None) is None]
+    handles = [
+        m.register_forward_pre_hook(forward) for m in model.modules() if next(m.children(), None) is None
+    ]
     handles += [p.register_hook(backward) for p in model.parameters() if p.requires_grad]
     return handles
 
@@ -101,9 +103,17 @@ def is_oom(exc: BaseException) -> bool:
 class Run(SweepRun):
     """A batch size being trained; `advance` trains a slice, `finish` ends it."""
 
-    def __init__(self, spec: RunSpec, settings: RunSettings, dataset: Dataset, device: torch.device,
-                 emitter: Emitter, test: TestSet, controls: Controls | None = None,
-                 ddp: DistContext | None = None) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        settings: RunSettings,
+        dataset: Dataset,
+        device: torch.device,
+        emitter: Emitter,
+        test: TestSet,
+        controls: Controls | None = None,
+        ddp: DistContext | None = None,
+    ) -> None:
         self.spec, self.settings, self.dataset, self.device = spec, settings, dataset, device
         self.emitter, self.controls, self.ddp = emitter, controls, ddp
         self.test = test
@@ -122,14 +132,20 @@ class Run(SweepRun):
         self.optim_cfg = run_optim(spec, settings)
         self.micro_batch = run_micro_batch(spec, settings)
         # CPU threads by the work of one step (trainer.threads; perf.cpu_threads overrides); 0 on a GPU.
-        self.cpu_threads = (cpu_threads(spec.batch_size, self.micro_batch, settings.perf.cpu_threads)
-                            if device.type == "cpu" else 0)
+        self.cpu_threads = (
+            cpu_threads(spec.batch_size, self.micro_batch, settings.perf.cpu_threads)
+            if device.type == "cpu"
+            else 0
+        )
         # Allocated by _prepare (on the device), dropped by _free.
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.step: Step | None = None
         self.probes: Probes | None = None
-        self.fast_path, self.fast_path_reason = "eager", ""  # the reason: why a run that could use CUDA graphs does not
+        self.fast_path, self.fast_path_reason = (
+            "eager",
+            "",
+        )  # the reason: why a run that could use CUDA graphs does not
         self.batch_norm = ""  # what the run does with the model's batch norm ("" without)
         self.iters_per_epoch = self.warmup_iters = 0
         self.wall, self.compute = WallClock(device), ComputeTimer(device)
@@ -156,18 +172,37 @@ class Run(SweepRun):
         self.iters_per_epoch = batches.iters_per_epoch
         self.warmup_iters = round(self.optim_cfg.warmup_epochs * self.iters_per_epoch)
         self.step, self.fast_path_reason = choose_step(
-            self.model, self.optimizer, batches, batch_size=spec.batch_size, split_chunks=self.split_chunks,
-            split_method=spec.split_method, micro_batch=self.micro_batch, optim_name=self.optim_cfg.name,
-            perf=settings.perf, pipeline=settings.data.pipeline, device=self.device, ddp=self.ddp,
-            on_capture=lambda: self.emitter.emit(EventType.STARTUP, run=spec.run_id, stage="capturing CUDA graph"))
+            self.model,
+            self.optimizer,
+            batches,
+            batch_size=spec.batch_size,
+            split_chunks=self.split_chunks,
+            split_method=spec.split_method,
+            micro_batch=self.micro_batch,
+            optim_name=self.optim_cfg.name,
+            perf=settings.perf,
+            pipeline=settings.data.pipeline,
+            device=self.device,
+            ddp=self.ddp,
+            on_capture=lambda: self.emitter.emit(
+                EventType.STARTUP, run=spec.run_id, stage="capturing CUDA graph"
+            ),
+        )
         self.fast_path = self.step.fast_path
-        if (self.controls is not None and self.ddp is None and spec.batch_size >= STOP_INSIDE_MIN_BATCH
-                and self.fast_path != "cuda_graph"):  # a graph replays no Python: its steps are short anyway
+        if (
+            self.controls is not None
+            and self.ddp is None
+            and spec.batch_size >= STOP_INSIDE_MIN_BATCH
+            and self.fast_path != "cuda_graph"
+        ):  # a graph replays no Python: its steps are short anyway
             stop_inside_steps(self.model, self.controls)  # gone with the model (_free)
-        self.batch_norm = batch_norm_note(self.model, split_method=spec.split_method, micro_batch=self.micro_batch,
-                                          ddp=self.ddp)
+        self.batch_norm = batch_norm_note(
+            self.model, split_method=spec.split_method, micro_batch=self.micro_batch, ddp=self.ddp
+        )
         # With micro-batches the probes see the first micro-batch only: the whole batch may not fit.
-        self.probes = Probes(settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed)
+        self.probes = Probes(
+            settings.gns, self.micro_batch or spec.batch_size, self.iters_per_epoch, seed=spec.seed
+        )
 
     def _use_threads(self) -> None:
         """This run's CPU threads (runs of other batch sizes may have set others in between)."""
@@ -206,21 +241,43 @@ class Run(SweepRun):
         spec, settings, epochs = self.spec, self.settings, self.ledger.totals.epochs
         self._next_eval = self._eval_after(self.ledger.totals.samples)
         self.emitter.emit(
-            "run_started", run=self.run_id, batch_size=spec.batch_size, lr=spec.lr, momentum=spec.momentum,
-            split_chunks=self.split_chunks, split_method=spec.split_method, iters_per_epoch=self.iters_per_epoch,
-            epochs=settings.epochs, warmup_iters=self.warmup_iters, device=str(self.device), seed=spec.seed,
-            fast_path=self.fast_path, fast_path_reason=self.fast_path_reason, micro_batch=self.micro_batch,
-            variant=spec.variant, optim=self.optim_cfg.name, precision=settings.perf.precision,
+            "run_started",
+            run=self.run_id,
+            batch_size=spec.batch_size,
+            lr=spec.lr,
+            momentum=spec.momentum,
+            split_chunks=self.split_chunks,
+            split_method=spec.split_method,
+            iters_per_epoch=self.iters_per_epoch,
+            epochs=settings.epochs,
+            warmup_iters=self.warmup_iters,
+            device=str(self.device),
+            seed=spec.seed,
+            fast_path=self.fast_path,
+            fast_path_reason=self.fast_path_reason,
+            micro_batch=self.micro_batch,
+            variant=spec.variant,
+            optim=self.optim_cfg.name,
+            precision=settings.perf.precision,
             cpu_threads=self.cpu_threads,
-            model=settings.model.name, model_output=settings.model.output,
-            parameters=count_parameters(self.model) if self.model is not None else 0, batch_norm=self.batch_norm,
+            model=settings.model.name,
+            model_output=settings.model.output,
+            parameters=count_parameters(self.model) if self.model is not None else 0,
+            batch_norm=self.batch_norm,
             gns_interval=self.probes.interval if self.probes else 0,
             gns_chunks=self.probes.chunks if self.probes else 0,
-            eval_every=self.eval_every, eval_samples=self.test.slice_size, eval_set=SLICE, eval_slice_seed=SLICE_SEED,
-            test_samples=int(self.test.y.shape[0]), eval_se_max=worst_standard_error(self.test.slice_size),
+            eval_every=self.eval_every,
+            eval_samples=self.test.slice_size,
+            eval_set=SLICE,
+            eval_slice_seed=SLICE_SEED,
+            test_samples=int(self.test.y.shape[0]),
+            eval_se_max=worst_standard_error(self.test.slice_size),
             gns_probe_every=self.probes.noise.every if self.probes and self.probes.noise else 0,
-            fused=self.fused, fused_runs=list(self.fused_runs), fused_reason=self.fused_reason,
-            **({"resumed_from_epoch": epochs} if restored else {}), **self.started_extra,
+            fused=self.fused,
+            fused_runs=list(self.fused_runs),
+            fused_reason=self.fused_reason,
+            **({"resumed_from_epoch": epochs} if restored else {}),
+            **self.started_extra,
         )
         if oom is not None:
             self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, oom))
@@ -264,15 +321,26 @@ class Run(SweepRun):
             if self.finished:
                 return
         self.status, self.reason = status, reason
-        self.emitter.emit("run_finished", run=self.run_id, status=status, reason=reason, summary=self.summary(),
-                          **({"traceback": trace} if trace else {}))
+        self.emitter.emit(
+            "run_finished",
+            run=self.run_id,
+            status=status,
+            reason=reason,
+            summary=self.summary(),
+            **({"traceback": trace} if trace else {}),
+        )
         self._free()
 
     def summary(self) -> dict[str, Any]:
         """The run's row of summary.csv."""
         noise = self.probes.noise if self.probes is not None else None
-        row = self.ledger.summary(status=self.status, split_chunks=self.split_chunks, optim=self.optim_cfg.name,
-                                  micro_batch=self.micro_batch, probe=noise.figures() if noise is not None else None)
+        row = self.ledger.summary(
+            status=self.status,
+            split_chunks=self.split_chunks,
+            optim=self.optim_cfg.name,
+            micro_batch=self.micro_batch,
+            probe=noise.figures() if noise is not None else None,
+        )
         row["fused_runs"] = len(self.fused_runs)  # its times are 1/K shares of a fused group's (trainer.fuse)
         row.update(time_alone_fields(row, self.step_alone))
         if noise is not None and noise.readings and row.get("samples_to_target") is not None:
@@ -284,13 +352,21 @@ class Run(SweepRun):
         data only (weights_only loading), in the layout of checkpoint format 1."""
         if self.model is None or self.optimizer is None:
             raise StateError(f"run {self.run_id} has no model any more (it finished); nothing to save")
-        return saved_state(self.spec, self.ledger, self.split_chunks, self.iters_per_epoch, self.model,
-                           self.optimizer, self.probes)
+        return saved_state(
+            self.spec,
+            self.ledger,
+            self.split_chunks,
+            self.iters_per_epoch,
+            self.model,
+            self.optimizer,
+            self.probes,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put this prepared run back where `state` left it. StateError names the part that does not fit."""
-        self.split_chunks = load_saved_state(state, self.spec, self.settings, self.model, self.optimizer,
-                                             self.ledger, self.probes)
+        self.split_chunks = load_saved_state(
+            state, self.spec, self.settings, self.model, self.optimizer, self.ledger, self.probes
+        )
         if self.step is not None:
             self.step.set_split(self.split_chunks)
 
@@ -334,20 +410,27 @@ class Run(SweepRun):
                     probes.after_step(step.last_grads(), probing)
                 done += 1
                 chunks = self.split_chunks  # optimizer steps: k per batch when the chunks divide it
-                if ledger.record(loss, n, chunks if n % chunks == 0 else 1):  # a full block: to the host, off the clock
+                if ledger.record(
+                    loss, n, chunks if n % chunks == 0 else 1
+                ):  # a full block: to the host, off the clock
                     self.wall.stop()
                     self._flush_losses()
                     if self.finished:
                         return done
                     self.wall.start()
-                if (self.eval_every and totals.samples >= self._next_eval
-                        and ledger.epoch_iters < self.iters_per_epoch):  # an epoch's last batch: its end evaluates
+                if (
+                    self.eval_every
+                    and totals.samples >= self._next_eval
+                    and ledger.epoch_iters < self.iters_per_epoch
+                ):  # an epoch's last batch: its end evaluates
                     self.wall.stop()
                     self._evaluate_slice()
                     if self.finished:
                         return done
                     self.wall.start()
-                if noise is not None and noise.due(totals.samples):  # the batch-independent probe, off the clocks
+                if noise is not None and noise.due(
+                    totals.samples
+                ):  # the batch-independent probe, off the clocks
                     self.wall.stop()
                     self._read_noise(noise)
                     self.wall.start()
@@ -382,8 +465,13 @@ class Run(SweepRun):
         wall = totals.wall_s + self.wall.total
         compute = totals.compute_s + min(self.compute.total, self.wall.total)
         test_loss, test_acc = evaluate(self.model, self.test.slice_x, self.test.slice_y)
-        self.ledger.evaluated(test_acc=test_acc, test_loss=test_loss, eval_samples=self.test.slice_size,
-                              wall_s=wall, compute_s=compute)
+        self.ledger.evaluated(
+            test_acc=test_acc,
+            test_loss=test_loss,
+            eval_samples=self.test.slice_size,
+            wall_s=wall,
+            compute_s=compute,
+        )
         self._next_eval = self._eval_after(totals.samples)
         self._collapsed()
 
@@ -395,9 +483,19 @@ class Run(SweepRun):
         x, y = noise.draw(train.images, train.labels)
         x = as_inputs(x).to(self.device)  # as the training batches (ToTensor's x / 255 for grey images)
         reading = noise.update(self.model, x, y.to(self.device), self.ledger.totals.samples)
-        self.emitter.emit("noise_probe", run=self.run_id, iter=self.ledger.totals.iters, samples=reading.samples,
-                          g2=reading.g2, trace=reading.trace, loss=reading.loss, probe_size=noise.probe_size,
-                          chunk_size=noise.chunk_size, window_samples=noise.window, **noise.figures())
+        self.emitter.emit(
+            "noise_probe",
+            run=self.run_id,
+            iter=self.ledger.totals.iters,
+            samples=reading.samples,
+            g2=reading.g2,
+            trace=reading.trace,
+            loss=reading.loss,
+            probe_size=noise.probe_size,
+            chunk_size=noise.chunk_size,
+            window_samples=noise.window,
+            **noise.figures(),
+        )
 
     def _end_epoch(self) -> None:
         self._flush_losses()
@@ -408,12 +506,22 @@ class Run(SweepRun):
         compute = min(self.compute.take(), wall)
         test = self.test
         test_loss, test_acc = evaluate(self.model, test.x, test.y)
-        slice_loss, slice_acc = (test_loss, test_acc) if test.whole else evaluate(self.model, test.slice_x, test.slice_y)
+        slice_loss, slice_acc = (
+            (test_loss, test_acc) if test.whole else evaluate(self.model, test.slice_x, test.slice_y)
+        )
         self._next_eval = self._eval_after(self.ledger.totals.samples)
-        self.ledger.end_epoch(wall=wall, compute=compute, test_loss=test_loss, test_acc=test_acc,
-                              slice_loss=slice_loss, slice_acc=slice_acc, eval_samples=self.test.slice_size,
-                              lr=self.optimizer.param_groups[0]["lr"], split_chunks=self.split_chunks,
-                              probe_figures=self.probes.epoch_figures() if self.probes is not None else {})
+        self.ledger.end_epoch(
+            wall=wall,
+            compute=compute,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            slice_loss=slice_loss,
+            slice_acc=slice_acc,
+            eval_samples=self.test.slice_size,
+            lr=self.optimizer.param_groups[0]["lr"],
+            split_chunks=self.split_chunks,
+            probe_figures=self.probes.epoch_figures() if self.probes is not None else {},
+        )
         if self._collapsed():
             return
         if self.on_epoch_end is not None:
@@ -467,11 +575,17 @@ class Run(SweepRun):
         viewer that attaches later reads the switch's state from the run directory."""
         self.split_requested = requested
         k, why = split_request(self.spec.batch_size, requested)
-        fields: dict[str, Any] = {"iter": self.iteration, "requested": requested, **({"reason": why} if why else {})}
+        fields: dict[str, Any] = {
+            "iter": self.iteration,
+            "requested": requested,
+            **({"reason": why} if why else {}),
+        }
         if k != self.split_chunks:
             self.split_chunks = k
             self.step.set_split(k)
-            self.emitter.emit("mode_changed", run=self.run_id, **fields, split_chunks=k, effective_lr=self.spec.lr * k)
+            self.emitter.emit(
+                "mode_changed", run=self.run_id, **fields, split_chunks=k, effective_lr=self.spec.lr * k
+            )
         else:
             self.emitter.emit("mode_changed", run=self.run_id, split_chunks=k, **fields)
 

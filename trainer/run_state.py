@@ -10,6 +10,7 @@ Loading goes part by part and names the part that does not fit (`StateError`). A
 `restore_problem` first, on fresh CPU copies of the parts, so a checkpoint that cannot be restored
 restarts its run before anything is rewritten, instead of failing the resume (issue 14).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,12 +19,12 @@ from typing import Any, Callable
 import torch
 
 from trainer.config import OptimConfig
-from trainer.runlog import Emitter
 from trainer.ledger import Ledger
-from trainer.plan import RunSettings, RunSpec
 from trainer.models import build_model
 from trainer.optim import build_optimizer, check_loaded_state
+from trainer.plan import RunSettings, RunSpec
 from trainer.probes import Probes
+from trainer.runlog import Emitter
 
 
 class StateError(ValueError):
@@ -40,16 +41,24 @@ def run_micro_batch(spec: RunSpec, settings: RunSettings) -> int:
     return settings.micro_batch if 0 < settings.micro_batch < spec.batch_size else 0
 
 
-def model_and_optimizer(spec: RunSpec, settings: RunSettings, optim: OptimConfig,
-                        device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def model_and_optimizer(
+    spec: RunSpec, settings: RunSettings, optim: OptimConfig, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """A fresh model on `device`, in training mode, and its optimizer at the run's lr."""
     model = build_model(settings.model).to(device)
     model.train()
     return model, build_optimizer(optim, model.parameters(), spec.lr)
 
 
-def saved_state(spec: RunSpec, ledger: Ledger, split_chunks: int, iters_per_epoch: int, model: torch.nn.Module,
-                optimizer: torch.optim.Optimizer, probes: Probes | None) -> dict[str, Any]:
+def saved_state(
+    spec: RunSpec,
+    ledger: Ledger,
+    split_chunks: int,
+    iters_per_epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    probes: Probes | None,
+) -> dict[str, Any]:
     """The state of a run at an epoch boundary, in the checkpoint's layout."""
     return {
         "run": spec.run_id,
@@ -79,8 +88,15 @@ def _own_storage(state: Any) -> Any:
     return state
 
 
-def load_saved_state(state: dict[str, Any], spec: RunSpec, settings: RunSettings, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, ledger: Ledger, probes: Probes | None) -> int:
+def load_saved_state(
+    state: dict[str, Any],
+    spec: RunSpec,
+    settings: RunSettings,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ledger: Ledger,
+    probes: Probes | None,
+) -> int:
     """Load a saved run state into a run's parts; returns its split chunks. StateError names the part
     that does not fit (earlier parts are then loaded already: the caller drops the run)."""
     mine = (spec.run_id, spec.batch_size, spec.lr, spec.seed)
@@ -89,13 +105,20 @@ def load_saved_state(state: dict[str, Any], spec: RunSpec, settings: RunSettings
         raise StateError(f"checkpoint of {theirs} does not belong to run {mine}")
     chunks = state.get("split_chunks")
     if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1 or spec.batch_size % chunks:
-        raise StateError(f"its split_chunks {_short(chunks)} is not a divisor of batch size {spec.batch_size}")
+        raise StateError(
+            f"its split_chunks {_short(chunks)} is not a divisor of batch size {spec.batch_size}"
+        )
     try:
         model.load_state_dict(state["model"])  # copies into the existing tensors (a graph may hold them)
     except Exception as exc:  # noqa: BLE001 - whatever the file holds, the weights do not fit
-        raise StateError(f"its weights do not fit model {settings.model.name!r} ({_first_line(exc)})") from exc
+        raise StateError(
+            f"its weights do not fit model {settings.model.name!r} ({_first_line(exc)})"
+        ) from exc
     parts: list[tuple[str, Callable[[], object]]] = [
-        ("optimizer state", lambda: (optimizer.load_state_dict(state["optimizer"]), check_loaded_state(optimizer))),
+        (
+            "optimizer state",
+            lambda: (optimizer.load_state_dict(state["optimizer"]), check_loaded_state(optimizer)),
+        ),
         ("totals", lambda: ledger.load_state_dict(state)),
     ]
     if probes is not None and state.get("probes") is not None:
@@ -112,8 +135,11 @@ def restore_problem(spec: RunSpec, settings: RunSettings, state: dict[str, Any])
     """Why `state` cannot be put back into a run of `spec` ("" when it can). Tried on fresh CPU copies
     of the run's model, optimizer, ledger and probes with the calls `Run.load_state_dict` makes."""
     ipe = state.get("iters_per_epoch")
-    probes = Probes(settings.gns, run_micro_batch(spec, settings) or spec.batch_size,
-                    ipe if isinstance(ipe, int) and not isinstance(ipe, bool) and ipe > 0 else 1)
+    probes = Probes(
+        settings.gns,
+        run_micro_batch(spec, settings) or spec.batch_size,
+        ipe if isinstance(ipe, int) and not isinstance(ipe, bool) and ipe > 0 else 1,
+    )
     with torch.random.fork_rng(devices=[]):  # building the model draws initial weights: leave no trace
         model, optimizer = model_and_optimizer(spec, settings, run_optim(spec, settings), torch.device("cpu"))
     try:

@@ -7,6 +7,7 @@ Every crossing of the target is an interval, from the last evaluation that misse
 trainer/bcrit.py. `fit_critical_batch` / `fit_examples` are the plain point fits (to the intervals'
 midpoints), kept for the curves the app draws.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,9 @@ def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(a), float(c), float(np.sqrt(np.mean(rel**2)))
 
 
-def _points(batch_sizes: Sequence[float], values: Sequence[float], what: str) -> tuple[np.ndarray, np.ndarray]:
+def _points(
+    batch_sizes: Sequence[float], values: Sequence[float], what: str
+) -> tuple[np.ndarray, np.ndarray]:
     b = np.asarray(batch_sizes, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if b.ndim != 1 or b.shape != v.shape:
@@ -48,7 +51,9 @@ def _points(batch_sizes: Sequence[float], values: Sequence[float], what: str) ->
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(v)) and np.all(b > 0) and np.all(v > 0)):
         raise FitError(f"batch sizes and {what} must be positive and finite, got {list(b)} and {list(v)}")
     if np.unique(b).size < 2:
-        raise FitError(f"fitting the critical batch size needs at least 2 different batch sizes, got only {b[0]:g}")
+        raise FitError(
+            f"fitting the critical batch size needs at least 2 different batch sizes, got only {b[0]:g}"
+        )
     return b, v
 
 
@@ -164,42 +169,69 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (b, lr, variant), runs in sorted(groups.items()):
         reached = [r for r in runs if summary_number(r.get("iters_to_target")) is not None]
         k = max(chunks_of(r) for r in runs)
-        point: dict[str, Any] = {"batch_size": b, "lr": lr, "seeds": len(runs), "reached": len(reached),
-                                 "split_chunks": k}
+        point: dict[str, Any] = {
+            "batch_size": b,
+            "lr": lr,
+            "seeds": len(runs),
+            "reached": len(reached),
+            "split_chunks": k,
+        }
         # Runs that trained in a fused group (trainer.fuse): their times are shares of the group's.
         point["fused_runs"] = max(int(summary_number(r.get("fused_runs")) or 0) for r in runs)
         if variant:
             point["variant"] = variant
-        point["effective_lr"] = _mean([summary_number(r.get("effective_lr")) or lr * chunks_of(r) for r in runs])
-        for key, field, lo_field in (("steps", "iters_to_target", "iters_to_target_lo"),
-                                     ("samples", "samples_to_target", "samples_to_target_lo"),
-                                     ("time_s", "time_to_target_s", "time_to_target_lo_s"),
-                                     ("compute_s", "compute_to_target_s", "compute_to_target_lo_s")):
+        point["effective_lr"] = _mean(
+            [summary_number(r.get("effective_lr")) or lr * chunks_of(r) for r in runs]
+        )
+        for key, field, lo_field in (
+            ("steps", "iters_to_target", "iters_to_target_lo"),
+            ("samples", "samples_to_target", "samples_to_target_lo"),
+            ("time_s", "time_to_target_s", "time_to_target_lo_s"),
+            ("compute_s", "compute_to_target_s", "compute_to_target_lo_s"),
+        ):
             mean, std = _spread([v for r in reached if (v := summary_number(r.get(field))) is not None])
             point[key], point[f"{key}_std"] = mean, std
-            point[f"{key}_lo"] = _mean([summary_number(r.get(lo_field)) for r in reached]) if reached else None
+            point[f"{key}_lo"] = (
+                _mean([summary_number(r.get(lo_field)) for r in reached]) if reached else None
+            )
         crossings = [crossing_of(r) for r in reached]
         point["resolution_known"] = all(known for _, known in crossings)
         if not point["resolution_known"]:  # some seed recorded only its hit: no interval to give
             point["steps_lo"] = point["samples_lo"] = point["time_s_lo"] = point["compute_s_lo"] = None
         point.update(_alone_point(reached, point["resolution_known"]))
         if reached:
-            opt = [summary_number(r.get("optimizer_steps_to_target")) or summary_number(r.get("iters_to_target")) * chunks_of(r)
-                   for r in reached]
+            opt = [
+                summary_number(r.get("optimizer_steps_to_target"))
+                or summary_number(r.get("iters_to_target")) * chunks_of(r)
+                for r in reached
+            ]
             point["optimizer_steps"] = statistics.fmean(opt)
-            opt_lo = [summary_number(r.get("optimizer_steps_to_target_lo"))
-                      if summary_number(r.get("optimizer_steps_to_target_lo")) is not None
-                      else c.steps_lo * chunks_of(r) for r, (c, _) in zip(reached, crossings)]
+            opt_lo = [
+                summary_number(r.get("optimizer_steps_to_target_lo"))
+                if summary_number(r.get("optimizer_steps_to_target_lo")) is not None
+                else c.steps_lo * chunks_of(r)
+                for r, (c, _) in zip(reached, crossings)
+            ]
             point["optimizer_steps_lo"] = statistics.fmean(opt_lo) if point["resolution_known"] else None
         else:
             point["optimizer_steps"] = point["optimizer_steps_lo"] = None
-        for key in ("best_test_acc", "final_test_acc", "b_simple", "loss_diff_std", "grad_cos", "samples_per_s"):
+        for key in (
+            "best_test_acc",
+            "final_test_acc",
+            "b_simple",
+            "loss_diff_std",
+            "grad_cos",
+            "samples_per_s",
+        ):
             point[key], _ = _spread([v for r in runs if (v := summary_number(r.get(key))) is not None])
         # The seeds' spread of what the answer's matrix shows besides the crossing (trainer.answer);
         # final_train_loss is not a summary field: the app and the report add it from the epochs.
-        _, point["best_test_acc_std"] = _spread([v for r in runs if (v := summary_number(r.get("best_test_acc"))) is not None])
+        _, point["best_test_acc_std"] = _spread(
+            [v for r in runs if (v := summary_number(r.get("best_test_acc"))) is not None]
+        )
         point["final_train_loss"], point["final_train_loss_std"] = _spread(
-            [v for r in runs if (v := summary_number(r.get("final_train_loss"))) is not None])
+            [v for r in runs if (v := summary_number(r.get("final_train_loss"))) is not None]
+        )
         # B_simple's interval over seeds: from the lowest low to the highest high (an open end stays open).
         measured = [r for r in runs if summary_number(r.get("b_simple")) is not None]
         lows = [summary_number(r.get("b_simple_lo")) for r in measured]
@@ -220,10 +252,15 @@ def time_alone_fields(row: dict[str, Any], calibration: dict[str, Any] | None) -
     cal = calibration or {}
     step = summary_number(cal.get("step_s"))
     hit, lo = summary_number(row.get("iters_to_target")), summary_number(row.get("iters_to_target_lo"))
-    return {"step_alone_s": step, "step_alone_s_lo": summary_number(cal.get("step_s_lo")),
-            "step_alone_s_hi": summary_number(cal.get("step_s_hi")),
-            "time_alone_to_target_s": hit * step if step is not None and hit is not None else None,
-            "time_alone_to_target_lo_s": lo * step if step is not None and hit is not None and lo is not None else None}
+    return {
+        "step_alone_s": step,
+        "step_alone_s_lo": summary_number(cal.get("step_s_lo")),
+        "step_alone_s_hi": summary_number(cal.get("step_s_hi")),
+        "time_alone_to_target_s": hit * step if step is not None and hit is not None else None,
+        "time_alone_to_target_lo_s": lo * step
+        if step is not None and hit is not None and lo is not None
+        else None,
+    }
 
 
 def alone_of(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -246,16 +283,28 @@ def alone_of(row: dict[str, Any]) -> dict[str, Any] | None:
         s_lo = step if s_lo is None or s_lo > step else s_lo
         s_hi = step if s_hi is None or s_hi < step else s_hi
         lo_iters = lo if lo is not None and lo <= hit else None
-        return {"hi": hit * step, "lo": None if lo_iters is None else lo_iters * step,
-                "max": hit * s_hi, "min": (hit if lo_iters is None else lo_iters) * s_lo, "step": step,
-                "source": "calibrated"}
+        return {
+            "hi": hit * step,
+            "lo": None if lo_iters is None else lo_iters * step,
+            "max": hit * s_hi,
+            "min": (hit if lo_iters is None else lo_iters) * s_lo,
+            "step": step,
+            "source": "calibrated",
+        }
     if (summary_number(row.get("fused_runs")) or 0) > 1:
         return None
     t = summary_number(row.get("time_to_target_s"))
     if t is None:
         return None
     t_lo = summary_number(row.get("time_to_target_lo_s"))
-    return {"hi": t, "lo": t_lo, "max": t, "min": t if t_lo is None else t_lo, "step": None, "source": "measured"}
+    return {
+        "hi": t,
+        "lo": t_lo,
+        "max": t,
+        "min": t if t_lo is None else t_lo,
+        "step": None,
+        "source": "measured",
+    }
 
 
 def _alone_point(reached: list[dict[str, Any]], resolved: bool) -> dict[str, Any]:
@@ -264,20 +313,30 @@ def _alone_point(reached: list[dict[str, Any]], resolved: bool) -> dict[str, Any
     spread), `step_alone_s` and `time_alone_source` (`calibrated`, `measured` alone, or None: some seed
     trained fused without a calibration, so no time alone is recorded)."""
     alone = [alone_of(r) for r in reached]
-    empty = {"time_alone_s": None, "time_alone_s_lo": None, "time_alone_s_std": None, "time_alone_s_min": None,
-             "time_alone_s_max": None, "step_alone_s": None, "time_alone_source": None}
+    empty = {
+        "time_alone_s": None,
+        "time_alone_s_lo": None,
+        "time_alone_s_std": None,
+        "time_alone_s_min": None,
+        "time_alone_s_max": None,
+        "step_alone_s": None,
+        "time_alone_source": None,
+    }
     if not alone or any(a is None for a in alone):
         return empty
     hi, std = _spread([a["hi"] for a in alone])
     lows = [a["lo"] for a in alone]
     sources = {a["source"] for a in alone}
     steps = [a["step"] for a in alone if a["step"] is not None]
-    return {"time_alone_s": hi, "time_alone_s_std": std,
-            "time_alone_s_lo": statistics.fmean(lows) if resolved and None not in lows else None,
-            "time_alone_s_min": statistics.fmean(a["min"] for a in alone),
-            "time_alone_s_max": statistics.fmean(a["max"] for a in alone),
-            "step_alone_s": statistics.fmean(steps) if steps else None,
-            "time_alone_source": sources.pop() if len(sources) == 1 else "mixed"}
+    return {
+        "time_alone_s": hi,
+        "time_alone_s_std": std,
+        "time_alone_s_lo": statistics.fmean(lows) if resolved and None not in lows else None,
+        "time_alone_s_min": statistics.fmean(a["min"] for a in alone),
+        "time_alone_s_max": statistics.fmean(a["max"] for a in alone),
+        "step_alone_s": statistics.fmean(steps) if steps else None,
+        "time_alone_source": sources.pop() if len(sources) == 1 else "mixed",
+    }
 
 
 def _b_simple_target(reached: list[dict[str, Any]]) -> dict[str, Any]:
@@ -289,9 +348,11 @@ def _b_simple_target(reached: list[dict[str, Any]]) -> dict[str, Any]:
     measured = [r for r in reached if summary_number(r.get("b_simple_target")) is not None]
     lows = [summary_number(r.get("b_simple_target_lo")) for r in measured]
     highs = [summary_number(r.get("b_simple_target_hi")) for r in measured]
-    return {"b_simple_target": statistics.median(values),
-            "b_simple_target_lo": min(lows) if None not in lows else None,
-            "b_simple_target_hi": max(highs) if None not in highs else None}
+    return {
+        "b_simple_target": statistics.median(values),
+        "b_simple_target_lo": min(lows) if None not in lows else None,
+        "b_simple_target_hi": max(highs) if None not in highs else None,
+    }
 
 
 def _mid(p: dict[str, Any]) -> float:
@@ -347,30 +408,62 @@ def best_per_batch(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             best.append({**pick, "lrs_tried": len(candidates), "reached_target": True, "tie_lrs": band})
             continue
         top = max(candidates, key=lambda p: p["best_test_acc"] or 0)
-        best.append({
-            "batch_size": b, "lr": None, "effective_lr": None, "split_chunks": top["split_chunks"],
-            "seeds": top["seeds"], "reached": 0, "lrs_tried": len(candidates), "reached_target": False,
-            "steps": None, "steps_lo": None, "steps_std": None, "samples": None, "samples_lo": None,
-            "samples_std": None, "time_s": None, "time_s_lo": None, "time_s_std": None, "optimizer_steps": None,
-            "time_alone_s": None, "time_alone_s_lo": None, "time_alone_s_std": None, "time_alone_s_min": None,
-            "time_alone_s_max": None, "step_alone_s": None, "time_alone_source": None,
-            "optimizer_steps_lo": None, "resolution_known": True,
-            "best_test_acc": top["best_test_acc"], "final_test_acc": top["final_test_acc"],
-            "b_simple": top["b_simple"], "b_simple_lo": top["b_simple_lo"], "b_simple_hi": top["b_simple_hi"],
-            "b_simple_target": None, "b_simple_target_lo": None, "b_simple_target_hi": None,
-            "statuses": sorted({s for p in candidates for s in p["statuses"]}),
-            "left_out": "; ".join(_why_not(p) for p in candidates),
-            **({"variant": top["variant"]} if top.get("variant") else {}),
-        })
+        best.append(
+            {
+                "batch_size": b,
+                "lr": None,
+                "effective_lr": None,
+                "split_chunks": top["split_chunks"],
+                "seeds": top["seeds"],
+                "reached": 0,
+                "lrs_tried": len(candidates),
+                "reached_target": False,
+                "steps": None,
+                "steps_lo": None,
+                "steps_std": None,
+                "samples": None,
+                "samples_lo": None,
+                "samples_std": None,
+                "time_s": None,
+                "time_s_lo": None,
+                "time_s_std": None,
+                "optimizer_steps": None,
+                "time_alone_s": None,
+                "time_alone_s_lo": None,
+                "time_alone_s_std": None,
+                "time_alone_s_min": None,
+                "time_alone_s_max": None,
+                "step_alone_s": None,
+                "time_alone_source": None,
+                "optimizer_steps_lo": None,
+                "resolution_known": True,
+                "best_test_acc": top["best_test_acc"],
+                "final_test_acc": top["final_test_acc"],
+                "b_simple": top["b_simple"],
+                "b_simple_lo": top["b_simple_lo"],
+                "b_simple_hi": top["b_simple_hi"],
+                "b_simple_target": None,
+                "b_simple_target_lo": None,
+                "b_simple_target_hi": None,
+                "statuses": sorted({s for p in candidates for s in p["statuses"]}),
+                "left_out": "; ".join(_why_not(p) for p in candidates),
+                **({"variant": top["variant"]} if top.get("variant") else {}),
+            }
+        )
     return best
 
 
-def _crossings(rows: Sequence[dict[str, Any]], b: int, lr: float, variant: str) -> tuple[list[Crossing], bool]:
+def _crossings(
+    rows: Sequence[dict[str, Any]], b: int, lr: float, variant: str
+) -> tuple[list[Crossing], bool]:
     """The crossings of one point's seeds and whether all are resolved."""
     found, known = [], True
     for r in rows:
-        if (summary_number(r.get("batch_size")) == b and summary_number(r.get("lr")) == lr
-                and str(r.get("variant") or "") == variant):
+        if (
+            summary_number(r.get("batch_size")) == b
+            and summary_number(r.get("lr")) == lr
+            and str(r.get("variant") or "") == variant
+        ):
             crossing, resolved = crossing_of(r)
             if crossing is not None:
                 found.append(crossing)
@@ -378,8 +471,9 @@ def _crossings(rows: Sequence[dict[str, Any]], b: int, lr: float, variant: str) 
     return found, known
 
 
-def _fit_points(rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]
-                ) -> tuple[dict[float, list[Crossing]], bool, dict[float, list[list[Crossing]]]]:
+def _fit_points(
+    rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]
+) -> tuple[dict[float, list[Crossing]], bool, dict[float, list[list[Crossing]]]]:
     """Each reached batch size's crossings (one per seed of its best lr), whether all are resolved, and
     the crossings of the other lrs in its tie band (the lrs whose crossings overlap the best's: which of
     them is best is not known, so the B_crit bootstrap picks among them in every draw)."""
@@ -403,7 +497,9 @@ def _fit_points(rows: Sequence[dict[str, Any]], best: Sequence[dict[str, Any]]
     return points, known, others
 
 
-def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_batch: int | None = None) -> dict[str, Any]:
+def analyse(
+    rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_batch: int | None = None
+) -> dict[str, Any]:
     """Everything issues 4 and 13 report: points, best lr per batch size, the batch sizes left out and
     why, the B_crit fit with its interval (`b_crit`, trainer/bcrit.py), the plain point fits
     (`fit_steps`, `fit_examples`) and the median B_simple of the batch sizes that reached the target.
@@ -414,12 +510,18 @@ def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_b
     points = lr_points(rows)
     best = best_per_batch(points)
     reached = [p for p in best if p["reached_target"]]
-    result: dict[str, Any] = {"points": points, "best": best,
-                              "left_out": [{"batch_size": p["batch_size"], "reason": p["left_out"]}
-                                           for p in best if not p["reached_target"]]}
+    result: dict[str, Any] = {
+        "points": points,
+        "best": best,
+        "left_out": [
+            {"batch_size": p["batch_size"], "reason": p["left_out"]} for p in best if not p["reached_target"]
+        ],
+    }
     mids = [_mid(p) for p in reached]
-    sample_mids = [((p["samples"] or 0) + (p["samples_lo"] if p["samples_lo"] is not None else p["samples"] or 0)) / 2
-                   for p in reached]
+    sample_mids = [
+        ((p["samples"] or 0) + (p["samples_lo"] if p["samples_lo"] is not None else p["samples"] or 0)) / 2
+        for p in reached
+    ]
     try:
         result["fit_steps"] = fit_critical_batch([p["batch_size"] for p in reached], mids)
     except FitError as exc:
@@ -431,7 +533,9 @@ def analyse(rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_b
     crossings, known, others = _fit_points(rows, best)
     try:
         result["b_crit"] = fit_with_uncertainty(crossings, resolution_known=known, alternatives=others)
-        result["b_crit"]["tie_lrs"] = {str(p["batch_size"]): p["tie_lrs"] for p in reached if p.get("tie_lrs")}
+        result["b_crit"]["tie_lrs"] = {
+            str(p["batch_size"]): p["tie_lrs"] for p in reached if p.get("tie_lrs")
+        }
     except ValueError as exc:  # a summary with a crossing interval out of order
         result["b_crit"] = {"determined": False, "reason": str(exc), "batch_sizes": sorted(crossings)}
     # B_simple next to B_crit: where each batch size's best lr crossed the target, as McCandlish et al. (2018)

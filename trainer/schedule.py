@@ -15,6 +15,7 @@ threshold on; thresholds are samples unless --seq-length makes them tokens, and 
 
 Pure: no torch, no numpy (the app and the report use it).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -41,7 +42,9 @@ def pick_batch(b_crit: float, batch_sizes: Sequence[int]) -> int:
     return below[-1] if below else sizes[0]
 
 
-def propose(points: Sequence[dict[str, Any]], batch_sizes: Sequence[int], lr_of: Callable[[int], float]) -> list[Stage]:
+def propose(
+    points: Sequence[dict[str, Any]], batch_sizes: Sequence[int], lr_of: Callable[[int], float]
+) -> list[Stage]:
     """The ramp: one stage per measured point with a determined B_crit (the first from sample 0), equal
     neighbours merged, never decreasing. `points`: {samples, B_crit, determined} in training order.
     [] when no point determined its B_crit."""
@@ -65,19 +68,35 @@ def megatron(stages: Sequence[Stage]) -> str:
 
 def to_toml(stages: Sequence[Stage]) -> str:
     """The schedule as TOML: an array of [[stage]] tables {samples, batch_size, lr}, in training order."""
-    lines = ["# a batch-size schedule proposed by bstui's branched B_crit: from `samples` on, `batch_size` at `lr`", ""]
+    lines = [
+        "# a batch-size schedule proposed by bstui's branched B_crit: from `samples` on, `batch_size` at `lr`",
+        "",
+    ]
     for s in stages:
-        lines += ["[[stage]]", f"samples = {s.samples}", f"batch_size = {s.batch_size}", f"lr = {s.lr:.6g}", ""]
+        lines += [
+            "[[stage]]",
+            f"samples = {s.samples}",
+            f"batch_size = {s.batch_size}",
+            f"lr = {s.lr:.6g}",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def expected_savings(stages: Sequence[Stage], points: Sequence[dict[str, Any]], base_batch: int, total_samples: int,
-                     step_s: dict[int, float] | None = None) -> dict[str, Any]:
+def expected_savings(
+    stages: Sequence[Stage],
+    points: Sequence[dict[str, Any]],
+    base_batch: int,
+    total_samples: int,
+    step_s: dict[int, float] | None = None,
+) -> dict[str, Any]:
     """Steps, samples and (with `step_s`, seconds per step by batch size) time the schedule is expected to
     take for the progress the base run (fixed `base_batch`) makes in `total_samples`, as fractions saved
     (positive: the schedule is cheaper). Each stretch of the base run between points is priced with the
     B_crit measured at its start (before the first point: the first point's)."""
-    measured = sorted((p for p in points if p.get("determined") and p.get("B_crit")), key=lambda p: p["samples"])
+    measured = sorted(
+        (p for p in points if p.get("determined") and p.get("B_crit")), key=lambda p: p["samples"]
+    )
     if not stages or not measured or total_samples <= 0:
         return {}
     cuts = [0] + [int(p["samples"]) for p in measured[1:]] + [total_samples]
@@ -101,7 +120,10 @@ def expected_savings(stages: Sequence[Stage], points: Sequence[dict[str, Any]], 
                 base_time += s0 * step_s[base_batch]  # type: ignore[index]
                 sched_time += s * step_s[size]  # type: ignore[index]
     out: dict[str, Any] = {
-        "base_batch_size": base_batch, "base_steps": base_steps, "steps": sched_steps, "samples": sched_samples,
+        "base_batch_size": base_batch,
+        "base_steps": base_steps,
+        "steps": sched_steps,
+        "samples": sched_samples,
         "base_samples": float(total_samples),
         "steps_saved": 1 - sched_steps / base_steps if base_steps else None,
         "samples_saved": 1 - sched_samples / total_samples,
@@ -121,5 +143,5 @@ def stage_at(stages: Sequence[Stage], samples: float) -> Stage:
 
 
 def describe(stages: Sequence[Stage]) -> str:
-    """One line: "32 from 0, 64 from 12,000 samples, ...". """
+    """One line: "32 from 0, 64 from 12,000 samples, ..."."""
     return ", ".join(f"{s.batch_size} (lr {s.lr:.3g}) from {s.samples:,} samples" for s in stages)

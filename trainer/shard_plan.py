@@ -11,6 +11,7 @@ sample, as they do on a GPU; a fused group pays its steps once for all its runs.
 longest first, each to the least loaded shard (the longest-processing-time rule), ties to the lower
 shard index and in sweep order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,8 +84,10 @@ def plan_shard(cfg: Config, index: int, count: int) -> ShardInfo:
     """Shard `index` of `count`: what its shard.json records. ShardError when some shard would get no work."""
     units = shard_units(cfg)
     if count > len(units):
-        raise ShardError(f"{count} shards but the sweep has {len(units)} units of work (runs, with runs that may "
-                         f"train fused kept together); use at most {len(units)} shards")
+        raise ShardError(
+            f"{count} shards but the sweep has {len(units)} units of work (runs, with runs that may "
+            f"train fused kept together); use at most {len(units)} shards"
+        )
     owners = assign(cfg, count)
     shard_of = {r: i for i, runs in enumerate(owners) for r in runs}
     rows = tuple({**s.as_event(), "shard": shard_of[s.run_id]} for s in run_specs(cfg))

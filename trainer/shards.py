@@ -15,6 +15,7 @@ Pure (stdlib and trainer.runlog): the app imports this. The merged sweep_finishe
 the `analyse` its reader passes (trainer.scaling.analyse). The assignment of runs to
 shards is trainer.shard_plan (it needs trainer.fuse's rules).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0 <= I < N) as (I, N); ValueError naming the fix."""
     m = _SHARD_ARG.match(text or "")
     if not m:
-        raise ValueError(f"--shard {text!r} is not I/N; give the shard's index and the number of shards, "
-                         "e.g. --shard 0/3 (shards are numbered from 0)")
+        raise ValueError(
+            f"--shard {text!r} is not I/N; give the shard's index and the number of shards, "
+            "e.g. --shard 0/3 (shards are numbered from 0)"
+        )
     index, count = int(m.group(1)), int(m.group(2))
     if not 1 <= count <= MAX_SHARDS:
         raise ValueError(f"--shard {text}: the number of shards must be 1 to {MAX_SHARDS}")
@@ -89,13 +92,22 @@ def read_shard_file(run_dir: Path | str) -> ShardInfo | None:
         obj = parse_json(read_bytes(path, MAX_SHARD_FILE_BYTES))
     except (OSError, ValueError, RunDirError) as exc:
         raise RunDirError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    ok = (isinstance(obj, dict) and isinstance(obj.get("index"), int) and isinstance(obj.get("count"), int)
-          and 0 <= obj["index"] < obj["count"] <= MAX_SHARDS and isinstance(obj.get("runs"), list)
-          and all(isinstance(r, dict) and isinstance(r.get("run"), str) and isinstance(r.get("shard"), int)
-                  for r in obj["runs"]))
+    ok = (
+        isinstance(obj, dict)
+        and isinstance(obj.get("index"), int)
+        and isinstance(obj.get("count"), int)
+        and 0 <= obj["index"] < obj["count"] <= MAX_SHARDS
+        and isinstance(obj.get("runs"), list)
+        and all(
+            isinstance(r, dict) and isinstance(r.get("run"), str) and isinstance(r.get("shard"), int)
+            for r in obj["runs"]
+        )
+    )
     if not ok:
-        raise RunDirError(f"{path} is not a shard file the trainer wrote (it needs index, count and runs); "
-                          "restore it, or train the shard again with --force")
+        raise RunDirError(
+            f"{path} is not a shard file the trainer wrote (it needs index, count and runs); "
+            "restore it, or train the shard again with --force"
+        )
     return ShardInfo(obj["index"], obj["count"], tuple(obj["runs"]))
 
 
@@ -133,6 +145,7 @@ Analyse = Callable[[list[dict[str, Any]], "float | None", "float | None"], dict[
 def scaling_of(summaries: list[dict[str, Any]], config: dict[str, Any], analyse: Analyse) -> dict[str, Any]:
     """sweep_finished's `scaling` for these summaries, as the trainer computes it with `analyse`
     (trainer.scaling.analyse), per variant with [[variants]]."""
+
     def positive(v: Any) -> float | None:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
@@ -143,9 +156,11 @@ def scaling_of(summaries: list[dict[str, Any]], config: dict[str, Any], analyse:
         out = {}
         for v in variants:
             vo = v.get("optim") if isinstance(v.get("optim"), dict) else {}
-            out[v["name"]] = analyse([s for s in summaries if s.get("variant") == v["name"]],
-                                     positive(vo.get("lr", optim.get("lr"))),
-                                     positive(vo.get("base_batch_size", optim.get("base_batch_size"))))
+            out[v["name"]] = analyse(
+                [s for s in summaries if s.get("variant") == v["name"]],
+                positive(vo.get("lr", optim.get("lr"))),
+                positive(vo.get("base_batch_size", optim.get("base_batch_size"))),
+            )
         return {"variants": out}
     return analyse(summaries, positive(optim.get("lr")), positive(optim.get("base_batch_size")))
 
@@ -179,8 +194,11 @@ class ShardMerger:
 
     def set_base(self, started: Iterable[dict[str, Any]]) -> None:
         """Fix t = 0 at the earliest of these sweep_started events' wall times (before the first feed)."""
-        times = [e["started_at"] - (e["t"] if isinstance(e.get("t"), (int, float)) else 0.0)
-                 for e in started if isinstance(e.get("started_at"), (int, float))]
+        times = [
+            e["started_at"] - (e["t"] if isinstance(e.get("t"), (int, float)) else 0.0)
+            for e in started
+            if isinstance(e.get("started_at"), (int, float))
+        ]
         if times and self.base is None:
             self.base = float(min(times))
 
@@ -195,7 +213,9 @@ class ShardMerger:
                 at = e.get("started_at")
                 sh.started = True
                 if isinstance(at, (int, float)):
-                    sh.started_at = float(at) - (float(e["t"]) if isinstance(e.get("t"), (int, float)) else 0.0)
+                    sh.started_at = float(at) - (
+                        float(e["t"]) if isinstance(e.get("t"), (int, float)) else 0.0
+                    )
                     if self.base is None:
                         self.base = sh.started_at
                     sh.offset = sh.started_at - self.base
@@ -203,7 +223,9 @@ class ShardMerger:
                     self.announced = True
                     out.append(self._started(e))
                 continue
-            if sh.offset and isinstance(e.get("t"), (int, float)):  # the caller's fresh events: shifted in place
+            if sh.offset and isinstance(
+                e.get("t"), (int, float)
+            ):  # the caller's fresh events: shifted in place
                 e["t"] = float(e["t"]) + sh.offset
             if kind == EventType.SWEEP_FINISHED:
                 sh.finished = e
@@ -241,14 +263,25 @@ class ShardMerger:
                 if isinstance(s, dict) and isinstance(s.get("run"), str):
                     by_run[s["run"]] = s
         summaries = [by_run[r["run"]] for r in self.plan.rows if r["run"] in by_run]
-        t = max((float(self.shard(i).finished.get("t") or 0.0)  # type: ignore[union-attr]
-                 for i in range(self.plan.count)), default=last.get("t", 0.0))
-        return {"type": EventType.SWEEP_FINISHED, "t": t, "status": status, "summaries": summaries,
-                "scaling": scaling_of(summaries, self.config, self.analyse) if self.analyse else {}}
+        t = max(
+            (
+                float(self.shard(i).finished.get("t") or 0.0)  # type: ignore[union-attr]
+                for i in range(self.plan.count)
+            ),
+            default=last.get("t", 0.0),
+        )
+        return {
+            "type": EventType.SWEEP_FINISHED,
+            "t": t,
+            "status": status,
+            "summaries": summaries,
+            "scaling": scaling_of(summaries, self.config, self.analyse) if self.analyse else {},
+        }
 
 
-def merge_all(logs: dict[int, list[dict[str, Any]]], plan: ShardInfo, run_dir: str = "",
-              analyse: Analyse | None = None) -> list[dict[str, Any]]:
+def merge_all(
+    logs: dict[int, list[dict[str, Any]]], plan: ShardInfo, run_dir: str = "", analyse: Analyse | None = None
+) -> list[dict[str, Any]]:
     """Whole shard logs (index -> its events) as one sweep's events, in time order."""
     merger = ShardMerger(plan, run_dir, analyse)
     merger.set_base(e for events in logs.values() for e in events if e.get("type") == EventType.SWEEP_STARTED)
@@ -260,16 +293,19 @@ def merge_all(logs: dict[int, list[dict[str, Any]]], plan: ShardInfo, run_dir: s
 
 def sort_by_time(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stable sort by `t`; the sweep's start first and its end last whatever their clocks say."""
+
     def key(e: dict[str, Any]) -> tuple[int, float]:
         kind = e.get("type")
         rank = 0 if kind == EventType.SWEEP_STARTED else 2 if kind == EventType.SWEEP_FINISHED else 1
         t = e.get("t")
         return rank, float(t) if isinstance(t, (int, float)) else 0.0
+
     return sorted(events, key=key)
 
 
-def shard_problems(root: Path | str, plan: ShardInfo, ended: dict[int, str | None],
-                   live: Iterable[int] = ()) -> list[str]:
+def shard_problems(
+    root: Path | str, plan: ShardInfo, ended: dict[int, str | None], live: Iterable[int] = ()
+) -> list[str]:
     """One sentence per shard that has not finished well and is not being written, with the command that
     continues it. `ended`: per shard that has events, its sweep_finished status (None: not finished)."""
     out = []
@@ -279,15 +315,20 @@ def shard_problems(root: Path | str, plan: ShardInfo, ended: dict[int, str | Non
             continue
         path = shard_dir(root, i)
         if i not in ended:
-            out.append(f"shard {i}/{plan.count} has not started (runs {', '.join(plan.runs_of(i)) or 'none'}); "
-                       "start it with: "
-                       + trainer_command("run", "CONFIG", "--shard", f"{i}/{plan.count}", "--out", root))
+            out.append(
+                f"shard {i}/{plan.count} has not started (runs {', '.join(plan.runs_of(i)) or 'none'}); "
+                "start it with: "
+                + trainer_command("run", "CONFIG", "--shard", f"{i}/{plan.count}", "--out", root)
+            )
         elif ended[i] is None:
-            out.append(f"shard {i}/{plan.count} stopped before its sweep finished; "
-                       "resume it with: " + trainer_command("resume", path))
+            out.append(
+                f"shard {i}/{plan.count} stopped before its sweep finished; "
+                "resume it with: " + trainer_command("resume", path)
+            )
         elif ended[i] in ("stopped", "failed"):
-            out.append(f"shard {i}/{plan.count} ended {ended[i]}; resume it with: "
-                       + trainer_command("resume", path))
+            out.append(
+                f"shard {i}/{plan.count} ended {ended[i]}; resume it with: " + trainer_command("resume", path)
+            )
     return out
 
 
@@ -315,9 +356,12 @@ def read_sharded(root: Path | str, analyse: Analyse | None = None) -> ShardedLog
     root = Path(root)
     plan = sweep_plan(root)
     if plan is None:
-        raise RunDirError(f"{root / SHARDS} holds no shard that has started (no {SHARD_FILE}); start them with "
-                          + trainer_command("run", "CONFIG", "--shard", "I/N", "--out", root) + ", or "
-                          + trainer_command("submit", "CONFIG"))
+        raise RunDirError(
+            f"{root / SHARDS} holds no shard that has started (no {SHARD_FILE}); start them with "
+            + trainer_command("run", "CONFIG", "--shard", "I/N", "--out", root)
+            + ", or "
+            + trainer_command("submit", "CONFIG")
+        )
     logs: dict[int, list[dict[str, Any]]] = {}
     skipped = 0
     for index, path in sorted(shard_dirs(root).items()):
@@ -332,9 +376,20 @@ def read_sharded(root: Path | str, analyse: Analyse | None = None) -> ShardedLog
     from trainer.runlog import lock_status
 
     live = {i for i in logs if lock_status(shard_dir(root, i)).get("state") == "live"}
-    devices = sorted({str(e.get("device")) for ev in logs.values() for e in ev
-                      if e.get("type") == EventType.SWEEP_STARTED and e.get("device")})
-    notes = [f"sharded: {plan.count} shards in {root / SHARDS}" + (f", devices: {', '.join(devices)}" if devices else "")
-             + (f"; still training: shard {', '.join(map(str, sorted(live)))}" if live else "")]
+    devices = sorted(
+        {
+            str(e.get("device"))
+            for ev in logs.values()
+            for e in ev
+            if e.get("type") == EventType.SWEEP_STARTED and e.get("device")
+        }
+    )
+    notes = [
+        f"sharded: {plan.count} shards in {root / SHARDS}"
+        + (f", devices: {', '.join(devices)}" if devices else "")
+        + (f"; still training: shard {', '.join(map(str, sorted(live)))}" if live else "")
+    ]
     ended = {i: ended_of(ev) for i, ev in logs.items()}
-    return ShardedLog(merge_all(logs, plan, str(root), analyse), skipped, notes, shard_problems(root, plan, ended, live))
+    return ShardedLog(
+        merge_all(logs, plan, str(root), analyse), skipped, notes, shard_problems(root, plan, ended, live)
+    )

@@ -11,6 +11,7 @@ Two ways to get the k chunk gradients (issue 4, part 1):
 
 All functions return losses as detached device tensors: no `.item()`, so no host sync in the loop.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +27,9 @@ METHODS = ("vectorized", "retain_graph")
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The model's batch-norm layers that keep running statistics."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    return [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
 
 
 @contextlib.contextmanager
@@ -107,7 +110,13 @@ def _vectorized_grads(
 
 
 def chunk_gradients(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunks: int, method: str, *, update_running_stats: bool = True
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunks: int,
+    method: str,
+    *,
+    update_running_stats: bool = True,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Gradients of each chunk's mean NLL loss, all at the current parameters.
 

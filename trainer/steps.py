@@ -13,6 +13,7 @@ A run trains with one of three kinds of step, each behind the same small surface
 `step(item)`, which returns the batch's loss (a device tensor: no host sync) and the samples it
 counts. The step functions are looked up in this module when called, so tests can replace them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Protocol
@@ -22,9 +23,9 @@ from torch import nn
 
 from trainer.accumulate import accumulate_step, split_accumulate_step
 from trainer.config import PerfConfig
-from trainer.pipelines import Batches
 from trainer.ddp import DistContext, ShardedBatches, shard
 from trainer.fastpath import GraphStep, index_batches, resolve_fast_path
+from trainer.pipelines import Batches
 from trainer.split import batch_norms, plain_step, split_step
 
 Body = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,8 +52,9 @@ class Step(Protocol):
         """Switch split-backward to `chunks` chunks (1: off) for the following steps."""
 
 
-def eager_body(model: nn.Module, optimizer: torch.optim.Optimizer, n: int, chunks: int, method: str,
-               micro_batch: int) -> Body:
+def eager_body(
+    model: nn.Module, optimizer: torch.optim.Optimizer, n: int, chunks: int, method: str, micro_batch: int
+) -> Body:
     """The eager step for batches of n samples: accumulation when n is larger than a micro-batch,
     split-backward when the chunks divide n, else the plain step."""
     if micro_batch and n > micro_batch:  # a batch too big for one pass
@@ -87,9 +89,19 @@ class EagerStep:
 
     fast_path = "eager"
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches, *, batch_size: int,
-                 split_chunks: int, split_method: str, micro_batch: int, perf: PerfConfig,
-                 device_type: str) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: Batches,
+        *,
+        batch_size: int,
+        split_chunks: int,
+        split_method: str,
+        micro_batch: int,
+        perf: PerfConfig,
+        device_type: str,
+    ) -> None:
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.batch_size = batch_size
         self.split_method = split_method
@@ -105,7 +117,9 @@ class EagerStep:
     def _body(self, n: int) -> Body:
         body = self._bodies.get(n)
         if body is None:
-            raw = eager_body(self.model, self.optimizer, n, self.split_chunks, self.split_method, self.micro_batch)
+            raw = eager_body(
+                self.model, self.optimizer, n, self.split_chunks, self.split_method, self.micro_batch
+            )
             body = self._bodies[n] = dressed(raw, *self._dress)
         return body
 
@@ -129,13 +143,34 @@ class DataParallelStep(EagerStep):
     samples counted are the global batch's. Split-backward is refused under torchrun before
     anything trains, so the split mode never changes what this step does."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: ShardedBatches,
-                 ddp_step: Callable[..., torch.Tensor], *, batch_size: int, perf: PerfConfig,
-                 device_type: str) -> None:
-        self._ddp_body = dressed(lambda x, y: ddp_step(model, optimizer, x, y), device_type,
-                                 perf.precision == "bf16", perf.channels_last)
-        super().__init__(model, optimizer, batches, batch_size=batch_size, split_chunks=1,
-                         split_method="vectorized", micro_batch=0, perf=perf, device_type=device_type)
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: ShardedBatches,
+        ddp_step: Callable[..., torch.Tensor],
+        *,
+        batch_size: int,
+        perf: PerfConfig,
+        device_type: str,
+    ) -> None:
+        self._ddp_body = dressed(
+            lambda x, y: ddp_step(model, optimizer, x, y),
+            device_type,
+            perf.precision == "bf16",
+            perf.channels_last,
+        )
+        super().__init__(
+            model,
+            optimizer,
+            batches,
+            batch_size=batch_size,
+            split_chunks=1,
+            split_method="vectorized",
+            micro_batch=0,
+            perf=perf,
+            device_type=device_type,
+        )
 
     def _body(self, n: int) -> Body:
         return self._ddp_body
@@ -188,20 +223,31 @@ def batch_norm_note(model: nn.Module, *, split_method: str, micro_batch: int, dd
     if not batch_norms(model):
         return ""
     if split_method == "vectorized":
-        split = ("split-backward (vectorized) normalises each chunk with its own statistics and updates the running "
-                 "statistics by one extra no-grad forward over the whole batch")
+        split = (
+            "split-backward (vectorized) normalises each chunk with its own statistics and updates the running "
+            "statistics by one extra no-grad forward over the whole batch"
+        )
     else:
-        split = ("split-backward (retain_graph) normalises every chunk with the whole batch's statistics (one "
-                 "forward) and updates the running statistics once per batch")
-    parts = ["batch norm: training steps (eager and CUDA graph) normalise with the batch's statistics and update "
-             "the running statistics that evaluation uses", split,
-             "the noise probes normalise each chunk with its own statistics and leave the running statistics alone"]
+        split = (
+            "split-backward (retain_graph) normalises every chunk with the whole batch's statistics (one "
+            "forward) and updates the running statistics once per batch"
+        )
+    parts = [
+        "batch norm: training steps (eager and CUDA graph) normalise with the batch's statistics and update "
+        "the running statistics that evaluation uses",
+        split,
+        "the noise probes normalise each chunk with its own statistics and leave the running statistics alone",
+    ]
     if micro_batch:
-        parts.append(f"with micro-batches of {micro_batch}, each micro-batch is normalised with its own statistics and "
-                     "updates the running statistics")
+        parts.append(
+            f"with micro-batches of {micro_batch}, each micro-batch is normalised with its own statistics and "
+            "updates the running statistics"
+        )
     if ddp is not None:
-        parts.append("under torchrun each process normalises its own slice (no SyncBatchNorm); the first process's "
-                     "running statistics are the ones evaluated and saved")
+        parts.append(
+            "under torchrun each process normalises its own slice (no SyncBatchNorm); the first process's "
+            "running statistics are the ones evaluated and saved"
+        )
     return "; ".join(parts)
 
 
@@ -217,10 +263,22 @@ def eager_reason(ddp: DistContext | None, optim_name: str, micro_batch: int) -> 
     return ""
 
 
-def choose_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches, *, batch_size: int,
-                split_chunks: int, split_method: str, micro_batch: int, optim_name: str, perf: PerfConfig,
-                pipeline: str, device: torch.device, ddp: DistContext | None = None,
-                on_capture: Callable[[], None] | None = None) -> tuple[Step, str]:
+def choose_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    *,
+    batch_size: int,
+    split_chunks: int,
+    split_method: str,
+    micro_batch: int,
+    optim_name: str,
+    perf: PerfConfig,
+    pipeline: str,
+    device: torch.device,
+    ddp: DistContext | None = None,
+    on_capture: Callable[[], None] | None = None,
+) -> tuple[Step, str]:
     """The step this run trains with, and why it is eager where the fast path was asked for ("" else).
 
     `on_capture()` is called just before a CUDA graph is captured (seconds of start-up the app shows).
@@ -236,18 +294,36 @@ def choose_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Bat
     if fast_path == "cuda_graph" and not reason:
         if on_capture is not None:
             on_capture()
-        graph = GraphStep(model, optimizer, batches.images, batches.labels, batch_size,
-                          split_chunks=split_chunks, split_method=split_method,
-                          precision=perf.precision, channels_last=perf.channels_last)
+        graph = GraphStep(
+            model,
+            optimizer,
+            batches.images,
+            batches.labels,
+            batch_size,
+            split_chunks=split_chunks,
+            split_method=split_method,
+            precision=perf.precision,
+            channels_last=perf.channels_last,
+        )
         return GraphedStep(graph, batches, batch_size), ""
     step: Step
     if ddp is not None:  # this rank's slice of every global batch
         sharded, ddp_step = shard(ddp, model, batches, micro_batch)
-        step = DataParallelStep(model, optimizer, sharded, ddp_step, batch_size=batch_size, perf=perf,
-                                device_type=device.type)
+        step = DataParallelStep(
+            model, optimizer, sharded, ddp_step, batch_size=batch_size, perf=perf, device_type=device.type
+        )
     else:
-        step = EagerStep(model, optimizer, batches, batch_size=batch_size, split_chunks=split_chunks,
-                         split_method=split_method, micro_batch=micro_batch, perf=perf, device_type=device.type)
+        step = EagerStep(
+            model,
+            optimizer,
+            batches,
+            batch_size=batch_size,
+            split_chunks=split_chunks,
+            split_method=split_method,
+            micro_batch=micro_batch,
+            perf=perf,
+            device_type=device.type,
+        )
     if perf.channels_last:
         model.to(memory_format=torch.channels_last)
     return step, reason

@@ -12,6 +12,7 @@ signals and requeues): how the tests and a laptop use it. sbatch is needed only 
 The resolved config is written once, to DIR/submitit/config.toml, and every shard trains from it, so the
 shards agree whatever happens to CONFIG after submission; submitit's own files (pickles, logs) are there too.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,18 @@ class ShardJob:
         shard = shard_dir(self.root, self.index)
         if (shard / EVENTS).exists():  # begun before (requeued, or resubmitted): continue it
             return [self.python, "-m", "trainer", "resume", str(shard), "--quiet"]
-        return [self.python, "-m", "trainer", "run", self.config, "--out", self.root,
-                "--shard", f"{self.index}/{self.count}", "--quiet"]
+        return [
+            self.python,
+            "-m",
+            "trainer",
+            "run",
+            self.config,
+            "--out",
+            self.root,
+            "--shard",
+            f"{self.index}/{self.count}",
+            "--quiet",
+        ]
 
     def __call__(self) -> int:
         self._proc = subprocess.Popen(self.command(), preexec_fn=_child_ignores_preempt_signal)
@@ -70,9 +81,10 @@ class ShardJob:
         while (code := self._proc.poll()) is None:
             time.sleep(POLL_S)
         if code != 0:
-            raise RuntimeError(f"shard {self.index}/{self.count} ended with exit code {code}; its run directory "
-                               "is valid; continue it with: "
-                               + trainer_command("resume", shard_dir(self.root, self.index)))
+            raise RuntimeError(
+                f"shard {self.index}/{self.count} ended with exit code {code}; its run directory "
+                "is valid; continue it with: " + trainer_command("resume", shard_dir(self.root, self.index))
+            )
         return code
 
     def checkpoint(self, *args, **kwargs):
@@ -87,8 +99,9 @@ class ShardJob:
                 time.sleep(0.1)
             if proc.poll() is None:
                 proc.kill()  # events and checkpoints are whole up to the last; resume copes
-        return submitit.helpers.DelayedSubmission(ShardJob(self.config, self.root, self.index, self.count,
-                                                           self.python))
+        return submitit.helpers.DelayedSubmission(
+            ShardJob(self.config, self.root, self.index, self.count, self.python)
+        )
 
     def __getstate__(self):  # the child process is this node's, not part of the job
         return {k: v for k, v in self.__dict__.items() if k != "_proc"}
@@ -114,18 +127,28 @@ def make_executor(cluster: Cluster, folder: Path):
     except ImportError as exc:  # declared in pyproject.toml; a hand-made environment may lack it
         raise SubmitError(f"submitit is not installed ({exc}); pip install submitit") from None
     if cluster.executor == "slurm" and shutil.which("sbatch") is None:
-        raise SubmitError("no SLURM here (sbatch is not on PATH); submit from a SLURM login node, or run the "
-                          "shards on this machine with --executor local (or python -m trainer run CONFIG "
-                          "--shard I/N --out DIR on each machine)")
+        raise SubmitError(
+            "no SLURM here (sbatch is not on PATH); submit from a SLURM login node, or run the "
+            "shards on this machine with --executor local (or python -m trainer run CONFIG "
+            "--shard I/N --out DIR on each machine)"
+        )
     if cluster.executor == "local":
         executor = submitit.LocalExecutor(folder=str(folder))
-        params = dict(timeout_min=cluster.timeout_min, tasks_per_node=1, signal_delay_s=cluster.signal_delay_s)
+        params = dict(
+            timeout_min=cluster.timeout_min, tasks_per_node=1, signal_delay_s=cluster.signal_delay_s
+        )
         if cluster.gpus_per_node:
             params["gpus_per_node"] = cluster.gpus_per_node
     else:
         executor = submitit.SlurmExecutor(folder=str(folder))
-        params = dict(time=cluster.timeout_min, nodes=1, ntasks_per_node=1, job_name="bstui-shard",
-                      array_parallelism=cluster.nodes, signal_delay_s=cluster.signal_delay_s)
+        params = dict(
+            time=cluster.timeout_min,
+            nodes=1,
+            ntasks_per_node=1,
+            job_name="bstui-shard",
+            array_parallelism=cluster.nodes,
+            signal_delay_s=cluster.signal_delay_s,
+        )
         if cluster.partition:
             params["partition"] = cluster.partition
         if cluster.gpus_per_node:

@@ -4,6 +4,7 @@ Interleaved (the default) advances all runs together in slices of about equal
 samples, so every curve grows at once in the app; only one run trains at a
 time, so each slice's timing is its own. Sequential runs them in order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,16 +14,15 @@ from typing import Any, Callable
 
 import torch
 
-from trainer import gpu_pool
+from trainer import branch, calibrate, fuse, gpu_pool, models
 from trainer.checkpoint import CheckpointWriter
 from trainer.config import Config, config_to_dict
 from trainer.controls import Controls, StopRequested
-from trainer import branch, calibrate, fuse, models
 from trainer.data import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
-from trainer.pipelines import choose_pipeline
 from trainer.ddp import DistContext
 from trainer.evaluation import prepare_test
 from trainer.fastpath import FastPathUnavailable, resolve_fast_path
+from trainer.pipelines import choose_pipeline
 from trainer.plan import RunSettings, check_against_dataset, run_specs, slice_samples
 from trainer.proctitle import set_title, trainer_title
 from trainer.resume import Resume
@@ -81,9 +81,11 @@ def check_dataset(cfg: Config, dataset: Dataset) -> None:
     than the set would silently train on the whole set under a size it is not): DatasetUnavailable."""
     problems = check_against_dataset(cfg, int(dataset.train.labels.shape[0]))
     if problems:
-        raise DatasetUnavailable(dataset.name, "is too small for this sweep: " + "; ".join(problems),
-                                 "drop them from sweep.batch_sizes, or train on more samples "
-                                 "(data.train_samples = 0 takes all)")
+        raise DatasetUnavailable(
+            dataset.name,
+            "is too small for this sweep: " + "; ".join(problems),
+            "drop them from sweep.batch_sizes, or train on more samples (data.train_samples = 0 takes all)",
+        )
 
 
 MODEL_CHECK_SAMPLES = 2  # training samples the model is tried on before a sweep (2: a batch, not one sample)
@@ -141,8 +143,13 @@ def run_sweep(
         fast_path = resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
     except FastPathUnavailable as exc:
         raise DeviceUnavailable(f"{exc}" + (f" ({pipeline_reason})" if pipeline_reason else "")) from exc
-    data_fields = dict(pipeline=pipeline, pipeline_reason=pipeline_reason, data_bytes=size,
-                       normalize=dataset.normalization or None, augment=cfg.data.augment)
+    data_fields = dict(
+        pipeline=pipeline,
+        pipeline_reason=pipeline_reason,
+        data_bytes=size,
+        normalize=dataset.normalization or None,
+        augment=cfg.data.augment,
+    )
     specs = run_specs(cfg)
     if shard is not None:
         mine = set(shard.runs)
@@ -153,11 +160,21 @@ def run_sweep(
     slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
     # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
     # and a torchrun rank train in their own process.
-    devices = [] if resume is not None or ddp is not None else gpu_pool.parallel_devices(
-        cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0)
+    devices = (
+        []
+        if resume is not None or ddp is not None
+        else gpu_pool.parallel_devices(
+            cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0
+        )
+    )
     if resume is not None:
-        resume.announce(emitter, device=device_name(device), torch=str(torch.__version__), fast_path=fast_path,
-                        **data_fields)
+        resume.announce(
+            emitter,
+            device=device_name(device),
+            torch=str(torch.__version__),
+            fast_path=fast_path,
+            **data_fields,
+        )
     else:
         emitter.emit(
             "sweep_started",
@@ -169,7 +186,9 @@ def run_sweep(
             dataset_source=dataset.source,
             train_samples=int(dataset.train.labels.shape[0]),
             test_samples=int(dataset.test.labels.shape[0]),
-            input_shape=list(as_inputs(dataset.train.images[:1]).shape[1:]),  # one sample, as the model gets it
+            input_shape=list(
+                as_inputs(dataset.train.images[:1]).shape[1:]
+            ),  # one sample, as the model gets it
             classes=dataset.num_classes,
             device=device_name(device),
             torch=str(torch.__version__),
@@ -194,8 +213,9 @@ def run_sweep(
         if devices:  # every run trains in a worker; `runs` fills with their records
             pooled: list[gpu_pool.RemoteRun] = []
             try:
-                gpu_pool.run_parallel(settings, specs, emitter, devices, dataset, controls, run_dir, pooled, slice_n,
-                                      log)
+                gpu_pool.run_parallel(
+                    settings, specs, emitter, devices, dataset, controls, run_dir, pooled, slice_n, log
+                )
             finally:
                 runs.extend(pooled)
         # Runs of one batch size that can share their steps train as one fused group (trainer.fuse); each
@@ -207,7 +227,9 @@ def run_sweep(
             for spec in unit.specs:
                 if resume is not None and resume.is_kept(spec.run_id):
                     continue
-                run = Run(spec, fuse.member_settings(settings, unit), dataset, device, emitter, test, controls, ddp)
+                run = Run(
+                    spec, fuse.member_settings(settings, unit), dataset, device, emitter, test, controls, ddp
+                )
                 if run_dir:
                     run.on_epoch_end = CheckpointWriter(run_dir)
                 if keeper is not None:
@@ -220,13 +242,21 @@ def run_sweep(
         # The runs exist already, so a stop or Ctrl-C here records each of them stopped.
         if ddp is None:
             alone = calibrate.StepTimes(resume.events if resume is not None else ()).ensure(
-                [r.spec for _, members in planned for r in members], settings, dataset, device, test, emitter,
-                controls)
+                [r.spec for _, members in planned for r in members],
+                settings,
+                dataset,
+                device,
+                test,
+                emitter,
+                controls,
+            )
             for r in runs:
                 r.step_alone = alone.get(r.run_id)
         for n_unit, (unit, members) in enumerate(planned):
             restorers = {r.run_id: resume.restorer(r.run_id) if resume is not None else None for r in members}
-            started = fuse.start_unit(unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}")
+            started = fuse.start_unit(
+                unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}"
+            )
             local.extend(started)
             if cfg.sweep.schedule == "sequential":
                 for trained in started:
@@ -237,8 +267,9 @@ def run_sweep(
                 for trained in local:
                     trained.advance(slice_n)
         if keeper is not None:
-            branch.run_branches(cfg, settings, keeper, specs[0], dataset, device, emitter, test, controls, run_dir,
-                                runs, log)
+            branch.run_branches(
+                cfg, settings, keeper, specs[0], dataset, device, emitter, test, controls, run_dir, runs, log
+            )
     except StopRequested:
         status = "stopped"
     except KeyboardInterrupt as exc:
@@ -260,11 +291,19 @@ def run_sweep(
     if status == "done" and any(s["status"] == "failed" for s in summaries):
         status = "failed"
     if cfg.variants:  # one analysis per variant: their runs share batch sizes and maybe lrs
-        scaling = {"variants": {v.name: analyse([s for s in summaries if s.get("variant") == v.name],
-                                                v.optim.lr, v.optim.base_batch_size) for v in cfg.variants}}
+        scaling = {
+            "variants": {
+                v.name: analyse(
+                    [s for s in summaries if s.get("variant") == v.name], v.optim.lr, v.optim.base_batch_size
+                )
+                for v in cfg.variants
+            }
+        }
     else:  # the sweep's own runs: branches are measured apart (trainer.branch)
         own = {spec.run_id for spec in specs}
-        scaling = analyse([s for s in summaries if s.get("run") in own], cfg.optim.lr, cfg.optim.base_batch_size)
+        scaling = analyse(
+            [s for s in summaries if s.get("run") in own], cfg.optim.lr, cfg.optim.base_batch_size
+        )
     emitter.emit("sweep_finished", status=status, summaries=summaries, scaling=scaling)
     if interrupted is not None:
         raise interrupted

@@ -6,6 +6,7 @@ second thread only spins), batch 6 252 vs 229, batch 16 150 vs 122, batch 32 120
 vs 70 (two threads 1.5x faster). So a step of fewer than MIN_SHARED_BATCH samples runs on one thread and
 a larger one on every core torch would use by itself (its default: the physical cores).
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,9 @@ MIN_SHARED_BATCH = 16  # samples per forward pass from which every core helps (s
 DEFAULT_THREADS = max(1, torch.get_num_threads())  # torch's own choice, read before the trainer sets any
 
 
-def cpu_threads(batch_size: int, micro_batch: int = 0, configured: int = 0, cores: int = DEFAULT_THREADS) -> int:
+def cpu_threads(
+    batch_size: int, micro_batch: int = 0, configured: int = 0, cores: int = DEFAULT_THREADS
+) -> int:
     """Threads for CPU steps of `batch_size` samples (`micro_batch` of them per pass when set);
     `configured` (perf.cpu_threads) wins when it is not 0."""
     if configured:

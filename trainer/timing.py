@@ -8,6 +8,7 @@ after `torch.cuda.synchronize()` at both ends. On CPU both are `perf_counter`.
 data time = wall - compute: everything in the epoch that is not the step itself
 (data loading, per-sample transforms, host-to-device copies, Python overhead).
 """
+
 from __future__ import annotations
 
 import time

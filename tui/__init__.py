@@ -2,4 +2,5 @@
 
 No torch here, ever at import time: the trainer runs in a subprocess (DESIGN.md).
 """
+
 from __future__ import annotations

@@ -4,6 +4,7 @@ and `bstui --attach [DIR]` (also `python -m tui`).
 Everything a user can get wrong (a bad experiments.toml, a run directory that is
 not one) is reported here, with exit code 2, before any window opens.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,22 +27,53 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    p.add_argument("config", nargs="?", default=None, metavar="CONFIG",
-                   help="experiments.toml to run (default: ./experiments.toml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, VALUE in TOML (e.g. sweep.batch_sizes=[6,60]); repeatable")
-    p.add_argument("--out", default=None, metavar="DIR", help="the run directory to write (must not hold a run)")
-    p.add_argument("--replay", default=None, metavar="DIR",
-                   help="show a run directory instead of training (followed live while a trainer writes it)")
-    p.add_argument("--no-follow", action="store_true", help="with --replay: read the file once, do not follow it")
-    p.add_argument("--detach", action="store_true",
-                   help="start the trainer in its own session (it survives the terminal and the app), "
-                        "then watch its run directory; q leaves it running")
-    p.add_argument("--attach", nargs="?", const="", default=None, metavar="DIR",
-                   help="watch a run directory live and say whether its trainer still runs "
-                        "(default: under the config's output.dir, the newest run a trainer still writes, else the newest)")
-    p.add_argument("--bell", action="store_true",
-                   help="ring the terminal bell when a run reaches the target accuracy or diverges")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        metavar="CONFIG",
+        help="experiments.toml to run (default: ./experiments.toml)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, VALUE in TOML (e.g. sweep.batch_sizes=[6,60]); repeatable",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="the run directory to write (must not hold a run)"
+    )
+    p.add_argument(
+        "--replay",
+        default=None,
+        metavar="DIR",
+        help="show a run directory instead of training (followed live while a trainer writes it)",
+    )
+    p.add_argument(
+        "--no-follow", action="store_true", help="with --replay: read the file once, do not follow it"
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the trainer in its own session (it survives the terminal and the app), "
+        "then watch its run directory; q leaves it running",
+    )
+    p.add_argument(
+        "--attach",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="watch a run directory live and say whether its trainer still runs "
+        "(default: under the config's output.dir, the newest run a trainer still writes, else the newest)",
+    )
+    p.add_argument(
+        "--bell",
+        action="store_true",
+        help="ring the terminal bell when a run reaches the target accuracy or diverges",
+    )
     return p
 
 
@@ -65,8 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tui.factory import make_app  # after argument errors: --help stays instant
 
-    modes = [name for name, on in (("--replay", args.replay is not None), ("--detach", args.detach),
-                                   ("--attach", args.attach is not None)) if on]
+    modes = [
+        name
+        for name, on in (
+            ("--replay", args.replay is not None),
+            ("--detach", args.detach),
+            ("--attach", args.attach is not None),
+        )
+        if on
+    ]
     if len(modes) > 1:
         fail(f"{' and '.join(modes)} cannot be combined; pick one")
     if args.attach is not None:
@@ -80,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         from tui.replay import ReplayError, events_path
 
         try:
-            if not is_sharded(Path(args.replay).expanduser()):  # a sharded sweep's DIR holds shards/, no events
+            if not is_sharded(
+                Path(args.replay).expanduser()
+            ):  # a sharded sweep's DIR holds shards/, no events
                 events_path(args.replay)
         except ReplayError as exc:
             fail(str(exc))
@@ -92,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.runlog import EVENTS
 
         if args.out is not None and (Path(args.out) / EVENTS).exists():
-            fail(f"--out {args.out!r} already holds a run ({EVENTS}); choose a new directory, "
-                 f"or watch it with --replay {args.out}")
+            fail(
+                f"--out {args.out!r} already holds a run ({EVENTS}); choose a new directory, "
+                f"or watch it with --replay {args.out}"
+            )
         label = cfg.source or "(default config)"
         app = make_app(
             config_path=args.config,
@@ -108,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     from tui.detach import exit_hint, trainer_state
 
     if args.replay is None and app.state.run_dir:  # the app's own trainer: stopped, stopping, or training on
-        print(exit_hint(app.state.run_dir, trainer_state(Path(app.state.run_dir)), app.exit_action, app.state.finished))
+        print(
+            exit_hint(
+                app.state.run_dir, trainer_state(Path(app.state.run_dir)), app.exit_action, app.state.finished
+            )
+        )
     return code
 
 
@@ -125,8 +172,8 @@ def detach(args: argparse.Namespace) -> int:
     """--detach: check the config, start the headless trainer in its own session, then follow it."""
     from trainer.config import load_or_exit
     from trainer.runlog import default_run_dir, holds_run, lock_status
-    from tui.factory import make_app
     from tui.detach import exit_hint, run_command, start_detached, trainer_state
+    from tui.factory import make_app
     from tui.feed import ReplayFeed
 
     if args.no_follow:
@@ -138,16 +185,25 @@ def detach(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         fail(f"--out {str(run_dir)!r} exists and is not a directory; choose another --out")
     if run_dir.is_dir() and holds_run(run_dir):
-        fail(f"{str(run_dir)!r} already holds a run; choose a new --out, or watch it with {app_command('--attach', run_dir)}")
+        fail(
+            f"{str(run_dir)!r} already holds a run; choose a new --out, or watch it with {app_command('--attach', run_dir)}"
+        )
     if lock_status(run_dir)["state"] == "live":
-        fail(f"a trainer is already writing {str(run_dir)!r}; watch it with {app_command('--attach', run_dir)}")
+        fail(
+            f"a trainer is already writing {str(run_dir)!r}; watch it with {app_command('--attach', run_dir)}"
+        )
     try:
         trainer = start_detached(run_command(args.config, args.overrides, run_dir), run_dir)
     except OSError as exc:
         fail(f"cannot start the trainer in {str(run_dir)!r}: {exc.strerror or exc}; choose a writable --out")
-    print(f"bstui: trainer started (pid {trainer.pid}) in its own session, writing {run_dir}", file=sys.stderr)
-    app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), detached=trainer),
-                   config_label=cfg.source or "(default config)", bell=args.bell)
+    print(
+        f"bstui: trainer started (pid {trainer.pid}) in its own session, writing {run_dir}", file=sys.stderr
+    )
+    app = make_app(
+        feed_factory=lambda attempt: ReplayFeed(str(run_dir), detached=trainer),
+        config_label=cfg.source or "(default config)",
+        bell=args.bell,
+    )
     code = run_app(app)
     print(exit_hint(run_dir, trainer_state(run_dir, trainer), app.exit_action, app.state.finished))
     return code
@@ -157,8 +213,8 @@ def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
     from trainer.runlog import EVENTS, lock_status
     from trainer.shards import is_sharded
-    from tui.factory import make_app, replay_feed_factory
     from tui.detach import AttachError, exit_hint, is_run_dir, newest_run_dir
+    from tui.factory import make_app, replay_feed_factory
     from tui.feed import ReplayFeed
     from tui.replay import ReplayError, events_path
 
@@ -166,13 +222,19 @@ def attach(args: argparse.Namespace) -> int:
         fail("--attach follows an existing run directory; --out and --no-follow do not apply to it")
     if args.attach:
         if args.config or args.overrides:
-            fail(f"{app_command('--attach')} DIR reads DIR; CONFIG and --set only choose output.dir when DIR is left out")
+            fail(
+                f"{app_command('--attach')} DIR reads DIR; CONFIG and --set only choose output.dir when DIR is left out"
+            )
         run_dir = Path(args.attach).expanduser()
         if not run_dir.exists():
-            fail(f"run directory {str(run_dir)!r} does not exist; pass a directory made by {app_command('--detach')} "
-                 f"or {trainer_command('run')}")
+            fail(
+                f"run directory {str(run_dir)!r} does not exist; pass a directory made by {app_command('--detach')} "
+                f"or {trainer_command('run')}"
+            )
         if not is_run_dir(run_dir) and not is_sharded(run_dir):
-            fail(f"{str(run_dir)!r} is not a run directory (no events.jsonl, config.toml or trainer.lock in it)")
+            fail(
+                f"{str(run_dir)!r} is not a run directory (no events.jsonl, config.toml or trainer.lock in it)"
+            )
     else:
         from trainer.config import load_or_exit
 
@@ -190,8 +252,10 @@ def attach(args: argparse.Namespace) -> int:
     if is_sharded(run_dir):  # the shards of one sweep (trainer.shards), followed as that sweep
         app = make_app(feed_factory=replay_feed_factory(str(run_dir), watch_trainer=True), bell=args.bell)
         code = run_app(app)
-        print(f"bstui: re-attach with: {app_command('--attach', run_dir)}; the whole sweep's report: "
-              f"{trainer_command('report', run_dir)}")
+        print(
+            f"bstui: re-attach with: {app_command('--attach', run_dir)}; the whole sweep's report: "
+            f"{trainer_command('report', run_dir)}"
+        )
         return code
     app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run_dir), watch_trainer=True), bell=args.bell)
     code = run_app(app)

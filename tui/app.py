@@ -5,6 +5,7 @@ runs one thread worker that drains the feed into an inbox, applies events on the
 thread, and redraws the widgets at most ~10 times a second. Layout lives in
 screens/, drawing in widgets/, the model in state.py.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,12 +23,12 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.detach import ExitAction
 from tui.feed import Feed, FeedEnd
+from tui.feed_pump import FeedPump
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
 from tui.status import TOAST, StatusInputs, StatusLine, status_line
-from tui.feed_pump import FeedPump
 from tui.sweep_controls import SweepControls
 from tui.system import LiveSystem, SystemSnapshot, SystemSource
 
@@ -134,7 +135,9 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             self.feed_end = FeedEnd("died", f"reading events failed: {event.worker.error!r}")
             self.notify(self.feed_end.detail, title="feed error", severity="error", timeout=10)
         elif event.state == WorkerState.ERROR and event.worker.group == "system":
-            self.notify(f"the system pane stopped: {event.worker.error!r}", title="system", severity="warning")
+            self.notify(
+                f"the system pane stopped: {event.worker.error!r}", title="system", severity="warning"
+            )
 
     # -- system pane ------------------------------------------------------------------------
 
@@ -144,7 +147,9 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         worker = get_current_worker()
         while not worker.is_cancelled:
             feed = self.feed
-            self.post_message(SystemSampled(self.system.sample(feed.trainer_pid if feed is not None else None)))
+            self.post_message(
+                SystemSampled(self.system.sample(feed.trainer_pid if feed is not None else None))
+            )
             for _ in range(10):  # wake often enough to stop promptly on exit
                 if worker.is_cancelled:
                     return
@@ -176,19 +181,21 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
     def status(self) -> StatusLine:
         """What the sweep is doing, in words, with a severity (tui.status)."""
         s, end = self.state, self.feed_end
-        return status_line(StatusInputs(
-            live=self.live,
-            started=s.started,
-            finished=s.finished,
-            sweep_status=s.status,
-            reason=s.reason,
-            stopping=self._stopping,
-            died=end.detail if end is not None and end.kind == "died" else None,
-            run_dir=s.run_dir or "",
-            paused=self.pause_requested or s.paused,
-            watch=self.feed.watch if self.feed is not None else None,
-            stage=s.stage if self.live else "",
-        ))
+        return status_line(
+            StatusInputs(
+                live=self.live,
+                started=s.started,
+                finished=s.finished,
+                sweep_status=s.status,
+                reason=s.reason,
+                stopping=self._stopping,
+                died=end.detail if end is not None and end.kind == "died" else None,
+                run_dir=s.run_dir or "",
+                paused=self.pause_requested or s.paused,
+                watch=self.feed.watch if self.feed is not None else None,
+                stage=s.stage if self.live else "",
+            )
+        )
 
     def status_text(self):  # noqa: ANN201 - rich Text
         """The status line as Rich text (tests read its .plain)."""
@@ -239,11 +246,17 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
     def action_swap_bottom(self) -> None:
         """t: on a narrow terminal, the table or the timing panel; on a wide one both show, and t says so."""
         if not isinstance(self.screen, MainScreen):
-            self.notify("t: the table and the timing panel are on the main view (c goes back to it).",
-                        severity="warning", timeout=4)
+            self.notify(
+                "t: the table and the timing panel are on the main view (c goes back to it).",
+                severity="warning",
+                timeout=4,
+            )
         elif not self.screen.has_class("-narrow"):
-            self.notify("t: the table and the timing panel both show at this width; t swaps them on narrow "
-                        "terminals.", timeout=4)
+            self.notify(
+                "t: the table and the timing panel both show at this width; t swaps them on narrow "
+                "terminals.",
+                timeout=4,
+            )
         else:
             self.screen.toggle_class("-timing")
 
@@ -252,8 +265,10 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         feed_dir = self.feed.run_dir if self.feed else ""
         run_dir = (self.state.run_dir if self.live else feed_dir) or feed_dir or self.state.run_dir
         if not run_dir or not Path(run_dir).is_dir():
-            self.notify("screenshot: the run directory is not known yet (the sweep has not started).",
-                        severity="warning")
+            self.notify(
+                "screenshot: the run directory is not known yet (the sweep has not started).",
+                severity="warning",
+            )
             return
         name = screenshot_name(Path(run_dir), time.localtime())
         try:

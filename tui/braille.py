@@ -11,6 +11,7 @@ canvas rows with y tick labels on the left; bottom rule with x tick marks; x tic
 with the x-axis label at the right. An optional legend sits right of the frame, outside
 the data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -159,7 +160,11 @@ class _Canvas:
         np.maximum.at(hi_row, cols[ok], np.clip(bottom[ok], 0, dots_h - 1))
         rows = np.arange(dots_h)[:, None]
         mask = (rows >= lo_row[None, :]) & (rows <= hi_row[None, :])
-        bits = (mask.reshape(self.ch, 4, self.cw, 2) * _BITS.T[None, :, None, :]).sum(axis=(1, 3)).astype(np.uint8)
+        bits = (
+            (mask.reshape(self.ch, 4, self.cw, 2) * _BITS.T[None, :, None, :])
+            .sum(axis=(1, 3))
+            .astype(np.uint8)
+        )
         filled = bits > 0
         self.band_bits |= bits
         self.band_owner[filled] = self.color(band.color)
@@ -231,7 +236,9 @@ class _Canvas:
             cuts = np.flatnonzero(own[1:] != own[:-1]) + 1
             starts = [0, *cuts.tolist()]
             ends = [*cuts.tolist(), self.cw]
-            out.append([(text[a:b], self.palette[own[a]] if own[a] >= 0 else None) for a, b in zip(starts, ends)])
+            out.append(
+                [(text[a:b], self.palette[own[a]] if own[a] >= 0 else None) for a, b in zip(starts, ends)]
+            )
         return out
 
 

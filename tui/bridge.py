@@ -11,6 +11,7 @@ When the app leaves (`release`: `d`, or `q` while the stop is still under way) o
 SSH drop), the trainer goes on headless into its run directory (trainer.child.Headless). Only
 `shutdown` (restart, or a trainer still starting) ends it from here.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,6 +4,7 @@ One function for a small multiple (one run), one for the overlay (every run on t
 both put the same x range, axis labels, ticks and marks on their charts. The widget only
 calls these at its size and caches the result.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,13 @@ def plot_title(run: RunState, label: str, width: int, progress: str = "", show_d
         parts.append(run.device)
     status = f"{progress} {run.status}".strip() if run.status == "running" and progress else run.status
     parts.append(status)
-    for title in (" · ".join(parts), f"{label} · {status}", f"{label} {run.status}", label, f"bs {run.batch_size}"):
+    for title in (
+        " · ".join(parts),
+        f"{label} · {status}",
+        f"{label} {run.status}",
+        label,
+        f"bs {run.batch_size}",
+    ):
         if len(title) <= width:
             return title
     return f"bs {run.batch_size}"[:width]
@@ -69,8 +76,17 @@ def _axes(frame: PlotFrame, width: int, height: int) -> dict:
     xticks = ticks_with_labels(*xlim, max(2, min(8, width // 11))) if frame.xlim is not None else []
     ylabel = METRIC_NAMES[view.metric] + (" (log)" if view.log_y and view.metric != "acc" else "")
     cursor = xlim[0] + view.cursor * (xlim[1] - xlim[0]) if view.cursor is not None and frame.xlim else None
-    return dict(xlim=xlim, ylim=ylim, xticks=xticks, yticks=yticks, xlabel=X_LABELS[view.x_axis], ylabel=ylabel,
-                edge_marks=True, cursor=cursor, label_width=frame.label_width)
+    return dict(
+        xlim=xlim,
+        ylim=ylim,
+        xticks=xticks,
+        yticks=yticks,
+        xlabel=X_LABELS[view.x_axis],
+        ylabel=ylabel,
+        edge_marks=True,
+        cursor=cursor,
+        label_width=frame.label_width,
+    )
 
 
 def _empty_message(view: View) -> str:
@@ -82,18 +98,35 @@ def _target_marks(series: Series, frame: PlotFrame, color: str) -> tuple[list, l
     accuracy view: the target as a line and a glyph where the run crossed it."""
     if frame.view.metric == "acc":
         hlines = [(frame.target, TARGET_LINE)] if frame.target is not None else []
-        points = ([(series.target_x, frame.target, CROSSED, color)]
-                  if series.target_x is not None and frame.target is not None else [])
+        points = (
+            [(series.target_x, frame.target, CROSSED, color)]
+            if series.target_x is not None and frame.target is not None
+            else []
+        )
         return [], hlines, points
-    vlines = [(series.target_x, TARGET_MARK)] if series.target_x is not None and frame.view.metric == "loss" else []
+    vlines = (
+        [(series.target_x, TARGET_MARK)]
+        if series.target_x is not None and frame.view.metric == "loss"
+        else []
+    )
     return vlines, [], []
 
 
-def run_chart(run: RunState, series: Series, frame: PlotFrame, color: RGB, title: str, focused: bool,
-              width: int, height: int) -> Chart:
+def run_chart(
+    run: RunState,
+    series: Series,
+    frame: PlotFrame,
+    color: RGB,
+    title: str,
+    focused: bool,
+    width: int,
+    height: int,
+) -> Chart:
     """One run's small multiple."""
     c = rgb(color)
-    bands = [Band(series.band_x, series.band_y, series.band_y, rgb(FAINT))] if series.band_x is not None else []
+    bands = (
+        [Band(series.band_x, series.band_y, series.band_y, rgb(FAINT))] if series.band_x is not None else []
+    )
     vlines, hlines, points = _target_marks(series, frame, c)
     vlines += [(x, SPLIT_MARK) for x, _ in series.marks] if frame.view.metric == "loss" else []
     return Chart(
@@ -109,8 +142,9 @@ def run_chart(run: RunState, series: Series, frame: PlotFrame, color: RGB, title
     )
 
 
-def overlay_chart(entries: list[tuple[Series, RGB, str]], frame: PlotFrame, title: str, width: int,
-                  height: int) -> Chart:
+def overlay_chart(
+    entries: list[tuple[Series, RGB, str]], frame: PlotFrame, title: str, width: int, height: int
+) -> Chart:
     """Every run of `entries` (series, colour, label) in one plot; the focused run drawn last and
     bright (with its band), the others dimmed; the legend right of the frame."""
     focus = frame.view.focus
@@ -127,8 +161,10 @@ def overlay_chart(entries: list[tuple[Series, RGB, str]], frame: PlotFrame, titl
         lines.append(Line(series.x, series.y, c, label))
         _, h, p = _target_marks(series, frame, c)
         hlines, points = hlines or h, points + p
-    legend = [(label, rgb(faded(color) if focus is not None and s.run != focus else color), s.run == focus)
-              for s, color, label in entries]
+    legend = [
+        (label, rgb(faded(color) if focus is not None and s.run != focus else color), s.run == focus)
+        for s, color, label in entries
+    ]
     return Chart(
         title=title,
         lines=lines,

@@ -8,6 +8,7 @@ run directory again; `trainer.runlog.lock_status` (pure Python: no torch here) s
 trainer still writes it. A plain `bstui`'s trainer outlives its app too (tui.bridge): `d` leaves
 it training, `q` stops it cleanly, and `exit_hint` says which happened.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,8 +20,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
 from trainer.commands import app_command, trainer_command
+from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
 from tui.status import Severity, StatusLine
 
 LOG_FILE = TRAINER_LOG
@@ -114,8 +115,10 @@ def newest_run_dir(output_dir: str | os.PathLike[str]) -> Path:
     config.toml, else events.jsonl, else whatever it holds first)."""
     root = Path(output_dir).expanduser()
     if not root.is_dir():
-        raise AttachError(f"output.dir {str(root)!r} does not exist, so there is no run to attach to; "
-                          f"pass the run directory: {app_command('--attach')} DIR")
+        raise AttachError(
+            f"output.dir {str(root)!r} does not exist, so there is no run to attach to; "
+            f"pass the run directory: {app_command('--attach')} DIR"
+        )
     best: tuple[bool, float, str] | None = None
     for child in root.iterdir():
         try:
@@ -129,8 +132,10 @@ def newest_run_dir(output_dir: str | os.PathLike[str]) -> Path:
         if best is None or (live, started, child.name) > best:
             best = (live, started, child.name)
     if best is None:
-        raise AttachError(f"no run directory under {str(root)!r} (output.dir); start one with "
-                          f"{app_command('--detach')}, or pass the run directory: {app_command('--attach')} DIR")
+        raise AttachError(
+            f"no run directory under {str(root)!r} (output.dir); start one with "
+            f"{app_command('--detach')}, or pass the run directory: {app_command('--attach')} DIR"
+        )
     return root / best[2]
 
 
@@ -154,36 +159,51 @@ def describe(status: dict[str, Any], run_dir: Path | str, finished: bool) -> Sta
         return None
     resume = trainer_command("resume", run_dir)
     if status.get("unreadable"):  # garbage, a FIFO, an absurd pid: say so rather than guess a pid
-        return StatusLine(f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}",
-                          Severity.WARNING)
+        return StatusLine(
+            f"⚠ {_cut(str(status.get('reason')))}; once no trainer runs, resume with {resume}",
+            Severity.WARNING,
+        )
     if state == "live":
-        return StatusLine(f"attached · trainer pid {status.get('pid', '?')} is writing this run · p/s/+/- control it · "
-                          "q stops it · d leaves it running", Severity.INFO)
+        return StatusLine(
+            f"attached · trainer pid {status.get('pid', '?')} is writing this run · p/s/+/- control it · "
+            "q stops it · d leaves it running",
+            Severity.INFO,
+        )
     if state == "starting":
-        return StatusLine(f"detached trainer pid {status.get('pid', '?')} is starting… "
-                          f"(its log: {Path(run_dir) / LOG_FILE})", Severity.MUTED)
+        return StatusLine(
+            f"detached trainer pid {status.get('pid', '?')} is starting… "
+            f"(its log: {Path(run_dir) / LOG_FILE})",
+            Severity.MUTED,
+        )
     if state == "stale":
         return StatusLine(f"✖ the trainer of this run is gone; resume with {resume}", Severity.ERROR)
-    return StatusLine(f"no trainer is writing this run and the sweep has not finished; resume with {resume}",
-                      Severity.WARNING)
+    return StatusLine(
+        f"no trainer is writing this run and the sweep has not finished; resume with {resume}",
+        Severity.WARNING,
+    )
 
 
 def _cut(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def exit_hint(run_dir: Path | str, status: dict[str, Any], action: ExitAction = ExitAction.NONE,
-              finished: bool = False) -> str:
+def exit_hint(
+    run_dir: Path | str, status: dict[str, Any], action: ExitAction = ExitAction.NONE, finished: bool = False
+) -> str:
     """What to print when the viewer closes, given what quitting did (`action`) and whether the sweep
     finished (then its report command); every command runs as printed (trainer.commands)."""
     if action is ExitAction.STOPPING and status.get("state") == "live":
-        return (f"bstui: stopping the sweep in {run_dir}: the trainer (pid {status.get('pid', '?')}) ends it cleanly "
-                "after its current step (runs stopped, summary.csv, lock released)\n"
-                f"  watch it end: {app_command('--attach', run_dir)}\n"
-                f"  continue it later: {trainer_command('resume', run_dir)}")
+        return (
+            f"bstui: stopping the sweep in {run_dir}: the trainer (pid {status.get('pid', '?')}) ends it cleanly "
+            "after its current step (runs stopped, summary.csv, lock released)\n"
+            f"  watch it end: {app_command('--attach', run_dir)}\n"
+            f"  continue it later: {trainer_command('resume', run_dir)}"
+        )
     if action is ExitAction.REFUSED:
-        return (f"bstui: the stop could not be sent to the trainer of {run_dir} (only its user can control it); "
-                "it keeps running\n" + reattach_hint(run_dir, status))
+        return (
+            f"bstui: the stop could not be sent to the trainer of {run_dir} (only its user can control it); "
+            "it keeps running\n" + reattach_hint(run_dir, status)
+        )
     return reattach_hint(run_dir, status, finished)
 
 
@@ -191,15 +211,21 @@ def reattach_hint(run_dir: Path | str, status: dict[str, Any], finished: bool = 
     """What to print when the viewer closes: how to come back, or what became of the sweep."""
     state = status.get("state")
     if status.get("unreadable"):
-        return (f"bstui: {status.get('reason')}\n"
-                f"  show the run with: {app_command('--replay', run_dir)}; once no trainer runs, continue it with: "
-                f"{trainer_command('resume', run_dir)}")
+        return (
+            f"bstui: {status.get('reason')}\n"
+            f"  show the run with: {app_command('--replay', run_dir)}; once no trainer runs, continue it with: "
+            f"{trainer_command('resume', run_dir)}"
+        )
     if state in ("live", "starting"):
-        return (f"bstui: the trainer (pid {status.get('pid', '?')}) keeps running in {run_dir}\n"
-                f"  re-attach with: {app_command('--attach', run_dir)}\n"
-                f"  its output: {Path(run_dir) / LOG_FILE}")
+        return (
+            f"bstui: the trainer (pid {status.get('pid', '?')}) keeps running in {run_dir}\n"
+            f"  re-attach with: {app_command('--attach', run_dir)}\n"
+            f"  its output: {Path(run_dir) / LOG_FILE}"
+        )
     if (Path(run_dir) / EVENTS).exists():
-        words = f"bstui: no trainer is writing {run_dir} now; show it with: {app_command('--replay', run_dir)}\n"
+        words = (
+            f"bstui: no trainer is writing {run_dir} now; show it with: {app_command('--replay', run_dir)}\n"
+        )
         if finished:
             return words + f"  its report (report.md, plots): {trainer_command('report', run_dir)}"
         return words + f"  (an unfinished sweep continues with: {trainer_command('resume', run_dir)})"

@@ -1,12 +1,13 @@
 """Build the app: the feeds for a live sweep or a replay, and `make_app` (the command line,
 the tests and the benchmark all use it)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
+from trainer.shards import is_sharded
 from tui.app import BstuiApp, FeedFactory
 from tui.bridge import TrainerBridge
-from trainer.shards import is_sharded
 from tui.feed import Feed, LiveFeed, ReplayFeed
 from tui.shard_feed import ShardedFeed
 from tui.system import SystemSource
@@ -64,5 +65,6 @@ def make_app(
             feed_factory = replay_feed_factory(replay, follow=follow)
         else:
             feed_factory = live_feed_factory(config_path, list(overrides or []), out_dir)
-    return BstuiApp(feed_factory, config_label=config_label, split_on=split_on, chunks=chunks, system=system,
-                    bell=bell)
+    return BstuiApp(
+        feed_factory, config_label=config_label, split_on=split_on, chunks=chunks, system=system, bell=bell
+    )

@@ -4,6 +4,7 @@ Every feed implements `Feed` so the app treats them alike: `read()` and `ended()
 the app's thread worker; `send()` and `close()` on the UI thread; the attributes are read
 on the UI thread.
 """
+
 from __future__ import annotations
 
 import errno
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainer.runlog import CONTROLS, EVENTS, Event, UnreadableFile, open_regular
 from trainer.commands import trainer_command
+from trainer.runlog import CONTROLS, EVENTS, Event, UnreadableFile, open_regular
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
 from tui.replay import EventReader, events_path
@@ -266,8 +267,11 @@ class ReplayFeed:
         if trainer_state(Path(self.run_dir)).get("state") == "live":
             self.watch = None  # a trainer holds it (between two blocks of a slow run): following
         else:
-            self.watch = StatusLine(f"replay · no trainer writes this run and its sweep did not finish · resume with "
-                                    f"{trainer_command('resume', self.run_dir)}", Severity.WARNING)
+            self.watch = StatusLine(
+                f"replay · no trainer writes this run and its sweep did not finish · resume with "
+                f"{trainer_command('resume', self.run_dir)}",
+                Severity.WARNING,
+            )
 
     def _check_trainer(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -297,8 +301,10 @@ class ReplayFeed:
                 how = TrainerExit(code).describe()
                 tail = log_tail(Path(self.run_dir) / LOG_FILE)
                 log = Path(self.run_dir) / LOG_FILE
-                return FeedEnd("died", f"the detached trainer ended ({how}){': ' + tail if tail else ''} "
-                                       f"(full log: {log})")
+                return FeedEnd(
+                    "died",
+                    f"the detached trainer ended ({how}){': ' + tail if tail else ''} (full log: {log})",
+                )
             return None
         if self._saw_finish:
             return FeedEnd("finished")
@@ -309,8 +315,11 @@ class ReplayFeed:
     @property
     def controllable(self) -> bool:
         """A live trainer writes this run and made its control file: pause and split reach it."""
-        return (self.follows_trainer and self.trainer.get("state") == "live"
-                and (Path(self.run_dir) / CONTROLS).is_file())
+        return (
+            self.follows_trainer
+            and self.trainer.get("state") == "live"
+            and (Path(self.run_dir) / CONTROLS).is_file()
+        )
 
     def send(self, message: dict[str, Any]) -> None:
         """To a live trainer, through its run directory's control file (one JSON line, appended; the
@@ -323,8 +332,10 @@ class ReplayFeed:
         try:
             append_line(path, json.dumps(message))
         except OSError as exc:
-            self.send_error = (f"cannot send {message.get('cmd')} to the trainer: {path}: {exc.strerror or exc} "
-                               "(only the trainer's user can control it)")
+            self.send_error = (
+                f"cannot send {message.get('cmd')} to the trainer: {path}: {exc.strerror or exc} "
+                "(only the trainer's user can control it)"
+            )
 
     def close(self) -> None:
         self._closed = True

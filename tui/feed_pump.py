@@ -5,6 +5,7 @@ thread worker into an inbox, apply events on the UI thread within a time budget,
 Kept apart so the app class stays about screens and drawing. Textual finds the `on_*` handlers
 here by name; `@on`-decorated handlers stay in the app (Textual does not collect them from a mixin).
 """
+
 from __future__ import annotations
 
 import time
@@ -157,9 +158,12 @@ class FeedPump(_Base):
         labels = run_labels([r.key() for r in state.run_list()])
         for alert in state.alerts:
             target = alert.kind == "target"
-            self.notify(f"{labels.get(alert.run, alert.run)} {alert.detail}",
-                        title="target reached" if target else "run diverged",
-                        severity="information" if target else "error", timeout=8)
+            self.notify(
+                f"{labels.get(alert.run, alert.run)} {alert.detail}",
+                title="target reached" if target else "run diverged",
+                severity="information" if target else "error",
+                timeout=8,
+            )
             if self.ring_bell:
                 self.bell()
         state.alerts.clear()
@@ -169,13 +173,18 @@ class FeedPump(_Base):
             return
         self.feed_end = message.end
         if message.end.kind == "finished" and self.live and self.state.run_dir:
-            self.notify(f"c shows the scaling view; report.md and plots: "
-                        f"{trainer_command('report', self.state.run_dir)}", title=f"sweep {self.state.status}",
-                        timeout=30)
+            self.notify(
+                f"c shows the scaling view; report.md and plots: "
+                f"{trainer_command('report', self.state.run_dir)}",
+                title=f"sweep {self.state.status}",
+                timeout=30,
+            )
         if message.end.kind == "died":
             killed = message.end.killed
-            self.state.mark_lost("the trainer was killed" if killed else "the trainer process died",
-                                 "interrupted" if killed else "failed")
+            self.state.mark_lost(
+                "the trainer was killed" if killed else "the trainer process died",
+                "interrupted" if killed else "failed",
+            )
             run_dir = self.state.run_dir
             resume = f" Continue the sweep with: {trainer_command('resume', run_dir)}" if run_dir else ""
             self.notify(

@@ -3,23 +3,39 @@
 Pure data (no Textual) so `bstui --help` stays instant; a test checks that every binding
 of the app is listed here and in the README's key table.
 """
+
 from __future__ import annotations
 
 KEYS: list[tuple[str, str]] = [
-    ("a", "metric: training loss → test accuracy (with the target line, ◆ where each run crossed it) → test loss"),
-    ("x", "x axis: samples seen (the default when batch sizes differ) → epoch → iteration → training time (s); one x range for every plot"),
+    (
+        "a",
+        "metric: training loss → test accuracy (with the target line, ◆ where each run crossed it) → test loss",
+    ),
+    (
+        "x",
+        "x axis: samples seen (the default when batch sizes differ) → epoch → iteration → training time (s); one x range for every plot",
+    ),
     ("w", "x window: full → each run's own last 10% → its own last 1,000 iterations (live tail)"),
     ("l", "log / linear y axis"),
     ("y", "one y range for every plot / each plot its own"),
-    ("m", "smoothing: auto (EMA over a faint min/max band where the raw loss is denser than the plot) → raw → EMA"),
+    (
+        "m",
+        "smoothing: auto (EMA over a faint min/max band where the raw loss is denser than the plot) → raw → EMA",
+    ),
     ("o", "one overlaid plot of all runs (legend beside it) / one plot each"),
     ("Tab", "focus the next run (shift+Tab: previous): drawn last and bright, the others dimmed"),
     ("h", "hide the focused run from the plots and the overlay (again: show it); H shows every run"),
     ("H", "show every hidden run"),
     ("S", "sort the table: sweep order → best accuracy → time to target → status"),
-    ("← →", "crosshair (shift: bigger steps): every shown run's value at that x, in a line under the plots; Esc hides it"),
+    (
+        "← →",
+        "crosshair (shift: bigger steps): every shown run's value at that x, in a line under the plots; Esc hides it",
+    ),
     ("PgUp PgDn", "page through the plots when they do not all fit (\"runs 1-4 of 9\")"),
-    ("c", "scaling view: the batch x lr matrix (m: its metric), steps to target with regimes and B_crit, the lr rule, samples or (v) time to target"),
+    (
+        "c",
+        "scaling view: the batch x lr matrix (m: its metric), steps to target with regimes and B_crit, the lr rule, samples or (v) time to target",
+    ),
     ("e", "save a screenshot (SVG) of the screen into the run directory"),
     ("s", "split-backward on/off for the running sweep (or the Switch); says which batch sizes switched"),
     ("+ -", "chunks k for the next split-backward switch: only k that divide a batch size still to train"),

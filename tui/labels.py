@@ -5,6 +5,7 @@ always named (it is what the study is about); lr, seed, [[variants]] arm and spl
 chunks only when they differ between runs. Pure: titles, legend, table, timing panel,
 crosshair line and scaling view all call `run_labels`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

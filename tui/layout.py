@@ -2,6 +2,7 @@
 
 Pure: the loss grid asks on every resize; tests check the choices.
 """
+
 from __future__ import annotations
 
 import math

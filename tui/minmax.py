@@ -6,6 +6,7 @@ the min and the max with their positions; choosing two points per plot column
 then reads a few thousand block summaries instead of every loss. Spikes survive:
 a column's max is the max of its blocks' maxes.
 """
+
 from __future__ import annotations
 
 import numpy as np

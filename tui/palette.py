@@ -3,6 +3,7 @@
 Twelve hues that stay apart on dark and light backgrounds and in 256-colour terminals;
 a sweep of more runs gets each hue twice, bright and dim (runs i and i + 12).
 """
+
 from __future__ import annotations
 
 RGB = tuple[int, int, int]

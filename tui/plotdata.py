@@ -6,6 +6,7 @@ series is cut to two points (min and max) per column: spikes survive, and the co
 grow with the run. Every small multiple gets the same x range (`x_extent`, `window_xlim`),
 in every x mode, so plots compare at a glance.
 """
+
 from __future__ import annotations
 
 import math
@@ -181,7 +182,9 @@ def loss_series(run: RunState, view: View, xlim: tuple[float, float] | None, col
     raw_idx = np.union1d(run.losses.select(columns, lo=lo, hi=hi), ends)
     smooth = view.smoothing == "ema" or (view.smoothing == "auto" and hi - lo > columns)
     if smooth:
-        x, y = points(run.losses.smooth, np.union1d(run.losses.select(columns, smooth=True, lo=lo, hi=hi), ends))
+        x, y = points(
+            run.losses.smooth, np.union1d(run.losses.select(columns, smooth=True, lo=lo, hi=hi), ends)
+        )
         bx, by = points(raw, raw_idx)
         series = Series(run.run, x, y, bx, by)
     else:
@@ -221,7 +224,10 @@ Q_LOW, Q_HIGH = 0.5, 99.5
 
 
 def shared_ylim(
-    series: list[Series], exclude: set[str] | None = None, log_y: bool = False, metric: str = "loss",
+    series: list[Series],
+    exclude: set[str] | None = None,
+    log_y: bool = False,
+    metric: str = "loss",
     target: float | None = None,
 ) -> tuple[float, float] | None:
     """A y range for these series, robust to outliers.

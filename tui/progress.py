@@ -7,6 +7,7 @@ clock has really spent per second of training so far (evaluation, checkpoints, i
 several GPUs at once), pauses left out; the sweep's ETA is the sum of the runs' (the table
 and the header agree). An estimate from measurements, shown to the minute. Pure.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -78,8 +79,11 @@ def sweep_progress(state: SweepState) -> SweepProgress:
         return SweepProgress(None, None)
     progress = {r.run: run_progress(r) for r in runs}
     totals = [p.total for p in progress.values()]
-    fraction = (sum(min(p.done, p.total) for p in progress.values() if p.total) / sum(t for t in totals if t)
-                if all(totals) else None)
+    fraction = (
+        sum(min(p.done, p.total) for p in progress.values() if p.total) / sum(t for t in totals if t)
+        if all(totals)
+        else None
+    )
     if state.finished:
         return SweepProgress(fraction, 0.0, {r.run: 0.0 for r in runs})
     timed = [(r.batch_size, progress[r.run].rate * r.batch_size) for r in runs if progress[r.run].rate]
@@ -98,7 +102,9 @@ def sweep_progress(state: SweepState) -> SweepProgress:
     # Clock seconds per training second so far (> 1: evaluation and other runs' slices; < 1: several GPUs).
     overhead = min(20.0, max(0.05, clock / own_done)) if own_done > 0 and clock > 0 else 1.0
     left = {rid: (v * overhead if v is not None else None) for rid, v in own.items()}
-    eta = sum(v for v in left.values() if v is not None) if all(v is not None for v in left.values()) else None
+    eta = (
+        sum(v for v in left.values() if v is not None) if all(v is not None for v in left.values()) else None
+    )
     return SweepProgress(fraction, eta, left)
 
 

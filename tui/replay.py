@@ -13,6 +13,7 @@ the old one), and a file may be truncated under us: the reader notices both (ano
 inode, a shorter file, or different first bytes) and starts again from the top,
 counting the restart in `generation` so its user rebuilds what it built from the old file.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def events_path(run_dir: str | os.PathLike[str]) -> Path:
     """The events file of a run directory, or ReplayError with a clear message."""
     d = Path(run_dir).expanduser()
     if not d.exists():
-        raise ReplayError(f"run directory {str(d)!r} does not exist; pass a directory made by `python -m trainer run`")
+        raise ReplayError(
+            f"run directory {str(d)!r} does not exist; pass a directory made by `python -m trainer run`"
+        )
     if not d.is_dir():
         if d.name == EVENTS:  # accept the file itself
             _check_regular(d)
@@ -46,8 +49,7 @@ def events_path(run_dir: str | os.PathLike[str]) -> Path:
         _check_regular(path)
     if not path.is_file():
         raise ReplayError(
-            f"no {EVENTS} in {str(d)!r}: is it a run directory? "
-            f"(`python -m trainer run --out DIR` makes one)"
+            f"no {EVENTS} in {str(d)!r}: is it a run directory? (`python -m trainer run --out DIR` makes one)"
         )
     return path
 
@@ -60,8 +62,10 @@ def _check_regular(path: Path) -> None:
         what = describe_kind(path.stat().st_mode)
     except OSError:
         what = "a symbolic link to nothing"
-    raise ReplayError(f"{str(path)!r} is {what}, not a regular file: the trainer never writes that; "
-                      "point at a run directory the trainer wrote")
+    raise ReplayError(
+        f"{str(path)!r} is {what}, not a regular file: the trainer never writes that; "
+        "point at a run directory the trainer wrote"
+    )
 
 
 class EventReader:

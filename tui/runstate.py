@@ -3,6 +3,7 @@
 Built by tui.state's event handlers; read by the plots, table, timing panel and progress.
 No Textual, no torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -248,5 +249,3 @@ class RunState:
             pace = (walls[-1] - walls[-2]) / max(1, iters[-1] - iters[-2])
             out[beyond] = last_w + (done[beyond] - last_i) * pace
         return out
-
-

@@ -7,6 +7,7 @@ rule measured from the grid. The analysis is trainer.scaling.analyse, run on eve
 (those still training count, so an lr with a seed still running is never the best yet); once the sweep
 has finished, its own sweep_finished.scaling is used (the trainer's word, resumed runs merged in).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,13 +33,21 @@ BAND_COLOR = "rgb(88,58,20)"  # the fit's 95% band, behind everything
 BCRIT_MARK = "yellow"  # vertical mark at the fitted B_crit
 BSIMPLE_MARK = "magenta"  # vertical mark at the measured B_simple
 MISSED = "red"  # a batch size no lr of which reached the target: ▴ at the top edge
-REGIME_COLORS = {answer.PERFECT: "rgb(95,215,95)", answer.DIMINISHING: "rgb(255,215,0)",
-                 answer.NO_GAIN: "rgb(255,95,95)"}
+REGIME_COLORS = {
+    answer.PERFECT: "rgb(95,215,95)",
+    answer.DIMINISHING: "rgb(255,215,0)",
+    answer.NO_GAIN: "rgb(255,95,95)",
+}
 TIE_COLOR = "rgb(135,175,255)"
 RULE_COLOR = "rgb(255,135,0)"
 # The matrix's colour scale, best to worst (in log for time and steps), and its statuses.
 SCALE = ("rgb(95,215,95)", "rgb(175,215,95)", "rgb(215,215,95)", "rgb(255,175,95)", "rgb(255,135,95)")
-STATUS_COLORS = {"diverged": "bold red", "collapsed": "bold magenta", "running": "cyan", answer.NOT_REACHED: "dim"}
+STATUS_COLORS = {
+    "diverged": "bold red",
+    "collapsed": "bold magenta",
+    "running": "cyan",
+    answer.NOT_REACHED: "dim",
+}
 
 
 # -- what is known now, per arm ---------------------------------------------------------
@@ -88,16 +97,27 @@ def _rows(state: SweepState) -> list[dict[str, Any]]:
     its last epoch's training loss (the matrix's final-loss metric)."""
     rows = []
     for r in state.run_list():
-        if r.run in state.branch_runs:  # measured apart (the report's branched B_crit), not points of the grid
+        if (
+            r.run in state.branch_runs
+        ):  # measured apart (the report's branched B_crit), not points of the grid
             continue
         losses = [e.train_loss for e in r.epochs if e.train_loss is not None]
         loss = {"final_train_loss": losses[-1]} if losses else {}
         if r.summary:
             rows.append({**r.summary, **loss})
         else:
-            rows.append({"run": r.run, "batch_size": r.batch_size, "lr": r.lr, "seed": r.seed, "variant": r.variant,
-                         "status": r.status if r.status in ("waiting", "running") else "running",
-                         "best_test_acc": r.best_acc, **loss})
+            rows.append(
+                {
+                    "run": r.run,
+                    "batch_size": r.batch_size,
+                    "lr": r.lr,
+                    "seed": r.seed,
+                    "variant": r.variant,
+                    "status": r.status if r.status in ("waiting", "running") else "running",
+                    "best_test_acc": r.best_acc,
+                    **loss,
+                }
+            )
     return rows
 
 
@@ -118,7 +138,9 @@ def arms_of(state: SweepState) -> dict[str, Arm]:
             a = variants.get(name) if isinstance(variants, dict) else (finished if not name else None)
         else:
             a = None
-        if rows and (not isinstance(a, dict) or "b_crit" not in a):  # live, or from before the B_crit interval
+        if rows and (
+            not isinstance(a, dict) or "b_crit" not in a
+        ):  # live, or from before the B_crit interval
             a = analyse(rows, *_base(state.config, overrides.get(name)))
         unfinished = sum(1 for r in rows if r.get("status") in answer.UNFINISHED)
         out[name] = Arm(name, a, lr_points(rows) if rows else list(a.get("points") or []), unfinished)
@@ -152,8 +174,10 @@ def matrix_text(arm: Arm, metric: str, width: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     seeds = max((c.seeds for c in m.cells.values()), default=1)
     text.append(f"{answer.METRIC_NAMES[metric]}", style="bold")
-    text.append(f"{' · ±sd of ' + str(seeds) + ' seeds' if seeds > 1 else ''} · ▸ row best"
-                " · ★ answer · m: metric\n", style="dim")
+    text.append(
+        f"{' · ±sd of ' + str(seeds) + ' seeds' if seeds > 1 else ''} · ▸ row best · ★ answer · m: metric\n",
+        style="dim",
+    )
     if not m.cells:
         text.append("no run of this sweep has a batch size and an lr yet")
         return text
@@ -181,8 +205,11 @@ def matrix_text(arm: Arm, metric: str, width: int) -> Text:
             mark = "★" if top else ("▸" if best else " ")
             cell = f"{mark}{label}"
             if c is None or c.value is None:
-                style = STATUS_COLORS.get(c.status if c else "", "dim") if metric != "status" or c is None else \
-                    STATUS_COLORS.get(c.status, "green" if c.status == "reached" else "dim")
+                style = (
+                    STATUS_COLORS.get(c.status if c else "", "dim")
+                    if metric != "status" or c is None
+                    else STATUS_COLORS.get(c.status, "green" if c.status == "reached" else "dim")
+                )
             else:
                 style = _scale_color(c.value, *rng, metric) if rng else ""
             if top:
@@ -226,7 +253,9 @@ def _marker(x: float, y: float, color: str, xdot: float, ydot: float) -> list[Li
     ]
 
 
-def _dot_sizes(xlim: tuple[float, float], ylim: tuple[float, float], width: int, height: int) -> tuple[float, float]:
+def _dot_sizes(
+    xlim: tuple[float, float], ylim: tuple[float, float], width: int, height: int
+) -> tuple[float, float]:
     cw, ch = max(2, width - 7), max(1, height - 4)  # canvas cells, about (tick labels, frame)
     return (xlim[1] - xlim[0]) / (2 * cw), (ylim[1] - ylim[0]) / (4 * ch)
 
@@ -240,13 +269,23 @@ def _colors(n: int) -> list[tuple[str, str]]:
 
 def _empty(title: str, xlim: tuple[float, float] | None, width: int, message: str) -> Chart:
     """A plot with nothing to draw: the batch sizes' axis if there are any, no invented y axis."""
-    return Chart(title=title, lines=[], xlim=xlim or (0.0, 1.0), ylim=(0.0, 1.0),
-                 xticks=log_ticks(*xlim, max(2, width // 8)) if xlim else [], yticks=[], message=message,
-                 xlabel="batch" if xlim else "")
+    return Chart(
+        title=title,
+        lines=[],
+        xlim=xlim or (0.0, 1.0),
+        ylim=(0.0, 1.0),
+        xticks=log_ticks(*xlim, max(2, width // 8)) if xlim else [],
+        yticks=[],
+        message=message,
+        xlabel="batch" if xlim else "",
+    )
 
 
-CURVE_TITLES = {"steps": "steps to target vs batch", "samples": "samples to target vs batch",
-                "time": "time to target alone (s) vs batch"}
+CURVE_TITLES = {
+    "steps": "steps to target vs batch",
+    "samples": "samples to target vs batch",
+    "time": "time to target alone (s) vs batch",
+}
 
 
 def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Chart:
@@ -258,8 +297,14 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
     title = CURVE_TITLES[what]
     key = {"steps": "steps", "samples": "samples", "time": "time_s"}[what]
     all_b = [p.batch_size for arm in arms.values() for p in arm.curve.points]
-    values = [v for arm in arms.values() for p in arm.curve.points if p.reached
-              for v in (getattr(p, key), getattr(p, f"{key}_lo")) if _num(v) and v > 0]
+    values = [
+        v
+        for arm in arms.values()
+        for p in arm.curve.points
+        if p.reached
+        for v in (getattr(p, key), getattr(p, f"{key}_lo"))
+        if _num(v) and v > 0
+    ]
     xlim = _limits([float(b) for b in all_b])
     ylim = _limits(values)
     if xlim is None or ylim is None:
@@ -303,16 +348,26 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
         for p in arm.curve.points:
             if p.regime == answer.NOT_REACHED:
                 glyphs.append((math.log10(p.batch_size), ylim[1] - ydot, "▴", MISSED))
-    return Chart(title=title, lines=lines, xlim=xlim, ylim=ylim, xticks=log_ticks(*xlim, max(2, width // 8)),
-                 yticks=log_ticks(*ylim, max(2, (height - 4) // 2)), vlines=vlines, points=glyphs,
-                 xlabel="batch")
+    return Chart(
+        title=title,
+        lines=lines,
+        xlim=xlim,
+        ylim=ylim,
+        xticks=log_ticks(*xlim, max(2, width // 8)),
+        yticks=log_ticks(*ylim, max(2, (height - 4) // 2)),
+        vlines=vlines,
+        points=glyphs,
+        xlabel="batch",
+    )
 
 
 def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
     """The lr rule measured: best lr per batch size (+) with its tie band (│), the fitted rule through
     them with its 95% band; the x axis spans every batch size run, the y axis every lr tried."""
     all_b = [float(p["batch_size"]) for arm in arms.values() for p in arm.points]
-    all_lr = [float(p["lr"]) for arm in arms.values() for p in arm.points if _num(p.get("lr")) and p["lr"] > 0]
+    all_lr = [
+        float(p["lr"]) for arm in arms.values() for p in arm.points if _num(p.get("lr")) and p["lr"] > 0
+    ]
     xlim, ylim = _limits(all_b), _limits(all_lr)
     title = "best lr vs batch (lr rule)"
     if xlim is None or ylim is None:
@@ -327,8 +382,14 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
             lines.append(Line(xs, np.log10([lo for *_, lo, _ in arm.rule_band]), BAND_COLOR))
             lines.append(Line(xs, np.log10([hi for *_, hi in arm.rule_band]), BAND_COLOR))
             label = f"rule B^{rule.slope:.2f} {name}".strip()
-            lines.append(Line(xs, np.log10([lr for _, lr, _, _ in arm.rule_band]),
-                              RULE_COLOR if len(arms) == 1 else color, label))
+            lines.append(
+                Line(
+                    xs,
+                    np.log10([lr for _, lr, _, _ in arm.rule_band]),
+                    RULE_COLOR if len(arms) == 1 else color,
+                    label,
+                )
+            )
         for p in rule.best:
             best_any = True
             x = math.log10(p.batch_size)
@@ -337,13 +398,29 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
             lines += _marker(x, math.log10(p.lr), color, xdot, ydot)
     legend: list[tuple[str, str, bool]] = [(line.label, line.color, False) for line in lines if line.label]
     if best_any:
-        legend = [("best lr", _colors(len(arms))[0][0], False), ("ties", TIE_COLOR, False), *legend,
-                  ("95% band", BAND_COLOR, False)]
-    return Chart(title=title, lines=lines, xlim=xlim, ylim=ylim, xticks=log_ticks(*xlim, max(2, width // 8)),
-                 yticks=log_ticks(*ylim, max(2, (height - 4) // 2)), legend=legend,
-                 xlabel="batch", message="" if best_any else (
-                     "no best lr yet" if any(arm.unfinished for arm in arms.values())
-                     else "no best lr: no lr reached the target"))
+        legend = [
+            ("best lr", _colors(len(arms))[0][0], False),
+            ("ties", TIE_COLOR, False),
+            *legend,
+            ("95% band", BAND_COLOR, False),
+        ]
+    return Chart(
+        title=title,
+        lines=lines,
+        xlim=xlim,
+        ylim=ylim,
+        xticks=log_ticks(*xlim, max(2, width // 8)),
+        yticks=log_ticks(*ylim, max(2, (height - 4) // 2)),
+        legend=legend,
+        xlabel="batch",
+        message=""
+        if best_any
+        else (
+            "no best lr yet"
+            if any(arm.unfinished for arm in arms.values())
+            else "no best lr: no lr reached the target"
+        ),
+    )
 
 
 # -- the facts in words -------------------------------------------------------------------
@@ -378,7 +455,7 @@ def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
             for head in heads:
                 if head and line.startswith(head):
                     text.append(head, style="bold")
-                    line = line[len(head):]
+                    line = line[len(head) :]
                     break
             text.append(line)
         fit = a.get("b_crit") or {}
@@ -386,8 +463,10 @@ def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
             text.append("\n")
             text.append("B_crit ", style="bold")
             text.append(sig(fit["B_crit"]), style=f"bold {BCRIT_MARK}")
-            text.append(f" (95% {sig(fit.get('B_crit_lo'))}–{sig(fit.get('B_crit_hi'))}) · S_min "
-                        f"{sig(fit.get('S_min'))} steps · E_min {sig(fit.get('E_min'))} samples")
+            text.append(
+                f" (95% {sig(fit.get('B_crit_lo'))}–{sig(fit.get('B_crit_hi'))}) · S_min "
+                f"{sig(fit.get('S_min'))} steps · E_min {sig(fit.get('E_min'))} samples"
+            )
         best_runs = [f"bs {p['batch_size']} lr {setting(p['lr'])}" for p in a["best"] if _num(p.get("lr"))]
         if best_runs:
             text.append("\n")

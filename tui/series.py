@@ -4,6 +4,7 @@ Kept apart from the sweep model (state.py) because it is where the numbers live:
 values arrive in blocks, the debiased EMA and the min/max summaries follow them
 incrementally, so nothing on screen costs time proportional to the run's length.
 """
+
 from __future__ import annotations
 
 import math

@@ -8,10 +8,10 @@ shard has finished. Shards that appear later (a job array starting node by node)
 come. Controls go to every live shard through its own control file. A shard rewritten by `resume` makes
 the whole view start again from the top (FEED_RESET), as for one run directory.
 """
+
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from trainer.runlog import EVENTS, Event, lock_status
@@ -27,7 +27,9 @@ class ShardedFeed:
 
     live = False
 
-    def __init__(self, root: str, poll_s: float = 0.25, follow: bool = True, watch_trainer: bool = False) -> None:
+    def __init__(
+        self, root: str, poll_s: float = 0.25, follow: bool = True, watch_trainer: bool = False
+    ) -> None:
         self.run_dir = str(root)
         self.poll_s = poll_s
         self.follow = follow
@@ -68,7 +70,9 @@ class ShardedFeed:
         if reset:  # a shard was rewritten (resumed): every shard is read again from its start
             self._rebuild()
             out.append(FEED_RESET)
-            batches = {i: [e for e in f.read(0) if isinstance(e, dict)] for i, f in sorted(self.feeds.items())}
+            batches = {
+                i: [e for e in f.read(0) if isinstance(e, dict)] for i, f in sorted(self.feeds.items())
+            }
         out.extend(self._merge(batches))
         self._describe()
         if len(out) == int(reset) and timeout > 0:
@@ -80,12 +84,16 @@ class ShardedFeed:
             return FeedEnd("closed")
         if self.plan is None or not all(f.reader.at_end for f in self.feeds.values()):
             return None
-        if self.follows_trainer and any(f.trainer.get("state") in ("live", "starting") for f in self.feeds.values()):
+        if self.follows_trainer and any(
+            f.trainer.get("state") in ("live", "starting") for f in self.feeds.values()
+        ):
             return None
         if self.merger is not None and self.merger.all_finished:
             return FeedEnd("finished")
         if not self.follow:
-            return FeedEnd("finished", "the sweep did not finish in this run directory (not every shard finished)")
+            return FeedEnd(
+                "finished", "the sweep did not finish in this run directory (not every shard finished)"
+            )
         return None
 
     @property
@@ -129,7 +137,9 @@ class ShardedFeed:
                 continue
             if not self.follows_trainer and not (path / EVENTS).is_file():
                 continue  # a plain replay reads event files that are there
-            feed = ReplayFeed(str(path), poll_s=self.poll_s, follow=self.follow, watch_trainer=self.follows_trainer)
+            feed = ReplayFeed(
+                str(path), poll_s=self.poll_s, follow=self.follow, watch_trainer=self.follows_trainer
+            )
             feed.start()
             self.feeds[index] = feed
 
@@ -159,8 +169,9 @@ class ShardedFeed:
     def _describe(self) -> None:
         """The status line: how many shards train, and the first shard that needs the user, with its command."""
         if self.plan is None:
-            self.watch = StatusLine(f"no shard of {self.run_dir} has started yet (no shard.json under shards/)",
-                                    Severity.MUTED)
+            self.watch = StatusLine(
+                f"no shard of {self.run_dir} has started yet (no shard.json under shards/)", Severity.MUTED
+            )
             return
         live = self._live
         problems = shard_problems(self.run_dir, self.plan, self.ended_status, live)
@@ -182,4 +193,3 @@ class ShardedFeed:
         if self.follows_trainer:
             return {i for i, f in self.feeds.items() if f.trainer.get("state") in ("live", "starting")}
         return self._locked
-

@@ -5,6 +5,7 @@ The trainer splits a run's batch into k chunks only where k divides it (trainer.
 the others train on plain. So `+`/`-` step through the k that divide at least one batch size still to
 train, and `s` says which batch sizes switched and which stay plain, in one message.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -41,10 +42,18 @@ def split_outcome(k: int, batch_sizes: Iterable[int]) -> tuple[str, bool, bool]:
     takes = [b for b in sizes if b % k == 0]
     plain = [b for b in sizes if b % k != 0]
     if not takes:
-        return (f"split ÷{k}: {k} divides none of the batch sizes left to train ({', '.join(map(str, sizes))}), "
-                "so nothing switched; +/- pick a k that divides one", False, True)
+        return (
+            f"split ÷{k}: {k} divides none of the batch sizes left to train ({', '.join(map(str, sizes))}), "
+            "so nothing switched; +/- pick a k that divides one",
+            False,
+            True,
+        )
     if not plain:
         return f"split ÷{k} on for {_sizes(takes)}", False, False
     them = "it" if len(plain) == 1 else "them"
-    return (f"split ÷{k} on for {_sizes(takes)}; {_sizes(plain)} stay{'s' if len(plain) == 1 else ''} plain "
-            f"({k} does not divide {them})", True, False)
+    return (
+        f"split ÷{k} on for {_sizes(takes)}; {_sizes(plain)} stay{'s' if len(plain) == 1 else ''} plain "
+        f"({k} does not divide {them})",
+        True,
+        False,
+    )

@@ -7,6 +7,7 @@ no torch: tests drive it directly.
 Events from a file may be foreign or damaged; `apply` never raises on a bad event,
 it counts it in `SweepState.skipped` (shown in the UI) and moves on.
 """
+
 from __future__ import annotations
 
 import math
@@ -134,7 +135,11 @@ class SweepState:
         config's split_backward (k is 0 where neither names one)."""
         k = self.split_requested
         if not k:
-            cfg = self.config.get("split_backward") if isinstance(self.config.get("split_backward"), dict) else {}
+            cfg = (
+                self.config.get("split_backward")
+                if isinstance(self.config.get("split_backward"), dict)
+                else {}
+            )
             chunks = cfg.get("chunks")
             chunks = chunks if isinstance(chunks, int) and not isinstance(chunks, bool) else 0
             return (bool(cfg.get("enabled")) and chunks > 1, chunks if chunks > 1 else 0)
@@ -232,20 +237,20 @@ def _on_losses(s: SweepState, e: Event) -> None:
 def _on_epoch_end(s: SweepState, e: Event) -> None:
     run = s._run(e)
     record = EpochRecord(
-            epoch=int(e["epoch"]),
-            iters=int(e.get("iters") or 0),
-            samples=int(e.get("samples") or 0),
-            wall_s=opt_float(e.get("wall_s")),
-            compute_s=opt_float(e.get("compute_s")),
-            data_s=opt_float(e.get("data_s")),
-            train_loss=opt_float(e.get("train_loss")),
-            test_loss=opt_float(e.get("test_loss")),
-            test_acc=opt_float(e.get("test_acc")),
-            samples_per_s=opt_float(e.get("samples_per_s")),
-            total_iters=int(e["total_iters"]) if isinstance(e.get("total_iters"), int) else None,
-            loss_diff_std=opt_float(e.get("loss_diff_std")),
-            grad_cos=opt_float(e.get("grad_cos")),
-            b_simple=opt_float(e.get("b_simple")),
+        epoch=int(e["epoch"]),
+        iters=int(e.get("iters") or 0),
+        samples=int(e.get("samples") or 0),
+        wall_s=opt_float(e.get("wall_s")),
+        compute_s=opt_float(e.get("compute_s")),
+        data_s=opt_float(e.get("data_s")),
+        train_loss=opt_float(e.get("train_loss")),
+        test_loss=opt_float(e.get("test_loss")),
+        test_acc=opt_float(e.get("test_acc")),
+        samples_per_s=opt_float(e.get("samples_per_s")),
+        total_iters=int(e["total_iters"]) if isinstance(e.get("total_iters"), int) else None,
+        loss_diff_std=opt_float(e.get("loss_diff_std")),
+        grad_cos=opt_float(e.get("grad_cos")),
+        b_simple=opt_float(e.get("b_simple")),
     )
     run.epochs.append(record)
     iters = record.total_iters or sum(ep.iters for ep in run.epochs)
@@ -260,8 +265,15 @@ def _on_evaluation(s: SweepState, e: Event) -> None:
     iters, samples = e["iter"], e["samples"]
     if not isinstance(iters, int) or not isinstance(samples, int):
         raise TypeError("iter and samples must be integers")
-    s._run(e).add_eval(EvalPoint(iters, samples, opt_float(e.get("test_acc")), opt_float(e.get("test_loss")),
-                                 event_eval_set(e) or HEAD))
+    s._run(e).add_eval(
+        EvalPoint(
+            iters,
+            samples,
+            opt_float(e.get("test_acc")),
+            opt_float(e.get("test_loss")),
+            event_eval_set(e) or HEAD,
+        )
+    )
 
 
 def _on_mode_changed(s: SweepState, e: Event) -> None:
@@ -286,8 +298,11 @@ def _on_target_reached(s: SweepState, e: Event) -> None:
     if first:
         acc = opt_float(e.get("test_acc"))
         at = f" at iteration {e['iter']:,}" if isinstance(e.get("iter"), int) else ""
-        s.alerts.append(Alert("target", run.run, f"reached {pct(acc)}{at}" if acc is not None
-                              else f"reached the target{at}"))
+        s.alerts.append(
+            Alert(
+                "target", run.run, f"reached {pct(acc)}{at}" if acc is not None else f"reached the target{at}"
+            )
+        )
 
 
 def _on_run_finished(s: SweepState, e: Event) -> None:
@@ -325,9 +340,13 @@ def _on_startup(s: SweepState, e: Event) -> None:
 
 def _on_noise_probe(s: SweepState, e: Event) -> None:
     readings = e.get("b_simple_readings")
-    s._run(e).probe = NoiseWindow(opt_float(e.get("b_simple")), opt_float(e.get("b_simple_lo")),
-                                  opt_float(e.get("b_simple_hi")), opt_float(e.get("b_simple_undefined")),
-                                  readings if isinstance(readings, int) else 0)
+    s._run(e).probe = NoiseWindow(
+        opt_float(e.get("b_simple")),
+        opt_float(e.get("b_simple_lo")),
+        opt_float(e.get("b_simple_hi")),
+        opt_float(e.get("b_simple_undefined")),
+        readings if isinstance(readings, int) else 0,
+    )
 
 
 def _on_paused(s: SweepState, e: Event) -> None:

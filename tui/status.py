@@ -3,6 +3,7 @@
 The app used to decide how alarming a line was by searching its Rich style for "red"; here the
 severity is data, the style is derived from it, and tests call `status_line` directly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from enum import Enum
 from rich.text import Text
 
 from trainer.commands import trainer_command
+
 
 class Severity(str, Enum):
     """How much a status line asks for attention (and the toast level it maps to)."""
@@ -82,7 +84,9 @@ def status_line(s: StatusInputs) -> StatusLine:
         # Live, what it found: the scaling view (the report command is in the finish toast and the exit
         # words: the line has no room for it on 80 columns; a replay's footer names c).
         report = " · c scaling" if s.live and s.sweep_status in ("done", "stopped") else ""
-        return StatusLine(f"{prefix}sweep {s.sweep_status}", severity, why + report + (" · r restarts" if s.live else ""))
+        return StatusLine(
+            f"{prefix}sweep {s.sweep_status}", severity, why + report + (" · r restarts" if s.live else "")
+        )
     if not s.live and s.watch is not None:
         if s.paused and s.started and s.watch.severity is Severity.INFO:  # attached to a live, paused trainer
             return StatusLine("⏸ paused · p resumes", Severity.WARNING, f" · {s.watch.plain}")

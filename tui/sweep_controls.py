@@ -4,6 +4,7 @@ A mixin of the app (tui.app.BstuiApp), kept apart so the app stays about drawing
 events: these methods talk to the trainer through the feed and start or replace feeds.
 Stopping a trainer can take a second or two, so restart and quit do it in a thread.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -14,7 +15,6 @@ from textual.widgets import Switch
 from tui.detach import ExitAction
 from tui.feed import Feed, LiveFeed
 from tui.split_choice import split_outcome, step_chunks
-
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,
@@ -32,7 +32,9 @@ class SweepControls(_Base):
             return True
         if self.feed is not None and getattr(self.feed, "controllable", False):
             return True  # attached to a live trainer: its run directory's control file reaches it
-        why = "a recorded run directory cannot be controlled" if not self.live else "the trainer is not running"
+        why = (
+            "a recorded run directory cannot be controlled" if not self.live else "the trainer is not running"
+        )
         self.notify(f"{what}: {why}.", severity="warning")
         return False
 
@@ -41,7 +43,9 @@ class SweepControls(_Base):
             if self.screen.query("#split"):
                 self.screen.query_one("#split", Switch).toggle()
             else:
-                self.notify("split-backward: the switch is on the main view (c goes back to it).", severity="warning")
+                self.notify(
+                    "split-backward: the switch is on the main view (c goes back to it).", severity="warning"
+                )
 
     def _batch_sizes_left(self) -> list[int]:
         """The batch sizes still to train (all of the sweep's once none is left)."""
@@ -71,8 +75,12 @@ class SweepControls(_Base):
         """+/-: the next k that divides a batch size still to train; at either end, say so."""
         k = step_chunks(self.chunks, delta, self._batch_sizes_left())
         if k == self.chunks:
-            self.notify(f"k {k} is the {'largest' if delta > 0 else 'smallest'} chunk count that divides a batch "
-                        "size of this sweep.", title="split-backward", timeout=3)
+            self.notify(
+                f"k {k} is the {'largest' if delta > 0 else 'smallest'} chunk count that divides a batch "
+                "size of this sweep.",
+                title="split-backward",
+                timeout=3,
+            )
         self.chunks = k
 
     def action_pause(self) -> None:
@@ -89,8 +97,12 @@ class SweepControls(_Base):
         if error:
             self.notify(error, title="control refused", severity="error")
         elif not getattr(self.feed, "live", False) and self.state.controls_problem:
-            self.notify(f"the trainer may not hear this: its controls stopped working "
-                        f"({self.state.controls_problem})", title="control refused", severity="error")
+            self.notify(
+                f"the trainer may not hear this: its controls stopped working "
+                f"({self.state.controls_problem})",
+                title="control refused",
+                severity="error",
+            )
 
     def action_restart(self) -> None:
         """Live: stop this sweep (off the UI thread) and start a fresh one. Replay: read again."""
@@ -125,7 +137,11 @@ class SweepControls(_Base):
             return
         if feed.live:
             if self.feed_end is not None or self.state.finished or not self.state.run_dir:
-                why = "the sweep has not started yet" if not self.state.run_dir else "the trainer is not running"
+                why = (
+                    "the sweep has not started yet"
+                    if not self.state.run_dir
+                    else "the trainer is not running"
+                )
                 self.notify(f"detach: {why}.", severity="warning")
                 return
             feed.leave()
@@ -135,7 +151,9 @@ class SweepControls(_Base):
             self.exit_action = ExitAction.LEFT
             self.exit(0)
         else:
-            self.notify("detach: a recorded run directory has no trainer to leave running.", severity="warning")
+            self.notify(
+                "detach: a recorded run directory has no trainer to leave running.", severity="warning"
+            )
 
     def _stop_on_quit(self) -> ExitAction:
         """q: stop the sweep. The app's own trainer is asked and left to finish its clean stop alone

@@ -6,6 +6,7 @@ starts without it, and a machine without the library, the driver or a GPU gets a
 saying so instead of numbers. `FakeNvml` stands in for the library in tests; it has the
 same functions, so the real reading code runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,7 +73,10 @@ class Nvml:
             try:
                 import pynvml as lib  # on first reading only: the app must start without it
             except ImportError:
-                self.note, self.short = "GPU: nvidia-ml-py is not installed (pip install nvidia-ml-py)", "no NVML"
+                self.note, self.short = (
+                    "GPU: nvidia-ml-py is not installed (pip install nvidia-ml-py)",
+                    "no NVML",
+                )
                 return False
         try:
             lib.nvmlInit()
@@ -95,16 +99,18 @@ class Nvml:
         lib = self._lib
         out = []
         for i, (h, name) in enumerate(zip(self._handles or [], self._names)):
-            out.append(GpuStat(
-                index=i,
-                name=name,
-                util=_try(lambda: float(lib.nvmlDeviceGetUtilizationRates(h).gpu)),
-                mem_used=_try(lambda: int(lib.nvmlDeviceGetMemoryInfo(h).used)),
-                mem_total=_try(lambda: int(lib.nvmlDeviceGetMemoryInfo(h).total)),
-                power_w=_try(lambda: lib.nvmlDeviceGetPowerUsage(h) / 1000.0),
-                power_limit_w=_try(lambda: lib.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0),
-                temp_c=_try(lambda: float(lib.nvmlDeviceGetTemperature(h, 0))),  # 0: NVML_TEMPERATURE_GPU
-            ))
+            out.append(
+                GpuStat(
+                    index=i,
+                    name=name,
+                    util=_try(lambda: float(lib.nvmlDeviceGetUtilizationRates(h).gpu)),
+                    mem_used=_try(lambda: int(lib.nvmlDeviceGetMemoryInfo(h).used)),
+                    mem_total=_try(lambda: int(lib.nvmlDeviceGetMemoryInfo(h).total)),
+                    power_w=_try(lambda: lib.nvmlDeviceGetPowerUsage(h) / 1000.0),
+                    power_limit_w=_try(lambda: lib.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0),
+                    temp_c=_try(lambda: float(lib.nvmlDeviceGetTemperature(h, 0))),  # 0: NVML_TEMPERATURE_GPU
+                )
+            )
         return out
 
 
@@ -210,9 +216,16 @@ class LiveSystem:
         gpus = tuple(self.nvml.read())
         rss = self.host.rss(pid) if pid is not None else None
         note = "" if rss is not None else ("trainer: not running here" if pid is None else "trainer: gone")
-        return SystemSnapshot(gpus=gpus, gpu_note=self.nvml.note if not gpus else "",
-                              gpu_short=self.nvml.short if not gpus else "", cpu_pct=self.host.cpu_pct(),
-                              load1=self.host.load1(), cores=os.cpu_count(), trainer_rss=rss, trainer_note=note)
+        return SystemSnapshot(
+            gpus=gpus,
+            gpu_note=self.nvml.note if not gpus else "",
+            gpu_short=self.nvml.short if not gpus else "",
+            cpu_pct=self.host.cpu_pct(),
+            load1=self.host.load1(),
+            cores=os.cpu_count(),
+            trainer_rss=rss,
+            trainer_note=note,
+        )
 
 
 @dataclass

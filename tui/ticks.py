@@ -4,6 +4,7 @@ Pure (no numpy, no Textual): the chart builder asks for at most N ticks in a ran
 round positions and labels that all carry the same number of decimals, so a column of ticks
 reads "2.26 2.28 2.30", never "2.35 2.33 2.3 2.27". An empty range gets no ticks at all.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Pure: the main screen holds a `View`, each key replaces it with the next one, and the loss
 grid draws from it. Nothing here knows about Textual.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

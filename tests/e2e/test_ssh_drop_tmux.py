@@ -4,6 +4,7 @@ keeps writing its run directory; `bstui --attach` shows it live; p records `paus
 `mode_changed`; q stops it cleanly (runs stopped, sweep_finished, summary.csv, no lock).
 Needs tmux (skipped without it, except in CI where it must be there) and the trainer (torch).
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import os
 import re
 import shlex
 import signal
-import time
 
 import pytest
 
@@ -52,12 +52,18 @@ def test_an_ssh_drop_leaves_the_sweep_training_and_attach_controls_and_stops_it(
         try:
             attach.wait_screen(rf"attached · trainer pid {trainer}", timeout=60)
             attach("send-keys", "-t", "app", "p")
-            wait_until(lambda: any(e["type"] == "paused" and e["paused"] for e in events(run_dir)), "paused recorded")
+            wait_until(
+                lambda: any(e["type"] == "paused" and e["paused"] for e in events(run_dir)), "paused recorded"
+            )
             attach("send-keys", "-t", "app", "p")
-            wait_until(lambda: any(e["type"] == "paused" and not e["paused"] for e in events(run_dir)),
-                       "resumed recorded")
+            wait_until(
+                lambda: any(e["type"] == "paused" and not e["paused"] for e in events(run_dir)),
+                "resumed recorded",
+            )
             attach("send-keys", "-t", "app", "s")
-            wait_until(lambda: any(e["type"] == "mode_changed" for e in events(run_dir)), "mode_changed recorded")
+            wait_until(
+                lambda: any(e["type"] == "mode_changed" for e in events(run_dir)), "mode_changed recorded"
+            )
             attach("send-keys", "-t", "app", "q")
             screen = attach.wait_screen(r"ATTACH-EXIT=0", timeout=30)
             said = re.sub(r"\s+", "", screen)  # the words wrap at the pane's width

@@ -4,6 +4,7 @@ Watch the table fill, press `s` and find the switch recorded in events.jsonl, pr
 `q`, and check that no process of the app's tree is left. Needs tmux (skipped
 without it, except in CI where it must be there) and the trainer (torch).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,21 @@ TMUX = shutil.which("tmux")
 if TMUX is None:
     if os.environ.get("CI"):
         pytest.fail("tmux is required for the end-to-end test in CI (apt-get install tmux)", pytrace=False)
-    pytest.skip("tmux is not installed (the end-to-end test drives bstui inside tmux)", allow_module_level=True)
+    pytest.skip(
+        "tmux is not installed (the end-to-end test drives bstui inside tmux)", allow_module_level=True
+    )
 
 SWEEP = [
-    "--set", 'data.dataset="synthetic-digits"',
-    "--set", "data.train_samples=2000",
-    "--set", "data.test_samples=500",
-    "--set", "sweep.batch_sizes=[50,500]",
-    "--set", "sweep.epochs=2",
+    "--set",
+    'data.dataset="synthetic-digits"',
+    "--set",
+    "data.train_samples=2000",
+    "--set",
+    "data.test_samples=500",
+    "--set",
+    "sweep.batch_sizes=[50,500]",
+    "--set",
+    "sweep.epochs=2",
 ]
 # Training a row takes seconds on an idle CPU; a shared CI box may be much slower.
 TIMEOUT_S = 240
@@ -123,7 +131,9 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
     shell = f"cd {shlex.quote(str(tmp_path))} && TERM=xterm-256color {line}; echo BSTUI-EXIT=$?; sleep 120"
     tmux = Tmux(f"bstui-e2e-{os.getpid()}")
     env_path = f"PYTHONPATH={shlex.quote(str(ROOT))}"
-    tmux("new-session", "-d", "-s", "app", "-x", "100", "-y", "30", f"{env_path} bash -c {shlex.quote(shell)}")
+    tmux(
+        "new-session", "-d", "-s", "app", "-x", "100", "-y", "30", f"{env_path} bash -c {shlex.quote(shell)}"
+    )
     try:
         pane_pid = int(tmux("display", "-p", "-t", "app", "#{pane_pid}").strip())
         # The table fills: both rows running with a loss value.

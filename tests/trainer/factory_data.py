@@ -1,6 +1,7 @@
 """Factories of the user's own datasets, for tests/trainer/test_data_factory.py (data.dataset =
 "tests.trainer.factory_data:NAME"): 32x32 colour tensors of 4 classes, Datasets of small grey images,
 and the mistakes a user makes."""
+
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,9 @@ def _colour(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 3, 32, 32, generator=g)
     y = torch.randint(0, 4, (n,), generator=g)
-    x[torch.arange(n), y % 3] += 0.5 * (1 + (y // 3)).unsqueeze(1).unsqueeze(2).float()  # learnable: a bright channel
+    x[torch.arange(n), y % 3] += (
+        0.5 * (1 + (y // 3)).unsqueeze(1).unsqueeze(2).float()
+    )  # learnable: a bright channel
     return x, y
 
 
@@ -44,5 +47,11 @@ def raises():
 
 def colour_cnn(classes: int = 4) -> nn.Module:
     """A small CNN with batch norm for the colour tensors (logits)."""
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(8, classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, classes),
+    )

@@ -1,5 +1,6 @@
 """Factories that misbehave, for tests/trainer/test_factory_guard.py: data holding NaN or infinity, a
 factory that calls sys.exit, one that takes its time."""
+
 from __future__ import annotations
 
 import sys

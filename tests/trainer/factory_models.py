@@ -1,5 +1,6 @@
 """Factories of the user's own models, for tests/trainer/test_model_factory.py (model.name =
 "tests.trainer.factory_models:NAME"): a working one, and one of each mistake a user makes."""
+
 from __future__ import annotations
 
 import torch

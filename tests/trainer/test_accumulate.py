@@ -1,4 +1,5 @@
 """Gradient accumulation: micro-batch steps equal unsplit steps, in isolation and in a sweep."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,9 @@ from trainer.accumulate import (
     suggest_micro_batch,
 )
 from trainer.config import Config, ConfigError, OptimConfig, load_config
-from trainer.runlog import Emitter, ListSink
 from trainer.models import build_model
 from trainer.optim import build_optimizer
+from trainer.runlog import Emitter, ListSink
 from trainer.split import plain_step, split_step
 from trainer.sweep import run_sweep
 
@@ -58,7 +59,9 @@ def test_accumulated_steps_equal_unsplit_steps(optim, lr, n, micro):
         assert micro_loss.item() == pytest.approx(whole_loss.item(), rel=1e-12, abs=0)
     for a, b in zip(_params(whole_model), _params(micro_model)):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
-    assert not torch.allclose(_params(whole_model)[0], _model_opt(optim, lr)[0].conv1.weight.detach())  # it moved
+    assert not torch.allclose(
+        _params(whole_model)[0], _model_opt(optim, lr)[0].conv1.weight.detach()
+    )  # it moved
 
 
 def test_split_backward_with_micro_batches_equals_split_backward():
@@ -73,8 +76,10 @@ def test_split_backward_with_micro_batches_equals_split_backward():
         assert torch.allclose(p, q, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize(("batch", "tried", "expected"), [(60000, 60000, 15000), (6000, 6000, 1500),
-                                                          (60000, 15000, 3750), (7, 7, 0), (1, 1, 0), (96, 96, 24)])
+@pytest.mark.parametrize(
+    ("batch", "tried", "expected"),
+    [(60000, 60000, 15000), (6000, 6000, 1500), (60000, 15000, 3750), (7, 7, 0), (1, 1, 0), (96, 96, 24)],
+)
 def test_suggested_micro_batch_divides_the_batch_and_is_a_quarter_or_less(batch, tried, expected):
     assert suggest_micro_batch(batch, tried) == expected
 
@@ -87,7 +92,10 @@ def test_micro_batch_must_divide_the_batch_sizes_larger_than_it():
         load_config(None, ["sweep.batch_sizes=[6,60,600]", "sweep.micro_batch=25"])
     message = str(info.value)
     assert "sweep.micro_batch: 25 must divide every batch size larger than it" in message
-    assert "does not divide 60 (sweep.batch_sizes)" in message and "micro-batch sizes that do: 20, 15, 12, 10" in message
+    assert (
+        "does not divide 60 (sweep.batch_sizes)" in message
+        and "micro-batch sizes that do: 20, 15, 12, 10" in message
+    )
     # 6 is smaller than the micro-batch: it runs whole, so it need not be a multiple.
     assert load_config(None, ["sweep.batch_sizes=[6,60,600]", "sweep.micro_batch=20"]).sweep.micro_batch == 20
 
@@ -132,7 +140,9 @@ def test_a_sweep_with_micro_batches_trains_like_one_without(tiny_config):
 @pytest.mark.usefixtures("_shared_dataset")
 def test_micro_batch_runs_leave_the_cuda_graph_path_and_say_why(tiny_config, monkeypatch):
     monkeypatch.setattr(steps, "resolve_fast_path", lambda setting, device, pipeline="resident": "cuda_graph")
-    monkeypatch.setattr(steps, "GraphStep", lambda *a, **k: pytest.fail("GraphStep built for a micro-batch run"))
+    monkeypatch.setattr(
+        steps, "GraphStep", lambda *a, **k: pytest.fail("GraphStep built for a micro-batch run")
+    )
     sink = ListSink()
     run_sweep(tiny_config(sweep={"batch_sizes": [200], "epochs": 1, "micro_batch": 50}), Emitter([sink]))
     started = sink.of_type("run_started")[0]

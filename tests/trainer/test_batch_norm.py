@@ -1,19 +1,20 @@
 """A model with batch norm (issue 16: the second built-in, resnet_small): the fast path's body equals the
 eager step, split-backward works and says what it does with the statistics, the probes leave them alone,
 and a sweep with every feature on finishes and says so in run_started."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from trainer.config import GnsConfig
 from trainer.data import Split
 from trainer.fastpath import GraphStep, index_batches
 from trainer.models import ResNetSmall
 from trainer.noise_probe import probe_terms
 from trainer.pipelines import ResidentBatches
 from trainer.probes import Probes
-from trainer.config import GnsConfig
 from trainer.runlog import Emitter, ListSink
 from trainer.split import batch_norms, chunk_gradients, plain_step, split_step
 from trainer.sweep import run_sweep
@@ -58,10 +59,21 @@ def test_the_fast_path_body_equals_the_eager_steps_with_batch_norm(chunks):
     opt = torch.optim.SGD(eager.parameters(), lr=LR, momentum=MOMENTUM)
     for epoch in range(2):
         for x, y in batches.batches(epoch):
-            (split_step(eager, opt, x, y, chunks, "vectorized") if chunks > 1 else plain_step(eager, opt, x, y))
+            (
+                split_step(eager, opt, x, y, chunks, "vectorized")
+                if chunks > 1
+                else plain_step(eager, opt, x, y)
+            )
     graphed = _model()
-    step = GraphStep(graphed, torch.optim.SGD(graphed.parameters(), lr=LR, momentum=MOMENTUM), batches.images,
-                     batches.labels, 16, split_chunks=chunks, capture=False)
+    step = GraphStep(
+        graphed,
+        torch.optim.SGD(graphed.parameters(), lr=LR, momentum=MOMENTUM),
+        batches.images,
+        batches.labels,
+        16,
+        split_chunks=chunks,
+        capture=False,
+    )
     for epoch in range(2):
         for idx in index_batches(batches.epoch_indices(epoch), 16):
             step.step(idx)
@@ -79,7 +91,7 @@ def test_vectorized_split_normalises_each_chunk_by_itself_and_updates_running_st
     for i in range(4):
         ref = _model()
         ref.load_state_dict(before)
-        F.nll_loss(ref(x[4 * i:4 * i + 4]), y[4 * i:4 * i + 4]).backward()
+        F.nll_loss(ref(x[4 * i : 4 * i + 4]), y[4 * i : 4 * i + 4]).backward()
         for g, p in zip(grads, ref.parameters()):
             assert torch.allclose(g[i], p.grad, rtol=1e-4, atol=1e-6)
     # Running statistics: exactly one update, by the whole batch (what a plain step's forward does).
@@ -87,8 +99,10 @@ def test_vectorized_split_normalises_each_chunk_by_itself_and_updates_running_st
     ref.load_state_dict(before)
     with torch.no_grad():
         ref(x)
-    _assert_close({k: v for k, v in _state(model).items() if "running" in k or "tracked" in k},
-                  {k: v for k, v in _state(ref).items() if "running" in k or "tracked" in k})
+    _assert_close(
+        {k: v for k, v in _state(model).items() if "running" in k or "tracked" in k},
+        {k: v for k, v in _state(ref).items() if "running" in k or "tracked" in k},
+    )
 
 
 def test_retain_graph_split_normalises_with_the_whole_batch():
@@ -110,13 +124,16 @@ def test_the_probes_leave_the_running_statistics_alone():
     _assert_close(_state(model), before)
 
 
-def test_a_resnet_small_sweep_with_split_and_probes_finishes_and_says_what_batch_norm_gets(tiny_config,
-                                                                                          tiny_dataset, monkeypatch):
+def test_a_resnet_small_sweep_with_split_and_probes_finishes_and_says_what_batch_norm_gets(
+    tiny_config, tiny_dataset, monkeypatch
+):
     monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
-    cfg = tiny_config(model={"name": "resnet_small", "args": {"in_channels": 1, "width": 4}},
-                      split_backward={"enabled": True, "chunks": 4},
-                      gns={"every": 5, "chunks": 4, "probe_every": 300},
-                      sweep={"batch_sizes": [20, 200], "epochs": 1, "eval_every": 300})
+    cfg = tiny_config(
+        model={"name": "resnet_small", "args": {"in_channels": 1, "width": 4}},
+        split_backward={"enabled": True, "chunks": 4},
+        gns={"every": 5, "chunks": 4, "probe_every": 300},
+        sweep={"batch_sizes": [20, 200], "epochs": 1, "eval_every": 300},
+    )
     sink = ListSink()
     result = run_sweep(cfg, Emitter([sink]))
     assert result.status == "done"
@@ -141,12 +158,25 @@ def test_fashion_mnist_from_debian_trains_the_second_built_in_for_one_epoch_on_a
     if not (SYSTEM_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    cfg = load_config(root / "experiments" / "fashion-mnist.toml", overrides=[
-        f'data.root="{tmp_path}"', "data.download=false", 'data.fallback=""', "data.train_samples=512",
-        "data.test_samples=256", "sweep.batch_sizes=[32,128]", "sweep.epochs=1", "sweep.device=cpu",
-        "model.args.width=4", "gns.probe_every=0"])
+    cfg = load_config(
+        root / "experiments" / "fashion-mnist.toml",
+        overrides=[
+            f'data.root="{tmp_path}"',
+            "data.download=false",
+            'data.fallback=""',
+            "data.train_samples=512",
+            "data.test_samples=256",
+            "sweep.batch_sizes=[32,128]",
+            "sweep.epochs=1",
+            "sweep.device=cpu",
+            "model.args.width=4",
+            "gns.probe_every=0",
+        ],
+    )
     dataset = load_dataset(cfg.data)
-    assert dataset.name == "fashion-mnist" and dataset.source == str(SYSTEM_FASHION_MNIST) and not dataset.note
+    assert (
+        dataset.name == "fashion-mnist" and dataset.source == str(SYSTEM_FASHION_MNIST) and not dataset.note
+    )
     sink = ListSink()
     assert run_sweep(cfg, Emitter([sink]), dataset=dataset).status == "done"
     assert sink.events[0]["dataset"] == "fashion-mnist"

@@ -1,4 +1,5 @@
 """bench/speed.py --model / --dataset (issue 16): resnet_small on CIFAR-shaped data, offline."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,34 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_speed_times_resnet_small_on_cifar_shaped_tensors_when_cifar_is_missing(tmp_path):
     out = tmp_path / "speed.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "speed.py"), "--device", "cpu", "--model", "resnet_small",
-         "--dataset", "cifar10", "--batches", "8", "32", "--budget", "0.05", "--samples", "64", "--threads", "1",
-         "--root", str(tmp_path / "no-data"), "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "speed.py"),
+            "--device",
+            "cpu",
+            "--model",
+            "resnet_small",
+            "--dataset",
+            "cifar10",
+            "--batches",
+            "8",
+            "32",
+            "--budget",
+            "0.05",
+            "--samples",
+            "64",
+            "--threads",
+            "1",
+            "--root",
+            str(tmp_path / "no-data"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "model resnet_small" in proc.stdout and "timing CIFAR-shaped random tensors instead" in proc.stdout
     assert "epoch time for 50,000 samples" in proc.stdout

@@ -1,4 +1,5 @@
 """Branched B_crit end to end on tiny data: branches continue the base run's checkpoint exactly."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,12 @@ def _shared_dataset(tiny_dataset, monkeypatch):
 
 
 def _branch_sweep(tiny_config, run_dir: str = "", **branch):
-    cfg = tiny_config(sweep={"batch_sizes": [20], "epochs": 2}, optim={"lr": 0.3},
-                      perf={"cpu_threads": 1}, gns={"every": 0, "probe_every": 0})
+    cfg = tiny_config(
+        sweep={"batch_sizes": [20], "epochs": 2},
+        optim={"lr": 0.3},
+        perf={"cpu_threads": 1},
+        gns={"every": 0, "probe_every": 0},
+    )
     cfg.branch.epochs = [1]
     cfg.branch.batch_sizes = [10, 20, 60]
     cfg.branch.eval_every = 120
@@ -50,7 +55,9 @@ def test_a_branch_at_the_base_batch_size_continues_the_base_run_bit_exactly(tiny
     assert point_path(tmp_path, "bs20", 1).is_file()  # the branch point's checkpoint is kept
     text, _ = write_report(tmp_path, plots=False)
     assert "## Critical batch size over training (branched)" in text
-    assert "| 1 | 60 | 0.3 | not reached | not reached | done |" in text  # the branch at batch 60, from epoch 1
+    assert (
+        "| 1 | 60 | 0.3 | not reached | not reached | done |" in text
+    )  # the branch at batch 60, from epoch 1
     best = text.split("## Best lr per batch size")[1].split("## Critical batch size")[0]
     assert "| 20 |" in best and "| 60 |" not in best  # branches are not points of the sweep's own analysis
 
@@ -86,8 +93,12 @@ def test_a_sweep_interrupted_during_its_branches_resumes_them_from_the_kept_poin
     (whole / "events.jsonl").write_text("\n".join(lines[:cut]) + "\n")
     plan = plan_resume(whole, ["bs20"])
     plan.apply()
-    cfg = tiny_config(sweep={"batch_sizes": [20], "epochs": 2}, optim={"lr": 0.3},
-                      perf={"cpu_threads": 1}, gns={"every": 0, "probe_every": 0})
+    cfg = tiny_config(
+        sweep={"batch_sizes": [20], "epochs": 2},
+        optim={"lr": 0.3},
+        perf={"cpu_threads": 1},
+        gns={"every": 0, "probe_every": 0},
+    )
     cfg.branch.epochs, cfg.branch.batch_sizes = [1], [10, 20, 60]
     cfg.branch.eval_every, cfg.branch.decrease, cfg.branch.max_samples = 120, 0.9, 120
     again = ListSink()
@@ -97,7 +108,12 @@ def test_a_sweep_interrupted_during_its_branches_resumes_them_from_the_kept_poin
     assert result.status == "done"
     events = [json.loads(line) for line in (whole / "events.jsonl").read_text().splitlines()]
     started = [e["run"] for e in events if e["type"] == "run_started"]
-    assert started == ["bs20", "e1-bs10", "e1-bs20", "e1-bs60"]  # each branch once: the cut one measured again
+    assert started == [
+        "bs20",
+        "e1-bs10",
+        "e1-bs20",
+        "e1-bs60",
+    ]  # each branch once: the cut one measured again
     assert sum(e["type"] == "branch_result" for e in events) == 1
     for run_id in ("e1-bs10", "e1-bs60"):
         assert _losses(again, run_id) == _losses(sink, run_id)

@@ -1,5 +1,6 @@
 """Time alone (trainer.calibrate): each kind of step timed alone once per sweep, outside the runs' clocks,
 so fused and lone runs are compared at what each batch size's steps cost alone."""
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,10 @@ def swept(data_root, tiny_dataset):
 def test_every_kind_of_step_is_timed_alone_once_before_training(swept):
     _, _, sink = swept
     times = sink.of_type("step_time")
-    assert [(e["batch_size"], e["runs"]) for e in times] == [(6, ["bs6-lr0.1", "bs6-lr0.2"]),
-                                                          (20, ["bs20-lr0.1", "bs20-lr0.2"])]
+    assert [(e["batch_size"], e["runs"]) for e in times] == [
+        (6, ["bs6-lr0.1", "bs6-lr0.2"]),
+        (20, ["bs20-lr0.1", "bs20-lr0.2"]),
+    ]
     for e in times:
         assert "run" not in e and e["reason"] == ""
         assert 0 < e["step_s_lo"] <= e["step_s"] <= e["step_s_hi"] and e["cost_s"] > 0
@@ -55,8 +58,12 @@ def test_time_alone_is_batches_to_target_times_the_step_alone_for_fused_and_lone
     _, result, sink = swept
     step = {r: e["step_s"] for e in sink.of_type("step_time") for r in e["runs"]}
     rows = {s["run"]: s for s in result.summaries}
-    assert {r: rows[r]["fused_runs"] for r in rows} == {"bs6-lr0.1": 2, "bs6-lr0.2": 2, "bs20-lr0.1": 0,
-                                                       "bs20-lr0.2": 0}
+    assert {r: rows[r]["fused_runs"] for r in rows} == {
+        "bs6-lr0.1": 2,
+        "bs6-lr0.2": 2,
+        "bs20-lr0.1": 0,
+        "bs20-lr0.2": 0,
+    }
     for run, row in rows.items():
         assert row["iters_to_target"] is not None, run
         assert row["step_alone_s"] == step[run]
@@ -79,17 +86,41 @@ def test_the_answer_compares_the_fused_group_and_the_lone_runs_by_time_alone(swe
 def test_summary_csv_has_the_time_alone_columns(tmp_path, tiny_config):
     from trainer.cli import main
 
-    cfg_args = ["--set", 'data.dataset="synthetic-digits"', "--set", f'data.root="{tiny_config().data.root}"',
-                "--set", "data.download=false", "--set", "data.train_samples=600", "--set", "data.test_samples=200",
-                "--set", "sweep.batch_sizes=[20]", "--set", "optim.lr=0.1", "--set", "sweep.epochs=2", "--set", "sweep.target_accuracy=0.15",
-                "--set", "perf.cpu_threads=1", "--device", "cpu", "--quiet"]
+    cfg_args = [
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{tiny_config().data.root}"',
+        "--set",
+        "data.download=false",
+        "--set",
+        "data.train_samples=600",
+        "--set",
+        "data.test_samples=200",
+        "--set",
+        "sweep.batch_sizes=[20]",
+        "--set",
+        "optim.lr=0.1",
+        "--set",
+        "sweep.epochs=2",
+        "--set",
+        "sweep.target_accuracy=0.15",
+        "--set",
+        "perf.cpu_threads=1",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     out = tmp_path / "run"
     assert main(["run", *cfg_args, "--out", str(out)]) == 0
     with open(out / SUMMARY, newline="") as f:
         row = next(csv.DictReader(f))
     assert float(row["step_alone_s"]) > 0
-    assert math.isclose(float(row["time_alone_to_target_s"]), int(row["iters_to_target"]) * float(row["step_alone_s"]),
-                        rel_tol=1e-6)
+    assert math.isclose(
+        float(row["time_alone_to_target_s"]),
+        int(row["iters_to_target"]) * float(row["step_alone_s"]),
+        rel_tol=1e-6,
+    )
 
 
 def _one(tiny_config, tiny_dataset, batch=6):
@@ -110,16 +141,27 @@ def test_a_calibration_leaves_torch_random_state_as_it_was(tiny_config, tiny_dat
 def test_recorded_step_times_are_reused_not_measured_again(tiny_config, tiny_dataset, monkeypatch):
     spec, settings, test_set = _one(tiny_config, tiny_dataset)
     key = calibrate.step_key(spec, settings, torch.device("cpu"))
-    recorded = [{"type": "step_time", "t": 1.0, "key": key, "batch_size": 6, "runs": [spec.run_id], "step_s": 0.002,
-                 "step_s_lo": 0.0019, "step_s_hi": 0.0022}]
+    recorded = [
+        {
+            "type": "step_time",
+            "t": 1.0,
+            "key": key,
+            "batch_size": 6,
+            "runs": [spec.run_id],
+            "step_s": 0.002,
+            "step_s_lo": 0.0019,
+            "step_s_hi": 0.0022,
+        }
+    ]
 
     def never(*args, **kwargs):
         raise AssertionError("measured again")
 
     monkeypatch.setattr(calibrate, "measure", never)
     sink = ListSink()
-    got = calibrate.StepTimes(recorded).ensure([spec], settings, tiny_dataset, torch.device("cpu"), test_set,
-                                               Emitter([sink]))
+    got = calibrate.StepTimes(recorded).ensure(
+        [spec], settings, tiny_dataset, torch.device("cpu"), test_set, Emitter([sink])
+    )
     assert got[spec.run_id]["step_s"] == 0.002 and not sink.events
 
 
@@ -139,7 +181,9 @@ def test_runs_of_a_few_steps_are_not_calibrated_and_say_why(tiny_config, tiny_da
 
     monkeypatch.setattr(calibrate, "measure", never)
     sink = ListSink()
-    got = calibrate.StepTimes().ensure([spec], settings, tiny_dataset, torch.device("cpu"), test_set, Emitter([sink]))
+    got = calibrate.StepTimes().ensure(
+        [spec], settings, tiny_dataset, torch.device("cpu"), test_set, Emitter([sink])
+    )
     (event,) = sink.of_type("step_time")
     assert got[spec.run_id]["step_s"] is None and event["step_s"] is None
     assert "6 steps, fewer than 50" in event["reason"]

@@ -5,6 +5,7 @@ tests/fixtures/resume_v1 is a run directory that the trainer of before the layer
 its epoch-1 checkpoint. Today's trainer must continue it to the end and train exactly what an
 uninterrupted sweep trains.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,7 +32,9 @@ def test_a_run_directory_checkpointed_by_the_earlier_trainer_resumes_to_the_end(
 
     resumed = [e for e in events_of(out) if e["type"] == "sweep_resumed"]
     assert [(r["run"], r["from_epoch"], r["checkpoint"]) for r in resumed[0]["runs"]] == [
-        ("bs20", 1, True), ("bs200", 1, True)]
+        ("bs20", 1, True),
+        ("bs200", 1, True),
+    ]
     got = training_results(out)
     for run_id in ("bs20", "bs200"):
         assert got[run_id]["finished"] == ["done"]
@@ -45,8 +48,9 @@ def test_a_run_directory_checkpointed_by_the_earlier_trainer_resumes_to_the_end(
     recorded = training_results(FIXTURE)
     # The fixture's first epoch was trained on the machine that wrote it; where this machine's CPU
     # kernels give the same first epoch bit for bit, the continuation must match bit for bit too.
-    same_machine = all(want[r]["losses"][: len(recorded[r]["losses"])] == recorded[r]["losses"]
-                       for r in ("bs20", "bs200"))
+    same_machine = all(
+        want[r]["losses"][: len(recorded[r]["losses"])] == recorded[r]["losses"] for r in ("bs20", "bs200")
+    )
     tol = {"rel": 0, "abs": 0} if same_machine else {"rel": 1e-4, "abs": 1e-6}
     for run_id in ("bs20", "bs200"):
         assert len(got[run_id]["losses"]) == len(want[run_id]["losses"])

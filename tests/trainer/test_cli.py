@@ -1,4 +1,5 @@
 """`python -m trainer run`: the run directory it writes, and its exit codes."""
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainer.answer import answers
 from trainer.cli import main
 from trainer.config import load_config
-from trainer.answer import answers
 from trainer.recommend import recommendations
 from trainer.runlog import SUMMARY_FIELDS
 from trainer.runlog.contract import SWEEP_EVENTS
@@ -25,14 +26,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def tiny_args(data_root: Path, *extra: str) -> list[str]:
     return [
-        "run", str(ROOT / "experiments.toml"),
-        "--set", 'data.dataset="synthetic-digits"',
-        "--set", f'data.root="{data_root}"',
-        "--set", "data.train_samples=600",
-        "--set", "data.test_samples=200",
-        "--set", "sweep.batch_sizes=[60,600]",
-        "--set", "sweep.epochs=2",
-        "--device", "cpu",
+        "run",
+        str(ROOT / "experiments.toml"),
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{data_root}"',
+        "--set",
+        "data.train_samples=600",
+        "--set",
+        "data.test_samples=200",
+        "--set",
+        "sweep.batch_sizes=[60,600]",
+        "--set",
+        "sweep.epochs=2",
+        "--device",
+        "cpu",
         "--quiet",
         *extra,
     ]
@@ -54,7 +63,10 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
         reader = csv.DictReader(fh)
         rows = list(reader)
     assert reader.fieldnames == SUMMARY_FIELDS
-    assert [(r["run"], r["status"], r["epochs"]) for r in rows] == [("bs60", "done", "2"), ("bs600", "done", "2")]
+    assert [(r["run"], r["status"], r["epochs"]) for r in rows] == [
+        ("bs60", "done", "2"),
+        ("bs600", "done", "2"),
+    ]
 
     resolved = load_config(out / "config.toml")
     assert resolved.sweep.batch_sizes == [60, 600] and resolved.data.dataset == "synthetic-digits"
@@ -76,12 +88,20 @@ def test_bad_config_exits_2_naming_the_key_before_training(data_root, tmp_path, 
     assert not (tmp_path / "r").exists()
 
 
-def test_a_batch_larger_than_the_loaded_training_set_exits_2_before_training(data_root, tmp_path, capsys,
-                                                                             monkeypatch, tiny_dataset):
+def test_a_batch_larger_than_the_loaded_training_set_exits_2_before_training(
+    data_root, tmp_path, capsys, monkeypatch, tiny_dataset
+):
     # data.train_samples = 0 (all): only the loaded dataset knows its size (600 samples here).
     monkeypatch.setattr("trainer.data.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
-    args = tiny_args(data_root, "--out", str(tmp_path / "r"), "--set", "data.train_samples=0",
-                     "--set", "sweep.batch_sizes=[60,6000]")
+    args = tiny_args(
+        data_root,
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        "data.train_samples=0",
+        "--set",
+        "sweep.batch_sizes=[60,6000]",
+    )
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "batch size 6000 (sweep.batch_sizes) is larger than the training set (600 samples)" in err
@@ -112,8 +132,13 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_run_directory(data_root, tmp_path):
     args = tiny_args(data_root, "--out", str(out))
     args[args.index("sweep.epochs=2")] = "sweep.epochs=200"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     events_file = out / "events.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -131,7 +156,9 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_run_directory(data_root, tmp_path):
 
 
 def test_trainer_imports_no_textual():
-    code = "import sys, trainer, trainer.cli, trainer.sweep, trainer.child; " \
-           "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')]; " \
-           "assert not bad, bad"
+    code = (
+        "import sys, trainer, trainer.cli, trainer.sweep, trainer.child; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,5 +1,6 @@
 """Collapse in the run loop (issue 13): a run that falls back to chance or never learns ends `collapsed`,
 never `done`; a healthy run stays `done`. Tiny CPU sweeps on generated data."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,10 +37,14 @@ def test_a_huge_lr_ends_collapsed_and_a_healthy_lr_stays_done(tiny_config):
     assert [p["run"] for p in best] == ["bs20-lr1"]
 
 
-def test_accuracy_falling_back_to_chance_ends_the_run_once_the_next_evaluation_confirms_it(tiny_config, monkeypatch):
+def test_accuracy_falling_back_to_chance_ends_the_run_once_the_next_evaluation_confirms_it(
+    tiny_config, monkeypatch
+):
     accuracies = iter([0.9, 0.8, 0.11, 0.1, 0.95])  # the third evaluation falls back, the fourth confirms
     monkeypatch.setattr("trainer.run.evaluate", lambda model, x, y: (0.5, next(accuracies)))
-    finished, result, sink = _finished(tiny_config(sweep={"batch_sizes": [200], "epochs": 5, "eval_every": 0}))
+    finished, result, sink = _finished(
+        tiny_config(sweep={"batch_sizes": [200], "epochs": 5, "eval_every": 0})
+    )
     run = finished["bs200"]
     assert run["status"] == "collapsed"
     assert "fell back to 11.0%" in run["reason"] and "after reaching 90.0%" in run["reason"]

@@ -2,6 +2,7 @@
 `python -m trainer run` obeys pause, resume, split and stop appended to its run directory's
 controls.jsonl, records them like the app's own controls, and a stop from there is the same clean,
 resumable stop as a signal (exit 130)."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
-from trainer.commands import trainer_command
 from tests.trainer.test_signals import HANG_GUARD_S, events_of, run_cmd, start, wait_for_more_losses
+from trainer.commands import trainer_command
 from trainer.controls import VIEWER_STOP
 from trainer.runlog import CONTROLS, LOCK, SUMMARY
 
@@ -26,7 +27,11 @@ def wait_for_event(proc, out: Path, kind: str, **fields) -> dict:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"no {kind} event came"
         try:
-            found = [e for e in events_of(out) if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())]
+            found = [
+                e
+                for e in events_of(out)
+                if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())
+            ]
         except (FileNotFoundError, json.JSONDecodeError):  # mid-write: look again
             found = []
         if found:

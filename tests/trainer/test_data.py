@@ -1,4 +1,5 @@
 """trainer.data: datasets (synthetic, IDX, fallback) and the two input pipelines."""
+
 from __future__ import annotations
 
 import gzip
@@ -185,7 +186,9 @@ def test_fashion_mnist_from_the_debian_folder(tmp_path: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must have it: {reason}")
         pytest.skip(reason)
-    cfg = DataConfig(dataset="fashion-mnist", root=str(tmp_path), download=False, fallback="", test_samples=500)
+    cfg = DataConfig(
+        dataset="fashion-mnist", root=str(tmp_path), download=False, fallback="", test_samples=500
+    )
     ds = load_dataset(cfg)
     assert ds.name == "fashion-mnist" and ds.note == "" and ds.source == str(folder)
     assert ds.train.images.shape == (60_000, 28, 28) and ds.train.images.dtype == torch.uint8
@@ -232,7 +235,9 @@ def test_failed_download_falls_back_and_restores_the_socket_timeout(
     assert socket.getdefaulttimeout() == before
 
 
-def test_with_no_name_lookup_the_download_is_not_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_no_name_lookup_the_download_is_not_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Offline, a download cannot work: say so at once rather than import torchvision to fail.
     import torchvision.datasets.mnist as tv_mnist
 
@@ -243,8 +248,11 @@ def test_with_no_name_lookup_the_download_is_not_tried(tmp_path: Path, monkeypat
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    monkeypatch.setattr(tv_mnist, "download_and_extract_archive",
-                        lambda *a, **k: pytest.fail("a download was tried with no name lookup"))
+    monkeypatch.setattr(
+        tv_mnist,
+        "download_and_extract_archive",
+        lambda *a, **k: pytest.fail("a download was tried with no name lookup"),
+    )
     cfg = DataConfig(dataset="mnist", root=str(tmp_path), download=True, train_samples=50, test_samples=20)
     ds = load_dataset(cfg)
     assert ds.name == "synthetic-digits"
@@ -327,8 +335,14 @@ def test_runs_over_one_split_share_its_converted_copy(small: Split) -> None:
 
 def test_iterators_resume_mid_epoch_when_interleaved(small: Split) -> None:
     # The sweep takes a few iterations from one run's iterator, then another's.
-    reference = [_collect(ResidentBatches(small, 50, CPU, seed=1), 0), _collect(LoaderBatches(small, 50, CPU, seed=1), 0)]
-    its = [iter(ResidentBatches(small, 50, CPU, seed=1).batches(0)), iter(LoaderBatches(small, 50, CPU, seed=1).batches(0))]
+    reference = [
+        _collect(ResidentBatches(small, 50, CPU, seed=1), 0),
+        _collect(LoaderBatches(small, 50, CPU, seed=1), 0),
+    ]
+    its = [
+        iter(ResidentBatches(small, 50, CPU, seed=1).batches(0)),
+        iter(LoaderBatches(small, 50, CPU, seed=1).batches(0)),
+    ]
     got: list[list] = [[], []]
     for step in range(5):
         for k in (0, 1) if step % 2 else (1, 0):
@@ -351,11 +365,15 @@ def test_eval_batches_hold_the_split_in_order(small: Split) -> None:
     batches = eval_batches(small, CPU, batch_size=100)
     assert [len(y) for _, y in batches] == [100, 100, 50]
     assert torch.equal(torch.cat([y for _, y in batches]), small.labels)
-    assert torch.equal(torch.cat([x for x, _ in batches]).mul(255).round().to(torch.uint8).squeeze(1), small.images)
+    assert torch.equal(
+        torch.cat([x for x, _ in batches]).mul(255).round().to(torch.uint8).squeeze(1), small.images
+    )
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: checks both pipelines agree on the device")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU: checks both pipelines agree on the device"
+)
 def test_both_pipelines_agree_on_cuda(small: Split) -> None:
     device = torch.device("cuda")
     resident = ResidentBatches(small, 60, device, seed=3)

@@ -1,6 +1,7 @@
 """Damaged dataset files (issue 14, item 3c): a synthetic-digits cache that is empty, truncated,
 garbled or of the wrong shape is rebuilt with one line said; an MNIST labels file that is valid
 IDX but holds a label outside 0-9 is a dataset error (or the fallback), never a run's traceback."""
+
 from __future__ import annotations
 
 import io
@@ -67,8 +68,21 @@ def _pickled(good: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated", "garbled", "not a zip", "a key missing", "wrong shape",
-                                    "wrong dtype", "too few samples", "a label of 200", "a pickled object"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "empty",
+        "truncated",
+        "garbled",
+        "not a zip",
+        "a key missing",
+        "wrong shape",
+        "wrong dtype",
+        "too few samples",
+        "a label of 200",
+        "a pickled object",
+    ],
+)
 def test_a_damaged_synthetic_cache_is_rebuilt_with_one_line(tmp_path: Path, reference, damage: str) -> None:
     synthetic_digits(N_TRAIN, N_TEST, SEED, cache_dir=tmp_path)
     path = _cache_file(tmp_path)
@@ -96,7 +110,9 @@ def test_a_fifo_in_place_of_the_cache_is_not_waited_on(tmp_path: Path, reference
     assert len(logged) == 1 and "not a regular file" in logged[0]
 
 
-def test_a_good_cache_is_read_without_a_word(tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_good_cache_is_read_without_a_word(
+    tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
     synthetic_digits(N_TRAIN, N_TEST, SEED, cache_dir=tmp_path)
     monkeypatch.setattr(data_synthetic, "generate_digits", lambda *a, **k: pytest.fail("generated again"))
     logged: list[str] = []
@@ -152,11 +168,33 @@ def test_labels_0_to_9_still_load(tmp_path: Path) -> None:
 def test_the_cli_gives_exit_2_not_a_traceback_for_a_label_of_200(tmp_path: Path) -> None:
     _idx_folder(tmp_path / "data" / "mnist", bad_label=200)
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "run", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run"),
-         "--set", "data.dataset=\"mnist\"", "--set", f"data.root=\"{tmp_path / 'data'}\"",
-         "--set", "data.download=false", "--set", "data.fallback=\"\"", "--set", "sweep.batch_sizes=[10]",
-         "--set", "sweep.epochs=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "run",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "data.dataset=\"mnist\"",
+            "--set",
+            f"data.root=\"{tmp_path / 'data'}\"",
+            "--set",
+            "data.download=false",
+            "--set",
+            "data.fallback=\"\"",
+            "--set",
+            "sweep.batch_sizes=[10]",
+            "--set",
+            "sweep.epochs=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 2, out.stderr
     assert "label 200" in out.stderr and "Traceback" not in out.stderr

@@ -1,5 +1,6 @@
 """The user's own data (issue 16): data.dataset = "package.module:factory" returning train and test tensors
 or Datasets; the input shape, channels and classes come from the data and are checked against the model."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,7 +34,10 @@ def test_datasets_are_read_into_tensors():
 @pytest.mark.parametrize(
     ("name", "cause"),
     [
-        ("float_labels", "its train labels are torch.float32 of shape [50] for 50 inputs; they must be integer"),
+        (
+            "float_labels",
+            "its train labels are torch.float32 of shape [50] for 50 inputs; they must be integer",
+        ),
         ("three_things", "the factory returned a tuple of 3"),
         ("raises", "the factory raised FileNotFoundError: /data/my-set/train.npz"),
         ("nowhere", "has no nowhere; it defines"),
@@ -60,9 +64,11 @@ def test_a_model_that_does_not_fit_the_datas_shape_or_classes_is_a_model_error()
 
 @pytest.mark.parametrize("pipeline", ["resident", "dataloader"])
 def test_a_factory_dataset_and_model_train_a_two_batch_size_sweep_on_cpu(tiny_config, pipeline):
-    cfg = tiny_config(data={"dataset": f"{DATA}:colour_tensors", "pipeline": pipeline},
-                      model={"name": "tests.trainer.factory_data:colour_cnn", "output": "logits"},
-                      sweep={"epochs": 1})
+    cfg = tiny_config(
+        data={"dataset": f"{DATA}:colour_tensors", "pipeline": pipeline},
+        model={"name": "tests.trainer.factory_data:colour_cnn", "output": "logits"},
+        sweep={"epochs": 1},
+    )
     sink = ListSink()
     assert run_sweep(cfg, Emitter([sink])).status == "done"
     started = sink.events[0]

@@ -1,5 +1,6 @@
 """User data read carelessly or with malice in mind: image folders with symbolic links and FIFOs, a
 damaged or hostile data.normalize cache, and data holding NaN or infinity."""
+
 from __future__ import annotations
 
 import json
@@ -57,6 +58,7 @@ def _load_within(cfg, seconds: float = 60.0):
 
 # -- image folders ---------------------------------------------------------------------------------------
 
+
 def test_a_symlink_loop_in_an_image_folder_is_not_followed(tmp_path):
     imgs = _folder(tmp_path / "imgs")
     os.symlink("..", imgs / "a" / "up")  # back into the tree: every image again, 40 times over
@@ -93,13 +95,16 @@ def test_a_class_left_with_no_regular_image_is_named(tmp_path):
 
 # -- the data.normalize cache ----------------------------------------------------------------------------
 
+
 def _tiny(seed: int = 0):
     from trainer.data import Dataset, Split
 
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (40, 3, 4, 4), dtype=torch.uint8, generator=g)
     labels = torch.arange(40) % 2
-    return Dataset("tiny", "", f"test {seed}", Split(images[:30], labels[:30]), Split(images[30:], labels[30:]), 2)
+    return Dataset(
+        "tiny", "", f"test {seed}", Split(images[:30], labels[:30]), Split(images[30:], labels[30:]), 2
+    )
 
 
 def _normalize(tmp_path, monkeypatch, ds=None):
@@ -125,16 +130,19 @@ def _key():
     return _cache_key(_tiny())
 
 
-@pytest.mark.parametrize("entry, said", [
-    ({"mean": ["abc"] * 3, "std": [0.2] * 3}, "its mean holds something that is not a finite number"),
-    (None, "its entry is not an object"),
-    ({"mean": None, "std": None}, "its mean is not a list of 3 numbers"),
-    ({"mean": [0.5] * 3, "std": [0.0] * 3}, "its std is not positive"),
-    ({"mean": [float("nan")] * 3, "std": [0.2] * 3}, "not a finite number"),
-    ({"mean": [0.5] * 3, "std": [0.2] * 2}, "its std is not a list of 3 numbers"),
-    ({"mean": [40.0] * 3, "std": [0.2] * 3}, "out of range for 8-bit images"),
-    ({"mean": [True] * 3, "std": [0.2] * 3}, "not a finite number"),
-])
+@pytest.mark.parametrize(
+    "entry, said",
+    [
+        ({"mean": ["abc"] * 3, "std": [0.2] * 3}, "its mean holds something that is not a finite number"),
+        (None, "its entry is not an object"),
+        ({"mean": None, "std": None}, "its mean is not a list of 3 numbers"),
+        ({"mean": [0.5] * 3, "std": [0.0] * 3}, "its std is not positive"),
+        ({"mean": [float("nan")] * 3, "std": [0.2] * 3}, "not a finite number"),
+        ({"mean": [0.5] * 3, "std": [0.2] * 2}, "its std is not a list of 3 numbers"),
+        ({"mean": [40.0] * 3, "std": [0.2] * 3}, "out of range for 8-bit images"),
+        ({"mean": [True] * 3, "std": [0.2] * 3}, "not a finite number"),
+    ],
+)
 def test_a_wrong_cache_entry_is_named_and_rebuilt(tmp_path, monkeypatch, entry, said):
     cache = tmp_path / NORMALIZE_CACHE
     cache.write_text(json.dumps({_key(): entry}))
@@ -143,7 +151,10 @@ def test_a_wrong_cache_entry_is_named_and_rebuilt(tmp_path, monkeypatch, entry, 
     mean, std = _fresh_stats()
     assert ds.normalization["mean"] == pytest.approx(mean) and ds.normalization["std"] == pytest.approx(std)
     assert torch.isfinite(ds.train.images).all()
-    assert json.loads(cache.read_text())[_key()] == {"mean": ds.normalization["mean"], "std": ds.normalization["std"]}
+    assert json.loads(cache.read_text())[_key()] == {
+        "mean": ds.normalization["mean"],
+        "std": ds.normalization["std"],
+    }
     _, again = _normalize(tmp_path, monkeypatch)  # rebuilt: read back silently
     assert again == []
 
@@ -164,14 +175,17 @@ def test_a_cache_that_is_not_a_cache_is_never_waited_on_and_is_replaced(tmp_path
     else:
         cache.write_text("[" * 100_000)
     result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(zip(("ds", "log"), _normalize(tmp_path, monkeypatch))),
-                              daemon=True)
+    thread = threading.Thread(
+        target=lambda: result.update(zip(("ds", "log"), _normalize(tmp_path, monkeypatch))), daemon=True
+    )
     thread.start()
     thread.join(60)
     assert not thread.is_alive(), "reading the cache hung"
     logged = result["log"]
     assert logged and str(cache) in logged[0] and "computed again" in logged[0], logged
-    assert cache.is_file() and not cache.is_symlink() and cache.stat().st_size < 4096  # replaced by a real cache
+    assert (
+        cache.is_file() and not cache.is_symlink() and cache.stat().st_size < 4096
+    )  # replaced by a real cache
     assert result["ds"].normalization["cache"] == str(cache)
 
 
@@ -181,9 +195,15 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(["mean", "std", "x"]), children,
-                                                                      max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["mean", "std", "x"]), children, max_size=3)
+    ),
     max_leaves=12,
 )
 

@@ -1,6 +1,7 @@
 """Issue 16's remaining data: kmnist / cifar10 / cifar100 (read from torchvision's on-disk layout here, written
 small in tmp_path), an image folder ("folder:PATH"), data.normalize, data.augment and the device-memory check
 that falls back from the resident pipeline."""
+
 from __future__ import annotations
 
 import os
@@ -25,10 +26,15 @@ def write_cifar(root, name="cifar10", n_batch=20, n_test=10, seed=0):
     folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
     folder.mkdir(parents=True)
     key = "labels" if name == "cifar10" else "fine_labels"
-    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if name == "cifar10" else ["train", "test"]
+    files = (
+        [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if name == "cifar10" else ["train", "test"]
+    )
     for f in files:
         n = n_test if "test" in f else n_batch
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: rng.integers(0, classes, n).tolist()}
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            key: rng.integers(0, classes, n).tolist(),
+        }
         with open(folder / f, "wb") as out:
             pickle.dump(entry, out)
     meta = "batches.meta" if name == "cifar10" else "meta"
@@ -63,7 +69,7 @@ def test_cifar_missing_offline_names_the_folder_and_the_fix(tmp_path):
     with pytest.raises(DatasetUnavailable) as err:
         load_dataset(_cfg(tmp_path, "cifar10").data)
     assert "data.download = false" in err.value.cause
-    assert f"copy cifar-10-batches-py" in err.value.fix and str(tmp_path) in err.value.fix
+    assert "copy cifar-10-batches-py" in err.value.fix and str(tmp_path) in err.value.fix
 
 
 def test_cifar_missing_falls_back_visibly(tmp_path):
@@ -92,7 +98,9 @@ def test_a_hostile_cifar_pickle_is_refused_and_never_run(tmp_path):
     marker = tmp_path / "ran"
     with open(folder / "data_batch_2", "wb") as out:
         pickle.dump({"data": _Hostile(marker), "labels": [0]}, out)
-    with pytest.raises(DatasetUnavailable, match=r"data_batch_2: not a CIFAR batch .*names (posix|os)\.system"):
+    with pytest.raises(
+        DatasetUnavailable, match=r"data_batch_2: not a CIFAR batch .*names (posix|os)\.system"
+    ):
         load_dataset(_cfg(tmp_path, "cifar10").data)
     assert not marker.exists()
 
@@ -105,7 +113,11 @@ def test_a_cifar_pickle_written_by_old_numpy_is_read(tmp_path):
     assert b"numpy.core.multiarray" in raw
     (folder / "data_batch_1").write_bytes(raw)
     ds = load_dataset(_cfg(tmp_path, "cifar10").data)
-    assert len(ds.train) == 83 and int(ds.train.images[0, 0, 0, 0]) == 7 and ds.train.labels[:3].tolist() == [1, 2, 3]
+    assert (
+        len(ds.train) == 83
+        and int(ds.train.images[0, 0, 0, 0]) == 7
+        and ds.train.labels[:3].tolist() == [1, 2, 3]
+    )
 
 
 @pytest.mark.parametrize("folder", ["kmnist", "KMNIST/raw"])
@@ -139,7 +151,9 @@ def test_an_image_folder_is_split_by_test_fraction_deterministically(tmp_path):
     ds = load_dataset(cfg.data, seed=3)
     assert tuple(ds.train.images.shape) == (8, 3, 8, 8) and len(ds.test) == 2 and ds.num_classes == 2
     assert sorted(ds.test.labels.tolist()) == [0, 1], "each class is split alike"
-    assert torch.equal(ds.train.images[ds.train.labels == 1][:, 2], torch.full((4, 8, 8), 255, dtype=torch.uint8))
+    assert torch.equal(
+        ds.train.images[ds.train.labels == 1][:, 2], torch.full((4, 8, 8), 255, dtype=torch.uint8)
+    )
     again = load_dataset(cfg.data, seed=3)
     assert torch.equal(again.train.images, ds.train.images) and torch.equal(again.test.labels, ds.test.labels)
 
@@ -244,7 +258,9 @@ def test_augment_on_an_image_that_is_not_32x32_is_refused(tmp_path):
     for c in ("a", "b"):
         for i in range(3):
             _png(tmp_path / "imgs" / c / f"{i}.png")
-    with pytest.raises(DatasetUnavailable, match=r"shape \[3, 8, 8\], but data.augment = \"crop_flip\" takes 32x32"):
+    with pytest.raises(
+        DatasetUnavailable, match=r"shape \[3, 8, 8\], but data.augment = \"crop_flip\" takes 32x32"
+    ):
         load_dataset(_cfg(tmp_path, f"folder:{tmp_path / 'imgs'}", augment="crop_flip").data)
 
 
@@ -279,8 +295,13 @@ def test_data_that_does_not_fit_falls_back_to_the_dataloader(tmp_path, monkeypat
     result, events = _sweep(tmp_path)
     assert result.status == "done"
     started = next(e for e in events if e["type"] == "sweep_started")
-    assert started["pipeline"] == "dataloader" and "does not fit in cpu's free memory" in started["pipeline_reason"]
-    assert started["config"]["data"]["pipeline"] == "resident", "the config as given; pipeline says what trains"
+    assert (
+        started["pipeline"] == "dataloader"
+        and "does not fit in cpu's free memory" in started["pipeline_reason"]
+    )
+    assert started["config"]["data"]["pipeline"] == "resident", (
+        "the config as given; pipeline says what trains"
+    )
     assert any("data.pipeline: the data" in m for m in logs)
 
 
@@ -299,11 +320,26 @@ def test_the_shipped_cifar10_experiment_parses_and_trains_an_epoch_on_a_cifar_fo
     root = Path(__file__).resolve().parents[2] / "experiments" / "cifar10-resnet.toml"
     cfg = load_config(root)
     assert (cfg.data.dataset, cfg.data.normalize, cfg.data.augment, cfg.model.name) == (
-        "cifar10", "dataset", "crop_flip", "resnet_small")
+        "cifar10",
+        "dataset",
+        "crop_flip",
+        "resnet_small",
+    )
     assert cfg.sweep.batch_sizes == [32, 128, 512] and len(cfg.sweep.lr_grid.values()) == 4
-    cfg = load_config(root, overrides=[f'data.root="{tmp_path}"', "data.download=false", "sweep.batch_sizes=[32,128]",
-                                       "sweep.epochs=1", "sweep.device=cpu", "model.args.width=4", "gns.every=0",
-                                       "gns.probe_every=0", "sweep.lr_grid.points=1"])
+    cfg = load_config(
+        root,
+        overrides=[
+            f'data.root="{tmp_path}"',
+            "data.download=false",
+            "sweep.batch_sizes=[32,128]",
+            "sweep.epochs=1",
+            "sweep.device=cpu",
+            "model.args.width=4",
+            "gns.every=0",
+            "gns.probe_every=0",
+            "sweep.lr_grid.points=1",
+        ],
+    )
     sink = ListSink()
     assert run_sweep(cfg, Emitter([sink])).status == "done"
     started = sink.of_type("sweep_started")[0]
@@ -324,13 +360,25 @@ def test_the_cuda_graph_path_runs_an_augmented_run_eagerly_and_says_why(tmp_path
     model = build_model("resnet_small")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     batches = ResidentBatches(ds.train, 32, torch.device("cpu"), seed=0, augment="crop_flip")
-    step, reason = steps.choose_step(model, opt, batches, batch_size=32, split_chunks=1, split_method="vectorized",
-                                     micro_batch=0, optim_name="sgd", perf=PerfConfig(), pipeline="resident",
-                                     device=torch.device("cpu"))
+    step, reason = steps.choose_step(
+        model,
+        opt,
+        batches,
+        batch_size=32,
+        split_chunks=1,
+        split_method="vectorized",
+        micro_batch=0,
+        optim_name="sgd",
+        perf=PerfConfig(),
+        pipeline="resident",
+        device=torch.device("cpu"),
+    )
     assert step.fast_path == "eager" and "data.augment = crop_flip" in reason
 
 
-def test_normalize_statistics_are_read_back_from_the_cache_and_new_data_is_new_statistics(tmp_path, monkeypatch):
+def test_normalize_statistics_are_read_back_from_the_cache_and_new_data_is_new_statistics(
+    tmp_path, monkeypatch
+):
     import trainer.data as data
 
     write_cifar(tmp_path, seed=9)
@@ -342,8 +390,9 @@ def test_normalize_statistics_are_read_back_from_the_cache_and_new_data_is_new_s
 
     monkeypatch.setattr(data, "channel_stats", no_recompute)
     again = load_dataset(_cfg(tmp_path, "cifar10", normalize="dataset").data)
-    assert again.normalization["mean"] == first.normalization["mean"] and torch.equal(again.train.images,
-                                                                                       first.train.images)
+    assert again.normalization["mean"] == first.normalization["mean"] and torch.equal(
+        again.train.images, first.train.images
+    )
     import shutil
 
     shutil.rmtree(tmp_path / "cifar-10-batches-py")
@@ -353,10 +402,19 @@ def test_normalize_statistics_are_read_back_from_the_cache_and_new_data_is_new_s
 
 
 def test_augment_after_a_fallback_says_the_fallback_is_why_the_shape_is_wrong(tmp_path):
-    cfg = _cfg(tmp_path, "cifar10", fallback="synthetic-digits", augment="crop_flip", train_samples=100,
-               test_samples=50)
-    with pytest.raises(DatasetUnavailable, match=r"synthetic-digits holds inputs of shape \[1, 28, 28\] \(the "
-                                                 r"fallback: cifar10 was not found") as err:
+    cfg = _cfg(
+        tmp_path,
+        "cifar10",
+        fallback="synthetic-digits",
+        augment="crop_flip",
+        train_samples=100,
+        test_samples=50,
+    )
+    with pytest.raises(
+        DatasetUnavailable,
+        match=r"synthetic-digits holds inputs of shape \[1, 28, 28\] \(the "
+        r"fallback: cifar10 was not found",
+    ) as err:
         load_dataset(cfg.data)
     assert 'data.fallback = ""' in err.value.fix
 
@@ -374,17 +432,20 @@ def test_resnet_small_takes_the_classes_of_cifar100_from_model_args(tmp_path):
     assert err.value.fix == "set [model.args] num_classes = 100"
     cfg.model.args = {"num_classes": 100}
     check_model(cfg, ds)
-    assert config_from_toml('[model]\nname = "resnet_small"\n[model.args]\nnum_classes = 100\n').model.args == {
-        "num_classes": 100}
+    assert config_from_toml(
+        '[model]\nname = "resnet_small"\n[model.args]\nnum_classes = 100\n'
+    ).model.args == {"num_classes": 100}
 
 
 def test_cifar_offline_with_downloads_allowed_says_downloads_fail_and_what_to_copy(tmp_path, monkeypatch):
     import trainer.data as data
 
-    monkeypatch.setattr(data, "_unresolvable", lambda name: "cannot resolve www.cs.toronto.edu: Name or service "
-                                                            "not known")
+    monkeypatch.setattr(
+        data, "_unresolvable", lambda name: "cannot resolve www.cs.toronto.edu: Name or service not known"
+    )
     with pytest.raises(DatasetUnavailable) as err:
         load_dataset(_cfg(tmp_path, "cifar10", download=True).data)
-    assert str(err.value).startswith(f"cifar10 was not found in {tmp_path} and downloads fail (offline: cannot "
-                                     "resolve www.cs.toronto.edu")
-    assert err.value.fix.startswith(f"copy cifar-10-batches-py") and str(tmp_path) in err.value.fix
+    assert str(err.value).startswith(
+        f"cifar10 was not found in {tmp_path} and downloads fail (offline: cannot resolve www.cs.toronto.edu"
+    )
+    assert err.value.fix.startswith("copy cifar-10-batches-py") and str(tmp_path) in err.value.fix

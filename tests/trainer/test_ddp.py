@@ -1,5 +1,6 @@
 """Data parallel sweeps under torchrun (issue 7): rank slices, and 2 gloo processes on CPU giving the
 per-iteration losses of one process with the same global batch and sample order."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ import torch
 from trainer import cli, ddp
 from trainer.config import load_config
 from trainer.data import Split, load_dataset
-from trainer.pipelines import LoaderBatches, ResidentBatches
 from trainer.ddp import ShardedBatches, check_config, rank_slice
+from trainer.pipelines import LoaderBatches, ResidentBatches
 from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
@@ -65,11 +66,15 @@ def test_the_ranks_slices_make_up_each_global_batch_in_order(pipeline):
 
 
 def test_split_backward_and_batches_smaller_than_the_world_are_refused():
-    cfg = load_config(None, ["sweep.batch_sizes=[2,8,60]", "split_backward.enabled=true", "split_backward.chunks=2"])
+    cfg = load_config(
+        None, ["sweep.batch_sizes=[2,8,60]", "split_backward.enabled=true", "split_backward.chunks=2"]
+    )
     problems = check_config(cfg, world_size=4)
     assert any("split-backward (split_backward.enabled) cannot run under torchrun" in p for p in problems)
-    assert any("batch size 2 smaller than the 4 torchrun processes" in p and "--nproc-per-node 2" in p
-               for p in problems)
+    assert any(
+        "batch size 2 smaller than the 4 torchrun processes" in p and "--nproc-per-node 2" in p
+        for p in problems
+    )
     assert check_config(load_config(None, ["sweep.batch_sizes=[8,60]"]), world_size=4) == []
 
 
@@ -77,8 +82,21 @@ def test_a_refused_config_exits_2_before_joining_any_process_group(monkeypatch, 
     # WORLD_SIZE=2 with no second process: joining would wait forever, so refusing must come first.
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    code = cli.main(["run", "--set", "split_backward.enabled=true", "--set", "sweep.batch_sizes=[8]",
-                     "--set", "split_backward.chunks=2", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    code = cli.main(
+        [
+            "run",
+            "--set",
+            "split_backward.enabled=true",
+            "--set",
+            "sweep.batch_sizes=[8]",
+            "--set",
+            "split_backward.chunks=2",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2
     assert "cannot run under torchrun" in capsys.readouterr().err
     assert not torch.distributed.is_initialized() and not (tmp_path / "out").exists()
@@ -147,10 +165,29 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(da
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "PYTHONPATH": str(REPO)}
     env.pop("WORLD_SIZE", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-         "-m", "trainer", "run", str(config), "--out", str(out), "--quiet"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "trainer",
+            "run",
+            str(config),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("run directory:") == 1  # rank 0 prints; rank 1 prints nothing
@@ -176,21 +213,53 @@ def test_two_nodes_joined_by_a_rendezvous_endpoint_train_like_one_process(data_r
     process each, gloo on CPU): the same losses as one process; only global rank 0 writes the run."""
     config = tmp_path / "ddp.toml"
     text = DDP_CONFIG.format(root=json.dumps(str(data_root)), micro=0)
-    config.write_text(text[:text.index("[[variants]]")].replace("epochs = 2", "epochs = 1"), encoding="utf-8")
+    config.write_text(
+        text[: text.index("[[variants]]")].replace("epochs = 2", "epochs = 1"), encoding="utf-8"
+    )
     out = tmp_path / "out"
     endpoint = f"127.0.0.1:{_free_port()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     env.pop("WORLD_SIZE", None)
     nodes = []
-    for host in ("true", "false"):  # the first launcher holds the rendezvous store, as the endpoint's node does
+    for host in (
+        "true",
+        "false",
+    ):  # the first launcher holds the rendezvous store, as the endpoint's node does
         node_dir = tmp_path / f"node-{host}"
         node_dir.mkdir()
-        nodes.append(subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "bstui-test",
-             "--rdzv-conf", f"is_host={host}",
-             "-m", "trainer", "run", str(config), "--out", str(out), "--quiet"],
-            cwd=node_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        nodes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--nnodes",
+                    "2",
+                    "--nproc-per-node",
+                    "1",
+                    "--rdzv-backend",
+                    "c10d",
+                    "--rdzv-endpoint",
+                    endpoint,
+                    "--rdzv-id",
+                    "bstui-test",
+                    "--rdzv-conf",
+                    f"is_host={host}",
+                    "-m",
+                    "trainer",
+                    "run",
+                    str(config),
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ],
+                cwd=node_dir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = [p.communicate(timeout=300)[0] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
     assert sum(log.count("run directory:") for log in logs) == 1  # global rank 0 prints; the other nothing

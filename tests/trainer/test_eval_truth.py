@@ -1,6 +1,7 @@
 """One evaluation truth in the run's book (trainer/ledger.py): the best accuracy, the target, the collapse
 and the summary all come from the run's evaluations on the slice; the full test set at epoch ends is
 recorded apart. And the test set's slice itself (trainer/evaluation.py). No training: fast."""
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,9 @@ def _train(ledger: Ledger, loss: float = 1.0, n: int = 3) -> None:
 def _evaluate(ledger: Ledger, acc: float, loss: float = 1.0) -> None:
     _train(ledger, loss)
     t = ledger.totals
-    ledger.evaluated(test_acc=acc, test_loss=1.0, eval_samples=2000, wall_s=t.iters * 0.1, compute_s=t.iters * 0.05)
+    ledger.evaluated(
+        test_acc=acc, test_loss=1.0, eval_samples=2000, wall_s=t.iters * 0.1, compute_s=t.iters * 0.05
+    )
 
 
 def test_a_run_that_collapses_in_its_first_epoch_has_the_accuracy_it_reached():
@@ -44,7 +47,11 @@ def test_a_run_that_collapses_in_its_first_epoch_has_the_accuracy_it_reached():
     assert verdict is not None and "after reaching 57.3%" in verdict.reason
     row = ledger.summary(status="collapsed", split_chunks=1, optim="sgd", micro_batch=0)
     assert (row["best_test_acc"], row["last_test_acc"], row["eval_set"], row["eval_samples"]) == (
-        0.573, 0.098, "slice", 2000)
+        0.573,
+        0.098,
+        "slice",
+        2000,
+    )
     assert (row["collapsed_at_iter"], row["epochs"]) == (9, 0)
     header, line = summary_csv([row]).splitlines()
     cells = dict(zip(header.split(","), line.split(",")))
@@ -57,8 +64,18 @@ def test_the_full_test_set_at_epoch_ends_never_mixes_with_the_slice():
     _evaluate(ledger, 0.55)
     _train(ledger)
     # the full test set scores higher than the slice here: it must not make the target or the best
-    ledger.end_epoch(wall=1.0, compute=0.5, test_loss=0.9, test_acc=0.66, lr=0.02, split_chunks=1, probe_figures={},
-                     slice_loss=1.0, slice_acc=0.60, eval_samples=2000)
+    ledger.end_epoch(
+        wall=1.0,
+        compute=0.5,
+        test_loss=0.9,
+        test_acc=0.66,
+        lr=0.02,
+        split_chunks=1,
+        probe_figures={},
+        slice_loss=1.0,
+        slice_acc=0.60,
+        eval_samples=2000,
+    )
     assert sink.of_type("target_reached") == []
     row = ledger.summary(status="done", split_chunks=1, optim="sgd", micro_batch=0)
     assert (row["best_test_acc"], row["last_test_acc"], row["final_test_acc"]) == (0.60, 0.60, 0.66)
@@ -71,7 +88,11 @@ def test_the_full_test_set_at_epoch_ends_never_mixes_with_the_slice():
     assert sink.of_type("epoch_end")[0]["eval_set"] == "full"
     _evaluate(ledger, 0.70)
     target = sink.of_type("target_reached")
-    assert len(target) == 1 and (target[0]["test_acc"], target[0]["source"], target[0]["iter_lo"]) == (0.70, "slice", 6)
+    assert len(target) == 1 and (target[0]["test_acc"], target[0]["source"], target[0]["iter_lo"]) == (
+        0.70,
+        "slice",
+        6,
+    )
     row = ledger.summary(status="done", split_chunks=1, optim="sgd", micro_batch=0)
     assert row["best_test_acc"] == 0.70 >= 0.65  # a run that reached the target shows a best at or above it
 
@@ -81,8 +102,18 @@ def test_a_fall_back_at_the_last_evaluation_is_confirmed_by_the_training_loss():
         ledger, _ = _ledger()
         _evaluate(ledger, 0.9, loss=0.3)
         _train(ledger, loss)
-        ledger.end_epoch(wall=1.0, compute=0.5, test_loss=2.3, test_acc=0.1, lr=0.02, split_chunks=1,
-                         probe_figures={}, slice_loss=2.3, slice_acc=0.1, eval_samples=2000)
+        ledger.end_epoch(
+            wall=1.0,
+            compute=0.5,
+            test_loss=2.3,
+            test_acc=0.1,
+            lr=0.02,
+            split_chunks=1,
+            probe_figures={},
+            slice_loss=2.3,
+            slice_acc=0.1,
+            eval_samples=2000,
+        )
         assert ledger.fell_back() is None  # in the loop: it waits for a second evaluation
         verdict = ledger.end_verdict()  # the run's last evaluation: the loss since the previous one decides
         assert (verdict is not None) == collapsed, loss
@@ -96,7 +127,9 @@ def test_a_checkpoint_of_an_older_trainer_loads_and_its_evaluations_keep_their_s
     state = ledger.state_dict()
     for e in state["totals"]["evals"]:  # as the earlier trainer saved them
         del e["eval_set"], e["stretch"]
-    state["totals"]["evals"].append({"acc": 0.8, "loss": 1.0, "iters": 3, "samples": 3, "epoch": 1, "epoch_end": True})
+    state["totals"]["evals"].append(
+        {"acc": 0.8, "loss": 1.0, "iters": 3, "samples": 3, "epoch": 1, "epoch_end": True}
+    )
     other, _ = _ledger()
     other.load_state_dict(state)
     acc = other.accuracy()  # no slice evaluation: the full test set's epoch ends, as that trainer reported

@@ -4,15 +4,13 @@ On CUDA: captured graphs give the eager loop's per-iteration losses (several bat
 batch, lr warm-up, split-backward). On CPU (CI): the logic around the graph - fast-path resolution,
 index gathering, the device-lr SGD update, and GraphStep's static-buffer body run without capture.
 """
-from __future__ import annotations
 
-import copy
+from __future__ import annotations
 
 import pytest
 import torch
 
 from trainer.data import Split
-from trainer.pipelines import ResidentBatches
 from trainer.fastpath import (
     FastPathUnavailable,
     GraphStep,
@@ -22,10 +20,13 @@ from trainer.fastpath import (
     sgd_momentum_update,
 )
 from trainer.models import build_model
+from trainer.pipelines import ResidentBatches
 from trainer.split import plain_step, split_step
 
 LR, MOMENTUM = 0.02, 0.5
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; none here")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; none here"
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -367,7 +368,7 @@ def test_last_grads_are_the_latest_steps_gradient_in_both_modes():
             probe.load_state_dict({n: t for n, t in zip(dict(model.named_parameters()), params_before)})
             x, y = images[idx], labels[idx]
             if chunks > 1:  # the last chunk's gradient, at the parameters before the step
-                x, y = x[-16 // chunks:], y[-16 // chunks:]
+                x, y = x[-16 // chunks :], y[-16 // chunks :]
             torch.nn.functional.nll_loss(probe(x), y).backward()
             for got, p in zip(step.last_grads(), probe.parameters()):
                 torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
@@ -383,8 +384,18 @@ def test_choose_step_tells_the_app_before_it_captures_a_graph():
     model = build_model("simple_cnn").cuda()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
     told: list[str] = []
-    step, reason = choose_step(model, optimizer, _cuda_data(600, 60), batch_size=60, split_chunks=1,
-                               split_method="vectorized", micro_batch=0, optim_name="sgd",
-                               perf=PerfConfig(fast_path="cuda_graph"), pipeline="resident",
-                               device=torch.device("cuda"), on_capture=lambda: told.append("capture"))
+    step, reason = choose_step(
+        model,
+        optimizer,
+        _cuda_data(600, 60),
+        batch_size=60,
+        split_chunks=1,
+        split_method="vectorized",
+        micro_batch=0,
+        optim_name="sgd",
+        perf=PerfConfig(fast_path="cuda_graph"),
+        pipeline="resident",
+        device=torch.device("cuda"),
+        on_capture=lambda: told.append("capture"),
+    )
     assert reason == "" and step.fast_path == "cuda_graph" and told == ["capture"]

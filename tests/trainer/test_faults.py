@@ -7,6 +7,7 @@ checkpoint's temp file is written but before it is renamed, or before summary.cs
 The trainers run in forked copies of this process (torch is already imported, so each costs
 milliseconds); one test also kills a real `python -m trainer run` from outside.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,8 @@ import pytest
 import torch
 
 import trainer.steps as steps
-from trainer.commands import trainer_command
 from trainer.cli import EXIT_IO, main
+from trainer.commands import trainer_command
 from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,21 +38,32 @@ KILL_SEED = 6  # the kill points below come from this seed
 def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     """A tiny interleaved sweep: 2 batch sizes x 3 epochs on 600 generated samples (~30 events)."""
     return [
-        "run", str(ROOT / "experiments.toml"),
-        "--set", 'data.dataset="synthetic-digits"',
-        "--set", f'data.root="{data_root}"',
-        "--set", "data.train_samples=600",
-        "--set", "data.test_samples=200",
-        "--set", "sweep.batch_sizes=[20,200]",
-        "--set", "sweep.epochs=3",
-        "--set", 'sweep.schedule="interleaved"',
+        "run",
+        str(ROOT / "experiments.toml"),
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{data_root}"',
+        "--set",
+        "data.train_samples=600",
+        "--set",
+        "data.test_samples=200",
+        "--set",
+        "sweep.batch_sizes=[20,200]",
+        "--set",
+        "sweep.epochs=3",
+        "--set",
+        'sweep.schedule="interleaved"',
         # One thread: the kill test runs the trainer in a forked copy of this process, and a fork of a
         # process whose OpenMP pool has started (any earlier test's 2-thread step) hangs at its first
         # parallel region. bstui itself only ever spawns.
-        "--set", "perf.cpu_threads=1",
-        "--device", "cpu",
+        "--set",
+        "perf.cpu_threads=1",
+        "--device",
+        "cpu",
         "--quiet",
-        "--out", str(out),
+        "--out",
+        str(out),
         *extra,
     ]
 
@@ -67,7 +79,9 @@ def training_results(run_dir: Path) -> dict[str, dict]:
             continue
         r = runs.setdefault(rid, {"losses": [], "epochs": [], "finished": []})
         if e["type"] == "losses":
-            assert e["first_iter"] == len(r["losses"]), f"{rid}: gap or duplicate at iteration {e['first_iter']}"
+            assert e["first_iter"] == len(r["losses"]), (
+                f"{rid}: gap or duplicate at iteration {e['first_iter']}"
+            )
             r["losses"].extend(e["values"])
         elif e["type"] == "epoch_end":
             r["epochs"].append({k: v for k, v in e.items() if k not in TIMING})
@@ -161,7 +175,9 @@ def _run_until_killed(argv: list[str], mode: str, k: int) -> int:
 def kill_points(seed: int, n: int) -> list[tuple[str, int]]:
     """n seeded (mode, k) kill points, every mode at least once."""
     rng = random.Random(seed)
-    modes = ["line", "mid-line", "checkpoint", "summary"] + [rng.choice(["line", "mid-line"]) for _ in range(n - 4)]
+    modes = ["line", "mid-line", "checkpoint", "summary"] + [
+        rng.choice(["line", "mid-line"]) for _ in range(n - 4)
+    ]
     rng.shuffle(modes)
     limits = {"line": 7, "mid-line": 7, "checkpoint": 2, "summary": 1}
     return [(m, rng.randint(1, limits[m])) for m in modes]
@@ -192,8 +208,13 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(da
 def test_kill_9_of_a_real_trainer_process_then_resume(data_root, tmp_path, reference, capsys):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *sweep_args(data_root, out)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", *sweep_args(data_root, out)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     events_file = out / "events.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -242,8 +263,9 @@ def _full_disk_after(n: int):
 
 
 @pytest.mark.parametrize("where", ["events", "checkpoint"])
-def test_a_full_disk_mid_sweep_stops_cleanly_and_the_sweep_resumes(where, data_root, tmp_path, monkeypatch,
-                                                                  capsys, reference):
+def test_a_full_disk_mid_sweep_stops_cleanly_and_the_sweep_resumes(
+    where, data_root, tmp_path, monkeypatch, capsys, reference
+):
     if where == "events":
         monkeypatch.setattr(RunDirSink, "_write", _full_disk_after(12))
     else:
@@ -289,8 +311,17 @@ def test_a_run_directory_under_a_file_exits_2_before_training(data_root, tmp_pat
 def _lock_by(run_dir: Path, pid: int) -> None:
     import socket
 
-    (run_dir / LOCK).write_text(json.dumps({"pid": pid, "hostname": socket.gethostname(), "started": time.time(),
-                                            "command": "python -m trainer run (the first one)", "token": "t"}))
+    (run_dir / LOCK).write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "hostname": socket.gethostname(),
+                "started": time.time(),
+                "command": "python -m trainer run (the first one)",
+                "token": "t",
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("force", [False, True])
@@ -328,8 +359,12 @@ def test_a_stale_lock_is_reported_and_the_trainer_goes_ahead(data_root, tmp_path
 
 def test_output_dir_is_created_and_a_new_run_never_touches_an_old_one(data_root, tmp_path):
     base = tmp_path / "deep" / "runs"
-    argv = sweep_args(data_root, tmp_path / "unused", "--set", "sweep.epochs=1", "--set", f'output.dir="{base}"')
-    argv = argv[: argv.index("--out")] + argv[argv.index("--out") + 2:]  # no --out: <output.dir>/<stamp>-<name>
+    argv = sweep_args(
+        data_root, tmp_path / "unused", "--set", "sweep.epochs=1", "--set", f'output.dir="{base}"'
+    )
+    argv = (
+        argv[: argv.index("--out")] + argv[argv.index("--out") + 2 :]
+    )  # no --out: <output.dir>/<stamp>-<name>
     assert main(argv) == 0
     first = [p for p in base.iterdir()]
     assert len(first) == 1

@@ -7,6 +7,7 @@ test samples (see _assert_same_training). Batch-1 SGD amplifies rounding like an
 batch-1 steps one run in six (lr 0.05) drifted from 2e-5 to 0.1 relative within 25 steps past iteration
 ~880, so batch 1 is compared over one epoch (600 steps) and batch 60 over two.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,19 @@ def _sweep(cfg, controls=None, run_dir=""):
 
 
 def _grid(tiny_config, batch, fuse, **extra):
-    sections = {"sweep": {"batch_sizes": [batch], "lrs": [0.01, 0.05, 0.2], "seeds": 2, "epochs": 2,
-                          "eval_every": 0, **extra.pop("sweep", {})},
-                "optim": {"momentum": 0.5, **extra.pop("optim", {})},
-                "perf": {"fuse_runs": fuse}, **extra}
+    sections = {
+        "sweep": {
+            "batch_sizes": [batch],
+            "lrs": [0.01, 0.05, 0.2],
+            "seeds": 2,
+            "epochs": 2,
+            "eval_every": 0,
+            **extra.pop("sweep", {}),
+        },
+        "optim": {"momentum": 0.5, **extra.pop("optim", {})},
+        "perf": {"fuse_runs": fuse},
+        **extra,
+    }
     return tiny_config(**sections)
 
 
@@ -59,7 +69,10 @@ def _accuracies(sink):
 
 
 def _close(a, b, rel):
-    return all(math.isclose(x, y, rel_tol=rel, abs_tol=1e-7) or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+    return all(
+        math.isclose(x, y, rel_tol=rel, abs_tol=1e-7) or (math.isnan(x) and math.isnan(y))
+        for x, y in zip(a, b)
+    )
 
 
 def _rel(x, y):
@@ -128,11 +141,15 @@ def test_a_diverging_member_ends_alone_and_the_others_train_on(tiny_config):
     for run, s in status.items():
         if s == "done":  # trained on as alone (to rounding: see _assert_same_training)
             rel = [_rel(x, y) for x, y in zip(lf[run], la[run])]
-            assert len(lf[run]) == len(la[run]) and max(rel[:20]) <= 1e-5 and sorted(rel)[len(rel) // 2] <= 1e-6, run
+            assert (
+                len(lf[run]) == len(la[run]) and max(rel[:20]) <= 1e-5 and sorted(rel)[len(rel) // 2] <= 1e-6
+            ), run
         else:  # diverged at the same iteration as alone, and no loss after it
             assert len(lf[run]) == len(la[run]), run
     reasons = {e["run"]: e["reason"] for e in fused.of_type("run_finished") if e["status"] == "diverged"}
-    assert reasons == {e["run"]: e["reason"] for e in alone.of_type("run_finished") if e["status"] == "diverged"}
+    assert reasons == {
+        e["run"]: e["reason"] for e in alone.of_type("run_finished") if e["status"] == "diverged"
+    }
     assert fused_result.status == "done"
 
 
@@ -167,7 +184,9 @@ def test_plan_names_the_reason_each_run_trains_alone(tiny_config):
     settings = RunSettings.from_config(cfg)
     units = plan_units(specs, settings, torch.device("cpu"), "eager")
     assert [(u.fused, [s.run_id for s in u.specs]) for u in units] == [
-        (True, ["bs4-lr0.1", "bs4-lr0.2"]), (True, ["bs8-lr0.1", "bs8-lr0.2"])]
+        (True, ["bs4-lr0.1", "bs4-lr0.2"]),
+        (True, ["bs8-lr0.1", "bs8-lr0.2"]),
+    ]
     lone = tiny_config(sweep={"batch_sizes": [4, 8]}, perf={"fuse_runs": "auto"})
     units = plan_units(run_specs(lone), RunSettings.from_config(lone), torch.device("cpu"), "eager")
     assert all(not u.fused and "no other run of batch" in u.reason for u in units)
@@ -198,8 +217,14 @@ def test_stacked_sgd_step_equals_torch_sgd():
     refs = [SimpleModel() for _ in hyper]
     for m, r in zip(models, refs):
         r.load_state_dict(m.state_dict())
-    opts = [torch.optim.SGD(m.parameters(), lr=lr, momentum=mu, weight_decay=wd) for m, (lr, mu, wd) in zip(models, hyper)]
-    ref_opts = [torch.optim.SGD(r.parameters(), lr=lr, momentum=mu, weight_decay=wd) for r, (lr, mu, wd) in zip(refs, hyper)]
+    opts = [
+        torch.optim.SGD(m.parameters(), lr=lr, momentum=mu, weight_decay=wd)
+        for m, (lr, mu, wd) in zip(models, hyper)
+    ]
+    ref_opts = [
+        torch.optim.SGD(r.parameters(), lr=lr, momentum=mu, weight_decay=wd)
+        for r, (lr, mu, wd) in zip(refs, hyper)
+    ]
     stack = StackedSGD(models[0], models, opts, hyper)
     stack.set_warmup([lr for lr, _, _ in hyper], [20] * len(hyper))
     for it in range(30):  # a linear warm-up over 20 steps, then the lrs themselves
@@ -218,7 +243,9 @@ def test_stacked_sgd_step_equals_torch_sgd():
         for p, q in zip(m.parameters(), r.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # the member's own parameters are its row
             if ro.state[q]:
-                torch.testing.assert_close(o.state[p]["momentum_buffer"], ro.state[q]["momentum_buffer"], rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(
+                    o.state[p]["momentum_buffer"], ro.state[q]["momentum_buffer"], rtol=1e-5, atol=1e-6
+                )
 
 
 def test_a_group_needs_two_prepared_runs():
@@ -244,7 +271,9 @@ def test_split_toggle_mid_run_matches_training_alone(tiny_config):
         return sink
 
     fused, alone = run("auto"), run("off")
-    assert {e["run"] for e in fused.of_type("mode_changed")} == {e["run"] for e in alone.of_type("mode_changed")}
+    assert {e["run"] for e in fused.of_type("mode_changed")} == {
+        e["run"] for e in alone.of_type("mode_changed")
+    }
     lf, la = _losses(fused), _losses(alone)
     # the switch lands at a block boundary that depends on the schedule: compare each run's own switch point
     for run in la:
@@ -258,14 +287,23 @@ def test_split_toggle_mid_run_matches_training_alone(tiny_config):
 
 
 def test_a_fused_sweep_interrupted_in_epoch_2_resumes_as_a_fused_group_and_ends_as_if_uninterrupted(
-        data_root, tmp_path, monkeypatch):
+    data_root, tmp_path, monkeypatch
+):
     """Ctrl-C in the second epoch of a group of 2 lrs x 2 seeds; `resume` restores each run from its own
     checkpoint, fuses them again, and every loss and epoch result equals the uninterrupted sweep's, exactly."""
     from tests.trainer.test_resume import sweep_args, training_results
     from trainer.cli import EXIT_INTERRUPTED, main
 
-    grid = ["--set", "sweep.batch_sizes=[6]", "--set", "sweep.lrs=[0.05,0.1]", "--set", "sweep.seeds=2",
-            "--set", "sweep.epochs=2"]
+    grid = [
+        "--set",
+        "sweep.batch_sizes=[6]",
+        "--set",
+        "sweep.lrs=[0.05,0.1]",
+        "--set",
+        "sweep.seeds=2",
+        "--set",
+        "sweep.epochs=2",
+    ]
     reference = tmp_path / "reference"
     assert main(sweep_args(data_root, reference, *grid)) == 0
     out = tmp_path / "run"
@@ -296,8 +334,15 @@ def test_on_cuda_a_fused_grid_trains_as_the_same_runs_alone(tiny_config, batch, 
     """perf.fuse_runs = "on" on a GPU: the group steps eagerly (run_started says so), equal to eager runs
     alone to rounding; under "auto" the CUDA-graph runs train alone and say why."""
     fused_result, fused = _sweep(_grid(tiny_config, batch, "on", sweep={"epochs": 1, "device": "cuda"}))
-    _, alone = _sweep(_grid(tiny_config, batch, "off", sweep={"epochs": 1, "device": "cuda"},
-                            perf={"fuse_runs": "off", "fast_path": "eager"}))
+    _, alone = _sweep(
+        _grid(
+            tiny_config,
+            batch,
+            "off",
+            sweep={"epochs": 1, "device": "cuda"},
+            perf={"fuse_runs": "off", "fast_path": "eager"},
+        )
+    )
     assert fused_result.status == "done"
     started = fused.of_type("run_started")
     assert all(e["fused"] and e["fast_path"] == "eager" and "fused" in e["fast_path_reason"] for e in started)
@@ -318,7 +363,9 @@ def test_a_stopped_sweep_ends_its_fused_runs_stopped_and_records_the_group(tiny_
 
     result = run_sweep(_grid(tiny_config, 6, "auto"), Emitter([StopEarly()]), controls=controls)
     assert result.status == "stopped"
-    assert {e["status"] for e in sink.of_type("run_finished")} == {"stopped"} and len(sink.of_type("run_finished")) == 6
+    assert {e["status"] for e in sink.of_type("run_finished")} == {"stopped"} and len(
+        sink.of_type("run_finished")
+    ) == 6
     group = sink.of_type("fused_group")
     assert len(group) == 1 and len(group[0]["runs"]) == 6 and group[0]["steps"] >= 1
 

@@ -1,5 +1,6 @@
 """sweep.parallel (issue 7): runs spread over worker processes, one per device. The GPUs are simulated
 by CPU worker processes: the scheduling and event plumbing are the same."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,8 @@ import torch
 from trainer import gpu_pool
 from trainer.config import ConfigError, load_config
 from trainer.controls import Controls
-from trainer.runlog import Emitter, ListSink
 from trainer.plan import RunSpec, queue_order
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 
@@ -22,7 +23,10 @@ def test_auto_spreads_over_every_gpu_only_when_there_are_several():
 
 
 def test_runs_with_the_most_iterations_are_handed_out_first():
-    specs = [RunSpec(run_id=f"bs{b}-{i}", batch_size=b, lr=0.1, momentum=0.5) for i, b in enumerate([600, 6, 60, 6, 6000])]
+    specs = [
+        RunSpec(run_id=f"bs{b}-{i}", batch_size=b, lr=0.1, momentum=0.5)
+        for i, b in enumerate([600, 6, 60, 6, 6000])
+    ]
     order = [s.run_id for s in queue_order(specs, 60000)]
     assert order == ["bs6-1", "bs6-3", "bs60-2", "bs600-0", "bs6000-4"]
 
@@ -51,7 +55,11 @@ def test_runs_on_two_workers_train_exactly_as_in_one_process(tiny_config, tiny_d
     spread = ListSink()
     result = run_sweep(cfg, Emitter([spread]))
     assert result.status == "done"
-    assert [s["run"] for s in result.summaries] == ["bs60", "bs100", "bs200"]  # sweep order, whoever finished first
+    assert [s["run"] for s in result.summaries] == [
+        "bs60",
+        "bs100",
+        "bs200",
+    ]  # sweep order, whoever finished first
     assert spread.events[0]["parallel_devices"] == ["cpu", "cpu"]
     assert spread.events[-1]["type"] == "sweep_finished"
     started = spread.of_type("run_started")
@@ -71,8 +79,9 @@ def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
     controls = Controls()
     controls.apply({"cmd": "stop"})
     sink = ListSink()
-    result = run_sweep(tiny_config(sweep={"batch_sizes": [20, 200], "parallel": "auto"}), Emitter([sink]),
-                       controls=controls)
+    result = run_sweep(
+        tiny_config(sweep={"batch_sizes": [20, 200], "parallel": "auto"}), Emitter([sink]), controls=controls
+    )
     assert result.status == "stopped"
     assert {e["status"] for e in sink.of_type("run_finished")} <= {"stopped"}
     assert not sink.of_type("epoch_end")
@@ -81,11 +90,16 @@ def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
 
 def test_a_worker_that_cannot_start_leaves_its_runs_to_the_others(tiny_config, tiny_dataset, monkeypatch):
     monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
-    monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "no-such-device"])
+    monkeypatch.setattr(
+        gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "no-such-device"]
+    )
     said: list[str] = []
     sink = ListSink()
-    result = run_sweep(tiny_config(sweep={"batch_sizes": [100, 200], "epochs": 1, "parallel": "auto"}),
-                       Emitter([sink]), log=said.append)
+    result = run_sweep(
+        tiny_config(sweep={"batch_sizes": [100, 200], "epochs": 1, "parallel": "auto"}),
+        Emitter([sink]),
+        log=said.append,
+    )
     assert result.status == "done"
     assert {e["worker"] for e in sink.of_type("run_started")} == {0}
     assert any("worker on no-such-device" in m and "the other workers take its runs" in m for m in said)

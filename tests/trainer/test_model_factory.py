@@ -2,6 +2,7 @@
 
 A factory defined in tests (tests/trainer/factory_models.py) trains a 2-batch-size sweep on CPU; each
 mistake a user makes with a factory is a config error (exit 2) naming the module and the fix."""
+
 from __future__ import annotations
 
 import uuid
@@ -64,20 +65,49 @@ def test_log_probs_models_are_used_as_they_are():
 @pytest.mark.parametrize(
     ("name", "kw", "cause", "fix"),
     [
-        ("raises", {}, "the factory raised RuntimeError: the weights file is missing when called with ()",
-         "it takes (hidden: int = 32)"),
-        ("mlp", {"args": {"width": 3}}, "the factory raised TypeError: mlp() got an unexpected keyword argument",
-         "it takes (hidden: int = 32); check [model.args] against its parameters"),
+        (
+            "raises",
+            {},
+            "the factory raised RuntimeError: the weights file is missing when called with ()",
+            "it takes (hidden: int = 32)",
+        ),
+        (
+            "mlp",
+            {"args": {"width": 3}},
+            "the factory raised TypeError: mlp() got an unexpected keyword argument",
+            "it takes (hidden: int = 32); check [model.args] against its parameters",
+        ),
         ("not_a_module", {}, "the factory returned a list, not a torch.nn.Module", "return the model itself"),
-        ("three_classes", {}, "the model returned shape [2, 3] for a batch of 2; the trainer needs [2, 10]",
-         "nn.Linear(..., 10)"),
-        ("colour_input", {}, "the model failed on a batch of inputs shaped [2, 1, 28, 28]",
-         "make it take inputs of shape [batch, 1, 28, 28]"),
-        ("mlp", {}, 'model.output = "log_probs", but the outputs are not log-probabilities',
-         'set model.output = "logits"'),
-        ("nowhere", {}, "module tests.trainer.factory_models (", 'name a function of the module after the colon'),
-        ("NOT_CALLABLE", {}, "NOT_CALLABLE in module tests.trainer.factory_models is a int, not a callable",
-         "name a function"),
+        (
+            "three_classes",
+            {},
+            "the model returned shape [2, 3] for a batch of 2; the trainer needs [2, 10]",
+            "nn.Linear(..., 10)",
+        ),
+        (
+            "colour_input",
+            {},
+            "the model failed on a batch of inputs shaped [2, 1, 28, 28]",
+            "make it take inputs of shape [batch, 1, 28, 28]",
+        ),
+        (
+            "mlp",
+            {},
+            'model.output = "log_probs", but the outputs are not log-probabilities',
+            'set model.output = "logits"',
+        ),
+        (
+            "nowhere",
+            {},
+            "module tests.trainer.factory_models (",
+            'name a function of the module after the colon',
+        ),
+        (
+            "NOT_CALLABLE",
+            {},
+            "NOT_CALLABLE in module tests.trainer.factory_models is a int, not a callable",
+            "name a function",
+        ),
     ],
 )
 def test_a_factory_that_does_not_fit_is_a_model_error_naming_cause_and_fix(inputs, name, kw, cause, fix):
@@ -127,9 +157,27 @@ def build(hidden=16):
 
 
 def _args(config: Path, data_root: Path, out: Path) -> list[str]:
-    return ["run", str(config), "--set", 'data.dataset="synthetic-digits"', "--set", f'data.root="{data_root}"',
-            "--set", "data.train_samples=600", "--set", "data.test_samples=200", "--set", "sweep.batch_sizes=[60,600]",
-            "--set", "sweep.epochs=1", "--device", "cpu", "--quiet", "--out", str(out)]
+    return [
+        "run",
+        str(config),
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{data_root}"',
+        "--set",
+        "data.train_samples=600",
+        "--set",
+        "data.test_samples=200",
+        "--set",
+        "sweep.batch_sizes=[60,600]",
+        "--set",
+        "sweep.epochs=1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def test_a_module_beside_the_config_is_found_and_trains(data_root, tmp_path, monkeypatch, capsys):
@@ -147,13 +195,18 @@ def test_a_module_beside_the_config_is_found_and_trains(data_root, tmp_path, mon
     [
         (None, "build", "no module named own_model_"),
         (OWN_MODEL, "buld", "has no buld; it defines build"),
-        ("import not_installed_anywhere_xyz\n", "build", "imports not_installed_anywhere_xyz, which is not installed"),
+        (
+            "import not_installed_anywhere_xyz\n",
+            "build",
+            "imports not_installed_anywhere_xyz, which is not installed",
+        ),
         ("def build(:\n", "build", "raised SyntaxError"),
         (OWN_MODEL.replace("hidden, 10", "hidden, 7"), "build", "returned shape [2, 7] for a batch of 2"),
     ],
 )
-def test_a_bad_factory_exits_2_before_training_naming_the_module(data_root, tmp_path, capsys, source, name,
-                                                                 expected):
+def test_a_bad_factory_exits_2_before_training_naming_the_module(
+    data_root, tmp_path, capsys, source, name, expected
+):
     config, module = _project(tmp_path, source or "", name=name)
     if source is None:
         (tmp_path / f"{module}.py").unlink()

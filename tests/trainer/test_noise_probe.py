@@ -1,4 +1,5 @@
 """The batch-independent gradient-noise probe (trainer/noise_probe.py, issue 13)."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from trainer.models import SimpleModel
 from trainer.bsimple import Reading, b_simple_at
+from trainer.models import SimpleModel
 from trainer.noise_probe import NoiseProbe, probe_reading, probe_terms
 
 # Linear regression y = w*.x + eps, x ~ N(0, I_d), eps ~ N(0, s2), loss 0.5 (w.x - y)^2 at w = w* + r:
@@ -44,8 +45,9 @@ def test_the_interval_covers_the_true_b_simple_in_about_95_percent_of_repeats(sc
     repeats, readings, covered, widths = 80, 6, 0, []
     for seed in range(repeats):
         model, w_star, gen, truth = _regression(seed, scale)
-        probe = NoiseProbe(every_samples=1, window_samples=readings, probe_size=128, chunk_size=8,
-                           loss_fn=_mse, seed=seed)
+        probe = NoiseProbe(
+            every_samples=1, window_samples=readings, probe_size=128, chunk_size=8, loss_fn=_mse, seed=seed
+        )
         for i in range(readings):
             probe.update(model, *_batch(w_star, gen, 128), samples=i + 1)
         f = probe.figures()
@@ -97,7 +99,7 @@ def test_probe_at_batch_6_agrees_with_an_exact_per_sample_computation_within_2x(
     opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.5)
     perm = torch.randperm(len(y_all))
     for start in range(0, 600, 6):  # one epoch at batch 6 (100 steps), the study's settings
-        idx = perm[start:start + 6]
+        idx = perm[start : start + 6]
         opt.zero_grad()
         F.nll_loss(model(x_all[idx]), y_all[idx]).backward()
         opt.step()
@@ -170,7 +172,9 @@ def test_a_reading_records_the_probe_batch_loss_and_every_reading_is_kept():
     x, y = _batch(w_star, gen, 64)
     g2, trace, loss = probe_reading(model, x, y, chunk_size=8, loss_fn=_mse)
     assert (g2, trace) == probe_terms(model, x, y, chunk_size=8, loss_fn=_mse)
-    assert loss == pytest.approx(_mse(model(x), y).item(), rel=1e-9)  # equal chunks: their mean is the batch's
+    assert loss == pytest.approx(
+        _mse(model(x), y).item(), rel=1e-9
+    )  # equal chunks: their mean is the batch's
     probe = NoiseProbe(every_samples=10, window_samples=20, probe_size=64, chunk_size=8, loss_fn=_mse)
     for samples in (10, 20, 30, 40):
         probe.update(model, *_batch(w_star, gen, 64), samples)

@@ -1,4 +1,5 @@
 """LARS and LAMB against steps computed by hand, the optimizer registry, and the loop using them."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,8 @@ import torch.nn.functional as F
 
 import trainer.steps as steps
 from trainer.config import ConfigError, OptimConfig, load_config
-from trainer.runlog import Emitter, ListSink
 from trainer.optim import LAMB, LARS, build_optimizer, lr_at
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 
@@ -59,6 +60,7 @@ def test_lars_two_steps_with_momentum_use_a_trust_ratio_per_layer():
     opt.step()
 
     for w, g, got in zip(w0, grads, model.parameters()):
+
         def local(weights: torch.Tensor, grad: torch.Tensor) -> float:
             return tc * weights.norm().item() / (grad.norm().item() + wd * weights.norm().item())
 
@@ -159,8 +161,10 @@ def _shared_dataset(tiny_dataset, monkeypatch):
 @pytest.mark.parametrize(("name", "lr"), [("lars", 20.0), ("lamb", 0.03)])
 def test_a_sweep_trains_with_lars_and_lamb(tiny_config, name, lr):
     # lrs from a scan on this data (LARS's trust coefficient 0.001 wants a large global lr).
-    cfg = tiny_config(optim={"name": name, "lr": lr, "momentum": 0.9, "warmup_epochs": 0.5},
-                      sweep={"batch_sizes": [60], "epochs": 3})
+    cfg = tiny_config(
+        optim={"name": name, "lr": lr, "momentum": 0.9, "warmup_epochs": 0.5},
+        sweep={"batch_sizes": [60], "epochs": 3},
+    )
     sink = ListSink()
     result = run_sweep(cfg, Emitter([sink]))
     assert result.status == "done"
@@ -182,8 +186,9 @@ def test_warmup_sets_the_lr_lars_reads_each_step(tiny_config):
         seen.append(opt.param_groups[0]["lr"])
         return real(model, opt, x, y)
 
-    cfg = tiny_config(optim={"name": "lars", "lr": 1.0, "warmup_epochs": 1.0},
-                      sweep={"batch_sizes": [100], "epochs": 2})
+    cfg = tiny_config(
+        optim={"name": "lars", "lr": 1.0, "warmup_epochs": 1.0}, sweep={"batch_sizes": [100], "epochs": 2}
+    )
     monkey = pytest.MonkeyPatch()
     monkey.setattr(steps, "plain_step", step)
     try:
@@ -202,8 +207,10 @@ def test_lars_and_lamb_runs_leave_the_cuda_graph_path_and_say_why(tiny_config, m
     built = []
     monkeypatch.setattr(steps, "GraphStep", lambda *a, **k: built.append(a) or pytest.fail("GraphStep built"))
     sink = ListSink()
-    run_sweep(tiny_config(optim={"name": "lamb", "lr": 0.01}, sweep={"batch_sizes": [200], "epochs": 1}),
-              Emitter([sink]))
+    run_sweep(
+        tiny_config(optim={"name": "lamb", "lr": 0.01}, sweep={"batch_sizes": [200], "epochs": 1}),
+        Emitter([sink]),
+    )
     started = sink.of_type("run_started")[0]
     assert started["fast_path"] == "eager"
     assert "lamb" in started["fast_path_reason"] and "SGD only" in started["fast_path_reason"]

@@ -2,6 +2,7 @@
 or an SSH drop, drops its live feed and trains on headless into its run directory, with nothing
 retrained: every run's per-iteration losses continue with no gap and no duplicate, as many as an
 uninterrupted sweep's, and its output moves into the run directory's trainer.log."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.test_signals import HANG_GUARD_S, ROOT, events_of, trainer_cmd
-from trainer.runlog import LOCK, SUMMARY, TRAINER_LOG
 from tests.tui.test_bridge import alive
+from trainer.runlog import LOCK, SUMMARY, TRAINER_LOG
 from tui.bridge import TrainerBridge
 from tui.feed import LiveFeed
 
@@ -25,9 +26,16 @@ CONFIG = str(ROOT / "experiments.toml")
 
 
 def overrides(data_root: Path) -> list[str]:
-    return ['data.dataset="synthetic-digits"', f'data.root="{data_root}"', "data.train_samples=3000",
-            "data.test_samples=300", "sweep.batch_sizes=[30,300]", "sweep.epochs=3", 'sweep.device="cpu"',
-            "sweep.seed=7"]
+    return [
+        'data.dataset="synthetic-digits"',
+        f'data.root="{data_root}"',
+        "data.train_samples=3000",
+        "data.test_samples=300",
+        "sweep.batch_sizes=[30,300]",
+        "sweep.epochs=3",
+        'sweep.device="cpu"',
+        "sweep.seed=7",
+    ]
 
 
 def loss_iterations(out: Path) -> dict[str, list[int]]:
@@ -41,9 +49,14 @@ def loss_iterations(out: Path) -> dict[str, list[int]]:
 
 def uninterrupted(data_root: Path, out: Path) -> dict[str, list[int]]:
     sets = [x for o in overrides(data_root) for x in ("--set", o)]
-    done = subprocess.run(trainer_cmd("run", CONFIG, *sets, "--out", str(out), "--quiet"), cwd=out.parent,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
+    done = subprocess.run(
+        trainer_cmd("run", CONFIG, *sets, "--out", str(out), "--quiet"),
+        cwd=out.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
     assert done.returncode == 0, done.stderr
     return loss_iterations(out)
 
@@ -69,7 +82,9 @@ def assert_complete_and_continuous(out: Path, reference: dict[str, list[int]]) -
     assert iters.keys() == reference.keys()
     for run, seen in iters.items():
         assert seen == list(range(len(seen))), f"{run}: a gap or a duplicate in its losses"
-        assert len(seen) == len(reference[run]), f"{run}: {len(seen)} iterations, uninterrupted {len(reference[run])}"
+        assert len(seen) == len(reference[run]), (
+            f"{run}: {len(seen)} iterations, uninterrupted {len(reference[run])}"
+        )
     assert (out / SUMMARY).is_file() and not os.path.lexists(out / LOCK)
     log = (out / TRAINER_LOG).read_text()
     assert "the viewer left" in log and "Traceback" not in log
@@ -109,8 +124,14 @@ def test_an_app_that_dies_leaves_its_trainer_training(data_root, tmp_path, refer
         print(feed.bridge.process.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", app], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    proc = subprocess.run(
+        [sys.executable, "-c", app],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     pid = int(proc.stdout.split()[0])
     wait_gone(pid)

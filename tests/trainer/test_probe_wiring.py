@@ -1,6 +1,7 @@
 """The batch-independent noise probe in the run loop (issue 13): readings every `gns.probe_every`
 training samples, off the clocks, as `noise_probe` events; the run's summary B_simple is the probe
 window's with its interval and share of undefined readings; the probe's state goes through checkpoints."""
+
 from __future__ import annotations
 
 import math
@@ -41,15 +42,18 @@ def test_readings_every_probe_every_samples_off_the_clocks_and_in_the_summary(ti
     monkeypatch.setattr(run_module, "WallClock", Watched)
     monkeypatch.setattr(noise_probe, "probe_reading", terms)
     sink = ListSink()
-    cfg = tiny_config(sweep={"batch_sizes": [20, 200], "epochs": 1, "eval_every": 0}, gns={"probe_every": 200})
+    cfg = tiny_config(
+        sweep={"batch_sizes": [20, 200], "epochs": 1, "eval_every": 0}, gns={"probe_every": 200}
+    )
     result = run_sweep(cfg, Emitter([sink]))
     assert running and not any(running)  # every reading with the clocks stopped
-    for run_id, batch in (("bs20", 20), ("bs200", 200)):
+    for run_id, _batch in (("bs20", 20), ("bs200", 200)):
         readings = [e for e in sink.of_type("noise_probe") if e["run"] == run_id]
         # due at the first batch end at or past each multiple of 200 samples: the same samples at any batch
         assert [e["samples"] for e in readings] == [200, 400, 600]
-        assert all(e["probe_size"] == 1024 and e["chunk_size"] == 8 and e["window_samples"] == 1000
-                   for e in readings)
+        assert all(
+            e["probe_size"] == 1024 and e["chunk_size"] == 8 and e["window_samples"] == 1000 for e in readings
+        )
         last = readings[-1]
         assert last["b_simple_readings"] == 3 and last["b_simple_from_samples"] == 200
         assert last["b_simple_at_samples"] == 600 and last["loss"] > 0  # read at the newest reading
@@ -66,8 +70,10 @@ def test_readings_every_probe_every_samples_off_the_clocks_and_in_the_summary(ti
 
 def test_probe_every_zero_takes_no_reading_and_the_summary_keeps_the_in_batch_estimate(tiny_config):
     sink = ListSink()
-    result = run_sweep(tiny_config(sweep={"batch_sizes": [20], "epochs": 1, "eval_every": 0},
-                                   gns={"probe_every": 0}), Emitter([sink]))
+    result = run_sweep(
+        tiny_config(sweep={"batch_sizes": [20], "epochs": 1, "eval_every": 0}, gns={"probe_every": 0}),
+        Emitter([sink]),
+    )
     assert sink.of_type("noise_probe") == []
     s = result.summaries[0]
     assert s["b_simple_readings"] is None and s["b_simple_source"] in ("in_batch", None)

@@ -1,5 +1,6 @@
 """A checkpoint that cannot be restored (issue 14, item 10): reported, its run trained again from the
 start, never a traceback, and never on every later resume; a crafted pickle in a checkpoint never runs."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,8 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.trainer.test_resume import _interrupt_at, events_of, sweep_args, training_results
-from tests.trainer.test_resume import reference  # noqa: F401 - the uninterrupted sweep, a module fixture
+from tests.trainer.test_resume import (
+    _interrupt_at,
+    events_of,
+    reference,  # noqa: F401 - the uninterrupted sweep, a module fixture
+    sweep_args,
+    training_results,
+)
 from trainer.checkpoint import checkpoint_path
 from trainer.cli import EXIT_INTERRUPTED, main
 
@@ -72,8 +78,9 @@ def interrupted(data_root, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_checkpoint_whose_part_cannot_be_restored_restarts_its_run(damage, interrupted, reference, tmp_path,
-                                                                      capsys):
+def test_a_checkpoint_whose_part_cannot_be_restored_restarts_its_run(
+    damage, interrupted, reference, tmp_path, capsys
+):
     out = tmp_path / "run"
     shutil.copytree(interrupted, out)
     path = checkpoint_path(out, "bs200")

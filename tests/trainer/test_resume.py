@@ -1,26 +1,26 @@
 """`python -m trainer resume DIR`: checkpoints, and a continued sweep that equals an uninterrupted one."""
+
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+import tomllib
 import torch
 
 import trainer.steps as steps
 import trainer.sweep as sweep
-from trainer.commands import trainer_command
 from trainer.checkpoint import CheckpointWriter, checkpoint_path
 from trainer.cli import EXIT_INTERRUPTED, main, resume_sweep
+from trainer.commands import trainer_command
 from trainer.config import load_config
 from trainer.controls import Controls
-from trainer.runlog import Emitter, ListSink
 from trainer.models import build_model
 from trainer.plan import RunSettings
 from trainer.resume import plan_resume, restore_check
-from trainer.runlog import RunDirSink, create_run_dir, write_config
+from trainer.runlog import Emitter, ListSink, RunDirSink, create_run_dir, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}
@@ -29,17 +29,27 @@ TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}
 def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     """A tiny sequential sweep: bs20 trains all its 3 epochs before bs200 starts."""
     return [
-        "run", str(ROOT / "experiments.toml"),
-        "--set", 'data.dataset="synthetic-digits"',
-        "--set", f'data.root="{data_root}"',
-        "--set", "data.train_samples=600",
-        "--set", "data.test_samples=200",
-        "--set", "sweep.batch_sizes=[20,200]",
-        "--set", "sweep.epochs=3",
-        "--set", 'sweep.schedule="sequential"',
-        "--device", "cpu",
+        "run",
+        str(ROOT / "experiments.toml"),
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{data_root}"',
+        "--set",
+        "data.train_samples=600",
+        "--set",
+        "data.test_samples=200",
+        "--set",
+        "sweep.batch_sizes=[20,200]",
+        "--set",
+        "sweep.epochs=3",
+        "--set",
+        'sweep.schedule="sequential"',
+        "--device",
+        "cpu",
         "--quiet",
-        "--out", str(out),
+        "--out",
+        str(out),
         *extra,
     ]
 
@@ -93,8 +103,9 @@ def _interrupt_at(monkeypatch, batch_size: int, call: int) -> None:
     monkeypatch.setattr(steps, "plain_step", step)
 
 
-def test_ctrl_c_then_resume_keeps_finished_runs_and_continues_the_others(data_root, tmp_path, monkeypatch,
-                                                                         capsys, reference):
+def test_ctrl_c_then_resume_keeps_finished_runs_and_continues_the_others(
+    data_root, tmp_path, monkeypatch, capsys, reference
+):
     out = tmp_path / "run"
     _interrupt_at(monkeypatch, 200, call=5)  # bs20 is done; bs200 is in its second epoch (3 steps each)
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
@@ -148,8 +159,9 @@ def test_checkpoints_are_saved_outside_the_runs_timers(tiny_config, tiny_dataset
     assert checkpoint_path(run_dir, "bs200").exists()
 
 
-def test_an_unreadable_checkpoint_restarts_that_run_from_the_start(data_root, tmp_path, monkeypatch, capsys,
-                                                                    reference):
+def test_an_unreadable_checkpoint_restarts_that_run_from_the_start(
+    data_root, tmp_path, monkeypatch, capsys, reference
+):
     out = tmp_path / "run"
     _interrupt_at(monkeypatch, 20, call=50)  # bs20 in its second epoch; bs200 not started
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
@@ -165,7 +177,9 @@ def test_a_checkpoint_of_another_model_is_not_restored(data_root, tmp_path, monk
     _interrupt_at(monkeypatch, 200, call=5)  # bs20 done; bs200 in its second epoch
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
     monkeypatch.undo()
-    assert plan_resume(out, ["bs20", "bs200"], check=restore_check_of(out)).runs["bs200"].action == "checkpoint"
+    assert (
+        plan_resume(out, ["bs20", "bs200"], check=restore_check_of(out)).runs["bs200"].action == "checkpoint"
+    )
     path = checkpoint_path(out, "bs200")
     state = torch.load(path, weights_only=True)
     state["model"][next(iter(state["model"]))] = torch.zeros(3, 3)  # as if the model changed since
@@ -196,8 +210,9 @@ def test_resuming_a_finished_sweep_changes_nothing(data_root, tmp_path, capsys):
     assert (out / "events.jsonl").read_bytes() == before
 
 
-def test_resume_refuses_a_config_that_no_longer_matches_the_recorded_sweep(data_root, tmp_path, monkeypatch,
-                                                                            capsys):
+def test_resume_refuses_a_config_that_no_longer_matches_the_recorded_sweep(
+    data_root, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "run"
     _interrupt_at(monkeypatch, 20, call=3)
     assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
@@ -238,17 +253,29 @@ def _sweep_into(cfg, dataset, run_dir: Path, *extra_sinks, controls=None):
     write_config(run_dir, cfg)
     sink = RunDirSink(run_dir)
     try:
-        return sweep.run_sweep(cfg, Emitter([sink, *extra_sinks]), dataset=dataset, controls=controls,
-                               run_dir=str(run_dir))
+        return sweep.run_sweep(
+            cfg, Emitter([sink, *extra_sinks]), dataset=dataset, controls=controls, run_dir=str(run_dir)
+        )
     finally:
         sink.close()
 
 
-@pytest.mark.parametrize("device", [
-    "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU (restores into the CUDA-graph fast path)")]),
-])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(
+                    not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU (restores into the CUDA-graph fast path)",
+                ),
+            ],
+        ),
+    ],
+)
 def test_a_sweep_stopped_from_the_app_resumes_on_its_device(device, tiny_config, tiny_dataset, tmp_path):
     cfg = tiny_config(sweep={"device": device})
     _sweep_into(cfg, tiny_dataset, tmp_path / "ref")
@@ -264,15 +291,23 @@ def test_a_sweep_stopped_from_the_app_resumes_on_its_device(device, tiny_config,
         assert got[run_id]["finished"] == want[run_id]["finished"] == ["done"]
         assert got[run_id]["losses"] == pytest.approx(want[run_id]["losses"], **tol)
         assert [e["test_acc"] for e in got[run_id]["epochs"]] == pytest.approx(
-            [e["test_acc"] for e in want[run_id]["epochs"]], rel=0, abs=0.02 if device == "cuda" else 0)
+            [e["test_acc"] for e in want[run_id]["epochs"]], rel=0, abs=0.02 if device == "cuda" else 0
+        )
 
 
-FACTORY = ("--set", 'model.name="tests.trainer.factory_models:mlp"', "--set", 'model.output="logits"',
-           "--set", "model.args.hidden=16")
+FACTORY = (
+    "--set",
+    'model.name="tests.trainer.factory_models:mlp"',
+    "--set",
+    'model.output="logits"',
+    "--set",
+    "model.args.hidden=16",
+)
 
 
 def test_a_sweep_of_a_factory_model_stopped_after_epoch_1_and_resumed_equals_an_uninterrupted_one(
-        data_root, tmp_path, monkeypatch, capsys):
+    data_root, tmp_path, monkeypatch, capsys
+):
     """Issue 16: the user's own model (model.name = "package.module:factory", [model.args], logits) is
     rebuilt by resume from the run directory's config.toml and continues from its checkpoint exactly."""
     reference = tmp_path / "reference"
@@ -286,21 +321,48 @@ def test_a_sweep_of_a_factory_model_stopped_after_epoch_1_and_resumed_equals_an_
     assert main(["resume", str(out), "--quiet"]) == 0
     assert "bs200: continues after epoch 1" in capsys.readouterr().err
     started = [e for e in events_of(out) if e["type"] == "run_started" and e["run"] == "bs200"]
-    assert started[-1]["model"] == "tests.trainer.factory_models:mlp" and started[-1]["resumed_from_epoch"] == 1
-    assert training_results(out) == training_results(reference)  # same losses and epoch results, exactly, on CPU
+    assert (
+        started[-1]["model"] == "tests.trainer.factory_models:mlp" and started[-1]["resumed_from_epoch"] == 1
+    )
+    assert training_results(out) == training_results(
+        reference
+    )  # same losses and epoch results, exactly, on CPU
 
 
-def test_an_augmented_normalised_cifar_sweep_resumed_after_epoch_1_equals_an_uninterrupted_one(tmp_path, monkeypatch,
-                                                                                              capsys):
+def test_an_augmented_normalised_cifar_sweep_resumed_after_epoch_1_equals_an_uninterrupted_one(
+    tmp_path, monkeypatch, capsys
+):
     """data.augment draws its crops per (seed, epoch) and data.normalize reads its cached statistics: a resumed
     run sees the batches the uninterrupted one saw."""
     from tests.trainer.test_data_sources import write_cifar
 
     write_cifar(tmp_path / "data", n_batch=40)  # 200 training samples
-    cifar = ("--set", 'data.dataset="cifar10"', "--set", 'data.normalize="dataset"', "--set", 'data.augment="crop_flip"',
-             "--set", 'model.name="resnet_small"', "--set", "model.args.width=4", "--set", "data.download=false",
-             "--set", 'data.fallback=""', "--set", "data.train_samples=0", "--set", "data.test_samples=0",
-             "--set", "sweep.batch_sizes=[50,100]", "--set", "gns.every=0", "--set", "gns.probe_every=0")
+    cifar = (
+        "--set",
+        'data.dataset="cifar10"',
+        "--set",
+        'data.normalize="dataset"',
+        "--set",
+        'data.augment="crop_flip"',
+        "--set",
+        'model.name="resnet_small"',
+        "--set",
+        "model.args.width=4",
+        "--set",
+        "data.download=false",
+        "--set",
+        'data.fallback=""',
+        "--set",
+        "data.train_samples=0",
+        "--set",
+        "data.test_samples=0",
+        "--set",
+        "sweep.batch_sizes=[50,100]",
+        "--set",
+        "gns.every=0",
+        "--set",
+        "gns.probe_every=0",
+    )
     reference = tmp_path / "reference"
     assert main(sweep_args(tmp_path / "data", reference, *cifar)) == 0
     out = tmp_path / "run"

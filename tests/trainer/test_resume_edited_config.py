@@ -1,19 +1,20 @@
 """Resume compares config.toml with the config the sweep recorded when it started: an edit that changes
 what the runs train refuses (exit 2, the keys named, nothing rewritten), never throwing away trained
 epochs; a key that is safe to change is said, with what the continuation does about it."""
+
 from __future__ import annotations
 
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+import tomllib
 
 from tests.trainer.test_resume import _interrupt_at, events_of, sweep_args
 from trainer.checkpoint import checkpoint_path
-from trainer.commands import trainer_command
 from trainer.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
+from trainer.commands import trainer_command
 from trainer.resume import config_changes
 
 
@@ -37,13 +38,17 @@ def edited(interrupted: Path, tmp_path: Path, section: str, key: str, value) -> 
     return out
 
 
-@pytest.mark.parametrize("section, key, value, shown", [
-    ("optim", "lr", 0.3, "optim.lr = 0.3 (recorded 0.02)"),
-    ("sweep", "epochs", 4, "sweep.epochs = 4 (recorded 3)"),
-    ("optim", "momentum", 0.0, "optim.momentum = 0.0 (recorded 0.5)"),
-])
-def test_an_edit_that_changes_training_is_refused_and_nothing_is_thrown_away(interrupted, tmp_path, capsys,
-                                                                               section, key, value, shown):
+@pytest.mark.parametrize(
+    "section, key, value, shown",
+    [
+        ("optim", "lr", 0.3, "optim.lr = 0.3 (recorded 0.02)"),
+        ("sweep", "epochs", 4, "sweep.epochs = 4 (recorded 3)"),
+        ("optim", "momentum", 0.0, "optim.momentum = 0.0 (recorded 0.5)"),
+    ],
+)
+def test_an_edit_that_changes_training_is_refused_and_nothing_is_thrown_away(
+    interrupted, tmp_path, capsys, section, key, value, shown
+):
     out = edited(interrupted, tmp_path, section, key, value)
     events = (out / "events.jsonl").read_bytes()
     checkpoint = checkpoint_path(out, "bs200").read_bytes()
@@ -51,7 +56,9 @@ def test_an_edit_that_changes_training_is_refused_and_nothing_is_thrown_away(int
     assert main(["resume", str(out), "--quiet"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "was edited since the sweep started" in err and shown in err, err
-    assert "Put the recorded value back" in err and f"{trainer_command('run', out / 'config.toml')} --out" in err
+    assert (
+        "Put the recorded value back" in err and f"{trainer_command('run', out / 'config.toml')} --out" in err
+    )
     assert "Traceback" not in err and "starts again" not in err
     assert (out / "events.jsonl").read_bytes() == events  # the trained epochs are all still there
     assert checkpoint_path(out, "bs200").read_bytes() == checkpoint

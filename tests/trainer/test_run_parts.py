@@ -1,5 +1,6 @@
 """The parts of one run (issue 10): the step chosen once, the ledger, the state every part saves and
 puts back (and refuses when damaged), and what the sweep and the checkpoint need of a run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,19 +16,19 @@ from trainer.checkpoint import FORMAT, run_state
 from trainer.config import Config, GnsConfig, PerfConfig
 from trainer.controls import watch_parent
 from trainer.data import Dataset, Split
-from trainer.pipelines import ResidentBatches
-from trainer.runlog import Emitter, ListSink
 from trainer.evaluation import prepare_test
 from trainer.gns import NoiseScaleTracker
 from trainer.gpu_pool import RemoteRun
-from trainer.ledger import EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals, _TOTALS_CHECKS
-from trainer.plan import RunSettings, RunSpec
+from trainer.ledger import _TOTALS_CHECKS, EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals
 from trainer.models import build_model
 from trainer.optim import check_loaded_state
 from trainer.oscillation import GradCosine
+from trainer.pipelines import ResidentBatches
+from trainer.plan import RunSettings, RunSpec
 from trainer.probes import Probes
 from trainer.run import Run, SweepRun
 from trainer.run_state import restore_problem
+from trainer.runlog import Emitter, ListSink
 
 CPU = torch.device("cpu")
 SPEC = RunSpec(run_id="bs20", batch_size=20, lr=0.1, momentum=0.9)
@@ -41,13 +42,18 @@ def _split(n: int) -> Split:
 # ------------------------------------------------------------------ the step, chosen once
 
 
-@pytest.mark.parametrize(("chunks", "micro", "full", "last"), [
-    (1, 0, "plain_step", "plain_step"),
-    (4, 0, "split_step", "plain_step"),  # the last batch of 10 is not divisible by 4
-    (1, 5, "accumulate_step", "accumulate_step"),
-    (2, 5, "split_accumulate_step", "split_accumulate_step"),
-])
-def test_the_eager_step_is_picked_once_per_batch_size_not_per_iteration(monkeypatch, chunks, micro, full, last):
+@pytest.mark.parametrize(
+    ("chunks", "micro", "full", "last"),
+    [
+        (1, 0, "plain_step", "plain_step"),
+        (4, 0, "split_step", "plain_step"),  # the last batch of 10 is not divisible by 4
+        (1, 5, "accumulate_step", "accumulate_step"),
+        (2, 5, "split_accumulate_step", "split_accumulate_step"),
+    ],
+)
+def test_the_eager_step_is_picked_once_per_batch_size_not_per_iteration(
+    monkeypatch, chunks, micro, full, last
+):
     picked: list[int] = []
     real_body = steps.eager_body
 
@@ -63,8 +69,17 @@ def test_the_eager_step_is_picked_once_per_batch_size_not_per_iteration(monkeypa
     model = build_model("simple_cnn")
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     batches = ResidentBatches(_split(50), 20, CPU, seed=0)  # 20, 20 and a last batch of 10
-    step = steps.EagerStep(model, opt, batches, batch_size=20, split_chunks=chunks, split_method="vectorized",
-                           micro_batch=micro, perf=PerfConfig(), device_type="cpu")
+    step = steps.EagerStep(
+        model,
+        opt,
+        batches,
+        batch_size=20,
+        split_chunks=chunks,
+        split_method="vectorized",
+        micro_batch=micro,
+        perf=PerfConfig(),
+        device_type="cpu",
+    )
     for epoch in range(2):
         for item in step.items(epoch):
             loss, n = step(item)
@@ -123,12 +138,19 @@ def test_the_ledger_flushes_a_block_in_one_go_and_stops_at_the_first_loss_that_i
 def test_an_epoch_end_books_the_figures_and_the_target_once():
     sink = ListSink()
     ledger = Ledger(SPEC, Emitter([sink]), target_accuracy=0.5)
-    for epoch, acc in enumerate((0.4, 0.6, 0.7)):
+    for _epoch, acc in enumerate((0.4, 0.6, 0.7)):
         for v in (2.0, 1.0, 1.5):
             ledger.record(torch.tensor(v), 20)
         ledger.flush()
-        ledger.end_epoch(wall=2.0, compute=1.5, test_loss=1.0, test_acc=acc, lr=0.1, split_chunks=1,
-                         probe_figures={"grad_cos": 0.25, "b_simple": 40.0})
+        ledger.end_epoch(
+            wall=2.0,
+            compute=1.5,
+            test_loss=1.0,
+            test_acc=acc,
+            lr=0.1,
+            split_chunks=1,
+            probe_figures={"grad_cos": 0.25, "b_simple": 40.0},
+        )
     ends = sink.of_type("epoch_end")
     assert [e["epoch"] for e in ends] == [1, 2, 3] and ends[0]["train_loss"] == pytest.approx(1.5)
     assert ends[0]["data_s"] == pytest.approx(0.5) and ends[0]["samples_per_s"] == pytest.approx(30.0)
@@ -142,14 +164,21 @@ def test_the_ledger_state_round_trips_and_refuses_what_a_run_never_records():
     ledger = Ledger(SPEC, Emitter([]), 0.5)
     ledger.record(torch.tensor(1.0), 20)
     ledger.flush()
-    ledger.end_epoch(wall=1.0, compute=0.5, test_loss=1.0, test_acc=0.6, lr=0.1, split_chunks=1, probe_figures={})
+    ledger.end_epoch(
+        wall=1.0, compute=0.5, test_loss=1.0, test_acc=0.6, lr=0.1, split_chunks=1, probe_figures={}
+    )
     state = ledger.state_dict()
     other = Ledger(SPEC, Emitter([]), 0.5)
     other.load_state_dict(state)
     assert other.totals == ledger.totals and other.state_dict() == state
     assert set(_TOTALS_CHECKS) == {f.name for f in dataclasses.fields(RunTotals)}
-    for bad in ({"totals": {**state["totals"], "epoch_walls": "1.0"}}, {"totals": {**state["totals"], "iters": -1}},
-                {"epoch": 2}, {"totals": "garbage"}, {"totals": {**state["totals"], "target": {"epoch": "x"}}}):
+    for bad in (
+        {"totals": {**state["totals"], "epoch_walls": "1.0"}},
+        {"totals": {**state["totals"], "iters": -1}},
+        {"epoch": 2},
+        {"totals": "garbage"},
+        {"totals": {**state["totals"], "target": {"epoch": "x"}}},
+    ):
         fresh = Ledger(SPEC, Emitter([]), 0.5)
         with pytest.raises((ValueError, KeyError)):
             fresh.load_state_dict({**state, **bad})
@@ -185,10 +214,18 @@ def test_probe_state_round_trips_in_the_checkpoint_layout():
     assert other.wants_grads == probes.wants_grads and other.estimates == probes.estimates == 2
 
 
-@pytest.mark.parametrize("bad", [
-    {"estimates": -1}, {"cos_pending": 1}, {"cosines": [0.5]}, {"count": "3"}, {"g2": "x"},
-    {"g2": None}, {"cos_prev": torch.zeros(2, 2)},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"estimates": -1},
+        {"cos_pending": 1},
+        {"cosines": [0.5]},
+        {"count": "3"},
+        {"g2": "x"},
+        {"g2": None},
+        {"cos_prev": torch.zeros(2, 2)},
+    ],
+)
 def test_damaged_probe_state_is_refused(bad):
     state = {**_probed().state_dict(), **bad}
     with pytest.raises(ValueError):
@@ -277,4 +314,3 @@ def test_the_parent_watch_fires_once_when_the_parent_is_gone_and_ends_when_told(
     stop.set()
     thread.join(5.0)
     assert not thread.is_alive() and not stay.is_set()
-

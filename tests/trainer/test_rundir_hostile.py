@@ -1,5 +1,6 @@
 """Hostile run directories (issue 14, items 1, 3b, 8, 9): nothing outside the directory is written or
 deleted, no file read back gives a traceback, nothing blocks on a FIFO or reads /dev/zero."""
+
 from __future__ import annotations
 
 import io
@@ -36,10 +37,28 @@ ODD_CONFIG = {"type": "sweep_started", "t": 0, "runs": [], "config": {"optim": [
 
 def run_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     """A tiny sweep: 2 batch sizes x 1 epoch on 600 generated samples (seconds on a CPU)."""
-    return ["run", str(ROOT / "experiments.toml"), "--set", 'data.dataset="synthetic-digits"',
-            "--set", f'data.root="{data_root}"', "--set", "data.train_samples=600",
-            "--set", "data.test_samples=200", "--set", "sweep.batch_sizes=[20,200]", "--set", "sweep.epochs=1",
-            "--device", "cpu", "--quiet", "--out", str(out), *extra]
+    return [
+        "run",
+        str(ROOT / "experiments.toml"),
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{data_root}"',
+        "--set",
+        "data.train_samples=600",
+        "--set",
+        "data.test_samples=200",
+        "--set",
+        "sweep.batch_sizes=[20,200]",
+        "--set",
+        "sweep.epochs=1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def listing(folder: Path) -> dict[str, bytes]:
@@ -72,7 +91,9 @@ def zoo(tmp_path) -> Path:
 # -- item 1: --force and a checkpoints/ that links elsewhere ------------------------------------------
 
 
-def test_force_never_deletes_or_writes_through_symlinks_out_of_the_run_directory(data_root, tmp_path, zoo, capsys):
+def test_force_never_deletes_or_writes_through_symlinks_out_of_the_run_directory(
+    data_root, tmp_path, zoo, capsys
+):
     before = listing(zoo)
     out = tmp_path / "D"
     out.mkdir()
@@ -83,7 +104,11 @@ def test_force_never_deletes_or_writes_through_symlinks_out_of_the_run_directory
     assert main(run_args(data_root, out, "--force")) == 0
     assert listing(zoo) == before  # nothing deleted, nothing written, nothing added
     ckpt = out / "checkpoints"
-    assert ckpt.is_dir() and not ckpt.is_symlink() and sorted(p.name for p in ckpt.iterdir()) == ["bs20.pt", "bs200.pt"]
+    assert (
+        ckpt.is_dir()
+        and not ckpt.is_symlink()
+        and sorted(p.name for p in ckpt.iterdir()) == ["bs20.pt", "bs200.pt"]
+    )
     assert not (out / "summary.csv").is_symlink() and "bs200" in (out / "summary.csv").read_text()
     assert not os.path.lexists(out / "report.md")  # the old run's report went with it (the link only)
 
@@ -126,9 +151,14 @@ def test_errors_log_and_events_links_are_replaced_never_written_through(tmp_path
     (run / "errors.log").symlink_to(zoo / "notes.txt")
     (run / EVENTS).symlink_to(zoo / "made-by-the-trainer.jsonl")  # dangling: must not be created
     sink = RunDirSink(run)
-    Emitter([sink]).emit("run_finished", run="bs6", status="failed", reason="ValueError: boom",
-                         traceback="Traceback (most recent call last):\nValueError: boom\n",
-                         summary={"run": "bs6", "batch_size": 6, "status": "failed"})
+    Emitter([sink]).emit(
+        "run_finished",
+        run="bs6",
+        status="failed",
+        reason="ValueError: boom",
+        traceback="Traceback (most recent call last):\nValueError: boom\n",
+        summary={"run": "bs6", "batch_size": 6, "status": "failed"},
+    )
     sink.close()
     assert listing(zoo) == before
     assert not (run / "errors.log").is_symlink() and "ValueError: boom" in (run / "errors.log").read_text()
@@ -172,8 +202,14 @@ def test_a_file_of_nested_brackets_only_is_a_clear_report_error(tmp_path, capsys
 def _cli(*args: str) -> subprocess.CompletedProcess:
     """The real command line, with a timeout: a blocking read fails the test instead of hanging it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, timeout=180,
-                          env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
@@ -188,7 +224,9 @@ def test_report_and_resume_refuse_a_fifo_or_dev_zero_at_once(run_copy, kind):
     for command in ("report", "resume"):
         proc = _cli(command, str(run_copy), *(["--quiet"] if command == "resume" else []))
         assert proc.returncode == 2, proc.stderr
-        assert words in proc.stderr and str(run_copy / EVENTS) in proc.stderr and "Traceback" not in proc.stderr
+        assert (
+            words in proc.stderr and str(run_copy / EVENTS) in proc.stderr and "Traceback" not in proc.stderr
+        )
     assert not (run_copy / LOCK).exists()
 
 
@@ -196,9 +234,13 @@ def test_report_and_resume_refuse_a_fifo_or_dev_zero_at_once(run_copy, kind):
 
 LOCKS = {
     "garbage": b"\x80\xff\x00\x13garbage\xfe",
-    "pid-1e20": json.dumps({"pid": 1e20, "hostname": "x", "started": 1.0, "command": "c", "token": "t"}).encode(),
+    "pid-1e20": json.dumps(
+        {"pid": 1e20, "hostname": "x", "started": 1.0, "command": "c", "token": "t"}
+    ).encode(),
     "pid-10**20": b'{"pid": 100000000000000000000, "started": 1.0}',
-    "started-1e300": json.dumps({"pid": os.getpid(), "started": 1e300, "command": "c", "token": "t"}).encode(),
+    "started-1e300": json.dumps(
+        {"pid": os.getpid(), "started": 1e300, "command": "c", "token": "t"}
+    ).encode(),
     "started-infinity": b'{"pid": 1, "started": Infinity}',
     "not-an-object": b"[1, 2, 3]",
     "deep": b'{"pid": ' + b"[" * 100_000,
@@ -263,9 +305,13 @@ def hostile_bytes(draw: st.DrawFn, original: bytes) -> bytes:
 TRIED = {"dirs": 0}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(data=st.data(), name=st.sampled_from(FILES))
-def test_random_bytes_in_any_file_never_crash_report_resume_or_the_readers(finished, tmp_path_factory, data, name):
+def test_random_bytes_in_any_file_never_crash_report_resume_or_the_readers(
+    finished, tmp_path_factory, data, name
+):
     TRIED["dirs"] += 1
     run = Path(shutil.copytree(finished, tmp_path_factory.mktemp("prop") / "run", symlinks=True))
     original = (run / name).read_bytes() if (run / name).exists() else b""

@@ -1,12 +1,13 @@
 """Issue 4 in the sweep: lr x batch x seed points, noise scale and oscillation figures, the scaling analysis."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from trainer.runlog import Emitter, ListSink
 from trainer.plan import run_specs
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 
@@ -22,10 +23,14 @@ def test_lr_grid_and_seeds_make_one_run_per_point(tiny_config):
     cfg.sweep.lr_grid = LrGridConfig(min=0.01, max=0.1, points=2)
     ids = [(s.run_id, s.batch_size, s.lr, s.seed) for s in run_specs(cfg)]
     assert ids == [
-        ("bs20-lr0.01-s0", 20, 0.01, 0), ("bs20-lr0.01-s1", 20, 0.01, 1),
-        ("bs20-lr0.1-s0", 20, 0.1, 0), ("bs20-lr0.1-s1", 20, 0.1, 1),
-        ("bs200-lr0.01-s0", 200, 0.01, 0), ("bs200-lr0.01-s1", 200, 0.01, 1),
-        ("bs200-lr0.1-s0", 200, 0.1, 0), ("bs200-lr0.1-s1", 200, 0.1, 1),
+        ("bs20-lr0.01-s0", 20, 0.01, 0),
+        ("bs20-lr0.01-s1", 20, 0.01, 1),
+        ("bs20-lr0.1-s0", 20, 0.1, 0),
+        ("bs20-lr0.1-s1", 20, 0.1, 1),
+        ("bs200-lr0.01-s0", 200, 0.01, 0),
+        ("bs200-lr0.01-s1", 200, 0.01, 1),
+        ("bs200-lr0.1-s0", 200, 0.1, 0),
+        ("bs200-lr0.1-s1", 200, 0.1, 1),
     ]
 
 
@@ -55,7 +60,9 @@ def test_epochs_report_oscillation_and_noise_scale(tiny_config):
 def test_noise_scale_probes_do_not_change_training(tiny_config):
     def losses(every):
         sink = ListSink()
-        run_sweep(tiny_config(gns={"every": every}, sweep={"batch_sizes": [20], "epochs": 1}), Emitter([sink]))
+        run_sweep(
+            tiny_config(gns={"every": every}, sweep={"batch_sizes": [20], "epochs": 1}), Emitter([sink])
+        )
         return [v for e in sink.of_type("losses") for v in e["values"]]
 
     assert losses(0) == losses(3)

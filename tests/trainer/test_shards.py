@@ -1,5 +1,6 @@
 """A sweep in shards (`python -m trainer run CONFIG --shard I/N --out DIR`): the assignment, and shards
 that train, resume and report as the one sweep they are parts of."""
+
 from __future__ import annotations
 
 import json
@@ -26,23 +27,39 @@ def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     """6 runs: batch sizes 10, 30, 100 with two lrs each, each run alone (fused steps are slow on a small CPU;
     the assignment keeps fused groups whole, tested below)."""
     return [
-        "run", str(ROOT / "experiments.toml"),
-        "--set", 'data.dataset="synthetic-digits"',
-        "--set", f'data.root="{data_root}"',
-        "--set", "data.train_samples=300",
-        "--set", "data.test_samples=100",
-        "--set", "sweep.batch_sizes=[10,30,100]",
-        "--set", "sweep.eval_every=0",
-        "--set", "gns.every=0",
-        "--set", "gns.probe_every=0",
-        "--set", 'perf.fuse_runs="off"',
-        "--set", "perf.cpu_threads=1",
-        "--set", "sweep.lrs=[0.02,0.05]",
-        "--set", "sweep.epochs=2",
-        "--set", "sweep.target_accuracy=0.08",
-        "--device", "cpu",
+        "run",
+        str(ROOT / "experiments.toml"),
+        "--set",
+        'data.dataset="synthetic-digits"',
+        "--set",
+        f'data.root="{data_root}"',
+        "--set",
+        "data.train_samples=300",
+        "--set",
+        "data.test_samples=100",
+        "--set",
+        "sweep.batch_sizes=[10,30,100]",
+        "--set",
+        "sweep.eval_every=0",
+        "--set",
+        "gns.every=0",
+        "--set",
+        "gns.probe_every=0",
+        "--set",
+        'perf.fuse_runs="off"',
+        "--set",
+        "perf.cpu_threads=1",
+        "--set",
+        "sweep.lrs=[0.02,0.05]",
+        "--set",
+        "sweep.epochs=2",
+        "--set",
+        "sweep.target_accuracy=0.08",
+        "--device",
+        "cpu",
         "--quiet",
-        "--out", str(out),
+        "--out",
+        str(out),
         *extra,
     ]
 
@@ -76,8 +93,7 @@ def timed(key: str) -> bool:
 def untimed(obj):
     """The value without what the clock measured (seconds, rates, the wall time of the start)."""
     if isinstance(obj, dict):
-        return {k: (None if timed(k) else untimed(v))
-                for k, v in obj.items()}
+        return {k: (None if timed(k) else untimed(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [untimed(v) for v in obj]
     return obj
@@ -143,7 +159,9 @@ def test_shards_train_the_same_runs_as_the_unsharded_sweep(swept):
     full, sharded = swept["full"], swept["sharded"]
     assert is_sharded(sharded) and not is_sharded(full)
     own = [read_shard_file(shard_dir(sharded, i)) for i in range(2)]
-    assert own[0].rows == own[1].rows and sorted(own[0].runs + own[1].runs) == sorted(results(events_of(full)))
+    assert own[0].rows == own[1].rows and sorted(own[0].runs + own[1].runs) == sorted(
+        results(events_of(full))
+    )
     for i in range(2):
         started = events_of(shard_dir(sharded, i))[0]
         assert started["shard"] == {"index": i, "count": 2}
@@ -181,8 +199,7 @@ def _timeless_copy(src: Path, dst: Path) -> None:
 
 def _ones(obj):
     if isinstance(obj, dict):
-        return {k: (1.0 if timed(k) and obj[k] is not None
-                    else _ones(v)) for k, v in obj.items()}
+        return {k: (1.0 if timed(k) and obj[k] is not None else _ones(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_ones(v) for v in obj]
     return obj
@@ -192,10 +209,16 @@ def test_report_on_the_shards_equals_report_on_the_unsharded_sweep(swept, tmp_pa
     full, sharded = tmp_path / "full", tmp_path / "sharded"
     _timeless_copy(swept["full"], full)
     _timeless_copy(swept["sharded"], sharded)
-    assert main(["report", str(full), "--no-plots"]) == 0 and main(["report", str(sharded), "--no-plots"]) == 0
+    assert (
+        main(["report", str(full), "--no-plots"]) == 0 and main(["report", str(sharded), "--no-plots"]) == 0
+    )
     capsys.readouterr()
     one = (full / "report.md").read_text().splitlines()
-    two = [ln for ln in (sharded / "report.md").read_text().splitlines() if not ln.startswith("- sharded: 2 shards")]
+    two = [
+        ln
+        for ln in (sharded / "report.md").read_text().splitlines()
+        if not ln.startswith("- sharded: 2 shards")
+    ]
     assert "B_crit" in "\n".join(one) and one == two
     # The plots draw the same curves (in the order their runs started, which differs between the two)
     assert run_series(read_sharded(sharded).events) == run_series(events_of(full))
@@ -221,7 +244,7 @@ def test_resume_of_the_sweeps_directory_names_each_shards_resume(swept, capsys):
 
 def test_shard_needs_out_and_a_valid_index(data_root, tmp_path, capsys):
     args = sweep_args(data_root, tmp_path / "x")
-    no_out = args[:args.index("--out")]
+    no_out = args[: args.index("--out")]
     assert main([*no_out, "--shard", "0/2"]) == EXIT_USAGE
     assert "--shard needs --out DIR" in capsys.readouterr().err
     assert main([*args, "--shard", "2/2"]) == EXIT_USAGE
@@ -231,7 +254,9 @@ def test_shard_needs_out_and_a_valid_index(data_root, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_a_shard_interrupted_mid_run_resumes_its_own_runs_exactly(data_root, tmp_path, monkeypatch, capsys, swept):
+def test_a_shard_interrupted_mid_run_resumes_its_own_runs_exactly(
+    data_root, tmp_path, monkeypatch, capsys, swept
+):
     out = tmp_path / "sweep"
     shard = read_shard_file(shard_dir(swept["sharded"], 1))
     sizes = {r["batch_size"] for r in shard.rows if r["shard"] == 1}
@@ -263,8 +288,20 @@ def _sets(data_root: Path, *extra: str) -> list[str]:
 
 def test_submit_through_the_local_executor_trains_the_same_sweep(data_root, tmp_path, capsys, swept):
     out = tmp_path / "sweep"
-    code = main(["submit", str(ROOT / "experiments.toml"), *_sets(data_root), "--out", str(out), "--nodes", "2",
-                 "--executor", "local", "--wait"])
+    code = main(
+        [
+            "submit",
+            str(ROOT / "experiments.toml"),
+            *_sets(data_root),
+            "--out",
+            str(out),
+            "--nodes",
+            "2",
+            "--executor",
+            "local",
+            "--wait",
+        ]
+    )
     text = capsys.readouterr()
     assert code == 0, text.err
     assert f"--attach {out}" in text.out and "submitted 2 shards (local" in text.out
@@ -277,15 +314,21 @@ def test_submit_through_the_local_executor_trains_the_same_sweep(data_root, tmp_
 def test_submit_to_slurm_without_slurm_says_so_and_writes_nothing(data_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     out = tmp_path / "sweep"
-    assert main(["submit", str(ROOT / "experiments.toml"), *_sets(data_root), "--out", str(out), "--nodes", "2"]) \
+    assert (
+        main(["submit", str(ROOT / "experiments.toml"), *_sets(data_root), "--out", str(out), "--nodes", "2"])
         == EXIT_USAGE
+    )
     err = capsys.readouterr().err
     assert "no SLURM here (sbatch is not on PATH)" in err and "--executor local" in err
     assert not out.exists()
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the job's task process in /proc (Linux)")
-def test_a_shard_signalled_before_its_time_limit_stops_cleanly_is_requeued_and_resumes_exactly(data_root, tmp_path):
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="finds the job's task process in /proc (Linux)"
+)
+def test_a_shard_signalled_before_its_time_limit_stops_cleanly_is_requeued_and_resumes_exactly(
+    data_root, tmp_path
+):
     """submitit's checkpointing protocol: USR2 -> the trainer's clean stop -> requeue -> resume."""
     import time
 

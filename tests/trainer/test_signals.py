@@ -2,6 +2,7 @@
 (runs stopped and resumable, summary.csv written, the lock released, the resume command printed, exit
 128 + the signal), for `run`, `resume` and the app's trainer; a signal during start-up is one line and
 its exit code, never a traceback, and leaves no lock."""
+
 from __future__ import annotations
 
 import csv
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer.commands import trainer_command
 from trainer import data as data_mod
 from trainer.child import run_child
 from trainer.cli import main
+from trainer.commands import trainer_command
 from trainer.runlog import LOCK, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +31,15 @@ NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIG
 
 def sweep_overrides(data_root: Path) -> list[str]:
     """The issue's tiny CPU sweep, with epochs enough that a signal always lands mid-sweep."""
-    return ['data.dataset="synthetic-digits"', f'data.root="{data_root}"', "data.train_samples=3000",
-            "data.test_samples=500", "sweep.batch_sizes=[30,300]", "sweep.epochs=40", 'sweep.device="cpu"']
+    return [
+        'data.dataset="synthetic-digits"',
+        f'data.root="{data_root}"',
+        "data.train_samples=3000",
+        "data.test_samples=500",
+        "sweep.batch_sizes=[30,300]",
+        "sweep.epochs=40",
+        'sweep.device="cpu"',
+    ]
 
 
 def trainer_cmd(*args: str) -> list[str]:
@@ -45,8 +53,15 @@ def run_cmd(data_root: Path, out: Path) -> list[str]:
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
     # Its own session: a SIGHUP or SIGINT sent to it reaches no one else (pytest included).
-    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def count_losses(events_file: Path) -> int:
@@ -151,8 +166,9 @@ def test_a_signal_while_run_loads_its_dataset_is_one_line(data_root, tmp_path, m
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_resume_loads_its_dataset_releases_the_lock(tiny_config, tmp_path, monkeypatch, capsys,
-                                                                   signum):
+def test_a_signal_while_resume_loads_its_dataset_releases_the_lock(
+    tiny_config, tmp_path, monkeypatch, capsys, signum
+):
     out = tmp_path / "run"
     out.mkdir()
     write_config(out, tiny_config())  # a run directory whose sweep never recorded anything
@@ -188,7 +204,9 @@ def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
     out = tmp_path / "run"
     ctx = multiprocessing.get_context("spawn")
     events_q, control_q = ctx.Queue(), ctx.Queue()
-    proc = ctx.Process(target=run_child, args=(None, sweep_overrides(data_root), str(out), events_q, control_q))
+    proc = ctx.Process(
+        target=run_child, args=(None, sweep_overrides(data_root), str(out), events_q, control_q)
+    )
     proc.start()
     try:
         deadline = time.monotonic() + HANG_GUARD_S
@@ -219,12 +237,30 @@ def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: P
     taken between two layers of the step (trainer.controls.stop_inside_steps), the step is abandoned
     before its update, and the stop is the same clean, resumable one (bench/stop.py times it)."""
     out = tmp_path / "run"
-    sets = ['data.dataset="synthetic-digits"', f'data.root="{data_root}"', "data.train_samples=12000",
-            "data.test_samples=500", "sweep.batch_sizes=[6000]", "sweep.epochs=5", 'sweep.device="cpu"']
-    proc = start(trainer_cmd("run", str(ROOT / "experiments.toml"), *[x for o in sets for x in ("--set", o)],
-                             "--out", str(out), "--quiet"), tmp_path)
+    sets = [
+        'data.dataset="synthetic-digits"',
+        f'data.root="{data_root}"',
+        "data.train_samples=12000",
+        "data.test_samples=500",
+        "sweep.batch_sizes=[6000]",
+        "sweep.epochs=5",
+        'sweep.device="cpu"',
+    ]
+    proc = start(
+        trainer_cmd(
+            "run",
+            str(ROOT / "experiments.toml"),
+            *[x for o in sets for x in ("--set", o)],
+            "--out",
+            str(out),
+            "--quiet",
+        ),
+        tmp_path,
+    )
     deadline = time.monotonic() + HANG_GUARD_S
-    while '"type":"run_started"' not in ((out / "events.jsonl").read_text() if (out / "events.jsonl").exists() else ""):
+    while '"type":"run_started"' not in (
+        (out / "events.jsonl").read_text() if (out / "events.jsonl").exists() else ""
+    ):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)

@@ -1,4 +1,5 @@
 """Split-backward: both methods agree, k steps ~ lr x k, bad chunks are refused (issue 4, part 1)."""
+
 from __future__ import annotations
 
 import copy

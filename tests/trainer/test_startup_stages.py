@@ -1,6 +1,7 @@
 """Start-up stages (issue 12): the app's trainer says what it is doing before its first loss point
 (loading torch, loading or generating the dataset with its share done, opening the run directory),
 as live-only `startup` events that the run directory never records."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,16 @@ HANG_GUARD_S = 600  # only against a hang on a busy machine; nothing asserts dur
 
 
 def test_generating_synthetic_digits_reports_its_share_done_in_tenths(tmp_path: Path) -> None:
-    cfg = load_config(None, ['data.dataset="synthetic-digits"', f'data.root="{tmp_path}"',
-                             "data.train_samples=3000", "data.test_samples=500", "sweep.batch_sizes=[30]"])
+    cfg = load_config(
+        None,
+        [
+            'data.dataset="synthetic-digits"',
+            f'data.root="{tmp_path}"',
+            "data.train_samples=3000",
+            "data.test_samples=500",
+            "sweep.batch_sizes=[30]",
+        ],
+    )
     stages: list[tuple[str, float | None]] = []
     load_dataset(cfg.data, seed=0, stage=lambda text, fraction: stages.append((text, fraction)))
     fractions = [f for text, f in stages if text == "generating synthetic-digits"]
@@ -30,8 +39,15 @@ def test_generating_synthetic_digits_reports_its_share_done_in_tenths(tmp_path: 
 
 def test_the_app_trainer_tells_its_stages_before_training_and_records_none(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    overrides = ['data.dataset="synthetic-digits"', f'data.root="{tmp_path / "data"}"', "data.train_samples=600",
-                 "data.test_samples=200", "sweep.batch_sizes=[200]", "sweep.epochs=1", 'sweep.device="cpu"']
+    overrides = [
+        'data.dataset="synthetic-digits"',
+        f'data.root="{tmp_path / "data"}"',
+        "data.train_samples=600",
+        "data.test_samples=200",
+        "sweep.batch_sizes=[200]",
+        "sweep.epochs=1",
+        'sweep.device="cpu"',
+    ]
     ctx = multiprocessing.get_context("spawn")
     events_q, control_q = ctx.Queue(), ctx.Queue()
     proc = ctx.Process(target=run_child, args=(None, overrides, str(out), events_q, control_q))

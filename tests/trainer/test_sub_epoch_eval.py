@@ -1,6 +1,7 @@
 """Sub-epoch evaluation (issue 13): the evaluation slice every `sweep.eval_every` samples, off the clocks,
 recorded as `evaluation` events; time, steps and samples to target from the first crossing, with the
 last miss kept as the interval's lower end. Tiny CPU sweeps on generated data."""
+
 from __future__ import annotations
 
 import textwrap
@@ -36,11 +37,15 @@ def test_the_default_evaluates_about_ten_times_an_epoch_and_zero_only_at_epoch_e
     assert [e["samples"] for e in evals] == [60 * i for i in range(1, 21)]
     assert [e["epoch"] for e in evals] == [1] * 10 + [2] * 10
     assert [e["epoch_end"] for e in evals] == ([False] * 9 + [True]) * 2
-    assert all(e["eval_set"] == "slice" and e["eval_samples"] == 200 and e["iter"] == e["samples"] // 20
-               for e in evals)
+    assert all(
+        e["eval_set"] == "slice" and e["eval_samples"] == 200 and e["iter"] == e["samples"] // 20
+        for e in evals
+    )
     assert [e["eval_set"] for e in sink.of_type("epoch_end")] == ["full", "full"]
     position = {id(e): i for i, e in enumerate(sink.events)}
-    assert all(position[id(end)] == position[id(ev)] + 1 for ev, end in zip(evals[9::10], sink.of_type("epoch_end")))
+    assert all(
+        position[id(end)] == position[id(ev)] + 1 for ev, end in zip(evals[9::10], sink.of_type("epoch_end"))
+    )
     assert all(0 <= e["test_acc"] <= 1 and e["train_loss"] > 0 for e in evals)
     walls = [e["wall_s"] for e in evals]
     assert walls == sorted(walls) and all(0 <= e["compute_s"] <= e["wall_s"] for e in evals)
@@ -48,7 +53,9 @@ def test_the_default_evaluates_about_ten_times_an_epoch_and_zero_only_at_epoch_e
     assert (started["eval_every"], started["eval_samples"]) == (60, 200)
 
     _, sink = _sweep(tiny_config(sweep={"batch_sizes": [20], "epochs": 1, "eval_every": 0}))
-    assert [e["epoch_end"] for e in sink.of_type("evaluation")] == [True] and len(sink.of_type("epoch_end")) == 1
+    assert [e["epoch_end"] for e in sink.of_type("evaluation")] == [True] and len(
+        sink.of_type("epoch_end")
+    ) == 1
 
 
 def test_the_crossing_is_the_first_hit_with_the_last_miss_as_its_lower_end(tiny_config, monkeypatch):
@@ -59,17 +66,31 @@ def test_the_crossing_is_the_first_hit_with_the_last_miss_as_its_lower_end(tiny_
     assert len(target) == 1
     t = target[0]
     assert (t["source"], t["epoch"], t["iter"], t["samples"], t["iter_lo"], t["samples_lo"]) == (
-        "slice", 1, 9, 180, 6, 120)
+        "slice",
+        1,
+        9,
+        180,
+        6,
+        120,
+    )
     assert (t["optimizer_steps"], t["optimizer_steps_lo"]) == (9, 6)
     assert 0 < t["wall_s_lo"] < t["wall_s"] and 0 < t["compute_s_lo"] < t["compute_s"]
     s = result.summaries[0]
-    assert (s["iters_to_target"], s["iters_to_target_lo"], s["samples_to_target"], s["samples_to_target_lo"]) == (
-        9, 6, 180, 120)
+    assert (
+        s["iters_to_target"],
+        s["iters_to_target_lo"],
+        s["samples_to_target"],
+        s["samples_to_target_lo"],
+    ) == (9, 6, 180, 120)
     assert (s["time_to_target_s"], s["time_to_target_lo_s"]) == (t["wall_s"], t["wall_s_lo"])
     assert s["final_test_acc"] == 0.3  # the epoch end's full test set
     header, row = summary_csv([s]).splitlines()
     cells = dict(zip(header.split(","), row.split(",")))
-    assert (cells["iters_to_target_lo"], cells["samples_to_target_lo"], cells["final_test_acc"]) == ("6", "120", "0.3")
+    assert (cells["iters_to_target_lo"], cells["samples_to_target_lo"], cells["final_test_acc"]) == (
+        "6",
+        "120",
+        "0.3",
+    )
 
 
 def test_a_target_hit_at_the_first_evaluation_has_the_start_as_its_lower_end(tiny_config):
@@ -101,8 +122,14 @@ def test_evaluations_run_with_the_clocks_stopped(tiny_config, monkeypatch):
 
 def test_eval_every_is_validated_with_its_line():
     with pytest.raises(ConfigError) as info:
-        config_from_toml(textwrap.dedent("""
+        config_from_toml(
+            textwrap.dedent("""
             [sweep]
             eval_every = -5
-        """).lstrip("\n"), source="exp.toml")
-    assert str(info.value) == "exp.toml:2: sweep.eval_every: must be >= -1 (0 = epoch ends only, -1 = about 10 per epoch), got -5"
+        """).lstrip("\n"),
+            source="exp.toml",
+        )
+    assert (
+        str(info.value)
+        == "exp.toml:2: sweep.eval_every: must be >= -1 (0 = epoch ends only, -1 = about 10 per epoch), got -5"
+    )

@@ -1,4 +1,5 @@
 """A sweep end to end on tiny data, and how faults end only their own run."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,8 @@ import torch
 
 import trainer.steps as steps
 from trainer.controls import Controls
-from trainer.runlog import Emitter, ListSink
 from trainer.optim import lr_at
+from trainer.runlog import Emitter, ListSink
 from trainer.sweep import run_sweep
 
 
@@ -93,7 +94,9 @@ def _failing_step(batch_size, make_error, at_iter=0):
     """A plain step that fails for one batch size at a given iteration of each model it steps (the run's, and
     the one that times that batch size's step alone before the sweep trains), real otherwise."""
     real = steps.plain_step
-    calls: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per model, never confused with a freed one
+    calls: weakref.WeakKeyDictionary = (
+        weakref.WeakKeyDictionary()
+    )  # per model, never confused with a freed one
 
     def step(model, opt, x, y):
         if x.shape[0] == batch_size:
@@ -174,7 +177,9 @@ def test_split_control_refused_for_a_batch_it_does_not_divide(tiny_config):
     changes = {e["run"]: e for e in sink.of_type("mode_changed")}
     assert changes["bs20"]["split_chunks"] == 1 and "do not divide" in changes["bs20"]["reason"]
     assert changes["bs30"]["split_chunks"] == 3
-    assert changes["bs20"]["requested"] == changes["bs30"]["requested"] == 3  # a viewer attaching reads the switch
+    assert (
+        changes["bs20"]["requested"] == changes["bs30"]["requested"] == 3
+    )  # a viewer attaching reads the switch
 
 
 def test_a_split_request_that_changes_nothing_is_still_recorded_once_per_run(tiny_config):

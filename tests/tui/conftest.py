@@ -1,5 +1,6 @@
 """Shared pieces for the TUI tests: the fixture run directory, a fake trainer bridge,
 and a helper that waits (bounded) for the app to reach a state."""
+
 from __future__ import annotations
 
 import asyncio
@@ -95,7 +96,9 @@ class FakeBridge:
         self.released = 0
         #: A trainer that takes this long (in the test's polls) to end its clean stop; 0: it ends at once.
         self.stop_takes_polls = 0
-        self.winding_down: threading.Event | None = None  # when set: shutdown waits for it (a trainer winding down)
+        self.winding_down: threading.Event | None = (
+            None  # when set: shutdown waits for it (a trainer winding down)
+        )
         self.sent: list[dict[str, Any]] = []  # every control sent, in order
         for e in events or []:
             self.events.put(e)
@@ -171,9 +174,14 @@ async def settle(pilot: Any) -> None:
     await pilot.pause(0.15)  # one redraw tick
     app.redraw(force=True)
     # Every plot given something to draw has drawn it (a render can lag a loaded machine's redraw).
-    await wait_for(pilot, lambda: all(p.chart is not None for p in app.screen.query(BrailleChart)
-                                      if p.factory is not None and p.display and p.size.width > 0
-                                      and p.size.height > 0))
+    await wait_for(
+        pilot,
+        lambda: all(
+            p.chart is not None
+            for p in app.screen.query(BrailleChart)
+            if p.factory is not None and p.display and p.size.width > 0 and p.size.height > 0
+        ),
+    )
     await pilot.pause(0.05)
     await asyncio.sleep(0)
 
@@ -196,10 +204,26 @@ def fake_gpus() -> list:
 
     gib = 1 << 30
     return [
-        GpuStat(0, "NVIDIA H200", util=87.0, mem_used=31 * gib, mem_total=141 * gib, power_w=412.0,
-                power_limit_w=700.0, temp_c=61.0),
-        GpuStat(1, "NVIDIA H200", util=12.0, mem_used=2 * gib, mem_total=141 * gib, power_w=None,
-                power_limit_w=None, temp_c=38.0),
+        GpuStat(
+            0,
+            "NVIDIA H200",
+            util=87.0,
+            mem_used=31 * gib,
+            mem_total=141 * gib,
+            power_w=412.0,
+            power_limit_w=700.0,
+            temp_c=61.0,
+        ),
+        GpuStat(
+            1,
+            "NVIDIA H200",
+            util=12.0,
+            mem_used=2 * gib,
+            mem_total=141 * gib,
+            power_w=None,
+            power_limit_w=None,
+            temp_c=38.0,
+        ),
     ]
 
 

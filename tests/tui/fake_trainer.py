@@ -3,6 +3,7 @@
 Each has run_child's signature (config_path, overrides, out_dir, event_queue,
 control_queue); out_dir is a scratch directory where they leave pids to check.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,17 @@ RUNS = [{"run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1}]
 
 def _start(event_queue: Any) -> None:
     event_queue.put({"type": "sweep_started", "t": 0.0, "dataset": "fake", "device": "cpu", "runs": RUNS})
-    event_queue.put({"type": "run_started", "t": 0.1, "run": "bs6", "batch_size": 6, "lr": 0.02,
-                     "split_chunks": 1, "iters_per_epoch": 10})
+    event_queue.put(
+        {
+            "type": "run_started",
+            "t": 0.1,
+            "run": "bs6",
+            "batch_size": 6,
+            "lr": 0.02,
+            "split_chunks": 1,
+            "iters_per_epoch": 10,
+        }
+    )
     event_queue.put({"type": "losses", "t": 0.2, "run": "bs6", "first_iter": 0, "values": [2.3, 2.2]})
 
 
@@ -39,10 +49,19 @@ def obey_stop(config_path, overrides, out_dir, event_queue, control_queue) -> No
     while True:
         msg = control_queue.get()
         if msg.get("cmd") == "split":
-            event_queue.put({"type": "mode_changed", "t": 1.0, "run": "bs6", "iter": 2,
-                             "split_chunks": msg["chunks"] if msg["enabled"] else 1})
+            event_queue.put(
+                {
+                    "type": "mode_changed",
+                    "t": 1.0,
+                    "run": "bs6",
+                    "iter": 2,
+                    "split_chunks": msg["chunks"] if msg["enabled"] else 1,
+                }
+            )
         if msg.get("cmd") == "stop":
-            event_queue.put({"type": "run_finished", "t": 1.1, "run": "bs6", "status": "stopped", "reason": ""})
+            event_queue.put(
+                {"type": "run_finished", "t": 1.1, "run": "bs6", "status": "stopped", "reason": ""}
+            )
             event_queue.put({"type": "sweep_finished", "t": 1.2, "status": "stopped"})
             return
 

@@ -1,5 +1,6 @@
 """The app under Pilot: keys send the right controls, replay fills every panel,
 a dead trainer is said plainly and the app stays usable."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import threading
 
 from textual.widgets import Switch
 
-from trainer.commands import trainer_command
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, notes, settle, wait_for
+from trainer.commands import trainer_command
 from tui.factory import make_app
 from tui.feed import LiveFeed
 from tui.labels import sweep_looks
@@ -18,7 +19,6 @@ from tui.widgets.chart import BrailleChart
 from tui.widgets.run_table import RunTable
 from tui.widgets.sweep_header import SweepHeader
 from tui.widgets.timing_panel import TimingPanel
-
 
 LRGRID = FIXTURE_DIR.parent / "run_lrgrid"
 
@@ -130,8 +130,14 @@ async def test_view_keys_change_metric_axis_scale_smoothing_and_overlay(fixture_
         chart = first_chart(screen)
         assert chart.ylim[1] < 1.0 and chart.ylabel == "train loss (log)" and chart.xlabel == "epoch"
         await pilot.press("o")
-        await wait_for(pilot, lambda: len(screen.query(BrailleChart)) == 1 and first_chart(screen) is not None
-                       and "all runs" in first_chart(screen).title)
+        await wait_for(
+            pilot,
+            lambda: (
+                len(screen.query(BrailleChart)) == 1
+                and first_chart(screen) is not None
+                and "all runs" in first_chart(screen).title
+            ),
+        )
         overlay = screen.query_one(BrailleChart).chart
         assert len(overlay.lines) == 5 and len(overlay.legend) == 5
         await pilot.press("x")  # epoch -> iteration: the study's view one key on
@@ -145,13 +151,22 @@ async def test_accuracy_view_draws_the_target_and_where_runs_crossed_it(fixture_
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         await pilot.press("a")
-        await wait_for(pilot, lambda: all(p.chart is not None and p.chart.ylabel == "test accuracy"
-                                          for p in app.screen.query(BrailleChart)))
+        await wait_for(
+            pilot,
+            lambda: all(
+                p.chart is not None and p.chart.ylabel == "test accuracy"
+                for p in app.screen.query(BrailleChart)
+            ),
+        )
         charts = {c.title.split(" · ")[0]: c for c in (p.chart for p in app.screen.query(BrailleChart))}
         assert charts["bs 6"].hlines == [(0.95, "rgb(95,215,95)")]
         assert [g for _, _, g, _ in charts["bs 6"].points] == ["◆"]  # reached 95%
         assert charts["bs 600"].points == []  # never did
-        assert charts["bs 6"].ylabel == "test accuracy" and charts["bs 6"].lines[0].y.tolist() == [0.93, 0.955, 0.965]
+        assert charts["bs 6"].ylabel == "test accuracy" and charts["bs 6"].lines[0].y.tolist() == [
+            0.93,
+            0.955,
+            0.965,
+        ]
 
 
 async def test_crosshair_reads_every_shown_run_at_its_x():
@@ -193,7 +208,9 @@ async def test_e_saves_an_svg_into_the_run_directory_and_says_where(run_copy):
         shots = list(run_copy.glob("screenshot-*.svg"))
         assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
         said = next(str(n.message) for n in notes(app) if "screenshot-" in str(n.message))
-        assert said == f"{shots[0].name}\nin {shots[0].parent}"  # name and directory as words: no break mid-name
+        assert (
+            said == f"{shots[0].name}\nin {shots[0].parent}"
+        )  # name and directory as words: no break mid-name
 
 
 async def test_target_and_divergence_toast_live_but_not_from_a_replays_history(fixture_dir):
@@ -208,20 +225,26 @@ async def test_target_and_divergence_toast_live_but_not_from_a_replays_history(f
         await wait_for(pilot, lambda: sum(n.title == "target reached" for n in notes(live)) >= 2)
         titles = [n.title for n in notes(live)]
         assert titles.count("target reached") == 2 and titles.count("run diverged") == 1
-        assert any("bs 6 reached 95.5% at iteration 1,000" in str(n.message) for n in notes(live))  # the event's test_acc
+        assert any(
+            "bs 6 reached 95.5% at iteration 1,000" in str(n.message) for n in notes(live)
+        )  # the event's test_acc
 
 
 async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
     bridge, second = FakeBridge(first_events()), FakeBridge()
     app, made = live_app(bridge, second)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: len(app.state.runs.get("bs1", None).losses) > 0 if app.state.runs else False)
+        await wait_for(
+            pilot, lambda: len(app.state.runs.get("bs1", None).losses) > 0 if app.state.runs else False
+        )
         shown = len(app.state.runs["bs1"].losses)
         bridge.die(-9)
         await wait_for(pilot, lambda: app.feed_end is not None)
         status = app.status_text().plain
         assert "trainer died" in status and "SIGKILL" in status and "r restarts" in status
-        assert f"resume: {trainer_command('resume', 'runs/fixture-small')}" in status  # the run directory continues
+        assert (
+            f"resume: {trainer_command('resume', 'runs/fixture-small')}" in status
+        )  # the run directory continues
         assert len(app.state.runs["bs1"].losses) == shown  # what it showed is kept
         assert app.state.runs["bs1"].status == "interrupted"  # killed: not a bug, so not "failed"
         assert any(trainer_command('resume', 'runs/fixture-small') in n.message for n in notes(app))
@@ -241,8 +264,16 @@ async def test_trainer_death_is_said_plainly_and_the_app_stays_usable():
 
 
 async def test_a_failed_sweep_shows_the_trainers_reason():
-    bridge = FakeBridge([{"type": "sweep_finished", "t": 0.1, "status": "failed",
-                          "reason": "dataset mnist is not available offline"}])
+    bridge = FakeBridge(
+        [
+            {
+                "type": "sweep_finished",
+                "t": 0.1,
+                "status": "failed",
+                "reason": "dataset mnist is not available offline",
+            }
+        ]
+    )
     app, _ = live_app(bridge)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.finished)
@@ -326,8 +357,14 @@ async def test_runs_hide_and_show_and_the_table_sorts_without_repeating_the_lr()
         assert not any(t.startswith(label + " ") for t in titles) and len(titles) == 8
         await wait_for(pilot, lambda: str(table.get_cell(hidden, "run")).endswith(" hidden"))
         await pilot.press("o")  # the overlay follows
-        await wait_for(pilot, lambda: len(screen.query(BrailleChart)) == 1 and first_chart(screen) is not None
-                       and "all runs" in first_chart(screen).title)
+        await wait_for(
+            pilot,
+            lambda: (
+                len(screen.query(BrailleChart)) == 1
+                and first_chart(screen) is not None
+                and "all runs" in first_chart(screen).title
+            ),
+        )
         assert len(first_chart(screen).lines) == 8
         await pilot.press("H")
         await wait_for(pilot, lambda: first_chart(screen) is not None and len(first_chart(screen).lines) == 9)

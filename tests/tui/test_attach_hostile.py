@@ -1,6 +1,7 @@
 """`bstui --attach` and `--replay` on hostile run directories (issue 14, items 8 and 9): an events.jsonl
 that is a FIFO or /dev/zero is refused at once, an unreadable trainer.lock is said to be one, and the
 app starts (no UnicodeDecodeError, no hang)."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.commands import trainer_command
 from tests.tui.conftest import FIXTURE_DIR, wait_for
+from trainer.commands import trainer_command
 from trainer.runlog import EVENTS, LOCK, lock_status, open_append
 from tui.detach import describe, reattach_hint, start_detached, trainer_state
 from tui.factory import make_app
@@ -37,8 +38,15 @@ def partial_run(tmp_path: Path, n: int = 12) -> Path:
 def bstui(*args: str) -> subprocess.CompletedProcess:
     """The real command, with a timeout: a blocking read fails the test instead of hanging it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=120,
-                          env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
@@ -95,7 +103,10 @@ def test_a_detached_trainers_log_is_never_written_through_a_symlink(tmp_path):
     trainer = start_detached([sys.executable, "-c", "print('hello from the trainer')"], run)
     assert trainer.process.wait(60) == 0
     assert outside.read_text() == "keep\n"
-    assert not (run / "trainer.log").is_symlink() and "hello from the trainer" in (run / "trainer.log").read_text()
+    assert (
+        not (run / "trainer.log").is_symlink()
+        and "hello from the trainer" in (run / "trainer.log").read_text()
+    )
     with open_append(run / "trainer.log") as fh:  # the same writer the sink uses
         fh.write("more\n")
     assert outside.read_text() == "keep\n"

@@ -1,4 +1,5 @@
 """The braille plot renderer: dots where the data is, frame, ticks and marks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,8 @@ def test_title_ticks_and_frame_are_drawn():
     chart = Chart(
         "bs 60",
         [Line(np.array([0.0, 100.0]), np.array([2.0, 0.5]), "red")],
-        (0, 100), (0, 2),
+        (0, 100),
+        (0, 2),
         xticks=[(0, "0"), (50, "50"), (100, "100")],
         yticks=[(0, "0"), (1, "1"), (2, "2")],
     )
@@ -47,8 +49,12 @@ def test_title_ticks_and_frame_are_drawn():
 def test_marks_fill_empty_cells_only_and_points_outside_are_dropped():
     chart = Chart(
         "",
-        [Line(np.array([0.0, 10.0]), np.array([0.5, 0.5]), "red"), Line(np.array([5.0]), np.array([99.0]), "blue")],
-        (0, 10), (0, 1),
+        [
+            Line(np.array([0.0, 10.0]), np.array([0.5, 0.5]), "red"),
+            Line(np.array([5.0]), np.array([99.0]), "blue"),
+        ],
+        (0, 10),
+        (0, 1),
         vlines=[(5.0, "yellow")],
     )
     rows = lines_of(chart, 24, 10)
@@ -80,8 +86,14 @@ def test_small_multiples_of_one_grid_share_their_tick_label_width():
     x = np.linspace(0, 100, 50)
     corners = set()
     for f in frames:
-        chart = Chart("run", [Line(x, np.linspace(f.ylim[1], f.ylim[0], 50), "red")], f.xlim, f.ylim,
-                      yticks=y_ticks(f, 12), label_width=shared)
+        chart = Chart(
+            "run",
+            [Line(x, np.linspace(f.ylim[1], f.ylim[0], 50), "red")],
+            f.xlim,
+            f.ylim,
+            yticks=y_ticks(f, 12),
+            label_width=shared,
+        )
         corners.add(render_chart(chart, 40, 12).plain.splitlines()[1].index("┌"))
     assert len(corners) == 1
 

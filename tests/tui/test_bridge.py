@@ -1,5 +1,6 @@
 """The real trainer subprocess plumbing, with stand-in trainers (no torch): controls
 reach it, a stuck trainer and its workers are killed on shutdown, a death is seen."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The trainer's log in the temp folder (issue 14, item 11): a killed app, a dead trainer or a bridge
 that never started leaves no empty bstui-trainer-*.log behind; a log that holds a cause stays."""
+
 from __future__ import annotations
 
 import os
@@ -87,8 +88,13 @@ APP = textwrap.dedent("""
 
 
 def test_a_killed_app_leaves_no_empty_log(temp_folder: Path, tmp_path: Path) -> None:
-    app = subprocess.Popen([sys.executable, "-c", APP, str(temp_folder), str(tmp_path)], cwd=ROOT,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        [sys.executable, "-c", APP, str(temp_folder), str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         log = Path(app.stdout.readline().strip())
         assert log.parent == temp_folder and log.exists()

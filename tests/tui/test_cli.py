@@ -1,4 +1,5 @@
 """`bstui` command line: user errors exit 2 with the cause before any window; no torch at import."""
+
 from __future__ import annotations
 
 import subprocess
@@ -73,7 +74,10 @@ def test_out_dir_that_holds_a_run_is_refused(capsys, tmp_path, monkeypatch, run_
 def test_python_dash_m_tui_reports_a_bad_config_before_any_window(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tui", "--set", "sweep.epochs=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "TERM": "xterm-256color"},
     )
     assert proc.returncode == 2

@@ -1,11 +1,12 @@
 """Detach and attach (issue 6): a trainer started in its own session, the newest run found,
 a live lock told from a stale one on screen, a replaced events.jsonl rebuilt, and `d`."""
+
 from __future__ import annotations
 
 import errno
-import re
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,26 +17,30 @@ from pathlib import Path
 
 import pytest
 
-from trainer.commands import app_command, trainer_command
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, wait_for
+from trainer.commands import app_command, trainer_command
 from trainer.runlog import RunLock
 from tui.__main__ import main
-from tui.factory import make_app
 from tui.detach import (
     AttachError,
     DetachedTrainer,
-    describe,
-    newest_run_dir,
     ExitAction,
+    describe,
     exit_hint,
+    newest_run_dir,
     reattach_hint,
     start_detached,
     trainer_state,
 )
+from tui.factory import make_app
 from tui.feed import LiveFeed, ReplayFeed
 
-SLEEPER = [sys.executable, "-c", "import os, sys, time; print('sid', os.getsid(0), 'stdin', sys.stdin.read() == '', "
-                                 "flush=True); time.sleep(60)"]
+SLEEPER = [
+    sys.executable,
+    "-c",
+    "import os, sys, time; print('sid', os.getsid(0), 'stdin', sys.stdin.read() == '', "
+    "flush=True); time.sleep(60)",
+]
 
 
 def stop(trainer: DetachedTrainer) -> None:
@@ -120,7 +125,10 @@ def test_status_line_tells_live_stale_and_unfinished_apart(tmp_path):
     write_lock(run, dead_pid())
     stale = describe(trainer_state(run), run, finished=False)
     assert stale is not None
-    assert "the trainer of this run is gone" in stale.plain and f"{trainer_command('resume', run)}" in stale.plain
+    assert (
+        "the trainer of this run is gone" in stale.plain
+        and f"{trainer_command('resume', run)}" in stale.plain
+    )
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str]:
@@ -167,10 +175,17 @@ async def test_attach_shows_a_stale_lock_then_follows_a_resume_that_replaces_the
         lines = (FIXTURE_DIR / "events.jsonl").read_text().splitlines(keepends=True)
         (run / "events.tmp").write_text("".join(lines[:100]))
         os.replace(run / "events.tmp", run / "events.jsonl")
-        await wait_for(pilot, lambda: app.state is not old_state and "attached · trainer pid" in app.status_text().plain)
+        await wait_for(
+            pilot, lambda: app.state is not old_state and "attached · trainer pid" in app.status_text().plain
+        )
         expected = [json.loads(x) for x in lines[:100]]
-        await wait_for(pilot, lambda: len(app.state.runs["bs60"].epochs) == len(
-            [e for e in expected if e["type"] == "epoch_end" and e["run"] == "bs60"]))  # rebuilt, not applied twice
+        await wait_for(
+            pilot,
+            lambda: (
+                len(app.state.runs["bs60"].epochs)
+                == len([e for e in expected if e["type"] == "epoch_end" and e["run"] == "bs60"])
+            ),
+        )  # rebuilt, not applied twice
         assert app.state.skipped == 0 and app.feed.bad_lines == 0
         assert app.feed_end is None  # a live trainer may write more: still following
         with open(run / "events.jsonl", "a") as f:  # the resumed sweep finishes and lets go of the lock
@@ -187,7 +202,9 @@ async def test_d_in_a_recorded_replay_only_explains(fixture_dir):
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.state.finished)
         await pilot.press("d")
-        await wait_for(pilot, lambda: any("no trainer to leave running" in str(n.message) for n in notes(app)))
+        await wait_for(
+            pilot, lambda: any("no trainer to leave running" in str(n.message) for n in notes(app))
+        )
         assert app.is_running
 
 
@@ -206,7 +223,9 @@ async def test_d_in_a_live_sweep_leaves_its_trainer_training_and_quits(tmp_path)
         await wait_for(pilot, lambda: app.state.started and app.live)
         await pilot.press("d")
         await wait_for(pilot, lambda: not app.is_running)
-    assert bridge.released == 1 and bridge.shutdowns == 0 and bridge.alive  # nothing stopped, nothing retrained
+    assert (
+        bridge.released == 1 and bridge.shutdowns == 0 and bridge.alive
+    )  # nothing stopped, nothing retrained
     assert {"cmd": "stop"} not in bridge.controls()
     assert app.exit_action is ExitAction.LEFT and app.return_code == 0
 
@@ -350,7 +369,9 @@ async def test_attached_q_asks_the_trainer_to_stop_and_d_only_leaves(tmp_path):
             (run / CONTROLS).write_text("")
             app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), watch_trainer=True))
             async with app.run_test(size=(120, 40)) as pilot:
-                await wait_for(pilot, lambda: app.state.started and app.feed is not None and app.feed.controllable)
+                await wait_for(
+                    pilot, lambda: app.state.started and app.feed is not None and app.feed.controllable
+                )
                 assert "q stops it · d leaves it running" in app.status_text().plain
                 await pilot.press(key)
                 await wait_for(pilot, lambda: not app.is_running)
@@ -371,16 +392,35 @@ async def test_attached_after_a_split_with_k3_shows_it_on_and_s_turns_it_off(tmp
     with open(run / "events.jsonl", "a") as f:
         for rid, b in (("bs1", 1), ("bs6", 6), ("bs60", 60)):
             took = b % 3 == 0
-            f.write(json.dumps({"type": "mode_changed", "t": 3.1, "run": rid, "iter": 300, "requested": 3,
-                                "split_chunks": 3 if took else 1,
-                                **({} if took else {"reason": f"3 chunks do not divide batch size {b}"})}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "type": "mode_changed",
+                        "t": 3.1,
+                        "run": rid,
+                        "iter": 300,
+                        "requested": 3,
+                        "split_chunks": 3 if took else 1,
+                        **({} if took else {"reason": f"3 chunks do not divide batch size {b}"}),
+                    }
+                )
+                + "\n"
+            )
     (run / CONTROLS).touch(mode=0o600)
     lock = RunLock.acquire(run)
     try:
-        app = make_app(feed_factory=lambda attempt: ReplayFeed(str(run), watch_trainer=True), split_on=False, chunks=4)
+        app = make_app(
+            feed_factory=lambda attempt: ReplayFeed(str(run), watch_trainer=True), split_on=False, chunks=4
+        )
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: app.feed is not None and app.feed.controllable
-                           and app.state.runs["bs60"].split_chunks == 3)
+            await wait_for(
+                pilot,
+                lambda: (
+                    app.feed is not None
+                    and app.feed.controllable
+                    and app.state.runs["bs60"].split_chunks == 3
+                ),
+            )
             await pilot.pause()
             switch = app.screen.query_one("#split", Switch)
             assert switch.value and app.chunks == 3 and not switch.disabled
@@ -388,7 +428,8 @@ async def test_attached_after_a_split_with_k3_shows_it_on_and_s_turns_it_off(tmp
             await pilot.press("s")
             await wait_for(pilot, lambda: (run / CONTROLS).read_text().count("\n") >= 1)
             assert [json.loads(x) for x in (run / CONTROLS).read_text().splitlines()] == [
-                {"cmd": "split", "enabled": False, "chunks": 3}]
+                {"cmd": "split", "enabled": False, "chunks": 3}
+            ]
             assert not switch.value
     finally:
         lock.release()

@@ -1,5 +1,6 @@
 """The app reads a run's accuracy as the trainer does (trainer.accuracy): one kind of evaluation for the
 table's acc and best and for the accuracy plot; older run directories as they were shown."""
+
 from __future__ import annotations
 
 from tests.tui.test_state import started
@@ -8,13 +9,37 @@ from tui.view import View
 
 
 def _eval(s, iters, acc, **extra):
-    assert s.apply({"type": "evaluation", "t": 1.0, "run": "bs60", "epoch": 1, "iter": iters, "samples": 60 * iters,
-                    "test_acc": acc, "test_loss": 1.0, **extra})
+    assert s.apply(
+        {
+            "type": "evaluation",
+            "t": 1.0,
+            "run": "bs60",
+            "epoch": 1,
+            "iter": iters,
+            "samples": 60 * iters,
+            "test_acc": acc,
+            "test_loss": 1.0,
+            **extra,
+        }
+    )
 
 
 def _end(s, epoch, iters, acc, **extra):
-    assert s.apply({"type": "epoch_end", "t": 2.0, "run": "bs60", "epoch": epoch, "iters": 10, "samples": 600,
-                    "total_iters": iters, "total_samples": 60 * iters, "test_acc": acc, "test_loss": 1.0, **extra})
+    assert s.apply(
+        {
+            "type": "epoch_end",
+            "t": 2.0,
+            "run": "bs60",
+            "epoch": epoch,
+            "iters": 10,
+            "samples": 600,
+            "total_iters": iters,
+            "total_samples": 60 * iters,
+            "test_acc": acc,
+            "test_loss": 1.0,
+            **extra,
+        }
+    )
 
 
 def test_a_run_collapsed_before_its_first_epoch_end_shows_what_it_reached():

@@ -1,4 +1,5 @@
 """Every key the app binds is listed in `bstui --help`, the help screen's list and the README's key table."""
+
 from __future__ import annotations
 
 import re
@@ -13,9 +14,21 @@ from tui.screens.main_screen import MainScreen
 
 ROOT = Path(__file__).resolve().parents[2]
 #: How a Textual key name is written for people.
-SHOWN = {"plus": "+", "equals_sign": "+", "minus": "-", "question_mark": "?", "left": "←", "right": "→",
-         "shift+left": "←", "shift+right": "→", "tab": "Tab", "shift+tab": "Tab", "pageup": "PgUp",
-         "pagedown": "PgDn", "escape": "Esc"}
+SHOWN = {
+    "plus": "+",
+    "equals_sign": "+",
+    "minus": "-",
+    "question_mark": "?",
+    "left": "←",
+    "right": "→",
+    "shift+left": "←",
+    "shift+right": "→",
+    "tab": "Tab",
+    "shift+tab": "Tab",
+    "pageup": "PgUp",
+    "pagedown": "PgDn",
+    "escape": "Esc",
+}
 
 
 def bound_keys() -> set[str]:
@@ -28,7 +41,11 @@ def bound_keys() -> set[str]:
 
 def test_every_bound_key_is_in_the_key_list():
     listed = " ".join(f"{k} {what}" for k, what in KEYS)
-    missing = [k for k in bound_keys() if k not in {w for entry, _ in KEYS for w in entry.split()} and k not in listed]
+    missing = [
+        k
+        for k in bound_keys()
+        if k not in {w for entry, _ in KEYS for w in entry.split()} and k not in listed
+    ]
     assert not missing, f"keys bound but not in tui/keys.py: {missing}"
 
 

@@ -4,6 +4,7 @@ A real headless sweep with a fused group (its `fused_group` event included) is f
 reader and state as it is written, so partial trailing lines and every event type a live run makes
 are read the way `bstui --attach` reads them.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import subprocess
 import sys
 import time
 
+from trainer.runlog import EVENT_TYPES
 from tui.replay import EventReader
 from tui.state import SweepState
-from trainer.runlog import EVENT_TYPES
 
 
 def test_every_event_type_the_trainer_writes_is_used_not_counted_unreadable():
@@ -21,17 +22,49 @@ def test_every_event_type_the_trainer_writes_is_used_not_counted_unreadable():
 
     assert set(EVENT_TYPES) <= set(_HANDLERS)
     s = SweepState()
-    assert s.apply({"type": "fused_group", "t": 3.0, "group": "fused0-bs6", "runs": ["a", "b"], "batch_size": 6,
-                    "steps": 100, "wall_s": 0.5, "compute_s": 0.4, "device": "cpu", "cpu_threads": 1})
+    assert s.apply(
+        {
+            "type": "fused_group",
+            "t": 3.0,
+            "group": "fused0-bs6",
+            "runs": ["a", "b"],
+            "batch_size": 6,
+            "steps": 100,
+            "wall_s": 0.5,
+            "compute_s": 0.4,
+            "device": "cpu",
+            "cpu_threads": 1,
+        }
+    )
     assert s.skipped == 0
 
 
 def test_reading_while_the_trainer_writes_skips_nothing(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "trainer", "run", "experiments/lr-grid.toml", "--quiet", "--out", str(out),
-           "--set", "data.dataset=synthetic-digits", "--set", "data.train_samples=300",
-           "--set", "data.test_samples=100", "--set", "sweep.epochs=1", "--set", "sweep.batch_sizes=[6,60]",
-           "--set", "sweep.seeds=1", "--set", "sweep.lr_grid.points=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer",
+        "run",
+        "experiments/lr-grid.toml",
+        "--quiet",
+        "--out",
+        str(out),
+        "--set",
+        "data.dataset=synthetic-digits",
+        "--set",
+        "data.train_samples=300",
+        "--set",
+        "data.test_samples=100",
+        "--set",
+        "sweep.epochs=1",
+        "--set",
+        "sweep.batch_sizes=[6,60]",
+        "--set",
+        "sweep.seeds=1",
+        "--set",
+        "sweep.lr_grid.points=2",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     reader, state = None, SweepState()
     types: set[str] = set()

@@ -1,4 +1,5 @@
 """Block min/max summaries: what a redraw reads instead of every loss."""
+
 from __future__ import annotations
 
 import numpy as np

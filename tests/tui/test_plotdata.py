@@ -1,4 +1,5 @@
 """Downsampling, axes, ranges and layout: the numbers behind the loss grid."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +77,15 @@ def test_log10_drops_non_positive_values():
 def test_shared_range_ignores_a_diverged_run():
     s = started(1, 60)
     s.apply({"type": "losses", "t": 1, "run": "bs1", "first_iter": 0, "values": [2.0] * 50 + [1e6] * 50})
-    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": np.linspace(2.3, 0.1, 100).tolist()})
+    s.apply(
+        {
+            "type": "losses",
+            "t": 1,
+            "run": "bs60",
+            "first_iter": 0,
+            "values": np.linspace(2.3, 0.1, 100).tolist(),
+        }
+    )
     series = [prepare_series(r, "iteration", False, False, 50) for r in s.run_list()]
     lo, hi = shared_ylim(series, exclude={"bs1"})
     assert lo < 0.11 and 2.3 <= hi < 3
@@ -88,8 +97,19 @@ def test_split_and_target_marks_follow_the_axis():
     s = started(60)
     s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": [1.0] * 30})
     s.apply({"type": "mode_changed", "t": 1, "run": "bs60", "iter": 20, "split_chunks": 4})
-    s.apply({"type": "target_reached", "t": 1, "run": "bs60", "epoch": 1, "iter": 10, "samples": 600,
-             "wall_s": 1.0, "compute_s": 1.0, "test_acc": 0.99})
+    s.apply(
+        {
+            "type": "target_reached",
+            "t": 1,
+            "run": "bs60",
+            "epoch": 1,
+            "iter": 10,
+            "samples": 600,
+            "wall_s": 1.0,
+            "compute_s": 1.0,
+            "test_acc": 0.99,
+        }
+    )
     it = prepare_series(s.runs["bs60"], "iteration", False, False, 100)
     assert it.marks == [(20.0, 4)] and it.target_x == 9.0  # after 10 iterations: the x of the 10th
     smp = prepare_series(s.runs["bs60"], "samples", False, False, 100)
@@ -118,9 +138,18 @@ def test_numbers_are_short():
 
 def test_spikes_of_one_run_do_not_flatten_the_others_on_a_linear_axis():
     s = started(1, 60)
-    s.apply({"type": "losses", "t": 1, "run": "bs1", "first_iter": 0,
-             "values": ([2.3] * 9 + [17.0]) * 20})  # stuck near 2.3 with big spikes, not diverged
-    s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": np.linspace(2.3, 0.1, 200).tolist()})
+    s.apply(
+        {"type": "losses", "t": 1, "run": "bs1", "first_iter": 0, "values": ([2.3] * 9 + [17.0]) * 20}
+    )  # stuck near 2.3 with big spikes, not diverged
+    s.apply(
+        {
+            "type": "losses",
+            "t": 1,
+            "run": "bs60",
+            "first_iter": 0,
+            "values": np.linspace(2.3, 0.1, 200).tolist(),
+        }
+    )
     series = [prepare_series(r, "iteration", False, False, 50) for r in s.run_list()]
     lo, hi = shared_ylim(series)
     assert 2.3 < hi <= 2.5 * 2.3 * 1.05  # capped at SPIKE_FACTOR x the highest starting loss (+ margin)
@@ -179,12 +208,19 @@ def test_the_tail_window_shows_the_last_iterations_of_the_run_furthest_along():
 def test_dense_loss_is_smoothed_over_a_band_by_default_and_sparse_loss_is_raw():
     s = started(1, 6000)
     s.runs["bs1"].losses.set_beta(0.99)  # a window of ~100 iterations (batch 1 of MNIST gets that)
-    s.apply({"type": "losses", "t": 1, "run": "bs1", "first_iter": 0,
-             "values": (2.0 + np.sin(np.arange(5000))).tolist()})
+    s.apply(
+        {
+            "type": "losses",
+            "t": 1,
+            "run": "bs1",
+            "first_iter": 0,
+            "values": (2.0 + np.sin(np.arange(5000))).tolist(),
+        }
+    )
     s.apply({"type": "losses", "t": 1, "run": "bs6000", "first_iter": 0, "values": [2.0, 1.5, 1.2]})
     dense = loss_series(s.runs["bs1"], View(), None, 100)
     assert dense.band_y is not None and dense.band_y.max() > 2.9 and dense.band_y.min() < 1.1
-    assert np.ptp(dense.y[len(dense.y) // 2:]) < 0.5  # the EMA is calm where the raw loss swings by 2
+    assert np.ptp(dense.y[len(dense.y) // 2 :]) < 0.5  # the EMA is calm where the raw loss swings by 2
     sparse = loss_series(s.runs["bs6000"], View(), None, 100)
     assert sparse.band_y is None and sparse.y.tolist() == pytest.approx([2.0, 1.5, 1.2])
 
@@ -208,7 +244,9 @@ def test_a_spike_beyond_the_quantiles_does_not_set_the_range():
     values = np.linspace(2.3, 0.1, 2000)
     values[1500] = 50.0
     s.apply({"type": "losses", "t": 1, "run": "bs60", "first_iter": 0, "values": values.tolist()})
-    series = prepare_series(s.runs["bs60"], "iteration", True, False, 2000)  # log: no start cap, only quantiles
+    series = prepare_series(
+        s.runs["bs60"], "iteration", True, False, 2000
+    )  # log: no start cap, only quantiles
     assert shared_ylim([series], log_y=True)[1] < np.log10(50.0)
 
 

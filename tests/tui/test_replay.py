@@ -1,4 +1,5 @@
 """Reading events.jsonl: whole lines only, garbage skipped and counted, growth followed."""
+
 from __future__ import annotations
 
 import json

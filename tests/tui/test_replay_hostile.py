@@ -2,6 +2,7 @@
 byte-flipped, shuffled and salted with junk (binary, foreign JSON, NaN literals, deep nesting,
 over-long lines). Reader + SweepState never raise, every line is either used or counted as
 skipped, and a file replaced or truncated under the reader is read again from its start."""
+
 from __future__ import annotations
 
 import json
@@ -25,35 +26,79 @@ TRIED = {"files": 0}
 
 JUNK = st.one_of(
     st.binary(min_size=1, max_size=200),
-    st.sampled_from([
-        b"NaN", b'{"type": NaN}', b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": [NaN, Infinity]}',
-        b'{"type": "epoch_end", "run": "bs60", "epoch": 1e999, "wall_s": -Infinity}',
-        b'{"type": "losses", "run": "bs6", "first_iter": -5, "values": [1]}',
-        b'{"type": "losses", "run": "bs1", "first_iter": 1000000000000, "values": [1]}',  # terabytes, if believed
-        b'{"type": "losses", "run": "bs60", "first_iter": 900000000, "values": [1]}',
-        b'{"type": "run_started", "run": "bs7", "batch_size": "many"}',
-        b'{"type": "sweep_started", "runs": 3}', b'{"type": "sweep_started", "runs": [{"run": 1}]}',
-        b'{"type": "__import__(\'os\').system(\'touch PWNED\')"}', b"[" * 5000 + b"]" * 5000,
-        b'"just a string"', b"null", b"12345678901234567890", b'{"type": ["list"]}',
-        b'\xef\xbb\xbf{"type": "sweep_finished"}', b"\x80\x81\x82\x00\xff",
-        b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": "not a list"}',
-        b'{"type": "mode_changed", "run": "bs60", "iter": null, "split_chunks": 4}',
-    ]),
+    st.sampled_from(
+        [
+            b"NaN",
+            b'{"type": NaN}',
+            b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": [NaN, Infinity]}',
+            b'{"type": "epoch_end", "run": "bs60", "epoch": 1e999, "wall_s": -Infinity}',
+            b'{"type": "losses", "run": "bs6", "first_iter": -5, "values": [1]}',
+            b'{"type": "losses", "run": "bs1", "first_iter": 1000000000000, "values": [1]}',  # terabytes, if believed
+            b'{"type": "losses", "run": "bs60", "first_iter": 900000000, "values": [1]}',
+            b'{"type": "run_started", "run": "bs7", "batch_size": "many"}',
+            b'{"type": "sweep_started", "runs": 3}',
+            b'{"type": "sweep_started", "runs": [{"run": 1}]}',
+            b'{"type": "__import__(\'os\').system(\'touch PWNED\')"}',
+            b"[" * 5000 + b"]" * 5000,
+            b'"just a string"',
+            b"null",
+            b"12345678901234567890",
+            b'{"type": ["list"]}',
+            b'\xef\xbb\xbf{"type": "sweep_finished"}',
+            b"\x80\x81\x82\x00\xff",
+            b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": "not a list"}',
+            b'{"type": "mode_changed", "run": "bs60", "iter": null, "split_chunks": 4}',
+        ]
+    ),
     st.builds(lambda n: b"x" * n, st.integers(MAX_LINE + 1, 3 * MAX_LINE)),  # over the line limit
     st.recursive(  # foreign JSON objects, some with a known event type and wrong field types
-        st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+        st.none()
+        | st.booleans()
+        | st.integers(-(10**6), 10**6)
+        | st.floats(allow_nan=False)
+        | st.text(max_size=8),
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
         max_leaves=8,
     ).map(lambda v: json.dumps(v).encode()),
     st.builds(
         lambda kind, run, body: json.dumps({"type": kind, "run": run, **body}).encode(),
-        st.sampled_from(["sweep_started", "run_started", "losses", "epoch_end", "mode_changed",
-                         "target_reached", "run_finished", "sweep_finished", "paused", "martian"]),
+        st.sampled_from(
+            [
+                "sweep_started",
+                "run_started",
+                "losses",
+                "epoch_end",
+                "mode_changed",
+                "target_reached",
+                "run_finished",
+                "sweep_finished",
+                "paused",
+                "martian",
+            ]
+        ),
         st.sampled_from(["bs1", "bs6", "bs60", "bs600", "bs6000", "nope", ""]),
-        st.dictionaries(st.sampled_from(["epoch", "first_iter", "values", "status", "batch_size", "iter",
-                                         "paused", "runs", "summary", "split_chunks", "test_acc"]),
-                        st.none() | st.integers(-3, 10**5) | st.text(max_size=4) | st.lists(st.integers(0, 3), max_size=4),
-                        max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "epoch",
+                    "first_iter",
+                    "values",
+                    "status",
+                    "batch_size",
+                    "iter",
+                    "paused",
+                    "runs",
+                    "summary",
+                    "split_chunks",
+                    "test_acc",
+                ]
+            ),
+            st.none()
+            | st.integers(-3, 10**5)
+            | st.text(max_size=4)
+            | st.lists(st.integers(0, 3), max_size=4),
+            max_size=4,
+        ),
     ),
 )
 
@@ -62,8 +107,13 @@ JUNK = st.one_of(
 def garbled(draw: st.DrawFn) -> bytes:
     """The fixture after a few random mutations, in random order."""
     lines = FIXTURE.split(b"\n")
-    ops = draw(st.lists(st.sampled_from(["shuffle", "insert", "flip", "drop", "truncate", "cut_line"]),
-                        min_size=1, max_size=6))
+    ops = draw(
+        st.lists(
+            st.sampled_from(["shuffle", "insert", "flip", "drop", "truncate", "cut_line"]),
+            min_size=1,
+            max_size=6,
+        )
+    )
     data = b""
     for op in ops:
         if op == "shuffle":  # reordered: an epoch_end before its run_started and the like
@@ -102,7 +152,9 @@ def expected_counts(data: bytes) -> tuple[int, int]:
     return len(lines) + runaway, bad + runaway
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(data=garbled(), chunk=st.integers(512, 1 << 16))
 def test_garbled_files_never_break_the_reader_or_the_state(tmp_path_factory, data, chunk):
     TRIED["files"] += 1
@@ -125,7 +177,7 @@ def test_garbled_files_never_break_the_reader_or_the_state(tmp_path_factory, dat
     assert not Path("PWNED").exists()
     for run in state.runs.values():  # what is shown stays drawable
         run.losses.select(40)
-        run.losses.smooth
+        run.losses.smooth  # noqa: B018 - the property computes the smoothed series
 
 
 def test_the_property_test_tried_many_files():

@@ -1,5 +1,6 @@
 """Issue 16: a sweep of the user's own model and dataset (factories), trained by `python -m trainer run`
 on CPU, replayed by the app with every panel filled and the sweep's answer in the scaling view."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,10 +20,31 @@ DATA = "tests.trainer.factory_data"
 def _train(out: Path) -> None:
     from trainer.cli import main  # torch loads for the trainer only, as in real use
 
-    args = ["run", str(ROOT / "experiments.toml"), "--device", "cpu", "--quiet", "--out", str(out),
-            "--set", f'data.dataset="{DATA}:colour_tensors"', "--set", f'model.name="{DATA}:colour_cnn"',
-            "--set", 'model.output="logits"', "--set", "sweep.batch_sizes=[20,200]", "--set", "sweep.epochs=2",
-            "--set", "sweep.target_accuracy=0.5", "--set", "data.train_samples=0", "--set", "data.test_samples=0"]
+    args = [
+        "run",
+        str(ROOT / "experiments.toml"),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+        "--set",
+        f'data.dataset="{DATA}:colour_tensors"',
+        "--set",
+        f'model.name="{DATA}:colour_cnn"',
+        "--set",
+        'model.output="logits"',
+        "--set",
+        "sweep.batch_sizes=[20,200]",
+        "--set",
+        "sweep.epochs=2",
+        "--set",
+        "sweep.target_accuracy=0.5",
+        "--set",
+        "data.train_samples=0",
+        "--set",
+        "data.test_samples=0",
+    ]
     assert main(args) == 0
 
 
@@ -41,7 +63,12 @@ async def test_the_app_replays_a_factory_model_and_dataset_sweep(tmp_path):
         header = app.screen.query_one(SweepHeader).render()
         assert f"{DATA}:colour_tensors" in str(header)
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen)
-                       and "answer:" in app.screen.query_one(ScalingView).facts().plain)
+        await wait_for(
+            pilot,
+            lambda: (
+                isinstance(app.screen, ScalingScreen)
+                and "answer:" in app.screen.query_one(ScalingView).facts().plain
+            ),
+        )
         facts = app.screen.query_one(ScalingView).facts().plain
         assert "fastest to 50% test accuracy: batch " in facts and "of training on cpu" in facts

@@ -3,6 +3,7 @@
 Replays tests/tui/fixtures/run_scaling: an lr sweep whose steps to target follow
 S = S_min (1 + B_crit / B) with B_crit = 200 (tests/tui/fixtures/make_fixture.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ from tui.scaling import analyses, arms_of, curve_chart, facts_text, log_ticks, l
 from tui.screens.main_screen import MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state import SweepState
-from tui.widgets.run_table import COLUMNS, RunTable, visible_columns
 from tui.widgets.chart import BrailleChart
+from tui.widgets.run_table import COLUMNS, RunTable, visible_columns
 from tui.widgets.scaling_view import ScalingView
 
 SCALING_DIR = FIXTURE_DIR.parent / "run_scaling"
@@ -66,12 +67,18 @@ async def test_c_opens_the_matrix_first_and_m_cycles_its_metric():
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "★" in view_of(app).matrix().plain)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ScalingScreen) and "★" in view_of(app).matrix().plain
+        )
         matrix = view_of(app).matrix().plain
-        assert matrix.startswith("time to target alone (s) · ±sd of 2 seeds · ▸ row best · ★ answer · m: metric")
+        assert matrix.startswith(
+            "time to target alone (s) · ±sd of 2 seeds · ▸ row best · ★ answer · m: metric"
+        )
         rows = matrix.splitlines()
         assert rows[1].split() == ["batch", "0.05", "0.1", "0.2"]
-        assert "★1.24" in rows[3] and "▸1.51" in rows[2] and "diverged" in rows[2]  # batch 64 at 0.1 is fastest
+        assert (
+            "★1.24" in rows[3] and "▸1.51" in rows[2] and "diverged" in rows[2]
+        )  # batch 64 at 0.1 is fastest
         assert rows[4].split()[1:5] == ["not", "reached", "not", "reached"]
         await pilot.press("m")
         await wait_for(pilot, lambda: view_of(app).matrix().plain.startswith("steps to target"))
@@ -145,7 +152,9 @@ def test_empty_plots_get_no_invented_axes():
 
 
 def test_a_batch_size_whose_lrs_all_missed_stays_on_the_curve():
-    events = [e for e in answer_events() if not (e["type"] == "run_finished" and e["run"].startswith("bs256"))]
+    events = [
+        e for e in answer_events() if not (e["type"] == "run_finished" and e["run"].startswith("bs256"))
+    ]
     events = [e for e in events if e["type"] != "sweep_finished"]
     for e in answer_events():
         if e["type"] == "run_finished" and e["run"].startswith("bs256"):
@@ -153,7 +162,7 @@ def test_a_batch_size_whose_lrs_all_missed_stays_on_the_curve():
             events.append({**e, "summary": summary})
     arms = arms_of(_state(events))
     chart = curve_chart(arms, "steps", 60, 16)
-    assert [(round(10 ** x), glyph) for x, _, glyph, _ in chart.points] == [(256, "▴")]
+    assert [(round(10**x), glyph) for x, _, glyph, _ in chart.points] == [(256, "▴")]
     assert "batch 256: no lr reached the target" in facts_text(_state(events), arms).plain
 
 
@@ -168,7 +177,10 @@ async def test_the_view_updates_live_as_runs_finish(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: len(app.state.runs) > 0)
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and "still training" in view_of(app).facts().plain)
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ScalingScreen) and "still training" in view_of(app).facts().plain,
+        )
         with open(out / "events.jsonl", "a") as f:  # the trainer goes on, no sweep_finished
             f.writelines(json.dumps(e) + "\n" for e in events[3:] if e["type"] != "sweep_finished")
         await wait_for(pilot, lambda: "B_crit 120" in view_of(app).facts().plain)
@@ -206,13 +218,17 @@ def test_a_run_directory_without_lr_in_its_summaries_says_so():
 def test_variants_get_one_analysis_each_in_the_words_and_charts():
     one = analyses(_finished_state())[""]
     s = SweepState()
-    s.scaling = {"variants": {"sgd": one, "lars": {**one, "b_crit": {"determined": False, "reason": "too few points"}}}}
+    s.scaling = {
+        "variants": {"sgd": one, "lars": {**one, "b_crit": {"determined": False, "reason": "too few points"}}}
+    }
     arms = arms_of(s)
     assert list(arms) == ["sgd", "lars"] and list(analyses(s)) == ["sgd", "lars"]
     text = facts_text(s, arms).plain
     assert "sgd" in text and "lars" in text and "B_crit is not determined (too few points)" in text
     assert len(lr_chart(arms, 60, 16).lines) > len(lr_chart({"sgd": arms["sgd"]}, 60, 16).lines)
-    assert len(curve_chart(arms, "steps", 60, 16).lines) > len(curve_chart({"sgd": arms["sgd"]}, "steps", 60, 16).lines)
+    assert len(curve_chart(arms, "steps", 60, 16).lines) > len(
+        curve_chart({"sgd": arms["sgd"]}, "steps", 60, 16).lines
+    )
 
 
 def test_log_ticks_label_values_not_logs():
@@ -226,7 +242,9 @@ def test_columns_are_dropped_least_needed_first_to_fit():
     keys = [k for k, _ in COLUMNS]
     assert visible_columns(widths, 1000) == tuple(keys)
     narrow = visible_columns(widths, 78)
-    assert {"run", "status", "progress", "acc", "best", "target"} <= set(narrow)  # last and best accuracy stay
+    assert {"run", "status", "progress", "acc", "best", "target"} <= set(
+        narrow
+    )  # last and best accuracy stay
     assert "speed" not in narrow and sum(widths[k] + 2 for k in narrow) <= 78
 
 
@@ -271,8 +289,13 @@ def _open_scaling(*keys: str):
         await settle(pilot)
         await pilot.press("c")
         # Its charts draw after the screen mounts: wait for them, not a fixed pause (loaded machines).
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ScalingScreen) and all(
-            c.chart is not None for c in pilot.app.screen.query(BrailleChart)))
+        await wait_for(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, ScalingScreen)
+                and all(c.chart is not None for c in pilot.app.screen.query(BrailleChart))
+            ),
+        )
         if keys:
             await pilot.press(*keys)
         await settle(pilot)
@@ -328,5 +351,7 @@ async def test_v_shows_time_to_target_in_the_lower_chart():
         await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen) and lower() is not None)
         assert lower().title == "samples to target vs batch"
         await pilot.press("v")
-        await wait_for(pilot, lambda: lower() is not None and lower().title.startswith("time to target alone"))
+        await wait_for(
+            pilot, lambda: lower() is not None and lower().title.startswith("time to target alone")
+        )
         assert lower().yticks and not any(line.label == "fit" for line in lower().lines)  # no model for time

@@ -1,4 +1,5 @@
 """A sharded sweep's directory (DIR/shards/I) replayed and attached as one sweep."""
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,17 @@ def shard_the_fixture(dst: Path, count: int = 3, skip: tuple[int, ...] = ()) -> 
         path = dst / SHARDS / str(i)
         path.mkdir(parents=True)
         mine = [e for e in events if e.get("run") is not None and shard_of[e["run"]] == i]
-        head = {**started, "runs": [r for r in started["runs"] if shard_of[r["run"]] == i],
-                "shard": {"index": i, "count": count}, "started_at": START + started["t"]}
-        end = {**finished, "summaries": [s for s in finished.get("summaries", []) if shard_of[s["run"]] == i],
-               "t": max(e["t"] for e in mine)}
+        head = {
+            **started,
+            "runs": [r for r in started["runs"] if shard_of[r["run"]] == i],
+            "shard": {"index": i, "count": count},
+            "started_at": START + started["t"],
+        }
+        end = {
+            **finished,
+            "summaries": [s for s in finished.get("summaries", []) if shard_of[s["run"]] == i],
+            "t": max(e["t"] for e in mine),
+        }
         (path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [head, *mine, end]))
         (path / "shard.json").write_text(json.dumps({"index": i, "count": count, "runs": rows}))
         shutil.copy(LRGRID / "config.toml", path / "config.toml")
@@ -63,8 +71,10 @@ def drain(feed) -> list:
 def runs_of(events: list) -> dict:
     state = SweepState()
     state.apply_all([e for e in events if isinstance(e, dict)])
-    return {rid: (r.status, [float(v) for v in r.losses.raw], r.summary, r.batch_size)
-            for rid, r in state.runs.items()}, state
+    return {
+        rid: (r.status, [float(v) for v in r.losses.raw], r.summary, r.batch_size)
+        for rid, r in state.runs.items()
+    }, state
 
 
 def test_the_shards_replay_as_the_sweep_they_were_cut_from(tmp_path):
@@ -78,8 +88,9 @@ def test_the_shards_replay_as_the_sweep_they_were_cut_from(tmp_path):
     two, s2 = runs_of(whole)
     assert one == two and s1.finished and s1.status == s2.status
     untimed = [{k: v for k, v in e.items() if k != "t"} for e in merged if e.get("run")]
-    assert sorted(map(json.dumps, untimed)) == sorted(json.dumps({k: v for k, v in e.items() if k != "t"})
-                                                      for e in whole if e.get("run"))  # each event once
+    assert sorted(map(json.dumps, untimed)) == sorted(
+        json.dumps({k: v for k, v in e.items() if k != "t"}) for e in whole if e.get("run")
+    )  # each event once
     times = [e["t"] for e in merged[1:-1]]
     assert times == sorted(times)
 

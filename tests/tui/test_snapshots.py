@@ -5,6 +5,7 @@ reads a fake NVML library and fixed host figures, the replay has finished and ev
 is drawn before the capture. Update with `pytest tests/tui/test_snapshots.py --snapshot-update`
 after a deliberate change, and look at what changed.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,8 +90,11 @@ def test_lr_grid_accuracy_overlay_80x24(snap_compare, grid_app):
 
 
 def test_lr_grid_crosshair_160x48(snap_compare, grid_app):
-    assert snap_compare(grid_app, terminal_size=(160, 48),
-                        run_before=press("x", "right", "shift+left", "shift+left", "shift+left"))
+    assert snap_compare(
+        grid_app,
+        terminal_size=(160, 48),
+        run_before=press("x", "right", "shift+left", "shift+left", "shift+left"),
+    )
 
 
 def _running_tail() -> tuple[str, int]:
@@ -106,15 +110,28 @@ def settle_live(*keys: str):
 
     async def run_before(pilot):
         app = pilot.app
-        await wait_for(pilot, lambda: run in app.state.runs and len(app.state.runs[run].losses) == iters
-                       and not app._inbox and app.last_system is not None)
+        await wait_for(
+            pilot,
+            lambda: (
+                run in app.state.runs
+                and len(app.state.runs[run].losses) == iters
+                and not app._inbox
+                and app.last_system is not None
+            ),
+        )
         await pilot.pause(0.15)
         app.redraw(force=True)
         await pilot.press(*keys)
         await pilot.pause(0.15)
         app.redraw(force=True)
-        await wait_for(pilot, lambda: all(p.chart is not None for p in app.screen.query(BrailleChart)
-                                          if p.factory is not None and p.display and p.size.width > 0))
+        await wait_for(
+            pilot,
+            lambda: all(
+                p.chart is not None
+                for p in app.screen.query(BrailleChart)
+                if p.factory is not None and p.display and p.size.width > 0
+            ),
+        )
         await pilot.pause(0.05)
 
     return run_before
@@ -122,7 +139,9 @@ def settle_live(*keys: str):
 
 def test_running_sweep_window_80x24(snap_compare, running_app):
     """`w`: each plot its own run's last 10%: the run still training is not emptied by the finished ones."""
-    assert snap_compare(running_app, terminal_size=(80, 24), run_before=settle_live("w", "pagedown", "pagedown"))
+    assert snap_compare(
+        running_app, terminal_size=(80, 24), run_before=settle_live("w", "pagedown", "pagedown")
+    )
 
 
 def test_running_sweep_window_160x48(snap_compare, running_app):

@@ -1,4 +1,5 @@
 """Text that fits: help with hanging indents; every key acts or says why not."""
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -12,7 +13,7 @@ def test_help_descriptions_wrap_under_themselves_not_under_the_key():
     console = Console(width=76, record=True)
     console.print(help_text())
     lines = console.export_text().splitlines()
-    keys = lines[1:lines.index("", 1)]  # the Keys section
+    keys = lines[1 : lines.index("", 1)]  # the Keys section
     wrapped = [ln for ln in keys if ln[:11].strip() == ""]
     assert wrapped, "at 76 columns some key descriptions wrap"
     assert all(ln[11] != " " for ln in wrapped)  # each continuation starts in the description's column

@@ -2,6 +2,7 @@
 last frame: runs that appeared in between must be drawn, never a KeyError (seen under load in
 test_d_in_a_live_sweep_stops_it_and_follows_a_detached_resume: a frame of the new, empty state
 after a feed reset, then events applied, then a resize before the next frame)."""
+
 from __future__ import annotations
 
 from textual.app import App, ComposeResult

@@ -1,5 +1,6 @@
 """One evaluation truth (trainer/accuracy.py): the class-stratified evaluation slice, its sampling
 error, and a run's current and best accuracy from evaluations of mixed kinds. Pure Python."""
+
 from __future__ import annotations
 
 import random
@@ -8,7 +9,15 @@ from collections import Counter
 import pytest
 
 from trainer.accuracy import (
-    FULL, HEAD, SLICE, SLICE_SEED, SLICE_SIZE, evaluations, run_accuracy, standard_error, stratified_slice,
+    FULL,
+    HEAD,
+    SLICE,
+    SLICE_SEED,
+    SLICE_SIZE,
+    evaluations,
+    run_accuracy,
+    standard_error,
+    stratified_slice,
     worst_standard_error,
 )
 
@@ -74,19 +83,53 @@ def test_current_and_best_come_from_the_runs_own_kind_only():
 def test_events_give_each_evaluation_its_kind_and_older_events_their_trainers():
     events = [
         {"type": "evaluation", "run": "a", "iter": 3, "samples": 60, "test_acc": 0.5},  # older: the head
-        {"type": "epoch_end", "run": "a", "epoch": 1, "iters": 10, "samples": 200, "test_acc": 0.6},  # older: full
+        {
+            "type": "epoch_end",
+            "run": "a",
+            "epoch": 1,
+            "iters": 10,
+            "samples": 200,
+            "test_acc": 0.6,
+        },  # older: full
         {"type": "evaluation", "run": "b", "iter": 5, "samples": 100, "test_acc": 0.4, "eval_set": "slice"},
-        {"type": "evaluation", "run": "b", "iter": 10, "samples": 200, "test_acc": 0.5, "eval_set": "slice",
-         "epoch_end": True},
-        {"type": "epoch_end", "run": "b", "epoch": 1, "total_iters": 10, "total_samples": 200, "test_acc": 0.52,
-         "eval_set": "full"},
-        {"type": "evaluation", "run": "b", "iter": 5, "samples": 100, "test_acc": 0.45, "eval_set": "slice"},  # resumed
+        {
+            "type": "evaluation",
+            "run": "b",
+            "iter": 10,
+            "samples": 200,
+            "test_acc": 0.5,
+            "eval_set": "slice",
+            "epoch_end": True,
+        },
+        {
+            "type": "epoch_end",
+            "run": "b",
+            "epoch": 1,
+            "total_iters": 10,
+            "total_samples": 200,
+            "test_acc": 0.52,
+            "eval_set": "full",
+        },
+        {
+            "type": "evaluation",
+            "run": "b",
+            "iter": 5,
+            "samples": 100,
+            "test_acc": 0.45,
+            "eval_set": "slice",
+        },  # resumed
         {"type": "losses", "run": "b", "first_iter": 0, "values": [1.0]},
     ]
     got = evaluations(events)
-    assert [(e["eval_set"], e["samples"], e["test_acc"]) for e in got["a"]] == [(HEAD, 60, 0.5), (FULL, 200, 0.6)]
+    assert [(e["eval_set"], e["samples"], e["test_acc"]) for e in got["a"]] == [
+        (HEAD, 60, 0.5),
+        (FULL, 200, 0.6),
+    ]
     assert [(e["eval_set"], e["samples"], e["test_acc"]) for e in got["b"]] == [
-        (SLICE, 100, 0.45), (FULL, 200, 0.52), (SLICE, 200, 0.5)]
+        (SLICE, 100, 0.45),
+        (FULL, 200, 0.52),
+        (SLICE, 200, 0.5),
+    ]
     acc = run_accuracy((e["eval_set"], e["test_acc"]) for e in got["b"])
     assert (acc.current, acc.best) == (0.5, 0.5)
 
@@ -104,9 +147,20 @@ def test_the_report_says_which_images_each_accuracy_was_measured_on(tmp_path):
     new = tmp_path / "new"
     _write_run(new, resolution=0.02)
     events = (new / "events.jsonl").read_text().splitlines(keepends=True)
-    started = {"type": "run_started", "t": 0.5, "run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1,
-               "iters_per_epoch": 10, "eval_set": "slice", "eval_samples": 2000, "eval_slice_seed": SLICE_SEED,
-               "test_samples": 10000, "eval_se_max": worst_standard_error(2000)}
+    started = {
+        "type": "run_started",
+        "t": 0.5,
+        "run": "bs6",
+        "batch_size": 6,
+        "lr": 0.02,
+        "split_chunks": 1,
+        "iters_per_epoch": 10,
+        "eval_set": "slice",
+        "eval_samples": 2000,
+        "eval_slice_seed": SLICE_SEED,
+        "test_samples": 10000,
+        "eval_se_max": worst_standard_error(2000),
+    }
     (new / "events.jsonl").write_text(events[0] + encode(started) + "\n" + "".join(events[1:]))
     assert main(["report", str(new), "--no-plots"]) == 0
     text = (new / "report.md").read_text()

@@ -1,5 +1,6 @@
 """The sweep's answer laid out (trainer/answer.py): the batch x lr matrix with seeds folded, the regimes
 of the steps-to-target curve, and the lr rule measured from the grid."""
+
 from __future__ import annotations
 
 import math
@@ -11,11 +12,24 @@ from trainer.scaling import analyse, lr_points
 
 
 def _row(b, lr, seed=0, *, steps=None, status="done", acc=0.9, loss=0.3, time_s=None):
-    row = {"batch_size": b, "lr": lr, "seed": seed, "status": status, "best_test_acc": acc, "final_train_loss": loss}
+    row = {
+        "batch_size": b,
+        "lr": lr,
+        "seed": seed,
+        "status": status,
+        "best_test_acc": acc,
+        "final_train_loss": loss,
+    }
     if steps is not None:
         t = time_s if time_s is not None else steps * 0.01
-        row.update(iters_to_target=steps, iters_to_target_lo=0.9 * steps, samples_to_target=steps * b,
-                   samples_to_target_lo=0.9 * steps * b, time_to_target_s=t, time_to_target_lo_s=0.9 * t)
+        row.update(
+            iters_to_target=steps,
+            iters_to_target_lo=0.9 * steps,
+            samples_to_target=steps * b,
+            samples_to_target_lo=0.9 * steps * b,
+            time_to_target_s=t,
+            time_to_target_lo_s=0.9 * t,
+        )
     return row
 
 
@@ -23,10 +37,16 @@ def _row(b, lr, seed=0, *, steps=None, status="done", acc=0.9, loss=0.3, time_s=
 
 
 def test_seeds_fold_into_one_cell_with_mean_and_spread():
-    rows = [_row(8, 0.1, 0, steps=100, acc=0.90, loss=0.30), _row(8, 0.1, 1, steps=120, acc=0.92, loss=0.34),
-            _row(8, 0.3, 0, steps=80, acc=0.91), _row(8, 0.3, 1, steps=None, acc=0.80),
-            _row(64, 0.1, 0, steps=40), _row(64, 0.1, 1, steps=44),
-            _row(64, 0.3, 0, steps=30, status="diverged"), _row(64, 0.3, 1, steps=31)]
+    rows = [
+        _row(8, 0.1, 0, steps=100, acc=0.90, loss=0.30),
+        _row(8, 0.1, 1, steps=120, acc=0.92, loss=0.34),
+        _row(8, 0.3, 0, steps=80, acc=0.91),
+        _row(8, 0.3, 1, steps=None, acc=0.80),
+        _row(64, 0.1, 0, steps=40),
+        _row(64, 0.1, 1, steps=44),
+        _row(64, 0.3, 0, steps=30, status="diverged"),
+        _row(64, 0.3, 1, steps=31),
+    ]
     points = lr_points(rows)
     steps = answer.matrix(points, "steps")
     assert steps.batch_sizes == [8, 64] and steps.lrs == [0.1, 0.3]
@@ -36,10 +56,15 @@ def test_seeds_fold_into_one_cell_with_mean_and_spread():
     # One seed of two missed: no steps to show, and the status says so; it cannot be the row's best.
     assert steps.cell(8, 0.3).value is None and steps.cell(8, 0.3).status == "1/2 reached"
     # Fastest once, then diverged: never the best.
-    assert steps.cell(64, 0.3).status == "diverged" and answer.cell_text(steps.cell(64, 0.3), "steps") == "diverged"
+    assert (
+        steps.cell(64, 0.3).status == "diverged"
+        and answer.cell_text(steps.cell(64, 0.3), "steps") == "diverged"
+    )
     assert steps.best == {8: 0.1, 64: 0.1} and steps.answer == (64, 0.1)
     acc = answer.matrix(points, "accuracy")
-    assert acc.cell(8, 0.1).value == pytest.approx(0.91) and acc.cell(8, 0.1).spread == pytest.approx(0.01414, rel=1e-3)
+    assert acc.cell(8, 0.1).value == pytest.approx(0.91) and acc.cell(8, 0.1).spread == pytest.approx(
+        0.01414, rel=1e-3
+    )
     assert answer.cell_text(acc.cell(8, 0.1), "accuracy") == "91.0%±1.4"
     assert acc.best[8] == 0.1 and acc.answer == (8, 0.1)  # accuracy: any usable lr, the highest mean
     loss = answer.matrix(points, "loss")
@@ -53,8 +78,11 @@ def test_a_cell_still_training_says_running_not_not_reached():
 
 
 def test_the_markdown_table_marks_the_best_of_each_row_and_the_answer():
-    rows = [_row(b, lr, s, steps=st) for b, lr, st in ((8, 0.1, 100), (8, 0.3, 90), (64, 0.1, 50), (64, 0.3, 60))
-            for s in (0, 1)]
+    rows = [
+        _row(b, lr, s, steps=st)
+        for b, lr, st in ((8, 0.1, 100), (8, 0.3, 90), (64, 0.1, 50), (64, 0.3, 60))
+        for s in (0, 1)
+    ]
     table = answer.markdown_table(answer.matrix(lr_points(rows), "steps"))
     assert table[0] == "| batch \\ lr | 0.1 | 0.3 |"
     assert table[2] == "| 8 | 100±0 | **90±0** |"
@@ -64,9 +92,18 @@ def test_the_markdown_table_marks_the_best_of_each_row_and_the_answer():
 # -- regimes ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("slope, regime", [(-1.0, answer.PERFECT), (-0.7, answer.PERFECT),
-                                           (-0.5, answer.DIMINISHING), (-0.25, answer.DIMINISHING),
-                                           (-0.1, answer.NO_GAIN), (0.2, answer.NO_GAIN), (None, None)])
+@pytest.mark.parametrize(
+    "slope, regime",
+    [
+        (-1.0, answer.PERFECT),
+        (-0.7, answer.PERFECT),
+        (-0.5, answer.DIMINISHING),
+        (-0.25, answer.DIMINISHING),
+        (-0.1, answer.NO_GAIN),
+        (0.2, answer.NO_GAIN),
+        (None, None),
+    ],
+)
 def test_a_slope_names_its_regime(slope, regime):
     assert answer.classify(slope) == regime
 
@@ -82,12 +119,24 @@ def test_regimes_of_a_curve_that_bends_at_b_crit():
     a = analyse(_curve_rows(sizes, lambda b: s_min * (1 + b_crit / b)))
     c = answer.curve(a)
     assert c.fit["determined"]
-    assert [p.regime for p in c.points] == [answer.PERFECT, answer.PERFECT, answer.DIMINISHING,
-                                            answer.NO_GAIN, answer.NO_GAIN]
-    assert [p.measured_regime for p in c.points] == [answer.PERFECT, answer.PERFECT, answer.DIMINISHING,
-                                                     answer.NO_GAIN, answer.NO_GAIN]
+    assert [p.regime for p in c.points] == [
+        answer.PERFECT,
+        answer.PERFECT,
+        answer.DIMINISHING,
+        answer.NO_GAIN,
+        answer.NO_GAIN,
+    ]
+    assert [p.measured_regime for p in c.points] == [
+        answer.PERFECT,
+        answer.PERFECT,
+        answer.DIMINISHING,
+        answer.NO_GAIN,
+        answer.NO_GAIN,
+    ]
     text = answer.regime_sentence(c)
-    assert text.startswith("perfect scaling at batch 4, 16; diminishing returns at batch 256; no gain at batch 4096, 16384")
+    assert text.startswith(
+        "perfect scaling at batch 4, 16; diminishing returns at batch 256; no gain at batch 4096, 16384"
+    )
     assert "(from the fit: B_crit 2" in text
 
 
@@ -97,13 +146,18 @@ def test_regimes_from_measured_slopes_when_the_fit_is_not_determined():
     assert not c.fit.get("determined")
     assert [p.regime for p in c.points] == [answer.PERFECT, answer.PERFECT]
     assert [p.fit_regime for p in c.points] == [None, None]
-    assert "from the measured slopes between neighbouring batch sizes; B_crit is not determined" in answer.regime_sentence(c)
+    assert (
+        "from the measured slopes between neighbouring batch sizes; B_crit is not determined"
+        in answer.regime_sentence(c)
+    )
     flat = answer.curve(analyse(_curve_rows([16, 64, 256], lambda b: 500)))
     assert {p.measured_regime for p in flat.points} == {answer.NO_GAIN}
 
 
 def test_a_batch_size_whose_lrs_all_missed_is_a_not_reached_point():
-    rows = _curve_rows([16, 64], lambda b: 6400 / b) + [_row(256, 0.1, s, steps=None, acc=0.7) for s in (0, 1)]
+    rows = _curve_rows([16, 64], lambda b: 6400 / b) + [
+        _row(256, 0.1, s, steps=None, acc=0.7) for s in (0, 1)
+    ]
     c = answer.curve(analyse(rows))
     assert [p.batch_size for p in c.points] == [16, 64, 256]
     assert c.points[-1].regime == answer.NOT_REACHED and not c.points[-1].reached
@@ -157,8 +211,11 @@ def test_a_coarse_grid_cannot_resolve_the_rule_and_says_so():
 
 
 def test_the_tie_band_holds_lrs_whose_crossings_overlap_the_best():
-    rows = [_row(8, 0.1, s, steps=100) for s in (0, 1)] + [_row(8, 0.2, s, steps=105) for s in (0, 1)] + \
-           [_row(8, 0.4, s, steps=300) for s in (0, 1)]
+    rows = (
+        [_row(8, 0.1, s, steps=100) for s in (0, 1)]
+        + [_row(8, 0.2, s, steps=105) for s in (0, 1)]
+        + [_row(8, 0.4, s, steps=300) for s in (0, 1)]
+    )
     (best,) = answer.best_lrs(lr_points(rows))
     assert best.lr == 0.1 and (best.tie_lo, best.tie_hi) == (0.1, 0.2)
     assert best.at_edge == "lowest"  # the lowest lr tried: the optimum may lie below the grid
@@ -167,7 +224,11 @@ def test_the_tie_band_holds_lrs_whose_crossings_overlap_the_best():
 
 def test_one_batch_size_has_no_slope_and_the_reason_is_consistent():
     rule = answer.lr_rule(lr_points([_row(8, 0.1, s, steps=100) for s in (0, 1)]))
-    assert rule.slope is None and answer.rule_sentence(rule) == "lr rule: not measured (1 batch size with a best lr; a slope needs 2)"
+    assert (
+        rule.slope is None
+        and answer.rule_sentence(rule)
+        == "lr rule: not measured (1 batch size with a best lr; a slope needs 2)"
+    )
 
 
 # -- the answer in words ------------------------------------------------------------------
@@ -175,7 +236,10 @@ def test_one_batch_size_has_no_slope_and_the_reason_is_consistent():
 
 def test_the_reached_count_names_runs_still_training():
     a = analyse([_row(8, 0.1, 0, steps=None), {"batch_size": 8, "lr": 0.1, "seed": 1, "status": "running"}])
-    assert answer.reached_sentence(a, 0.98, unfinished=5) == "0 of 1 batch size reached 98% (5 runs still training)"
+    assert (
+        answer.reached_sentence(a, 0.98, unfinished=5)
+        == "0 of 1 batch size reached 98% (5 runs still training)"
+    )
 
 
 def test_the_answer_lines_name_time_steps_regimes_and_the_rule():
@@ -189,12 +253,17 @@ def test_the_answer_lines_name_time_steps_regimes_and_the_rule():
 
 
 def test_a_batch_size_still_training_is_provisional_not_not_reached():
-    rows = _curve_rows([16, 64], lambda b: 6400 / b) + [
-        {"batch_size": 256, "lr": 0.1, "seed": s, "status": "running"} for s in (0, 1)] + [
-        {"batch_size": 64, "lr": 0.3, "seed": 0, "status": "running"}]
+    rows = (
+        _curve_rows([16, 64], lambda b: 6400 / b)
+        + [{"batch_size": 256, "lr": 0.1, "seed": s, "status": "running"} for s in (0, 1)]
+        + [{"batch_size": 64, "lr": 0.3, "seed": 0, "status": "running"}]
+    )
     c = answer.curve(analyse(rows))
     assert [(p.batch_size, p.regime, p.provisional) for p in c.points] == [
-        (16, answer.PERFECT, False), (64, answer.PERFECT, True), (256, answer.TRAINING, True)]
+        (16, answer.PERFECT, False),
+        (64, answer.PERFECT, True),
+        (256, answer.TRAINING, True),
+    ]
     text = answer.regime_sentence(c)
     assert "no lr reached" not in text and text.endswith("; provisional: batch 64, 256 still training")
 
@@ -203,6 +272,8 @@ def test_b_simple_from_the_runs_end_is_not_called_the_one_at_the_target():
     from trainer.answer import b_simple_sentence
 
     at_end = {"b_simple": 600.0, "b_simple_batches": [8, 32], "b_simple_at": "end"}
-    assert b_simple_sentence(at_end).startswith("B_simple at the target: not recorded; at the runs' end 600 (")
+    assert b_simple_sentence(at_end).startswith(
+        "B_simple at the target: not recorded; at the runs' end 600 ("
+    )
     at_target = {**at_end, "b_simple": 290.0, "b_simple_at": "target"}
     assert b_simple_sentence(at_target).startswith("B_simple at the target 290 (median over batch 8, 32;")

@@ -1,4 +1,5 @@
 """B_crit with its uncertainty (trainer/bcrit.py, issue 13) on synthetic S(B) with known B_crit."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,16 @@ S_MIN, B_CRIT, TRAIN = 300.0, 200.0, 60_000
 SIZES = (16, 64, 256, 1024)
 
 
-def quantised(b_crit: float, s_min: float, sizes=SIZES, evals_per_epoch: int = 1, phase: float = 0.0,
-              noise: float = 0.0, seeds: int = 1, rng: np.random.Generator | None = None) -> dict[float, list[Crossing]]:
+def quantised(
+    b_crit: float,
+    s_min: float,
+    sizes=SIZES,
+    evals_per_epoch: int = 1,
+    phase: float = 0.0,
+    noise: float = 0.0,
+    seeds: int = 1,
+    rng: np.random.Generator | None = None,
+) -> dict[float, list[Crossing]]:
     """Each run crosses at S = S_min (1 + B_crit / B) (times a seed's noise), seen only at evaluations
     every 1/evals_per_epoch epoch (the grid shifted by `phase` of a step): (last miss, hit]."""
     points: dict[float, list[Crossing]] = {}
@@ -51,8 +60,13 @@ def test_coverage_over_many_truths_and_evaluation_grids_is_near_95_percent():
     covered, trials = 0, 150
     for i in range(trials):
         b_crit, s_min = 10 ** rng.uniform(1.5, 3.5), 10 ** rng.uniform(2, 3.5)
-        pts = quantised(b_crit, s_min, sizes=(8, 32, 128, 512, 2048, 8192), evals_per_epoch=int(rng.choice([1, 4, 10])),
-                        phase=float(rng.random()))
+        pts = quantised(
+            b_crit,
+            s_min,
+            sizes=(8, 32, 128, 512, 2048, 8192),
+            evals_per_epoch=int(rng.choice([1, 4, 10])),
+            phase=float(rng.random()),
+        )
         fit = fit_with_uncertainty(pts, draws=1000, seed=i)
         covered += fit["B_crit_lo"] <= b_crit <= fit["B_crit_hi"]
     # Measured 0.94 over 300 such truths; a fit to the hits alone (no intervals) covers far less.
@@ -104,9 +118,19 @@ def _rows(evals_per_epoch: int = 10) -> list[dict]:
     rows = []
     for b, crossings in quantised(B_CRIT, S_MIN, evals_per_epoch=evals_per_epoch).items():
         c = crossings[0]
-        rows.append({"run": f"bs{b:g}", "batch_size": b, "lr": 0.1, "status": "done", "iters_to_target": c.steps_hi,
-                     "iters_to_target_lo": c.steps_lo, "samples_to_target": c.samples_hi,
-                     "samples_to_target_lo": c.samples_lo, "best_test_acc": 0.98})
+        rows.append(
+            {
+                "run": f"bs{b:g}",
+                "batch_size": b,
+                "lr": 0.1,
+                "status": "done",
+                "iters_to_target": c.steps_hi,
+                "iters_to_target_lo": c.steps_lo,
+                "samples_to_target": c.samples_hi,
+                "samples_to_target_lo": c.samples_lo,
+                "best_test_acc": 0.98,
+            }
+        )
     return rows
 
 
@@ -115,8 +139,15 @@ def test_analyse_names_batch_sizes_left_out_and_why():
     rows += [
         {"run": "bs4", "batch_size": 4, "lr": 0.1, "status": "diverged", "best_test_acc": 0.5},
         {"run": "bs4b", "batch_size": 4, "lr": 0.05, "status": "done", "best_test_acc": 0.951},
-        {"run": "bs4096", "batch_size": 4096, "lr": 0.1, "status": "collapsed", "best_test_acc": 0.99,
-         "iters_to_target": 80, "iters_to_target_lo": 70},
+        {
+            "run": "bs4096",
+            "batch_size": 4096,
+            "lr": 0.1,
+            "status": "collapsed",
+            "best_test_acc": 0.99,
+            "iters_to_target": 80,
+            "iters_to_target_lo": 70,
+        },
     ]
     a = analyse(rows)
     left = {item["batch_size"]: item["reason"] for item in a["left_out"]}
@@ -138,8 +169,17 @@ def _with_lr(rows: list[dict], b: int, lr: float, lo_factor: float, hi_factor: f
     """A second lr at batch b whose crossing is the first lr's stretched by these factors."""
     base = next(r for r in rows if r["batch_size"] == b)
     lo, hi = base["iters_to_target_lo"] * lo_factor, base["iters_to_target"] * hi_factor
-    return rows + [{**base, "run": f"bs{b}-lr{lr}", "lr": lr, "iters_to_target": hi, "iters_to_target_lo": lo,
-                    "samples_to_target": hi * b, "samples_to_target_lo": lo * b}]
+    return rows + [
+        {
+            **base,
+            "run": f"bs{b}-lr{lr}",
+            "lr": lr,
+            "iters_to_target": hi,
+            "iters_to_target_lo": lo,
+            "samples_to_target": hi * b,
+            "samples_to_target_lo": lo * b,
+        }
+    ]
 
 
 def test_the_lr_choice_within_the_tie_band_widens_the_b_crit_interval():
@@ -160,8 +200,11 @@ def test_an_lr_outside_the_tie_band_leaves_the_fit_unchanged():
     alone = analyse(_rows())["b_crit"]
     worse = analyse(_with_lr(_rows(), 64, 0.2, 1.5, 1.6))["b_crit"]  # clearly slower: not a contender
     assert worse["tie_lrs"]["64"] == [0.1] and "lr_picks" not in worse
-    assert (worse["B_crit_lo"], worse["B_crit"], worse["B_crit_hi"]) == (alone["B_crit_lo"], alone["B_crit"],
-                                                                        alone["B_crit_hi"])
+    assert (worse["B_crit_lo"], worse["B_crit"], worse["B_crit_hi"]) == (
+        alone["B_crit_lo"],
+        alone["B_crit"],
+        alone["B_crit_hi"],
+    )
 
 
 def test_a_tie_band_that_leaves_b_crit_open_is_not_determined():

@@ -1,4 +1,5 @@
 """The branch fit and the schedule it proposes, on synthetic S(B) data with a known B_crit."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,7 +15,13 @@ def _measured(b_crit: float, s_min: float, sizes=(8, 16, 32, 64, 128, 256, 512),
         steps = s_min * (1 + b_crit / b)  # McCandlish et al.: S = S_min (1 + B_crit / B)
         for k, lr in enumerate(lrs):  # the other lrs take longer: the fit must pick the first
             s = steps * (1 + k)
-            out.append({"batch_size": b, "lr": lr, "crossing": Crossing(s * 0.98, s * 1.02, s * 0.98 * b, s * 1.02 * b)})
+            out.append(
+                {
+                    "batch_size": b,
+                    "lr": lr,
+                    "crossing": Crossing(s * 0.98, s * 1.02, s * 0.98 * b, s * 1.02 * b),
+                }
+            )
     return out
 
 
@@ -33,18 +40,23 @@ def test_the_fit_takes_the_fewest_step_lr_of_each_batch_size():
 
 
 def test_a_branch_crosses_between_the_last_evaluation_above_and_the_first_below():
-    evals = [{"iter": 110, "samples": 1100, "test_loss": 1.0}, {"iter": 120, "samples": 1200, "test_loss": 0.95},
-             {"iter": 130, "samples": 1300, "test_loss": 0.85}]
+    evals = [
+        {"iter": 110, "samples": 1100, "test_loss": 1.0},
+        {"iter": 120, "samples": 1200, "test_loss": 0.95},
+        {"iter": 130, "samples": 1300, "test_loss": 0.85},
+    ]
     assert crossing(evals, 0.9, 100, 1000) == Crossing(20, 30, 200, 300)
     assert crossing(evals[:1], 0.9, 100, 1000) is None
     assert crossing(evals[2:], 0.9, 100, 1000) == Crossing(0, 30, 0, 300)  # from the branch point itself
 
 
 def test_the_schedule_ramps_to_each_points_b_crit_and_never_down():
-    points = [{"samples": 1000, "B_crit": 20.0, "determined": True},
-              {"samples": 5000, "B_crit": 70.0, "determined": True},
-              {"samples": 9000, "B_crit": 50.0, "determined": True},  # lower again: the ramp stays
-              {"samples": 12000, "B_crit": None, "determined": False}]
+    points = [
+        {"samples": 1000, "B_crit": 20.0, "determined": True},
+        {"samples": 5000, "B_crit": 70.0, "determined": True},
+        {"samples": 9000, "B_crit": 50.0, "determined": True},  # lower again: the ramp stays
+        {"samples": 12000, "B_crit": None, "determined": False},
+    ]
     stages = propose(points, [16, 32, 64, 128], lambda b: 0.01 * b / 16)
     assert stages == [Stage(0, 16, 0.01), Stage(5000, 64, 0.04)]
     assert pick_batch(5.0, [16, 32]) == 16
@@ -74,16 +86,53 @@ def test_expected_savings_follow_the_steps_model():
 def test_the_report_section_states_the_curve_the_schedule_and_its_expected_savings():
     from trainer.branch_report import section
 
-    point = {"epoch": 1, "samples": 10_000, "loss": 0.61, "determined": True, "B_crit": 40.0, "B_crit_lo": 30.0,
-             "B_crit_hi": 55.0, "S_min": 90.0, "S_min_lo": 80.0, "S_min_hi": 100.0, "E_min": 3600.0,
-             "E_min_lo": 3000.0, "E_min_hi": 4000.0, "b_simple": 25.0, "b_simple_lo": 20.0, "b_simple_hi": 31.0,
-             "branches": [{"batch_size": 32, "lr": 0.02, "steps_lo": 100, "steps": 110, "samples_lo": 3200,
-                           "samples": 3520, "status": "done"}]}
-    result = {"base_run": "bs128", "base_batch_size": 128, "decrease": 0.1, "points": [point],
-              "schedule": [{"samples": 0, "batch_size": 32, "lr": 0.02}],
-              "megatron": '--step-batch-size-schedule "0:32"',
-              "expected": {"base_batch_size": 128, "base_samples": 60_000, "base_steps": 469, "steps": 300,
-                           "samples": 40_000, "steps_saved": 0.36, "samples_saved": 0.33, "time_saved": 0.12}}
+    point = {
+        "epoch": 1,
+        "samples": 10_000,
+        "loss": 0.61,
+        "determined": True,
+        "B_crit": 40.0,
+        "B_crit_lo": 30.0,
+        "B_crit_hi": 55.0,
+        "S_min": 90.0,
+        "S_min_lo": 80.0,
+        "S_min_hi": 100.0,
+        "E_min": 3600.0,
+        "E_min_lo": 3000.0,
+        "E_min_hi": 4000.0,
+        "b_simple": 25.0,
+        "b_simple_lo": 20.0,
+        "b_simple_hi": 31.0,
+        "branches": [
+            {
+                "batch_size": 32,
+                "lr": 0.02,
+                "steps_lo": 100,
+                "steps": 110,
+                "samples_lo": 3200,
+                "samples": 3520,
+                "status": "done",
+            }
+        ],
+    }
+    result = {
+        "base_run": "bs128",
+        "base_batch_size": 128,
+        "decrease": 0.1,
+        "points": [point],
+        "schedule": [{"samples": 0, "batch_size": 32, "lr": 0.02}],
+        "megatron": '--step-batch-size-schedule "0:32"',
+        "expected": {
+            "base_batch_size": 128,
+            "base_samples": 60_000,
+            "base_steps": 469,
+            "steps": 300,
+            "samples": 40_000,
+            "steps_saved": 0.36,
+            "samples_saved": 0.33,
+            "time_saved": 0.12,
+        },
+    }
     text = "\n".join(section(result, "cpu"))
     assert "| 1 | 10,000 | 0.610 | 40 (30–55) |" in text
     assert "25 (20–31)" in text  # B_simple beside it

@@ -1,5 +1,6 @@
 """B_simple at a moment of training (trainer/bsimple.py): a local exponential fit of the probe's
 readings follows the drift, where a ratio of means over a window lags behind it."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def _reading(rng: np.random.Generator, samples: int, b_true: float, trace: float
     return Reading(samples, g2, tr)
 
 
-def _drifting(rng: np.random.Generator, start: float = 30.0, end: float = 300.0, n: int = 10) -> tuple[list[Reading], list[float]]:
+def _drifting(
+    rng: np.random.Generator, start: float = 30.0, end: float = 300.0, n: int = 10
+) -> tuple[list[Reading], list[float]]:
     """Readings every EVERY samples while B_simple grows exponentially from `start` to `end` (|G|^2 falls as
     the loss does, McCandlish et al. 2018), and the true values."""
     truth = [start * (end / start) ** (i / (n - 1)) for i in range(n)]

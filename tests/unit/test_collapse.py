@@ -1,4 +1,5 @@
 """Collapse verdicts on the issue's examples (trainer/collapse.py)."""
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ def test_a_run_that_falls_back_to_chance_collapses_where_it_fell_once_a_second_e
     assert find_collapse([0.926, 0.829, 0.762, 0.1135]) is None  # one evaluation: not confirmed yet
     verdict = find_collapse([0.926, 0.829, 0.762, 0.1135, 0.098])
     assert verdict is not None and verdict.kind == "fell_back" and verdict.index == 3
-    assert "11.3%" in verdict.reason and "92.6%" in verdict.reason and "2 evaluations in a row" in verdict.reason
+    assert (
+        "11.3%" in verdict.reason and "92.6%" in verdict.reason and "2 evaluations in a row" in verdict.reason
+    )
 
 
 def test_a_dip_to_chance_that_recovers_is_not_a_collapse_and_the_real_collapse_later_is():

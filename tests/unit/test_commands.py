@@ -1,4 +1,5 @@
 """Printed commands run as printed: after `make run` nothing of .venv is on PATH (trainer.commands)."""
+
 from __future__ import annotations
 
 import os
@@ -25,13 +26,17 @@ def test_without_the_venv_on_path_commands_name_the_venvs_programs(tmp_path, mon
     monkeypatch.chdir(tmp_path / "clone")
     try:
         _fresh(monkeypatch, str(venv / "python"), ".venv/bin/bstui", "/usr/bin:/bin")
-        assert commands.trainer_command("report", "runs/a b") == ".venv/bin/python -m trainer report 'runs/a b'"
+        assert (
+            commands.trainer_command("report", "runs/a b") == ".venv/bin/python -m trainer report 'runs/a b'"
+        )
         assert commands.app_command("--attach", "runs/x") == ".venv/bin/bstui --attach runs/x"
         (tmp_path / "other").mkdir()
         monkeypatch.chdir(tmp_path / "other")  # outside the clone: the absolute path
         commands.python_command.cache_clear()
         assert commands.python_command() == str(venv / "python")
-        _fresh(monkeypatch, str(venv / "python"), str(venv / "bstui"), f"{venv}:/usr/bin")  # activated: short names
+        _fresh(
+            monkeypatch, str(venv / "python"), str(venv / "bstui"), f"{venv}:/usr/bin"
+        )  # activated: short names
         assert commands.trainer_command("resume", "r") == "python -m trainer resume r"
         assert commands.app_command("--replay", "r") == "bstui --replay r"
         _fresh(monkeypatch, str(venv / "python"), "/x/tui/__main__.py", f"{venv}:/usr/bin")  # python -m tui
@@ -44,11 +49,14 @@ def test_without_the_venv_on_path_commands_name_the_venvs_programs(tmp_path, mon
 def test_the_printed_trainer_command_runs_from_a_shell_without_the_venv(tmp_path):
     """What a finished sweep prints, run by a shell whose PATH has no virtual environment."""
     commands.python_command.cache_clear()
-    code = ("import sys, os; sys.path.insert(0, os.getcwd()); from trainer.commands import trainer_command; "
-            "print(trainer_command('--help'))")
+    code = (
+        "import sys, os; sys.path.insert(0, os.getcwd()); from trainer.commands import trainer_command; "
+        "print(trainer_command('--help'))"
+    )
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
-    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                             cwd=os.getcwd(), check=True).stdout.strip()
+    printed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=os.getcwd(), check=True
+    ).stdout.strip()
     program = printed.split()[0]  # this interpreter: absolute, or relative when under the working directory
     assert os.path.abspath(program) == os.path.abspath(sys.executable) or printed.startswith("python ")
     ran = subprocess.run(["/bin/sh", "-c", printed], capture_output=True, text=True, env=env)

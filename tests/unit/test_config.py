@@ -1,4 +1,5 @@
 """trainer.config: loading experiments.toml, --set overrides, and the messages a user sees."""
+
 from __future__ import annotations
 
 import io
@@ -73,7 +74,9 @@ def test_no_path_and_no_experiments_toml_gives_defaults(tmp_path: Path, monkeypa
 
 
 def test_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nope\.toml: no such config file; pass a path .* create experiments\.toml"):
+    with pytest.raises(
+        ConfigError, match=r"nope\.toml: no such config file; pass a path .* create experiments\.toml"
+    ):
         load_config(tmp_path / "nope.toml")
 
 
@@ -105,7 +108,10 @@ def test_unknown_key_gives_file_line_and_did_you_mean(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as info:
         load_config("experiments.toml")
-    assert str(info.value) == "experiments.toml:6: sweep.batch_sise: unknown key; did you mean sweep.batch_sizes?"
+    assert (
+        str(info.value)
+        == "experiments.toml:6: sweep.batch_sise: unknown key; did you mean sweep.batch_sizes?"
+    )
 
 
 def test_key_in_the_wrong_section_points_to_its_section() -> None:
@@ -162,9 +168,15 @@ def test_quoted_keys_are_located() -> None:
             '[sweep]\nbatch_sizes = [6, "60"]',
             'sweep.batch_sizes: expected a list of integers, got a string ("60") at position 2',
         ),
-        ("[sweep]\nbatch_sizes = [6, true]", "expected a list of integers, got a boolean (true) at position 2"),
+        (
+            "[sweep]\nbatch_sizes = [6, true]",
+            "expected a list of integers, got a boolean (true) at position 2",
+        ),
         ("[data]\ndataset = 1", "data.dataset: expected a string, got an integer (1)"),
-        ('[data]\ndownload = "yes"', 'data.download: expected a boolean (true or false), got a string ("yes")'),
+        (
+            '[data]\ndownload = "yes"',
+            'data.download: expected a boolean (true or false), got a string ("yes")',
+        ),
         ("sweep = 3", "sweep: expected a table ([sweep]), got an integer (3)"),
         ("[sweep]\nseed = 1979-05-27", "sweep.seed: expected an integer, got a date (1979-05-27)"),
     ],
@@ -193,14 +205,23 @@ def test_non_finite_numbers_are_rejected(value: str) -> None:
         ("data.train_samples=-1", "data.train_samples: must be >= 0 (0 = all), got -1"),
         ("data.test_samples=-5", "data.test_samples: must be >= 0 (0 = all), got -5"),
         ("data.num_workers=-1", "data.num_workers: must be >= 0, got -1"),
-        ("data.pipeline=streaming", 'data.pipeline: "streaming" is not allowed; use one of "resident", "dataloader"'),
-        ("data.fallback=cifar", 'data.fallback: "cifar" is not allowed; use one of "mnist", "fashion-mnist", '
-         '"kmnist", "cifar10", "cifar100", "synthetic-digits", ""; did you mean "cifar10"?'),
+        (
+            "data.pipeline=streaming",
+            'data.pipeline: "streaming" is not allowed; use one of "resident", "dataloader"',
+        ),
+        (
+            "data.fallback=cifar",
+            'data.fallback: "cifar" is not allowed; use one of "mnist", "fashion-mnist", '
+            '"kmnist", "cifar10", "cifar100", "synthetic-digits", ""; did you mean "cifar10"?',
+        ),
         ("model.name=resnet", 'model.name: "resnet" is not allowed; use one of "simple_cnn"'),
         ("optim.lr=0", "optim.lr: must be > 0, got 0.0"),
         ("optim.momentum=1", "optim.momentum: must be in [0, 1), got 1.0"),
         ("optim.momentum=-0.1", "optim.momentum: must be in [0, 1), got -0.1"),
-        ("optim.lr_scaling=cubic", 'optim.lr_scaling: "cubic" is not allowed; use one of "none", "linear", "sqrt"'),
+        (
+            "optim.lr_scaling=cubic",
+            'optim.lr_scaling: "cubic" is not allowed; use one of "none", "linear", "sqrt"',
+        ),
         ("optim.base_batch_size=0", "optim.base_batch_size: must be >= 1, got 0"),
         ("optim.warmup_epochs=-1", "optim.warmup_epochs: must be >= 0 (0 = no warm-up), got -1.0"),
         ("sweep.batch_sizes=[]", "sweep.batch_sizes: must list at least one batch size"),
@@ -208,12 +229,21 @@ def test_non_finite_numbers_are_rejected(value: str) -> None:
         ("sweep.batch_sizes=[6,60,6]", "sweep.batch_sizes: 6 listed more than once"),
         ("sweep.epochs=0", "sweep.epochs: must be >= 1, got 0"),
         ("sweep.target_accuracy=0", "sweep.target_accuracy: must be in (0, 1]"),
-        ("sweep.target_accuracy=98", "sweep.target_accuracy: must be in (0, 1] (a fraction: 0.98 = 98%), got 98.0"),
+        (
+            "sweep.target_accuracy=98",
+            "sweep.target_accuracy: must be in (0, 1] (a fraction: 0.98 = 98%), got 98.0",
+        ),
         ("sweep.seed=-1", "sweep.seed: must be in [0, 2**32), got -1"),
-        ("sweep.schedule=parallel", 'sweep.schedule: "parallel" is not allowed; use one of "interleaved", "sequential"'),
+        (
+            "sweep.schedule=parallel",
+            'sweep.schedule: "parallel" is not allowed; use one of "interleaved", "sequential"',
+        ),
         ("sweep.device=tpu", 'sweep.device: "tpu" is not allowed; use "auto", "cpu", "cuda" or "cuda:N"'),
         ("split_backward.chunks=0", "split_backward.chunks: must be >= 1, got 0"),
-        ("split_backward.method=loop", 'split_backward.method: "loop" is not allowed; use one of "vectorized"'),
+        (
+            "split_backward.method=loop",
+            'split_backward.method: "loop" is not allowed; use one of "vectorized"',
+        ),
         ('output.dir=""', 'output.dir: must not be empty; use "." for the current directory'),
     ],
 )
@@ -257,12 +287,16 @@ def test_batch_size_larger_than_train_samples_names_both() -> None:
         "a batch cannot exceed the training set (raise data.train_samples, 0 = all, or drop them)"
     )
     # 0 means the whole training set: any batch size is fine then.
-    assert config_from_toml("[data]\ntrain_samples = 0\n[sweep]\nbatch_sizes = [60000]\n").sweep.batch_sizes == [60000]
+    assert config_from_toml(
+        "[data]\ntrain_samples = 0\n[sweep]\nbatch_sizes = [60000]\n"
+    ).sweep.batch_sizes == [60000]
 
 
 def test_default_value_clashing_with_a_given_one_says_default() -> None:
     msg = error_of("", ("data.train_samples=100",))
-    assert msg.startswith("sweep.batch_sizes (default): batch sizes 600, 6000 larger than data.train_samples = 100")
+    assert msg.startswith(
+        "sweep.batch_sizes (default): batch sizes 600, 6000 larger than data.train_samples = 100"
+    )
 
 
 def test_chunks_must_divide_every_batch_size_when_split_backward_is_enabled() -> None:
@@ -276,7 +310,9 @@ def test_chunks_must_divide_every_batch_size_when_split_backward_is_enabled() ->
 
 
 def test_chunks_check_names_only_the_offending_batch_sizes() -> None:
-    msg = error_of("", ("split_backward.enabled=true",))  # default chunks = 4, batch sizes 1, 6, 60, 600, 6000
+    msg = error_of(
+        "", ("split_backward.enabled=true",)
+    )  # default chunks = 4, batch sizes 1, 6, 60, 600, 6000
     assert msg.startswith("--set split_backward.enabled=true: split_backward.enabled: ")
     assert "does not divide 1, 6 (sweep.batch_sizes)" in msg
     assert "no chunks > 1 divides them all; drop 1, 6" in msg
@@ -295,7 +331,9 @@ def test_all_problems_are_reported_together_one_per_line() -> None:
 def test_a_key_with_a_type_error_gets_no_second_value_error() -> None:
     # batch_sizes falls back to its default after the type error; no chunks complaint about that default.
     msg = error_of('[sweep]\nbatch_sizes = "6,60"\n[split_backward]\nenabled = true\n')
-    assert msg.splitlines() == ['exp.toml:2: sweep.batch_sizes: expected a list of integers, got a string ("6,60")']
+    assert msg.splitlines() == [
+        'exp.toml:2: sweep.batch_sizes: expected a list of integers, got a string ("6,60")'
+    ]
 
 
 # ---------------------------------------------------------------- overrides
@@ -328,7 +366,7 @@ def test_parse_override(text: str, expected: tuple[list[str], object]) -> None:
         ("=3", "is not a dotted key"),
         ("sweep epochs=3", "'sweep epochs' is not a dotted key"),
         ("sweep.epochs=", "no value after '='"),
-        ("sweep.batch_sizes=6,60", "value is not valid TOML (") ,
+        ("sweep.batch_sizes=6,60", "value is not valid TOML ("),
         ("sweep.batch_sizes=[6,60", "strings with spaces or brackets need quotes"),
         ("sweep.epochs=1\nsweep.seed=2", "expected one value"),
     ],
@@ -382,9 +420,16 @@ def test_resolved_config_round_trips_through_to_toml(tmp_path: Path) -> None:
     cfg = load_config(
         None,
         [
-            "data.dataset=synthetic-digits", 'data.root="C:\\\\data \\"x\\""', "data.train_samples=6000",
-            "optim.lr=0.1", "optim.lr_scaling=sqrt", "optim.warmup_epochs=2", "sweep.batch_sizes=[4,8,64]",
-            "sweep.target_accuracy=0.9", "split_backward.enabled=true", "split_backward.method=retain_graph",
+            "data.dataset=synthetic-digits",
+            'data.root="C:\\\\data \\"x\\""',
+            "data.train_samples=6000",
+            "optim.lr=0.1",
+            "optim.lr_scaling=sqrt",
+            "optim.warmup_epochs=2",
+            "sweep.batch_sizes=[4,8,64]",
+            "sweep.target_accuracy=0.9",
+            "split_backward.enabled=true",
+            "split_backward.method=retain_graph",
         ],
     )
     assert cfg.data.root == 'C:\\data "x"'
@@ -422,7 +467,13 @@ def test_to_toml_refuses_values_toml_cannot_hold() -> None:
 
 @pytest.mark.parametrize(
     ("scaling", "batch_size", "expected"),
-    [("none", 600, 0.02), ("linear", 600, 0.2), ("linear", 6, 0.002), ("sqrt", 6000, 0.2), ("sqrt", 60, 0.02)],
+    [
+        ("none", 600, 0.02),
+        ("linear", 600, 0.2),
+        ("linear", 6, 0.002),
+        ("sqrt", 6000, 0.2),
+        ("sqrt", 60, 0.02),
+    ],
 )
 def test_resolved_lr_scales_from_base_batch_size(scaling: str, batch_size: int, expected: float) -> None:
     cfg = load_config(None, [f"optim.lr_scaling={scaling}", "optim.lr=0.02", "optim.base_batch_size=60"])
@@ -485,7 +536,11 @@ def test_a_factory_model_loads_without_being_imported_and_keeps_the_configs_fold
     path = tmp_path / "exp.toml"
     path.write_text('[model]\nname = "no_such_pkg.nets:build"\noutput = "logits"\n[model.args]\nhidden = 8\n')
     cfg = load_config(path)  # only the form is checked here; the trainer imports it
-    assert (cfg.model.name, cfg.model.args, cfg.model.output) == ("no_such_pkg.nets:build", {"hidden": 8}, "logits")
+    assert (cfg.model.name, cfg.model.args, cfg.model.output) == (
+        "no_such_pkg.nets:build",
+        {"hidden": 8},
+        "logits",
+    )
     assert cfg.model.path == str(tmp_path)
     assert load_config(path, ["model.path=lib"]).model.path == str(tmp_path / "lib")
 
@@ -493,8 +548,11 @@ def test_a_factory_model_loads_without_being_imported_and_keeps_the_configs_fold
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("model.name=nets.build", 'model.name: "nets.build" is not allowed; use one of "simple_cnn", "resnet_small" '
-                                  'or your own as "package.module:factory"'),
+        (
+            "model.name=nets.build",
+            'model.name: "nets.build" is not allowed; use one of "simple_cnn", "resnet_small" '
+            'or your own as "package.module:factory"',
+        ),
         ("model.args.hidden=3", 'model.args: "simple_cnn" takes no argument "hidden"; it takes none'),
         ("model.args.depth=3", 'takes no argument "depth"; it takes in_channels, width'),
         ("model.args.width=0", "model.args: width must be a whole number from 1 to 4096"),
@@ -502,7 +560,9 @@ def test_a_factory_model_loads_without_being_imported_and_keeps_the_configs_fold
     ],
 )
 def test_model_mistakes_name_the_key_and_what_is_allowed(override: str, expected: str) -> None:
-    extra = ("model.name=resnet_small",) if override.startswith(("model.args.depth", "model.args.width")) else ()
+    extra = (
+        ("model.name=resnet_small",) if override.startswith(("model.args.depth", "model.args.width")) else ()
+    )
     assert expected in error_of("", (*extra, override))
 
 

@@ -1,5 +1,6 @@
 """Hostile and absurd configs (issue 14, items 2, 6, 7): each is a ConfigError naming the key, what is
 allowed and the fix, never a traceback, never an unbounded search or read."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,9 @@ def error_of(text: str = "", overrides: tuple[str, ...] = ()) -> str:
 
 
 def test_every_number_of_the_schema_has_a_range() -> None:
-    numeric = {".".join(path) for path in leaf_keys()
-               if _field_type(path) in (int, float, list[int], list[float])}
+    numeric = {
+        ".".join(path) for path in leaf_keys() if _field_type(path) in (int, float, list[int], list[float])
+    }
     assert numeric == set(RANGES), "a new number needs its range in bounds.RANGES (and the README table)"
 
 
@@ -47,17 +49,28 @@ def test_an_lr_with_400_zeros_is_a_config_error() -> None:
 
 
 def test_epochs_of_5000_nines_is_a_config_error_in_a_file_and_in_a_set() -> None:
-    assert error_of("[sweep]\nepochs = " + "9" * 5000 + "\n").startswith("exp.toml:2: a number has thousands of digits")
+    assert error_of("[sweep]\nepochs = " + "9" * 5000 + "\n").startswith(
+        "exp.toml:2: a number has thousands of digits"
+    )
     assert "a number of thousands of digits" in error_of("", ("sweep.epochs=" + "9" * 5000,))
 
 
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("perf.cpu_threads=1099511627776", "perf.cpu_threads: must be in [0, 1024] (0 = chosen by the batch size), got 1099511627776"),
-        ("sweep.seeds=1000000000", "sweep.seeds: must be in [1, 1000] (repeats of each point), got 1000000000"),
+        (
+            "perf.cpu_threads=1099511627776",
+            "perf.cpu_threads: must be in [0, 1024] (0 = chosen by the batch size), got 1099511627776",
+        ),
+        (
+            "sweep.seeds=1000000000",
+            "sweep.seeds: must be in [1, 1000] (repeats of each point), got 1000000000",
+        ),
         ("sweep.lr_grid={min=0.01,max=1,points=1000000000}", "sweep.lr_grid.points: must be in [0, 1000]"),
-        ("sweep.batch_sizes=[6,1000000000000]", "every batch size must be in [1, 10000000], got 1000000000000"),
+        (
+            "sweep.batch_sizes=[6,1000000000000]",
+            "every batch size must be in [1, 10000000], got 1000000000000",
+        ),
         ("sweep.epochs=100001", "sweep.epochs: must be in [1, 100000], got 100001"),
         ("optim.lr=1e7", "optim.lr: must be in (0, 1e6], got 10000000.0"),
         ("optim.base_batch_size=99999999999", "optim.base_batch_size: must be in [1, 10000000]"),
@@ -80,8 +93,12 @@ def test_micro_batch_against_a_batch_of_10_to_the_30_is_refused_by_the_range() -
 
 
 def test_a_sweep_of_too_many_runs_is_refused_before_any_is_planned() -> None:
-    msg = error_of("", ("sweep.batch_sizes=[1,2,3,4,5,6,7,8,9,10]", "sweep.lrs=[0.1,0.2]", "sweep.seeds=1000"))
-    assert f"the sweep would train 20000 runs (10 batch sizes x 2 lrs x 1000 seeds); at most {MAX_RUNS}" in msg
+    msg = error_of(
+        "", ("sweep.batch_sizes=[1,2,3,4,5,6,7,8,9,10]", "sweep.lrs=[0.1,0.2]", "sweep.seeds=1000")
+    )
+    assert (
+        f"the sweep would train 20000 runs (10 batch sizes x 2 lrs x 1000 seeds); at most {MAX_RUNS}" in msg
+    )
     assert msg.startswith("--set sweep.seeds=1000: sweep.seeds: ")
 
 
@@ -93,8 +110,10 @@ def test_a_list_of_too_many_items_is_refused_without_reading_them() -> None:
 # ------------------------------------------------------------------ devices
 
 
-@pytest.mark.parametrize("device", ["cuda:99999999999999999999", "cuda:128", "cuda:01", "cuda:-1", "cuda: 1",
-                                    "CUDA", "cuda:1:2", "cpu:0"])
+@pytest.mark.parametrize(
+    "device",
+    ["cuda:99999999999999999999", "cuda:128", "cuda:01", "cuda:-1", "cuda: 1", "CUDA", "cuda:1:2", "cpu:0"],
+)
 def test_device_strings_are_parsed_strictly(device: str) -> None:
     msg = error_of(f'[sweep]\ndevice = "{device}"\n')
     assert msg.startswith("exp.toml:2: sweep.device: ")
@@ -113,7 +132,8 @@ def test_device_strings_that_torch_takes_as_meant_load(device: str) -> None:
 def test_a_nul_byte_in_a_path_is_a_config_error(key: str) -> None:
     section, name = key.split(".")
     assert f"exp.toml:2: {key}: \"a\\u0000b\" must not contain a NUL byte" in error_of(
-        f'[{section}]\n{name} = "a\\u0000b"\n')
+        f'[{section}]\n{name} = "a\\u0000b"\n'
+    )
     assert "must not contain a NUL byte" in error_of("", (f'{key}="x\\u0000"',))
 
 
@@ -131,7 +151,8 @@ def test_a_path_longer_than_the_os_allows_is_a_config_error() -> None:
 
 def test_a_5000_character_directory_name_is_a_config_error() -> None:
     assert "output.dir: expected a string of at most 4096 characters, got 5000" in error_of(
-        "", ("output.dir=" + "d" * 5000,))
+        "", ("output.dir=" + "d" * 5000,)
+    )
 
 
 # --------------------------------------------------------------- the file
@@ -146,7 +167,8 @@ def test_5000_nested_arrays_are_a_config_error() -> None:
 @pytest.mark.parametrize("depth", [9, 20, 200])
 def test_lists_and_tables_nested_past_the_bound_are_a_config_error(depth: int) -> None:
     assert error_of("[sweep]\nbatch_sizes = " + "[" * depth + "]" * depth + "\n").startswith(
-        "exp.toml:2: tables and lists nested more than 8 deep")
+        "exp.toml:2: tables and lists nested more than 8 deep"
+    )
     assert "nest more than 8 deep" in error_of("", ("sweep.batch_sizes=" + "[" * depth + "]" * depth,))
     assert "nested more than 8 deep" in error_of("x = " + "{a = " * depth + "1" + "}" * depth + "\n")
 
@@ -154,13 +176,19 @@ def test_lists_and_tables_nested_past_the_bound_are_a_config_error(depth: int) -
 def test_eight_levels_are_within_the_bound() -> None:
     # [sweep] and 7 lists: 8 levels. 9 are refused, and the line is found though the lists alone are 8.
     assert "expected a list of integers" in error_of("[sweep]\nbatch_sizes = " + "[" * 7 + "]" * 7 + "\n")
-    assert error_of("[sweep]\nbatch_sizes = " + "[" * 8 + "]" * 8 + "\n").startswith("exp.toml:2: tables and lists")
+    assert error_of("[sweep]\nbatch_sizes = " + "[" * 8 + "]" * 8 + "\n").startswith(
+        "exp.toml:2: tables and lists"
+    )
 
 
 def test_a_dotted_key_of_50000_parts_is_refused_before_tomllib_sees_it() -> None:
-    assert error_of("a" + ".a" * 50_000 + " = 1\n") == "exp.toml:1: a dotted key of more than 16 parts; no setting has one"
-    assert error_of("", ("sweep={" + "a." * 50_000 + "b=1}",)).endswith(": a dotted key of more than 16 parts; no "
-                                                                      "setting has one")
+    assert (
+        error_of("a" + ".a" * 50_000 + " = 1\n")
+        == "exp.toml:1: a dotted key of more than 16 parts; no setting has one"
+    )
+    assert error_of("", ("sweep={" + "a." * 50_000 + "b=1}",)).endswith(
+        ": a dotted key of more than 16 parts; no setting has one"
+    )
     assert "a key of more than 16 parts" in error_of("", ("a" + ".a" * 50_000 + "=1",))
 
 
@@ -168,8 +196,11 @@ def test_a_dotted_key_of_50000_parts_is_refused_before_tomllib_sees_it() -> None
 def test_a_fifo_as_the_config_file_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "exp.toml"
     os.mkfifo(fifo)
-    with pytest.raises(ConfigError, match=r"exp\.toml: cannot read config file: it is a FIFO \(named pipe\), not a "
-                                          "regular file"):
+    with pytest.raises(
+        ConfigError,
+        match=r"exp\.toml: cannot read config file: it is a FIFO \(named pipe\), not a "
+        "regular file",
+    ):
         load_config(fifo)
 
 
@@ -210,18 +241,28 @@ def test_100000_unknown_keys_are_refused_by_the_file_size_before_parsing(tmp_pat
     path.write_text("[sweep]\n" + "".join(f"k{i} = 1\n" for i in range(100_000)), encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert info.value.problems == [f"{path}: the file is over {MAX_CONFIG_BYTES // 1024} KiB, and a config holds a "
-                                   "few KB of settings: is it the right file?"]
+    assert info.value.problems == [
+        f"{path}: the file is over {MAX_CONFIG_BYTES // 1024} KiB, and a config holds a "
+        "few KB of settings: is it the right file?"
+    ]
 
 
 def test_too_many_set_options_are_refused() -> None:
-    assert f"at most {MAX_OVERRIDES} in one command" in error_of("", tuple(["sweep.epochs=1"] * (MAX_OVERRIDES + 1)))
+    assert f"at most {MAX_OVERRIDES} in one command" in error_of(
+        "", tuple(["sweep.epochs=1"] * (MAX_OVERRIDES + 1))
+    )
 
 
 @pytest.mark.parametrize(
     "override",
-    ["data.dataset=" + "x" * 3000, "sweep.device=" + "y" * 3000, "sweep.batch_sizes=[" + "0," * 90 + "0]",
-     "optim.betas=[" + "2.0," * 500 + "2.0]", "z" * 3000 + "=1", "sweep." + "q" * 3000 + "=1"],
+    [
+        "data.dataset=" + "x" * 3000,
+        "sweep.device=" + "y" * 3000,
+        "sweep.batch_sizes=[" + "0," * 90 + "0]",
+        "optim.betas=[" + "2.0," * 500 + "2.0]",
+        "z" * 3000 + "=1",
+        "sweep." + "q" * 3000 + "=1",
+    ],
 )
 def test_long_values_and_keys_are_cut_in_messages(override: str) -> None:
     msg = error_of("", (override,))
@@ -233,7 +274,10 @@ def test_long_values_and_keys_are_cut_in_messages(override: str) -> None:
 
 def test_an_lr_grid_whose_points_print_alike_is_refused() -> None:
     msg = error_of("", ("sweep.lr_grid={min=0.1,max=0.100001,points=5}",))
-    assert "sweep.lr_grid.points: 5 points from 0.1 to 0.100001 give only 2 different lrs at 6 significant digits" in msg
+    assert (
+        "sweep.lr_grid.points: 5 points from 0.1 to 0.100001 give only 2 different lrs at 6 significant digits"
+        in msg
+    )
     assert "give only 1 different lr at" in error_of("", ("sweep.lr_grid={min=0.1,max=0.1000001,points=3}",))
 
 
@@ -248,11 +292,15 @@ def test_variant_names_that_would_share_checkpoint_files_are_refused(first: str,
 
 def test_config_toml_round_trips_variants_and_awkward_strings(tmp_path: Path) -> None:
     awkward = 'tab\there "quote" \\ back\nnew line é 中 \x7f \U0001f600'
-    cfg = load_config(None, [
-        "sweep.batch_sizes=[60,600]", f"data.root={to_toml({'v': awkward}).split(' = ', 1)[1].strip()}",
-        'variants=[{name="a.b+c", optim={name="lamb", betas=[0.8, 0.9]}}, {name="x", batch_sizes=[600], '
-        'split_backward={enabled=true, chunks=3}}]',
-    ])
+    cfg = load_config(
+        None,
+        [
+            "sweep.batch_sizes=[60,600]",
+            f"data.root={to_toml({'v': awkward}).split(' = ', 1)[1].strip()}",
+            'variants=[{name="a.b+c", optim={name="lamb", betas=[0.8, 0.9]}}, {name="x", batch_sizes=[600], '
+            'split_backward={enabled=true, chunks=3}}]',
+        ],
+    )
     assert cfg.data.root == awkward
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config_to_dict(cfg)), encoding="utf-8")
@@ -275,7 +323,9 @@ def test_a_config_toml_written_by_the_old_writer_still_loads_and_plans_the_same_
 
 
 def test_config_and_plan_import_no_torch_numpy_rich_or_textual() -> None:
-    code = ("import sys, trainer.config, trainer.plan; "
-            "print(sorted(m for m in ('torch', 'numpy', 'rich', 'textual') if m in sys.modules))")
+    code = (
+        "import sys, trainer.config, trainer.plan; "
+        "print(sorted(m for m in ('torch', 'numpy', 'rich', 'textual') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

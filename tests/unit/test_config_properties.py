@@ -6,6 +6,7 @@ experiments.toml, and random --set strings. Any other exception would reach the 
 traceback instead of a message, so it fails the test. Documents that load must survive the
 trip through to_toml unchanged.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,7 +49,9 @@ FAST = settings(
 SHIPPED = (Path(__file__).resolve().parents[2] / "experiments.toml").read_text(encoding="utf-8")
 SCHEMA: dict[str, list[str]] = {section: list(keys) for section, keys in config_to_dict(Config()).items()}
 ALL_KEYS = sorted({k for keys in SCHEMA.values() for k in keys})
-ENUM_VALUES = sorted({v for allowed in CHOICES.values() for v in allowed} | {"auto", "cpu", "cuda", "cuda:1", "gpu"})
+ENUM_VALUES = sorted(
+    {v for allowed in CHOICES.values() for v in allowed} | {"auto", "cpu", "cuda", "cuda:1", "gpu"}
+)
 
 
 def toml_value(value: Any) -> str:
@@ -76,17 +79,43 @@ plain_values = st.one_of(
     st.text(max_size=12),
     st.lists(st.integers(-2, 7000), max_size=6),
 )
-nested_values = st.recursive(plain_values, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.sampled_from(ALL_KEYS) | st.text(max_size=5), inner, max_size=3), max_leaves=6)
+nested_values = st.recursive(
+    plain_values,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(ALL_KEYS) | st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 # Value text: rendered values, and literals the writer never produces (dates, bad syntax).
 value_text = st.one_of(
     nested_values.map(toml_value),
-    st.sampled_from([
-        "nan", "-inf", "inf", "0x10", "1e400", "1_000", "1979-05-27", "07:32:00", "1979-05-27T07:32:00Z",
-        "{ chunks = 3, enabled = true }", "[]", '[1, "a"]', '"""multi\nline"""', "'''x'''", "garbage",
-        "", "[1,", '"unterminated', "{", "= =", "[[1], [2]]",
-    ]),
+    st.sampled_from(
+        [
+            "nan",
+            "-inf",
+            "inf",
+            "0x10",
+            "1e400",
+            "1_000",
+            "1979-05-27",
+            "07:32:00",
+            "1979-05-27T07:32:00Z",
+            "{ chunks = 3, enabled = true }",
+            "[]",
+            '[1, "a"]',
+            '"""multi\nline"""',
+            "'''x'''",
+            "garbage",
+            "",
+            "[1,",
+            '"unterminated',
+            "{",
+            "= =",
+            "[[1], [2]]",
+        ]
+    ),
     st.text(max_size=10),
 )
 key_text = st.one_of(
@@ -104,7 +133,9 @@ line = st.one_of(
     st.text(max_size=15),
 )
 override = st.one_of(
-    st.tuples(st.sampled_from(list(SCHEMA)), st.sampled_from(ALL_KEYS), value_text).map(lambda t: f"{t[0]}.{t[1]}={t[2]}"),
+    st.tuples(st.sampled_from(list(SCHEMA)), st.sampled_from(ALL_KEYS), value_text).map(
+        lambda t: f"{t[0]}.{t[1]}={t[2]}"
+    ),
     st.tuples(dotted_key, value_text).map(lambda kv: f"{kv[0]}={kv[1]}"),
     st.text(max_size=20),
 )
@@ -177,7 +208,9 @@ def test_parse_override_returns_a_key_path_or_raises_config_error(text: str) -> 
 
 
 # The writer: any nested dict of our simple types survives tomllib.loads(to_toml(d)).
-toml_scalars = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.text())
+toml_scalars = st.one_of(
+    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.text()
+)
 toml_trees = st.recursive(
     toml_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
@@ -219,13 +252,21 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             # crop_flip takes 32x32 images: with the 28x28 built-ins only "none" is valid (tested in test_config).
             "augment": "none",
         },
-        "model": draw(st.sampled_from(CHOICES["model.name"]).map(
-            lambda name: {"name": name, "args": {}, "path": draw(path_text(max_size=20))})
-            | st.fixed_dictionaries({  # the user's own factory: its args as given, its folder absolute
-                "name": st.sampled_from(["my_model:build", "lab.nets.resnet:make"]),
-                "args": st.dictionaries(st.text(max_size=5), st.integers(-5, 5) | st.text(max_size=5), max_size=3),
-                "path": st.sampled_from([os.path.abspath("proj"), os.path.abspath(os.sep)]),
-            })) | {"output": draw(st.sampled_from(CHOICES["model.output"]))},
+        "model": draw(
+            st.sampled_from(CHOICES["model.name"]).map(
+                lambda name: {"name": name, "args": {}, "path": draw(path_text(max_size=20))}
+            )
+            | st.fixed_dictionaries(
+                {  # the user's own factory: its args as given, its folder absolute
+                    "name": st.sampled_from(["my_model:build", "lab.nets.resnet:make"]),
+                    "args": st.dictionaries(
+                        st.text(max_size=5), st.integers(-5, 5) | st.text(max_size=5), max_size=3
+                    ),
+                    "path": st.sampled_from([os.path.abspath("proj"), os.path.abspath(os.sep)]),
+                }
+            )
+        )
+        | {"output": draw(st.sampled_from(CHOICES["model.output"]))},
         "optim": {
             "name": draw(st.sampled_from(CHOICES["optim.name"])),
             "lr": draw(st.floats(min_value=1e-9, max_value=1e3)),
@@ -244,7 +285,9 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "target_accuracy": draw(st.floats(min_value=1e-6, max_value=1)),
             "seed": draw(st.integers(0, 2**32 - 1)),
             "schedule": draw(st.sampled_from(CHOICES["sweep.schedule"])),
-            "device": draw(st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 15).map(lambda n: f"cuda:{n}")),
+            "device": draw(
+                st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 15).map(lambda n: f"cuda:{n}")
+            ),
             "lrs": (lrs := draw(st.lists(st.floats(min_value=1e-9, max_value=1e3), max_size=4, unique=True))),
             "lr_grid": {"min": 0.0, "max": 0.0, "points": 0}
             if lrs
@@ -258,7 +301,9 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "eval_every": draw(st.integers(-1, 10**9)),
             # 0 (off) or a divisor of every batch size: micro-batches cut the batches larger than them equally.
             "parallel": draw(st.sampled_from(CHOICES["sweep.parallel"])),
-            "micro_batch": draw(st.just(0) | st.sampled_from([d for d in range(1, min(gcd, 64) + 1) if gcd % d == 0])),
+            "micro_batch": draw(
+                st.just(0) | st.sampled_from([d for d in range(1, min(gcd, 64) + 1) if gcd % d == 0])
+            ),
         },
         "split_backward": {
             "enabled": (enabled := draw(st.booleans())),
@@ -282,8 +327,14 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
         },
         "output": {"dir": draw(path_text(min_size=1, max_size=20))},
         # No branches: a [branch] table needs a one-run sweep (its own tests: tests/unit/test_branch_fit.py).
-        "branch": {"epochs": [], "batch_sizes": [], "decrease": draw(st.floats(min_value=0.01, max_value=0.99)),
-                   "lr_factors": [1.0], "max_samples": draw(st.integers(0, 10**6)), "eval_every": 0},
+        "branch": {
+            "epochs": [],
+            "batch_sizes": [],
+            "decrease": draw(st.floats(min_value=0.01, max_value=0.99)),
+            "lr_factors": [1.0],
+            "max_samples": draw(st.integers(0, 10**6)),
+            "eval_every": 0,
+        },
     }
 
 
@@ -310,13 +361,19 @@ huge_ints = st.one_of(
     st.sampled_from([10**400, -(10**400), 2**63, 2**64, 2**32, 1099511627776, 10**30]),
 )
 small_scalars = st.one_of(
-    st.integers(-(2**70), 2**70), st.floats(), st.booleans(), st.text(max_size=8), st.sampled_from(ENUM_VALUES),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.booleans(),
+    st.text(max_size=8),
+    st.sampled_from(ENUM_VALUES),
 )
 any_scalars = st.one_of(
     small_scalars,
     huge_ints,
     st.builds(lambda ch, n: ch * n, st.characters(), st.integers(0, 5000)),  # long strings, NUL included
-    st.dates(), st.times(), st.datetimes(),
+    st.dates(),
+    st.times(),
+    st.datetimes(),
     st.builds(lambda v, n: [v] * n, small_scalars, st.integers(0, 1200)),  # long lists
 )
 
@@ -346,13 +403,19 @@ def test_any_set_value_of_any_type_and_size_loads_or_raises_config_error(sets: l
 
 
 @BOUNDED
-@given(doc=st.dictionaries(
-    st.sampled_from(list(SCHEMA)) | st.just("variants") | st.text(max_size=6),
-    st.dictionaries(st.sampled_from(ALL_KEYS) | st.text(max_size=6), any_values, max_size=6)
-    | st.lists(st.dictionaries(st.sampled_from(["name", "optim", "batch_sizes", "split_backward"]), any_values,
-                               max_size=4), max_size=4)
-    | any_values,
-    max_size=5,
-))
+@given(
+    doc=st.dictionaries(
+        st.sampled_from(list(SCHEMA)) | st.just("variants") | st.text(max_size=6),
+        st.dictionaries(st.sampled_from(ALL_KEYS) | st.text(max_size=6), any_values, max_size=6)
+        | st.lists(
+            st.dictionaries(
+                st.sampled_from(["name", "optim", "batch_sizes", "split_backward"]), any_values, max_size=4
+            ),
+            max_size=4,
+        )
+        | any_values,
+        max_size=5,
+    )
+)
 def test_any_document_of_any_type_and_size_loads_or_raises_config_error(doc: dict[str, Any]) -> None:
     check_outcome(to_toml(doc), [])

@@ -1,5 +1,6 @@
 """The end-of-sweep table says what each number is (issue 13): crossings as intervals, split-backward's k,
 effective lr and optimizer steps beside the batches, the final accuracy beside the best."""
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -14,11 +15,25 @@ def _render(rows):
 
 
 def test_a_split_run_shows_k_effective_lr_optimizer_steps_and_intervals():
-    row = {"run": "bs60", "batch_size": 60, "lr": 0.02, "split_chunks": 10, "effective_lr": 0.2,
-           "status": "done", "epochs": 3, "best_test_acc": 0.981, "final_test_acc": 0.979,
-           "time_to_target_s": 12.5, "time_to_target_lo_s": 11.25, "compute_to_target_s": 10.0,
-           "compute_to_target_lo_s": 9.0, "iters_to_target": 2000, "iters_to_target_lo": 1900,
-           "optimizer_steps_to_target": 20000, "optimizer_steps_to_target_lo": 19000}
+    row = {
+        "run": "bs60",
+        "batch_size": 60,
+        "lr": 0.02,
+        "split_chunks": 10,
+        "effective_lr": 0.2,
+        "status": "done",
+        "epochs": 3,
+        "best_test_acc": 0.981,
+        "final_test_acc": 0.979,
+        "time_to_target_s": 12.5,
+        "time_to_target_lo_s": 11.25,
+        "compute_to_target_s": 10.0,
+        "compute_to_target_lo_s": 9.0,
+        "iters_to_target": 2000,
+        "iters_to_target_lo": 1900,
+        "optimizer_steps_to_target": 20000,
+        "optimizer_steps_to_target_lo": 19000,
+    }
     text = _render([row])
     for header in ("k", "eff. lr", "final acc", "batches to target", "opt. steps to target"):
         assert header in text
@@ -28,9 +43,19 @@ def test_a_split_run_shows_k_effective_lr_optimizer_steps_and_intervals():
 
 
 def test_a_run_that_did_not_reach_the_target_says_so_and_an_older_row_shows_its_hit_alone():
-    text = _render([{"run": "bs6", "batch_size": 6, "lr": 0.1, "status": "collapsed", "time_to_target_s": None},
-                    {"run": "bs60", "batch_size": 60, "lr": 0.1, "status": "done", "time_to_target_s": 3.0,
-                     "iters_to_target": 300}])
+    text = _render(
+        [
+            {"run": "bs6", "batch_size": 6, "lr": 0.1, "status": "collapsed", "time_to_target_s": None},
+            {
+                "run": "bs60",
+                "batch_size": 60,
+                "lr": 0.1,
+                "status": "done",
+                "time_to_target_s": 3.0,
+                "iters_to_target": 300,
+            },
+        ]
+    )
     lines = text.splitlines()
     assert "not reached" in next(ln for ln in lines if " bs6 " in ln)
     older = next(ln for ln in lines if "bs60" in ln)

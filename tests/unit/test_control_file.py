@@ -1,6 +1,7 @@
 """The control file (issue 11): viewers that did not start the trainer (bstui --attach) append the app's
 commands to <run_dir>/controls.jsonl; the trainer applies each new complete line, refuses anything else,
 and never replays what the file held before it started."""
+
 from __future__ import annotations
 
 import json
@@ -18,22 +19,28 @@ def line(msg: object) -> bytes:
     return (json.dumps(msg) + "\n").encode()
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (b'{"cmd": "pause"}', {"cmd": "pause"}),
-    (b'{"cmd": "resume", "extra": 1}', {"cmd": "resume"}),
-    (b'{"cmd": "stop", "reason": "anything a viewer says"}', {"cmd": "stop", "reason": VIEWER_STOP}),
-    (b'{"cmd": "split", "enabled": true, "chunks": 4}', {"cmd": "split", "enabled": True, "chunks": 4}),
-    (b'{"cmd": "split", "enabled": false, "chunks": "x"}', {"cmd": "split", "enabled": False, "chunks": 1}),
-    (b'{"cmd": "split", "enabled": true, "chunks": 1}', None),  # 2-64 chunks, as the app offers
-    (b'{"cmd": "split", "enabled": true, "chunks": 65}', None),
-    (b'{"cmd": "split", "enabled": true, "chunks": true}', None),
-    (b'{"cmd": "split", "enabled": "yes", "chunks": 4}', None),
-    (b'{"cmd": "rm -rf"}', None),
-    (b'["pause"]', None),
-    (b'not json', None),
-    (b'\xff\xfe', None),
-    (b'', None),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b'{"cmd": "pause"}', {"cmd": "pause"}),
+        (b'{"cmd": "resume", "extra": 1}', {"cmd": "resume"}),
+        (b'{"cmd": "stop", "reason": "anything a viewer says"}', {"cmd": "stop", "reason": VIEWER_STOP}),
+        (b'{"cmd": "split", "enabled": true, "chunks": 4}', {"cmd": "split", "enabled": True, "chunks": 4}),
+        (
+            b'{"cmd": "split", "enabled": false, "chunks": "x"}',
+            {"cmd": "split", "enabled": False, "chunks": 1},
+        ),
+        (b'{"cmd": "split", "enabled": true, "chunks": 1}', None),  # 2-64 chunks, as the app offers
+        (b'{"cmd": "split", "enabled": true, "chunks": 65}', None),
+        (b'{"cmd": "split", "enabled": true, "chunks": true}', None),
+        (b'{"cmd": "split", "enabled": "yes", "chunks": 4}', None),
+        (b'{"cmd": "rm -rf"}', None),
+        (b'["pause"]', None),
+        (b'not json', None),
+        (b'\xff\xfe', None),
+        (b'', None),
+    ],
+)
 def test_only_well_formed_commands_are_taken(raw, expected):
     assert parse_control(raw) == expected
 
@@ -98,9 +105,9 @@ def test_a_stop_interrupts_a_step_between_layers_before_its_update():
     import torch
 
     from trainer.controls import Controls, StopRequested
-    from trainer.run import stop_inside_steps
     from trainer.evaluation import evaluate
     from trainer.models import SimpleModel
+    from trainer.run import stop_inside_steps
     from trainer.split import plain_step
 
     torch.manual_seed(0)

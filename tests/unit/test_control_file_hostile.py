@@ -2,6 +2,7 @@
 replaced or linked file, a reader that fails or stalls. The reader never raises out of its thread,
 never executes part of a line it dropped, reads a backlog to its end in one poll, and tells (a
 `controls` event in the run directory, which viewers show) when the controls stop working."""
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,9 @@ def wait_for(condition, what: str) -> None:
 def test_a_deeply_nested_line_is_refused_without_recursing():
     assert parse_control(b"[" * 5000) is None
     assert parse_control(b'{"cmd": "pause", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}") is None
-    assert parse_control(b'{"cmd": "pause", "note": "[[[[[[[[[[[[[[[[[["}') == {"cmd": "pause"}  # inside a string
+    assert parse_control(b'{"cmd": "pause", "note": "[[[[[[[[[[[[[[[[[["}') == {
+        "cmd": "pause"
+    }  # inside a string
 
 
 def test_a_bad_line_does_not_disable_the_commands_after_it(tmp_path: Path):
@@ -71,8 +74,11 @@ def test_a_bad_line_does_not_disable_the_commands_after_it(tmp_path: Path):
         cf.close()
 
 
-@pytest.mark.parametrize("flood", [b"x" * (2 << 20) + b"\n", line({"cmd": "bogus"}) * 400_000],
-                         ids=["a 2 MiB line", "a 7 MiB flood"])
+@pytest.mark.parametrize(
+    "flood",
+    [b"x" * (2 << 20) + b"\n", line({"cmd": "bogus"}) * 400_000],
+    ids=["a 2 MiB line", "a 7 MiB flood"],
+)
 def test_a_backlog_is_read_to_its_end_in_one_poll(tmp_path: Path, flood: bytes):
     cf, controls, _ = hand_polled(tmp_path)
     cf.start()
@@ -87,8 +93,13 @@ def test_in_a_backlog_the_latest_command_wins_and_any_stop_stops(tmp_path: Path)
     cf, controls, _ = hand_polled(tmp_path)
     cf.start()
     try:
-        append(tmp_path, line({"cmd": "pause"}) + line({"cmd": "split", "enabled": True, "chunks": 4})
-               + line({"cmd": "resume"}) + line({"cmd": "split", "enabled": True, "chunks": 8}))
+        append(
+            tmp_path,
+            line({"cmd": "pause"})
+            + line({"cmd": "split", "enabled": True, "chunks": 4})
+            + line({"cmd": "resume"})
+            + line({"cmd": "split", "enabled": True, "chunks": 8}),
+        )
         before = controls.version
         assert cf.poll() == 2
         assert not controls.paused and controls.split_chunks == 8 and controls.version == before + 2
@@ -229,9 +240,14 @@ def test_a_lost_control_file_is_recorded_in_the_run_directory(tmp_path: Path):
 
     sink = RunDirSink(tmp_path)
     emitter = Emitter([sink])
-    cf = ControlFile(tmp_path, Controls(), interval_s=3600,
-                     report=lambda working, reason: emitter.emit(EventType.CONTROLS_CHANGED, working=working,
-                                                                reason=reason))
+    cf = ControlFile(
+        tmp_path,
+        Controls(),
+        interval_s=3600,
+        report=lambda working, reason: emitter.emit(
+            EventType.CONTROLS_CHANGED, working=working, reason=reason
+        ),
+    )
     cf.start()
     try:
         os.unlink(tmp_path / CONTROLS)
@@ -269,14 +285,31 @@ def test_a_thread_beside_the_loop_never_cuts_an_event_line(tmp_path: Path):
 
 _junk = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from([b"[" * 3000, b"{" * 3000, b'{"cmd": "stop"', b"\n", b'"', b"\\", b"x" * 5000, b"\xff\xfe",
-                     b'{"cmd": "split", "enabled": true, "chunks": 1e999}', b'{"cmd": "split", "enabled": true}',
-                     b'{"cmd": null}', b"NaN", b"[" * 4 + b"]" * 4]),
+    st.sampled_from(
+        [
+            b"[" * 3000,
+            b"{" * 3000,
+            b'{"cmd": "stop"',
+            b"\n",
+            b'"',
+            b"\\",
+            b"x" * 5000,
+            b"\xff\xfe",
+            b'{"cmd": "split", "enabled": true, "chunks": 1e999}',
+            b'{"cmd": "split", "enabled": true}',
+            b'{"cmd": null}',
+            b"NaN",
+            b"[" * 4 + b"]" * 4,
+        ]
+    ),
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(pieces=st.lists(_junk, max_size=12))
 def test_any_bytes_leave_the_reader_working(tmp_path_factory, pieces):
     run_dir = tmp_path_factory.mktemp("run")
@@ -295,8 +328,11 @@ def test_any_bytes_leave_the_reader_working(tmp_path_factory, pieces):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(junk=st.binary(max_size=200), extra=st.integers(min_value=1, max_value=2 * MAX_LINE_BYTES),
-       cut=st.integers(min_value=0, max_value=3 * MAX_LINE_BYTES))
+@given(
+    junk=st.binary(max_size=200),
+    extra=st.integers(min_value=1, max_value=2 * MAX_LINE_BYTES),
+    cut=st.integers(min_value=0, max_value=3 * MAX_LINE_BYTES),
+)
 def test_no_part_of_an_over_long_line_is_ever_a_command(tmp_path_factory, junk, extra, cut):
     prefix = junk.replace(b"\n", b" ") + b"x" * (MAX_LINE_BYTES + extra)
     run_dir = tmp_path_factory.mktemp("run")
@@ -315,11 +351,23 @@ def test_no_part_of_an_over_long_line_is_ever_a_command(tmp_path_factory, junk, 
         cf.close()
 
 
-_lines = st.lists(st.sampled_from([
-    b'{"cmd": "pause"}', b'{"cmd": "resume"}', b'{"cmd": "stop"}', b'{"cmd": "\\u0073top"}',
-    b'{"cmd": "split", "enabled": true, "chunks": 4}', b'{"cmd": "split", "enabled": false}',
-    b'{"cmd": "split", "enabled": true, "chunks": 8}', b"junk", b'{"cmd": "stopper"}', b"[" * 50,
-]), max_size=30)
+_lines = st.lists(
+    st.sampled_from(
+        [
+            b'{"cmd": "pause"}',
+            b'{"cmd": "resume"}',
+            b'{"cmd": "stop"}',
+            b'{"cmd": "\\u0073top"}',
+            b'{"cmd": "split", "enabled": true, "chunks": 4}',
+            b'{"cmd": "split", "enabled": false}',
+            b'{"cmd": "split", "enabled": true, "chunks": 8}',
+            b"junk",
+            b'{"cmd": "stopper"}',
+            b"[" * 50,
+        ]
+    ),
+    max_size=30,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,5 +1,6 @@
 """Crossing of the target as an interval (trainer/crossing.py): the tracker the run loop will keep, and
 the same fields derived from the events of run directories recorded before it."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,9 @@ from trainer.crossing import SCIENCE_FIELDS, TargetCrossing, fill_from_events, o
 
 
 def _observe(c: TargetCrossing, acc: float, it: int, k: int = 1) -> bool:
-    return c.observe(acc, iters=it, samples=it * 10, wall_s=it / 100, compute_s=it / 200, optimizer_steps=it * k)
+    return c.observe(
+        acc, iters=it, samples=it * 10, wall_s=it / 100, compute_s=it / 200, optimizer_steps=it * k
+    )
 
 
 def test_the_crossing_is_kept_between_the_last_miss_and_the_hit():
@@ -44,10 +47,22 @@ def test_not_reached_leaves_every_field_empty_and_state_round_trips():
 
 
 def test_every_new_field_is_documented():
-    assert {"iters_to_target_lo", "samples_to_target_lo", "time_to_target_lo_s", "optimizer_steps",
-            "effective_lr", "final_test_acc", "b_simple_lo", "b_simple_hi"} <= set(SCIENCE_FIELDS)
-    assert set(TargetCrossing(0.5).fields()) - {"iters_to_target", "samples_to_target", "time_to_target_s",
-                                                "compute_to_target_s"} <= set(SCIENCE_FIELDS)
+    assert {
+        "iters_to_target_lo",
+        "samples_to_target_lo",
+        "time_to_target_lo_s",
+        "optimizer_steps",
+        "effective_lr",
+        "final_test_acc",
+        "b_simple_lo",
+        "b_simple_hi",
+    } <= set(SCIENCE_FIELDS)
+    assert set(TargetCrossing(0.5).fields()) - {
+        "iters_to_target",
+        "samples_to_target",
+        "time_to_target_s",
+        "compute_to_target_s",
+    } <= set(SCIENCE_FIELDS)
 
 
 def test_optimizer_steps_follow_the_split_backward_schedule():
@@ -58,29 +73,61 @@ def test_optimizer_steps_follow_the_split_backward_schedule():
 
 
 def _epoch(run, epoch, it, acc, loss=0.5, b=10):
-    return {"type": "epoch_end", "run": run, "epoch": epoch, "iters": 100, "samples": 1000, "wall_s": 2.0,
-            "compute_s": 1.0, "test_acc": acc, "train_loss": loss, "total_iters": it, "total_samples": it * b}
+    return {
+        "type": "epoch_end",
+        "run": run,
+        "epoch": epoch,
+        "iters": 100,
+        "samples": 1000,
+        "wall_s": 2.0,
+        "compute_s": 1.0,
+        "test_acc": acc,
+        "train_loss": loss,
+        "total_iters": it,
+        "total_samples": it * b,
+    }
 
 
 def test_older_run_directories_get_epoch_resolution_intervals_and_collapse():
     events = [
         {"type": "run_started", "run": "a", "batch_size": 10, "split_chunks": 1},
         {"type": "mode_changed", "run": "a", "iter": 150, "split_chunks": 2},
-        _epoch("a", 1, 100, 0.5), _epoch("a", 2, 200, 0.7), _epoch("a", 3, 300, 0.95),
+        _epoch("a", 1, 100, 0.5),
+        _epoch("a", 2, 200, 0.7),
+        _epoch("a", 3, 300, 0.95),
         {"type": "target_reached", "run": "a", "epoch": 3, "iter": 300},
         {"type": "run_started", "run": "b", "batch_size": 10, "split_chunks": 1},
-        _epoch("b", 1, 100, 0.926), _epoch("b", 2, 200, 0.829), _epoch("b", 3, 300, 0.1135, loss=2.36),
+        _epoch("b", 1, 100, 0.926),
+        _epoch("b", 2, 200, 0.829),
+        _epoch("b", 3, 300, 0.1135, loss=2.36),
     ]
     rows = [
-        {"run": "a", "batch_size": 10, "lr": 0.1, "split_chunks": 2, "status": "done", "iters_to_target": 300,
-         "samples_to_target": 3000, "time_to_target_s": 6.0},
-        {"run": "b", "batch_size": 10, "lr": 0.2, "split_chunks": 1, "status": "done", "iters_to_target": 100},
+        {
+            "run": "a",
+            "batch_size": 10,
+            "lr": 0.1,
+            "split_chunks": 2,
+            "status": "done",
+            "iters_to_target": 300,
+            "samples_to_target": 3000,
+            "time_to_target_s": 6.0,
+        },
+        {
+            "run": "b",
+            "batch_size": 10,
+            "lr": 0.2,
+            "split_chunks": 1,
+            "status": "done",
+            "iters_to_target": 100,
+        },
     ]
     out, notes = fill_from_events(rows, events)
     a, b = out
     assert (a["iters_to_target_lo"], a["samples_to_target_lo"], a["time_to_target_lo_s"]) == (200, 2000, 4.0)
     assert a["effective_lr"] == 0.2 and a["final_test_acc"] == 0.95
-    assert a["optimizer_steps_to_target"] == 150 + 2 * 150 and a["optimizer_steps_to_target_lo"] == 150 + 2 * 50
+    assert (
+        a["optimizer_steps_to_target"] == 150 + 2 * 150 and a["optimizer_steps_to_target_lo"] == 150 + 2 * 50
+    )
     assert b["iters_to_target_lo"] == 0  # reached at the first epoch end: the start is the last miss
     assert b["status"] == "collapsed" and b["recorded_status"] == "done" and b["collapsed_at_iter"] == 300
     assert rows[1]["status"] == "done"  # the caller's rows are not changed
@@ -93,8 +140,17 @@ def test_older_run_directories_get_epoch_resolution_intervals_and_collapse():
 
 def test_fields_a_run_recorded_are_kept():
     events = [_epoch("a", 1, 100, 0.5), _epoch("a", 2, 200, 0.95)]
-    rows = [{"run": "a", "batch_size": 10, "lr": 0.1, "status": "done", "iters_to_target": 180,
-             "iters_to_target_lo": 170, "final_test_acc": 0.96}]
+    rows = [
+        {
+            "run": "a",
+            "batch_size": 10,
+            "lr": 0.1,
+            "status": "done",
+            "iters_to_target": 180,
+            "iters_to_target_lo": 170,
+            "final_test_acc": 0.96,
+        }
+    ]
     (row,), notes = fill_from_events(rows, events)
     assert row["iters_to_target_lo"] == 170 and row["final_test_acc"] == 0.96
     assert not any("crossing" in n for n in notes)

@@ -1,4 +1,5 @@
 """Gradient noise scale estimator and critical-batch fits (issue 4, part 3)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Run labels: what tells a run apart in its sweep, and nothing more."""
+
 from __future__ import annotations
 
 from tui.labels import RunKey, fmt_lr, looks, run_labels
@@ -6,10 +7,16 @@ from tui.palette import RUN_COLORS, run_color
 
 
 def test_an_lr_grid_names_batch_and_lr_to_3_digits():
-    keys = [RunKey(f"r{i}", b, lr, 0) for i, (b, lr) in
-            enumerate((b, lr) for b in (10, 60) for lr in (0.0173205, 0.0547723, 0.173205))]
+    keys = [
+        RunKey(f"r{i}", b, lr, 0)
+        for i, (b, lr) in enumerate((b, lr) for b in (10, 60) for lr in (0.0173205, 0.0547723, 0.173205))
+    ]
     labels = run_labels(keys)
-    assert labels["r0"] == "bs 10 lr 0.0173" and labels["r1"] == "bs 10 lr 0.0548" and labels["r5"] == "bs 60 lr 0.173"
+    assert (
+        labels["r0"] == "bs 10 lr 0.0173"
+        and labels["r1"] == "bs 10 lr 0.0548"
+        and labels["r5"] == "bs 60 lr 0.173"
+    )
     assert len(set(labels.values())) == 6
 
 
@@ -29,7 +36,10 @@ def test_lrs_that_3_digits_cannot_tell_apart_get_more():
 
 
 def test_runs_with_the_same_settings_are_told_apart_by_their_id():
-    assert run_labels([RunKey("x1", 6, 0.02), RunKey("x2", 6, 0.02)]) == {"x1": "bs 6 (x1)", "x2": "bs 6 (x2)"}
+    assert run_labels([RunKey("x1", 6, 0.02), RunKey("x2", 6, 0.02)]) == {
+        "x1": "bs 6 (x1)",
+        "x2": "bs 6 (x2)",
+    }
 
 
 def test_lr_format_is_short():

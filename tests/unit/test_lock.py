@@ -1,4 +1,5 @@
 """trainer.lock: one trainer per run directory; a dead trainer's lock is recognised and replaced."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ def _dead_pid() -> int:
 
 
 def _write_lock(run_dir, **fields) -> None:
-    info = {"pid": os.getpid(), "hostname": socket.gethostname(), "started": time.time(),
-            "command": "python -m trainer run", "token": "someone-else"}
+    info = {
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "started": time.time(),
+        "command": "python -m trainer run",
+        "token": "someone-else",
+    }
     info.update(fields)
     (run_dir / LOCK).write_text(json.dumps(info))
 
@@ -109,6 +115,8 @@ def test_a_refused_directory_keeps_no_lock_of_ours(tmp_path):
 
 
 def test_lock_status_needs_no_torch():
-    code = ("import sys, trainer.runlog; trainer.runlog.lock_status('.'); "
-            "assert 'torch' not in sys.modules, 'trainer.runlog imported torch'")
+    code = (
+        "import sys, trainer.runlog; trainer.runlog.lock_status('.'); "
+        "assert 'torch' not in sys.modules, 'trainer.runlog imported torch'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

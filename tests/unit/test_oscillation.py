@@ -1,4 +1,5 @@
 """Loss oscillation metrics (issue 4, part 4)."""
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,9 @@ def test_loss_diff_std_is_nan_without_two_finite_differences():
 
 
 def test_loss_diff_std_accepts_a_tensor():
-    assert loss_diff_std(torch.tensor([3.0, 1.0, 3.0, 1.0])) == pytest.approx(loss_diff_std([3.0, 1.0, 3.0, 1.0]))
+    assert loss_diff_std(torch.tensor([3.0, 1.0, 3.0, 1.0])) == pytest.approx(
+        loss_diff_std([3.0, 1.0, 3.0, 1.0])
+    )
 
 
 def _params(*grads: list[float]) -> list[torch.nn.Parameter]:

@@ -1,5 +1,6 @@
 """trainer.plan: the runs of a sweep, their ids (unique by construction, issue 14 item 2), the checks
 that need the dataset's size."""
+
 from __future__ import annotations
 
 import math
@@ -14,13 +15,22 @@ from trainer.plan import RunSpec, check_against_dataset, lr_labels, queue_order,
 
 def test_two_lrs_that_print_alike_get_two_run_ids() -> None:
     cfg = load_config(None, ["sweep.batch_sizes=[60]", "sweep.lrs=[0.1,0.1000001]"])
-    assert [(s.run_id, s.lr) for s in run_specs(cfg)] == [("bs60-lr0.1", 0.1), ("bs60-lr0.1000001", 0.1000001)]
+    assert [(s.run_id, s.lr) for s in run_specs(cfg)] == [
+        ("bs60-lr0.1", 0.1),
+        ("bs60-lr0.1000001", 0.1000001),
+    ]
 
 
 def test_lrs_that_print_apart_keep_their_short_ids() -> None:
     cfg = load_config(None, ["sweep.batch_sizes=[60]", "sweep.lrs=[0.1,0.05,1e-05]", "sweep.seeds=2"])
-    assert [s.run_id for s in run_specs(cfg)] == ["bs60-lr0.1-s0", "bs60-lr0.1-s1", "bs60-lr0.05-s0",
-                                                  "bs60-lr0.05-s1", "bs60-lr1e-05-s0", "bs60-lr1e-05-s1"]
+    assert [s.run_id for s in run_specs(cfg)] == [
+        "bs60-lr0.1-s0",
+        "bs60-lr0.1-s1",
+        "bs60-lr0.05-s0",
+        "bs60-lr0.05-s1",
+        "bs60-lr1e-05-s0",
+        "bs60-lr1e-05-s1",
+    ]
 
 
 @given(st.lists(st.floats(min_value=1e-12, max_value=1e6), min_size=1, max_size=20, unique=True))
@@ -63,6 +73,13 @@ def test_queue_order_hands_out_the_most_iterations_first() -> None:
 
 def test_run_spec_event_fields_are_unchanged() -> None:
     spec = run_specs(load_config(None, ["sweep.batch_sizes=[60]"]))[0]
-    assert spec.as_event() == {"run": "bs60", "batch_size": 60, "lr": 0.02, "split_chunks": 1, "seed": 0,
-                               "variant": "", "optim": "sgd"}
+    assert spec.as_event() == {
+        "run": "bs60",
+        "batch_size": 60,
+        "lr": 0.02,
+        "split_chunks": 1,
+        "seed": 0,
+        "variant": "",
+        "optim": "sgd",
+    }
     assert math.isclose(spec.momentum, 0.5)

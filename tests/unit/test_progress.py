@@ -1,4 +1,5 @@
 """Progress and ETA from the measured rate."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,19 @@ def test_run_progress_and_time_left_follow_the_measured_rate():
     run = s.runs["bs60"]
     run.iters_per_epoch, run.epochs_total = 100, 4
     s.apply({"type": "losses", "t": 11.0, "run": "bs60", "first_iter": 0, "values": [1.0] * 100})
-    s.apply({"type": "epoch_end", "t": 11.0, "run": "bs60", "epoch": 1, "iters": 100, "samples": 6000,
-             "wall_s": 10.0, "compute_s": 8.0, "test_acc": 0.9})
+    s.apply(
+        {
+            "type": "epoch_end",
+            "t": 11.0,
+            "run": "bs60",
+            "epoch": 1,
+            "iters": 100,
+            "samples": 6000,
+            "wall_s": 10.0,
+            "compute_s": 8.0,
+            "test_acc": 0.9,
+        }
+    )
     p = run_progress(run)
     assert p.fraction == 0.25 and p.rate == 10.0 and p.left_s == pytest.approx(30.0)
     sweep = sweep_progress(s)
@@ -39,8 +51,19 @@ def test_durations_are_rough():
 def _timed(s, rid: str, t: float, wall: float) -> None:
     """One epoch of 100 iterations of run `rid`, ending at sweep clock `t`, trained in `wall` s."""
     s.apply({"type": "losses", "t": t, "run": rid, "first_iter": 0, "values": [1.0] * 100})
-    s.apply({"type": "epoch_end", "t": t, "run": rid, "epoch": 1, "iters": 100, "samples": 6000,
-             "wall_s": wall, "compute_s": wall, "test_acc": 0.9})
+    s.apply(
+        {
+            "type": "epoch_end",
+            "t": t,
+            "run": rid,
+            "epoch": 1,
+            "iters": 100,
+            "samples": 6000,
+            "wall_s": wall,
+            "compute_s": wall,
+            "test_acc": 0.9,
+        }
+    )
 
 
 def test_the_header_eta_is_the_sum_of_the_tables_time_left_per_run():
@@ -62,8 +85,12 @@ def test_the_eta_is_frozen_while_paused_and_does_not_grow_by_the_pause():
     _timed(s, "bs60", 11.0, 10.0)
     before = sweep_progress(s).eta_s
     s.apply({"type": "paused", "t": 12.0, "paused": True, "run_waiting": "bs60", "iter": 100})
-    assert s.apply({"type": "evaluation", "t": 200.0, "run": "bs60", "iter": 100, "samples": 6000, "test_acc": 0.9})
+    assert s.apply(
+        {"type": "evaluation", "t": 200.0, "run": "bs60", "iter": 100, "samples": 6000, "test_acc": 0.9}
+    )
     assert s.clock == 200.0  # a later event moved the clock
     assert sweep_progress(s).eta_s == pytest.approx(before * 12.0 / 11.0)  # up to the pause, not 200 s
     s.apply({"type": "paused", "t": 600.0, "paused": False, "run_waiting": "bs60", "iter": 100})
-    assert sweep_progress(s).eta_s == pytest.approx(before * 12.0 / 11.0)  # resumed: the pause is not training
+    assert sweep_progress(s).eta_s == pytest.approx(
+        before * 12.0 / 11.0
+    )  # resumed: the pause is not training

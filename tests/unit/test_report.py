@@ -1,4 +1,5 @@
 """`python -m trainer report DIR` on a recorded run directory."""
+
 from __future__ import annotations
 
 import json
@@ -12,20 +13,46 @@ def _write_run(path, b_crit=600.0, resolution=None, batches=(6, 60, 600, 6000)):
     """Summaries on the curve S = 1000 (1 + B_crit / B); with `resolution` (in batches), each records
     its last miss that many batches before the hit, as the run loop does (trainer/crossing.py)."""
     path.mkdir()
-    events = [{"type": "sweep_started", "t": 0, "device": "NVIDIA H100 80GB HBM3", "torch": "2.11",
-               "dataset": "mnist", "dataset_note": "",
-               "config": {"optim": {"lr": 0.02, "base_batch_size": 60}, "sweep": {"target_accuracy": 0.98}}}]
+    events = [
+        {
+            "type": "sweep_started",
+            "t": 0,
+            "device": "NVIDIA H100 80GB HBM3",
+            "torch": "2.11",
+            "dataset": "mnist",
+            "dataset_note": "",
+            "config": {"optim": {"lr": 0.02, "base_batch_size": 60}, "sweep": {"target_accuracy": 0.98}},
+        }
+    ]
     for b in batches:
         steps = round(1000 * (1 + b_crit / b))
-        summary = {"run": f"bs{b}", "batch_size": b, "lr": 0.02, "seed": 0, "status": "done",
-                   "iters_to_target": steps, "samples_to_target": steps * b,
-                   "time_to_target_s": steps / 1000, "best_test_acc": 0.981, "b_simple": 700.0,
-                   "loss_diff_std": 0.1, "grad_cos": 0.2}
+        summary = {
+            "run": f"bs{b}",
+            "batch_size": b,
+            "lr": 0.02,
+            "seed": 0,
+            "status": "done",
+            "iters_to_target": steps,
+            "samples_to_target": steps * b,
+            "time_to_target_s": steps / 1000,
+            "best_test_acc": 0.981,
+            "b_simple": 700.0,
+            "loss_diff_std": 0.1,
+            "grad_cos": 0.2,
+        }
         if resolution is not None:
             lo = steps - max(1, round(resolution * steps))
             summary.update(iters_to_target_lo=lo, samples_to_target_lo=lo * b, time_to_target_lo_s=lo / 1000)
-        events.append({"type": "run_finished", "t": 1, "run": f"bs{b}", "status": "done", "reason": "",
-                       "summary": summary})
+        events.append(
+            {
+                "type": "run_finished",
+                "t": 1,
+                "run": f"bs{b}",
+                "status": "done",
+                "reason": "",
+                "summary": summary,
+            }
+        )
     events.append({"type": "sweep_finished", "t": 2, "status": "done"})
     (path / "events.jsonl").write_text("".join(encode(e) + "\n" for e in events))
 
@@ -79,6 +106,8 @@ def test_the_report_and_the_science_it_reads_need_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, trainer.report, trainer.report_plots, trainer.crossing, trainer.bcrit, "
-            "trainer.collapse, trainer.scaling; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, trainer.report, trainer.report_plots, trainer.crossing, trainer.bcrit, "
+        "trainer.collapse, trainer.scaling; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0

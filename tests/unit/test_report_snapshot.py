@@ -4,6 +4,7 @@ plain text with committed expected files (tests/unit/fixtures/, made by make_rep
 An intended change of the report: `BSTUI_UPDATE_REPORTS=1 .venv/bin/python -m pytest
 tests/unit/test_report_snapshot.py`, then read the diff of the expected files before committing it.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,7 +63,7 @@ def test_no_plots_leaves_the_plots_out(tmp_path):
 def test_every_batch_size_is_in_the_report_even_where_no_lr_reached_the_target():
     """Was: "12 runs not drawn" and no batch size in the plots when no lr reached the target."""
     text = (FIXTURES / "report_noreach.expected.md").read_text(encoding="utf-8")
-    plots = text[text.index("## Plots"):]
+    plots = text[text.index("## Plots") :]
     for b in (8, 32, 128, 512):
         assert f"bs{b}-" in plots  # a run of every batch size in the loss and accuracy plots
         assert f"\n| {b} | " in text  # a row of every matrix

@@ -1,4 +1,5 @@
 """trainer.runlog: the contract is defined once and used; the one writer and the one reader behave."""
+
 from __future__ import annotations
 
 import ast
@@ -29,8 +30,16 @@ from trainer.runlog.reader import LineSplitter, parse_json
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = [p for d in ("trainer", "tui") for p in (ROOT / d).rglob("*.py")]
-NAMES = {runlog.EVENTS, runlog.SUMMARY, runlog.CONFIG, runlog.CHECKPOINTS, runlog.LOCK, runlog.REPORT,
-         runlog.ERRORS, runlog.TRAINER_LOG}
+NAMES = {
+    runlog.EVENTS,
+    runlog.SUMMARY,
+    runlog.CONFIG,
+    runlog.CHECKPOINTS,
+    runlog.LOCK,
+    runlog.REPORT,
+    runlog.ERRORS,
+    runlog.TRAINER_LOG,
+}
 
 
 def _no_block(fn, *args, timeout: float = 20.0):
@@ -55,12 +64,21 @@ def _no_block(fn, *args, timeout: float = 20.0):
 
 def _string_constants(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(), str(path))
-    return [(n.lineno, n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 def test_run_directory_names_are_spelled_only_in_the_contract():
-    found = [f"{p.relative_to(ROOT)}:{line}: {value!r}" for p in PRODUCTION if p.name != "contract.py"
-             for line, value in _string_constants(p) if value in NAMES]
+    found = [
+        f"{p.relative_to(ROOT)}:{line}: {value!r}"
+        for p in PRODUCTION
+        if p.name != "contract.py"
+        for line, value in _string_constants(p)
+        if value in NAMES
+    ]
     assert not found, "use trainer.runlog's constants:\n" + "\n".join(found)
 
 
@@ -94,13 +112,34 @@ def test_every_emitted_type_is_in_the_contract_and_the_contract_is_complete():
 
 def test_summary_columns_are_the_documented_ones_in_order():
     # The first version's columns stay first, in order; issue 13 added columns after them (add only).
-    assert SUMMARY_FIELDS[:13] == ["run", "batch_size", "lr", "split_chunks", "status", "epochs", "best_test_acc",
-                                   "time_to_target_s", "compute_to_target_s", "iters_to_target", "samples_per_s",
-                                   "mean_epoch_wall_s", "mean_epoch_compute_s"]
-    assert SUMMARY_FIELDS[13:24] == ["final_test_acc", "iters_to_target_lo", "time_to_target_lo_s",
-                                     "compute_to_target_lo_s", "samples_to_target", "samples_to_target_lo",
-                                     "optimizer_steps_to_target", "effective_lr", "last_test_acc", "eval_set",
-                                     "eval_samples"]
+    assert SUMMARY_FIELDS[:13] == [
+        "run",
+        "batch_size",
+        "lr",
+        "split_chunks",
+        "status",
+        "epochs",
+        "best_test_acc",
+        "time_to_target_s",
+        "compute_to_target_s",
+        "iters_to_target",
+        "samples_per_s",
+        "mean_epoch_wall_s",
+        "mean_epoch_compute_s",
+    ]
+    assert SUMMARY_FIELDS[13:24] == [
+        "final_test_acc",
+        "iters_to_target_lo",
+        "time_to_target_lo_s",
+        "compute_to_target_lo_s",
+        "samples_to_target",
+        "samples_to_target_lo",
+        "optimizer_steps_to_target",
+        "effective_lr",
+        "last_test_acc",
+        "eval_set",
+        "eval_samples",
+    ]
     # then the time to target as if trained alone (trainer.calibrate)
     assert SUMMARY_FIELDS[24:] == ["time_alone_to_target_s", "time_alone_to_target_lo_s", "step_alone_s"]
     readme = (ROOT / "docs" / "run-directory.md").read_text()
@@ -113,8 +152,10 @@ def test_runlog_and_the_apps_reader_are_pure():
     import subprocess
     import sys
 
-    code = ("import sys, trainer.runlog, tui.replay; "
-            "bad = {'torch', 'numpy', 'rich', 'textual'} & set(sys.modules); assert not bad, bad")
+    code = (
+        "import sys, trainer.runlog, tui.replay; "
+        "bad = {'torch', 'numpy', 'rich', 'textual'} & set(sys.modules); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
 
 
@@ -214,34 +255,45 @@ def test_200000_nested_brackets_are_an_unreadable_line_not_a_recursion_error(tmp
 
 def test_brackets_inside_strings_do_not_count_as_nesting():
     reason = "[" * 500 + '\\"' + "{" * 500  # a traceback may hold anything
-    line = json.dumps({"type": "run_finished", "run": "bs1", "status": "failed", "traceback": reason}).encode()
+    line = json.dumps(
+        {"type": "run_finished", "run": "bs1", "status": "failed", "traceback": reason}
+    ).encode()
     assert parse_event(line)["traceback"] == reason
 
 
 def test_nan_infinity_and_overflow_read_as_null():
-    event = parse_event(b'{"type": "epoch_end", "run": "bs1", "epoch": 1, "test_loss": NaN, '
-                        b'"wall_s": Infinity, "lr": 1e999}')
+    event = parse_event(
+        b'{"type": "epoch_end", "run": "bs1", "epoch": 1, "test_loss": NaN, "wall_s": Infinity, "lr": 1e999}'
+    )
     assert event["test_loss"] is None and event["wall_s"] is None and event["lr"] is None
 
 
-@pytest.mark.parametrize("line", [
-    b'{"type": "losses", "run": "bs1", "first_iter": "0", "values": [1.0]}',
-    b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": "not a list"}',
-    b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": [1.0, "x"]}',
-    b'{"type": "epoch_end", "run": "bs1", "epoch": [1]}',
-    b'{"type": "epoch_end", "run": "bs1", "epoch": true}',
-    b'{"type": "epoch_end", "run": 7, "epoch": 1}',
-    b'{"type": "epoch_end", "run": "bs1", "epoch": 1, "t": "soon"}',
-    b'{"type": "sweep_started", "runs": 3}',
-    b'{"type": "sweep_started", "runs": [{"run": 1}]}',
-    b'{"type": "sweep_started", "runs": [], "config": [1]}',
-    b'{"type": "run_finished", "run": "bs1", "status": "done", "summary": {"batch_size": 6}}',
-    b'{"type": "run_finished", "run": "bs1", "status": "done", "summary": {"run": "bs1", "batch_size": "many"}}',
-    b'{"type": "sweep_finished", "status": "done", "summaries": [{"no_run": 1}]}',
-    b'{"type": "paused", "paused": "yes"}',
-    b'{"type": ["list"]}', b"[1, 2]", b'"text"', b"\xff\xfe{}", b'{"type": "losses"',
-    b'\xef\xbb\xbf{"type": "sweep_finished"}', b"12345678901234567890" * 300,
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type": "losses", "run": "bs1", "first_iter": "0", "values": [1.0]}',
+        b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": "not a list"}',
+        b'{"type": "losses", "run": "bs1", "first_iter": 0, "values": [1.0, "x"]}',
+        b'{"type": "epoch_end", "run": "bs1", "epoch": [1]}',
+        b'{"type": "epoch_end", "run": "bs1", "epoch": true}',
+        b'{"type": "epoch_end", "run": 7, "epoch": 1}',
+        b'{"type": "epoch_end", "run": "bs1", "epoch": 1, "t": "soon"}',
+        b'{"type": "sweep_started", "runs": 3}',
+        b'{"type": "sweep_started", "runs": [{"run": 1}]}',
+        b'{"type": "sweep_started", "runs": [], "config": [1]}',
+        b'{"type": "run_finished", "run": "bs1", "status": "done", "summary": {"batch_size": 6}}',
+        b'{"type": "run_finished", "run": "bs1", "status": "done", "summary": {"run": "bs1", "batch_size": "many"}}',
+        b'{"type": "sweep_finished", "status": "done", "summaries": [{"no_run": 1}]}',
+        b'{"type": "paused", "paused": "yes"}',
+        b'{"type": ["list"]}',
+        b"[1, 2]",
+        b'"text"',
+        b"\xff\xfe{}",
+        b'{"type": "losses"',
+        b'\xef\xbb\xbf{"type": "sweep_finished"}',
+        b"12345678901234567890" * 300,
+    ],
+)
 def test_events_with_wrong_types_or_no_shape_are_unreadable(line):
     assert parse_event(line) is None
 
@@ -336,8 +388,14 @@ def test_events_hold_plain_values_only_so_the_app_never_unpickles_torch():
         pass
 
     sink = ListSink()
-    Emitter([sink]).emit("sweep_started", torch=Version("2.9.0"), n=Count(3), acc=np.float64(0.5),
-                         runs=(Version("bs1"), np.float32(0.25)), nested={"x": np.float64("nan")})
+    Emitter([sink]).emit(
+        "sweep_started",
+        torch=Version("2.9.0"),
+        n=Count(3),
+        acc=np.float64(0.5),
+        runs=(Version("bs1"), np.float32(0.25)),
+        nested={"x": np.float64("nan")},
+    )
     event = sink.events[0]
     assert type(event["torch"]) is str and event["torch"] == "2.9.0"
     assert type(event["n"]) is int and type(event["acc"]) is float

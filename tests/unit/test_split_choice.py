@@ -1,4 +1,5 @@
 """k for split-backward as the app offers it (tui.split_choice)."""
+
 from __future__ import annotations
 
 from tui.split_choice import chunk_choices, split_outcome, step_chunks

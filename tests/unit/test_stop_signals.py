@@ -1,4 +1,5 @@
 """trainer.controls.StopSignals: how SIGINT, SIGTERM and SIGHUP become the trainer's clean stop."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The run directory's files: whole event lines, atomic summary, safe reading."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,22 @@ def test_sink_writes_events_and_keeps_summary_current(tmp_path):
     sink = RunDirSink(create_run_dir(tmp_path / "r"))
     emitter = Emitter([sink])
     emitter.emit("sweep_started", runs=[{"run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1}])
-    emitter.emit("run_finished", run="bs6", status="diverged", reason="nan",
-                 summary={"run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1, "status": "diverged",
-                          "epochs": 1, "best_test_acc": 0.5, "time_to_target_s": None})
+    emitter.emit(
+        "run_finished",
+        run="bs6",
+        status="diverged",
+        reason="nan",
+        summary={
+            "run": "bs6",
+            "batch_size": 6,
+            "lr": 0.02,
+            "split_chunks": 1,
+            "status": "diverged",
+            "epochs": 1,
+            "best_test_acc": 0.5,
+            "time_to_target_s": None,
+        },
+    )
     rows = read_summary(tmp_path / "r")  # readable while the sweep is still running
     assert rows[0]["status"] == "diverged" and rows[0]["time_to_target_s"] == ""
     sink.close()

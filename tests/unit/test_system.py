@@ -1,4 +1,5 @@
 """System readings: NVML through the library's own functions (faked), /proc, and the pane's words."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """CPU threads by the work of one step (issue 15): one thread for tiny steps, every core for larger."""
+
 from __future__ import annotations
 
 from trainer.threads import MIN_SHARED_BATCH, cpu_threads

@@ -1,4 +1,5 @@
 """Axis ticks: 1-2-5 steps, decades with 2 and 5 on log axes, labels of one precision."""
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,17 @@ def steps(ticks: list[float]) -> set[float]:
     return {round(b - a, 12) for a, b in zip(ticks, ticks[1:])}
 
 
-@pytest.mark.parametrize(("lo", "hi", "count"), [
-    (0.0, 2.3, 3), (2.26, 2.36, 5), (0.0, 600_000.0, 6), (1e-7, 3e-7, 5), (-1.0, 1.0, 4), (3.0, 4e12, 5),
-])
+@pytest.mark.parametrize(
+    ("lo", "hi", "count"),
+    [
+        (0.0, 2.3, 3),
+        (2.26, 2.36, 5),
+        (0.0, 600_000.0, 6),
+        (1e-7, 3e-7, 5),
+        (-1.0, 1.0, 4),
+        (3.0, 4e12, 5),
+    ],
+)
 def test_linear_ticks_are_round_evenly_spaced_and_inside(lo, hi, count):
     ticks = linear_ticks(lo, hi, count)
     assert 2 <= len(ticks) <= count
@@ -28,12 +37,23 @@ def test_linear_ticks_are_round_evenly_spaced_and_inside(lo, hi, count):
 def test_no_quarter_steps_and_no_ticks_for_an_empty_range():
     assert linear_ticks(0.0, 1.0, 5) == [0.0, 0.5, 1.0]  # 0.2 would need 6 ticks; never 0.25
     assert 0.25 not in linear_ticks(0.0, 0.5, 3)
-    assert linear_ticks(1.0, 1.0, 5) == [] and linear_ticks(math.nan, 1.0, 5) == [] and linear_ticks(0, 1, 1) == []
+    assert (
+        linear_ticks(1.0, 1.0, 5) == []
+        and linear_ticks(math.nan, 1.0, 5) == []
+        and linear_ticks(0, 1, 1) == []
+    )
     assert ticks_with_labels(2.0, 2.0, 4) == []
 
 
 def test_labels_share_their_precision():
-    assert [label for _, label in ticks_with_labels(2.25, 2.36, 6)] == ["2.26", "2.28", "2.30", "2.32", "2.34", "2.36"]
+    assert [label for _, label in ticks_with_labels(2.25, 2.36, 6)] == [
+        "2.26",
+        "2.28",
+        "2.30",
+        "2.32",
+        "2.34",
+        "2.36",
+    ]
     assert format_ticks([0.0, 0.5, 1.0]) == ["0.0", "0.5", "1.0"]
     assert format_ticks([0.0, 200_000.0, 400_000.0]) == ["0", "200k", "400k"]
     assert format_ticks([1.2e6, 1.4e6]) == ["1.2M", "1.4M"]

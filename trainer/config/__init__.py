@@ -13,6 +13,7 @@ One job per module:
 - messages: values and keys cut to a readable length;
 - write: config_to_dict and to_toml (tomli-w) for config.toml.
 """
+
 from __future__ import annotations
 
 from trainer.config.load import apply_overrides, config_from_toml, load_config, load_or_exit, parse_override
@@ -41,9 +42,31 @@ from trainer.config.schema import (
 from trainer.config.write import config_to_dict, to_toml
 
 __all__ = [
-    "CHOICES", "DATASETS", "DEFAULT_CONFIG_FILE", "MODEL_NAMES", "VARIANT_KEYS", "VARIANT_NAME_RE", "VARIANTS",
-    "BranchConfig", "Config", "ConfigError", "DataConfig", "GnsConfig", "LrGridConfig", "ModelConfig", "OptimConfig",
-    "OutputConfig", "PerfConfig", "SplitBackwardConfig", "SweepConfig", "VariantConfig",
-    "apply_overrides", "config_from_toml", "config_to_dict", "load_config", "load_or_exit", "parse_override",
+    "CHOICES",
+    "DATASETS",
+    "DEFAULT_CONFIG_FILE",
+    "MODEL_NAMES",
+    "VARIANT_KEYS",
+    "VARIANT_NAME_RE",
+    "VARIANTS",
+    "BranchConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "GnsConfig",
+    "LrGridConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "OutputConfig",
+    "PerfConfig",
+    "SplitBackwardConfig",
+    "SweepConfig",
+    "VariantConfig",
+    "apply_overrides",
+    "config_from_toml",
+    "config_to_dict",
+    "load_config",
+    "load_or_exit",
+    "parse_override",
     "to_toml",
 ]

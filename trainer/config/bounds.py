@@ -5,6 +5,7 @@ Every number has a range. The upper ends are far beyond any real experiment, but
 sweep's memory and time finite and every later computation in ordinary arithmetic (an lr of 1e400
 or 10**5000 epochs is a typo, not a plan). README.md's experiments.toml reference lists them.
 """
+
 from __future__ import annotations
 
 import os
@@ -102,7 +103,9 @@ RANGES: dict[str, Range] = {
     "perf.cpu_threads": Range(0, 1024, note=" (0 = chosen by the batch size)"),
     "branch.epochs": Range(1, MAX_EPOCHS),
     "branch.batch_sizes": Range(1, MAX_BATCH),
-    "branch.decrease": Range(0, 1, lo_open=True, hi_open=True, exact=True, note=" (a fraction: 0.1 = 10% lower)"),
+    "branch.decrease": Range(
+        0, 1, lo_open=True, hi_open=True, exact=True, note=" (a fraction: 0.1 = 10% lower)"
+    ),
     "branch.lr_factors": Range(0, 1000, lo_open=True),
     "branch.max_samples": Range(0, 1_000_000_000, note=" (0 = one epoch)"),
     "branch.eval_every": Range(0, 1_000_000_000, note=" (0 = about 40 per branch)"),
@@ -148,6 +151,8 @@ def path_problem(value: str) -> str | None:
     seps = re.escape(os.sep + (os.altsep or ""))
     longest = max(re.split(f"[{seps}]".encode(), encoded), key=len)
     if len(longest) > NAME_MAX:
-        return (f"has a name of {len(longest)} bytes ({longest[:20].decode(errors='replace')}...); "
-                f"a file or folder name is at most {NAME_MAX} bytes on this system")
+        return (
+            f"has a name of {len(longest)} bytes ({longest[:20].decode(errors='replace')}...); "
+            f"a file or folder name is at most {NAME_MAX} bytes on this system"
+        )
     return None

@@ -2,6 +2,7 @@
 `BuilderBase`. The value rules (rules.py) and [[variants]] (variants.py) report through it;
 validate.py's `Builder` adds `build`, which runs them (so they import this module, never validate.py).
 """
+
 from __future__ import annotations
 
 import abc
@@ -62,7 +63,9 @@ class BuilderBase(abc.ABC):
 
     def where(self, path: tuple[str, ...]) -> str:
         """file:line or the --set that gave `path` (or a table above it); the file, or ""."""
-        found = next((self.origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in self.origins), "")
+        found = next(
+            (self.origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in self.origins), ""
+        )
         return found or self.file
 
     def problem(self, path: tuple[str, ...] | str, message: str) -> None:
@@ -129,7 +132,9 @@ class BuilderBase(abc.ABC):
             return
         name, leaves = path[-1], leaf_keys()
         if len(path) == 1 and did_you_mean(name, [VARIANTS]):
-            self.problem(path, "unknown key; did you mean [[variants]] (an array of tables, one per variant)?")
+            self.problem(
+                path, "unknown key; did you mean [[variants]] (an array of tables, one per variant)?"
+            )
             return
         # A key of another section (batch_sizes under [optim]) is most likely in the wrong place.
         elsewhere = [".".join(leaf) for leaf in leaves if leaf[-1] == name]

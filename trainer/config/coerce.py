@@ -3,6 +3,7 @@
 A value that is not of its field's type, or too big to be one (a list of a million items, a
 string of a megabyte, an integer no float can hold), is a `Mismatch`; the key keeps its default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,7 +55,9 @@ def coerce(value: Any, tp: Any, dotted: str = "") -> Any:
             except Mismatch as err:
                 if type(item) in _fits(tp):  # the right kind, but not finite or too big
                     raise Mismatch(f"{err} at position {i + 1}") from None
-                raise Mismatch(f"expected {type_name(tp)}, got {describe(item)} at position {i + 1}") from None
+                raise Mismatch(
+                    f"expected {type_name(tp)}, got {describe(item)} at position {i + 1}"
+                ) from None
         return out
     if tp not in _TYPE_NAMES:
         raise TypeError(f"config field type {tp!r} is not supported by the loader; add it to coerce")
@@ -63,7 +66,9 @@ def coerce(value: Any, tp: Any, dotted: str = "") -> Any:
         try:
             as_float = float(value)
         except OverflowError:  # an integer beyond 1.8e308
-            raise Mismatch(f"expected a number no float can exceed (about 1.8e308), got {num(value)}") from None
+            raise Mismatch(
+                f"expected a number no float can exceed (about 1.8e308), got {num(value)}"
+            ) from None
         if not math.isfinite(as_float):
             raise Mismatch(f"expected a finite number, got {value}")
         return as_float
@@ -86,8 +91,10 @@ def _check_string(value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: bytes of a --set that were not UTF-8
-        raise Mismatch("expected text, got characters that are not valid Unicode "
-                       "(a --set with bytes that are not UTF-8?)") from None
+        raise Mismatch(
+            "expected text, got characters that are not valid Unicode "
+            "(a --set with bytes that are not UTF-8?)"
+        ) from None
 
 
 @functools.cache

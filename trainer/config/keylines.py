@@ -4,6 +4,7 @@ tomllib reports no positions, so this scans the text: [table] headers, `a.b = ..
 them, and the first level of an inline table. Lines inside multi-line strings are skipped. Good
 enough for pointing a user at a line; never raises; linear in the text.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,9 @@ def variant_lines(text: str, where_file: str) -> list[dict[tuple[str, ...], str]
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(lines)
         found = key_lines("\n".join(lines[start:end]))
-        where = {path[1:]: f"{where_file}:{start + n}" for path, n in found.items() if path[:1] == (VARIANTS,)}
+        where = {
+            path[1:]: f"{where_file}:{start + n}" for path, n in found.items() if path[:1] == (VARIANTS,)
+        }
         out.append(where)
     return out
 

@@ -5,6 +5,7 @@ ConfigError (exit 2 on a command line); nothing a user writes gets a traceback, 
 unbounded time or memory: the file must be a regular file of at most MAX_CONFIG_BYTES, nesting is
 bounded, and every value is checked against its type and range (`validate`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,7 +19,14 @@ from trainer.config.bounds import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_HEADERS, MAX_
 from trainer.config.keylines import deep_line, key_lines, match_key_path, variant_lines
 from trainer.config.merge import deep_copy, key_paths, merge_value
 from trainer.config.messages import cut
-from trainer.config.schema import DEFAULT_CONFIG_FILE, FOLDER_PREFIX, Config, ConfigError, is_factory, is_folder
+from trainer.config.schema import (
+    DEFAULT_CONFIG_FILE,
+    FOLDER_PREFIX,
+    Config,
+    ConfigError,
+    is_factory,
+    is_folder,
+)
 from trainer.config.validate import Builder
 
 if sys.version_info >= (3, 11):
@@ -41,8 +49,10 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[
 def read_config_text(source: str) -> str:
     """The text of a config file: a regular file (not a FIFO, a device or a folder, which could block
     or never end) of at most MAX_CONFIG_BYTES, in UTF-8. ConfigError otherwise."""
-    missing = (f"{source}: no such config file; pass a path to an existing one or create "
-               f"{DEFAULT_CONFIG_FILE} (every key is optional; see README)")
+    missing = (
+        f"{source}: no such config file; pass a path to an existing one or create "
+        f"{DEFAULT_CONFIG_FILE} (every key is optional; see README)"
+    )
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
         fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
@@ -54,8 +64,10 @@ def read_config_text(source: str) -> str:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{source}: cannot read config file: it is {_file_kind(info.st_mode)}, not a "
-                              "regular file; give the path of a .toml file")
+            raise ConfigError(
+                f"{source}: cannot read config file: it is {_file_kind(info.st_mode)}, not a "
+                "regular file; give the path of a .toml file"
+            )
         data = b""
         if info.st_size <= MAX_CONFIG_BYTES:
             chunks, total = [], 0
@@ -64,8 +76,10 @@ def read_config_text(source: str) -> str:
                 total += len(chunk)
             data = b"".join(chunks)
         if info.st_size > MAX_CONFIG_BYTES or len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{source}: the file is over {MAX_CONFIG_BYTES // 1024} KiB, and a config holds a "
-                              "few KB of settings: is it the right file?")
+            raise ConfigError(
+                f"{source}: the file is over {MAX_CONFIG_BYTES // 1024} KiB, and a config holds a "
+                "few KB of settings: is it the right file?"
+            )
     except OSError as err:
         raise ConfigError(f"{source}: cannot read config file: {err.strerror or err}") from None
     finally:
@@ -73,12 +87,19 @@ def read_config_text(source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+        raise ConfigError(
+            f"{source}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from None
 
 
 def _file_kind(mode: int) -> str:
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
-             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
@@ -86,7 +107,9 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
     """Like `load_config`, from TOML text; `source` names the text in messages ("" = defaults)."""
     where_file = source or "<config>"
     if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where_file}: over {MAX_CONFIG_BYTES // 1024} KiB of text; a config holds a few KB")
+        raise ConfigError(
+            f"{where_file}: over {MAX_CONFIG_BYTES // 1024} KiB of text; a config holds a few KB"
+        )
     raw = parse_toml(text, where_file)
     origins = {path: f"{where_file}:{line}" for path, line in key_lines(text).items()}
     raw = apply_overrides(raw, overrides, origins=origins)
@@ -95,11 +118,11 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
     cfg.source = source
     cfg.model.path = model_folder(cfg.model.name, cfg.model.path, source)
     cfg.data.path = model_folder(cfg.data.dataset, cfg.data.path, source)
-    if is_folder(cfg.data.dataset) and cfg.data.dataset[len(FOLDER_PREFIX):].strip():
+    if is_folder(cfg.data.dataset) and cfg.data.dataset[len(FOLDER_PREFIX) :].strip():
         # A relative image folder is taken from the config file's folder, written absolute (as model.path),
         # so a resumed sweep reads the folder the sweep did.
         base = os.path.dirname(os.path.abspath(source)) if source else os.path.abspath(".")
-        folder = os.path.expanduser(cfg.data.dataset[len(FOLDER_PREFIX):].strip())
+        folder = os.path.expanduser(cfg.data.dataset[len(FOLDER_PREFIX) :].strip())
         cfg.data.dataset = FOLDER_PREFIX + os.path.normpath(os.path.join(base, folder))
     return cfg
 
@@ -143,14 +166,18 @@ def parse_toml(text: str, where: str) -> dict[str, Any]:
     except ValueError:  # Python's limit on integer digits (sys.get_int_max_str_digits)
         m = re.search(r"[0-9_]{4000,}", text)
         line = text.count("\n", 0, m.start()) + 1 if m else 1
-        raise ConfigError(f"{where}:{line}: a number has thousands of digits; no setting needs more than a few") from None
+        raise ConfigError(
+            f"{where}:{line}: a number has thousands of digits; no setting needs more than a few"
+        ) from None
     if _depth(raw, MAX_DEPTH + 1) - 1 > MAX_DEPTH:  # the document itself is not a level
         raise ConfigError(_too_deep(where, deep_line(text, MAX_DEPTH)))
     return raw
 
 
 _PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
-_LONG_KEY = re.compile(rf"(?:^|[\[{{,])[ \t]*{_PART}(?:[ \t]*\.[ \t]*{_PART}){{{MAX_KEY_PARTS},}}", re.MULTILINE)
+_LONG_KEY = re.compile(
+    rf"(?:^|[\[{{,])[ \t]*{_PART}(?:[ \t]*\.[ \t]*{_PART}){{{MAX_KEY_PARTS},}}", re.MULTILINE
+)
 _HEADER_LINE = re.compile(r"^[ \t]*\[", re.MULTILINE)
 
 
@@ -161,16 +188,22 @@ def _check_shape(text: str, where: str) -> None:
     m = _LONG_KEY.search(text)
     if m is not None:
         line = text.count("\n", 0, m.start()) + 1
-        raise ConfigError(f"{where}:{line}: a dotted key of more than {MAX_KEY_PARTS} parts; no setting has one")
+        raise ConfigError(
+            f"{where}:{line}: a dotted key of more than {MAX_KEY_PARTS} parts; no setting has one"
+        )
     headers = sum(1 for _ in itertools.islice(_HEADER_LINE.finditer(text), MAX_HEADERS + 1))
     if headers > MAX_HEADERS:
-        raise ConfigError(f"{where}: more than {MAX_HEADERS} [table] headers; a config has a few (its sections "
-                          "and one [[variants]] per variant)")
+        raise ConfigError(
+            f"{where}: more than {MAX_HEADERS} [table] headers; a config has a few (its sections "
+            "and one [[variants]] per variant)"
+        )
 
 
 def _too_deep(where: str, line: int) -> str:
-    return (f"{where}:{line}: tables and lists nested more than {MAX_DEPTH} deep; no setting nests deeper "
-            "than 4 (variants -> optim -> betas)")
+    return (
+        f"{where}:{line}: tables and lists nested more than {MAX_DEPTH} deep; no setting nests deeper "
+        "than 4 (variants -> optim -> betas)"
+    )
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -224,13 +257,19 @@ def parse_override(text: str) -> tuple[list[str], object]:
             hint = f"lists need brackets: [{cut(value_text)}]"
         raise ConfigError(f"{where}: value is not valid TOML ({cut(str(err), 200)}); {hint}") from None
     except RecursionError:
-        raise ConfigError(f"{where}: value nested more than {MAX_DEPTH} deep; no setting nests deeper than 4") from None
+        raise ConfigError(
+            f"{where}: value nested more than {MAX_DEPTH} deep; no setting nests deeper than 4"
+        ) from None
     except ValueError:  # Python's limit on integer digits
-        raise ConfigError(f"{where}: a number of thousands of digits; no setting needs more than a few") from None
+        raise ConfigError(
+            f"{where}: a number of thousands of digits; no setting needs more than a few"
+        ) from None
     if list(doc) != ["v"]:  # e.g. "1\nx = 2" smuggles in a second key
         raise ConfigError(f"{where}: expected one value, got {len(doc)} keys; put the value on one line")
     if len(keys) - 1 + _depth(doc["v"], MAX_DEPTH) > MAX_DEPTH:
-        raise ConfigError(f"{where}: key and value nest more than {MAX_DEPTH} deep; no setting nests deeper than 4")
+        raise ConfigError(
+            f"{where}: key and value nest more than {MAX_DEPTH} deep; no setting nests deeper than 4"
+        )
     return keys, doc["v"]
 
 
@@ -245,8 +284,10 @@ def apply_overrides(
     bad override.
     """
     if len(overrides) > MAX_OVERRIDES:
-        raise ConfigError(f"{len(overrides)} --set options; at most {MAX_OVERRIDES} in one command (put the "
-                          "settings in a config file)")
+        raise ConfigError(
+            f"{len(overrides)} --set options; at most {MAX_OVERRIDES} in one command (put the "
+            "settings in a config file)"
+        )
     merged = deep_copy(raw)
     problems: list[str] = []
     for text in overrides:
@@ -260,8 +301,10 @@ def apply_overrides(
             nxt = table.setdefault(key, {})
             if not isinstance(nxt, dict):
                 dotted = ".".join(keys[: i + 1])
-                problems.append(f"--set {cut(text, 100)}: {cut(dotted)} is a value, not a table, so it has no key "
-                                f"{cut(keys[i + 1])!r}")
+                problems.append(
+                    f"--set {cut(text, 100)}: {cut(dotted)} is a value, not a table, so it has no key "
+                    f"{cut(keys[i + 1])!r}"
+                )
                 break
             table = nxt
         else:

@@ -1,5 +1,6 @@
 """The one merge of the config: `--set` overrides into the file's tables, a [[variants]] table into
 the sections (harlequin's merge_profile_with_cli). Raw TOML dicts in, new dicts out."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -2,6 +2,7 @@
 
 Whatever a user writes (a 5,000-digit number, a megabyte of key name), a message stays short.
 """
+
 from __future__ import annotations
 
 import difflib

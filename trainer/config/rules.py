@@ -4,6 +4,7 @@ Each message names the value and what is allowed. A value out of its range marks
 so no later rule (a divisor search over a batch size of 10**30, say) ever sees it: every rule
 here runs in time bounded by the sizes that `bounds` allows.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config.bounds import DEVICE_RULE, MAX_RUNS, RANGES, is_device, path_problem
 from trainer.config.messages import did_you_mean, num, nums, q
-from trainer.config.schema import BUILTIN_MODEL_ARGS, CHOICES, FACTORY_KEYS, FOLDER_PREFIX, Config, is_factory, is_folder
+from trainer.config.schema import (
+    BUILTIN_MODEL_ARGS,
+    CHOICES,
+    FACTORY_KEYS,
+    FOLDER_PREFIX,
+    Config,
+    is_factory,
+    is_folder,
+)
 
 if TYPE_CHECKING:
     from trainer.config.builder import BuilderBase as Builder
@@ -30,12 +39,19 @@ def check_values(b: Builder, cfg: Config) -> None:
     s = cfg.sweep
     as_cuda = s.device.replace("gpu", "cuda")  # "gpu" is a common guess; it should not suggest "cpu"
     guess = as_cuda if is_device(as_cuda) else did_you_mean(s.device, ["auto", "cpu", "cuda"])
-    b.check("sweep.device", is_device(s.device),
-            f"{q(s.device)} is not allowed; {DEVICE_RULE}" + (f"; did you mean {q(guess)}?" if guess else ""))
+    b.check(
+        "sweep.device",
+        is_device(s.device),
+        f"{q(s.device)} is not allowed; {DEVICE_RULE}" + (f"; did you mean {q(guess)}?" if guess else ""),
+    )
     b.check("output.dir", bool(cfg.output.dir), 'must not be empty; use "." for the current directory')
     _check_model_args(b, cfg)
-    for dotted, value in (("output.dir", cfg.output.dir), ("data.root", cfg.data.root), ("model.path", cfg.model.path),
-                          ("data.path", cfg.data.path)):
+    for dotted, value in (
+        ("output.dir", cfg.output.dir),
+        ("data.root", cfg.data.root),
+        ("model.path", cfg.model.path),
+        ("data.path", cfg.data.path),
+    ):
         problem = path_problem(value) if value else None
         b.check(dotted, problem is None, f"{q(value)} {problem}")
     b.check("optim.betas", len(cfg.optim.betas) == 2, f"{BETAS_RULE}, got [{nums(cfg.optim.betas)}]")
@@ -45,8 +61,14 @@ def check_values(b: Builder, cfg: Config) -> None:
 
 
 #: The built-in datasets' image side: data.augment = "crop_flip" takes 32x32 images only.
-BUILTIN_SIDES = {"mnist": 28, "fashion-mnist": 28, "kmnist": 28, "synthetic-digits": 28, "cifar10": 32,
-                 "cifar100": 32}
+BUILTIN_SIDES = {
+    "mnist": 28,
+    "fashion-mnist": 28,
+    "kmnist": 28,
+    "synthetic-digits": 28,
+    "cifar10": 32,
+    "cifar100": 32,
+}
 
 
 def _check_augment(b: Builder, cfg: Config) -> None:
@@ -55,8 +77,11 @@ def _check_augment(b: Builder, cfg: Config) -> None:
     d = cfg.data
     side = BUILTIN_SIDES.get(d.dataset)
     if d.augment == "crop_flip" and side is not None and side != 32 and not b.is_bad("data.augment"):
-        b.problem("data.augment", f'"crop_flip" takes 32x32 images, but {d.dataset} holds {side}x{side} ones; '
-                                  'set data.augment = "none" or use a 32x32 dataset (cifar10, cifar100)')
+        b.problem(
+            "data.augment",
+            f'"crop_flip" takes 32x32 images, but {d.dataset} holds {side}x{side} ones; '
+            'set data.augment = "none" or use a 32x32 dataset (cifar10, cifar100)',
+        )
 
 
 def _check_model_args(b: Builder, cfg: Config) -> None:
@@ -68,10 +93,15 @@ def _check_model_args(b: Builder, cfg: Config) -> None:
     unknown = [k for k in m.args if k not in takes]
     if unknown:
         allowed = f"it takes {', '.join(takes)}" if takes else "it takes none"
-        b.problem("model.args", f"{q(m.name)} takes no argument {q(unknown[0])}; {allowed} ([model.args] of a "
-                                'factory, model.name = "package.module:factory", are passed as given)')
+        b.problem(
+            "model.args",
+            f"{q(m.name)} takes no argument {q(unknown[0])}; {allowed} ([model.args] of a "
+            'factory, model.name = "package.module:factory", are passed as given)',
+        )
         return
-    bad = [k for k, v in m.args.items() if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096]
+    bad = [
+        k for k, v in m.args.items() if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096
+    ]
     b.check("model.args", not bad, f"{bad[0] if bad else ''} must be a whole number from 1 to 4096")
 
 
@@ -81,14 +111,24 @@ def _choice(b: Builder, dotted: str, value: str) -> None:
     if own and is_factory(value):
         return
     if dotted == "data.dataset" and is_folder(value):
-        b.check(dotted, bool(value[len(FOLDER_PREFIX):].strip()),
-                f'{q(value)} names no folder; write "folder:PATH" (PATH holds one subfolder of images per class)')
+        b.check(
+            dotted,
+            bool(value[len(FOLDER_PREFIX) :].strip()),
+            f'{q(value)} names no folder; write "folder:PATH" (PATH holds one subfolder of images per class)',
+        )
         return
     guess = did_you_mean(value, [a for a in allowed if a])
     hint = f"; did you mean {q(guess)}?" if guess else ""
-    mine = ' or your own as "package.module:factory" (a module, a colon, the function that returns it)' if own else ""
-    b.check(dotted, value in allowed,
-            f"{q(value)} is not allowed; use one of {', '.join(map(q, allowed))}{mine}{hint}")
+    mine = (
+        ' or your own as "package.module:factory" (a module, a colon, the function that returns it)'
+        if own
+        else ""
+    )
+    b.check(
+        dotted,
+        value in allowed,
+        f"{q(value)} is not allowed; use one of {', '.join(map(q, allowed))}{mine}{hint}",
+    )
 
 
 def _range(b: Builder, cfg: Config, dotted: str) -> None:
@@ -106,8 +146,13 @@ def _range(b: Builder, cfg: Config, dotted: str) -> None:
         if dotted == "optim.betas":
             message = f"{BETAS_RULE}, got [{nums(node)}]"
         else:  # "every batch size must be >= 1, got 0"
-            noun = {"sweep.batch_sizes": "batch size", "sweep.lrs": "lr", "branch.epochs": "epoch",
-                    "branch.batch_sizes": "batch size", "branch.lr_factors": "lr factor"}[dotted]
+            noun = {
+                "sweep.batch_sizes": "batch size",
+                "sweep.lrs": "lr",
+                "branch.epochs": "epoch",
+                "branch.batch_sizes": "batch size",
+                "branch.lr_factors": "lr factor",
+            }[dotted]
             message = f"every {noun} {rng.rule(out[0])}, got {nums(out)}"
     elif node in rng:
         return
@@ -124,15 +169,22 @@ def _check_lrs(b: Builder, cfg: Config) -> None:
     if grid.points <= 0 or any(b.is_bad(f"sweep.lr_grid.{k}") for k in ("min", "max", "points")):
         return
     b.check("sweep.lr_grid.min", grid.min > 0, f"must be > 0 (a log-scale grid), got {grid.min}")
-    b.check("sweep.lr_grid.max", grid.max >= grid.min, f"must be >= sweep.lr_grid.min = {grid.min}, got {grid.max}")
+    b.check(
+        "sweep.lr_grid.max",
+        grid.max >= grid.min,
+        f"must be >= sweep.lr_grid.min = {grid.min}, got {grid.max}",
+    )
     b.check("sweep.lr_grid", not s.lrs, "give either sweep.lrs or sweep.lr_grid, not both")
     if grid.min > 0 and grid.max > grid.min and grid.points > 1:
         # The grid's lrs are rounded to 6 significant digits; two that round alike would be one run twice.
         distinct = len(set(grid.values()))
-        b.check("sweep.lr_grid.points", distinct == grid.points,
-                f"{grid.points} points from {grid.min} to {grid.max} give only {distinct} different "
-                f"lr{'s' if distinct > 1 else ''} at 6 "
-                "significant digits; use fewer points or a wider range")
+        b.check(
+            "sweep.lr_grid.points",
+            distinct == grid.points,
+            f"{grid.points} points from {grid.min} to {grid.max} give only {distinct} different "
+            f"lr{'s' if distinct > 1 else ''} at 6 "
+            "significant digits; use fewer points or a wider range",
+        )
 
 
 def _check_batch_sizes(b: Builder, cfg: Config) -> None:
@@ -186,7 +238,9 @@ def _check_micro_batch(b: Builder, cfg: Config) -> None:
     # Nearby values that work: divisors of the big batch sizes' gcd, at most m, largest first.
     g = math.gcd(*[n for n in sizes if n > m])
     divisors = {d for i in range(1, math.isqrt(g) + 1) if g % i == 0 for d in (i, g // i)}
-    fits = sorted((d for d in divisors if 1 < d <= m and all(n % d == 0 for n in sizes if n > d)), reverse=True)
+    fits = sorted(
+        (d for d in divisors if 1 < d <= m and all(n % d == 0 for n in sizes if n > d)), reverse=True
+    )
     fix = f"micro-batch sizes that do: {nums(fits[:4])}" if fits else "only 1 does; choose other batch sizes"
     b.problem(
         "sweep.micro_batch",
@@ -205,11 +259,21 @@ def check_run_count(b: Builder, cfg: Config) -> None:
     runs = arms * lrs * s.seeds
     if runs <= MAX_RUNS:
         return
-    factors = {"sweep.batch_sizes": len(s.batch_sizes), "sweep.lrs": len(s.lrs),
-               "sweep.lr_grid.points": s.lr_grid.points, "sweep.seeds": s.seeds}
-    biggest = max((k for k in factors if b.given(tuple(k.split(".")))), key=factors.__getitem__,
-                  default="sweep.batch_sizes")
+    factors = {
+        "sweep.batch_sizes": len(s.batch_sizes),
+        "sweep.lrs": len(s.lrs),
+        "sweep.lr_grid.points": s.lr_grid.points,
+        "sweep.seeds": s.seeds,
+    }
+    biggest = max(
+        (k for k in factors if b.given(tuple(k.split(".")))),
+        key=factors.__getitem__,
+        default="sweep.batch_sizes",
+    )
     shape = f"{arms} batch size{'s' if arms > 1 else ''}{' (over the variants)' if cfg.variants else ''}"
-    b.problem(biggest, f"the sweep would train {runs} runs ({shape} x {lrs} lr{'s' if lrs > 1 else ''} x "
-                       f"{s.seeds} seed{'s' if s.seeds > 1 else ''}); at most {MAX_RUNS} runs make one sweep: "
-                       "use fewer batch sizes, lrs, seeds or variants")
+    b.problem(
+        biggest,
+        f"the sweep would train {runs} runs ({shape} x {lrs} lr{'s' if lrs > 1 else ''} x "
+        f"{s.seeds} seed{'s' if s.seeds > 1 else ''}); at most {MAX_RUNS} runs make one sweep: "
+        "use fewer batch sizes, lrs, seeds or variants",
+    )

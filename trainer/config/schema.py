@@ -4,6 +4,7 @@ Defaults live here, in code; experiments.toml overrides them; `--set KEY=VALUE` 
 The loader is generic over these dataclasses: a field with a type hint and a default is all a new
 key needs. Its allowed range goes in `bounds.RANGES`; rules across keys go in `rules`.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,10 @@ DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "syntheti
 FOLDER_PREFIX = "folder:"  # data.dataset = "folder:PATH": an image folder (class subfolders)
 MODEL_NAMES = ("simple_cnn", "resnet_small")
 # The [model.args] each built-in takes (mirrors trainer.models: SimpleModel takes none, ResNetSmall these).
-BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {"simple_cnn": (), "resnet_small": ("in_channels", "width", "num_classes")}
+BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {
+    "simple_cnn": (),
+    "resnet_small": ("in_channels", "width", "num_classes"),
+}
 MODEL_OUTPUTS = ("log_probs", "logits")
 # model.name may also name the user's own model: "package.module:factory" (issue 16), a module path and
 # the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
@@ -136,7 +140,9 @@ class SweepConfig:
     lrs: list[float] = field(default_factory=list)  # lr per run (batch size x lr); [] = optim.lr, scaled
     lr_grid: LrGridConfig = field(default_factory=LrGridConfig)  # or a log-spaced grid of lrs
     seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
-    micro_batch: int = 0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
+    micro_batch: int = (
+        0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
+    )
     parallel: str = "off"  # off | auto: with several GPUs, independent runs on different GPUs at once
     # Training samples between evaluations on the evaluation slice (the first 2,000 test samples), besides
     # the full test set at every epoch end: -1 = a tenth of the training set (~10 per epoch), 0 = epoch ends only.
@@ -179,8 +185,12 @@ class BranchConfig:
     epochs: list[int] = field(default_factory=list)  # epochs of the base run after which branches start
     batch_sizes: list[int] = field(default_factory=list)  # the branches' batch sizes at each point
     decrease: float = 0.1  # the fall of the evaluation-slice loss each branch trains for, a fraction of it
-    lr_factors: list[float] = field(default_factory=lambda: [1.0])  # a small lr grid: x the rule's lr (optim.lr_scaling)
-    max_samples: int = 0  # training samples a branch may take before it counts as not reaching it; 0 = one epoch
+    lr_factors: list[float] = field(
+        default_factory=lambda: [1.0]
+    )  # a small lr grid: x the rule's lr (optim.lr_scaling)
+    max_samples: int = (
+        0  # training samples a branch may take before it counts as not reaching it; 0 = one epoch
+    )
     eval_every: int = 0  # samples between a branch's evaluations; 0 = about 40 per max_samples
 
 
@@ -236,5 +246,7 @@ class ConfigError(Exception):
         omitted += max(0, len(lines) - MAX_PROBLEMS)
         self.problems = lines[:MAX_PROBLEMS]
         if omitted:
-            self.problems.append(f"... and {omitted} more problem{'s' if omitted > 1 else ''} (fix these first)")
+            self.problems.append(
+                f"... and {omitted} more problem{'s' if omitted > 1 else ''} (fix these first)"
+            )
         super().__init__("\n".join(self.problems))

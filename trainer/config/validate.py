@@ -5,8 +5,8 @@ file:line or the --set; a key with an unknown-key or type problem keeps its defa
 second complaint. After MAX_PROBLEMS problems the rest are only counted, so 100,000 unknown keys
 cost no more than a few dozen (no did-you-mean search for the ones nobody will read).
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from trainer.config import branch_rules, rules, variants
 from trainer.config.builder import BuilderBase

@@ -1,5 +1,6 @@
 """[[variants]] (issue 7): each table is checked as the config it makes (the sections with its
 overrides merged in), through the same builder; its problems are named after the variant."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,10 @@ if TYPE_CHECKING:
 def build_variants(b: Builder, value: Any, base: Config) -> list[VariantConfig]:
     """The variants of `value` (the raw [[variants]] array); problems go to `b`."""
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        b.problem((VARIANTS,), f"expected an array of tables ([[variants]] with a name and overrides), "
-                               f"got {describe(value)}")
+        b.problem(
+            (VARIANTS,),
+            f"expected an array of tables ([[variants]] with a name and overrides), got {describe(value)}",
+        )
         return []
     if len(value) > MAX_VARIANTS:
         b.problem((VARIANTS,), f"{len(value)} variants; at most {MAX_VARIANTS} make one sweep")
@@ -44,8 +47,14 @@ def _file_form(name: str) -> str:
 
 
 def _variant(
-    b: Builder, i: int, table: dict[str, Any], base: Config, start: dict[str, Any],
-    lines: dict[tuple[str, ...], str], here: str, taken: dict[str, str],
+    b: Builder,
+    i: int,
+    table: dict[str, Any],
+    base: Config,
+    start: dict[str, Any],
+    lines: dict[tuple[str, ...], str],
+    here: str,
+    taken: dict[str, str],
 ) -> VariantConfig | None:
     def say(name: str, message: str) -> None:
         where = lines.get((name,), here)
@@ -59,14 +68,21 @@ def _variant(
     ok = True
     if not isinstance(name, str) or not VARIANT_NAME_RE.fullmatch(name) or len(name) > MAX_VARIANT_NAME:
         got = "missing" if name is None else f"got {describe(name)}"
-        say("name", f"every variant needs a name of letters, digits and _ . + - (it goes into run ids "
-                    f"such as bs6000-lars), at most {MAX_VARIANT_NAME} characters; {got}")
+        say(
+            "name",
+            f"every variant needs a name of letters, digits and _ . + - (it goes into run ids "
+            f"such as bs6000-lars), at most {MAX_VARIANT_NAME} characters; {got}",
+        )
         name, ok = f"#{i + 1}", False
     elif _file_form(name) in taken:
         earlier = taken[_file_form(name)]
-        say("name", f'"{name}" is used by an earlier variant; each variant needs its own name' if earlier == name
+        say(
+            "name",
+            f'"{name}" is used by an earlier variant; each variant needs its own name'
+            if earlier == name
             else f'"{name}" and the earlier "{earlier}" would share checkpoint files (names may not differ only '
-                 "in case or in + against _); rename one")
+            "in case or in + against _); rename one",
+        )
         ok = False
     else:
         taken[_file_form(name)] = name
@@ -75,7 +91,11 @@ def _variant(
             continue
         moved = [".".join(leaf) for leaf in leaf_keys() if leaf[-1] == name_ and leaf[0] in VARIANT_KEYS]
         guess = moved[0] if moved else did_you_mean(name_, VARIANT_KEYS)
-        say(name_, f"unknown key; a variant takes {', '.join(VARIANT_KEYS)}" + (f"; did you mean {guess}?" if guess else ""))
+        say(
+            name_,
+            f"unknown key; a variant takes {', '.join(VARIANT_KEYS)}"
+            + (f"; did you mean {guess}?" if guess else ""),
+        )
         ok = False
     sizes = table.get("batch_sizes")
     if sizes is not None:
@@ -87,8 +107,11 @@ def _variant(
     if sizes is not None:
         foreign = [n for n in sizes if n not in base.sweep.batch_sizes]
         if foreign or not sizes:
-            say("batch_sizes", f"must name some of sweep.batch_sizes ({nums(base.sweep.batch_sizes)}), a variant "
-                               f"runs at a subset of them; {'got ' + nums(foreign) if foreign else 'got none'}")
+            say(
+                "batch_sizes",
+                f"must name some of sweep.batch_sizes ({nums(base.sweep.batch_sizes)}), a variant "
+                f"runs at a subset of them; {'got ' + nums(foreign) if foreign else 'got none'}",
+            )
             ok = False
     # The config this variant makes: the sections that loaded, with the variant's overrides merged in.
     merged = dict(start)
@@ -119,5 +142,10 @@ def _variant(
                 b.problems.append(n)
     if cfg is None or not ok:
         return None
-    return VariantConfig(name=name, optim=cfg.optim, split_backward=cfg.split_backward,
-                         batch_sizes=list(cfg.sweep.batch_sizes), overrides=deep_copy(table))
+    return VariantConfig(
+        name=name,
+        optim=cfg.optim,
+        split_backward=cfg.split_backward,
+        batch_sizes=list(cfg.sweep.batch_sizes),
+        overrides=deep_copy(table),
+    )

@@ -3,6 +3,7 @@
 `config_from_toml(to_toml(config_to_dict(cfg))) == cfg` for every Config that loads: the
 sections as tables, then the variants as written (their overrides, not their resolved settings).
 """
+
 from __future__ import annotations
 
 import dataclasses

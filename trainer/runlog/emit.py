@@ -4,6 +4,7 @@ Every event has `type`, `t` (seconds since the sweep started) and, except sweep 
 (contract.py; docs/run-directory.md). The same JSON-safe dicts go to events.jsonl (the run
 directory, the source of truth) and to the app's queue. No torch here: the app imports this.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Errors of the run directory: what a user caused (exit 2) and what the disk did mid-sweep (exit 74)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,5 +39,6 @@ class RunDirWriteError(Exception):
 
 def not_writable(path: Path, exc: OSError) -> RunDirError:
     """The user error for a run directory that cannot be created or written before training."""
-    return RunDirError(f"cannot write the run directory {path}: {exc.strerror or exc}; "
-                       "choose a writable --out or output.dir")
+    return RunDirError(
+        f"cannot write the run directory {path}: {exc.strerror or exc}; choose a writable --out or output.dir"
+    )

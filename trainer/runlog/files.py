@@ -10,6 +10,7 @@ Reading takes regular files only (also through a symlink): a FIFO, a device such
 directory is refused before it is opened for reading, so nothing blocks, and no read goes past a
 size bound. The refusal is an `UnreadableFile` whose message names the file and what it is.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -117,8 +118,11 @@ def ensure_dir(path: str | os.PathLike[str]) -> Path:
     except FileExistsError:
         if path.is_symlink() or not path.is_dir():
             what = "a symbolic link" if path.is_symlink() else "not a folder"
-            raise OSError(errno.ENOTDIR, f"{path} is {what}; the trainer writes only inside its run directory",
-                          str(path)) from None
+            raise OSError(
+                errno.ENOTDIR,
+                f"{path} is {what}; the trainer writes only inside its run directory",
+                str(path),
+            ) from None
     return path
 
 
@@ -127,9 +131,13 @@ def ensure_dir(path: str | os.PathLike[str]) -> Path:
 
 def describe_kind(mode: int) -> str:
     """What a file is, in words, from its st_mode."""
-    for test, words in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"),
-                        (stat.S_ISSOCK, "a socket")):
+    for test, words in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return words
     return "not a regular file"
@@ -150,8 +158,10 @@ def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
 
 
 def _not_regular(path: str | os.PathLike[str], mode: int) -> str:
-    return (f"{os.fspath(path)} is {describe_kind(mode)}, not a regular file; the trainer writes only regular "
-            "files, so it was put there by something else: remove it, or point at the right run directory")
+    return (
+        f"{os.fspath(path)} is {describe_kind(mode)}, not a regular file; the trainer writes only regular "
+        "files, so it was put there by something else: remove it, or point at the right run directory"
+    )
 
 
 def read_bytes(path: str | os.PathLike[str], limit: int) -> bytes:
@@ -160,8 +170,10 @@ def read_bytes(path: str | os.PathLike[str], limit: int) -> bytes:
         size = os.fstat(fh.fileno()).st_size
         data = fh.read(limit + 1) if size <= limit else b""
     if size > limit or len(data) > limit:
-        raise UnreadableFile(f"{os.fspath(path)} holds {max(size, len(data)):,} bytes, more than the {limit:,} "
-                             "such a file ever needs; it is not one the trainer wrote")
+        raise UnreadableFile(
+            f"{os.fspath(path)} holds {max(size, len(data)):,} bytes, more than the {limit:,} "
+            "such a file ever needs; it is not one the trainer wrote"
+        )
     return data
 
 
@@ -171,5 +183,7 @@ def read_text(path: str | os.PathLike[str], limit: int) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise UnreadableFile(f"{os.fspath(path)} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                             "it is not a file the trainer wrote") from None
+        raise UnreadableFile(
+            f"{os.fspath(path)} is not UTF-8 text ({err.reason} at byte {err.start}); "
+            "it is not a file the trainer wrote"
+        ) from None

@@ -6,6 +6,7 @@ lock that is not a regular file, not UTF-8 JSON, or whose pid or start time is a
 1e300) is "unreadable", reported in words and aged like a half-written one, never a crash.
 Pure Python: the app asks `lock_status` whether a trainer is live.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,11 @@ def _process_start(pid: int) -> float | None:
         ticks = int(stat[19]) if stat else None  # field 22 of stat, counted after the name
         if ticks is None:
             return None
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
+        btime = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         return btime + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -83,8 +87,11 @@ def parse_lock(data: bytes) -> dict[str, Any]:
     if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:
         raise ValueError(f"its pid {_short(pid)} is not a process id")
     started = info.get("started")
-    if started is not None and (not isinstance(started, (int, float)) or isinstance(started, bool)
-                                or not (math.isfinite(started) and 0 <= started <= LATEST_START)):
+    if started is not None and (
+        not isinstance(started, (int, float))
+        or isinstance(started, bool)
+        or not (math.isfinite(started) and 0 <= started <= LATEST_START)
+    ):
         raise ValueError(f"its start time {_short(started)} is not a time")
     for name in ("hostname", "command", "token"):
         if info.get(name) is not None and not isinstance(info[name], str):
@@ -113,7 +120,11 @@ def lock_status(run_dir: Path | str) -> dict[str, Any]:
     except FileNotFoundError:
         return {"state": "none", "path": str(path), "reason": "no trainer.lock"}
     except OSError as exc:
-        return {"state": "live", "path": str(path), "reason": f"trainer.lock cannot be read: {exc.strerror or exc}"}
+        return {
+            "state": "live",
+            "path": str(path),
+            "reason": f"trainer.lock cannot be read: {exc.strerror or exc}",
+        }
     try:
         data = read_bytes(path, MAX_LOCK_BYTES)
     except FileNotFoundError:
@@ -123,7 +134,11 @@ def lock_status(run_dir: Path | str) -> dict[str, Any]:
     except UnreadableFile as exc:
         return _unreadable(path, mtime, str(exc))
     except OSError as exc:
-        return {"state": "live", "path": str(path), "reason": f"trainer.lock cannot be read: {exc.strerror or exc}"}
+        return {
+            "state": "live",
+            "path": str(path),
+            "reason": f"trainer.lock cannot be read: {exc.strerror or exc}",
+        }
     try:
         info = parse_lock(data)
     except ValueError as exc:
@@ -132,8 +147,11 @@ def lock_status(run_dir: Path | str) -> dict[str, Any]:
     out = {**info, "path": str(path)}
     host = socket.gethostname()
     if info.get("hostname") not in (None, host):
-        out.update(state="live", reason=f"held by pid {pid} on host {_short(info.get('hostname'))}, "
-                                        "which cannot be checked from here")
+        out.update(
+            state="live",
+            reason=f"held by pid {pid} on host {_short(info.get('hostname'))}, "
+            "which cannot be checked from here",
+        )
         return out
     if not _pid_alive(pid):
         out.update(state="stale", reason=f"pid {pid} is no longer running")
@@ -151,14 +169,22 @@ def _unreadable(path: Path, mtime: float, why: str) -> dict[str, Any]:
     """An unreadable lock: live while it may still be being written, stale once it is old."""
     age = time.time() - mtime
     state = "stale" if age > STALE_GARBLED_S else "live"
-    return {"state": state, "path": str(path), "unreadable": True,
-            "reason": f"{why} (written {max(age, 0.0):.0f} s ago)"}
+    return {
+        "state": state,
+        "path": str(path),
+        "unreadable": True,
+        "reason": f"{why} (written {max(age, 0.0):.0f} s ago)",
+    }
 
 
 def locked_message(run_dir: Path, status: dict[str, Any]) -> str:
     """Why a trainer may not write `run_dir` now, and what to do."""
     started = status.get("started")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) else "?"
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        if isinstance(started, (int, float))
+        else "?"
+    )
     return (
         f"{run_dir} is being written by another trainer ({status.get('reason')}; started {when}, "
         f"command: {status.get('command', '?')}). Wait for it to end, stop it, or choose another --out; "
@@ -196,7 +222,9 @@ class RunLock:
         replaced = None
         for _ in range(2):  # at most: find a stale lock, remove it, create ours
             try:  # O_EXCL never follows a symlink: a link named trainer.lock counts as a lock file
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+                fd = os.open(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE
+                )
             except FileExistsError:
                 status = lock_status(run_dir)
                 if status["state"] != "stale" or replaced is not None:
@@ -205,8 +233,9 @@ class RunLock:
                 try:
                     path.unlink(missing_ok=True)
                 except OSError as exc:  # a directory named trainer.lock, say
-                    raise RunDirLocked(f"{path} is stale but cannot be removed ({exc.strerror or exc}); "
-                                       "remove it by hand") from None
+                    raise RunDirLocked(
+                        f"{path} is stale but cannot be removed ({exc.strerror or exc}); remove it by hand"
+                    ) from None
                 continue
             except OSError as exc:
                 raise not_writable(run_dir, exc) from exc

@@ -11,6 +11,7 @@ non-finite values. Anything else is unreadable: counted and reported by the call
 events.jsonl with both (for the trainer, resume and report); the app's follow-mode reader
 (tui.replay.EventReader) uses the same two on the bytes it reads as the file grows.
 """
+
 from __future__ import annotations
 
 import json
@@ -161,8 +162,14 @@ def parse_json(text: str | bytes, max_depth: int = MAX_DEPTH, non_finite: bool =
 # and keeps True out of the numbers.
 
 _NONE = type(None)
-_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "num": (int, float), "bool": (bool,),
-                                         "dict": (dict,), "list": (list,)}
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "num": (int, float),
+    "bool": (bool,),
+    "dict": (dict,),
+    "list": (list,),
+}
 Check = Callable[[Any], bool]
 
 
@@ -179,15 +186,15 @@ def _compile(kind: str) -> Check:
         return lambda v: type(v) in allowed
     optional, base = kind.endswith("?"), kind.rstrip("?")
     if base == "row":
-        check: Check = lambda v: type(v) is dict and type(v.get("run")) is str and _fields_ok(v, _ROW)
+        check: Check = lambda v: type(v) is dict and type(v.get("run")) is str and _fields_ok(v, _ROW)  # noqa: E731 - a compiled check per field kind
     elif base.startswith("list[") and base.endswith("]"):
         inner = base[5:-1]
         items = _types(inner)
         if items is not None:  # a list of scalars: one pass at C speed
-            check = lambda v: type(v) is list and set(map(type, v)) <= items
+            check = lambda v: type(v) is list and set(map(type, v)) <= items  # noqa: E731 - a compiled check per field kind
         else:
             item = _compile(inner)
-            check = lambda v: type(v) is list and all(map(item, v))
+            check = lambda v: type(v) is list and all(map(item, v))  # noqa: E731 - a compiled check per field kind
     else:
         raise ValueError(f"unknown field kind {kind!r} in trainer.runlog.contract")
     return (lambda v: v is None or check(v)) if optional else check
@@ -256,8 +263,10 @@ def read_events(path: str | os.PathLike[str]) -> EventLog:
     with open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_EVENTS_BYTES:
-            raise UnreadableFile(f"{path} holds {size:,} bytes, more than the {MAX_EVENTS_BYTES:,} this reader "
-                                 "takes; no sweep writes that much, so it is not an event log of this trainer")
+            raise UnreadableFile(
+                f"{path} holds {size:,} bytes, more than the {MAX_EVENTS_BYTES:,} this reader "
+                "takes; no sweep writes that much, so it is not an event log of this trainer"
+            )
         left = size
         while left > 0:
             data = fh.read(min(CHUNK_BYTES, left))

@@ -13,6 +13,7 @@ Nothing here ever leaves the directory: `--force` removes only the previous run'
 inside it and never follows a symlink out (a link is removed, not what it points to), and a
 checkpoints/ that is a link elsewhere is refused before anything trains.
 """
+
 from __future__ import annotations
 
 import os
@@ -94,10 +95,15 @@ def check_layout(path: Path | str, force_hint: bool = False) -> None:
     delete checkpoints elsewhere. (Its files need no check: every write replaces a link, see files.py.)"""
     ckpt = Path(path) / CHECKPOINTS
     if ckpt.is_symlink():
-        fix = ("pass --force (which removes the link, not what it points to) or choose another --out"
-               if force_hint else "replace the link by a folder holding those checkpoints")
-        raise RunDirError(f"{ckpt} is a symbolic link to {os.readlink(ckpt)}; a run keeps its checkpoints inside "
-                          f"its run directory and never writes or deletes files elsewhere: {fix}")
+        fix = (
+            "pass --force (which removes the link, not what it points to) or choose another --out"
+            if force_hint
+            else "replace the link by a folder holding those checkpoints"
+        )
+        raise RunDirError(
+            f"{ckpt} is a symbolic link to {os.readlink(ckpt)}; a run keeps its checkpoints inside "
+            f"its run directory and never writes or deletes files elsewhere: {fix}"
+        )
     if os.path.lexists(ckpt) and not ckpt.is_dir():
         raise RunDirError(f"{ckpt} is not a folder; remove it or choose another --out")
 
@@ -123,8 +129,10 @@ def _probe_writable(path: Path) -> None:
 
 
 def _holds_run_message(path: Path) -> str:
-    return (f"{path} already holds a run ({EVENTS}); choose another --out, pass --force to overwrite it, "
-            f"or continue it with: {trainer_command('resume', path)}")
+    return (
+        f"{path} already holds a run ({EVENTS}); choose another --out, pass --force to overwrite it, "
+        f"or continue it with: {trainer_command('resume', path)}"
+    )
 
 
 def clear_run(path: Path | str) -> None:
@@ -156,7 +164,9 @@ def _remove(item: Path) -> None:
 
 def write_config(path: Path | str, cfg: Config) -> None:
     """config.toml, the resolved config; RunDirError if it cannot be written (nothing trained yet)."""
-    header = f"# resolved config of this run (from {cfg.source or 'defaults'}); every key, defaults included\n"
+    header = (
+        f"# resolved config of this run (from {cfg.source or 'defaults'}); every key, defaults included\n"
+    )
     try:
         write_atomic(Path(path) / CONFIG, header + to_toml(config_to_dict(cfg)))
     except OSError as exc:

@@ -1,4 +1,5 @@
 """RunDirSink: the run directory as an event sink (events.jsonl, summary.csv, errors.log)."""
+
 from __future__ import annotations
 
 import os
@@ -24,11 +25,20 @@ class RunDirSink:
     directory gone) raises RunDirWriteError once; the sink then writes nothing more.
     """
 
-    FLUSH_ON = frozenset({
-        EventType.SWEEP_STARTED, EventType.SWEEP_RESUMED, EventType.RUN_STARTED, EventType.EPOCH_END,
-        EventType.MODE_CHANGED, EventType.TARGET_REACHED, EventType.RUN_FINISHED, EventType.SWEEP_FINISHED,
-        EventType.PAUSED, EventType.CONTROLS_CHANGED,  # a viewer must hear at once that its controls are lost
-    })
+    FLUSH_ON = frozenset(
+        {
+            EventType.SWEEP_STARTED,
+            EventType.SWEEP_RESUMED,
+            EventType.RUN_STARTED,
+            EventType.EPOCH_END,
+            EventType.MODE_CHANGED,
+            EventType.TARGET_REACHED,
+            EventType.RUN_FINISHED,
+            EventType.SWEEP_FINISHED,
+            EventType.PAUSED,
+            EventType.CONTROLS_CHANGED,  # a viewer must hear at once that its controls are lost
+        }
+    )
 
     def __init__(self, path: Path | str, prior: Iterable[Event] = ()) -> None:
         self.path = Path(path)

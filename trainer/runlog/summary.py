@@ -1,4 +1,5 @@
 """summary.csv: one row per run (contract.SUMMARY_FIELDS, in order), written whole, read back with care."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """`?`: what every key does and what the plot marks mean."""
+
 from __future__ import annotations
 
 from rich.console import Group

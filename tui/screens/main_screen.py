@@ -3,6 +3,7 @@
 It owns the view (the view keys' state, tui.view.View) and draws every widget from what
 the app hands it on each redraw; the app owns the sweep state and the feed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -17,12 +18,12 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.widgets.footer import compact_footer
 from tui.state import SweepState
 from tui.status import StatusLine
 from tui.system import SystemSnapshot
 from tui.view import View
 from tui.widgets.controls_bar import ControlsBar
+from tui.widgets.footer import compact_footer
 from tui.widgets.loss_grid import GridInfo, LossGrid
 from tui.widgets.run_table import RunTable
 from tui.widgets.sweep_header import SweepHeader
@@ -110,7 +111,11 @@ class MainScreen(Screen[None]):
         self._frame = frame
         try:
             header, controls = self.query_one(SweepHeader), self.query_one(ControlsBar)
-            grid, table, timing = self.query_one(LossGrid), self.query_one(RunTable), self.query_one(TimingPanel)
+            grid, table, timing = (
+                self.query_one(LossGrid),
+                self.query_one(RunTable),
+                self.query_one(TimingPanel),
+            )
             inspect = self.query_one("#inspect", Static)
         except NoMatches:  # a redraw before the screen has composed: draw on the next tick
             return False
@@ -160,8 +165,12 @@ class MainScreen(Screen[None]):
 
     def action_cycle(self, name: str) -> None:
         v = self.view
-        self.view = {"metric": v.cycle_metric, "x_axis": v.cycle_x, "window": v.cycle_window,
-                     "smoothing": v.cycle_smoothing}[name]()
+        self.view = {
+            "metric": v.cycle_metric,
+            "x_axis": v.cycle_x,
+            "window": v.cycle_window,
+            "smoothing": v.cycle_smoothing,
+        }[name]()
 
     def action_toggle(self, name: str) -> None:
         self.view = self.view.toggle(name)

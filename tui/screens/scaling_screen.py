@@ -5,6 +5,7 @@ A screen of its own rather than a panel of the main one: the matrix, three log-l
 the answer need the whole terminal at 80x24. The app fills it from its state on the
 same redraw timer as the main screen.
 """
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -14,8 +15,8 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.widgets.footer import compact_footer
 from tui.state import SweepState
+from tui.widgets.footer import compact_footer
 from tui.widgets.scaling_view import ScalingView
 
 
@@ -32,9 +33,11 @@ class ScalingScreen(Screen[None]):
     }
     """
 
-    BINDINGS = [Binding("escape", "app.scaling", "back", show=False),
-                Binding("m", "metric", "metric", show=False),
-                Binding("v", "lower", "samples/time", show=False)]
+    BINDINGS = [
+        Binding("escape", "app.scaling", "back", show=False),
+        Binding("m", "metric", "metric", show=False),
+        Binding("v", "lower", "samples/time", show=False),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="scaling-status")

@@ -6,6 +6,7 @@ factory, the size or the base style changes: a repaint of an unchanged plot cost
 and converting a Rich Text of a few thousand braille cells on every repaint cost more than
 drawing it.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -71,7 +72,9 @@ class BrailleChart(Widget):
         else:
             self.chart = self.factory(w, h)
             lines = [
-                Strip([Segment(chunk, self._style(color, base)) for chunk, color in row]).adjust_cell_length(w, base)
+                Strip([Segment(chunk, self._style(color, base)) for chunk, color in row]).adjust_cell_length(
+                    w, base
+                )
                 for row in chart_rows(self.chart, w, h)
             ]
         self._cache = (key, lines)

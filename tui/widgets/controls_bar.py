@@ -1,4 +1,5 @@
 """Status and controls in one line: sweep status, split-backward Switch, chunks, view choices."""
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -1,4 +1,5 @@
 """The key footer of the app's screens."""
+
 from __future__ import annotations
 
 from textual.widgets import Footer

@@ -5,6 +5,7 @@ one per plot (`y`). Each redraw downsamples every series to its plot's width fir
 cost does not grow with the length of the sweep. The crosshair's values come back to the
 screen in `GridInfo` for its status line.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart, y_label_
 from tui.labels import sweep_looks
 from tui.layout import grid_columns, page_bounds, per_page
 from tui.palette import RGB, rgb
-from tui.plotdata import Series, compact, first_iter_at, iter_to_x, series_for, shared_ylim, value_at, window_xlim
+from tui.plotdata import (
+    Series,
+    compact,
+    first_iter_at,
+    iter_to_x,
+    series_for,
+    shared_ylim,
+    value_at,
+    window_xlim,
+)
 from tui.progress import run_progress
 from tui.state import RunState, SweepState
 from tui.view import METRIC_NAMES, View
@@ -152,8 +162,12 @@ class LossGrid(Container):
         if state is None:
             return
         plots = list(self.query(BrailleChart))
-        looks = sweep_looks(state.run_list())  # now, not at update_view: runs may have started since (deferred draw)
-        runs = [r for r in state.run_list() if r.run not in view.hidden]  # labels and colours stay as unhidden
+        looks = sweep_looks(
+            state.run_list()
+        )  # now, not at update_view: runs may have started since (deferred draw)
+        runs = [
+            r for r in state.run_list() if r.run not in view.hidden
+        ]  # labels and colours stay as unhidden
         if not runs or not plots or len(plots) != self._count:
             return  # a rebuild is under way; it draws when mounted
         first, end, pages = page_bounds(len(runs), self.page_size(len(runs), view.overlay), view.page)
@@ -162,15 +176,20 @@ class LossGrid(Container):
         columns = plots[0].data_columns
         measured = runs if view.shared_y else shown  # a shared y range covers the runs of every page
         # Windowed small multiples: each plot its own run's window (never emptied by a longer run).
-        xlims = {r.run: window_xlim([r], view) if view.window != "full" and not view.overlay else xlim
-                 for r in measured}
+        xlims = {
+            r.run: window_xlim([r], view) if view.window != "full" and not view.overlay else xlim
+            for r in measured
+        }
         series = {r.run: series_for(r, view, xlims[r.run], columns) for r in measured}
         diverged = {r.run for r in runs if r.status in ("diverged", "collapsed")}
         target = state.target_accuracy
         shared = shared_ylim(list(series.values()), diverged, view.log_y, view.metric, target)
         versions = tuple((r.version, r.status) for r in runs)
-        info = GridInfo(pages, f"runs {first + 1}-{end} of {len(runs)}" if pages > 1 else "",
-                        self._cursor_text(shown, series, view, xlim, looks))
+        info = GridInfo(
+            pages,
+            f"runs {first + 1}-{end} of {len(runs)}" if pages > 1 else "",
+            self._cursor_text(shown, series, view, xlim, looks),
+        )
         if info != self.info:  # after a rebuild this runs a refresh later than update_view returned
             self.info = info
             self.post_message(self.InfoChanged(info))
@@ -183,9 +202,15 @@ class LossGrid(Container):
                 plot.show(lambda w, h: overlay_chart(entries, frame, title, w, h))
             return
         several_devices = len({r.device for r in runs if r.device}) > 1
-        ylims = {run.run: shared if view.shared_y else shared_ylim([series[run.run]], None, view.log_y, view.metric,
-                                                                     target) for run in shown}
-        label_w = y_label_width([PlotFrame(view, xlims[r.run], ylims[r.run], target) for r in shown], plots[0].size.height)
+        ylims = {
+            run.run: shared
+            if view.shared_y
+            else shared_ylim([series[run.run]], None, view.log_y, view.metric, target)
+            for run in shown
+        }
+        label_w = y_label_width(
+            [PlotFrame(view, xlims[r.run], ylims[r.run], target) for r in shown], plots[0].size.height
+        )
         with self.app.batch_update():
             for run, plot in zip(shown, plots):
                 s = series[run.run]
@@ -198,11 +223,20 @@ class LossGrid(Container):
                 progress = f"{frac:.0%}" if frac is not None else ""
                 title = plot_title(run, label, plot.size.width - 1, progress, several_devices)
                 frame = PlotFrame(view, run_xlim, ylim, target, label_w)
-                plot.show(lambda w, h, run=run, s=s, frame=frame, color=color, title=title:
-                          run_chart(run, s, frame, color, title, run.run == view.focus, w, h))
+                plot.show(
+                    lambda w, h, run=run, s=s, frame=frame, color=color, title=title: run_chart(
+                        run, s, frame, color, title, run.run == view.focus, w, h
+                    )
+                )
 
-    def _cursor_text(self, runs: list[RunState], series: dict[str, Series], view: View,
-                     xlim: tuple[float, float] | None, looks: Looks) -> Text | None:
+    def _cursor_text(
+        self,
+        runs: list[RunState],
+        series: dict[str, Series],
+        view: View,
+        xlim: tuple[float, float] | None,
+        looks: Looks,
+    ) -> Text | None:
         """'it 1,200 │ bs 1 lr 0.02 2.31 │ bs 6 …': every shown run's value at the crosshair."""
         if view.cursor is None or xlim is None:
             return None

@@ -7,6 +7,7 @@ Columns that do not fit the table's width are dropped, least needed first (DROP_
 so the table never scrolls sideways on an 80-column terminal; the last and the best
 accuracy are never dropped (a run that peaked and fell back shows both).
 """
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -97,8 +98,9 @@ def target_cell(run: RunState) -> Text:
     return Text(seconds(t), justify="right")
 
 
-def row_cells(run: RunState, label: str, color: str, epochs_total: int | None,
-              left_s: float | None = None) -> dict[str, Text | str]:
+def row_cells(
+    run: RunState, label: str, color: str, epochs_total: int | None, left_s: float | None = None
+) -> dict[str, Text | str]:
     """The table cells of one run (pure: tests call it)."""
     epochs_total = run.epochs_total or epochs_total
     epoch = f"{run.epoch}/{epochs_total}" if epochs_total else str(run.epoch)
@@ -107,7 +109,11 @@ def row_cells(run: RunState, label: str, color: str, epochs_total: int | None,
     frac = progress.fraction
     # Its time left in the sweep (tui.progress.sweep_progress, as the header's ETA adds them up); the run's
     # own training time left where the caller has no sweep.
-    left = duration(left_s if left_s is not None else progress.left_s) if run.status in ("waiting", "running") else ""
+    left = (
+        duration(left_s if left_s is not None else progress.left_s)
+        if run.status in ("waiting", "running")
+        else ""
+    )
     return {
         "run": Text(label, style=f"bold {color}"),
         "lr": lr_cell(run),
@@ -126,7 +132,17 @@ def row_cells(run: RunState, label: str, color: str, epochs_total: int | None,
     }
 
 
-STATUS_ORDER = ("running", "waiting", "done", "stopped", "interrupted", "collapsed", "diverged", "oom", "failed")
+STATUS_ORDER = (
+    "running",
+    "waiting",
+    "done",
+    "stopped",
+    "interrupted",
+    "collapsed",
+    "diverged",
+    "oom",
+    "failed",
+)
 
 
 def sorted_runs(runs: list[RunState], sort: str) -> list[RunState]:
@@ -135,7 +151,9 @@ def sorted_runs(runs: list[RunState], sort: str) -> list[RunState]:
     if sort == "best":
         return sorted(runs, key=lambda r: -(r.best_acc if r.best_acc is not None else -1.0))
     if sort == "target":
-        return sorted(runs, key=lambda r: r.time_to_target_s if r.time_to_target_s is not None else float("inf"))
+        return sorted(
+            runs, key=lambda r: r.time_to_target_s if r.time_to_target_s is not None else float("inf")
+        )
     if sort == "status":
         order = {s: i for i, s in enumerate(STATUS_ORDER)}
         return sorted(runs, key=lambda r: order.get(r.status, len(order)))
@@ -176,7 +194,9 @@ class RunTable(DataTable):
         self._columns = keys
         self._run_ids = ()
 
-    def update_from(self, state: SweepState, hidden: frozenset[str] = frozenset(), sort: str = "sweep") -> None:
+    def update_from(
+        self, state: SweepState, hidden: frozenset[str] = frozenset(), sort: str = "sweep"
+    ) -> None:
         """The rows of `state` in the order `sort` (tui.view.SORTS); runs in `hidden` dimmed and marked."""
         self._state, self._hidden, self._sort = state, hidden, sort
         epochs_total = state.epochs
@@ -187,17 +207,24 @@ class RunTable(DataTable):
         rows = []
         lefts = sweep_progress(state).left_s
         for run in runs:
-            cells = row_cells(run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total, lefts.get(run.run))
+            cells = row_cells(
+                run, looks[run.run][0], rgb(looks[run.run][1]), epochs_total, lefts.get(run.run)
+            )
             if lr_in_label:
-                cells["lr"] = (Text.assemble(("→", "dim"), (fmt_lr(run.effective_lr), "yellow"))
-                               if run.split_chunks > 1 else Text(""))
+                cells["lr"] = (
+                    Text.assemble(("→", "dim"), (fmt_lr(run.effective_lr), "yellow"))
+                    if run.split_chunks > 1
+                    else Text("")
+                )
             if run.run in hidden:
                 cells["run"] = Text.assemble((looks[run.run][0], "dim"), (" hidden", "dim italic"))
             rows.append(cells)
         room = self.size.width - SCROLLBAR
         if room > 0:
-            widths = {k: max([len(h)] + [r[k].cell_len if isinstance(r[k], Text) else len(r[k]) for r in rows])
-                      for k, h in COLUMNS}
+            widths = {
+                k: max([len(h)] + [r[k].cell_len if isinstance(r[k], Text) else len(r[k]) for r in rows])
+                for k, h in COLUMNS
+            }
             keys = visible_columns(widths, room)
             if lr_in_label and not any(r.split_chunks > 1 for r in runs):
                 keys = tuple(k for k in keys if k != "lr")

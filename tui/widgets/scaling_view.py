@@ -3,6 +3,7 @@ steps-to-target curve with its regimes, the lr rule and samples to target (brail
 facts. Everything is built by tui.scaling from the sweep state (trainer/answer.py's answer); this file
 only lays it out and draws it.
 """
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -87,8 +88,15 @@ class ScalingView(Widget):
     def shown_metric(self) -> str:
         """The metric the matrix shows: the chosen one, else time to target, or best accuracy while no
         cell has a time (none reached the target, or none yet: it says more)."""
-        if self._chosen or not self.arm_views or any(
-                c.value is not None for arm in self.arm_views.values() for c in arm.matrix(self.metric).cells.values()):
+        if (
+            self._chosen
+            or not self.arm_views
+            or any(
+                c.value is not None
+                for arm in self.arm_views.values()
+                for c in arm.matrix(self.metric).cells.values()
+            )
+        ):
             return self.metric
         return "accuracy"
 

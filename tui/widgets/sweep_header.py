@@ -1,5 +1,6 @@
 """The header: dataset actually used (and why, if a fallback), device, input pipeline and data size, run
 directory, config file."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -35,7 +36,10 @@ def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int
     # The run directory before the config: on a narrow terminal the line is cut at its end, and the run
     # directory is what a user needs to replay, report or resume.
     text.append(" · ")
-    text.append(run_dir or state.run_dir or "run directory not known yet", style="" if (run_dir or state.run_dir) else "dim")
+    text.append(
+        run_dir or state.run_dir or "run directory not known yet",
+        style="" if (run_dir or state.run_dir) else "dim",
+    )
     text.append(" · ")
     text.append(config_label or state.config_path or "-")
     notes = bool(state.dataset_note or state.pipeline_reason)

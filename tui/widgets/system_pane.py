@@ -3,6 +3,7 @@
 A few lines on a big terminal (one per GPU, then the host), one line on a small one. The
 figures come from tui.system, read by a thread of the app about once a second.
 """
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -5,6 +5,7 @@ the solid part is compute (forward, backward, step), the shaded rest is everythi
 else (data loading, host work): the study's "until data loading dominates". A fused run (trainer.fuse)
 is marked ÷K: its times are its 1/K share of its group's.
 """
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -99,4 +100,3 @@ class TimingPanel(Static):
         state = self._state
         assert state is not None
         self.update(timing_text(state, self.content_region.width or 60, sweep_looks(state.run_list())))
-
