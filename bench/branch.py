@@ -1,9 +1,9 @@
-"""The cost of a branched B_crit measurement (trainer.branch) relative to one epoch of its base run.
+"""The cost of a branched B_crit measurement (trainer.sweep.branch) relative to one epoch of its base run.
 
 Reads a run directory a sweep with a [branch] table wrote (events.jsonl): for each branch point, the
 training samples and wall seconds of its branches together (training only: their evaluations are off the
 clocks, as in every run), divided by the base run's mean epoch (samples and wall seconds), and the total.
-Branches train alone (each starts from its own copy of the checkpoint; trainer.fuse's groups start
+Branches train alone (each starts from its own copy of the checkpoint; trainer.engine.fuse's groups start
 together from one initialisation), so there is no fused column to compare.
 
     python -m trainer run experiments/batch-schedule.toml --out runs/branch

@@ -2,12 +2,12 @@
 
 Each loop is one way to train an epoch of the study's SimpleModel (SGD lr 0.02, momentum 0.5) at one
 batch size, measured side by side in one process on one device:
-- study:    the study's loop: DataLoader + per-sample PIL image + ToTensor (trainer.pipelines.LoaderBatches),
+- study:    the study's loop: DataLoader + per-sample PIL image + ToTensor (trainer.data.pipelines.LoaderBatches),
             host-to-device copy, eager step, `loss.item()` every iteration (a host sync per iteration).
-- resident: bstui's eager loop: the whole split on the device (trainer.pipelines.ResidentBatches), batches
-            gathered by the epoch's permutation, trainer.split.plain_step, losses kept on the device and
-            copied to the host once per block of 1,000 iterations (as trainer.run does).
-- graph:    the same with trainer.fastpath.GraphStep (one CUDA graph replay per iteration).
+- resident: bstui's eager loop: the whole split on the device (trainer.data.pipelines.ResidentBatches), batches
+            gathered by the epoch's permutation, trainer.engine.split.plain_step, losses kept on the device and
+            copied to the host once per block of 1,000 iterations (as trainer.engine.run does).
+- graph:    the same with trainer.engine.cuda_graph.GraphStep (one CUDA graph replay per iteration).
 
 Timing (`measure`): untimed warm-up iterations (lazy init, cuDNN, allocator, graph capture), then
 iterations until a whole epoch's worth is done or a time budget is spent; the device is synchronised
@@ -36,11 +36,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from trainer.config import DataConfig, ModelConfig  # noqa: E402
-from trainer.data import DatasetUnavailable, Split, load_dataset  # noqa: E402
-from trainer.fastpath import GraphStep, index_batches  # noqa: E402
-from trainer.models import build_model  # noqa: E402
-from trainer.pipelines import LoaderBatches, ResidentBatches  # noqa: E402
-from trainer.split import plain_step  # noqa: E402
+from trainer.data.datasets import DatasetUnavailable, Split, load_dataset  # noqa: E402
+from trainer.data.pipelines import LoaderBatches, ResidentBatches  # noqa: E402
+from trainer.engine.cuda_graph import GraphStep, index_batches  # noqa: E402
+from trainer.engine.split import plain_step  # noqa: E402
+from trainer.models.builtin import build_model  # noqa: E402
 
 EPOCH_SAMPLES = (
     60_000  # the study's MNIST epoch: epoch times are for this many samples (CIFAR: set to 50,000)
@@ -48,7 +48,7 @@ EPOCH_SAMPLES = (
 #: The model every loop trains (bench/speed.py --model): the study's SimpleModel unless told otherwise.
 MODEL = ModelConfig(name="simple_cnn")
 CIFAR_SHAPED = ("cifar10", "cifar100")
-LOSS_BLOCK = 1000  # losses per host copy, as trainer.ledger
+LOSS_BLOCK = 1000  # losses per host copy, as trainer.engine.ledger
 LR, MOMENTUM = 0.02, 0.5  # the study's optimizer
 
 

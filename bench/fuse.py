@@ -1,10 +1,10 @@
-"""Fused runs vs the same runs trained separately (issue 15, trainer.fuse): samples/s of all K runs.
+"""Fused runs vs the same runs trained separately (issue 15, trainer.engine.fuse): samples/s of all K runs.
 
 For each K (runs of one batch size, e.g. an lr grid) and batch size, one process on one device times, in
 alternating rounds so drift hits both alike:
-- separate: K SimpleModels, each stepped by trainer.split.plain_step with its own torch.optim.SGD (what a
+- separate: K SimpleModels, each stepped by trainer.engine.split.plain_step with its own torch.optim.SGD (what a
   sweep with perf.fuse_runs = "off" does every iteration, minus bookkeeping);
-- fused:    one trainer.fuse.StackedSGD over the same K models (the step perf.fuse_runs trains with).
+- fused:    one trainer.engine.fuse.StackedSGD over the same K models (the step perf.fuse_runs trains with).
 Each run gets its own random batch each step (MNIST-shaped tensors: the step's cost does not depend on the
 pixels). Clocks are synchronised (torch.cuda.synchronize) before and after each timed stretch. The figure
 is the median over rounds of samples/s of all K runs together; the ratio fused/separate is per round,
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trainer.fuse import StackedSGD  # noqa: E402
-from trainer.models import SimpleModel  # noqa: E402
-from trainer.split import plain_step  # noqa: E402
+from trainer.engine.fuse import StackedSGD  # noqa: E402
+from trainer.engine.split import plain_step  # noqa: E402
+from trainer.models.builtin import SimpleModel  # noqa: E402
 
 LR, MOMENTUM = 0.02, 0.5
 

@@ -109,7 +109,7 @@ else
     step fuse 80 "$PY" bench/fuse.py --device cpu --ks 4 16 --batches 1 6 --rounds 1 --budget 0.3 --json "$OUT/fuse.json"
 fi
 
-# 8. Time alone (trainer.calibrate): the calibration's cost as a share of a small sweep (target < 3%), and
+# 8. Time alone (trainer.sweep.calibrate): the calibration's cost as a share of a small sweep (target < 3%), and
 #    the step time alone beside a fused run's share per step, at batch 1, 6 and 60.
 if [ "$GPU" = 1 ]; then
     step time_alone 45 "$PY" bench/time_alone.py --device cuda --fuse on --train-samples 12000 \

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.threads import DEFAULT_THREADS, cpu_threads
+from trainer.engine.threads import DEFAULT_THREADS, cpu_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, wherever we are run from
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="torch CPU threads of both loops (default: the study's loop gets torch's choice, the "
-        "resident loop the trainer's by batch size, trainer.threads)",
+        "resident loop the trainer's by batch size, trainer.engine.threads)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")

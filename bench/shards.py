@@ -1,11 +1,11 @@
-"""Benchmark: a sweep in shards (trainer.shards, trainer.submit) against the same sweep in one process.
+"""Benchmark: a sweep in shards (trainer.runlog.shards, trainer.cli.submit) against the same sweep in one process.
 
 1. Wall time of a 12-run CPU sweep (synthetic-digits; batch sizes 10, 30, 100 x lrs 0.01, 0.02 x 2 seeds),
    from the command's start to its end (Python and torch start-up included): `python -m trainer run`
    unsharded, against `python -m trainer submit --nodes 2 --executor local --wait` (2 shards as local
    processes through submitit). Every run trains on 1 CPU thread (perf.cpu_threads = 1) in both, so the
    ratio is what a second process buys; on 2 free cores expect about 2, less the second start-up.
-2. Merge cost: reading 3 shards of 100,000 events each as one sweep (trainer.shards.read_sharded: three
+2. Merge cost: reading 3 shards of 100,000 events each as one sweep (trainer.runlog.shards.read_sharded: three
    tolerant reads, the merge onto one clock, the sort) against reading the same 300,000 events from one
    events.jsonl (trainer.runlog.read_events), the cost an unsharded sweep of that size has anyway.
 
@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from trainer.runlog import read_events  # noqa: E402
-from trainer.shards import read_sharded  # noqa: E402
+from trainer.runlog.shards import read_sharded  # noqa: E402
 
 SWEEP_SETS = [
     'data.dataset="synthetic-digits"',

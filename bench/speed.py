@@ -4,7 +4,7 @@ For batch sizes 1, 6, 60, 600, 6000, side by side in one process on one device: 
 60,000-sample epoch) of
   study     DataLoader + per-sample ToTensor + copy + eager step + loss.item() each iteration,
   resident  bstui's eager loop (data resident on the device, losses copied to the host per block),
-  graph     bstui's fast path (trainer.fastpath.GraphStep: one CUDA graph replay per iteration),
+  graph     bstui's fast path (trainer.engine.cuda_graph.GraphStep: one CUDA graph replay per iteration),
 as ratios, with samples/s and peak memory; on a GPU also what bf16 autocast and channels_last buy the
 fast path. Each cell is warmed up, then timed for up to an epoch or --budget seconds; cells cut short
 (always batch 1 and 6, whose epochs are 60,000 and 10,000 iterations) are extrapolated per epoch from

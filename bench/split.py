@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
 
 from common import device_name  # noqa: E402
 
-from trainer.models import build_model  # noqa: E402
-from trainer.split import plain_step, split_step  # noqa: E402
+from trainer.engine.split import plain_step, split_step  # noqa: E402
+from trainer.models.builtin import build_model  # noqa: E402
 
 METHODS = ("plain", "retain_graph", "vectorized")
 

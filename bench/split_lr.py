@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py
 
 from common import device_name  # noqa: E402
 
-from trainer.data import synthetic_digits  # noqa: E402
-from trainer.models import SimpleModel  # noqa: E402
-from trainer.split import plain_step, split_step  # noqa: E402
+from trainer.data.datasets import synthetic_digits  # noqa: E402
+from trainer.engine.split import plain_step, split_step  # noqa: E402
+from trainer.models.builtin import SimpleModel  # noqa: E402
 
 
 def exactness(batch: int, chunks: int, lr: float, steps: int, seed: int) -> float:

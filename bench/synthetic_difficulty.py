@@ -29,10 +29,10 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from trainer.config import DataConfig  # noqa: E402
-from trainer.data import load_dataset, synthetic_digits  # noqa: E402
-from trainer.data_synthetic import DEFAULT_PARAMS  # noqa: E402
-from trainer.models import SimpleModel  # noqa: E402
-from trainer.pipelines import ResidentBatches, eval_batches  # noqa: E402
+from trainer.data.datasets import load_dataset, synthetic_digits  # noqa: E402
+from trainer.data.pipelines import ResidentBatches, eval_batches  # noqa: E402
+from trainer.data.synthetic import DEFAULT_PARAMS  # noqa: E402
+from trainer.models.builtin import SimpleModel  # noqa: E402
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Time alone (trainer.calibrate): what the calibration costs, and the step time alone against a fused share.
+"""Time alone (trainer.sweep.calibrate): what the calibration costs, and the step time alone against a fused share.
 
 One small sweep, trained in this process on one device exactly as `python -m trainer run` trains it: batch
 sizes 1, 6 and 60 (default) x an lr grid of K lrs. With perf.fuse_runs = "auto" on a CPU, batches 1 and 6
@@ -34,9 +34,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from trainer.config import Config  # noqa: E402
-from trainer.data import load_dataset  # noqa: E402
+from trainer.data.datasets import load_dataset  # noqa: E402
 from trainer.runlog import Emitter, ListSink  # noqa: E402
-from trainer.sweep import device_name, resolve_device, run_sweep  # noqa: E402
+from trainer.sweep.driver import device_name, resolve_device, run_sweep  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

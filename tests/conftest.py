@@ -43,7 +43,7 @@ def tiny_config(data_root: Path, tmp_path: Path):
 @pytest.fixture(scope="session")
 def tiny_dataset(data_root: Path):
     """The dataset of `tiny_config`, generated once per session (run_sweep accepts it)."""
-    from trainer.data import load_dataset
+    from trainer.data.datasets import load_dataset
 
     cfg = Config()
     cfg.data.dataset = "synthetic-digits"
@@ -57,7 +57,7 @@ def tiny_dataset(data_root: Path):
 def _one_torch_thread():
     """The study's model is tiny: intra-op threads only fight each other (and the other
     processes of a shared 2-core machine); one thread is faster and steadier here. Per test: a sweep's
-    runs set their own threads (trainer.threads), which must not leak into the next test's numbers."""
+    runs set their own threads (trainer.engine.threads), which must not leak into the next test's numbers."""
     import torch
 
     before = torch.get_num_threads()

@@ -1,15 +1,15 @@
-"""`python -m trainer ...`: see trainer.cli."""
+"""`python -m trainer ...`: see trainer.cli.main."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from trainer.quick_exit import quick_exit
+from trainer.process.exit import quick_exit
 
 if __name__ == "__main__":
-    try:  # Ctrl-C while the modules load: one line, as anywhere else in start-up (trainer.cli.main)
-        from trainer.cli import main
+    try:  # Ctrl-C while the modules load: one line, as anywhere else in start-up (trainer.cli.main.main)
+        from trainer.cli.main import main
     except KeyboardInterrupt:
         print("bstui: interrupted by Ctrl-C before training began; nothing was trained", file=sys.stderr)
         sys.exit(130)

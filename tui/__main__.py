@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.commands import app_command, trainer_command
+from trainer.runlog.commands import app_command, trainer_command
 
 EXIT_USAGE = 2
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         if args.config or args.overrides or args.out:
             fail("--replay shows a recorded run directory; CONFIG, --set and --out do not apply to it")
-        from trainer.shards import is_sharded
+        from trainer.runlog.shards import is_sharded
         from tui.replay import ReplayError, events_path
 
         try:
@@ -212,7 +212,7 @@ def detach(args: argparse.Namespace) -> int:
 def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
     from trainer.runlog import EVENTS, lock_status
-    from trainer.shards import is_sharded
+    from trainer.runlog.shards import is_sharded
     from tui.detach import AttachError, exit_hint, is_run_dir, newest_run_dir
     from tui.factory import make_app, replay_feed_factory
     from tui.feed import ReplayFeed
@@ -249,7 +249,7 @@ def attach(args: argparse.Namespace) -> int:
             events_path(run_dir)  # a FIFO or /dev/zero in its place is refused here, with the cause
         except ReplayError as exc:
             fail(str(exc))
-    if is_sharded(run_dir):  # the shards of one sweep (trainer.shards), followed as that sweep
+    if is_sharded(run_dir):  # the shards of one sweep (trainer.runlog.shards), followed as that sweep
         app = make_app(feed_factory=replay_feed_factory(str(run_dir), watch_trainer=True), bell=args.bell)
         code = run_app(app)
         print(
@@ -269,7 +269,7 @@ def entry() -> None:
     idle worker threads, multiprocessing's finalizers) only kept the terminal waiting."""
     from multiprocessing import util
 
-    from trainer.quick_exit import quick_exit
+    from trainer.process.exit import quick_exit
 
     code = main()
     # multiprocessing's own exit step (its atexit function): the queues' semaphores are released, so its

@@ -8,7 +8,7 @@ calls `poll()`, the UI thread calls `send()`.
 The child runs in a session of its own (no SIGHUP when the terminal goes, no Ctrl-C from it; one
 process group with its DataLoader workers) and watches its parent: the trainer outlives its viewer.
 When the app leaves (`release`: `d`, or `q` while the stop is still under way) or dies (a crash, an
-SSH drop), the trainer goes on headless into its run directory (trainer.child.Headless). Only
+SSH drop), the trainer goes on headless into its run directory (trainer.cli.child.Headless). Only
 `shutdown` (restart, or a trainer still starting) ends it from here.
 """
 
@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from trainer.controls import watch_parent
 from trainer.runlog import Event
+from trainer.runlog.controls import watch_parent
 
 #: The trainer's subprocess entry point (module:function), DESIGN.md.
-TRAINER_ENTRY = "trainer.child:run_child"
+TRAINER_ENTRY = "trainer.cli.child:run_child"
 
 
 @dataclass
@@ -141,8 +141,8 @@ def child_main(
         on_gone.append(hook(log_path))
     getattr(module, func)(config_path, overrides, out_dir, event_queue, control_queue)
     # The sweep has written and released everything; its last events go out, then the process ends
-    # without the interpreter's seconds-long teardown of torch (trainer.quick_exit).
-    from trainer.quick_exit import quick_exit
+    # without the interpreter's seconds-long teardown of torch (trainer.process.exit).
+    from trainer.process.exit import quick_exit
 
     quick_exit(0, (event_queue,))
 

@@ -20,8 +20,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from trainer.commands import app_command, trainer_command
 from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
+from trainer.runlog.commands import app_command, trainer_command
 from tui.status import Severity, StatusLine
 
 LOG_FILE = TRAINER_LOG
@@ -191,7 +191,7 @@ def exit_hint(
     run_dir: Path | str, status: dict[str, Any], action: ExitAction = ExitAction.NONE, finished: bool = False
 ) -> str:
     """What to print when the viewer closes, given what quitting did (`action`) and whether the sweep
-    finished (then its report command); every command runs as printed (trainer.commands)."""
+    finished (then its report command); every command runs as printed (trainer.runlog.commands)."""
     if action is ExitAction.STOPPING and status.get("state") == "live":
         return (
             f"bstui: stopping the sweep in {run_dir}: the trainer (pid {status.get('pid', '?')}) ends it cleanly "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.shards import is_sharded
+from trainer.runlog.shards import is_sharded
 from tui.app import BstuiApp, FeedFactory
 from tui.bridge import TrainerBridge
 from tui.feed import Feed, LiveFeed, ReplayFeed

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainer.commands import trainer_command
 from trainer.runlog import CONTROLS, EVENTS, Event, UnreadableFile, open_regular
+from trainer.runlog.commands import trainer_command
 from tui.bridge import Bridge, TrainerExit
 from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
 from tui.replay import EventReader, events_path

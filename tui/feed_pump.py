@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import Switch
 from textual.worker import get_current_worker
 
-from trainer.commands import trainer_command
+from trainer.runlog.commands import trainer_command
 from tui.feed import FEED_RESET, Feed, FeedEnd
 from tui.labels import run_labels
 from tui.state import SweepState

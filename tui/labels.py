@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Protocol
 
-from trainer.figures import setting
+from trainer.analysis.figures import setting
 from tui.palette import run_color
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.figures import num
+from trainer.analysis.figures import num
 from tui.minmax import exact_indices
 from tui.runstate import RunState
 from tui.view import TAIL_ITERS, X_AXES, View
@@ -280,5 +280,5 @@ def value_at(series: Series, x: float) -> float | None:
 
 
 def compact(value: float | None, digits: int = 3) -> str:
-    """A short number for narrow cells (trainer.figures.num): 0.0123, 2.00, 123, 12.3k, 1.20M; '-' when missing."""
+    """A short number for narrow cells (trainer.analysis.figures.num): 0.0123, 2.00, 123, 12.3k, 1.20M; '-' when missing."""
     return num(value, digits)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.accuracy import FULL, RunAccuracy, run_accuracy, run_kind
+from trainer.analysis.accuracy import FULL, RunAccuracy, run_accuracy, run_kind
 from tui.labels import RunKey
 from tui.series import LossSeries, to_float
 
@@ -50,7 +50,7 @@ class EvalPoint:
 
     `evaluation` events give one on the evaluation slice within and at the end of every epoch, epoch_end
     events one on the full test set (the series takes points at any iteration); `eval_set` says which
-    set (trainer/accuracy.py), and a run's accuracy and curves use one kind only.
+    set (trainer/analysis/accuracy.py), and a run's accuracy and curves use one kind only.
     """
 
     iters: int
@@ -62,7 +62,7 @@ class EvalPoint:
 
 @dataclass(frozen=True)
 class NoiseWindow:
-    """B_simple over the noise probe's window (trainer/noise_probe.py): None when undefined (the
+    """B_simple over the noise probe's window (trainer/measure/noise_probe.py): None when undefined (the
     window's mean |G|^2 <= 0); lo/hi its 95% jackknife interval (None: too few readings; hi None
     with lo 0: open above)."""
 
@@ -105,7 +105,7 @@ class RunState:
     evals: list[EvalPoint] = field(default_factory=list)
     target: dict[str, Any] | None = None
     #: Seconds of one training step of this run's kind timed alone before the sweep trained (its
-    #: `step_time` event, trainer.calibrate); None where the sweep timed none.
+    #: `step_time` event, trainer.sweep.calibrate); None where the sweep timed none.
     step_alone_s: float | None = None
     #: (iteration, chunks) of every live split-backward switch, in order.
     mode_changes: list[tuple[int, int]] = field(default_factory=list)
@@ -138,13 +138,13 @@ class RunState:
 
     @property
     def own_evals(self) -> list[EvalPoint]:
-        """The evaluations of the run's kind (trainer.accuracy.run_kind): what its curves show."""
+        """The evaluations of the run's kind (trainer.analysis.accuracy.run_kind): what its curves show."""
         kind = run_kind(e.eval_set for e in self.evals if e.test_acc is not None)
         return [e for e in self.evals if e.eval_set == kind]
 
     @property
     def accuracy(self) -> RunAccuracy:
-        """Current and best accuracy from the run's evaluations (trainer.accuracy.run_accuracy)."""
+        """Current and best accuracy from the run's evaluations (trainer.analysis.accuracy.run_accuracy)."""
         return run_accuracy((e.eval_set, e.test_acc) for e in self.evals)
 
     @property

@@ -1,9 +1,9 @@
 """The scaling screen's model and charts, pure: no Textual widgets, no torch.
 
-What it shows is trainer/answer.py's (the same answer report.md and the end of a run give): the
+What it shows is trainer/analysis/answer.py's (the same answer report.md and the end of a run give): the
 batch x lr matrix with seeds folded, steps and samples to target against batch size on log-log axes
 with the crossing intervals, the B_crit fit and its 95% band and each batch size's regime, and the lr
-rule measured from the grid. The analysis is trainer.scaling.analyse, run on every run of the sweep
+rule measured from the grid. The analysis is trainer.analysis.scaling.analyse, run on every run of the sweep
 (those still training count, so an lr with a seed still running is never the best yet); once the sweep
 has finished, its own sweep_finished.scaling is used (the trainer's word, resumed runs merged in).
 """
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from rich.text import Text
 
-from trainer import answer
-from trainer.figures import setting, sig
-from trainer.scaling import analyse, lr_points
+from trainer.analysis import answer
+from trainer.analysis.figures import setting, sig
+from trainer.analysis.scaling import analyse, lr_points
 from tui.braille import Chart, Line
 from tui.palette import run_rich_color
 from tui.state import SweepState
@@ -292,7 +292,7 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
     """Steps (`what="steps"`), samples (`"samples"`) or time (`"time"`: alone where recorded, no fit)
     to target against batch size, log-log: each batch
     size at its best lr with its crossing interval as an error bar, coloured by its regime, the fit
-    (trainer.bcrit's median) with its 95% band, marks at B_crit and B_simple, and ▴ at the top edge
+    (trainer.analysis.bcrit's median) with its 95% band, marks at B_crit and B_simple, and ▴ at the top edge
     for batch sizes no lr of which reached the target."""
     title = CURVE_TITLES[what]
     key = {"steps": "steps", "samples": "samples", "time": "time_s"}[what]
@@ -427,7 +427,7 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
 
 
 def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
-    """The answer in words (trainer/answer.py) per arm, and the best lr of each batch size."""
+    """The answer in words (trainer/analysis/answer.py) per arm, and the best lr of each batch size."""
     text = Text()
     if not arms:
         text.append("No run has started yet", style="bold")

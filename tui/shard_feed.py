@@ -1,8 +1,8 @@
-"""The shards of a sweep (DIR/shards/I, trainer.shards) followed as one sweep: `bstui --replay DIR` and
+"""The shards of a sweep (DIR/shards/I, trainer.runlog.shards) followed as one sweep: `bstui --replay DIR` and
 `bstui --attach DIR` on a sharded sweep's directory.
 
 Each shard is read by its own ReplayFeed (the tolerant, growing-file reader; with --attach it also
-watches that shard's trainer.lock), and trainer.shards.ShardMerger turns their events into one sweep's:
+watches that shard's trainer.lock), and trainer.runlog.shards.ShardMerger turns their events into one sweep's:
 one sweep_started naming every run, each shard's events on one clock, one sweep_finished once every
 shard has finished. Shards that appear later (a job array starting node by node) are picked up as they
 come. Controls go to every live shard through its own control file. A shard rewritten by `resume` makes
@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from trainer.runlog import EVENTS, Event, lock_status
-from trainer.shards import ShardInfo, ShardMerger, shard_dirs, shard_problems, sort_by_time, sweep_plan
+from trainer.runlog.shards import ShardInfo, ShardMerger, shard_dirs, shard_problems, sort_by_time, sweep_plan
 from tui.feed import FEED_RESET, FeedEnd, FeedReset, ReplayFeed
 from tui.status import Severity, StatusLine
 
@@ -126,7 +126,7 @@ class ShardedFeed:
             self.plan = sweep_plan(self.run_dir)
             if self.plan is None:
                 return
-            from trainer.scaling import analyse  # numpy: once there is a sharded sweep to show
+            from trainer.analysis.scaling import analyse  # numpy: once there is a sharded sweep to show
 
             self.merger = ShardMerger(self.plan, self.run_dir, analyse)
         dirs = shard_dirs(self.run_dir)

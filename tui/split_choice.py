@@ -1,7 +1,7 @@
 """Split-backward's k as the app offers it: only chunk counts that divide a batch of the sweep, and
 what a switch does to each batch size, said before the trainer answers (pure: tests call it).
 
-The trainer splits a run's batch into k chunks only where k divides it (trainer.steps.split_request);
+The trainer splits a run's batch into k chunks only where k divides it (trainer.engine.steps.split_request);
 the others train on plain. So `+`/`-` step through the k that divide at least one batch size still to
 train, and `s` says which batch sizes switched and which stay plain, in one message.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-#: The chunk counts a viewer may ask for (trainer.controls accepts 2-64).
+#: The chunk counts a viewer may ask for (trainer.runlog.controls accepts 2-64).
 MIN_CHUNKS, MAX_CHUNKS = 2, 64
 
 

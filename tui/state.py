@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.accuracy import FULL, HEAD, event_eval_set
-from trainer.figures import pct
+from trainer.analysis.accuracy import FULL, HEAD, event_eval_set
+from trainer.analysis.figures import pct
 from trainer.runlog import Event
 from tui.runstate import EpochRecord, EvalPoint, NoiseWindow, RunState, opt_float
 from tui.series import ema_beta, to_float
@@ -52,7 +52,7 @@ class SweepState:
     epochs: int | None = None
     #: The resolved config of sweep_started (for the lr rules of the scaling view).
     config: dict[str, Any] = field(default_factory=dict)
-    #: sweep_finished's scaling analysis (trainer.scaling.analyse), once the sweep has finished.
+    #: sweep_finished's scaling analysis (trainer.analysis.scaling.analyse), once the sweep has finished.
     scaling: dict[str, Any] | None = None
     runs: dict[str, RunState] = field(default_factory=dict)
     status: str = "starting"  # starting | running | done | stopped | failed
@@ -78,7 +78,7 @@ class SweepState:
     #: Why the trainer's control file (controls.jsonl) does not work now ("" while it does), from
     #: `controls` events: an attached viewer's pause, split and stop do not reach the trainer then.
     controls_problem: str = ""
-    #: Branched B_crit (trainer.branch): each branch point's fit in training order, and the whole result
+    #: Branched B_crit (trainer.sweep.branch): each branch point's fit in training order, and the whole result
     #: (curve, proposed schedule) once the branches are done; the report shows them.
     branch_points: list[dict[str, Any]] = field(default_factory=list)
     #: The runs that are branches (their run_started carries `branch`): left out of the scaling screen.
@@ -90,7 +90,7 @@ class SweepState:
     clock: float = 0.0
     #: Grows on every applied event: the UI redraws only when it changed.
     version: int = 0
-    #: Each run's step timed alone (a `step_time` event's fields, trainer.calibrate), by run id.
+    #: Each run's step timed alone (a `step_time` event's fields, trainer.sweep.calibrate), by run id.
     step_alone: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, event: Any) -> bool:
@@ -389,7 +389,7 @@ def _on_fused_group(s: SweepState, e: Event) -> None:
 
 
 def _on_controls(s: SweepState, e: Event) -> None:
-    """The trainer's control file stopped working, or works again (trainer.controls.ControlFile)."""
+    """The trainer's control file stopped working, or works again (trainer.runlog.controls.ControlFile)."""
     working, reason = e["working"], str(e.get("reason") or "")
     if not isinstance(working, bool):
         raise TypeError("working is not a bool")
@@ -412,14 +412,14 @@ def _on_step_time(s: SweepState, e: Event) -> None:
 
 
 def _on_branch_point(s: SweepState, e: Event) -> None:
-    """One branch point's B_crit fit (trainer.branch)."""
+    """One branch point's B_crit fit (trainer.sweep.branch)."""
     if not isinstance(e.get("branches"), list):
         raise TypeError("branches is not a list")
     s.branch_points.append(e)
 
 
 def _on_branch_result(s: SweepState, e: Event) -> None:
-    """B_crit over training and the schedule proposed from it (trainer.branch)."""
+    """B_crit over training and the schedule proposed from it (trainer.sweep.branch)."""
     if not isinstance(e.get("points"), list) or not isinstance(e.get("schedule"), list):
         raise TypeError("points or schedule is not a list")
     s.branch_result = e

@@ -11,7 +11,7 @@ from enum import Enum
 
 from rich.text import Text
 
-from trainer.commands import trainer_command
+from trainer.runlog.commands import trainer_command
 
 
 class Severity(str, Enum):

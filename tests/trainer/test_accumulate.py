@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-import trainer.steps as steps
-from trainer.accumulate import (
+import trainer.engine.steps as steps
+from trainer.config import Config, ConfigError, OptimConfig, load_config
+from trainer.engine.accumulate import (
     accumulate_step,
     micro_slices,
     split_accumulate_step,
     suggest_micro_batch,
 )
-from trainer.config import Config, ConfigError, OptimConfig, load_config
-from trainer.models import build_model
-from trainer.optim import build_optimizer
+from trainer.engine.split import plain_step, split_step
+from trainer.models.builtin import build_model
+from trainer.models.optim import build_optimizer
 from trainer.runlog import Emitter, ListSink
-from trainer.split import plain_step, split_step
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 
 def _data(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +114,7 @@ def test_micro_batch_defaults_to_off():
 
 @pytest.fixture
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 def _losses(sink: ListSink, run: str) -> list[float]:

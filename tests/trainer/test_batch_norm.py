@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import GnsConfig
-from trainer.data import Split
-from trainer.fastpath import GraphStep, index_batches
-from trainer.models import ResNetSmall
-from trainer.noise_probe import probe_terms
-from trainer.pipelines import ResidentBatches
-from trainer.probes import Probes
+from trainer.data.datasets import Split
+from trainer.data.pipelines import ResidentBatches
+from trainer.engine.cuda_graph import GraphStep, index_batches
+from trainer.engine.split import plain_step, split_step
+from trainer.measure.noise_probe import probe_terms
+from trainer.measure.probes import Probes
+from trainer.models.builtin import ResNetSmall
+from trainer.models.grads import batch_norms, chunk_gradients
 from trainer.runlog import Emitter, ListSink
-from trainer.split import batch_norms, chunk_gradients, plain_step, split_step
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 LR, MOMENTUM = 0.05, 0.9
 
@@ -127,7 +128,7 @@ def test_the_probes_leave_the_running_statistics_alone():
 def test_a_resnet_small_sweep_with_split_and_probes_finishes_and_says_what_batch_norm_gets(
     tiny_config, tiny_dataset, monkeypatch
 ):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     cfg = tiny_config(
         model={"name": "resnet_small", "args": {"in_channels": 1, "width": 4}},
         split_backward={"enabled": True, "chunks": 4},
@@ -145,7 +146,7 @@ def test_a_resnet_small_sweep_with_split_and_probes_finishes_and_says_what_batch
 
 
 def test_a_model_without_batch_norm_says_nothing_about_it(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     sink = ListSink()
     run_sweep(tiny_config(sweep={"batch_sizes": [200], "epochs": 1}), Emitter([sink]))
     assert [e["batch_norm"] for e in sink.of_type("run_started")] == [""]
@@ -153,7 +154,7 @@ def test_a_model_without_batch_norm_says_nothing_about_it(tiny_config, tiny_data
 
 def test_fashion_mnist_from_debian_trains_the_second_built_in_for_one_epoch_on_a_slice(tmp_path):
     from trainer.config import load_config
-    from trainer.data import SYSTEM_FASHION_MNIST, load_dataset
+    from trainer.data.datasets import SYSTEM_FASHION_MNIST, load_dataset
 
     if not (SYSTEM_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")

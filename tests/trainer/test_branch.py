@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from trainer.branch import point_path
-from trainer.report import write_report
+from trainer.report.build import write_report
 from trainer.runlog import Emitter, ListSink, RunDirSink
-from trainer.sweep import run_sweep
+from trainer.sweep.branch import point_path
+from trainer.sweep.driver import run_sweep
 
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 def _branch_sweep(tiny_config, run_dir: str = "", **branch):
@@ -82,7 +82,7 @@ def test_branch_runs_say_where_they_branched_and_the_result_has_one_point(tiny_c
 def test_a_sweep_interrupted_during_its_branches_resumes_them_from_the_kept_points(tiny_config, tmp_path):
     import json
 
-    from trainer.resume import plan_resume
+    from trainer.sweep.resume import plan_resume
 
     whole = tmp_path / "whole"
     whole.mkdir()

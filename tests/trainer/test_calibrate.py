@@ -1,4 +1,4 @@
-"""Time alone (trainer.calibrate): each kind of step timed alone once per sweep, outside the runs' clocks,
+"""Time alone (trainer.sweep.calibrate): each kind of step timed alone once per sweep, outside the runs' clocks,
 so fused and lone runs are compared at what each batch size's steps cost alone."""
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ import math
 import pytest
 import torch
 
-from trainer import calibrate
-from trainer.controls import Controls, StopRequested
-from trainer.evaluation import prepare_test
+from trainer.analysis.recommend import recommendation
+from trainer.engine.evaluation import prepare_test
 from trainer.plan import RunSettings, run_specs
-from trainer.recommend import recommendation
 from trainer.runlog import SUMMARY, Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.runlog.controls import Controls, StopRequested
+from trainer.sweep import calibrate
+from trainer.sweep.driver import run_sweep
 
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_the_answer_compares_the_fused_group_and_the_lone_runs_by_time_alone(swe
 
 
 def test_summary_csv_has_the_time_alone_columns(tmp_path, tiny_config):
-    from trainer.cli import main
+    from trainer.cli.main import main
 
     cfg_args = [
         "--set",

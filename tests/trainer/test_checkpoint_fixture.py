@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.test_resume import _sweep_into, events_of, training_results
-from trainer.cli import resume_sweep
+from trainer.cli.main import resume_sweep
 from trainer.config import load_config
-from trainer.data import load_dataset
+from trainer.data.datasets import load_dataset
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "resume_v1"
 

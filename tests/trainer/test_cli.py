@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.answer import answers
-from trainer.cli import main
+from trainer.analysis.answer import answers
+from trainer.analysis.recommend import recommendations
+from trainer.cli.main import main
 from trainer.config import load_config
-from trainer.recommend import recommendations
 from trainer.runlog import SUMMARY_FIELDS
 from trainer.runlog.contract import SWEEP_EVENTS
 
@@ -75,7 +75,7 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
     answer = recommendations(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"])
     assert len(answer) == 1 and answer[0] in printed.replace("\n", " ")
     assert answer[0].startswith(("fastest to ", "no batch size reached "))
-    # ...followed by the rest of the answer report.md and the scaling screen give (trainer/answer.py).
+    # ...followed by the rest of the answer report.md and the scaling screen give (trainer/analysis/answer.py).
     for line in answers(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"]):
         assert line in printed.replace("\n", " ")
 
@@ -92,7 +92,7 @@ def test_a_batch_larger_than_the_loaded_training_set_exits_2_before_training(
     data_root, tmp_path, capsys, monkeypatch, tiny_dataset
 ):
     # data.train_samples = 0 (all): only the loaded dataset knows its size (600 samples here).
-    monkeypatch.setattr("trainer.data.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.data.datasets.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     args = tiny_args(
         data_root,
         "--out",
@@ -157,7 +157,7 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_run_directory(data_root, tmp_path):
 
 def test_trainer_imports_no_textual():
     code = (
-        "import sys, trainer, trainer.cli, trainer.sweep, trainer.child; "
+        "import sys, trainer, trainer.cli.main, trainer.sweep.driver, trainer.cli.child; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')]; "
         "assert not bad, bad"
     )

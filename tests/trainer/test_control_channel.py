@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from tests.trainer.test_signals import HANG_GUARD_S, events_of, run_cmd, start, wait_for_more_losses
-from trainer.commands import trainer_command
-from trainer.controls import VIEWER_STOP
 from trainer.runlog import CONTROLS, LOCK, SUMMARY
+from trainer.runlog.commands import trainer_command
+from trainer.runlog.controls import VIEWER_STOP
 
 
 def send(out: Path, msg: dict) -> None:

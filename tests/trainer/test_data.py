@@ -1,4 +1,4 @@
-"""trainer.data: datasets (synthetic, IDX, fallback) and the two input pipelines."""
+"""trainer.data.datasets: datasets (synthetic, IDX, fallback) and the two input pipelines."""
 
 from __future__ import annotations
 
@@ -14,10 +14,23 @@ import pytest
 import torch
 
 from trainer import data as data_mod
-from trainer import data_synthetic
 from trainer.config import DataConfig
-from trainer.data import DatasetUnavailable, IdxFormatError, Split, load_dataset, read_idx, synthetic_digits
-from trainer.pipelines import LoaderBatches, ResidentBatches, epoch_permutation, eval_batches, make_batches
+from trainer.data import synthetic as data_synthetic
+from trainer.data.datasets import (
+    DatasetUnavailable,
+    IdxFormatError,
+    Split,
+    load_dataset,
+    read_idx,
+    synthetic_digits,
+)
+from trainer.data.pipelines import (
+    LoaderBatches,
+    ResidentBatches,
+    epoch_permutation,
+    eval_batches,
+    make_batches,
+)
 
 CPU = torch.device("cpu")
 

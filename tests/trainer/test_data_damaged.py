@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import data_synthetic
 from trainer.config import DataConfig
-from trainer.data import DatasetUnavailable, load_dataset, synthetic_digits
+from trainer.data import synthetic as data_synthetic
+from trainer.data.datasets import DatasetUnavailable, load_dataset, synthetic_digits
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TRAIN, N_TEST, SEED = 100, 30, 4

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from trainer.config import Config
-from trainer.data import DatasetUnavailable, load_dataset
-from trainer.models import ModelError
+from trainer.data.datasets import DatasetUnavailable, load_dataset
+from trainer.models.builtin import ModelError
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import check_model, run_sweep
+from trainer.sweep.driver import check_model, run_sweep
 
 DATA = "tests.trainer.factory_data"
 

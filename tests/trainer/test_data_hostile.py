@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trainer.config import Config
-from trainer.data import NORMALIZE_CACHE, DatasetUnavailable, load_dataset
+from trainer.data.datasets import NORMALIZE_CACHE, DatasetUnavailable, load_dataset
 
 
 def _cfg(root, dataset, **data):
@@ -97,7 +97,7 @@ def test_a_class_left_with_no_regular_image_is_named(tmp_path):
 
 
 def _tiny(seed: int = 0):
-    from trainer.data import Dataset, Split
+    from trainer.data.datasets import Dataset, Split
 
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (40, 3, 4, 4), dtype=torch.uint8, generator=g)
@@ -108,7 +108,7 @@ def _tiny(seed: int = 0):
 
 
 def _normalize(tmp_path, monkeypatch, ds=None):
-    import trainer.data as data
+    import trainer.data.datasets as data
 
     monkeypatch.setattr(data, "_STATS", {})  # the in-memory cache of this process would hide the file
     ds = ds or _tiny()
@@ -119,13 +119,13 @@ def _normalize(tmp_path, monkeypatch, ds=None):
 
 
 def _fresh_stats():
-    from trainer.data import channel_stats
+    from trainer.data.datasets import channel_stats
 
     return channel_stats(_tiny().train.images)
 
 
 def _key():
-    from trainer.data import _cache_key
+    from trainer.data.datasets import _cache_key
 
     return _cache_key(_tiny())
 
@@ -213,7 +213,7 @@ _json = st.recursive(
 def test_any_cache_entry_is_either_usable_statistics_or_refused(entry, channels, uint8):
     import math
 
-    from trainer.data import stats_problem
+    from trainer.data.datasets import stats_problem
 
     problem = stats_problem(entry, channels, uint8)
     assert isinstance(problem, str)
@@ -226,7 +226,7 @@ def test_any_cache_entry_is_either_usable_statistics_or_refused(entry, channels,
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=200) | _json.map(lambda v: json.dumps(v).encode()))
 def test_any_cache_file_reads_as_entries_or_a_reason(tmp_path_factory, content):
-    from trainer.data import _read_cache
+    from trainer.data.datasets import _read_cache
 
     path = tmp_path_factory.mktemp("root") / NORMALIZE_CACHE
     path.write_bytes(content)

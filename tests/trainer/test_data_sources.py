@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import pipelines
 from trainer.config import Config, ConfigError, config_from_toml
-from trainer.data import DatasetUnavailable, data_bytes, load_dataset
-from trainer.pipelines import CropFlip, LoaderBatches, ResidentBatches
+from trainer.data import pipelines
+from trainer.data.datasets import DatasetUnavailable, data_bytes, load_dataset
+from trainer.data.pipelines import CropFlip, LoaderBatches, ResidentBatches
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 
 def write_cifar(root, name="cifar10", n_batch=20, n_test=10, seed=0):
@@ -218,7 +218,7 @@ def test_normalize_on_a_read_only_root_keeps_statistics_in_memory(tmp_path, monk
     def read_only(*args, **kwargs):  # chmod would not stop root, who runs these tests in CI
         raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr("trainer.data.os.replace", read_only)
+    monkeypatch.setattr("trainer.data.datasets.os.replace", read_only)
     logged = []
     ds = load_dataset(_cfg(tmp_path, "cifar10", normalize="dataset").data, log=logged.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py"], "nothing written"
@@ -350,9 +350,9 @@ def test_the_shipped_cifar10_experiment_parses_and_trains_an_epoch_on_a_cifar_fo
 def test_the_cuda_graph_path_runs_an_augmented_run_eagerly_and_says_why(tmp_path, monkeypatch):
     """The graph gathers its batches inside the graph by a static index; crops drawn per batch cannot be
     replayed there, so where the fast path would be a CUDA graph, an augmented run is eager with a reason."""
-    import trainer.steps as steps
+    import trainer.engine.steps as steps
     from trainer.config import PerfConfig
-    from trainer.models import build_model
+    from trainer.models.builtin import build_model
 
     write_cifar(tmp_path)
     ds = load_dataset(_cfg(tmp_path, "cifar10").data)
@@ -379,7 +379,7 @@ def test_the_cuda_graph_path_runs_an_augmented_run_eagerly_and_says_why(tmp_path
 def test_normalize_statistics_are_read_back_from_the_cache_and_new_data_is_new_statistics(
     tmp_path, monkeypatch
 ):
-    import trainer.data as data
+    import trainer.data.datasets as data
 
     write_cifar(tmp_path, seed=9)
     first = load_dataset(_cfg(tmp_path, "cifar10", normalize="dataset").data)
@@ -420,8 +420,8 @@ def test_augment_after_a_fallback_says_the_fallback_is_why_the_shape_is_wrong(tm
 
 
 def test_resnet_small_takes_the_classes_of_cifar100_from_model_args(tmp_path):
-    from trainer.models import ModelError
-    from trainer.sweep import check_model
+    from trainer.models.builtin import ModelError
+    from trainer.sweep.driver import check_model
 
     write_cifar(tmp_path, "cifar100")
     cfg = _cfg(tmp_path, "cifar100")
@@ -438,7 +438,7 @@ def test_resnet_small_takes_the_classes_of_cifar100_from_model_args(tmp_path):
 
 
 def test_cifar_offline_with_downloads_allowed_says_downloads_fail_and_what_to_copy(tmp_path, monkeypatch):
-    import trainer.data as data
+    import trainer.data.datasets as data
 
     monkeypatch.setattr(
         data, "_unresolvable", lambda name: "cannot resolve www.cs.toronto.edu: Name or service not known"

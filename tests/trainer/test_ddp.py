@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer import cli, ddp
+from trainer.cli import main as cli
 from trainer.config import load_config
-from trainer.data import Split, load_dataset
-from trainer.ddp import ShardedBatches, check_config, rank_slice
-from trainer.pipelines import LoaderBatches, ResidentBatches
+from trainer.data.datasets import Split, load_dataset
+from trainer.data.pipelines import LoaderBatches, ResidentBatches
+from trainer.engine import ddp
+from trainer.engine.ddp import ShardedBatches, check_config, rank_slice
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 

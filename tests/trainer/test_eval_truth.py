@@ -1,14 +1,14 @@
-"""One evaluation truth in the run's book (trainer/ledger.py): the best accuracy, the target, the collapse
+"""One evaluation truth in the run's book (trainer/engine/ledger.py): the best accuracy, the target, the collapse
 and the summary all come from the run's evaluations on the slice; the full test set at epoch ends is
-recorded apart. And the test set's slice itself (trainer/evaluation.py). No training: fast."""
+recorded apart. And the test set's slice itself (trainer/engine/evaluation.py). No training: fast."""
 
 from __future__ import annotations
 
 import torch
 
-from trainer.accuracy import SLICE_SIZE, stratified_slice
-from trainer.evaluation import slice_of
-from trainer.ledger import Ledger
+from trainer.analysis.accuracy import SLICE_SIZE, stratified_slice
+from trainer.engine.evaluation import slice_of
+from trainer.engine.ledger import Ledger
 from trainer.plan import RunSpec
 from trainer.runlog import Emitter, ListSink, summary_csv
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.factory as factory
-from trainer.cli import EXIT_USAGE, main
+import trainer.config.user_code as factory
+from trainer.cli.main import EXIT_USAGE, main
 from trainer.config import Config
-from trainer.data import Dataset, DatasetUnavailable, Split, check_finite, load_dataset
-from trainer.models import ModelError
-from trainer.sweep import check_model
+from trainer.data.datasets import Dataset, DatasetUnavailable, Split, check_finite, load_dataset
+from trainer.models.builtin import ModelError
+from trainer.sweep.driver import check_model
 
 HOSTILE = "tests.trainer.factory_hostile"
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def test_data_with_nan_or_infinity_is_refused_before_training(tmp_path, capsys, 
 
 
 def test_a_large_split_is_checked_on_an_even_sample(monkeypatch):
-    import trainer.data as data
+    import trainer.data.datasets as data
 
     monkeypatch.setattr(data, "FINITE_CHECK_VALUES", 64 * 10)  # 10 samples' worth of a 1x8x8 input
     x = torch.rand(100, 1, 8, 8)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.data import Split
-from trainer.fastpath import (
+from trainer.data.datasets import Split
+from trainer.data.pipelines import ResidentBatches
+from trainer.engine.cuda_graph import (
     FastPathUnavailable,
     GraphStep,
     graph_supported,
@@ -19,9 +20,8 @@ from trainer.fastpath import (
     resolve_fast_path,
     sgd_momentum_update,
 )
-from trainer.models import build_model
-from trainer.pipelines import ResidentBatches
-from trainer.split import plain_step, split_step
+from trainer.engine.split import plain_step, split_step
+from trainer.models.builtin import build_model
 
 LR, MOMENTUM = 0.02, 0.5
 needs_cuda = pytest.mark.skipif(
@@ -60,7 +60,7 @@ def _eager_losses(
     split_from: tuple[int, int] | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[list[float], torch.nn.Module]:
-    """The eager loop (what trainer.run does): plain_step / split_step on ResidentBatches' batches."""
+    """The eager loop (what trainer.engine.run does): plain_step / split_step on ResidentBatches' batches."""
     model, opt = _model_opt(device)
     losses, it = [], 0
     for epoch in range(epochs):
@@ -215,7 +215,7 @@ def test_graph_step_follows_lr_set_on_the_optimizer_like_the_trainer_loop_does()
     step = GraphStep(model, opt, data.images, data.labels, 10, warmup=1)
     graph = []
     for it, idx in enumerate(index_batches(data.epoch_indices(0), 10)):
-        opt.param_groups[0]["lr"] = _warmup_lr(it)  # as trainer.run sets it for eager steps
+        opt.param_groups[0]["lr"] = _warmup_lr(it)  # as trainer.engine.run sets it for eager steps
         graph.append(step.step(idx))
     torch.testing.assert_close(torch.stack(graph).tolist(), eager, rtol=1e-5, atol=1e-6)
 
@@ -379,7 +379,7 @@ def test_last_grads_are_the_latest_steps_gradient_in_both_modes():
 def test_choose_step_tells_the_app_before_it_captures_a_graph():
     """The start-up stage "capturing CUDA graph" (issue 12) is told once, before the capture."""
     from trainer.config import PerfConfig
-    from trainer.steps import choose_step
+    from trainer.engine.steps import choose_step
 
     model = build_model("simple_cnn").cuda()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)

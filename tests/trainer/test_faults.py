@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.steps as steps
-from trainer.cli import EXIT_IO, main
-from trainer.commands import trainer_command
+import trainer.engine.steps as steps
+from trainer.cli.main import EXIT_IO, main
 from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
+from trainer.runlog.commands import trainer_command
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}  # differ between any two runs

@@ -1,4 +1,4 @@
-"""Fused runs (perf.fuse_runs, trainer.fuse): every run of a fused group trains as it would alone.
+"""Fused runs (perf.fuse_runs, trainer.engine.fuse): every run of a fused group trains as it would alone.
 
 The reference is the same sweep with perf.fuse_runs = "off". Batched kernels add in another order than
 K separate ones, so losses agree to float rounding, which training then carries forward: per-iteration
@@ -16,19 +16,26 @@ import math
 import pytest
 import torch
 
-from trainer.controls import Controls
-from trainer.fuse import CPU_AUTO_MAX_BATCH, FusedGroup, FuseUnavailable, StackedSGD, model_reason, plan_units
-from trainer.models import SimpleModel
-from trainer.optim import lr_at
+from trainer.engine.fuse import (
+    CPU_AUTO_MAX_BATCH,
+    FusedGroup,
+    FuseUnavailable,
+    StackedSGD,
+    model_reason,
+    plan_units,
+)
+from trainer.engine.threads import cpu_threads
+from trainer.models.builtin import SimpleModel
+from trainer.models.optim import lr_at
 from trainer.plan import RunSettings, run_specs
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
-from trainer.threads import cpu_threads
+from trainer.runlog.controls import Controls
+from trainer.sweep.driver import run_sweep
 
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 def _sweep(cfg, controls=None, run_dir=""):
@@ -172,7 +179,7 @@ def test_auto_fuses_small_cpu_batches_and_says_why_not_for_the_others(tiny_confi
     small = [e for e in started.values() if e["batch_size"] == CPU_AUTO_MAX_BATCH]
     large = [e for e in started.values() if e["batch_size"] == 60]
     assert all(e["fused"] and e["fused_reason"] == "" for e in small)
-    # a group's steps take the threads of its whole work: batch x runs (trainer.threads' rule)
+    # a group's steps take the threads of its whole work: batch x runs (trainer.engine.threads' rule)
     assert all(e["cpu_threads"] == cpu_threads(CPU_AUTO_MAX_BATCH * 2) for e in small)
     assert all(not e["fused"] and "bench/fuse.py" in e["fused_reason"] for e in large)
 
@@ -292,7 +299,7 @@ def test_a_fused_sweep_interrupted_in_epoch_2_resumes_as_a_fused_group_and_ends_
     """Ctrl-C in the second epoch of a group of 2 lrs x 2 seeds; `resume` restores each run from its own
     checkpoint, fuses them again, and every loss and epoch result equals the uninterrupted sweep's, exactly."""
     from tests.trainer.test_resume import sweep_args, training_results
-    from trainer.cli import EXIT_INTERRUPTED, main
+    from trainer.cli.main import EXIT_INTERRUPTED, main
 
     grid = [
         "--set",

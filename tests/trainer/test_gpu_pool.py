@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer import gpu_pool
 from trainer.config import ConfigError, load_config
-from trainer.controls import Controls
 from trainer.plan import RunSpec, queue_order
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.runlog.controls import Controls
+from trainer.sweep import gpu_pool
+from trainer.sweep.driver import run_sweep
 
 
 def test_auto_spreads_over_every_gpu_only_when_there_are_several():
@@ -39,7 +39,7 @@ def test_parallel_typo_gets_a_did_you_mean():
 @pytest.fixture
 def two_cpu_workers(tiny_dataset, monkeypatch):
     """Sweeps here spread their runs over two CPU worker processes, as over two GPUs."""
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "cpu"])
 
 
@@ -74,7 +74,7 @@ def test_runs_on_two_workers_train_exactly_as_in_one_process(tiny_config, tiny_d
 
 
 def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu"])  # one is enough
     controls = Controls()
     controls.apply({"cmd": "stop"})
@@ -89,7 +89,7 @@ def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
 
 
 def test_a_worker_that_cannot_start_leaves_its_runs_to_the_others(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     monkeypatch.setattr(
         gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "no-such-device"]
     )

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from tests.trainer.factory_models import Mlp
-from trainer.cli import main
+from trainer.cli.main import main
 from trainer.config import ModelConfig, load_config
-from trainer.data import as_inputs
-from trainer.models import LogSoftmax, ModelError, build_model, check_model, count_parameters
+from trainer.data.datasets import as_inputs
+from trainer.models.builtin import LogSoftmax, ModelError, build_model, check_model, count_parameters
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 FACTORIES = "tests.trainer.factory_models"
 
@@ -33,7 +33,7 @@ def model(name: str, **kw) -> ModelConfig:
 
 
 def test_a_factory_model_trains_a_two_batch_size_sweep_on_cpu(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
     cfg = tiny_config(model={"name": f"{FACTORIES}:mlp", "args": {"hidden": 24}, "output": "logits"})
     sink = ListSink()
     result = run_sweep(cfg, Emitter([sink]))

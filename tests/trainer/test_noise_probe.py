@@ -1,4 +1,4 @@
-"""The batch-independent gradient-noise probe (trainer/noise_probe.py, issue 13)."""
+"""The batch-independent gradient-noise probe (trainer/measure/noise_probe.py, issue 13)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from trainer.bsimple import Reading, b_simple_at
-from trainer.models import SimpleModel
-from trainer.noise_probe import NoiseProbe, probe_reading, probe_terms
+from trainer.analysis.bsimple import Reading, b_simple_at
+from trainer.measure.noise_probe import NoiseProbe, probe_reading, probe_terms
+from trainer.models.builtin import SimpleModel
 
 # Linear regression y = w*.x + eps, x ~ N(0, I_d), eps ~ N(0, s2), loss 0.5 (w.x - y)^2 at w = w* + r:
 # per-sample gradient g = x (x.r - eps), so G = r and Sigma = r r^T + (|r|^2 + s2) I (Isserlis), hence

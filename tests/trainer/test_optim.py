@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainer.steps as steps
+import trainer.engine.steps as steps
 from trainer.config import ConfigError, OptimConfig, load_config
-from trainer.optim import LAMB, LARS, build_optimizer, lr_at
+from trainer.models.optim import LAMB, LARS, build_optimizer, lr_at
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 
 def _param(values: list[float], grad: list[float]) -> torch.nn.Parameter:
@@ -154,7 +154,7 @@ def test_bad_optimizer_settings_are_config_errors(override: str, expected: str):
 
 @pytest.fixture
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 @pytest.mark.usefixtures("_shared_dataset")

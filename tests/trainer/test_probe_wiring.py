@@ -9,19 +9,19 @@ import math
 import pytest
 import torch
 
-import trainer.noise_probe as noise_probe
-import trainer.run as run_module
+import trainer.engine.run as run_module
+import trainer.measure.noise_probe as noise_probe
 from trainer.config import GnsConfig
-from trainer.models import SimpleModel
-from trainer.probes import Probes
+from trainer.engine.timing import WallClock
+from trainer.measure.probes import Probes
+from trainer.models.builtin import SimpleModel
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
-from trainer.timing import WallClock
+from trainer.sweep.driver import run_sweep
 
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 def test_readings_every_probe_every_samples_off_the_clocks_and_in_the_summary(tiny_config, monkeypatch):

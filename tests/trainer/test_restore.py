@@ -16,8 +16,8 @@ from tests.trainer.test_resume import (
     sweep_args,
     training_results,
 )
-from trainer.checkpoint import checkpoint_path
-from trainer.cli import EXIT_INTERRUPTED, main
+from trainer.cli.main import EXIT_INTERRUPTED, main
+from trainer.engine.checkpoint import checkpoint_path
 
 
 def _damage_rng_torch(state: dict) -> None:

@@ -10,17 +10,17 @@ import tomli_w
 import tomllib
 import torch
 
-import trainer.steps as steps
-import trainer.sweep as sweep
-from trainer.checkpoint import CheckpointWriter, checkpoint_path
-from trainer.cli import EXIT_INTERRUPTED, main, resume_sweep
-from trainer.commands import trainer_command
+import trainer.engine.steps as steps
+import trainer.sweep.driver as sweep
+from trainer.cli.main import EXIT_INTERRUPTED, main, resume_sweep
 from trainer.config import load_config
-from trainer.controls import Controls
-from trainer.models import build_model
+from trainer.engine.checkpoint import CheckpointWriter, checkpoint_path
+from trainer.models.builtin import build_model
 from trainer.plan import RunSettings
-from trainer.resume import plan_resume, restore_check
 from trainer.runlog import Emitter, ListSink, RunDirSink, create_run_dir, write_config
+from trainer.runlog.commands import trainer_command
+from trainer.runlog.controls import Controls
+from trainer.sweep.resume import plan_resume, restore_check
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"t", "wall_s", "compute_s", "data_s", "samples_per_s"}

@@ -12,10 +12,10 @@ import tomli_w
 import tomllib
 
 from tests.trainer.test_resume import _interrupt_at, events_of, sweep_args
-from trainer.checkpoint import checkpoint_path
-from trainer.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
-from trainer.commands import trainer_command
-from trainer.resume import config_changes
+from trainer.cli.main import EXIT_INTERRUPTED, EXIT_USAGE, main
+from trainer.engine.checkpoint import checkpoint_path
+from trainer.runlog.commands import trainer_command
+from trainer.sweep.resume import config_changes
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,24 @@ import threading
 import pytest
 import torch
 
-import trainer.steps as steps
-from trainer.checkpoint import FORMAT, run_state
+import trainer.engine.steps as steps
 from trainer.config import Config, GnsConfig, PerfConfig
-from trainer.controls import watch_parent
-from trainer.data import Dataset, Split
-from trainer.evaluation import prepare_test
-from trainer.gns import NoiseScaleTracker
-from trainer.gpu_pool import RemoteRun
-from trainer.ledger import _TOTALS_CHECKS, EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals
-from trainer.models import build_model
-from trainer.optim import check_loaded_state
-from trainer.oscillation import GradCosine
-from trainer.pipelines import ResidentBatches
+from trainer.data.datasets import Dataset, Split
+from trainer.data.pipelines import ResidentBatches
+from trainer.engine.checkpoint import FORMAT, run_state
+from trainer.engine.evaluation import prepare_test
+from trainer.engine.ledger import _TOTALS_CHECKS, EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals
+from trainer.engine.run import Run, SweepRun
+from trainer.engine.state import restore_problem
+from trainer.measure.gns import NoiseScaleTracker
+from trainer.measure.oscillation import GradCosine
+from trainer.measure.probes import Probes
+from trainer.models.builtin import build_model
+from trainer.models.optim import check_loaded_state
 from trainer.plan import RunSettings, RunSpec
-from trainer.probes import Probes
-from trainer.run import Run, SweepRun
-from trainer.run_state import restore_problem
 from trainer.runlog import Emitter, ListSink
+from trainer.runlog.controls import watch_parent
+from trainer.sweep.gpu_pool import RemoteRun
 
 CPU = torch.device("cpu")
 SPEC = RunSpec(run_id="bs20", batch_size=20, lr=0.1, momentum=0.9)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainer.cli import main
+from trainer.cli.main import main
 from trainer.runlog import EVENTS, LOCK, Emitter, RunDirSink, UnreadableFile, lock_status, summary_rows
 from tui.replay import read_all
 
@@ -318,7 +318,11 @@ def test_random_bytes_in_any_file_never_crash_report_resume_or_the_readers(
     (run / name).write_bytes(data.draw(hostile_bytes(original), label=name))
     out, err = io.StringIO(), io.StringIO()
     # Training itself is not under test: every path up to it (reading, planning, rewriting) is.
-    with redirect_stdout(out), redirect_stderr(err), mock.patch("trainer.cli._sweep_into", return_value=0):
+    with (
+        redirect_stdout(out),
+        redirect_stderr(err),
+        mock.patch("trainer.cli.main._sweep_into", return_value=0),
+    ):
         codes = [main(["report", str(run)]), main(["resume", str(run), "--quiet"])]
     assert set(codes) <= {0, 2}, (codes, err.getvalue()[-2000:])
     assert "Traceback" not in err.getvalue()

@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 
-import trainer.steps as steps
-from trainer.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
-from trainer.commands import trainer_command
+import trainer.engine.steps as steps
+from trainer.analysis.scaling import analyse
+from trainer.cli.main import EXIT_INTERRUPTED, EXIT_USAGE, main
 from trainer.config import Config
-from trainer.report_plots import run_series
-from trainer.scaling import analyse
-from trainer.shard_plan import ShardError, assign, plan_shard, shard_units
-from trainer.shards import SHARD_FILE, is_sharded, parse_shard, read_shard_file, read_sharded, shard_dir
+from trainer.report.plots import run_series
+from trainer.runlog.commands import trainer_command
+from trainer.runlog.shards import (
+    SHARD_FILE,
+    is_sharded,
+    parse_shard,
+    read_shard_file,
+    read_sharded,
+    shard_dir,
+)
+from trainer.sweep.shard_plan import ShardError, assign, plan_shard, shard_units
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING_KEYS = {"t", "started_at"}
@@ -332,9 +339,9 @@ def test_a_shard_signalled_before_its_time_limit_stops_cleanly_is_requeued_and_r
     """submitit's checkpointing protocol: USR2 -> the trainer's clean stop -> requeue -> resume."""
     import time
 
+    from trainer.cli.submit import Cluster, ShardJob, make_executor
     from trainer.config import load_config
     from trainer.runlog import write_config
-    from trainer.submit import Cluster, ShardJob, make_executor
 
     extra = ("--set", "sweep.epochs=8")
     reference = tmp_path / "reference"

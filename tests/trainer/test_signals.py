@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from trainer import data as data_mod
-from trainer.child import run_child
-from trainer.cli import main
-from trainer.commands import trainer_command
+from trainer.cli.child import run_child
+from trainer.cli.main import main
 from trainer.runlog import LOCK, write_config
+from trainer.runlog.commands import trainer_command
 
 ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 900  # only against a hang (a busy 2-core box took 130 s to start); nothing asserts durations
@@ -234,7 +234,7 @@ def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
 
 def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: Path, tmp_path: Path) -> None:
     """Batch 6000 on a CPU: one step takes seconds, longer than a stop may wait (issue 11). The stop is
-    taken between two layers of the step (trainer.controls.stop_inside_steps), the step is abandoned
+    taken between two layers of the step (trainer.runlog.controls.stop_inside_steps), the step is abandoned
     before its update, and the stop is the same clean, resumable one (bench/stop.py times it)."""
     out = tmp_path / "run"
     sets = [

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.models import build_model
-from trainer.split import apply_chunk_steps, chunk_gradients, plain_step, split_step
+from trainer.engine.split import apply_chunk_steps, plain_step, split_step
+from trainer.models.builtin import build_model
+from trainer.models.grads import chunk_gradients
 
 BATCH = 12
 CHUNKS = 3

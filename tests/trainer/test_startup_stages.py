@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer.child import run_child
+from trainer.cli.child import run_child
 from trainer.config import load_config
-from trainer.data import load_dataset
+from trainer.data.datasets import load_dataset
 
 HANG_GUARD_S = 600  # only against a hang on a busy machine; nothing asserts durations
 

@@ -8,17 +8,17 @@ import textwrap
 
 import pytest
 
-import trainer.run as run_module
+import trainer.engine.run as run_module
 from trainer.config import ConfigError, config_from_toml
+from trainer.engine.timing import WallClock
 from trainer.plan import eval_interval
 from trainer.runlog import Emitter, ListSink, summary_csv
-from trainer.sweep import run_sweep
-from trainer.timing import WallClock
+from trainer.sweep.driver import run_sweep
 
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 def _sweep(cfg):

@@ -8,17 +8,17 @@ import weakref
 import pytest
 import torch
 
-import trainer.steps as steps
-from trainer.controls import Controls
-from trainer.optim import lr_at
+import trainer.engine.steps as steps
+from trainer.models.optim import lr_at
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.runlog.controls import Controls
+from trainer.sweep.driver import run_sweep
 
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
     """Every sweep here trains on the same generated data; make it once."""
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 def _sweep(cfg, controls=None):
@@ -241,7 +241,7 @@ def test_each_run_trains_on_the_cpu_threads_its_batch_calls_for(tiny_config, mon
         return real_step(model, optimizer, x, y)
 
     monkeypatch.setattr(steps, "plain_step", counting_step)
-    monkeypatch.setattr("trainer.run.cpu_threads", lambda b, micro, configured: 1 if b < 16 else 2)
+    monkeypatch.setattr("trainer.engine.run.cpu_threads", lambda b, micro, configured: 1 if b < 16 else 2)
     before = torch.get_num_threads()
     try:
         _, sink = _sweep(tiny_config(sweep={"batch_sizes": [4, 200], "epochs": 1}))

@@ -9,7 +9,7 @@ import pytest
 from trainer.config import ConfigError, config_from_toml, config_to_dict, load_config, to_toml
 from trainer.plan import run_specs
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep import run_sweep
+from trainer.sweep.driver import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,7 +161,7 @@ def test_the_shipped_huge_batch_experiment_compares_five_methods_at_two_huge_bat
 
 @pytest.fixture
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
 
 
 @pytest.mark.usefixtures("_shared_dataset")
@@ -194,7 +194,7 @@ def test_a_sweep_with_variants_records_them_and_analyses_each_apart(tiny_config)
 
 
 def test_the_scaling_analysis_keeps_variants_at_the_same_batch_and_lr_apart():
-    from trainer.scaling import lr_points
+    from trainer.analysis.scaling import lr_points
 
     rows = [
         {"batch_size": 6000, "lr": 0.02, "variant": v, "status": "done", "best_test_acc": acc}

@@ -9,7 +9,7 @@ import threading
 from textual.widgets import Switch
 
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, notes, settle, wait_for
-from trainer.commands import trainer_command
+from trainer.runlog.commands import trainer_command
 from tui.factory import make_app
 from tui.feed import LiveFeed
 from tui.labels import sweep_looks

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, wait_for
-from trainer.commands import trainer_command
 from trainer.runlog import EVENTS, LOCK, lock_status, open_append
+from trainer.runlog.commands import trainer_command
 from tui.detach import describe, reattach_hint, start_detached, trainer_state
 from tui.factory import make_app
 from tui.feed import ReplayFeed

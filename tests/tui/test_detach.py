@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, wait_for
-from trainer.commands import app_command, trainer_command
 from trainer.runlog import RunLock
+from trainer.runlog.commands import app_command, trainer_command
 from tui.__main__ import main
 from tui.detach import (
     AttachError,

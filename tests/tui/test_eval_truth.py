@@ -1,4 +1,4 @@
-"""The app reads a run's accuracy as the trainer does (trainer.accuracy): one kind of evaluation for the
+"""The app reads a run's accuracy as the trainer does (trainer.analysis.accuracy): one kind of evaluation for the
 table's acc and best and for the accuracy plot; older run directories as they were shown."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ DATA = "tests.trainer.factory_data"
 
 
 def _train(out: Path) -> None:
-    from trainer.cli import main  # torch loads for the trainer only, as in real use
+    from trainer.cli.main import main  # torch loads for the trainer only, as in real use
 
     args = [
         "run",

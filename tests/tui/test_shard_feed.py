@@ -10,7 +10,7 @@ import pytest
 
 from tests.tui.conftest import fake_system, settle
 from trainer.runlog import RunLock
-from trainer.shards import SHARDS
+from trainer.runlog.shards import SHARDS
 from tui.factory import make_app
 from tui.feed import ReplayFeed
 from tui.shard_feed import ShardedFeed

@@ -1,4 +1,4 @@
-"""One evaluation truth (trainer/accuracy.py): the class-stratified evaluation slice, its sampling
+"""One evaluation truth (trainer/analysis/accuracy.py): the class-stratified evaluation slice, its sampling
 error, and a run's current and best accuracy from evaluations of mixed kinds. Pure Python."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from trainer.accuracy import (
+from trainer.analysis.accuracy import (
     FULL,
     HEAD,
     SLICE,
@@ -136,7 +136,7 @@ def test_events_give_each_evaluation_its_kind_and_older_events_their_trainers():
 
 def test_the_report_says_which_images_each_accuracy_was_measured_on(tmp_path):
     from tests.unit.test_report import _write_run
-    from trainer.cli import main
+    from trainer.cli.main import main
     from trainer.runlog import encode
 
     old = tmp_path / "old"

@@ -1,4 +1,4 @@
-"""The sweep's answer laid out (trainer/answer.py): the batch x lr matrix with seeds folded, the regimes
+"""The sweep's answer laid out (trainer/analysis/answer.py): the batch x lr matrix with seeds folded, the regimes
 of the steps-to-target curve, and the lr rule measured from the grid."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from trainer import answer
-from trainer.scaling import analyse, lr_points
+from trainer.analysis import answer
+from trainer.analysis.scaling import analyse, lr_points
 
 
 def _row(b, lr, seed=0, *, steps=None, status="done", acc=0.9, loss=0.3, time_s=None):
@@ -269,7 +269,7 @@ def test_a_batch_size_still_training_is_provisional_not_not_reached():
 
 
 def test_b_simple_from_the_runs_end_is_not_called_the_one_at_the_target():
-    from trainer.answer import b_simple_sentence
+    from trainer.analysis.answer import b_simple_sentence
 
     at_end = {"b_simple": 600.0, "b_simple_batches": [8, 32], "b_simple_at": "end"}
     assert b_simple_sentence(at_end).startswith(

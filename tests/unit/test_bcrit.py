@@ -1,4 +1,4 @@
-"""B_crit with its uncertainty (trainer/bcrit.py, issue 13) on synthetic S(B) with known B_crit."""
+"""B_crit with its uncertainty (trainer/analysis/bcrit.py, issue 13) on synthetic S(B) with known B_crit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from trainer.bcrit import Crossing, fit_with_uncertainty
-from trainer.scaling import analyse
+from trainer.analysis.bcrit import Crossing, fit_with_uncertainty
+from trainer.analysis.scaling import analyse
 
 S_MIN, B_CRIT, TRAIN = 300.0, 200.0, 60_000
 SIZES = (16, 64, 256, 1024)

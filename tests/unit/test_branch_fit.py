@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.bcrit import Crossing
-from trainer.branch import crossing, fit_point
-from trainer.schedule import Stage, expected_savings, megatron, pick_batch, propose, to_toml
+from trainer.analysis.bcrit import Crossing
+from trainer.analysis.schedule import Stage, expected_savings, megatron, pick_batch, propose, to_toml
+from trainer.sweep.branch import crossing, fit_point
 
 
 def _measured(b_crit: float, s_min: float, sizes=(8, 16, 32, 64, 128, 256, 512), lrs=(0.1,)) -> list[dict]:
@@ -84,7 +84,7 @@ def test_expected_savings_follow_the_steps_model():
 
 
 def test_the_report_section_states_the_curve_the_schedule_and_its_expected_savings():
-    from trainer.branch_report import section
+    from trainer.report.branch import section
 
     point = {
         "epoch": 1,

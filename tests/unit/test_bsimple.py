@@ -1,4 +1,4 @@
-"""B_simple at a moment of training (trainer/bsimple.py): a local exponential fit of the probe's
+"""B_simple at a moment of training (trainer/analysis/bsimple.py): a local exponential fit of the probe's
 readings follows the drift, where a ratio of means over a window lags behind it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from trainer.bsimple import Reading, at_crossing, b_simple_at
+from trainer.analysis.bsimple import Reading, at_crossing, b_simple_at
 
 EVERY = 6_000  # training samples between readings
 PROBE, CHUNK = 1024, 8  # the probe's batch and chunk sizes
@@ -22,7 +22,7 @@ def _reading(rng: np.random.Generator, samples: int, b_true: float, trace: float
     chunks = g + rng.standard_normal((PROBE // CHUNK, DIM)) * math.sqrt(trace / DIM / CHUNK)
     small = float((chunks**2).sum(axis=1).mean())
     big = float((chunks.mean(axis=0) ** 2).sum())
-    # the unbiased two-batch estimator (McCandlish et al. 2018, appendix A.1; trainer/gns.py)
+    # the unbiased two-batch estimator (McCandlish et al. 2018, appendix A.1; trainer/measure/gns.py)
     g2 = (PROBE * big - CHUNK * small) / (PROBE - CHUNK)
     tr = (small - big) / (1 / CHUNK - 1 / PROBE)
     return Reading(samples, g2, tr)

@@ -1,4 +1,4 @@
-"""Collapse verdicts on the issue's examples (trainer/collapse.py)."""
+"""Collapse verdicts on the issue's examples (trainer/analysis/collapse.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainer.collapse import find_collapse
+from trainer.analysis.collapse import find_collapse
 
 LN10 = math.log(10)
 

@@ -1,4 +1,4 @@
-"""Printed commands run as printed: after `make run` nothing of .venv is on PATH (trainer.commands)."""
+"""Printed commands run as printed: after `make run` nothing of .venv is on PATH (trainer.runlog.commands)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-import trainer.commands as commands
+import trainer.runlog.commands as commands
 
 
 def _fresh(monkeypatch, executable: str, argv0: str, path: str):
@@ -50,7 +50,7 @@ def test_the_printed_trainer_command_runs_from_a_shell_without_the_venv(tmp_path
     """What a finished sweep prints, run by a shell whose PATH has no virtual environment."""
     commands.python_command.cache_clear()
     code = (
-        "import sys, os; sys.path.insert(0, os.getcwd()); from trainer.commands import trainer_command; "
+        "import sys, os; sys.path.insert(0, os.getcwd()); from trainer.runlog.commands import trainer_command; "
         "print(trainer_command('--help'))"
     )
     env = {**os.environ, "PATH": "/usr/bin:/bin"}

@@ -503,7 +503,7 @@ def test_choices_hold_every_enum_default() -> None:
 
 
 def test_model_names_match_the_trainer_registry() -> None:
-    models = pytest.importorskip("trainer.models", reason="needs torch")
+    models = pytest.importorskip("trainer.models.builtin", reason="needs torch")
     assert set(MODEL_NAMES) == set(models.MODELS)
 
 

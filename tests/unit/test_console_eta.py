@@ -7,7 +7,7 @@ import re
 
 from rich.console import Console
 
-from trainer.console import ConsoleSink
+from trainer.cli.console import ConsoleSink
 
 
 def test_progress_bars_show_time_left_once_a_rate_is_measured():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from trainer.console import summary_table
+from trainer.cli.console import summary_table
 
 
 def _render(rows):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.controls import VIEWER_STOP, ControlFile, Controls, parse_control
 from trainer.runlog import CONTROLS
+from trainer.runlog.controls import VIEWER_STOP, ControlFile, Controls, parse_control
 
 
 def line(msg: object) -> bytes:
@@ -104,11 +104,11 @@ def test_a_stop_interrupts_a_step_between_layers_before_its_update():
     import pytest
     import torch
 
-    from trainer.controls import Controls, StopRequested
-    from trainer.evaluation import evaluate
-    from trainer.models import SimpleModel
-    from trainer.run import stop_inside_steps
-    from trainer.split import plain_step
+    from trainer.engine.evaluation import evaluate
+    from trainer.engine.run import stop_inside_steps
+    from trainer.engine.split import plain_step
+    from trainer.models.builtin import SimpleModel
+    from trainer.runlog.controls import Controls, StopRequested
 
     torch.manual_seed(0)
     model = SimpleModel()

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainer.controls import MAX_LINE_BYTES, VIEWER_STOP, ControlFile, Controls, parse_control
 from trainer.runlog import CONTROLS, EVENTS, Emitter, EventType, RunDirSink
+from trainer.runlog.controls import MAX_LINE_BYTES, VIEWER_STOP, ControlFile, Controls, parse_control
 
 
 def line(msg: object) -> bytes:
@@ -373,7 +373,7 @@ _lines = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(lines=_lines)
 def test_reading_a_backlog_from_its_end_gives_what_applying_every_line_would(lines):
-    from trainer.controls import latest_commands, latest_in
+    from trainer.runlog.controls import latest_commands, latest_in
 
     everything = [c for c in map(parse_control, lines) if c is not None]
     assert latest_in(lines) == latest_commands(everything)

@@ -1,4 +1,4 @@
-"""Crossing of the target as an interval (trainer/crossing.py): the tracker the run loop will keep, and
+"""Crossing of the target as an interval (trainer/analysis/crossing.py): the tracker the run loop will keep, and
 the same fields derived from the events of run directories recorded before it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from trainer.crossing import SCIENCE_FIELDS, TargetCrossing, fill_from_events, optimizer_steps_at
+from trainer.analysis.crossing import SCIENCE_FIELDS, TargetCrossing, fill_from_events, optimizer_steps_at
 
 
 def _observe(c: TargetCrossing, acc: float, it: int, k: int = 1) -> bool:

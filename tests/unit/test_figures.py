@@ -1,4 +1,4 @@
-"""The one number formatter of the app, the report and the headless output (trainer.figures)."""
+"""The one number formatter of the app, the report and the headless output (trainer.analysis.figures)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainer.figures import num, pct, setting
+from trainer.analysis.figures import num, pct, setting
 
 
 @pytest.mark.parametrize(

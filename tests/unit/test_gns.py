@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.gns import (
+from trainer.measure.gns import (
     FitError,
     NoiseScaleTracker,
     fit_critical_batch,

@@ -9,8 +9,8 @@ import sys
 
 from rich.console import Console
 
-from trainer.console import ConsoleSink
-from trainer.proctitle import trainer_title
+from trainer.cli.console import ConsoleSink
+from trainer.process.title import trainer_title
 
 
 class Flushes(io.StringIO):
@@ -79,7 +79,7 @@ def test_the_trainer_process_is_named_for_ps_and_htop():
         [
             sys.executable,
             "-c",
-            "from trainer.proctitle import set_title; "
+            "from trainer.process.title import set_title; "
             "set_title('bstui trainer: runs/x bs6 (1 run)'); "
             "print(open('/proc/self/cmdline','rb').read().split(b'\\0')[0].decode())",
         ],

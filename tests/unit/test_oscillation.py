@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainer.oscillation import GradCosine, loss_diff_std
+from trainer.measure.oscillation import GradCosine, loss_diff_std
 
 
 def test_loss_diff_std_of_a_steady_fall_is_zero():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 
-from trainer.cli import main
+from trainer.cli.main import main
 from trainer.runlog import encode
 
 
 def _write_run(path, b_crit=600.0, resolution=None, batches=(6, 60, 600, 6000)):
     """Summaries on the curve S = 1000 (1 + B_crit / B); with `resolution` (in batches), each records
-    its last miss that many batches before the hit, as the run loop does (trainer/crossing.py)."""
+    its last miss that many batches before the hit, as the run loop does (trainer/analysis/crossing.py)."""
     path.mkdir()
     events = [
         {
@@ -107,7 +107,7 @@ def test_the_report_and_the_science_it_reads_need_no_torch():
     import sys
 
     code = (
-        "import sys, trainer.report, trainer.report_plots, trainer.crossing, trainer.bcrit, "
-        "trainer.collapse, trainer.scaling; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, trainer.report.build, trainer.report.plots, trainer.analysis.crossing, trainer.analysis.bcrit, "
+        "trainer.analysis.collapse, trainer.analysis.scaling; assert 'torch' not in sys.modules, 'torch imported'"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.cli import main
+from trainer.cli.main import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

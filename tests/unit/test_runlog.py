@@ -140,7 +140,7 @@ def test_summary_columns_are_the_documented_ones_in_order():
         "eval_set",
         "eval_samples",
     ]
-    # then the time to target as if trained alone (trainer.calibrate)
+    # then the time to target as if trained alone (trainer.sweep.calibrate)
     assert SUMMARY_FIELDS[24:] == ["time_alone_to_target_s", "time_alone_to_target_lo_s", "step_alone_s"]
     readme = (ROOT / "docs" / "run-directory.md").read_text()
     assert all(f"`{c}`" in readme for c in SUMMARY_FIELDS)

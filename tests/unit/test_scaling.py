@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.scaling import analyse
+from trainer.analysis.scaling import analyse
 
 
 def _rows(b_crit=600.0, s_min=1000.0):
@@ -84,7 +84,7 @@ def test_b_simple_beside_b_crit_is_the_one_at_the_target_crossing_where_measured
 
 
 def test_an_older_run_directory_gets_b_simple_at_the_crossing_from_its_probe_readings():
-    from trainer.crossing import fill_from_events
+    from trainer.analysis.crossing import fill_from_events
 
     events = [{"type": "run_started", "run": "bs6", "gns_probe_every": 600}]
     # |G|^2 halves every 3 readings, tr(Sigma) stays 1: B_simple doubles every 1,800 samples

@@ -1,4 +1,4 @@
-"""trainer.controls.StopSignals: how SIGINT, SIGTERM and SIGHUP become the trainer's clean stop."""
+"""trainer.runlog.controls.StopSignals: how SIGINT, SIGTERM and SIGHUP become the trainer's clean stop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import threading
 
 import pytest
 
-from trainer.controls import Controls, Interrupted, StopSignals, exit_code, interrupt_signal, signal_name
+from trainer.runlog.controls import (
+    Controls,
+    Interrupted,
+    StopSignals,
+    exit_code,
+    interrupt_signal,
+    signal_name,
+)
 
 
 def send(signum: int) -> None:

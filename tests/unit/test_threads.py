@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.threads import MIN_SHARED_BATCH, cpu_threads
+from trainer.engine.threads import MIN_SHARED_BATCH, cpu_threads
 
 
 def test_tiny_steps_run_on_one_thread_and_larger_ones_on_every_core():

@@ -12,7 +12,7 @@ from trainer.config.schema import Config
 if TYPE_CHECKING:
     from trainer.config.builder import BuilderBase as Builder
 
-MIN_BRANCH_SIZES = 3  # a B_crit fit needs 3 batch sizes (trainer.bcrit.MIN_POINTS)
+MIN_BRANCH_SIZES = 3  # a B_crit fit needs 3 batch sizes (trainer.analysis.bcrit.MIN_POINTS)
 
 
 def check_branch(b: Builder, cfg: Config) -> None:

@@ -73,7 +73,7 @@ BUILTIN_SIDES = {
 
 def _check_augment(b: Builder, cfg: Config) -> None:
     """crop_flip on a built-in dataset of 28x28 images is refused here (a factory's or a folder's shape is
-    checked once loaded: trainer.data.check_augment)."""
+    checked once loaded: trainer.data.datasets.check_augment)."""
     d = cfg.data
     side = BUILTIN_SIDES.get(d.dataset)
     if d.augment == "crop_flip" and side is not None and side != 32 and not b.is_bad("data.augment"):

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 # Allowed values of the enum-like string keys, in one place. MODEL_NAMES mirrors
-# trainer.models.MODELS (kept here so checking a name needs no torch import).
+# trainer.models.builtin.MODELS (kept here so checking a name needs no torch import).
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
 FOLDER_PREFIX = "folder:"  # data.dataset = "folder:PATH": an image folder (class subfolders)
 MODEL_NAMES = ("simple_cnn", "resnet_small")
-# The [model.args] each built-in takes (mirrors trainer.models: SimpleModel takes none, ResNetSmall these).
+# The [model.args] each built-in takes (mirrors trainer.models.builtin: SimpleModel takes none, ResNetSmall these).
 BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {
     "simple_cnn": (),
     "resnet_small": ("in_channels", "width", "num_classes"),
@@ -24,7 +24,7 @@ BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {
 MODEL_OUTPUTS = ("log_probs", "logits")
 # model.name may also name the user's own model: "package.module:factory" (issue 16), a module path and
 # the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
-# the trainer imports it and tries it on a batch before anything trains (trainer.models.check_model).
+# the trainer imports it and tries it on a batch before anything trains (trainer.models.builtin.check_model).
 FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 FACTORY_KEYS = ("model.name", "data.dataset")  # choice keys that also take a "package.module:factory"
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -35,14 +35,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.augment": ("none", "crop_flip"),
     "model.name": MODEL_NAMES,
     "model.output": MODEL_OUTPUTS,
-    "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.optim.OPTIMIZERS
+    "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.models.optim.OPTIMIZERS
     "optim.lr_scaling": ("none", "linear", "sqrt"),
     "sweep.schedule": ("interleaved", "sequential"),
     "sweep.parallel": ("off", "auto"),
     "split_backward.method": ("vectorized", "retain_graph"),
     "perf.fast_path": ("auto", "eager", "cuda_graph"),
     "perf.precision": ("fp32", "bf16"),
-    "perf.fuse_runs": ("auto", "on", "off"),  # mirrors trainer.fuse.FUSE_CHOICES
+    "perf.fuse_runs": ("auto", "on", "off"),  # mirrors trainer.engine.fuse.FUSE_CHOICES
 }
 VARIANTS = "variants"  # the [[variants]] array of tables (issue 7)
 VARIANT_KEYS = ("name", "optim", "split_backward", "batch_sizes")
@@ -171,8 +171,8 @@ class PerfConfig:
     fast_path: str = "auto"  # auto (CUDA graphs on CUDA with the resident pipeline) | eager | cuda_graph
     precision: str = "fp32"  # fp32 | bf16 (autocast; the study is fp32)
     channels_last: bool = False  # NHWC memory format for the convolutions
-    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = by the batch (trainer.threads: 1 below batch 16, else all cores)
-    # Runs of one batch size (lr grid points, seeds) train as one stacked model (trainer.fuse): auto (where
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = by the batch (trainer.engine.threads: 1 below batch 16, else all cores)
+    # Runs of one batch size (lr grid points, seeds) train as one stacked model (trainer.engine.fuse): auto (where
     # bench/fuse.py shows it faster: CPU batches up to 16, eager GPU runs) | on (wherever it can) | off.
     fuse_runs: str = "auto"
 

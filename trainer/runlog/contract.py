@@ -54,14 +54,14 @@ class EventType:
     STARTUP: Final = "startup"
     EVALUATION: Final = "evaluation"  # an evaluation on the evaluation slice, within an epoch or at its end
     NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
-    #: A fused group ended (issue 15, trainer.fuse): its runs, steps and own wall and compute time.
+    #: A fused group ended (issue 15, trainer.engine.fuse): its runs, steps and own wall and compute time.
     FUSED_GROUP: Final = "fused_group"
     #: The control file (controls.jsonl) stopped working, or works again: `working`, and `reason`.
     CONTROLS_CHANGED: Final = "controls"
-    #: The time of one training step of a kind of run trained alone (trainer.calibrate), measured before
+    #: The time of one training step of a kind of run trained alone (trainer.sweep.calibrate), measured before
     #: the sweep trains, outside every run's clocks; one per kind of step, reused by `resume`.
     STEP_TIME: Final = "step_time"
-    #: Branched B_crit (trainer.branch): one branch point's fit, and the whole curve with its schedule.
+    #: Branched B_crit (trainer.sweep.branch): one branch point's fit, and the whole curve with its schedule.
     BRANCH_POINT: Final = "branch_point"
     BRANCH_RESULT: Final = "branch_result"
 
@@ -167,12 +167,12 @@ SUMMARY_FIELDS: Final = [
     "samples_to_target_lo",
     "optimizer_steps_to_target",
     "effective_lr",
-    # which evaluations best_test_acc and last_test_acc are of (trainer/accuracy.py): "slice" (the
+    # which evaluations best_test_acc and last_test_acc are of (trainer/analysis/accuracy.py): "slice" (the
     # evaluation slice, eval_samples images) in run directories that record it
     "last_test_acc",
     "eval_set",
     "eval_samples",
-    # the time to target as if trained alone: batches to the target x the step time alone (trainer.calibrate)
+    # the time to target as if trained alone: batches to the target x the step time alone (trainer.sweep.calibrate)
     "time_alone_to_target_s",
     "time_alone_to_target_lo_s",
     "step_alone_s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.commands import trainer_command
+from trainer.runlog.commands import trainer_command
 
 
 class RunDirError(Exception):

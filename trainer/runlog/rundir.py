@@ -5,7 +5,7 @@
     <run dir>/summary.csv    one row per run, rewritten atomically as runs finish
     <run dir>/errors.log     tracebacks of runs that failed (only when one did)
     <run dir>/trainer.lock   while a trainer writes the directory: who (pid, host, start, command)
-    <run dir>/checkpoints/   one <run id>.pt per run, rewritten at each epoch end (trainer.checkpoint)
+    <run dir>/checkpoints/   one <run id>.pt per run, rewritten at each epoch end (trainer.engine.checkpoint)
     <run dir>/report.md      written by `python -m trainer report`
     <run dir>/trainer.log    the output of a detached trainer (bstui --detach)
 
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer.commands import trainer_command
 from trainer.config import config_to_dict, to_toml
+from trainer.runlog.commands import trainer_command
 from trainer.runlog.contract import CHECKPOINTS, CONFIG, EVENTS, RUN_FILES, SUMMARY
 from trainer.runlog.errors import RunDirError, RunDirLocked, not_writable
 from trainer.runlog.files import create_temp, write_atomic

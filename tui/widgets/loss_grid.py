@@ -16,7 +16,7 @@ from textual.containers import Container
 from textual.message import Message
 from textual.widgets import Static
 
-from trainer.figures import pct
+from trainer.analysis.figures import pct
 from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart, y_label_width
 from tui.labels import sweep_looks
 from tui.layout import grid_columns, page_bounds, per_page

@@ -13,7 +13,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from trainer.figures import pct
+from trainer.analysis.figures import pct
 from tui.labels import fmt_lr, sweep_looks
 from tui.palette import STATUS_STYLES, rgb
 from tui.plotdata import compact

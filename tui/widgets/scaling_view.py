@@ -1,6 +1,6 @@
 """The scaling screen's body: the batch x lr matrix first, the answer in words under it, then the
 steps-to-target curve with its regimes, the lr rule and samples to target (braille charts), and the
-facts. Everything is built by tui.scaling from the sweep state (trainer/answer.py's answer); this file
+facts. Everything is built by tui.scaling from the sweep state (trainer/analysis/answer.py's answer); this file
 only lays it out and draws it.
 """
 
@@ -13,7 +13,7 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
-from trainer.answer import METRICS
+from trainer.analysis.answer import METRICS
 from tui.scaling import Analysis, Arm, arms_of, curve_chart, facts_text, lr_chart, matrix_text
 from tui.state import SweepState
 from tui.widgets.chart import BrailleChart

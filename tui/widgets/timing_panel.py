@@ -2,7 +2,7 @@
 
 One bar per run, as long as its mean epoch wall time (scaled to the slowest run);
 the solid part is compute (forward, backward, step), the shaded rest is everything
-else (data loading, host work): the study's "until data loading dominates". A fused run (trainer.fuse)
+else (data loading, host work): the study's "until data loading dominates". A fused run (trainer.engine.fuse)
 is marked ÷K: its times are its 1/K share of its group's.
 """
 

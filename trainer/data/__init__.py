@@ -1,0 +1,1 @@
+"""Datasets and the input pipelines a run trains from."""

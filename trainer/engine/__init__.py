@@ -1,0 +1,1 @@
+"""The training engine: runs, their steps (split, accumulated, CUDA graph, DDP, fused), books and state."""

@@ -1,0 +1,1 @@
+"""Measurements taken while training that are not training: noise probes, gradient noise scale, oscillation."""

@@ -1,0 +1,1 @@
+"""Models and optimizers: built-ins by name, and the user's own."""

@@ -1,0 +1,98 @@
+"""The report's section on branched B_crit (trainer.sweep.branch): B_crit against training progress beside
+the noise probe's B_simple, the schedule it proposes (trainer.analysis.schedule) in Megatron-LM's syntax and in
+bstui's TOML, and the steps, samples and time that schedule is expected to save. Pure: no torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.analysis.figures import count, num, pct, setting, span, with_interval
+from trainer.analysis.schedule import Stage, describe, to_toml
+
+BRANCH_RESULT = "branch_result"
+
+
+def branch_runs(events: list[dict[str, Any]]) -> set[str]:
+    """The ids of the runs that are branches (their run_started carries `branch`)."""
+    return {
+        e["run"]
+        for e in events
+        if e.get("type") == "run_started"
+        and isinstance(e.get("branch"), dict)
+        and isinstance(e.get("run"), str)
+    }
+
+
+def branch_result(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last branch_result event, if the sweep measured one."""
+    found = [e for e in events if e.get("type") == BRANCH_RESULT]
+    return found[-1] if found else None
+
+
+def section(result: dict[str, Any], device: str) -> list[str]:
+    """Markdown lines of the section."""
+    lines = [
+        "",
+        "## Critical batch size over training (branched)",
+        "",
+        f"From the checkpoints of {result.get('base_run')} (batch {result.get('base_batch_size')}), branches at "
+        f"each batch size trained until the evaluation-slice loss fell by {pct(result.get('decrease'), 2)}; "
+        "steps and samples are counted from the branch point, as intervals between two evaluations.",
+        "",
+        "| epoch | samples | loss | B_crit (95%) | S_min | E_min | B_simple (95%) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in result.get("points") or []:
+        crit = with_interval(p.get("B_crit"), p.get("B_crit_lo"), p.get("B_crit_hi"))
+        if not p.get("determined"):
+            crit = (
+                f"not determined: {p.get('reason')}" if p.get("B_crit") is None else f"{crit}, not determined"
+            )
+        lines.append(
+            f"| {p.get('epoch')} | {count(p.get('samples'))} | {num(p.get('loss'))} | {crit} | "
+            f"{with_interval(p.get('S_min'), p.get('S_min_lo'), p.get('S_min_hi'))} | "
+            f"{with_interval(p.get('E_min'), p.get('E_min_lo'), p.get('E_min_hi'))} | "
+            f"{with_interval(p.get('b_simple'), p.get('b_simple_lo'), p.get('b_simple_hi'))} |"
+        )
+    lines += [
+        "",
+        "Branches (steps and samples to the loss decrease):",
+        "",
+        "| epoch | batch | lr | steps | samples | status |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in result.get("points") or []:
+        for b in p.get("branches") or []:
+            lines.append(
+                f"| {p.get('epoch')} | {b.get('batch_size')} | {setting(b.get('lr'))} | "
+                f"{span(b.get('steps_lo'), b.get('steps'))} | {span(b.get('samples_lo'), b.get('samples'))} | "
+                f"{b.get('status')} |"
+            )
+    stages = [
+        Stage(int(s["samples"]), int(s["batch_size"]), float(s["lr"])) for s in result.get("schedule") or []
+    ]
+    lines += ["", "### Proposed batch-size schedule", ""]
+    if not stages:
+        lines.append("- none: no point determined its B_crit")
+        return lines
+    lines.append(
+        f"- batch {describe(stages)} (the largest measured batch size at or below each point's B_crit, "
+        "never decreasing; lr from the config's lr rule)"
+    )
+    lines.append(f"- Megatron-LM: `{result.get('megatron')}` (thresholds in samples)")
+    exp = result.get("expected") or {}
+    if exp:
+        time = (
+            f", time {pct(exp['time_saved'], 2)} less (seconds per step as the branches took them on {device})"
+            if exp.get("time_saved") is not None
+            else ""
+        )
+        lines.append(
+            f"- expected against batch {exp.get('base_batch_size')} fixed, for the progress it made in "
+            f"{count(exp.get('base_samples'))} samples: {count(exp.get('steps'))} steps instead of "
+            f"{count(exp.get('base_steps'))} ({pct(exp.get('steps_saved'), 2)} fewer), "
+            f"{count(exp.get('samples'))} samples{time}. An estimate from the fitted S(B) at each point; "
+            "the schedule itself has not been trained."
+        )
+    lines += ["", "```toml", to_toml(stages).rstrip(), "```"]
+    return lines

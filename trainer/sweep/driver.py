@@ -1,0 +1,314 @@
+"""The sweep: every batch size of the config, interleaved or one after another.
+
+Interleaved (the default) advances all runs together in slices of about equal
+samples, so every curve grows at once in the app; only one run trains at a
+time, so each slice's timing is its own. Sequential runs them in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from trainer.analysis.scaling import analyse
+from trainer.config import Config, config_to_dict
+from trainer.data.datasets import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
+from trainer.data.pipelines import choose_pipeline
+from trainer.engine import fuse
+from trainer.engine.checkpoint import CheckpointWriter
+from trainer.engine.cuda_graph import FastPathUnavailable, resolve_fast_path
+from trainer.engine.ddp import DistContext
+from trainer.engine.evaluation import prepare_test
+from trainer.engine.run import Run, SweepRun
+from trainer.models import builtin as models
+from trainer.plan import RunSettings, check_against_dataset, run_specs, slice_samples
+from trainer.process.title import set_title, trainer_title
+from trainer.runlog import Emitter
+from trainer.runlog.controls import Controls, StopRequested
+from trainer.runlog.shards import ShardInfo
+from trainer.sweep import branch, calibrate, gpu_pool
+from trainer.sweep.resume import Resume
+
+
+@dataclass
+class SweepResult:
+    status: str  # done | stopped | failed
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    scaling: dict[str, Any] = field(
+        default_factory=dict
+    )  # sweep_finished.scaling (trainer.analysis.scaling.analyse)
+
+    @property
+    def any_failed(self) -> bool:
+        return any(s.get("status") == "failed" for s in self.summaries)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu. An explicit cuda without a GPU is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable(
+            f"device {name!r} was asked for but no CUDA GPU is visible to PyTorch "
+            f"(torch {torch.__version__}); use --device cpu or sweep.device = \"auto\""
+        )
+    return device
+
+
+class DeviceUnavailable(Exception):
+    """The configured device cannot be used (a user error: exit 2)."""
+
+
+def preflight(cfg: Config) -> torch.device:
+    """The device to train on, after checking the fast path can run there (DeviceUnavailable if not)."""
+    device = resolve_device(cfg.sweep.device)
+    try:
+        resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
+    except FastPathUnavailable as exc:
+        raise DeviceUnavailable(str(exc)) from exc
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def check_dataset(cfg: Config, dataset: Dataset) -> None:
+    """Refuse, before anything trains, a sweep the loaded training set cannot serve (a batch larger
+    than the set would silently train on the whole set under a size it is not): DatasetUnavailable."""
+    problems = check_against_dataset(cfg, int(dataset.train.labels.shape[0]))
+    if problems:
+        raise DatasetUnavailable(
+            dataset.name,
+            "is too small for this sweep: " + "; ".join(problems),
+            "drop them from sweep.batch_sizes, or train on more samples (data.train_samples = 0 takes all)",
+        )
+
+
+MODEL_CHECK_SAMPLES = 2  # training samples the model is tried on before a sweep (2: a batch, not one sample)
+
+
+def check_model(cfg: Config, dataset: Dataset) -> None:
+    """Refuse, before anything trains, a model that cannot be built or does not fit the dataset (its
+    input shape and classes): trainer.models.builtin.ModelError naming the module and the fix."""
+    models.check_model(cfg.model, as_inputs(dataset.train.images[:MODEL_CHECK_SAMPLES]), dataset.num_classes)
+
+
+def run_sweep(
+    cfg: Config,
+    emitter: Emitter,
+    *,
+    device: torch.device | None = None,
+    dataset: Dataset | None = None,
+    controls: Controls | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+    run_dir: str = "",
+    resume: Resume | None = None,
+    ddp: DistContext | None = None,
+    shard: ShardInfo | None = None,
+) -> SweepResult:
+    """Train every run of the sweep; events go to `emitter`. Returns the summaries.
+
+    Raises DatasetUnavailable (also for a batch larger than the training set) / DeviceUnavailable /
+    ModelError (a model that cannot be built or does not fit the data) before anything trains. A run that
+    diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
+    stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
+    after the run directory's events are complete.
+
+    With `run_dir`, each run saves a checkpoint at each epoch end. With `resume` (trainer.sweep.resume),
+    the sweep continues one recorded in run_dir: finished runs are kept, the others restart from
+    their checkpoints, and `sweep_resumed` is emitted instead of `sweep_started`. Under torchrun,
+    `ddp` is this process's place in the job (trainer.engine.ddp): every run trains data parallel. With `shard`
+    (trainer.runlog.shards), only that shard's runs train; its sweep_started lists them and says which shard it is.
+    """
+    device = device or resolve_device(cfg.sweep.device)
+    # On the CPU each run sets its own threads by the work of its steps (trainer.engine.threads; 1 thread for
+    # tiny batches, every core for larger ones); perf.cpu_threads overrides.
+    if dataset is None:
+        dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
+    check_dataset(cfg, dataset)
+    check_model(cfg, dataset)
+    # The resident pipeline holds the whole dataset on the device: where it would not fit, the sweep trains
+    # from the DataLoader instead, and says so (log, sweep_started's pipeline and pipeline_reason).
+    size = data_bytes(dataset)
+    pipeline, pipeline_reason = choose_pipeline(cfg.data.pipeline, size, device)
+    given = cfg
+    if pipeline != cfg.data.pipeline:
+        log(f"data.pipeline: {pipeline_reason}")
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pipeline=pipeline))
+    try:
+        fast_path = resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
+    except FastPathUnavailable as exc:
+        raise DeviceUnavailable(f"{exc}" + (f" ({pipeline_reason})" if pipeline_reason else "")) from exc
+    data_fields = dict(
+        pipeline=pipeline,
+        pipeline_reason=pipeline_reason,
+        data_bytes=size,
+        normalize=dataset.normalization or None,
+        augment=cfg.data.augment,
+    )
+    specs = run_specs(cfg)
+    if shard is not None:
+        mine = set(shard.runs)
+        specs = [s for s in specs if s.run_id in mine]
+    if ddp is None or ddp.is_main:
+        set_title(trainer_title(run_dir, [s.batch_size for s in specs], len(specs)))
+    settings = RunSettings.from_config(cfg)
+    slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
+    # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
+    # and a torchrun rank train in their own process.
+    devices = (
+        []
+        if resume is not None or ddp is not None
+        else gpu_pool.parallel_devices(
+            cfg.sweep.parallel, device, torch.cuda.device_count() if device.type == "cuda" else 0
+        )
+    )
+    if resume is not None:
+        resume.announce(
+            emitter,
+            device=device_name(device),
+            torch=str(torch.__version__),
+            fast_path=fast_path,
+            **data_fields,
+        )
+    else:
+        emitter.emit(
+            "sweep_started",
+            config=config_to_dict(given),  # as configured; `pipeline` says what trains
+            config_path=cfg.source,
+            run_dir=run_dir,
+            dataset=dataset.name,
+            dataset_note=dataset.note,
+            dataset_source=dataset.source,
+            train_samples=int(dataset.train.labels.shape[0]),
+            test_samples=int(dataset.test.labels.shape[0]),
+            input_shape=list(
+                as_inputs(dataset.train.images[:1]).shape[1:]
+            ),  # one sample, as the model gets it
+            classes=dataset.num_classes,
+            device=device_name(device),
+            torch=str(torch.__version__),
+            fast_path=fast_path,
+            runs=[s.as_event() for s in specs],
+            parallel_devices=devices,
+            started_at=time.time(),  # wall time at t = 0: the shards of a sweep are merged on it
+            **({"shard": {"index": shard.index, "count": shard.count}} if shard is not None else {}),
+            **data_fields,
+        )
+    test = prepare_test(dataset, device)
+    runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
+    local: list[Run | fuse.FusedGroup] = []  # what this process advances: runs and fused groups
+    interrupted: BaseException | None = None
+    status = "done"
+    # A [branch] table (trainer.sweep.branch): the base run keeps its checkpoints at the branch points, and the
+    # branches train from them once it is done.
+    keeper = branch.PointKeeper(cfg.branch.epochs, run_dir) if cfg.branch.epochs else None
+    if keeper is not None and resume is not None:  # the branches are measured again, from the kept points
+        keeper.recover(specs[0].run_id)
+    try:
+        if devices:  # every run trains in a worker; `runs` fills with their records
+            pooled: list[gpu_pool.RemoteRun] = []
+            try:
+                gpu_pool.run_parallel(
+                    settings, specs, emitter, devices, dataset, controls, run_dir, pooled, slice_n, log
+                )
+            finally:
+                runs.extend(pooled)
+        # Runs of one batch size that can share their steps train as one fused group (trainer.engine.fuse); each
+        # run's run_started says whether it is fused, with which runs, or why not.
+        units = [] if devices else fuse.plan_units(specs, settings, device, fast_path, ddp=ddp is not None)
+        planned: list[tuple[fuse.Unit, list[Run]]] = []
+        for unit in units:
+            members = []
+            for spec in unit.specs:
+                if resume is not None and resume.is_kept(spec.run_id):
+                    continue
+                run = Run(
+                    spec, fuse.member_settings(settings, unit), dataset, device, emitter, test, controls, ddp
+                )
+                if run_dir:
+                    run.on_epoch_end = CheckpointWriter(run_dir)
+                if keeper is not None:
+                    keeper.inner, run.on_epoch_end = run.on_epoch_end, keeper
+                runs.append(run)
+                members.append(run)
+            planned.append((unit, members))
+        # Time alone (trainer.sweep.calibrate): each kind of step timed alone once, before any run trains and outside
+        # their clocks (a resumed sweep reuses the recorded times); under torchrun every run trains alone anyway.
+        # The runs exist already, so a stop or Ctrl-C here records each of them stopped.
+        if ddp is None:
+            alone = calibrate.StepTimes(resume.events if resume is not None else ()).ensure(
+                [r.spec for _, members in planned for r in members],
+                settings,
+                dataset,
+                device,
+                test,
+                emitter,
+                controls,
+            )
+            for r in runs:
+                r.step_alone = alone.get(r.run_id)
+        for n_unit, (unit, members) in enumerate(planned):
+            restorers = {r.run_id: resume.restorer(r.run_id) if resume is not None else None for r in members}
+            started = fuse.start_unit(
+                unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}"
+            )
+            local.extend(started)
+            if cfg.sweep.schedule == "sequential":
+                for trained in started:
+                    while not trained.finished:
+                        trained.advance(slice_n)
+        if cfg.sweep.schedule == "interleaved":
+            while any(not r.finished for r in local):
+                for trained in local:
+                    trained.advance(slice_n)
+        if keeper is not None:
+            branch.run_branches(
+                cfg, settings, keeper, specs[0], dataset, device, emitter, test, controls, run_dir, runs, log
+            )
+    except StopRequested:
+        status = "stopped"
+    except KeyboardInterrupt as exc:
+        status = "stopped"
+        interrupted = exc
+    if interrupted is not None:
+        why = "interrupted (Ctrl-C)"
+    else:  # the app's stop, or a SIGTERM/SIGHUP turned into one (trainer.runlog.controls.StopSignals)
+        why = (controls.stop_reason if controls is not None else "") or "stopped by the user"
+    for run in runs:
+        if not run.finished:
+            run.finish("stopped", why)
+    for unit in local:  # a group the stop ended records its time too
+        if isinstance(unit, fuse.FusedGroup):
+            unit.close()
+    summaries = [r.summary() for r in runs]
+    if resume is not None:
+        summaries = resume.merge_summaries([s.run_id for s in specs], summaries)
+    if status == "done" and any(s["status"] == "failed" for s in summaries):
+        status = "failed"
+    if cfg.variants:  # one analysis per variant: their runs share batch sizes and maybe lrs
+        scaling = {
+            "variants": {
+                v.name: analyse(
+                    [s for s in summaries if s.get("variant") == v.name], v.optim.lr, v.optim.base_batch_size
+                )
+                for v in cfg.variants
+            }
+        }
+    else:  # the sweep's own runs: branches are measured apart (trainer.sweep.branch)
+        own = {spec.run_id for spec in specs}
+        scaling = analyse(
+            [s for s in summaries if s.get("run") in own], cfg.optim.lr, cfg.optim.base_batch_size
+        )
+    emitter.emit("sweep_finished", status=status, summaries=summaries, scaling=scaling)
+    if interrupted is not None:
+        raise interrupted
+    return SweepResult(status=status, summaries=summaries, scaling=scaling)
