@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import data as data_mod
+from trainer.data import datasets as data_mod
 from trainer.config import DataConfig
 from trainer.data import synthetic as data_synthetic
 from trainer.data.datasets import (

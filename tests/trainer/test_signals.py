@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer import data as data_mod
+from trainer.data import datasets as data_mod
 from trainer.cli.child import run_child
 from trainer.cli.main import main
 from trainer.runlog import LOCK, write_config
