@@ -6,7 +6,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run headless test setup setup-dev bench clean
+.PHONY: run headless test setup setup-dev bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: setup-dev
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
+
+# docs/config.md from the schema's field docstrings (a test fails when it is stale)
+docs: setup
+	$(BIN)/python -m trainer.config.doc
 
 clean:
 	rm -rf $(VENV) .pytest_cache

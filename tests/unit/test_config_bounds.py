@@ -32,7 +32,7 @@ def test_every_number_of_the_schema_has_a_range() -> None:
     numeric = {
         ".".join(path) for path in leaf_keys() if _field_type(path) in (int, float, list[int], list[float])
     }
-    assert numeric == set(RANGES), "a new number needs its range in bounds.RANGES (and the README table)"
+    assert numeric == set(RANGES), "a new number needs its range in bounds.RANGES (docs/config.md shows it)"
 
 
 def _field_type(path: tuple[str, ...]) -> object:

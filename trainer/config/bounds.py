@@ -3,7 +3,7 @@ devices, the file itself and the sweep's size.
 
 Every number has a range. The upper ends are far beyond any real experiment, but they keep the
 sweep's memory and time finite and every later computation in ordinary arithmetic (an lr of 1e400
-or 10**5000 epochs is a typo, not a plan). README.md's experiments.toml reference lists them.
+or 10**5000 epochs is a typo, not a plan). docs/config.md lists them.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Range:
 
 
 def _num(x: float) -> str:
-    """A bound as written in the README: 100000, 1e+06 -> 1000000.0 stays short as 1e6."""
+    """A bound as written in messages and docs/config.md: 100000, 1e+06 -> 1000000.0 stays short as 1e6."""
     if isinstance(x, float) and x >= 1e5 and x.is_integer():
         return f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
     return str(x)
@@ -133,6 +133,7 @@ def _pathconf(name: str, default: int) -> int:
         return default
 
 
+PATH_KEYS = ("output.dir", "data.root", "model.path", "data.path")  # keys that name a folder
 NAME_MAX = _pathconf("PC_NAME_MAX", 255)  # bytes in one path component
 PATH_MAX = _pathconf("PC_PATH_MAX", 4096)  # bytes in a whole path, the final NUL included
 

@@ -51,7 +51,7 @@ def read_config_text(source: str) -> str:
     or never end) of at most MAX_CONFIG_BYTES, in UTF-8. ConfigError otherwise."""
     missing = (
         f"{source}: no such config file; pass a path to an existing one or create "
-        f"{DEFAULT_CONFIG_FILE} (every key is optional; see README)"
+        f"{DEFAULT_CONFIG_FILE} (every key is optional; see docs/config.md)"
     )
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.

@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from trainer.config.bounds import DEVICE_RULE, MAX_RUNS, RANGES, is_device, path_problem
+from trainer.config.bounds import DEVICE_RULE, MAX_RUNS, PATH_KEYS, RANGES, is_device, path_problem
 from trainer.config.messages import did_you_mean, num, nums, q
 from trainer.config.schema import (
     BUILTIN_MODEL_ARGS,
@@ -46,12 +46,9 @@ def check_values(b: Builder, cfg: Config) -> None:
     )
     b.check("output.dir", bool(cfg.output.dir), 'must not be empty; use "." for the current directory')
     _check_model_args(b, cfg)
-    for dotted, value in (
-        ("output.dir", cfg.output.dir),
-        ("data.root", cfg.data.root),
-        ("model.path", cfg.model.path),
-        ("data.path", cfg.data.path),
-    ):
+    for dotted in PATH_KEYS:
+        section, name = dotted.split(".")
+        value = getattr(getattr(cfg, section), name)
         problem = path_problem(value) if value else None
         b.check(dotted, problem is None, f"{q(value)} {problem}")
     b.check("optim.betas", len(cfg.optim.betas) == 2, f"{BETAS_RULE}, got [{nums(cfg.optim.betas)}]")

@@ -52,26 +52,56 @@ DEFAULT_CONFIG_FILE = "experiments.toml"
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | synthetic-digits | "package.module:factory" (your own)
-    root: str = "~/.cache/bstui/data"  # where datasets are looked for and downloaded to
+    """[data]: what the runs train and test on, and how it reaches the device."""
+
+    dataset: str = "mnist"
+    """`mnist`, `fashion-mnist`, `kmnist` (grey 28x28), `cifar10`, `cifar100` (colour 32x32),
+    `synthetic-digits` (drawn locally, offline), an image folder `"folder:PATH"`, or your own as
+    `"package.module:factory"`:
+    `factory()` returns `(train_x, train_y, test_x, test_y)` tensors (inputs `[N, C, H, W]`, float or uint8
+    scaled by 1/255; labels integer classes `0..C-1`) or `(train, test)` torch Datasets of (input, label),
+    read once into tensors. The input shape and the classes come from the data; the model must fit them
+    (checked before training). Your own data never falls back: what is wrong with it is an error (exit 2).
+    Where each dataset's files go: [data-and-models.md](data-and-models.md)."""
+    root: str = "~/.cache/bstui/data"
+    """Where datasets are looked for and downloaded to."""
     download: bool = True
-    fallback: str = "synthetic-digits"  # used, visibly, when the dataset cannot be had; "" to fail
-    pipeline: str = "resident"  # resident (whole split on the device) | dataloader (the study's loop)
-    train_samples: int = 0  # 0 = all; else the first N
-    test_samples: int = 0  # 0 = all; else the first N
-    num_workers: int = 0  # DataLoader worker processes (dataloader pipeline only)
-    pin_memory: bool = False  # pinned host memory + non-blocking copies (dataloader pipeline only)
-    # Folder searched first for a "package.module:factory" dataset's module, as model.path is for a model.
+    """Download the dataset when it is not found under `data.root`."""
+    fallback: str = "synthetic-digits"
+    """Used, visibly, when the dataset cannot be had (offline); `""` to fail instead."""
+    pipeline: str = "resident"
+    """`resident`: the whole set as one tensor on the device, shuffled by a permutation made there;
+    `dataloader`: the study's loop (torchvision dataset, DataLoader, per-sample to-tensor). When the data
+    (train + test as float32, plus labels) would not fit in the device's free memory (CUDA: 80% of
+    `mem_get_info`'s free; CPU: 50% of MemAvailable), a resident sweep trains from the DataLoader instead and
+    says so: a log line, `sweep_started`'s `pipeline`, `pipeline_reason` and `data_bytes`, and the app's
+    header (`· dataloader 737 MB` and the reason)."""
+    train_samples: int = 0
+    """`0` = all; else the first N training samples (quick runs)."""
+    test_samples: int = 0
+    """`0` = all; else the first N test samples."""
+    num_workers: int = 0
+    """DataLoader worker processes (the `dataloader` pipeline only)."""
+    pin_memory: bool = False
+    """Pinned host memory and non-blocking copies (the `dataloader` pipeline only)."""
     path: str = ""
-    # "folder:PATH" without PATH/train and PATH/test: the share of each class's images held out for testing
-    # (chosen by sweep.seed).
+    """Folder searched first for a `"package.module:factory"` dataset's module, as `model.path` is for a
+    model."""
     test_fraction: float = 0.2
-    # none | dataset: inputs shifted and scaled per channel by the training split's mean and std (computed
-    # once, cached in data.root when it is writable).
+    """`"folder:PATH"` without `PATH/train` and `PATH/test`: the share of each class's images held out for
+    testing, chosen by `sweep.seed`."""
     normalize: str = "none"
-    # none | crop_flip: 32x32 images only; each training batch gets a random crop of the image padded by 4
-    # pixels and a random horizontal flip, on the device, drawn from sweep.seed.
+    """`none`: inputs in [0, 1]; `dataset`: each channel shifted and scaled by the training split's mean and
+    std, for training and test inputs alike. They are computed once and cached in
+    `<data.root>/bstui-normalize.json` (in memory only when `data.root` is read-only; the cache is read only
+    as a regular file of at most 1 MiB and each entry checked: finite numbers, one per channel, std > 0, in
+    [0, 1] for 8-bit images; anything else is said, naming the file, and rebuilt); `sweep_started` records
+    them (`normalize`)."""
     augment: str = "none"
+    """`none`, or `crop_flip` (32x32 images only, else exit 2): each training batch padded by 4 zero pixels,
+    cropped back to 32x32 at a random offset and flipped left-right at random, on the device, drawn from
+    `sweep.seed` and the epoch (both pipelines alike; a resumed run sees the same crops). Runs with it train
+    eagerly: `run_started.fast_path_reason` says why."""
 
 
 def is_folder(name: str) -> bool:
@@ -86,35 +116,66 @@ def is_factory(name: str) -> bool:
 
 @dataclass
 class ModelConfig:
-    name: str = "simple_cnn"  # a built-in (the study's SimpleModel) or "package.module:factory"
-    # Keyword arguments of the factory ([model.args]; a factory's only): factory(**args) -> nn.Module.
+    """[model]: the network every run trains (the same for every batch size)."""
+
+    name: str = "simple_cnn"
+    """`simple_cnn`: the study's SimpleModel (3 conv + 1 linear, 12,930 parameters); `resnet_small`: a small
+    ResNet with batch norm for 32x32 colour images (3 basic blocks, 78,042 parameters at width 16; any image
+    size); or your own model as `"package.module:factory"`
+    ([data-and-models.md](data-and-models.md#your-own-model))."""
     args: dict[str, Any] = field(default_factory=dict)
-    output: str = "log_probs"  # log_probs | logits: what the model returns (logits get a log-softmax)
-    # Folder searched first for a factory's module; "" = the config file's folder (the current folder
-    # without a file). Relative folders are taken from the config file's folder; the loader writes the
-    # absolute folder, so a run directory's config.toml (resume) finds the module where the sweep did.
+    """Keyword arguments of the factory (`[model.args]`): `factory(**args)` returns the `nn.Module`.
+    `resnet_small` takes `in_channels` (3; 1 for grey images such as MNIST's), `width` (16) and
+    `num_classes` (10; 100 for `cifar100`, the folder's class count for `"folder:PATH"`); `simple_cnn`
+    none."""
+    output: str = "log_probs"
+    """What the model returns: `log_probs` (log-softmax) or `logits` (the trainer applies log-softmax, so
+    the loss is the cross-entropy)."""
     path: str = ""
+    """Folder searched first for the factory's module; `""` = the config file's folder (the current folder
+    without a file); a relative path is taken from the config file's folder. config.toml records the
+    absolute folder, so `resume` finds the module where the sweep did."""
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd (the study's) | lars | lamb (layer-wise trust ratios for huge batches)
-    lr: float = 0.02  # learning rate at base_batch_size (or for every batch size when lr_scaling = none)
-    momentum: float = 0.5  # SGD and LARS momentum
-    lr_scaling: str = "none"  # none | linear | sqrt, relative to base_batch_size
-    base_batch_size: int = 60  # batch size at which lr applies unscaled
-    warmup_epochs: float = 0.0  # linear warm-up from ~0 to the run's lr over this many epochs
-    weight_decay: float = 0.0  # L2 factor on the weights (every optimizer)
-    trust_coefficient: float = 0.001  # LARS: local lr = this * |w| / (|g| + weight_decay |w|)
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # LAMB: decay of the two Adam moments
-    eps: float = 1e-6  # LAMB: added to sqrt(second moment)
+    """[optim]: the optimizer and its lr rule (a `[[variants]]` table may override any of these)."""
+
+    name: str = "sgd"
+    """`sgd` (the study's), `lars` or `lamb`: per-layer trust ratios for huge batches
+    ([huge-batches.md](huge-batches.md))."""
+    lr: float = 0.02
+    """Learning rate at `optim.base_batch_size` (for every batch size when `optim.lr_scaling` is `none`)."""
+    momentum: float = 0.5
+    """SGD and LARS momentum."""
+    lr_scaling: str = "none"
+    """`none`, `linear` (lr x B / base) or `sqrt` (lr x sqrt(B / base)), base being
+    `optim.base_batch_size`."""
+    base_batch_size: int = 60
+    """The batch size at which `optim.lr` applies unscaled."""
+    warmup_epochs: float = 0.0
+    """Linear warm-up of the lr from about 0 to the run's lr over this many epochs."""
+    weight_decay: float = 0.0
+    """L2 factor on the weights (every optimizer)."""
+    trust_coefficient: float = 0.001
+    """LARS: local lr = this x |w| / (|g| + weight_decay |w|)."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """LAMB: decay of its two Adam moments (exactly two numbers)."""
+    eps: float = 1e-6
+    """LAMB: added to the square root of the second moment."""
 
 
 @dataclass
 class LrGridConfig:
-    min: float = 0.0  # smallest lr of the grid
-    max: float = 0.0  # largest lr of the grid
-    points: int = 0  # lrs spaced evenly on a log scale from min to max; 0 = no grid
+    """[sweep.lr_grid]: lrs spaced on a log scale, tried at every batch size."""
+
+    min: float = 0.0
+    """The grid's smallest lr (> 0 when the grid is on)."""
+    max: float = 0.0
+    """The grid's largest lr."""
+    points: int = 0
+    """`points` lrs spaced evenly on a log scale from `min` to `max`; `0` = no grid. The points must give
+    different lrs at 6 significant digits."""
 
     def values(self) -> list[float]:
         """The grid's lrs, each rounded to 6 significant digits (they name runs: bs60-lr0.0158114).
@@ -131,86 +192,139 @@ class LrGridConfig:
 
 @dataclass
 class SweepConfig:
+    """[sweep]: the runs (batch size x variant x lr x seed), their length, target and device."""
+
     batch_sizes: list[int] = field(default_factory=lambda: [1, 6, 60, 600, 6000])
+    """One run per batch size (at most the training set, checked once it is loaded)."""
     epochs: int = 10
-    target_accuracy: float = 0.98  # test accuracy that counts as "reached", in (0, 1]
-    seed: int = 0  # in [0, 2**32): numpy's seed range
-    schedule: str = "interleaved"  # interleaved | sequential
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    lrs: list[float] = field(default_factory=list)  # lr per run (batch size x lr); [] = optim.lr, scaled
-    lr_grid: LrGridConfig = field(default_factory=LrGridConfig)  # or a log-spaced grid of lrs
-    seeds: int = 1  # repeats of every (batch size, lr) point, seeds seed, seed+1, ...
-    micro_batch: int = (
-        0  # gradient accumulation: larger batches step once on micro-batches of this size; 0 = off
-    )
-    parallel: str = "off"  # off | auto: with several GPUs, independent runs on different GPUs at once
-    # Training samples between evaluations on the evaluation slice (the first 2,000 test samples), besides
-    # the full test set at every epoch end: -1 = a tenth of the training set (~10 per epoch), 0 = epoch ends only.
+    """Epochs per run."""
+    target_accuracy: float = 0.98
+    """Time to target = up to the first evaluation whose accuracy on the evaluation slice reaches this."""
+    seed: int = 0
+    """The same seed gives every batch size the same initial weights and the same sample order."""
+    schedule: str = "interleaved"
+    """`interleaved`: all runs advance together in slices of ~6,000 samples, each slice timed alone;
+    `sequential`: one run after another."""
+    device: str = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`."""
+    lrs: list[float] = field(default_factory=list)
+    """Lrs to try at every batch size (the sweep becomes batch size x lr); `[]` = `optim.lr`, scaled."""
+    lr_grid: LrGridConfig = field(default_factory=LrGridConfig)
+    seeds: int = 1
+    """Repeats of every (batch size, lr) point with seeds `seed`, `seed+1`, ...; summaries show mean and
+    spread."""
+    micro_batch: int = 0
+    """Gradient accumulation: batches larger than this step once on micro-batches of this size (it must
+    divide them); `0` = off."""
+    parallel: str = "off"
+    """`off`, or `auto`: with several GPUs, independent runs train at once, one worker process per GPU."""
     eval_every: int = -1
+    """Training samples between evaluations on the evaluation slice (a fixed class-stratified random sample
+    of 2,000 test images, the same for every run), off the clocks; `-1` = a tenth of the training set
+    (about 10 per epoch), `0` = epoch ends only. Every epoch end evaluates the slice too, and the full test
+    set (recorded apart as `final_test_acc`)."""
 
 
 @dataclass
 class SplitBackwardConfig:
+    """[split_backward]: one forward pass, then k backward passes and k optimizer steps (the app's `s`)."""
+
     enabled: bool = False
-    chunks: int = 4  # k: backward passes and optimizer steps per forward pass
-    method: str = "vectorized"  # vectorized | retain_graph
+    """Split-backward from the start (the app's `s` switches it while a sweep trains)."""
+    chunks: int = 4
+    """k: backward passes and optimizer steps per forward pass; it must divide every batch size when
+    enabled."""
+    method: str = "vectorized"
+    """`vectorized` (all k chunk gradients in one pass, torch.func) or `retain_graph` (the study's: the
+    whole graph walked k times)."""
 
 
 @dataclass
 class GnsConfig:
-    every: int = 50  # iterations between gradient-noise-scale estimates; 0 = off
-    chunks: int = 4  # the small batch is batch/chunks (the largest divisor of the batch up to this)
-    beta: float = 0.9  # EMA factor of the two averages whose ratio is B_simple
-    # The batch-independent probe (issue 13): training samples between readings on a 1,024-sample probe
-    # batch from the training set (0 = off); its B_simple averages the last 10 readings' span.
+    """[gns]: the gradient noise scale B_simple ([science.md](science.md))."""
+
+    every: int = 50
+    """Iterations between the in-batch gradient-noise-scale estimates and gradient cosines (at least about 4
+    per epoch); `0` = off."""
+    chunks: int = 4
+    """The small batch of the in-batch estimate is batch / chunks (the largest divisor up to this)."""
+    beta: float = 0.9
+    """EMA factor of the two averages whose ratio is the in-batch B_simple."""
     probe_every: int = 6000
+    """Training samples between readings of the batch-independent noise probe (a 1,024-sample probe batch
+    from the training set, 8-sample chunks, at the current weights, off the clocks); a run's B_simple is read
+    at its newest reading from the last 5 readings (a local exponential fit that follows the drift), and at
+    its crossing of the target from the readings around it; `0` = off."""
 
 
 @dataclass
 class PerfConfig:
-    fast_path: str = "auto"  # auto (CUDA graphs on CUDA with the resident pipeline) | eager | cuda_graph
-    precision: str = "fp32"  # fp32 | bf16 (autocast; the study is fp32)
-    channels_last: bool = False  # NHWC memory format for the convolutions
-    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = by the batch (trainer.engine.threads: 1 below batch 16, else all cores)
-    # Runs of one batch size (lr grid points, seeds) train as one stacked model (trainer.engine.fuse): auto (where
-    # bench/fuse.py shows it faster: CPU batches up to 16, eager GPU runs) | on (wherever it can) | off.
+    """[perf]: how fast the steps run; none of these changes what a run computes beyond float rounding."""
+
+    fast_path: str = "auto"
+    """`auto` (CUDA graphs on CUDA with the resident pipeline, eager elsewhere), `eager`, `cuda_graph`."""
+    precision: str = "fp32"
+    """`fp32` or `bf16` (autocast; the study is fp32, and bf16 is slower for this tiny model)."""
+    channels_last: bool = False
+    """NHWC memory format for the convolutions."""
+    cpu_threads: int = 0
+    """Torch threads when training on CPU; `0` = chosen per run by the batch: 1 thread below 16 samples per
+    pass (the step is too small to share: 1.8x faster than 2 threads at batch 1 on a 2-core VM), every core
+    from 16 (1.5x faster at batch 60); a fused group by its batch x runs."""
     fuse_runs: str = "auto"
+    """`auto`, `on` or `off`: runs of one batch size (lr grid points, seeds, variants differing only in lr,
+    momentum, weight decay or warm-up) train as one stacked model ([fused-runs.md](fused-runs.md)). `auto`:
+    where it is faster: CPU batches up to 16, eager GPU runs (not CUDA-graph ones); `on`: wherever it can
+    (GPU runs then step eagerly instead of replaying a graph); `off`: each run alone."""
 
 
 @dataclass
 class BranchConfig:
-    """Branched B_crit (Merrill et al. 2025): from the base run's checkpoints after these epochs, short
-    branches at several batch sizes measure the steps to a fixed fall of the loss; [] = no branches."""
+    """[branch]: branched B_crit (Merrill et al. 2025): from the base run's checkpoints after some epochs,
+    short branches at several batch sizes measure the steps to a fixed fall of the loss
+    ([huge-batches.md](huge-batches.md#b_crit-over-training-branches-and-a-proposed-schedule))."""
 
-    epochs: list[int] = field(default_factory=list)  # epochs of the base run after which branches start
-    batch_sizes: list[int] = field(default_factory=list)  # the branches' batch sizes at each point
-    decrease: float = 0.1  # the fall of the evaluation-slice loss each branch trains for, a fraction of it
-    lr_factors: list[float] = field(
-        default_factory=lambda: [1.0]
-    )  # a small lr grid: x the rule's lr (optim.lr_scaling)
-    max_samples: int = (
-        0  # training samples a branch may take before it counts as not reaching it; 0 = one epoch
-    )
-    eval_every: int = 0  # samples between a branch's evaluations; 0 = about 40 per max_samples
+    epochs: list[int] = field(default_factory=list)
+    """Epochs of the one base run after which branches start (each at most `sweep.epochs`); `[]` = no
+    branches. With branches the sweep is one run: one batch size, lr and seed, no `[[variants]]`."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """The branches' batch sizes at each point (at least 3 different)."""
+    decrease: float = 0.1
+    """Each branch trains until the evaluation-slice loss is this fraction below its value at the branch
+    point."""
+    lr_factors: list[float] = field(default_factory=lambda: [1.0])
+    """A small lr grid: each branch's lr is the config's lr rule (`optim.lr_scaling`) at its batch size times
+    each factor; per batch size the fit takes the fewest-step lr."""
+    max_samples: int = 0
+    """Training samples after which a branch counts as not reaching the decrease; `0` = one epoch."""
+    eval_every: int = 0
+    """Samples between a branch's evaluations on the slice; `0` = `max_samples` / 40."""
 
 
 @dataclass
 class OutputConfig:
-    dir: str = "runs"  # parent of new run directories
+    """[output]: where run directories go."""
+
+    dir: str = "runs"
+    """Where run directories are made: `<dir>/<date>-<time>-<config name>`."""
 
 
 @dataclass
 class VariantConfig:
-    """One arm of a comparison (`[[variants]]`, issue 7): the runs become batch size x variant.
+    """[[variants]]: one arm of a comparison; the runs become batch size x variant.
 
     A variant overrides [optim] and [split_backward] keys and may run at a subset of
     sweep.batch_sizes; `optim` and `split_backward` are resolved (the config's, then the overrides).
     """
 
-    name: str  # in run ids: bs6000-lars
+    name: str
+    """The arm's name, in its run ids (`bs6000-lars`): letters, digits and `_ . + -`."""
     optim: OptimConfig
+    """Overrides of `[optim]` keys for this arm (`optim = { name = "lars", lr = 20.0 }`)."""
     split_backward: SplitBackwardConfig
-    batch_sizes: list[int]  # the batch sizes it runs at (sweep.batch_sizes unless it names a subset)
+    """Overrides of `[split_backward]` keys for this arm."""
+    batch_sizes: list[int]
+    """The batch sizes it runs at: a subset of `sweep.batch_sizes` (all of them when left out)."""
     overrides: dict[str, Any]  # its table as written, name included (config.toml writes these back)
 
 
