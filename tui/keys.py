@@ -1,7 +1,7 @@
-"""Every key of the app with what it does: one list for the help screen, `bstui --help` and the README.
+"""Every key of the app with what it does: one list for the help screen, `bstui --help` and docs/app.md.
 
 Pure data (no Textual) so `bstui --help` stays instant; a test checks that every binding
-of the app is listed here and in the README's key table.
+of the app is listed here and in docs/app.md's key table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every key the app binds is listed in `bstui --help`, the help screen's list and the README's key table."""
+"""Every key the app binds is listed in `bstui --help`, the help screen's list and docs/app.md's key table."""
 
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ def test_help_lists_every_key_including_c_and_t(capsys):
         assert re.search(rf"^\s+{re.escape(key)}\s", text, re.MULTILINE), key
 
 
-def test_readme_key_table_lists_every_key():
-    readme = (ROOT / "README.md").read_text()
-    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `"))
+def test_the_docs_key_table_lists_every_key():
+    doc = (ROOT / "docs" / "app.md").read_text()
+    table = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))
     for key in bound_keys() - {"Esc"}:
-        assert f"`{key}`" in table, f"README key table lacks {key}"
+        assert f"`{key}`" in table, f"docs/app.md's key table lacks {key}"
 
 
 def test_version_prints_and_exits_0(capsys):

@@ -1,4 +1,4 @@
-"""docs/config.md is what the schema gives."""
+"""The README and docs/ hold together: docs/config.md is what the schema gives, and every link resolves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from trainer.config.coerce import leaf_keys
 from trainer.config.doc import COMMAND, main, render, undocumented
 
 ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def test_docs_config_md_is_what_the_schema_gives(capsys):
@@ -31,3 +32,38 @@ def test_every_key_has_its_meaning_in_the_schema_and_a_row_in_the_page():
     page = render()
     for path in leaf_keys():
         assert re.search(rf"^\| `{re.escape('.'.join(path))}` \| `", page, re.MULTILINE), path
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return {_slug(m) for m in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            name, _, anchor = target.partition("#")
+            dest = (page.parent / name).resolve() if name else page
+            if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+
+
+def test_every_file_of_the_repository_the_docs_name_exists():
+    """A file moved or split leaves no page pointing at its old place (`trainer/...`, `bench/...` in code)."""
+    named = r"`((?:trainer|tui|tests|bench|experiments|docs)/[\w./*-]+)`"
+    missing = [
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in PAGES
+        for path in re.findall(named, page.read_text())
+        if not any(ROOT.glob(path.rstrip("/")))
+    ]
+    assert not missing, missing

@@ -379,7 +379,7 @@ class Ledger:
         micro_batch: int,
         probe: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The run's row of summary.csv (the project's README lists the columns). `probe`: the
+        """The run's row of summary.csv (docs/run-directory.md lists the columns). `probe`: the
         batch-independent noise probe's figures (trainer/measure/noise_probe.py); with readings, its window's
         B_simple is the run's b_simple (else the in-batch estimate of the last epoch end)."""
         t = self.totals

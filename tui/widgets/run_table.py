@@ -67,7 +67,7 @@ def lr_cell(run: RunState) -> Text:
 def b_simple_cell(run: RunState) -> Text:
     """B_simple: the noise probe's window with its 95% interval ("642 [420-980]"), "undef." when the
     window cannot see the gradient above its noise; without the probe, the in-batch estimate of the
-    last epoch end (dim: no interval, and it depends on the batch size; README, gradient noise)."""
+    last epoch end (dim: no interval, and it depends on the batch size; docs/science.md, B_simple)."""
     p = run.probe
     if p is not None and p.readings:
         if p.b_simple is None:
