@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from trainer.cli.console import summary_table
+from trainer.runlog import read_summary, summary_csv
 
 
 def _render(rows):
@@ -60,3 +61,14 @@ def test_a_run_that_did_not_reach_the_target_says_so_and_an_older_row_shows_its_
     assert "not reached" in next(ln for ln in lines if " bs6 " in ln)
     older = next(ln for ln in lines if "bs60" in ln)
     assert "3.00" in older and "300" in older and "–" not in older
+
+
+def test_rows_read_back_from_summary_csv_show_their_numbers(tmp_path):
+    """The trainer prints the table from summary.csv, whose fields are strings."""
+    row = {"run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1, "status": "done", "epochs": 3}
+    row |= {"best_test_acc": 0.949, "final_test_acc": 0.911, "time_to_target_s": 6.05}
+    row |= {"time_to_target_lo_s": 5.58, "iters_to_target": 2600, "iters_to_target_lo": 2400}
+    (tmp_path / "summary.csv").write_text(summary_csv([row]))
+    line = next(ln for ln in _render(read_summary(tmp_path)).splitlines() if "bs6" in ln)
+    for cell in (" 6 ", "0.02", "94.9%", "91.1%", "5.58–6.05", "2400–2600"):
+        assert cell in line, cell

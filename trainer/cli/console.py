@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from trainer.analysis.figures import num, pct, setting
-from trainer.runlog import Event, EventType, RunStatus
+from trainer.runlog import Event, EventType, RunStatus, summary_number
 
 
 def _fmt(value: Any, spec: str = "", dash: str = "-") -> str:
@@ -150,6 +150,16 @@ def _span(lo: Any, hi: Any, fmt: Callable[[Any], str] = _fmt, dash: str = "-") -
     return f"{fmt(lo)}–{fmt(hi)}" if lo is not None and lo != "" else fmt(hi)
 
 
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row with its numbers as numbers: rows read back from summary.csv hold strings."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, str) and summary_number(value) is not None:
+            value = int(value) if value.lstrip("-").isdigit() else float(value)
+        out[key] = value
+    return out
+
+
 def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
     """The end-of-sweep table (one row per run). Crossings of the target are intervals (last evaluation
     below it – first at or above it); with split-backward, k, the effective lr (lr x k) and the optimizer
@@ -175,7 +185,7 @@ def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
         "epoch compute",
     ):
         table.add_column(name, justify="right")
-    for r in rows:
+    for r in map(_typed, rows):
         table.add_row(
             str(r.get("run")),
             _fmt(r.get("batch_size")),
