@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data import datasets as data_mod
 from trainer.config import DataConfig
+from trainer.data import datasets as data_mod
 from trainer.data import synthetic as data_synthetic
 from trainer.data.datasets import (
     DatasetUnavailable,

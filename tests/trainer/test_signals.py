@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data import datasets as data_mod
 from trainer.cli.child import run_child
 from trainer.cli.main import main
+from trainer.data import datasets as data_mod
 from trainer.runlog import LOCK, write_config
 from trainer.runlog.commands import trainer_command
 
