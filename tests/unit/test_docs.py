@@ -59,11 +59,12 @@ def test_every_relative_link_of_the_readme_and_docs_resolves():
 
 def test_every_file_of_the_repository_the_docs_name_exists():
     """A file moved or split leaves no page pointing at its old place (`trainer/...`, `bench/...` in code)."""
-    named = r"`((?:trainer|tui|tests|bench|experiments|docs)/[\w./*-]+)`"
+    quoted = r"`((?:trainer|tui|tests|bench|experiments|docs)/[\w./*-]+)`"
+    bare = r"(?<![\w/.-])((?:trainer|tui|tests|bench|experiments)/[\w/.-]+\.(?:py|sh|toml|md|json|csv))"
     missing = [
         f"{page.relative_to(ROOT)}: {path}"
         for page in PAGES
-        for path in re.findall(named, page.read_text())
+        for path in {*re.findall(quoted, page.read_text()), *re.findall(bare, page.read_text())}
         if not any(ROOT.glob(path.rstrip("/")))
     ]
     assert not missing, missing
