@@ -68,3 +68,15 @@ def test_every_file_of_the_repository_the_docs_name_exists():
         if not any(ROOT.glob(path.rstrip("/")))
     ]
     assert not missing, missing
+
+
+def test_the_architecture_page_draws_the_layers_the_contract_checks():
+    """docs/architecture.md's diagram and pyproject's layering contract for trainer/ agree, one to one."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers" and "trainer.cli" in c["layers"]]
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    diagram = re.search(r"## trainer/.*?```\n(.*?)```", page, re.DOTALL).group(1)
+    drawn = [re.split(r"\s{2,}", line)[0] for line in diagram.splitlines() if line.startswith("trainer.")]
+    assert drawn == layers
