@@ -107,7 +107,7 @@ def test_the_report_and_the_science_it_reads_need_no_torch():
     import sys
 
     code = (
-        "import sys, trainer.report.build, trainer.report.plots, trainer.analysis.crossing, trainer.analysis.bcrit, "
+        "import sys, trainer.report.build, trainer.report.collect, trainer.report.plots, trainer.analysis.crossing, trainer.analysis.bcrit, "
         "trainer.analysis.collapse, trainer.analysis.scaling; assert 'torch' not in sys.modules, 'torch imported'"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0

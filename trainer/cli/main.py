@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the report of a run directory (Markdown) and write it as report.md there."""
     # Start-up cost: the report's modules load only for this command.
-    from trainer.report.build import ReportError, write_report
+    from trainer.report.build import write_report
+    from trainer.report.collect import ReportError
 
     try:
         text, path = write_report(Path(args.run_dir), plots=not args.no_plots)

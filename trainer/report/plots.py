@@ -3,7 +3,7 @@
 Four plots: training loss against samples per run, test accuracy against samples with the target,
 steps to target against batch size (log-log) with each crossing's interval, the B_crit fit and its
 95% band, each batch size's regime and the batch sizes no lr reached the target at, and the best lr
-against batch size with the lr rule measured from the grid (trainer/analysis/answer.py). Plain text (no colours), so they read the same in a terminal, in report.md and over SSH;
+against batch size with the lr rule measured from the grid (trainer/analysis/answer/). Plain text (no colours), so they read the same in a terminal, in report.md and over SSH;
 runs are told apart by their marker characters, named in each legend. No torch, no Textual.
 """
 
@@ -229,7 +229,7 @@ def _ticks(xs: list[float], ys: list[float], log: bool, y_suffix: str = "") -> N
 def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
     """Steps (batches) to target vs batch size, log-log: | each best point's crossing interval (last
     miss to hit), x the hit, the fit's median curve and its 95% band, ^ at the top for batch sizes no lr
-    of which reached the target; each batch size's regime (trainer/analysis/answer.py) under the plot."""
+    of which reached the target; each batch size's regime (trainer/analysis/answer/) under the plot."""
     from trainer.analysis.answer import curve
 
     c = curve(analysis)
@@ -273,7 +273,7 @@ def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGH
 
 
 def lr_rule_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
-    """Best lr vs batch size, log-log (trainer/analysis/answer.py's lr rule): x the best lr tried, | its tie band,
+    """Best lr vs batch size, log-log (trainer.analysis.answer's lr rule): x the best lr tried, | its tie band,
     o the rule fitted through them, . its 95% band."""
     from trainer.analysis.answer import lr_rule, rule_sentence
 

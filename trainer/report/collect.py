@@ -1,0 +1,112 @@
+"""What `python -m trainer report DIR` reports on, gathered from a run directory: the sweep's facts (device,
+dataset, config), the runs' summaries from their run_finished events (which hold more than summary.csv),
+completed where older run directories did not record a field (trainer/analysis/crossing.py: crossing
+intervals, final accuracy, optimizer steps, collapse), and the scaling analysis of the finished runs. A
+sharded sweep is read as one sweep. No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from trainer.analysis.crossing import fill_from_events
+from trainer.analysis.figures import finite as _finite
+from trainer.analysis.scaling import analyse
+from trainer.report.branch import branch_result, branch_runs
+from trainer.runlog import EVENTS, EventType, RunDirError, UnreadableFile, read_events
+from trainer.runlog.shards import is_sharded, read_sharded
+
+N_CLASSES = 10  # every dataset the trainer knows (mnist, fashion-mnist, synthetic-digits) has 10
+FULL_TEST_SET = 10_000  # their test sets, when data.test_samples = 0
+
+
+class ReportError(Exception):
+    """The directory is not a run directory, or holds no finished run."""
+
+
+def collect(run_dir: Path) -> dict[str, Any]:
+    """The sweep's facts (device, dataset, config), the runs' summaries (completed from the events)
+    and the analysis of its finished runs."""
+    run_dir = Path(run_dir)
+    shard_notes: list[str] = []
+    try:
+        if is_sharded(run_dir):  # the shards of one sweep (trainer.runlog.shards), read as that sweep
+            log = read_sharded(run_dir, analyse)
+            shard_notes = log.notes + log.problems
+        else:
+            log = read_events(run_dir / EVENTS)
+    except FileNotFoundError:
+        raise ReportError(
+            f"{run_dir} holds no {EVENTS}; pass a run directory made by `python -m trainer run`"
+        ) from None
+    except (UnreadableFile, RunDirError) as exc:
+        raise ReportError(str(exc)) from None
+    events = log.events
+    started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
+    finished = [
+        e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)
+    ]
+    if not finished:
+        raise ReportError(
+            f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
+            + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else "")
+        )
+    branches = branch_runs(events)  # measured apart (their section): not points of the sweep's own analysis
+    finished = [e for e in finished if e.get("run") not in branches] or finished
+    reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
+    rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
+    rows = _with_final_loss(rows, events)
+    cfg = started.get("config") if isinstance(started.get("config"), dict) else {}
+    optim = cfg.get("optim")
+    optim = optim if isinstance(optim, dict) else {}
+    result = analyse(rows, _positive(optim.get("lr")), _positive(optim.get("base_batch_size")))
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    test_n = data.get("test_samples")
+    test_n = (
+        int(test_n)
+        if isinstance(test_n, int) and not isinstance(test_n, bool) and test_n > 0
+        else FULL_TEST_SET
+    )
+    recorded = next((e for e in events if e["type"] == EventType.RUN_STARTED and e.get("eval_set")), {})
+    if _finite(recorded.get("test_samples")) and recorded["test_samples"] > 0:
+        test_n = int(recorded["test_samples"])
+    return {
+        "started": started,
+        "rows": rows,
+        "analysis": result,
+        "skipped": log.skipped,
+        "events": events,
+        "derived": derived,
+        "reasons": reasons,
+        "test_samples": test_n,
+        "eval": recorded,
+        "branch": branch_result(events),
+        "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events),
+        "shards": shard_notes,
+    }
+
+
+def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its run's last epoch's training loss (`final_train_loss`, the matrix's loss metric;
+    not a summary field)."""
+    last: dict[str, float] = {}
+    for e in events:
+        if (
+            e.get("type") == EventType.EPOCH_END
+            and isinstance(e.get("run"), str)
+            and _finite(e.get("train_loss"))
+        ):
+            last[e["run"]] = float(e["train_loss"])
+    return [
+        {**r, "final_train_loss": last[str(r.get("run"))]} if str(r.get("run")) in last else r for r in rows
+    ]
+
+
+def _positive(value: Any) -> float | None:
+    """A positive finite number from the recorded config, else None (the rules are then left out)."""
+    ok = (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+    return value if ok else None
