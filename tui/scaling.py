@@ -1,6 +1,6 @@
 """The scaling screen's model and charts, pure: no Textual widgets, no torch.
 
-What it shows is trainer/analysis/answer.py's (the same answer report.md and the end of a run give): the
+What it shows is trainer.analysis.answer's (the same answer report.md and the end of a run give): the
 batch x lr matrix with seeds folded, steps and samples to target against batch size on log-log axes
 with the crossing intervals, the B_crit fit and its 95% band and each batch size's regime, and the lr
 rule measured from the grid. The analysis is trainer.analysis.scaling.analyse, run on every run of the sweep
@@ -427,7 +427,7 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
 
 
 def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
-    """The answer in words (trainer/analysis/answer.py) per arm, and the best lr of each batch size."""
+    """The answer in words (trainer/analysis/answer/) per arm, and the best lr of each batch size."""
     text = Text()
     if not arms:
         text.append("No run has started yet", style="bold")

@@ -75,7 +75,7 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
     answer = recommendations(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"])
     assert len(answer) == 1 and answer[0] in printed.replace("\n", " ")
     assert answer[0].startswith(("fastest to ", "no batch size reached "))
-    # ...followed by the rest of the answer report.md and the scaling screen give (trainer/analysis/answer.py).
+    # ...followed by the rest of the answer report.md and the scaling screen give (trainer/analysis/answer/).
     for line in answers(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"]):
         assert line in printed.replace("\n", " ")
 

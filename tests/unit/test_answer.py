@@ -1,4 +1,4 @@
-"""The sweep's answer laid out (trainer/analysis/answer.py): the batch x lr matrix with seeds folded, the regimes
+"""The sweep's answer laid out (trainer/analysis/answer/): the batch x lr matrix with seeds folded, the regimes
 of the steps-to-target curve, and the lr rule measured from the grid."""
 
 from __future__ import annotations

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.measure.gns import (
-    FitError,
-    NoiseScaleTracker,
-    fit_critical_batch,
-    fit_examples,
-    noise_scale_terms,
-    terms_from_chunk_grads,
-)
+from trainer.analysis.point_fits import FitError, fit_critical_batch, fit_examples
+from trainer.measure.gns import NoiseScaleTracker, noise_scale_terms, terms_from_chunk_grads
 
 # Linear regression y = w*.x + eps, x ~ N(0, I_d), eps ~ N(0, s2), loss 0.5 (w.x - y)^2, evaluated at
 # w = w* + r. Per-sample gradient g = x (x.r - eps), so G = E[g] = r and, with Isserlis' theorem,

@@ -151,7 +151,7 @@ def test_fused_and_lone_runs_are_compared_by_time_alone_not_by_their_share():
 
 
 def test_time_alone_is_steps_times_the_step_time_for_a_fused_run():
-    from trainer.analysis.scaling import alone_of
+    from trainer.analysis.time_alone import alone_of
 
     row = {
         **_row(6, 0.1, time_s=0.5, time_lo_s=0.45, steps=300, steps_lo=270),

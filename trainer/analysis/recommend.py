@@ -25,7 +25,7 @@ MAX_TIES = 3  # points named as ties with the fastest; the rest are counted
 
 
 def _alone(p: dict[str, Any]) -> bool:
-    """Whether the point has a time to target alone (trainer.analysis.scaling.alone_of)."""
+    """Whether the point has a time to target alone (trainer.analysis.time_alone.alone_of)."""
     return finite(p.get("time_alone_s"))
 
 

@@ -4,8 +4,8 @@ app and `python -m trainer report` use it on run summaries.
 
 Every crossing of the target is an interval, from the last evaluation that missed it (the summary's
 `*_lo` fields, trainer/analysis/crossing.py) to the first that hit it; the B_crit fit with its uncertainty is
-trainer/analysis/bcrit.py. `fit_critical_batch` / `fit_examples` are the plain point fits (to the intervals'
-midpoints), kept for the curves the app draws.
+trainer/analysis/bcrit.py; the plain point fits to the intervals' midpoints, kept for the curves the app
+draws, are trainer/analysis/point_fits.py; each run's time to target alone is trainer/analysis/time_alone.py.
 """
 
 from __future__ import annotations
@@ -18,94 +18,9 @@ from typing import Any
 import numpy as np
 
 from trainer.analysis.bcrit import Crossing, fit_with_uncertainty
+from trainer.analysis.point_fits import FitError, fit_critical_batch, fit_examples
+from trainer.analysis.time_alone import alone_point
 from trainer.runlog import summary_number
-
-
-class FitError(ValueError):
-    """The measured points cannot give a critical batch size (too few, or they do not follow the model)."""
-
-
-def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least squares y ~ a + c x in relative error; returns (a, c, relative RMS residual).
-
-    Relative (weights 1/y): steps and examples to a target span orders of magnitude across batch
-    sizes and their noise grows with them, so plain least squares would let the largest values
-    decide the fit alone.
-    """
-    w = 1.0 / y
-    design = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
-    (a, c), *_ = np.linalg.lstsq(design, y * w, rcond=None)
-    rel = (a + c * x - y) / y
-    return float(a), float(c), float(np.sqrt(np.mean(rel**2)))
-
-
-def _points(
-    batch_sizes: Sequence[float], values: Sequence[float], what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    b = np.asarray(batch_sizes, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    if b.ndim != 1 or b.shape != v.shape:
-        raise FitError(f"need one {what} value per batch size, got {b.size} batch sizes and {v.size} values")
-    if b.size < 2:
-        raise FitError(f"fitting the critical batch size needs at least 2 points, got {b.size}")
-    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(v)) and np.all(b > 0) and np.all(v > 0)):
-        raise FitError(f"batch sizes and {what} must be positive and finite, got {list(b)} and {list(v)}")
-    if np.unique(b).size < 2:
-        raise FitError(
-            f"fitting the critical batch size needs at least 2 different batch sizes, got only {b[0]:g}"
-        )
-    return b, v
-
-
-def _rms_or_none(rel_rms: float, b: np.ndarray) -> float | None:
-    """The residual only where it can say something: two points always fit a two-parameter line."""
-    return rel_rms if np.unique(b).size > 2 else None
-
-
-def fit_critical_batch(batch_sizes: Sequence[float], steps: Sequence[float]) -> dict[str, float | None]:
-    """Fit S = S_min (1 + B_crit / B) to steps-to-target S measured at batch sizes B.
-
-    Linear in 1/B: S = S_min + (S_min B_crit) / B. Returns {"S_min", "B_crit", "rel_rms"} (the last
-    the relative RMS residual: how well the points follow the model). Raises FitError when there
-    are too few points or they do not follow the model (steps that grow with the batch size). rel_rms
-    is None for 2 batch sizes (an exact fit says nothing about the model).
-    """
-    b, s = _points(batch_sizes, steps, "steps")
-    s_min, slope, rel_rms = _line_fit(1.0 / b, s)
-    rel_rms = _rms_or_none(rel_rms, b)
-    if s_min <= 0.0:
-        raise FitError(
-            f"steps fall as fast as 1/B or faster (fitted S_min = {s_min:.3g} <= 0): the points never leave "
-            "the perfect-scaling regime, so B_crit is beyond them; add larger batch sizes"
-        )
-    if slope < 0.0:
-        raise FitError(
-            "steps to target grow with the batch size, which S = S_min (1 + B_crit / B) cannot describe "
-            "(often a sign that lr was not tuned per batch size)"
-        )
-    return {"S_min": s_min, "B_crit": slope / s_min, "rel_rms": rel_rms}
-
-
-def fit_examples(batch_sizes: Sequence[float], examples: Sequence[float]) -> dict[str, float | None]:
-    """Fit E = E_min (1 + B / B_crit) to examples-to-target E measured at batch sizes B.
-
-    Linear in B: E = E_min + (E_min / B_crit) B. Returns {"E_min", "B_crit", "rel_rms"}. Raises
-    FitError when there are too few points or they do not follow the model.
-    """
-    b, e = _points(batch_sizes, examples, "examples")
-    e_min, slope, rel_rms = _line_fit(b, e)
-    rel_rms = _rms_or_none(rel_rms, b)
-    if slope <= 0.0:
-        raise FitError(
-            "examples to target do not grow with the batch size, so no critical batch size shows in "
-            "these points; add larger batch sizes"
-        )
-    if e_min <= 0.0:
-        raise FitError(
-            f"examples grow faster than linearly in B (fitted E_min = {e_min:.3g} <= 0): the points do "
-            "not follow E = E_min (1 + B / B_crit); add smaller batch sizes"
-        )
-    return {"E_min": e_min, "B_crit": e_min / slope, "rel_rms": rel_rms}
 
 
 def _spread(values: list[float]) -> tuple[float | None, float | None]:
@@ -198,7 +113,7 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         point["resolution_known"] = all(known for _, known in crossings)
         if not point["resolution_known"]:  # some seed recorded only its hit: no interval to give
             point["steps_lo"] = point["samples_lo"] = point["time_s_lo"] = point["compute_s_lo"] = None
-        point.update(_alone_point(reached, point["resolution_known"]))
+        point.update(alone_point(reached, point["resolution_known"]))
         if reached:
             opt = [
                 summary_number(r.get("optimizer_steps_to_target"))
@@ -243,100 +158,6 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         point["usable"] = not any(s in UNUSABLE for s in point["statuses"])
         points.append(point)
     return points
-
-
-def time_alone_fields(row: dict[str, Any], calibration: dict[str, Any] | None) -> dict[str, Any]:
-    """A summary's time-alone fields from its step's calibration (a `step_time` event's fields, None:
-    not calibrated): `step_alone_s` with its spread and `time_alone_to_target_s` / `_lo_s`, batches to
-    the target (hit / last miss) x the step time alone."""
-    cal = calibration or {}
-    step = summary_number(cal.get("step_s"))
-    hit, lo = summary_number(row.get("iters_to_target")), summary_number(row.get("iters_to_target_lo"))
-    return {
-        "step_alone_s": step,
-        "step_alone_s_lo": summary_number(cal.get("step_s_lo")),
-        "step_alone_s_hi": summary_number(cal.get("step_s_hi")),
-        "time_alone_to_target_s": hit * step if step is not None and hit is not None else None,
-        "time_alone_to_target_lo_s": lo * step
-        if step is not None and hit is not None and lo is not None
-        else None,
-    }
-
-
-def alone_of(row: dict[str, Any]) -> dict[str, Any] | None:
-    """A run's time to target as if trained alone, or None where it is not recorded.
-
-    With a calibration (`step_alone_s`: the median seconds of one of its training steps timed alone,
-    trainer/sweep/calibrate.py) it is batches to the target x that time, for every run, fused or not; its
-    bounds use the calibration's spread (`step_alone_s_lo` / `_hi`). A run without one (a run directory
-    recorded before calibration, torchrun, sweep.parallel) that trained alone has its measured time; one
-    that trained fused has none: its measured time is a share of its group's.
-    """
-    hit = summary_number(row.get("iters_to_target"))
-    if hit is None:
-        return None
-    lo = summary_number(row.get("iters_to_target_lo"))
-    step = summary_number(row.get("step_alone_s"))
-    if step is not None and step > 0:
-        s_lo = summary_number(row.get("step_alone_s_lo"))
-        s_hi = summary_number(row.get("step_alone_s_hi"))
-        s_lo = step if s_lo is None or s_lo > step else s_lo
-        s_hi = step if s_hi is None or s_hi < step else s_hi
-        lo_iters = lo if lo is not None and lo <= hit else None
-        return {
-            "hi": hit * step,
-            "lo": None if lo_iters is None else lo_iters * step,
-            "max": hit * s_hi,
-            "min": (hit if lo_iters is None else lo_iters) * s_lo,
-            "step": step,
-            "source": "calibrated",
-        }
-    if (summary_number(row.get("fused_runs")) or 0) > 1:
-        return None
-    t = summary_number(row.get("time_to_target_s"))
-    if t is None:
-        return None
-    t_lo = summary_number(row.get("time_to_target_lo_s"))
-    return {
-        "hi": t,
-        "lo": t_lo,
-        "max": t,
-        "min": t if t_lo is None else t_lo,
-        "step": None,
-        "source": "measured",
-    }
-
-
-def _alone_point(reached: list[dict[str, Any]], resolved: bool) -> dict[str, Any]:
-    """A point's time to target alone over its seeds: `time_alone_s` (mean of the hits), `_lo` (of the
-    last misses), `_std` (over seeds), `_min` / `_max` (the crossing interval widened by the calibration's
-    spread), `step_alone_s` and `time_alone_source` (`calibrated`, `measured` alone, or None: some seed
-    trained fused without a calibration, so no time alone is recorded)."""
-    alone = [alone_of(r) for r in reached]
-    empty = {
-        "time_alone_s": None,
-        "time_alone_s_lo": None,
-        "time_alone_s_std": None,
-        "time_alone_s_min": None,
-        "time_alone_s_max": None,
-        "step_alone_s": None,
-        "time_alone_source": None,
-    }
-    if not alone or any(a is None for a in alone):
-        return empty
-    hi, std = _spread([a["hi"] for a in alone])
-    lows = [a["lo"] for a in alone]
-    sources = {a["source"] for a in alone}
-    steps = [a["step"] for a in alone if a["step"] is not None]
-    return {
-        "time_alone_s": hi,
-        "time_alone_s_std": std,
-        "time_alone_s_lo": statistics.fmean(lows) if resolved and None not in lows else None,
-        "time_alone_s_min": statistics.fmean(a["min"] for a in alone),
-        "time_alone_s_max": statistics.fmean(a["max"] for a in alone),
-        "step_alone_s": statistics.fmean(steps) if steps else None,
-        "time_alone_source": sources.pop() if len(sources) == 1 else "mixed",
-    }
 
 
 def _b_simple_target(reached: list[dict[str, Any]]) -> dict[str, Any]:

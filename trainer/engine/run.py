@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from trainer.analysis.accuracy import SLICE, SLICE_SEED, worst_standard_error
-from trainer.analysis.scaling import time_alone_fields
+from trainer.analysis.time_alone import time_alone_fields
 from trainer.data.datasets import Dataset, as_inputs
 from trainer.data.pipelines import make_batches
 from trainer.engine.accumulate import suggest_micro_batch

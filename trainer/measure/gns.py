@@ -12,8 +12,8 @@ because E|g_b|^2 = |G|^2 + tr(Sigma) / b. The chunks of one split-backward batch
 free. Single estimates are very noisy (and may be negative), so the tracker smooths each term with
 an EMA and reports the ratio of the two averages, as the paper recommends, not an average of ratios.
 
-The fits invert the paper's trade-off (S/S_min - 1)(E/E_min - 1) = 1 from measured steps S and
-examples E to reach a target: S = S_min (1 + B_crit / B) and E = E_min (1 + B / B_crit).
+The fits that invert the paper's trade-off (S/S_min - 1)(E/E_min - 1) = 1 from measured steps S and
+examples E to reach a target need no torch: trainer/analysis/point_fits.py.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from collections.abc import Sequence
 from typing import Any, Union
 
 import torch
-
-# The fits need no torch; they live in trainer.analysis.scaling (the app imports them) and are re-exported here.
-from trainer.analysis.scaling import FitError, fit_critical_batch, fit_examples  # noqa: F401
 
 Number = Union[float, torch.Tensor]
 

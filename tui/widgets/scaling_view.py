@@ -1,6 +1,6 @@
 """The scaling screen's body: the batch x lr matrix first, the answer in words under it, then the
 steps-to-target curve with its regimes, the lr rule and samples to target (braille charts), and the
-facts. Everything is built by tui.scaling from the sweep state (trainer/analysis/answer.py's answer); this file
+facts. Everything is built by tui.scaling from the sweep state (trainer.analysis.answer's answer); this file
 only lays it out and draws it.
 """
 
