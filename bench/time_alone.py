@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trainer.config import Config  # noqa: E402
+from trainer.config import FUSE_CHOICES, Config  # noqa: E402
 from trainer.data.datasets import load_dataset  # noqa: E402
 from trainer.runlog import Emitter, ListSink  # noqa: E402
 from trainer.sweep.driver import device_name, resolve_device, run_sweep  # noqa: E402
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--fuse",
         default="auto",
-        choices=["auto", "on", "off"],
+        choices=FUSE_CHOICES,
         help='perf.fuse_runs ("on" on a GPU: auto trains CUDA-graph runs alone)',
     )
     ap.add_argument(

@@ -13,7 +13,6 @@ import pytest
 
 from trainer.config import (
     CHOICES,
-    MODEL_NAMES,
     Config,
     ConfigError,
     apply_overrides,
@@ -500,11 +499,6 @@ def test_choices_hold_every_enum_default() -> None:
     for dotted, allowed in CHOICES.items():
         section, key = dotted.split(".")
         assert defaults[section][key] in allowed, dotted
-
-
-def test_model_names_match_the_trainer_registry() -> None:
-    models = pytest.importorskip("trainer.models.builtin", reason="needs torch")
-    assert set(MODEL_NAMES) == set(models.MODELS)
 
 
 def test_config_module_imports_no_torch_or_textual() -> None:

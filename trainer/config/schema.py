@@ -11,18 +11,27 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-# Allowed values of the enum-like string keys, in one place. MODEL_NAMES mirrors
-# trainer.models.builtin.MODELS (kept here so checking a name needs no torch import).
+# Allowed values of the enum-like string keys, in one place: the modules that act on a key import its
+# choices from here (checking a value needs no torch import). MODEL_NAMES are the keys of
+# trainer.models.builtin.MODELS (a dict of constructors, which needs torch); tests/unit/test_single_sources.py
+# guards that pair.
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
 FOLDER_PREFIX = "folder:"  # data.dataset = "folder:PATH": an image folder (class subfolders)
+PIPELINES = ("resident", "dataloader")
 MODEL_NAMES = ("simple_cnn", "resnet_small")
-# The [model.args] each built-in takes (mirrors trainer.models.builtin: SimpleModel takes none, ResNetSmall these).
+# The [model.args] each built-in takes (SimpleModel takes none, ResNetSmall these; tests/unit/test_single_sources.py
+# checks them against the constructors' signatures).
 BUILTIN_MODEL_ARGS: dict[str, tuple[str, ...]] = {
     "simple_cnn": (),
     "resnet_small": ("in_channels", "width", "num_classes"),
 }
 MODEL_OUTPUTS = ("log_probs", "logits")
-# model.name may also name the user's own model: "package.module:factory" (issue 16), a module path and
+OPTIMIZERS = ("sgd", "lars", "lamb")
+SPLIT_METHODS = ("vectorized", "retain_graph")
+FAST_PATHS = ("auto", "eager", "cuda_graph")
+PRECISIONS = ("fp32", "bf16")
+FUSE_CHOICES = ("auto", "on", "off")
+# model.name may also name the user's own model: "package.module:factory", a module path and
 # the callable in it that returns the nn.Module. Only the form is checked here (no import: torch-free);
 # the trainer imports it and tries it on a batch before anything trains (trainer.models.builtin.check_model).
 FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
@@ -30,19 +39,19 @@ FACTORY_KEYS = ("model.name", "data.dataset")  # choice keys that also take a "p
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": DATASETS,
     "data.fallback": DATASETS + ("",),
-    "data.pipeline": ("resident", "dataloader"),
+    "data.pipeline": PIPELINES,
     "data.normalize": ("none", "dataset"),
     "data.augment": ("none", "crop_flip"),
     "model.name": MODEL_NAMES,
     "model.output": MODEL_OUTPUTS,
-    "optim.name": ("sgd", "lars", "lamb"),  # mirrors trainer.models.optim.OPTIMIZERS
+    "optim.name": OPTIMIZERS,
     "optim.lr_scaling": ("none", "linear", "sqrt"),
     "sweep.schedule": ("interleaved", "sequential"),
     "sweep.parallel": ("off", "auto"),
-    "split_backward.method": ("vectorized", "retain_graph"),
-    "perf.fast_path": ("auto", "eager", "cuda_graph"),
-    "perf.precision": ("fp32", "bf16"),
-    "perf.fuse_runs": ("auto", "on", "off"),  # mirrors trainer.engine.fuse.FUSE_CHOICES
+    "split_backward.method": SPLIT_METHODS,
+    "perf.fast_path": FAST_PATHS,
+    "perf.precision": PRECISIONS,
+    "perf.fuse_runs": FUSE_CHOICES,
 }
 VARIANTS = "variants"  # the [[variants]] array of tables (issue 7)
 VARIANT_KEYS = ("name", "optim", "split_backward", "batch_sizes")

@@ -25,13 +25,11 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from trainer.config import DataConfig
+from trainer.config import DATASETS, DataConfig
 from trainer.config.schema import FOLDER_PREFIX, is_factory, is_folder
 from trainer.config.user_code import FactoryError, guarded, import_factory, kind, one_line
 from trainer.data.synthetic import DEFAULT_PARAMS, Stage, SyntheticParams, synthetic_splits
 
-DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "synthetic-digits")
-PIPELINES = ("resident", "dataloader")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # synthetic-digits matches MNIST's split sizes
 NUM_CLASSES = 10  # digits and Fashion-MNIST classes: labels 0-9

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
-from trainer.config import DataConfig
-from trainer.data.datasets import PIPELINES, Split, as_inputs, is_grey
+from trainer.config import PIPELINES, DataConfig
+from trainer.data.datasets import Split, as_inputs, is_grey
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:

@@ -34,11 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.config import FAST_PATHS, PRECISIONS, SPLIT_METHODS
 from trainer.engine.split import plain_step, split_step
-from trainer.models.grads import METHODS, chunk_gradients
-
-FAST_PATHS = ("auto", "eager", "cuda_graph")
-PRECISIONS = ("fp32", "bf16")
+from trainer.models.grads import chunk_gradients
 
 
 class FastPathUnavailable(ValueError):
@@ -169,9 +167,9 @@ class GraphStep:
                 f"warmup must be >= 1, got {warmup}: eager steps make the optimizer's momentum "
                 "buffers before the graph is captured"
             )
-        if split_method not in METHODS:
+        if split_method not in SPLIT_METHODS:
             raise ValueError(
-                f"unknown split-backward method {split_method!r}; choose one of: {', '.join(METHODS)}"
+                f"unknown split-backward method {split_method!r}; choose one of: {', '.join(SPLIT_METHODS)}"
             )
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")

@@ -48,8 +48,6 @@ from trainer.plan import RunSettings, RunSpec
 from trainer.runlog import EventType, RunDirWriteError
 from trainer.runlog.controls import Controls, StopRequested
 
-FUSE_CHOICES = ("auto", "on", "off")  # mirrored in trainer.config CHOICES["perf.fuse_runs"]
-
 #: perf.fuse_runs = "auto" on a CPU fuses runs of batches up to this size. bench/fuse.py on a 2-core VM
 #: (samples/s of all runs, fused / separate, 2 threads): K = 16: batch 1 3.7x, 6 2.3x, 16 1.6x, 60 0.98x;
 #: K = 4: 1.3x, 1.4x, 1.3x, 0.84x. From batch 60 the arithmetic dominates and vmap's batched convolutions

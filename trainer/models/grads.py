@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-METHODS = ("vectorized", "retain_graph")
+from trainer.config import SPLIT_METHODS
 
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -129,8 +129,10 @@ def chunk_gradients(
     over the whole batch (the plain step's update; it costs that forward). Probes pass False: they
     leave the model as it was.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown split-backward method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method not in SPLIT_METHODS:
+        raise ValueError(
+            f"unknown split-backward method {method!r}; choose one of: {', '.join(SPLIT_METHODS)}"
+        )
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"inputs hold {x.shape[0]} samples but targets hold {y.shape[0]}")
     size = _check_chunks(x.shape[0], chunks)

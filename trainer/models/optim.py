@@ -23,9 +23,7 @@ from typing import Iterable
 
 import torch
 
-from trainer.config import OptimConfig
-
-OPTIMIZERS = ("sgd", "lars", "lamb")  # mirrored in trainer.config.CHOICES["optim.name"]
+from trainer.config import OPTIMIZERS, OptimConfig
 
 Params = Iterable[torch.Tensor] | Iterable[dict]
 
