@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from trainer.config import DataConfig
-from trainer.data import datasets as data_mod
 from trainer.data import synthetic as data_synthetic
 from trainer.data.datasets import (
     DatasetUnavailable,
     IdxFormatError,
     Split,
+    download,
+    idx,
     load_dataset,
     read_idx,
     synthetic_digits,
@@ -177,7 +178,7 @@ def test_fashion_mnist_prefers_a_local_idx_folder(tmp_path: Path, monkeypatch: p
     def no_download(*args, **kwargs):
         raise AssertionError("downloaded although a local folder holds the files")
 
-    monkeypatch.setattr(data_mod, "_torchvision_download", no_download)
+    monkeypatch.setattr(idx, "_torchvision_download", no_download)
     ds = load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path), fallback=""))
     assert ds.name == "fashion-mnist" and ds.note == ""
     assert ds.source == str(tmp_path / "fashion-mnist")
@@ -193,8 +194,8 @@ def test_a_corrupt_local_file_is_reported_not_skipped(tmp_path: Path) -> None:
 
 
 def test_fashion_mnist_from_the_debian_folder(tmp_path: Path) -> None:
-    folder = data_mod.SYSTEM_FASHION_MNIST
-    if not all(data_mod._find_idx(folder, base) for base in data_mod.IDX_FILES.values()):
+    folder = idx.SYSTEM_FASHION_MNIST
+    if not all(idx._find_idx(folder, base) for base in idx.IDX_FILES.values()):
         reason = f"{folder} is missing; install the Debian package dataset-fashion-mnist"
         if os.environ.get("CI"):
             pytest.fail(f"CI must have it: {reason}")
@@ -236,7 +237,7 @@ def test_failed_download_falls_back_and_restores_the_socket_timeout(
         raise URLError("no network here")
 
     monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
-    monkeypatch.setattr(data_mod, "_unresolvable", lambda name: "")  # names resolve; the download fails
+    monkeypatch.setattr(idx, "unresolvable", lambda name: "")  # names resolve; the download fails
     before = socket.getdefaulttimeout()
     logged: list[str] = []
     cfg = DataConfig(dataset="mnist", root=str(tmp_path), download=True, train_samples=50, test_samples=20)
@@ -244,7 +245,7 @@ def test_failed_download_falls_back_and_restores_the_socket_timeout(
     assert ds.name == "synthetic-digits"
     assert "mnist could not be downloaded" in ds.note and "no network here" in ds.note
     assert logged == [ds.note]
-    assert seen and all(t == data_mod.DOWNLOAD_TIMEOUT_S for t in seen)  # bounded while downloading
+    assert seen and all(t == download.DOWNLOAD_TIMEOUT_S for t in seen)  # bounded while downloading
     assert socket.getdefaulttimeout() == before
 
 
@@ -270,7 +271,7 @@ def test_with_no_name_lookup_the_download_is_not_tried(
     ds = load_dataset(cfg)
     assert ds.name == "synthetic-digits"
     assert "mnist could not be downloaded (offline: cannot resolve ossci-datasets.s3.amazonaws.com" in ds.note
-    assert looked == list(data_mod.DOWNLOAD_HOSTS["mnist"])  # every mirror was looked up first
+    assert looked == list(download.DOWNLOAD_HOSTS["mnist"])  # every mirror was looked up first
 
 
 def test_no_fallback_raises_with_cause_and_fix(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def _tiny(seed: int = 0):
 
 
 def _normalize(tmp_path, monkeypatch, ds=None):
-    import trainer.data.datasets as data
+    import trainer.data.datasets.normalize as data
 
     monkeypatch.setattr(data, "_STATS", {})  # the in-memory cache of this process would hide the file
     ds = ds or _tiny()
@@ -125,7 +125,7 @@ def _fresh_stats():
 
 
 def _key():
-    from trainer.data.datasets import _cache_key
+    from trainer.data.datasets.normalize import _cache_key
 
     return _cache_key(_tiny())
 
@@ -226,7 +226,7 @@ def test_any_cache_entry_is_either_usable_statistics_or_refused(entry, channels,
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=200) | _json.map(lambda v: json.dumps(v).encode()))
 def test_any_cache_file_reads_as_entries_or_a_reason(tmp_path_factory, content):
-    from trainer.data.datasets import _read_cache
+    from trainer.data.datasets.normalize import _read_cache
 
     path = tmp_path_factory.mktemp("root") / NORMALIZE_CACHE
     path.write_bytes(content)

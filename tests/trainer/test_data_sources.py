@@ -218,7 +218,7 @@ def test_normalize_on_a_read_only_root_keeps_statistics_in_memory(tmp_path, monk
     def read_only(*args, **kwargs):  # chmod would not stop root, who runs these tests in CI
         raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr("trainer.data.datasets.os.replace", read_only)
+    monkeypatch.setattr("trainer.data.datasets.normalize.os.replace", read_only)
     logged = []
     ds = load_dataset(_cfg(tmp_path, "cifar10", normalize="dataset").data, log=logged.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py"], "nothing written"
@@ -379,7 +379,7 @@ def test_the_cuda_graph_path_runs_an_augmented_run_eagerly_and_says_why(tmp_path
 def test_normalize_statistics_are_read_back_from_the_cache_and_new_data_is_new_statistics(
     tmp_path, monkeypatch
 ):
-    import trainer.data.datasets as data
+    import trainer.data.datasets.normalize as data
 
     write_cifar(tmp_path, seed=9)
     first = load_dataset(_cfg(tmp_path, "cifar10", normalize="dataset").data)
@@ -438,10 +438,10 @@ def test_resnet_small_takes_the_classes_of_cifar100_from_model_args(tmp_path):
 
 
 def test_cifar_offline_with_downloads_allowed_says_downloads_fail_and_what_to_copy(tmp_path, monkeypatch):
-    import trainer.data.datasets as data
+    from trainer.data.datasets import cifar
 
     monkeypatch.setattr(
-        data, "_unresolvable", lambda name: "cannot resolve www.cs.toronto.edu: Name or service not known"
+        cifar, "unresolvable", lambda name: "cannot resolve www.cs.toronto.edu: Name or service not known"
     )
     with pytest.raises(DatasetUnavailable) as err:
         load_dataset(_cfg(tmp_path, "cifar10", download=True).data)

@@ -131,7 +131,7 @@ def test_data_with_nan_or_infinity_is_refused_before_training(tmp_path, capsys, 
 
 
 def test_a_large_split_is_checked_on_an_even_sample(monkeypatch):
-    import trainer.data.datasets as data
+    import trainer.data.datasets.dataset as data
 
     monkeypatch.setattr(data, "FINITE_CHECK_VALUES", 64 * 10)  # 10 samples' worth of a 1x8x8 input
     x = torch.rand(100, 1, 8, 8)
