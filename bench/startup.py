@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from tui.factory import make_app  # noqa: E402
+from tui.assemble import make_app  # noqa: E402
 from tui.widgets.chart import BrailleChart  # noqa: E402
 
 

@@ -40,13 +40,13 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 import numpy as np  # noqa: E402
 
 from trainer.runlog import EventType, read_events  # noqa: E402
-from tui.factory import make_app  # noqa: E402
-from tui.feed import FeedEnd  # noqa: E402
+from tui.assemble import make_app  # noqa: E402
+from tui.feeds.base import FeedEnd  # noqa: E402
+from tui.feeds.system import FixedSystem, SystemSnapshot  # noqa: E402
 from tui.screens.main_screen import MainScreen  # noqa: E402
-from tui.state import SweepState  # noqa: E402
-from tui.status import StatusLine  # noqa: E402
-from tui.system import FixedSystem, SystemSnapshot  # noqa: E402
-from tui.view import View  # noqa: E402
+from tui.state.status import StatusLine  # noqa: E402
+from tui.state.sweep import SweepState  # noqa: E402
+from tui.state.view import View  # noqa: E402
 from tui.widgets.chart import BrailleChart  # noqa: E402
 from tui.widgets.loss_grid import LossGrid  # noqa: E402
 
@@ -325,7 +325,7 @@ def grid_events() -> Iterator[dict[str, Any]]:
 def scaling_frame_ms(repeats: int) -> dict[str, Any]:
     """The scaling screen at 160x48 on a 6 x 8 x 2 grid: CPU ms of the analysis (once per finished run)
     and of one frame (the matrix for every metric, the curve, samples and lr-rule charts built)."""
-    from tui.scaling import arms_of, matrix_text
+    from tui.render.scaling import arms_of, matrix_text
     from tui.screens.scaling_screen import ScalingScreen
     from tui.widgets.scaling_view import ScalingView
 

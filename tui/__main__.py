@@ -95,7 +95,7 @@ def fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tui.factory import make_app  # after argument errors: --help stays instant
+    from tui.assemble import make_app  # after argument errors: --help stays instant
 
     modes = [
         name
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.config or args.overrides or args.out:
             fail("--replay shows a recorded run directory; CONFIG, --set and --out do not apply to it")
         from trainer.runlog.shards import is_sharded
-        from tui.replay import ReplayError, events_path
+        from tui.feeds.event_reader import ReplayError, events_path
 
         try:
             if not is_sharded(
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             bell=args.bell,
         )
     code = run_app(app)
-    from tui.detach import exit_hint, trainer_state
+    from tui.feeds.detach import exit_hint, trainer_state
 
     if args.replay is None and app.state.run_dir:  # the app's own trainer: stopped, stopping, or training on
         print(
@@ -172,9 +172,9 @@ def detach(args: argparse.Namespace) -> int:
     """--detach: check the config, start the headless trainer in its own session, then follow it."""
     from trainer.config import load_or_exit
     from trainer.runlog import default_run_dir, holds_run, lock_status
-    from tui.detach import exit_hint, run_command, start_detached, trainer_state
-    from tui.factory import make_app
-    from tui.feed import ReplayFeed
+    from tui.assemble import make_app
+    from tui.feeds.detach import exit_hint, run_command, start_detached, trainer_state
+    from tui.feeds.replay import ReplayFeed
 
     if args.no_follow:
         fail("--no-follow applies to --replay only")
@@ -213,10 +213,10 @@ def attach(args: argparse.Namespace) -> int:
     """--attach [DIR]: follow a run directory live, showing whether its trainer still runs."""
     from trainer.runlog import EVENTS, lock_status
     from trainer.runlog.shards import is_sharded
-    from tui.detach import AttachError, exit_hint, is_run_dir, newest_run_dir
-    from tui.factory import make_app, replay_feed_factory
-    from tui.feed import ReplayFeed
-    from tui.replay import ReplayError, events_path
+    from tui.assemble import make_app, replay_feed_factory
+    from tui.feeds.detach import AttachError, exit_hint, is_run_dir, newest_run_dir
+    from tui.feeds.event_reader import ReplayError, events_path
+    from tui.feeds.replay import ReplayFeed
 
     if args.out is not None or args.no_follow:
         fail("--attach follows an existing run directory; --out and --no-follow do not apply to it")

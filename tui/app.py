@@ -21,16 +21,16 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui.detach import ExitAction
-from tui.feed import Feed, FeedEnd
-from tui.feed_pump import FeedPump
+from tui.controls import SweepControls
+from tui.feeds.base import Feed, FeedEnd
+from tui.feeds.detach import ExitAction
+from tui.feeds.system import LiveSystem, SystemSnapshot, SystemSource
+from tui.pump import FeedPump
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
-from tui.state import SweepState
-from tui.status import TOAST, StatusInputs, StatusLine, status_line
-from tui.sweep_controls import SweepControls
-from tui.system import LiveSystem, SystemSnapshot, SystemSource
+from tui.state.status import TOAST, StatusInputs, StatusLine, status_line
+from tui.state.sweep import SweepState
 
 #: Builds the feed for attempt n (0 first, 1 after the first restart, ...).
 FeedFactory = Callable[[int], Feed]
@@ -105,7 +105,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         self._inbox: deque[dict[str, Any]] = deque()
         self._drawn: tuple[Any, ...] = ()
         self._split_initial = split_on
-        #: The split switch as last taken from the run directory (tui.feed_pump._show_split).
+        #: The split switch as last taken from the run directory (tui.pump._show_split).
         self._split_shown: tuple[bool, int] | None = None
         self.set_reactive(BstuiApp.chunks, max(2, chunks))
         self._stopping = False
@@ -113,7 +113,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         self.redraw_s = REDRAW_S
         self._cpu_mark = (time.process_time(), time.perf_counter())
         self._last_redraw = 0.0
-        #: What quitting did to the trainer, for the words printed on exit (tui.detach.ExitAction).
+        #: What quitting did to the trainer, for the words printed on exit (tui.feeds.detach.ExitAction).
         self.exit_action = ExitAction.NONE
         self._watch_told: StatusLine | None = None
 
@@ -179,7 +179,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
             self.redraw()
 
     def status(self) -> StatusLine:
-        """What the sweep is doing, in words, with a severity (tui.status)."""
+        """What the sweep is doing, in words, with a severity (tui.state.status)."""
         s, end = self.state, self.feed_end
         return status_line(
             StatusInputs(

@@ -19,8 +19,8 @@ import pytest
 from tests.trainer.test_signals import HANG_GUARD_S, ROOT, events_of, trainer_cmd
 from tests.tui.test_bridge import alive
 from trainer.runlog import LOCK, SUMMARY, TRAINER_LOG
-from tui.bridge import TrainerBridge
-from tui.feed import LiveFeed
+from tui.feeds.bridge import TrainerBridge
+from tui.feeds.live import LiveFeed
 
 CONFIG = str(ROOT / "experiments.toml")
 
@@ -115,8 +115,8 @@ def test_an_app_that_dies_leaves_its_trainer_training(data_root, tmp_path, refer
     out = tmp_path / "orphaned"
     app = textwrap.dedent(f"""
         import os, signal, sys, time
-        from tui.bridge import TrainerBridge
-        from tui.feed import LiveFeed
+        from tui.feeds.bridge import TrainerBridge
+        from tui.feeds.live import LiveFeed
         feed = LiveFeed(TrainerBridge({CONFIG!r}, {overrides(data_root)!r}, {str(out)!r}))
         feed.start()
         while not any(e.get("type") == "losses" for e in feed.read(0.1)):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from trainer.cli.main import main
 from trainer.runlog import EVENTS, LOCK, Emitter, RunDirSink, UnreadableFile, lock_status, summary_rows
-from tui.replay import read_all
+from tui.feeds.event_reader import read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 NESTED = b"[" * 200_000 + b"]" * 200_000

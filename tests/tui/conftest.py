@@ -73,7 +73,7 @@ def run_copy(tmp_path: Path) -> Path:
 
 
 def fixture_events() -> list[dict[str, Any]]:
-    from tui.replay import read_all
+    from tui.feeds.event_reader import read_all
 
     events, bad = read_all(FIXTURE_DIR)
     assert bad == 0
@@ -200,7 +200,7 @@ class FixedHost:
 
 
 def fake_gpus() -> list:
-    from tui.system import GpuStat
+    from tui.feeds.system import GpuStat
 
     gib = 1 << 30
     return [
@@ -229,7 +229,7 @@ def fake_gpus() -> list:
 
 def fake_system(gpus: bool = True):
     """A system source over a fake NVML library (the real reading code runs) and fixed host figures."""
-    from tui.system import FakeNvml, LiveSystem, Nvml
+    from tui.feeds.system import FakeNvml, LiveSystem, Nvml
 
     nvml = Nvml(FakeNvml(fake_gpus())) if gpus else Nvml(FakeNvml(fail="Driver Not Loaded"))
     return LiveSystem(nvml=nvml, host=FixedHost())

@@ -10,9 +10,9 @@ from textual.widgets import Switch
 
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fake_system, fixture_events, notes, settle, wait_for
 from trainer.runlog.commands import trainer_command
-from tui.factory import make_app
-from tui.feed import LiveFeed
-from tui.labels import sweep_looks
+from tui.assemble import make_app
+from tui.feeds.live import LiveFeed
+from tui.render.looks import sweep_looks
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import MainScreen
 from tui.widgets.chart import BrailleChart

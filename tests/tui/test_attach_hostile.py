@@ -16,11 +16,11 @@ import pytest
 from tests.tui.conftest import FIXTURE_DIR, wait_for
 from trainer.runlog import EVENTS, LOCK, lock_status, open_append
 from trainer.runlog.commands import trainer_command
-from tui.detach import describe, reattach_hint, start_detached, trainer_state
-from tui.factory import make_app
-from tui.feed import ReplayFeed
-from tui.replay import EventReader
-from tui.status import Severity
+from tui.assemble import make_app
+from tui.feeds.detach import describe, reattach_hint, start_detached, trainer_state
+from tui.feeds.event_reader import EventReader
+from tui.feeds.replay import ReplayFeed
+from tui.state.status import Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 GARBAGE_LOCKS = [b"\x80\xff\x00garbage", b'{"pid": 1e20, "started": 1.0}', b'{"pid": 4242, "started": 1e300}']

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tui.braille import BRAILLE_BASE, Chart, Line, _tick_labels, render_chart, segment_dots
+from tui.render.braille import BRAILLE_BASE, Chart, Line, _tick_labels, render_chart, segment_dots
 
 
 def lines_of(chart: Chart, w: int, h: int) -> list[str]:
@@ -76,8 +76,8 @@ def test_too_small_to_plot_shows_the_title():
 def test_small_multiples_of_one_grid_share_their_tick_label_width():
     """Per-run y ranges give labels of different widths ("2" vs "0.05"); one width per grid keeps the frames
     of a row of plots lined up."""
-    from tui.charts import PlotFrame, y_label_width, y_ticks
-    from tui.view import View
+    from tui.render.charts import PlotFrame, y_label_width, y_ticks
+    from tui.state.view import View
 
     frames = [PlotFrame(View(), (0.0, 100.0), (0.0, 2.0)), PlotFrame(View(), (0.0, 100.0), (0.05, 0.25))]
     widths = {max(len(label) for _, label in y_ticks(f, 12)) for f in frames}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tui.scaling import _rows
-from tui.state import SweepState
+from tui.render.scaling import _rows
+from tui.state.sweep import SweepState
 
 
 def test_branch_events_are_read_and_branches_stay_out_of_the_grid_analysis():

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tui.bridge import TrainerBridge, TrainerExit
-from tui.feed import LiveFeed
+from tui.feeds.bridge import TrainerBridge, TrainerExit
+from tui.feeds.live import LiveFeed
 
 ENTRY = "tests.tui.fake_trainer:"
 

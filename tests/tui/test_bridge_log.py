@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.tui.test_bridge import alive
-from tui.bridge import TrainerBridge
-from tui.feed import LiveFeed
+from tui.feeds.bridge import TrainerBridge
+from tui.feeds.live import LiveFeed
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = "tests.tui.fake_trainer:"
@@ -79,7 +79,7 @@ def test_the_log_of_a_crash_stays_and_is_named(temp_folder: Path, tmp_path: Path
 APP = textwrap.dedent("""
     import sys, tempfile, time
     tempfile.tempdir = sys.argv[1]
-    from tui.bridge import TrainerBridge
+    from tui.feeds.bridge import TrainerBridge
     bridge = TrainerBridge(None, [], sys.argv[2], entry="tests.tui.fake_trainer:hang_with_a_worker")
     bridge.start()
     print(bridge.log_path, flush=True)

@@ -21,7 +21,8 @@ from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, w
 from trainer.runlog import RunLock
 from trainer.runlog.commands import app_command, trainer_command
 from tui.__main__ import main
-from tui.detach import (
+from tui.assemble import make_app
+from tui.feeds.detach import (
     AttachError,
     DetachedTrainer,
     ExitAction,
@@ -32,8 +33,8 @@ from tui.detach import (
     start_detached,
     trainer_state,
 )
-from tui.factory import make_app
-from tui.feed import LiveFeed, ReplayFeed
+from tui.feeds.live import LiveFeed
+from tui.feeds.replay import ReplayFeed
 
 SLEEPER = [
     sys.executable,
@@ -305,7 +306,7 @@ def test_a_live_app_says_on_exit_where_its_run_is_and_how_to_come_back(tmp_path,
 
 
 def test_a_replay_that_stopped_growing_says_whether_anyone_still_writes_it(tmp_path):
-    from tui.feed import ReplayFeed
+    from tui.feeds.replay import ReplayFeed
 
     run = partial_run(tmp_path)  # unfinished, no trainer.lock: its trainer is gone
     feed = ReplayFeed(str(run), idle_s=0.0)
@@ -329,7 +330,7 @@ def test_a_replay_that_stopped_growing_says_whether_anyone_still_writes_it(tmp_p
 
 async def test_attached_to_a_live_trainer_p_and_s_reach_it_through_its_control_file(tmp_path, monkeypatch):
     from trainer.runlog import CONTROLS
-    from tui.feed import ReplayFeed
+    from tui.feeds.replay import ReplayFeed
 
     run = partial_run(tmp_path)
     lock = RunLock.acquire(run)  # a live trainer (this process) writes the run
@@ -345,7 +346,7 @@ async def test_attached_to_a_live_trainer_p_and_s_reach_it_through_its_control_f
             await wait_for(pilot, lambda: (run / CONTROLS).read_text().count("\n") >= 2)
             sent = [json.loads(x) for x in (run / CONTROLS).read_text().splitlines()]
             assert sent == [{"cmd": "pause"}, {"cmd": "split", "enabled": True, "chunks": 4}]
-            import tui.feed as feed_mod
+            import tui.feeds.replay as feed_mod
 
             def refused(path, line):  # another user's run: its 0600 file is not ours to write
                 raise PermissionError(errno.EACCES, "Permission denied", str(path))

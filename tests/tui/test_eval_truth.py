@@ -4,8 +4,8 @@ table's acc and best and for the accuracy plot; older run directories as they we
 from __future__ import annotations
 
 from tests.tui.test_state import started
-from tui.plotdata import eval_series
-from tui.view import View
+from tui.render.plotdata import eval_series
+from tui.state.view import View
 
 
 def _eval(s, iters, acc, **extra):

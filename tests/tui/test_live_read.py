@@ -13,12 +13,12 @@ import sys
 import time
 
 from trainer.runlog import EVENT_TYPES
-from tui.replay import EventReader
-from tui.state import SweepState
+from tui.feeds.event_reader import EventReader
+from tui.state.sweep import SweepState
 
 
 def test_every_event_type_the_trainer_writes_is_used_not_counted_unreadable():
-    from tui.state import _HANDLERS
+    from tui.state.sweep import _HANDLERS
 
     assert set(EVENT_TYPES) <= set(_HANDLERS)
     s = SweepState()

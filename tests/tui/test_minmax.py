@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tui.minmax import MinMaxIndex, exact_indices
-from tui.series import LossSeries
+from tui.state.minmax import MinMaxIndex, exact_indices
+from tui.state.series import LossSeries
 
 
 def test_select_keeps_the_extremes_and_bounds_the_points():

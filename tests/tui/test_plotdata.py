@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.tui.test_state import started
-from tui.layout import grid_columns, page_bounds, per_page
-from tui.plotdata import (
+from tui.render.layout import grid_columns, page_bounds, per_page
+from tui.render.plotdata import (
     compact,
     eval_series,
     loss_series,
@@ -19,8 +19,8 @@ from tui.plotdata import (
     x_extent,
     x_values,
 )
-from tui.runstate import EvalPoint
-from tui.view import TAIL_ITERS, View
+from tui.state.run import EvalPoint
+from tui.state.view import TAIL_ITERS, View
 
 RAW = View(smoothing="raw")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tui.replay import EventReader, ReplayError, events_path, read_all
+from tui.feeds.event_reader import EventReader, ReplayError, events_path, read_all
 
 
 def test_partial_last_line_waits_for_its_newline(tmp_path):

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from tests.tui.conftest import FIXTURE_DIR
 from trainer.runlog import parse_event as parse_line
-from tui.feed import FEED_RESET, ReplayFeed
-from tui.replay import EventReader
-from tui.state import SweepState
+from tui.feeds.base import FEED_RESET
+from tui.feeds.event_reader import EventReader
+from tui.feeds.replay import ReplayFeed
+from tui.state.sweep import SweepState
 
 FIXTURE = (FIXTURE_DIR / "events.jsonl").read_bytes()
 MAX_LINE = 4096  # the reader's line limit in these tests (the real one is 8 MiB)

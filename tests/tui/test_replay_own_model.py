@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.tui.conftest import fake_system, settle, wait_for
-from tui.factory import make_app
+from tui.assemble import make_app
 from tui.screens.scaling_screen import ScalingScreen
 from tui.widgets.chart import BrailleChart
 from tui.widgets.run_table import RunTable

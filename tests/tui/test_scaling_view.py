@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, fake_system, settle, wait_for
-from tui.factory import make_app
-from tui.replay import read_all
-from tui.scaling import analyses, arms_of, curve_chart, facts_text, log_ticks, lr_chart
+from tui.assemble import make_app
+from tui.feeds.event_reader import read_all
+from tui.render.scaling import analyses, arms_of, curve_chart, facts_text, log_ticks, lr_chart
 from tui.screens.main_screen import MainScreen
 from tui.screens.scaling_screen import ScalingScreen
-from tui.state import SweepState
+from tui.state.sweep import SweepState
 from tui.widgets.chart import BrailleChart
 from tui.widgets.run_table import COLUMNS, RunTable, visible_columns
 from tui.widgets.scaling_view import ScalingView

@@ -11,10 +11,10 @@ import pytest
 from tests.tui.conftest import fake_system, settle
 from trainer.runlog import RunLock
 from trainer.runlog.shards import SHARDS
-from tui.factory import make_app
-from tui.feed import ReplayFeed
-from tui.shard_feed import ShardedFeed
-from tui.state import SweepState
+from tui.assemble import make_app
+from tui.feeds.replay import ReplayFeed
+from tui.feeds.sharded import ShardedFeed
+from tui.state.sweep import SweepState
 
 LRGRID = Path(__file__).resolve().parent / "fixtures" / "run_lrgrid"
 START = 1_700_000_000.0  # the wall time the fixture's shards say they started at

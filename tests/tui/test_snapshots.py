@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, fake_system, settle, wait_for
-from tui.factory import make_app
+from tui.assemble import make_app
 from tui.widgets.chart import BrailleChart
 
 LRGRID = FIXTURE_DIR.parent / "run_lrgrid"

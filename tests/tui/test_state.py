@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.tui.conftest import fixture_events
-from tui.series import LossSeries
-from tui.state import SweepState
+from tui.state.series import LossSeries
+from tui.state.sweep import SweepState
 
 
 def started(*batch_sizes: int) -> SweepState:
@@ -100,7 +100,7 @@ def test_split_refusal_keeps_the_mode_and_the_switch_reads_as_requested():
     assert s.runs["bs6"].split_refused == "4 chunks do not divide batch size 6"
     assert s.runs["bs60"].mode_changes == [(4, 4)]
     assert s.runs["bs60"].effective_lr == pytest.approx(0.08)
-    assert s.notices == []  # the app said it when the key was pressed (tui.split_choice)
+    assert s.notices == []  # the app said it when the key was pressed (tui.state.split_choice)
     assert s.split_switch() == (True, 4)
     s.apply({"type": "mode_changed", "t": 2, "run": "bs6", "iter": 9, "split_chunks": 1, "requested": 1})
     assert s.split_switch() == (False, 0)  # off, although bs6 itself changed nothing
@@ -213,7 +213,7 @@ def test_a_resumed_sweep_runs_again_and_nothing_is_counted_unreadable():
 
 
 def test_plot_titles_name_the_run_its_progress_and_the_gpu_when_runs_spread_over_several():
-    from tui.charts import plot_title
+    from tui.render.charts import plot_title
 
     s = started(6000)
     s.apply(
@@ -434,7 +434,7 @@ def test_the_header_shows_the_pipeline_the_data_size_and_why_it_fell_back():
 
 
 def test_a_fused_run_is_marked_with_its_group_size_where_its_time_shows():
-    from tui.labels import sweep_looks
+    from tui.render.looks import sweep_looks
     from tui.widgets.timing_panel import timing_text
 
     s = started(6, 60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from tests.tui.conftest import FIXTURE_DIR, fake_system, notes, settle
-from tui.factory import make_app
+from tui.assemble import make_app
 from tui.screens.help_screen import help_text
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 
 from tests.tui.conftest import fixture_events
-from tui.state import SweepState
-from tui.view import View
+from tui.state.sweep import SweepState
+from tui.state.view import View
 from tui.widgets.loss_grid import LossGrid
 from tui.widgets.run_table import RunTable
 from tui.widgets.timing_panel import TimingPanel

@@ -236,7 +236,7 @@ def test_the_watchdog_says_when_polls_stop_coming(tmp_path: Path):
 
 
 def test_a_lost_control_file_is_recorded_in_the_run_directory(tmp_path: Path):
-    from tui.state import SweepState
+    from tui.state.sweep import SweepState
 
     sink = RunDirSink(tmp_path)
     emitter = Emitter([sink])

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from tui.labels import RunKey, fmt_lr, looks, run_labels
-from tui.palette import RUN_COLORS, run_color
+from tui.render.looks import looks
+from tui.render.palette import RUN_COLORS, run_color
+from tui.state.labels import RunKey, fmt_lr, run_labels
 
 
 def test_an_lr_grid_names_batch_and_lr_to_3_digits():
@@ -56,7 +57,7 @@ def test_twelve_distinct_colours_then_bright_and_dim_pairs():
 
 
 def test_the_run_table_shows_lr_to_3_digits_like_the_labels():
-    from tui.runstate import RunState
+    from tui.state.run import RunState
     from tui.widgets.run_table import lr_cell
 
     assert lr_cell(RunState(run="r", batch_size=600, lr=0.173205)).plain == "0.173"

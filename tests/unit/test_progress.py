@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.tui.test_state import started
-from tui.progress import duration, run_progress, sweep_progress
+from tui.state.progress import duration, run_progress, sweep_progress
 
 
 def test_run_progress_and_time_left_follow_the_measured_rate():

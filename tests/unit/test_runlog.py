@@ -153,7 +153,7 @@ def test_runlog_and_the_apps_reader_are_pure():
     import sys
 
     code = (
-        "import sys, trainer.runlog, tui.replay; "
+        "import sys, trainer.runlog, tui.feeds.event_reader; "
         "bad = {'torch', 'numpy', 'rich', 'textual'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)

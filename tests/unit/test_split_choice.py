@@ -1,8 +1,8 @@
-"""k for split-backward as the app offers it (tui.split_choice)."""
+"""k for split-backward as the app offers it (tui.state.split_choice)."""
 
 from __future__ import annotations
 
-from tui.split_choice import chunk_choices, split_outcome, step_chunks
+from tui.state.split_choice import chunk_choices, split_outcome, step_chunks
 
 LR_GRID = [1, 6, 60, 600, 6000]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.status import Severity, StatusInputs, StatusLine, status_line
+from tui.state.status import Severity, StatusInputs, StatusLine, status_line
 
 
 def test_each_situation_has_its_words_and_severity():

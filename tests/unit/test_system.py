@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.tui.conftest import fake_gpus, fake_system
-from tui.system import FakeNvml, Host, Nvml
+from tui.feeds.system import FakeNvml, Host, Nvml
 from tui.widgets.system_pane import system_text
 
 

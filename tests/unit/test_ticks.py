@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tui.ticks import format_number, format_ticks, linear_ticks, log_ticks, ticks_with_labels
+from tui.render.ticks import format_number, format_ticks, linear_ticks, log_ticks, ticks_with_labels
 
 
 def steps(ticks: list[float]) -> set[float]:

@@ -8,7 +8,7 @@ SIGTERM and SIGHUP are a stop like the app's own (trainer.runlog.controls.StopSi
 `stopped` and resumable, summary.csv is written and the lock released.
 
 The trainer outlives its viewer: when the app leaves (`d`, or `q` before the stop is done) it sends
-{"cmd": "detach"}; when it dies (crash, SSH drop) the parent watch in tui.bridge notices. Either
+{"cmd": "detach"}; when it dies (crash, SSH drop) the parent watch in tui.feeds.bridge notices. Either
 way `HEADLESS.go()` drops the live feed and moves the trainer's output into the run directory's
 trainer.log, and the sweep trains on; the run directory was always the record.
 """
@@ -34,7 +34,7 @@ class Headless:
     def __init__(self) -> None:
         self.feed: QueueSink | None = None
         self.run_dir: Path | None = None
-        self.log_path = ""  # where tui.bridge sent this process's output while the app watched
+        self.log_path = ""  # where tui.feeds.bridge sent this process's output while the app watched
         self.gone = False
         self._lock = threading.Lock()
 
@@ -88,7 +88,7 @@ HEADLESS = Headless()
 
 
 def headless_hook(log_path: str) -> Callable[[], None]:
-    """For tui.bridge.child_main: where this process's output went, and what to call when the app is gone."""
+    """For tui.feeds.bridge.child_main: where this process's output went, and what to call when the app is gone."""
     HEADLESS.log_path = log_path
     return HEADLESS.go
 

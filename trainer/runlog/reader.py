@@ -9,7 +9,7 @@ non-finite values. Anything else is unreadable: counted and reported by the call
 
 `LineSplitter` cuts bytes into whole lines with bounded memory; `read_events` reads a whole
 events.jsonl with both (for the trainer, resume and report); the app's follow-mode reader
-(tui.replay.EventReader) uses the same two on the bytes it reads as the file grows.
+(tui.feeds.event_reader.EventReader) uses the same two on the bytes it reads as the file grows.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The main screen: header, controls, plots, crosshair line, table and timing panel, system pane.
 
-It owns the view (the view keys' state, tui.view.View) and draws every widget from what
+It owns the view (the view keys' state, tui.state.view.View) and draws every widget from what
 the app hands it on each redraw; the app owns the sweep state and the feed.
 """
 
@@ -18,10 +18,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.state import SweepState
-from tui.status import StatusLine
-from tui.system import SystemSnapshot
-from tui.view import View
+from tui.feeds.system import SystemSnapshot
+from tui.state.status import StatusLine
+from tui.state.sweep import SweepState
+from tui.state.view import View
 from tui.widgets.controls_bar import ControlsBar
 from tui.widgets.footer import compact_footer
 from tui.widgets.loss_grid import GridInfo, LossGrid

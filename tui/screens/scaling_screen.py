@@ -15,7 +15,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.state import SweepState
+from tui.state.sweep import SweepState
 from tui.widgets.footer import compact_footer
 from tui.widgets.scaling_view import ScalingView
 

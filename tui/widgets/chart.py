@@ -1,6 +1,6 @@
 """One braille chart widget for every plot of the app: loss grid, overlay and scaling view.
 
-It holds a factory that builds a `tui.braille.Chart` for a size, and draws it through
+It holds a factory that builds a `tui.render.braille.Chart` for a size, and draws it through
 Textual's line API (render_line returns ready Strips). The strips are cached until the
 factory, the size or the base style changes: a repaint of an unchanged plot costs nothing,
 and converting a Rich Text of a few thousand braille cells on every repaint cost more than
@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.braille import Chart, chart_rows, render_chart
+from tui.render.braille import Chart, chart_rows, render_chart
 
 #: Builds a chart for a size (width, height) in cells.
 ChartFactory = Callable[[int, int], Chart]

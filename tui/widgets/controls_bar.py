@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, Switch
 
-from tui.status import StatusLine
+from tui.state.status import StatusLine
 
 
 class ControlsBar(Horizontal):

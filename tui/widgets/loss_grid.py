@@ -17,11 +17,11 @@ from textual.message import Message
 from textual.widgets import Static
 
 from trainer.analysis.figures import pct
-from tui.charts import PlotFrame, overlay_chart, plot_title, run_chart, y_label_width
-from tui.labels import sweep_looks
-from tui.layout import grid_columns, page_bounds, per_page
-from tui.palette import RGB, rgb
-from tui.plotdata import (
+from tui.render.charts import PlotFrame, overlay_chart, plot_title, run_chart, y_label_width
+from tui.render.layout import grid_columns, page_bounds, per_page
+from tui.render.looks import sweep_looks
+from tui.render.palette import RGB, rgb
+from tui.render.plotdata import (
     Series,
     compact,
     first_iter_at,
@@ -31,9 +31,9 @@ from tui.plotdata import (
     value_at,
     window_xlim,
 )
-from tui.progress import run_progress
-from tui.state import RunState, SweepState
-from tui.view import METRIC_NAMES, View
+from tui.state.progress import run_progress
+from tui.state.sweep import RunState, SweepState
+from tui.state.view import METRIC_NAMES, View
 from tui.widgets.chart import BrailleChart
 
 Looks = dict[str, tuple[str, RGB]]

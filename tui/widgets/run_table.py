@@ -14,12 +14,13 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from trainer.analysis.figures import pct
-from tui.labels import fmt_lr, sweep_looks
-from tui.palette import STATUS_STYLES, rgb
-from tui.plotdata import compact
-from tui.progress import duration, run_progress, sweep_progress
-from tui.runstate import opt_float
-from tui.state import RunState, SweepState
+from tui.render.looks import sweep_looks
+from tui.render.palette import STATUS_STYLES, rgb
+from tui.render.plotdata import compact
+from tui.state.labels import fmt_lr
+from tui.state.progress import duration, run_progress, sweep_progress
+from tui.state.run import opt_float
+from tui.state.sweep import RunState, SweepState
 from tui.widgets.timing_panel import seconds
 
 #: (key, header) in display order.
@@ -107,7 +108,7 @@ def row_cells(
     status = Text(run.status, style=STATUS_STYLES.get(run.status, ""))
     progress = run_progress(run)
     frac = progress.fraction
-    # Its time left in the sweep (tui.progress.sweep_progress, as the header's ETA adds them up); the run's
+    # Its time left in the sweep (tui.state.progress.sweep_progress, as the header's ETA adds them up); the run's
     # own training time left where the caller has no sweep.
     left = (
         duration(left_s if left_s is not None else progress.left_s)
@@ -197,7 +198,7 @@ class RunTable(DataTable):
     def update_from(
         self, state: SweepState, hidden: frozenset[str] = frozenset(), sort: str = "sweep"
     ) -> None:
-        """The rows of `state` in the order `sort` (tui.view.SORTS); runs in `hidden` dimmed and marked."""
+        """The rows of `state` in the order `sort` (tui.state.view.SORTS); runs in `hidden` dimmed and marked."""
         self._state, self._hidden, self._sort = state, hidden, sort
         epochs_total = state.epochs
         looks = sweep_looks(state.run_list())  # now, also on resize: the state grows in place

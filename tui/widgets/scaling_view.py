@@ -1,7 +1,7 @@
 """The scaling screen's body: the batch x lr matrix first, the answer in words under it, then the
 steps-to-target curve with its regimes, the lr rule and samples to target (braille charts), and the
-facts. Everything is built by tui.scaling from the sweep state (trainer.analysis.answer's answer); this file
-only lays it out and draws it.
+facts. Everything is built by tui.render.scaling from the sweep state (trainer.analysis.answer's
+answer); this file only lays it out and draws it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from trainer.analysis.answer import METRICS
-from tui.scaling import Analysis, Arm, arms_of, curve_chart, facts_text, lr_chart, matrix_text
-from tui.state import SweepState
+from tui.render.scaling import Analysis, Arm, arms_of, curve_chart, facts_text, lr_chart, matrix_text
+from tui.state.sweep import SweepState
 from tui.widgets.chart import BrailleChart
 
 

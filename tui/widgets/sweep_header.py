@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.progress import duration, sweep_progress
-from tui.state import SweepState
+from tui.state.progress import duration, sweep_progress
+from tui.state.sweep import SweepState
 
 
 def header_text(state: SweepState, config_label: str, run_dir: str, skipped: int, mode: str = "") -> Text:

@@ -1,7 +1,7 @@
 """What the machine is doing: per-GPU utilisation, memory, power, temperature; host CPU; trainer memory.
 
 A few lines on a big terminal (one per GPU, then the host), one line on a small one. The
-figures come from tui.system, read by a thread of the app about once a second.
+figures come from tui.feeds.system, read by a thread of the app about once a second.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.system import GpuStat, SystemSnapshot
+from tui.feeds.system import GpuStat, SystemSnapshot
 
 GIB = 1 << 30
 #: Terminals at least this tall show one line per GPU; smaller ones one line in all.

@@ -11,9 +11,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.labels import sweep_looks
-from tui.palette import RGB, rgb
-from tui.state import SweepState
+from tui.render.looks import sweep_looks
+from tui.render.palette import RGB, rgb
+from tui.state.sweep import SweepState
 
 
 def seconds(v: float | None) -> str:

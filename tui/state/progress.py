@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tui.runstate import RunState
-from tui.state import SweepState
+from tui.state.run import RunState
+from tui.state.sweep import SweepState
 
 ACTIVE = ("waiting", "running")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tui.minmax import MinMaxIndex
+from tui.state.minmax import MinMaxIndex
 
 #: Largest jump ahead a losses block may make (real blocks continue where the last ended).
 MAX_GAP = 1 << 20

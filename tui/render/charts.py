@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tui.braille import Band, Chart, Line
-from tui.palette import FAINT, RGB, SPLIT_MARK, TARGET_LINE, TARGET_MARK, faded, rgb
-from tui.plotdata import Series
-from tui.runstate import RunState
-from tui.ticks import log_ticks, ticks_with_labels
-from tui.view import METRIC_NAMES, X_LABELS, View
+from tui.render.braille import Band, Chart, Line
+from tui.render.palette import FAINT, RGB, SPLIT_MARK, TARGET_LINE, TARGET_MARK, faded, rgb
+from tui.render.plotdata import Series
+from tui.render.ticks import log_ticks, ticks_with_labels
+from tui.state.run import RunState
+from tui.state.view import METRIC_NAMES, X_LABELS, View
 
 CROSSED = "◆"  # where a run crossed the target accuracy
 

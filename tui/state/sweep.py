@@ -17,8 +17,8 @@ from typing import Any
 from trainer.analysis.accuracy import FULL, HEAD, event_eval_set
 from trainer.analysis.figures import pct
 from trainer.runlog import Event
-from tui.runstate import EpochRecord, EvalPoint, NoiseWindow, RunState, opt_float
-from tui.series import ema_beta, to_float
+from tui.state.run import EpochRecord, EvalPoint, NoiseWindow, RunState, opt_float
+from tui.state.series import ema_beta, to_float
 
 __all__ = ["EpochRecord", "EvalPoint", "RunState", "SweepState"]
 

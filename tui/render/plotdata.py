@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainer.analysis.figures import num
-from tui.minmax import exact_indices
-from tui.runstate import RunState
-from tui.view import TAIL_ITERS, X_AXES, View
+from tui.state.minmax import exact_indices
+from tui.state.run import RunState
+from tui.state.view import TAIL_ITERS, X_AXES, View
 
 
 def minmax_downsample(x: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,4 @@
-"""Where the app's events come from: a live trainer, or a run directory on disk.
-
-Every feed implements `Feed` so the app treats them alike: `read()` and `ended()` run in
-the app's thread worker; `send()` and `close()` on the UI thread; the attributes are read
-on the UI thread.
-"""
+"""The feed of a run directory on disk: replayed, followed while it grows, or attached to its trainer."""
 
 from __future__ import annotations
 
@@ -12,174 +7,16 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from trainer.runlog import CONTROLS, EVENTS, Event, UnreadableFile, open_regular
+from trainer.runlog import CONTROLS, EVENTS, Event
 from trainer.runlog.commands import trainer_command
-from tui.bridge import Bridge, TrainerExit
-from tui.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
-from tui.replay import EventReader, events_path
-from tui.status import Severity, StatusLine
-
-
-@dataclass(frozen=True)
-class FeedEnd:
-    """Why a feed has no more events: `finished` (normal) or `died` (trainer lost)."""
-
-    kind: str
-    detail: str = ""
-    #: `died` by a signal (kill -9, OOM killer, reboot): the work is interrupted, not a bug.
-    killed: bool = False
-
-
-class Feed(Protocol):
-    """A source of sweep events: a live trainer, a run directory (replay, attach), or a test's fake."""
-
-    #: True when this app started the trainer and controls (pause, split) reach it.
-    live: bool
-    #: The run directory this feed reads or its trainer writes ("" when not known yet).
-    run_dir: str
-    #: True when the feed follows a run directory whose trainer runs on its own (--attach, --detach).
-    follows_trainer: bool
-
-    @property
-    def bad_lines(self) -> int:
-        """Lines of the source that were not events (skipped and counted)."""
-        ...
-
-    @property
-    def watch(self) -> StatusLine | None:
-        """What the followed trainer is doing, for the status line; None when there is nothing to say."""
-        ...
-
-    @property
-    def trainer_pid(self) -> int | None:
-        """The pid of the trainer process on this host, when there is one (the system pane reads its memory)."""
-        ...
-
-    def start(self) -> None: ...
-
-    def read(self, timeout: float) -> list[Any]:
-        """Events that arrived (FEED_RESET first when the source was replaced); waits up to `timeout`."""
-        ...
-
-    def ended(self) -> FeedEnd | None:
-        """Why no more events will come, or None while more may."""
-        ...
-
-    def send(self, message: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-#: How long `r` waits for the old trainer's clean stop before signals end it (a stop is honoured
-#: at the next iteration: within 2 s even with multi-second steps, bench/stop.py).
-STOP_GRACE_S = 3.0
-
-
-class LiveFeed:
-    """Events from a trainer subprocess; controls go back to it.
-
-    The trainer outlives this feed: `close` (the app ends for any reason but `q`) and `leave` (`d`)
-    let it train on headless once it writes a run; `stop_sweep` (`q`) asks it to stop cleanly first;
-    `stop_trainer` (`r`) ends it.
-    """
-
-    live = True
-    follows_trainer = False
-    watch: StatusLine | None = None
-
-    def __init__(self, bridge: Bridge, run_dir: str = "") -> None:
-        self.bridge = bridge
-        self.run_dir = run_dir
-        self.bad_lines = 0
-        self._saw_finish = False
-        self._closed = False
-
-    @property
-    def trainer_pid(self) -> int | None:
-        return self.bridge.pid()
-
-    def start(self) -> None:
-        self.bridge.start()
-
-    def read(self, timeout: float) -> list[Event]:
-        events = self.bridge.poll(timeout)
-        for event in events:
-            if event.get("type") == "sweep_finished":
-                self._saw_finish = True
-            elif event.get("type") == "sweep_started" and isinstance(event.get("run_dir"), str):
-                self.run_dir = self.run_dir or event["run_dir"]
-        return events
-
-    def ended(self) -> FeedEnd | None:
-        if self._closed:
-            return FeedEnd("closed")
-        if self.bridge.is_alive():
-            return None
-        how = TrainerExit(self.bridge.exitcode())
-        if self._saw_finish and how.exitcode == 0:
-            return FeedEnd("finished")
-        tail = trainer_log_tail(self.bridge)
-        detail = how.describe() + (f": {tail}" if tail else "")
-        log = getattr(self.bridge, "log_path", "")
-        if tail and log:
-            detail += f" (full log: {log})"
-        return FeedEnd("died", detail, killed=how.exitcode is not None and how.exitcode < 0)
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.bridge.send(message)
-
-    def stop_sweep(self) -> bool:
-        """q: ask the trainer for a clean stop, without waiting for it. True when it had already
-        ended (tidied up here); False when it finishes the stop on its own (headless)."""
-        if self._closed:
-            return not self.bridge.is_alive()
-        self.bridge.send({"cmd": "stop"})
-        if self.bridge.is_alive():
-            self.leave()
-            return False
-        self.stop_trainer()  # nothing left to stop: the queues and the log are tidied
-        return True
-
-    def leave(self) -> None:
-        """d (or the app ending): the trainer trains on without this app."""
-        self._closed = True
-        self.bridge.release()
-
-    def stop_trainer(self) -> None:
-        """r: end the trainer (a clean stop first, then signals; within about 2 s)."""
-        self._closed = True
-        self.bridge.shutdown(grace_s=STOP_GRACE_S)
-
-    def close(self) -> None:
-        """The app ends without q: a trainer that writes a run trains on (the run directory is the
-        record); one still starting, which has recorded nothing, is ended."""
-        if self._closed:
-            return
-        if self.run_dir and self.bridge.is_alive():
-            self.leave()
-        else:
-            self.stop_trainer()
-
-
-def trainer_log_tail(bridge: Bridge, lines: int = 1) -> str:
-    """The last line(s) the trainer wrote to its log, if the bridge keeps one (the crash's cause)."""
-    path = getattr(bridge, "log_path", None)
-    return log_tail(Path(path), lines) if path else ""
-
-
-class FeedReset:
-    """In a feed's events: the file was replaced (resume) or truncated; rebuild from scratch."""
-
-    def __repr__(self) -> str:
-        return "FEED_RESET"
-
-
-#: The one marker a ReplayFeed puts before the events of a replaced events.jsonl.
-FEED_RESET = FeedReset()
+from tui.feeds.base import FEED_RESET, FeedEnd, FeedReset, log_tail
+from tui.feeds.bridge import TrainerExit
+from tui.feeds.detach import LOG_FILE, DetachedTrainer, describe, trainer_state
+from tui.feeds.event_reader import EventReader, events_path
+from tui.state.status import Severity, StatusLine
 
 LOCK_CHECK_S = 1.0  # how often a watched run directory's trainer.lock is looked at
 #: A replay of an unfinished sweep whose file has not grown for this long looks at trainer.lock:
@@ -351,15 +188,3 @@ def append_line(path: Path, line: str) -> None:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
-
-
-def log_tail(path: Path, lines: int = 1) -> str:
-    """The last non-empty line(s) of a log file ("" when there is none)."""
-    try:
-        with open_regular(path) as f:  # a FIFO in its place is refused, never waited on
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
-            text = f.read(4096).decode("utf-8", "replace")
-    except (OSError, UnreadableFile):
-        return ""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " / ".join(kept[-lines:])

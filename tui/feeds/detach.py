@@ -5,7 +5,7 @@
 reaches it), stdin from /dev/null and its output in DIR/trainer.log; the app is then only a
 viewer of DIR, and quitting it leaves the trainer running. `bstui --attach [DIR]` views a
 run directory again; `trainer.runlog.lock_status` (pure Python: no torch here) says whether a
-trainer still writes it. A plain `bstui`'s trainer outlives its app too (tui.bridge): `d` leaves
+trainer still writes it. A plain `bstui`'s trainer outlives its app too (tui.feeds.bridge): `d` leaves
 it training, `q` stops it cleanly, and `exit_hint` says which happened.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from trainer.runlog import CONFIG, EVENTS, LOCK, TRAINER_LOG, lock_status, open_append
 from trainer.runlog.commands import app_command, trainer_command
-from tui.status import Severity, StatusLine
+from tui.state.status import Severity, StatusLine
 
 LOG_FILE = TRAINER_LOG
 

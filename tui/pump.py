@@ -19,9 +19,9 @@ from textual.widgets import Switch
 from textual.worker import get_current_worker
 
 from trainer.runlog.commands import trainer_command
-from tui.feed import FEED_RESET, Feed, FeedEnd
-from tui.labels import run_labels
-from tui.state import SweepState
+from tui.feeds.base import FEED_RESET, Feed, FeedEnd
+from tui.state.labels import run_labels
+from tui.state.sweep import SweepState
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, post_message, screen ...); the attributes it shares with the app

@@ -16,14 +16,15 @@ from typing import Any
 
 from trainer.runlog import EVENTS, Event, lock_status
 from trainer.runlog.shards import ShardInfo, ShardMerger, shard_dirs, shard_problems, sort_by_time, sweep_plan
-from tui.feed import FEED_RESET, FeedEnd, FeedReset, ReplayFeed
-from tui.status import Severity, StatusLine
+from tui.feeds.base import FEED_RESET, FeedEnd, FeedReset
+from tui.feeds.replay import ReplayFeed
+from tui.state.status import Severity, StatusLine
 
 DISCOVER_S = 1.0  # how often DIR/shards/ is looked at for shards that appeared
 
 
 class ShardedFeed:
-    """A sharded sweep's directory as one feed (the Feed protocol of tui.feed)."""
+    """A sharded sweep's directory as one feed (the Feed protocol of tui.feeds.base)."""
 
     live = False
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.widgets import Switch
 
-from tui.detach import ExitAction
-from tui.feed import Feed, LiveFeed
-from tui.split_choice import split_outcome, step_chunks
+from tui.feeds.base import Feed
+from tui.feeds.detach import ExitAction
+from tui.feeds.live import LiveFeed
+from tui.state.split_choice import split_outcome, step_chunks
 
 if TYPE_CHECKING:
     # Typed as a Textual App (notify, screen, exit ...); the attributes it shares with the app (feed,

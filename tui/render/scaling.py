@@ -19,10 +19,10 @@ from rich.text import Text
 from trainer.analysis import answer
 from trainer.analysis.figures import setting, sig
 from trainer.analysis.scaling import analyse, lr_points
-from tui.braille import Chart, Line
-from tui.palette import run_rich_color
-from tui.state import SweepState
-from tui.ticks import log_ticks
+from tui.render.braille import Chart, Line
+from tui.render.palette import run_rich_color
+from tui.render.ticks import log_ticks
+from tui.state.sweep import SweepState
 
 __all__ = ["Arm", "analyses", "arms_of", "curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text"]
 

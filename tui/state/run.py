@@ -1,6 +1,6 @@
 """One run as the app knows it: settings, per-iteration losses, epochs, evaluations, target.
 
-Built by tui.state's event handlers; read by the plots, table, timing panel and progress.
+Built by tui.state.sweep's event handlers; read by the plots, table, timing panel and progress.
 No Textual, no torch.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from trainer.analysis.accuracy import FULL, RunAccuracy, run_accuracy, run_kind
-from tui.labels import RunKey
-from tui.series import LossSeries, to_float
+from tui.state.labels import RunKey
+from tui.state.series import LossSeries, to_float
 
 
 def opt_float(value: Any) -> float | None:
@@ -120,7 +120,7 @@ class RunState:
     version: int = 0
 
     def key(self) -> RunKey:
-        """The settings that tell this run apart from others (tui.labels)."""
+        """The settings that tell this run apart from others (tui.state.labels)."""
         return RunKey(self.run, self.batch_size, self.lr, self.seed, self.variant, self.initial_chunks)
 
     def add_eval(self, point: EvalPoint) -> None:

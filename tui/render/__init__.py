@@ -1,0 +1,1 @@
+"""Drawing without Textual: charts, ticks, colours and text built from the state."""
