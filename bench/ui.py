@@ -218,7 +218,7 @@ def frame_ms(size: tuple[int, int], n_runs: int, repeats: int, points: int) -> d
 
     async def run() -> None:
         async with app.run_test(size=size) as pilot:
-            while app.feed_end is None or app._inbox:
+            while app.feed_end is None or app.pump.inbox:
                 await asyncio.sleep(0.05)  # not pilot.pause: on a busy machine it gives up waiting
             screen = app.screen
             assert isinstance(screen, MainScreen)
@@ -334,7 +334,7 @@ def scaling_frame_ms(repeats: int) -> dict[str, Any]:
 
     async def run() -> None:
         async with app.run_test(size=SCALING_SIZE) as pilot:
-            while app.feed_end is None or app._inbox:
+            while app.feed_end is None or app.pump.inbox:
                 await asyncio.sleep(0.05)
             await pilot.press("c")
             for _ in range(600):

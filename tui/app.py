@@ -1,59 +1,69 @@
-"""bstui: watch batch sizes train side by side (issue 3).
+"""bstui: watch batch sizes train side by side.
 
-A thin App: it owns the sweep state and the feed (live trainer or run directory),
-runs one thread worker that drains the feed into an inbox, applies events on the UI
-thread, and redraws the widgets at most ~10 times a second. Layout lives in
-screens/, drawing in widgets/, the model in state.py.
+A thin App composed of two objects: the feed pump (tui.pump: the feed, its thread worker and the
+sweep state built from its events) and the sweep controls (tui.controls: the keys that reach the
+trainer). They talk to the app by the typed messages of tui.messages and by plain calls; the app
+redraws the screens at most ~10 times a second. Layout lives in screens/, drawing in widgets/ and
+render/, the model in state/.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import App
 from textual.binding import Binding
-from textual.message import Message
-from textual.reactive import reactive
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.widgets import Switch
+from textual.worker import Worker, WorkerState
 
 from tui.controls import SweepControls
 from tui.feeds.base import Feed, FeedEnd
 from tui.feeds.detach import ExitAction
 from tui.feeds.system import LiveSystem, SystemSnapshot, SystemSource
-from tui.pump import FeedPump
+from tui.messages import EventsPending, FeedCaughtUp, FeedEnded, SystemSampled
+from tui.pump import FeedFactory, FeedPump, SystemPump
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
 from tui.state.status import TOAST, StatusInputs, StatusLine, status_line
 from tui.state.sweep import SweepState
 
-#: Builds the feed for attempt n (0 first, 1 after the first restart, ...).
-FeedFactory = Callable[[int], Feed]
-
 REDRAW_S = 0.1  # at most ~10 redraws a second, however fast events come
 MAX_REDRAW_S = 1.0  # ... and at least one a second
 #: Share of one CPU core the app may use for itself while the trainer works: on a small
-#: machine every redraw is taken from training (issue 3: attached within 5% of headless).
+#: machine every redraw is taken from training (attached within 5% of headless).
 APP_CPU_BUDGET = 0.08
-SYSTEM_S = 1.0  # the system pane's readings (NVML, /proc), about once a second
 
 
-@dataclass
-class SystemSampled(Message):
-    """A new reading of GPUs, host CPU and trainer memory (a backlog collapses to the newest)."""
+class RedrawPacer:
+    """When to redraw: every REDRAW_S, less often (down to MAX_REDRAW_S) while the app's own share of a
+    CPU core is over APP_CPU_BUDGET, faster again once it is under half of it."""
 
-    snapshot: SystemSnapshot
+    def __init__(self) -> None:
+        self.redraw_s = REDRAW_S
+        self._cpu_mark = (time.process_time(), time.perf_counter())
+        self._last_redraw = 0.0
 
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, SystemSampled)
+    def due(self, now: float, cpu: float) -> bool:
+        """At wall time `now` with the process's CPU time `cpu`: redraw now?"""
+        cpu0, wall0 = self._cpu_mark
+        if now - wall0 >= 1.0:
+            share = (cpu - cpu0) / (now - wall0)
+            self._cpu_mark = (cpu, now)
+            if share > APP_CPU_BUDGET:
+                self.redraw_s = min(MAX_REDRAW_S, self.redraw_s * 1.5)
+            elif share < APP_CPU_BUDGET / 2:
+                self.redraw_s = max(REDRAW_S, self.redraw_s / 1.5)
+        if now - self._last_redraw >= self.redraw_s - 1e-3:
+            self._last_redraw = now
+            return True
+        return False
 
 
-class BstuiApp(FeedPump, SweepControls, App[int]):
+class BstuiApp(App[int]):
     """The live view of a sweep (or of a recorded run directory)."""
 
     CSS_PATH = "app.tcss"
@@ -74,11 +84,6 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         Binding("q", "quit", "quit"),
     ]
 
-    chunks: reactive[int] = reactive(4)
-    """Split-backward chunks k for the next switch."""
-    pause_requested: reactive[bool] = reactive(False)
-    """The user asked the trainer to pause."""
-
     def __init__(
         self,
         feed_factory: FeedFactory,
@@ -89,71 +94,88 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         bell: bool = False,
     ) -> None:
         super().__init__()
+        #: Events in: the feed, its worker and the sweep state (tests read app.state, app.feed_end ...).
+        self.pump = FeedPump(self, feed_factory, ring_bell=bell)
+        #: The keys that reach the trainer, and what the user asked of it.
+        self.controls = SweepControls(self, self.pump, split_on=split_on, chunks=chunks)
         #: Where the system pane's figures come from (tests pass a fake NVML / fixed readings).
-        self.system = system if system is not None else LiveSystem()
-        #: Ring the terminal bell with the target / divergence toasts.
-        self.ring_bell = bell
+        self.system_pump = SystemPump(
+            self, system if system is not None else LiveSystem(), self.pump.trainer_pid
+        )
         #: The newest system reading (the pane shows it; tests read it).
         self.last_system: SystemSnapshot | None = None
-        self._caught_up = False
-        self.feed_factory = feed_factory
         self.config_label = config_label
-        self.attempt = 0
-        self.state = SweepState()
-        self.feed: Feed | None = None
-        self.feed_end: FeedEnd | None = None
-        self._inbox: deque[dict[str, Any]] = deque()
-        self._drawn: tuple[Any, ...] = ()
-        self._split_initial = split_on
-        #: The split switch as last taken from the run directory (tui.pump._show_split).
-        self._split_shown: tuple[bool, int] | None = None
-        self.set_reactive(BstuiApp.chunks, max(2, chunks))
-        self._stopping = False
+        self._drawn: tuple[Any, ...] | None = ()
         self._quitting = False
-        self.redraw_s = REDRAW_S
-        self._cpu_mark = (time.process_time(), time.perf_counter())
-        self._last_redraw = 0.0
-        #: What quitting did to the trainer, for the words printed on exit (tui.feeds.detach.ExitAction).
-        self.exit_action = ExitAction.NONE
+        self.pacer = RedrawPacer()
         self._watch_told: StatusLine | None = None
+
+    # -- what the parts hold, read by the screens' frame, the exit words and the tests -------------
+
+    @property
+    def state(self) -> SweepState:
+        return self.pump.state
+
+    @property
+    def feed(self) -> Feed | None:
+        return self.pump.feed
+
+    @property
+    def feed_end(self) -> FeedEnd | None:
+        return self.pump.end
+
+    @property
+    def live(self) -> bool:
+        return self.pump.live
+
+    @property
+    def exit_action(self) -> ExitAction:
+        return self.controls.exit_action
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
         await self.push_screen(MainScreen())
-        self._start_feed()
+        self.start_feed()
         self.set_interval(REDRAW_S, self._tick)
-        self._system_worker()
+        self.system_pump.start()
 
     def on_unmount(self) -> None:
-        self._close_feed()
+        self.pump.close()
+
+    def start_feed(self) -> None:
+        """A fresh sweep state from the feed of the current attempt (at start, and on `r`)."""
+        self.controls.reset(self.pump.start())
+
+    def split_switch(self) -> Switch | None:
+        """The split-backward switch, when the screen shown has it."""
+        return self.screen.query_one("#split", Switch) if self.screen.query("#split") else None
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
         """A worker error must show, not vanish."""
         if event.state == WorkerState.ERROR and event.worker.group == "feed":
-            self.feed_end = FeedEnd("died", f"reading events failed: {event.worker.error!r}")
-            self.notify(self.feed_end.detail, title="feed error", severity="error", timeout=10)
+            self.pump.worker_failed(event.worker.error)
         elif event.state == WorkerState.ERROR and event.worker.group == "system":
             self.notify(
                 f"the system pane stopped: {event.worker.error!r}", title="system", severity="warning"
             )
 
-    # -- system pane ------------------------------------------------------------------------
+    # -- the feed pump's messages -------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="system", exit_on_error=False)
-    def _system_worker(self) -> None:
-        """Read GPUs, host CPU and the trainer's memory about once a second (never in the trainer)."""
-        worker = get_current_worker()
-        while not worker.is_cancelled:
-            feed = self.feed
-            self.post_message(
-                SystemSampled(self.system.sample(feed.trainer_pid if feed is not None else None))
-            )
-            for _ in range(10):  # wake often enough to stop promptly on exit
-                if worker.is_cancelled:
-                    return
-                time.sleep(SYSTEM_S / 10)
+    def on_events_pending(self, _: EventsPending) -> None:
+        self.controls.show_split(self.pump.apply_pending())
+
+    def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
+        self.pump.caught_up_with(message.feed)
+
+    def on_feed_ended(self, message: FeedEnded) -> None:
+        self.pump.ended(message.feed, message.end)
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self.controls.switch_changed(event)
+
+    # -- system pane ------------------------------------------------------------------------
 
     def on_system_sampled(self, message: SystemSampled) -> None:
         self.last_system = message.snapshot
@@ -164,38 +186,12 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
 
     def _tick(self) -> None:
         """Redraw on a timer, slower when the app's own CPU use goes over its budget."""
-        now = time.perf_counter()
-        cpu0, wall0 = self._cpu_mark
-        if now - wall0 >= 1.0:
-            cpu = time.process_time()
-            share = (cpu - cpu0) / (now - wall0)
-            self._cpu_mark = (cpu, now)
-            if share > APP_CPU_BUDGET:
-                self.redraw_s = min(MAX_REDRAW_S, self.redraw_s * 1.5)
-            elif share < APP_CPU_BUDGET / 2:
-                self.redraw_s = max(REDRAW_S, self.redraw_s / 1.5)
-        if now - self._last_redraw >= self.redraw_s - 1e-3:
-            self._last_redraw = now
+        if self.pacer.due(time.perf_counter(), time.process_time()):
             self.redraw()
 
     def status(self) -> StatusLine:
         """What the sweep is doing, in words, with a severity (tui.state.status)."""
-        s, end = self.state, self.feed_end
-        return status_line(
-            StatusInputs(
-                live=self.live,
-                started=s.started,
-                finished=s.finished,
-                sweep_status=s.status,
-                reason=s.reason,
-                stopping=self._stopping,
-                died=end.detail if end is not None and end.kind == "died" else None,
-                run_dir=s.run_dir or "",
-                paused=self.pause_requested or s.paused,
-                watch=self.feed.watch if self.feed is not None else None,
-                stage=s.stage if self.live else "",
-            )
-        )
+        return sweep_status(self.pump, self.controls)
 
     def status_text(self):  # noqa: ANN201 - rich Text
         """The status line as Rich text (tests read its .plain)."""
@@ -214,22 +210,22 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         key = (
             self.state.version,
             id(self.state),
-            self.chunks,
-            self.pause_requested,
+            self.controls.chunks,
+            self.controls.pause_requested,
             self.feed_end,
-            self._stopping,
+            self.controls.stopping,
             feed.bad_lines if feed else 0,
             feed.watch if feed else None,
         )
         if key == self._drawn and not force:
             return
         self._tell_watch(feed.watch if feed else None)
-        feed_dir = feed.run_dir if feed else ""
-        # A replay shows the directory it reads; a live sweep the one the trainer reports.
-        run_dir = (feed_dir if not self.live else self.state.run_dir) or feed_dir or self.state.run_dir
+        run_dir = self.pump.run_dir()
         skipped = self.state.skipped + (feed.bad_lines if feed else 0)
         mode = "" if self.live else "attached" if getattr(feed, "follows_trainer", False) else "replay"
-        frame = Frame(self.state, self.status(), self.config_label, run_dir, skipped, mode, self.chunks)
+        frame = Frame(
+            self.state, self.status(), self.config_label, run_dir, skipped, mode, self.controls.chunks
+        )
         self._drawn = key if self.screen.update_from(frame) else None
 
     # -- keys -------------------------------------------------------------------------------
@@ -242,6 +238,21 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         severity = TOAST.get(watch.severity)
         if severity is not None:
             self.notify(watch.plain, title="trainer", severity=severity, timeout=30)
+
+    def action_split(self) -> None:
+        self.controls.split()
+
+    def action_chunks(self, delta: int) -> None:
+        self.controls.step_chunks(delta)
+
+    def action_pause(self) -> None:
+        self.controls.pause()
+
+    def action_restart(self) -> None:
+        self.controls.restart()
+
+    def action_detach(self) -> None:
+        self.controls.detach()
 
     def action_swap_bottom(self) -> None:
         """t: on a narrow terminal, the table or the timing panel; on a wide one both show, and t says so."""
@@ -262,8 +273,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
 
     def action_screenshot(self) -> None:
         """e: save the screen as SVG into the run directory, named with the time; a toast says where."""
-        feed_dir = self.feed.run_dir if self.feed else ""
-        run_dir = (self.state.run_dir if self.live else feed_dir) or feed_dir or self.state.run_dir
+        run_dir = self.pump.run_dir()
         if not run_dir or not Path(run_dir).is_dir():
             self.notify(
                 "screenshot: the run directory is not known yet (the sweep has not started).",
@@ -281,7 +291,7 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         self.notify(f"{Path(path).name}\nin {Path(path).parent}", title="screenshot saved", timeout=10)
 
     async def action_scaling(self) -> None:
-        """c: open the scaling view (issue 4), or go back from it."""
+        """c: open the scaling view, or go back from it."""
         if isinstance(self.screen, ScalingScreen):
             await self.pop_screen()
             self.redraw(force=True)
@@ -298,15 +308,30 @@ class BstuiApp(FeedPump, SweepControls, App[int]):
         sends the stop and exits; the trainer ends the stop on its own (bench/stop.py times both)."""
         if self._quitting:
             return
-        self._quitting = self._stopping = True
-        self.exit_action = self._stop_on_quit()  # a message on a queue or a line in a file: no waiting
-        self._close_feed()
+        self._quitting = True
+        self.controls.stop_on_quit()  # a message on a queue or a line in a file: no waiting
+        self.pump.close()
         self.exit(0)
 
-    # -- reactives --------------------------------------------------------------------------
 
-    def watch_chunks(self) -> None:
-        self.redraw()
+def sweep_status(pump: FeedPump, controls: SweepControls) -> StatusLine:
+    """What the sweep is doing, in words, with a severity, from what the feed sent and the user asked."""
+    s, end, feed = pump.state, pump.end, pump.feed
+    return status_line(
+        StatusInputs(
+            live=pump.live,
+            started=s.started,
+            finished=s.finished,
+            sweep_status=s.status,
+            reason=s.reason,
+            stopping=controls.stopping,
+            died=end.detail if end is not None and end.kind == "died" else None,
+            run_dir=s.run_dir or "",
+            paused=controls.pause_requested or s.paused,
+            watch=feed.watch if feed is not None else None,
+            stage=s.stage if pump.live else "",
+        )
+    )
 
 
 def screenshot_name(run_dir: Path, now: time.struct_time) -> str:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.runlog.shards import is_sharded
-from tui.app import BstuiApp, FeedFactory
+from tui.app import BstuiApp
 from tui.feeds.base import Feed
 from tui.feeds.bridge import TrainerBridge
 from tui.feeds.live import LiveFeed
 from tui.feeds.replay import ReplayFeed
 from tui.feeds.sharded import ShardedFeed
 from tui.feeds.system import SystemSource
+from tui.pump import FeedFactory
 
 
 def live_feed_factory(config_path: str | None, overrides: list[str], out_dir: str | None) -> FeedFactory:

@@ -170,7 +170,9 @@ async def settle(pilot: Any) -> None:
 
     app = pilot.app
     # The system pane's first reading comes from a thread: on a loaded machine, after the feed ended.
-    await wait_for(pilot, lambda: app.feed_end is not None and not app._inbox and app.last_system is not None)
+    await wait_for(
+        pilot, lambda: app.feed_end is not None and not app.pump.inbox and app.last_system is not None
+    )
     await pilot.pause(0.15)  # one redraw tick
     app.redraw(force=True)
     # Every plot given something to draw has drawn it (a render can lag a loaded machine's redraw).

@@ -312,7 +312,7 @@ async def test_controls_do_nothing_in_replay_and_restart_reads_again(fixture_dir
         await settle(pilot)
         assert app.screen.query_one("#split", Switch).disabled
         await pilot.press("s", "p")
-        assert not app.pause_requested
+        assert not app.controls.pause_requested
         first = app.state
         await pilot.press("r")
         await settle(pilot)

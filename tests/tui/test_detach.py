@@ -424,7 +424,7 @@ async def test_attached_after_a_split_with_k3_shows_it_on_and_s_turns_it_off(tmp
             )
             await pilot.pause()
             switch = app.screen.query_one("#split", Switch)
-            assert switch.value and app.chunks == 3 and not switch.disabled
+            assert switch.value and app.controls.chunks == 3 and not switch.disabled
             assert str(app.screen.query_one("#header").render()).startswith("bstui attached ")
             await pilot.press("s")
             await wait_for(pilot, lambda: (run / CONTROLS).read_text().count("\n") >= 1)
@@ -446,7 +446,7 @@ async def test_a_k_that_divides_only_some_batch_sizes_says_which_switched(tmp_pa
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.state.started)
         await pilot.press("plus")  # 4 -> 5
-        assert app.chunks == 5
+        assert app.controls.chunks == 5
         await pilot.press("s")
         await wait_for(pilot, lambda: bridge.controls())
         assert bridge.controls() == [{"cmd": "split", "enabled": True, "chunks": 5}]

@@ -115,7 +115,7 @@ def settle_live(*keys: str):
             lambda: (
                 run in app.state.runs
                 and len(app.state.runs[run].losses) == iters
-                and not app._inbox
+                and not app.pump.inbox
                 and app.last_system is not None
             ),
         )

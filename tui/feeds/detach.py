@@ -1,4 +1,4 @@
-"""Sweeps that survive the terminal (issue 6): start a trainer detached, find a run to attach to.
+"""Sweeps that survive the terminal: start a trainer detached, find a run to attach to.
 
 `bstui --detach` starts `python -m trainer run ... --out DIR` in a session of its own
 (`start_new_session`: no controlling terminal, so a dropped SSH connection's SIGHUP never

@@ -1,7 +1,7 @@
 """A line chart drawn with braille dots, in numpy: frame, ticks, axis labels, lines, bands, marks.
 
 plotext builds a plot cell by cell in Python (tens of ms for one 50x20 plot); a frame of
-the loss grid must cost under 20 ms for five plots (issue 12, bench/ui.py measures both).
+the loss grid must cost under 20 ms for five plots (bench/ui.py measures both).
 Here the dots of every segment and band are computed with numpy, and each row of cells is
 made into runs of one colour with numpy too: about a millisecond per plot.
 

@@ -19,12 +19,13 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from tui.feeds.system import SystemSnapshot
+from tui.messages import GridInfo, GridInfoChanged
 from tui.state.status import StatusLine
 from tui.state.sweep import SweepState
 from tui.state.view import View
 from tui.widgets.controls_bar import ControlsBar
 from tui.widgets.footer import compact_footer
-from tui.widgets.loss_grid import GridInfo, LossGrid
+from tui.widgets.loss_grid import LossGrid
 from tui.widgets.run_table import RunTable
 from tui.widgets.sweep_header import SweepHeader
 from tui.widgets.system_pane import SystemPane
@@ -145,7 +146,7 @@ class MainScreen(Screen[None]):
         inspect.display = bool(line.plain)
         inspect.update(line)
 
-    def on_loss_grid_info_changed(self, message: LossGrid.InfoChanged) -> None:
+    def on_grid_info_changed(self, message: GridInfoChanged) -> None:
         try:
             self._show_info(message.info, self.query_one("#inspect", Static))
         except NoMatches:

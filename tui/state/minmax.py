@@ -1,7 +1,7 @@
 """Min/max per block of a growing series, kept up to date as values arrive.
 
 A redraw must not cost time proportional to the run's length (5 runs x 600,000
-losses, issue 3). Each series keeps, for blocks of 16, 256 and 4,096 iterations,
+losses). Each series keeps, for blocks of 16, 256 and 4,096 iterations,
 the min and the max with their positions; choosing two points per plot column
 then reads a few thousand block summaries instead of every loss. Spikes survive:
 a column's max is the max of its blocks' maxes.

@@ -86,7 +86,7 @@ class LossSeries:
         """Store values at iterations first_iter, first_iter + 1, ...; gaps stay NaN."""
         if first_iter < 0:
             raise ValueError(f"first_iter must be >= 0, got {first_iter}")
-        if first_iter > self._n + MAX_GAP:  # a garbled file's 10**12 would allocate terabytes (issue 6)
+        if first_iter > self._n + MAX_GAP:  # a garbled file's 10**12 would allocate terabytes
             raise ValueError(f"first_iter {first_iter} leaves a gap of over {MAX_GAP} iterations")
         try:  # fast path: all plain numbers
             arr = np.array(values)

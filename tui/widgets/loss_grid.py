@@ -8,15 +8,13 @@ screen in `GridInfo` for its status line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from rich.text import Text
 from textual.containers import Container
-from textual.message import Message
 from textual.widgets import Static
 
 from trainer.analysis.figures import pct
+from tui.messages import GridInfo, GridInfoChanged
 from tui.render.charts import PlotFrame, overlay_chart, plot_title, run_chart, y_label_width
 from tui.render.layout import grid_columns, page_bounds, per_page
 from tui.render.looks import sweep_looks
@@ -37,15 +35,6 @@ from tui.state.view import METRIC_NAMES, View
 from tui.widgets.chart import BrailleChart
 
 Looks = dict[str, tuple[str, RGB]]
-
-
-@dataclass(frozen=True)
-class GridInfo:
-    """What the grid tells the screen after a redraw: paging, and the crosshair's readings."""
-
-    pages: int = 1
-    page_text: str = ""
-    cursor: Text | None = None
 
 
 def x_words(axis: str, x: float) -> str:
@@ -101,13 +90,6 @@ class LossGrid(Container):
         self._state: SweepState | None = None
         self._view = View()
         self.info = GridInfo()
-
-    class InfoChanged(Message):
-        """The page line or the crosshair's values changed (the screen's inspect line shows them)."""
-
-        def __init__(self, info: GridInfo) -> None:
-            super().__init__()
-            self.info = info
 
     def page_size(self, n_runs: int, overlay: bool) -> int:
         return max(1, n_runs) if overlay else per_page(n_runs, self.size.width, self.size.height)
@@ -192,7 +174,7 @@ class LossGrid(Container):
         )
         if info != self.info:  # after a rebuild this runs a refresh later than update_view returned
             self.info = info
-            self.post_message(self.InfoChanged(info))
+            self.post_message(GridInfoChanged(info))
         if view.overlay:
             plot = plots[0]
             if self._changed(plot, (view, xlim, shared, versions)):
