@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.render.scaling import _rows
+from tui.state.arms import _rows
 from tui.state.sweep import SweepState
 
 

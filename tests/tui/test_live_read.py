@@ -18,9 +18,9 @@ from tui.state.sweep import SweepState
 
 
 def test_every_event_type_the_trainer_writes_is_used_not_counted_unreadable():
-    from tui.state.sweep import _HANDLERS
+    from tui.state.events import HANDLERS
 
-    assert set(EVENT_TYPES) <= set(_HANDLERS)
+    assert set(EVENT_TYPES) <= set(HANDLERS)
     s = SweepState()
     assert s.apply(
         {

@@ -16,9 +16,10 @@ import pytest
 from tests.tui.conftest import FIXTURE_DIR, fake_system, settle, wait_for
 from tui.assemble import make_app
 from tui.feeds.event_reader import read_all
-from tui.render.scaling import analyses, arms_of, curve_chart, facts_text, log_ticks, lr_chart
+from tui.render.scaling import curve_chart, facts_text, log_ticks, lr_chart
 from tui.screens.main_screen import MainScreen
 from tui.screens.scaling_screen import ScalingScreen
+from tui.state.arms import analyses, arms_of
 from tui.state.sweep import SweepState
 from tui.widgets.chart import BrailleChart
 from tui.widgets.run_table import COLUMNS, RunTable, visible_columns

@@ -1,32 +1,28 @@
-"""The scaling screen's model and charts, pure: no Textual widgets, no torch.
+"""The scaling screen's matrix, charts and facts, drawn from the arms of tui.state.arms: no Textual, no torch.
 
 What it shows is trainer.analysis.answer's (the same answer report.md and the end of a run give): the
 batch x lr matrix with seeds folded, steps and samples to target against batch size on log-log axes
 with the crossing intervals, the B_crit fit and its 95% band and each batch size's regime, and the lr
-rule measured from the grid. The analysis is trainer.analysis.scaling.analyse, run on every run of the sweep
-(those still training count, so an lr with a seed still running is never the best yet); once the sweep
-has finished, its own sweep_finished.scaling is used (the trainer's word, resumed runs merged in).
+rule measured from the grid.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from rich.text import Text
 
 from trainer.analysis import answer
 from trainer.analysis.figures import setting, sig
-from trainer.analysis.scaling import analyse, lr_points
 from tui.render.braille import Chart, Line
 from tui.render.palette import run_rich_color
 from tui.render.ticks import log_ticks
+from tui.state.arms import Arm, finite
 from tui.state.sweep import SweepState
 
-__all__ = ["Arm", "analyses", "arms_of", "curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text"]
+__all__ = ["curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text"]
 
-Analysis = dict[str, Any]
 
 FIT_COLOR = "rgb(255,135,0)"  # the fitted curve (one arm); an arm's own colour when there are several
 BAND_COLOR = "rgb(88,58,20)"  # the fit's 95% band, behind everything
@@ -48,108 +44,6 @@ STATUS_COLORS = {
     "running": "cyan",
     answer.NOT_REACHED: "dim",
 }
-
-
-# -- what is known now, per arm ---------------------------------------------------------
-
-
-class Arm:
-    """One [[variants]] arm ("" without variants): its analysis, its folded points and what follows."""
-
-    def __init__(self, name: str, analysis: Analysis, points: list[dict[str, Any]], unfinished: int) -> None:
-        self.name = name
-        self.analysis = analysis
-        self.points = points
-        self.unfinished = unfinished
-        self.curve = answer.curve(analysis)
-        self.rule = answer.lr_rule(points)
-        # The rule's 95% band at a few batch sizes, for the plot (the draws are too many to redo per frame).
-        sizes = [p["batch_size"] for p in points]
-        self.rule_band: list[tuple[float, float, float, float]] = []
-        if self.rule.slope is not None and sizes:
-            for x in np.linspace(math.log10(min(sizes)), math.log10(max(sizes)), 9):
-                lr, lo, hi = self.rule.lr_at(10.0**x)  # type: ignore[misc]
-                self.rule_band.append((float(x), lr, lo, hi))
-
-    def matrix(self, metric: str) -> answer.Matrix:
-        return answer.matrix(self.points, metric)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _base(config: dict[str, Any], overrides: dict[str, Any] | None = None) -> tuple[float | None, int | None]:
-    """(base lr, base batch size) of the config, or of one [[variants]] arm of it (the trainer's
-    analysis sets the textbook rules beside the best lrs; this screen draws the measured rule)."""
-    optim = dict(config.get("optim") or {})
-    if overrides and isinstance(overrides.get("optim"), dict):
-        optim.update(overrides["optim"])
-    lr, batch = _num(optim.get("lr")), _num(optim.get("base_batch_size"))
-    return lr, (int(batch) if batch else None)
-
-
-def _rows(state: SweepState) -> list[dict[str, Any]]:
-    """Every run as a summary row: the finished ones' summaries, the others' batch size, lr and status
-    (so the matrix shows them as running and no lr with a seed still training can be best), each with
-    its last epoch's training loss (the matrix's final-loss metric)."""
-    rows = []
-    for r in state.run_list():
-        if (
-            r.run in state.branch_runs
-        ):  # measured apart (the report's branched B_crit), not points of the grid
-            continue
-        losses = [e.train_loss for e in r.epochs if e.train_loss is not None]
-        loss = {"final_train_loss": losses[-1]} if losses else {}
-        if r.summary:
-            rows.append({**r.summary, **loss})
-        else:
-            rows.append(
-                {
-                    "run": r.run,
-                    "batch_size": r.batch_size,
-                    "lr": r.lr,
-                    "seed": r.seed,
-                    "variant": r.variant,
-                    "status": r.status if r.status in ("waiting", "running") else "running",
-                    "best_test_acc": r.best_acc,
-                    **loss,
-                }
-            )
-    return rows
-
-
-def arms_of(state: SweepState) -> dict[str, Arm]:
-    """One Arm per [[variants]] arm of the sweep ("" without variants), from what is known now."""
-    arms_rows: dict[str, list[dict[str, Any]]] = {}
-    for row in _rows(state):
-        arms_rows.setdefault(str(row.get("variant") or ""), []).append(row)
-    overrides = {str(v.get("name")): v for v in (state.config.get("variants") or []) if isinstance(v, dict)}
-    finished = state.scaling if isinstance(state.scaling, dict) else None
-    if finished is not None and isinstance(finished.get("variants"), dict):
-        for name in finished["variants"]:
-            arms_rows.setdefault(str(name), [])
-    out = {}
-    for name, rows in arms_rows.items():
-        if finished is not None:
-            variants = finished.get("variants")
-            a = variants.get(name) if isinstance(variants, dict) else (finished if not name else None)
-        else:
-            a = None
-        if rows and (
-            not isinstance(a, dict) or "b_crit" not in a
-        ):  # live, or from before the B_crit interval
-            a = analyse(rows, *_base(state.config, overrides.get(name)))
-        unfinished = sum(1 for r in rows if r.get("status") in answer.UNFINISHED)
-        out[name] = Arm(name, a, lr_points(rows) if rows else list(a.get("points") or []), unfinished)
-    return out
-
-
-def analyses(state: SweepState) -> dict[str, Analysis]:
-    """One analysis per arm of the sweep ("" when it has no [[variants]]), from what is known now."""
-    return {name: arm.analysis for name, arm in arms_of(state).items()}
 
 
 # -- the matrix -----------------------------------------------------------------------------
@@ -303,7 +197,7 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
         for p in arm.curve.points
         if p.reached
         for v in (getattr(p, key), getattr(p, f"{key}_lo"))
-        if _num(v) and v > 0
+        if finite(v) and v > 0
     ]
     xlim = _limits([float(b) for b in all_b])
     ylim = _limits(values)
@@ -317,7 +211,7 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
     glyphs: list[tuple[float, float, str, str]] = []
     for (name, arm), (color, fit_color) in zip(arms.items(), _colors(len(arms))):
         fit = arm.curve.fit
-        s_min, e_min = _num(fit.get("S_min")), _num(fit.get("E_min"))
+        s_min, e_min = finite(fit.get("S_min")), finite(fit.get("E_min"))
         if s_min and e_min and s_min > 0 and e_min > 0 and what != "time":  # time has no model to fit
             xs = np.linspace(xlim[0], xlim[1], 64)
             bs = 10**xs
@@ -328,21 +222,21 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
                 for edge in ("steps_lo", "steps_hi"):
                     lines.append(Line(bx, np.log10(np.maximum(band[edge], 1e-12)), BAND_COLOR))
             lines.append(Line(xs, np.log10(curve), fit_color, "fit"))
-            b_crit = _num(fit.get("B_crit"))
+            b_crit = finite(fit.get("B_crit"))
             if b_crit and b_crit > 0 and fit.get("determined"):
                 vlines.append((math.log10(b_crit), BCRIT_MARK))
         b_simple = arm.curve.b_simple
         if b_simple and b_simple > 0:
             vlines.append((math.log10(b_simple), BSIMPLE_MARK))
         reached = [p for p in arm.curve.points if p.reached]
-        pts = [(p, getattr(p, key), getattr(p, f"{key}_lo")) for p in reached if _num(getattr(p, key))]
+        pts = [(p, getattr(p, key), getattr(p, f"{key}_lo")) for p in reached if finite(getattr(p, key))]
         if pts:
             xs = np.log10([p.batch_size for p, _, _ in pts])
             ys = np.log10([v for _, v, _ in pts])
             lines.append(Line(xs, ys, color, f"measured {name}".strip()))
             for (p, hi, lo), x, y in zip(pts, xs, ys):
                 mark = REGIME_COLORS.get(p.regime, color) if len(arms) == 1 else color
-                if _num(lo) and lo > 0 and lo < hi:
+                if finite(lo) and lo > 0 and lo < hi:
                     lines.append(Line(np.array([x, x]), np.log10([lo, hi]), mark))
                 lines += _marker(float(x), float(y), mark, xdot, ydot)
         for p in arm.curve.points:
@@ -366,7 +260,7 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
     them with its 95% band; the x axis spans every batch size run, the y axis every lr tried."""
     all_b = [float(p["batch_size"]) for arm in arms.values() for p in arm.points]
     all_lr = [
-        float(p["lr"]) for arm in arms.values() for p in arm.points if _num(p.get("lr")) and p["lr"] > 0
+        float(p["lr"]) for arm in arms.values() for p in arm.points if finite(p.get("lr")) and p["lr"] > 0
     ]
     xlim, ylim = _limits(all_b), _limits(all_lr)
     title = "best lr vs batch (lr rule)"
@@ -459,7 +353,7 @@ def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
                     break
             text.append(line)
         fit = a.get("b_crit") or {}
-        if fit.get("determined") and _num(fit.get("B_crit")):  # (not determined: the answer says why)
+        if fit.get("determined") and finite(fit.get("B_crit")):  # (not determined: the answer says why)
             text.append("\n")
             text.append("B_crit ", style="bold")
             text.append(sig(fit["B_crit"]), style=f"bold {BCRIT_MARK}")
@@ -467,7 +361,7 @@ def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
                 f" (95% {sig(fit.get('B_crit_lo'))}–{sig(fit.get('B_crit_hi'))}) · S_min "
                 f"{sig(fit.get('S_min'))} steps · E_min {sig(fit.get('E_min'))} samples"
             )
-        best_runs = [f"bs {p['batch_size']} lr {setting(p['lr'])}" for p in a["best"] if _num(p.get("lr"))]
+        best_runs = [f"bs {p['batch_size']} lr {setting(p['lr'])}" for p in a["best"] if finite(p.get("lr"))]
         if best_runs:
             text.append("\n")
             text.append("best: ", style="bold")

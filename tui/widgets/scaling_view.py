@@ -14,7 +14,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from trainer.analysis.answer import METRICS
-from tui.render.scaling import Analysis, Arm, arms_of, curve_chart, facts_text, lr_chart, matrix_text
+from tui.render.scaling import curve_chart, facts_text, lr_chart, matrix_text
+from tui.state.arms import Analysis, Arm, arms_of
 from tui.state.sweep import SweepState
 from tui.widgets.chart import BrailleChart
 
