@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from trainer.config.coerce import leaf_keys
 from trainer.config.doc import COMMAND, main, render, undocumented
 
@@ -70,13 +72,15 @@ def test_every_file_of_the_repository_the_docs_name_exists():
     assert not missing, missing
 
 
-def test_the_architecture_page_draws_the_layers_the_contract_checks():
-    """docs/architecture.md's diagram and pyproject's layering contract for trainer/ agree, one to one."""
+@pytest.mark.parametrize("package, top", [("trainer", "trainer.cli"), ("tui", "tui.app")])
+def test_the_architecture_page_draws_the_layers_the_contract_checks(package, top):
+    """docs/architecture.md's diagrams and pyproject's layering contracts for trainer/ and tui/ agree, one
+    to one."""
     import tomllib
 
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers" and "trainer.cli" in c["layers"]]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers" and top in c["layers"]]
     page = (ROOT / "docs" / "architecture.md").read_text()
-    diagram = re.search(r"## trainer/.*?```\n(.*?)```", page, re.DOTALL).group(1)
-    drawn = [re.split(r"\s{2,}", line)[0] for line in diagram.splitlines() if line.startswith("trainer.")]
+    diagram = re.search(rf"## {package}/.*?```\n(.*?)```", page, re.DOTALL).group(1)
+    drawn = [re.split(r"\s{2,}", line)[0] for line in diagram.splitlines() if line.startswith(f"{package}.")]
     assert drawn == layers
