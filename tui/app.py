@@ -28,7 +28,7 @@ from tui.pump import FeedFactory, FeedPump, SystemPump
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
-from tui.state.status import TOAST, StatusInputs, StatusLine, status_line
+from tui.state.status import StatusInputs, StatusLine, status_line
 from tui.state.sweep import SweepState
 
 REDRAW_S = 0.1  # at most ~10 redraws a second, however fast events come
@@ -108,7 +108,6 @@ class BstuiApp(App[int]):
         self._drawn: tuple[Any, ...] | None = ()
         self._quitting = False
         self.pacer = RedrawPacer()
-        self._watch_told: StatusLine | None = None
 
     # -- what the parts hold, read by the screens' frame, the exit words and the tests -------------
 
@@ -147,9 +146,11 @@ class BstuiApp(App[int]):
         """A fresh sweep state from the feed of the current attempt (at start, and on `r`)."""
         self.controls.reset(self.pump.start())
 
-    def split_switch(self) -> Switch | None:
-        """The split-backward switch, when the screen shown has it."""
-        return self.screen.query_one("#split", Switch) if self.screen.query("#split") else None
+    def split_switch(self, shown_only: bool = True) -> Switch | None:
+        """The split-backward switch on the screen shown (a key acts on what is seen), or with
+        shown_only=False on the main screen wherever it is in the stack (a new feed resets it)."""
+        screens = [self.screen] if shown_only else [s for s in self.screen_stack if isinstance(s, MainScreen)]
+        return next((s.query_one("#split", Switch) for s in screens if s.query("#split")), None)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -219,7 +220,7 @@ class BstuiApp(App[int]):
         )
         if key == self._drawn and not force:
             return
-        self._tell_watch(feed.watch if feed else None)
+        self.pump.tell_watch()
         run_dir = self.pump.run_dir()
         skipped = self.state.skipped + (feed.bad_lines if feed else 0)
         mode = "" if self.live else "attached" if getattr(feed, "follows_trainer", False) else "replay"
@@ -229,15 +230,6 @@ class BstuiApp(App[int]):
         self._drawn = key if self.screen.update_from(frame) else None
 
     # -- keys -------------------------------------------------------------------------------
-
-    def _tell_watch(self, watch: StatusLine | None) -> None:
-        """A followed run's trainer gone (or never there): also a toast, since the status line is short."""
-        if watch is None or watch == self._watch_told:
-            return
-        self._watch_told = watch
-        severity = TOAST.get(watch.severity)
-        if severity is not None:
-            self.notify(watch.plain, title="trainer", severity=severity, timeout=30)
 
     def action_split(self) -> None:
         self.controls.split()

@@ -23,7 +23,7 @@ from tui.state.sweep import SweepState
 class ControlsHost(Protocol):
     """What the controls need of the app: its split switch, a redraw, a new feed, and its exit."""
 
-    def split_switch(self) -> Switch | None: ...
+    def split_switch(self, shown_only: bool = True) -> Switch | None: ...
 
     def redraw(self, force: bool = False) -> None: ...
 
@@ -66,7 +66,7 @@ class SweepControls:
         trainer can hear it."""
         self.pause_requested = False
         self._split_shown = None
-        switch = self.host.split_switch()
+        switch = self.host.split_switch(shown_only=False)
         if switch is None:
             return
         with switch.prevent(Switch.Changed):  # a fresh trainer starts as its config says

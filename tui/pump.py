@@ -22,6 +22,7 @@ from tui.feeds.base import FEED_RESET, Feed, FeedEnd
 from tui.feeds.system import SystemSource
 from tui.messages import EventsPending, FeedCaughtUp, FeedEnded, SystemSampled
 from tui.state.labels import run_labels
+from tui.state.status import TOAST, StatusLine
 from tui.state.sweep import SweepState
 
 #: Builds the feed for attempt n (0 first, 1 after the first restart, ...).
@@ -59,6 +60,7 @@ class FeedPump:
         #: Events read by the worker and not yet applied (the worker appends, the UI thread pops).
         self.inbox: deque[dict[str, Any]] = deque()
         self.caught_up = False
+        self._watch_told: StatusLine | None = None
 
     @property
     def live(self) -> bool:
@@ -142,6 +144,16 @@ class FeedPump:
         state.notices.clear()
         self._toast_alerts(state)
         return state
+
+    def tell_watch(self) -> None:
+        """A followed run's trainer gone (or never there): also a toast, since the status line is short."""
+        watch = self.feed.watch if self.feed is not None else None
+        if watch is None or watch == self._watch_told:
+            return
+        self._watch_told = watch
+        severity = TOAST.get(watch.severity)
+        if severity is not None:
+            self.host.notify(watch.plain, title="trainer", severity=severity, timeout=30)
 
     def caught_up_with(self, feed: Feed) -> None:
         if feed is self.feed:

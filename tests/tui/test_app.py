@@ -15,6 +15,7 @@ from tui.feeds.live import LiveFeed
 from tui.render.looks import sweep_looks
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import MainScreen
+from tui.screens.scaling_screen import ScalingScreen
 from tui.widgets.chart import BrailleChart
 from tui.widgets.run_table import RunTable
 from tui.widgets.sweep_header import SweepHeader
@@ -317,6 +318,25 @@ async def test_controls_do_nothing_in_replay_and_restart_reads_again(fixture_dir
         await pilot.press("r")
         await settle(pilot)
         assert app.state is not first and app.state.finished
+
+
+async def test_restart_from_the_scaling_view_reads_again_and_resets_the_main_views_switch(fixture_dir):
+    """r on the scaling screen: a fresh feed, and the split switch (on the main screen, under it) is set
+    for that feed, not looked for on the screen shown."""
+    app = make_app(replay=str(fixture_dir))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        switch = app.screen.query_one("#split", Switch)
+        switch.disabled = False  # as a live feed would leave it: the new replay feed must disable it again
+        first = app.state
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScalingScreen))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.state is not first and app.state.finished)
+        assert app.is_running and switch.disabled
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert app.screen.query_one("#split", Switch) is switch
 
 
 async def test_help_opens_and_closes():
