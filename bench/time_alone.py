@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:
 from trainer.config import FUSE_CHOICES, Config  # noqa: E402
 from trainer.data.datasets import load_dataset  # noqa: E402
 from trainer.runlog import Emitter, ListSink  # noqa: E402
-from trainer.sweep.driver import device_name, resolve_device, run_sweep  # noqa: E402
+from trainer.sweep.driver import run_sweep  # noqa: E402
+from trainer.sweep.prepare import device_name, resolve_device  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,9 +121,10 @@ def lr_labels(lrs: list[float]) -> dict[float, str]:
     return {lr: repr(lr) for lr in distinct}
 
 
-def run_specs(cfg: Config) -> list[RunSpec]:
+def run_specs(cfg: Config, only: Collection[str] | None = None) -> list[RunSpec]:
     """One spec per (batch size, variant, lr, seed). Ids: bs60, bs6000-lars with [[variants]] (issue 7),
-    bs60-lr0.05 with several lrs, -s1 with seeds. ValueError if two would share an id (a bug)."""
+    bs60-lr0.05 with several lrs, -s1 with seeds. ValueError if two would share an id (a bug). With
+    `only` (a shard's runs), just those, in sweep order."""
     many_lrs = bool(cfg.sweep.lrs) or cfg.sweep.lr_grid.points > 1
     arms: list[tuple[str, Config, list[int]]] = [
         (v.name, dataclasses.replace(cfg, optim=v.optim, split_backward=v.split_backward), v.batch_sizes)
@@ -162,6 +164,9 @@ def run_specs(cfg: Config) -> list[RunSpec]:
             f"run ids {', '.join(twice[:5])} would name two runs each; the config check should "
             "have refused this config (please report it)"
         )
+    if only is not None:
+        mine = set(only)
+        return [s for s in specs if s.run_id in mine]
     return specs
 
 

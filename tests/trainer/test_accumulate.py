@@ -114,7 +114,7 @@ def test_micro_batch_defaults_to_off():
 
 @pytest.fixture
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
 
 
 def _losses(sink: ListSink, run: str) -> list[float]:

@@ -128,7 +128,7 @@ def test_the_probes_leave_the_running_statistics_alone():
 def test_a_resnet_small_sweep_with_split_and_probes_finishes_and_says_what_batch_norm_gets(
     tiny_config, tiny_dataset, monkeypatch
 ):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     cfg = tiny_config(
         model={"name": "resnet_small", "args": {"in_channels": 1, "width": 4}},
         split_backward={"enabled": True, "chunks": 4},
@@ -146,7 +146,7 @@ def test_a_resnet_small_sweep_with_split_and_probes_finishes_and_says_what_batch
 
 
 def test_a_model_without_batch_norm_says_nothing_about_it(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     sink = ListSink()
     run_sweep(tiny_config(sweep={"batch_sizes": [200], "epochs": 1}), Emitter([sink]))
     assert [e["batch_norm"] for e in sink.of_type("run_started")] == [""]

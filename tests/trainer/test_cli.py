@@ -92,7 +92,7 @@ def test_a_batch_larger_than_the_loaded_training_set_exits_2_before_training(
     data_root, tmp_path, capsys, monkeypatch, tiny_dataset
 ):
     # data.train_samples = 0 (all): only the loaded dataset knows its size (600 samples here).
-    monkeypatch.setattr("trainer.data.datasets.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     args = tiny_args(
         data_root,
         "--out",

@@ -9,7 +9,8 @@ from trainer.config import Config
 from trainer.data.datasets import DatasetUnavailable, load_dataset
 from trainer.models.builtin import ModelError
 from trainer.runlog import Emitter, ListSink
-from trainer.sweep.driver import check_model, run_sweep
+from trainer.sweep.driver import run_sweep
+from trainer.sweep.prepare import check_model
 
 DATA = "tests.trainer.factory_data"
 

@@ -421,7 +421,7 @@ def test_augment_after_a_fallback_says_the_fallback_is_why_the_shape_is_wrong(tm
 
 def test_resnet_small_takes_the_classes_of_cifar100_from_model_args(tmp_path):
     from trainer.models.builtin import ModelError
-    from trainer.sweep.driver import check_model
+    from trainer.sweep.prepare import check_model
 
     write_cifar(tmp_path, "cifar100")
     cfg = _cfg(tmp_path, "cifar100")

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import trainer.config.user_code as factory
-from trainer.cli.main import EXIT_USAGE, main
+from trainer.cli.exits import EXIT_USAGE
+from trainer.cli.main import main
 from trainer.config import Config
 from trainer.data.datasets import Dataset, DatasetUnavailable, Split, check_finite, load_dataset
 from trainer.models.builtin import ModelError
-from trainer.sweep.driver import check_model
+from trainer.sweep.prepare import check_model
 
 HOSTILE = "tests.trainer.factory_hostile"
 ROOT = Path(__file__).resolve().parents[2]

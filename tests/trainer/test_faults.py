@@ -26,7 +26,8 @@ import pytest
 import torch
 
 import trainer.engine.steps as steps
-from trainer.cli.main import EXIT_IO, main
+from trainer.cli.exits import EXIT_IO
+from trainer.cli.main import main
 from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
 from trainer.runlog.commands import trainer_command
 

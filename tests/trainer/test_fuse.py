@@ -35,7 +35,7 @@ from trainer.sweep.driver import run_sweep
 
 @pytest.fixture(autouse=True)
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
 
 
 def _sweep(cfg, controls=None, run_dir=""):
@@ -299,7 +299,8 @@ def test_a_fused_sweep_interrupted_in_epoch_2_resumes_as_a_fused_group_and_ends_
     """Ctrl-C in the second epoch of a group of 2 lrs x 2 seeds; `resume` restores each run from its own
     checkpoint, fuses them again, and every loss and epoch result equals the uninterrupted sweep's, exactly."""
     from tests.trainer.test_resume import sweep_args, training_results
-    from trainer.cli.main import EXIT_INTERRUPTED, main
+    from trainer.cli.exits import EXIT_INTERRUPTED
+    from trainer.cli.main import main
 
     grid = [
         "--set",

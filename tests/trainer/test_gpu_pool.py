@@ -39,7 +39,7 @@ def test_parallel_typo_gets_a_did_you_mean():
 @pytest.fixture
 def two_cpu_workers(tiny_dataset, monkeypatch):
     """Sweeps here spread their runs over two CPU worker processes, as over two GPUs."""
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "cpu"])
 
 
@@ -74,7 +74,7 @@ def test_runs_on_two_workers_train_exactly_as_in_one_process(tiny_config, tiny_d
 
 
 def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     monkeypatch.setattr(gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu"])  # one is enough
     controls = Controls()
     controls.apply({"cmd": "stop"})
@@ -89,7 +89,7 @@ def test_stop_reaches_the_workers(tiny_config, tiny_dataset, monkeypatch):
 
 
 def test_a_worker_that_cannot_start_leaves_its_runs_to_the_others(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     monkeypatch.setattr(
         gpu_pool, "parallel_devices", lambda setting, device, count: ["cpu", "no-such-device"]
     )

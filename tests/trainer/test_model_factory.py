@@ -33,7 +33,7 @@ def model(name: str, **kw) -> ModelConfig:
 
 
 def test_a_factory_model_trains_a_two_batch_size_sweep_on_cpu(tiny_config, tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
     cfg = tiny_config(model={"name": f"{FACTORIES}:mlp", "args": {"hidden": 24}, "output": "logits"})
     sink = ListSink()
     result = run_sweep(cfg, Emitter([sink]))

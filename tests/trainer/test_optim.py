@@ -154,7 +154,7 @@ def test_bad_optimizer_settings_are_config_errors(override: str, expected: str):
 
 @pytest.fixture
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
 
 
 @pytest.mark.usefixtures("_shared_dataset")

@@ -16,7 +16,8 @@ from tests.trainer.test_resume import (
     sweep_args,
     training_results,
 )
-from trainer.cli.main import EXIT_INTERRUPTED, main
+from trainer.cli.exits import EXIT_INTERRUPTED
+from trainer.cli.main import main
 from trainer.engine.checkpoint import checkpoint_path
 
 

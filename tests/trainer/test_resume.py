@@ -12,11 +12,12 @@ import torch
 
 import trainer.engine.steps as steps
 import trainer.sweep.driver as sweep
-from trainer.cli.main import EXIT_INTERRUPTED, main, resume_sweep
+from trainer.cli.exits import EXIT_INTERRUPTED
+from trainer.cli.main import main, resume_sweep
 from trainer.config import load_config
 from trainer.engine.checkpoint import CheckpointWriter, checkpoint_path
 from trainer.models.builtin import build_model
-from trainer.plan import RunSettings
+from trainer.plan import RunSettings, run_specs
 from trainer.runlog import Emitter, ListSink, RunDirSink, create_run_dir, write_config
 from trainer.runlog.commands import trainer_command
 from trainer.runlog.controls import Controls
@@ -57,7 +58,7 @@ def sweep_args(data_root: Path, out: Path, *extra: str) -> list[str]:
 def restore_check_of(run_dir: Path):
     """The check `resume` makes of each checkpoint, for the sweep recorded in run_dir."""
     cfg = load_config(run_dir / "config.toml")
-    return restore_check(sweep.run_specs(cfg), RunSettings.from_config(cfg))
+    return restore_check(run_specs(cfg), RunSettings.from_config(cfg))
 
 
 def events_of(run_dir: Path) -> list[dict]:

@@ -12,7 +12,8 @@ import tomli_w
 import tomllib
 
 from tests.trainer.test_resume import _interrupt_at, events_of, sweep_args
-from trainer.cli.main import EXIT_INTERRUPTED, EXIT_USAGE, main
+from trainer.cli.exits import EXIT_INTERRUPTED, EXIT_USAGE
+from trainer.cli.main import main
 from trainer.engine.checkpoint import checkpoint_path
 from trainer.runlog.commands import trainer_command
 from trainer.sweep.resume import config_changes

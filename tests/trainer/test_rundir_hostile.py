@@ -321,7 +321,7 @@ def test_random_bytes_in_any_file_never_crash_report_resume_or_the_readers(
     with (
         redirect_stdout(out),
         redirect_stderr(err),
-        mock.patch("trainer.cli.main._sweep_into", return_value=0),
+        mock.patch("trainer.cli.start.sweep_into", return_value=0),
     ):
         codes = [main(["report", str(run)]), main(["resume", str(run), "--quiet"])]
     assert set(codes) <= {0, 2}, (codes, err.getvalue()[-2000:])

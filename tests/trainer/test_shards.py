@@ -12,7 +12,8 @@ import pytest
 
 import trainer.engine.steps as steps
 from trainer.analysis.scaling import analyse
-from trainer.cli.main import EXIT_INTERRUPTED, EXIT_USAGE, main
+from trainer.cli.exits import EXIT_INTERRUPTED, EXIT_USAGE
+from trainer.cli.main import main
 from trainer.config import Config
 from trainer.report.plots import run_series
 from trainer.runlog.commands import trainer_command

@@ -20,9 +20,9 @@ import pytest
 
 from trainer.cli.child import run_child
 from trainer.cli.main import main
-from trainer.data import datasets as data_mod
 from trainer.runlog import LOCK, write_config
 from trainer.runlog.commands import trainer_command
+from trainer.sweep import prepare as sweep_prepare
 
 ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 900  # only against a hang (a busy 2-core box took 130 s to start); nothing asserts durations
@@ -148,7 +148,7 @@ def signal_while_loading(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
         time.sleep(HANG_GUARD_S)
         pytest.fail("the signal did not end the start-up")
 
-    monkeypatch.setattr(data_mod, "load_dataset", load)
+    monkeypatch.setattr(sweep_prepare, "load_dataset", load)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

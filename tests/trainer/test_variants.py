@@ -161,7 +161,7 @@ def test_the_shipped_huge_batch_experiment_compares_five_methods_at_two_huge_bat
 
 @pytest.fixture
 def _shared_dataset(tiny_dataset, monkeypatch):
-    monkeypatch.setattr("trainer.sweep.driver.load_dataset", lambda cfg, seed=0, log=None: tiny_dataset)
+    monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
 
 
 @pytest.mark.usefixtures("_shared_dataset")

@@ -126,10 +126,11 @@ def run_child(
         cfg = load_config(config_path, overrides)
         stage("loading torch")
         # Start-up cost: torch loads only once the config is known to be good (a config error is told at once).
-        from trainer.data.datasets import DatasetUnavailable, load_dataset
+        from trainer.data.datasets import DatasetUnavailable
         from trainer.models.builtin import ModelError
         from trainer.runlog import RunDirError, RunDirSink, default_run_dir, open_run_dir, write_config
-        from trainer.sweep.driver import DeviceUnavailable, check_dataset, check_model, preflight, run_sweep
+        from trainer.sweep.driver import run_prepared
+        from trainer.sweep.prepare import DeviceUnavailable, preflight, prepare
 
         # torch.optim's first optimizer imports torch._dynamo (8 s on a 2-core VM with a slow disk):
         # load it here, so the screen says "loading torch" while it takes, not the stage after.
@@ -143,9 +144,7 @@ def run_child(
         try:
             device = preflight(cfg)
             stage(f"loading {cfg.data.dataset}")
-            dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, stage=stage)
-            check_dataset(cfg, dataset)
-            check_model(cfg, dataset)
+            prepared = prepare(cfg, device=device, stage=stage)
             stage("opening the run directory")
             run_dir, lock = open_run_dir(
                 Path(out_dir) if out_dir else default_run_dir(cfg),
@@ -167,7 +166,7 @@ def run_child(
         )
         control_file.start()
         try:
-            run_sweep(cfg, emitter, device=device, dataset=dataset, controls=controls, run_dir=str(run_dir))
+            run_prepared(prepared, emitter, controls=controls, run_dir=str(run_dir))
         finally:
             control_file.close()
     except ConfigError as exc:

@@ -7,7 +7,6 @@ time, so each slice's timing is its own. Sequential runs them in order.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,21 +15,19 @@ import torch
 
 from trainer.analysis.scaling import analyse
 from trainer.config import Config, config_to_dict
-from trainer.data.datasets import Dataset, DatasetUnavailable, as_inputs, data_bytes, load_dataset
-from trainer.data.pipelines import choose_pipeline
+from trainer.data.datasets import Dataset, as_inputs
 from trainer.engine import fuse
 from trainer.engine.checkpoint import CheckpointWriter
-from trainer.engine.cuda_graph import FastPathUnavailable, resolve_fast_path
 from trainer.engine.ddp import DistContext
 from trainer.engine.evaluation import prepare_test
 from trainer.engine.run import Run, SweepRun
-from trainer.models import builtin as models
-from trainer.plan import RunSettings, check_against_dataset, run_specs, slice_samples
+from trainer.plan import RunSettings, slice_samples
 from trainer.process.title import set_title, trainer_title
 from trainer.runlog import Emitter
 from trainer.runlog.controls import Controls, StopRequested
 from trainer.runlog.shards import ShardInfo
 from trainer.sweep import branch, calibrate, gpu_pool
+from trainer.sweep.prepare import PreparedSweep, device_name, prepare, resolve_device
 from trainer.sweep.resume import Resume
 
 
@@ -47,60 +44,6 @@ class SweepResult:
         return any(s.get("status") == "failed" for s in self.summaries)
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu. An explicit cuda without a GPU is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(
-            f"device {name!r} was asked for but no CUDA GPU is visible to PyTorch "
-            f"(torch {torch.__version__}); use --device cpu or sweep.device = \"auto\""
-        )
-    return device
-
-
-class DeviceUnavailable(Exception):
-    """The configured device cannot be used (a user error: exit 2)."""
-
-
-def preflight(cfg: Config) -> torch.device:
-    """The device to train on, after checking the fast path can run there (DeviceUnavailable if not)."""
-    device = resolve_device(cfg.sweep.device)
-    try:
-        resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
-    except FastPathUnavailable as exc:
-        raise DeviceUnavailable(str(exc)) from exc
-    return device
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return "cpu"
-
-
-def check_dataset(cfg: Config, dataset: Dataset) -> None:
-    """Refuse, before anything trains, a sweep the loaded training set cannot serve (a batch larger
-    than the set would silently train on the whole set under a size it is not): DatasetUnavailable."""
-    problems = check_against_dataset(cfg, int(dataset.train.labels.shape[0]))
-    if problems:
-        raise DatasetUnavailable(
-            dataset.name,
-            "is too small for this sweep: " + "; ".join(problems),
-            "drop them from sweep.batch_sizes, or train on more samples (data.train_samples = 0 takes all)",
-        )
-
-
-MODEL_CHECK_SAMPLES = 2  # training samples the model is tried on before a sweep (2: a batch, not one sample)
-
-
-def check_model(cfg: Config, dataset: Dataset) -> None:
-    """Refuse, before anything trains, a model that cannot be built or does not fit the dataset (its
-    input shape and classes): trainer.models.builtin.ModelError naming the module and the fix."""
-    models.check_model(cfg.model, as_inputs(dataset.train.images[:MODEL_CHECK_SAMPLES]), dataset.num_classes)
-
-
 def run_sweep(
     cfg: Config,
     emitter: Emitter,
@@ -114,54 +57,57 @@ def run_sweep(
     ddp: DistContext | None = None,
     shard: ShardInfo | None = None,
 ) -> SweepResult:
-    """Train every run of the sweep; events go to `emitter`. Returns the summaries.
+    """Prepare the sweep of `cfg` (trainer.sweep.prepare: the device, by default sweep.device's, the
+    dataset, loaded unless given, and the model, checked) and train it: `run_prepared`. For callers that
+    hold a config and nothing resolved yet; the entry points prepare first, before the run directory is
+    made, and call run_prepared."""
+    prepared = prepare(
+        cfg,
+        device=device if device is not None else resolve_device(cfg.sweep.device),
+        dataset=dataset,
+        log=log,
+        shard=shard,
+    )
+    return run_prepared(
+        prepared, emitter, controls=controls, log=log, run_dir=run_dir, resume=resume, ddp=ddp
+    )
 
-    Raises DatasetUnavailable (also for a batch larger than the training set) / DeviceUnavailable /
-    ModelError (a model that cannot be built or does not fit the data) before anything trains. A run that
-    diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
+
+def run_prepared(
+    prepared: PreparedSweep,
+    emitter: Emitter,
+    *,
+    controls: Controls | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+    run_dir: str = "",
+    resume: Resume | None = None,
+    ddp: DistContext | None = None,
+) -> SweepResult:
+    """Train every run of the prepared sweep; events go to `emitter`. Returns the summaries.
+
+    A run that diverges, runs out of memory or fails ends alone; the sweep goes on. Ctrl-C or a
     stop control ends every unfinished run as `stopped`; KeyboardInterrupt is re-raised
     after the run directory's events are complete.
 
     With `run_dir`, each run saves a checkpoint at each epoch end. With `resume` (trainer.sweep.resume),
     the sweep continues one recorded in run_dir: finished runs are kept, the others restart from
     their checkpoints, and `sweep_resumed` is emitted instead of `sweep_started`. Under torchrun,
-    `ddp` is this process's place in the job (trainer.engine.ddp): every run trains data parallel. With `shard`
-    (trainer.runlog.shards), only that shard's runs train; its sweep_started lists them and says which shard it is.
+    `ddp` is this process's place in the job (trainer.engine.ddp): every run trains data parallel. A
+    shard's sweep (trainer.runlog.shards) trains only that shard's runs; its sweep_started lists them and
+    says which shard it is.
     """
-    device = device or resolve_device(cfg.sweep.device)
+    cfg, given, device, dataset = prepared.cfg, prepared.given, prepared.device, prepared.dataset
+    fast_path, specs, shard = prepared.fast_path, prepared.specs, prepared.shard
     # On the CPU each run sets its own threads by the work of its steps (trainer.engine.threads; 1 thread for
     # tiny batches, every core for larger ones); perf.cpu_threads overrides.
-    if dataset is None:
-        dataset = load_dataset(cfg.data, seed=cfg.sweep.seed, log=log)
-    check_dataset(cfg, dataset)
-    check_model(cfg, dataset)
-    # The resident pipeline holds the whole dataset on the device: where it would not fit, the sweep trains
-    # from the DataLoader instead, and says so (log, sweep_started's pipeline and pipeline_reason).
-    size = data_bytes(dataset)
-    pipeline, pipeline_reason = choose_pipeline(cfg.data.pipeline, size, device)
-    given = cfg
-    if pipeline != cfg.data.pipeline:
-        log(f"data.pipeline: {pipeline_reason}")
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pipeline=pipeline))
-    try:
-        fast_path = resolve_fast_path(cfg.perf.fast_path, device, cfg.data.pipeline)
-    except FastPathUnavailable as exc:
-        raise DeviceUnavailable(f"{exc}" + (f" ({pipeline_reason})" if pipeline_reason else "")) from exc
-    data_fields = dict(
-        pipeline=pipeline,
-        pipeline_reason=pipeline_reason,
-        data_bytes=size,
-        normalize=dataset.normalization or None,
-        augment=cfg.data.augment,
-    )
-    specs = run_specs(cfg)
-    if shard is not None:
-        mine = set(shard.runs)
-        specs = [s for s in specs if s.run_id in mine]
+    if cfg.data.pipeline != given.data.pipeline:
+        log(f"data.pipeline: {prepared.pipeline_reason}")
+    data_fields = prepared.data_fields()
     if ddp is None or ddp.is_main:
         set_title(trainer_title(run_dir, [s.batch_size for s in specs], len(specs)))
     settings = RunSettings.from_config(cfg)
-    slice_n = slice_samples(cfg, int(dataset.train.labels.shape[0]))
+    slice_n = slice_samples(cfg, prepared.n_train)
+
     # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
     # and a torchrun rank train in their own process.
     devices = (
