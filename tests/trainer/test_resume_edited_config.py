@@ -16,7 +16,7 @@ from trainer.cli.exits import EXIT_INTERRUPTED, EXIT_USAGE
 from trainer.cli.main import main
 from trainer.engine.checkpoint import checkpoint_path
 from trainer.runlog.commands import trainer_command
-from trainer.sweep.resume import config_changes
+from trainer.sweep.resume_config import config_changes
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from trainer.runlog import (
     summary_rows,
     write_atomic,
 )
-from trainer.runlog.contract import EVENT_FIELDS
+from trainer.runlog.field_types import EVENT_FIELDS
 from trainer.runlog.reader import LineSplitter, parse_json
 
 ROOT = Path(__file__).resolve().parents[2]

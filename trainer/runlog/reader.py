@@ -3,7 +3,7 @@
 The file is hostile input (issue 14): JSON only, nothing in it is ever executed (no eval, no
 pickle). A line is an event when it is UTF-8, at most MAX_LINE_BYTES long, nested at most
 MAX_DEPTH deep (checked before parsing: 200,000 brackets never reach the recursive parser), a JSON
-object with a string `type`, and every field the contract types (contract.EVENT_FIELDS) has its
+object with a string `type`, and every field the contract types (field_types.EVENT_FIELDS) has its
 type. NaN/Infinity literals and numbers too large for a float read as null, as the trainer writes
 non-finite values. Anything else is unreadable: counted and reported by the caller, never raised.
 
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from trainer.runlog.contract import COMMON_FIELDS, EVENT_FIELDS, EVENTS, ROW_FIELDS, Event
+from trainer.runlog.contract import EVENTS, Event
 from trainer.runlog.errors import UnreadableFile
+from trainer.runlog.field_types import COMMON_FIELDS, EVENT_FIELDS, ROW_FIELDS
 from trainer.runlog.files import open_regular
 
 #: A longer line is unreadable, unparsed: no real event comes near it (the largest, sweep_finished
@@ -157,7 +158,7 @@ def parse_json(text: str | bytes, max_depth: int = MAX_DEPTH, non_finite: bool =
     return _inf_to_none(value) if _has_inf(value) else value
 
 
-# -- field types (contract.EVENT_FIELDS), compiled once into checks --------------------------------
+# -- field types (field_types.EVENT_FIELDS), compiled once into checks --------------------------------
 # JSON gives exact types (dict, list, str, int, float, bool, None), so `type(v) in allowed` is exact,
 # and keeps True out of the numbers.
 
@@ -196,7 +197,7 @@ def _compile(kind: str) -> Check:
             item = _compile(inner)
             check = lambda v: type(v) is list and all(map(item, v))  # noqa: E731 - a compiled check per field kind
     else:
-        raise ValueError(f"unknown field kind {kind!r} in trainer.runlog.contract")
+        raise ValueError(f"unknown field kind {kind!r} in trainer.runlog.field_types")
     return (lambda v: v is None or check(v)) if optional else check
 
 
@@ -218,7 +219,7 @@ _BY_TYPE = {kind: _compile_fields(fields) for kind, fields in EVENT_FIELDS.items
 
 
 def is_event(obj: Any) -> bool:
-    """A dict with a string `type` whose typed fields (contract.EVENT_FIELDS) have their types."""
+    """A dict with a string `type` whose typed fields (field_types.EVENT_FIELDS) have their types."""
     if type(obj) is not dict or type(obj.get("type")) is not str:
         return False
     return _fields_ok(obj, _COMMON) and _fields_ok(obj, _BY_TYPE.get(obj["type"], ()))
