@@ -154,7 +154,8 @@ def test_a_model_without_batch_norm_says_nothing_about_it(tiny_config, tiny_data
 
 def test_fashion_mnist_from_debian_trains_the_second_built_in_for_one_epoch_on_a_slice(tmp_path):
     from trainer.config import load_config
-    from trainer.data.datasets import SYSTEM_FASHION_MNIST, load_dataset
+    from trainer.data.datasets import load_dataset
+    from trainer.data.datasets.idx import SYSTEM_FASHION_MNIST
 
     if not (SYSTEM_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
