@@ -12,12 +12,12 @@ import re
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_tmux import ROOT, Tmux, alive
+from tests.e2e.test_tmux import ROOT, Tmux
+from tests.waiting import alive, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +40,6 @@ def command(*args: str) -> str:
     exe = Path(sys.executable).parent / "bstui"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tui"]
     return " ".join(shlex.quote(a) for a in [*cmd, *args])
-
-
-def wait_until(condition, what: str, timeout: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen in {timeout} s")
-        time.sleep(0.2)
 
 
 def test_detach_quit_attach_then_a_killed_trainer_shows_as_stale(tmp_path):
@@ -74,7 +66,9 @@ def test_detach_quit_attach_then_a_killed_trainer_shows_as_stale(tmp_path):
         )
         assert alive(pid), "the detached trainer died with the app"
         size = (run_dir / "events.jsonl").stat().st_size
-        wait_until(lambda: (run_dir / "events.jsonl").stat().st_size > size, "the trainer writing on")
+        wait_until(
+            lambda: (run_dir / "events.jsonl").stat().st_size > size, "the trainer writing on", TIMEOUT_S
+        )
 
         attach = Tmux(f"bstui-attach-{os.getpid()}")
         shell2 = f"{env} {command('--attach', str(run_dir))}; echo ATTACH-EXIT=$?; sleep 120"

@@ -15,8 +15,9 @@ import signal
 
 import pytest
 
-from tests.e2e.test_detach_tmux import SWEEP, TIMEOUT_S, command, wait_until
-from tests.e2e.test_tmux import ROOT, Tmux, alive, children_of
+from tests.e2e.test_detach_tmux import SWEEP, TIMEOUT_S, command
+from tests.e2e.test_tmux import ROOT, Tmux, children_of
+from tests.waiting import alive, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,9 @@ def test_an_ssh_drop_leaves_the_sweep_training_and_attach_controls_and_stops_it(
         wait_until(lambda: not alive(app[0]), "the app ending with its terminal", timeout=30)
         assert alive(trainer), "the trainer died with its terminal"
         size = (run_dir / "events.jsonl").stat().st_size
-        wait_until(lambda: (run_dir / "events.jsonl").stat().st_size > size, "the trainer writing on")
+        wait_until(
+            lambda: (run_dir / "events.jsonl").stat().st_size > size, "the trainer writing on", TIMEOUT_S
+        )
         assert "the viewer left" in (run_dir / "trainer.log").read_text()
 
         attach = Tmux(f"bstui-reattach-{os.getpid()}")

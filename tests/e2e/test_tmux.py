@@ -14,10 +14,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import alive, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -60,14 +61,17 @@ class Tmux:
         return self("capture-pane", "-p", "-t", "app")
 
     def wait_screen(self, pattern: str, timeout: float = TIMEOUT_S) -> str:
-        deadline = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < deadline:
-            text = self.screen()
-            if re.search(pattern, text, re.MULTILINE):
-                return text
-            time.sleep(0.5)
-        raise AssertionError(f"screen never matched {pattern!r}; last screen:\n{text}")
+        """The screen, once it matches `pattern`."""
+        last = ""
+
+        def matched() -> str | None:
+            nonlocal last
+            last = self.screen()
+            return last if re.search(pattern, last, re.MULTILINE) else None
+
+        return wait_until(
+            matched, lambda: f"the screen to match {pattern!r}; last screen:\n{last}", timeout, interval=0.2
+        )
 
 
 def children_of(pid: int) -> list[int]:
@@ -90,37 +94,30 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def wait_file(path: Path, needle: str, timeout: float = TIMEOUT_S) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            text = path.read_text()
-            if needle in text:
-                return text
-        time.sleep(0.5)
-    raise AssertionError(f"{needle!r} never appeared in {path}")
+    """The text of `path`, once it holds `needle`."""
+
+    def holds() -> str | None:
+        text = path.read_text() if path.exists() else ""
+        return text if needle in text else None
+
+    return wait_until(holds, f"{needle!r} in {path}", timeout, interval=0.2)
 
 
-def mode_changes(run_dir: Path, wait_for_runs: set[str], timeout: float) -> list[dict]:
-    """mode_changed events of the run directory, waiting (bounded) until every run has one;
-    a run that finished before the switch reached it has none, so this does not insist."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = (run_dir / "events.jsonl").read_text().splitlines()
-        changed = [json.loads(x) for x in lines if '"mode_changed"' in x]
-        if {e["run"] for e in changed} >= wait_for_runs or time.monotonic() > deadline:
-            return changed
-        if any('"sweep_finished"' in x for x in lines):
-            return changed
-        time.sleep(0.5)
+def mode_changes(run_dir: Path, runs: set[str]) -> list[dict]:
+    """The mode_changed events of the run directory, once each of `runs` has one or has finished
+    (a run that finished before the switch reached it has none)."""
+
+    def settled() -> list[dict] | None:
+        try:
+            events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+        except json.JSONDecodeError:  # a line being written: look again
+            return None
+        changed = [e for e in events if e["type"] == "mode_changed"]
+        finished = {e["run"] for e in events if e["type"] == "run_finished"}
+        return changed if {e["run"] for e in changed} | finished >= runs else None
+
+    return wait_until(settled, f"each of {sorted(runs)} to switch or finish", TIMEOUT_S, interval=0.2)
 
 
 def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
@@ -146,7 +143,7 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
 
         tmux("send-keys", "-t", "app", "s")
         wait_file(run_dir / "events.jsonl", '"mode_changed"')
-        changed = mode_changes(run_dir, wait_for_runs={"bs50", "bs500"}, timeout=30)
+        changed = mode_changes(run_dir, {"bs50", "bs500"})
         assert changed and {e["run"] for e in changed} <= {"bs50", "bs500"}
         for e in changed:  # each run switches at its next iteration, or says why it cannot
             if e["run"] == "bs500":
@@ -158,11 +155,12 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
         assert len(tree) >= 2, f"expected the app and its trainer under the pane, got {tree}"
         tmux("send-keys", "-t", "app", "q")
         tmux.wait_screen(r"BSTUI-EXIT=0", timeout=30)
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in tree) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = [p for p in tree if alive(p)]  # the shell's `sleep` came later: not in `tree`
-        assert not left, f"processes of the app's tree still alive after quit: {left}"
+        # The shell's `sleep` came later: not in `tree`.
+        wait_until(
+            lambda: not any(alive(p) for p in tree),
+            lambda: f"the app's tree to end after quit (alive: {[p for p in tree if alive(p)]})",
+            timeout=30,
+        )
         # q stopped the sweep cleanly (issue 11): runs stopped, the sweep's end, summary.csv, no lock.
         events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
         assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"

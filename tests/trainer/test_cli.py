@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.waiting import wait_until
 from trainer.analysis.answer import answers
 from trainer.analysis.recommend import recommendations
 from trainer.cli.main import main
@@ -140,12 +140,9 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_run_directory(data_root, tmp_path):
         stderr=subprocess.PIPE,
     )
     events_file = out / "events.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if events_file.exists() and '"epoch_end"' in events_file.read_text():
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
+    wait_until(
+        lambda: events_file.exists() and '"epoch_end"' in events_file.read_text(), "an epoch's end", proc=proc
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

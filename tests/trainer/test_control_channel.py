@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
-from tests.trainer.test_signals import HANG_GUARD_S, events_of, run_cmd, start, wait_for_more_losses
+from tests.trainer.test_signals import events_of, run_cmd, start, wait_for_more_losses
+from tests.waiting import HANG_GUARD_S, wait_until
 from trainer.runlog import CONTROLS, LOCK, SUMMARY
 from trainer.runlog.commands import trainer_command
 from trainer.runlog.controls import VIEWER_STOP
@@ -22,21 +22,15 @@ def send(out: Path, msg: dict) -> None:
 
 
 def wait_for_event(proc, out: Path, kind: str, **fields) -> dict:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"no {kind} event came"
+    def found() -> dict | None:
         try:
-            found = [
-                e
-                for e in events_of(out)
-                if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())
-            ]
+            events = events_of(out)
         except (FileNotFoundError, json.JSONDecodeError):  # mid-write: look again
-            found = []
-        if found:
-            return found[-1]
-        time.sleep(0.05)
+            return None
+        matching = [e for e in events if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())]
+        return matching[-1] if matching else None
+
+    return wait_until(found, f"a {kind} event with {fields}", proc=proc)
 
 
 def test_a_headless_trainer_obeys_pause_split_and_stop_from_its_control_file(data_root, tmp_path):

@@ -4,12 +4,15 @@ with its time so far; data holding NaN or infinity is refused before anything tr
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 import trainer.config.user_code as factory
+from tests.trainer import factory_hostile
+from tests.waiting import wait_until
 from trainer.cli.exits import EXIT_USAGE
 from trainer.cli.main import main
 from trainer.config import Config
@@ -100,18 +103,25 @@ def test_a_model_factory_or_forward_that_exits_is_a_model_error(name, said):
 
 def test_a_slow_factory_says_so_with_its_time_while_it_runs(monkeypatch):
     heard: list[str] = []
+    monkeypatch.setattr(factory_hostile, "reported", threading.Event())
+
+    def hear(report: str) -> None:
+        heard.append(report)
+        factory_hostile.reported.set()  # the slow factory returns once it has been reported
+
     monkeypatch.setattr(factory, "SLOW_AFTER_S", 0.05)
     monkeypatch.setattr(factory, "REPORT_EVERY_S", 0.05)
-    monkeypatch.setattr(factory, "_reporter", heard.append)
+    monkeypatch.setattr(factory, "_reporter", hear)
     ds = load_dataset(_data("slow"))
     assert len(ds.train) == 64
     assert heard and all(h.startswith(f"calling your factory {HOSTILE}:slow ... ") for h in heard)
     assert heard[0].split(" ... ")[1].split(" s ")[0].isdigit()  # the time so far, in seconds
-    count = len(heard)
-    import time
-
-    time.sleep(0.2)
-    assert len(heard) == count, "the reports stop once the factory returned"
+    # The reports stop once the factory returned: the thread that makes them ends.
+    wait_until(
+        lambda: not any(t.name == "bstui-factory-watch" for t in threading.enumerate()),
+        "the slow factory's reports to stop once it returned",
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(

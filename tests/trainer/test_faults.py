@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import trainer.engine.steps as steps
+from tests.waiting import wait_until
 from trainer.cli.exits import EXIT_IO
 from trainer.cli.main import main
 from trainer.runlog import LOCK, SUMMARY_FIELDS, RunDirSink, files, lock_status
@@ -217,12 +218,12 @@ def test_kill_9_of_a_real_trainer_process_then_resume(data_root, tmp_path, refer
         stderr=subprocess.PIPE,
     )
     events_file = out / "events.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if events_file.exists() and '"epoch_end"' in events_file.read_text():
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
+    wait_until(
+        lambda: events_file.exists() and '"epoch_end"' in events_file.read_text(),
+        "an epoch's end",
+        interval=0.02,
+        proc=proc,
+    )
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from tests.trainer.test_signals import HANG_GUARD_S, ROOT, events_of, trainer_cmd
-from tests.tui.test_bridge import alive
+from tests.trainer.test_signals import ROOT, events_of, trainer_cmd
+from tests.waiting import HANG_GUARD_S, wait_gone, wait_until
 from trainer.runlog import LOCK, SUMMARY, TRAINER_LOG
 from tui.feeds.bridge import TrainerBridge
 from tui.feeds.live import LiveFeed
@@ -61,13 +60,6 @@ def uninterrupted(data_root: Path, out: Path) -> dict[str, list[int]]:
     return loss_iterations(out)
 
 
-def wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while alive(pid):
-        assert time.monotonic() < deadline, f"trainer {pid} still runs"
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[int]]:
     """The same sweep, never left by a viewer: each run's recorded iterations."""
@@ -96,13 +88,16 @@ def test_d_leaves_the_apps_trainer_training_with_nothing_retrained(data_root, tm
     feed = LiveFeed(bridge)
     feed.start()
     try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not any(e.get("type") == "losses" for e in feed.read(0.1)):
-            assert bridge.is_alive() and time.monotonic() < deadline, "the trainer never trained"
+        wait_until(
+            lambda: any(e.get("type") == "losses" for e in feed.read(0.1)),
+            "the trainer's first losses",
+            interval=0,
+            proc=bridge.process,
+        )
         pid, temp_log = bridge.process.pid, bridge.log_path
         feed.leave()  # what `d` does
         feed.close()  # and what the app's exit does afterwards: nothing more
-        wait_gone(pid)
+        wait_gone(pid, f"the trainer {pid}, left training, to finish its sweep")
     finally:
         if bridge.is_alive():
             bridge.process.kill()
@@ -134,5 +129,5 @@ def test_an_app_that_dies_leaves_its_trainer_training(data_root, tmp_path, refer
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     pid = int(proc.stdout.split()[0])
-    wait_gone(pid)
+    wait_gone(pid, f"the orphaned trainer {pid} to finish its sweep")
     assert_complete_and_continuous(out, reference)

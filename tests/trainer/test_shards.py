@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import trainer.engine.steps as steps
+from tests.waiting import wait_until
 from trainer.analysis.scaling import analyse
 from trainer.cli.exits import EXIT_INTERRUPTED, EXIT_USAGE
 from trainer.cli.main import main
@@ -338,8 +339,6 @@ def test_a_shard_signalled_before_its_time_limit_stops_cleanly_is_requeued_and_r
     data_root, tmp_path
 ):
     """submitit's checkpointing protocol: USR2 -> the trainer's clean stop -> requeue -> resume."""
-    import time
-
     from trainer.cli.submit import Cluster, ShardJob, make_executor
     from trainer.config import load_config
     from trainer.runlog import write_config
@@ -355,10 +354,12 @@ def test_a_shard_signalled_before_its_time_limit_stops_cleanly_is_requeued_and_r
     executor = make_executor(Cluster(nodes=2, executor="local", timeout_min=30), root / "submitit")
     job = executor.submit(ShardJob(str(root / "submitit" / "config.toml"), str(root), 0, 2))
     events = shard_dir(root, 0) / "events.jsonl"
-    deadline = time.monotonic() + 600
-    while not (events.exists() and '"epoch_end"' in events.read_text()):  # a checkpoint to resume from
-        assert time.monotonic() < deadline and not job.done(), "the shard never reached its first epoch end"
-        time.sleep(0.05)
+
+    def first_epoch_end() -> bool:  # a checkpoint to resume from
+        assert not job.done(), "the shard ended before its first epoch end"
+        return events.exists() and '"epoch_end"' in events.read_text()
+
+    wait_until(first_epoch_end, "the shard's first epoch end")
     # What SLURM does before the time limit or at a preemption: USR2 to the job's task (the local executor's
     # controller, job._process, forwards it only at its own time limit).
     controller = job._process.pid

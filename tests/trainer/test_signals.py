@@ -9,15 +9,14 @@ import csv
 import json
 import multiprocessing
 import os
-import queue
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.waiting import HANG_GUARD_S, collect_until, wait_until
 from trainer.cli.child import run_child
 from trainer.cli.main import main
 from trainer.runlog import LOCK, write_config
@@ -25,7 +24,6 @@ from trainer.runlog.commands import trainer_command
 from trainer.sweep import prepare as sweep_prepare
 
 ROOT = Path(__file__).resolve().parents[2]
-HANG_GUARD_S = 900  # only against a hang (a busy 2-core box took 130 s to start); nothing asserts durations
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
 
@@ -72,11 +70,13 @@ def count_losses(events_file: Path) -> int:
 
 
 def wait_for_more_losses(proc: subprocess.Popen, events_file: Path, than: int) -> None:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while count_losses(events_file) <= than:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no losses event came"
-        time.sleep(0.05)
+    wait_until(lambda: count_losses(events_file) > than, f"more than {than} losses events", proc=proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process `pid` has used so far, all its threads together (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
 
 
 def events_of(out: Path) -> list[dict]:
@@ -126,10 +126,14 @@ def test_ctrl_c_soon_after_start_is_one_line_and_130(data_root: Path, tmp_path: 
     out = tmp_path / "run"
     proc = start(run_cmd(data_root, out), tmp_path)
     maps = Path(f"/proc/{proc.pid}/maps")
-    deadline = time.monotonic() + HANG_GUARD_S
-    while "libtorch" not in (maps.read_text() if proc.poll() is None else "libtorch"):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+
+    def loading_torch() -> bool:
+        try:
+            return proc.poll() is not None or "libtorch" in maps.read_text()
+        except (FileNotFoundError, ProcessLookupError):  # it ended between the two looks
+            return True
+
+    wait_until(loading_torch, "the trainer to load torch", interval=0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, err
@@ -145,8 +149,8 @@ def signal_while_loading(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
 
     def load(*args, **kwargs):
         os.kill(os.getpid(), signum)
-        time.sleep(HANG_GUARD_S)
-        pytest.fail("the signal did not end the start-up")
+        # The handler raises out of this wait; a handler that let the start-up go on fails it instead.
+        wait_until(lambda: False, f"{NAMES[signum]} to end the start-up", timeout=60)
 
     monkeypatch.setattr(sweep_prepare, "load_dataset", load)
 
@@ -186,18 +190,6 @@ def test_a_signal_while_resume_loads_its_dataset_releases_the_lock(
 # ---------------------------------------------------------------- the app's trainer
 
 
-def _drain_until_finished(events_q, proc) -> list[dict]:
-    events: list[dict] = []
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not events or events[-1]["type"] != "sweep_finished":
-        assert time.monotonic() < deadline, "no sweep_finished event came"
-        try:
-            events.append(events_q.get(timeout=0.5))
-        except queue.Empty:
-            assert proc.is_alive() or not events_q.empty(), f"the trainer died: {proc.exitcode}"
-    return events
-
-
 def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
     """SIGHUP (an SSH drop); SIGTERM takes the same handler (tests/unit/test_stop_signals.py)."""
     signum = signal.SIGHUP
@@ -209,16 +201,13 @@ def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
     )
     proc.start()
     try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        seen: list[dict] = []
-        while not any(e["type"] == "losses" for e in seen):
-            assert time.monotonic() < deadline and proc.is_alive(), seen[-1:]
-            try:
-                seen.append(events_q.get(timeout=0.5))
-            except queue.Empty:
-                pass
+        events = collect_until(
+            events_q, lambda seen: any(e["type"] == "losses" for e in seen), "a losses event", proc
+        )
         os.kill(proc.pid, signum)
-        events = seen + _drain_until_finished(events_q, proc)
+        events += collect_until(
+            events_q, lambda seen: seen[-1]["type"] == "sweep_finished", "the sweep's end", proc
+        )
         proc.join(HANG_GUARD_S)
         assert proc.exitcode == 0
     finally:
@@ -257,14 +246,20 @@ def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: P
         ),
         tmp_path,
     )
-    deadline = time.monotonic() + HANG_GUARD_S
-    while '"type":"run_started"' not in (
-        (out / "events.jsonl").read_text() if (out / "events.jsonl").exists() else ""
-    ):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.5)  # inside the first step (seconds long here)
+    wait_until(
+        lambda: (
+            '"type":"run_started"'
+            in ((out / "events.jsonl").read_text() if (out / "events.jsonl").exists() else "")
+        ),
+        "the run to start",
+        proc=proc,
+    )
+    # Inside the first step (seconds long here): the trainer has computed for a while since the run began.
+    # CPU time, not wall time, so a loaded machine that barely runs the trainer does not signal too early.
+    began = cpu_seconds(proc.pid)
+    wait_until(
+        lambda: cpu_seconds(proc.pid) - began >= 0.5, "the trainer to compute into its first step", proc=proc
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 128 + signal.SIGTERM, err

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import queue
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.waiting import HANG_GUARD_S, collect_until
 from trainer.cli.child import run_child
 from trainer.config import load_config
 from trainer.data.datasets import load_dataset
-
-HANG_GUARD_S = 600  # only against a hang on a busy machine; nothing asserts durations
 
 
 def test_generating_synthetic_digits_reports_its_share_done_in_tenths(tmp_path: Path) -> None:
@@ -52,15 +49,10 @@ def test_the_app_trainer_tells_its_stages_before_training_and_records_none(tmp_p
     events_q, control_q = ctx.Queue(), ctx.Queue()
     proc = ctx.Process(target=run_child, args=(None, overrides, str(out), events_q, control_q))
     proc.start()
-    events: list[dict] = []
     try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not any(e["type"] == "sweep_finished" for e in events):
-            assert time.monotonic() < deadline and (proc.is_alive() or not events_q.empty()), events[-1:]
-            try:
-                events.append(events_q.get(timeout=0.5))
-            except queue.Empty:
-                pass
+        events = collect_until(
+            events_q, lambda seen: seen[-1]["type"] == "sweep_finished", "the sweep's end", proc
+        )
         proc.join(HANG_GUARD_S)
     finally:
         if proc.is_alive():

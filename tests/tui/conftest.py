@@ -8,11 +8,12 @@ import inspect
 import queue
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import pytest
+
+from tests.waiting import wait_for_app
 
 FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "run_small"
 #: Hang guards, not timings: a Pilot test that blocks fails instead of hanging the suite. On the
@@ -156,12 +157,8 @@ class FakeBridge:
 
 
 async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = WAIT_FOR_S) -> None:
-    """Let the app run until `condition()` holds (fails the test after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
+    """Let the app run until `condition()` holds (fails the test after `timeout`, naming the condition)."""
+    await wait_for_app(pilot, condition, timeout)
 
 
 async def settle(pilot: Any) -> None:

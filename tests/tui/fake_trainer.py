@@ -10,11 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 RUNS = [{"run": "bs6", "batch_size": 6, "lr": 0.02, "split_chunks": 1}]
+
+
+def _flush(event_queue: Any) -> None:
+    """Wait until every event put so far has reached the app (a process that dies at once would lose
+    what the queue's feeder thread had not yet written)."""
+    event_queue.close()
+    event_queue.join_thread()
 
 
 def _start(event_queue: Any) -> None:
@@ -36,11 +42,12 @@ def _start(event_queue: Any) -> None:
 def hang_with_a_worker(config_path, overrides, out_dir, event_queue, control_queue) -> None:
     """A stuck trainer with a worker process (a DataLoader worker, say) that ignores stop."""
     _start(event_queue)
+    # The worker's sleep bounds its life should a test fail to end it; the tests kill it long before.
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     Path(out_dir, "pids").write_text(f"{os.getpid()} {worker.pid}")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # even SIGTERM does not end it
     while True:
-        time.sleep(0.1)
+        signal.pause()  # until SIGKILL
 
 
 def obey_stop(config_path, overrides, out_dir, event_queue, control_queue) -> None:
@@ -69,12 +76,12 @@ def obey_stop(config_path, overrides, out_dir, event_queue, control_queue) -> No
 def crash(config_path, overrides, out_dir, event_queue, control_queue) -> None:
     """A bug in the trainer: a traceback (to the log) and exit code 1."""
     _start(event_queue)
-    time.sleep(0.2)
+    _flush(event_queue)
     raise RuntimeError("boom: the trainer hit a bug")
 
 
 def killed(config_path, overrides, out_dir, event_queue, control_queue) -> None:
     """Killed from outside (kill -9, the OOM killer)."""
     _start(event_queue)
-    time.sleep(0.2)
+    _flush(event_queue)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -4,41 +4,37 @@ reach it, a stuck trainer and its workers are killed on shutdown, a death is see
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
+from tests.waiting import alive, wait_gone, wait_until
 from tui.feeds.bridge import TrainerBridge, TrainerExit
 from tui.feeds.live import LiveFeed
 
 ENTRY = "tests.tui.fake_trainer:"
+FEED_GUARD_S = 120  # stand-in trainers start in a blink: a hang guard only
 
 
-def alive(pid: int) -> bool:
-    """True while pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def read_until(feed: LiveFeed, count: int, timeout: float = 30.0) -> list[dict]:
+def read_until(feed: LiveFeed, count: int) -> list[dict]:
+    """The feed's next events, once at least `count` have come."""
     events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while len(events) < count and time.monotonic() < deadline:
-        events += feed.read(0.1)
+
+    def enough() -> bool:
+        events.extend(feed.read(0.1))
+        return len(events) >= count
+
+    wait_until(enough, lambda: f"{count} events from the feed (got {events})", FEED_GUARD_S, interval=0)
     return events
 
 
-def wait_end(feed: LiveFeed, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_end(feed: LiveFeed):
+    """How the feed ended, once it has."""
+
+    def ended():
         feed.read(0.1)
-        end = feed.ended()
-        if end is not None:
-            return end
-    raise AssertionError("the feed did not end")
+        return feed.ended()
+
+    return wait_until(ended, "the feed to end", FEED_GUARD_S, interval=0)
 
 
 def test_stuck_trainer_and_its_worker_are_gone_after_shutdown(tmp_path):
@@ -47,18 +43,13 @@ def test_stuck_trainer_and_its_worker_are_gone_after_shutdown(tmp_path):
     feed.start()
     try:
         assert len(read_until(feed, 3)) == 3
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "pids").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until((tmp_path / "pids").exists, "the stuck trainer to write its pids", FEED_GUARD_S)
         trainer_pid, worker_pid = map(int, (tmp_path / "pids").read_text().split())
         assert alive(trainer_pid) and alive(worker_pid)
     finally:
         feed.close()
     assert not alive(trainer_pid)
-    deadline = time.monotonic() + 5  # the worker is reparented; give init a moment to reap it
-    while alive(worker_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(worker_pid)
+    wait_gone(worker_pid, "the killed worker to be reaped (it was reparented to init)", FEED_GUARD_S)
     assert not os.path.exists(bridge.log_path)  # stopped by us: no log left behind
 
 

@@ -9,18 +9,17 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.tui.test_bridge import alive
+from tests.tui.test_bridge import FEED_GUARD_S, wait_end
+from tests.waiting import alive, wait_until
 from tui.feeds.bridge import TrainerBridge
 from tui.feeds.live import LiveFeed
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = "tests.tui.fake_trainer:"
-HANG_GUARD_S = 60  # only against a hang
 
 
 def logs(folder: Path) -> list[Path]:
@@ -34,16 +33,6 @@ def temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
-
-
-def wait_end(feed: LiveFeed):
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        feed.read(0.1)
-        end = feed.ended()
-        if end is not None:
-            return end
-    raise AssertionError("the feed did not end")
 
 
 def test_a_bridge_that_never_started_makes_no_log(temp_folder: Path, tmp_path: Path) -> None:
@@ -77,13 +66,13 @@ def test_the_log_of_a_crash_stays_and_is_named(temp_folder: Path, tmp_path: Path
 
 
 APP = textwrap.dedent("""
-    import sys, tempfile, time
+    import sys, tempfile
     tempfile.tempdir = sys.argv[1]
     from tui.feeds.bridge import TrainerBridge
     bridge = TrainerBridge(None, [], sys.argv[2], entry="tests.tui.fake_trainer:hang_with_a_worker")
     bridge.start()
     print(bridge.log_path, flush=True)
-    time.sleep(600)
+    sys.stdin.read()  # until the test kills it
 """)
 
 
@@ -92,22 +81,21 @@ def test_a_killed_app_leaves_no_empty_log(temp_folder: Path, tmp_path: Path) -> 
         [sys.executable, "-c", APP, str(temp_folder), str(tmp_path)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         log = Path(app.stdout.readline().strip())
         assert log.parent == temp_folder and log.exists()
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not (tmp_path / "pids").exists():  # the trainer runs
-            assert time.monotonic() < deadline and app.poll() is None
-            time.sleep(0.05)
+        wait_until((tmp_path / "pids").exists, "the app's trainer to run", FEED_GUARD_S, proc=app)
         trainer_pid = int((tmp_path / "pids").read_text().split()[0])
     finally:
         app.send_signal(signal.SIGKILL)
         app.wait()
-    deadline = time.monotonic() + HANG_GUARD_S
-    while log.exists() or alive(trainer_pid):
-        assert time.monotonic() < deadline, "the trainer or its log outlived the app"
-        time.sleep(0.05)
+    wait_until(
+        lambda: not log.exists() and not alive(trainer_pid),
+        "the trainer and its log to go with the app",
+        FEED_GUARD_S,
+    )
     assert logs(temp_folder) == []

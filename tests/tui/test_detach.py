@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import FIXTURE_DIR, FakeBridge, fixture_events, notes, wait_for
+from tests.waiting import wait_until
 from trainer.runlog import RunLock
 from trainer.runlog.commands import app_command, trainer_command
 from tui.__main__ import main
@@ -36,6 +37,7 @@ from tui.feeds.detach import (
 from tui.feeds.live import LiveFeed
 from tui.feeds.replay import ReplayFeed
 
+#: A stand-in detached process; its sleep only bounds its life should a test fail to kill it.
 SLEEPER = [
     sys.executable,
     "-c",
@@ -76,9 +78,7 @@ def test_a_detached_trainer_has_its_own_session_no_stdin_and_a_log(tmp_path):
     trainer = start_detached(SLEEPER, tmp_path / "run")
     try:
         log = trainer.log_path
-        deadline = time.monotonic() + 20
-        while "\nsid " not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "\nsid " in log.read_text(), "the detached process to write its session", 120)
         words = log.read_text().splitlines()[-1].split()
         assert int(words[1]) == trainer.pid != os.getsid(0)  # session leader: no SIGHUP from our terminal
         assert words[3] == "True"  # stdin is /dev/null: it never waits on the terminal

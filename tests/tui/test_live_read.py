@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
+from tests.waiting import wait_until
 from trainer.runlog import EVENT_TYPES
 from tui.feeds.event_reader import EventReader
 from tui.state.sweep import SweepState
@@ -69,21 +69,24 @@ def test_reading_while_the_trainer_writes_skips_nothing(tmp_path):
     reader, state = None, SweepState()
     types: set[str] = set()
     reads_while_writing = 0
+
+    def read_on() -> bool:
+        """One read while the trainer writes; True once it has ended and its file is read to the end."""
+        nonlocal reader, reads_while_writing
+        running = proc.poll() is None
+        if reader is None and (out / "events.jsonl").is_file():
+            reader = EventReader(out / "events.jsonl", chunk_bytes=512)  # small reads: lines get cut
+        if reader is None:
+            return not running
+        events = reader.read()
+        reads_while_writing += bool(events) and running
+        for event in events:
+            types.add(event["type"])
+            state.apply(event)
+        return not running and not events and reader.at_end
+
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            running = proc.poll() is None
-            if reader is None and (out / "events.jsonl").is_file():
-                reader = EventReader(out / "events.jsonl", chunk_bytes=512)  # small reads: lines get cut
-            if reader is not None:
-                events = reader.read()
-                reads_while_writing += bool(events) and running
-                for event in events:
-                    types.add(event["type"])
-                    state.apply(event)
-                if not running and not events and reader.at_end:
-                    break
-            time.sleep(0.01)
+        wait_until(read_on, "the trainer to end and its events to be read to the end", interval=0.01)
     finally:
         if proc.poll() is None:
             proc.kill()

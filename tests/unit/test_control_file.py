@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
 from trainer.runlog import CONTROLS
 from trainer.runlog.controls import VIEWER_STOP, ControlFile, Controls, parse_control
 
@@ -84,18 +85,13 @@ def test_the_file_is_owner_only_and_a_link_in_its_place_is_refused(tmp_path: Pat
 
 
 def test_the_thread_applies_commands_without_being_asked(tmp_path: Path):
-    import time
-
     controls = Controls()
     cf = ControlFile(tmp_path, controls, interval_s=0.01)
     assert cf.start()
     try:
         with open(tmp_path / CONTROLS, "ab") as f:
             f.write(line({"cmd": "pause"}))
-        deadline = time.monotonic() + 60  # a hang guard only
-        while not controls.paused:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: controls.paused, "the reader thread to apply the pause", timeout=60, interval=0.01)
     finally:
         cf.close()
 

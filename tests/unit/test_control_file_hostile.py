@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.waiting import wait_until
 from trainer.runlog import CONTROLS, EVENTS, Emitter, EventType, RunDirSink
 from trainer.runlog.controls import MAX_LINE_BYTES, VIEWER_STOP, ControlFile, Controls, parse_control
 
@@ -44,13 +44,6 @@ def hand_polled(run_dir: Path, **kw) -> tuple[ControlFile, Controls, Told]:
     return cf, controls, told
 
 
-def wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + 30  # a hang guard only
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def test_a_deeply_nested_line_is_refused_without_recursing():
     assert parse_control(b"[" * 5000) is None
     assert parse_control(b'{"cmd": "pause", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}") is None
@@ -66,9 +59,9 @@ def test_a_bad_line_does_not_disable_the_commands_after_it(tmp_path: Path):
     try:
         append(tmp_path, b"[" * 5000 + b"\n" + b"{" * 100_000 + b"\n" + b"\xff\x00\n")
         append(tmp_path, line({"cmd": "pause"}))
-        wait_for(lambda: controls.paused, "the pause after the bad lines was never applied")
+        wait_until(lambda: controls.paused, "the pause after the bad lines to apply")
         append(tmp_path, line({"cmd": "stop"}))
-        wait_for(lambda: controls.stop, "the stop was never applied")
+        wait_until(lambda: controls.stop, "the stop to apply")
         assert not cf.problem
     finally:
         cf.close()
@@ -213,11 +206,11 @@ def test_a_failing_poll_is_said_and_the_thread_goes_on(tmp_path: Path, monkeypat
     assert cf.start()
     try:
         append(tmp_path, line({"cmd": "pause"}))
-        wait_for(lambda: told.said, "the failure was never said")
+        wait_until(lambda: told.said, "the reader's failure to be said")
         assert told.said[0][0] is False and "RuntimeError: boom" in told.said[0][1]
         append(tmp_path, line({"cmd": "pause"}))
-        wait_for(lambda: controls.paused, "the thread stopped after one failure")
-        wait_for(lambda: len(told.said) >= 2, "never said it works again")
+        wait_until(lambda: controls.paused, "the next pause to apply (the reader goes on after a failure)")
+        wait_until(lambda: len(told.said) >= 2, "the reader to say it works again")
         assert told.said[1][0] is True
     finally:
         cf.close()
@@ -229,7 +222,7 @@ def test_the_watchdog_says_when_polls_stop_coming(tmp_path: Path):
     assert cf.start()
     try:
         with cf._lock:  # a read that hangs (a stalled file system) holds the reader here
-            wait_for(lambda: told.said, "the watchdog never said the reader stalled")
+            wait_until(lambda: told.said, "the watchdog to say the reader stalled")
         assert told.said[0][0] is False and "has not been read" in told.said[0][1]
     finally:
         cf.close()
