@@ -9,14 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.trainer.test_resume import (
-    _interrupt_at,
-    events_of,
-    reference,  # noqa: F401 - the uninterrupted sweep, a module fixture
-    sweep_args,
-    training_results,
-)
-from trainer.cli.exits import EXIT_INTERRUPTED
+from tests.trainer.test_resume import events_of, training_results
 from trainer.cli.main import main
 from trainer.engine.checkpoint import checkpoint_path
 
@@ -65,17 +58,6 @@ DAMAGE = {
     "split": (_damage_split, "split_chunks"),
     "header": (_damage_header, "epoch"),
 }
-
-
-@pytest.fixture(scope="module")
-def interrupted(data_root, tmp_path_factory) -> Path:
-    """bs20 done; bs200 stopped in its second epoch with its epoch-1 checkpoint."""
-    out = tmp_path_factory.mktemp("interrupted") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        _interrupt_at(mp, 200, call=5)
-        assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
-    assert checkpoint_path(out, "bs200").exists()
-    return out
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))

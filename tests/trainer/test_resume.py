@@ -82,13 +82,6 @@ def training_results(run_dir: Path) -> dict[str, dict]:
     return runs
 
 
-@pytest.fixture(scope="module")
-def reference(data_root, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("reference") / "run"
-    assert main(sweep_args(data_root, out)) == 0
-    return training_results(out)
-
-
 def _interrupt_at(monkeypatch, batch_size: int, call: int) -> None:
     """Ctrl-C during the `call`-th step of the run with this batch size."""
     real = steps.plain_step

@@ -11,22 +11,12 @@ import pytest
 import tomli_w
 import tomllib
 
-from tests.trainer.test_resume import _interrupt_at, events_of, sweep_args
-from trainer.cli.exits import EXIT_INTERRUPTED, EXIT_USAGE
+from tests.trainer.test_resume import events_of
+from trainer.cli.exits import EXIT_USAGE
 from trainer.cli.main import main
 from trainer.engine.checkpoint import checkpoint_path
 from trainer.runlog.commands import trainer_command
 from trainer.sweep.resume_config import config_changes
-
-
-@pytest.fixture(scope="module")
-def interrupted(data_root, tmp_path_factory) -> Path:
-    """A sweep stopped in bs200's second epoch (bs20 done, bs200 checkpointed after epoch 1)."""
-    out = tmp_path_factory.mktemp("interrupted") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        _interrupt_at(mp, 200, call=5)
-        assert main(sweep_args(data_root, out)) == EXIT_INTERRUPTED
-    return out
 
 
 def edited(interrupted: Path, tmp_path: Path, section: str, key: str, value) -> Path:
