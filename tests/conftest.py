@@ -10,6 +10,18 @@ import pytest
 from trainer.config import Config
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow kinds of test, so that `-m "not training and not subprocess"` leaves them out: every
+    test given the generated dataset trains on it (or starts a trainer that does), and an end-to-end test
+    is both."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):  # tiny_config and tiny_dataset build on it
+            item.add_marker(pytest.mark.training)
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.training)
+            item.add_marker(pytest.mark.subprocess)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data root per test session, so generated datasets are cached across tests."""

@@ -152,6 +152,7 @@ def test_a_model_without_batch_norm_says_nothing_about_it(tiny_config, tiny_data
     assert [e["batch_norm"] for e in sink.of_type("run_started")] == [""]
 
 
+@pytest.mark.training
 def test_fashion_mnist_from_debian_trains_the_second_built_in_for_one_epoch_on_a_slice(tmp_path):
     from trainer.config import load_config
     from trainer.data.datasets import load_dataset

@@ -127,6 +127,7 @@ def test_asking_for_cuda_without_a_gpu_exits_2_with_the_fix(data_root, tmp_path,
     assert "--device cpu" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_exits_130_and_leaves_a_valid_run_directory(data_root, tmp_path):
     out = tmp_path / "run"
     args = tiny_args(data_root, "--out", str(out))
@@ -152,6 +153,7 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_run_directory(data_root, tmp_path):
     assert (out / "summary.csv").exists()
 
 
+@pytest.mark.subprocess
 def test_trainer_imports_no_textual():
     code = (
         "import sys, trainer, trainer.cli.main, trainer.sweep.driver, trainer.cli.child; "

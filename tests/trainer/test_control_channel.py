@@ -9,11 +9,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.trainer.test_signals import events_of, run_cmd, start, wait_for_more_losses
 from tests.waiting import HANG_GUARD_S, wait_until
 from trainer.runlog import CONTROLS, LOCK, SUMMARY
 from trainer.runlog.commands import trainer_command
 from trainer.runlog.controls import VIEWER_STOP
+
+pytestmark = pytest.mark.subprocess
 
 
 def send(out: Path, msg: dict) -> None:

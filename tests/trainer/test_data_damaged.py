@@ -165,6 +165,7 @@ def test_labels_0_to_9_still_load(tmp_path: Path) -> None:
     assert ds.name == "mnist" and int(ds.train.labels.max()) == 9
 
 
+@pytest.mark.subprocess
 def test_the_cli_gives_exit_2_not_a_traceback_for_a_label_of_200(tmp_path: Path) -> None:
     _idx_folder(tmp_path / "data" / "mnist", bad_label=200)
     out = subprocess.run(

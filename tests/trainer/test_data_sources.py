@@ -279,6 +279,7 @@ def _sweep(tmp_path, **data):
 logs: list[str] = []
 
 
+@pytest.mark.training
 def test_a_sweep_records_the_pipeline_the_data_size_and_the_normalization(tmp_path):
     result, events = _sweep(tmp_path, normalize="dataset", augment="crop_flip")
     assert result.status == "done"
@@ -289,6 +290,7 @@ def test_a_sweep_records_the_pipeline_the_data_size_and_the_normalization(tmp_pa
     assert started["input_shape"] == [3, 32, 32] and started["classes"] == 10
 
 
+@pytest.mark.training
 def test_data_that_does_not_fit_falls_back_to_the_dataloader(tmp_path, monkeypatch):
     monkeypatch.setattr(pipelines, "free_memory", lambda device: 1000)
     logs.clear()
@@ -311,6 +313,7 @@ def test_data_bytes_counts_float_inputs_and_labels(tmp_path):
     assert data_bytes(ds) == 110 * (3072 * 4 + 8)
 
 
+@pytest.mark.training
 def test_the_shipped_cifar10_experiment_parses_and_trains_an_epoch_on_a_cifar_folder(tmp_path):
     from pathlib import Path
 

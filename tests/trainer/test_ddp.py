@@ -158,6 +158,7 @@ optim = {{ name = "lamb", lr = 0.01 }}
 """
 
 
+@pytest.mark.subprocess
 def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(data_root, tmp_path):
     config = tmp_path / "ddp.toml"
     # Each rank accumulates its slice in micro-batches of 25 (62 -> 25 + 25 + 12): still the same step.
@@ -209,6 +210,7 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(da
     assert {e["samples"] for e in epochs} == {601}  # global samples, not one rank's share
 
 
+@pytest.mark.subprocess
 def test_two_nodes_joined_by_a_rendezvous_endpoint_train_like_one_process(data_root, tmp_path):
     """torchrun --nnodes 2 with a c10d rendezvous endpoint, as on two machines (here two launchers, one
     process each, gloo on CPU): the same losses as one process; only global rank 0 writes the run."""

@@ -185,6 +185,7 @@ def kill_points(seed: int, n: int) -> list[tuple[str, int]]:
     return [(m, rng.randint(1, limits[m])) for m in modes]
 
 
+@pytest.mark.subprocess
 def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(data_root, tmp_path, reference):
     out = tmp_path / "run"
     points = kill_points(KILL_SEED, 5)
@@ -207,6 +208,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(da
     assert not (out / LOCK).exists()
 
 
+@pytest.mark.subprocess
 def test_kill_9_of_a_real_trainer_process_then_resume(data_root, tmp_path, reference, capsys):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -348,6 +350,7 @@ def test_resume_refuses_while_the_sweep_is_still_being_written(data_root, tmp_pa
     assert (out / "events.jsonl").read_text() == before
 
 
+@pytest.mark.subprocess
 def test_a_stale_lock_is_reported_and_the_trainer_goes_ahead(data_root, tmp_path, capsys):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -21,6 +21,8 @@ from trainer.runlog import LOCK, SUMMARY, TRAINER_LOG
 from tui.feeds.bridge import TrainerBridge
 from tui.feeds.live import LiveFeed
 
+pytestmark = pytest.mark.subprocess
+
 CONFIG = str(ROOT / "experiments.toml")
 
 

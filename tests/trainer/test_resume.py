@@ -323,6 +323,7 @@ def test_a_sweep_of_a_factory_model_stopped_after_epoch_1_and_resumed_equals_an_
     )  # same losses and epoch results, exactly, on CPU
 
 
+@pytest.mark.training
 def test_an_augmented_normalised_cifar_sweep_resumed_after_epoch_1_equals_an_uninterrupted_one(
     tmp_path, monkeypatch, capsys
 ):

@@ -270,6 +270,7 @@ def _dataset() -> Dataset:
     return Dataset(name="tiny", train=_split(60), test=_split(20), note="", source="")
 
 
+@pytest.mark.training
 def test_a_run_saves_and_restores_its_state_without_the_checkpoint_knowing_it(settings):
     dataset = _dataset()
     run = Run(SPEC, settings, dataset, CPU, Emitter([]), prepare_test(dataset, CPU))

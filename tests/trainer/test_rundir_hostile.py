@@ -212,6 +212,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_report_and_resume_refuse_a_fifo_or_dev_zero_at_once(run_copy, kind):
     (run_copy / EVENTS).unlink()
@@ -265,6 +266,7 @@ def test_an_unreadable_lock_is_reported_never_a_crash(run_copy, capsys, name):
     assert not lock.exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_a_lock_that_is_not_a_regular_file_is_unreadable_and_never_blocks(run_copy, kind):
     lock = run_copy / LOCK

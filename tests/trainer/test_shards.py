@@ -295,6 +295,7 @@ def _sets(data_root: Path, *extra: str) -> list[str]:
     return [a for i, a in enumerate(args) if a not in ("--quiet", "--out") and args[i - 1] != "--out"]
 
 
+@pytest.mark.subprocess
 def test_submit_through_the_local_executor_trains_the_same_sweep(data_root, tmp_path, capsys, swept):
     out = tmp_path / "sweep"
     code = main(
@@ -332,6 +333,7 @@ def test_submit_to_slurm_without_slurm_says_so_and_writes_nothing(data_root, tmp
     assert not out.exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     not Path("/proc/self/task").is_dir(), reason="finds the job's task process in /proc (Linux)"
 )

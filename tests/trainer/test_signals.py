@@ -23,6 +23,8 @@ from trainer.runlog import LOCK, write_config
 from trainer.runlog.commands import trainer_command
 from trainer.sweep import prepare as sweep_prepare
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 

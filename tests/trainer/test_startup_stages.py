@@ -34,6 +34,8 @@ def test_generating_synthetic_digits_reports_its_share_done_in_tenths(tmp_path: 
     assert fractions == sorted(fractions) and len(fractions) <= 11  # one per 10% at most: a status, not a log
 
 
+@pytest.mark.training
+@pytest.mark.subprocess
 def test_the_app_trainer_tells_its_stages_before_training_and_records_none(tmp_path: Path) -> None:
     out = tmp_path / "run"
     overrides = [

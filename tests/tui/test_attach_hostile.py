@@ -49,6 +49,7 @@ def bstui(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_attach_and_replay_refuse_an_events_file_that_is_not_a_regular_file(tmp_path, kind):
     run = partial_run(tmp_path)
@@ -94,6 +95,7 @@ async def test_attach_with_a_garbage_lock_starts_and_shows_the_cause(tmp_path):
         assert "not UTF-8" in app.status_text().plain
 
 
+@pytest.mark.subprocess
 def test_a_detached_trainers_log_is_never_written_through_a_symlink(tmp_path):
     outside = tmp_path / "outside.log"
     outside.write_text("keep\n")

@@ -37,6 +37,7 @@ def wait_end(feed: LiveFeed):
     return wait_until(ended, "the feed to end", FEED_GUARD_S, interval=0)
 
 
+@pytest.mark.subprocess
 def test_stuck_trainer_and_its_worker_are_gone_after_shutdown(tmp_path):
     bridge = TrainerBridge(None, [], str(tmp_path), entry=ENTRY + "hang_with_a_worker")
     feed = LiveFeed(bridge)
@@ -53,6 +54,7 @@ def test_stuck_trainer_and_its_worker_are_gone_after_shutdown(tmp_path):
     assert not os.path.exists(bridge.log_path)  # stopped by us: no log left behind
 
 
+@pytest.mark.subprocess
 def test_controls_reach_the_trainer_and_stop_ends_it_cleanly(tmp_path):
     bridge = TrainerBridge(None, [], str(tmp_path), entry=ENTRY + "obey_stop")
     feed = LiveFeed(bridge)
@@ -71,6 +73,7 @@ def test_controls_reach_the_trainer_and_stop_ends_it_cleanly(tmp_path):
         feed.close()
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("entry", "words"),
     [("crash", ["exit code 1", "RuntimeError: boom"]), ("killed", ["killed by SIGKILL", "kill -9"])],

@@ -18,6 +18,8 @@ from tests.waiting import alive, wait_until
 from tui.feeds.bridge import TrainerBridge
 from tui.feeds.live import LiveFeed
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = "tests.tui.fake_trainer:"
 

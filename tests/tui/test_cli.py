@@ -19,6 +19,7 @@ def run_main(argv: list[str], capsys) -> tuple[int, str]:
     return exc.value.code, capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_tui_never_imports_torch_at_load():
     code = (  # every module of the package, widgets and screens included
         "import importlib, pathlib, sys;"
@@ -71,6 +72,7 @@ def test_out_dir_that_holds_a_run_is_refused(capsys, tmp_path, monkeypatch, run_
     assert code == 2 and "already holds a run" in err and "--replay" in err
 
 
+@pytest.mark.subprocess
 def test_python_dash_m_tui_reports_a_bad_config_before_any_window(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tui", "--set", "sweep.epochs=0"],

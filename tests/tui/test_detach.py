@@ -74,6 +74,7 @@ def partial_run(tmp_path: Path, n: int = 12) -> Path:
     return run
 
 
+@pytest.mark.subprocess
 def test_a_detached_trainer_has_its_own_session_no_stdin_and_a_log(tmp_path):
     trainer = start_detached(SLEEPER, tmp_path / "run")
     try:
@@ -114,6 +115,7 @@ def test_newest_run_dir_is_the_last_started_and_errors_say_what_to_pass(tmp_path
     assert newest_run_dir(runs) == runs / "a-newer"  # its trainer gone: the newest again
 
 
+@pytest.mark.subprocess
 def test_status_line_tells_live_stale_and_unfinished_apart(tmp_path):
     run = partial_run(tmp_path)
     none = describe(trainer_state(run), run, finished=False)
@@ -163,6 +165,7 @@ def test_attach_errors_name_the_cause(capsys, tmp_path, monkeypatch):
     assert code == 2 and "cannot be combined" in err
 
 
+@pytest.mark.subprocess
 async def test_attach_shows_a_stale_lock_then_follows_a_resume_that_replaces_the_file(tmp_path):
     run = partial_run(tmp_path)
     write_lock(run, dead_pid())

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.waiting import wait_until
 from trainer.runlog import EVENT_TYPES
 from tui.feeds.event_reader import EventReader
@@ -39,6 +41,7 @@ def test_every_event_type_the_trainer_writes_is_used_not_counted_unreadable():
     assert s.skipped == 0
 
 
+@pytest.mark.subprocess
 def test_reading_while_the_trainer_writes_skips_nothing(tmp_path):
     out = tmp_path / "run"
     cmd = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.tui.conftest import fake_system, settle, wait_for
 from tui.assemble import make_app
 from tui.screens.scaling_screen import ScalingScreen
@@ -48,6 +50,7 @@ def _train(out: Path) -> None:
     assert main(args) == 0
 
 
+@pytest.mark.training
 async def test_the_app_replays_a_factory_model_and_dataset_sweep(tmp_path):
     out = tmp_path / "run"
     _train(out)

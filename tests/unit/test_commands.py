@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import trainer.runlog.commands as commands
 
 
@@ -46,6 +48,7 @@ def test_without_the_venv_on_path_commands_name_the_venvs_programs(tmp_path, mon
         commands.bstui_command.cache_clear()
 
 
+@pytest.mark.subprocess
 def test_the_printed_trainer_command_runs_from_a_shell_without_the_venv(tmp_path):
     """What a finished sweep prints, run by a shell whose PATH has no virtual environment."""
     commands.python_command.cache_clear()

@@ -501,6 +501,7 @@ def test_choices_hold_every_enum_default() -> None:
         assert defaults[section][key] in allowed, dotted
 
 
+@pytest.mark.subprocess
 def test_config_module_imports_no_torch_or_textual() -> None:
     code = "import sys, trainer.config; print(sorted(m for m in ('torch', 'textual') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

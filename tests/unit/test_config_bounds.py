@@ -322,6 +322,7 @@ def test_a_config_toml_written_by_the_old_writer_still_loads_and_plans_the_same_
     assert config_from_toml(to_toml(config_to_dict(cfg))) == cfg
 
 
+@pytest.mark.subprocess
 def test_config_and_plan_import_no_torch_numpy_rich_or_textual() -> None:
     code = (
         "import sys, trainer.config, trainer.plan; "

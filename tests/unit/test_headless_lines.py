@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from rich.console import Console
 
 from trainer.cli.console import ConsoleSink
@@ -70,6 +71,7 @@ def test_not_a_terminal_each_run_gets_a_line_as_it_goes_written_at_once():
     assert not sink.started  # no progress bar behind the lines
 
 
+@pytest.mark.subprocess
 def test_the_trainer_process_is_named_for_ps_and_htop():
     assert (
         trainer_title("runs/20261207-0150", [60, 6, 60], 4)

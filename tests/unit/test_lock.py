@@ -56,6 +56,7 @@ def test_a_second_trainer_is_refused_while_the_first_is_alive(tmp_path):
     assert json.loads((tmp_path / LOCK).read_text())["token"] == "someone-else"  # untouched
 
 
+@pytest.mark.subprocess
 def test_a_stale_lock_is_recognised_reported_and_replaced(tmp_path):
     dead = _dead_pid()
     _write_lock(tmp_path, pid=dead)
@@ -76,6 +77,7 @@ def test_a_reused_pid_does_not_keep_a_dead_trainers_lock_alive(tmp_path):
     assert status["state"] == "stale" and "started after" in status["reason"]
 
 
+@pytest.mark.subprocess
 def test_a_lock_from_another_host_is_taken_as_live(tmp_path):
     _write_lock(tmp_path, pid=_dead_pid(), hostname="some-other-box")
     status = lock_status(tmp_path)
@@ -114,6 +116,7 @@ def test_a_refused_directory_keeps_no_lock_of_ours(tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
+@pytest.mark.subprocess
 def test_lock_status_needs_no_torch():
     code = (
         "import sys, trainer.runlog; trainer.runlog.lock_status('.'); "

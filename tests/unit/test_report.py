@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from trainer.cli.main import main
 from trainer.runlog import encode
 
@@ -101,6 +103,7 @@ def test_report_of_a_run_with_nothing_finished_says_so(tmp_path, capsys):
     assert "no finished run" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_the_report_and_the_science_it_reads_need_no_torch():
     """The app and `trainer report` import these; torch would cost seconds at start."""
     import subprocess

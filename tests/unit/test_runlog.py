@@ -147,6 +147,7 @@ def test_summary_columns_are_the_documented_ones_in_order():
     assert all(f"`{t}`" in readme for t in EVENT_TYPES)
 
 
+@pytest.mark.subprocess
 def test_runlog_and_the_apps_reader_are_pure():
     """The app imports these before any window opens: no torch, numpy, rich or textual."""
     import subprocess
