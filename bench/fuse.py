@@ -4,7 +4,7 @@ For each K (runs of one batch size, e.g. an lr grid) and batch size, one process
 alternating rounds so drift hits both alike:
 - separate: K SimpleModels, each stepped by trainer.engine.split.plain_step with its own torch.optim.SGD (what a
   sweep with perf.fuse_runs = "off" does every iteration, minus bookkeeping);
-- fused:    one trainer.engine.fuse.StackedSGD over the same K models (the step perf.fuse_runs trains with).
+- fused:    one trainer.engine.stacked.StackedSGD over the same K models (the step perf.fuse_runs trains with).
 Each run gets its own random batch each step (MNIST-shaped tensors: the step's cost does not depend on the
 pixels). Clocks are synchronised (torch.cuda.synchronize) before and after each timed stretch. The figure
 is the median over rounds of samples/s of all K runs together; the ratio fused/separate is per round,
@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trainer.engine.fuse import StackedSGD  # noqa: E402
 from trainer.engine.split import plain_step  # noqa: E402
+from trainer.engine.stacked import StackedSGD  # noqa: E402
 from trainer.models.builtin import SimpleModel  # noqa: E402
 
 LR, MOMENTUM = 0.02, 0.5

@@ -16,14 +16,9 @@ import math
 import pytest
 import torch
 
-from trainer.engine.fuse import (
-    CPU_AUTO_MAX_BATCH,
-    FusedGroup,
-    FuseUnavailable,
-    StackedSGD,
-    model_reason,
-    plan_units,
-)
+from trainer.engine.fuse import CPU_AUTO_MAX_BATCH, plan_units
+from trainer.engine.group import Group
+from trainer.engine.stacked import FuseUnavailable, StackedSGD, model_reason
 from trainer.engine.threads import cpu_threads
 from trainer.models.builtin import SimpleModel
 from trainer.models.optim import lr_at
@@ -257,7 +252,7 @@ def test_stacked_sgd_step_equals_torch_sgd():
 
 def test_a_group_needs_two_prepared_runs():
     with pytest.raises(FuseUnavailable):
-        FusedGroup([], "g")
+        Group([], "g", fused=True)
 
 
 def test_split_toggle_mid_run_matches_training_alone(tiny_config):

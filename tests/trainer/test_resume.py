@@ -143,7 +143,7 @@ def test_checkpoints_are_saved_outside_the_runs_timers(tiny_config, tiny_dataset
 
     class Watching(CheckpointWriter):
         def __call__(self, run):
-            seen.append((run.run_id, run.wall.running))
+            seen.append((run.run_id, run.time.running))
             super().__call__(run)
 
     monkeypatch.setattr(sweep, "CheckpointWriter", Watching)

@@ -17,6 +17,7 @@ from trainer.data.datasets import Dataset, Split
 from trainer.data.pipelines import ResidentBatches
 from trainer.engine.checkpoint import FORMAT, run_state
 from trainer.engine.evaluation import prepare_test
+from trainer.engine.group import Group
 from trainer.engine.ledger import _TOTALS_CHECKS, EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals
 from trainer.engine.run import Run, SweepRun
 from trainer.engine.state import restore_problem
@@ -283,7 +284,7 @@ def test_a_run_saves_and_restores_its_state_without_the_checkpoint_knowing_it(se
 
     run.on_epoch_end = save
     run.start()
-    run.advance(80)  # one epoch of 3 iterations, and the first of the next
+    Group([run]).advance(80)  # one epoch of 3 iterations, and the first of the next
     state = torch.load(io.BytesIO(saved[0]), weights_only=True)
     assert state["format"] == FORMAT and state["epoch"] == 1 and state["iters"] == 3 and "rng" in state
     assert restore_problem(SPEC, settings, state) == ""

@@ -225,7 +225,7 @@ def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
 
 def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: Path, tmp_path: Path) -> None:
     """Batch 6000 on a CPU: one step takes seconds, longer than a stop may wait (issue 11). The stop is
-    taken between two layers of the step (trainer.runlog.controls.stop_inside_steps), the step is abandoned
+    taken between two layers of the step (trainer.engine.stops.stop_inside_steps), the step is abandoned
     before its update, and the stop is the same clean, resumable one (bench/stop.py times it)."""
     out = tmp_path / "run"
     sets = [

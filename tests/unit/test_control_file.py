@@ -101,8 +101,8 @@ def test_a_stop_interrupts_a_step_between_layers_before_its_update():
     import torch
 
     from trainer.engine.evaluation import evaluate
-    from trainer.engine.run import stop_inside_steps
     from trainer.engine.split import plain_step
+    from trainer.engine.stops import stop_inside_steps
     from trainer.models.builtin import SimpleModel
     from trainer.runlog.controls import Controls, StopRequested
 

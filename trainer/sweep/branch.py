@@ -38,6 +38,7 @@ from trainer.config import Config
 from trainer.data.datasets import Dataset
 from trainer.engine.checkpoint import checkpoint_path, load_checkpoint, restore_run, run_state
 from trainer.engine.evaluation import TestSet, evaluate
+from trainer.engine.group import Group
 from trainer.engine.run import Run
 from trainer.plan import RunSettings, RunSpec, lr_labels, resolved_lr
 from trainer.runlog import Emitter, RunDirWriteError, ensure_dir, write_atomic
@@ -236,15 +237,16 @@ def train_branch(
     }
     run.announce(oom)
     hit: Crossing | None = None
+    group = Group([run])
     while not run.finished:
-        run.advance(every)
+        group.advance(every)
         hit = crossing(watch.evals, target, point.iters, point.samples) if target is not None else None
         done = run.ledger.totals.samples - point.samples
         if hit is not None or done >= limit:
             break
     totals = run.ledger.totals
     iters = totals.iters - point.iters
-    step_s = (totals.wall_s + run.wall.total) / iters if iters > 0 else None
+    step_s = (totals.wall_s + run.time.wall) / iters if iters > 0 else None
     if not run.finished:
         if hit is not None:
             run.finish(

@@ -31,8 +31,9 @@ import torch
 
 from trainer.data.datasets import Dataset
 from trainer.engine.evaluation import TestSet
-from trainer.engine.run import Run, is_oom
+from trainer.engine.run import Run
 from trainer.engine.state import run_micro_batch, run_optim
+from trainer.engine.stops import is_oom
 from trainer.engine.threads import cpu_threads
 from trainer.engine.timing import synchronize
 from trainer.plan import RunSettings, RunSpec

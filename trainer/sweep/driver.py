@@ -20,6 +20,7 @@ from trainer.engine import fuse
 from trainer.engine.checkpoint import CheckpointWriter
 from trainer.engine.ddp import DistContext
 from trainer.engine.evaluation import prepare_test
+from trainer.engine.group import Group
 from trainer.engine.run import Run, SweepRun
 from trainer.plan import RunSettings, slice_samples
 from trainer.process.title import set_title, trainer_title
@@ -151,7 +152,7 @@ def run_prepared(
         )
     test = prepare_test(dataset, device)
     runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
-    local: list[Run | fuse.FusedGroup] = []  # what this process advances: runs and fused groups
+    local: list[Group] = []  # what this process advances: groups of one run, or fused
     interrupted: BaseException | None = None
     status = "done"
     # A [branch] table (trainer.sweep.branch): the base run keeps its checkpoints at the branch points, and the
@@ -232,9 +233,8 @@ def run_prepared(
     for run in runs:
         if not run.finished:
             run.finish("stopped", why)
-    for unit in local:  # a group the stop ended records its time too
-        if isinstance(unit, fuse.FusedGroup):
-            unit.close()
+    for group in local:  # a fused group the stop ended records its time too
+        group.close()
     summaries = [r.summary() for r in runs]
     if resume is not None:
         summaries = resume.merge_summaries([s.run_id for s in specs], summaries)

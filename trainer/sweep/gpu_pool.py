@@ -27,6 +27,7 @@ import torch.multiprocessing as mp
 from trainer.data.datasets import Dataset
 from trainer.engine.checkpoint import CheckpointWriter
 from trainer.engine.evaluation import prepare_test
+from trainer.engine.group import Group
 from trainer.engine.run import Run, SweepRun
 from trainer.plan import RunSettings, RunSpec, queue_order
 from trainer.runlog import Clock, Emitter, Event, QueueSink
@@ -311,8 +312,9 @@ def _worker(
                 run.on_epoch_end = CheckpointWriter(run_dir)
             try:
                 run.start()
-                while not run.finished:
-                    run.advance(slice_samples)
+                group = Group([run])
+                while not group.finished:
+                    group.advance(slice_samples)
             except StopRequested:
                 run.finish("stopped", controls.stop_reason or "stopped by the user")
     except Exception as exc:  # noqa: BLE001 - the parent ends this worker's run as failed, with why
