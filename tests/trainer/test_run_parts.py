@@ -316,3 +316,42 @@ def test_the_parent_watch_fires_once_when_the_parent_is_gone_and_ends_when_told(
     stop.set()
     thread.join(5.0)
     assert not thread.is_alive() and not stay.is_set()
+
+
+def test_a_batch_size_change_mid_epoch_goes_on_in_the_same_data_order_with_the_optimizer_carried(settings):
+    """Batch 6 for 3 iterations (18 samples), then batch 12 with lr 0.05: the epoch's next batch is
+    samples 18-29 of the same permutation, the epoch's 60 samples are trained in 4 more iterations (12, 12,
+    12, 6), the next epoch is in batches of 12, and the optimizer (its momentum) is the same object, at the new lr."""
+    dataset = _dataset()
+    spec = dataclasses.replace(SPEC, run_id="bs6", batch_size=6)
+
+    def started() -> tuple[Run, Group]:
+        run = Run(spec, settings, dataset, CPU, Emitter([]), prepare_test(dataset, CPU))
+        run.start()
+        group = Group([run])
+        group.advance(18)
+        return run, group
+
+    peek, group = started()
+    group.change_batch(12, {"bs6": 0.05})
+    order = ResidentBatches(dataset.train, 12, CPU, spec.seed).epoch_indices(0)
+    x, y = peek.next_item()
+    assert x.shape[0] == 12 and torch.equal(y, dataset.train.labels[order[18:30]])
+
+    run, group = started()
+    optimizer, momentum = (
+        run.optimizer,
+        [run.optimizer.state[p]["momentum_buffer"] for p in run.model.parameters()],
+    )
+    group.change_batch(12, {"bs6": 0.05})
+    assert run.step.batch_size == 12 and run.optimizer is optimizer
+    assert all(
+        run.optimizer.state[p]["momentum_buffer"] is m for p, m in zip(run.model.parameters(), momentum)
+    )
+    group.advance(42)
+    totals = run.ledger.totals
+    assert (totals.epochs, totals.iters, totals.samples) == (0, 7, 60)
+    group.advance(12)  # the epoch ends (its last batch was trained), and the next starts at batch 12
+    totals = run.ledger.totals
+    assert (totals.epochs, totals.iters, totals.samples) == (1, 8, 72)
+    assert run.optimizer.param_groups[0]["lr"] == 0.05 and totals.epoch_walls[0] > 0

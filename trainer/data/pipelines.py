@@ -129,13 +129,14 @@ class ResidentBatches:
     def epoch_indices(self, epoch: int) -> torch.Tensor:
         return epoch_permutation(self.n, self.seed, epoch, self.device)
 
-    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(x, y) for each iteration of `epoch`; the last batch may be smaller."""
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) for each iteration of `epoch`, from its sample `start` on (a run whose batch size
+        changed mid-epoch); the last batch may be smaller."""
         perm = self.epoch_indices(epoch)
         if self.augment is not None:
             self.augment.start_epoch(epoch)
-        for start in range(0, self.n, self.batch_size):
-            idx = perm[start : start + self.batch_size]
+        for first in range(start, self.n, self.batch_size):
+            idx = perm[first : first + self.batch_size]
             x = self.images[idx]
             yield (self.augment(x) if self.augment is not None else x), self.labels[idx]
 
@@ -170,12 +171,13 @@ class _EpochSampler(Sampler[int]):
     def __init__(self, n: int, seed: int, device: torch.device) -> None:
         self.n, self.seed, self.device = n, seed, device
         self.epoch = 0
+        self.start = 0  # the epoch's first sample to yield (a batch size changed mid-epoch)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(epoch_permutation(self.n, self.seed, self.epoch, self.device).tolist())
+        return iter(epoch_permutation(self.n, self.seed, self.epoch, self.device)[self.start :].tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return self.n - self.start
 
 
 class LoaderBatches:
@@ -221,9 +223,10 @@ class LoaderBatches:
     def epoch_indices(self, epoch: int) -> torch.Tensor:
         return epoch_permutation(self.n, self.seed, epoch, self.device)
 
-    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(x, y) on the device for each iteration of `epoch`; the last may be smaller."""
-        self.sampler.epoch = epoch
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) on the device for each iteration of `epoch`, from its sample `start` on; the last may
+        be smaller."""
+        self.sampler.epoch, self.sampler.start = epoch, start
         if self.augment is not None:
             self.augment.start_epoch(epoch)
         for x, y in self.loader:

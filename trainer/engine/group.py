@@ -47,23 +47,36 @@ class Group:
         self.steps_taken = 0
         self._seen_version = -1  # apply the controls' state before the first iteration
         self._closed = False
-        self.threads = first.cpu_threads  # a fused group's: those of its whole step (below)
-        if fused:
-            # CPU threads by the work of one fused step (batch x runs, trainer.engine.threads): bench/fuse.py
-            # measured 2 threads 1.4x faster than 1 at batch 6, K = 16 on 2 cores; perf.cpu_threads
-            # overrides. 0 on a GPU. run_started reports them.
-            threads = (
-                cpu_threads(first.batch_size * len(members), 0, first.settings.perf.cpu_threads)
-                if self.device.type == "cpu"
-                else 0
-            )
-            self.threads = threads
-            for m in self.members:
-                m.cpu_threads = threads
+        self.threads = self._share_threads()
+
+    def _share_threads(self) -> int:
+        """The CPU threads of the group's steps (0 on a GPU: torch's own). One run: its own. Fused: by the
+        work of one fused step (batch x runs, trainer.engine.threads): bench/fuse.py measured 2 threads 1.4x
+        faster than 1 at batch 6, K = 16 on 2 cores; perf.cpu_threads overrides. Each member's run_started
+        reports them."""
+        first = self.training[0]
+        if not self.steps.stacked or self.device.type != "cpu":
+            return first.cpu_threads
+        threads = cpu_threads(first.batch_size * len(self.training), 0, first.settings.perf.cpu_threads)
+        for m in self.training:
+            m.cpu_threads = threads
+        return threads
 
     @property
     def finished(self) -> bool:
         return all(m.finished for m in self.members)
+
+    def change_batch(self, batch_size: int, lrs: dict[str, float] | None = None) -> None:
+        """Every training member trains on at `batch_size` (Run.change_batch, with its lr from `lrs` by run
+        id where given), and the group's stepper is chosen again for the new batch: fused members are
+        stacked again from their current weights and momentum. Call it between two `advance`s."""
+        self.clock_off()
+        self.training = [m for m in self.training if not m.finished]
+        for m in self.training:
+            m.change_batch(batch_size, (lrs or {}).get(m.run_id))
+        if self.steps.stacked:
+            self.steps = StackedSteps(self.training)
+        self.threads = self._share_threads()
 
     # --- clocks -------------------------------------------------------------------------------------------
 

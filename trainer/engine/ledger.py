@@ -96,6 +96,11 @@ class Ledger:
         """Iterations of the epoch in progress so far."""
         return self._epoch_iter
 
+    @property
+    def epoch_samples(self) -> int:
+        """Samples of the epoch in progress so far."""
+        return self._epoch_samples
+
     def record(self, loss: torch.Tensor, n: int, steps: int = 1) -> bool:
         """One iteration: its loss (a device tensor, not read here), its samples and its optimizer
         steps (k in split-backward). True when the block is full and should be flushed."""

@@ -120,6 +120,7 @@ class Run(SweepRun):
         #: so the newest mode_changed always holds the switch's state.
         self.split_requested = 0
         self.optim_cfg = run_optim(spec, settings)
+        self.batch_size = spec.batch_size  # the batch its step trains on (change_batch may set another)
         self.micro_batch = run_micro_batch(spec, settings)
         self.lr = spec.lr  # the lr its warm-up climbs to (change_batch may set another)
         # CPU threads by the work of one step (trainer.engine.threads; perf.cpu_threads overrides); 0 on a GPU.
@@ -135,6 +136,7 @@ class Run(SweepRun):
         self.iters_per_epoch = self.warmup_iters = 0
         self.time = Share()
         self._items: Iterator[Any] | None = None  # the epoch's step inputs (None: between epochs)
+        self._stop_hooks: list[Any] = []
         # Called at each epoch end, outside the timers (the sweep saves a checkpoint there).
         self.on_epoch_end: Callable[[Run], None] | None = None
         # Fused training (trainer.engine.fuse): the group's label and its runs ("" and [] when it trains
@@ -148,10 +150,6 @@ class Run(SweepRun):
         self.started_extra: dict[str, Any] = {}
 
     @property
-    def batch_size(self) -> int:
-        return self.spec.batch_size
-
-    @property
     def iteration(self) -> int:
         return self.ledger.totals.iters
 
@@ -159,7 +157,7 @@ class Run(SweepRun):
         """CPU threads for this run's steps trained alone (0 on a GPU: torch's own)."""
         if self.device.type != "cpu":
             return 0
-        return cpu_threads(self.spec.batch_size, self.micro_batch, self.settings.perf.cpu_threads)
+        return cpu_threads(self.batch_size, self.micro_batch, self.settings.perf.cpu_threads)
 
     # --- start ----------------------------------------------------------------------------------------
 
@@ -181,7 +179,7 @@ class Run(SweepRun):
             self.model, self.optimizer = model_and_optimizer(
                 self.spec, self.settings, self.optim_cfg, self.device
             )
-            self._make_step(self.spec.batch_size)
+            self._make_step(self.batch_size)
             if restore is not None:
                 restore(self)
         except Exception as exc:  # noqa: BLE001
@@ -214,13 +212,16 @@ class Run(SweepRun):
             ),
         )
         self.fast_path = self.step.fast_path
-        if (
-            self.controls is not None
+        for hook in self._stop_hooks:
+            hook.remove()
+        self._stop_hooks = (
+            stop_inside_steps(self.model, self.controls)  # gone with the model (free)
+            if self.controls is not None
             and self.ddp is None
             and batch_size >= STOP_INSIDE_MIN_BATCH
-            and self.fast_path != "cuda_graph"
-        ):  # a graph replays no Python: its steps are short anyway
-            stop_inside_steps(self.model, self.controls)  # gone with the model (free)
+            and self.fast_path != "cuda_graph"  # a graph replays no Python: its steps are short anyway
+            else []
+        )
         self.batch_norm = batch_norm_note(
             self.model, split_method=spec.split_method, micro_batch=self.micro_batch, ddp=self.ddp
         )
@@ -274,11 +275,42 @@ class Run(SweepRun):
             **self.started_extra,
         )
         if oom is not None:
-            self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, oom))
+            self.finish("oom", oom_reason(self.batch_size, self.micro_batch, self.device, oom))
         elif epochs >= settings.epochs:  # restored after its last epoch's checkpoint
             self._finish_trained()
 
     # --- the group's surface, iteration by iteration --------------------------------------------------
+
+    def change_batch(self, batch_size: int, lr: float | None = None) -> None:
+        """Train on at `batch_size` from the next iteration (a batch-size schedule): the rest of the
+        current epoch in the same data order, from the sample it stands at; a step chosen for the new
+        batch as at the start (split-backward where its chunks divide it, gradient accumulation, CUDA
+        graph); the model and the optimizer's state carried. With `lr`, the lr from here on; either way a
+        warm-up in progress ends. The in-batch noise-scale probes start again for the new batch, the
+        batch-independent noise probe carries on. In a group, `Group.change_batch` calls this for each
+        member and chooses the group's stepper again."""
+        if self.model is None or self.finished:
+            raise StateError(f"run {self.run_id} has ended; its batch size cannot change")
+        if self.ddp is not None:
+            raise ValueError("torchrun: a data parallel run's batch size cannot change")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        start = 0 if self.epoch_over else self.ledger.epoch_samples
+        self.batch_size = batch_size
+        micro = self.settings.micro_batch
+        self.micro_batch = micro if 0 < micro < batch_size else 0
+        self.cpu_threads = self.own_threads()
+        self.split_chunks, _ = split_request(batch_size, self.split_chunks)
+        if lr is not None:
+            self.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        probes = self.probes
+        self._make_step(batch_size)
+        self.warmup_iters = 0
+        if probes is not None and self.probes is not None:
+            self.probes.noise = probes.noise
+        self._items = self.step.items(self.ledger.totals.epochs, start) if start else None
 
     def next_item(self) -> Any:
         """The next step input of the current epoch (its first starts the epoch); None when the epoch's
@@ -340,7 +372,7 @@ class Run(SweepRun):
             not self.finished
             and self.eval_every
             and totals.samples >= self.next_eval
-            and self.ledger.epoch_iters < self.iters_per_epoch
+            and self.ledger.epoch_samples < self.dataset.train.labels.shape[0]
         )
 
     def evaluate(self) -> None:
@@ -430,7 +462,7 @@ class Run(SweepRun):
         if not requested or requested == self.split_requested:
             return
         self.split_requested = requested
-        k, why = split_request(self.spec.batch_size, requested)
+        k, why = split_request(self.batch_size, requested)
         fields: dict[str, Any] = {
             "iter": self.iteration,
             "requested": requested,
@@ -451,7 +483,7 @@ class Run(SweepRun):
         """End the run after its step raised `exc`: oom (its tensors freed first) or failed."""
         if is_oom(exc):
             self.free()
-            self.finish("oom", oom_reason(self.spec.batch_size, self.micro_batch, self.device, exc) + note)
+            self.finish("oom", oom_reason(self.batch_size, self.micro_batch, self.device, exc) + note)
         else:
             self.finish("failed", f"{type(exc).__name__}: {exc}", trace)
 

@@ -37,8 +37,9 @@ class Step(Protocol):
 
     fast_path: str  # "eager" or "cuda_graph", as run_started reports it
 
-    def items(self, epoch: int) -> Iterator[Any]:
-        """What each iteration of `epoch` is given: a batch, or a graph's indices."""
+    def items(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        """What each iteration of `epoch` is given, from its sample `start` on: a batch, or a graph's
+        indices."""
 
     def __call__(self, item: Any) -> tuple[torch.Tensor, int]:
         """One training step: the batch's mean loss (device tensor) and the samples it counts."""
@@ -124,8 +125,8 @@ class EagerStep:
             body = self._bodies[n] = dressed(raw, *self._dress)
         return body
 
-    def items(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return iter(self.batches.batches(epoch))
+    def items(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(self.batches.batches(epoch, start) if start else self.batches.batches(epoch))
 
     def __call__(self, item: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         x, y = item
@@ -196,8 +197,8 @@ class GraphedStep:
     def set_split(self, chunks: int) -> None:
         self.graph.set_split(chunks)
 
-    def items(self, epoch: int) -> Iterator[torch.Tensor]:
-        return index_batches(self.batches.epoch_indices(epoch), self.batch_size)
+    def items(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
+        return index_batches(self.batches.epoch_indices(epoch)[start:], self.batch_size)
 
     def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, int]:
         return self.graph.step(idx), idx.shape[0]
