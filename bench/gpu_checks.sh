@@ -100,11 +100,13 @@ else
         --batches 32 128 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
 fi
 
-# 7. Issue 15: fused runs vs the same runs separately, K = 1, 4, 16 at batch 1, 6, 60 (targets: GPU at
-#    batch 1-6, K = 16 >= 8x; CPU batch 1, K = 16 >= 2x). The fused CUDA tests ran in step 2.
+# 7. Fused runs vs the same runs separately, K = 1, 4, 16 at batch 1, 6, 60, in one call: eager (plain steps
+#    vs the eager fused step) and graph (each run's CUDA graph vs the fused step inside one CUDA graph, what
+#    perf.fuse_runs = "off" / "on" train with on a GPU). Targets: GPU graph mode at batch 1-6, K = 16 >= 8x;
+#    CPU batch 1, K = 16 >= 2x. Figures in $OUT/fuse.json and fuse.log. The fused CUDA tests ran in step 2.
 if [ "$GPU" = 1 ]; then
-    step fuse 80 "$PY" bench/fuse.py --device cuda --ks 1 4 16 --batches 1 6 60 --rounds 3 --budget 0.5 \
-        --json "$OUT/fuse.json"
+    step fuse 80 "$PY" bench/fuse.py --device cuda --modes eager graph --ks 1 4 16 --batches 1 6 60 \
+        --rounds 3 --budget 0.15 --json "$OUT/fuse.json"
 else
     step fuse 80 "$PY" bench/fuse.py --device cpu --ks 4 16 --batches 1 6 --rounds 1 --budget 0.3 --json "$OUT/fuse.json"
 fi

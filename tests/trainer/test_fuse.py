@@ -19,6 +19,7 @@ import torch
 from trainer.engine.fuse import CPU_AUTO_MAX_BATCH, plan_units
 from trainer.engine.group import Group
 from trainer.engine.stacked import FuseUnavailable, StackedSGD, model_reason
+from trainer.engine.stacked_graph import StackedGraph
 from trainer.engine.threads import cpu_threads
 from trainer.models.builtin import SimpleModel
 from trainer.models.optim import lr_at
@@ -333,25 +334,74 @@ CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reas
 
 @pytest.mark.parametrize("batch", [1, 6])
 @pytest.mark.parametrize("_", [pytest.param(None, marks=CUDA)])
-def test_on_cuda_a_fused_grid_trains_as_the_same_runs_alone(tiny_config, batch, _):
-    """perf.fuse_runs = "on" on a GPU: the group steps eagerly (run_started says so), equal to eager runs
-    alone to rounding; under "auto" the CUDA-graph runs train alone and say why."""
+def test_on_cuda_a_fused_grid_trains_inside_one_cuda_graph_as_the_same_runs_alone(tiny_config, batch, _):
+    """perf.fuse_runs = "on" on a GPU: the group's stacked step is replayed as one CUDA graph (run_started
+    says cuda_graph), equal to the same runs alone, each replaying its own graph, to rounding; under "auto"
+    the CUDA-graph runs train apart and say why."""
     fused_result, fused = _sweep(_grid(tiny_config, batch, "on", sweep={"epochs": 1, "device": "cuda"}))
-    _, alone = _sweep(
-        _grid(
-            tiny_config,
-            batch,
-            "off",
-            sweep={"epochs": 1, "device": "cuda"},
-            perf={"fuse_runs": "off", "fast_path": "eager"},
-        )
-    )
+    _, alone = _sweep(_grid(tiny_config, batch, "off", sweep={"epochs": 1, "device": "cuda"}))
     assert fused_result.status == "done"
     started = fused.of_type("run_started")
-    assert all(e["fused"] and e["fast_path"] == "eager" and "fused" in e["fast_path_reason"] for e in started)
+    assert all(e["fused"] and e["fast_path"] == "cuda_graph" for e in started)
+    assert all(e["fast_path"] == "cuda_graph" for e in alone.of_type("run_started"))
     _assert_same_training(fused, alone)
     _, auto = _sweep(_grid(tiny_config, batch, "auto", sweep={"epochs": 1, "device": "cuda"}))
     assert all(not e["fused"] and "CUDA-graph" in e["fused_reason"] for e in auto.of_type("run_started"))
+
+
+def _graph_against_eager(device, capture):
+    """The same 3 runs stepped by StackedGraph and by the eager StackedSGD from the same weights: warm-up
+    lrs that change at every step (a graph that baked its lr in would drift), batch indices that change (a
+    stale index buffer would train on one batch), a smaller last batch (eager), and a run leaving the group
+    halfway (the graph is captured again on the new stacked tensors). Returns the graph."""
+    torch.manual_seed(0)
+    hyper = [(0.1, 0.0, 0.0), (0.05, 0.9, 1e-3), (0.2, 0.5, 0.0)]
+    images, labels = torch.rand(64, 1, 28, 28, device=device), torch.randint(0, 10, (64,), device=device)
+
+    def stack_of():
+        torch.manual_seed(1)
+        models = [SimpleModel().to(device) for _ in hyper]
+        opts = [
+            torch.optim.SGD(m.parameters(), lr=lr, momentum=mu, weight_decay=wd)
+            for m, (lr, mu, wd) in zip(models, hyper)
+        ]
+        stack = StackedSGD(models[0], models, opts, hyper)
+        stack.set_warmup([lr for lr, _, _ in hyper], [12] * len(hyper))
+        return stack
+
+    graphed, eager = stack_of(), stack_of()
+    graph = StackedGraph(graphed, images, labels, 4, warmup=2, capture=capture)
+    g = torch.Generator(device="cpu").manual_seed(2)
+    for it in range(20):
+        if it == 10:  # the second run ends: both keep rows 0 and 2
+            graphed.keep([0, 2])
+            graph.reset()
+            eager.keep([0, 2])
+        size = 3 if it == 9 else 4  # an epoch's smaller last batch
+        items = [torch.randperm(64, generator=g)[:size].to(device) for _ in range(graphed.k)]
+        graphed.warm_up(it)
+        eager.warm_up(it)
+        got = graph.step(items)
+        idx = torch.stack(items)
+        want = eager.step(images[idx], labels[idx])
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for n in graphed.names:
+        torch.testing.assert_close(graphed.params[n], eager.params[n], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(graphed.momentum[n], eager.momentum[n], rtol=1e-5, atol=1e-6)
+    return graph
+
+
+def test_the_stacked_graph_body_steps_as_the_eager_stacked_step():
+    """On a CPU nothing is captured: after the warm-up the static-buffer body the graph would capture runs
+    eagerly, so this checks its logic (index buffer, lr read in place, losses buffer, reset) without a GPU."""
+    graph = _graph_against_eager(torch.device("cpu"), capture=False)
+    assert graph.replays >= 10 and graph.eager_steps >= 5 and not graph.captured
+
+
+@pytest.mark.parametrize("_", [pytest.param(None, marks=CUDA)])
+def test_on_cuda_the_captured_stacked_step_equals_the_eager_one(_):
+    graph = _graph_against_eager(torch.device("cuda"), capture=True)
+    assert graph.capture_error == "" and graph.captured and graph.replays >= 10
 
 
 def test_a_stopped_sweep_ends_its_fused_runs_stopped_and_records_the_group(tiny_config):

@@ -230,6 +230,15 @@ class GraphStep:
             return self._last_chunk_grads[self.split_chunks]
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
 
+    def reset(self) -> None:
+        """Forget the captured graphs (the model's parameters or the optimizer's momentum buffers are other
+        tensors now: a fused group remade its stacked tensors); each mode warms up and captures again."""
+        self._graphs.clear()
+        self._static_grads.clear()
+        self._last_chunk_grads.clear()
+        self._eager_done.clear()
+        self._last_from_body = False
+
     def set_lr(self, lr: float) -> None:
         """Change the learning rate of later steps, eager and graph alike (no re-capture)."""
         for group in self.optimizer.param_groups:

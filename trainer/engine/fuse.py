@@ -17,7 +17,6 @@ data order (its seed), warm-up, losses, evaluations, probes, events and checkpoi
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -82,8 +81,8 @@ def static_reason(
             )
         if fast_path == "cuda_graph":
             return (
-                'the CUDA-graph fast path trains each run (fusing inside a graph is not built); perf.fuse_runs = "on" '
-                "fuses them eagerly instead"
+                'perf.fuse_runs = "auto" leaves CUDA-graph runs apart until bench/gpu_checks.sh measures their fused '
+                'graph faster on this trainer; perf.fuse_runs = "on" fuses them inside one CUDA graph'
             )
     return ""
 
@@ -129,14 +128,6 @@ def plan_units(
     return units
 
 
-def member_settings(settings: RunSettings, unit: Unit) -> RunSettings:
-    """The settings a unit's runs train with: a fused group's runs step eagerly (perf.fuse_runs = "on" on a
-    device whose fast path is a CUDA graph: fusing replaces the graph)."""
-    if unit.fused and settings.perf.fast_path != "eager":
-        return dataclasses.replace(settings, perf=dataclasses.replace(settings.perf, fast_path="eager"))
-    return settings
-
-
 def start_unit(
     unit: Unit, runs: list[Run], restorers: dict[str, Callable[[Run], None] | None], label: str
 ) -> list[Group]:
@@ -158,8 +149,11 @@ def start_unit(
     for run in runs:
         if group is not None and run in ready:
             run.fused, run.fused_runs = label, [r.run_id for r in ready]
-            if run.device.type == "cuda" and not run.fast_path_reason:
-                run.fast_path_reason = "it trains fused (perf.fuse_runs): fused steps run eagerly"
+            if group.steps.fast_path != run.fast_path:  # the group's step is eager: say why
+                run.fast_path, run.fast_path_reason = (
+                    "eager",
+                    "it trains fused (perf.fuse_runs): fused steps run eagerly",
+                )
         else:
             run.fused_reason = reason or (
                 "it did not fit in memory" if ooms[run.run_id] else "it had trained every epoch"

@@ -142,9 +142,10 @@ class StackedSGD:
         self._warmup = (-table.to(torch.float32)).to(self.neg_lr.device)
 
     def warm_up(self, iteration: int) -> None:
-        """Use the warm-up's lrs of `iteration` for the next step (nothing to do past the warm-ups)."""
+        """Use the warm-up's lrs of `iteration` for the next step (nothing to do past the warm-ups). The lrs
+        are copied into the same device tensor (no host sync), which a captured step reads at each replay."""
         if self._warmup is not None and iteration <= self.warmup_end:
-            self.neg_lr = self._warmup[iteration]
+            self.neg_lr.copy_(self._warmup[iteration])
 
     def losses_and_grads(
         self, xs: torch.Tensor, ys: torch.Tensor

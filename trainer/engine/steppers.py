@@ -4,8 +4,9 @@
   accumulation, CUDA graph, data parallel). A group of one trains this way, and so do fused members while
   the app's split switch is on (split-backward needs each run's k chunk steps).
 - `StackedSteps`: the members' weights stacked in one `StackedSGD` (trainer.engine.stacked), one vmapped
-  step for all K; while split-backward is on it lets each member take its own steps (`OwnSteps`), on the
-  same weights (their parameters are views of the stacked rows).
+  step for all K, replayed as one CUDA graph (trainer.engine.stacked_graph) where the members' own steps
+  would replay graphs (resident data on a GPU); while split-backward is on it lets each member take its
+  own steps (`OwnSteps`), on the same weights (their parameters are views of the stacked rows).
 
 A stepper's `step(members, items)` returns each member's loss (device tensors: no host sync) and the
 samples each counts; `grads(members, row)` is a member's gradient of that step, for its probes.
@@ -20,6 +21,7 @@ import torch
 from trainer.data.datasets import as_inputs
 from trainer.engine.run import Run
 from trainer.engine.stacked import FuseUnavailable, StackedSGD, model_reason
+from trainer.engine.stacked_graph import StackedGraph
 from trainer.engine.stops import is_oom
 
 
@@ -47,13 +49,16 @@ class StackedSteps:
     cannot (then each trains in a group of its own)."""
 
     stacked = True
+    graph: StackedGraph | None  # the CUDA graph of the stacked step (None: eager stacked steps)
 
     def __init__(self, members: list[Run]) -> None:
         if len(members) < 2:
             raise FuseUnavailable("a group needs two runs")
         check_members(members)
+        self.members = list(members)
         self.own = OwnSteps()
         self._split = False  # whether the last step was the members' own (split-backward on)
+        self.graph = None
         hyper = [(m.lr, m.optim_cfg.momentum, m.optim_cfg.weight_decay) for m in members]
         try:
             self.stack = StackedSGD(
@@ -61,6 +66,7 @@ class StackedSteps:
             )
             self.stack.set_warmup([m.lr for m in members], [m.warmup_iters for m in members])
             self._try(members[0])
+            self.graph = graph_for(self.stack, members)
         except FuseUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - a model torch.func cannot batch: the runs train alone
@@ -89,6 +95,8 @@ class StackedSteps:
         self._split = members[0].split_chunks > 1
         if self._split:  # the app's split switch: each member takes its own k chunk steps
             return self.own.step(members, items)
+        if self.graph is not None:  # the runs' batch indices into the data they share
+            return list(self.graph.step(items).unbind(0)), int(items[0].shape[0])
         batches = [m.step.batch(item) for m, item in zip(members, items)]
         xs = torch.stack([x for x, _ in batches])
         ys = torch.stack([y for _, y in batches])
@@ -101,7 +109,32 @@ class StackedSteps:
         self.stack.warm_up(iteration)
 
     def keep(self, rows: list[int]) -> None:
+        """Keep the members at `rows`: the stacked tensors are remade, so every graph that wrote the old
+        ones is captured again (the group's, and each member's own from split-backward steps)."""
         self.stack.keep(rows)
+        self.members = [self.members[i] for i in rows]
+        if self.graph is not None:
+            self.graph.reset()
+        for m in self.members:
+            graph = getattr(m.step, "graph", None)
+            if graph is not None:
+                graph.reset()
+
+    @property
+    def fast_path(self) -> str:
+        return "cuda_graph" if self.graph is not None else "eager"
+
+
+def graph_for(stack: StackedSGD, members: list[Run]) -> StackedGraph | None:
+    """The CUDA graph of the stacked step where every member's own step would replay one (they gather
+    their batches by index from the same resident data); None elsewhere (eager stacked steps)."""
+    graphs = [getattr(m.step, "graph", None) for m in members]
+    if any(g is None for g in graphs):
+        return None
+    first = graphs[0]
+    if any(g.images is not first.images or g.labels is not first.labels for g in graphs):
+        return None
+    return StackedGraph(stack, first.images, first.labels, members[0].batch_size, capture=first.capture)
 
 
 def check_members(members: list[Run]) -> None:
@@ -110,8 +143,10 @@ def check_members(members: list[Run]) -> None:
     for m in members:
         if m.model is None or m.step is None:
             raise FuseUnavailable(f"run {m.run_id} has no model (it did not start)")
-        if m.fast_path != "eager":
-            raise FuseUnavailable(f"run {m.run_id} replays a CUDA graph")
+        if m.fast_path != first.fast_path:
+            raise FuseUnavailable(
+                f"its runs step differently ({first.run_id}: {first.fast_path}, {m.run_id}: {m.fast_path})"
+            )
         if m.ledger.totals.iters != first.ledger.totals.iters:
             raise FuseUnavailable(
                 f"its runs resume from different points ({first.run_id} at iteration "

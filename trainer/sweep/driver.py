@@ -178,9 +178,7 @@ def run_prepared(
             for spec in unit.specs:
                 if resume is not None and resume.is_kept(spec.run_id):
                     continue
-                run = Run(
-                    spec, fuse.member_settings(settings, unit), dataset, device, emitter, test, controls, ddp
-                )
+                run = Run(spec, settings, dataset, device, emitter, test, controls, ddp)
                 if run_dir:
                     run.on_epoch_end = CheckpointWriter(run_dir)
                 if keeper is not None:
