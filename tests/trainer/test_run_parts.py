@@ -18,9 +18,10 @@ from trainer.data.pipelines import ResidentBatches
 from trainer.engine.checkpoint import FORMAT, run_state
 from trainer.engine.evaluation import prepare_test
 from trainer.engine.group import Group
-from trainer.engine.ledger import _TOTALS_CHECKS, EARLY_CUTS, LOSS_BLOCK, Ledger, RunTotals
+from trainer.engine.ledger import EARLY_CUTS, LOSS_BLOCK, Ledger
 from trainer.engine.run import Run, SweepRun
 from trainer.engine.state import restore_problem
+from trainer.engine.totals import _TOTALS_CHECKS, RunTotals
 from trainer.measure.gns import NoiseScaleTracker
 from trainer.measure.oscillation import GradCosine
 from trainer.measure.probes import Probes
