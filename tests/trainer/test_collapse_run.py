@@ -41,7 +41,7 @@ def test_accuracy_falling_back_to_chance_ends_the_run_once_the_next_evaluation_c
     tiny_config, monkeypatch
 ):
     accuracies = iter([0.9, 0.8, 0.11, 0.1, 0.95])  # the third evaluation falls back, the fourth confirms
-    monkeypatch.setattr("trainer.engine.run.evaluate", lambda model, x, y: (0.5, next(accuracies)))
+    monkeypatch.setattr("trainer.engine.evaluation.evaluate", lambda model, x, y: (0.5, next(accuracies)))
     finished, result, sink = _finished(
         tiny_config(sweep={"batch_sizes": [200], "epochs": 5, "eval_every": 0})
     )
@@ -58,7 +58,7 @@ def test_accuracy_falling_back_to_chance_ends_the_run_once_the_next_evaluation_c
 def test_a_dip_to_chance_that_recovers_trains_on_to_done(tiny_config, monkeypatch):
     # Issue 24's batch 64 at lr 0.4: 0.35 -> 0.09 -> 0.43 is not a collapse.
     accuracies = iter([0.35, 0.09, 0.43])
-    monkeypatch.setattr("trainer.engine.run.evaluate", lambda model, x, y: (0.5, next(accuracies)))
+    monkeypatch.setattr("trainer.engine.evaluation.evaluate", lambda model, x, y: (0.5, next(accuracies)))
     finished, _, sink = _finished(tiny_config(sweep={"batch_sizes": [200], "epochs": 3, "eval_every": 0}))
     run = finished["bs200"]
     assert run["status"] == "done" and run["summary"]["collapse_reason"] is None

@@ -292,7 +292,7 @@ def test_a_run_saves_and_restores_its_state_without_the_checkpoint_knowing_it(se
     again = Run(SPEC, settings, dataset, CPU, Emitter([]), prepare_test(dataset, CPU))
     again.start(restore=lambda r: r.load_state_dict(state))
     assert dataclasses.asdict(again.ledger.totals) == state["totals"]
-    assert all(torch.equal(a, state["model"][k]) for k, a in again.model.state_dict().items())
+    assert all(torch.equal(a, state["model"][k]) for k, a in again.parts.model.state_dict().items())
     other = dataclasses.replace(SPEC, lr=0.2)
     assert "does not belong to run" in restore_problem(other, settings, state)
 
@@ -336,18 +336,19 @@ def test_a_batch_size_change_mid_epoch_goes_on_in_the_same_data_order_with_the_o
     peek, group = started()
     group.change_batch(12, {"bs6": 0.05})
     order = ResidentBatches(dataset.train, 12, CPU, spec.seed).epoch_indices(0)
-    x, y = peek.next_item()
+    x, y = peek.parts.next_item(peek.ledger.totals.epochs)
     assert x.shape[0] == 12 and torch.equal(y, dataset.train.labels[order[18:30]])
 
     run, group = started()
     optimizer, momentum = (
-        run.optimizer,
-        [run.optimizer.state[p]["momentum_buffer"] for p in run.model.parameters()],
+        run.parts.optimizer,
+        [run.parts.optimizer.state[p]["momentum_buffer"] for p in run.parts.model.parameters()],
     )
     group.change_batch(12, {"bs6": 0.05})
-    assert run.step.batch_size == 12 and run.optimizer is optimizer
+    assert run.parts.step.batch_size == 12 and run.parts.optimizer is optimizer
     assert all(
-        run.optimizer.state[p]["momentum_buffer"] is m for p, m in zip(run.model.parameters(), momentum)
+        run.parts.optimizer.state[p]["momentum_buffer"] is m
+        for p, m in zip(run.parts.model.parameters(), momentum)
     )
     group.advance(42)
     totals = run.ledger.totals
@@ -355,4 +356,4 @@ def test_a_batch_size_change_mid_epoch_goes_on_in_the_same_data_order_with_the_o
     group.advance(12)  # the epoch ends (its last batch was trained), and the next starts at batch 12
     totals = run.ledger.totals
     assert (totals.epochs, totals.iters, totals.samples) == (1, 8, 72)
-    assert run.optimizer.param_groups[0]["lr"] == 0.05 and totals.epoch_walls[0] > 0
+    assert run.parts.optimizer.param_groups[0]["lr"] == 0.05 and totals.epoch_walls[0] > 0

@@ -241,7 +241,7 @@ def test_each_run_trains_on_the_cpu_threads_its_batch_calls_for(tiny_config, mon
         return real_step(model, optimizer, x, y)
 
     monkeypatch.setattr(steps, "plain_step", counting_step)
-    monkeypatch.setattr("trainer.engine.run.cpu_threads", lambda b, micro, configured: 1 if b < 16 else 2)
+    monkeypatch.setattr("trainer.engine.parts.cpu_threads", lambda b, micro, configured: 1 if b < 16 else 2)
     before = torch.get_num_threads()
     try:
         _, sink = _sweep(tiny_config(sweep={"batch_sizes": [4, 200], "epochs": 1}))

@@ -134,15 +134,12 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> list
 class GraphStep:
     """One training step of a run, as a replayed CUDA graph where possible (see module docstring).
 
-    `step(idx)` trains on images[idx], labels[idx] and returns the batch's mean loss as a device
-    tensor that later steps do not overwrite (no host sync). Batches of another size than
-    `batch_size` (a partial last batch) run eagerly. The model and optimizer keep working eagerly
-    alongside: the graph reads and updates their tensors in place, so do not replace the model's
-    parameters or the optimizer's state while a GraphStep uses them.
+    `step(idx)` trains on images[idx], labels[idx] and returns the batch's mean loss as a device tensor
+    later steps do not overwrite (no host sync); other sizes (a partial last batch) run eagerly. The graph
+    updates the model's and optimizer's tensors in place: replacing them needs `reset`.
 
-    precision "bf16" runs forward (and so backward) under bf16 autocast; channels_last converts the
-    model (in place) and each batch to channels-last memory format. Both are off by default: the
-    study is fp32, and they change results; the benchmark reports what each buys.
+    precision "bf16" runs forward (and backward) under bf16 autocast; channels_last converts the model
+    (in place) and each batch to channels-last format. Both are off by default (they change results).
     """
 
     def __init__(

@@ -70,3 +70,40 @@ def evaluate(
     model.train(was_training)
     n = max(1, x.shape[0])
     return loss_sum.item() / n, correct.item() / n
+
+
+class Checks:
+    """When a run evaluates, and on what: the evaluation slice every `every` training samples (0: at epoch
+    ends only; an epoch's last batch is left to its end), and at each epoch end the full test set and the
+    slice. The run books the figures (trainer.engine.ledger)."""
+
+    def __init__(self, test: TestSet, every: int, train_samples: int) -> None:
+        self.test, self.every, self.train_samples = test, every, train_samples
+        self.next = 0  # the training samples at which the next sub-epoch evaluation is due
+
+    def restart(self, samples: int) -> None:
+        """The next sub-epoch evaluation after `samples` training samples."""
+        self.next = (samples // self.every + 1) * self.every if self.every else 0
+
+    def due(self, samples: int, epoch_samples: int) -> bool:
+        return bool(self.every and samples >= self.next and epoch_samples < self.train_samples)
+
+    def on_slice(self, model: torch.nn.Module, samples: int) -> tuple[float, float]:
+        """A sub-epoch evaluation: loss and accuracy on the slice."""
+        self.restart(samples)
+        return evaluate(model, self.test.slice_x, self.test.slice_y)
+
+    def at_epoch_end(self, model: torch.nn.Module, samples: int) -> dict[str, float]:
+        """An epoch end's figures: the full test set's and the slice's (the same when the slice is the set)."""
+        self.restart(samples)
+        test = self.test
+        test_loss, test_acc = evaluate(model, test.x, test.y)
+        slice_loss, slice_acc = (
+            (test_loss, test_acc) if test.whole else evaluate(model, test.slice_x, test.slice_y)
+        )
+        return {
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "slice_loss": slice_loss,
+            "slice_acc": slice_acc,
+        }

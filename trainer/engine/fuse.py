@@ -149,8 +149,8 @@ def start_unit(
     for run in runs:
         if group is not None and run in ready:
             run.fused, run.fused_runs = label, [r.run_id for r in ready]
-            if group.steps.fast_path != run.fast_path:  # the group's step is eager: say why
-                run.fast_path, run.fast_path_reason = (
+            if group.steps.fast_path != run.parts.fast_path:  # the group's step is eager: say why
+                run.parts.fast_path, run.parts.fast_path_reason = (
                     "eager",
                     "it trains fused (perf.fuse_runs): fused steps run eagerly",
                 )

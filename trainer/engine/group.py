@@ -39,27 +39,23 @@ class Group:
         if not self.members:
             raise ValueError("a group needs a run")
         self.training = list(self.members)  # the members that train on, in the stepper's row order
-        first = self.members[0]
-        self.device = first.device
-        self.controls: Controls | None = first.controls
+        self.device, self.controls = self.members[0].device, self.members[0].controls
         self.wall, self.compute = WallClock(self.device), ComputeTimer(self.device)
         self.group_wall = self.group_compute = 0.0  # the group's own totals (fused_group event)
-        self.steps_taken = 0
+        self.steps_taken, self._closed = 0, False
         self._seen_version = -1  # apply the controls' state before the first iteration
-        self._closed = False
         self.threads = self._share_threads()
 
     def _share_threads(self) -> int:
-        """The CPU threads of the group's steps (0 on a GPU: torch's own). One run: its own. Fused: by the
-        work of one fused step (batch x runs, trainer.engine.threads): bench/fuse.py measured 2 threads 1.4x
-        faster than 1 at batch 6, K = 16 on 2 cores; perf.cpu_threads overrides. Each member's run_started
-        reports them."""
+        """The CPU threads of the group's steps (0 on a GPU: torch's own): one run's own; fused, by the work
+        of one fused step (batch x runs, trainer.engine.threads: bench/fuse.py measured 2 threads 1.4x faster
+        than 1 at batch 6, K = 16 on 2 cores), as each member's run_started says."""
         first = self.training[0]
         if not self.steps.stacked or self.device.type != "cpu":
-            return first.cpu_threads
-        threads = cpu_threads(first.batch_size * len(self.training), 0, first.settings.perf.cpu_threads)
+            return first.parts.cpu_threads
+        threads = cpu_threads(first.parts.batch_size * len(self.training), 0, first.settings.perf.cpu_threads)
         for m in self.training:
-            m.cpu_threads = threads
+            m.parts.cpu_threads = threads
         return threads
 
     @property
@@ -67,9 +63,8 @@ class Group:
         return all(m.finished for m in self.members)
 
     def change_batch(self, batch_size: int, lrs: dict[str, float] | None = None) -> None:
-        """Every training member trains on at `batch_size` (Run.change_batch, with its lr from `lrs` by run
-        id where given), and the group's stepper is chosen again for the new batch: fused members are
-        stacked again from their current weights and momentum. Call it between two `advance`s."""
+        """Every training member trains on at `batch_size` (Run.change_batch, its lr from `lrs` by run id)
+        and the stepper is chosen again (fused members stacked again). Call it between two `advance`s."""
         self.clock_off()
         self.training = [m for m in self.training if not m.finished]
         for m in self.training:
@@ -123,12 +118,12 @@ class Group:
         user stops the sweep (the sweep ends every run as stopped)."""
         if self.finished:
             return
-        use_threads(self.training[0].cpu_threads)
-        iters_left = max(1, math.ceil(samples / self.training[0].batch_size))
+        use_threads(self.training[0].parts.cpu_threads)
+        iters_left = max(1, math.ceil(samples / self.training[0].parts.batch_size))
         try:
             while iters_left > 0 and not self.finished:
                 iters_left -= self._train_iters(iters_left)
-                if not self.finished and all(m.epoch_over for m in self.training):
+                if not self.finished and all(m.parts.epoch_over for m in self.training):
                     self._collect()
                     for m in list(self.training):
                         m.end_epoch()
@@ -162,19 +157,19 @@ class Group:
                     if self.finished:
                         return done
                 members = self.training
-                items = [m.next_item() for m in members]
+                items = [m.parts.next_item(m.ledger.totals.epochs) for m in members]
                 if any(item is None for item in items):  # the epoch's batches are all trained (lockstep)
                     break
                 it = members[0].iteration
                 self.steps.warm_up(it)
                 for m in members:
-                    m.warm_up(it)
-                probing = [m.probe_due(it) for m in members]
+                    m.parts.warm_up(it)
+                probing = [m.parts.probe_due(it) for m in members]
                 if any(probing):  # a noise-scale estimate on this batch before its step, off the clocks
                     self.clock_off()
                     for m, item, due in zip(members, items, probing):
                         if due:
-                            m.probe_before(item)
+                            m.parts.probe_before(item)
                     self.clock_on()
                 self.compute.begin()
                 losses, n = self.steps.step(members, items)
@@ -194,8 +189,8 @@ class Group:
         """Each member's bookkeeping of the step: probes, ledger, evaluations (off the clocks)."""
         full = []
         for row, (m, loss) in enumerate(zip(members, losses)):
-            if m.wants_grads(probing[row]):
-                m.probe_after(self.steps.grads(members, row), probing[row])
+            if m.parts.wants_grads(probing[row]):
+                m.parts.probe_after(self.steps.grads(members, row), probing[row])
             full.append(m.record(loss, n))
         if any(full):  # a block of losses to the host, off the clock (a NaN ends that run only)
             self.clock_off()
@@ -217,7 +212,7 @@ class Group:
             self._regroup()
             self._clock_on_if_training()
 
-    def _flush(self, members: list[Run]) -> None:
+    def _flush(self, members: list[Run]) -> None:  # off the clocks
         for m in members:
             m.flush()
         self._collect()
@@ -257,14 +252,14 @@ class Group:
         elif len(rows) == 1 and self.steps.stacked:
             last = self.training[0]
             self.steps = OwnSteps()
-            if last.cpu_threads:  # its own rule again: one run's steps
-                last.cpu_threads = last.own_threads()
-                use_threads(last.cpu_threads)
+            if last.parts.cpu_threads:  # its own rule again: one run's steps
+                last.parts.cpu_threads = last.parts.own_threads()
+                use_threads(last.parts.cpu_threads)
             self.close(alone=last.run_id)
 
     def close(self, alone: str = "") -> None:
-        """A fused group records itself (fused_group with its own totals, once): when its last run ends,
-        when one run is left to train on alone, or when the sweep stops (the sweep calls it)."""
+        """A fused group records itself once (fused_group, its own totals): when its last run ends, when one
+        run is left to train on alone, or when the sweep stops."""
         if self._closed or not self.fused:
             return
         self._closed = True
@@ -273,7 +268,7 @@ class Group:
             EventType.FUSED_GROUP,
             group=self.label,
             runs=[m.run_id for m in self.members],
-            batch_size=first.batch_size,
+            batch_size=first.parts.batch_size,
             steps=self.steps_taken,
             wall_s=self.group_wall,
             compute_s=self.group_compute,

@@ -31,11 +31,11 @@ class OwnSteps:
     stacked = False
 
     def step(self, members: list[Run], items: list[Any]) -> tuple[list[torch.Tensor], int]:
-        results = [m.step(item) for m, item in zip(members, items)]
+        results = [m.parts.step(item) for m, item in zip(members, items)]
         return [loss for loss, _ in results], results[0][1]
 
     def grads(self, members: list[Run], row: int) -> list[torch.Tensor]:
-        return members[row].step.last_grads()
+        return members[row].parts.step.last_grads()
 
     def warm_up(self, iteration: int) -> None:
         """Nothing: each member's own step reads the lr its optimizer holds (Run.warm_up)."""
@@ -59,12 +59,15 @@ class StackedSteps:
         self.own = OwnSteps()
         self._split = False  # whether the last step was the members' own (split-backward on)
         self.graph = None
-        hyper = [(m.lr, m.optim_cfg.momentum, m.optim_cfg.weight_decay) for m in members]
+        hyper = [(m.parts.lr, m.parts.optim_cfg.momentum, m.parts.optim_cfg.weight_decay) for m in members]
         try:
             self.stack = StackedSGD(
-                members[0].model, [m.model for m in members], [m.optimizer for m in members], hyper
+                members[0].parts.model,
+                [m.parts.model for m in members],
+                [m.parts.optimizer for m in members],
+                hyper,
             )
-            self.stack.set_warmup([m.lr for m in members], [m.warmup_iters for m in members])
+            self.stack.set_warmup([m.parts.lr for m in members], [m.parts.warmup_iters for m in members])
             self._try(members[0])
             self.graph = graph_for(self.stack, members)
         except FuseUnavailable:
@@ -97,7 +100,7 @@ class StackedSteps:
             return self.own.step(members, items)
         if self.graph is not None:  # the runs' batch indices into the data they share
             return list(self.graph.step(items).unbind(0)), int(items[0].shape[0])
-        batches = [m.step.batch(item) for m, item in zip(members, items)]
+        batches = [m.parts.step.batch(item) for m, item in zip(members, items)]
         xs = torch.stack([x for x, _ in batches])
         ys = torch.stack([y for _, y in batches])
         return list(self.stack.step(xs, ys).unbind(0)), int(ys.shape[1])
@@ -116,7 +119,7 @@ class StackedSteps:
         if self.graph is not None:
             self.graph.reset()
         for m in self.members:
-            graph = getattr(m.step, "graph", None)
+            graph = getattr(m.parts.step, "graph", None)
             if graph is not None:
                 graph.reset()
 
@@ -128,30 +131,30 @@ class StackedSteps:
 def graph_for(stack: StackedSGD, members: list[Run]) -> StackedGraph | None:
     """The CUDA graph of the stacked step where every member's own step would replay one (they gather
     their batches by index from the same resident data); None elsewhere (eager stacked steps)."""
-    graphs = [getattr(m.step, "graph", None) for m in members]
+    graphs = [getattr(m.parts.step, "graph", None) for m in members]
     if any(g is None for g in graphs):
         return None
     first = graphs[0]
     if any(g.images is not first.images or g.labels is not first.labels for g in graphs):
         return None
-    return StackedGraph(stack, first.images, first.labels, members[0].batch_size, capture=first.capture)
+    return StackedGraph(stack, first.images, first.labels, members[0].parts.batch_size, capture=first.capture)
 
 
 def check_members(members: list[Run]) -> None:
     """FuseUnavailable unless these prepared runs can share stacked steps."""
     first = members[0]
     for m in members:
-        if m.model is None or m.step is None:
+        if m.parts.model is None or m.parts.step is None:
             raise FuseUnavailable(f"run {m.run_id} has no model (it did not start)")
-        if m.fast_path != first.fast_path:
+        if m.parts.fast_path != first.parts.fast_path:
             raise FuseUnavailable(
-                f"its runs step differently ({first.run_id}: {first.fast_path}, {m.run_id}: {m.fast_path})"
+                f"its runs step differently ({first.run_id}: {first.parts.fast_path}, {m.run_id}: {m.parts.fast_path})"
             )
         if m.ledger.totals.iters != first.ledger.totals.iters:
             raise FuseUnavailable(
                 f"its runs resume from different points ({first.run_id} at iteration "
                 f"{first.ledger.totals.iters}, {m.run_id} at {m.ledger.totals.iters})"
             )
-    reason = model_reason(first.model)
+    reason = model_reason(first.parts.model)
     if reason:
         raise FuseUnavailable(reason)

@@ -91,7 +91,7 @@ class PointKeeper:
             except OSError as exc:
                 raise RunDirWriteError(Path(self.run_dir), exc) from exc
             path = str(target)
-        noise = run.probes.noise if run.probes is not None else None
+        noise = run.parts.probes.noise if run.parts.probes is not None else None
         self.points[totals.epochs] = BranchPoint(
             totals.epochs,
             totals.iters,
@@ -183,9 +183,9 @@ def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
         totals={"epochs": point.epoch, "iters": point.iters, "samples": point.samples},
     )
     restore_run(run, mine)
-    for group in run.optimizer.param_groups:
+    for group in run.parts.optimizer.param_groups:
         group["lr"] = run.spec.lr  # the branch's lr, not the base run's; its warm-up is long over
-    run.warmup_iters = 0
+    run.parts.warmup_iters = 0
 
 
 def train_branch(
@@ -221,7 +221,7 @@ def train_branch(
     oom = run.prepare(lambda r: _restore(state, r, point))
     loss0 = acc0 = None
     if oom is None:
-        loss0, acc0 = evaluate(run.model, test.slice_x, test.slice_y)
+        loss0, acc0 = evaluate(run.parts.model, test.slice_x, test.slice_y)
     target = loss0 * (1 - cfg.branch.decrease) if loss0 is not None else None
     run.started_extra = {
         "branch": {

@@ -85,7 +85,7 @@ def _items(run: Run) -> Iterator[Any]:
     epoch = 0
     while True:
         empty = True
-        for item in run.step.items(epoch):
+        for item in run.parts.step.items(epoch):
             empty = False
             yield item
         if empty:
@@ -96,7 +96,7 @@ def _items(run: Run) -> Iterator[Any]:
 def time_steps(run: Run, device: torch.device, budget_s: float = BUDGET_S) -> dict[str, Any]:
     """Warm up and time the prepared run's step (see the module's docstring); nothing is recorded. A stop
     (the run's controls) raises StopRequested between steps, and inside a large one (Run.prepare's hooks)."""
-    items, step, controls = _items(run), run.step, run.controls
+    items, step, controls = _items(run), run.parts.step, run.controls
 
     def timed(n: int) -> float:
         if controls is not None and controls.stop:
@@ -153,17 +153,15 @@ def measure(
             out["reason"] = f"the step does not fit in memory ({type(oom).__name__})"
         else:
             out.update(time_steps(run, device, budget_s))
-            out["fast_path"] = run.fast_path
-        out["cpu_threads"] = run.cpu_threads
+            out["fast_path"] = run.parts.fast_path
+        out["cpu_threads"] = run.parts.cpu_threads
     except StopRequested:
         raise
     except Exception as exc:  # noqa: BLE001 - a failed calibration must not end the sweep; the run says more
         kind = "the step does not fit in memory" if is_oom(exc) else "the step failed"
         out["reason"] = f"{kind} ({type(exc).__name__}: {str(exc)[:200]})"
     finally:
-        run.model = run.optimizer = run.step = None
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        run.parts.free()
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
