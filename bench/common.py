@@ -6,7 +6,7 @@ batch size, measured side by side in one process on one device:
             host-to-device copy, eager step, `loss.item()` every iteration (a host sync per iteration).
 - resident: bstui's eager loop: the whole split on the device (trainer.data.pipelines.ResidentBatches), batches
             gathered by the epoch's permutation, trainer.engine.split.plain_step, losses kept on the device and
-            copied to the host once per block of 1,000 iterations (as trainer.engine.run does).
+            copied to the host once per block of 1,000 iterations (as trainer.engine.ledger does).
 - graph:    the same with trainer.engine.cuda_graph.GraphStep (one CUDA graph replay per iteration).
 
 Timing (`measure`): untimed warm-up iterations (lazy init, cuDNN, allocator, graph capture), then

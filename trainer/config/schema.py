@@ -283,8 +283,9 @@ class PerfConfig:
     fuse_runs: str = "auto"
     """`auto`, `on` or `off`: runs of one batch size (lr grid points, seeds, variants differing only in lr,
     momentum, weight decay or warm-up) train as one stacked model ([fused-runs.md](fused-runs.md)). `auto`:
-    where it is faster: CPU batches up to 16, eager GPU runs (not CUDA-graph ones); `on`: wherever it can
-    (GPU runs then step eagerly instead of replaying a graph); `off`: each run alone."""
+    where it is faster: CPU batches up to 16, eager GPU runs (CUDA-graph runs stay apart until
+    `bench/gpu_checks.sh` has measured their fused graph); `on`: wherever it can (on a GPU with CUDA graphs
+    the fused step is replayed as one graph); `off`: each run alone."""
 
 
 @dataclass
