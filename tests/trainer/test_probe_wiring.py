@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-import trainer.engine.run as run_module
+import trainer.engine.group as group_module
 import trainer.measure.noise_probe as noise_probe
 from trainer.config import GnsConfig
 from trainer.engine.timing import WallClock
@@ -39,7 +39,7 @@ def test_readings_every_probe_every_samples_off_the_clocks_and_in_the_summary(ti
         running.append(any(c.running for c in clocks))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "WallClock", Watched)
+    monkeypatch.setattr(group_module, "WallClock", Watched)  # the group's clocks time its runs
     monkeypatch.setattr(noise_probe, "probe_reading", terms)
     sink = ListSink()
     cfg = tiny_config(

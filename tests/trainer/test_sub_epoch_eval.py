@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-import trainer.engine.run as run_module
+import trainer.engine.evaluation as evaluation_module
+import trainer.engine.group as group_module
 from trainer.config import ConfigError, config_from_toml
 from trainer.engine.timing import WallClock
 from trainer.plan import eval_interval
@@ -60,7 +61,7 @@ def test_the_default_evaluates_about_ten_times_an_epoch_and_zero_only_at_epoch_e
 
 def test_the_crossing_is_the_first_hit_with_the_last_miss_as_its_lower_end(tiny_config, monkeypatch):
     accuracies = iter([0.1, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
-    monkeypatch.setattr(run_module, "evaluate", lambda model, x, y: (2.0, next(accuracies)))
+    monkeypatch.setattr(evaluation_module, "evaluate", lambda model, x, y: (2.0, next(accuracies)))
     result, sink = _sweep(tiny_config(sweep={"batch_sizes": [20], "epochs": 1, "target_accuracy": 0.25}))
     target = sink.of_type("target_reached")
     assert len(target) == 1
@@ -108,14 +109,14 @@ def test_evaluations_run_with_the_clocks_stopped(tiny_config, monkeypatch):
             clocks.append(self)
 
     seen: list[bool] = []
-    real = run_module.evaluate
+    real = evaluation_module.evaluate
 
     def evaluate(model, x, y):
         seen.append(any(c.running for c in clocks))
         return real(model, x, y)
 
-    monkeypatch.setattr(run_module, "WallClock", Watched)
-    monkeypatch.setattr(run_module, "evaluate", evaluate)
+    monkeypatch.setattr(group_module, "WallClock", Watched)  # the group's clocks time its runs
+    monkeypatch.setattr(evaluation_module, "evaluate", evaluate)
     _sweep(tiny_config(sweep={"batch_sizes": [20, 200], "epochs": 1}))
     assert len(seen) == 9 + 1 + 2 + 1 and not any(seen)  # bs20: 9 + epoch end; bs200: at 200, 400 + end
 
