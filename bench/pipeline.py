@@ -1,4 +1,4 @@
-"""Benchmark (issue 2): the study's input loop vs bstui's resident loop, epoch time at batch 6, 60, 600.
+"""Benchmark: the study's input loop vs bstui's resident loop, epoch time at batch 6, 60, 600.
 
 Side by side in one process on one device, the same model, optimizer and sample order:
   study     DataLoader + per-sample PIL image + ToTensor, copy to the device, eager step,
@@ -40,7 +40,7 @@ from common import (  # noqa: E402
 )
 
 BATCH_SIZES = (6, 60, 600)
-TARGET_BS, TARGET_RATIO = 60, 1.5  # issue 2, on a 2-core CPU
+TARGET_BS, TARGET_RATIO = 60, 1.5  # on a 2-core CPU
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Benchmark (issue 5): epoch time of the study's loop vs bstui's resident eager loop vs the fast path.
+"""Benchmark: epoch time of the study's loop vs bstui's resident eager loop vs the fast path.
 
 For batch sizes 1, 6, 60, 600, 6000, side by side in one process on one device: epoch time (for a
 60,000-sample epoch) of
@@ -11,7 +11,7 @@ fast path. Each cell is warmed up, then timed for up to an epoch or --budget sec
 the iterations timed, and marked "~".
 
     python bench/speed.py [--device auto|cpu|cuda] [--quick] [--json PATH]
-    python bench/speed.py --model resnet_small --dataset cifar10 --batches 32 128 512   (issue 16)
+    python bench/speed.py --model resnet_small --dataset cifar10 --batches 32 128 512
 
 --model times another model (a built-in, or "package.module:factory"); --dataset cifar10/cifar100 times
 colour 32x32 images (CIFAR-shaped random tensors when CIFAR-10 is not in --root: timings depend on the

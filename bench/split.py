@@ -1,6 +1,6 @@
 """Benchmark: per-batch time of a plain step and of split-backward (retain_graph vs vectorized).
 
-Issue 4, part 1: the study found split-backward with backward(retain_graph=True) too slow to be
+the study found split-backward with backward(retain_graph=True) too slow to be
 useful. This measures, side by side in one run, on the SimpleModel with MNIST-shaped random data:
 a plain SGD step, and a split step of k chunks (k chunk gradients + k optimizer steps) by each
 method. Target: vectorized >= 3x faster than retain_graph at batch 6000 on a GPU, faster on CPU.

@@ -1,4 +1,4 @@
-"""Measurement: split-backward with k chunks at lr against plain steps at lr x k (issue 13, part 4).
+"""Measurement: split-backward with k chunks at lr against plain steps at lr x k.
 
 Two figures, side by side in one run:
 1. exactness at momentum 0: the same batches through k split steps at lr and one plain step at lr x k,

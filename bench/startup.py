@@ -1,4 +1,4 @@
-"""Benchmark (issue 12): how long a plain `bstui` takes to put the first loss point on screen.
+"""Benchmark: how long a plain `bstui` takes to put the first loss point on screen.
 
 The real app (Textual's headless driver, 160x48) starts the real trainer subprocess on the
 shipped experiments.toml (or --config), exactly as `bstui` does; the clock starts when the

@@ -1,4 +1,4 @@
-"""Benchmark (issue 11): how long `q` takes to give the terminal back, and to stop the sweep cleanly.
+"""Benchmark: how long `q` takes to give the terminal back, and to stop the sweep cleanly.
 
 The real `bstui` runs in a real terminal (tmux, 110x30) on a CPU sweep of batch 6000 (one step takes
 seconds on a CPU core). Once the run has started and is inside a step (0.3-1.5 s later, varied), `q`

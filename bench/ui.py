@@ -1,4 +1,4 @@
-"""Benchmark (issues 3 and 12): what the live app costs.
+"""Benchmark: what the live app costs.
 
 1. Frame: time to turn a sweep of 600,000 losses per run into one frame of the loss grid
    (downsample every series to its plot's width + the build of every plot), measured on the

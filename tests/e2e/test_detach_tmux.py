@@ -1,4 +1,4 @@
-"""End to end in a real terminal (issue 6): `bstui --detach` on a tiny synthetic-digits sweep in
+"""End to end in a real terminal: `bstui --detach` on a tiny synthetic-digits sweep in
 tmux, leave the viewer with d, find the trainer still alive and writing, `bstui --attach DIR`
 shows it live, then kill -9 the trainer and the attached app says its lock is stale.
 Needs tmux (skipped without it, except in CI where it must be there) and the trainer (torch).

@@ -1,4 +1,4 @@
-"""The SSH story end to end in real terminals (issue 11): a plain `bstui` live sweep in tmux, then the
+"""The SSH story end to end in real terminals: a plain `bstui` live sweep in tmux, then the
 terminal goes away (the tmux server is killed: SIGHUP to the app, as an SSH drop does). The trainer
 keeps writing its run directory; `bstui --attach` shows it live; p records `paused`, s records
 `mode_changed`; q stops it cleanly (runs stopped, sweep_finished, summary.csv, no lock).

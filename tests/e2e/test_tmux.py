@@ -161,7 +161,7 @@ def test_bstui_live_in_tmux_split_then_quit_leaves_nothing(tmp_path):
             lambda: f"the app's tree to end after quit (alive: {[p for p in tree if alive(p)]})",
             timeout=30,
         )
-        # q stopped the sweep cleanly (issue 11): runs stopped, the sweep's end, summary.csv, no lock.
+        # q stopped the sweep cleanly: runs stopped, the sweep's end, summary.csv, no lock.
         events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
         assert events[-1]["type"] == "sweep_finished" and events[-1]["status"] == "stopped"
         assert {e["status"] for e in events if e["type"] == "run_finished"} <= {"stopped", "done"}

@@ -1,4 +1,4 @@
-"""A model with batch norm (issue 16: the second built-in, resnet_small): the fast path's body equals the
+"""A model with batch norm (the second built-in, resnet_small): the fast path's body equals the
 eager step, split-backward works and says what it does with the statistics, the probes leave them alone,
 and a sweep with every feature on finishes and says so in run_started."""
 

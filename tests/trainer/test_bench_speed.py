@@ -1,4 +1,4 @@
-"""bench/speed.py --model / --dataset (issue 16): resnet_small on CIFAR-shaped data, offline."""
+"""bench/speed.py --model / --dataset: resnet_small on CIFAR-shaped data, offline."""
 
 from __future__ import annotations
 

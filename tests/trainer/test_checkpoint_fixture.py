@@ -1,4 +1,4 @@
-"""Checkpoints written by an earlier trainer still resume (issue 10: the checkpoint format is a contract).
+"""Checkpoints written by an earlier trainer still resume (the checkpoint format is a contract).
 
 tests/fixtures/resume_v1 is a run directory that the trainer of before the layered rewrite wrote
 (tests/fixtures/make_resume_fixture.py): a two-run sweep stopped after its first epoch, each run with

@@ -71,7 +71,7 @@ def test_run_writes_a_run_directory_that_follows_the_design(data_root, tmp_path,
     resolved = load_config(out / "config.toml")
     assert resolved.sweep.batch_sizes == [60, 600] and resolved.data.dataset == "synthetic-digits"
 
-    # The sweep's answer in one sentence (issue 16), the same one report.md and the scaling view give.
+    # The sweep's answer in one sentence, the same one report.md and the scaling view give.
     answer = recommendations(events[-1]["scaling"], resolved.sweep.target_accuracy, events[0]["device"])
     assert len(answer) == 1 and answer[0] in printed.replace("\n", " ")
     assert answer[0].startswith(("fastest to ", "no batch size reached "))

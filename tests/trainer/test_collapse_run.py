@@ -1,4 +1,4 @@
-"""Collapse in the run loop (issue 13): a run that falls back to chance or never learns ends `collapsed`,
+"""Collapse in the run loop: a run that falls back to chance or never learns ends `collapsed`,
 never `done`; a healthy run stays `done`. Tiny CPU sweeps on generated data."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_accuracy_falling_back_to_chance_ends_the_run_once_the_next_evaluation_c
 
 
 def test_a_dip_to_chance_that_recovers_trains_on_to_done(tiny_config, monkeypatch):
-    # Issue 24's batch 64 at lr 0.4: 0.35 -> 0.09 -> 0.43 is not a collapse.
+    # A batch 64 run at lr 0.4 seen in a real sweep: 0.35 -> 0.09 -> 0.43 is not a collapse.
     accuracies = iter([0.35, 0.09, 0.43])
     monkeypatch.setattr("trainer.engine.evaluation.evaluate", lambda model, x, y: (0.5, next(accuracies)))
     finished, _, sink = _finished(tiny_config(sweep={"batch_sizes": [200], "epochs": 3, "eval_every": 0}))

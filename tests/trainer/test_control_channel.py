@@ -1,4 +1,4 @@
-"""The control channel for viewers that did not start the trainer (issue 11): a headless
+"""The control channel for viewers that did not start the trainer: a headless
 `python -m trainer run` obeys pause, resume, split and stop appended to its run directory's
 controls.jsonl, records them like the app's own controls, and a stop from there is the same clean,
 resumable stop as a signal (exit 130)."""

@@ -1,4 +1,4 @@
-"""Damaged dataset files (issue 14, item 3c): a synthetic-digits cache that is empty, truncated,
+"""Damaged dataset files: a synthetic-digits cache that is empty, truncated,
 garbled or of the wrong shape is rebuilt with one line said; an MNIST labels file that is valid
 IDX but holds a label outside 0-9 is a dataset error (or the fallback), never a run's traceback."""
 

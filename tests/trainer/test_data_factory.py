@@ -1,4 +1,4 @@
-"""The user's own data (issue 16): data.dataset = "package.module:factory" returning train and test tensors
+"""The user's own data: data.dataset = "package.module:factory" returning train and test tensors
 or Datasets; the input shape, channels and classes come from the data and are checked against the model."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 16's remaining data: kmnist / cifar10 / cifar100 (read from torchvision's on-disk layout here, written
+"""The other built-in datasets: kmnist / cifar10 / cifar100 (read from torchvision's on-disk layout here, written
 small in tmp_path), an image folder ("folder:PATH"), data.normalize, data.augment and the device-memory check
 that falls back from the resident pipeline."""
 

@@ -1,4 +1,4 @@
-"""Data parallel sweeps under torchrun (issue 7): rank slices, and 2 gloo processes on CPU giving the
+"""Data parallel sweeps under torchrun: rank slices, and 2 gloo processes on CPU giving the
 per-iteration losses of one process with the same global batch and sample order."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fast path (issue 5): the graph step trains exactly like the eager loop.
+"""The fast path: the graph step trains exactly like the eager loop.
 
 On CUDA: captured graphs give the eager loop's per-iteration losses (several batch sizes, a partial last
 batch, lr warm-up, split-backward). On CPU (CI): the logic around the graph - fast-path resolution,
@@ -377,7 +377,7 @@ def test_last_grads_are_the_latest_steps_gradient_in_both_modes():
 @pytest.mark.cuda
 @needs_cuda
 def test_choose_step_tells_the_app_before_it_captures_a_graph():
-    """The start-up stage "capturing CUDA graph" (issue 12) is told once, before the capture."""
+    """The start-up stage "capturing CUDA graph" is told once, before the capture."""
     from trainer.config import PerfConfig
     from trainer.engine.steps import choose_step
 

@@ -1,4 +1,4 @@
-"""Faults a long sweep meets (issue 6): kill -9, out of memory, a full disk, an unwritable place,
+"""Faults a long sweep meets: kill -9, out of memory, a full disk, an unwritable place,
 two trainers on one run directory. Nothing measured may be lost; nothing may end in a traceback.
 
 The kill points are seeded: each one kills the trainer process (SIGKILL, as `kill -9` does) at a

@@ -1,4 +1,4 @@
-"""sweep.parallel (issue 7): runs spread over worker processes, one per device. The GPUs are simulated
+"""sweep.parallel: runs spread over worker processes, one per device. The GPUs are simulated
 by CPU worker processes: the scheduling and event plumbing are the same."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The user's own model (issue 16): model.name = "package.module:factory", [model.args], model.output.
+"""The user's own model: model.name = "package.module:factory", [model.args], model.output.
 
 A factory defined in tests (tests/trainer/factory_models.py) trains a 2-batch-size sweep on CPU; each
 mistake a user makes with a factory is a config error (exit 2) naming the module and the fix."""

@@ -1,4 +1,4 @@
-"""The batch-independent gradient-noise probe (trainer/measure/noise_probe.py, issue 13)."""
+"""The batch-independent gradient-noise probe (trainer/measure/noise_probe.py)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _per_sample_b_simple(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 
 
 def test_probe_at_batch_6_agrees_with_an_exact_per_sample_computation_within_2x(tiny_dataset):
-    """Issue 13's "done when": the tool said 5,948 at batch 6 where per-sample gave 642."""
+    """The probe's reason to exist: the old estimate said 5,948 at batch 6 where per-sample gave 642."""
     torch.manual_seed(0)
     x_all = tiny_dataset.train.images.unsqueeze(1).float().div(255)
     y_all = tiny_dataset.train.labels

@@ -1,4 +1,4 @@
-"""The trainer outlives its viewer (issue 11): the app's trainer, left by `d` or orphaned by a crash
+"""The trainer outlives its viewer: the app's trainer, left by `d` or orphaned by a crash
 or an SSH drop, drops its live feed and trains on headless into its run directory, with nothing
 retrained: every run's per-iteration losses continue with no gap and no duplicate, as many as an
 uninterrupted sweep's, and its output moves into the run directory's trainer.log."""

@@ -1,4 +1,4 @@
-"""The batch-independent noise probe in the run loop (issue 13): readings every `gns.probe_every`
+"""The batch-independent noise probe in the run loop: readings every `gns.probe_every`
 training samples, off the clocks, as `noise_probe` events; the run's summary B_simple is the probe
 window's with its interval and share of undefined readings; the probe's state goes through checkpoints."""
 

@@ -1,4 +1,4 @@
-"""A checkpoint that cannot be restored (issue 14, item 10): reported, its run trained again from the
+"""A checkpoint that cannot be restored: reported, its run trained again from the
 start, never a traceback, and never on every later resume; a crafted pickle in a checkpoint never runs."""
 
 from __future__ import annotations

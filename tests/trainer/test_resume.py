@@ -302,7 +302,7 @@ FACTORY = (
 def test_a_sweep_of_a_factory_model_stopped_after_epoch_1_and_resumed_equals_an_uninterrupted_one(
     data_root, tmp_path, monkeypatch, capsys
 ):
-    """Issue 16: the user's own model (model.name = "package.module:factory", [model.args], logits) is
+    """the user's own model (model.name = "package.module:factory", [model.args], logits) is
     rebuilt by resume from the run directory's config.toml and continues from its checkpoint exactly."""
     reference = tmp_path / "reference"
     assert main(sweep_args(data_root, reference, *FACTORY)) == 0

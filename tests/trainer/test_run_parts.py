@@ -1,4 +1,4 @@
-"""The parts of one run (issue 10): the step chosen once, the ledger, the state every part saves and
+"""The parts of one run: the step chosen once, the ledger, the state every part saves and
 puts back (and refuses when damaged), and what the sweep and the checkpoint need of a run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile run directories (issue 14, items 1, 3b, 8, 9): nothing outside the directory is written or
+"""Hostile run directories: nothing outside the directory is written or
 deleted, no file read back gives a traceback, nothing blocks on a FIFO or reads /dev/zero."""
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def test_resume_refuses_a_checkpoints_link(run_copy, zoo, capsys):
 
 
 def test_resuming_a_finished_sweep_leaves_no_lock_behind(run_copy, capsys):
-    """Issue 14 item 4: "nothing to resume" returned before the lock was released."""
+    """A "nothing to resume" returned before the lock was released."""
     assert main(["resume", str(run_copy), "--quiet"]) == 0
     assert "nothing to resume" in capsys.readouterr().err
     assert not os.path.lexists(run_copy / LOCK)

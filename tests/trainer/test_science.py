@@ -1,4 +1,4 @@
-"""Issue 4 in the sweep: lr x batch x seed points, noise scale and oscillation figures, the scaling analysis."""
+"""The science in the sweep: lr x batch x seed points, noise scale and oscillation figures, the scaling analysis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signals to a trainer (issue 14, items 3 and 5): SIGTERM and SIGHUP are the same clean stop as Ctrl-C
+"""Signals to a trainer: SIGTERM and SIGHUP are the same clean stop as Ctrl-C
 (runs stopped and resumable, summary.csv written, the lock released, the resume command printed, exit
 128 + the signal), for `run`, `resume` and the app's trainer; a signal during start-up is one line and
 its exit code, never a traceback, and leaves no lock."""
@@ -224,7 +224,7 @@ def test_the_apps_trainer_stops_cleanly_on_a_signal(data_root, tmp_path):
 
 
 def test_sigterm_during_a_multi_second_step_stops_inside_it_cleanly(data_root: Path, tmp_path: Path) -> None:
-    """Batch 6000 on a CPU: one step takes seconds, longer than a stop may wait (issue 11). The stop is
+    """Batch 6000 on a CPU: one step takes seconds, longer than a stop may wait. The stop is
     taken between two layers of the step (trainer.engine.stops.stop_inside_steps), the step is abandoned
     before its update, and the stop is the same clean, resumable one (bench/stop.py times it)."""
     out = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Split-backward: both methods agree, k steps ~ lr x k, bad chunks are refused (issue 4, part 1)."""
+"""Split-backward: both methods agree, k steps ~ lr x k, bad chunks are refused."""
 
 from __future__ import annotations
 

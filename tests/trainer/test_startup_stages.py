@@ -1,4 +1,4 @@
-"""Start-up stages (issue 12): the app's trainer says what it is doing before its first loss point
+"""Start-up stages: the app's trainer says what it is doing before its first loss point
 (loading torch, loading or generating the dataset with its share done, opening the run directory),
 as live-only `startup` events that the run directory never records."""
 

@@ -1,4 +1,4 @@
-"""Sub-epoch evaluation (issue 13): the evaluation slice every `sweep.eval_every` samples, off the clocks,
+"""Sub-epoch evaluation: the evaluation slice every `sweep.eval_every` samples, off the clocks,
 recorded as `evaluation` events; time, steps and samples to target from the first crossing, with the
 last miss kept as the interval's lower end. Tiny CPU sweeps on generated data."""
 

@@ -232,7 +232,7 @@ def test_pause_is_announced_and_resume_continues_the_same_run(tiny_config):
 
 
 def test_each_run_trains_on_the_cpu_threads_its_batch_calls_for(tiny_config, monkeypatch):
-    """Interleaved runs of batch 4 and 200: each sets its own threads before its steps (issue 15)."""
+    """Interleaved runs of batch 4 and 200: each sets its own threads before its steps."""
     seen: dict[str, set[int]] = {}
     real_step = steps.plain_step
 

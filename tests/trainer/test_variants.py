@@ -1,4 +1,4 @@
-"""[[variants]]: one sweep compares optimizers and split-backward at the same batch sizes (issue 7)."""
+"""[[variants]]: one sweep compares optimizers and split-backward at the same batch sizes."""
 
 from __future__ import annotations
 

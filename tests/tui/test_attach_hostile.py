@@ -1,4 +1,4 @@
-"""`bstui --attach` and `--replay` on hostile run directories (issue 14, items 8 and 9): an events.jsonl
+"""`bstui --attach` and `--replay` on hostile run directories: an events.jsonl
 that is a FIFO or /dev/zero is refused at once, an unreadable trainer.lock is said to be one, and the
 app starts (no UnicodeDecodeError, no hang)."""
 

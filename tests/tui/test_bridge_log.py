@@ -1,4 +1,4 @@
-"""The trainer's log in the temp folder (issue 14, item 11): a killed app, a dead trainer or a bridge
+"""The trainer's log in the temp folder: a killed app, a dead trainer or a bridge
 that never started leaves no empty bstui-trainer-*.log behind; a log that holds a cause stays."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Detach and attach (issue 6): a trainer started in its own session, the newest run found,
+"""Detach and attach: a trainer started in its own session, the newest run found,
 a live lock told from a stale one on screen, a replaced events.jsonl rebuilt, and `d`."""
 
 from __future__ import annotations

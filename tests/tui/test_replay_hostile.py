@@ -1,4 +1,4 @@
-"""The replay reader on hostile files (issue 6): a recorded events.jsonl randomly truncated,
+"""The replay reader on hostile files: a recorded events.jsonl randomly truncated,
 byte-flipped, shuffled and salted with junk (binary, foreign JSON, NaN literals, deep nesting,
 over-long lines). Reader + SweepState never raise, every line is either used or counted as
 skipped, and a file replaced or truncated under the reader is read again from its start."""
@@ -22,7 +22,7 @@ from tui.state.sweep import SweepState
 
 FIXTURE = (FIXTURE_DIR / "events.jsonl").read_bytes()
 MAX_LINE = 4096  # the reader's line limit in these tests (the real one is 8 MiB)
-#: How many garbled files the property test built (reported in issue 6's note).
+#: How many garbled files the property test built.
 TRIED = {"files": 0}
 
 JUNK = st.one_of(

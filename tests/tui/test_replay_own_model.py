@@ -1,4 +1,4 @@
-"""Issue 16: a sweep of the user's own model and dataset (factories), trained by `python -m trainer run`
+"""a sweep of the user's own model and dataset (factories), trained by `python -m trainer run`
 on CPU, replayed by the app with every panel filled and the sweep's answer in the scaling view."""
 
 from __future__ import annotations

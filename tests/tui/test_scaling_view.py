@@ -1,4 +1,4 @@
-"""The scaling view (issue 4) and the table's noise-scale / oscillation columns.
+"""The scaling view and the table's noise-scale / oscillation columns.
 
 Replays tests/tui/fixtures/run_scaling: an lr sweep whose steps to target follow
 S = S_min (1 + B_crit / B) with B_crit = 200 (tests/tui/fixtures/make_fixture.py).
@@ -209,7 +209,7 @@ def test_an_old_run_directory_still_draws_from_its_summaries():
 
 def test_a_run_directory_without_lr_in_its_summaries_says_so():
     s = SweepState()
-    s.apply_all(read_all(FIXTURE_DIR)[0])  # run_small: summaries from before issue 4
+    s.apply_all(read_all(FIXTURE_DIR)[0])  # run_small: summaries from before the scaling fields
     text = facts_text(s, arms_of(s)).plain
     assert "carry no batch size and lr" in text
     for what in ("steps", "samples"):

@@ -1,4 +1,4 @@
-"""B_crit with its uncertainty (trainer/analysis/bcrit.py, issue 13) on synthetic S(B) with known B_crit."""
+"""B_crit with its uncertainty (trainer/analysis/bcrit.py) on synthetic S(B) with known B_crit."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ LN10 = math.log(10)
 
 
 def test_a_run_that_falls_back_to_chance_collapses_where_it_fell_once_a_second_evaluation_confirms_it():
-    # Issue 13: batch 16 at lr 0.2 on MNIST, test accuracy per epoch (it never came back).
+    # batch 16 at lr 0.2 on MNIST, test accuracy per epoch (it never came back).
     assert find_collapse([0.926, 0.829, 0.762, 0.1135]) is None  # one evaluation: not confirmed yet
     verdict = find_collapse([0.926, 0.829, 0.762, 0.1135, 0.098])
     assert verdict is not None and verdict.kind == "fell_back" and verdict.index == 3
@@ -22,7 +22,7 @@ def test_a_run_that_falls_back_to_chance_collapses_where_it_fell_once_a_second_e
 
 
 def test_a_dip_to_chance_that_recovers_is_not_a_collapse_and_the_real_collapse_later_is():
-    # Issue 24: batch 64 at lr 0.4 on MNIST dipped 0.35 -> 0.09, was back at 0.43, then collapsed.
+    # batch 64 at lr 0.4 on MNIST dipped 0.35 -> 0.09, was back at 0.43, then collapsed.
     series = [0.2, 0.35, 0.09, 0.43, 0.1, 0.1]
     assert [find_collapse(series[:n]) for n in range(1, 5)] == [None] * 4  # after every evaluation up to 0.43
     verdict = find_collapse(series)
@@ -54,7 +54,7 @@ def test_a_healthy_run_is_not_collapsed():
 
 
 def test_a_run_at_chance_from_the_start_with_a_flat_loss_never_learned():
-    # Issue 13: every lr-0.8 run sat at 10-11%; measured epoch losses of batch 60 at lr 0.8 (CPU).
+    # every lr-0.8 run sat at 10-11%; measured epoch losses of batch 60 at lr 0.8 (CPU).
     verdict = find_collapse([0.1, 0.1135, 0.1028], [2.3047, 2.3084, 2.3085])
     assert verdict is not None and verdict.kind == "never_learned" and verdict.index == 2
     assert "ln(10)" in verdict.reason

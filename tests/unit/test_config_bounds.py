@@ -1,4 +1,4 @@
-"""Hostile and absurd configs (issue 14, items 2, 6, 7): each is a ConfigError naming the key, what is
+"""Hostile and absurd configs: each is a ConfigError naming the key, what is
 allowed and the fix, never a traceback, never an unbounded search or read."""
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def test_long_values_and_keys_are_cut_in_messages(override: str) -> None:
     assert len(msg) < 500, msg
 
 
-# ------------------------------------------------------------ run ids (item 2)
+# ------------------------------------------------------------ run ids
 
 
 def test_an_lr_grid_whose_points_print_alike_is_refused() -> None:

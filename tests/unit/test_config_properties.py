@@ -345,7 +345,7 @@ def test_valid_configs_load_and_write_back_unchanged(d: dict[str, Any]) -> None:
     assert config_to_dict(cfg) == d
 
 
-# ------------------------------------------------- any TOML value, any size (issue 14)
+# ------------------------------------------------- any TOML value, any size
 # Values of every TOML type, at sizes and magnitudes past every bound: ints of hundreds of digits,
 # inf and nan, strings of thousands of characters (NUL and control characters included), lists of
 # over a thousand items, tables and lists nested deeper than any setting, dates. Whatever a file

@@ -1,4 +1,4 @@
-"""The end-of-sweep table says what each number is (issue 13): crossings as intervals, split-backward's k,
+"""The end-of-sweep table says what each number is: crossings as intervals, split-backward's k,
 effective lr and optimizer steps beside the batches, the final accuracy beside the best."""
 
 from __future__ import annotations

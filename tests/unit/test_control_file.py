@@ -1,4 +1,4 @@
-"""The control file (issue 11): viewers that did not start the trainer (bstui --attach) append the app's
+"""The control file: viewers that did not start the trainer (bstui --attach) append the app's
 commands to <run_dir>/controls.jsonl; the trainer applies each new complete line, refuses anything else,
 and never replays what the file held before it started."""
 

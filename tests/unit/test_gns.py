@@ -1,4 +1,4 @@
-"""Gradient noise scale estimator and critical-batch fits (issue 4, part 3)."""
+"""Gradient noise scale estimator and critical-batch fits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loss oscillation metrics (issue 4, part 4)."""
+"""Loss oscillation metrics."""
 
 from __future__ import annotations
 

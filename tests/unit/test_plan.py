@@ -1,4 +1,4 @@
-"""trainer.plan: the runs of a sweep, their ids (unique by construction, issue 14 item 2), the checks
+"""trainer.plan: the runs of a sweep, their ids (unique by construction), the checks
 that need the dataset's size."""
 
 from __future__ import annotations

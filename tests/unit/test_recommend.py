@@ -1,4 +1,4 @@
-"""The sweep's one-sentence answer (issue 16): fastest batch size and lr to the target with the interval
+"""The sweep's one-sentence answer: fastest batch size and lr to the target with the interval
 its crossing is known in, ties where intervals overlap, and where larger batches stop paying (B_crit)."""
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def test_every_emitted_type_is_in_the_contract_and_the_contract_is_complete():
 
 
 def test_summary_columns_are_the_documented_ones_in_order():
-    # The first version's columns stay first, in order; issue 13 added columns after them (add only).
+    # The first version's columns stay first, in order; later versions added columns after them (add only).
     assert SUMMARY_FIELDS[:13] == [
         "run",
         "batch_size",

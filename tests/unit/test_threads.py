@@ -1,4 +1,4 @@
-"""CPU threads by the work of one step (issue 15): one thread for tiny steps, every core for larger."""
+"""CPU threads by the work of one step: one thread for tiny steps, every core for larger."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The critical batch size with its uncertainty (issue 13). numpy only: the app may import it.
+"""The critical batch size with its uncertainty. numpy only: the app may import it.
 
 McCandlish et al. (2018) trade steps S against examples E to reach a target as
 (S/S_min - 1)(E/E_min - 1) = 1, that is S = S_min (1 + B_crit / B) and E = E_min (1 + B / B_crit) with

@@ -1,4 +1,4 @@
-"""Collapse: a run that lost what it learned, or never learned at all (issue 13).
+"""Collapse: a run that lost what it learned, or never learned at all.
 
 A pure function of a run's evaluations (test accuracy, and the mean training loss between
 evaluations), so the run loop can ask after every evaluation and the report can ask of a finished

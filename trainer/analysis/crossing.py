@@ -1,4 +1,4 @@
-"""The summary fields of issue 13, the crossing of the target as an interval, and how older run
+"""The science fields of the summary, the crossing of the target as an interval, and how older run
 directories get the same fields from their recorded events. Pure Python (no torch): the report and
 the app read it.
 
@@ -19,7 +19,7 @@ from trainer.analysis.bsimple import TARGET_HALF_READINGS, Reading, at_crossing
 from trainer.analysis.collapse import find_collapse
 from trainer.runlog import summary_number
 
-#: Summary fields issue 13 adds (the run loop fills them; summary.csv gains them as columns). The
+#: The science fields of the summary (the run loop fills them; summary.csv gains them as columns). The
 #: existing iters_to_target / samples_to_target / time_to_target_s / compute_to_target_s stay the hit.
 SCIENCE_FIELDS: dict[str, str] = {
     "iters_to_target_lo": "batches trained at the last evaluation below the target before the hit "

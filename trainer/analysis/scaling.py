@@ -1,4 +1,4 @@
-"""Scaling analysis of a sweep (issues 4 and 13): best lr per batch size, steps / samples / time to
+"""Scaling analysis of a sweep: best lr per batch size, steps / samples / time to
 target, and the critical batch size fitted to them (McCandlish et al. 2018). numpy only, no torch: the
 app and `python -m trainer report` use it on run summaries.
 
@@ -35,7 +35,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 # Statuses that end a run without a usable model: an lr whose runs end so is never the best,
-# even where the target was reached before (issue 13).
+# even where the target was reached before.
 UNUSABLE = ("diverged", "collapsed")
 UNFINISHED = ("running", "pending")
 
@@ -72,7 +72,7 @@ def lr_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     make an lr good). steps are batches (one per forward pass; k optimizer steps each in split-backward,
     `optimizer_steps`); `*_lo` are the last misses before the hits (see crossing_of).
     """
-    # Runs of different [[variants]] (optimizers, split-backward; issue 7) are different points even
+    # Runs of different [[variants]] (optimizers, split-backward) are different points even
     # at the same batch size and lr; rows without a variant have "".
     groups: dict[tuple[int, float, str], list[dict[str, Any]]] = {}
     for row in rows:
@@ -321,7 +321,7 @@ def _fit_points(
 def analyse(
     rows: Sequence[dict[str, Any]], base_lr: float | None = None, base_batch: int | None = None
 ) -> dict[str, Any]:
-    """Everything issues 4 and 13 report: points, best lr per batch size, the batch sizes left out and
+    """Everything the scaling analysis reports: points, best lr per batch size, the batch sizes left out and
     why, the B_crit fit with its interval (`b_crit`, trainer/analysis/bcrit.py), the plain point fits
     (`fit_steps`, `fit_examples`) and the median B_simple of the batch sizes that reached the target.
 

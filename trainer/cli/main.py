@@ -275,7 +275,7 @@ def cmd_run(args: argparse.Namespace, signals: StopSignals | None = None) -> int
 
 
 def cmd_resume(args: argparse.Namespace, signals: StopSignals | None = None) -> int:
-    """Continue the interrupted sweep of a run directory (issue 6)."""
+    """Continue the interrupted sweep of a run directory."""
     # Start-up cost: trainer.engine.ddp imports torch; the arguments are checked first.
     from trainer.engine.ddp import world_size_from_env
 

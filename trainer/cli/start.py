@@ -48,7 +48,7 @@ def train(
     console = Console(stderr=True)
     _report_slow_factories(console)
     try:
-        ctx = ddp.init_from_env(cfg)  # under torchrun: join the job (issue 7); None for one process
+        ctx = ddp.init_from_env(cfg)  # under torchrun: join the job; None for one process
     except ddp.DistributedError as exc:
         say_error(console, f"bstui: {exc}")
         return EXIT_USAGE

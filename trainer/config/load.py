@@ -128,7 +128,7 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
 
 
 def model_folder(name: str, path: str, source: str) -> str:
-    """Where a factory's module is looked for first, as an absolute folder (issue 16): model.path (data.path), or
+    """Where a factory's module is looked for first, as an absolute folder: model.path (data.path), or
     "" for the config file's own folder (the current folder without a file); a relative model.path is
     taken from the config file's folder. A built-in model keeps `path` as given (nothing is imported)."""
     if not is_factory(name):

@@ -222,7 +222,7 @@ def _check_batch_sizes(b: Builder, cfg: Config) -> None:
 
 
 def _check_micro_batch(b: Builder, cfg: Config) -> None:
-    """sweep.micro_batch must cut every batch larger than itself into equal micro-batches (issue 7).
+    """sweep.micro_batch must cut every batch larger than itself into equal micro-batches.
 
     Bounded: batch sizes are at most bounds.MAX_BATCH, so the divisor search below takes at most
     sqrt(MAX_BATCH) ~ 3,200 steps."""

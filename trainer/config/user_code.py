@@ -1,4 +1,4 @@
-"""Importing the user's own code: a "package.module:factory" reference (issue 16), for models
+"""Importing the user's own code: a "package.module:factory" reference, for models
 (trainer.models.builtin) and datasets (trainer.data.datasets). Stdlib only.
 
 The module is imported with `path` (the config file's folder, or model.path / data.path) first on

@@ -1,4 +1,4 @@
-"""[[variants]] (issue 7): each table is checked as the config it makes (the sections with its
+"""[[variants]]: each table is checked as the config it makes (the sections with its
 overrides merged in), through the same builder; its problems are named after the variant."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Gradient accumulation (issue 7): one optimizer step on a batch too big for memory, taken from
+"""Gradient accumulation: one optimizer step on a batch too big for memory, taken from
 micro-batches that fit.
 
 A batch of n samples is cut into consecutive micro-batches of at most `micro_batch` samples; each

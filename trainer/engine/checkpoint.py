@@ -1,4 +1,4 @@
-"""Per-run checkpoints, so an interrupted sweep can continue (`python -m trainer resume`, issue 6).
+"""Per-run checkpoints, so an interrupted sweep can continue (`python -m trainer resume`).
 
 At each epoch end of each run, `<run dir>/checkpoints/<run id>.pt` is rewritten atomically
 (temp file + fsync + os.replace): the run's own `state_dict()` (model and optimizer state, its

@@ -1,4 +1,4 @@
-"""The fast path (issue 5): the whole training step as one CUDA graph per run, replayed per iteration.
+"""The fast path: the whole training step as one CUDA graph per run, replayed per iteration.
 
 On a modern GPU the study's tiny model spends almost all of an iteration launching ~50 small kernels
 from Python. Capturing the step once - gather of the batch from the resident data by index, forward,

@@ -1,4 +1,4 @@
-"""Data parallel training under torchrun, with PyTorch's own engine (issue 7):
+"""Data parallel training under torchrun, with PyTorch's own engine:
 `torchrun --nproc-per-node N -m trainer run [CONFIG] ...` trains every run of the sweep with
 DistributedDataParallel across N processes (one GPU each, or CPU processes with gloo).
 

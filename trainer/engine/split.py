@@ -5,7 +5,7 @@ the same parameters, then the optimizer makes k steps in chunk order. With plain
 up to one step of lr * k along the batch's mean gradient, which is why the study saw split-backward
 behave like lr x k (momentum makes it differ slightly).
 
-Two ways to get the k chunk gradients (issue 4, part 1):
+Two ways to get the k chunk gradients:
 - "retain_graph": the study's way, k backward passes over the batch's retained graph;
 - "vectorized": all k in one batched pass (torch.func), several times faster.
 

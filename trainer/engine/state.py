@@ -8,7 +8,7 @@ and plain containers, so `torch.load(..., weights_only=True)` reads it.
 
 Loading goes part by part and names the part that does not fit (`StateError`). A resume calls
 `restore_problem` first, on fresh CPU copies of the parts, so a checkpoint that cannot be restored
-restarts its run before anything is rewritten, instead of failing the resume (issue 14).
+restarts its run before anything is rewritten, instead of failing the resume.
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def split_request(batch_size: int, chunks: int) -> tuple[int, str]:
 
 
 def batch_norm_note(model: nn.Module, *, split_method: str, micro_batch: int, ddp: DistContext | None) -> str:
-    """What the run does with the model's batch norm (issue 16), for run_started; "" without batch norm.
+    """What the run does with the model's batch norm, for run_started; "" without batch norm.
 
     Every feature keeps working; where batch norm makes one differ from a plain step, this says how."""
     if not batch_norms(model):

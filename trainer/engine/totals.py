@@ -28,7 +28,7 @@ class RunTotals:
     loss_diff_stds: list[float | None] = field(default_factory=list)
     grad_cosines: list[float | None] = field(default_factory=list)
     b_simple: float | None = None
-    # Issue 13 (older checkpoints lack them and resume with these defaults):
+    # The science fields (older checkpoints lack them and resume with these defaults):
     optimizer_steps: int = 0  # k per batch while split-backward is on
     final_test_acc: float | None = None  # the last full-test-set evaluation's
     last_miss: dict[str, Any] | None = (

@@ -1,5 +1,5 @@
 """Gradient noise scale and critical batch size (McCandlish et al. 2018, "An Empirical Model of
-Large-Batch Training", arXiv:1812.06162; issue 4, part 3).
+Large-Batch Training", arXiv:1812.06162).
 
 B_simple = tr(Sigma) / |G|^2, with G the true gradient and Sigma the per-sample gradient covariance,
 predicts the batch size past which bigger batches stop cutting the number of steps. Both terms are

@@ -1,4 +1,4 @@
-"""A gradient-noise probe that does not depend on the training batch (issue 13).
+"""A gradient-noise probe that does not depend on the training batch.
 
 The first estimator (trainer/measure/probes.py) splits each training batch into 2-4-sample chunks: at batch 6
 that is two chunks of 3 and a "big" batch of 6, far too small to measure |G|^2 (the issue measured 5,948

@@ -1,4 +1,4 @@
-"""Loss oscillation, measured (issue 4, part 4).
+"""Loss oscillation, measured.
 
 The study showed oscillation as plots of the per-iteration loss; these are the two numbers behind
 those plots, per run and epoch:

@@ -1,5 +1,5 @@
 """Measurements taken during a run that are not training: gradient noise scale and the
-cosine between consecutive gradients (issue 4, parts 3 and 4).
+cosine between consecutive gradients.
 
 They run every `gns.every` iterations, outside the wall and compute timers (the loop
 stops its clocks around them), and keep their results on the device until an epoch

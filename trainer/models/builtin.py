@@ -1,5 +1,5 @@
 """Models: a small registry of built-ins (the study's SimpleModel is the default), and the user's own
-model through a factory (issue 16).
+model through a factory.
 
 `model.name = "package.module:factory"` names a callable that `factory(**model.args)` turns into an
 nn.Module taking a batch of inputs and returning log-probabilities (`model.output = "log_probs"`) or

@@ -122,7 +122,7 @@ def chunk_gradients(
     tensor per trainable parameter, in `model.parameters()` order, shaped [chunks, *param.shape]).
     Neither the parameters nor their .grad are changed.
 
-    Batch norm (issue 16): "retain_graph" makes one forward over the whole batch, so every chunk is
+    Batch norm: "retain_graph" makes one forward over the whole batch, so every chunk is
     normalised with the whole batch's statistics, and the running statistics are updated once, as a
     plain step does. "vectorized" normalises each chunk with its own statistics (vmap runs the chunks
     apart) and then, with `update_running_stats`, updates the running statistics by one no-grad forward

@@ -1,4 +1,4 @@
-"""Optimizers by name: the study's SGD, and LARS and LAMB for huge batches (issue 7).
+"""Optimizers by name: the study's SGD, and LARS and LAMB for huge batches.
 
 At very large batch sizes one global lr is either too small for some layers or too large for others:
 the ratio |w| / |g| differs by orders of magnitude between layers. LARS and LAMB give each layer

@@ -1,4 +1,4 @@
-"""Terminal plots of the headless report (issue 13), drawn with plotext into plain strings.
+"""Terminal plots of the headless report, drawn with plotext into plain strings.
 
 Four plots: training loss against samples per run, test accuracy against samples with the target,
 steps to target against batch size (log-log) with each crossing's interval, the B_crit fit and its

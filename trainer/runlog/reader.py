@@ -1,6 +1,6 @@
 """The one tolerant reader of events: a line of events.jsonl -> an event, or unreadable.
 
-The file is hostile input (issue 14): JSON only, nothing in it is ever executed (no eval, no
+The file is hostile input: JSON only, nothing in it is ever executed (no eval, no
 pickle). A line is an event when it is UTF-8, at most MAX_LINE_BYTES long, nested at most
 MAX_DEPTH deep (checked before parsing: 200,000 brackets never reach the recursive parser), a JSON
 object with a string `type`, and every field the contract types (field_types.EVENT_FIELDS) has its

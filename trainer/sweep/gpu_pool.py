@@ -1,4 +1,4 @@
-"""Several GPUs, several sweep points (`sweep.parallel = "auto"`, issue 7): independent runs of a sweep
+"""Several GPUs, several sweep points (`sweep.parallel = "auto"`): independent runs of a sweep
 train at the same time, one worker process per GPU.
 
 Each worker owns one device and trains whole runs one after another (within a worker the schedule

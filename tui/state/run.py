@@ -37,7 +37,7 @@ class EpochRecord:
     test_acc: float | None
     samples_per_s: float | None
     total_iters: int | None = None
-    #: Issue 4's epoch figures: oscillation (sd of successive loss differences), cosine of
+    #: The epoch's oscillation figures: oscillation (sd of successive loss differences), cosine of
     #: consecutive gradients, and the gradient noise scale; None where the trainer had none.
     loss_diff_std: float | None = None
     grad_cos: float | None = None
