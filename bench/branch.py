@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         json.loads(line) for line in (args.run_dir / "events.jsonl").read_text().splitlines() if line.strip()
     ]
     started = {e["run"]: e for e in events if e["type"] == "run_started"}
-    base = next((r for r, e in started.items() if not isinstance(e.get("branch"), dict)), None)
+    # The run the branches name as their base (the sweep may train other fixed batch sizes beside it).
+    base = next(
+        (e["branch"].get("base_run") for e in started.values() if isinstance(e.get("branch"), dict)), None
+    )
     epochs = [e for e in events if e["type"] == "epoch_end" and e.get("run") == base]
     if base is None or not epochs:
         print(f"{args.run_dir}: no base run with a finished epoch", file=sys.stderr)

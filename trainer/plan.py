@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.config import Config, DataConfig, GnsConfig, ModelConfig, OptimConfig, PerfConfig
+from trainer.config.batch_schedule import PROPOSED, Stage, parse, run_id
 
 SLICE_SAMPLES = 6000  # samples per run per round of the interleaved schedule (1/10 of an MNIST epoch)
 
@@ -33,6 +34,9 @@ class RunSpec:
     seed: int = 0  # initial weights and sample order
     optim: OptimConfig | None = None  # this run's optimizer settings; None = the config's [optim]
     variant: str = ""  # the [[variants]] name it belongs to ("" without variants)
+    # A scheduled run's stages (sweep.batch_schedule, each with its lr): its batch size and lr change as it
+    # trains; batch_size and lr are the first stage's. () for a run of one batch size.
+    schedule: tuple[Stage, ...] = ()
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -43,6 +47,7 @@ class RunSpec:
             "seed": self.seed,
             "variant": self.variant,
             "optim": self.optim.name if self.optim is not None else "sgd",
+            **({"batch_schedule": [s.as_dict() for s in self.schedule]} if self.schedule else {}),
         }
 
 
@@ -158,6 +163,8 @@ def run_specs(cfg: Config, only: Collection[str] | None = None) -> list[RunSpec]
                             variant=variant,
                         )
                     )
+    if cfg.sweep.batch_schedule.strip() not in ("", PROPOSED):  # a schedule as configured: one run more
+        specs.append(scheduled_spec(cfg, parse(cfg.sweep.batch_schedule)))
     twice = sorted(i for i, n in Counter(s.run_id for s in specs).items() if n > 1)
     if twice:
         raise ValueError(
@@ -168,6 +175,24 @@ def run_specs(cfg: Config, only: Collection[str] | None = None) -> list[RunSpec]
         mine = set(only)
         return [s for s in specs if s.run_id in mine]
     return specs
+
+
+def scheduled_spec(cfg: Config, stages: list[Stage]) -> RunSpec:
+    """The scheduled run of `stages` (sweep.batch_schedule, or the schedule the branches proposed): each
+    stage's lr as given, else the config's lr rule at its batch size (optim.lr_scaling); id sched16-64."""
+    stages = [
+        dataclasses.replace(s, lr=s.lr if s.lr is not None else resolved_lr(cfg, s.batch_size))
+        for s in stages
+    ]
+    return RunSpec(
+        run_id=run_id(stages),
+        batch_size=stages[0].batch_size,
+        lr=float(stages[0].lr),  # type: ignore[arg-type]
+        momentum=cfg.optim.momentum,
+        seed=cfg.sweep.seed,
+        optim=cfg.optim,
+        schedule=tuple(stages),
+    )
 
 
 def slice_samples(cfg: Config, n_train: int) -> int:

@@ -25,6 +25,7 @@ from tui.feeds.detach import ExitAction
 from tui.feeds.system import LiveSystem, SystemSnapshot, SystemSource
 from tui.messages import EventsPending, FeedCaughtUp, FeedEnded, SystemSampled
 from tui.pump import FeedFactory, FeedPump, SystemPump
+from tui.screens.bcrit_screen import BcritScreen
 from tui.screens.help_screen import HelpScreen
 from tui.screens.main_screen import Frame, MainScreen
 from tui.screens.scaling_screen import ScalingScreen
@@ -72,6 +73,7 @@ class BstuiApp(App[int]):
 
     BINDINGS = [
         Binding("c", "scaling", "scale"),
+        Binding("b", "bcrit", "B_crit", show=False),
         Binding("s", "split", "split"),
         Binding("plus,equals_sign", "chunks(1)", "+chunks", show=False),
         Binding("minus", "chunks(-1)", "-chunks", show=False),
@@ -202,7 +204,7 @@ class BstuiApp(App[int]):
         """Update every widget if anything changed since the last redraw."""
         if not self.screen_stack:  # the timer can fire while the app starts or closes
             return
-        if isinstance(self.screen, ScalingScreen):  # it skips the work itself when nothing changed
+        if isinstance(self.screen, (ScalingScreen, BcritScreen)):  # each skips the work when nothing changed
             self.screen.update_from(self.state, self.status_text())
             return
         if not isinstance(self.screen, MainScreen):
@@ -284,11 +286,18 @@ class BstuiApp(App[int]):
 
     async def action_scaling(self) -> None:
         """c: open the scaling view, or go back from it."""
-        if isinstance(self.screen, ScalingScreen):
+        await self._toggle(ScalingScreen)
+
+    async def action_bcrit(self) -> None:
+        """b: open B_crit over training (branched B_crit and the schedule), or go back from it."""
+        await self._toggle(BcritScreen)
+
+    async def _toggle(self, screen: type[ScalingScreen] | type[BcritScreen]) -> None:
+        if isinstance(self.screen, screen):
             await self.pop_screen()
             self.redraw(force=True)
         elif isinstance(self.screen, MainScreen):
-            await self.push_screen(ScalingScreen())
+            await self.push_screen(screen())
             self.redraw()
 
     def action_help(self) -> None:

@@ -36,6 +36,10 @@ KEYS: list[tuple[str, str]] = [
         "c",
         "scaling view: the batch x lr matrix (m: its metric), steps to target with regimes and B_crit, the lr rule, samples or (v) time to target",
     ),
+    (
+        "b",
+        "B_crit over training ([branch]): branched B_crit and B_simple with their intervals, the proposed schedule, and a scheduled run's verdict",
+    ),
     ("e", "save a screenshot (SVG) of the screen into the run directory"),
     ("s", "split-backward on/off for the running sweep (or the Switch); says which batch sizes switched"),
     ("+ -", "chunks k for the next split-backward switch: only k that divide a batch size still to train"),

@@ -17,7 +17,6 @@ ALLOWED: dict[str, str] = {
     "trainer/engine/fuse.py": "the fused group becomes the one training loop (trainer/engine/)",
     "trainer/engine/ledger.py": "its Ledger splits with the one training loop (trainer/engine/)",
     "trainer/engine/run.py": "Run becomes a member of the one training loop (trainer/engine/)",
-    "trainer/sweep/branch.py": "the branch runs are reworked with the batch-size schedule",
 }
 
 

@@ -19,20 +19,9 @@ Pure: no torch, no numpy (the app and the report use it).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Stage:
-    """From `samples` training samples on, batches of `batch_size` at `lr`."""
-
-    samples: int
-    batch_size: int
-    lr: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "batch_size": self.batch_size, "lr": self.lr}
+from trainer.config.batch_schedule import Stage, format_stages
 
 
 def pick_batch(b_crit: float, batch_sizes: Sequence[int]) -> int:
@@ -67,20 +56,13 @@ def megatron(stages: Sequence[Stage]) -> str:
 
 
 def to_toml(stages: Sequence[Stage]) -> str:
-    """The schedule as TOML: an array of [[stage]] tables {samples, batch_size, lr}, in training order."""
-    lines = [
-        "# a batch-size schedule proposed by bstui's branched B_crit: from `samples` on, `batch_size` at `lr`",
-        "",
-    ]
-    for s in stages:
-        lines += [
-            "[[stage]]",
-            f"samples = {s.samples}",
-            f"batch_size = {s.batch_size}",
-            f"lr = {s.lr:.6g}",
-            "",
-        ]
-    return "\n".join(lines).rstrip() + "\n"
+    """The schedule in bstui's config form: sweep.batch_schedule with each stage's lr (trainer.config.batch_schedule)."""
+    return (
+        "# a batch-size schedule proposed by bstui's branched B_crit: from each number of samples on, that\n"
+        "# batch size at that lr (samples:batch_size:lr)\n"
+        "[sweep]\n"
+        f'batch_schedule = "{format_stages(list(stages), with_lr=True)}"\n'
+    )
 
 
 def expected_savings(

@@ -109,6 +109,7 @@ RANGES: dict[str, Range] = {
     "branch.lr_factors": Range(0, 1000, lo_open=True),
     "branch.max_samples": Range(0, 1_000_000_000, note=" (0 = one epoch)"),
     "branch.eval_every": Range(0, 1_000_000_000, note=" (0 = about 40 per branch)"),
+    "branch.base_batch_size": Range(0, MAX_BATCH, note=" (0 = the only one of sweep.batch_sizes)"),
 }
 
 # ------------------------------------------------------------------ devices

@@ -232,6 +232,13 @@ class SweepConfig:
     of 2,000 test images, the same for every run), off the clocks; `-1` = a tenth of the training set
     (about 10 per epoch), `0` = epoch ends only. Every epoch end evaluates the slice too, and the full test
     set (recorded apart as `final_test_acc`)."""
+    batch_schedule: str = ""
+    """One more run whose batch size changes as it trains, piecewise by samples, compared in the report
+    against the best fixed batch size: `"0:32 24000:64 48000:128"` (Megatron-LM's
+    `--step-batch-size-schedule` form: from each number of training samples on, that batch size; a third
+    field, `"0:32:0.05"`, gives a stage's lr, else the lr rule's), `"proposed"` (the schedule the sweep's
+    `[branch]` measurement proposes, trained after the branches), `""` = none
+    ([huge-batches.md](huge-batches.md#a-batch-size-schedule-that-proves-itself))."""
 
 
 @dataclass
@@ -295,13 +302,13 @@ class BranchConfig:
     ([huge-batches.md](huge-batches.md#b_crit-over-training-branches-and-a-proposed-schedule))."""
 
     epochs: list[int] = field(default_factory=list)
-    """Epochs of the one base run after which branches start (each at most `sweep.epochs`); `[]` = no
-    branches. With branches the sweep is one run: one batch size, lr and seed, no `[[variants]]`."""
+    """Epochs of the base run after which branches start (each at most `sweep.epochs`); `[]` = no
+    branches. With branches the sweep has one lr and one seed and no `[[variants]]`."""
     batch_sizes: list[int] = field(default_factory=list)
     """The branches' batch sizes at each point (at least 3 different)."""
     decrease: float = 0.1
-    """Each branch trains until the evaluation-slice loss is this fraction below its value at the branch
-    point."""
+    """Each branch trains until its smoothed evaluation-slice loss is this fraction below the base run's
+    smoothed slice loss at the branch point."""
     lr_factors: list[float] = field(default_factory=lambda: [1.0])
     """A small lr grid: each branch's lr is the config's lr rule (`optim.lr_scaling`) at its batch size times
     each factor; per batch size the fit takes the fewest-step lr."""
@@ -309,6 +316,8 @@ class BranchConfig:
     """Training samples after which a branch counts as not reaching the decrease; `0` = one epoch."""
     eval_every: int = 0
     """Samples between a branch's evaluations on the slice; `0` = `max_samples` / 40."""
+    base_batch_size: int = 0
+    """The base run: the sweep's run at this batch size (one of `sweep.batch_sizes`); `0` = the only one."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ class Builder(BuilderBase):
         if self.whole:
             rules.check_run_count(self, cfg)
             branch_rules.check_branch(self, cfg)
+            branch_rules.check_schedule(self, cfg)
         if self.problems:
             raise ConfigError(self.problems, omitted=self.omitted)
         return cfg

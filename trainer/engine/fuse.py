@@ -59,6 +59,8 @@ def static_reason(
     optim = spec.optim if spec.optim is not None else settings.optim
     if ddp:
         return "torchrun: data parallel runs train alone"
+    if spec.schedule:
+        return "its batch size changes as it trains (sweep.batch_schedule)"
     if parallel:
         return "sweep.parallel: each run trains in its own GPU worker"
     if optim.name != "sgd":

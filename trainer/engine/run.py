@@ -114,6 +114,9 @@ class Run(SweepRun):
         self.fused, self.fused_runs, self.fused_reason = "", [], ""
         # The step timed alone (trainer.sweep.calibrate: a step_time event's fields; None: not timed).
         self.step_alone: dict[str, Any] | None = None
+        # The summary's time-alone fields from its row, where they are not batches x step_alone (a scheduled
+        # run prices each stage at its own batch size: trainer.sweep.scheduled.price_alone).
+        self.price_alone: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.started_extra: dict[str, Any] = {}  # run_started's extra fields (a branch's `branch`)
 
     @property
@@ -280,7 +283,7 @@ class Run(SweepRun):
             probe=noise.figures() if noise is not None else None,
         )
         row["fused_runs"] = len(self.fused_runs)  # its times are 1/K shares of a fused group's
-        row.update(time_alone_fields(row, self.step_alone))
+        row.update(self.price_alone(row) if self.price_alone else time_alone_fields(row, self.step_alone))
         if noise is not None and noise.readings and row.get("samples_to_target") is not None:
             row.update(noise.at_target(row.get("samples_to_target_lo"), row["samples_to_target"]))
         return row
@@ -290,9 +293,12 @@ class Run(SweepRun):
         p = self.parts
         if p.model is None or p.optimizer is None:
             raise StateError(f"run {self.run_id} has no model any more (it finished); nothing to save")
-        return saved_state(
+        state = saved_state(
             self.spec, self.ledger, self.split_chunks, p.iters_per_epoch, p.model, p.optimizer, p.probes
         )
+        # The batch size and lr in force (a batch-size schedule changes them): a restore trains on at them.
+        state.update(trained_batch_size=p.batch_size, trained_lr=p.lr)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put this prepared run back where `state` left it. StateError names the part that does not fit."""
@@ -302,6 +308,15 @@ class Run(SweepRun):
         )
         if p.step is not None:
             p.step.set_split(self.split_chunks)
+        size, lr = state.get("trained_batch_size"), state.get("trained_lr")
+        if (
+            isinstance(size, int)
+            and not isinstance(size, bool)
+            and size >= 1
+            and isinstance(lr, float)
+            and (size, lr) != (p.batch_size, p.lr)
+        ):  # saved after a change of batch size (older checkpoints have neither field)
+            self.change_batch(size, lr)
 
     def free(self) -> None:
         """Drop the run's tensors so the rest of the sweep has the memory."""

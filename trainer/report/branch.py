@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.analysis.figures import count, num, pct, setting, span, with_interval
-from trainer.analysis.schedule import Stage, describe, to_toml
+from trainer.analysis.schedule import describe, to_toml
+from trainer.config.batch_schedule import Stage
 
 BRANCH_RESULT = "branch_result"
 

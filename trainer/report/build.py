@@ -21,6 +21,7 @@ from trainer.analysis.figures import count, setting, sig, span, with_interval
 from trainer.analysis.figures import finite as _finite
 from trainer.report.branch import section as branch_section
 from trainer.report.collect import collect
+from trainer.report.schedule import section as schedule_section
 from trainer.runlog import EVENTS, REPORT, EventType, write_atomic
 
 
@@ -369,6 +370,10 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
     ]
     if facts.get("branch"):
         lines += branch_section(facts["branch"], str(s.get("device") or "?"))
+    for started_event, row in facts.get("scheduled") or []:
+        lines += schedule_section(
+            started_event, row, facts["rows"], facts["events"], target, str(s.get("device") or "?")
+        )
     if plots:
         from trainer.report.plots import plots as draw  # plotext loads only when plots are wanted
 

@@ -15,6 +15,7 @@ from trainer.analysis.crossing import fill_from_events
 from trainer.analysis.figures import finite as _finite
 from trainer.analysis.scaling import analyse
 from trainer.report.branch import branch_result, branch_runs
+from trainer.report.schedule import scheduled_runs
 from trainer.runlog import EVENTS, EventType, RunDirError, UnreadableFile, read_events
 from trainer.runlog.shards import is_sharded, read_sharded
 
@@ -53,8 +54,13 @@ def collect(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
             + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else "")
         )
-    branches = branch_runs(events)  # measured apart (their section): not points of the sweep's own analysis
-    finished = [e for e in finished if e.get("run") not in branches] or finished
+    # Branches and a scheduled run are measured apart (their sections): not points of the sweep's own analysis.
+    branches = branch_runs(events)
+    scheduled = scheduled_runs(events)
+    sched_finished = [e for e in finished if e.get("run") in scheduled]
+    finished = [
+        e for e in finished if e.get("run") not in branches and e.get("run") not in scheduled
+    ] or finished
     reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
     rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
     rows = _with_final_loss(rows, events)
@@ -83,6 +89,13 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "test_samples": test_n,
         "eval": recorded,
         "branch": branch_result(events),
+        "scheduled": [
+            (scheduled[e["run"]], fill_from_events([e["summary"]], events, N_CLASSES)[0][0])
+            for e in sched_finished
+        ]
+        + [
+            (st, None) for run_id, st in scheduled.items() if run_id not in {e["run"] for e in sched_finished}
+        ],
         "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events),
         "shards": shard_notes,
     }

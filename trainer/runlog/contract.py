@@ -65,6 +65,8 @@ class EventType:
     #: Branched B_crit (trainer.sweep.branch): one branch point's fit, and the whole curve with its schedule.
     BRANCH_POINT: Final = "branch_point"
     BRANCH_RESULT: Final = "branch_result"
+    #: A scheduled run (sweep.batch_schedule) trains on at another batch size: iter, samples, batch_size, lr.
+    BATCH_SIZE_CHANGED: Final = "batch_size_changed"
 
 
 EVENT_TYPES: Final = (
@@ -86,6 +88,7 @@ EVENT_TYPES: Final = (
     EventType.STEP_TIME,
     EventType.BRANCH_POINT,
     EventType.BRANCH_RESULT,
+    EventType.BATCH_SIZE_CHANGED,
 )
 #: Events sent to the live feed only: a run directory never records them (they describe this
 #: process's start-up, not the sweep).

@@ -112,6 +112,8 @@ EVENT_FIELDS: Final = {
         "fused_runs": "list[str]?",
         "fused_reason": "str?",
         "branch": "dict?",
+        "batch_schedule": "list?",
+        "batch_schedule_source": "str?",
     },
     EventType.LOSSES: {"first_iter": "int", "values": "list[num?]"},
     EventType.EPOCH_END: {
@@ -234,6 +236,7 @@ EVENT_FIELDS: Final = {
         "megatron": "str?",
         "expected": "dict?",
     },
+    EventType.BATCH_SIZE_CHANGED: {"iter": "int", "samples": "int", "batch_size": "int", "lr": "num"},
     EventType.SWEEP_FINISHED: {
         "status": "str",
         "reason": "str?",

@@ -11,12 +11,17 @@ trainer.engine.checkpoint). Then, from each copy, one branch per batch size of `
 factor of `branch.lr_factors`, times the lr the config's rule gives that batch size) continues the base
 run's weights, optimizer state, RNG state and data order (the base run's next epoch, at the branch's
 batch size; warm-up is over). Each branch is a run like any other: its own id (e3-bs64), its events,
-its run_started carrying `branch` {base_run, epoch, iters, samples, loss, acc, decrease, target_loss}.
+its run_started carrying `branch` {base_run, epoch, iters, samples, loss, acc, trend_loss,
+decrease, target_loss}.
 
 A branch evaluates the evaluation slice (trainer.analysis.accuracy) every `branch.eval_every` samples
-and ends at the first evaluation at or below loss x (1 - decrease), or after `branch.max_samples`
-without it. Its crossing is the interval between that evaluation and the one before (steps and samples
-counted from the branch point), as the sweep's crossings of the target are. Each point's fit, beside
+and ends once its smoothed slice loss has reached the target even read pessimistically, or
+after `branch.max_samples` without it. Its crossing (steps and samples counted from the branch point) is
+the interval trainer.analysis.branch_crossing reads from the smoothed loss: it holds the evaluations' noise
+as well as their spacing, so a lucky dip of one evaluation neither ends a branch nor decides its steps.
+The target is (1 - decrease) x the base run's smoothed slice loss at the point (its evaluations around
+it, the same local fit), not x the one evaluation there: a point that lands on a noisy spike would make
+the fall easy for every branch alike. Each point's fit, beside
 the base run's noise-probe B_simple there, is emitted as `branch_point`; the curve, the schedule it
 proposes (trainer.analysis.schedule) and its expected savings as `branch_result`, before `sweep_finished`.
 """
@@ -26,91 +31,33 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from trainer.analysis import schedule
+from trainer.analysis import branch_crossing, schedule
 from trainer.analysis.bcrit import Crossing, fit_with_uncertainty
+from trainer.analysis.branch_crossing import Reading
 from trainer.config import Config
+from trainer.config.branch_rules import base_batch_size
 from trainer.data.datasets import Dataset
-from trainer.engine.checkpoint import checkpoint_path, load_checkpoint, restore_run, run_state
+from trainer.engine.checkpoint import restore_run
 from trainer.engine.evaluation import TestSet, evaluate
 from trainer.engine.group import Group
 from trainer.engine.run import Run
 from trainer.plan import RunSettings, RunSpec, lr_labels, resolved_lr
-from trainer.runlog import Emitter, RunDirWriteError, ensure_dir, write_atomic
+from trainer.runlog import Emitter
 from trainer.runlog.controls import Controls
+from trainer.sweep.branch_points import BranchPoint, PointKeeper, load_point, point_path  # noqa: F401 - the sweep uses them here
 
 EVALS_PER_BRANCH = 40  # evaluations over branch.max_samples when branch.eval_every = 0
 
 
-@dataclass
-class BranchPoint:
-    """The base run after one of branch.epochs: where it stood, and its saved state."""
-
-    epoch: int
-    iters: int
-    samples: int
-    state: bytes  # the checkpoint, serialised (the file's bytes, or in memory without a run directory)
-    path: str = ""  # the kept checkpoint file ("" without a run directory)
-    probe: dict[str, Any] = field(default_factory=dict)  # the base run's noise-probe figures there
-
-
-def point_path(run_dir: Path | str, run_id: str, epoch: int) -> Path:
-    """Where the base run's checkpoint after `epoch` is kept."""
-    return checkpoint_path(run_dir, f"{run_id}-e{epoch}")
-
-
-class PointKeeper:
-    """The base run's epoch-end hook: its usual hook (the checkpoint writer) first, then, after each of
-    `epochs`, a kept copy of its checkpoint."""
-
-    def __init__(
-        self, epochs: list[int], run_dir: str = "", inner: Callable[[Run], None] | None = None
-    ) -> None:
-        self.epochs, self.run_dir, self.inner = set(epochs), run_dir, inner
-        self.points: dict[int, BranchPoint] = {}
-
-    def __call__(self, run: Run) -> None:
-        if self.inner is not None:
-            self.inner(run)
-        totals = run.ledger.totals
-        if totals.epochs not in self.epochs:
-            return
-        buf = io.BytesIO()
-        torch.save(run_state(run), buf)
-        path = ""
-        if self.run_dir:
-            target = point_path(self.run_dir, run.run_id, totals.epochs)
-            try:
-                ensure_dir(target.parent)
-                write_atomic(target, buf.getbuffer())
-            except OSError as exc:
-                raise RunDirWriteError(Path(self.run_dir), exc) from exc
-            path = str(target)
-        noise = run.parts.probes.noise if run.parts.probes is not None else None
-        self.points[totals.epochs] = BranchPoint(
-            totals.epochs,
-            totals.iters,
-            totals.samples,
-            buf.getvalue(),
-            path,
-            noise.figures() if noise is not None else {},
-        )
-
-    def recover(self, run_id: str) -> None:
-        """Take up the points a resumed sweep's base run kept before the interruption (its kept files)."""
-        for epoch in sorted(self.epochs - set(self.points)):
-            path = point_path(self.run_dir, run_id, epoch) if self.run_dir else None
-            if path is None or not path.is_file():
-                continue
-            state = load_checkpoint(path)
-            self.points[epoch] = BranchPoint(
-                epoch, int(state["iters"]), int(state["samples"]), b"", str(path)
-            )
+def base_spec(cfg: Config, specs: list[RunSpec]) -> RunSpec | None:
+    """The run the branches start from: the sweep's run at branch.base_batch_size (or its only run); None
+    where `specs` (a shard's) do not hold it."""
+    size = base_batch_size(cfg)
+    return next((s for s in specs if s.batch_size == size), None)
 
 
 def branch_specs(cfg: Config, base: RunSpec, epoch: int) -> list[RunSpec]:
@@ -156,18 +103,17 @@ class _Watch:
         pass
 
 
-def crossing(evals: list[dict[str, Any]], target: float, iters0: int, samples0: int) -> Crossing | None:
-    """The branch's crossing of `target`: from the last evaluation above it (or the branch point) to the
-    first at or below it, in steps and samples since the branch point; None if none reached it."""
-    lo_i, lo_s = 0, 0
-    for e in evals:
-        loss = e.get("test_loss")
-        if loss is None:
-            continue
-        if loss <= target:
-            return Crossing(lo_i, e["iter"] - iters0, lo_s, e["samples"] - samples0)
-        lo_i, lo_s = e["iter"] - iters0, e["samples"] - samples0
-    return None
+def crossing(
+    evals: list[dict[str, Any]], loss0: float, target: float, iters0: int, samples0: int
+) -> Crossing | None:
+    """The branch's crossing of `target` read from its smoothed slice loss (trainer.analysis.branch_crossing),
+    in steps and samples since the branch point (whose loss is `loss0`); None until it is established."""
+    readings = [Reading(0, 0, loss0)] + [
+        Reading(e["iter"] - iters0, e["samples"] - samples0, e["test_loss"])
+        for e in evals
+        if e.get("test_loss") is not None
+    ]
+    return branch_crossing.crossing(readings, target)
 
 
 def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
@@ -181,6 +127,8 @@ def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
         split_chunks=1,
         probes=None,
         totals={"epochs": point.epoch, "iters": point.iters, "samples": point.samples},
+        trained_batch_size=run.spec.batch_size,  # the branch's batch and lr, not those the base run had
+        trained_lr=run.spec.lr,
     )
     restore_run(run, mine)
     for group in run.parts.optimizer.param_groups:
@@ -201,6 +149,7 @@ def train_branch(
     run_dir: str,
     base_run: str,
     runs: list[Any],
+    trend: float | None = None,
 ) -> dict[str, Any]:
     """Train one branch until the slice loss falls by branch.decrease (or max_samples), appending its run to
     `runs` first (a stop then ends it as any run); returns its measurement {batch_size, lr, crossing, step_s,
@@ -210,7 +159,10 @@ def train_branch(
     n_train = int(dataset.train.labels.shape[0])
     limit, every = max_samples(cfg, n_train), eval_every(cfg, n_train)
     extra_epochs = math.ceil(limit / n_train) + 1
-    mine = dataclasses.replace(settings, epochs=point.epoch + extra_epochs, eval_every=every)
+    # No noise probes in a branch: the base run's B_simple at the point is the one reported, and a probe
+    # reading costs a branch as much as several of its steps.
+    quiet = dataclasses.replace(settings.gns, every=0, probe_every=0)
+    mine = dataclasses.replace(settings, epochs=point.epoch + extra_epochs, eval_every=every, gns=quiet)
     watch = _Watch(emitter, spec.run_id)
     run = Run(spec, mine, dataset, device, watch, test, controls)  # type: ignore[arg-type]
     runs.append(run)
@@ -222,7 +174,9 @@ def train_branch(
     loss0 = acc0 = None
     if oom is None:
         loss0, acc0 = evaluate(run.parts.model, test.slice_x, test.slice_y)
-    target = loss0 * (1 - cfg.branch.decrease) if loss0 is not None else None
+    # The target: the fall from the base run's trend there (its smoothed slice loss), else from this reading.
+    level = trend if trend is not None else loss0
+    target = level * (1 - cfg.branch.decrease) if level is not None else None
     run.started_extra = {
         "branch": {
             "base_run": base_run,
@@ -231,6 +185,7 @@ def train_branch(
             "samples": point.samples,
             "loss": loss0,
             "acc": acc0,
+            "trend_loss": trend,
             "decrease": cfg.branch.decrease,
             "target_loss": target,
         }
@@ -240,7 +195,11 @@ def train_branch(
     group = Group([run])
     while not run.finished:
         group.advance(every)
-        hit = crossing(watch.evals, target, point.iters, point.samples) if target is not None else None
+        hit = (
+            crossing(watch.evals, loss0, target, point.iters, point.samples)
+            if target is not None and loss0 is not None
+            else None
+        )
         done = run.ledger.totals.samples - point.samples
         if hit is not None or done >= limit:
             break
@@ -251,7 +210,8 @@ def train_branch(
         if hit is not None:
             run.finish(
                 "done",
-                f"the evaluation-slice loss fell by {cfg.branch.decrease:.0%} after {hit.steps_hi} steps",
+                f"the smoothed evaluation-slice loss fell by {cfg.branch.decrease:.0%} within "
+                f"{hit.steps_lo:.0f}-{hit.steps_hi:.0f} steps",
             )
         else:
             run.finish(
@@ -268,16 +228,6 @@ def train_branch(
         "status": run.status,
         "loss": loss0,
     }
-
-
-def load_point(point: BranchPoint) -> BranchPoint:
-    """The point with its state read back from the kept checkpoint file (as a resume would find it)."""
-    if not point.path:
-        return point
-    state = load_checkpoint(point.path)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return dataclasses.replace(point, state=buf.getvalue())
 
 
 def fit_point(measured: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,6 +295,7 @@ def run_branches(
                 run_dir,
                 base.run_id,
                 runs,
+                keeper.trend(point.samples),
             )
             measured.append(m)
             loss = m["loss"] if m["loss"] is not None else loss

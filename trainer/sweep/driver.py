@@ -27,7 +27,7 @@ from trainer.process.title import set_title, trainer_title
 from trainer.runlog import Emitter
 from trainer.runlog.controls import Controls, StopRequested
 from trainer.runlog.shards import ShardInfo
-from trainer.sweep import branch, calibrate, gpu_pool
+from trainer.sweep import branch, calibrate, gpu_pool, scheduled
 from trainer.sweep.prepare import PreparedSweep, device_name, prepare, resolve_device
 from trainer.sweep.resume import Resume
 
@@ -152,14 +152,18 @@ def run_prepared(
         )
     test = prepare_test(dataset, device)
     runs: list[SweepRun] = []  # in sweep order: the runs trained here, or the records of a GPU pool's
-    local: list[Group] = []  # what this process advances: groups of one run, or fused
+    local: list[Any] = []  # what this process advances: groups (of one run, or fused), scheduled runs
     interrupted: BaseException | None = None
     status = "done"
     # A [branch] table (trainer.sweep.branch): the base run keeps its checkpoints at the branch points, and the
     # branches train from them once it is done.
-    keeper = branch.PointKeeper(cfg.branch.epochs, run_dir) if cfg.branch.epochs else None
+    base = branch.base_spec(cfg, specs) if cfg.branch.epochs else None  # None in a shard without it
+    keeper = branch.PointKeeper(cfg.branch.epochs, run_dir) if base is not None else None
     if keeper is not None and resume is not None:  # the branches are measured again, from the kept points
-        keeper.recover(specs[0].run_id)
+        keeper.recover(base.run_id)
+        for e in resume.events:
+            if e.get("type") == "evaluation" and e.get("run") == base.run_id:
+                keeper.take(e)
     try:
         if devices:  # every run trains in a worker; `runs` fills with their records
             pooled: list[gpu_pool.RemoteRun] = []
@@ -178,10 +182,15 @@ def run_prepared(
             for spec in unit.specs:
                 if resume is not None and resume.is_kept(spec.run_id):
                     continue
-                run = Run(spec, settings, dataset, device, emitter, test, controls, ddp)
+                watched = (
+                    keeper.watch(emitter, spec.run_id) if keeper and spec.run_id == base.run_id else emitter
+                )
+                run = Run(spec, settings, dataset, device, watched, test, controls, ddp)
+                if spec.schedule:
+                    run.started_extra = scheduled.started_fields(spec, scheduled.CONFIGURED)
                 if run_dir:
                     run.on_epoch_end = CheckpointWriter(run_dir)
-                if keeper is not None:
+                if keeper is not None and spec.run_id == base.run_id:
                     keeper.inner, run.on_epoch_end = run.on_epoch_end, keeper
                 runs.append(run)
                 members.append(run)
@@ -189,9 +198,11 @@ def run_prepared(
         # Time alone (trainer.sweep.calibrate): each kind of step timed alone once, before any run trains and outside
         # their clocks (a resumed sweep reuses the recorded times); under torchrun every run trains alone anyway.
         # The runs exist already, so a stop or Ctrl-C here records each of them stopped.
-        if ddp is None:
-            alone = calibrate.StepTimes(resume.events if resume is not None else ()).ensure(
-                [r.spec for _, members in planned for r in members],
+        n_train = int(dataset.train.labels.shape[0])
+        times = calibrate.StepTimes(resume.events if resume is not None else ()) if ddp is None else None
+        if times is not None:
+            alone = times.ensure(
+                [r.spec for _, members in planned for r in members if not r.spec.schedule],
                 settings,
                 dataset,
                 device,
@@ -200,12 +211,25 @@ def run_prepared(
                 controls,
             )
             for r in runs:
-                r.step_alone = alone.get(r.run_id)
+                if r.spec.schedule:  # each stage's batch size, timed alone
+                    r.price_alone = scheduled.price_alone(
+                        r.spec,
+                        n_train,
+                        settings.epochs,
+                        scheduled.stage_calibrations(
+                            times, r.spec, settings, dataset, device, test, emitter, controls
+                        ),
+                    )
+                else:
+                    r.step_alone = alone.get(r.run_id)
         for n_unit, (unit, members) in enumerate(planned):
             restorers = {r.run_id: resume.restorer(r.run_id) if resume is not None else None for r in members}
-            started = fuse.start_unit(
-                unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}"
-            )
+            started = [  # a scheduled run follows its stages
+                scheduled.wrap(g, emitter)
+                for g in fuse.start_unit(
+                    unit, members, restorers, label=f"fused{n_unit}-bs{unit.specs[0].batch_size}"
+                )
+            ]
             local.extend(started)
             if cfg.sweep.schedule == "sequential":
                 for trained in started:
@@ -216,9 +240,34 @@ def run_prepared(
                 for trained in local:
                     trained.advance(slice_n)
         if keeper is not None:
-            branch.run_branches(
-                cfg, settings, keeper, specs[0], dataset, device, emitter, test, controls, run_dir, runs, log
+            result = branch.run_branches(
+                cfg, settings, keeper, base, dataset, device, emitter, test, controls, run_dir, runs, log
             )
+            if scheduled.is_proposed(cfg):  # the schedule the branches proposed, trained now
+                spec = scheduled.proposed_spec(cfg, result)
+                if spec is None:
+                    log("batch_schedule: the branches proposed no schedule (no point determined its B_crit)")
+                else:
+                    run = Run(spec, settings, dataset, device, emitter, test, controls)
+                    run.started_extra = scheduled.started_fields(spec, scheduled.PROPOSED_SOURCE)
+                    run.fused_reason = "its batch size changes as it trains (sweep.batch_schedule)"
+                    if run_dir:
+                        run.on_epoch_end = CheckpointWriter(run_dir)
+                    if times is not None:
+                        run.price_alone = scheduled.price_alone(
+                            spec,
+                            n_train,
+                            settings.epochs,
+                            scheduled.stage_calibrations(
+                                times, spec, settings, dataset, device, test, emitter, controls
+                            ),
+                        )
+                    runs.append(run)
+                    run.start()
+                    trained = scheduled.wrap(Group([run]), emitter)
+                    local.append(trained)
+                    while not trained.finished:
+                        trained.advance(slice_n)
     except StopRequested:
         status = "stopped"
     except KeyboardInterrupt as exc:
@@ -248,7 +297,7 @@ def run_prepared(
             }
         }
     else:  # the sweep's own runs: branches are measured apart (trainer.sweep.branch)
-        own = {spec.run_id for spec in specs}
+        own = {spec.run_id for spec in specs if not spec.schedule}  # a scheduled run is compared apart
         scaling = analyse(
             [s for s in summaries if s.get("run") in own], cfg.optim.lr, cfg.optim.base_batch_size
         )

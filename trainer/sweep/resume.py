@@ -297,12 +297,13 @@ def plan_resume(
                     cut[run_id] = pos
         plans[run_id] = plan
 
-    # Branches (trainer.sweep.branch) are measured again from the base run's kept points: their events go.
+    # Branches (trainer.sweep.branch) are measured again from the base run's kept points, and the schedule
+    # they proposed (sweep.batch_schedule = "proposed") is trained again after them: their events go.
     branches = {
         e.get("run")
         for e in events
         if e["type"] == EventType.RUN_STARTED
-        and isinstance(e.get("branch"), dict)
+        and (isinstance(e.get("branch"), dict) or isinstance(e.get("batch_schedule"), list))
         and e.get("run") not in run_ids
     }
     lines: list[str] = []

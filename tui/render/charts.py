@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tui.render.braille import Band, Chart, Line
-from tui.render.palette import FAINT, RGB, SPLIT_MARK, TARGET_LINE, TARGET_MARK, faded, rgb
+from tui.render.palette import BATCH_MARK, FAINT, RGB, SPLIT_MARK, TARGET_LINE, TARGET_MARK, faded, rgb
 from tui.render.plotdata import Series
 from tui.render.ticks import log_ticks, ticks_with_labels
 from tui.state.run import RunState
@@ -129,6 +129,7 @@ def run_chart(
     )
     vlines, hlines, points = _target_marks(series, frame, c)
     vlines += [(x, SPLIT_MARK) for x, _ in series.marks] if frame.view.metric == "loss" else []
+    vlines += [(x, BATCH_MARK) for x, _ in series.batch_marks]  # a scheduled run's batch-size changes
     return Chart(
         title=title,
         lines=[Line(series.x, series.y, c)],

@@ -24,6 +24,7 @@ RUN_COLORS: tuple[RGB, ...] = (
 )
 FAINT: RGB = (88, 88, 88)  # a min/max band or raw series under a smoothed one
 SPLIT_MARK = "yellow"  # vertical line where split-backward was switched
+BATCH_MARK = "cyan"  # vertical line where a scheduled run's batch size changed
 TARGET_MARK = "green"  # vertical line where the target accuracy was reached
 TARGET_LINE = "rgb(95,215,95)"  # the target accuracy as a horizontal line
 CURSOR = "bold white"  # the crosshair

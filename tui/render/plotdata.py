@@ -44,6 +44,11 @@ def x_at(run: RunState, axis: str, iterations: np.ndarray) -> np.ndarray:
     it = np.asarray(iterations, dtype=np.float64)
     if axis == "iteration":
         return it
+    if run.batch_stages and axis in ("epoch", "samples"):  # a scheduled run: each stage at its batch size
+        samples = scheduled_samples(run.batch_stages, it + 1)
+        if axis == "samples":
+            return samples
+        return samples / ((run.iters_per_epoch or 1) * run.batch_stages[0][2])  # its first stage's epoch
     if axis == "epoch":
         return (it + 1) / (run.iters_per_epoch or 1)
     if axis == "samples":
@@ -51,6 +56,16 @@ def x_at(run: RunState, axis: str, iterations: np.ndarray) -> np.ndarray:
     if axis == "wall":
         return run.wall_at(it)
     raise ValueError(f"unknown x axis {axis!r}; one of {', '.join(X_AXES)}")
+
+
+def scheduled_samples(stages: list[tuple[int, int, int]], iters: np.ndarray) -> np.ndarray:
+    """Training samples after `iters` iterations of a run whose batch size changed at `stages`
+    ((iteration, samples, batch size) from its start on)."""
+    starts = np.array([s[0] for s in stages], dtype=np.float64)
+    k = np.clip(np.searchsorted(starts, iters, side="right") - 1, 0, len(stages) - 1)
+    base = np.array([s[1] for s in stages], dtype=np.float64)
+    sizes = np.array([s[2] for s in stages], dtype=np.float64)
+    return base[k] + (iters - starts[k]) * sizes[k]
 
 
 def iter_to_x(run: RunState, axis: str, iteration: int) -> float:
@@ -142,6 +157,8 @@ class Series:
     band_y: np.ndarray | None = None
     #: x positions of split-backward switches, with the chunk count switched to.
     marks: list[tuple[float, int]] = field(default_factory=list)
+    #: x positions where a scheduled run's batch size changed, with the new batch size.
+    batch_marks: list[tuple[float, int]] = field(default_factory=list)
     #: x where the run reached the target accuracy, if it did (and that x is in range).
     target_x: float | None = None
 
@@ -157,6 +174,9 @@ def _marks(run: RunState, axis: str, series: Series) -> None:
     for it, chunks in run.mode_changes:
         if it < n:
             series.marks.append((iter_to_x(run, axis, it), chunks))
+    for it, _, size in run.batch_stages[1:]:  # after `it` iterations: where the last of the old size ends
+        if it < n:
+            series.batch_marks.append((iter_to_x(run, axis, it - 1), size))
     if run.target and isinstance(run.target.get("iter"), int) and run.target["iter"] >= 1:
         series.target_x = float(eval_x(run, axis, np.array([run.target["iter"]]))[0])
 

@@ -29,6 +29,7 @@ TABLE = [
 MARKS = [
     ("│ yellow", "split-backward switched on or off"),
     ("│ green", "target accuracy reached"),
+    ("│ cyan", "a scheduled run's batch size changed (sweep.batch_schedule)"),
     ("╌ ◆", "accuracy view: the target accuracy; where each run crossed it"),
     ("▴ ▾", "the series goes beyond the y range in that column (a spike); l shows it whole"),
     ("░ band", "min/max of the raw loss under its EMA (where the raw loss is denser than the plot)"),

@@ -65,10 +65,8 @@ def _rows(state: SweepState) -> list[dict[str, Any]]:
     its last epoch's training loss (the matrix's final-loss metric)."""
     rows = []
     for r in state.run_list():
-        if (
-            r.run in state.branch_runs
-        ):  # measured apart (the report's branched B_crit), not points of the grid
-            continue
+        if r.run in state.branch_runs or r.run in state.scheduled_runs:
+            continue  # measured apart (branched B_crit, the schedule's verdict: key b), not points of the grid
         losses = [e.train_loss for e in r.epochs if e.train_loss is not None]
         loss = {"final_train_loss": losses[-1]} if losses else {}
         if r.summary:

@@ -86,6 +86,30 @@ def _on_run_started(s: SweepFields, e: Event) -> None:
     run.status = "running"
     if isinstance(e.get("branch"), dict):
         s.branch_runs.add(rid)
+    if isinstance(e.get("batch_schedule"), list):
+        s.scheduled_runs.add(rid)
+        if not run.batch_stages:
+            run.batch_stages = [(0, 0, run.batch_size)]
+        stages = [(int(st["samples"]), int(st["batch_size"])) for st in e["batch_schedule"]]
+        run.schedule = "→".join(str(b) for _, b in stages)
+        total = run.iters_per_epoch * stages[0][1] * (run.epochs_total or 0)  # its samples over all epochs
+        ends = [a for a, _ in stages[1:]] + [total]
+        run.planned_iters = sum(-(-max(0, min(end, total) - a) // b) for (a, b), end in zip(stages, ends))
+
+
+def _on_batch_size_changed(s: SweepFields, e: Event) -> None:
+    """A scheduled run's batch size changed (sweep.batch_schedule): marked on its plots; its samples axis
+    counts each stage's batches at their own size."""
+    run = _run(s, e)
+    it, samples, size = int(e["iter"]), int(e["samples"]), int(e["batch_size"])
+    if size < 1 or it < 0 or samples < 0:
+        raise ValueError("batch_size_changed out of range")
+    if not run.batch_stages:
+        run.batch_stages = [(0, 0, run.batch_size)]
+    if run.batch_stages[-1][0] < it:
+        run.batch_stages.append((it, samples, size))
+    run.batch_size = size
+    run.lr = to_float(e.get("lr", run.lr))
 
 
 def _on_losses(s: SweepFields, e: Event) -> None:
@@ -311,4 +335,5 @@ HANDLERS: dict[str, Callable[[SweepFields, Event], None]] = {
     "step_time": _on_step_time,
     "branch_point": _on_branch_point,
     "branch_result": _on_branch_result,
+    "batch_size_changed": _on_batch_size_changed,
 }

@@ -24,6 +24,7 @@ class RunKey:
     seed: int | None = None
     variant: str = ""
     split_chunks: int = 1
+    schedule: str = ""  # a scheduled run's batch sizes, "16→64→128"
 
 
 def fmt_lr(lr: float, digits: int = 3) -> str:
@@ -40,7 +41,7 @@ def fmt_lr(lr: float, digits: int = 3) -> str:
 
 
 def _label(key: RunKey, parts: set[str], lr_digits: int) -> str:
-    words = [f"bs {key.batch_size}"]
+    words = [f"bs {key.schedule or key.batch_size}"]
     if "lr" in parts:
         words.append(f"lr {fmt_lr(key.lr, lr_digits)}")
     if "seed" in parts:

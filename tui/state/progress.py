@@ -46,6 +46,7 @@ def measured_rate(run: RunState) -> float | None:
 
 def run_progress(run: RunState) -> RunProgress:
     total = run.iters_per_epoch * run.epochs_total if run.iters_per_epoch and run.epochs_total else None
+    total = run.planned_iters or total  # a scheduled run: its stages' iterations
     done = run.done_iters
     rate = measured_rate(run)
     if run.status not in ACTIVE:

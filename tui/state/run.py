@@ -109,6 +109,13 @@ class RunState:
     step_alone_s: float | None = None
     #: (iteration, chunks) of every live split-backward switch, in order.
     mode_changes: list[tuple[int, int]] = field(default_factory=list)
+    #: A scheduled run's batch sizes (sweep.batch_schedule): (iteration, samples, batch size) from its start
+    #: and at each batch_size_changed, in order; [] for a run of one batch size.
+    batch_stages: list[tuple[int, int, int]] = field(default_factory=list)
+    #: A scheduled run's planned batch sizes, "16→64→128" (its label), and the iterations its schedule plans
+    #: over all its epochs (0: a run of one batch size, whose iterations per epoch say it).
+    schedule: str = ""
+    planned_iters: int = 0
     #: (iteration count done, seconds since the run started) from losses events:
     #: the wall-time axis before the first epoch has a measured wall time.
     time_marks: list[tuple[int, float]] = field(default_factory=list)
@@ -121,7 +128,9 @@ class RunState:
 
     def key(self) -> RunKey:
         """The settings that tell this run apart from others (tui.state.labels)."""
-        return RunKey(self.run, self.batch_size, self.lr, self.seed, self.variant, self.initial_chunks)
+        return RunKey(
+            self.run, self.batch_size, self.lr, self.seed, self.variant, self.initial_chunks, self.schedule
+        )
 
     def add_eval(self, point: EvalPoint) -> None:
         """Keep evaluations ordered by iteration (one of a kind at an iteration already known replaces it)."""

@@ -70,6 +70,8 @@ class SweepFields:
     #: The runs that are branches (their run_started carries `branch`): left out of the scaling screen.
     branch_runs: set[str] = field(default_factory=set)
     branch_result: dict[str, Any] | None = None
+    #: The runs whose batch size follows a schedule (their run_started carries `batch_schedule`).
+    scheduled_runs: set[str] = field(default_factory=set)
     #: Runs that reached the target or diverged since the app last looked (it toasts them).
     alerts: list[Alert] = field(default_factory=list)
     #: The newest event time seen (seconds since the sweep started): "now" for progress and ETA.
