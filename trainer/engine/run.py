@@ -34,7 +34,13 @@ from trainer.engine.evaluation import Checks, TestSet
 from trainer.engine.ledger import Ledger
 from trainer.engine.parts import RunParts
 from trainer.engine.run_events import read_noise, split_switch, started_fields
-from trainer.engine.state import StateError, load_saved_state, saved_state
+from trainer.engine.state import (
+    StateError,
+    load_saved_state,
+    saved_state,
+    trained_batch,
+    trained_batch_fields,
+)
 from trainer.engine.stops import is_oom, oom_reason
 from trainer.engine.threads import use_threads
 from trainer.plan import RunSettings, RunSpec, eval_interval
@@ -192,7 +198,7 @@ class Run(SweepRun):
             wall_s=totals.wall_s + self.time.wall,
             compute_s=totals.compute_s + min(self.time.compute, self.time.wall),
         )
-        self._collapsed()
+        self._collapse(self.ledger.fell_back())
 
     def noise_due(self) -> bool:
         """A reading of the batch-independent noise probe is due."""
@@ -221,7 +227,7 @@ class Run(SweepRun):
             split_chunks=self.split_chunks,
             probe_figures=self.parts.probes.epoch_figures() if self.parts.probes is not None else {},
         )
-        if self._collapsed():
+        if self._collapse(self.ledger.fell_back()):
             return
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
@@ -296,9 +302,7 @@ class Run(SweepRun):
         state = saved_state(
             self.spec, self.ledger, self.split_chunks, p.iters_per_epoch, p.model, p.optimizer, p.probes
         )
-        # The batch size and lr in force (a batch-size schedule changes them): a restore trains on at them.
-        state.update(trained_batch_size=p.batch_size, trained_lr=p.lr)
-        return state
+        return {**state, **trained_batch_fields(p.batch_size, p.lr)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put this prepared run back where `state` left it. StateError names the part that does not fit."""
@@ -308,24 +312,14 @@ class Run(SweepRun):
         )
         if p.step is not None:
             p.step.set_split(self.split_chunks)
-        size, lr = state.get("trained_batch_size"), state.get("trained_lr")
-        if (
-            isinstance(size, int)
-            and not isinstance(size, bool)
-            and size >= 1
-            and isinstance(lr, float)
-            and (size, lr) != (p.batch_size, p.lr)
-        ):  # saved after a change of batch size (older checkpoints have neither field)
-            self.change_batch(size, lr)
+        trained = trained_batch(state)
+        if trained is not None and trained != (p.batch_size, p.lr):  # saved after a change of batch size
+            self.change_batch(*trained)
 
     def free(self) -> None:
         """Drop the run's tensors so the rest of the sweep has the memory."""
         self.ledger.drop_pending()
         self.parts.free()
-
-    def _collapsed(self) -> bool:
-        """After an evaluation: end the run `collapsed` when its accuracy fell back to chance."""
-        return self._collapse(self.ledger.fell_back())
 
     def _finish_trained(self) -> None:
         """Every epoch trained: `done`, or `collapsed` when the epochs say it collapsed or never learned."""

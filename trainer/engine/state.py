@@ -131,6 +131,20 @@ def load_saved_state(
     return chunks
 
 
+def trained_batch_fields(batch_size: int, lr: float) -> dict[str, Any]:
+    """The batch size and lr in force when a run is saved (a batch-size schedule changes them): a restore
+    trains on at them."""
+    return {"trained_batch_size": batch_size, "trained_lr": lr}
+
+
+def trained_batch(state: dict[str, Any]) -> tuple[int, float] | None:
+    """The batch size and lr a saved run trained at; None where the checkpoint is older than the fields."""
+    size, lr = state.get("trained_batch_size"), state.get("trained_lr")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 1 and isinstance(lr, float):
+        return size, lr
+    return None
+
+
 def restore_problem(spec: RunSpec, settings: RunSettings, state: dict[str, Any]) -> str:
     """Why `state` cannot be put back into a run of `spec` ("" when it can). Tried on fresh CPU copies
     of the run's model, optimizer, ledger and probes with the calls `Run.load_state_dict` makes."""
