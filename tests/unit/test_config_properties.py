@@ -304,6 +304,8 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "micro_batch": draw(
                 st.just(0) | st.sampled_from([d for d in range(1, min(gcd, 64) + 1) if gcd % d == 0])
             ),
+            # No schedule: a batch schedule needs a one-run sweep (its own tests: tests/unit/test_batch_schedule.py).
+            "batch_schedule": "",
         },
         "split_backward": {
             "enabled": (enabled := draw(st.booleans())),
@@ -334,6 +336,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "lr_factors": [1.0],
             "max_samples": draw(st.integers(0, 10**6)),
             "eval_every": 0,
+            "base_batch_size": 0,
         },
     }
 
