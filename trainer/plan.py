@@ -1,7 +1,7 @@
 """The plan of a sweep: its runs (RunSpec) and what each trains with (RunSettings), their lrs and ids, the interleaved slice, the GPU queue order.
 
 Pure (stdlib and trainer.config only): the app and `resume` plan a sweep without torch, and every
-run id comes from here. Run ids are unique by construction (issue 14): batch sizes, variant names
+run id comes from here. Run ids are unique by construction: batch sizes, variant names
 and seeds are distinct (the config refuses repeats), and lrs are written with as many significant
 digits as tell them apart (6, as `%g` writes them, unless two lrs of the sweep print alike there).
 """
@@ -106,7 +106,7 @@ def resolved_lr(cfg: Config, batch_size: int) -> float:
 
 def sweep_lrs(cfg: Config, batch_size: int) -> list[float]:
     """The lrs a batch size runs with: sweep.lrs as given, a log-spaced sweep.lr_grid, or
-    else the one lr of `resolved_lr` (issue 4: a fair comparison sweeps lr per batch size)."""
+    else the one lr of `resolved_lr` (a fair comparison sweeps lr per batch size)."""
     s = cfg.sweep
     if s.lrs:
         return list(s.lrs)
@@ -127,7 +127,7 @@ def lr_labels(lrs: list[float]) -> dict[float, str]:
 
 
 def run_specs(cfg: Config, only: Collection[str] | None = None) -> list[RunSpec]:
-    """One spec per (batch size, variant, lr, seed). Ids: bs60, bs6000-lars with [[variants]] (issue 7),
+    """One spec per (batch size, variant, lr, seed). Ids: bs60, bs6000-lars with [[variants]],
     bs60-lr0.05 with several lrs, -s1 with seeds. ValueError if two would share an id (a bug). With
     `only` (a shard's runs), just those, in sweep order."""
     many_lrs = bool(cfg.sweep.lrs) or cfg.sweep.lr_grid.points > 1

@@ -1,4 +1,4 @@
-"""Bounds on everything a config or `--set` can carry (issue 14): numbers, lists, strings, paths,
+"""Bounds on everything a config or `--set` can carry: numbers, lists, strings, paths,
 devices, the file itself and the sweep's size.
 
 Every number has a range. The upper ends are far beyond any real experiment, but they keep the

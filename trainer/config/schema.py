@@ -53,7 +53,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "perf.precision": PRECISIONS,
     "perf.fuse_runs": FUSE_CHOICES,
 }
-VARIANTS = "variants"  # the [[variants]] array of tables (issue 7)
+VARIANTS = "variants"  # the [[variants]] array of tables
 VARIANT_KEYS = ("name", "optim", "split_backward", "batch_sizes")
 VARIANT_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]+")  # it goes into run ids: bs6000-lars
 DEFAULT_CONFIG_FILE = "experiments.toml"

@@ -54,8 +54,8 @@ class EventType:
     #: its first loss point: "loading torch", "generating synthetic-digits", "capturing CUDA graph".
     STARTUP: Final = "startup"
     EVALUATION: Final = "evaluation"  # an evaluation on the evaluation slice, within an epoch or at its end
-    NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe (issue 13)
-    #: A fused group ended (issue 15, trainer.engine.fuse): its runs, steps and own wall and compute time.
+    NOISE_PROBE: Final = "noise_probe"  # a reading of the batch-independent gradient-noise probe
+    #: A fused group ended (trainer.engine.fuse): its runs, steps and own wall and compute time.
     FUSED_GROUP: Final = "fused_group"
     #: The control file (controls.jsonl) stopped working, or works again: `working`, and `reason`.
     CONTROLS_CHANGED: Final = "controls"
@@ -161,7 +161,7 @@ SUMMARY_FIELDS: Final = [
     "samples_per_s",
     "mean_epoch_wall_s",
     "mean_epoch_compute_s",
-    # issue 13: the last full-test-set accuracy, and the crossing of the target as an interval (the
+    # the last full-test-set accuracy, and the crossing of the target as an interval (the
     # last evaluation below it; the hit is iters/time/compute_to_target above)
     "final_test_acc",
     "iters_to_target_lo",

@@ -109,7 +109,7 @@ def run_prepared(
     settings = RunSettings.from_config(cfg)
     slice_n = slice_samples(cfg, prepared.n_train)
 
-    # sweep.parallel (issue 7): runs spread over the GPUs, one worker process each; a resumed sweep
+    # sweep.parallel: runs spread over the GPUs, one worker process each; a resumed sweep
     # and a torchrun rank train in their own process.
     devices = (
         []

@@ -1,4 +1,4 @@
-"""Continue an interrupted sweep from its run directory (`python -m trainer resume DIR`, issue 6).
+"""Continue an interrupted sweep from its run directory (`python -m trainer resume DIR`).
 
 `plan_resume` reads events.jsonl and the checkpoints and decides, per run:
   keep        it finished (done, diverged, oom): its events and summary stay as they are;
