@@ -325,7 +325,7 @@ def grid_events() -> Iterator[dict[str, Any]]:
 def scaling_frame_ms(repeats: int) -> dict[str, Any]:
     """The scaling screen at 160x48 on a 6 x 8 x 2 grid: CPU ms of the analysis (once per finished run)
     and of one frame (the matrix for every metric, the curve, samples and lr-rule charts built)."""
-    from tui.render.scaling import matrix_text
+    from tui.render.matrix import matrix_text
     from tui.screens.scaling_screen import ScalingScreen
     from tui.state.arms import arms_of
     from tui.widgets.scaling_view import ScalingView

@@ -138,4 +138,7 @@ def test_the_report_states_the_schedule_and_the_verdict(tiny_config, tmp_path):
     assert "changed at iteration 30 (600 samples) to 60" in section
     assert "The schedule 20 -> 60 " in section and "best fixed batch" in section
     best = text.split("## Best lr per batch size")[1].split("## Batch-size schedule")[0]
-    assert "sched" not in best  # the scheduled run is not a point of the fixed batch sizes' analysis
+    assert "sched20-60" not in best  # the scheduled run is not a point of the fixed batch sizes' analysis
+    assert "- left out: ramp 20→60 (a scheduled run): its batch size changes" in best  # said where the fit is
+    matrix = text.split("## Batch size x lr")[1].split("## Best lr per batch size")[0]
+    assert "| ramp 20→60 | " in matrix and "| sched20-60 |" in matrix  # its own row under the matrix

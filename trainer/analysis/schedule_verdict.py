@@ -26,7 +26,9 @@ METRICS = (
 )
 
 
-def _span(row: dict[str, Any], hi_key: str, lo_key: str) -> tuple[float, float] | None:
+def span_of(row: dict[str, Any], hi_key: str, lo_key: str) -> tuple[float, float] | None:
+    """(last miss, hit) of one metric to the target (METRICS' keys); time alone, else the measured time of a run
+    that trained alone; None where the run has no such figure."""
     if hi_key.startswith("time") and summary_number(row.get(hi_key)) is None:  # a run of one batch size
         alone = alone_of(row)
         if alone is None:
@@ -70,7 +72,7 @@ def compare(scheduled: dict[str, Any], fixed: list[dict[str, Any]]) -> dict[str,
         "by": "time" if by_time else "steps",
     }
     for name, hi_key, lo_key in METRICS:
-        mine, theirs = _span(scheduled, hi_key, lo_key), _span(best, hi_key, lo_key)
+        mine, theirs = span_of(scheduled, hi_key, lo_key), span_of(best, hi_key, lo_key)
         if theirs is None:
             continue
         entry: dict[str, Any] = {"fixed": list(theirs)}

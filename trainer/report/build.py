@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from trainer.analysis.accuracy import DESCRIPTION, SLICE, standard_error, worst_standard_error
-from trainer.analysis.answer import METRIC_NAMES, answers, lr_rule, markdown_table, matrix
+from trainer.analysis.answer import METRIC_NAMES, Scheduled, answers, lr_rule, markdown_table, matrix
+from trainer.analysis.answer.scheduled import fit_note
 from trainer.analysis.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.analysis.figures import count, setting, sig, span, with_interval
 from trainer.analysis.figures import finite as _finite
 from trainer.report.branch import section as branch_section
 from trainer.report.collect import collect
+from trainer.report.schedule import entries, matrix_rows
 from trainer.report.schedule import section as schedule_section
 from trainer.runlog import EVENTS, REPORT, EventType, write_atomic
 
@@ -181,7 +183,7 @@ def _b_simple_source(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _crit_lines(a: dict[str, Any]) -> list[str]:
+def _crit_lines(a: dict[str, Any], scheduled: list[Scheduled]) -> list[str]:
     fit = a.get("b_crit") or {}
     used = ", ".join(f"{b:g}" for b in fit.get("batch_sizes", [])) or "none"
     lines = [
@@ -217,6 +219,8 @@ def _crit_lines(a: dict[str, Any]) -> list[str]:
             )
     for item in a.get("left_out", []):
         lines.append(f"- left out: batch {item['batch_size']}: {item['reason']}")
+    if scheduled:
+        lines.append(f"- left out: {fit_note(scheduled)}")
     return lines
 
 
@@ -232,9 +236,9 @@ def _share(share: float) -> str:
 MATRIX_METRICS = ("time", "steps", "accuracy", "loss")
 
 
-def _matrix_lines(a: dict[str, Any]) -> list[str]:
+def _matrix_lines(a: dict[str, Any], scheduled: list[Scheduled]) -> list[str]:
     """The batch x lr matrix (trainer/analysis/answer/) per metric, as Markdown tables, every batch size a row
-    (one set per [[variants]] arm)."""
+    (one set per [[variants]] arm); a scheduled run in a table of its own under them."""
     points = a.get("points", [])
     seeds = max((p.get("seeds") or 1 for p in points), default=1)
     lines = [
@@ -253,6 +257,7 @@ def _matrix_lines(a: dict[str, Any]) -> list[str]:
             m = matrix(points, metric, variant=name)
             if m.cells:
                 lines += ["", f"{name + ': ' if name else ''}{METRIC_NAMES[metric]}", "", *markdown_table(m)]
+    lines += matrix_rows(scheduled)
     return lines
 
 
@@ -297,7 +302,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         f"- {sentence}"
         for sentence in answers(a, target if _finite(target) else None, str(s.get("device") or ""))
     ]
-    lines += _matrix_lines(a)
+    scheduled = entries(facts.get("scheduled") or [])
+    lines += _matrix_lines(a, scheduled)
     lines += [
         "",
         "## Best lr per batch size",
@@ -327,7 +333,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
             f"{_alone(p)} | {_measured(p)} | "
             f"{_pct(p.get('best_test_acc'), best_dec)} | {_pct(p.get('final_test_acc'), dec)} | {_b_simple_target(p)} |"
         )
-    lines += ["", "## Critical batch size", "", *_crit_lines(a)]
+    lines += ["", "## Critical batch size", "", *_crit_lines(a, scheduled)]
     lines += _b_simple_lines(a, facts["rows"])
     lines += [
         "",
@@ -378,7 +384,7 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         from trainer.report.plots import plots as draw  # plotext loads only when plots are wanted
 
         lines += ["", "## Plots", ""]
-        for block in draw(facts["events"], a, target):
+        for block in draw(facts["events"], a, target, scheduled=scheduled):
             lines += ["```text", block, "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 

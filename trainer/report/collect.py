@@ -58,9 +58,10 @@ def collect(run_dir: Path) -> dict[str, Any]:
     branches = branch_runs(events)
     scheduled = scheduled_runs(events)
     sched_finished = [e for e in finished if e.get("run") in scheduled]
-    finished = [
-        e for e in finished if e.get("run") not in branches and e.get("run") not in scheduled
-    ] or finished
+    # A scheduled run never stands in for a fixed batch size (it has no single one), even while it alone is done.
+    finished = [e for e in finished if e.get("run") not in branches and e.get("run") not in scheduled] or [
+        e for e in finished if e.get("run") not in scheduled
+    ]
     reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
     rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
     rows = _with_final_loss(rows, events)
@@ -90,7 +91,10 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "eval": recorded,
         "branch": branch_result(events),
         "scheduled": [
-            (scheduled[e["run"]], fill_from_events([e["summary"]], events, N_CLASSES)[0][0])
+            (
+                scheduled[e["run"]],
+                _with_final_loss(fill_from_events([e["summary"]], events, N_CLASSES)[0], events)[0],
+            )
             for e in sched_finished
         ]
         + [

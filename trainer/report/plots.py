@@ -17,6 +17,7 @@ from typing import Any
 import plotext as plt
 
 from trainer.analysis.accuracy import evaluations, run_kind
+from trainer.analysis.answer.scheduled import MARKER, Scheduled
 
 WIDTH, HEIGHT = 78, 20
 MAX_RUNS = 8  # lines per plot; beyond that only the best lr of each batch size is drawn
@@ -133,7 +134,8 @@ def _bucket_means(points: Sequence[tuple[float, float]], n: int) -> tuple[list[f
 def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per run: batch size, lr, variant, per-iteration losses as (samples, loss) and evaluations as
     (samples, test accuracy) of the run's kind (trainer/analysis/accuracy.py: the evaluation slice; older run
-    directories: the epoch ends' full test set), from the run directory's events."""
+    directories: the epoch ends' full test set), from the run directory's events. A scheduled run's samples
+    count each stage's iterations at its own batch size (its batch_size_changed events)."""
     runs: dict[str, dict[str, Any]] = {}
     for e in events:
         run = e.get("run")
@@ -141,19 +143,29 @@ def run_series(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         if e.get("type") == "run_started":
             old = runs.get(run)
+            b = e.get("batch_size") or 1
             runs[run] = {
-                "batch_size": e.get("batch_size") or 1,
+                "batch_size": b,
                 "lr": e.get("lr"),
                 "variant": str(e.get("variant") or ""),
                 "points": old["points"] if old else {},
+                # (iteration, samples, batch size) from which each batch size held: one, or a schedule's
+                "stages": old["stages"] if old else [(0, 0, b)],
             }
         elif run not in runs:
             continue
+        elif e.get("type") == "batch_size_changed" and all(
+            isinstance(e.get(k), int) for k in ("iter", "samples", "batch_size")
+        ):
+            stages = runs[run]["stages"]
+            if e["iter"] > stages[-1][0]:
+                stages.append((e["iter"], e["samples"], e["batch_size"]))
         elif e.get("type") == "losses" and isinstance(e.get("values"), list):
-            b, first = runs[run]["batch_size"], int(e.get("first_iter") or 0)
+            first, stages = int(e.get("first_iter") or 0), runs[run]["stages"]
             for i, v in enumerate(e["values"]):
                 if isinstance(v, (int, float)) and math.isfinite(v):
-                    runs[run]["points"][first + i] = ((first + i + 1) * b, float(v))
+                    it0, s0, b = next(st for st in reversed(stages) if st[0] <= first + i)
+                    runs[run]["points"][first + i] = (s0 + (first + i + 1 - it0) * b, float(v))
     evaluated = evaluations(events)
     for run, r in runs.items():  # a resumed run's repeated iterations: the later copy, in order
         r["points"] = [r["points"][k] for k in sorted(r["points"])]
@@ -226,18 +238,25 @@ def _ticks(xs: list[float], ys: list[float], log: bool, y_suffix: str = "") -> N
             axis(ticks, [compact(t) + (y_suffix if axis is plt.yticks else "") for t in ticks])
 
 
-def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGHT) -> str:
+def steps_plot(
+    analysis: dict[str, Any],
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    scheduled: Sequence[Scheduled] = (),
+) -> str:
     """Steps (batches) to target vs batch size, log-log: | each best point's crossing interval (last
     miss to hit), x the hit, the fit's median curve and its 95% band, ^ at the top for batch sizes no lr
-    of which reached the target; each batch size's regime (trainer/analysis/answer/) under the plot."""
+    of which reached the target; each batch size's regime (trainer/analysis/answer/) under the plot. A
+    scheduled run: ◆ at its mean batch size (samples / steps to the target) with its interval, not in the fit."""
     from trainer.analysis.answer import curve
 
     c = curve(analysis)
     reached = [p for p in c.points if p.reached]
     missed = [p.batch_size for p in c.points if not p.reached]
+    drawn = [e for e in scheduled if e.mean_batch and e.steps]
     fit = c.fit
     title = "Steps (batches) to target vs batch size, log-log, best lr of each batch size"
-    if not reached:
+    if not reached and not drawn:
         sizes = ", ".join(str(p.batch_size) for p in c.points)
         return f"{title}\n(no batch size reached the target: nothing to plot against batch size; batch sizes run: {sizes or 'none'})"
     _start("batch size", width, height)
@@ -262,6 +281,16 @@ def steps_plot(analysis: dict[str, Any], width: int = WIDTH, height: int = HEIGH
             ys_all.append(lo)
         plt.scatter([b], [hi], marker="x")
         ys_all.append(hi)
+    for e in drawn:
+        lo, hi = e.steps  # type: ignore[misc]
+        if 0 < lo < hi:
+            seg = [lo * (hi / lo) ** (i / 15) for i in range(16)]
+            plt.scatter([e.mean_batch] * len(seg), seg, marker="|")
+            ys_all.append(lo)
+        plt.scatter([e.mean_batch], [hi], marker=MARKER)
+        ys_all.append(hi)
+        xs_all.append(e.mean_batch)  # type: ignore[arg-type]
+        legend.append((MARKER, f"{e.label} (scheduled) at samples ÷ steps; not in the fit"))
     ys_all = [v for v in ys_all if v > 0]
     if missed:
         top = max(ys_all)
@@ -312,12 +341,13 @@ def plots(
     target: float | None,
     width: int = WIDTH,
     height: int = HEIGHT,
+    scheduled: Sequence[Scheduled] = (),
 ) -> list[str]:
-    """The report's four plots, as plain-text blocks."""
+    """The report's four plots, as plain-text blocks (a scheduled run ◆ on the steps plot)."""
     runs = run_series(events)
     return [
         loss_plot(runs, analysis, width, height),
         accuracy_plot(runs, analysis, target, width, height),
-        steps_plot(analysis, width, height),
+        steps_plot(analysis, width, height, scheduled),
         lr_rule_plot(analysis, width, height),
     ]

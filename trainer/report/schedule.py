@@ -1,12 +1,14 @@
 """The report's section on the scheduled run (sweep.batch_schedule): its schedule (bstui's and Megatron-LM's
 form), where its batch size changed, and the verdict against the best fixed batch size of the same sweep
-(trainer.analysis.schedule_verdict). Pure: no torch."""
+(trainer.analysis.schedule_verdict); and its own rows under the batch x lr matrix
+(trainer.analysis.answer.scheduled). Pure: no torch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from trainer.analysis import schedule_verdict
+from trainer.analysis.answer.scheduled import MARKER, Scheduled, markdown_rows, scheduled_entry
 from trainer.analysis.figures import count, setting
 
 BATCH_SIZE_CHANGED = "batch_size_changed"
@@ -26,6 +28,33 @@ def scheduled_runs(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def changes(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
     """The run's batch_size_changed events, in order."""
     return [e for e in events if e.get("type") == BATCH_SIZE_CHANGED and e.get("run") == run_id]
+
+
+def entries(scheduled: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[Scheduled]:
+    """Each scheduled run (its run_started, its filled summary or None) as the matrix shows it."""
+    return [
+        scheduled_entry(
+            row or {"run": started.get("run"), "status": "not finished"}, started["batch_schedule"]
+        )
+        for started, row in scheduled
+    ]
+
+
+def matrix_rows(scheduled: list[Scheduled]) -> list[str]:
+    """Under the batch x lr matrix: the scheduled runs' own table, and why they are not cells of it."""
+    if not scheduled:
+        return []
+    return [
+        "",
+        "Scheduled runs (sweep.batch_schedule): the batch size changes by samples and the lr follows the "
+        "stages, so each is a row of its own, never a cell of a fixed batch size above; it is not in the "
+        "B_crit fit nor a candidate for the best fixed batch size (it has no single one). Steps, samples and "
+        "time alone to the target are intervals (last evaluation below the target, first at it) as the fixed "
+        "runs' are; time alone counts each stage's batches at the time one step of its batch size took "
+        f"trained alone. Mean batch: samples ÷ steps to the target, where the steps plot draws it ({MARKER}).",
+        "",
+        *markdown_rows(scheduled),
+    ]
 
 
 def megatron_form(stages: list[dict[str, Any]]) -> str:

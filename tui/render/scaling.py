@@ -1,27 +1,30 @@
-"""The scaling screen's matrix, charts and facts, drawn from the arms of tui.state.arms: no Textual, no torch.
+"""The scaling screen's charts and facts, drawn from the arms of tui.state.arms (its matrix:
+tui.render.matrix): no Textual, no torch.
 
-What it shows is trainer.analysis.answer's (the same answer report.md and the end of a run give): the
-batch x lr matrix with seeds folded, steps and samples to target against batch size on log-log axes
-with the crossing intervals, the B_crit fit and its 95% band and each batch size's regime, and the lr
-rule measured from the grid.
+What it shows is trainer.analysis.answer's (the same answer report.md and the end of a run give): steps
+and samples to target against batch size on log-log axes with the crossing intervals, the B_crit fit and
+its 95% band and each batch size's regime, a scheduled run apart at its mean batch size, and the lr rule
+measured from the grid.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from rich.text import Text
 
 from trainer.analysis import answer
 from trainer.analysis.figures import setting, sig
+from tui.render import scheduled_rows
 from tui.render.braille import Chart, Line
 from tui.render.palette import run_rich_color
 from tui.render.ticks import log_ticks
 from tui.state.arms import Arm, finite
 from tui.state.sweep import SweepState
 
-__all__ = ["curve_chart", "facts_text", "log_ticks", "lr_chart", "matrix_text"]
+__all__ = ["curve_chart", "facts_text", "log_ticks", "lr_chart"]
 
 
 FIT_COLOR = "rgb(255,135,0)"  # the fitted curve (one arm); an arm's own colour when there are several
@@ -36,92 +39,6 @@ REGIME_COLORS = {
 }
 TIE_COLOR = "rgb(135,175,255)"
 RULE_COLOR = "rgb(255,135,0)"
-# The matrix's colour scale, best to worst (in log for time and steps), and its statuses.
-SCALE = ("rgb(95,215,95)", "rgb(175,215,95)", "rgb(215,215,95)", "rgb(255,175,95)", "rgb(255,135,95)")
-STATUS_COLORS = {
-    "diverged": "bold red",
-    "collapsed": "bold magenta",
-    "running": "cyan",
-    answer.NOT_REACHED: "dim",
-}
-
-
-# -- the matrix -----------------------------------------------------------------------------
-
-
-def _scale_color(value: float, lo: float, hi: float, metric: str) -> str:
-    if hi <= lo:
-        return SCALE[0]
-    if metric in ("time", "steps") and lo > 0:
-        share = (math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    else:
-        share = (value - lo) / (hi - lo)
-    if not answer.LOWER_IS_BETTER[metric]:
-        share = 1 - share
-    return SCALE[min(len(SCALE) - 1, max(0, int(share * len(SCALE))))]
-
-
-def matrix_text(arm: Arm, metric: str, width: int) -> Text:
-    """The batch x lr matrix as text: colour-scaled cells (green best), ▸ the best of each row,
-    ★ (reversed) the overall answer; the spread over seeds is dropped where the terminal is narrow."""
-    m = arm.matrix(metric)
-    text = Text(no_wrap=True, overflow="ellipsis")
-    seeds = max((c.seeds for c in m.cells.values()), default=1)
-    text.append(f"{answer.METRIC_NAMES[metric]}", style="bold")
-    text.append(
-        f"{' · ±sd of ' + str(seeds) + ' seeds' if seeds > 1 else ''} · ▸ row best · ★ answer · m: metric\n",
-        style="dim",
-    )
-    if not m.cells:
-        text.append("no run of this sweep has a batch size and an lr yet")
-        return text
-    rng = m.value_range()
-    label_w = max(len("batch"), *(len(str(b)) for b in m.batch_sizes)) + 1
-    for spread in (True, False):
-        texts = {k: _cell_label(c, metric, spread) for k, c in m.cells.items()}
-        col_w = max([len(setting(lr)) for lr in m.lrs] + [len(t) for t in texts.values()]) + 3
-        if label_w + col_w * len(m.lrs) <= width:
-            break
-    shown = max(1, (width - label_w) // col_w)
-    lrs = m.lrs[:shown]
-    text.append(f"{'batch':>{label_w - 1}} ", style="bold")
-    for lr in lrs:
-        text.append(f"{setting(lr):>{col_w}}", style="bold")
-    if len(lrs) < len(m.lrs):
-        text.append(f" +{len(m.lrs) - len(lrs)} lrs", style="dim")
-    for b in m.batch_sizes:
-        text.append("\n")
-        text.append(f"{b:>{label_w - 1}} ", style="bold")
-        for lr in lrs:
-            c = m.cell(b, lr)
-            label = texts.get((b, lr), "")
-            best, top = m.best.get(b) == lr, m.answer == (b, lr)
-            mark = "★" if top else ("▸" if best else " ")
-            cell = f"{mark}{label}"
-            if c is None or c.value is None:
-                style = (
-                    STATUS_COLORS.get(c.status if c else "", "dim")
-                    if metric != "status" or c is None
-                    else STATUS_COLORS.get(c.status, "green" if c.status == "reached" else "dim")
-                )
-            else:
-                style = _scale_color(c.value, *rng, metric) if rng else ""
-            if top:
-                style = f"bold reverse {style}"
-            elif best:
-                style = f"bold {style}"
-            text.append(" " * (col_w - len(cell) - 1))
-            text.append(cell, style=style)
-            text.append(" ")
-    return text
-
-
-def _cell_label(c: answer.Cell, metric: str, spread: bool) -> str:
-    if not spread and c.value is not None and metric != "status":
-        c = answer.Cell(c.batch_size, c.lr, 1, c.reached, c.status, c.value, None, c.eligible, c.fused)
-    return answer.cell_text(c, metric)
-
-
 # -- charts ---------------------------------------------------------------------------------
 
 
@@ -182,12 +99,19 @@ CURVE_TITLES = {
 }
 
 
-def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Chart:
+def curve_chart(
+    arms: dict[str, Arm],
+    what: str,
+    width: int,
+    height: int,
+    scheduled: Sequence[answer.Scheduled] = (),
+) -> Chart:
     """Steps (`what="steps"`), samples (`"samples"`) or time (`"time"`: alone where recorded, no fit)
     to target against batch size, log-log: each batch
     size at its best lr with its crossing interval as an error bar, coloured by its regime, the fit
     (trainer.analysis.bcrit's median) with its 95% band, marks at B_crit and B_simple, and ▴ at the top edge
-    for batch sizes no lr of which reached the target."""
+    for batch sizes no lr of which reached the target. A scheduled run is ◆ at its mean batch size
+    (samples / steps to the target) with its interval, apart from the measured line and the fit."""
     title = CURVE_TITLES[what]
     key = {"steps": "steps", "samples": "samples", "time": "time_s"}[what]
     all_b = [p.batch_size for arm in arms.values() for p in arm.curve.points]
@@ -199,8 +123,9 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
         for v in (getattr(p, key), getattr(p, f"{key}_lo"))
         if finite(v) and v > 0
     ]
-    xlim = _limits([float(b) for b in all_b])
-    ylim = _limits(values)
+    sched_x, sched_y = scheduled_rows.extent(scheduled, what)
+    xlim = _limits([float(b) for b in all_b] + sched_x)
+    ylim = _limits(values + sched_y)
     if xlim is None or ylim is None:
         training = any(arm.unfinished for arm in arms.values())
         said = "no batch size has reached the target yet" if training else "no batch size reached the target"
@@ -242,6 +167,9 @@ def curve_chart(arms: dict[str, Arm], what: str, width: int, height: int) -> Cha
         for p in arm.curve.points:
             if p.regime == answer.NOT_REACHED:
                 glyphs.append((math.log10(p.batch_size), ylim[1] - ydot, "▴", MISSED))
+    sched_lines, sched_glyphs = scheduled_rows.marks(scheduled, what)
+    lines += sched_lines
+    glyphs += sched_glyphs
     return Chart(
         title=title,
         lines=lines,
@@ -320,8 +248,9 @@ def lr_chart(arms: dict[str, Arm], width: int, height: int) -> Chart:
 # -- the facts in words -------------------------------------------------------------------
 
 
-def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
-    """The answer in words (trainer/analysis/answer/) per arm, and the best lr of each batch size."""
+def facts_text(state: SweepState, arms: dict[str, Arm], scheduled: Sequence[answer.Scheduled] = ()) -> Text:
+    """The answer in words (trainer/analysis/answer/) per arm, the best lr of each batch size, and a scheduled
+    run's note (not in the fit, not a best batch size) and verdict against the best fixed batch size."""
     text = Text()
     if not arms:
         text.append("No run has started yet", style="bold")
@@ -366,6 +295,13 @@ def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
             text.append("\n")
             text.append("best: ", style="bold")
             text.append(", ".join(best_runs))
+    if scheduled:
+        fixed = [
+            r.summary
+            for r in state.run_list()
+            if r.summary and r.run not in state.branch_runs and r.run not in state.scheduled_runs
+        ]
+        scheduled_rows.facts(scheduled, fixed, state.target_accuracy, text)
     arm0_color = _colors(len(arms))[0][0]
     text.append("\n━ measured", style=arm0_color)
     if len(arms) == 1:
@@ -375,4 +311,6 @@ def facts_text(state: SweepState, arms: dict[str, Arm]) -> Text:
     text.append("  ▴ not reached", style=MISSED)
     for regime, color in REGIME_COLORS.items():
         text.append(f"  + {regime}", style=color)
+    if scheduled:
+        text.append(f"  {scheduled_rows.MARKER} scheduled", style=f"bold {scheduled_rows.SCHEDULE_COLOR}")
     return text

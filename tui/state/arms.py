@@ -87,6 +87,24 @@ def _rows(state: SweepState) -> list[dict[str, Any]]:
     return rows
 
 
+def scheduled_of(state: SweepState) -> list[answer.Scheduled]:
+    """The sweep's scheduled runs (sweep.batch_schedule), each its own row beside the matrix
+    (trainer.analysis.answer.scheduled): from its summary once finished, else what it has so far."""
+    out = []
+    for run_id in sorted(state.scheduled_runs):
+        r = state.runs.get(run_id)
+        if r is None or not r.schedule_stages:
+            continue
+        losses = [e.train_loss for e in r.epochs if e.train_loss is not None]
+        row: dict[str, Any] = {"run": r.run, "status": r.status, "best_test_acc": r.best_acc}
+        if r.summary:
+            row = dict(r.summary)
+        if losses:
+            row["final_train_loss"] = losses[-1]
+        out.append(answer.scheduled_entry(row, r.schedule_stages))
+    return out
+
+
 def arms_of(state: SweepState) -> dict[str, Arm]:
     """One Arm per [[variants]] arm of the sweep ("" without variants), from what is known now."""
     arms_rows: dict[str, list[dict[str, Any]]] = {}

@@ -91,6 +91,10 @@ def _on_run_started(s: SweepFields, e: Event) -> None:
         if not run.batch_stages:
             run.batch_stages = [(0, 0, run.batch_size)]
         stages = [(int(st["samples"]), int(st["batch_size"])) for st in e["batch_schedule"]]
+        run.schedule_stages = [
+            {"samples": a, "batch_size": b, "lr": opt_float(st.get("lr"))}
+            for (a, b), st in zip(stages, e["batch_schedule"])
+        ]
         run.schedule = "→".join(str(b) for _, b in stages)
         total = run.iters_per_epoch * stages[0][1] * (run.epochs_total or 0)  # its samples over all epochs
         ends = [a for a, _ in stages[1:]] + [total]

@@ -116,6 +116,8 @@ class RunState:
     #: over all its epochs (0: a run of one batch size, whose iterations per epoch say it).
     schedule: str = ""
     planned_iters: int = 0
+    #: A scheduled run's stages as its run_started planned them: samples, batch_size and lr of each.
+    schedule_stages: list[dict[str, Any]] = field(default_factory=list)
     #: (iteration count done, seconds since the run started) from losses events:
     #: the wall-time axis before the first epoch has a measured wall time.
     time_marks: list[tuple[int, float]] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The scaling screen's body: the batch x lr matrix first, the answer in words under it, then the
+"""The scaling screen's body: the batch x lr matrix first (a scheduled run as its own row under it), then the
 steps-to-target curve with its regimes, the lr rule and samples to target (braille charts), and the
 facts. Everything is built by tui.render.scaling from the sweep state (trainer.analysis.answer's
 answer); this file only lays it out and draws it.
@@ -13,9 +13,10 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
-from trainer.analysis.answer import METRICS
-from tui.render.scaling import curve_chart, facts_text, lr_chart, matrix_text
-from tui.state.arms import Analysis, Arm, arms_of
+from trainer.analysis.answer import METRICS, Scheduled
+from tui.render.matrix import matrix_text, scheduled_text
+from tui.render.scaling import curve_chart, facts_text, lr_chart
+from tui.state.arms import Analysis, Arm, arms_of, scheduled_of
 from tui.state.sweep import SweepState
 from tui.widgets.chart import BrailleChart
 
@@ -32,6 +33,8 @@ class ScalingView(Widget):
         height: auto;
         max-height: 50%;
         padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     ScalingView > Grid {
         grid-size: 2 2;
@@ -56,6 +59,8 @@ class ScalingView(Widget):
         self.lower = "samples"  # v: the lower chart shows samples or time to target
         #: What was last drawn, one Arm per arm of the sweep (tests read them).
         self.arm_views: dict[str, Arm] = {}
+        #: The scheduled runs last drawn (sweep.batch_schedule): own rows, never cells of the matrix.
+        self.scheduled: list[Scheduled] = []
 
     @property
     def arms(self) -> dict[str, Analysis]:
@@ -82,8 +87,10 @@ class ScalingView(Widget):
     def cycle_lower(self) -> str:
         """v: the lower chart between samples and time to target."""
         self.lower = "time" if self.lower == "samples" else "samples"
-        arms, lower = self.arm_views, self.lower
-        self.query_one("#scaling-samples", BrailleChart).show(lambda w, h: curve_chart(arms, lower, w, h))
+        arms, lower, scheduled = self.arm_views, self.lower, self.scheduled
+        self.query_one("#scaling-samples", BrailleChart).show(
+            lambda w, h: curve_chart(arms, lower, w, h, scheduled)
+        )
         return self.lower
 
     def shown_metric(self) -> str:
@@ -118,6 +125,8 @@ class ScalingView(Widget):
             if name:
                 text.append(f"{name}: ", style="bold")
             text.append_text(matrix_text(arm, metric, width))
+        if self.scheduled:
+            text.append_text(scheduled_text(self.arm_views, self.scheduled, metric, width))
         box.update(text)
 
     def update_from(self, state: SweepState) -> None:
@@ -137,12 +146,13 @@ class ScalingView(Widget):
             return
         self._drawn = key
         arms = self.arm_views = arms_of(state)
+        scheduled = self.scheduled = scheduled_of(state)
         self._draw_matrix()
-        steps.show(lambda w, h: curve_chart(arms, "steps", w, h))
+        steps.show(lambda w, h: curve_chart(arms, "steps", w, h, scheduled))
         lower = self.lower
-        samples.show(lambda w, h: curve_chart(arms, lower, w, h))
+        samples.show(lambda w, h: curve_chart(arms, lower, w, h, scheduled))
         lr.show(lambda w, h: lr_chart(arms, w, h))
-        facts.update(facts_text(state, arms))
+        facts.update(facts_text(state, arms, scheduled))
 
     def facts(self) -> Text:
         """The facts panel's text (tests read it)."""

@@ -1,8 +1,9 @@
 """The sweep's answer, laid out: the batch x lr matrix (matrix.py), the steps-to-target curve with its
-regimes (regime.py), the lr rule measured from the grid (lr_rule.py) and the answer in sentences
-(sentences.py). No torch, no numpy here (the analysis it reads is trainer.analysis.scaling.analyse, the
-fit trainer.analysis.bcrit): the app's scaling screen, report.md and the end of `python -m trainer run`
-all read it, so they say the same thing. This package's namespace is the surface they import.
+regimes (regime.py), the lr rule measured from the grid (lr_rule.py), the answer in sentences
+(sentences.py) and a scheduled run's own row beside the matrix (scheduled.py). No torch, no numpy here
+(the analysis it reads is trainer.analysis.scaling.analyse, the fit trainer.analysis.bcrit): the app's
+scaling screen, report.md and the end of `python -m trainer run` all read it, so they say the same thing.
+This package's namespace is the surface they import.
 """
 
 from trainer.analysis.answer.lr_rule import (
@@ -40,6 +41,7 @@ from trainer.analysis.answer.regime import (
     measured_slopes,
     regime_sentence,
 )
+from trainer.analysis.answer.scheduled import Scheduled, scheduled_entry
 from trainer.analysis.answer.sentences import (
     answer_lines,
     answers,
@@ -56,6 +58,7 @@ __all__ = [
     "NOT_REACHED",
     "NO_GAIN",
     "PERFECT",
+    "Scheduled",
     "TRAINING",
     "UNFINISHED",
     "UNUSABLE",
@@ -82,5 +85,6 @@ __all__ = [
     "reached_sentence",
     "regime_sentence",
     "rule_sentence",
+    "scheduled_entry",
     "unrun_batch_sizes",
 ]
