@@ -131,14 +131,22 @@ def plan_units(
 
 
 def start_unit(
-    unit: Unit, runs: list[Run], restorers: dict[str, Callable[[Run], None] | None], label: str
+    unit: Unit,
+    runs: list[Run],
+    restorers: dict[str, Callable[[Run], None] | None],
+    label: str,
+    resumed: bool = True,
 ) -> list[Group]:
     """Start the runs of `unit` (announcing each with run_started) and return the groups the sweep
-    advances: one fused group of the runs that train fused, and a group of one for each other run."""
+    advances: one fused group of the runs that train fused, and a group of one for each other run.
+    A restorer puts its run back where a resumed sweep left it (run_started: resumed_from_epoch); with
+    `resumed` False it puts the run somewhere new (a branch at its point), which run_started does not call
+    a resume."""
     if not unit.fused or len(runs) < 2:
         for run in runs:
             run.fused_reason = unit.reason
-            run.start(restore=restorers.get(run.run_id))
+            restore = restorers.get(run.run_id)
+            run.announce(run.prepare(restore), restored=resumed and restore is not None)
         return [Group([run]) for run in runs]
     ooms = {run.run_id: run.prepare(restorers.get(run.run_id)) for run in runs}
     ready = [r for r in runs if ooms[r.run_id] is None and r.ledger.totals.epochs < r.settings.epochs]
@@ -160,7 +168,7 @@ def start_unit(
             run.fused_reason = reason or (
                 "it did not fit in memory" if ooms[run.run_id] else "it had trained every epoch"
             )
-        run.announce(ooms[run.run_id], restored=restorers.get(run.run_id) is not None)
+        run.announce(ooms[run.run_id], restored=resumed and restorers.get(run.run_id) is not None)
     if group is None:
         return [Group([run]) for run in runs]
     return [group] + [Group([r]) for r in runs if r not in ready]

@@ -114,10 +114,11 @@ class Group:
 
     def advance(self, samples: int) -> None:
         """Train every member about `samples` samples (whole batches, at least one), crossing epochs as
-        needed. Members end on their own (diverged/oom/failed/collapsed/done); raises StopRequested when the
-        user stops the sweep (the sweep ends every run as stopped)."""
+        needed. Members end on their own (diverged/oom/failed/collapsed/done) or are ended between advances
+        (a branch at its target); StopRequested when the user stops the sweep (it ends every run stopped)."""
         if self.finished:
-            return
+            return self.close()
+        self._regroup()
         use_threads(self.training[0].parts.cpu_threads)
         iters_left = max(1, math.ceil(samples / self.training[0].parts.batch_size))
         try:

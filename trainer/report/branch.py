@@ -69,6 +69,21 @@ def section(result: dict[str, Any], device: str) -> list[str]:
                 f"{span(b.get('steps_lo'), b.get('steps'))} | {span(b.get('samples_lo'), b.get('samples'))} | "
                 f"{b.get('status')} |"
             )
+    fused = sorted(
+        {
+            b.get("batch_size")
+            for p in result.get("points") or []
+            for b in p.get("branches") or []
+            if b.get("fused_runs")
+        }
+    )
+    if fused:
+        lines += [
+            "",
+            f"The branches of batch {', '.join(map(str, fused))} trained fused with the other lrs of their batch "
+            "size and point (perf.fuse_runs): their runs' times are shares of their group's time; the seconds "
+            "per step below are those batch sizes' steps timed alone.",
+        ]
     stages = [
         Stage(int(s["samples"]), int(s["batch_size"]), float(s["lr"])) for s in result.get("schedule") or []
     ]
@@ -84,7 +99,7 @@ def section(result: dict[str, Any], device: str) -> list[str]:
     exp = result.get("expected") or {}
     if exp:
         time = (
-            f", time {pct(exp['time_saved'], 2)} less (seconds per step as the branches took them on {device})"
+            f", time {pct(exp['time_saved'], 2)} less (each batch size's seconds per step alone on {device})"
             if exp.get("time_saved") is not None
             else ""
         )

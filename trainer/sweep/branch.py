@@ -12,7 +12,8 @@ factor of `branch.lr_factors`, times the lr the config's rule gives that batch s
 run's weights, optimizer state, RNG state and data order (the base run's next epoch, at the branch's
 batch size; warm-up is over). Each branch is a run like any other: its own id (e3-bs64), its events,
 its run_started carrying `branch` {base_run, epoch, iters, samples, loss, acc, trend_loss,
-decrease, target_loss}.
+decrease, target_loss}. The branches of one batch size at a point (its lr factors) train as one fused
+group where perf.fuse_runs lets them, each still to its own stop (trainer.sweep.branch_groups).
 
 A branch evaluates the evaluation slice (trainer.analysis.accuracy) every `branch.eval_every` samples
 and ends once its smoothed slice loss has reached the target even read pessimistically, or
@@ -43,11 +44,11 @@ from trainer.config.branch_rules import base_batch_size
 from trainer.data.datasets import Dataset
 from trainer.engine.checkpoint import restore_run
 from trainer.engine.evaluation import TestSet, evaluate
-from trainer.engine.group import Group
 from trainer.engine.run import Run
 from trainer.plan import RunSettings, RunSpec, lr_labels, resolved_lr
 from trainer.runlog import Emitter
 from trainer.runlog.controls import Controls
+from trainer.sweep.branch_groups import GroupTrainer
 from trainer.sweep.branch_points import BranchPoint, PointKeeper, load_point, point_path  # noqa: F401 - the sweep uses them here
 
 EVALS_PER_BRANCH = 40  # evaluations over branch.max_samples when branch.eval_every = 0
@@ -136,98 +137,112 @@ def _restore(state: dict[str, Any], run: Run, point: BranchPoint) -> None:
     run.parts.warmup_iters = 0
 
 
-def train_branch(
-    spec: RunSpec,
-    point: BranchPoint,
-    cfg: Config,
-    settings: RunSettings,
-    dataset: Dataset,
-    device: torch.device,
-    emitter: Emitter,
-    test: TestSet,
-    controls: Controls | None,
-    run_dir: str,
-    base_run: str,
-    runs: list[Any],
-    trend: float | None = None,
-) -> dict[str, Any]:
-    """Train one branch until the slice loss falls by branch.decrease (or max_samples), appending its run to
-    `runs` first (a stop then ends it as any run); returns its measurement {batch_size, lr, crossing, step_s,
-    loss}."""
-    from trainer.engine.checkpoint import CheckpointWriter
+class Branch:
+    """One branch from a point, as a member of the group that trains it (trainer.sweep.branch_groups): its
+    run, put at the point by `restore` (which reads the loss there and sets the target), its stop
+    (`reached`, checked every `every` samples) and its measurement (`end`)."""
 
-    n_train = int(dataset.train.labels.shape[0])
-    limit, every = max_samples(cfg, n_train), eval_every(cfg, n_train)
-    extra_epochs = math.ceil(limit / n_train) + 1
-    # No noise probes in a branch: the base run's B_simple at the point is the one reported, and a probe
-    # reading costs a branch as much as several of its steps.
-    quiet = dataclasses.replace(settings.gns, every=0, probe_every=0)
-    mine = dataclasses.replace(settings, epochs=point.epoch + extra_epochs, eval_every=every, gns=quiet)
-    watch = _Watch(emitter, spec.run_id)
-    run = Run(spec, mine, dataset, device, watch, test, controls)  # type: ignore[arg-type]
-    runs.append(run)
-    if run_dir:
-        run.on_epoch_end = CheckpointWriter(run_dir)
-    run.fused_reason = "a branch trains alone: it starts from the base run's checkpoint"
-    state = torch.load(io.BytesIO(point.state), map_location=device, weights_only=True)
-    oom = run.prepare(lambda r: _restore(state, r, point))
-    loss0 = acc0 = None
-    if oom is None:
-        loss0, acc0 = evaluate(run.parts.model, test.slice_x, test.slice_y)
-    # The target: the fall from the base run's trend there (its smoothed slice loss), else from this reading.
-    level = trend if trend is not None else loss0
-    target = level * (1 - cfg.branch.decrease) if level is not None else None
-    run.started_extra = {
-        "branch": {
-            "base_run": base_run,
-            "epoch": point.epoch,
-            "iters": point.iters,
-            "samples": point.samples,
-            "loss": loss0,
-            "acc": acc0,
-            "trend_loss": trend,
-            "decrease": cfg.branch.decrease,
-            "target_loss": target,
+    def __init__(
+        self,
+        spec: RunSpec,
+        point: BranchPoint,
+        cfg: Config,
+        settings: RunSettings,
+        dataset: Dataset,
+        device: torch.device,
+        emitter: Emitter,
+        test: TestSet,
+        controls: Controls | None,
+        run_dir: str,
+        base_run: str,
+        trend: float | None = None,
+    ) -> None:
+        from trainer.engine.checkpoint import CheckpointWriter
+
+        n_train = int(dataset.train.labels.shape[0])
+        self.limit, self.every = max_samples(cfg, n_train), eval_every(cfg, n_train)
+        extra_epochs = math.ceil(self.limit / n_train) + 1
+        # No noise probes in a branch: the base run's B_simple at the point is the one reported, and a probe
+        # reading costs a branch as much as several of its steps.
+        quiet = dataclasses.replace(settings.gns, every=0, probe_every=0)
+        mine = dataclasses.replace(
+            settings, epochs=point.epoch + extra_epochs, eval_every=self.every, gns=quiet
+        )
+        self.cfg, self.point, self.base_run, self.trend, self.test = cfg, point, base_run, trend, test
+        self.watch = _Watch(emitter, spec.run_id)
+        self.run = Run(spec, mine, dataset, device, self.watch, test, controls)  # type: ignore[arg-type]
+        if run_dir:
+            self.run.on_epoch_end = CheckpointWriter(run_dir)
+        self.loss0: float | None = None
+        self.target: float | None = None
+        self.hit: Crossing | None = None
+        self.run.started_extra = self._started(None)
+
+    def restore(self, run: Run) -> None:
+        """Run.prepare's restorer: the run at the point, the loss there and the target."""
+        state = torch.load(io.BytesIO(self.point.state), map_location=run.device, weights_only=True)
+        _restore(state, run, self.point)
+        self.loss0, acc0 = evaluate(run.parts.model, self.test.slice_x, self.test.slice_y)
+        # The target: the fall from the base run's trend there (its smoothed slice loss), else from this reading.
+        level = self.trend if self.trend is not None else self.loss0
+        self.target = level * (1 - self.cfg.branch.decrease) if level is not None else None
+        run.started_extra = self._started(acc0)
+
+    def _started(self, acc0: float | None) -> dict[str, Any]:
+        point = self.point
+        return {
+            "branch": {
+                "base_run": self.base_run,
+                "epoch": point.epoch,
+                "iters": point.iters,
+                "samples": point.samples,
+                "loss": self.loss0,
+                "acc": acc0,
+                "trend_loss": self.trend,
+                "decrease": self.cfg.branch.decrease,
+                "target_loss": self.target,
+            }
         }
-    }
-    run.announce(oom)
-    hit: Crossing | None = None
-    group = Group([run])
-    while not run.finished:
-        group.advance(every)
-        hit = (
-            crossing(watch.evals, loss0, target, point.iters, point.samples)
-            if target is not None and loss0 is not None
+
+    def reached(self) -> bool:
+        """Whether the branch is over: its crossing is established, or it trained branch.max_samples."""
+        point, run = self.point, self.run
+        self.hit = (
+            crossing(self.watch.evals, self.loss0, self.target, point.iters, point.samples)
+            if self.target is not None and self.loss0 is not None
             else None
         )
-        done = run.ledger.totals.samples - point.samples
-        if hit is not None or done >= limit:
-            break
-    totals = run.ledger.totals
-    iters = totals.iters - point.iters
-    step_s = (totals.wall_s + run.time.wall) / iters if iters > 0 else None
-    if not run.finished:
-        if hit is not None:
-            run.finish(
-                "done",
-                f"the smoothed evaluation-slice loss fell by {cfg.branch.decrease:.0%} within "
-                f"{hit.steps_lo:.0f}-{hit.steps_hi:.0f} steps",
-            )
-        else:
-            run.finish(
-                "done",
-                f"the evaluation-slice loss did not fall by {cfg.branch.decrease:.0%} "
-                f"within {limit} samples (branch.max_samples)",
-            )
-    return {
-        "run": spec.run_id,
-        "batch_size": spec.batch_size,
-        "lr": spec.lr,
-        "crossing": hit,
-        "step_s": step_s,
-        "status": run.status,
-        "loss": loss0,
-    }
+        return self.hit is not None or run.ledger.totals.samples - point.samples >= self.limit
+
+    def end(self) -> dict[str, Any]:
+        """End the run (if it has not ended on its own) and return its measurement {batch_size, lr, crossing,
+        step_s, loss}; step_s is the run's own time per step (its share, where it trained fused)."""
+        run, hit, decrease = self.run, self.hit, self.cfg.branch.decrease
+        totals = run.ledger.totals
+        iters = totals.iters - self.point.iters
+        step_s = (totals.wall_s + run.time.wall) / iters if iters > 0 else None
+        if not run.finished:
+            if hit is not None:
+                run.finish(
+                    "done",
+                    f"the smoothed evaluation-slice loss fell by {decrease:.0%} within "
+                    f"{hit.steps_lo:.0f}-{hit.steps_hi:.0f} steps",
+                )
+            else:
+                run.finish(
+                    "done",
+                    f"the evaluation-slice loss did not fall by {decrease:.0%} "
+                    f"within {self.limit} samples (branch.max_samples)",
+                )
+        return {
+            "run": run.spec.run_id,
+            "batch_size": run.spec.batch_size,
+            "lr": run.spec.lr,
+            "crossing": hit,
+            "step_s": step_s,
+            "status": run.status,
+            "loss": self.loss0,
+        }
 
 
 def fit_point(measured: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,6 +288,7 @@ def run_branches(
     n_train = int(dataset.train.labels.shape[0])
     results: list[dict[str, Any]] = []
     step_times: dict[int, list[float]] = {}
+    trains = GroupTrainer(settings, dataset, device, test, emitter, controls, runs)
     for epoch in sorted(cfg.branch.epochs):
         point = keeper.points.get(epoch)
         if point is None:  # the base run ended (diverged, stopped) before it
@@ -281,8 +297,9 @@ def run_branches(
         point = load_point(point)
         measured = []
         loss = None
-        for spec in branch_specs(cfg, base, epoch):
-            m = train_branch(
+        trend = keeper.trend(point.samples)
+        branches = [
+            Branch(
                 spec,
                 point,
                 cfg,
@@ -294,9 +311,11 @@ def run_branches(
                 controls,
                 run_dir,
                 base.run_id,
-                runs,
-                keeper.trend(point.samples),
+                trend,
             )
+            for spec in branch_specs(cfg, base, epoch)
+        ]
+        for m in trains.train(branches, f"e{epoch}"):
             measured.append(m)
             loss = m["loss"] if m["loss"] is not None else loss
             if m["step_s"] is not None:
@@ -321,6 +340,7 @@ def run_branches(
                     "steps": m["crossing"].steps_hi if m["crossing"] else None,
                     "samples_lo": m["crossing"].samples_lo if m["crossing"] else None,
                     "samples": m["crossing"].samples_hi if m["crossing"] else None,
+                    "fused_runs": m.get("fused_runs", 0),
                 }
                 for m in measured
             ],
