@@ -1,6 +1,7 @@
 """`python -m trainer run [CONFIG] [--set KEY=VALUE]... [--out DIR] [--device ...] [--force] [--shard I/N]`
 `python -m trainer resume DIR [--device ...]`
 `python -m trainer report DIR`
+`python -m trainer branch DIR [--config FILE] [--batch-sizes ...] ... [--out NEWDIR]` (trainer/cli/branch.py)
 
 The arguments, checked here; a sweep starts in trainer/cli/start.py. Exit codes: trainer/cli/exits.py.
 """
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from trainer.cli.branch import add_parser as add_branch_parser
+from trainer.cli.branch import cmd_branch
 from trainer.cli.exits import EXIT_BUG, EXIT_OK, EXIT_USAGE
 from trainer.cli.start import resume_sweep, train
 from trainer.config import ConfigError, config_from_toml, load_config
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tables only: no terminal plots (in the output or in report.md)",
     )
+    add_branch_parser(sub)
     return parser
 
 
@@ -144,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_resume(args, signals)
             if args.command == "submit":
                 return cmd_submit(args)
+            if args.command == "branch":
+                return cmd_branch(args, signals)
             return EXIT_USAGE
         except KeyboardInterrupt as exc:  # before the sweep began (it handles its own): nothing trained
             signum = interrupt_signal(exc)

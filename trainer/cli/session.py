@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from trainer.cli.exits import EXIT_BUG, EXIT_INTERRUPTED, EXIT_IO, EXIT_OK, EXIT_USAGE
 from trainer.runlog.commands import trainer_command
@@ -18,6 +18,7 @@ from trainer.runlog.controls import VIEWER_STOP, ControlFile, Controls, StopSign
 
 if TYPE_CHECKING:
     from trainer.engine.ddp import DistContext
+    from trainer.sweep.driver import SweepResult
     from trainer.sweep.prepare import PreparedSweep
 
 
@@ -30,10 +31,13 @@ def sweep_into(
     resume=None,
     ddp: DistContext | None = None,
     signals: StopSignals | None = None,
+    trainer: Callable[..., SweepResult] | None = None,
 ) -> int:
     """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code.
     Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks. With
-    `signals`, a SIGTERM or SIGHUP from here on stops the sweep as the app's stop does."""
+    `signals`, a SIGTERM or SIGHUP from here on stops the sweep as the app's stop does. `trainer` trains
+    (trainer.sweep.driver.run_prepared unless given: `python -m trainer branch` gives
+    trainer.sweep.branch_from.run_branching, with `resume` what the new directory starts with)."""
     # Start-up cost: called once a sweep is sure to train (torch and rich are loaded by then anyway).
     import torch
     from rich.console import Console
@@ -107,7 +111,7 @@ def sweep_into(
                 sink.write_summary()
             except OSError as exc:
                 raise RunDirWriteError(run_dir, exc) from exc
-        result = run_prepared(
+        result = (trainer or run_prepared)(
             prepared,
             emitter,
             run_dir=str(run_dir),

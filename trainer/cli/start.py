@@ -105,7 +105,7 @@ def train(
         say_error(console, f"bstui: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # after the directory was made, before the sweep began
-        return _interrupted_before_training(console, run_dir, exc)
+        return interrupted_before_training(console, run_dir, exc)
     finally:
         lock.release()
         ddp.shutdown()
@@ -174,7 +174,7 @@ def resume_sweep(cfg: Config, run_dir: Path, quiet: bool = False, signals: StopS
     try:  # whatever ends the resume, the lock goes (a refusal or "nothing to do" included)
         return _resume_locked(cfg, run_dir, console, lock, quiet, signals)
     except KeyboardInterrupt as exc:  # during start-up: the directory is as it was, or rewritten whole
-        return _interrupted_before_training(console, run_dir, exc)
+        return interrupted_before_training(console, run_dir, exc)
     finally:
         lock.release()
 
@@ -241,7 +241,7 @@ def _resume_locked(cfg: Config, run_dir: Path, console, lock, quiet: bool, signa
         return EXIT_USAGE
 
 
-def _interrupted_before_training(console, run_dir: Path, exc: KeyboardInterrupt) -> int:
+def interrupted_before_training(console, run_dir: Path, exc: KeyboardInterrupt) -> int:
     """A stop signal after the run directory was ready but before the sweep began: one line, its exit code."""
     signum = interrupt_signal(exc)
     console.print(

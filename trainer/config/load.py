@@ -113,7 +113,19 @@ def config_from_toml(text: str, *, source: str = "", overrides: Sequence[str] = 
     raw = parse_toml(text, where_file)
     origins = {path: f"{where_file}:{line}" for path, line in key_lines(text).items()}
     raw = apply_overrides(raw, overrides, origins=origins)
-    variant_origins = variant_lines(text, where_file)
+    return config_from_raw(raw, origins, source=source, variant_origins=variant_lines(text, where_file))
+
+
+def config_from_raw(
+    raw: dict[str, Any],
+    origins: dict[tuple[str, ...], str],
+    *,
+    source: str = "",
+    variant_origins: list[dict[tuple[str, ...], str]] | None = None,
+) -> Config:
+    """The Config of parsed TOML tables, validated; `origins` says where each key path was given (file:line
+    or the option), for messages; `source` is the config file paths in it are relative to."""
+    where_file = source or "<config>"
     cfg = Builder(raw, origins, where_file if source else "", variant_origins=variant_origins).build()
     cfg.source = source
     cfg.model.path = model_folder(cfg.model.name, cfg.model.path, source)

@@ -280,7 +280,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         f"- device: {s.get('device', '?')} (torch {s.get('torch', '?')}), dataset: {s.get('dataset', '?')}"
         + (f" ({s['dataset_note']})" if s.get("dataset_note") else ""),
         f"- target test accuracy: {target}; runs finished: {len(facts['rows'])}"
-        + ("" if facts["finished"] else " (sweep still running or interrupted)"),
+        + ("" if facts["finished"] else " (sweep still running or interrupted)")
+        + (f"; branched from the base run of {s['branched_from']}" if s.get("branched_from") else ""),
         _accuracy_line(facts, n_test, n_slice),
         *(
             [

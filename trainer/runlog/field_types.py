@@ -84,6 +84,7 @@ EVENT_FIELDS: Final = {
         "train_samples": "int?",
         "test_samples": "int?",
         "run_dir": "str?",
+        "branched_from": "str?",
     },
     EventType.SWEEP_RESUMED: {
         "runs": "list",

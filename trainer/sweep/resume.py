@@ -80,7 +80,7 @@ class Resume:
     skipped: int  # lines that were not whole, valid events (a partial last line after a kill)
     last_t: float  # the latest `t` recorded: the continuation's clock goes on from there
     started: Event | None  # the recorded sweep_started (None: the sweep never got that far)
-    was_finished: bool  # a sweep_finished was recorded
+    was_finished: bool  # a sweep_finished was recorded, not one of a stop
     resumes: int = 0  # sweep_resumed events already recorded
     notes: list[str] = field(default_factory=list)  # what the continuation does with keys changed safely
 
@@ -234,7 +234,8 @@ def plan_resume(
     events = [e for _, e in pairs]
     last_t = max((float(e["t"]) for e in events if isinstance(e.get("t"), (int, float))), default=0.0)
     started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), None)
-    was_finished = any(e["type"] == EventType.SWEEP_FINISHED for e in events)
+    # A sweep stopped during its branches has every run kept but branches left to measure: not finished.
+    was_finished = any(e["type"] == EventType.SWEEP_FINISHED and e.get("status") != "stopped" for e in events)
     resumes = sum(1 for e in events if e["type"] == EventType.SWEEP_RESUMED)
     if started is None:
         plans = {r: RunPlan(r, "restart", reason="nothing was recorded") for r in run_ids}
