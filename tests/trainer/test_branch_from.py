@@ -288,6 +288,8 @@ def test_ctrl_c_keeps_what_was_recorded_and_resume_measures_the_rest(base, tmp_p
     assert _fingerprint(base) == before
     assert main(["resume", str(out), "--quiet"]) == 0  # the branches are measured again from the copied point
     events = _events(out)
-    assert events[-1]["status"] == "done" and [e["epoch"] for e in events if e["type"] == "branch_point"] == [
-        1
-    ]
+    [point] = [e for e in events if e["type"] == "branch_point"]
+    assert events[-1]["status"] == "done" and point["epoch"] == 1
+    # the base run's B_simple at the point, read back from its recorded probe readings
+    [theirs] = [e for e in _events(base) if e["type"] == "branch_point" and e["epoch"] == 1]
+    assert point["b_simple"] is not None and point["b_simple"] == theirs["b_simple"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -193,7 +193,6 @@ class Branching:
     lines: list[str]  # events.jsonl as it starts (sweep_started and the base run's events)
     events: list[Event]  # the same, parsed
     last_t: float  # the clock goes on from the base run's last event
-    probes: dict[int, dict[str, Any]] = field(default_factory=dict)  # the base run's B_simple at each point
     resumed: tuple = ()  # no run of the directory continues (sweep_into marks none running)
 
     @property
@@ -242,19 +241,12 @@ def plan(source: Source, prepared: PreparedSweep, run_dir: Path) -> Branching:
         **prepared.data_fields(),
     )
     lines, events = [encode(started) + "\n"], [started]
-    probes: dict[int, dict[str, Any]] = {}
-    last_probe: dict[str, Any] = {}
     for line, e in zip(source.lines, source.events):
-        kind = e["type"]
-        if e.get("run") == base or (kind == EventType.STEP_TIME and base in (e.get("runs") or [])):
-            if kind == EventType.NOISE_PROBE:
-                last_probe = {k: v for k, v in e.items() if k not in ("type", "t", "run")}
-            if kind == EventType.EPOCH_END and isinstance(e.get("epoch"), int):
-                probes[e["epoch"]] = last_probe  # the probe's figures when the point was kept
+        if e.get("run") == base or (e["type"] == EventType.STEP_TIME and base in (e.get("runs") or [])):
             lines.append(line)
             events.append(e)
     last_t = max((float(e["t"]) for e in events if isinstance(e.get("t"), (int, float))), default=0.0)
-    return Branching(source, started, lines, events, last_t, probes)
+    return Branching(source, started, lines, events, last_t)
 
 
 def run_branching(
@@ -276,12 +268,10 @@ def run_branching(
     settings = RunSettings.from_config(cfg)
     base = resume.source.base
     keeper = PointKeeper(cfg.branch.epochs, run_dir)
-    keeper.recover(base.run_id)
-    for epoch, point in keeper.points.items():
-        point.probe = resume.probes.get(epoch, {})
-    for e in resume.events:
-        if e["type"] == EventType.EVALUATION and e.get("run") == base.run_id:
+    for e in resume.events:  # its evaluations (the branches' target) and its B_simple at each point
+        if e.get("run") == base.run_id:
             keeper.take(e)
+    keeper.recover(base.run_id)
     test = prepare_test(dataset, device)
     runs: list[Any] = []
     status, interrupted = "done", None

@@ -47,6 +47,10 @@ class PointKeeper:
         # The base run's evaluations on the slice (samples, loss): its trend at each point sets the
         # branches' target, so a point that lands on a noisy spike does not make the target easy.
         self.readings: list[Reading] = []
+        # The base run's noise-probe figures at each point, from recorded events (a resumed sweep's): the
+        # newest reading's before the point's epoch_end, as the probe gave them when the point was kept.
+        self.probes: dict[int, dict[str, Any]] = {}
+        self._probe: dict[str, Any] = {}
 
     def watch(self, emitter: Emitter, run_id: str) -> Emitter:
         """The base run's emitter: every event passes on; its slice evaluations are also kept here."""
@@ -65,7 +69,17 @@ class PointKeeper:
         return Watching()  # type: ignore[return-value]
 
     def take(self, event: dict[str, Any]) -> None:
-        """Keep one of the base run's evaluations (from a live emit, or a resumed sweep's events)."""
+        """Keep one of the base run's evaluations (from a live emit, or a resumed sweep's events); from
+        recorded events also its noise-probe readings and epoch ends (`probes`, which `recover` gives the
+        points)."""
+        kind = event.get("type")
+        if kind == "noise_probe":
+            self._probe = {k: v for k, v in event.items() if k not in ("type", "t", "run")}
+            return
+        if kind == "epoch_end":
+            if event.get("epoch") in self.epochs:
+                self.probes[event["epoch"]] = self._probe
+            return
         loss = event.get("test_loss")
         if isinstance(loss, (int, float)) and isinstance(event.get("samples"), int):
             self.readings.append(Reading(float(event.get("iter") or 0), float(event["samples"]), float(loss)))
@@ -108,14 +122,15 @@ class PointKeeper:
         )
 
     def recover(self, run_id: str) -> None:
-        """Take up the points a resumed sweep's base run kept before the interruption (its kept files)."""
+        """Take up the points a resumed sweep's base run kept before the interruption (its kept files), with
+        the probe figures its recorded events gave there (`take` them first)."""
         for epoch in sorted(self.epochs - set(self.points)):
             path = point_path(self.run_dir, run_id, epoch) if self.run_dir else None
             if path is None or not path.is_file():
                 continue
             state = load_checkpoint(path)
             self.points[epoch] = BranchPoint(
-                epoch, int(state["iters"]), int(state["samples"]), b"", str(path)
+                epoch, int(state["iters"]), int(state["samples"]), b"", str(path), self.probes.get(epoch, {})
             )
 
 

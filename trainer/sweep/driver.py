@@ -160,10 +160,10 @@ def run_prepared(
     base = branch.base_spec(cfg, specs) if cfg.branch.epochs else None  # None in a shard without it
     keeper = branch.PointKeeper(cfg.branch.epochs, run_dir) if base is not None else None
     if keeper is not None and resume is not None:  # the branches are measured again, from the kept points
-        keeper.recover(base.run_id)
         for e in resume.events:
-            if e.get("type") == "evaluation" and e.get("run") == base.run_id:
+            if e.get("run") == base.run_id:
                 keeper.take(e)
+        keeper.recover(base.run_id)
     try:
         if devices:  # every run trains in a worker; `runs` fills with their records
             pooled: list[gpu_pool.RemoteRun] = []
