@@ -1,35 +1,36 @@
-"""When a branch's loss fell by the chosen fraction: the crossing read from a smoothed loss curve, with an
+"""When a branch's loss fell by the chosen fraction: the crossing read from the whole loss curve, with an
 interval that holds the evaluations' noise as well as their spacing.
 
 A branch (trainer.sweep.branch) evaluates the evaluation slice every few hundred samples. One evaluation
 reads the weights of one moment, and SGD makes them wander: the first evaluation below the target may be a
-lucky dip, and reading the crossing there makes small batches (noisier) look faster than they are. So the
-loss is smoothed before the crossing is read:
+lucky dip, and reading the crossing there makes small batches (noisier) look faster than they are. So:
 
-- each evaluation's smoothed loss is a straight line fitted (least squares) to the evaluations within
-  `HALF` places of it (fewer at the ends), read at that evaluation; its standard error is the noise times
-  the square root of the fit's leverage there (larger at the ends, where the window is one-sided);
-- the noise is the spread of the second differences of the evaluated losses (a trend cancels in them),
-  robustly (their median absolute value), so a few bends of the curve do not count as noise;
-- the crossing is known to lie after the last evaluation before the first one whose smoothed loss minus
-  Z standard errors is at or below the target (before it, even the optimistic reading misses), and at or
-  before the first evaluation whose smoothed loss plus Z standard errors is (there even the pessimistic
-  reading hits). That interval is the Crossing trainer.analysis.bcrit's fit draws from.
+- the crossing is read from the branch's loss fitted non-increasing (antitonic regression: in expectation
+  the loss falls, so every rise is noise and is pooled with its neighbours), which uses every evaluation
+  rather than a window of a few;
+- its interval is a bootstrap: the fit's residuals are resampled onto it and the fit made again, many
+  times; the crossing lies after the last miss and at or before the first hit in all but the tails of
+  those draws. That interval is the Crossing trainer.analysis.bcrit's fit draws from.
 
-Until the pessimistic reading hits, the branch has not reached its target: the branch trains on (the same
-reading is its stopping rule). Pure: no torch, no numpy.
+Until all but a tail of the draws reach the target, the branch has not reached it: the branch trains on
+(the same reading is its stopping rule). `noise` and `smooth` (a local straight-line fit) give the base
+run's trend at a branch point, from which the target is set. Pure: no torch, no numpy.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainer.analysis.bcrit import Crossing
 
 HALF = 2  # the smoothing window: 2 evaluations each side (5 in all, fewer at the ends)
-Z = 2.0  # standard errors each side: about 95% for the smoothed reading
+DRAWS = 400  # bootstrap draws of a crossing
+LEVEL = 0.95  # the central share of the draws its interval holds
+CLIP = 3.0  # residuals beyond this many robust standard deviations are clipped to it
+SEED = 0  # seeded: the same evaluations give the same crossing
 MIN_EVALS = 4  # evaluations (the branch point's included) before a noise figure and a crossing exist
 MAD_TO_SD = 1.4826  # a normal's standard deviation over its median absolute deviation
 
@@ -83,19 +84,66 @@ def smooth(readings: Sequence[Reading], sd: float, half: int = HALF) -> list[Smo
     return out
 
 
-def crossing(readings: Sequence[Reading], target: float, z: float = Z) -> Crossing | None:
-    """The interval in which the smoothed loss reaches `target` (steps and samples since the branch point),
-    or None while even its pessimistic reading has not (fewer than MIN_EVALS readings: None).
-    `readings` in training order, the branch point's own evaluation first."""
-    if len(readings) < MIN_EVALS:
+def antitonic(losses: Sequence[float]) -> list[float]:
+    """The least-squares non-increasing fit of `losses` in order (pool adjacent violators): a branch's loss
+    falls in expectation, so every rise in it is noise and is pooled with its neighbours."""
+    blocks: list[list[float]] = []  # [sum, count] of each pooled block
+    for v in losses:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    out: list[float] = []
+    for total, count in blocks:
+        out += [total / count] * int(count)
+    return out
+
+
+def crossing(
+    readings: Sequence[Reading], target: float, draws: int = DRAWS, seed: int = SEED
+) -> Crossing | None:
+    """The interval in which the branch's loss reaches `target` (steps and samples since the branch point),
+    or None while it has not been established (fewer than MIN_EVALS readings: None). `readings` in training
+    order, the branch point's own evaluation first.
+
+    The loss is fitted non-increasing (antitonic: every evaluation counts, a rise is noise), and the fit is
+    bootstrapped: `draws` times its residuals, scaled up for the levels the fit spent and clipped at CLIP
+    robust standard deviations, are resampled onto
+    it and the fit is made again. The crossing is established once all but a tail of (1 - LEVEL) / 2 of the
+    draws reach the target within the readings; its interval runs from that tail's quantile of the last
+    miss to the other tail's quantile of the first hit. A lone lucky dip moves few draws, so it neither ends
+    a branch nor decides its crossing."""
+    n = len(readings)
+    if n < MIN_EVALS:
         return None
-    sd = noise([r.loss for r in readings])
-    if sd is None:
+    losses = [r.loss for r in readings]
+    fit = antitonic(losses)
+    if fit[-1] > target:  # the fit itself misses: too few draws could reach it to establish a crossing
         return None
-    curve = smooth(readings, sd)
-    hi = next((i for i, s in enumerate(curve) if s.loss + z * s.se <= target), None)
-    if hi is None or hi == 0:  # hi == 0: the branch point itself is at the target (a decrease of 0)
+    levels = len(set(fit))
+    scale = math.sqrt(n / (n - levels)) if n > levels else 1.0
+    raw = sorted(abs(y - f) for y, f in zip(losses, fit))
+    # An outlier (a lucky dip, a spike) is clipped to CLIP robust standard deviations, so one reading does
+    # not widen every draw's noise.
+    bound = CLIP * MAD_TO_SD * raw[len(raw) // 2] * scale
+    residuals = [max(-bound, min(bound, (y - f) * scale)) for y, f in zip(losses, fit)]
+    rng = random.Random(seed)
+    tail = (1 - LEVEL) / 2
+    firsts: list[int] = []
+    misses = 0
+    for _ in range(draws):
+        drawn = antitonic([f + rng.choice(residuals) for f in fit])
+        first = next((i for i, v in enumerate(drawn) if v <= target), None)
+        if first is None:
+            misses += 1
+            if misses > tail * draws:
+                return None
+            continue
+        firsts.append(first)
+    firsts.sort()
+    lo = max(0, firsts[int(tail * len(firsts))] - 1)
+    hi = firsts[min(len(firsts) - 1, int((1 - tail) * len(firsts)))]
+    if hi == 0:  # the branch point itself is at the target (a decrease of 0)
         return None
-    first = next(i for i, s in enumerate(curve) if s.loss - z * s.se <= target)
-    lo = max(0, first - 1)
-    return Crossing(curve[lo].steps, curve[hi].steps, curve[lo].samples, curve[hi].samples)
+    return Crossing(readings[lo].steps, readings[hi].steps, readings[lo].samples, readings[hi].samples)

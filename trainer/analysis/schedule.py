@@ -3,7 +3,8 @@
 McCandlish et al. (2018) and Merrill et al. (2025): the critical batch size grows as the loss falls, so
 a batch that wastes samples early can be efficient later. The proposal is a piecewise-constant ramp:
 from each measured point on, the largest measured batch size at or below that point's B_crit (never
-smaller than the stage before), with the lr the config's lr rule gives that batch size.
+smaller than the stage before), with the lr the branches measured best for that batch size at that point
+(the fewest steps among branch.lr_factors; the config's lr rule where that batch size has no crossing).
 
 Its expected cost comes from the same model: progress a fixed batch B0 makes in S0 steps takes
 S0 (1 + B_crit / B) / (1 + B_crit / B0) steps at batch B (and E0 (1 + B / B_crit) / (1 + B0 / B_crit)
@@ -35,7 +36,8 @@ def propose(
     points: Sequence[dict[str, Any]], batch_sizes: Sequence[int], lr_of: Callable[[int], float]
 ) -> list[Stage]:
     """The ramp: one stage per measured point with a determined B_crit (the first from sample 0), equal
-    neighbours merged, never decreasing. `points`: {samples, B_crit, determined} in training order.
+    neighbours merged, never decreasing. `points`: {samples, B_crit, determined, best_lr} in training order;
+    `lr_of` gives the lr of a batch size the point's best_lr lacks.
     [] when no point determined its B_crit."""
     stages: list[Stage] = []
     for point in sorted(points, key=lambda p: p["samples"]):
@@ -44,7 +46,9 @@ def propose(
         size = pick_batch(float(point["B_crit"]), batch_sizes)
         if stages and size <= stages[-1].batch_size:
             continue
-        stages.append(Stage(0 if not stages else int(point["samples"]), size, lr_of(size)))
+        measured = (point.get("best_lr") or {}).get(str(size))  # the branches' fewest-step lr there
+        lr = float(measured) if isinstance(measured, (int, float)) else lr_of(size)
+        stages.append(Stage(0 if not stages else int(point["samples"]), size, lr))
     return stages
 
 

@@ -307,8 +307,8 @@ class BranchConfig:
     batch_sizes: list[int] = field(default_factory=list)
     """The branches' batch sizes at each point (at least 3 different)."""
     decrease: float = 0.1
-    """Each branch trains until its smoothed evaluation-slice loss is this fraction below the base run's
-    smoothed slice loss at the branch point."""
+    """Each branch trains until its evaluation-slice loss (fitted non-increasing, bootstrapped) is this
+    fraction below the base run's smoothed slice loss at the branch point."""
     lr_factors: list[float] = field(default_factory=lambda: [1.0])
     """A small lr grid: each branch's lr is the config's lr rule (`optim.lr_scaling`) at its batch size times
     each factor; per batch size the fit takes the fewest-step lr."""

@@ -16,10 +16,11 @@ decrease, target_loss}. The branches of one batch size at a point (its lr factor
 group where perf.fuse_runs lets them, each still to its own stop (trainer.sweep.branch_groups).
 
 A branch evaluates the evaluation slice (trainer.analysis.accuracy) every `branch.eval_every` samples
-and ends once its smoothed slice loss has reached the target even read pessimistically, or
-after `branch.max_samples` without it. Its crossing (steps and samples counted from the branch point) is
-the interval trainer.analysis.branch_crossing reads from the smoothed loss: it holds the evaluations' noise
-as well as their spacing, so a lucky dip of one evaluation neither ends a branch nor decides its steps.
+and ends once its slice loss has reached the target in all but a tail of the bootstrap draws of its
+non-increasing fit, or after `branch.max_samples` without it. Its crossing (steps and samples counted from
+the branch point) is the interval trainer.analysis.branch_crossing reads from that fit: it holds the
+evaluations' noise as well as their spacing, so a lucky dip of one evaluation neither ends a branch nor
+decides its steps.
 The target is (1 - decrease) x the base run's smoothed slice loss at the point (its evaluations around
 it, the same local fit), not x the one evaluation there: a point that lands on a noisy spike would make
 the fall easy for every branch alike. Each point's fit, beside
@@ -107,7 +108,7 @@ class _Watch:
 def crossing(
     evals: list[dict[str, Any]], loss0: float, target: float, iters0: int, samples0: int
 ) -> Crossing | None:
-    """The branch's crossing of `target` read from its smoothed slice loss (trainer.analysis.branch_crossing),
+    """The branch's crossing of `target` read from its slice losses (trainer.analysis.branch_crossing),
     in steps and samples since the branch point (whose loss is `loss0`); None until it is established."""
     readings = [Reading(0, 0, loss0)] + [
         Reading(e["iter"] - iters0, e["samples"] - samples0, e["test_loss"])
@@ -225,7 +226,7 @@ class Branch:
             if hit is not None:
                 run.finish(
                     "done",
-                    f"the smoothed evaluation-slice loss fell by {decrease:.0%} within "
+                    f"the evaluation-slice loss fell by {decrease:.0%} within "
                     f"{hit.steps_lo:.0f}-{hit.steps_hi:.0f} steps",
                 )
             else:
