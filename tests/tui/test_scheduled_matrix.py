@@ -1,5 +1,5 @@
 """A scheduled run (sweep.batch_schedule) in the scaling view: its own labelled row under the batch x lr
-matrix, ◆ at its mean batch size on the steps chart, never a cell of a fixed batch size and never a point of
+matrix, ■ at its mean batch size on the steps chart, never a cell of a fixed batch size and never a point of
 the fit. Replays tests/tui/fixtures/run_schedule (make_schedule_fixture.py): batch 16, 64 and 256 fixed and
 the ramp 16 -> 64 -> 128, which reaches the target after 544-576 steps, 10,240-12,288 samples."""
 
@@ -77,16 +77,16 @@ def test_the_steps_chart_marks_the_ramp_at_its_mean_batch_apart_from_the_measure
     state = _state()
     arms, scheduled = arms_of(state), scheduled_of(state)
     chart = curve_chart(arms, "steps", 80, 20, scheduled)
-    (mark,) = [p for p in chart.points if p[2] == "◆"]
+    (mark,) = [p for p in chart.points if p[2] == "■"]
     assert mark[0] == pytest.approx(math.log10(12288 / 576))
     measured = next(line for line in chart.lines if line.label.startswith("measured"))
     assert [round(10**x) for x in measured.x] == [16, 64, 256]  # the ramp is not on the measured line
     bar = [line for line in chart.lines if not line.label and line.x[0] == line.x[1] == mark[0]]
     assert [round(10**y) for y in bar[0].y] == [544, 576]  # its crossing interval
     without = curve_chart(arms, "steps", 80, 20)
-    assert not [p for p in without.points if p[2] == "◆"]
+    assert not [p for p in without.points if p[2] == "■"]
     samples = curve_chart(arms, "samples", 80, 20, scheduled)
-    (mark,) = [p for p in samples.points if p[2] == "◆"]
+    (mark,) = [p for p in samples.points if p[2] == "■"]
     assert mark[0] == pytest.approx(math.log10(12288 / 576))
 
 
@@ -96,8 +96,8 @@ def test_the_facts_say_the_ramp_is_not_in_the_fit_and_give_its_verdict():
     text = facts_text(state, arms, scheduled).plain
     assert "ramp 16→64→128 (scheduled): its batch size changes, so it is not in the B_crit fit" in text
     assert "The schedule 16→64→128 reached 80.0% accuracy" in text and "best fixed batch (256" in text
-    assert "◆ scheduled" in text
-    assert "◆" not in facts_text(state, arms).plain
+    assert "■ scheduled" in text
+    assert "■" not in facts_text(state, arms).plain
 
 
 def test_a_ramp_still_training_shows_as_running_with_no_figure_to_the_target():
@@ -109,7 +109,7 @@ def test_a_ramp_still_training_shows_as_running_with_no_figure_to_the_target():
     text = facts_text(state, arms, [entry]).plain
     assert "is not in the B_crit fit" in text and "The schedule" not in text  # no verdict yet
     chart = curve_chart(arms, "steps", 80, 20, [entry])
-    assert not [p for p in chart.points if p[2] == "◆"]
+    assert not [p for p in chart.points if p[2] == "■"]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """report.md's batch x lr section with a scheduled run (sweep.batch_schedule): its own table under the matrix,
-left out of the B_crit fit (said so where the fit is), ◆ at its mean batch size on the steps plot, and its
+left out of the B_crit fit (said so where the fit is), ■ at its mean batch size on the steps plot, and its
 loss plotted at its own samples. Reads tests/tui/fixtures/run_schedule (make_schedule_fixture.py)."""
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def test_the_fit_says_the_ramp_is_left_out_and_uses_the_fixed_batch_sizes_only(r
 def test_the_steps_plot_marks_the_ramp_apart_and_the_loss_plot_counts_its_own_samples(report):
     plots = report[report.index("Steps (batches) to target vs batch size") :]
     plot = plots[: plots.index("```")]
-    assert "◆ ramp 16→64→128 (scheduled) at samples ÷ steps; not in the fit" in plot
-    assert sum(line.count("◆") for line in plot.splitlines()[:-3]) == 1  # one mark on the canvas
+    assert "■ ramp 16→64→128 (scheduled) at samples ÷ steps; not in the fit" in plot
+    assert sum(line.count("■") for line in plot.splitlines()[:-3]) == 1  # one mark on the canvas
     runs = run_series(collect(FIXTURE)["events"])
     samples = [x for x, _ in runs[SCHED]["points"]]
     assert samples[511] == 8192 and samples[512] == 8256 and samples[-1] == 3 * 8192  # 16, then 64, then 128

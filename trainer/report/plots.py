@@ -247,7 +247,7 @@ def steps_plot(
     """Steps (batches) to target vs batch size, log-log: | each best point's crossing interval (last
     miss to hit), x the hit, the fit's median curve and its 95% band, ^ at the top for batch sizes no lr
     of which reached the target; each batch size's regime (trainer/analysis/answer/) under the plot. A
-    scheduled run: ◆ at its mean batch size (samples / steps to the target) with its interval, not in the fit."""
+    scheduled run: ■ at its mean batch size (samples / steps to the target) with its interval, not in the fit."""
     from trainer.analysis.answer import curve
 
     c = curve(analysis)
@@ -343,7 +343,7 @@ def plots(
     height: int = HEIGHT,
     scheduled: Sequence[Scheduled] = (),
 ) -> list[str]:
-    """The report's four plots, as plain-text blocks (a scheduled run ◆ on the steps plot)."""
+    """The report's four plots, as plain-text blocks (a scheduled run ■ on the steps plot)."""
     runs = run_series(events)
     return [
         loss_plot(runs, analysis, width, height),

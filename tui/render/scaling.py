@@ -110,7 +110,7 @@ def curve_chart(
     to target against batch size, log-log: each batch
     size at its best lr with its crossing interval as an error bar, coloured by its regime, the fit
     (trainer.analysis.bcrit's median) with its 95% band, marks at B_crit and B_simple, and ▴ at the top edge
-    for batch sizes no lr of which reached the target. A scheduled run is ◆ at its mean batch size
+    for batch sizes no lr of which reached the target. A scheduled run is ■ at its mean batch size
     (samples / steps to the target) with its interval, apart from the measured line and the fit."""
     title = CURVE_TITLES[what]
     key = {"steps": "steps", "samples": "samples", "time": "time_s"}[what]

@@ -58,7 +58,7 @@ def extent(entries: Sequence[answer.Scheduled], what: str) -> tuple[list[float],
 def marks(
     entries: Sequence[answer.Scheduled], what: str
 ) -> tuple[list[Line], list[tuple[float, float, str, str]]]:
-    """Each scheduled run at its mean batch size: its crossing interval as a bar and ◆ at its hit."""
+    """Each scheduled run at its mean batch size: its crossing interval as a bar and ■ at its hit."""
     lines: list[Line] = []
     glyphs: list[tuple[float, float, str, str]] = []
     for entry in entries:

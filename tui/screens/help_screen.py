@@ -35,6 +35,7 @@ MARKS = [
     ("░ band", "min/max of the raw loss under its EMA (where the raw loss is denser than the plot)"),
     ("░ timing", "epoch time not spent computing: data loading, host work"),
     ("│ scaling", "yellow: fitted B_crit; magenta: measured B_simple"),
+    ("■ scaling", "a scheduled run at its mean batch size (samples ÷ steps to the target), not in the fit"),
 ]
 
 

@@ -25,7 +25,7 @@ APART = "its batch size changes, so it is not in the B_crit fit nor a candidate 
 #: Where it is drawn on the steps/samples-to-target plots.
 AT_MEAN_BATCH = "at its mean batch size (samples ÷ steps to the target)"
 #: The marker of a scheduled run on those plots (app and report alike).
-MARKER = "◆"
+MARKER = "■"
 
 
 @dataclass(frozen=True)
