@@ -186,6 +186,7 @@ def _copy(base: Path, tmp_path: Path) -> Path:
         ("ok", ["--batch-sizes", "10,x"], "give whole numbers separated by commas"),
         ("bad toml", [], "TOML syntax error"),
         ("no table", [], "no [branch] table"),
+        ("file values", [], "branch.toml:3: branch.batch_sizes: needs at least 3 batch sizes"),
         (
             "other base",
             [],
@@ -223,12 +224,15 @@ def test_a_mistake_exits_2_with_its_fix_and_writes_nothing(base, tmp_path, capsy
         else:
             raw["model"].update(name="resnet_small", args={"in_channels": 1})
         (run_dir / "config.toml").write_text(tomli_w.dumps(raw))
-    elif case in ("bad toml", "no table", "other base"):
+    elif case in ("bad toml", "no table", "other base", "file values"):
         file = tmp_path / "branch.toml"
         file.write_text(
-            {"bad toml": "[branch\n", "no table": "[sweep]\nepochs = 2\n"}.get(
-                case, "[branch]\nbase_batch_size = 60\n"
-            )
+            {
+                "bad toml": "[branch\n",
+                "no table": "[sweep]\nepochs = 2\n",
+                "other base": "[branch]\nbase_batch_size = 60\n",
+                "file values": "[branch]\nepochs = [1]\nbatch_sizes = [10, 20]\n",
+            }[case]
         )
         args = ["--config", str(file)]
     elif case == "out inside":
