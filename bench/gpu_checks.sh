@@ -4,7 +4,7 @@
 #
 #     bash bench/gpu_checks.sh            # PYTHON=python3 by default; PYTHON=.venv/bin/python locally
 #
-# Each step has its own timeout (100+60+140+50+40+80+80+45 s at most) and a failing step does not stop the
+# Each step has its own timeout (90+50+125+50+40+70+70+40+60 s at most) and a failing step does not stop the
 # next, so the whole script ends within 10.2 minutes (about 4 expected on an H100). Installs nothing
 # (the GPU machine has no network): it needs torch, torchvision, numpy, pillow and pytest, and never
 # imports textual. Without a GPU the same command runs the CPU parts (CUDA tests skip with their
@@ -63,17 +63,17 @@ fi
 PYTEST=("$PY" -m pytest -p no:cacheprovider -q -ra)
 
 # 1. The fast path's tests: the CUDA equality tests (graph losses == eager losses) and its CPU logic.
-step test_fastpath 100 "${PYTEST[@]}" tests/trainer/test_fastpath.py --junitxml="$OUT/test_fastpath.xml"
+step test_fastpath 90 "${PYTEST[@]}" tests/trainer/test_fastpath.py --junitxml="$OUT/test_fastpath.xml"
 
 # 2. Every other test marked cuda (collection errors in modules needing absent packages do not stop it).
-step tests_cuda_marked 60 "${PYTEST[@]}" -m cuda tests/trainer tests/unit \
+step tests_cuda_marked 50 "${PYTEST[@]}" -m cuda tests/trainer tests/unit \
     --ignore=tests/trainer/test_fastpath.py --continue-on-collection-errors --junitxml="$OUT/tests_cuda.xml"
 
 # 3. Epoch time: study's loop vs resident eager vs fast path (+ bf16 / channels_last on GPU).
 if [ "$GPU" = 1 ]; then
-    step speed 140 "$PY" bench/speed.py --device cuda --deadline 120 --root "$DATA_ROOT" --json "$OUT/speed.json"
+    step speed 125 "$PY" bench/speed.py --device cuda --deadline 105 --root "$DATA_ROOT" --json "$OUT/speed.json"
 else
-    step speed 140 "$PY" bench/speed.py --device cpu --quick --deadline 120 --root "$DATA_ROOT" --json "$OUT/speed.json"
+    step speed 125 "$PY" bench/speed.py --device cpu --quick --deadline 105 --root "$DATA_ROOT" --json "$OUT/speed.json"
 fi
 
 # 4. Input pipeline: study's loop vs resident loop at 6, 60, 600.
@@ -93,11 +93,11 @@ fi
 # 6. Issue 16: the fast path vs the study's loop on the small ResNet (batch norm) with CIFAR-shaped data
 #    (random tensors where CIFAR-10 is not in the data root; the output says which).
 if [ "$GPU" = 1 ]; then
-    step speed_resnet 80 "$PY" bench/speed.py --device cuda --model resnet_small --dataset cifar10 \
-        --batches 32 128 512 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
+    step speed_resnet 70 "$PY" bench/speed.py --device cuda --model resnet_small --dataset cifar10 \
+        --batches 32 128 512 --deadline 60 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
 else
-    step speed_resnet 80 "$PY" bench/speed.py --device cpu --quick --model resnet_small --dataset cifar10 \
-        --batches 32 128 --deadline 70 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
+    step speed_resnet 70 "$PY" bench/speed.py --device cpu --quick --model resnet_small --dataset cifar10 \
+        --batches 32 128 --deadline 60 --root "$DATA_ROOT" --json "$OUT/speed_resnet.json"
 fi
 
 # 7. Fused runs vs the same runs separately, K = 1, 4, 16 at batch 1, 6, 60, in one call: eager (plain steps
@@ -105,20 +105,30 @@ fi
 #    perf.fuse_runs = "off" / "on" train with on a GPU). Targets: GPU graph mode at batch 1-6, K = 16 >= 8x;
 #    CPU batch 1, K = 16 >= 2x. Figures in $OUT/fuse.json and fuse.log. The fused CUDA tests ran in step 2.
 if [ "$GPU" = 1 ]; then
-    step fuse 80 "$PY" bench/fuse.py --device cuda --modes eager graph --ks 1 4 16 --batches 1 6 60 \
+    step fuse 70 "$PY" bench/fuse.py --device cuda --modes eager graph --ks 1 4 16 --batches 1 6 60 \
         --rounds 3 --budget 0.15 --json "$OUT/fuse.json"
 else
-    step fuse 80 "$PY" bench/fuse.py --device cpu --ks 4 16 --batches 1 6 --rounds 1 --budget 0.3 --json "$OUT/fuse.json"
+    step fuse 70 "$PY" bench/fuse.py --device cpu --ks 4 16 --batches 1 6 --rounds 1 --budget 0.3 --json "$OUT/fuse.json"
 fi
 
 # 8. Time alone (trainer.sweep.calibrate): the calibration's cost as a share of a small sweep (target < 3%), and
 #    the step time alone beside a fused run's share per step, at batch 1, 6 and 60.
 if [ "$GPU" = 1 ]; then
-    step time_alone 45 "$PY" bench/time_alone.py --device cuda --fuse on --train-samples 12000 \
+    step time_alone 40 "$PY" bench/time_alone.py --device cuda --fuse on --train-samples 12000 \
         --data-root "$DATA_ROOT" --json "$OUT/time_alone.json"
 else
-    step time_alone 45 "$PY" bench/time_alone.py --device cpu --train-samples 3000 --data-root "$DATA_ROOT" \
+    step time_alone 40 "$PY" bench/time_alone.py --device cpu --train-samples 3000 --data-root "$DATA_ROOT" \
         --json "$OUT/time_alone.json"
+fi
+
+# 9. Branched B_crit (trainer.sweep.branch): what 3 points x 5 batch sizes x 3 lr factors cost against one epoch of
+#    the base run, the branches of one batch size and point fused (perf.fuse_runs = "on") and alone, side by side.
+if [ "$GPU" = 1 ]; then
+    step branch 60 "$PY" bench/branch.py --device cuda --train-samples 4000 --data-root "$DATA_ROOT" \
+        --json "$OUT/branch.json"
+else
+    step branch 60 "$PY" bench/branch.py --device cpu --train-samples 800 --test-samples 500 --threads 1 \
+        --data-root "$DATA_ROOT" --json "$OUT/branch.json"
 fi
 
 note "total: $(($(date +%s) - START)) s; results in $OUT"
