@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import Config
+from trainer.report.branch import section
 from trainer.runlog import Emitter, ListSink
 from trainer.sweep.driver import run_sweep
 
@@ -89,3 +90,8 @@ def test_a_member_that_reached_its_target_leaves_the_group_and_each_is_charged_i
     assert set(timed[10]) == set(g["runs"]) and {20, 60} <= set(timed)
     [result] = fused.of_type("branch_result")
     assert set(result["step_s"]) == {"10", "20", "60"}
+    assert all(b["fused_runs"] == 2 for b in result["points"][0]["branches"])
+    text = "\n".join(section(result, "cpu"))  # report.md says which times are shares
+    assert "The branches of batch 10, 20, 60 trained fused" in text and "shares of their group's time" in text
+    [alone] = sweeps["off"].of_type("branch_result")
+    assert "trained fused" not in "\n".join(section(alone, "cpu"))
