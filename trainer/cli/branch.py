@@ -186,7 +186,14 @@ def cmd_branch(args: argparse.Namespace, signals: StopSignals | None = None) -> 
             soft_wrap=True,
         )
         code = sweep_into(
-            run_dir, prepared, console, quiet=args.quiet, resume=start, signals=signals, trainer=run_branching
+            run_dir,
+            prepared,
+            console,
+            quiet=args.quiet,
+            resume=start,
+            signals=signals,
+            trainer=run_branching,
+            closing=False,  # print_curve says it in full
         )
         if code == EXIT_OK:
             print_curve(run_dir)

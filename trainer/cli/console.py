@@ -6,6 +6,7 @@ directory records. Rich only (no Textual): the trainer runs on bare GPU boxes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from rich.console import Console
@@ -19,7 +20,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from trainer.analysis import schedule_verdict
+from trainer.analysis.answer.scheduled import Scheduled, scheduled_entry
 from trainer.analysis.figures import num, pct, setting
+from trainer.report.branch import branch_result, brief
+from trainer.report.collect import sweep_runs
+from trainer.report.schedule import scheduled_runs, verdict
 from trainer.runlog import Event, EventType, RunStatus, summary_number
 
 
@@ -160,10 +166,22 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
+def schedules(events: list[dict[str, Any]]) -> dict[str, Scheduled]:
+    """Each scheduled run (sweep.batch_schedule) by run id, from its run_started: its stages label it."""
+    return {
+        run: scheduled_entry({"run": run}, started["batch_schedule"])
+        for run, started in scheduled_runs(events).items()
+    }
+
+
+def summary_table(
+    rows: list[dict[str, Any]], device: str = "", scheduled: Mapping[str, Scheduled] | None = None
+) -> Table:
     """The end-of-sweep table (one row per run). Crossings of the target are intervals (last evaluation
     below it – first at or above it); with split-backward, k, the effective lr (lr x k) and the optimizer
-    steps (k per batch) stand beside the batches."""
+    steps (k per batch) stand beside the batches. A scheduled run (`scheduled`, by run id) shows its
+    stages' batch sizes and lrs ("16→64→128"), as the app and report.md label it, not its first stage's."""
+    scheduled = scheduled or {}
     title = "summary" + (f" ({device})" if device else "")
     table = Table(title=title)
     for name in (
@@ -186,12 +204,16 @@ def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
     ):
         table.add_column(name, justify="right")
     for r in map(_typed, rows):
+        staged = scheduled.get(str(r.get("run")))
+        k = r.get("split_chunks")
         table.add_row(
             str(r.get("run")),
-            _fmt(r.get("batch_size")),
-            setting(r.get("lr")),
-            _fmt(r.get("split_chunks")),
-            setting(r.get("effective_lr")),
+            staged.sizes_label if staged else _fmt(r.get("batch_size")),
+            staged.lrs_times(1) if staged else setting(r.get("lr")),
+            _fmt(k),
+            staged.lrs_times(k if isinstance(k, int) and k > 0 else 1)
+            if staged
+            else setting(r.get("effective_lr")),
             str(r.get("status")),
             _fmt(r.get("epochs")),
             pct(r.get("best_test_acc")),
@@ -205,3 +227,25 @@ def summary_table(rows: list[dict[str, Any]], device: str = "") -> Table:
             num(r.get("mean_epoch_compute_s")),
         )
     return table
+
+
+def closing_lines(events: list[dict[str, Any]]) -> list[str]:
+    """What the sweep's end prints after the answer, as report.md says it: each finished scheduled run's
+    verdict against the best fixed batch size, and, where the sweep branched, B_crit at each branch point
+    with the schedule it proposes in Megatron-LM's syntax. Nothing for a sweep with neither."""
+    lines: list[str] = []
+    scheduled = scheduled_runs(events)
+    if scheduled:
+        started = next((e for e in events if e.get("type") == EventType.SWEEP_STARTED), {})
+        sweep = (started.get("config") or {}).get("sweep")
+        target = sweep.get("target_accuracy") if isinstance(sweep, dict) else None
+        runs = sweep_runs(events)
+        for run_started, row in runs.scheduled:
+            # stopped on the way (its resume finishes it) or failed (a bug): no verdict to give
+            if row is not None and row.get("status") not in (RunStatus.STOPPED, RunStatus.FAILED):
+                result = schedule_verdict.compare(row, runs.rows)
+                lines.append(verdict(result, run_started["batch_schedule"], target))
+    result = branch_result(events)
+    if result is not None:
+        lines += brief(result)
+    return lines

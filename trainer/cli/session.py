@@ -32,18 +32,21 @@ def sweep_into(
     ddp: DistContext | None = None,
     signals: StopSignals | None = None,
     trainer: Callable[..., SweepResult] | None = None,
+    closing: bool = True,
 ) -> int:
     """Train (or continue, with `resume`) the sweep into `run_dir`; print the summary; the exit code.
     Under torchrun (`ddp`, rank 0) every run trains data parallel with the other ranks. With
     `signals`, a SIGTERM or SIGHUP from here on stops the sweep as the app's stop does. `trainer` trains
     (trainer.sweep.driver.run_prepared unless given: `python -m trainer branch` gives
-    trainer.sweep.branch_from.run_branching, with `resume` what the new directory starts with)."""
+    trainer.sweep.branch_from.run_branching, with `resume` what the new directory starts with). After the
+    answer, `closing` prints a scheduled run's verdict and the branched B_crit in brief
+    (trainer.cli.console.closing_lines)."""
     # Start-up cost: called once a sweep is sure to train (torch and rich are loaded by then anyway).
     import torch
     from rich.console import Console
 
     from trainer.analysis.answer import answers
-    from trainer.cli.console import ConsoleSink, summary_table
+    from trainer.cli.console import ConsoleSink, closing_lines, schedules, summary_table
     from trainer.engine.checkpoint import CheckpointError
     from trainer.runlog import (
         Clock,
@@ -53,6 +56,7 @@ def sweep_into(
         RunDirWriteError,
         RunStatus,
         UnreadableFile,
+        read_events,
         read_summary,
     )
     from trainer.sweep.driver import run_prepared
@@ -60,8 +64,9 @@ def sweep_into(
 
     cfg, device, shard = prepared.given, prepared.device, prepared.shard
 
-    # Piped or captured output gets room for the whole table instead of rich's 80 columns.
-    out_console = Console(width=None if sys.stdout.isatty() else 160)
+    # Piped or captured output gets room for the whole table (a schedule's stages, every interval's end)
+    # instead of rich's 80 columns; the table is as wide as its cells, not this.
+    out_console = Console(width=None if sys.stdout.isatty() else 400)
     sink = RunDirSink(run_dir, prior=resume.events if resume is not None else ())
     sinks: list = [sink]
     progress = None if quiet else ConsoleSink(console)
@@ -134,7 +139,11 @@ def sweep_into(
         rows = read_summary(run_dir)
     except (OSError, UnreadableFile):
         rows = []
-    out_console.print(summary_table(rows, device=device_name(device)))
+    try:
+        events = read_events(run_dir).events
+    except (OSError, UnreadableFile):
+        events = []
+    out_console.print(summary_table(rows, device=device_name(device), scheduled=schedules(events)))
     if shard is not None:  # its runs are a part of the sweep: the analysis is the whole sweep's
         root = run_dir.parent.parent
         out_console.print(
@@ -144,9 +153,13 @@ def sweep_into(
             markup=False,
             highlight=False,
         )
-    elif result is not None and result.scaling and (ddp is None or ddp.is_main):
-        for sentence in answers(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
-            out_console.print(sentence, soft_wrap=True, markup=False, highlight=False)
+    elif ddp is None or ddp.is_main:
+        if result is not None and result.scaling:
+            for sentence in answers(result.scaling, cfg.sweep.target_accuracy, device_name(device)):
+                out_console.print(sentence, soft_wrap=True, markup=False, highlight=False)
+        if closing:
+            for line in closing_lines(events):
+                out_console.print(line, soft_wrap=True, markup=False, highlight=False)
     out_console.print(f"run directory: {run_dir}", soft_wrap=True, markup=False)
     if code == EXIT_OK and result is not None and result.status == "done" and (ddp is None or ddp.is_main):
         out_console.print(

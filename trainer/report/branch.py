@@ -30,6 +30,34 @@ def branch_result(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
+def crit_text(point: dict[str, Any]) -> str:
+    """A branch point's B_crit: '70 (48–110)', '69 (3.1–?), not determined' or 'not determined: <reason>'."""
+    crit = with_interval(point.get("B_crit"), point.get("B_crit_lo"), point.get("B_crit_hi"))
+    if point.get("determined"):
+        return crit
+    return (
+        f"not determined: {point.get('reason')}" if point.get("B_crit") is None else f"{crit}, not determined"
+    )
+
+
+def brief(result: dict[str, Any]) -> list[str]:
+    """The section in a few plain lines (what `python -m trainer run` prints at its end): B_crit at each
+    branch point, and the proposed schedule in Megatron-LM's syntax."""
+    lines = [f"branched B_crit (95% interval), from the checkpoints of {result.get('base_run')}:"]
+    for p in result.get("points") or []:
+        lines.append(
+            f"  after epoch {p.get('epoch')} ({count(p.get('samples'))} samples, loss {num(p.get('loss'))}): "
+            f"{crit_text(p)}"
+        )
+    megatron = result.get("megatron") if result.get("schedule") else None
+    lines.append(
+        f"proposed schedule: {megatron} (thresholds in samples)"
+        if megatron
+        else "proposed schedule: none, no point determined its B_crit"
+    )
+    return lines
+
+
 def section(result: dict[str, Any], device: str) -> list[str]:
     """Markdown lines of the section."""
     lines = [
@@ -44,13 +72,8 @@ def section(result: dict[str, Any], device: str) -> list[str]:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in result.get("points") or []:
-        crit = with_interval(p.get("B_crit"), p.get("B_crit_lo"), p.get("B_crit_hi"))
-        if not p.get("determined"):
-            crit = (
-                f"not determined: {p.get('reason')}" if p.get("B_crit") is None else f"{crit}, not determined"
-            )
         lines.append(
-            f"| {p.get('epoch')} | {count(p.get('samples'))} | {num(p.get('loss'))} | {crit} | "
+            f"| {p.get('epoch')} | {count(p.get('samples'))} | {num(p.get('loss'))} | {crit_text(p)} | "
             f"{with_interval(p.get('S_min'), p.get('S_min_lo'), p.get('S_min_hi'))} | "
             f"{with_interval(p.get('E_min'), p.get('E_min_lo'), p.get('E_min_hi'))} | "
             f"{with_interval(p.get('b_simple'), p.get('b_simple_lo'), p.get('b_simple_hi'))} |"

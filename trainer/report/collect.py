@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from trainer.analysis.crossing import fill_from_events
 from trainer.analysis.figures import finite as _finite
@@ -46,25 +46,14 @@ def collect(run_dir: Path) -> dict[str, Any]:
         raise ReportError(str(exc)) from None
     events = log.events
     started = next((e for e in events if e["type"] == EventType.SWEEP_STARTED), {})
-    finished = [
-        e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)
-    ]
+    finished = finished_runs(events)
     if not finished:
         raise ReportError(
             f"{run_dir} holds no finished run yet; wait for one, or run the sweep"
             + (f" ({log.skipped} unreadable lines skipped)" if log.skipped else "")
         )
-    # Branches and a scheduled run are measured apart (their sections): not points of the sweep's own analysis.
-    branches = branch_runs(events)
-    scheduled = scheduled_runs(events)
-    sched_finished = [e for e in finished if e.get("run") in scheduled]
-    # A scheduled run never stands in for a fixed batch size (it has no single one), even while it alone is done.
-    finished = [e for e in finished if e.get("run") not in branches and e.get("run") not in scheduled] or [
-        e for e in finished if e.get("run") not in scheduled
-    ]
-    reasons = {e["run"]: str(e.get("reason") or "") for e in finished if isinstance(e.get("run"), str)}
-    rows, derived = fill_from_events([e["summary"] for e in finished], events, N_CLASSES)
-    rows = _with_final_loss(rows, events)
+    runs = sweep_runs(events)
+    rows = runs.rows
     cfg = started.get("config") if isinstance(started.get("config"), dict) else {}
     optim = cfg.get("optim")
     optim = optim if isinstance(optim, dict) else {}
@@ -85,24 +74,60 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "analysis": result,
         "skipped": log.skipped,
         "events": events,
-        "derived": derived,
-        "reasons": reasons,
+        "derived": runs.derived,
+        "reasons": runs.reasons,
         "test_samples": test_n,
         "eval": recorded,
         "branch": branch_result(events),
-        "scheduled": [
+        "scheduled": runs.scheduled,
+        "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events),
+        "shards": shard_notes,
+    }
+
+
+class Runs(NamedTuple):
+    """A sweep's finished runs as the report reads them."""
+
+    rows: list[dict[str, Any]]  # the fixed runs' summaries, completed from the events
+    derived: Any  # what fill_from_events completed (trainer.analysis.crossing)
+    reasons: dict[str, str]  # each fixed run's run_finished reason
+    #: Each scheduled run: its run_started and its completed summary, or None while it has not finished.
+    scheduled: list[tuple[dict[str, Any], dict[str, Any] | None]]
+
+
+def sweep_runs(events: list[dict[str, Any]]) -> Runs:
+    """The finished runs of the sweep's own analysis and its scheduled runs: what the report and the
+    trainer's closing lines compare."""
+    finished = finished_runs(events)
+    # Branches and a scheduled run are measured apart (their sections): not points of the sweep's own analysis.
+    branches = branch_runs(events)
+    scheduled = scheduled_runs(events)
+    sched_finished = [e for e in finished if e.get("run") in scheduled]
+    # A scheduled run never stands in for a fixed batch size (it has no single one), even while it alone is done.
+    fixed = [e for e in finished if e.get("run") not in branches and e.get("run") not in scheduled] or [
+        e for e in finished if e.get("run") not in scheduled
+    ]
+    reasons = {e["run"]: str(e.get("reason") or "") for e in fixed if isinstance(e.get("run"), str)}
+    rows, derived = fill_from_events([e["summary"] for e in fixed], events, N_CLASSES)
+    done = {e["run"] for e in sched_finished}
+    return Runs(
+        rows=_with_final_loss(rows, events),
+        derived=derived,
+        reasons=reasons,
+        scheduled=[
             (
                 scheduled[e["run"]],
                 _with_final_loss(fill_from_events([e["summary"]], events, N_CLASSES)[0], events)[0],
             )
             for e in sched_finished
         ]
-        + [
-            (st, None) for run_id, st in scheduled.items() if run_id not in {e["run"] for e in sched_finished}
-        ],
-        "finished": any(e["type"] == EventType.SWEEP_FINISHED for e in events),
-        "shards": shard_notes,
-    }
+        + [(st, None) for run_id, st in scheduled.items() if run_id not in done],
+    )
+
+
+def finished_runs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run_finished events that carry a summary."""
+    return [e for e in events if e["type"] == EventType.RUN_FINISHED and isinstance(e.get("summary"), dict)]
 
 
 def _with_final_loss(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -74,6 +74,12 @@ def arrow(stages: list[dict[str, Any]]) -> str:
     return " -> ".join(str(s["batch_size"]) for s in stages)
 
 
+def verdict(result: dict[str, Any], stages: list[dict[str, Any]], target: float | None) -> str:
+    """The verdict sentence on a finished scheduled run (`result`: schedule_verdict.compare's), as this
+    section and the trainer's closing lines both word it."""
+    return schedule_verdict.sentence(result, arrow(stages), target)
+
+
 def section(
     started: dict[str, Any],
     row: dict[str, Any] | None,
@@ -110,7 +116,7 @@ def section(
         lines += ["", "The scheduled run did not finish; nothing to compare."]
         return lines
     result = schedule_verdict.compare(row, fixed)
-    lines += ["", schedule_verdict.sentence(result, arrow(stages), target), ""]
+    lines += ["", verdict(result, stages, target), ""]
     if result.get("best"):
         lines += schedule_verdict.table(result)
         lines += [

@@ -83,4 +83,4 @@ def facts(entries: Sequence[answer.Scheduled], fixed: list[dict], target: float 
             continue
         verdict = schedule_verdict.compare(entry.row, fixed)
         text.append("\n")
-        text.append(schedule_verdict.sentence(verdict, entry.label.split(" ", 1)[1], target))
+        text.append(schedule_verdict.sentence(verdict, entry.sizes_label, target))

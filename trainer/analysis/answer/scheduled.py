@@ -50,12 +50,21 @@ class Scheduled:
         """'ramp 16→64→128' (batch sizes that only grow), else 'schedule 64→16→64'."""
         sizes = self.batch_sizes
         word = "ramp" if all(a <= b for a, b in zip(sizes, sizes[1:])) else "schedule"
-        return f"{word} {'→'.join(str(b) for b in sizes)}"
+        return f"{word} {self.sizes_label}"
+
+    @property
+    def sizes_label(self) -> str:
+        """'16→64→128', its stages' batch sizes (where a table's batch column shows it)."""
+        return "→".join(str(b) for b in self.batch_sizes)
 
     @property
     def lr_label(self) -> str:
         """'lr 0.0125→0.05→0.1', the lr of each stage."""
-        return "lr " + "→".join(setting(lr) if lr is not None else "?" for lr in self.lrs)
+        return "lr " + self.lrs_times(1)
+
+    def lrs_times(self, k: float) -> str:
+        """'0.0125→0.05→0.1': each stage's lr times `k` (split-backward's effective lr, lr x k)."""
+        return "→".join(setting(lr * k) if lr is not None else "?" for lr in self.lrs)
 
     @property
     def mean_batch(self) -> float | None:
