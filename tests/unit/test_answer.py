@@ -277,3 +277,15 @@ def test_b_simple_from_the_runs_end_is_not_called_the_one_at_the_target():
     )
     at_target = {**at_end, "b_simple": 290.0, "b_simple_at": "target"}
     assert b_simple_sentence(at_target).startswith("B_simple at the target 290 (median over batch 8, 32;")
+
+
+def test_batch_sizes_that_each_trained_one_lr_claim_no_rule():
+    # The lrs follow the config's linear rule exactly: a slope through them would only repeat it.
+    rows = [_row(b, 0.01 * b / 8, s, steps=800 // b) for b in (8, 32, 128) for s in (0, 1)]
+    rule = answer.lr_rule(lr_points(rows))
+    assert rule.slope is None and rule.kind == ""
+    assert "each batch size trained one lr" in answer.rule_sentence(rule)
+    # One batch size with a grid beside two without: still no slope (it needs 2 measured best lrs).
+    rows += [_row(8, 0.02, s, steps=90) for s in (0, 1)]
+    rule = answer.lr_rule(lr_points(rows))
+    assert rule.slope is None and "1 batch size with a best lr" in rule.reason

@@ -191,3 +191,8 @@ def test_the_report_section_states_the_curve_the_schedule_and_its_expected_savin
     assert '`--step-batch-size-schedule "0:32"`' in text
     assert "(36% fewer)" in text and "12% less" in text and "on cpu" in text
     assert 'batch_schedule = "0:32:0.02"' in text
+    assert "40,000 samples (33% fewer)" in text and "has not been trained" in text
+    result["expected"].update(time_saved=-0.028, samples_saved=-0.31, samples=47_161.3)
+    text = "\n".join(section(result, "cpu", trained="sched32"))
+    assert "2.8% more time" in text and "47,000 samples (31% more)" in text
+    assert "trained as sched32" in text and "has not been trained" not in text

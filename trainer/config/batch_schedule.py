@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 
 PROPOSED = "proposed"
+#: run_started.batch_schedule_source of a run that trains the schedule its sweep's branches proposed.
+PROPOSED_SOURCE = "proposed by the sweep's branches"
 FORMAT_HINT = 'e.g. "0:32 24000:64 48000:128" (samples:batch_size, optionally :lr), or "proposed"'
 
 

@@ -58,8 +58,9 @@ def brief(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def section(result: dict[str, Any], device: str) -> list[str]:
-    """Markdown lines of the section."""
+def section(result: dict[str, Any], device: str, trained: str = "") -> list[str]:
+    """Markdown lines of the section. `trained`: the run id of the scheduled run that trained the proposal
+    ("" when the sweep did not train it)."""
     lines = [
         "",
         "## Critical batch size over training (branched)",
@@ -116,22 +117,40 @@ def section(result: dict[str, Any], device: str) -> list[str]:
         return lines
     lines.append(
         f"- batch {describe(stages)} (the largest measured batch size at or below each point's B_crit, "
-        "never decreasing; lr from the config's lr rule)"
+        "never decreasing; each at the lr its branches measured best there, else the config's lr rule)"
     )
     lines.append(f"- Megatron-LM: `{result.get('megatron')}` (thresholds in samples)")
     exp = result.get("expected") or {}
     if exp:
-        time = (
-            f", time {pct(exp['time_saved'], 2)} less (each batch size's seconds per step alone on {device})"
-            if exp.get("time_saved") is not None
-            else ""
-        )
         lines.append(
             f"- expected against batch {exp.get('base_batch_size')} fixed, for the progress it made in "
-            f"{count(exp.get('base_samples'))} samples: {count(exp.get('steps'))} steps instead of "
-            f"{count(exp.get('base_steps'))} ({pct(exp.get('steps_saved'), 2)} fewer), "
-            f"{count(exp.get('samples'))} samples{time}. An estimate from the fitted S(B) at each point; "
-            "the schedule itself has not been trained."
+            f"{count(exp.get('base_samples'))} samples: {sig(exp.get('steps'))} steps instead of "
+            f"{count(exp.get('base_steps'))} ({change(exp.get('steps_saved'), 'fewer', 'more')}), "
+            f"{sig(exp.get('samples'))} samples ({change(exp.get('samples_saved'), 'fewer', 'more')})"
+            + (
+                f", {change(exp['time_saved'], 'less', 'more')} time (each batch size's seconds per step alone "
+                f"on {device})"
+                if exp.get("time_saved") is not None
+                else ""
+            )
+            + ". An estimate from the fitted S(B) at each point"
+            + (
+                f"; the schedule itself trained as {trained} (measured in the next section)."
+                if trained
+                else "; the schedule itself has not been trained (sweep.batch_schedule = \"proposed\" trains it)."
+            )
         )
     lines += ["", "```toml", to_toml(stages).rstrip(), "```"]
     return lines
+
+
+def sig(value: Any) -> str:
+    """An estimated count in two significant figures, thousands separated: 350, 47,000."""
+    return count(float(f"{value:.2g}")) if isinstance(value, (int, float)) else "-"
+
+
+def change(saved: Any, fewer: str, more: str) -> str:
+    """A saved fraction in words, two significant figures: "38% fewer", "2.8% more"."""
+    if not isinstance(saved, (int, float)):
+        return "-"
+    return f"{pct(abs(saved), 2)} {fewer if saved >= 0 else more}"

@@ -23,7 +23,6 @@ from trainer.plan import RunSettings, RunSpec, scheduled_spec
 from trainer.sweep.calibrate import StepTimes
 
 CONFIGURED = "as configured in sweep.batch_schedule"
-PROPOSED_SOURCE = "proposed by the sweep's branches"
 
 
 def is_proposed(cfg: Config) -> bool:

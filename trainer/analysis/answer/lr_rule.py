@@ -142,6 +142,20 @@ def lr_rule(
     """The measured lr rule: best lr against batch size on log-log axes, fitted by least squares
     through the best lrs tried, with the slope's 95% interval from draws over the tie bands."""
     best = best_lrs(points, variant)
+    # A batch size that trained one lr has no best lr measured: its lr is the config's (its rule's) choice,
+    # and a slope through such points would only repeat that rule.
+    if len(best) >= 2 and all(p.hi <= p.lo for p in best):
+        return LrRule(
+            best,
+            None,
+            None,
+            None,
+            None,
+            "",
+            "each batch size trained one lr, the config's, not a measured best: add an lr grid (sweep.lrs)",
+        )
+    if len(best) >= 2:
+        best = [p for p in best if p.hi > p.lo]
     if len(best) < 2:
         n = len(best)
         return LrRule(
