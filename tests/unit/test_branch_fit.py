@@ -196,3 +196,15 @@ def test_the_report_section_states_the_curve_the_schedule_and_its_expected_savin
     text = "\n".join(section(result, "cpu", trained="sched32"))
     assert "2.8% more time" in text and "47,000 samples (31% more)" in text
     assert "trained as sched32" in text and "has not been trained" not in text
+
+
+def test_the_run_that_trained_the_proposal_is_named():
+    from trainer.config.batch_schedule import PROPOSED_SOURCE
+    from trainer.report.branch import proposed_run
+
+    configured = {"run": "sched16-64", "batch_schedule_source": "as configured in sweep.batch_schedule"}
+    assert proposed_run([configured]) == ""
+    assert (
+        proposed_run([configured, {"run": "sched32-256", "batch_schedule_source": PROPOSED_SOURCE}])
+        == "sched32-256"
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from trainer.analysis.figures import count, num, pct, setting, span, with_interval
 from trainer.analysis.schedule import describe, to_toml
-from trainer.config.batch_schedule import Stage
+from trainer.config.batch_schedule import PROPOSED_SOURCE, Stage
 
 BRANCH_RESULT = "branch_result"
 
@@ -154,3 +154,9 @@ def change(saved: Any, fewer: str, more: str) -> str:
     if not isinstance(saved, (int, float)):
         return "-"
     return f"{pct(abs(saved), 2)} {fewer if saved >= 0 else more}"
+
+
+def proposed_run(started: list[dict[str, Any]]) -> str:
+    """The run id of the scheduled run (its run_started among `started`) that trained the branches'
+    proposal; "" when none did."""
+    return next((str(e.get("run")) for e in started if e.get("batch_schedule_source") == PROPOSED_SOURCE), "")

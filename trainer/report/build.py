@@ -20,7 +20,7 @@ from trainer.analysis.answer.scheduled import fit_note
 from trainer.analysis.bcrit import DRAWS, MAX_SPAN, MIN_POINTS
 from trainer.analysis.figures import count, setting, sig, span, with_interval
 from trainer.analysis.figures import finite as _finite
-from trainer.config.batch_schedule import PROPOSED_SOURCE
+from trainer.report.branch import proposed_run
 from trainer.report.branch import section as branch_section
 from trainer.report.collect import collect
 from trainer.report.schedule import entries, matrix_rows
@@ -377,15 +377,8 @@ def markdown(facts: dict[str, Any], plots: bool = True) -> str:
         "its 95% interval where measured: at the target crossing, and at the run's end.",
     ]
     if facts.get("branch"):
-        proposed = next(
-            (
-                str(e.get("run"))
-                for e, _ in facts.get("scheduled") or []
-                if e.get("batch_schedule_source") == PROPOSED_SOURCE
-            ),
-            "",
-        )
-        lines += branch_section(facts["branch"], str(s.get("device") or "?"), proposed)
+        trained = proposed_run([e for e, _ in facts.get("scheduled") or []])
+        lines += branch_section(facts["branch"], str(s.get("device") or "?"), trained)
     for started_event, row in facts.get("scheduled") or []:
         lines += schedule_section(
             started_event, row, facts["rows"], facts["events"], target, str(s.get("device") or "?")
