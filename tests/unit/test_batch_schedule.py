@@ -85,10 +85,10 @@ def test_the_verdict_compares_with_the_fastest_fixed_batch_and_gives_intervals()
     assert result["samples"]["saved"] == pytest.approx(1 - 6000 / 6400)
     text = schedule_verdict.sentence(result, "16 -> 64", 0.8)
     assert text.startswith(
-        "The schedule 16 -> 64 reached 80.0% accuracy in 50% fewer steps (saved: 47% to 52%)"
+        "The schedule 16 -> 64 reached 80.0% accuracy in 50% fewer steps (interval 47% to 52%)"
     )
     assert (
-        "25% less time alone (saved: 21% to 29%)" in text
+        "25% less time alone (interval 21% to 29%)" in text
         and "best fixed batch (16, the fastest to the target alone)" in text
     )
     assert text.endswith("it saved time.")
@@ -128,3 +128,17 @@ def test_change_points_follow_the_batches_that_start_in_each_stage():
     assert change_points(parse("0:64 100:32"), 600, 1) == [(0, 0, 64), (2, 128, 32)]
     # an epoch's last batch is what is left of it: 600 = 9 x 64 + 24
     assert change_points(parse("0:64 590:32"), 600, 2) == [(0, 0, 64), (10, 600, 32)]
+
+
+def test_a_loss_reads_as_more_with_its_interval_in_the_same_words():
+    share = schedule_verdict._share
+    assert share({"saved": -6.2, "saved_lo": -7.0, "saved_hi": -5.8}, "fewer", "more", "steps") == (
+        "620% more steps (interval 580% to 700%)"
+    )
+    assert share({"saved": -0.093, "saved_lo": -0.21, "saved_hi": 0.027}, "less", "more", "time") == (
+        "9.3% more time (interval 21% more to 2.7% less)"
+    )
+    # exact step counts: an interval narrower than the rounding says nothing
+    assert share({"saved": -1.4, "saved_lo": -1.401, "saved_hi": -1.399}, "fewer", "more", "steps") == (
+        "140% more steps"
+    )

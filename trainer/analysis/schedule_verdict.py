@@ -88,10 +88,18 @@ def compare(scheduled: dict[str, Any], fixed: list[dict[str, Any]]) -> dict[str,
 
 
 def _share(entry: dict[str, Any], fewer: str, more: str, noun: str) -> str:
-    """'31% fewer steps (interval 25% to 37% saved)'; a negative saving is 'more'."""
-    saved = entry["saved"]
+    """'31% fewer steps (interval 25% to 37%)'; a negative saving is 'more' ('140% more steps', its interval
+    in the same words); an interval that straddles no change names both sides; one narrower than the
+    rounding (step counts are exact) is left out."""
+    saved, lo, hi = entry["saved"], entry["saved_lo"], entry["saved_hi"]
     word = fewer if saved >= 0 else more
-    return f"{pct(abs(saved), 2)} {word} {noun} (saved: {pct(entry['saved_lo'], 2)} to {pct(entry['saved_hi'], 2)})"
+    text = f"{pct(abs(saved), 2)} {word} {noun}"
+    if pct(lo, 2) == pct(hi, 2):
+        return text
+    if lo >= 0 or hi <= 0:  # the whole interval on one side: its magnitudes, in the same word
+        a, b = sorted((abs(lo), abs(hi)))
+        return f"{text} (interval {pct(a, 2)} to {pct(b, 2)})"
+    return f"{text} (interval {pct(-lo, 2)} {more} to {pct(hi, 2)} {fewer})"
 
 
 def sentence(result: dict[str, Any], schedule_text: str, target: float | None) -> str:
