@@ -186,7 +186,7 @@ def test_the_report_section_states_the_curve_the_schedule_and_its_expected_savin
         },
     }
     text = "\n".join(section(result, "cpu"))
-    assert "| 1 | 10,000 | 0.610 | 40 (30–55) |" in text
+    assert "| 1 | 10,000 | 0.610 | - | 40 (30–55) |" in text
     assert "25 (20–31)" in text  # B_simple beside it
     assert '`--step-batch-size-schedule "0:32"`' in text
     assert "(36% fewer)" in text and "12% less" in text and "on cpu" in text

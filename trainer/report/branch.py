@@ -69,12 +69,13 @@ def section(result: dict[str, Any], device: str, trained: str = "") -> list[str]
         f"each batch size trained until the evaluation-slice loss fell by {pct(result.get('decrease'), 2)}; "
         "steps and samples are counted from the branch point, as intervals between two evaluations.",
         "",
-        "| epoch | samples | loss | B_crit (95%) | S_min | E_min | B_simple (95%) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| epoch | samples | loss | acc | B_crit (95%) | S_min | E_min | B_simple (95%) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in result.get("points") or []:
         lines.append(
-            f"| {p.get('epoch')} | {count(p.get('samples'))} | {num(p.get('loss'))} | {crit_text(p)} | "
+            f"| {p.get('epoch')} | {count(p.get('samples'))} | {num(p.get('loss'))} | {pct(p.get('acc'), 3)} | "
+            f"{crit_text(p)} | "
             f"{with_interval(p.get('S_min'), p.get('S_min_lo'), p.get('S_min_hi'))} | "
             f"{with_interval(p.get('E_min'), p.get('E_min_lo'), p.get('E_min_hi'))} | "
             f"{with_interval(p.get('b_simple'), p.get('b_simple_lo'), p.get('b_simple_hi'))} |"

@@ -175,6 +175,7 @@ class Branch:
         if run_dir:
             self.run.on_epoch_end = CheckpointWriter(run_dir)
         self.loss0: float | None = None
+        self.acc0: float | None = None
         self.target: float | None = None
         self.hit: Crossing | None = None
         self.run.started_extra = self._started(None)
@@ -184,6 +185,7 @@ class Branch:
         state = torch.load(io.BytesIO(self.point.state), map_location=run.device, weights_only=True)
         _restore(state, run, self.point)
         self.loss0, acc0 = evaluate(run.parts.model, self.test.slice_x, self.test.slice_y)
+        self.acc0 = acc0
         # The target: the fall from the base run's trend there (its smoothed slice loss), else from this reading.
         level = self.trend if self.trend is not None else self.loss0
         self.target = level * (1 - self.cfg.branch.decrease) if level is not None else None
@@ -243,6 +245,7 @@ class Branch:
             "step_s": step_s,
             "status": run.status,
             "loss": self.loss0,
+            "acc": self.acc0,
         }
 
 
@@ -297,7 +300,7 @@ def run_branches(
             continue
         point = load_point(point)
         measured = []
-        loss = None
+        loss = acc = None
         trend = keeper.trend(point.samples)
         branches = [
             Branch(
@@ -319,6 +322,7 @@ def run_branches(
         for m in trains.train(branches, f"e{epoch}"):
             measured.append(m)
             loss = m["loss"] if m["loss"] is not None else loss
+            acc = m["acc"] if m.get("acc") is not None else acc
             if m["step_s"] is not None:
                 step_times.setdefault(m["batch_size"], []).append(m["step_s"])
         fit = fit_point(measured)
@@ -328,6 +332,7 @@ def run_branches(
             "iters": point.iters,
             "samples": point.samples,
             "loss": loss,
+            "acc": acc,
             "b_simple": probe.get("b_simple"),
             "b_simple_lo": probe.get("b_simple_lo"),
             "b_simple_hi": probe.get("b_simple_hi"),

@@ -16,7 +16,7 @@ import numpy as np
 from rich.text import Text
 
 from trainer.analysis import schedule_verdict
-from trainer.analysis.figures import count, with_interval
+from trainer.analysis.figures import count, pct, with_interval
 from tui.render.braille import Chart, Line
 from tui.render.ticks import log_ticks, ticks_with_labels
 from tui.state.sweep import SweepState
@@ -121,7 +121,7 @@ def facts_text(state: SweepState) -> Text:
         text.append("No branch point measured yet: the base run keeps checkpoints at branch.epochs, and the ")
         text.append("branches train from them once it is done.", style="dim")
         return text
-    text.append("epoch  samples   loss   B_crit (95%)        B_simple (95%)\n", style="bold")
+    text.append("epoch  samples   loss     acc   B_crit (95%)        B_simple (95%)\n", style="bold")
     for p in points:
         crit = (
             with_interval(p.get("B_crit"), p.get("B_crit_lo"), p.get("B_crit_hi"))
@@ -131,7 +131,8 @@ def facts_text(state: SweepState) -> Text:
         simple = with_interval(p.get("b_simple"), p.get("b_simple_lo"), p.get("b_simple_hi"))
         loss = p.get("loss")
         loss_s = f"{loss:.3f}" if isinstance(loss, (int, float)) else "-"
-        text.append(f"{p.get('epoch', '-')!s:>5}  {count(p.get('samples')):>7}  {loss_s:>5}   ")
+        acc_s = pct(p.get("acc"), 3)
+        text.append(f"{p.get('epoch', '-')!s:>5}  {count(p.get('samples')):>7}  {loss_s:>5}  {acc_s:>6}   ")
         text.append(f"{crit:<19}", style=BCRIT_COLOR if p.get("determined") else "dim")
         text.append(f" {simple}\n", style=BSIMPLE_COLOR)
     result = state.branch_result
