@@ -154,3 +154,21 @@ def test_fields_a_run_recorded_are_kept():
     (row,), notes = fill_from_events(rows, events)
     assert row["iters_to_target_lo"] == 170 and row["final_test_acc"] == 0.96
     assert not any("crossing" in n for n in notes)
+
+
+def test_collapse_is_judged_against_the_datasets_own_chance():
+    from trainer.report.collect import classes
+
+    events = [
+        {"type": "sweep_started", "classes": 100},
+        {"type": "run_started", "run": "b", "batch_size": 10, "split_chunks": 1},
+        _epoch("b", 1, 100, 0.926),
+        _epoch("b", 2, 200, 0.829),
+        _epoch("b", 3, 300, 0.1135, loss=2.36),
+    ]
+    rows = [{"run": "b", "batch_size": 10, "lr": 0.2, "split_chunks": 1, "status": "done"}]
+    assert classes(events) == 100 and classes(events[1:]) == 10  # an older directory: ten, as before
+    # 11% on ten classes is chance (collapsed); on a hundred it is eleven times chance
+    (ten,), _ = fill_from_events(rows, events, classes(events[1:]))
+    (hundred,), _ = fill_from_events(rows, events, classes(events))
+    assert ten["status"] == "collapsed" and hundred["status"] == "done"

@@ -178,7 +178,7 @@ def _last_iter(events: Iterable[dict[str, Any]]) -> dict[str, float]:
 def fill_from_events(
     rows: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], n_classes: int = 10
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Copies of summary rows with the issue-13 fields their runs did not record, derived from the
+    """Copies of summary rows with the fields older trainers did not record, derived from the
     run directory's events, and notes saying what was derived. A field already in a row is kept.
 
     - crossing interval: lo = the totals at the end of the epoch before the target epoch (epoch-end

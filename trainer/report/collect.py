@@ -19,7 +19,7 @@ from trainer.report.schedule import scheduled_runs
 from trainer.runlog import EVENTS, EventType, RunDirError, UnreadableFile, read_events
 from trainer.runlog.shards import is_sharded, read_sharded
 
-N_CLASSES = 10  # every dataset the trainer knows (mnist, fashion-mnist, synthetic-digits) has 10
+N_CLASSES = 10  # a run directory whose sweep_started names no `classes` (an older trainer's): mnist-like
 FULL_TEST_SET = 10_000  # their test sets, when data.test_samples = 0
 
 
@@ -108,7 +108,8 @@ def sweep_runs(events: list[dict[str, Any]]) -> Runs:
         e for e in finished if e.get("run") not in scheduled
     ]
     reasons = {e["run"]: str(e.get("reason") or "") for e in fixed if isinstance(e.get("run"), str)}
-    rows, derived = fill_from_events([e["summary"] for e in fixed], events, N_CLASSES)
+    n_classes = classes(events)
+    rows, derived = fill_from_events([e["summary"] for e in fixed], events, n_classes)
     done = {e["run"] for e in sched_finished}
     return Runs(
         rows=_with_final_loss(rows, events),
@@ -117,7 +118,7 @@ def sweep_runs(events: list[dict[str, Any]]) -> Runs:
         scheduled=[
             (
                 scheduled[e["run"]],
-                _with_final_loss(fill_from_events([e["summary"]], events, N_CLASSES)[0], events)[0],
+                _with_final_loss(fill_from_events([e["summary"]], events, n_classes)[0], events)[0],
             )
             for e in sched_finished
         ]
@@ -152,3 +153,11 @@ def _positive(value: Any) -> float | None:
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     )
     return value if ok else None
+
+
+def classes(events: list[dict[str, Any]]) -> int:
+    """The number of classes the sweep's dataset has (sweep_started.classes; chance accuracy is 1 / it),
+    N_CLASSES where it is not recorded."""
+    started = next((e for e in events if e.get("type") == "sweep_started"), {})
+    n = started.get("classes")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 2 else N_CLASSES
