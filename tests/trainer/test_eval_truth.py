@@ -36,6 +36,18 @@ def _evaluate(ledger: Ledger, acc: float, loss: float = 1.0) -> None:
     )
 
 
+def test_a_run_goes_on_where_its_accuracy_is_well_above_its_own_datasets_chance():
+    # 9% after 57% is chance on ten classes (a collapse that ends the run), nine times chance on a hundred.
+    ten, _ = _ledger()
+    hundred, _ = _ledger()
+    hundred.classes = 100
+    for acc in (0.31, 0.573, 0.09, 0.098):
+        _evaluate(ten, acc)
+        _evaluate(hundred, acc)
+    assert ten.fell_back() is not None
+    assert hundred.fell_back() is None and hundred.end_verdict() is None
+
+
 def test_a_run_that_collapses_in_its_first_epoch_has_the_accuracy_it_reached():
     # `make run`'s batch 1 "collapsed after reaching 57.3%" while its table and summary had no accuracy.
     ledger, sink = _ledger()

@@ -50,6 +50,7 @@ class Ledger:
         self.target_accuracy = target_accuracy
         self.totals = RunTotals()
         self.eval_samples = 0  # images of the evaluation slice (the run sets it)
+        self.classes = 10  # the dataset's classes: chance accuracy is 1 / it (the run sets it)
         self._pending: list[torch.Tensor] = []  # losses of the block not yet copied to the host
         self._pending_first = 0
         self._epoch_loss_sum = 0.0
@@ -252,11 +253,11 @@ class Ledger:
 
     def fell_back(self) -> Collapse | None:
         """A collapse that ends the run now (trainer.engine.totals.fell_back), recorded in the totals."""
-        return fell_back(self.totals)
+        return fell_back(self.totals, self.classes)
 
     def end_verdict(self) -> Collapse | None:
         """At the run's last epoch: a collapse or a run that never learned (trainer.engine.totals.end_verdict)."""
-        return end_verdict(self.totals)
+        return end_verdict(self.totals, self.classes)
 
     def summary(self, **fields: Any) -> dict[str, Any]:
         """The run's row of summary.csv (trainer.engine.summary.summary_row: status, split_chunks, optim,

@@ -110,6 +110,7 @@ class Run(SweepRun):
         self.status: str | None = None  # None while running
         self.reason = ""
         self.ledger = Ledger(spec, emitter, settings.target_accuracy)
+        self.ledger.classes = dataset.num_classes
         self.ledger.eval_samples = test.slice_size
         self.split_chunks = spec.split_chunks
         self.split_requested = 0  # the chunks the app's switch last asked for (0: none yet)

@@ -121,27 +121,27 @@ def _own_evals(totals: RunTotals) -> list[dict[str, Any]]:
     return [e for e in evals if _eval_set(e) == kind]
 
 
-def fell_back(totals: RunTotals) -> Collapse | None:
+def fell_back(totals: RunTotals, classes: int = 10) -> Collapse | None:
     """A collapse that ends the run now: accuracy back near chance after being well above it, and
     confirmed by the next evaluation, over the run's evaluations so far (trainer/analysis/collapse.py).
     Recorded in the totals."""
     evals = _own_evals(totals)
-    verdict = find_collapse([e["acc"] for e in evals])
+    verdict = find_collapse([e["acc"] for e in evals], n_classes=classes)
     return _book(totals, verdict, evals) if verdict is not None else None
 
 
-def end_verdict(totals: RunTotals) -> Collapse | None:
+def end_verdict(totals: RunTotals, classes: int = 10) -> Collapse | None:
     """At the run's last epoch: a fall back seen once at its last evaluation, confirmed by the
     training loss before it; else a collapse over the epoch-end evaluations of the run's kind (epoch
     training loss), either kind: a run that never learned is told from a slow learner by its loss."""
     evals = _own_evals(totals)
     verdict = find_collapse(
-        [e["acc"] for e in evals], [e.get("stretch", e["loss"]) for e in evals], final=True
+        [e["acc"] for e in evals], [e.get("stretch", e["loss"]) for e in evals], classes, final=True
     )
     if verdict is not None and verdict.kind == "fell_back":
         return _book(totals, verdict, evals)
     ends = [e for e in evals if e["epoch_end"]]
-    verdict = find_collapse([e["acc"] for e in ends], [e["loss"] for e in ends])
+    verdict = find_collapse([e["acc"] for e in ends], [e["loss"] for e in ends], classes)
     return _book(totals, verdict, ends) if verdict is not None else None
 
 
