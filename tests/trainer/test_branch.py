@@ -17,9 +17,9 @@ def _shared_dataset(tiny_dataset, monkeypatch):
     monkeypatch.setattr("trainer.sweep.prepare.load_dataset", lambda cfg, **kwargs: tiny_dataset)
 
 
-def _branch_sweep(tiny_config, run_dir: str = "", **branch):
+def _branch_sweep(tiny_config, run_dir: str = "", batch_schedule: str = "", **branch):
     cfg = tiny_config(
-        sweep={"batch_sizes": [20], "epochs": 2},
+        sweep={"batch_sizes": [20], "epochs": 2, "batch_schedule": batch_schedule},
         optim={"lr": 0.3},
         perf={"cpu_threads": 1},
         gns={"every": 0, "probe_every": 0},
@@ -118,3 +118,28 @@ def test_a_sweep_interrupted_during_its_branches_resumes_them_from_the_kept_poin
     assert sum(e["type"] == "branch_result" for e in events) == 1
     for run_id in ("e1-bs10", "e1-bs60"):
         assert _losses(again, run_id) == _losses(sink, run_id)
+
+
+def test_a_proposed_schedule_trains_after_the_branches_as_one_more_run(tiny_config, monkeypatch):
+    # The fit itself is tested on known S(B) data (tests/unit/test_branch_fit.py); here it is fixed, so that
+    # the sweep's own path from the branches' proposal to the scheduled run is what is tested.
+    fits = iter([15.0, 70.0])
+    monkeypatch.setattr(
+        "trainer.sweep.branch.fit_point",
+        lambda measured: {"determined": True, "reason": "", "B_crit": next(fits), "best_lr": {"60": 0.5}},
+    )
+    from trainer.config.batch_schedule import PROPOSED_SOURCE
+
+    _, sink = _branch_sweep(tiny_config, batch_schedule="proposed", epochs=[1, 2], max_samples=120)
+    [result] = sink.of_type("branch_result")
+    assert [(s["samples"], s["batch_size"]) for s in result["schedule"]] == [(0, 10), (1200, 60)]
+    [started] = [e for e in sink.of_type("run_started") if e.get("batch_schedule")]
+    assert started["batch_schedule_source"] == PROPOSED_SOURCE
+    assert [s["lr"] for s in started["batch_schedule"]] == [
+        0.3,
+        0.5,
+    ]  # the rule's (no best lr at 10), measured
+    [changed] = [e for e in sink.of_type("batch_size_changed") if e["run"] == started["run"]]
+    assert (changed["samples"], changed["batch_size"], changed["lr"]) == (1200, 60, 0.5)
+    [done] = [e for e in sink.of_type("run_finished") if e["run"] == started["run"]]
+    assert done["status"] in ("done", "target")

@@ -15,6 +15,7 @@ import torch
 
 from trainer.analysis.scaling import analyse
 from trainer.config import Config, config_to_dict
+from trainer.config.batch_schedule import PROPOSED_SOURCE
 from trainer.data.datasets import Dataset, as_inputs
 from trainer.engine import fuse
 from trainer.engine.checkpoint import CheckpointWriter
@@ -249,7 +250,7 @@ def run_prepared(
                     log("batch_schedule: the branches proposed no schedule (no point determined its B_crit)")
                 else:
                     run = Run(spec, settings, dataset, device, emitter, test, controls)
-                    run.started_extra = scheduled.started_fields(spec, scheduled.PROPOSED_SOURCE)
+                    run.started_extra = scheduled.started_fields(spec, PROPOSED_SOURCE)
                     run.fused_reason = "its batch size changes as it trains (sweep.batch_schedule)"
                     if run_dir:
                         run.on_epoch_end = CheckpointWriter(run_dir)
