@@ -87,13 +87,19 @@ def compare(scheduled: dict[str, Any], fixed: list[dict[str, Any]]) -> dict[str,
     return out
 
 
+def change(saved: Any, fewer: str, more: str) -> str:
+    """A saved fraction in words, two significant figures: "38% fewer", "2.8% more"; "-" for nothing."""
+    if not isinstance(saved, (int, float)):
+        return "-"
+    return f"{pct(abs(saved), 2)} {fewer if saved >= 0 else more}"
+
+
 def _share(entry: dict[str, Any], fewer: str, more: str, noun: str) -> str:
     """'31% fewer steps (interval 25% to 37%)'; a negative saving is 'more' ('140% more steps', its interval
     in the same words); an interval that straddles no change names both sides; one narrower than the
     rounding (step counts are exact) is left out."""
     saved, lo, hi = entry["saved"], entry["saved_lo"], entry["saved_hi"]
-    word = fewer if saved >= 0 else more
-    text = f"{pct(abs(saved), 2)} {word} {noun}"
+    text = f"{change(saved, fewer, more)} {noun}"
     if pct(lo, 2) == pct(hi, 2):
         return text
     if lo >= 0 or hi <= 0:  # the whole interval on one side: its magnitudes, in the same word

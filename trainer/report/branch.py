@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainer.analysis.figures import count, num, pct, setting, span, with_interval
+from trainer.analysis.figures import count, num, pct, setting, sig, span, with_interval
 from trainer.analysis.schedule import describe, to_toml
+from trainer.analysis.schedule_verdict import change
 from trainer.config.batch_schedule import PROPOSED_SOURCE, Stage
 
 BRANCH_RESULT = "branch_result"
@@ -143,18 +144,6 @@ def section(result: dict[str, Any], device: str, trained: str = "") -> list[str]
         )
     lines += ["", "```toml", to_toml(stages).rstrip(), "```"]
     return lines
-
-
-def sig(value: Any) -> str:
-    """An estimated count in two significant figures, thousands separated: 350, 47,000."""
-    return count(float(f"{value:.2g}")) if isinstance(value, (int, float)) else "-"
-
-
-def change(saved: Any, fewer: str, more: str) -> str:
-    """A saved fraction in words, two significant figures: "38% fewer", "2.8% more"."""
-    if not isinstance(saved, (int, float)):
-        return "-"
-    return f"{pct(abs(saved), 2)} {fewer if saved >= 0 else more}"
 
 
 def proposed_run(started: list[dict[str, Any]]) -> str:
