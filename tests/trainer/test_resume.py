@@ -11,6 +11,7 @@ import tomllib
 import torch
 
 import trainer.engine.steps as steps
+import trainer.sweep.calibrate as calibrate
 import trainer.sweep.driver as sweep
 from trainer.cli.exits import EXIT_INTERRUPTED
 from trainer.cli.main import main, resume_sweep
@@ -83,18 +84,27 @@ def training_results(run_dir: Path) -> dict[str, dict]:
 
 
 def _interrupt_at(monkeypatch, batch_size: int, call: int) -> None:
-    """Ctrl-C during the `call`-th step of the run with this batch size."""
-    real = steps.plain_step
-    calls = {"n": 0}
+    """Ctrl-C during the `call`-th training step of the run with this batch size. The steps the sweep times
+    alone first (trainer.sweep.calibrate) do not count: how many it takes depends on the machine's speed."""
+    real, real_timing = steps.plain_step, calibrate.time_steps
+    calls = {"n": 0, "timing": False}
 
     def step(model, opt, x, y):
-        if x.shape[0] == batch_size:
+        if x.shape[0] == batch_size and not calls["timing"]:
             calls["n"] += 1
             if calls["n"] == call:
                 raise KeyboardInterrupt
         return real(model, opt, x, y)
 
+    def timing(*args, **kwargs):
+        calls["timing"] = True
+        try:
+            return real_timing(*args, **kwargs)
+        finally:
+            calls["timing"] = False
+
     monkeypatch.setattr(steps, "plain_step", step)
+    monkeypatch.setattr(calibrate, "time_steps", timing)
 
 
 def test_ctrl_c_then_resume_keeps_finished_runs_and_continues_the_others(

@@ -186,7 +186,8 @@ async def test_attach_shows_a_stale_lock_then_follows_a_resume_that_replaces_the
         await wait_for(
             pilot,
             lambda: (
-                len(app.state.runs["bs60"].epochs)
+                "bs60" in app.state.runs  # the rebuilt state may not have reached the run yet
+                and len(app.state.runs["bs60"].epochs)
                 == len([e for e in expected if e["type"] == "epoch_end" and e["run"] == "bs60"])
             ),
         )  # rebuilt, not applied twice
@@ -422,6 +423,7 @@ async def test_attached_after_a_split_with_k3_shows_it_on_and_s_turns_it_off(tmp
                 lambda: (
                     app.feed is not None
                     and app.feed.controllable
+                    and "bs60" in app.state.runs  # the feed may be up before the replay reached the run
                     and app.state.runs["bs60"].split_chunks == 3
                 ),
             )
